@@ -1,0 +1,12 @@
+//! The pure export engine: rusqlite and the output channel, no storage or cloud types.
+//!
+//! [`plan`] turns the schema into objects and steps, [`render`] encodes values,
+//! [`output`] cuts bytes into fixed-size parts, [`export`] runs one chunk.
+
+pub mod export;
+pub mod output;
+pub mod plan;
+pub mod render;
+
+pub use export::{open_database, run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ExportOutcome, ProgressFn};
+pub use output::{Tail, UploadEvent};

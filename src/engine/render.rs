@@ -1,0 +1,244 @@
+//! Rendering of SQLite values and rows as SQL, CSV and JSON text.
+//!
+//! This is the hot path: every value of the database passes through here once, written
+//! straight into a reusable byte buffer without intermediate `String`s.
+//!
+//! Documented encodings (see README "Formats"):
+//! * SQL: exact. REALs use the shortest round-trip decimal; magnitudes below 1e-250
+//!   (where the sqlite3 3.40 parser is inexact) are written as an exact product of a
+//!   scaled literal and 2^-300 twice. TEXT that is not valid UTF-8 or holds control
+//!   characters other than TAB/LF is written as `CAST(X'..' AS TEXT)`, keeping NULs.
+//! * CSV: NULL is an empty unquoted field, the empty string is `""`; BLOB is `\x` + hex;
+//!   REAL is the shortest round-trip decimal, `Infinity`/`-Infinity`.
+//! * JSON: BLOB is `{"$base64":"…"}`, ±Inf is `{"$real":"Infinity"}`, TEXT that is not
+//!   valid UTF-8 is `{"$textBase64":"…"}`; every other value is a plain JSON value.
+
+use base64::Engine;
+use rusqlite::types::ValueRef;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends lowercase hex of `bytes`.
+pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(HEX[(b >> 4) as usize]);
+        out.push(HEX[(b & 15) as usize]);
+    }
+}
+
+fn push_int(out: &mut Vec<u8>, i: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+}
+
+/// Shortest round-trip decimal of a finite double, always with a `.` or an exponent so
+/// it reads back as REAL (`3.0`, `1e20`, `-0.0`).
+fn push_finite_real(out: &mut Vec<u8>, f: f64) {
+    out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
+}
+
+/// 2^-300, whose shortest decimal the sqlite3 3.40 parser reads exactly.
+const TWO_POW_MINUS_300: &str = "4.909093465297727e-91";
+
+/// Writes a REAL as SQL so that the `sqlite3` shell reads back the identical bits.
+pub fn push_sql_real(out: &mut Vec<u8>, f: f64) {
+    if f.is_nan() {
+        out.extend_from_slice(b"NULL");
+    } else if f.is_infinite() {
+        out.extend_from_slice(if f > 0.0 { b"1e999" } else { b"-1e999" });
+    } else if f != 0.0 && f.abs() < 1e-250 {
+        // Scaling by a power of two is exact, and so is multiplying back at load time.
+        out.push(b'(');
+        push_finite_real(out, f * 2f64.powi(600));
+        for _ in 0..2 {
+            out.push(b'*');
+            out.extend_from_slice(TWO_POW_MINUS_300.as_bytes());
+        }
+        out.push(b')');
+    } else {
+        push_finite_real(out, f);
+    }
+}
+
+/// TEXT that can be written as a plain SQL literal: valid UTF-8, no control characters
+/// except TAB and LF (the shell keeps LF inside literals; CR and NUL it does not).
+fn is_plain_sql_text(t: &[u8]) -> bool {
+    t.iter().all(|&b| b >= 0x20 || b == b'\t' || b == b'\n') && std::str::from_utf8(t).is_ok()
+}
+
+fn push_quoted(out: &mut Vec<u8>, t: &[u8], quote: u8) {
+    out.push(quote);
+    let mut start = 0;
+    for (i, &b) in t.iter().enumerate() {
+        if b == quote {
+            out.extend_from_slice(&t[start..=i]);
+            out.push(quote);
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(&t[start..]);
+    out.push(quote);
+}
+
+/// Writes any value as an SQL literal (or exact expression).
+pub fn push_sql_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
+    match v {
+        ValueRef::Null => out.extend_from_slice(b"NULL"),
+        ValueRef::Integer(i) => push_int(out, i),
+        ValueRef::Real(f) => push_sql_real(out, f),
+        ValueRef::Text(t) if is_plain_sql_text(t) => push_quoted(out, t, b'\''),
+        ValueRef::Text(t) => {
+            out.extend_from_slice(b"CAST(X'");
+            push_hex(out, t);
+            out.extend_from_slice(b"' AS TEXT)");
+        }
+        ValueRef::Blob(b) => {
+            out.extend_from_slice(b"X'");
+            push_hex(out, b);
+            out.push(b'\'');
+        }
+    }
+}
+
+/// Quotes an SQL identifier with double quotes.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes an SQL string literal.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Writes a value as one RFC 4180 CSV field.
+pub fn push_csv_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
+    match v {
+        ValueRef::Null => {}
+        ValueRef::Integer(i) => push_int(out, i),
+        ValueRef::Real(f) if f.is_finite() => push_finite_real(out, f),
+        ValueRef::Real(f) if f.is_nan() => {}
+        ValueRef::Real(f) => out.extend_from_slice(if f > 0.0 { b"Infinity" } else { b"-Infinity" }),
+        ValueRef::Text(t) => {
+            let text = String::from_utf8_lossy(t);
+            let t = text.as_bytes();
+            if t.is_empty() || t.iter().any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n')) {
+                push_quoted(out, t, b'"');
+            } else {
+                out.extend_from_slice(t);
+            }
+        }
+        ValueRef::Blob(b) => {
+            out.extend_from_slice(b"\\x");
+            push_hex(out, b);
+        }
+    }
+}
+
+/// Writes `s` as a JSON string (quotes included).
+pub fn push_json_string(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&s[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 15) as usize]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+    out.push(b'"');
+}
+
+fn push_tagged(out: &mut Vec<u8>, tag: &str, payload: &str) {
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(tag.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    out.extend_from_slice(payload.as_bytes());
+    out.extend_from_slice(b"\"}");
+}
+
+/// Writes a value as JSON.
+pub fn push_json_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match v {
+        ValueRef::Null => out.extend_from_slice(b"null"),
+        ValueRef::Integer(i) => push_int(out, i),
+        ValueRef::Real(f) if f.is_finite() => push_finite_real(out, f),
+        ValueRef::Real(f) if f.is_nan() => out.extend_from_slice(b"null"),
+        ValueRef::Real(f) => push_tagged(out, "$real", if f > 0.0 { "Infinity" } else { "-Infinity" }),
+        ValueRef::Text(t) if std::str::from_utf8(t).is_ok() => push_json_string(out, t),
+        ValueRef::Text(t) => push_tagged(out, "$textBase64", &b64.encode(t)),
+        ValueRef::Blob(b) => push_tagged(out, "$base64", &b64.encode(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sql(v: ValueRef<'_>) -> String {
+        let mut out = Vec::new();
+        push_sql_value(&mut out, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn sql_values_are_exact_literals() {
+        assert_eq!(sql(ValueRef::Integer(i64::MIN)), "-9223372036854775808");
+        assert_eq!(sql(ValueRef::Real(3.0)), "3.0");
+        assert_eq!(sql(ValueRef::Real(-0.0)), "-0.0");
+        assert_eq!(sql(ValueRef::Real(f64::INFINITY)), "1e999");
+        assert_eq!(sql(ValueRef::Text(b"it's")), "'it''s'");
+        assert_eq!(sql(ValueRef::Text(b"a\0b")), "CAST(X'610062' AS TEXT)");
+        assert_eq!(sql(ValueRef::Text(b"a\r\n")), "CAST(X'610d0a' AS TEXT)");
+        assert_eq!(sql(ValueRef::Blob(&[0xde, 0xad])), "X'dead'");
+        let tiny = sql(ValueRef::Real(5e-324));
+        assert!(tiny.starts_with('(') && tiny.contains(TWO_POW_MINUS_300), "{tiny}");
+    }
+
+    #[test]
+    fn tiny_reals_scale_back_exactly() {
+        for f in [5e-324, -2.5e-310, 1e-251, 2.2250738585072014e-308] {
+            let scaled = f * 2f64.powi(600);
+            let back = scaled * TWO_POW_MINUS_300.parse::<f64>().unwrap() * TWO_POW_MINUS_300.parse::<f64>().unwrap();
+            assert_eq!(back.to_bits(), f.to_bits());
+        }
+    }
+
+    #[test]
+    fn csv_distinguishes_null_and_empty() {
+        let field = |v| {
+            let mut out = Vec::new();
+            push_csv_value(&mut out, v);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(field(ValueRef::Null), "");
+        assert_eq!(field(ValueRef::Text(b"")), "\"\"");
+        assert_eq!(field(ValueRef::Text(b"a,\"b\"")), "\"a,\"\"b\"\"\"");
+        assert_eq!(field(ValueRef::Blob(b"\x01")), "\\x01");
+        assert_eq!(field(ValueRef::Real(f64::NEG_INFINITY)), "-Infinity");
+    }
+
+    #[test]
+    fn json_escapes_and_tags() {
+        let mut out = Vec::new();
+        push_json_value(&mut out, ValueRef::Text(b"q\"\\\x01\n"));
+        assert_eq!(String::from_utf8(out).unwrap(), r#""q\"\\\u0001\n""#);
+        let mut out = Vec::new();
+        push_json_value(&mut out, ValueRef::Blob(b"hi"));
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"$base64":"aGk="}"#);
+    }
+}

@@ -1,0 +1,128 @@
+//! Error types, one per boundary.
+//!
+//! * [`StoreError`]: what an `ObjectStore` or `ProgressStore` adapter reports.
+//! * [`DumpError`]: what the engine and the chunk runner report to their callers (CLI,
+//!   HTTP API, Lambda). Every variant knows whether a retry can help
+//!   ([`DumpError::is_retryable`]) and has a stable [`DumpError::error_type`] that the
+//!   state machine's `Retry`/`Catch` clauses match on.
+
+use thiserror::Error;
+
+/// A failure reported by a storage adapter (object store or progress store).
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The object, upload or record does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A record with this key already exists (create-only writes).
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// A conditional write lost: someone else committed first.
+    #[error("version conflict on {id}: expected version {expected}")]
+    Conflict { id: String, expected: u64 },
+    /// The caller broke a store rule (part sizes, key syntax, ...). Never retryable.
+    #[error("invalid request to store: {0}")]
+    Invalid(String),
+    /// A transient failure (timeouts, throttling, 5xx): retrying may succeed.
+    #[error("store temporarily unavailable: {0}")]
+    Transient(String),
+    /// A permanent failure (permissions, missing bucket, corrupt record, full disk, ...).
+    #[error("store failure: {0}")]
+    Permanent(String),
+}
+
+impl StoreError {
+    /// Whether a later retry of the same operation can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
+
+    /// Classifies a local I/O error: interrupted/timed-out I/O is transient, the rest
+    /// (permissions, full disk, ...) is permanent.
+    pub fn from_io(context: &str, err: std::io::Error) -> Self {
+        use std::io::ErrorKind::*;
+        match err.kind() {
+            NotFound => StoreError::NotFound(format!("{context}: {err}")),
+            Interrupted | TimedOut | WouldBlock => StoreError::Transient(format!("{context}: {err}")),
+            _ => StoreError::Permanent(format!("{context}: {err}")),
+        }
+    }
+}
+
+/// A failure of a dump, as seen by the CLI, the API and the Lambda functions.
+#[derive(Debug, Error)]
+pub enum DumpError {
+    /// The request itself is wrong (bad flag, unknown table, bad id). Maps to HTTP 4xx.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The dump id does not exist.
+    #[error("no dump with id {0:?}")]
+    UnknownDump(String),
+    /// The database cannot be opened or read (missing, not SQLite, corrupt, ...).
+    #[error("database {path}: {message}")]
+    Database { path: String, message: String },
+    /// The database was locked by a writer for longer than the busy timeout. Work done
+    /// so far is committed; the chunk should be retried after a pause.
+    #[error("database is busy (locked by a writer); progress was saved, retry later")]
+    DatabaseBusy,
+    /// The schema of the dumped objects changed after the dump started.
+    #[error("the database schema changed while the dump was running ({0}); start a new dump")]
+    SchemaChanged(String),
+    /// Another run committed this dump's progress first.
+    #[error("dump {0} was advanced concurrently by another run")]
+    Conflict(String),
+    /// The dump is not in a state that allows the operation (e.g. resume a failed dump).
+    #[error("dump {id} is {status}: {message}")]
+    WrongState { id: String, status: String, message: String },
+    /// An object or progress store failed.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// A bug or an unexpected condition.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl DumpError {
+    /// Whether retrying the same chunk later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DumpError::DatabaseBusy | DumpError::Conflict(_) => true,
+            DumpError::Store(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// Stable error name for Step Functions `Retry`/`Catch` (`Retryable` or `Fatal`).
+    pub fn error_type(&self) -> &'static str {
+        if self.is_retryable() {
+            "Retryable"
+        } else {
+            "Fatal"
+        }
+    }
+
+    /// Short machine-readable code, used in job records and HTTP error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DumpError::InvalidRequest(_) => "invalid_request",
+            DumpError::UnknownDump(_) => "not_found",
+            DumpError::Database { .. } => "database_error",
+            DumpError::DatabaseBusy => "database_busy",
+            DumpError::SchemaChanged(_) => "schema_changed",
+            DumpError::Conflict(_) => "conflict",
+            DumpError::WrongState { .. } => "wrong_state",
+            DumpError::Store(_) => "storage_error",
+            DumpError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Wraps a rusqlite error for the database at `path`, recognising "busy".
+    pub fn from_sqlite(path: &str, err: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(e, _) = &err {
+            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) {
+                return DumpError::DatabaseBusy;
+            }
+        }
+        DumpError::Database { path: path.to_string(), message: err.to_string() }
+    }
+}

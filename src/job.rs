@@ -1,0 +1,334 @@
+//! The dump job record: what is dumped, how far it got, and what came out.
+//!
+//! A job record is the only state that survives between chunks. It stays small whatever
+//! the database size (a cursor, counters, the open upload handle and the list of finished
+//! files), so it fits a DynamoDB item and a Step Functions payload never has to carry it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::DumpError;
+use crate::ports::UploadHandle;
+
+/// Output format of a dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// SQL statements that rebuild the database with the `sqlite3` shell.
+    Sql,
+    /// One RFC 4180 CSV file per table.
+    Csv,
+    /// One JSON document `{"tables":{name:[row objects]}}`.
+    Json,
+}
+
+impl Format {
+    /// File extension (without the dot).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Sql => "sql",
+            Format::Csv => "csv",
+            Format::Json => "json",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = DumpError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sql" => Ok(Format::Sql),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            other => Err(DumpError::InvalidRequest(format!(
+                "unknown format {other:?}: expected sql, csv or json"
+            ))),
+        }
+    }
+}
+
+/// Compression applied to every output object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    /// gzip; every chunk ends its own member, so the object is a multi-member gzip stream.
+    Gzip,
+}
+
+impl std::str::FromStr for Compression {
+    type Err = DumpError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip),
+            other => Err(DumpError::InvalidRequest(format!(
+                "unknown compression {other:?}: expected none or gzip"
+            ))),
+        }
+    }
+}
+
+/// What to dump and how. Fixed when the job is created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DumpSpec {
+    /// Path of the SQLite database file (absolute for local runs).
+    pub database: String,
+    pub format: Format,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Tables to dump; `None` means every user table.
+    #[serde(default)]
+    pub tables: Option<Vec<String>>,
+    /// Include CREATE statements, indexes, triggers, views (SQL format only).
+    pub include_schema: bool,
+    /// Rows read per short read transaction (the seed's `chunkSize`).
+    pub chunk_size: u32,
+    /// Size of every multipart part but the last, in bytes.
+    pub part_size: u64,
+}
+
+/// A key value saved in a cursor (one column of a primary key, or a rowid).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "v")]
+pub enum KeyValue {
+    #[serde(rename = "n")]
+    Null,
+    #[serde(rename = "i")]
+    Integer(i64),
+    /// IEEE-754 bits, so the value survives JSON exactly.
+    #[serde(rename = "r")]
+    RealBits(u64),
+    /// Text bytes as stored (may be invalid UTF-8), base64.
+    #[serde(rename = "s", with = "b64")]
+    Text(Vec<u8>),
+    #[serde(rename = "b", with = "b64")]
+    Blob(Vec<u8>),
+}
+
+mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Position in the dump plan: which object, which step within it, and (for row steps)
+/// the key of the last row written. Keyset pagination resumes with `key > after`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub object: u32,
+    pub step: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<KeyValue>>,
+}
+
+/// Lifecycle of a dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Whether no more work will happen on this dump.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Processing => "processing",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The object being written when a chunk ended: its upload and the carried tail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenObject {
+    /// Index of the object in the plan.
+    pub object: u32,
+    pub key: String,
+    /// The multipart upload, once the first full part was uploaded.
+    pub upload: Option<UploadHandle>,
+    /// Next part number to upload (1-based).
+    pub next_part: u32,
+    /// Bytes of this object produced so far (uploaded parts plus tail).
+    pub bytes: u64,
+}
+
+/// A finished output object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub key: String,
+    pub size: u64,
+}
+
+/// Why a dump failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+/// The persisted state of one dump.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    pub id: String,
+    /// Optimistic-concurrency version, bumped by every committed chunk.
+    pub version: u64,
+    pub status: JobStatus,
+    pub spec: DumpSpec,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Hash of the dumped schema objects, fixed by the first chunk.
+    pub schema_fingerprint: Option<String>,
+    pub cursor: Cursor,
+    pub open_object: Option<OpenObject>,
+    pub files: Vec<FileEntry>,
+    /// Rows to dump, counted by the first chunk.
+    pub total_rows: Option<u64>,
+    pub processed_rows: u64,
+    /// Output bytes written so far (after compression).
+    pub bytes_written: u64,
+    /// Chunks committed so far.
+    pub chunks: u64,
+    /// Milliseconds spent inside chunks (excludes breathing pauses).
+    pub busy_ms: u64,
+    pub error: Option<JobError>,
+}
+
+impl JobRecord {
+    /// A new pending job at version 1.
+    pub fn new(id: String, spec: DumpSpec, now: DateTime<Utc>) -> Self {
+        JobRecord {
+            id,
+            version: 1,
+            status: JobStatus::Pending,
+            spec,
+            created_at: now,
+            started_at: None,
+            updated_at: now,
+            completed_at: None,
+            schema_fingerprint: None,
+            cursor: Cursor::default(),
+            open_object: None,
+            files: Vec::new(),
+            total_rows: None,
+            processed_rows: 0,
+            bytes_written: 0,
+            chunks: 0,
+            busy_ms: 0,
+            error: None,
+        }
+    }
+
+    /// Base name of the dump's output: `<id>.<ext>[.gz]`, or the `<id>` directory for CSV.
+    pub fn output_name(&self) -> String {
+        match self.spec.format {
+            Format::Csv => self.id.clone(),
+            f => format!("{}.{}{}", self.id, f.extension(), gz_suffix(self.spec.compression)),
+        }
+    }
+
+    /// Percent complete (0..=100); never 100 before the dump is completed.
+    pub fn percent_complete(&self) -> u8 {
+        if self.status == JobStatus::Completed {
+            return 100;
+        }
+        match self.total_rows {
+            Some(total) if total > 0 => ((self.processed_rows.saturating_mul(100) / total).min(99)) as u8,
+            _ => 0,
+        }
+    }
+
+    /// Estimated completion time from the measured rate (breathing pauses included,
+    /// since it extrapolates wall-clock time since the start).
+    pub fn estimated_completion(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.status == JobStatus::Completed {
+            return self.completed_at;
+        }
+        let started = self.started_at?;
+        let total = self.total_rows?;
+        if self.processed_rows == 0 || self.status.is_terminal() {
+            return None;
+        }
+        let elapsed_ms = (now - started).num_milliseconds().max(1) as f64;
+        let remaining = total.saturating_sub(self.processed_rows) as f64;
+        let ms_left = elapsed_ms * remaining / self.processed_rows as f64;
+        Some(now + chrono::Duration::milliseconds(ms_left as i64))
+    }
+
+    /// The seed's status document, extended with counters and files.
+    pub fn status_view(&self, now: DateTime<Utc>) -> serde_json::Value {
+        let ts = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let mut v = serde_json::json!({
+            "dumpId": self.id,
+            "status": self.status.as_str(),
+            "format": self.spec.format,
+            "compression": self.spec.compression,
+            "progress": {
+                "totalRows": self.total_rows,
+                "processedRows": self.processed_rows,
+                "percentComplete": self.percent_complete(),
+                "startedAt": ts(self.started_at),
+                "estimatedCompletion": ts(self.estimated_completion(now)),
+            },
+            "bytesWritten": self.bytes_written,
+            "chunks": self.chunks,
+            "createdAt": ts(Some(self.created_at)),
+            "completedAt": ts(self.completed_at),
+            "files": self.files,
+        });
+        if let Some(err) = &self.error {
+            v["error"] = serde_json::json!({"code": err.code, "message": err.message});
+        }
+        v
+    }
+}
+
+/// `.gz` when compressed, else nothing.
+pub fn gz_suffix(c: Compression) -> &'static str {
+    match c {
+        Compression::None => "",
+        Compression::Gzip => ".gz",
+    }
+}
+
+/// Checks a dump id: 1..=100 characters of `[A-Za-z0-9_-]`, so it is safe in object
+/// keys, file names and URLs (no traversal possible).
+pub fn validate_dump_id(id: &str) -> Result<(), DumpError> {
+    let ok = !id.is_empty()
+        && id.len() <= 100
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(DumpError::InvalidRequest(format!(
+            "invalid dump id {id:?}: use 1 to 100 characters from A-Z a-z 0-9 _ -"
+        )))
+    }
+}
+
+/// The seed's id for a dump started at `now`: `dump_YYYYMMDD-HHMMSS` (UTC).
+pub fn dump_id_for(now: DateTime<Utc>) -> String {
+    now.format("dump_%Y%m%d-%H%M%S").to_string()
+}

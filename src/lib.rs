@@ -1,0 +1,20 @@
+//! chunkdump: dump SQLite databases of any size to object storage in resumable,
+//! time-boxed chunks.
+//!
+//! * [`engine`]: the pure export engine (rusqlite, no storage types).
+//! * [`ports`]: the `ObjectStore` and `ProgressStore` interfaces; [`local`] holds their
+//!   embedded adapters (a directory and a SQLite file).
+//! * [`runner`]: creating jobs, running chunks, the local breathing loop.
+//! * [`cli`]: the `chunkdump` command line.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod job;
+pub mod local;
+pub mod ports;
+pub mod runner;
+pub mod uploader;
+
+pub use error::{DumpError, StoreError};

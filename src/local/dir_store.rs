@@ -1,0 +1,190 @@
+//! `ObjectStore` on a local directory.
+//!
+//! Objects live at `<root>/<key>`. A multipart upload writes its parts at their offsets
+//! into one data file under `<root>/.chunkdump/uploads/<id>/` (plus a size marker per
+//! part), and completion renames that file into place: a reader never sees a
+//! half-written dump. Small objects are written to a temporary file and renamed.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use super::blocking;
+use crate::error::StoreError;
+use crate::ports::{check_key, check_parts, ObjectStore, PartReceipt, UploadHandle};
+
+/// A directory used as an object store.
+#[derive(Debug, Clone)]
+pub struct DirStore {
+    root: PathBuf,
+}
+
+impl DirStore {
+    /// Uses `root` (created if missing) as the store.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        fs::create_dir_all(root.join(".chunkdump/uploads")).map_err(|e| StoreError::from_io(&root.display().to_string(), e))?;
+        fs::create_dir_all(root.join(".chunkdump/tmp")).map_err(|e| StoreError::from_io(&root.display().to_string(), e))?;
+        Ok(DirStore { root })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn upload_dir(&self, upload: &UploadHandle) -> Result<PathBuf, StoreError> {
+        if upload.upload_id.is_empty() || !upload.upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::Invalid(format!("invalid upload id {:?}", upload.upload_id)));
+        }
+        Ok(self.root.join(".chunkdump/uploads").join(&upload.upload_id))
+    }
+}
+
+fn io(context: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |e| StoreError::from_io(&context.display().to_string(), e)
+}
+
+fn random_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// Writes `bytes` to `dest` atomically (temporary file in `tmp_dir`, fsync, rename).
+fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = tmp_dir.join(random_id());
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::rename(&tmp, dest)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io(dest))
+}
+
+#[async_trait]
+impl ObjectStore for DirStore {
+    async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
+        self.path(key)?;
+        if part_size == 0 {
+            return Err(StoreError::Invalid("part size must be positive".into()));
+        }
+        let handle = UploadHandle { upload_id: random_id(), part_size };
+        let dir = self.upload_dir(&handle)?;
+        let key = key.to_string();
+        blocking(move || {
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            fs::write(dir.join("key"), key.as_bytes()).map_err(io(&dir))?;
+            Ok(handle)
+        })
+        .await
+    }
+
+    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: Vec<u8>) -> Result<PartReceipt, StoreError> {
+        self.path(key)?;
+        if !(1..=10_000).contains(&number) {
+            return Err(StoreError::Invalid(format!("part number {number} outside 1..=10000")));
+        }
+        if bytes.len() as u64 > upload.part_size {
+            return Err(StoreError::Invalid(format!("part {number} has {} bytes, more than the part size {}", bytes.len(), upload.part_size)));
+        }
+        let dir = self.upload_dir(upload)?;
+        let offset = u64::from(number - 1) * upload.part_size;
+        blocking(move || {
+            if !dir.is_dir() {
+                return Err(StoreError::NotFound(format!("upload {}", dir.display())));
+            }
+            let data = dir.join("data");
+            let f = fs::OpenOptions::new().create(true).write(true).truncate(false).open(&data).map_err(io(&data))?;
+            f.write_all_at(&bytes, offset).map_err(io(&data))?;
+            let size = bytes.len() as u64;
+            fs::write(dir.join(format!("part-{number:05}")), size.to_string()).map_err(io(&dir))?;
+            Ok(PartReceipt { number, etag: format!("\"{number}-{size}\""), size })
+        })
+        .await
+    }
+
+    async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {
+        let dest = self.path(key)?;
+        let dir = self.upload_dir(upload)?;
+        let total = check_parts(parts, upload.part_size)?;
+        let parts = parts.to_vec();
+        blocking(move || {
+            if !dir.is_dir() {
+                return Err(StoreError::NotFound(format!("upload {}", dir.display())));
+            }
+            // Trust the markers written with the data, not the caller's receipts.
+            for p in &parts {
+                let marker = dir.join(format!("part-{:05}", p.number));
+                let stored = fs::read_to_string(&marker).map_err(|_| StoreError::Invalid(format!("part {} was never uploaded", p.number)))?;
+                if stored.trim() != p.size.to_string() {
+                    return Err(StoreError::Invalid(format!("part {} has {} bytes stored, {} listed", p.number, stored.trim(), p.size)));
+                }
+            }
+            let data = dir.join("data");
+            let f = fs::OpenOptions::new().create(true).write(true).truncate(false).open(&data).map_err(io(&data))?;
+            // Drop bytes of parts past the listed ones (left by an abandoned attempt).
+            f.set_len(total).map_err(io(&data))?;
+            f.sync_all().map_err(io(&data))?;
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            fs::rename(&data, &dest).map_err(io(&dest))?;
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            Ok(total)
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
+        self.path(key)?;
+        let dir = self.upload_dir(upload)?;
+        blocking(move || match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&dir)(e)),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let dest = self.path(key)?;
+        let tmp = self.root.join(".chunkdump/tmp");
+        blocking(move || write_atomic(&tmp, &dest, &bytes)).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path(key)?;
+        blocking(move || match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        blocking(move || match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    fn locate(&self, key: &str) -> String {
+        self.root.join(key).display().to_string()
+    }
+}

@@ -1,0 +1,17 @@
+//! The embedded defaults: a local directory as the object store and a SQLite file as the
+//! progress store. No server, no cloud account.
+
+mod dir_store;
+mod sqlite_progress;
+
+pub use dir_store::DirStore;
+pub use sqlite_progress::SqliteProgress;
+
+/// Runs blocking file or SQLite work off the async runtime's worker threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::error::StoreError> + Send + 'static,
+) -> Result<T, crate::error::StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| crate::error::StoreError::Permanent(format!("blocking task failed: {e}")))?
+}

@@ -1,0 +1,146 @@
+//! `ProgressStore` in a local SQLite file (WAL, `synchronous=FULL`: a committed chunk
+//! survives a power cut, and several processes may read while one writes).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::blocking;
+use crate::error::StoreError;
+use crate::job::JobRecord;
+use crate::ports::ProgressStore;
+
+/// Job records in a SQLite file.
+#[derive(Clone)]
+pub struct SqliteProgress {
+    conn: Arc<Mutex<Connection>>,
+    /// Records expire this long after their last write (`None`: never).
+    ttl: Option<Duration>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => StoreError::Transient(e.to_string()),
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::AlreadyExists(e.to_string()),
+        _ => StoreError::Permanent(e.to_string()),
+    }
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl SqliteProgress {
+    /// Opens (creating if needed) the progress file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::from_io(&parent.display().to_string(), e))?;
+        }
+        let conn = Connection::open(path).map_err(db)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS jobs (
+                 id TEXT PRIMARY KEY,
+                 version INTEGER NOT NULL,
+                 created_at TEXT NOT NULL,
+                 expires_at INTEGER,
+                 body TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs(created_at);",
+        )
+        .map_err(db)?;
+        Ok(SqliteProgress { conn: Arc::new(Mutex::new(conn)), ttl: None })
+    }
+
+    /// Makes records expire `ttl` after their last write; readers then ignore them.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    fn expires_at(&self) -> Option<i64> {
+        self.ttl.map(|t| now_secs() + t.as_secs() as i64)
+    }
+
+    async fn with_conn<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        blocking(move || {
+            let guard = conn.lock().map_err(|_| StoreError::Permanent("progress store lock poisoned".into()))?;
+            f(&guard)
+        })
+        .await
+    }
+}
+
+fn encode(job: &JobRecord) -> Result<String, StoreError> {
+    serde_json::to_string(job).map_err(|e| StoreError::Invalid(format!("encoding job: {e}")))
+}
+
+fn decode(body: &str) -> Result<JobRecord, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Permanent(format!("corrupt job record: {e}")))
+}
+
+#[async_trait]
+impl ProgressStore for SqliteProgress {
+    async fn create(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let (id, version, created, body, expires) = (job.id.clone(), job.version as i64, job.created_at.to_rfc3339(), encode(job)?, self.expires_at());
+        self.with_conn(move |c| {
+            // An expired record no longer holds its id.
+            c.execute("DELETE FROM jobs WHERE id = ?1 AND expires_at <= ?2", params![id, now_secs()]).map_err(db)?;
+            match c.execute("INSERT INTO jobs (id, version, created_at, expires_at, body) VALUES (?1, ?2, ?3, ?4, ?5)", params![id, version, created, expires, body]) {
+                Err(e) => Err(match db(e) {
+                    StoreError::AlreadyExists(_) => StoreError::AlreadyExists(id),
+                    other => other,
+                }),
+                Ok(_) => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM jobs WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)", params![id, now_secs()], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            body.map(|b| decode(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn commit(&self, job: &JobRecord, expected_version: u64) -> Result<(), StoreError> {
+        let (id, version, body, expires) = (job.id.clone(), job.version as i64, encode(job)?, self.expires_at());
+        self.with_conn(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE jobs SET version = ?2, body = ?3, expires_at = ?4 WHERE id = ?1 AND version = ?5 AND (expires_at IS NULL OR expires_at > ?6)",
+                    params![id, version, body, expires, expected_version as i64, now_secs()],
+                )
+                .map_err(db)?;
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict { id, expected: expected_version })
+            }
+        })
+        .await
+    }
+
+    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare("SELECT body FROM jobs WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY created_at DESC, id DESC LIMIT ?2")
+                .map_err(db)?;
+            let bodies: Vec<String> = stmt.query_map(params![now_secs(), limit as i64], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
+            bodies.iter().map(|b| decode(b)).collect()
+        })
+        .await
+    }
+}

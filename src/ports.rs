@@ -1,0 +1,125 @@
+//! Ports: the two small storage interfaces the engine needs.
+//!
+//! Adapters (local directory and SQLite file here; S3/R2 and DynamoDB elsewhere) implement
+//! them and return the project's own types, never SDK types. Object keys are relative,
+//! `/`-separated paths without `..`; every adapter checks them with [`check_key`].
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::job::JobRecord;
+
+/// A started multipart upload. The part size travels with the handle so every adapter
+/// can enforce R2's rule (every part but the last exactly `part_size` bytes) itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadHandle {
+    pub upload_id: String,
+    pub part_size: u64,
+}
+
+/// Proof of one uploaded part, needed to complete the upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartReceipt {
+    pub number: u32,
+    pub etag: String,
+    pub size: u64,
+}
+
+/// Where dump files (and the small staging objects between chunks) are stored.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Starts a multipart upload of `key` whose parts (but the last) are `part_size` bytes.
+    async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError>;
+    /// Uploads part `number` (1-based). Re-uploading a number replaces it. A part larger
+    /// than the part size is refused.
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        number: u32,
+        bytes: Vec<u8>,
+    ) -> Result<PartReceipt, StoreError>;
+    /// Makes the object visible atomically from exactly the listed parts, which must be
+    /// numbered 1..=n with every part but the last of the part size. Returns its size.
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        parts: &[PartReceipt],
+    ) -> Result<u64, StoreError>;
+    /// Discards an upload and its parts. Aborting an unknown upload is not an error.
+    async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError>;
+    /// Writes a small object whole.
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
+    /// Reads a small object whole; `None` if it does not exist.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Deletes an object; deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// A human-readable location of `key` (a file path, an `s3://` URL).
+    fn locate(&self, key: &str) -> String;
+}
+
+/// Where job records live, with optimistic concurrency.
+#[async_trait]
+pub trait ProgressStore: Send + Sync {
+    /// Stores a new job; [`StoreError::AlreadyExists`] if the id is taken.
+    async fn create(&self, job: &JobRecord) -> Result<(), StoreError>;
+    /// Reads a job; `None` if missing or expired.
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Replaces the job if its stored version is still `expected_version`
+    /// (`job.version` is the new version); [`StoreError::Conflict`] otherwise.
+    async fn commit(&self, job: &JobRecord, expected_version: u64) -> Result<(), StoreError>;
+    /// The most recently created jobs, newest first.
+    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError>;
+}
+
+/// Checks an object key: non-empty, relative, `/`-separated, no empty, `.` or `..`
+/// segments, no backslashes or control characters.
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    let bad = key.is_empty()
+        || key.len() > 1024
+        || key.starts_with('/')
+        || key.contains('\\')
+        || key.chars().any(|c| c.is_control())
+        || key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    if bad {
+        Err(StoreError::Invalid(format!("invalid object key {key:?}")))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a completion list against R2's multipart rules: parts numbered 1..=n in
+/// order, at most 10,000, every part but the last exactly `part_size`, the last at most
+/// `part_size` and non-empty unless it is the only part.
+pub fn check_parts(parts: &[PartReceipt], part_size: u64) -> Result<u64, StoreError> {
+    if parts.is_empty() {
+        return Err(StoreError::Invalid("an upload needs at least one part".into()));
+    }
+    if parts.len() > 10_000 {
+        return Err(StoreError::Invalid(format!("{} parts: at most 10,000 are allowed", parts.len())));
+    }
+    let mut total = 0u64;
+    for (i, p) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        if p.number as usize != i + 1 {
+            return Err(StoreError::Invalid(format!("part {} listed at position {}", p.number, i + 1)));
+        }
+        if (!last && p.size != part_size) || p.size > part_size || (last && p.size == 0 && i > 0) {
+            return Err(StoreError::Invalid(format!(
+                "part {} has {} bytes: every part but the last must be exactly {part_size} bytes",
+                p.number, p.size
+            )));
+        }
+        total += p.size;
+    }
+    Ok(total)
+}
+
+/// Key of the staging object that carries a dump's unfinished tail into the chunk that
+/// starts at `version`. Deterministic, so a retried chunk finds the tail it started from.
+pub fn staging_key(prefix_id: &str, version: u64) -> String {
+    format!(".chunkdump/staging/{prefix_id}/v{version:012}")
+}

@@ -1,0 +1,285 @@
+//! Running a dump: create the job, run one chunk (load state, export, upload, commit),
+//! and the local loop that breathes between chunks.
+//!
+//! A chunk is idempotent: it starts from a committed job version, writes deterministic
+//! part numbers and a staging object keyed by the version it commits, and commits with
+//! a conditional version bump, so a retried chunk either redoes the same work or finds it
+//! already done.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::engine::{run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ProgressFn, Tail};
+use crate::error::{DumpError, StoreError};
+use crate::job::{dump_id_for, validate_dump_id, DumpSpec, JobError, JobRecord, JobStatus, OpenObject};
+use crate::ports::{staging_key, ObjectStore, PartReceipt, ProgressStore};
+use crate::uploader::{OpenUpload, Uploader};
+
+/// Limits and hooks for one chunk.
+#[derive(Clone, Default)]
+pub struct ChunkOptions {
+    /// Time budget of the chunk (the seed's `MAX_EXECUTION_TIME`).
+    pub budget: Duration,
+    /// A hard deadline from outside (e.g. the Lambda context), if earlier.
+    pub deadline: Option<Instant>,
+    /// Overrides the job's rows-per-slice (does not change the output bytes).
+    pub chunk_size: Option<u32>,
+    /// Progress callback with totals for the whole dump, called from the export thread.
+    pub progress: Option<ProgressFn>,
+}
+
+/// The result of one chunk, as returned to the state machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkReport {
+    pub dump_id: String,
+    pub version: u64,
+    pub done: bool,
+    pub status: JobStatus,
+    /// Rows written by this chunk.
+    pub rows: u64,
+}
+
+impl ChunkReport {
+    fn of(job: &JobRecord, rows: u64) -> Self {
+        ChunkReport { dump_id: job.id.clone(), version: job.version, done: job.status.is_terminal(), status: job.status, rows }
+    }
+}
+
+/// The staging object: receipts of the open object's uploaded parts, then the tail.
+#[derive(Serialize, Deserialize)]
+struct StagingHeader {
+    receipts: Vec<PartReceipt>,
+}
+
+fn encode_staging(receipts: &[PartReceipt], tail: &[u8]) -> Vec<u8> {
+    let mut out = serde_json::to_vec(&StagingHeader { receipts: receipts.to_vec() }).expect("serializable");
+    out.push(b'\n');
+    out.extend_from_slice(tail);
+    out
+}
+
+fn decode_staging(raw: &[u8]) -> Result<(Vec<PartReceipt>, Vec<u8>), DumpError> {
+    let nl = raw.iter().position(|&b| b == b'\n').ok_or_else(|| DumpError::Internal("corrupt staging object".into()))?;
+    let header: StagingHeader = serde_json::from_slice(&raw[..nl]).map_err(|e| DumpError::Internal(format!("corrupt staging object: {e}")))?;
+    Ok((header.receipts, raw[nl + 1..].to_vec()))
+}
+
+/// Validates the request and creates a pending job. Without an explicit id the id is
+/// `dump_YYYYMMDD-HHMMSS`, suffixed `-2`, `-3`, … if taken.
+pub async fn create_dump(progress: &dyn ProgressStore, spec: DumpSpec, id: Option<String>) -> Result<JobRecord, DumpError> {
+    if spec.chunk_size == 0 || spec.part_size == 0 {
+        return Err(DumpError::InvalidRequest("chunk size and part size must be positive".into()));
+    }
+    let now = Utc::now();
+    let base = id.clone().unwrap_or_else(|| dump_id_for(now));
+    validate_dump_id(&base)?;
+    let (check, check_id) = (spec.clone(), base.clone());
+    tokio::task::spawn_blocking(move || validate(&check, &check_id)).await.map_err(|e| DumpError::Internal(e.to_string()))??;
+    for attempt in 1..=100 {
+        let candidate = if attempt == 1 { base.clone() } else { format!("{base}-{attempt}") };
+        match progress.create(&JobRecord::new(candidate.clone(), spec.clone(), now)).await {
+            Ok(()) => return progress.get(&candidate).await?.ok_or_else(|| DumpError::Internal("created job vanished".into())),
+            Err(StoreError::AlreadyExists(_)) if id.is_none() => continue,
+            Err(StoreError::AlreadyExists(_)) => return Err(DumpError::InvalidRequest(format!("dump id {base:?} already exists"))),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(DumpError::InvalidRequest(format!("too many dumps started as {base}")))
+}
+
+/// Runs one chunk of dump `id`. With `expected_version`, a job already past that
+/// version is reported as it is (the chunk was done by an earlier attempt).
+pub async fn run_chunk(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    id: &str,
+    expected_version: Option<u64>,
+    opts: &ChunkOptions,
+) -> Result<ChunkReport, DumpError> {
+    let job = progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+    if expected_version.is_some_and(|v| v != job.version) || matches!(job.status, JobStatus::Completed | JobStatus::Cancelled) {
+        return Ok(ChunkReport::of(&job, 0));
+    }
+    if job.status == JobStatus::Failed {
+        let message = job.error.as_ref().map_or("failed".into(), |e| e.message.clone());
+        return Err(DumpError::WrongState { id: job.id.clone(), status: "failed".into(), message });
+    }
+    let (receipts, tail) = match &job.open_object {
+        None => (Vec::new(), None),
+        Some(open) => {
+            let raw = objects
+                .get(&staging_key(&job.id, job.version))
+                .await?
+                .ok_or_else(|| DumpError::Internal(format!("staging object for version {} is missing", job.version)))?;
+            let (receipts, bytes) = decode_staging(&raw)?;
+            let tail = Tail { object: open.object, key: open.key.clone(), bytes, next_part: open.next_part, size: open.bytes };
+            (receipts, Some(tail))
+        }
+    };
+    let started = Instant::now();
+    let deadline = opts.deadline.map_or(started + opts.budget, |d| d.min(started + opts.budget));
+    let mut spec = job.spec.clone();
+    if let Some(n) = opts.chunk_size {
+        spec.chunk_size = n;
+    }
+    let input = ExportInput {
+        spec,
+        dump_id: job.id.clone(),
+        cursor: job.cursor.clone(),
+        tail,
+        fingerprint: job.schema_fingerprint.clone(),
+        count_rows: job.total_rows.is_none(),
+        deadline,
+        progress: opts.progress.clone().map(|hook| {
+            let (rows, bytes, total) = (job.processed_rows, job.bytes_written, job.total_rows);
+            let absolute: ProgressFn = std::sync::Arc::new(move |p: ChunkProgress| {
+                hook(ChunkProgress { rows: rows + p.rows, bytes: bytes + p.bytes, total_rows: p.total_rows.or(total) })
+            });
+            absolute
+        }),
+    };
+    let open = job.open_object.as_ref().map(|o| OpenUpload { object: o.object, key: o.key.clone(), handle: o.upload.clone(), receipts });
+    let mut uploader = Uploader::new(objects, job.spec.part_size, open);
+    let (tx, rx) = mpsc::channel(1);
+    let engine = tokio::task::spawn_blocking(move || run_export(input, tx));
+    let uploaded = uploader.run(rx).await;
+    let exported = engine.await.map_err(|e| DumpError::Internal(format!("export thread: {e}")))?;
+    let result = match (exported, uploaded) {
+        (_, Err(store)) => Err(DumpError::Store(store)),
+        (Err(e), Ok(())) => Err(e),
+        (Ok(outcome), Ok(())) => commit_chunk(objects, progress, &job, outcome, &uploader, started).await,
+    };
+    match result {
+        Ok((report, ChunkEnd::Busy)) => {
+            tracing::warn!(dump_id = %job.id, rows = report.rows, "database busy: chunk ended early, progress saved");
+            Err(DumpError::DatabaseBusy)
+        }
+        Ok((report, _)) => Ok(report),
+        Err(e) => {
+            uploader.abort_created().await;
+            if !e.is_retryable() {
+                let finished = uploader.finished.iter().map(|f| f.key.clone()).collect();
+                fail_job(objects, progress, &job, &e, finished).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn commit_chunk(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    job: &JobRecord,
+    outcome: crate::engine::ExportOutcome,
+    uploader: &Uploader<'_>,
+    started: Instant,
+) -> Result<(ChunkReport, ChunkEnd), DumpError> {
+    let now = Utc::now();
+    let mut next = job.clone();
+    next.version += 1;
+    next.cursor = outcome.cursor;
+    next.processed_rows += outcome.rows;
+    next.chunks += 1;
+    next.busy_ms += started.elapsed().as_millis() as u64;
+    next.updated_at = now;
+    next.started_at.get_or_insert(now);
+    next.schema_fingerprint.get_or_insert(outcome.fingerprint);
+    if outcome.total_rows.is_some() {
+        next.total_rows = outcome.total_rows;
+    }
+    next.files.extend(uploader.finished.iter().cloned());
+    next.open_object = outcome.tail.as_ref().map(|t| OpenObject {
+        object: t.object,
+        key: t.key.clone(),
+        upload: uploader.open.as_ref().filter(|o| o.object == t.object).and_then(|o| o.handle.clone()),
+        next_part: t.next_part,
+        bytes: t.size,
+    });
+    next.bytes_written = next.files.iter().map(|f| f.size).sum::<u64>() + next.open_object.as_ref().map_or(0, |o| o.bytes);
+    if outcome.end == ChunkEnd::Done {
+        next.status = JobStatus::Completed;
+        next.completed_at = Some(now);
+    } else {
+        next.status = JobStatus::Processing;
+    }
+    if let Some(tail) = &outcome.tail {
+        let receipts = uploader.open.as_ref().filter(|o| o.object == tail.object).map_or(&[][..], |o| &o.receipts[..]);
+        objects.put(&staging_key(&job.id, next.version), encode_staging(receipts, &tail.bytes)).await?;
+    }
+    progress.commit(&next, job.version).await.map_err(|e| match e {
+        StoreError::Conflict { .. } => DumpError::Conflict(job.id.clone()),
+        other => other.into(),
+    })?;
+    if job.open_object.is_some() {
+        if let Err(e) = objects.delete(&staging_key(&job.id, job.version)).await {
+            tracing::warn!(dump_id = %job.id, error = %e, "could not delete old staging object");
+        }
+    }
+    tracing::info!(dump_id = %job.id, version = next.version, rows = outcome.rows, total = next.processed_rows,
+        bytes = next.bytes_written, ms = started.elapsed().as_millis() as u64, end = ?outcome.end, "chunk committed");
+    Ok((ChunkReport::of(&next, outcome.rows), outcome.end))
+}
+
+/// Marks the job failed and removes everything it wrote: the open upload, the staging
+/// object and any finished files, so no partial dump is left looking complete.
+pub async fn fail_job(objects: &dyn ObjectStore, progress: &dyn ProgressStore, job: &JobRecord, error: &DumpError, extra_files: Vec<String>) {
+    let mut failed = job.clone();
+    failed.version += 1;
+    failed.status = JobStatus::Failed;
+    failed.updated_at = Utc::now();
+    failed.error = Some(JobError { code: error.code().to_string(), message: error.to_string() });
+    failed.open_object = None;
+    failed.files.clear();
+    if let Err(e) = progress.commit(&failed, job.version).await {
+        tracing::warn!(dump_id = %job.id, error = %e, "could not record the failure");
+        return;
+    }
+    tracing::error!(dump_id = %job.id, error = %error, "dump failed");
+    if let Some(open) = &job.open_object {
+        if let Some(upload) = &open.upload {
+            let _ = objects.abort_upload(&open.key, upload).await;
+        }
+        let _ = objects.delete(&staging_key(&job.id, job.version)).await;
+    }
+    for key in job.files.iter().map(|f| f.key.clone()).chain(extra_files) {
+        let _ = objects.delete(&key).await;
+    }
+}
+
+/// Runs chunks until the dump is finished, breathing between chunks and retrying
+/// retryable failures with backoff (at most `max_retries` in a row).
+pub async fn run_to_completion(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    id: &str,
+    opts: &ChunkOptions,
+    breathe: Duration,
+    max_retries: u32,
+) -> Result<JobRecord, DumpError> {
+    let mut failures = 0;
+    loop {
+        match run_chunk(objects, progress, id, None, opts).await {
+            Ok(report) if report.done => break,
+            Ok(_) => {
+                failures = 0;
+                tokio::time::sleep(breathe).await;
+            }
+            Err(e) if e.is_retryable() && failures < max_retries => {
+                failures += 1;
+                let pause = Duration::from_millis(250 << failures.min(6)).max(breathe);
+                tracing::warn!(dump_id = %id, error = %e, attempt = failures, "retryable failure; retrying");
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let job = progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+    match job.status {
+        JobStatus::Completed => Ok(job),
+        status => Err(DumpError::WrongState { id: id.into(), status: status.as_str().into(), message: "the dump did not complete".into() }),
+    }
+}
