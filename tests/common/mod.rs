@@ -1,0 +1,213 @@
+//! Shared test helpers: databases with every hard case, an exact comparator, and
+//! runners for the `chunkdump` binary and the real `sqlite3` shell.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rusqlite::types::ValueRef;
+use rusqlite::Connection;
+
+/// Path of the built `chunkdump` binary.
+pub fn chunkdump() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chunkdump"));
+    c.env_remove("DUMP_CHUNK_SIZE").env_remove("DUMP_BREATHING_INTERVAL").env_remove("MAX_EXECUTION_TIME");
+    c
+}
+
+/// Runs chunkdump with `args`, returning its output.
+pub fn run(args: &[&str]) -> Output {
+    chunkdump().args(args).output().expect("run chunkdump")
+}
+
+/// Runs a dump that must succeed; returns (id, path of the result).
+pub fn dump_ok(db: &Path, out: &Path, extra: &[&str]) -> (String, PathBuf) {
+    let mut args = vec!["dump", db.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "dump failed: {}\nstdout: {stdout}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() >= 2, "expected id and path, got {stdout:?}");
+    (lines[0].to_string(), PathBuf::from(lines[lines.len() - 1]))
+}
+
+/// Loads an SQL dump into a new database with the real `sqlite3` shell.
+pub fn load_with_shell(sql: &Path, db: &Path) {
+    let input = std::fs::File::open(sql).unwrap();
+    let o = Command::new("sqlite3").arg("-bail").arg(db).stdin(input).output().expect("sqlite3 shell is installed");
+    assert!(o.status.success() && o.stderr.is_empty(), "sqlite3 failed loading {}: {}", sql.display(), String::from_utf8_lossy(&o.stderr));
+}
+
+/// A value with its storage class and exact bits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exact {
+    Null,
+    Int(i64),
+    Real(u64),
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+pub fn exact(v: ValueRef<'_>) -> Exact {
+    match v {
+        ValueRef::Null => Exact::Null,
+        ValueRef::Integer(i) => Exact::Int(i),
+        ValueRef::Real(f) => Exact::Real(f.to_bits()),
+        ValueRef::Text(t) => Exact::Text(t.to_vec()),
+        ValueRef::Blob(b) => Exact::Blob(b.to_vec()),
+    }
+}
+
+/// Every row of a table (with its rowid when it has one), sorted.
+pub fn table_rows(conn: &Connection, table: &str) -> Vec<Vec<Exact>> {
+    let (kind, wr): (String, bool) = conn
+        .query_row("SELECT type, wr FROM pragma_table_list WHERE name = ?1 AND schema = 'main'", [table], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    let cols: Vec<String> = conn.prepare("SELECT lower(name) FROM pragma_table_xinfo(?1)").unwrap()
+        .query_map([table], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+    let alias = ["rowid", "_rowid_", "oid"].into_iter().find(|a| !cols.iter().any(|c| c == a));
+    let q = format!("\"{}\"", table.replace('"', "\"\""));
+    let sql = match (kind.as_str(), wr, alias) {
+        ("virtual", _, _) => format!("SELECT rowid, * FROM {q}"),
+        (_, false, Some(a)) => format!("SELECT {a}, * FROM {q}"),
+        _ => format!("SELECT * FROM {q}"),
+    };
+    let mut stmt = conn.prepare(&sql).unwrap();
+    let n = stmt.column_count();
+    let mut rows: Vec<Vec<Exact>> = stmt.query_map([], |r| (0..n).map(|i| Ok(exact(r.get_ref(i)?))).collect()).unwrap().map(|r| r.unwrap()).collect();
+    rows.sort();
+    rows
+}
+
+/// Asserts two databases hold the same schema, rows (bit-exact), and header pragmas.
+pub fn assert_same_db(a: &Path, b: &Path) {
+    let ca = Connection::open(a).unwrap();
+    let cb = Connection::open(b).unwrap();
+    let schema = |c: &Connection| -> Vec<(String, String, String, Option<String>)> {
+        // sqlite_stat4 exists only in SQLITE_ENABLE_STAT4 builds; dumps leave it to ANALYZE.
+        let mut s = c.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name <> 'sqlite_stat4' ORDER BY type, name").unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(|r| r.unwrap()).collect()
+    };
+    assert_eq!(schema(&ca), schema(&cb), "schemas differ");
+    let tables: Vec<String> = ca
+        .prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type IN ('table', 'virtual') AND name NOT IN ('sqlite_schema', 'sqlite_temp_schema', 'sqlite_stat4')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(!tables.is_empty());
+    for t in &tables {
+        assert_eq!(table_rows(&ca, t), table_rows(&cb, t), "rows of table {t:?} differ");
+    }
+    for pragma in ["user_version", "application_id"] {
+        let get = |c: &Connection| c.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(get(&ca), get(&cb), "{pragma} differs");
+    }
+    let ok: String = cb.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok");
+}
+
+/// Builds a database covering every case the SQL format must reproduce.
+pub fn build_edge_db(path: &Path) {
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(
+        r#"
+        PRAGMA user_version = 42;
+        PRAGMA application_id = 1234567;
+        CREATE TABLE nums(id INTEGER PRIMARY KEY, v, r REAL, i INTEGER);
+        CREATE TABLE texts(t TEXT, b BLOB);
+        CREATE TABLE "weird ""name"" / with, chars"("col ""1""" TEXT, [select] INT, `x y` BLOB);
+        CREATE TABLE seq(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT);
+        CREATE TABLE wr(a TEXT, b INT, c, PRIMARY KEY(a, b DESC)) WITHOUT ROWID;
+        CREATE TABLE gen(a INT, b INT GENERATED ALWAYS AS (a * 2) VIRTUAL, c INT GENERATED ALWAYS AS (a + 1) STORED, d TEXT);
+        CREATE TABLE strict_t(id INTEGER PRIMARY KEY, n INT, t TEXT, r REAL, b BLOB, x ANY) STRICT;
+        CREATE TABLE shadowed(rowid TEXT, oid_ INT);
+        CREATE TABLE desc_pk(id INTEGER PRIMARY KEY DESC, v TEXT);
+        CREATE TABLE empty_t(a, b);
+        CREATE TABLE docs(id INTEGER PRIMARY KEY, title TEXT, body TEXT);
+        CREATE VIRTUAL TABLE fts USING fts5(title, body);
+        CREATE VIRTUAL TABLE fts_ext USING fts5(title, body, content='docs', content_rowid='id');
+        CREATE VIRTUAL TABLE old_fts USING fts4(subject, content);
+        CREATE VIRTUAL TABLE places USING rtree(id, minx, maxx, miny, maxy);
+        CREATE INDEX texts_t ON texts(t);
+        CREATE INDEX nums_partial ON nums(i) WHERE i > 0;
+        CREATE VIEW v_docs AS SELECT id, upper(title) AS t FROM docs;
+        CREATE TRIGGER docs_ai AFTER INSERT ON docs BEGIN
+            INSERT INTO fts_ext(rowid, title, body) VALUES (new.id, new.title, new.body);
+        END;
+        "#,
+    )
+    .unwrap();
+    let reals = [
+        0.0, -0.0, 1.0, -1.5, 0.1, 1.0 / 3.0, 5e-324, -5e-324, 2.2250738585072014e-308, 2.225073858507201e-308,
+        1e-300, 1.7976931348623157e308, -1.7976931348623157e308, f64::INFINITY, f64::NEG_INFINITY, 1e20, 123456789.125,
+        9007199254740993.0, 1e-7, 4.9406564584124654e-320,
+    ];
+    {
+        let mut ins = c.prepare("INSERT INTO nums(id, v, r, i) VALUES (?1, ?2, ?3, ?4)").unwrap();
+        for (k, f) in reals.iter().enumerate() {
+            ins.execute(rusqlite::params![k as i64 * 3 + 1, f, f, k as i64]).unwrap();
+        }
+        for (k, i) in [i64::MIN, i64::MAX, 0, -1, 1 << 53].iter().enumerate() {
+            ins.execute(rusqlite::params![100 + k as i64, i, *i as f64, i]).unwrap();
+        }
+        ins.execute(rusqlite::params![i64::MAX, "text in untyped", rusqlite::types::Null, "12abc"]).unwrap();
+        ins.execute(rusqlite::params![i64::MIN, vec![0u8, 1, 2], 3, rusqlite::types::Null]).unwrap();
+    }
+    let texts: Vec<Vec<u8>> = vec![
+        b"".to_vec(), b"plain".to_vec(), b"it's \"quoted\"".to_vec(), b"nul\0inside".to_vec(), b"\0".to_vec(),
+        b"line1\nline2".to_vec(), b"cr\rlf\r\n".to_vec(), b"tab\there".to_vec(), "emoji 😀 RTL עברית e\u{301}".as_bytes().to_vec(),
+        b"\x01\x1f\x7f controls".to_vec(), vec![0xff, 0xfe, b'x'], b"-- not a comment".to_vec(), b".dot at start".to_vec(),
+        b"\n.quit\n".to_vec(), b"back\\slash".to_vec(), b"X'00'".to_vec(),
+    ];
+    {
+        let mut ins = c.prepare("INSERT INTO texts(rowid, t, b) VALUES (?1, CAST(?2 AS TEXT), ?3)").unwrap();
+        for (k, t) in texts.iter().enumerate() {
+            ins.execute(rusqlite::params![k as i64 * 1000 - 3000, t, t]).unwrap();
+        }
+        ins.execute(rusqlite::params![99999, rusqlite::types::Null, Vec::<u8>::new()]).unwrap();
+    }
+    c.execute_batch(
+        r#"
+        INSERT INTO "weird ""name"" / with, chars" VALUES ('a,b', 1, x'00ff'), (NULL, NULL, NULL), ('', 0, x'');
+        INSERT INTO seq(v) VALUES ('a'), ('b'), ('c'), ('d');
+        DELETE FROM seq WHERE id >= 3;
+        INSERT INTO wr VALUES ('x', 1, 1.5), ('x', 2, 'two'), ('a', 9, NULL), ('', -1, x'01'), ('é', 0, 0);
+        INSERT INTO gen(a, d) VALUES (1, 'one'), (NULL, 'null'), (21, 'x');
+        INSERT INTO strict_t VALUES (1, 5, 't', 2.5, x'0102', 'any'), (2, NULL, NULL, NULL, NULL, 3.25);
+        INSERT INTO shadowed(rowid, oid_) VALUES ('r1', 1), ('r2', 2);
+        INSERT INTO desc_pk VALUES (5, 'five'), (-2, 'minus two');
+        INSERT INTO docs(id, title, body) VALUES (1, 'Hello world', 'first body'), (7, 'Second', 'searchable text here');
+        INSERT INTO fts(rowid, title, body) VALUES (3, 'alpha beta', 'gamma'), (10, 'delta', 'epsilon zeta');
+        INSERT INTO old_fts(docid, subject, content) VALUES (2, 'mail subject', 'mail content'), (5, 'other', 'words');
+        INSERT INTO places VALUES (1, 0.5, 1.25, -3.0, 4.0), (9, 100.0, 200.0, 1e-3, 2.0);
+        ANALYZE;
+        "#,
+    )
+    .unwrap();
+}
+
+/// A database of `rows` rows (about 120 bytes each) in a few tables, for larger tests.
+pub fn build_bulk_db(path: &Path, rows: u64) {
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(
+        "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, price REAL, data BLOB, note TEXT);
+         CREATE TABLE tags(item INTEGER, tag TEXT, PRIMARY KEY(item, tag)) WITHOUT ROWID;
+         CREATE INDEX items_name ON items(name);",
+    )
+    .unwrap();
+    c.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO items SELECT i, 'item ' || i, i * 1.25, zeroblob(16), printf('%.*c', 40 + i % 40, 'x') FROM n",
+        [rows],
+    )
+    .unwrap();
+    c.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO tags SELECT i, 'tag' || (i % 7) FROM n",
+        [rows / 4],
+    )
+    .unwrap();
+}
