@@ -29,6 +29,27 @@ fn db(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Switches the file to WAL unless it already is. The switch needs an exclusive lock
+/// and does not wait on the busy handler, so two processes opening a new file at once
+/// (a dump starting while `status` polls) retry instead of failing.
+fn enable_wal(conn: &Connection) -> Result<(), StoreError> {
+    for attempt in 0..200 {
+        let mode = conn.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0));
+        let result = match mode {
+            Ok(m) if m.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(_) => conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)),
+            Err(e) => Err(e),
+        };
+        match result.map_err(db) {
+            Ok(m) if m.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(_) | Err(StoreError::Transient(_)) if attempt < 199 => std::thread::sleep(Duration::from_millis(10)),
+            Ok(m) => return Err(StoreError::Permanent(format!("cannot switch progress store to WAL (mode {m})"))),
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -41,9 +62,9 @@ impl SqliteProgress {
         }
         let conn = Connection::open(path).map_err(db)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
+        enable_wal(&conn)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
+            "PRAGMA synchronous = FULL;
              CREATE TABLE IF NOT EXISTS jobs (
                  id TEXT PRIMARY KEY,
                  version INTEGER NOT NULL,
