@@ -2,6 +2,8 @@
 //! runners for the `chunkdump` binary and the real `sqlite3` shell.
 #![allow(dead_code)]
 
+pub mod lib_dump;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
