@@ -1,0 +1,99 @@
+"""Benchmark driver for scripts/bench: times each command, reads its peak RSS from
+wait4(), and prints ratios. Databases are generated once into .cache/bench/."""
+import os, shutil, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target/release/chunkdump")
+EX = os.path.join(ROOT, "target/release/examples")
+CACHE = os.path.join(ROOT, ".cache/bench")
+
+
+def build_db(path, rows):
+    if os.path.exists(path):
+        return
+    tmp = path + ".tmp"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    sql = f"""
+    PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
+    CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, price REAL, qty INTEGER, data BLOB, note TEXT);
+    CREATE TABLE events(ts INTEGER, kind TEXT, payload TEXT, PRIMARY KEY(ts, kind)) WITHOUT ROWID;
+    CREATE INDEX items_name ON items(name);
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+    INSERT INTO items SELECT i, 'item number ' || i, i * 1.37 + 0.01, i % 1000, randomblob(16),
+        printf('%.*c', 20 + i % 60, 'n') FROM n;
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows // 10})
+    INSERT INTO events SELECT i * 10, 'k' || (i % 5), '{{"v":' || i || '}}' FROM n;
+    """
+    subprocess.run(["sqlite3", tmp], input=sql.encode(), check=True, stdout=subprocess.DEVNULL)
+    os.rename(tmp, path)
+
+
+def measure(cmd, stdout_path=None):
+    """Runs cmd; returns (seconds, peak RSS in MiB)."""
+    out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
+    start = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    elapsed = time.perf_counter() - start
+    err = p.stderr.read().decode(errors="replace")
+    if stdout_path:
+        out.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"command failed: {' '.join(cmd)}\n{err}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def best(cmd, stdout_path=None, runs=2):
+    results = [measure(cmd, stdout_path) for _ in range(runs)]
+    return min(r[0] for r in results), max(r[1] for r in results)
+
+
+def dump(db, out, *args):
+    shutil.rmtree(out, ignore_errors=True)
+    return [BIN, "dump", db, "--out", out, "--budget-ms", "25000", "--breathe-ms", "0", "--id", "bench", *args]
+
+
+def bench(rows):
+    os.makedirs(CACHE, exist_ok=True)
+    db = os.path.join(CACHE, f"bench-{rows}.db")
+    build_db(db, rows)
+    size = os.path.getsize(db) / 1e6
+    out = os.path.join(CACHE, "out")
+    shell_out = os.path.join(CACHE, "shell.out")
+    print(f"\n== {rows:,} rows, database {size:.0f} MB ==")
+    scan_t, scan_rss = best([os.path.join(EX, "scan"), db])
+    print(f"{'bare scan of all values (rusqlite)':44} {scan_t:7.2f} s  {scan_rss:6.1f} MiB")
+    cases = [
+        ("sql (.dump)", dump(db, out, "--format", "sql"), ["sqlite3", db, ".dump"]),
+        ("csv (table items)", dump(db, out, "--format", "csv", "--tables", "items"),
+         ["sqlite3", "-csv", "-header", db, "SELECT * FROM items"]),
+        ("json (table items)", dump(db, out, "--format", "json", "--tables", "items"),
+         ["sqlite3", "-json", db, "SELECT * FROM items"]),
+        ("sql gzip", dump(db, out, "--format", "sql", "--compression", "gzip"), None),
+    ]
+    rss = {}
+    for name, ours, shell in cases:
+        t, m = best(ours)
+        out_size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(out) if ".chunkdump" not in dp for f in fs)
+        line = f"{'chunkdump ' + name:44} {t:7.2f} s  {m:6.1f} MiB  {out_size / 1e6 / t:7.1f} MB/s out"
+        if shell:
+            st, sm = best(shell, shell_out)
+            line += f" | sqlite3 shell {st:6.2f} s {sm:6.1f} MiB | {st / t:5.2f}x faster than the shell, {t / scan_t:4.2f}x the bare scan"
+        print(line)
+        rss[name] = m
+    slice_cost = subprocess.run([os.path.join(EX, "slice_cost"), db, "items", "1000"], capture_output=True, text=True, check=True)
+    print(f"{'keyset resume cost':44} {slice_cost.stdout.strip()}")
+    return rss
+
+
+def main():
+    rows = int(sys.argv[1])
+    small = bench(rows // 10)
+    large = bench(rows)
+    print("\npeak RSS, small -> large database:")
+    for name in large:
+        print(f"  {name:30} {small[name]:6.1f} MiB -> {large[name]:6.1f} MiB")
+
+
+main()
