@@ -19,6 +19,7 @@ fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<D
         count_rows: false,
         deadline: Instant::now(), // budget 0: exactly one slice
         progress: None,
+        pool: Default::default(),
     };
     let start = Instant::now();
     let outcome = run_export(input, tx)?;

@@ -110,6 +110,7 @@ pub struct StatusArgs {
 
 /// Parses arguments, runs the command, maps errors to exit codes.
 pub fn main() -> std::process::ExitCode {
+    crate::alloc::keep_large_buffers_off_the_heap();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))

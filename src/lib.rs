@@ -7,6 +7,7 @@
 //! * [`runner`]: creating jobs, running chunks, the local breathing loop.
 //! * [`cli`]: the `chunkdump` command line.
 
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod engine;

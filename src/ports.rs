@@ -5,6 +5,7 @@
 //! `/`-separated paths without `..`; every adapter checks them with [`check_key`].
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
@@ -33,13 +34,14 @@ pub trait ObjectStore: Send + Sync {
     /// Starts a multipart upload of `key` whose parts (but the last) are `part_size` bytes.
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError>;
     /// Uploads part `number` (1-based). Re-uploading a number replaces it. A part larger
-    /// than the part size is refused.
+    /// than the part size is refused. Adapters drop `bytes` when done with it, so the
+    /// caller can reclaim the buffer.
     async fn upload_part(
         &self,
         key: &str,
         upload: &UploadHandle,
         number: u32,
-        bytes: Vec<u8>,
+        bytes: Bytes,
     ) -> Result<PartReceipt, StoreError>;
     /// Makes the object visible atomically from exactly the listed parts, which must be
     /// numbered 1..=n with every part but the last of the part size. Returns its size.

@@ -126,7 +126,7 @@ pub async fn run_chunk(
     if let Some(n) = opts.chunk_size {
         spec.chunk_size = n;
     }
-    let input = ExportInput {
+    let mut input = ExportInput {
         spec,
         dump_id: job.id.clone(),
         cursor: job.cursor.clone(),
@@ -141,9 +141,11 @@ pub async fn run_chunk(
             });
             absolute
         }),
+        pool: Default::default(),
     };
     let open = job.open_object.as_ref().map(|o| OpenUpload { object: o.object, key: o.key.clone(), handle: o.upload.clone(), receipts });
     let mut uploader = Uploader::new(objects, job.spec.part_size, open);
+    input.pool = uploader.pool.clone();
     let (tx, rx) = mpsc::channel(1);
     let engine = tokio::task::spawn_blocking(move || run_export(input, tx));
     let uploaded = uploader.run(rx).await;

@@ -1,9 +1,10 @@
 //! The async side of a chunk: receives parts from the engine and writes them to the
 //! object store, completing each object when the engine finishes it.
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::engine::UploadEvent;
+use crate::engine::{BufferPool, UploadEvent};
 use crate::error::StoreError;
 use crate::job::FileEntry;
 use crate::ports::{ObjectStore, PartReceipt, UploadHandle};
@@ -27,11 +28,13 @@ pub struct Uploader<'a> {
     pub finished: Vec<FileEntry>,
     /// Uploads this chunk created (aborted if the chunk fails before committing).
     created: Vec<(String, UploadHandle)>,
+    /// Part buffers go back to the engine through this pool.
+    pub pool: BufferPool,
 }
 
 impl<'a> Uploader<'a> {
     pub fn new(store: &'a dyn ObjectStore, part_size: u64, open: Option<OpenUpload>) -> Self {
-        Uploader { store, part_size, open, finished: Vec::new(), created: Vec::new() }
+        Uploader { store, part_size, open, finished: Vec::new(), created: Vec::new(), pool: BufferPool::default() }
     }
 
     fn open_for(&mut self, object: u32, key: &str) -> &mut OpenUpload {
@@ -53,7 +56,12 @@ impl<'a> Uploader<'a> {
                 h
             }
         };
-        let receipt = store.upload_part(key, &handle, number, bytes).await?;
+        let bytes = Bytes::from(bytes);
+        let receipt = store.upload_part(key, &handle, number, bytes.clone()).await?;
+        // The store has dropped its reference: reclaim the buffer for the next part.
+        if let Ok(buf) = bytes.try_into_mut() {
+            self.pool.give_back(buf.into());
+        }
         let open = self.open.as_mut().expect("open");
         open.receipts.retain(|r| r.number < number);
         open.receipts.push(receipt);

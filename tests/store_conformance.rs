@@ -7,6 +7,7 @@ use chunkdump::job::{Compression, DumpSpec, Format, JobRecord, JobStatus};
 use chunkdump::local::{DirStore, SqliteProgress};
 use chunkdump::ports::{ObjectStore, PartReceipt, ProgressStore};
 use chunkdump::StoreError;
+use bytes::Bytes;
 
 async fn object_store_suite(store: &dyn ObjectStore) {
     // Small objects: put, get, overwrite, delete, missing.
@@ -24,12 +25,12 @@ async fn object_store_suite(store: &dyn ObjectStore) {
 
     // Multipart: equal parts, a retried part replaces the first attempt.
     let up = store.create_upload("dump/m.bin", 4).await.unwrap();
-    store.upload_part("dump/m.bin", &up, 1, b"xxxx".to_vec()).await.unwrap();
-    let p1 = store.upload_part("dump/m.bin", &up, 1, b"AAAA".to_vec()).await.unwrap();
-    let p2 = store.upload_part("dump/m.bin", &up, 2, b"BBBB".to_vec()).await.unwrap();
-    let p3 = store.upload_part("dump/m.bin", &up, 3, b"C".to_vec()).await.unwrap();
+    store.upload_part("dump/m.bin", &up, 1, Bytes::from_static(b"xxxx")).await.unwrap();
+    let p1 = store.upload_part("dump/m.bin", &up, 1, Bytes::from_static(b"AAAA")).await.unwrap();
+    let p2 = store.upload_part("dump/m.bin", &up, 2, Bytes::from_static(b"BBBB")).await.unwrap();
+    let p3 = store.upload_part("dump/m.bin", &up, 3, Bytes::from_static(b"C")).await.unwrap();
     assert!(store.get("dump/m.bin").await.unwrap().is_none(), "an upload is invisible before completion");
-    assert!(matches!(store.upload_part("dump/m.bin", &up, 4, b"toolong".to_vec()).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(store.upload_part("dump/m.bin", &up, 4, Bytes::from_static(b"toolong")).await, Err(StoreError::Invalid(_))));
     // Unequal parts are refused before the store would accept them.
     let short_middle = [p1.clone(), PartReceipt { size: 3, ..p2.clone() }, p3.clone()];
     assert!(matches!(store.complete_upload("dump/m.bin", &up, &short_middle).await, Err(StoreError::Invalid(_))));
@@ -41,15 +42,15 @@ async fn object_store_suite(store: &dyn ObjectStore) {
 
     // Parts uploaded past the listed ones are dropped at completion.
     let up = store.create_upload("dump/n.bin", 2).await.unwrap();
-    let q1 = store.upload_part("dump/n.bin", &up, 1, b"ab".to_vec()).await.unwrap();
-    let q2 = store.upload_part("dump/n.bin", &up, 2, b"c".to_vec()).await.unwrap();
-    store.upload_part("dump/n.bin", &up, 3, b"zz".to_vec()).await.unwrap();
+    let q1 = store.upload_part("dump/n.bin", &up, 1, Bytes::from_static(b"ab")).await.unwrap();
+    let q2 = store.upload_part("dump/n.bin", &up, 2, Bytes::from_static(b"c")).await.unwrap();
+    store.upload_part("dump/n.bin", &up, 3, Bytes::from_static(b"zz")).await.unwrap();
     assert_eq!(store.complete_upload("dump/n.bin", &up, &[q1, q2]).await.unwrap(), 3);
     assert_eq!(store.get("dump/n.bin").await.unwrap().as_deref(), Some(&b"abc"[..]));
 
     // Abort discards; the upload is gone afterwards; aborting twice is fine.
     let up = store.create_upload("dump/gone.bin", 4).await.unwrap();
-    let r = store.upload_part("dump/gone.bin", &up, 1, b"data".to_vec()).await.unwrap();
+    let r = store.upload_part("dump/gone.bin", &up, 1, Bytes::from_static(b"data")).await.unwrap();
     store.abort_upload("dump/gone.bin", &up).await.unwrap();
     store.abort_upload("dump/gone.bin", &up).await.unwrap();
     assert!(store.complete_upload("dump/gone.bin", &up, &[r]).await.is_err());

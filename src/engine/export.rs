@@ -10,7 +10,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::mpsc;
 
-use super::output::{OutputSink, Tail, UploadEvent};
+use super::output::{BufferPool, OutputSink, Tail, UploadEvent};
 use super::plan::{build_plan, Plan, RowEncoding, Step, TableSource};
 use super::render::{push_csv_value, push_json_value, push_sql_value};
 use crate::error::DumpError;
@@ -45,6 +45,8 @@ pub struct ExportInput {
     pub count_rows: bool,
     pub deadline: Instant,
     pub progress: Option<ProgressFn>,
+    /// Where the uploader returns part buffers for reuse.
+    pub pool: BufferPool,
 }
 
 /// Why a chunk stopped.
@@ -132,7 +134,7 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
     let total_rows = if input.count_rows { Some(count_rows(&conn, &plan).map_err(db)?) } else { None };
 
     let part_size = usize::try_from(spec.part_size).map_err(|_| DumpError::InvalidRequest("part size too large".into()))?;
-    let mut sink = OutputSink::new(tx, part_size, spec.compression);
+    let mut sink = OutputSink::new(tx, input.pool.clone(), part_size, spec.compression);
     let io = |e: std::io::Error| DumpError::Internal(format!("writing output: {e}"));
     let mut cursor = input.cursor;
     if let Some(tail) = input.tail {

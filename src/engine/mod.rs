@@ -7,6 +7,7 @@ pub mod export;
 pub mod output;
 pub mod plan;
 pub mod render;
+pub mod table;
 
 pub use export::{open_database, run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ExportOutcome, ProgressFn};
-pub use output::{Tail, UploadEvent};
+pub use output::{BufferPool, Tail, UploadEvent};

@@ -3,7 +3,7 @@
 //! while memory stays at a few parts), optionally through a gzip member per chunk.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use flate2::write::GzEncoder;
 use tokio::sync::mpsc;
@@ -17,6 +17,34 @@ pub enum UploadEvent {
     Part { object: u32, key: Arc<str>, number: u32, bytes: Vec<u8> },
     /// The object is complete; `last` is its final (possibly short) part, if any.
     Finish { object: u32, key: Arc<str>, last: Option<(u32, Vec<u8>)>, size: u64 },
+}
+
+/// Part buffers handed back by the uploader once the store has released them, so the
+/// export reuses a few buffers instead of allocating (and page-faulting) one per part.
+#[derive(Clone, Default)]
+pub struct BufferPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl BufferPool {
+    /// At most this many idle buffers are kept.
+    const MAX_IDLE: usize = 1;
+
+    /// Returns a buffer for reuse (dropped if enough are idle).
+    pub fn give_back(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut idle) = self.0.lock() {
+            if idle.len() < Self::MAX_IDLE {
+                idle.push(buf);
+            }
+        }
+    }
+
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let reused = self.0.lock().ok().and_then(|mut idle| idle.pop());
+        match reused {
+            Some(buf) if buf.capacity() >= capacity => buf,
+            _ => Vec::with_capacity(capacity),
+        }
+    }
 }
 
 /// The bytes of an unfinished object carried from one chunk to the next.
@@ -40,6 +68,7 @@ struct PartBuffer {
     next_part: u32,
     size: u64,
     tx: mpsc::Sender<UploadEvent>,
+    pool: BufferPool,
 }
 
 impl Write for PartBuffer {
@@ -50,7 +79,7 @@ impl Write for PartBuffer {
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.buf.len() == self.part_size {
-                let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(self.part_size));
+                let bytes = std::mem::replace(&mut self.buf, self.pool.take(self.part_size));
                 let event = UploadEvent::Part { object: self.object, key: self.key.clone(), number: self.next_part, bytes };
                 self.tx.blocking_send(event).map_err(|_| std::io::Error::other("uploader stopped"))?;
                 self.next_part += 1;
@@ -83,6 +112,7 @@ impl Encoder {
 /// Writes the objects of one chunk.
 pub struct OutputSink {
     tx: mpsc::Sender<UploadEvent>,
+    pool: BufferPool,
     part_size: usize,
     compression: Compression,
     current: Option<Encoder>,
@@ -91,13 +121,13 @@ pub struct OutputSink {
 }
 
 impl OutputSink {
-    pub fn new(tx: mpsc::Sender<UploadEvent>, part_size: usize, compression: Compression) -> Self {
-        OutputSink { tx, part_size, compression, current: None, produced: 0 }
+    pub fn new(tx: mpsc::Sender<UploadEvent>, pool: BufferPool, part_size: usize, compression: Compression) -> Self {
+        OutputSink { tx, pool, part_size, compression, current: None, produced: 0 }
     }
 
     /// Continues an object from the tail a previous chunk left.
     pub fn resume(&mut self, tail: Tail) {
-        let mut buf = Vec::with_capacity(self.part_size);
+        let mut buf = self.pool.take(self.part_size);
         buf.extend_from_slice(&tail.bytes);
         self.current = Some(Encoder::Plain(PartBuffer {
             object: tail.object,
@@ -107,6 +137,7 @@ impl OutputSink {
             next_part: tail.next_part,
             size: tail.size,
             tx: self.tx.clone(),
+            pool: self.pool.clone(),
         }));
     }
 
@@ -124,11 +155,12 @@ impl OutputSink {
         self.current = Some(Encoder::Plain(PartBuffer {
             object,
             key: key.into(),
-            buf: Vec::with_capacity(self.part_size.min(1 << 20)),
+            buf: self.pool.take(self.part_size),
             part_size: self.part_size,
             next_part: 1,
             size: 0,
             tx: self.tx.clone(),
+            pool: self.pool.clone(),
         }));
     }
 

@@ -11,6 +11,8 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use super::render::{quote_ident, quote_literal};
+pub use super::table::{RowEncoding, TableSource};
+use super::table::{csv_columns, is_fts, table_source, vtab_module, vtab_option, TableKind};
 use crate::error::DumpError;
 use crate::job::{gz_suffix, DumpSpec, Format};
 
@@ -30,33 +32,6 @@ pub enum Step {
     Rows(Arc<TableSource>),
 }
 
-/// How rows of a table are encoded.
-#[derive(Debug)]
-pub enum RowEncoding {
-    /// `prefix` + values + `);\n`.
-    Sql { prefix: Vec<u8> },
-    Csv,
-    /// One object per row; `keys` are the pre-rendered `"name":` members.
-    Json { keys: Vec<Vec<u8>> },
-}
-
-/// How to read one table in key order.
-#[derive(Debug)]
-pub struct TableSource {
-    pub name: String,
-    /// Number of leading key columns in the SELECT (1 for rowid, n for a primary key).
-    pub key_len: usize,
-    /// The key columns, comma-separated, as written in the SELECTs.
-    pub key_list: String,
-    /// SELECT for the first slice (`?1` = limit).
-    pub select_first: String,
-    /// SELECT after a key (`?1..?key_len` = key, `?key_len+1` = limit).
-    pub select_after: String,
-    /// Number of value columns after the key columns.
-    pub value_len: usize,
-    pub encoding: RowEncoding,
-}
-
 /// The whole dump.
 #[derive(Debug)]
 pub struct Plan {
@@ -72,18 +47,7 @@ struct SchemaRow {
     sql: Option<String>,
 }
 
-struct Column {
-    name: String,
-    decl_type: String,
-    pk: i64,
-    hidden: i64,
-}
 
-/// What kind of table a schema row is.
-enum TableKind {
-    Ordinary { without_rowid: bool },
-    Virtual { module: String, content: Option<String> },
-}
 
 fn db_err(spec: &DumpSpec) -> impl Fn(rusqlite::Error) -> DumpError + '_ {
     move |e| DumpError::from_sqlite(&spec.database, e)
@@ -289,165 +253,6 @@ fn sql_trailer(
     Ok(out.into_bytes())
 }
 
-fn columns(conn: &Connection, spec: &DumpSpec, table: &str) -> Result<Vec<Column>, DumpError> {
-    conn.prepare("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1)")
-        .and_then(|mut s| {
-            s.query_map([table], |r| Ok(Column { name: r.get(0)?, decl_type: r.get(1)?, pk: r.get(2)?, hidden: r.get(3)? }))?
-                .collect()
-        })
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(_, Some(msg)) if msg.contains("no such module") => DumpError::InvalidRequest(
-                format!("table {table:?} is a virtual table whose module is not available ({msg}); leave it out with --tables"),
-            ),
-            e => DumpError::from_sqlite(&spec.database, e),
-        })
-}
-
-/// Column names written by CSV and JSON: everything a `SELECT *` shows, generated
-/// columns included, virtual-table hidden columns excluded.
-fn csv_columns(conn: &Connection, spec: &DumpSpec, table: &str, _kind: &TableKind) -> Result<Vec<String>, DumpError> {
-    Ok(columns(conn, spec, table)?.into_iter().filter(|c| c.hidden != 1).map(|c| c.name).collect())
-}
-
-fn table_source(conn: &Connection, spec: &DumpSpec, table: &str, kind: &TableKind) -> Result<TableSource, DumpError> {
-    let cols = columns(conn, spec, table)?;
-    let q = quote_ident(table);
-    let names: HashSet<String> = cols.iter().map(|c| c.name.to_ascii_lowercase()).collect();
-    let rowid_alias = ["rowid", "_rowid_", "oid"].into_iter().find(|a| !names.contains(*a));
-
-    // Key columns (keyset order) and whether SQL must insert the rowid explicitly.
-    let (keys, sql_rowid): (Vec<String>, bool) = match kind {
-        TableKind::Ordinary { without_rowid: true } => {
-            let mut pk: Vec<&Column> = cols.iter().filter(|c| c.pk > 0).collect();
-            pk.sort_by_key(|c| c.pk);
-            (pk.iter().map(|c| quote_ident(&c.name)).collect(), false)
-        }
-        TableKind::Ordinary { without_rowid: false } => {
-            let alias = rowid_alias.ok_or_else(|| {
-                DumpError::InvalidRequest(format!("table {table:?} has columns named rowid, _rowid_ and oid; its rowid cannot be read"))
-            })?;
-            (vec![alias.to_string()], !has_integer_primary_key(conn, spec, table, &cols)?)
-        }
-        TableKind::Virtual { module, .. } => {
-            let alias = rowid_alias.unwrap_or("rowid");
-            (vec![alias.to_string()], !module.starts_with("rtree"))
-        }
-    };
-    let visible: Vec<&Column> = match spec.format {
-        Format::Sql => cols.iter().filter(|c| c.hidden == 0).collect(),
-        _ => cols.iter().filter(|c| c.hidden != 1).collect(),
-    };
-    let mut values: Vec<String> = Vec::new();
-    if spec.format == Format::Sql && sql_rowid {
-        values.push(keys[0].clone());
-    }
-    values.extend(visible.iter().map(|c| quote_ident(&c.name)));
-    let encoding = match spec.format {
-        Format::Sql => {
-            let all_plain = cols.iter().all(|c| c.hidden == 0);
-            let prefix = if sql_rowid || !all_plain {
-                format!("INSERT INTO {q}({}) VALUES(", values.join(","))
-            } else {
-                format!("INSERT INTO {q} VALUES(")
-            };
-            RowEncoding::Sql { prefix: prefix.into_bytes() }
-        }
-        Format::Csv => RowEncoding::Csv,
-        Format::Json => RowEncoding::Json {
-            keys: visible
-                .iter()
-                .map(|c| {
-                    let mut k = Vec::new();
-                    super::render::push_json_string(&mut k, c.name.as_bytes());
-                    k.push(b':');
-                    k
-                })
-                .collect(),
-        },
-    };
-    let key_list = keys.join(",");
-    let select_cols = if values.is_empty() { key_list.clone() } else { format!("{key_list},{}", values.join(",")) };
-    let params: Vec<String> = (1..=keys.len()).map(|i| format!("?{i}")).collect();
-    let after = if keys.len() == 1 {
-        format!("{key_list} > {}", params[0])
-    } else {
-        format!("({key_list}) > ({})", params.join(","))
-    };
-    Ok(TableSource {
-        name: table.to_string(),
-        key_len: keys.len(),
-        key_list: key_list.clone(),
-        select_first: format!("SELECT {select_cols} FROM {q} ORDER BY {key_list} LIMIT ?1"),
-        select_after: format!("SELECT {select_cols} FROM {q} WHERE {after} ORDER BY {key_list} LIMIT ?{}", keys.len() + 1),
-        value_len: values.len(),
-        encoding,
-    })
-}
-
-/// Whether the table has an INTEGER PRIMARY KEY that aliases the rowid. (`INTEGER
-/// PRIMARY KEY DESC` does not: such a table gets an automatic `pk` index, an alias never.)
-fn has_integer_primary_key(conn: &Connection, spec: &DumpSpec, table: &str, cols: &[Column]) -> Result<bool, DumpError> {
-    let pk: Vec<&Column> = cols.iter().filter(|c| c.pk > 0).collect();
-    if pk.len() != 1 || !pk[0].decl_type.eq_ignore_ascii_case("integer") {
-        return Ok(false);
-    }
-    let pk_index: i64 = conn
-        .query_row("SELECT count(*) FROM pragma_index_list(?1) WHERE origin = 'pk'", [table], |r| r.get(0))
-        .map_err(|e| DumpError::from_sqlite(&spec.database, e))?;
-    Ok(pk_index == 0)
-}
-
-fn is_fts(module: &str) -> bool {
-    matches!(module, "fts3" | "fts4" | "fts5")
-}
-
-/// The module name of a `CREATE VIRTUAL TABLE … USING module(…)` statement, lowercased.
-fn vtab_module(sql: &str) -> String {
-    let lower = sql.to_ascii_lowercase();
-    lower
-        .find(" using ")
-        .map(|i| lower[i + 7..].trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect())
-        .unwrap_or_default()
-}
-
-/// The value of a `key=value` module argument (quotes removed), if present.
-fn vtab_option(sql: &str, key: &str) -> Option<String> {
-    let open = sql.find('(')?;
-    let close = sql.rfind(')')?;
-    let args = &sql[open + 1..close];
-    let mut depth = 0i32;
-    let mut quote: Option<char> = None;
-    let mut start = 0;
-    let mut parts = Vec::new();
-    for (i, c) in args.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"' | '`') => quote = Some(c),
-            (None, '(') => depth += 1,
-            (None, ')') => depth -= 1,
-            (None, ',') if depth == 0 => {
-                parts.push(&args[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&args[start..]);
-    parts.iter().find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        if !k.trim().eq_ignore_ascii_case(key) {
-            return None;
-        }
-        let v = v.trim();
-        let unquoted = match v.chars().next() {
-            Some(q @ ('\'' | '"' | '`')) if v.len() >= 2 && v.ends_with(q) => v[1..v.len() - 1].replace(&format!("{q}{q}"), &q.to_string()),
-            _ => v.to_string(),
-        };
-        Some(unquoted)
-    })
-}
-
 /// A file name for a table that is safe on any file system and in any URL: bytes outside
 /// `[A-Za-z0-9_-]` are percent-encoded (so `a/b c` becomes `a%2Fb%20c`).
 pub fn safe_file_name(table: &str) -> String {
@@ -468,15 +273,6 @@ pub fn safe_file_name(table: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_vtab_module_and_content_option() {
-        let sql = "CREATE VIRTUAL TABLE x USING fts5(a, b, content='docs', content_rowid='id')";
-        assert_eq!(vtab_module(sql), "fts5");
-        assert_eq!(vtab_option(sql, "content").as_deref(), Some("docs"));
-        assert_eq!(vtab_option("CREATE VIRTUAL TABLE y USING fts5(a, content='')", "content").as_deref(), Some(""));
-        assert_eq!(vtab_option("CREATE VIRTUAL TABLE z USING fts4(a)", "content"), None);
-    }
 
     #[test]
     fn file_names_are_safe() {

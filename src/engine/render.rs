@@ -18,13 +18,48 @@ use rusqlite::types::ValueRef;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Two hex digits for every byte value.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    table
+};
+
 /// Appends lowercase hex of `bytes`.
 pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.reserve(bytes.len() * 2);
-    for &b in bytes {
-        out.push(HEX[(b >> 4) as usize]);
-        out.push(HEX[(b & 15) as usize]);
+    let start = out.len();
+    out.resize(start + bytes.len() * 2, 0);
+    for (pair, &b) in out[start..].chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[b as usize]);
     }
+}
+
+/// Which special bytes a text holds, found in one branch-free (vectorizable) pass.
+#[derive(Default)]
+struct Scan {
+    /// A control character other than TAB and LF.
+    control: bool,
+    /// A byte >= 0x80 (so UTF-8 validity must be checked).
+    non_ascii: bool,
+    /// The quote character of the target syntax.
+    quote: bool,
+    /// Any of `,` `\r` `\n` (CSV) or `\\` `\n` `\r` `\t` (JSON), per `extra`.
+    extra: bool,
+}
+
+fn scan(t: &[u8], quote: u8, extra: &[u8; 3]) -> Scan {
+    let mut s = Scan::default();
+    for &b in t {
+        s.control |= (b < 0x20) & (b != b'\t') & (b != b'\n');
+        s.non_ascii |= b >= 0x80;
+        s.quote |= b == quote;
+        s.extra |= (b == extra[0]) | (b == extra[1]) | (b == extra[2]);
+    }
+    s
 }
 
 fn push_int(out: &mut Vec<u8>, i: i64) {
@@ -60,23 +95,20 @@ pub fn push_sql_real(out: &mut Vec<u8>, f: f64) {
     }
 }
 
-/// TEXT that can be written as a plain SQL literal: valid UTF-8, no control characters
-/// except TAB and LF (the shell keeps LF inside literals; CR and NUL it does not).
-fn is_plain_sql_text(t: &[u8]) -> bool {
-    t.iter().all(|&b| b >= 0x20 || b == b'\t' || b == b'\n') && std::str::from_utf8(t).is_ok()
-}
-
-fn push_quoted(out: &mut Vec<u8>, t: &[u8], quote: u8) {
+/// Writes `t` between `quote`s, doubling any quote inside (`has_quote` from a scan).
+fn push_quoted(out: &mut Vec<u8>, t: &[u8], quote: u8, has_quote: bool) {
     out.push(quote);
-    let mut start = 0;
-    for (i, &b) in t.iter().enumerate() {
-        if b == quote {
-            out.extend_from_slice(&t[start..=i]);
+    if has_quote {
+        let mut pieces = t.split(|&b| b == quote);
+        out.extend_from_slice(pieces.next().unwrap_or_default());
+        for piece in pieces {
             out.push(quote);
-            start = i + 1;
+            out.push(quote);
+            out.extend_from_slice(piece);
         }
+    } else {
+        out.extend_from_slice(t);
     }
-    out.extend_from_slice(&t[start..]);
     out.push(quote);
 }
 
@@ -86,8 +118,13 @@ pub fn push_sql_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
         ValueRef::Null => out.extend_from_slice(b"NULL"),
         ValueRef::Integer(i) => push_int(out, i),
         ValueRef::Real(f) => push_sql_real(out, f),
-        ValueRef::Text(t) if is_plain_sql_text(t) => push_quoted(out, t, b'\''),
         ValueRef::Text(t) => {
+            // A plain literal needs valid UTF-8 and no control characters but TAB and LF
+            // (the shell keeps LF inside literals; CR and NUL it does not).
+            let s = scan(t, b'\'', b"\0\0\0");
+            if !s.control && (!s.non_ascii || std::str::from_utf8(t).is_ok()) {
+                return push_quoted(out, t, b'\'', s.quote);
+            }
             out.extend_from_slice(b"CAST(X'");
             push_hex(out, t);
             out.extend_from_slice(b"' AS TEXT)");
@@ -119,10 +156,17 @@ pub fn push_csv_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
         ValueRef::Real(f) if f.is_nan() => {}
         ValueRef::Real(f) => out.extend_from_slice(if f > 0.0 { b"Infinity" } else { b"-Infinity" }),
         ValueRef::Text(t) => {
-            let text = String::from_utf8_lossy(t);
-            let t = text.as_bytes();
-            if t.is_empty() || t.iter().any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n')) {
-                push_quoted(out, t, b'"');
+            let s = scan(t, b'"', b",\r\n");
+            // CSV must be valid UTF-8: invalid sequences become U+FFFD (documented).
+            let lossy;
+            let t = if s.non_ascii {
+                lossy = String::from_utf8_lossy(t);
+                lossy.as_bytes()
+            } else {
+                t
+            };
+            if t.is_empty() || s.quote || s.extra {
+                push_quoted(out, t, b'"', s.quote);
             } else {
                 out.extend_from_slice(t);
             }
@@ -136,6 +180,13 @@ pub fn push_csv_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
 
 /// Writes `s` as a JSON string (quotes included).
 pub fn push_json_string(out: &mut Vec<u8>, s: &[u8]) {
+    let flags = scan(s, b'"', b"\\\n\t");
+    if !flags.control && !flags.quote && !flags.extra {
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+        return;
+    }
     out.push(b'"');
     let mut start = 0;
     for (i, &b) in s.iter().enumerate() {
@@ -170,9 +221,20 @@ fn push_tagged(out: &mut Vec<u8>, tag: &str, payload: &str) {
     out.extend_from_slice(b"\"}");
 }
 
+/// `{"<tag>":"<base64 of bytes>"}`, encoded in place (no temporary string).
+fn push_base64_tagged(out: &mut Vec<u8>, tag: &str, bytes: &[u8]) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    push_tagged(out, tag, "");
+    out.truncate(out.len() - 2); // reopen the string before `"}`
+    let start = out.len();
+    let len = base64::encoded_len(bytes.len(), true).expect("BLOBs are far below usize::MAX / 4");
+    out.resize(start + len, 0);
+    b64.encode_slice(bytes, &mut out[start..]).expect("buffer sized by encoded_len");
+    out.extend_from_slice(b"\"}");
+}
+
 /// Writes a value as JSON.
 pub fn push_json_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
-    let b64 = base64::engine::general_purpose::STANDARD;
     match v {
         ValueRef::Null => out.extend_from_slice(b"null"),
         ValueRef::Integer(i) => push_int(out, i),
@@ -180,8 +242,8 @@ pub fn push_json_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
         ValueRef::Real(f) if f.is_nan() => out.extend_from_slice(b"null"),
         ValueRef::Real(f) => push_tagged(out, "$real", if f > 0.0 { "Infinity" } else { "-Infinity" }),
         ValueRef::Text(t) if std::str::from_utf8(t).is_ok() => push_json_string(out, t),
-        ValueRef::Text(t) => push_tagged(out, "$textBase64", &b64.encode(t)),
-        ValueRef::Blob(b) => push_tagged(out, "$base64", &b64.encode(b)),
+        ValueRef::Text(t) => push_base64_tagged(out, "$textBase64", t),
+        ValueRef::Blob(b) => push_base64_tagged(out, "$base64", b),
     }
 }
 

@@ -24,7 +24,7 @@ impl<S: ObjectStore> ObjectStore for SpyStore<S> {
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
         self.inner.create_upload(key, part_size).await
     }
-    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: Vec<u8>) -> Result<PartReceipt, StoreError> {
+    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: bytes::Bytes) -> Result<PartReceipt, StoreError> {
         self.inner.upload_part(key, upload, number, bytes).await
     }
     async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {
