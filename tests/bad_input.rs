@@ -146,3 +146,24 @@ fn a_database_locked_by_a_writer_pauses_the_dump_and_loses_nothing() {
     let path = String::from_utf8(result.stdout).unwrap().lines().last().unwrap().to_string();
     assert_eq!(std::fs::read(path).unwrap(), std::fs::read(reference).unwrap());
 }
+
+#[test]
+fn a_write_failure_like_a_full_disk_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 60_000);
+    let out = dir.path().join("out");
+    // Writes past 3 MB fail with EFBIG (SIGXFSZ ignored), as writes to a full disk fail.
+    let result = std::process::Command::new("bash")
+        .args(["-c", r#"trap "" XFSZ; ulimit -f 3000; exec "$0" "$@""#, env!("CARGO_BIN_EXE_chunkdump")])
+        .args(["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", "sql", "--id", "full", "--breathe-ms", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(1), "{}", stderr_of(&result));
+    assert!(stderr_of(&result).contains("File too large"), "{}", stderr_of(&result));
+    assert!(dump_files(&out).is_empty(), "partial dump left: {:?}", dump_files(&out));
+    assert_eq!(std::fs::read_dir(out.join(".chunkdump/uploads")).unwrap().count(), 0, "upload left behind");
+    let s = run(&["status", "full", "--out", out.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(v["status"], "failed");
+}
