@@ -193,8 +193,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Takes the dump's run lock: one process at a time may run a dump. (Two runners of one
+/// gzip dump could otherwise overwrite each other's committed parts with differently cut
+/// gzip members.) The OS releases the lock when the process dies, even by SIGKILL, so a
+/// killed dump can be resumed at once.
+fn lock_run(out: &Path, id: &str) -> anyhow::Result<std::fs::File> {
+    let dir = out.join(".chunkdump/locks");
+    std::fs::create_dir_all(&dir)?;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(dir.join(format!("{id}.lock")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(DumpError::WrongState { id: id.into(), status: "running".into(), message: "another process is running this dump".into() }.into())
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 /// Prints the id, runs the dump to completion, prints the path.
 async fn finish(stores: &LocalStores, job: &JobRecord, tuning: &Tuning, cfg: &Config) -> anyhow::Result<()> {
+    let _running = lock_run(stores.objects.root(), &job.id)?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", job.id)?;
     stdout.flush()?;

@@ -114,3 +114,31 @@ fn sql_dump_killed_late_resumes_identically() {
 fn gzip_csv_dump_killed_resumes_identically() {
     kill_and_resume("csv", true, 12);
 }
+
+#[test]
+fn a_second_runner_of_the_same_dump_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 20_000);
+    let out = dir.path().join("out");
+    let mut first = chunkdump()
+        .args(["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", "sql", "--id", "once"])
+        .args(["--compression", "gzip", "--chunk-size", "200", "--budget-ms", "0", "--breathe-ms", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while try_status("once", &out).is_none_or(|s| s["chunks"].as_u64().unwrap() < 2) {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second = run(&["resume", "once", "--out", out.to_str().unwrap()]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another process is running this dump"));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Once the first runner is gone (even killed), the dump can be resumed.
+    let resumed = run(&["resume", "once", "--out", out.to_str().unwrap(), "--breathe-ms", "0"]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+}
