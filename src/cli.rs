@@ -36,6 +36,8 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Print a dump's status as JSON.
     Status(StatusArgs),
+    /// Create the bucket and the progress table (with TTL) if missing.
+    Setup(SetupArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -65,15 +67,30 @@ pub struct Tuning {
     pub breathe_ms: Option<u64>,
 }
 
+/// Where dump files and progress live: a local directory (the embedded default), or an
+/// S3-compatible bucket plus a DynamoDB table.
+#[derive(Debug, Args)]
+pub struct Location {
+    /// Directory for dump files (progress is kept in DIR/.chunkdump/).
+    #[arg(long, value_name = "DIR", required_unless_present = "store", conflicts_with = "store")]
+    pub out: Option<PathBuf>,
+    /// S3-compatible store for dump files, e.g. s3://bucket/prefix (R2: set
+    /// AWS_ENDPOINT_URL_S3 to https://<account>.r2.cloudflarestorage.com).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", requires = "progress")]
+    pub store: Option<String>,
+    /// DynamoDB table for progress, e.g. dynamodb://chunkdump-jobs.
+    #[arg(long, value_name = "dynamodb://TABLE", requires = "store")]
+    pub progress: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct DumpArgs {
     /// The SQLite database to dump (opened read-only).
     pub db: PathBuf,
     #[arg(long, value_enum)]
     pub format: FormatArg,
-    /// Directory for dump files (progress is kept in DIR/.chunkdump/).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub location: Location,
     #[command(flatten)]
     pub tuning: Tuning,
     /// Size of every upload part but the last, in bytes (5 MiB to 5 GiB).
@@ -95,8 +112,8 @@ pub struct DumpArgs {
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     pub id: String,
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub location: Location,
     #[command(flatten)]
     pub tuning: Tuning,
 }
@@ -104,8 +121,16 @@ pub struct ResumeArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     pub id: String,
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub location: Location,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[arg(long, value_name = "s3://BUCKET")]
+    pub store: String,
+    #[arg(long, value_name = "dynamodb://TABLE")]
+    pub progress: String,
 }
 
 /// Parses arguments, runs the command, maps errors to exit codes.
@@ -132,15 +157,34 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-struct LocalStores {
-    objects: DirStore,
-    progress: SqliteProgress,
+/// The opened stores, and where the per-dump run locks live.
+struct Stores {
+    objects: Box<dyn ObjectStore>,
+    progress: Box<dyn ProgressStore>,
+    lock_dir: PathBuf,
 }
 
-fn local_stores(out: &Path) -> Result<LocalStores, DumpError> {
-    let objects = DirStore::open(out)?;
-    let progress = SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3"))?;
-    Ok(LocalStores { objects, progress })
+async fn open_stores(loc: &Location) -> Result<Stores, DumpError> {
+    match (&loc.out, &loc.store, &loc.progress) {
+        (Some(out), None, None) => Ok(Stores {
+            objects: Box::new(DirStore::open(out)?),
+            progress: Box::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3"))?),
+            lock_dir: out.join(".chunkdump/locks"),
+        }),
+        (None, Some(store), Some(progress)) => {
+            let config = crate::cloud::load_aws_config().await;
+            let objects = crate::cloud::S3Store::new(&config, store)?;
+            let progress = crate::cloud::DynamoProgress::new(&config, progress)?;
+            // A host-local lock: in AWS, Step Functions runs one execution per dump.
+            let lock_dir = std::env::temp_dir().join("chunkdump-locks").join(safe_lock_name(store));
+            Ok(Stores { objects: Box::new(objects), progress: Box::new(progress), lock_dir })
+        }
+        _ => Err(DumpError::InvalidRequest("give --out DIR, or both --store s3://… and --progress dynamodb://…".into())),
+    }
+}
+
+fn safe_lock_name(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
 }
 
 fn chunk_options(t: &Tuning, cfg: &Config, reporter: &Reporter) -> (ChunkOptions, Duration) {
@@ -159,7 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dump(args) => {
             let database = std::fs::canonicalize(&args.db)
                 .map_err(|e| DumpError::Database { path: args.db.display().to_string(), message: format!("cannot open: {e}") })?;
-            let stores = local_stores(&args.out)?;
+            let stores = open_stores(&args.location).await?;
             let spec = DumpSpec {
                 database: database.display().to_string(),
                 format: match args.format {
@@ -176,18 +220,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 chunk_size: args.tuning.chunk_size.unwrap_or(cfg.chunk_size),
                 part_size: args.part_size,
             };
-            let job = create_dump(&stores.progress, spec, args.id.clone()).await?;
+            let job = create_dump(stores.progress.as_ref(), spec, args.id.clone()).await?;
             finish(&stores, &job, &args.tuning, &cfg).await
         }
         Command::Resume(args) => {
-            let stores = local_stores(&args.out)?;
+            let stores = open_stores(&args.location).await?;
             let job = stores.progress.get(&args.id).await?.ok_or_else(|| DumpError::UnknownDump(args.id.clone()))?;
             finish(&stores, &job, &args.tuning, &cfg).await
         }
         Command::Status(args) => {
-            let stores = local_stores(&args.out)?;
+            let stores = open_stores(&args.location).await?;
             let job = stores.progress.get(&args.id).await?.ok_or_else(|| DumpError::UnknownDump(args.id.clone()))?;
             println!("{}", serde_json::to_string_pretty(&job.status_view(chrono::Utc::now()))?);
+            Ok(())
+        }
+        Command::Setup(args) => {
+            let config = crate::cloud::load_aws_config().await;
+            crate::cloud::S3Store::new(&config, &args.store)?.ensure_bucket().await?;
+            crate::cloud::DynamoProgress::new(&config, &args.progress)?.ensure_table().await?;
+            println!("ready: {} and {}", args.store, args.progress);
             Ok(())
         }
     }
@@ -197,9 +248,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// gzip dump could otherwise overwrite each other's committed parts with differently cut
 /// gzip members.) The OS releases the lock when the process dies, even by SIGKILL, so a
 /// killed dump can be resumed at once.
-fn lock_run(out: &Path, id: &str) -> anyhow::Result<std::fs::File> {
-    let dir = out.join(".chunkdump/locks");
-    std::fs::create_dir_all(&dir)?;
+fn lock_run(dir: &Path, id: &str) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
     let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(dir.join(format!("{id}.lock")))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
@@ -211,8 +261,8 @@ fn lock_run(out: &Path, id: &str) -> anyhow::Result<std::fs::File> {
 }
 
 /// Prints the id, runs the dump to completion, prints the path.
-async fn finish(stores: &LocalStores, job: &JobRecord, tuning: &Tuning, cfg: &Config) -> anyhow::Result<()> {
-    let _running = lock_run(stores.objects.root(), &job.id)?;
+async fn finish(stores: &Stores, job: &JobRecord, tuning: &Tuning, cfg: &Config) -> anyhow::Result<()> {
+    let _running = lock_run(&stores.lock_dir, &job.id)?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", job.id)?;
     stdout.flush()?;
@@ -221,7 +271,7 @@ async fn finish(stores: &LocalStores, job: &JobRecord, tuning: &Tuning, cfg: &Co
     } else {
         let reporter = Reporter::new(&job.id);
         let (opts, breathe) = chunk_options(tuning, cfg, &reporter);
-        let result = run_to_completion(&stores.objects, &stores.progress, &job.id, &opts, breathe, 5).await;
+        let result = run_to_completion(stores.objects.as_ref(), stores.progress.as_ref(), &job.id, &opts, breathe, 5).await;
         reporter.done();
         result?
     };

@@ -9,6 +9,7 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -1,7 +1,14 @@
 //! One conformance suite per port, written against the trait and run against every
-//! adapter (litestream's pattern). Cloud adapters join by adding a backend below.
+//! adapter (litestream's pattern): the local directory, S3 on moto and on s3s-fs
+//! (which checks signatures) for `ObjectStore`; the local SQLite file and DynamoDB on
+//! moto for `ProgressStore`.
+
+mod common;
 
 use std::time::Duration;
+
+use chunkdump::cloud::{DynamoProgress, S3Store};
+use common::cloud::{sdk_config, servers, unique};
 
 use chunkdump::job::{Compression, DumpSpec, Format, JobRecord, JobStatus};
 use chunkdump::local::{DirStore, SqliteProgress};
@@ -9,7 +16,15 @@ use chunkdump::ports::{ObjectStore, PartReceipt, ProgressStore};
 use chunkdump::StoreError;
 use bytes::Bytes;
 
-async fn object_store_suite(store: &dyn ObjectStore) {
+/// Known deviations of a backend from S3's behaviour.
+#[derive(Default)]
+struct Quirks {
+    /// s3s-fs answers a second abort of the same upload with AccessDenied (S3 and R2
+    /// answer NoSuchUpload, which the adapter treats as done).
+    second_abort_denied: bool,
+}
+
+async fn object_store_suite(store: &dyn ObjectStore, quirks: Quirks) {
     // Small objects: put, get, overwrite, delete, missing.
     store.put("a/b/small.txt", b"one".to_vec()).await.unwrap();
     assert_eq!(store.get("a/b/small.txt").await.unwrap().as_deref(), Some(&b"one"[..]));
@@ -23,36 +38,43 @@ async fn object_store_suite(store: &dyn ObjectStore) {
         assert!(matches!(store.put(bad, vec![]).await, Err(StoreError::Invalid(_))), "key {bad:?} accepted");
     }
 
-    // Multipart: equal parts, a retried part replaces the first attempt.
-    let up = store.create_upload("dump/m.bin", 4).await.unwrap();
-    store.upload_part("dump/m.bin", &up, 1, Bytes::from_static(b"xxxx")).await.unwrap();
-    let p1 = store.upload_part("dump/m.bin", &up, 1, Bytes::from_static(b"AAAA")).await.unwrap();
-    let p2 = store.upload_part("dump/m.bin", &up, 2, Bytes::from_static(b"BBBB")).await.unwrap();
-    let p3 = store.upload_part("dump/m.bin", &up, 3, Bytes::from_static(b"C")).await.unwrap();
+    // Multipart: equal parts (5 MiB, the S3/R2 minimum), a retried part replaces the
+    // first attempt, nothing is visible before completion.
+    const P: usize = 5 << 20;
+    let part = |byte: u8, len: usize| Bytes::from(vec![byte; len]);
+    let up = store.create_upload("dump/m.bin", P as u64).await.unwrap();
+    store.upload_part("dump/m.bin", &up, 1, part(b'x', P)).await.unwrap();
+    let p1 = store.upload_part("dump/m.bin", &up, 1, part(b'A', P)).await.unwrap();
+    let p2 = store.upload_part("dump/m.bin", &up, 2, part(b'B', P)).await.unwrap();
+    let p3 = store.upload_part("dump/m.bin", &up, 3, part(b'C', 1)).await.unwrap();
     assert!(store.get("dump/m.bin").await.unwrap().is_none(), "an upload is invisible before completion");
-    assert!(matches!(store.upload_part("dump/m.bin", &up, 4, Bytes::from_static(b"toolong")).await, Err(StoreError::Invalid(_))));
-    // Unequal parts are refused before the store would accept them.
-    let short_middle = [p1.clone(), PartReceipt { size: 3, ..p2.clone() }, p3.clone()];
+    assert!(matches!(store.upload_part("dump/m.bin", &up, 4, part(b'D', P + 1)).await, Err(StoreError::Invalid(_))));
+    // Unequal parts are refused before the store would see them.
+    let short_middle = [p1.clone(), PartReceipt { size: P as u64 - 1, ..p2.clone() }, p3.clone()];
     assert!(matches!(store.complete_upload("dump/m.bin", &up, &short_middle).await, Err(StoreError::Invalid(_))));
     let gap = [p1.clone(), p3.clone()];
     assert!(matches!(store.complete_upload("dump/m.bin", &up, &gap).await, Err(StoreError::Invalid(_))));
     let size = store.complete_upload("dump/m.bin", &up, &[p1, p2, p3]).await.unwrap();
-    assert_eq!(size, 9);
-    assert_eq!(store.get("dump/m.bin").await.unwrap().as_deref(), Some(&b"AAAABBBBC"[..]));
+    assert_eq!(size, 2 * P as u64 + 1);
+    let got = store.get("dump/m.bin").await.unwrap().unwrap();
+    assert_eq!(got.len(), 2 * P + 1);
+    assert!(got[..P].iter().all(|&b| b == b'A') && got[P..2 * P].iter().all(|&b| b == b'B') && got[2 * P] == b'C');
 
-    // Parts uploaded past the listed ones are dropped at completion.
-    let up = store.create_upload("dump/n.bin", 2).await.unwrap();
-    let q1 = store.upload_part("dump/n.bin", &up, 1, Bytes::from_static(b"ab")).await.unwrap();
-    let q2 = store.upload_part("dump/n.bin", &up, 2, Bytes::from_static(b"c")).await.unwrap();
-    store.upload_part("dump/n.bin", &up, 3, Bytes::from_static(b"zz")).await.unwrap();
-    assert_eq!(store.complete_upload("dump/n.bin", &up, &[q1, q2]).await.unwrap(), 3);
-    assert_eq!(store.get("dump/n.bin").await.unwrap().as_deref(), Some(&b"abc"[..]));
+    // Parts uploaded past the listed ones (an abandoned attempt) are dropped.
+    let up = store.create_upload("dump/n.bin", P as u64).await.unwrap();
+    let q1 = store.upload_part("dump/n.bin", &up, 1, part(b'a', P)).await.unwrap();
+    let q2 = store.upload_part("dump/n.bin", &up, 2, part(b'b', 3)).await.unwrap();
+    store.upload_part("dump/n.bin", &up, 3, part(b'z', 7)).await.unwrap();
+    assert_eq!(store.complete_upload("dump/n.bin", &up, &[q1, q2]).await.unwrap(), P as u64 + 3);
+    assert_eq!(store.get("dump/n.bin").await.unwrap().unwrap().len(), P + 3);
 
     // Abort discards; the upload is gone afterwards; aborting twice is fine.
-    let up = store.create_upload("dump/gone.bin", 4).await.unwrap();
-    let r = store.upload_part("dump/gone.bin", &up, 1, Bytes::from_static(b"data")).await.unwrap();
+    let up = store.create_upload("dump/gone.bin", P as u64).await.unwrap();
+    let r = store.upload_part("dump/gone.bin", &up, 1, part(b'g', 10)).await.unwrap();
     store.abort_upload("dump/gone.bin", &up).await.unwrap();
-    store.abort_upload("dump/gone.bin", &up).await.unwrap();
+    if !quirks.second_abort_denied {
+        store.abort_upload("dump/gone.bin", &up).await.unwrap();
+    }
     assert!(store.complete_upload("dump/gone.bin", &up, &[r]).await.is_err());
     assert!(store.get("dump/gone.bin").await.unwrap().is_none());
 }
@@ -111,7 +133,7 @@ async fn progress_store_suite(store: &dyn ProgressStore, expiring: &dyn Progress
 #[tokio::test]
 async fn local_directory_object_store() {
     let dir = tempfile::tempdir().unwrap();
-    object_store_suite(&DirStore::open(dir.path()).unwrap()).await;
+    object_store_suite(&DirStore::open(dir.path()).unwrap(), Quirks::default()).await;
 }
 
 #[tokio::test]
@@ -131,4 +153,55 @@ async fn missing_or_unwritable_locations_give_clear_errors() {
     assert!(err.to_string().contains("plain-file"), "{err}");
     let err = SqliteProgress::open(&file.join("p.sqlite3")).err().expect("cannot open under a file");
     assert!(!err.is_retryable(), "{err}");
+}
+
+#[tokio::test]
+async fn s3_object_store_on_moto() {
+    let sv = servers();
+    let config = sdk_config(&sv.moto, "moto", "moto").await;
+    let store = S3Store::new(&config, &format!("s3://{}/some/prefix", unique("conf"))).unwrap();
+    store.ensure_bucket().await.unwrap();
+    store.ensure_bucket().await.unwrap(); // idempotent
+    object_store_suite(&store, Quirks::default()).await;
+    assert!(store.locate("a/b").starts_with("s3://conf-") && store.locate("a/b").ends_with("/some/prefix/a/b"));
+}
+
+#[tokio::test]
+async fn s3_object_store_on_s3s_fs_with_signature_checks() {
+    let sv = servers();
+    let config = sdk_config(&sv.s3s, &sv.s3s_key, &sv.s3s_secret).await;
+    let store = S3Store::new(&config, &format!("s3://{}", unique("conf"))).unwrap();
+    store.ensure_bucket().await.unwrap();
+    object_store_suite(&store, Quirks { second_abort_denied: true }).await;
+}
+
+#[tokio::test]
+async fn dynamodb_progress_store_on_moto() {
+    let sv = servers();
+    let config = sdk_config(&sv.moto, "moto", "moto").await;
+    let table = unique("jobs");
+    let store = DynamoProgress::new(&config, &format!("dynamodb://{table}")).unwrap().with_ttl(None);
+    store.ensure_table().await.unwrap();
+    store.ensure_table().await.unwrap(); // idempotent
+    // moto never deletes expired items: readers must ignore them by themselves.
+    let expiring = DynamoProgress::new(&config, &format!("dynamodb://{table}")).unwrap().with_ttl(Some(Duration::from_secs(1)));
+    progress_store_suite(&store, &expiring).await;
+}
+
+#[tokio::test]
+async fn cloud_misconfiguration_gives_clear_errors() {
+    let sv = servers();
+    let moto = sdk_config(&sv.moto, "moto", "moto").await;
+    let missing = S3Store::new(&moto, "s3://no-such-bucket-here").unwrap();
+    let err = missing.put("x", b"1".to_vec()).await.unwrap_err();
+    assert!(err.to_string().contains("NoSuchBucket") && !err.is_retryable(), "{err}");
+    let table = DynamoProgress::new(&moto, "dynamodb://no_such_table").unwrap();
+    let err = table.get("dump_1").await.unwrap_err();
+    assert!(err.to_string().contains("does not exist") && !err.is_retryable(), "{err}");
+    let wrong = sdk_config(&sv.s3s, &sv.s3s_key, "not-the-secret").await;
+    let store = S3Store::new(&wrong, &format!("s3://{}", unique("conf"))).unwrap();
+    let err = store.ensure_bucket().await.unwrap_err();
+    assert!(err.to_string().contains("SignatureDoesNotMatch") && !err.is_retryable(), "{err}");
+    assert!(S3Store::new(&moto, "http://bucket").is_err());
+    assert!(DynamoProgress::new(&moto, "dynamodb://").is_err());
 }

@@ -57,13 +57,30 @@ pub struct LibDump {
     pub chunks: u64,
 }
 
-/// Dumps `db` with the given slice size, chunk budget and part size.
+/// Dumps `db` with the given slice size, chunk budget and part size, locally.
 pub fn lib_dump(db: &Path, format: Format, compression: Compression, chunk_size: u32, budget: Duration, part_size: u64) -> LibDump {
     let work = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = SpyStore { inner: DirStore::open(work.path()).unwrap(), completed: Mutex::new(Vec::new()) };
         let progress = SqliteProgress::open(&work.path().join(".chunkdump/progress.sqlite3")).unwrap();
+        lib_dump_to(&store, &progress, db, format, compression, chunk_size, budget, part_size).await
+    })
+}
+
+/// Dumps `db` into the given stores (the object store wrapped in a spy by the caller).
+#[allow(clippy::too_many_arguments)]
+pub async fn lib_dump_to<S: ObjectStore>(
+    store: &SpyStore<S>,
+    progress: &dyn chunkdump::ports::ProgressStore,
+    db: &Path,
+    format: Format,
+    compression: Compression,
+    chunk_size: u32,
+    budget: Duration,
+    part_size: u64,
+) -> LibDump {
+    {
         let spec = DumpSpec {
             database: db.display().to_string(),
             format,
@@ -73,10 +90,13 @@ pub fn lib_dump(db: &Path, format: Format, compression: Compression, chunk_size:
             chunk_size,
             part_size,
         };
-        let job = create_dump(&progress, spec, Some("d".into())).await.unwrap();
+        let job = create_dump(progress, spec, Some("d".into())).await.unwrap();
         let opts = ChunkOptions { budget, ..Default::default() };
-        let done = run_to_completion(&store, &progress, &job.id, &opts, Duration::ZERO, 0).await.unwrap();
-        let mut files: Vec<(String, Vec<u8>)> = done.files.iter().map(|f| (f.key.clone(), std::fs::read(work.path().join(&f.key)).unwrap())).collect();
+        let done = run_to_completion(store, progress, &job.id, &opts, Duration::ZERO, 0).await.unwrap();
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        for f in &done.files {
+            files.push((f.key.clone(), store.get(&f.key).await.unwrap().expect("completed file exists")));
+        }
         files.sort();
         for (key, bytes) in &files {
             let size = done.files.iter().find(|f| &f.key == key).unwrap().size;
@@ -84,5 +104,5 @@ pub fn lib_dump(db: &Path, format: Format, compression: Compression, chunk_size:
         }
         let uploads = store.completed.lock().unwrap().clone();
         LibDump { files, uploads, chunks: done.chunks }
-    })
+    }
 }

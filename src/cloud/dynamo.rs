@@ -1,0 +1,229 @@
+//! `ProgressStore` on DynamoDB.
+//!
+//! One item per dump, keyed by `id`: the job record as JSON in `body` (kept small by
+//! design), `version` for conditional writes, `expires_at` (epoch seconds) as the TTL
+//! attribute, and `kind`/`created_at` for the `by_created` index that lists recent dumps
+//! without a scan. TTL deletion is lazy, so readers ignore expired items themselves.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::{parse_url, sdk_error};
+use crate::error::StoreError;
+use crate::job::JobRecord;
+use crate::ports::ProgressStore;
+
+const INDEX: &str = "by_created";
+const KIND: &str = "dump";
+
+/// Job records in a DynamoDB table.
+#[derive(Clone, Debug)]
+pub struct DynamoProgress {
+    client: Client,
+    table: String,
+    ttl: Option<Duration>,
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn decode(item: &HashMap<String, AttributeValue>) -> Result<Option<JobRecord>, StoreError> {
+    let expired = item
+        .get("expires_at")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .is_some_and(|t| t <= now_secs());
+    if expired {
+        return Ok(None);
+    }
+    let body = item.get("body").and_then(|v| v.as_s().ok()).ok_or_else(|| StoreError::Permanent("job item without a body".into()))?;
+    serde_json::from_str(body).map(Some).map_err(|e| StoreError::Permanent(format!("corrupt job record: {e}")))
+}
+
+impl DynamoProgress {
+    /// Builds the store for `dynamodb://TABLE` from a loaded AWS configuration.
+    pub fn new(config: &aws_config::SdkConfig, url: &str) -> Result<Self, StoreError> {
+        let (table, rest) = parse_url(url, "dynamodb")?;
+        if !rest.is_empty() {
+            return Err(StoreError::Invalid(format!("{url:?}: a dynamodb:// URL names only a table")));
+        }
+        Ok(DynamoProgress { client: Client::new(config), table: table.to_string(), ttl: Some(Duration::from_secs(30 * 24 * 3600)) })
+    }
+
+    /// Records expire `ttl` after their last write (`None`: never). Default 30 days.
+    pub fn with_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    fn item(&self, job: &JobRecord) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let body = serde_json::to_string(job).map_err(|e| StoreError::Invalid(format!("encoding job: {e}")))?;
+        let mut item = HashMap::from([
+            ("id".to_string(), s(&job.id)),
+            ("version".to_string(), n(job.version as i64)),
+            ("kind".to_string(), s(KIND)),
+            ("created_at".to_string(), s(job.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))),
+            ("body".to_string(), s(body)),
+        ]);
+        if let Some(ttl) = self.ttl {
+            item.insert("expires_at".into(), n(now_secs() + ttl.as_secs() as i64));
+        }
+        Ok(item)
+    }
+
+    /// Creates the table with its index and TTL unless it exists (local development and
+    /// tests; in AWS the SAM template creates it).
+    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        let attr = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
+        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+        let invalid = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Invalid(e.to_string());
+        let index = GlobalSecondaryIndex::builder()
+            .index_name(INDEX)
+            .key_schema(key("kind", KeyType::Hash).map_err(invalid)?)
+            .key_schema(key("created_at", KeyType::Range).map_err(invalid)?)
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .map_err(invalid)?;
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(attr("id").map_err(invalid)?)
+            .attribute_definitions(attr("kind").map_err(invalid)?)
+            .attribute_definitions(attr("created_at").map_err(invalid)?)
+            .key_schema(key("id", KeyType::Hash).map_err(invalid)?)
+            .global_secondary_indexes(index)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        if let Err(e) = created {
+            match sdk_error(&format!("create table {}", self.table), e) {
+                StoreError::Permanent(m) if m.contains("ResourceInUseException") => {}
+                other => return Err(other),
+            }
+        }
+        for _ in 0..60 {
+            let described = self.client.describe_table().table_name(&self.table).send().await.map_err(|e| sdk_error("describe table", e))?;
+            if described.table().and_then(|t| t.table_status()).is_some_and(|s| s.as_str() == "ACTIVE") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let ttl = TimeToLiveSpecification::builder().enabled(true).attribute_name("expires_at").build().map_err(invalid)?;
+        match self.client.update_time_to_live().table_name(&self.table).time_to_live_specification(ttl).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match sdk_error("enable TTL", e) {
+                StoreError::Invalid(m) | StoreError::Permanent(m) if m.contains("already enabled") => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    fn missing_table(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Permanent(m) if m.contains("ResourceNotFoundException") => {
+                StoreError::Permanent(format!("DynamoDB table {:?} does not exist (create it with `chunkdump setup`): {m}", self.table))
+            }
+            other => other,
+        }
+    }
+}
+
+#[async_trait]
+impl ProgressStore for DynamoProgress {
+    async fn create(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.item(job)?))
+            // An expired item no longer holds its id.
+            .condition_expression("attribute_not_exists(id) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now_secs()))
+            .send()
+            .await;
+        match result.map_err(|e| sdk_error(&job.id, e)) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict { .. }) => Err(StoreError::AlreadyExists(job.id.clone())),
+            Err(e) => Err(self.missing_table(e)),
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.missing_table(sdk_error(&format!("get {id}"), e)))?;
+        out.item().map(decode).transpose().map(Option::flatten)
+    }
+
+    async fn commit(&self, job: &JobRecord, expected_version: u64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.item(job)?))
+            .condition_expression("version = :expected AND (attribute_not_exists(expires_at) OR expires_at > :now)")
+            .expression_attribute_values(":expected", n(expected_version as i64))
+            .expression_attribute_values(":now", n(now_secs()))
+            .send()
+            .await;
+        match result.map_err(|e| sdk_error(&job.id, e)) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict { .. }) => Err(StoreError::Conflict { id: job.id.clone(), expected: expected_version }),
+            Err(e) => Err(self.missing_table(e)),
+        }
+    }
+
+    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        let mut jobs = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(INDEX)
+                .key_condition_expression("kind = :kind")
+                .expression_attribute_values(":kind", s(KIND))
+                .scan_index_forward(false)
+                .limit(limit.clamp(1, 100) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| self.missing_table(sdk_error("list recent dumps", e)))?;
+            for item in out.items() {
+                if let Some(job) = decode(item)? {
+                    jobs.push(job);
+                }
+            }
+            start = out.last_evaluated_key().cloned();
+            if jobs.len() >= limit || start.is_none() {
+                break;
+            }
+        }
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+}

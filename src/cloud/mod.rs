@@ -1,0 +1,90 @@
+//! Cloud adapters: S3-compatible object storage (Cloudflare R2, AWS S3, MinIO, …) and
+//! DynamoDB for progress. Configured from the standard AWS environment
+//! (`AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_S3`/`AWS_ENDPOINT_URL_DYNAMODB`, credentials,
+//! `AWS_REGION`, default `auto` as R2 wants).
+
+mod dynamo;
+mod s3;
+
+pub use dynamo::DynamoProgress;
+pub use s3::S3Store;
+
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use crate::error::StoreError;
+
+/// Loads the shared AWS configuration once: region (default `auto`), the SDK's standard
+/// retry mode with 5 attempts (jittered exponential backoff; no hand-made loops), and
+/// timeouts so a stalled connection fails and is retried instead of hanging a chunk.
+pub async fn load_aws_config() -> SdkConfig {
+    let region = RegionProviderChain::default_provider().or_else(Region::new("auto"));
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(120))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// Classifies a service error by its code and HTTP status.
+fn classify(what: String, code: Option<&str>, status: Option<u16>) -> StoreError {
+    match (code, status) {
+        (Some("NoSuchKey" | "NoSuchUpload" | "NotFound"), _) | (None, Some(404)) => StoreError::NotFound(what),
+        (Some("ConditionalCheckFailedException"), _) => StoreError::Conflict { id: what, expected: 0 },
+        (
+            Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable" | "ThrottlingException"
+            | "ProvisionedThroughputExceededException" | "RequestLimitExceeded" | "InternalServerError" | "TransactionConflictException"),
+            _,
+        ) => StoreError::Transient(what),
+        (_, Some(s)) if s >= 500 || s == 429 => StoreError::Transient(what),
+        (Some("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "EntityTooLarge" | "ValidationException" | "InvalidArgument"), _) => {
+            StoreError::Invalid(what)
+        }
+        _ => StoreError::Permanent(what),
+    }
+}
+
+/// Maps an SDK error to the project's error, keeping the service's code and message.
+/// (S3 and DynamoDB share the smithy runtime, so one mapper serves both.)
+fn sdk_error<E>(context: &str, err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    use aws_sdk_s3::error::SdkError;
+    match &err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            let code = e.code();
+            let detail = e.message().map_or_else(String::new, |m| format!(": {m}"));
+            let what = format!("{context}: {}{detail}", code.unwrap_or("error"));
+            classify(what, code, Some(se.raw().status().as_u16()))
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Transient(format!("{context}: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))
+        }
+        _ => StoreError::Permanent(format!("{context}: {}", aws_sdk_s3::error::DisplayErrorContext(&err))),
+    }
+}
+
+/// Splits `scheme://name/rest` into (name, rest) for `scheme`.
+fn parse_url<'a>(url: &'a str, scheme: &str) -> Result<(&'a str, &'a str), StoreError> {
+    let rest = url
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+        .ok_or_else(|| StoreError::Invalid(format!("{url:?} is not a {scheme}:// URL")))?;
+    let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if name.is_empty() {
+        return Err(StoreError::Invalid(format!("{url:?} names no bucket or table")));
+    }
+    Ok((name, path.trim_matches('/')))
+}

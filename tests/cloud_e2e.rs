@@ -1,0 +1,229 @@
+//! End to end on real servers: dumps to S3 (moto, s3s-fs) with progress in DynamoDB
+//! (moto) are byte-identical to local dumps, in equal parts, survive SIGKILL, and meet
+//! store faults with an identical dump or a clean failure.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chunkdump::cloud::{DynamoProgress, S3Store};
+use chunkdump::job::{Compression, DumpSpec, Format, JobStatus};
+use chunkdump::ports::{ObjectStore, PartReceipt, ProgressStore, UploadHandle};
+use chunkdump::runner::{create_dump, run_to_completion, ChunkOptions};
+use chunkdump::StoreError;
+use common::cloud::{cli_env, sdk_config, servers, unique};
+use common::lib_dump::{lib_dump, lib_dump_to, SpyStore};
+use common::*;
+
+const PART: u64 = 5 << 20;
+
+async fn cloud_stores(endpoint: &str, key: &str, secret: &str, moto: &str) -> (S3Store, DynamoProgress) {
+    let s3 = S3Store::new(&sdk_config(endpoint, key, secret).await, &format!("s3://{}/dumps", unique("e2e"))).unwrap();
+    s3.ensure_bucket().await.unwrap();
+    let dynamo = DynamoProgress::new(&sdk_config(moto, "moto", "moto").await, &format!("dynamodb://{}", unique("jobs"))).unwrap();
+    dynamo.ensure_table().await.unwrap();
+    (s3, dynamo)
+}
+
+fn many_chunk_dump_matches_local(endpoint: &str, key: &str, secret: &str) {
+    let sv = servers();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 100_000);
+    let local = lib_dump(&src, Format::Sql, Compression::None, 1000, Duration::from_secs(60), PART);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cloud = rt.block_on(async {
+        let (s3, dynamo) = cloud_stores(endpoint, key, secret, &sv.moto).await;
+        let spy = SpyStore { inner: s3, completed: Mutex::new(Vec::new()) };
+        lib_dump_to(&spy, &dynamo, &src, Format::Sql, Compression::None, 2000, Duration::ZERO, PART).await
+    });
+    assert!(cloud.chunks > 20, "expected many chunks, got {}", cloud.chunks);
+    assert_eq!(cloud.files, local.files, "the S3 object differs from the local dump");
+    let (_, sizes) = &cloud.uploads[0];
+    assert!(sizes.len() >= 2 && sizes[..sizes.len() - 1].iter().all(|&s| s == PART), "parts {sizes:?}");
+}
+
+#[test]
+fn many_chunk_dump_to_moto_matches_the_local_dump_in_equal_parts() {
+    let sv = servers();
+    many_chunk_dump_matches_local(&sv.moto, "moto", "moto");
+}
+
+#[test]
+fn many_chunk_dump_to_s3s_fs_matches_the_local_dump_in_equal_parts() {
+    let sv = servers();
+    many_chunk_dump_matches_local(&sv.s3s, &sv.s3s_key, &sv.s3s_secret);
+}
+
+#[test]
+fn cli_dump_to_s3_and_dynamodb_survives_sigkill() {
+    let sv = servers();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 100_000);
+    let (_, reference) = dump_ok(&src, &dir.path().join("ref"), &["--format", "sql", "--id", "k", "--breathe-ms", "0"]);
+    let env = cli_env(&sv.s3s, &sv.moto, &sv.s3s_key, &sv.s3s_secret);
+    let (bucket, table) = (unique("cli"), unique("jobs"));
+    let (store, progress) = (format!("s3://{bucket}/p"), format!("dynamodb://{table}"));
+    let setup = chunkdump().envs(env.clone()).args(["setup", "--store", &store, "--progress", &progress]).output().unwrap();
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    let loc = ["--store", store.as_str(), "--progress", progress.as_str()];
+    let status = |id: &str| -> Option<serde_json::Value> {
+        let o = chunkdump().envs(env.clone()).args(["status", id]).args(loc).output().unwrap();
+        o.status.success().then(|| serde_json::from_slice(&o.stdout).unwrap())
+    };
+    let mut child = chunkdump()
+        .envs(env.clone())
+        .args(["dump", src.to_str().unwrap(), "--format", "sql", "--id", "k", "--part-size", "5242880"])
+        .args(loc)
+        .args(["--chunk-size", "1000", "--budget-ms", "0", "--breathe-ms", "10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while status("k").is_none_or(|s| s["chunks"].as_u64().unwrap() < 30) {
+        assert!(started.elapsed() < Duration::from_secs(120), "dump too slow to reach 30 chunks");
+        assert!(child.try_wait().unwrap().is_none(), "dump ended before it was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status("k").unwrap()["status"], "processing");
+    let resumed = chunkdump().envs(env.clone()).args(["resume", "k", "--breathe-ms", "0"]).args(loc).output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let stdout = String::from_utf8(resumed.stdout).unwrap();
+    assert_eq!(stdout.lines().last().unwrap(), format!("s3://{bucket}/p/k.sql"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let got = rt.block_on(async {
+        let s3 = S3Store::new(&sdk_config(&sv.s3s, &sv.s3s_key, &sv.s3s_secret).await, &store).unwrap();
+        s3.get("k.sql").await.unwrap().unwrap()
+    });
+    assert_eq!(got, std::fs::read(Path::new(&reference)).unwrap());
+}
+
+/// Fails or delays some calls of the wrapped store.
+struct FaultyStore<S> {
+    inner: S,
+    calls: AtomicU32,
+    /// Every n-th call fails with this error (transient or permanent).
+    every: u32,
+    permanent: bool,
+}
+
+impl<S> FaultyStore<S> {
+    fn fault(&self, op: &str) -> Result<(), StoreError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n % self.every != 0 {
+            return Ok(());
+        }
+        let msg = format!("injected fault on call {n} ({op})");
+        Err(if self.permanent { StoreError::Permanent(msg) } else { StoreError::Transient(msg) })
+    }
+}
+
+#[async_trait]
+impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
+    async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
+        self.fault("create_upload")?;
+        self.inner.create_upload(key, part_size).await
+    }
+    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: Bytes) -> Result<PartReceipt, StoreError> {
+        self.fault("upload_part")?;
+        // A slow answer now and then.
+        if number % 3 == 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.inner.upload_part(key, upload, number, bytes).await
+    }
+    async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {
+        self.fault("complete_upload")?;
+        self.inner.complete_upload(key, upload, parts).await
+    }
+    async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
+        self.inner.abort_upload(key, upload).await
+    }
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.fault("put")?;
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.fault("get")?;
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    fn locate(&self, key: &str) -> String {
+        self.inner.locate(key)
+    }
+}
+
+async fn faulty_dump(src: &Path, every: u32, permanent: bool) -> (Result<(), chunkdump::DumpError>, S3Store, DynamoProgress, String) {
+    let sv = servers();
+    let (s3, dynamo) = cloud_stores(&sv.moto, "moto", "moto", &sv.moto).await;
+    let faulty = FaultyStore { inner: s3.clone(), calls: AtomicU32::new(0), every, permanent };
+    let spec = DumpSpec {
+        database: src.display().to_string(),
+        format: Format::Sql,
+        compression: Compression::Gzip,
+        tables: None,
+        include_schema: true,
+        chunk_size: 2000,
+        part_size: PART,
+    };
+    let job = create_dump(&dynamo, spec, None).await.unwrap();
+    let opts = ChunkOptions { budget: Duration::ZERO, ..Default::default() };
+    let result = run_to_completion(&faulty, &dynamo, &job.id, &opts, Duration::ZERO, 3).await.map(|_| ());
+    (result, s3, dynamo, job.id)
+}
+
+#[test]
+fn transient_store_faults_still_give_an_identical_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 100_000);
+    let local = lib_dump(&src, Format::Sql, Compression::None, 1000, Duration::from_secs(60), PART);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (result, s3, dynamo, id) = faulty_dump(&src, 4, false).await;
+        result.expect("transient faults are retried");
+        let job = dynamo.get(&id).await.unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Completed);
+        let gz = s3.get(&job.files[0].key).await.unwrap().unwrap();
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&gz[..]), &mut plain).unwrap();
+        assert_eq!(plain, local.files[0].1, "the dump differs after retried faults");
+    });
+}
+
+#[test]
+fn a_permanent_store_fault_fails_cleanly_with_the_upload_aborted() {
+    let sv = servers();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 100_000);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (result, s3, dynamo, id) = faulty_dump(&src, 9, true).await;
+        let err = result.expect_err("a permanent fault fails the dump");
+        assert!(err.to_string().contains("injected fault"), "{err}");
+        let job = dynamo.get(&id).await.unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Failed);
+        assert!(job.error.unwrap().message.contains("injected fault"));
+        assert!(s3.get(&format!("{id}.sql.gz")).await.unwrap().is_none(), "no object may look like a dump");
+        // No multipart upload and no staging object is left behind.
+        let client = aws_sdk_s3::Client::new(&sdk_config(&sv.moto, "moto", "moto").await);
+        let bucket = s3.locate("x").trim_start_matches("s3://").split('/').next().unwrap().to_string();
+        let uploads = client.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+        assert!(uploads.uploads().is_empty(), "uploads left: {:?}", uploads.uploads());
+        let objects = client.list_objects_v2().bucket(&bucket).send().await.unwrap();
+        assert!(objects.contents().is_empty(), "objects left: {:?}", objects.contents());
+    });
+}
