@@ -149,4 +149,5 @@ def main():
         print(f"  {name:30} {small[name]:6.1f} MiB -> {large[name]:6.1f} MiB")
 
 
-main()
+if __name__ == "__main__":
+    main()

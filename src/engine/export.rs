@@ -33,6 +33,10 @@ pub type ProgressFn = Arc<dyn Fn(ChunkProgress) + Send + Sync>;
 /// How long a slice waits for a writer's lock before the chunk gives up (retryably).
 pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Longest a slice holds its read transaction (besides the `chunkSize` row bound), so a
+/// writer waits at most a few milliseconds even when rows are large.
+pub const SLICE_MAX_TIME: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Everything one chunk of export needs; owned, so it can move to a blocking thread.
 pub struct ExportInput {
     pub spec: DumpSpec,
@@ -170,9 +174,9 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
             Step::Rows(table) => {
                 sliced = true;
                 match read_slice(&conn, table, &mut cursor.after, spec.chunk_size, schema_version, &mut sink, &mut line) {
-                    Ok(n) => {
-                        rows += n;
-                        if n < u64::from(spec.chunk_size) {
+                    Ok(slice) => {
+                        rows += slice.rows;
+                        if slice.exhausted {
                             cursor.step += 1;
                             cursor.after = None;
                         }
@@ -216,7 +220,15 @@ fn read_schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA schema_version", [], |r| r.get(0))
 }
 
-/// Reads and writes up to `limit` rows after `after` in one short read transaction.
+/// What one slice read.
+struct Slice {
+    rows: u64,
+    /// The table has no rows after the last one read.
+    exhausted: bool,
+}
+
+/// Reads and writes up to `limit` rows after `after` in one short read transaction,
+/// ending early after [`SLICE_MAX_TIME`].
 fn read_slice(
     conn: &Connection,
     table: &TableSource,
@@ -225,7 +237,10 @@ fn read_slice(
     schema_version: i64,
     sink: &mut OutputSink,
     line: &mut Vec<u8>,
-) -> Result<u64, SliceError> {
+) -> Result<Slice, SliceError> {
+    let started = Instant::now();
+    let mut unchecked_bytes = 0usize;
+    let mut cut_short = false;
     let txn = conn.unchecked_transaction()?;
     if read_schema_version(&txn)? != schema_version {
         return Err(SliceError::SchemaMoved);
@@ -282,6 +297,15 @@ fn read_slice(
         for i in 0..table.key_len {
             last_key.push(key_value(row.get_ref(i)?));
         }
+        // Look at the clock every 32 rows or every MiB, not on every row.
+        unchecked_bytes += line.len();
+        if (count % 32 == 0 || unchecked_bytes >= 1 << 20) && count < u64::from(limit) {
+            unchecked_bytes = 0;
+            if started.elapsed() >= SLICE_MAX_TIME {
+                cut_short = true;
+                break;
+            }
+        }
     }
     drop(result);
     drop(stmt);
@@ -289,7 +313,7 @@ fn read_slice(
     if count > 0 {
         *after = Some(last_key);
     }
-    Ok(count)
+    Ok(Slice { rows: count, exhausted: !cut_short && count < u64::from(limit) })
 }
 
 /// Counts the rows the plan will dump, in short slices for single-key tables so the

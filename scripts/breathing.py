@@ -1,0 +1,102 @@
+"""Writer- and reader-latency benchmark for scripts/bench-breathing.
+
+While chunkdump dumps the ~230 MB benchmark database, a second process writes (an insert
+and an update in one transaction) every 2 ms with a 5 s busy timeout, or reads (a point
+query) every 2 ms; their latencies are compared with the same process running with no
+dump, in rollback-journal and WAL modes. Prints figures; asserts nothing."""
+import json, os, shutil, sqlite3, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target/release/chunkdump")
+CACHE = os.path.join(ROOT, ".cache/bench")
+
+
+def worker(kind, db, stop_file):
+    """Runs in a child process: writes or reads every 2 ms until stop_file exists."""
+    conn = sqlite3.connect(db, timeout=5, isolation_level=None)
+    lat, failed, i = [], 0, 0
+    while not os.path.exists(stop_file):
+        i += 1
+        t = time.perf_counter()
+        try:
+            if kind == "write":
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("INSERT INTO writes(v) VALUES (?)", (f"w{i}",))
+                conn.execute("UPDATE items SET qty = qty + 1 WHERE id = ?", (1 + i % 100000,))
+                conn.execute("COMMIT")
+            else:
+                conn.execute("SELECT * FROM items WHERE id = ?", (1 + (i * 7919) % 1000000,)).fetchall()
+            lat.append((time.perf_counter() - t) * 1e3)
+        except sqlite3.OperationalError:
+            failed += 1
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.002)
+    print(json.dumps({"lat": lat, "failed": failed}))
+
+
+def measure(kind, db, during):
+    """Starts a worker, runs `during()`, stops the worker; returns its figures."""
+    stop = db + ".stop"
+    if os.path.exists(stop):
+        os.remove(stop)
+    p = subprocess.Popen([sys.executable, __file__, "worker", kind, db, stop], stdout=subprocess.PIPE)
+    time.sleep(0.3)
+    during()
+    open(stop, "w").close()
+    result = json.loads(p.communicate()[0])
+    os.remove(stop)
+    lat = sorted(result["lat"])
+    pick = lambda q: lat[min(len(lat) - 1, int(len(lat) * q))]
+    return {"n": len(lat), "failed": result["failed"], "p50": pick(0.5), "p99": pick(0.99), "max": lat[-1]}
+
+
+def dumps(db, args, times=3):
+    def run():
+        for i in range(times):
+            out = os.path.join(CACHE, "breathe-out")
+            shutil.rmtree(out, ignore_errors=True)
+            subprocess.run([BIN, "dump", db, "--out", out, "--format", "sql", *args], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return run
+
+
+def row(label, f, base=None):
+    extra = f"   p99 {f['p99'] - base['p99']:+6.2f} ms vs baseline" if base else ""
+    print(f"  {label:42} {f['n']:6} ops {f['failed']:3} failed   p50 {f['p50']:6.2f}  p99 {f['p99']:6.2f}  max {f['max']:7.2f} ms{extra}")
+
+
+def main(rows):
+    src = os.path.join(CACHE, f"bench-{rows}.db")
+    if not os.path.exists(src):
+        sys.exit(f"{src} is missing: run scripts/bench first")
+    for mode in ("delete", "wal"):
+        db = os.path.join(CACHE, f"breathe-{mode}.db")
+        shutil.copy(src, db)
+        c = sqlite3.connect(db)
+        c.execute(f"PRAGMA journal_mode = {mode}")
+        c.execute("CREATE TABLE writes(id INTEGER PRIMARY KEY, v TEXT)")
+        c.commit()
+        c.close()
+        print(f"\n== journal_mode={mode}, {os.path.getsize(db) / 1e6:.0f} MB ==")
+        print(" writer (insert + update every 2 ms, busy timeout 5 s):")
+        base = measure("write", db, lambda: time.sleep(3))
+        row("no dump (baseline)", base)
+        row("during dumps, no breathing", measure("write", db, dumps(db, ["--breathe-ms", "0"])), base)
+        print(" reader (point query every 2 ms):")
+        rbase = measure("read", db, lambda: time.sleep(3))
+        row("no dump (baseline)", rbase)
+        row("during dumps, default budget and breathing", measure("read", db, dumps(db, [])), rbase)
+        row("during one dump, 200 ms budget, 200 ms breathing", measure("read", db, dumps(db, ["--budget-ms", "200", "--breathe-ms", "200"], 1)), rbase)
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "worker":
+        worker(*sys.argv[2:5])
+    else:
+        main(int(sys.argv[1]))
