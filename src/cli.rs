@@ -38,6 +38,22 @@ pub enum Command {
     Status(StatusArgs),
     /// Create the bucket and the progress table (with TTL) if missing.
     Setup(SetupArgs),
+    /// Serve the HTTP API (needs CHUNKDUMP_API_TOKEN), running dumps in-process.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The SQLite database the API dumps.
+    #[arg(long)]
+    pub db: PathBuf,
+    #[command(flatten)]
+    pub location: Location,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    #[arg(long, default_value_t = DEFAULT_PART_SIZE, value_parser = clap::value_parser!(u64).range(MIN_PART_SIZE..=MAX_PART_SIZE))]
+    pub part_size: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -233,6 +249,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let job = stores.progress.get(&args.id).await?.ok_or_else(|| DumpError::UnknownDump(args.id.clone()))?;
             println!("{}", serde_json::to_string_pretty(&job.status_view(chrono::Utc::now()))?);
             Ok(())
+        }
+        Command::Serve(args) => {
+            let tokens = crate::serve::tokens_from_env()?;
+            let database = std::fs::canonicalize(&args.db)
+                .map_err(|e| DumpError::Database { path: args.db.display().to_string(), message: format!("cannot open: {e}") })?;
+            let stores = open_stores(&args.location).await?;
+            let opts = crate::serve::ServeOptions { database: database.display().to_string(), listen: args.listen, config: cfg, part_size: args.part_size };
+            crate::serve::serve(stores.objects.into(), stores.progress.into(), tokens, opts).await
         }
         Command::Setup(args) => {
             let config = crate::cloud::load_aws_config().await;

@@ -8,6 +8,7 @@
 //! * [`cli`]: the `chunkdump` command line.
 
 pub mod alloc;
+pub mod api;
 pub mod cli;
 pub mod cloud;
 pub mod config;
@@ -15,8 +16,10 @@ pub mod engine;
 pub mod error;
 pub mod job;
 pub mod local;
+pub mod orchestrator;
 pub mod ports;
 pub mod runner;
+pub mod serve;
 pub mod uploader;
 
 pub use error::{DumpError, StoreError};

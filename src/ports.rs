@@ -61,6 +61,21 @@ pub trait ObjectStore: Send + Sync {
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// A human-readable location of `key` (a file path, an `s3://` URL).
     fn locate(&self, key: &str) -> String;
+    /// How an HTTP client gets the finished object `key`: a presigned URL valid for
+    /// `expires_in` (Lambda cannot return large bodies), or a local file to stream.
+    async fn download(&self, key: &str, expires_in: std::time::Duration) -> Result<Download, StoreError> {
+        let _ = expires_in;
+        Err(StoreError::Invalid(format!("this store cannot serve downloads of {key}")))
+    }
+}
+
+/// Where a download is served from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Download {
+    /// Redirect the client to this (presigned) URL.
+    Redirect(String),
+    /// Stream this local file.
+    LocalFile(std::path::PathBuf),
 }
 
 /// Where job records live, with optimistic concurrency.

@@ -230,17 +230,43 @@ async fn commit_chunk(
 /// object and any finished files, so no partial dump is left looking complete.
 pub async fn fail_job(objects: &dyn ObjectStore, progress: &dyn ProgressStore, job: &JobRecord, error: &DumpError, extra_files: Vec<String>) {
     let mut failed = job.clone();
-    failed.version += 1;
     failed.status = JobStatus::Failed;
-    failed.updated_at = Utc::now();
     failed.error = Some(JobError { code: error.code().to_string(), message: error.to_string() });
-    failed.open_object = None;
-    failed.files.clear();
-    if let Err(e) = progress.commit(&failed, job.version).await {
+    if let Err(e) = end_job(objects, progress, job, failed, extra_files).await {
         tracing::warn!(dump_id = %job.id, error = %e, "could not record the failure");
         return;
     }
     tracing::error!(dump_id = %job.id, error = %error, "dump failed");
+}
+
+/// Cancels a dump that is not finished: status `cancelled`, upload aborted, staging and
+/// finished files removed. Stop its run first (the orchestrator), so no chunk is in flight.
+pub async fn cancel_dump(objects: &dyn ObjectStore, progress: &dyn ProgressStore, id: &str) -> Result<JobRecord, DumpError> {
+    for _ in 0..5 {
+        let job = progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+        if job.status.is_terminal() {
+            return Err(DumpError::WrongState { id: id.into(), status: job.status.as_str().into(), message: "it can no longer be cancelled".into() });
+        }
+        let mut cancelled = job.clone();
+        cancelled.status = JobStatus::Cancelled;
+        match end_job(objects, progress, &job, cancelled, Vec::new()).await {
+            Ok(done) => return Ok(done),
+            Err(StoreError::Conflict { .. }) => continue, // a chunk committed meanwhile: retry on the new version
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(DumpError::Conflict(id.to_string()))
+}
+
+/// Commits `ended` (a terminal state of `job`) conditionally, then removes what the
+/// dump wrote. Cleanup is best effort: a leftover staging object is harmless.
+async fn end_job(objects: &dyn ObjectStore, progress: &dyn ProgressStore, job: &JobRecord, mut ended: JobRecord, extra_files: Vec<String>) -> Result<JobRecord, StoreError> {
+    ended.version = job.version + 1;
+    ended.updated_at = Utc::now();
+    ended.open_object = None;
+    ended.files.clear();
+    ended.bytes_written = 0;
+    progress.commit(&ended, job.version).await?;
     if let Some(open) = &job.open_object {
         if let Some(upload) = &open.upload {
             let _ = objects.abort_upload(&open.key, upload).await;
@@ -250,6 +276,7 @@ pub async fn fail_job(objects: &dyn ObjectStore, progress: &dyn ProgressStore, j
     for key in job.files.iter().map(|f| f.key.clone()).chain(extra_files) {
         let _ = objects.delete(&key).await;
     }
+    Ok(ended)
 }
 
 /// Runs chunks until the dump is finished, breathing between chunks and retrying

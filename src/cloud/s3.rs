@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::{parse_url, sdk_error};
 use crate::error::StoreError;
-use crate::ports::{check_key, check_parts, ObjectStore, PartReceipt, UploadHandle};
+use crate::ports::{check_key, check_parts, Download, ObjectStore, PartReceipt, UploadHandle};
 
 /// A bucket (and key prefix) on an S3-compatible service.
 #[derive(Clone, Debug)]
@@ -184,6 +184,10 @@ impl ObjectStore for S3Store {
                 other => Err(other),
             },
         }
+    }
+
+    async fn download(&self, key: &str, expires_in: Duration) -> Result<Download, StoreError> {
+        Ok(Download::Redirect(self.presign_get(key, expires_in).await?))
     }
 
     fn locate(&self, key: &str) -> String {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::blocking;
 use crate::error::StoreError;
-use crate::ports::{check_key, check_parts, ObjectStore, PartReceipt, UploadHandle};
+use crate::ports::{check_key, check_parts, Download, ObjectStore, PartReceipt, UploadHandle};
 
 /// A directory used as an object store.
 #[derive(Debug, Clone)]
@@ -190,5 +190,9 @@ impl ObjectStore for DirStore {
 
     fn locate(&self, key: &str) -> String {
         self.root.join(key).display().to_string()
+    }
+
+    async fn download(&self, key: &str, _expires_in: std::time::Duration) -> Result<Download, StoreError> {
+        Ok(Download::LocalFile(self.path(key)?))
     }
 }

@@ -1,0 +1,82 @@
+//! Bearer-token authentication for every route. Tokens are compared in constant time
+//! (over SHA-256 digests, so lengths leak nothing either) and never logged.
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::AppState;
+
+/// The accepted tokens: an admin token (everything) and an optional read-only token
+/// (status, list, download).
+#[derive(Clone)]
+pub struct Tokens {
+    admin: [u8; 32],
+    read_only: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens(<redacted>)")
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Tokens {
+    /// Refuses empty tokens: the API never runs unauthenticated.
+    pub fn new(admin: &str, read_only: Option<&str>) -> Result<Self, String> {
+        if admin.trim().is_empty() || read_only.is_some_and(|t| t.trim().is_empty()) {
+            return Err("API tokens must not be empty".into());
+        }
+        Ok(Tokens { admin: digest(admin), read_only: read_only.map(digest) })
+    }
+}
+
+enum Access {
+    Admin,
+    ReadOnly,
+}
+
+fn check(tokens: &Tokens, given: &str) -> Option<Access> {
+    let d = digest(given);
+    let admin = bool::from(d.ct_eq(&tokens.admin));
+    let read = tokens.read_only.is_some_and(|r| bool::from(d.ct_eq(&r)));
+    if admin {
+        Some(Access::Admin)
+    } else if read {
+        Some(Access::ReadOnly)
+    } else {
+        None
+    }
+}
+
+/// Middleware: 401 (with `WWW-Authenticate`) without a valid token, 403 when a
+/// read-only token asks for a write.
+pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let unauthorized = |message: &str| {
+        let mut res = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"chunkdump\""));
+        res
+    };
+    let Some(given) = given else { return unauthorized("missing Authorization: Bearer token") };
+    match check(&state.tokens, given) {
+        None => unauthorized("invalid token"),
+        Some(Access::ReadOnly) if !matches!(*req.method(), Method::GET | Method::HEAD) => {
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token may only read (status, list, download)").into_response()
+        }
+        Some(_) => next.run(req).await,
+    }
+}

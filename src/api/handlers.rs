@@ -1,0 +1,190 @@
+//! Route handlers: validate, call the runner and stores, answer JSON.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use serde::Deserialize;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::job::{validate_dump_id, Compression, DumpSpec, Format, JobRecord, JobStatus};
+use crate::ports::Download;
+use crate::runner::{cancel_dump, create_dump};
+
+/// Body of `POST /export/dump`. Unknown fields are refused, naming the field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StartRequest {
+    format: Format,
+    callback_url: Option<String>,
+    chunk_size: Option<u32>,
+    include_schema: Option<bool>,
+    tables: Option<Vec<String>>,
+    compression: Option<Compression>,
+}
+
+/// Turns axum's JSON rejections into our errors, naming the offending field.
+fn json_error(rejection: JsonRejection) -> ApiError {
+    let text = rejection.body_text();
+    let field = text
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_string)
+        .or_else(|| {
+            let detail = text.rsplit("target type: ").next().unwrap_or("");
+            detail.split_once(": ").map(|(path, _)| path.to_string()).filter(|p| p.chars().all(|c| c.is_alphanumeric() || c == '.'))
+        });
+    let status = match rejection {
+        JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError { status, code: "invalid_request", message: text, field }
+}
+
+/// `POST /export/dump`: validate, create the job, start its run; 202.
+pub async fn start(State(state): State<AppState>, body: Result<Json<StartRequest>, JsonRejection>) -> Result<Response, ApiError> {
+    let Json(req) = body.map_err(json_error)?;
+    let chunk_size = req.chunk_size.unwrap_or(state.settings.chunk_size);
+    if !(1..=100_000).contains(&chunk_size) {
+        return Err(ApiError::bad_field("chunkSize", "chunkSize must be between 1 and 100000"));
+    }
+    if req.callback_url.is_some() {
+        return Err(ApiError {
+            field: Some("callbackUrl".into()),
+            ..ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", "completion callbacks are not available on this server yet")
+        });
+    }
+    if req.tables.as_ref().is_some_and(|t| t.is_empty() || t.iter().any(|name| name.is_empty())) {
+        return Err(ApiError::bad_field("tables", "tables must be a non-empty list of table names"));
+    }
+    let spec = DumpSpec {
+        database: state.settings.database.clone(),
+        format: req.format,
+        compression: req.compression.unwrap_or_default(),
+        tables: req.tables,
+        include_schema: req.include_schema.unwrap_or(true),
+        chunk_size,
+        part_size: state.settings.part_size,
+    };
+    let job = create_dump(state.progress.as_ref(), spec, None).await?;
+    state.orchestrator.start(&job.id).await?;
+    tracing::info!(dump_id = %job.id, format = ?job.spec.format, "dump accepted");
+    let body = serde_json::json!({
+        "status": "accepted",
+        "progressKey": job.id,
+        "message": "Dump process started",
+        "statusUrl": format!("/export/dump/status/{}", job.id),
+    });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+async fn load(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
+    validate_dump_id(id)?;
+    Ok(state.progress.get(id).await?.ok_or_else(|| crate::error::DumpError::UnknownDump(id.to_string()))?)
+}
+
+fn view(job: &JobRecord) -> serde_json::Value {
+    let mut v = job.status_view(chrono::Utc::now());
+    if job.status == JobStatus::Completed {
+        v["downloadUrl"] = match job.spec.format {
+            Format::Csv => job.files.iter().map(|f| format!("/export/dump/download/{}", f.key)).collect::<Vec<_>>().into(),
+            _ => format!("/export/dump/download/{}", job.output_name()).into(),
+        };
+    }
+    v
+}
+
+/// `GET /export/dump/status/{id}`: the job record alone, fast whatever the size.
+pub async fn status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(view(&load(&state, &id).await?)))
+}
+
+/// `GET /export/dump`: the 50 most recent dumps.
+pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let jobs = state.progress.list_recent(50).await?;
+    let dumps: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|j| {
+            serde_json::json!({"dumpId": j.id, "status": j.status.as_str(), "format": j.spec.format,
+                "createdAt": j.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "bytesWritten": j.bytes_written})
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "dumps": dumps })))
+}
+
+/// `DELETE /export/dump/{id}`: stop the run, abort the upload, status `cancelled`.
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    validate_dump_id(&id)?;
+    state.orchestrator.stop(&id).await?;
+    let job = cancel_dump(state.objects.as_ref(), state.progress.as_ref(), &id).await?;
+    tracing::info!(dump_id = %id, "dump cancelled");
+    Ok(Json(view(&job)))
+}
+
+fn content_type(name: &str) -> &'static str {
+    if name.ends_with(".gz") {
+        "application/gzip"
+    } else if name.ends_with(".csv") {
+        "text/csv; charset=utf-8"
+    } else if name.ends_with(".json") {
+        "application/json"
+    } else {
+        "application/sql"
+    }
+}
+
+async fn serve(state: &AppState, job: &JobRecord, key: &str, req: Request) -> Result<Response, ApiError> {
+    if job.status != JobStatus::Completed {
+        return Err(ApiError::new(StatusCode::CONFLICT, "not_ready", format!("dump {} is {}", job.id, job.status.as_str())));
+    }
+    if !job.files.iter().any(|f| f.key == key) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("dump {} has no file {key}", job.id)));
+    }
+    match state.objects.download(key, state.settings.download_expiry).await? {
+        Download::Redirect(url) => Ok(Redirect::temporary(&url).into_response()),
+        Download::LocalFile(path) => {
+            let res = ServeFile::new(path).oneshot(req).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io_error", e.to_string()))?;
+            let mut res = res.map(axum::body::Body::new);
+            let name = key.rsplit('/').next().unwrap_or(key);
+            let headers = res.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(name)));
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+                headers.insert(header::CONTENT_DISPOSITION, v);
+            }
+            Ok(res)
+        }
+    }
+}
+
+/// `GET /export/dump/download/{id}.{ext}`: the SQL or JSON file.
+pub async fn download(State(state): State<AppState>, Path(file): Path<String>, req: Request) -> Result<Response, ApiError> {
+    let id = file.split('.').next().unwrap_or_default();
+    let job = load(&state, id).await?;
+    if job.spec.format == Format::Csv {
+        return Err(ApiError::bad_field("file", format!("CSV dumps are one file per table: /export/dump/download/{id}/<table>.csv")));
+    }
+    if file != job.output_name() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("dump {id} has no file {file}")));
+    }
+    serve(&state, &job, &file, req).await
+}
+
+/// `GET /export/dump/download/{id}/{table}.csv`: one table of a CSV dump.
+pub async fn download_csv(State(state): State<AppState>, Path((id, file)): Path<(String, String)>, req: Request) -> Result<Response, ApiError> {
+    let job = load(&state, &id).await?;
+    if file.contains('/') || file.starts_with('.') {
+        return Err(ApiError::bad_field("file", "invalid file name"));
+    }
+    serve(&state, &job, &format!("{id}/{file}"), req).await
+}
+
+/// Unknown routes: a JSON 404.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}

@@ -1,0 +1,66 @@
+//! The HTTP API (the seed's contract): one axum `Router`, hosted by `chunkdump serve`
+//! on a local socket and by the `functions/api` Lambda.
+//!
+//! | route | token |
+//! | --- | --- |
+//! | `POST /export/dump` | admin |
+//! | `GET /export/dump/status/{id}` | admin or read-only |
+//! | `GET /export/dump/download/{file}`, `…/{id}/{table}.csv` | admin or read-only |
+//! | `DELETE /export/dump/{id}` | admin |
+//! | `GET /export/dump` | admin or read-only |
+
+mod auth;
+mod error;
+mod handlers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+pub use auth::Tokens;
+pub use error::ApiError;
+
+use crate::orchestrator::Orchestrator;
+use crate::ports::{ObjectStore, ProgressStore};
+
+/// Server-side settings of the API.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// The database this server dumps.
+    pub database: String,
+    /// Default rows per slice (`DUMP_CHUNK_SIZE`).
+    pub chunk_size: u32,
+    pub part_size: u64,
+    /// Lifetime of presigned download URLs.
+    pub download_expiry: Duration,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub objects: Arc<dyn ObjectStore>,
+    pub progress: Arc<dyn ProgressStore>,
+    pub orchestrator: Arc<dyn Orchestrator>,
+    pub tokens: Tokens,
+    pub settings: ApiSettings,
+}
+
+/// Request bodies are small JSON documents.
+const MAX_BODY: usize = 16 * 1024;
+
+/// The API router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/export/dump", post(handlers::start).get(handlers::list))
+        .route("/export/dump/status/{id}", get(handlers::status))
+        .route("/export/dump/download/{file}", get(handlers::download))
+        .route("/export/dump/download/{id}/{file}", get(handlers::download_csv))
+        .route("/export/dump/{id}", delete(handlers::cancel))
+        .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}

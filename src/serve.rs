@@ -1,0 +1,61 @@
+//! `chunkdump serve`: the HTTP API on a local socket, with dumps run in-process by the
+//! local runner, configured by the same environment as the Lambda functions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{router, ApiSettings, AppState, Tokens};
+use crate::config::Config;
+use crate::error::DumpError;
+use crate::orchestrator::LocalRunner;
+use crate::ports::{ObjectStore, ProgressStore};
+use crate::runner::ChunkOptions;
+
+/// Everything `serve` needs besides the stores.
+pub struct ServeOptions {
+    pub database: String,
+    pub listen: String,
+    pub config: Config,
+    pub part_size: u64,
+}
+
+/// Reads `CHUNKDUMP_API_TOKEN` (required) and `CHUNKDUMP_API_READ_TOKEN` (optional).
+pub fn tokens_from_env() -> Result<Tokens, DumpError> {
+    let admin = std::env::var("CHUNKDUMP_API_TOKEN").unwrap_or_default();
+    if admin.is_empty() {
+        return Err(DumpError::InvalidRequest("CHUNKDUMP_API_TOKEN is not set: refusing to serve the API unauthenticated".into()));
+    }
+    let read = std::env::var("CHUNKDUMP_API_READ_TOKEN").ok().filter(|t| !t.is_empty());
+    Tokens::new(&admin, read.as_deref()).map_err(DumpError::InvalidRequest)
+}
+
+/// Serves until Ctrl-C. Prints `listening on http://ADDR` first.
+pub async fn serve(objects: Arc<dyn ObjectStore>, progress: Arc<dyn ProgressStore>, tokens: Tokens, opts: ServeOptions) -> anyhow::Result<()> {
+    // Fail at start-up, not at the first request, if the database is unusable.
+    let check = opts.database.clone();
+    tokio::task::spawn_blocking(move || crate::engine::open_database(&check).map(drop)).await??;
+    let chunk = ChunkOptions { budget: opts.config.max_execution, ..Default::default() };
+    let runner = LocalRunner::new(objects.clone(), progress.clone(), chunk, opts.config.breathing);
+    let state = AppState {
+        objects,
+        progress,
+        orchestrator: Arc::new(runner),
+        tokens,
+        settings: ApiSettings {
+            database: opts.database,
+            chunk_size: opts.config.chunk_size,
+            part_size: opts.part_size,
+            download_expiry: Duration::from_secs(15 * 60),
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The HTTP API over a real socket (127.0.0.1:0): every format end to end, auth on every
+//! route, bad input, cancel.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chunkdump::api::{router, ApiSettings, AppState, Tokens};
+use chunkdump::local::{DirStore, SqliteProgress};
+use chunkdump::orchestrator::LocalRunner;
+use chunkdump::runner::ChunkOptions;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "admin-token-for-tests";
+const READER: &str = "read-only-token-for-tests";
+
+struct Server {
+    base: String,
+    out: PathBuf,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the API on a free port, dumping `db` into a fresh directory.
+async fn start_server(db: &Path, budget: Duration, breathe: Duration) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let objects = Arc::new(DirStore::open(&out).unwrap());
+    let progress = Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
+    let runner = LocalRunner::new(objects.clone(), progress.clone(), ChunkOptions { budget, ..Default::default() }, breathe);
+    let state = AppState {
+        objects,
+        progress,
+        orchestrator: Arc::new(runner),
+        tokens: Tokens::new(ADMIN, Some(READER)).unwrap(),
+        settings: ApiSettings { database: db.display().to_string(), chunk_size: 50, part_size: 8 << 20, download_expiry: Duration::from_secs(60) },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    Server { base, out, client: reqwest::Client::new(), _dir: dir }
+}
+
+impl Server {
+    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        (status, headers, res.bytes().await.unwrap().to_vec())
+    }
+
+    async fn json(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, _, bytes) = self.call(method, path, token, body).await;
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn start(&self, body: Value) -> String {
+        let (status, v) = self.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+        assert_eq!(v["status"], "accepted");
+        v["progressKey"].as_str().unwrap().to_string()
+    }
+
+    async fn wait_for(&self, id: &str, want: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, v) = self.json(reqwest::Method::GET, &format!("/export/dump/status/{id}"), Some(READER), None).await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            if v["status"] == want {
+                return v;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "dump {id} never became {want}: {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_format_end_to_end_matches_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let server = start_server(&src, Duration::ZERO, Duration::ZERO).await;
+    for format in ["sql", "json", "csv"] {
+        let id = server.start(json!({"format": format, "chunkSize": 3})).await;
+        let done = server.wait_for(&id, "completed").await;
+        assert_eq!(done["progress"]["percentComplete"], 100);
+        assert!(done["chunks"].as_u64().unwrap() > 3, "tiny chunks expected: {done}");
+        let (_, cli) = dump_ok(&src, &dir.path().join(format!("cli-{format}")), &["--format", format]);
+        let (url, expected, kind) = if format == "csv" {
+            let url = done["downloadUrl"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).find(|u| u.ends_with("/texts.csv")).unwrap().to_string();
+            (url, std::fs::read(cli.join("texts.csv")).unwrap(), "text/csv; charset=utf-8")
+        } else {
+            let kind = if format == "sql" { "application/sql" } else { "application/json" };
+            (done["downloadUrl"].as_str().unwrap().to_string(), std::fs::read(&cli).unwrap(), kind)
+        };
+        let (status, headers, body) = server.call(reqwest::Method::GET, &url, Some(READER), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, expected, "{format} download differs from the CLI dump");
+        assert_eq!(headers["content-type"], kind);
+        assert!(headers["content-disposition"].to_str().unwrap().starts_with("attachment; filename="));
+        // Range requests work on downloads.
+        let res = server.client.get(format!("{}{url}", server.base)).bearer_auth(ADMIN).header("Range", "bytes=0-9").send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(res.bytes().await.unwrap().to_vec(), expected[..10].to_vec());
+    }
+    let (status, list) = server.json(reqwest::Method::GET, "/export/dump", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["dumps"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_requires_a_token_and_read_only_tokens_only_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO).await;
+    let id = server.start(json!({"format": "sql"})).await;
+    server.wait_for(&id, "completed").await;
+    let routes = [
+        (reqwest::Method::POST, "/export/dump".to_string()),
+        (reqwest::Method::GET, "/export/dump".to_string()),
+        (reqwest::Method::GET, format!("/export/dump/status/{id}")),
+        (reqwest::Method::GET, format!("/export/dump/download/{id}.sql")),
+        (reqwest::Method::DELETE, format!("/export/dump/{id}")),
+        (reqwest::Method::GET, "/no/such/route".to_string()),
+    ];
+    for (method, path) in &routes {
+        for token in [None, Some("wrong-token"), Some(""), Some("admin-token-for-test")] {
+            let (status, headers, body) = server.call(method.clone(), path, token, Some(json!({"format": "sql"}))).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} with {token:?}");
+            assert_eq!(headers["www-authenticate"], "Bearer realm=\"chunkdump\"");
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"]["code"], "unauthorized");
+        }
+    }
+    let (status, v) = server.json(reqwest::Method::POST, "/export/dump", Some(READER), Some(json!({"format": "sql"}))).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    let (status, _) = server.json(reqwest::Method::DELETE, &format!("/export/dump/{id}"), Some(READER), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = server.call(reqwest::Method::GET, &format!("/export/dump/download/{id}.sql"), Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_clear_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO).await;
+    let post = |body: Value| server.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(body));
+    let cases = [
+        (json!({"format": "sql", "colour": "red"}), StatusCode::BAD_REQUEST, Some("colour")),
+        (json!({"format": "xml"}), StatusCode::BAD_REQUEST, Some("format")),
+        (json!({}), StatusCode::BAD_REQUEST, None),
+        (json!({"format": "sql", "chunkSize": 0}), StatusCode::BAD_REQUEST, Some("chunkSize")),
+        (json!({"format": "sql", "chunkSize": 1_000_000}), StatusCode::BAD_REQUEST, Some("chunkSize")),
+        (json!({"format": "sql", "chunkSize": "big"}), StatusCode::BAD_REQUEST, Some("chunkSize")),
+        (json!({"format": "sql", "tables": ["texts", "nope"]}), StatusCode::BAD_REQUEST, Some("tables")),
+        (json!({"format": "sql", "tables": []}), StatusCode::BAD_REQUEST, Some("tables")),
+        (json!({"format": "sql", "compression": "zip"}), StatusCode::BAD_REQUEST, Some("compression")),
+        (json!({"format": "sql", "callbackUrl": "https://example.com/hook"}), StatusCode::NOT_IMPLEMENTED, Some("callbackUrl")),
+        (json!(["format", "sql"]), StatusCode::BAD_REQUEST, None),
+    ];
+    for (body, want, field) in cases {
+        let (status, v) = post(body.clone()).await;
+        assert_eq!(status, want, "{body} -> {v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        if let Some(f) = field {
+            assert_eq!(v["error"]["field"], f, "{body} -> {v}");
+        }
+    }
+    // Not JSON at all, or too large.
+    let res = server.client.post(format!("{}/export/dump", server.base)).bearer_auth(ADMIN).body("format=sql").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let huge = json!({"format": "sql", "tables": vec!["x".repeat(100); 500]});
+    let (status, _) = post(huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Ids are checked before any store is touched; unknown ids are 404.
+    for path in ["/export/dump/status/..%2F..%2Fetc", "/export/dump/status/a.b", "/export/dump/download/..%2Fx.sql"] {
+        let (status, v) = server.json(reqwest::Method::GET, path, Some(ADMIN), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {v}");
+    }
+    let (status, _) = server.json(reqwest::Method::GET, "/export/dump/status/dump_19990101-000000", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // No file was written by any of this.
+    assert!(std::fs::read_dir(&server.out).unwrap().all(|e| e.unwrap().file_name() == ".chunkdump"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_the_dump_and_removes_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 50_000);
+    let server = start_server(&src, Duration::ZERO, Duration::from_millis(100)).await;
+    // Two starts in the same second get different ids.
+    let id = server.start(json!({"format": "csv", "chunkSize": 100})).await;
+    let other = server.start(json!({"format": "sql", "tables": ["tags"]})).await;
+    assert_ne!(id, other);
+    let started = Instant::now();
+    loop {
+        let (_, v) = server.json(reqwest::Method::GET, &format!("/export/dump/status/{id}"), Some(ADMIN), None).await;
+        if v["chunks"].as_u64().unwrap_or(0) >= 2 {
+            assert_eq!(v["status"], "processing");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, v) = server.json(reqwest::Method::DELETE, &format!("/export/dump/{id}"), Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "cancelled");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, v) = server.json(reqwest::Method::GET, &format!("/export/dump/status/{id}"), Some(ADMIN), None).await;
+    assert_eq!(v["status"], "cancelled", "a cancelled dump must stay cancelled: {v}");
+    let (status, _) = server.json(reqwest::Method::DELETE, &format!("/export/dump/{id}"), Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = server.json(reqwest::Method::GET, &format!("/export/dump/download/{id}/items.csv"), Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(!server.out.join(&id).exists(), "the cancelled dump's files must be gone");
+    assert_eq!(std::fs::read_dir(server.out.join(".chunkdump/uploads")).unwrap().count(), 0, "upload left behind");
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let o = chunkdump()
+        .env_remove("CHUNKDUMP_API_TOKEN")
+        .args(["serve", "--db", src.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("CHUNKDUMP_API_TOKEN is not set"));
+}
