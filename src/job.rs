@@ -214,6 +214,9 @@ pub struct JobRecord {
     /// Milliseconds spent inside chunks (excludes breathing pauses).
     pub busy_ms: u64,
     pub error: Option<JobError>,
+    /// The completion callback, if one was requested.
+    #[serde(default)]
+    pub callback: Option<crate::callback::CallbackState>,
 }
 
 impl JobRecord {
@@ -238,6 +241,7 @@ impl JobRecord {
             chunks: 0,
             busy_ms: 0,
             error: None,
+            callback: None,
         }
     }
 
@@ -300,6 +304,9 @@ impl JobRecord {
         });
         if let Some(err) = &self.error {
             v["error"] = serde_json::json!({"code": err.code, "message": err.message});
+        }
+        if let Some(cb) = &self.callback {
+            v["callback"] = serde_json::json!({"status": cb.status, "attempts": cb.attempts, "lastError": cb.last_error});
         }
         v
     }

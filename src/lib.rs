@@ -9,6 +9,7 @@
 
 pub mod alloc;
 pub mod api;
+pub mod callback;
 pub mod cli;
 pub mod cloud;
 pub mod config;

@@ -27,12 +27,19 @@ pub struct LocalRunner {
     progress: Arc<dyn ProgressStore>,
     options: ChunkOptions,
     breathe: Duration,
+    notifier: Option<crate::callback::Notifier>,
     running: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 impl LocalRunner {
     pub fn new(objects: Arc<dyn ObjectStore>, progress: Arc<dyn ProgressStore>, options: ChunkOptions, breathe: Duration) -> Self {
-        LocalRunner { objects, progress, options, breathe, running: Mutex::new(HashMap::new()) }
+        LocalRunner { objects, progress, options, breathe, notifier: None, running: Mutex::new(HashMap::new()) }
+    }
+
+    /// Sends completion callbacks when runs end.
+    pub fn with_notifier(mut self, notifier: Option<crate::callback::Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 }
 
@@ -44,12 +51,16 @@ impl Orchestrator for LocalRunner {
         if running.contains_key(id) {
             return Ok(());
         }
-        let (objects, progress, options, breathe, dump_id) =
-            (self.objects.clone(), self.progress.clone(), self.options.clone(), self.breathe, id.to_string());
+        let (objects, progress, options, breathe, dump_id, notifier) =
+            (self.objects.clone(), self.progress.clone(), self.options.clone(), self.breathe, id.to_string(), self.notifier.clone());
         let handle = tokio::spawn(async move {
             match run_to_completion(objects.as_ref(), progress.as_ref(), &dump_id, &options, breathe, 5).await {
                 Ok(job) => tracing::info!(dump_id = %dump_id, bytes = job.bytes_written, "dump completed"),
                 Err(e) => tracing::warn!(dump_id = %dump_id, error = %e, "dump run ended"),
+            }
+            // Completed or failed (not cancelled: cancelling stops this task first).
+            if let Some(notifier) = notifier {
+                notifier.notify(progress.as_ref(), &dump_id).await;
             }
         });
         running.insert(id.to_string(), handle);

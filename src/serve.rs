@@ -35,7 +35,8 @@ pub async fn serve(objects: Arc<dyn ObjectStore>, progress: Arc<dyn ProgressStor
     let check = opts.database.clone();
     tokio::task::spawn_blocking(move || crate::engine::open_database(&check).map(drop)).await??;
     let chunk = ChunkOptions { budget: opts.config.max_execution, ..Default::default() };
-    let runner = LocalRunner::new(objects.clone(), progress.clone(), chunk, opts.config.breathing);
+    let notifier = crate::callback::Notifier::from_env().map_err(DumpError::InvalidRequest)?;
+    let runner = LocalRunner::new(objects.clone(), progress.clone(), chunk, opts.config.breathing).with_notifier(notifier.clone());
     let state = AppState {
         objects,
         progress,
@@ -46,6 +47,7 @@ pub async fn serve(objects: Arc<dyn ObjectStore>, progress: Arc<dyn ProgressStor
             chunk_size: opts.config.chunk_size,
             part_size: opts.part_size,
             download_expiry: Duration::from_secs(15 * 60),
+            notifier,
         },
     };
     let listener = tokio::net::TcpListener::bind(&opts.listen).await?;

@@ -54,11 +54,11 @@ pub async fn start(State(state): State<AppState>, body: Result<Json<StartRequest
     if !(1..=100_000).contains(&chunk_size) {
         return Err(ApiError::bad_field("chunkSize", "chunkSize must be between 1 and 100000"));
     }
-    if req.callback_url.is_some() {
-        return Err(ApiError {
-            field: Some("callbackUrl".into()),
-            ..ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", "completion callbacks are not available on this server yet")
-        });
+    if let Some(url) = &req.callback_url {
+        let Some(notifier) = &state.settings.notifier else {
+            return Err(ApiError::bad_field("callbackUrl", "this server has no callback signing secret (CHUNKDUMP_CALLBACK_SECRET), so it sends no callbacks"));
+        };
+        notifier.check_url(url).await.map_err(|e| ApiError::bad_field("callbackUrl", e))?;
     }
     if req.tables.as_ref().is_some_and(|t| t.is_empty() || t.iter().any(|name| name.is_empty())) {
         return Err(ApiError::bad_field("tables", "tables must be a non-empty list of table names"));
@@ -72,7 +72,15 @@ pub async fn start(State(state): State<AppState>, body: Result<Json<StartRequest
         chunk_size,
         part_size: state.settings.part_size,
     };
-    let job = create_dump(state.progress.as_ref(), spec, None).await?;
+    let mut job = create_dump(state.progress.as_ref(), spec, None).await?;
+    if let Some(url) = req.callback_url {
+        // Recorded before the run starts, so nothing else writes the job meanwhile.
+        let mut with_callback = job.clone();
+        with_callback.version += 1;
+        with_callback.callback = Some(crate::callback::CallbackState { url, status: "pending".into(), attempts: 0, last_error: None });
+        state.progress.commit(&with_callback, job.version).await?;
+        job = with_callback;
+    }
     state.orchestrator.start(&job.id).await?;
     tracing::info!(dump_id = %job.id, format = ?job.spec.format, "dump accepted");
     let body = serde_json::json!({

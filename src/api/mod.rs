@@ -36,6 +36,8 @@ pub struct ApiSettings {
     pub part_size: u64,
     /// Lifetime of presigned download URLs.
     pub download_expiry: Duration,
+    /// Checks and signs completion callbacks; `None` refuses `callbackUrl`.
+    pub notifier: Option<crate::callback::Notifier>,
 }
 
 /// What every handler shares.

@@ -2,6 +2,7 @@
 //! runners for the `chunkdump` binary and the real `sqlite3` shell.
 #![allow(dead_code)]
 
+pub mod api_server;
 pub mod cloud;
 pub mod lib_dump;
 

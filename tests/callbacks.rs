@@ -1,0 +1,165 @@
+//! Completion callbacks to a real HTTPS receiver (self-signed certificate, allowlisted
+//! host): the seed's body, a valid HMAC signature, retries, the outcome in the status;
+//! internal and non-HTTPS targets refused.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use chunkdump::callback::Notifier;
+use common::api_server::{start_server, Server, ADMIN};
+use common::*;
+use hmac::Mac;
+use serde_json::{json, Value};
+
+const SECRET: &str = "callback-secret-for-tests";
+
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>,
+    fail_first: Arc<AtomicUsize>,
+}
+
+/// An HTTPS server on 127.0.0.1:0 for `localhost`; returns its address and CA PEM.
+async fn receiver(fail_first: usize) -> (Receiver, SocketAddr, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.key_pair.serialize_pem());
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem.clone().into_bytes(), key_pem.into_bytes()).await.unwrap();
+    let state = Receiver { got: Default::default(), fail_first: Arc::new(AtomicUsize::new(fail_first)) };
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(|axum::extract::State(r): axum::extract::State<Receiver>, headers: HeaderMap, body: axum::body::Bytes| async move {
+                r.got.lock().unwrap().push((headers, body.to_vec()));
+                let failing = r.fail_first.load(Ordering::SeqCst) > 0;
+                if failing {
+                    r.fail_first.fetch_sub(1, Ordering::SeqCst);
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        )
+        .with_state(state.clone());
+    let handle = axum_server::Handle::new();
+    let server = axum_server::bind_rustls("127.0.0.1:0".parse().unwrap(), config).handle(handle.clone());
+    tokio::spawn(async move { server.serve(app.into_make_service()).await.unwrap() });
+    let addr = handle.listening().await.unwrap();
+    (state, addr, cert_pem)
+}
+
+fn notifier(ca_pem: &str) -> Notifier {
+    let mut n = Notifier::new(SECRET, vec!["localhost".into()], Some("https://dumps.example.com".into()), Some(ca_pem.as_bytes())).unwrap();
+    n.retry_delays = vec![Duration::from_millis(50); 3];
+    n
+}
+
+async fn wait_callback(server: &Server, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (_, v) = server.json(reqwest::Method::GET, &format!("/export/dump/status/{id}"), Some(ADMIN), None).await;
+        if v["callback"]["status"] != "pending" && !v["callback"].is_null() {
+            return v;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "callback never finished: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn verify(headers: &HeaderMap, body: &[u8]) {
+    let ts = headers["x-chunkdump-timestamp"].to_str().unwrap();
+    assert!((chrono::Utc::now().timestamp() - ts.parse::<i64>().unwrap()).abs() < 60);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{ts}.").as_bytes());
+    mac.update(body);
+    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(headers["x-chunkdump-signature"].to_str().unwrap(), want, "bad signature");
+    assert_eq!(headers["content-type"], "application/json");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completion_callback_is_signed_retried_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let (rx, addr, ca) = receiver(1).await;
+    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, Some(notifier(&ca))).await;
+    let url = format!("https://localhost:{}/hook", addr.port());
+    let id = server.start(json!({"format": "sql", "callbackUrl": url})).await;
+    let done = wait_callback(&server, &id).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["callback"]["status"], "delivered", "{done}");
+    assert_eq!(done["callback"]["attempts"], 2, "the first attempt got a 500 and was retried");
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    let (headers, body) = &got[1];
+    verify(headers, body);
+    let v: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["dumpId"], id.as_str());
+    assert_eq!(v["format"], "sql");
+    assert_eq!(v["downloadUrl"], format!("https://dumps.example.com/export/dump/download/{id}.sql"));
+    assert_eq!(v["size"], done["bytesWritten"]);
+    assert!(v["completedAt"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failure_callback_carries_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 50_000);
+    let (rx, addr, ca) = receiver(0).await;
+    let server = start_server(&src, Duration::ZERO, Duration::from_millis(200), Some(notifier(&ca))).await;
+    let id = server.start(json!({"format": "sql", "chunkSize": 100, "callbackUrl": format!("https://localhost:{}/hook", addr.port())})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::remove_file(&src).unwrap(); // the next chunk cannot open the database
+    let done = wait_callback(&server, &id).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["callback"]["status"], "delivered");
+    let got = rx.got.lock().unwrap().clone();
+    let (headers, body) = got.last().unwrap();
+    verify(headers, body);
+    let v: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["status"], "failed");
+    assert!(v["downloadUrl"].is_null());
+    assert!(v["error"]["message"].as_str().unwrap().contains("cannot open"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn internal_and_insecure_callback_targets_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let (rx, addr, ca) = receiver(0).await;
+    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, Some(notifier(&ca))).await;
+    let port = addr.port();
+    let targets = [
+        format!("http://localhost:{port}/hook"),
+        format!("https://127.0.0.1:{port}/hook"),
+        "https://10.0.0.1/hook".to_string(),
+        "https://192.168.0.10/hook".to_string(),
+        "https://169.254.169.254/latest/meta-data/".to_string(),
+        "https://[::1]/hook".to_string(),
+        "https://[fd00:ec2::254]/".to_string(),
+        "https://0.0.0.0/".to_string(),
+        format!("https://user:secret@localhost:{port}/hook"),
+        "not a url".to_string(),
+        "ftp://example.com/x".to_string(),
+    ];
+    for target in &targets {
+        let (status, v) = server.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(json!({"format": "sql", "callbackUrl": target}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{target} -> {v}");
+        assert_eq!(v["error"]["field"], "callbackUrl", "{target}");
+    }
+    assert!(rx.got.lock().unwrap().is_empty(), "nothing may be sent to refused targets");
+    // A server without a signing secret refuses callbacks instead of ignoring them.
+    let plain = start_server(&src, Duration::from_secs(25), Duration::ZERO, None).await;
+    let (status, v) = plain.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(json!({"format": "sql", "callbackUrl": format!("https://localhost:{port}/hook")}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["error"]["message"].as_str().unwrap().contains("CHUNKDUMP_CALLBACK_SECRET"));
+}

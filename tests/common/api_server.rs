@@ -1,0 +1,85 @@
+//! The API served in-process on 127.0.0.1:0, and a client for it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chunkdump::api::{router, ApiSettings, AppState, Tokens};
+use chunkdump::callback::Notifier;
+use chunkdump::local::{DirStore, SqliteProgress};
+use chunkdump::orchestrator::LocalRunner;
+use chunkdump::runner::ChunkOptions;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub const ADMIN: &str = "admin-token-for-tests";
+pub const READER: &str = "read-only-token-for-tests";
+
+pub struct Server {
+    pub base: String,
+    pub out: PathBuf,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the API on a free port, dumping `db` into a fresh directory.
+pub async fn start_server(db: &Path, budget: Duration, breathe: Duration, notifier: Option<Notifier>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let objects = Arc::new(DirStore::open(&out).unwrap());
+    let progress = Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
+    let runner = LocalRunner::new(objects.clone(), progress.clone(), ChunkOptions { budget, ..Default::default() }, breathe).with_notifier(notifier.clone());
+    let state = AppState {
+        objects,
+        progress,
+        orchestrator: Arc::new(runner),
+        tokens: Tokens::new(ADMIN, Some(READER)).unwrap(),
+        settings: ApiSettings { database: db.display().to_string(), chunk_size: 50, part_size: 8 << 20, download_expiry: Duration::from_secs(60), notifier },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    Server { base, out, client: reqwest::Client::new(), _dir: dir }
+}
+
+impl Server {
+    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        (status, headers, res.bytes().await.unwrap().to_vec())
+    }
+
+    pub async fn json(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, _, bytes) = self.call(method, path, token, body).await;
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    pub async fn start(&self, body: Value) -> String {
+        let (status, v) = self.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+        assert_eq!(v["status"], "accepted");
+        v["progressKey"].as_str().unwrap().to_string()
+    }
+
+    pub async fn wait_for(&self, id: &str, want: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, v) = self.json(reqwest::Method::GET, &format!("/export/dump/status/{id}"), Some(READER), None).await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            if v["status"] == want {
+                return v;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "dump {id} never became {want}: {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
