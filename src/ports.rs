@@ -90,6 +90,19 @@ pub trait ProgressStore: Send + Sync {
     async fn commit(&self, job: &JobRecord, expected_version: u64) -> Result<(), StoreError>;
     /// The most recently created jobs, newest first.
     async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError>;
+    /// Atomically gives `slot` to `holder` if it is free or held by `replacing`; returns
+    /// `None` when claimed, or `Some(current holder)` when someone else holds it.
+    async fn claim(&self, slot: &str, holder: &str, replacing: Option<&str>) -> Result<Option<String>, StoreError>;
+    /// Counts one event under `key` in the current fixed window of length `window`;
+    /// returns the count so far in this window and the seconds until it ends.
+    async fn count_in_window(&self, key: &str, window: std::time::Duration) -> Result<(u64, u64), StoreError>;
+}
+
+/// Start and end (epoch seconds) of the fixed window of length `window` holding `now`.
+pub fn window_bounds(now: i64, window: std::time::Duration) -> (i64, i64) {
+    let len = window.as_secs().max(1) as i64;
+    let start = now - now.rem_euclid(len);
+    (start, start + len)
 }
 
 /// Checks an object key: non-empty, relative, `/`-separated, no empty, `.` or `..`

@@ -29,6 +29,13 @@ pub fn tokens_from_env() -> Result<Tokens, DumpError> {
     Tokens::new(&admin, read.as_deref()).map_err(DumpError::InvalidRequest)
 }
 
+fn env_number(name: &str, default: u64) -> Result<u64, DumpError> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().map_err(|_| DumpError::InvalidRequest(format!("{name}={v:?} is not a whole number"))),
+        _ => Ok(default),
+    }
+}
+
 /// Serves until Ctrl-C. Prints `listening on http://ADDR` first.
 pub async fn serve(objects: Arc<dyn ObjectStore>, progress: Arc<dyn ProgressStore>, tokens: Tokens, opts: ServeOptions) -> anyhow::Result<()> {
     // Fail at start-up, not at the first request, if the database is unusable.
@@ -48,6 +55,10 @@ pub async fn serve(objects: Arc<dyn ObjectStore>, progress: Arc<dyn ProgressStor
             part_size: opts.part_size,
             download_expiry: Duration::from_secs(15 * 60),
             notifier,
+            rate_limit: crate::api::RateLimit {
+                starts: env_number("CHUNKDUMP_RATE_LIMIT_STARTS", 20)?,
+                window: Duration::from_secs(env_number("CHUNKDUMP_RATE_LIMIT_WINDOW_SECONDS", 3600)?),
+            },
         },
     };
     let listener = tokio::net::TcpListener::bind(&opts.listen).await?;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::api_server::{start_server, ADMIN, READER};
+use common::api_server::{start_server, start_server_limited, ADMIN, READER};
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -128,10 +128,7 @@ async fn cancel_stops_the_dump_and_removes_its_output() {
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 50_000);
     let server = start_server(&src, Duration::ZERO, Duration::from_millis(100), None).await;
-    // Two starts in the same second get different ids.
     let id = server.start(json!({"format": "csv", "chunkSize": 100})).await;
-    let other = server.start(json!({"format": "sql", "tables": ["tags"]})).await;
-    assert_ne!(id, other);
     let started = Instant::now();
     loop {
         let (_, v) = server.json(reqwest::Method::GET, &format!("/export/dump/status/{id}"), Some(ADMIN), None).await;
@@ -168,4 +165,47 @@ fn serve_refuses_to_start_without_a_token() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("CHUNKDUMP_API_TOKEN is not set"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_active_dump_per_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 50_000);
+    let server = start_server(&src, Duration::ZERO, Duration::from_millis(100), None).await;
+    let first = server.start(json!({"format": "sql", "chunkSize": 100})).await;
+    let (status, v) = server.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(json!({"format": "json"}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "dump_running");
+    assert!(v["error"]["message"].as_str().unwrap().contains(&first), "the 409 names the running dump: {v}");
+    // Once it is no longer active (here: cancelled), the database is free again.
+    let (status, _) = server.json(reqwest::Method::DELETE, &format!("/export/dump/{first}"), Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let second = server.start(json!({"format": "sql", "tables": ["tags"], "chunkSize": 100000})).await;
+    server.wait_for(&second, "completed").await;
+    // Back-to-back starts (often in the same second) never collide.
+    let third = server.start(json!({"format": "sql", "tables": ["tags"], "chunkSize": 100000})).await;
+    assert!(second != first && third != second && third != first);
+    server.wait_for(&third, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starts_per_token_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let server = start_server_limited(&src, Duration::from_secs(25), Duration::ZERO, None, 2).await;
+    for _ in 0..2 {
+        let id = server.start(json!({"format": "json"})).await;
+        server.wait_for(&id, "completed").await;
+    }
+    let (status, headers, body) = server.call(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(json!({"format": "json"}))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 3600, "{retry}");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "rate_limited");
+    // Reading is not limited.
+    let (status, _) = server.json(reqwest::Method::GET, "/export/dump", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK);
 }

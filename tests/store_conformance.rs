@@ -120,6 +120,20 @@ async fn progress_store_suite(store: &dyn ProgressStore, expiring: &dyn Progress
     assert_eq!(ids, ["dump_2", "dump_1"]);
     assert_eq!(store.list_recent(1).await.unwrap().len(), 1);
 
+    // Slots: one holder at a time; the holder may re-claim; a named holder can be replaced.
+    assert_eq!(store.claim("db:a", "dump_1", None).await.unwrap(), None);
+    assert_eq!(store.claim("db:a", "dump_1", None).await.unwrap(), None);
+    assert_eq!(store.claim("db:a", "dump_2", None).await.unwrap().as_deref(), Some("dump_1"));
+    assert_eq!(store.claim("db:a", "dump_2", Some("dump_9")).await.unwrap().as_deref(), Some("dump_1"));
+    assert_eq!(store.claim("db:a", "dump_2", Some("dump_1")).await.unwrap(), None);
+    assert_eq!(store.claim("db:b", "dump_1", None).await.unwrap(), None, "slots are independent");
+    // Fixed-window counters.
+    let window = Duration::from_secs(3600);
+    let (first, left) = store.count_in_window("starts:t1", window).await.unwrap();
+    assert!(left > 0 && left <= 3600);
+    assert_eq!(store.count_in_window("starts:t1", window).await.unwrap().0, first + 1);
+    assert_eq!(store.count_in_window("starts:t2", window).await.unwrap().0, 1, "counters are per key");
+
     // Expired records are invisible to readers even before they are deleted.
     expiring.create(&job("short_lived")).await.unwrap();
     assert!(expiring.get("short_lived").await.unwrap().is_some());

@@ -26,6 +26,7 @@ impl std::fmt::Debug for Tokens {
 }
 
 fn digest(token: &str) -> [u8; 32] {
+    // (also names the caller for rate limits, so the token itself is never stored)
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -59,24 +60,27 @@ fn check(tokens: &Tokens, given: &str) -> Option<Access> {
 
 /// Middleware: 401 (with `WWW-Authenticate`) without a valid token, 403 when a
 /// read-only token asks for a write.
-pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
+        .map(|t| t.trim().to_string());
     let unauthorized = |message: &str| {
         let mut res = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
         res.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"chunkdump\""));
         res
     };
     let Some(given) = given else { return unauthorized("missing Authorization: Bearer token") };
-    match check(&state.tokens, given) {
+    match check(&state.tokens, &given) {
         None => unauthorized("invalid token"),
         Some(Access::ReadOnly) if !matches!(*req.method(), Method::GET | Method::HEAD) => {
             ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token may only read (status, list, download)").into_response()
         }
-        Some(_) => next.run(req).await,
+        Some(_) => {
+            req.extensions_mut().insert(super::limits::Caller(hex::encode(&digest(&given)[..12])));
+            next.run(req).await
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Route handlers: validate, call the runner and stores, answer JSON.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
@@ -48,8 +48,17 @@ fn json_error(rejection: JsonRejection) -> ApiError {
 }
 
 /// `POST /export/dump`: validate, create the job, start its run; 202.
-pub async fn start(State(state): State<AppState>, body: Result<Json<StartRequest>, JsonRejection>) -> Result<Response, ApiError> {
-    let Json(req) = body.map_err(json_error)?;
+pub async fn start(
+    State(state): State<AppState>,
+    Extension(caller): Extension<super::limits::Caller>,
+    body: Result<Json<StartRequest>, JsonRejection>,
+) -> Result<Response, Response> {
+    let Json(req) = body.map_err(|e| json_error(e).into_response())?;
+    super::limits::count_start(&state, &caller).await?;
+    start_dump(&state, req).await.map_err(IntoResponse::into_response)
+}
+
+async fn start_dump(state: &AppState, req: StartRequest) -> Result<Response, ApiError> {
     let chunk_size = req.chunk_size.unwrap_or(state.settings.chunk_size);
     if !(1..=100_000).contains(&chunk_size) {
         return Err(ApiError::bad_field("chunkSize", "chunkSize must be between 1 and 100000"));
@@ -72,7 +81,9 @@ pub async fn start(State(state): State<AppState>, body: Result<Json<StartRequest
         chunk_size,
         part_size: state.settings.part_size,
     };
+    let provisional = super::limits::claim_database(state).await?;
     let mut job = create_dump(state.progress.as_ref(), spec, None).await?;
+    super::limits::hand_over(state, &provisional, &job.id).await?;
     if let Some(url) = req.callback_url {
         // Recorded before the run starts, so nothing else writes the job meanwhile.
         let mut with_callback = job.clone();

@@ -12,6 +12,7 @@
 mod auth;
 mod error;
 mod handlers;
+mod limits;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use axum::Router;
 
 pub use auth::Tokens;
 pub use error::ApiError;
+pub use limits::RateLimit;
 
 use crate::orchestrator::Orchestrator;
 use crate::ports::{ObjectStore, ProgressStore};
@@ -38,6 +40,8 @@ pub struct ApiSettings {
     pub download_expiry: Duration,
     /// Checks and signs completion callbacks; `None` refuses `callbackUrl`.
     pub notifier: Option<crate::callback::Notifier>,
+    /// Starts allowed per token per window.
+    pub rate_limit: RateLimit,
 }
 
 /// What every handler shares.

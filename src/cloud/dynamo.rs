@@ -196,6 +196,60 @@ impl ProgressStore for DynamoProgress {
         }
     }
 
+    async fn claim(&self, slot: &str, holder: &str, replacing: Option<&str>) -> Result<Option<String>, StoreError> {
+        // Slot items have no `kind`/`created_at`, so the by_created index never sees them.
+        let id = format!("slot#{slot}");
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", s(&id))
+            .item("holder", s(holder))
+            .condition_expression("attribute_not_exists(id) OR holder = :replacing OR holder = :holder")
+            .expression_attribute_values(":replacing", s(replacing.unwrap_or("")))
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        match result.map_err(|e| sdk_error(&id, e)) {
+            Ok(_) => Ok(None),
+            Err(StoreError::Conflict { .. }) => {
+                let out = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("id", s(&id))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(&id, e))?;
+                let current = out.item().and_then(|i| i.get("holder")).and_then(|v| v.as_s().ok()).cloned();
+                // Released between the two calls: report it as held by nobody we know.
+                Ok(Some(current.unwrap_or_default()))
+            }
+            Err(e) => Err(self.missing_table(e)),
+        }
+    }
+
+    async fn count_in_window(&self, key: &str, window: Duration) -> Result<(u64, u64), StoreError> {
+        let now = now_secs();
+        let (start, end) = crate::ports::window_bounds(now, window);
+        let id = format!("rate#{key}#{start}");
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(&id))
+            .update_expression("ADD hits :one SET expires_at = :expires")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expires", n(end + 60))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| self.missing_table(sdk_error(&id, e)))?;
+        let count = out.attributes().and_then(|a| a.get("hits")).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(1);
+        Ok((count, (end - now) as u64))
+    }
+
     async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
         let mut jobs = Vec::new();
         let mut start = None;

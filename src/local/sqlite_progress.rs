@@ -72,7 +72,9 @@ impl SqliteProgress {
                  expires_at INTEGER,
                  body TEXT NOT NULL
              );
-             CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs(created_at);",
+             CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs(created_at);
+             CREATE TABLE IF NOT EXISTS slots (slot TEXT PRIMARY KEY, holder TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, window_start INTEGER NOT NULL, count INTEGER NOT NULL);",
         )
         .map_err(db)?;
         Ok(SqliteProgress { conn: Arc::new(Mutex::new(conn)), ttl: None })
@@ -150,6 +152,42 @@ impl ProgressStore for SqliteProgress {
             } else {
                 Err(StoreError::Conflict { id, expected: expected_version })
             }
+        })
+        .await
+    }
+
+    async fn claim(&self, slot: &str, holder: &str, replacing: Option<&str>) -> Result<Option<String>, StoreError> {
+        let (slot, holder, replacing) = (slot.to_string(), holder.to_string(), replacing.map(str::to_string));
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO slots (slot, holder) VALUES (?1, ?2)
+                 ON CONFLICT(slot) DO UPDATE SET holder = excluded.holder WHERE slots.holder = ?3 OR slots.holder = ?2",
+                params![slot, holder, replacing],
+            )
+            .map_err(db)?;
+            let current: String = c.query_row("SELECT holder FROM slots WHERE slot = ?1", [&slot], |r| r.get(0)).map_err(db)?;
+            Ok((current != holder).then_some(current))
+        })
+        .await
+    }
+
+    async fn count_in_window(&self, key: &str, window: Duration) -> Result<(u64, u64), StoreError> {
+        let key = key.to_string();
+        let now = now_secs();
+        let (start, end) = crate::ports::window_bounds(now, window);
+        self.with_conn(move |c| {
+            let count: i64 = c
+                .query_row(
+                    "INSERT INTO counters (key, window_start, count) VALUES (?1, ?2, 1)
+                     ON CONFLICT(key) DO UPDATE SET
+                         count = CASE WHEN counters.window_start = excluded.window_start THEN counters.count + 1 ELSE 1 END,
+                         window_start = excluded.window_start
+                     RETURNING count",
+                    params![key, start],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            Ok((count as u64, (end - now) as u64))
         })
         .await
     }

@@ -25,6 +25,11 @@ pub struct Server {
 
 /// Starts the API on a free port, dumping `db` into a fresh directory.
 pub async fn start_server(db: &Path, budget: Duration, breathe: Duration, notifier: Option<Notifier>) -> Server {
+    start_server_limited(db, budget, breathe, notifier, 1000).await
+}
+
+/// As [`start_server`], allowing `starts` dump starts per token per hour.
+pub async fn start_server_limited(db: &Path, budget: Duration, breathe: Duration, notifier: Option<Notifier>, starts: u64) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let objects = Arc::new(DirStore::open(&out).unwrap());
@@ -35,7 +40,7 @@ pub async fn start_server(db: &Path, budget: Duration, breathe: Duration, notifi
         progress,
         orchestrator: Arc::new(runner),
         tokens: Tokens::new(ADMIN, Some(READER)).unwrap(),
-        settings: ApiSettings { database: db.display().to_string(), chunk_size: 50, part_size: 8 << 20, download_expiry: Duration::from_secs(60), notifier },
+        settings: ApiSettings { database: db.display().to_string(), chunk_size: 50, part_size: 8 << 20, download_expiry: Duration::from_secs(60), notifier, rate_limit: chunkdump::api::RateLimit { starts, window: Duration::from_secs(3600) } },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
