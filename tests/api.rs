@@ -209,3 +209,47 @@ async fn starts_per_token_are_rate_limited() {
     let (status, _) = server.json(reqwest::Method::GET, "/export/dump", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_document_describes_every_route_truthfully() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, None).await;
+    let csv = server.start(json!({"format": "csv"})).await;
+    server.wait_for(&csv, "completed").await;
+    let (status, doc) = server.json(reqwest::Method::GET, "/openapi.json", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let mut operations: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            operations.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    operations.sort();
+    let expected = [
+        ("DELETE", "/export/dump/{id}"),
+        ("GET", "/export/dump"),
+        ("GET", "/export/dump/download/{file}"),
+        ("GET", "/export/dump/download/{id}/{file}"),
+        ("GET", "/export/dump/status/{id}"),
+        ("GET", "/openapi.json"),
+        ("POST", "/export/dump"),
+    ];
+    assert_eq!(operations, expected.map(|(m, p)| (m.to_string(), p.to_string())), "every route documented, nothing else");
+    // Every documented operation answers with a documented status, for a valid and an
+    // invalid call.
+    for (method, path) in &operations {
+        let calls = [
+            path.replace("{id}", &csv).replace("{file}", if path.contains("{id}/") { "texts.csv" } else { "nope.sql" }),
+            path.replace("{id}", "no_such_dump").replace("{file}", "x.json"),
+        ];
+        for concrete in calls {
+            let body = (method == "POST").then(|| json!({"format": "json"}));
+            let (status, _, _) = server.call(method.parse().unwrap(), &concrete, Some(ADMIN), body).await;
+            let documented = &doc["paths"][path][method.to_lowercase()]["responses"];
+            assert!(documented.get(status.as_str()).is_some(), "{method} {concrete} answered {status}, not documented in {documented}");
+        }
+    }
+}

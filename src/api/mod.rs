@@ -8,11 +8,13 @@
 //! | `GET /export/dump/download/{file}`, `…/{id}/{table}.csv` | admin or read-only |
 //! | `DELETE /export/dump/{id}` | admin |
 //! | `GET /export/dump` | admin or read-only |
+//! | `GET /openapi.json` | admin or read-only |
 
 mod auth;
 mod error;
 mod handlers;
 mod limits;
+pub mod openapi;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/export/dump/download/{file}", get(handlers::download))
         .route("/export/dump/download/{id}/{file}", get(handlers::download_csv))
         .route("/export/dump/{id}", delete(handlers::cancel))
+        .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(DefaultBodyLimit::max(MAX_BODY))

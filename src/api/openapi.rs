@@ -1,0 +1,109 @@
+//! `GET /openapi.json`: the API described as OpenAPI 3.0 (kept true by tests that
+//! compare it with the router and with real answers, and by schemathesis).
+
+use serde_json::{json, Value};
+
+fn error_responses(codes: &[&str]) -> serde_json::Map<String, Value> {
+    codes
+        .iter()
+        .map(|c| (c.to_string(), json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})))
+        .collect()
+}
+
+fn with(mut base: serde_json::Map<String, Value>, extra: Value) -> Value {
+    if let Value::Object(m) = extra {
+        base.extend(m);
+    }
+    Value::Object(base)
+}
+
+fn id_param(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+/// The OpenAPI document.
+pub fn document() -> Value {
+    let json_body = |schema: &str| json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
+    let file = json!({"description": "the file (or a part of it for a Range request)", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}});
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "chunkdump", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Dump a SQLite database to SQL, CSV or JSON in resumable chunks."},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/export/dump": {
+                "post": {
+                    "summary": "Start a dump",
+                    "requestBody": {"required": true, "content": json_body("StartRequest")},
+                    "responses": with(error_responses(&["400", "401", "403", "409", "413", "415", "429", "503"]),
+                        json!({"202": {"description": "accepted", "content": json_body("Accepted")}})),
+                },
+                "get": {
+                    "summary": "Recent dumps",
+                    "responses": with(error_responses(&["401", "503"]), json!({"200": {"description": "recent dumps", "content": json_body("List")}})),
+                },
+            },
+            "/export/dump/status/{id}": {
+                "get": {
+                    "summary": "Status of a dump",
+                    "parameters": [id_param("id")],
+                    "responses": with(error_responses(&["400", "401", "404", "503"]), json!({"200": {"description": "status", "content": json_body("Status")}})),
+                },
+            },
+            "/export/dump/download/{file}": {
+                "get": {
+                    "summary": "Download a SQL or JSON dump (`<id>.<ext>[.gz]`)",
+                    "parameters": [id_param("file")],
+                    "responses": with(error_responses(&["400", "401", "404", "409", "416", "503"]),
+                        json!({"200": file, "206": file, "307": {"description": "redirect to a presigned URL"}})),
+                },
+            },
+            "/export/dump/download/{id}/{file}": {
+                "get": {
+                    "summary": "Download one table of a CSV dump (`<table>.csv[.gz]`)",
+                    "parameters": [id_param("id"), id_param("file")],
+                    "responses": with(error_responses(&["400", "401", "404", "409", "416", "503"]),
+                        json!({"200": file, "206": file, "307": {"description": "redirect to a presigned URL"}})),
+                },
+            },
+            "/export/dump/{id}": {
+                "delete": {
+                    "summary": "Cancel a dump",
+                    "parameters": [id_param("id")],
+                    "responses": with(error_responses(&["400", "401", "403", "404", "409", "503"]), json!({"200": {"description": "cancelled", "content": json_body("Status")}})),
+                },
+            },
+            "/openapi.json": {
+                "get": {"summary": "This document", "responses": with(error_responses(&["401"]), json!({"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}}))},
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
+                "StartRequest": {"type": "object", "additionalProperties": false, "required": ["format"], "properties": {
+                    "format": {"type": "string", "enum": ["sql", "csv", "json"]},
+                    "callbackUrl": {"type": "string", "description": "https URL of a public host"},
+                    "chunkSize": {"type": "integer", "minimum": 1, "maximum": 100000},
+                    "includeSchema": {"type": "boolean"},
+                    "tables": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                    "compression": {"type": "string", "enum": ["none", "gzip"]}}},
+                "Accepted": {"type": "object", "required": ["status", "progressKey", "message", "statusUrl"], "properties": {
+                    "status": {"type": "string", "enum": ["accepted"]}, "progressKey": {"type": "string"},
+                    "message": {"type": "string"}, "statusUrl": {"type": "string"}}},
+                "Status": {"type": "object", "required": ["dumpId", "status", "progress", "bytesWritten", "chunks"], "properties": {
+                    "dumpId": {"type": "string"},
+                    "status": {"type": "string", "enum": ["pending", "processing", "completed", "failed", "cancelled"]},
+                    "progress": {"type": "object", "properties": {
+                        "totalRows": {"type": "integer", "nullable": true}, "processedRows": {"type": "integer"},
+                        "percentComplete": {"type": "integer"}, "startedAt": {"type": "string", "nullable": true},
+                        "estimatedCompletion": {"type": "string", "nullable": true}}},
+                    "bytesWritten": {"type": "integer"}, "chunks": {"type": "integer"},
+                    "downloadUrl": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                    "error": {"type": "object"}, "callback": {"type": "object"}}},
+                "List": {"type": "object", "required": ["dumps"], "properties": {"dumps": {"type": "array", "items": {"type": "object"}}}},
+            },
+        },
+    })
+}
