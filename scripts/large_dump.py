@@ -14,7 +14,7 @@ def dump(db, out, dump_id):
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     p = subprocess.Popen([BIN, "dump", db, "--out", out, "--format", "sql", "--id", dump_id,
-                          "--budget-ms", "2000", "--breathe-ms", "200"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                          "--budget-ms", "500", "--breathe-ms", "200"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(p.pid, 0)
     elapsed = time.perf_counter() - start
     lines = p.stdout.read().decode().split()
