@@ -227,3 +227,54 @@ fn a_permanent_store_fault_fails_cleanly_with_the_upload_aborted() {
         assert!(objects.contents().is_empty(), "objects left: {:?}", objects.contents());
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_on_s3_redirects_downloads_to_working_presigned_urls() {
+    use chunkdump::api::{router, ApiSettings, AppState, RateLimit, Tokens};
+    let sv = servers();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let (s3, dynamo) = cloud_stores(&sv.moto, "moto", "moto", &sv.moto).await;
+    let (objects, progress): (std::sync::Arc<S3Store>, std::sync::Arc<DynamoProgress>) = (std::sync::Arc::new(s3), std::sync::Arc::new(dynamo));
+    let runner = chunkdump::orchestrator::LocalRunner::new(objects.clone(), progress.clone(), ChunkOptions { budget: Duration::from_secs(25), ..Default::default() }, Duration::ZERO);
+    let state = AppState {
+        objects,
+        progress,
+        orchestrator: std::sync::Arc::new(runner),
+        tokens: Tokens::new("admin-token", None).unwrap(),
+        settings: ApiSettings {
+            database: src.display().to_string(),
+            chunk_size: 1000,
+            part_size: PART,
+            download_expiry: Duration::from_secs(300),
+            notifier: None,
+            rate_limit: RateLimit { starts: 100, window: Duration::from_secs(3600) },
+        },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let started: serde_json::Value = client.post(format!("{base}/export/dump")).bearer_auth("admin-token")
+        .json(&serde_json::json!({"format": "json"})).send().await.unwrap().json().await.unwrap();
+    let id = started["progressKey"].as_str().unwrap().to_string();
+    let begun = Instant::now();
+    let status = loop {
+        let v: serde_json::Value = client.get(format!("{base}/export/dump/status/{id}")).bearer_auth("admin-token").send().await.unwrap().json().await.unwrap();
+        if v["status"] == "completed" {
+            break v;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(60), "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let res = client.get(format!("{base}{}", status["downloadUrl"].as_str().unwrap())).bearer_auth("admin-token").send().await.unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::TEMPORARY_REDIRECT);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.contains("X-Amz-Signature=") && location.contains("X-Amz-Expires=300"), "{location}");
+    // The presigned URL works without our token.
+    let body = reqwest::get(&location).await.unwrap();
+    assert_eq!(body.status(), reqwest::StatusCode::OK);
+    let local = tokio::task::spawn_blocking(move || lib_dump(&src, Format::Json, Compression::None, 1000, Duration::from_secs(60), PART)).await.unwrap();
+    assert_eq!(body.bytes().await.unwrap().to_vec(), local.files[0].1);
+}
