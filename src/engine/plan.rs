@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::render::{quote_ident, quote_literal};
 pub use super::table::{RowEncoding, TableSource};
-use super::table::{csv_columns, is_fts, table_source, vtab_module, vtab_option, TableKind};
+use super::table::{is_fts, table_source, vtab_module, vtab_option, TableKind};
 use crate::error::DumpError;
 use crate::job::{gz_suffix, DumpSpec, Format};
 
@@ -170,7 +170,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
             for (row, kind) in &tables {
                 let source = table_source(conn, spec, &row.name, kind)?;
                 let mut header = Vec::new();
-                for (i, col) in csv_columns(conn, spec, &row.name, kind)?.iter().enumerate() {
+                for (i, col) in source.column_names.iter().enumerate() {
                     if i > 0 {
                         header.push(b',');
                     }

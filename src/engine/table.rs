@@ -46,6 +46,8 @@ pub struct TableSource {
     pub select_after: String,
     /// Number of value columns after the key columns.
     pub value_len: usize,
+    /// Names of the visible columns (the CSV header); for SQL, without the rowid.
+    pub column_names: Vec<String>,
     pub encoding: RowEncoding,
 }
 
@@ -61,12 +63,6 @@ pub(super) fn columns(conn: &Connection, spec: &DumpSpec, table: &str) -> Result
             ),
             e => DumpError::from_sqlite(&spec.database, e),
         })
-}
-
-/// Column names written by CSV and JSON: everything a `SELECT *` shows, generated
-/// columns included, virtual-table hidden columns excluded.
-pub(super) fn csv_columns(conn: &Connection, spec: &DumpSpec, table: &str, _kind: &TableKind) -> Result<Vec<String>, DumpError> {
-    Ok(columns(conn, spec, table)?.into_iter().filter(|c| c.hidden != 1).map(|c| c.name).collect())
 }
 
 pub(super) fn table_source(conn: &Connection, spec: &DumpSpec, table: &str, kind: &TableKind) -> Result<TableSource, DumpError> {
@@ -140,6 +136,7 @@ pub(super) fn table_source(conn: &Connection, spec: &DumpSpec, table: &str, kind
         select_first: format!("SELECT {select_cols} FROM {q} ORDER BY {key_list} LIMIT ?1"),
         select_after: format!("SELECT {select_cols} FROM {q} WHERE {after} ORDER BY {key_list} LIMIT ?{}", keys.len() + 1),
         value_len: values.len(),
+        column_names: visible.iter().map(|c| c.name.clone()).collect(),
         encoding,
     })
 }
