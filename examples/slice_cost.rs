@@ -56,7 +56,11 @@ fn main() -> anyhow::Result<()> {
         end.push(one_slice(&spec, 2, Some(max - i64::from(rows) - 1))?);
     }
     let (s, e) = (median(start), median(end));
-    println!("slice of {rows} rows: at start {:.3} ms, near row {max} {:.3} ms, ratio end/start {:.2}",
-        s.as_secs_f64() * 1e3, e.as_secs_f64() * 1e3, e.as_secs_f64() / s.as_secs_f64());
+    println!(
+        "slice of {rows} rows: at start {:.3} ms, near row {max} {:.3} ms, ratio end/start {:.2}",
+        s.as_secs_f64() * 1e3,
+        e.as_secs_f64() * 1e3,
+        e.as_secs_f64() / s.as_secs_f64()
+    );
     Ok(())
 }

@@ -92,7 +92,15 @@ impl Notifier {
     /// `CHUNKDUMP_CALLBACK_ALLOW_HOSTS` (comma-separated), `CHUNKDUMP_PUBLIC_URL` and
     /// `CHUNKDUMP_CALLBACK_CA_FILE`.
     pub fn from_env() -> Result<Option<Self>, String> {
-        let Some(secret) = std::env::var("CHUNKDUMP_CALLBACK_SECRET").ok().filter(|s| !s.is_empty()) else { return Ok(None) };
+        Self::from_env_with(std::env::var("CHUNKDUMP_CALLBACK_SECRET").ok())
+    }
+
+    /// Like [`Notifier::from_env`], with the signing secret from elsewhere (the
+    /// deployment's secret in AWS).
+    pub fn from_env_with(secret: Option<String>) -> Result<Option<Self>, String> {
+        let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
         let allow = std::env::var("CHUNKDUMP_CALLBACK_ALLOW_HOSTS").unwrap_or_default();
         let allow_hosts = allow.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
         let ca = match std::env::var("CHUNKDUMP_CALLBACK_CA_FILE") {
@@ -157,10 +165,8 @@ impl Notifier {
 
     async fn attempt(&self, url: &str, body: &[u8]) -> Result<(), String> {
         let (host, addrs) = self.check_url(url).await?;
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(15))
-            .resolve_to_addrs(&host, &addrs);
+        let mut builder =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(15)).resolve_to_addrs(&host, &addrs);
         if let Some(root) = &self.extra_root {
             builder = builder.add_root_certificate(root.clone());
         }
@@ -186,8 +192,12 @@ impl Notifier {
     /// Delivers the callback of finished dump `id` (if it has one), retrying with the
     /// configured pauses, and records the outcome in the job.
     pub async fn notify(&self, progress: &dyn ProgressStore, id: &str) {
-        let Ok(Some(job)) = progress.get(id).await else { return };
-        let Some(mut state) = job.callback.clone() else { return };
+        let Ok(Some(job)) = progress.get(id).await else {
+            return;
+        };
+        let Some(mut state) = job.callback.clone() else {
+            return;
+        };
         if state.status == "delivered" || !matches!(job.status, JobStatus::Completed | JobStatus::Failed) {
             return;
         }
@@ -217,7 +227,9 @@ impl Notifier {
         tracing::info!(dump_id = %id, status = %state.status, attempts = state.attempts, "callback finished");
         // Record the outcome; retry on conflicts (nothing else writes a finished job).
         for _ in 0..3 {
-            let Ok(Some(current)) = progress.get(id).await else { return };
+            let Ok(Some(current)) = progress.get(id).await else {
+                return;
+            };
             let mut next = current.clone();
             next.version += 1;
             next.callback = Some(state.clone());
@@ -234,7 +246,21 @@ mod tests {
 
     #[test]
     fn internal_addresses_are_recognised() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00:ec2::254", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "224.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
+        ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111"] {

@@ -18,8 +18,10 @@ use crate::engine::{ChunkProgress, ProgressFn};
 use crate::error::DumpError;
 use crate::job::{Compression, DumpSpec, Format, JobRecord, JobStatus};
 use crate::local::{DirStore, SqliteProgress};
+use crate::orchestrator::LocalRunner;
 use crate::ports::{ObjectStore, ProgressStore};
-use crate::runner::{create_dump, run_to_completion, ChunkOptions};
+use crate::runner::{create_dump, ChunkOptions};
+use crate::tasks::Tasks;
 
 #[derive(Debug, Parser)]
 #[command(name = "chunkdump", version, about = "Dump SQLite databases in resumable, time-boxed chunks")]
@@ -175,16 +177,16 @@ pub fn main() -> std::process::ExitCode {
 
 /// The opened stores, and where the per-dump run locks live.
 struct Stores {
-    objects: Box<dyn ObjectStore>,
-    progress: Box<dyn ProgressStore>,
+    objects: Arc<dyn ObjectStore>,
+    progress: Arc<dyn ProgressStore>,
     lock_dir: PathBuf,
 }
 
 async fn open_stores(loc: &Location) -> Result<Stores, DumpError> {
     match (&loc.out, &loc.store, &loc.progress) {
         (Some(out), None, None) => Ok(Stores {
-            objects: Box::new(DirStore::open(out)?),
-            progress: Box::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3"))?),
+            objects: Arc::new(DirStore::open(out)?),
+            progress: Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3"))?),
             lock_dir: out.join(".chunkdump/locks"),
         }),
         (None, Some(store), Some(progress)) => {
@@ -193,7 +195,7 @@ async fn open_stores(loc: &Location) -> Result<Stores, DumpError> {
             let progress = crate::cloud::DynamoProgress::new(&config, progress)?;
             // A host-local lock: in AWS, Step Functions runs one execution per dump.
             let lock_dir = std::env::temp_dir().join("chunkdump-locks").join(safe_lock_name(store));
-            Ok(Stores { objects: Box::new(objects), progress: Box::new(progress), lock_dir })
+            Ok(Stores { objects: Arc::new(objects), progress: Arc::new(progress), lock_dir })
         }
         _ => Err(DumpError::InvalidRequest("give --out DIR, or both --store s3://… and --progress dynamodb://…".into())),
     }
@@ -256,7 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| DumpError::Database { path: args.db.display().to_string(), message: format!("cannot open: {e}") })?;
             let stores = open_stores(&args.location).await?;
             let opts = crate::serve::ServeOptions { database: database.display().to_string(), listen: args.listen, config: cfg, part_size: args.part_size };
-            crate::serve::serve(stores.objects.into(), stores.progress.into(), tokens, opts).await
+            crate::serve::serve(stores.objects, stores.progress, tokens, opts).await
         }
         Command::Setup(args) => {
             let config = crate::cloud::load_aws_config().await;
@@ -295,7 +297,17 @@ async fn finish(stores: &Stores, job: &JobRecord, tuning: &Tuning, cfg: &Config)
     } else {
         let reporter = Reporter::new(&job.id);
         let (opts, breathe) = chunk_options(tuning, cfg, &reporter);
-        let result = run_to_completion(stores.objects.as_ref(), stores.progress.as_ref(), &job.id, &opts, breathe, 5).await;
+        let tasks = Tasks {
+            objects: stores.objects.clone(),
+            progress: stores.progress.clone(),
+            notifier: None,
+            chunk: opts,
+            breathe,
+            whole_seconds: false,
+            chunks_per_execution: cfg.chunks_per_execution,
+        };
+        // The same state machine definition as in AWS, interpreted in-process.
+        let result = LocalRunner::new(tasks)?.run_to_end(&job.id).await;
         reporter.done();
         result?
     };
@@ -315,9 +327,7 @@ impl Reporter {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}").expect("valid template").progress_chars("=> "),
             );
             bar.set_message(id.to_string());
             bar

@@ -30,16 +30,21 @@ pub struct Config {
     pub breathing: Duration,
     /// `MAX_EXECUTION_TIME`: time budget of a chunk (ms, default 25000, at most 15 min).
     pub max_execution: Duration,
+    /// `CHUNKDUMP_CHUNKS_PER_EXECUTION`: chunks before the state machine continues as a
+    /// new execution (default 1000, 1..=2000; see `tasks::DEFAULT_CHUNKS_PER_EXECUTION`).
+    pub chunks_per_execution: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { chunk_size: 1000, breathing: Duration::from_millis(5000), max_execution: Duration::from_millis(25000) }
+        Config { chunk_size: 1000, breathing: Duration::from_millis(5000), max_execution: Duration::from_millis(25000), chunks_per_execution: 1000 }
     }
 }
 
 fn number(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
-    let Some(raw) = lookup(name) else { return Ok(default) };
+    let Some(raw) = lookup(name) else {
+        return Ok(default);
+    };
     let err = |reason: String| ConfigError { name, value: raw.clone(), reason };
     let v: u64 = raw.trim().parse().map_err(|_| err("not a whole number".into()))?;
     if !range.contains(&v) {
@@ -60,6 +65,7 @@ impl Config {
             chunk_size: number(lookup, "DUMP_CHUNK_SIZE", 1000, 1..=100_000)? as u32,
             breathing: Duration::from_millis(number(lookup, "DUMP_BREATHING_INTERVAL", 5000, 0..=3_600_000)?),
             max_execution: Duration::from_millis(number(lookup, "MAX_EXECUTION_TIME", 25000, 0..=900_000)?),
+            chunks_per_execution: number(lookup, "CHUNKDUMP_CHUNKS_PER_EXECUTION", 1000, 1..=2000)? as u32,
         })
     }
 }

@@ -74,6 +74,10 @@ pub enum DumpError {
     /// The dump is not in a state that allows the operation (e.g. resume a failed dump).
     #[error("dump {id} is {status}: {message}")]
     WrongState { id: String, status: String, message: String },
+    /// The run of the dump gave up (retries exhausted, the function crashed or timed
+    /// out): `error` is the error name the orchestrator caught.
+    #[error("the dump run failed ({error}): {message}")]
+    RunFailed { error: String, message: String },
     /// An object or progress store failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
@@ -111,6 +115,7 @@ impl DumpError {
             DumpError::SchemaChanged(_) => "schema_changed",
             DumpError::Conflict(_) => "conflict",
             DumpError::WrongState { .. } => "wrong_state",
+            DumpError::RunFailed { .. } => "run_failed",
             DumpError::Store(_) => "storage_error",
             DumpError::Internal(_) => "internal_error",
         }

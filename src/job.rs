@@ -40,9 +40,7 @@ impl std::str::FromStr for Format {
             "sql" => Ok(Format::Sql),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
-            other => Err(DumpError::InvalidRequest(format!(
-                "unknown format {other:?}: expected sql, csv or json"
-            ))),
+            other => Err(DumpError::InvalidRequest(format!("unknown format {other:?}: expected sql, csv or json"))),
         }
     }
 }
@@ -63,9 +61,7 @@ impl std::str::FromStr for Compression {
         match s {
             "none" => Ok(Compression::None),
             "gzip" => Ok(Compression::Gzip),
-            other => Err(DumpError::InvalidRequest(format!(
-                "unknown compression {other:?}: expected none or gzip"
-            ))),
+            other => Err(DumpError::InvalidRequest(format!("unknown compression {other:?}: expected none or gzip"))),
         }
     }
 }
@@ -323,15 +319,11 @@ pub fn gz_suffix(c: Compression) -> &'static str {
 /// Checks a dump id: 1..=100 characters of `[A-Za-z0-9_-]`, so it is safe in object
 /// keys, file names and URLs (no traversal possible).
 pub fn validate_dump_id(id: &str) -> Result<(), DumpError> {
-    let ok = !id.is_empty()
-        && id.len() <= 100
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let ok = !id.is_empty() && id.len() <= 100 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(DumpError::InvalidRequest(format!(
-            "invalid dump id {id:?}: use 1 to 100 characters from A-Z a-z 0-9 _ -"
-        )))
+        Err(DumpError::InvalidRequest(format!("invalid dump id {id:?}: use 1 to 100 characters from A-Z a-z 0-9 _ -")))
     }
 }
 

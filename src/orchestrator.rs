@@ -1,66 +1,148 @@
-//! The `Orchestrator` port: starts and stops the run of a dump. Adapters: the local
-//! runner here (chunks in-process, breathing between them); Step Functions in AWS.
+//! The `Orchestrator` port: starts, stops and describes the run of a dump. Adapters:
+//! the local runner here, which interprets `statemachine.json` in-process with the task
+//! handlers of [`crate::tasks`]; Step Functions in AWS ([`crate::cloud::SfnOrchestrator`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::{json, Value};
 
+use crate::asl::{execute, Execution, Outcome, StateMachine, Step, TaskError, TaskHandler, DEFINITION};
 use crate::error::DumpError;
-use crate::ports::{ObjectStore, ProgressStore};
-use crate::runner::{run_to_completion, ChunkOptions};
+use crate::job::{JobRecord, JobStatus};
+use crate::tasks::{error_document, execution_name, TaskInput, Tasks};
 
-/// Starts and stops dump runs.
+/// Starts, stops and describes dump runs.
 #[async_trait]
 pub trait Orchestrator: Send + Sync {
-    /// Starts running dump `id` (idempotent: starting a running dump does nothing).
-    async fn start(&self, id: &str) -> Result<(), DumpError>;
+    /// Starts running dump `id` from job version `version` (idempotent: starting a
+    /// running dump does nothing).
+    async fn start(&self, id: &str, version: u64) -> Result<(), DumpError>;
     /// Stops the run of dump `id`, if any.
     async fn stop(&self, id: &str) -> Result<(), DumpError>;
+    /// The run's state (`RUNNING`, `SUCCEEDED`, `FAILED`, …), if there is a run.
+    async fn describe(&self, id: &str) -> Result<Option<String>, DumpError>;
 }
 
-/// Runs dumps in this process: one task per dump, chunks separated by the breathing
-/// pause, retryable failures retried with backoff.
+/// The chunk function's ARN in local runs (`DefinitionSubstitutions`' `ChunkFunctionArn`).
+pub const LOCAL_CHUNK_FUNCTION: &str = "arn:aws:lambda:local:000000000000:function:chunkdump-chunk";
+/// The state machine's ARN in local runs.
+pub const LOCAL_STATE_MACHINE: &str = "arn:aws:states:local:000000000000:stateMachine:chunkdump";
+/// The optimized integration the definition uses to continue as a new execution.
+pub const START_EXECUTION: &str = "arn:aws:states:::states:startExecution";
+
+/// The input of a dump's first execution.
+pub fn first_input(id: &str, version: u64) -> Value {
+    json!({"dumpId": id, "version": version, "generation": 0, "chunksInExecution": 0})
+}
+
+/// Runs dumps in this process by interpreting `statemachine.json`, one task per dump.
 pub struct LocalRunner {
-    objects: Arc<dyn ObjectStore>,
-    progress: Arc<dyn ProgressStore>,
-    options: ChunkOptions,
-    breathe: Duration,
-    notifier: Option<crate::callback::Notifier>,
+    tasks: Arc<Tasks>,
+    machine: Arc<StateMachine>,
     running: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 impl LocalRunner {
-    pub fn new(objects: Arc<dyn ObjectStore>, progress: Arc<dyn ProgressStore>, options: ChunkOptions, breathe: Duration) -> Self {
-        LocalRunner { objects, progress, options, breathe, notifier: None, running: Mutex::new(HashMap::new()) }
+    /// A runner of the shipped definition.
+    pub fn new(tasks: Tasks) -> Result<Self, DumpError> {
+        Self::with_definition(tasks, DEFINITION)
     }
 
-    /// Sends completion callbacks when runs end.
-    pub fn with_notifier(mut self, notifier: Option<crate::callback::Notifier>) -> Self {
-        self.notifier = notifier;
-        self
+    /// A runner of another definition (for tests of the interpreter).
+    pub fn with_definition(tasks: Tasks, definition: &str) -> Result<Self, DumpError> {
+        let machine = StateMachine::parse(definition, &[("ChunkFunctionArn", LOCAL_CHUNK_FUNCTION)]).map_err(|e| DumpError::Internal(e.to_string()))?;
+        Ok(LocalRunner { tasks: Arc::new(tasks), machine: Arc::new(machine), running: Mutex::new(HashMap::new()) })
+    }
+
+    /// Runs dump `id` through its executions (following continue-as-new) to the end.
+    pub async fn run(&self, id: &str, version: u64, on_step: &mut (dyn FnMut(Step) + Send)) -> Outcome {
+        run_chain(&self.machine, &self.tasks, id, version, on_step).await
+    }
+
+    /// Runs dump `id` to the end and returns its completed job, or the reason it is not.
+    pub async fn run_to_end(&self, id: &str) -> Result<JobRecord, DumpError> {
+        let job = self.tasks.progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+        if job.status == JobStatus::Failed {
+            let message = job.error.as_ref().map_or("failed".into(), |e| e.message.clone());
+            return Err(DumpError::WrongState { id: id.into(), status: "failed".into(), message });
+        }
+        let outcome = self.run(id, job.version, &mut |_| {}).await;
+        let job = self.tasks.progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+        match (job.status, outcome) {
+            (JobStatus::Completed, _) => Ok(job),
+            (JobStatus::Failed, _) => Err(DumpError::RunFailed {
+                error: job.error.as_ref().map_or("failed".into(), |e| e.code.clone()),
+                message: job.error.as_ref().map_or(String::new(), |e| e.message.clone()),
+            }),
+            (status, Outcome::Failed { error, cause }) => Err(DumpError::RunFailed { error, message: format!("{cause} (the dump is {})", status.as_str()) }),
+            (status, Outcome::Succeeded(_)) => {
+                Err(DumpError::WrongState { id: id.into(), status: status.as_str().into(), message: "the dump did not complete".into() })
+            }
+        }
+    }
+}
+
+async fn run_chain(machine: &StateMachine, tasks: &Tasks, id: &str, version: u64, on_step: &mut (dyn FnMut(Step) + Send)) -> Outcome {
+    let mut execution = Execution { name: execution_name(id, 0), state_machine_id: LOCAL_STATE_MACHINE.into(), input: first_input(id, version) };
+    loop {
+        let handler = LocalTasks { tasks, continuation: Mutex::new(None) };
+        tracing::debug!(dump_id = %id, execution = %execution.name, "execution started");
+        let outcome = execute(machine, &handler, &execution, on_step).await;
+        let next = handler.continuation.lock().expect("not poisoned").take();
+        match (next, &outcome) {
+            (Some(next), Outcome::Succeeded(_)) => execution = next,
+            _ => return outcome,
+        }
+    }
+}
+
+/// Maps the definition's task resources to the in-process handlers.
+struct LocalTasks<'a> {
+    tasks: &'a Tasks,
+    /// The execution a `startExecution` task asked for, started when this one ends.
+    continuation: Mutex<Option<Execution>>,
+}
+
+#[async_trait]
+impl TaskHandler for LocalTasks<'_> {
+    async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskError> {
+        match resource {
+            LOCAL_CHUNK_FUNCTION => {
+                let input: TaskInput = serde_json::from_value(input).map_err(|e| TaskError {
+                    error: "Fatal".into(),
+                    cause: error_document(&DumpError::InvalidRequest(format!("task input: {e}"))).to_string(),
+                })?;
+                self.tasks.handle(input, None).await.map_err(|e| TaskError { error: e.error_type().into(), cause: error_document(&e).to_string() })
+            }
+            START_EXECUTION => {
+                let name = input["Name"].as_str().unwrap_or_default().to_string();
+                let state_machine_id = input["StateMachineArn"].as_str().unwrap_or(LOCAL_STATE_MACHINE).to_string();
+                let arn = format!("{}:{name}", state_machine_id.replace(":stateMachine:", ":execution:"));
+                *self.continuation.lock().expect("not poisoned") = Some(Execution { name, state_machine_id, input: input["Input"].clone() });
+                Ok(json!({"ExecutionArn": arn, "StartDate": chrono::Utc::now().to_rfc3339()}))
+            }
+            other => Err(TaskError { error: "States.Runtime".into(), cause: format!("the local runner has no handler for resource {other:?}") }),
+        }
     }
 }
 
 #[async_trait]
 impl Orchestrator for LocalRunner {
-    async fn start(&self, id: &str) -> Result<(), DumpError> {
+    async fn start(&self, id: &str, version: u64) -> Result<(), DumpError> {
         let mut running = self.running.lock().map_err(|_| DumpError::Internal("runner lock poisoned".into()))?;
         running.retain(|_, handle| !handle.is_finished());
         if running.contains_key(id) {
             return Ok(());
         }
-        let (objects, progress, options, breathe, dump_id, notifier) =
-            (self.objects.clone(), self.progress.clone(), self.options.clone(), self.breathe, id.to_string(), self.notifier.clone());
+        let (machine, tasks, dump_id) = (self.machine.clone(), self.tasks.clone(), id.to_string());
         let handle = tokio::spawn(async move {
-            match run_to_completion(objects.as_ref(), progress.as_ref(), &dump_id, &options, breathe, 5).await {
-                Ok(job) => tracing::info!(dump_id = %dump_id, bytes = job.bytes_written, "dump completed"),
-                Err(e) => tracing::warn!(dump_id = %dump_id, error = %e, "dump run ended"),
-            }
-            // Completed or failed (not cancelled: cancelling stops this task first).
-            if let Some(notifier) = notifier {
-                notifier.notify(progress.as_ref(), &dump_id).await;
+            match run_chain(&machine, &tasks, &dump_id, version, &mut |_| {}).await {
+                Outcome::Succeeded(_) => tracing::info!(dump_id = %dump_id, "run succeeded"),
+                Outcome::Failed { error, cause } => {
+                    tracing::warn!(dump_id = %dump_id, %error, %cause, "run failed")
+                }
             }
         });
         running.insert(id.to_string(), handle);
@@ -75,5 +157,10 @@ impl Orchestrator for LocalRunner {
             handle.abort();
         }
         Ok(())
+    }
+
+    async fn describe(&self, id: &str) -> Result<Option<String>, DumpError> {
+        let running = self.running.lock().map_err(|_| DumpError::Internal("runner lock poisoned".into()))?;
+        Ok(running.get(id).map(|h| if h.is_finished() { "ENDED" } else { "RUNNING" }.to_string()))
     }
 }

@@ -36,21 +36,10 @@ pub trait ObjectStore: Send + Sync {
     /// Uploads part `number` (1-based). Re-uploading a number replaces it. A part larger
     /// than the part size is refused. Adapters drop `bytes` when done with it, so the
     /// caller can reclaim the buffer.
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload: &UploadHandle,
-        number: u32,
-        bytes: Bytes,
-    ) -> Result<PartReceipt, StoreError>;
+    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: Bytes) -> Result<PartReceipt, StoreError>;
     /// Makes the object visible atomically from exactly the listed parts, which must be
     /// numbered 1..=n with every part but the last of the part size. Returns its size.
-    async fn complete_upload(
-        &self,
-        key: &str,
-        upload: &UploadHandle,
-        parts: &[PartReceipt],
-    ) -> Result<u64, StoreError>;
+    async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError>;
     /// Discards an upload and its parts. Aborting an unknown upload is not an error.
     async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError>;
     /// Writes a small object whole.
@@ -138,10 +127,7 @@ pub fn check_parts(parts: &[PartReceipt], part_size: u64) -> Result<u64, StoreEr
             return Err(StoreError::Invalid(format!("part {} listed at position {}", p.number, i + 1)));
         }
         if (!last && p.size != part_size) || p.size > part_size || (last && p.size == 0 && i > 0) {
-            return Err(StoreError::Invalid(format!(
-                "part {} has {} bytes: every part but the last must be exactly {part_size} bytes",
-                p.number, p.size
-            )));
+            return Err(StoreError::Invalid(format!("part {} has {} bytes: every part but the last must be exactly {part_size} bytes", p.number, p.size)));
         }
         total += p.size;
     }

@@ -1,5 +1,5 @@
 //! Running a dump: create the job, run one chunk (load state, export, upload, commit),
-//! and the local loop that breathes between chunks.
+//! fail or cancel it. The loop between chunks is the state machine's (see `orchestrator`).
 //!
 //! A chunk is idempotent: it starts from a committed job version, writes deterministic
 //! part numbers and a staging object keyed by the version it commits, and commits with
@@ -165,7 +165,8 @@ pub async fn run_chunk(
             uploader.abort_created().await;
             if !e.is_retryable() {
                 let finished = uploader.finished.iter().map(|f| f.key.clone()).collect();
-                fail_job(objects, progress, &job, &e, finished).await;
+                // Best effort: if recording fails, the state machine's catch path retries it.
+                let _ = fail_job(objects, progress, &job, &e, finished).await;
             }
             Err(e)
         }
@@ -228,15 +229,22 @@ async fn commit_chunk(
 
 /// Marks the job failed and removes everything it wrote: the open upload, the staging
 /// object and any finished files, so no partial dump is left looking complete.
-pub async fn fail_job(objects: &dyn ObjectStore, progress: &dyn ProgressStore, job: &JobRecord, error: &DumpError, extra_files: Vec<String>) {
+pub async fn fail_job(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    job: &JobRecord,
+    error: &DumpError,
+    extra_files: Vec<String>,
+) -> Result<(), StoreError> {
     let mut failed = job.clone();
     failed.status = JobStatus::Failed;
     failed.error = Some(JobError { code: error.code().to_string(), message: error.to_string() });
     if let Err(e) = end_job(objects, progress, job, failed, extra_files).await {
         tracing::warn!(dump_id = %job.id, error = %e, "could not record the failure");
-        return;
+        return Err(e);
     }
     tracing::error!(dump_id = %job.id, error = %error, "dump failed");
+    Ok(())
 }
 
 /// Cancels a dump that is not finished: status `cancelled`, upload aborted, staging and
@@ -260,7 +268,13 @@ pub async fn cancel_dump(objects: &dyn ObjectStore, progress: &dyn ProgressStore
 
 /// Commits `ended` (a terminal state of `job`) conditionally, then removes what the
 /// dump wrote. Cleanup is best effort: a leftover staging object is harmless.
-async fn end_job(objects: &dyn ObjectStore, progress: &dyn ProgressStore, job: &JobRecord, mut ended: JobRecord, extra_files: Vec<String>) -> Result<JobRecord, StoreError> {
+async fn end_job(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    job: &JobRecord,
+    mut ended: JobRecord,
+    extra_files: Vec<String>,
+) -> Result<JobRecord, StoreError> {
     ended.version = job.version + 1;
     ended.updated_at = Utc::now();
     ended.open_object = None;
@@ -277,38 +291,4 @@ async fn end_job(objects: &dyn ObjectStore, progress: &dyn ProgressStore, job: &
         let _ = objects.delete(&key).await;
     }
     Ok(ended)
-}
-
-/// Runs chunks until the dump is finished, breathing between chunks and retrying
-/// retryable failures with backoff (at most `max_retries` in a row).
-pub async fn run_to_completion(
-    objects: &dyn ObjectStore,
-    progress: &dyn ProgressStore,
-    id: &str,
-    opts: &ChunkOptions,
-    breathe: Duration,
-    max_retries: u32,
-) -> Result<JobRecord, DumpError> {
-    let mut failures = 0;
-    loop {
-        match run_chunk(objects, progress, id, None, opts).await {
-            Ok(report) if report.done => break,
-            Ok(_) => {
-                failures = 0;
-                tokio::time::sleep(breathe).await;
-            }
-            Err(e) if e.is_retryable() && failures < max_retries => {
-                failures += 1;
-                let pause = Duration::from_millis(250 << failures.min(6)).max(breathe);
-                tracing::warn!(dump_id = %id, error = %e, attempt = failures, "retryable failure; retrying");
-                tokio::time::sleep(pause).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let job = progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
-    match job.status {
-        JobStatus::Completed => Ok(job),
-        status => Err(DumpError::WrongState { id: id.into(), status: status.as_str().into(), message: "the dump did not complete".into() }),
-    }
 }

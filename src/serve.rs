@@ -10,6 +10,7 @@ use crate::error::DumpError;
 use crate::orchestrator::LocalRunner;
 use crate::ports::{ObjectStore, ProgressStore};
 use crate::runner::ChunkOptions;
+use crate::tasks::Tasks;
 
 /// Everything `serve` needs besides the stores.
 pub struct ServeOptions {
@@ -21,12 +22,31 @@ pub struct ServeOptions {
 
 /// Reads `CHUNKDUMP_API_TOKEN` (required) and `CHUNKDUMP_API_READ_TOKEN` (optional).
 pub fn tokens_from_env() -> Result<Tokens, DumpError> {
-    let admin = std::env::var("CHUNKDUMP_API_TOKEN").unwrap_or_default();
-    if admin.is_empty() {
-        return Err(DumpError::InvalidRequest("CHUNKDUMP_API_TOKEN is not set: refusing to serve the API unauthenticated".into()));
-    }
-    let read = std::env::var("CHUNKDUMP_API_READ_TOKEN").ok().filter(|t| !t.is_empty());
+    let var = |name: &str| std::env::var(name).ok().filter(|t| !t.is_empty());
+    tokens_from(var("CHUNKDUMP_API_TOKEN"), var("CHUNKDUMP_API_READ_TOKEN"))
+}
+
+/// The API tokens; without an admin token the API refuses to start.
+pub fn tokens_from(admin: Option<String>, read: Option<String>) -> Result<Tokens, DumpError> {
+    let admin = admin.filter(|t| !t.is_empty()).ok_or_else(|| {
+        DumpError::InvalidRequest("CHUNKDUMP_API_TOKEN is not set (nor the deployment secret's apiToken): refusing to serve the API unauthenticated".into())
+    })?;
     Tokens::new(&admin, read.as_deref()).map_err(DumpError::InvalidRequest)
+}
+
+/// The API's settings from the environment (rate limits) and the given parts.
+pub fn api_settings(database: String, config: &Config, part_size: u64, notifier: Option<crate::callback::Notifier>) -> Result<ApiSettings, DumpError> {
+    Ok(ApiSettings {
+        database,
+        chunk_size: config.chunk_size,
+        part_size,
+        download_expiry: Duration::from_secs(15 * 60),
+        notifier,
+        rate_limit: crate::api::RateLimit {
+            starts: env_number("CHUNKDUMP_RATE_LIMIT_STARTS", 20)?,
+            window: Duration::from_secs(env_number("CHUNKDUMP_RATE_LIMIT_WINDOW_SECONDS", 3600)?),
+        },
+    })
 }
 
 fn env_number(name: &str, default: u64) -> Result<u64, DumpError> {
@@ -43,24 +63,18 @@ pub async fn serve(objects: Arc<dyn ObjectStore>, progress: Arc<dyn ProgressStor
     tokio::task::spawn_blocking(move || crate::engine::open_database(&check).map(drop)).await??;
     let chunk = ChunkOptions { budget: opts.config.max_execution, ..Default::default() };
     let notifier = crate::callback::Notifier::from_env().map_err(DumpError::InvalidRequest)?;
-    let runner = LocalRunner::new(objects.clone(), progress.clone(), chunk, opts.config.breathing).with_notifier(notifier.clone());
-    let state = AppState {
-        objects,
-        progress,
-        orchestrator: Arc::new(runner),
-        tokens,
-        settings: ApiSettings {
-            database: opts.database,
-            chunk_size: opts.config.chunk_size,
-            part_size: opts.part_size,
-            download_expiry: Duration::from_secs(15 * 60),
-            notifier,
-            rate_limit: crate::api::RateLimit {
-                starts: env_number("CHUNKDUMP_RATE_LIMIT_STARTS", 20)?,
-                window: Duration::from_secs(env_number("CHUNKDUMP_RATE_LIMIT_WINDOW_SECONDS", 3600)?),
-            },
-        },
+    let tasks = Tasks {
+        objects: objects.clone(),
+        progress: progress.clone(),
+        notifier: notifier.clone(),
+        chunk,
+        breathe: opts.config.breathing,
+        whole_seconds: false,
+        chunks_per_execution: opts.config.chunks_per_execution,
     };
+    let runner = LocalRunner::new(tasks)?;
+    let settings = api_settings(opts.database, &opts.config, opts.part_size, notifier)?;
+    let state = AppState { objects, progress, orchestrator: Arc::new(runner), tokens, settings };
     let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
     use std::io::Write;

@@ -101,10 +101,8 @@ impl<'a> Uploader<'a> {
 
     /// Aborts the uploads this chunk created and did not complete (best effort).
     pub async fn abort_created(&mut self) {
-        let live: Vec<(String, UploadHandle)> = std::mem::take(&mut self.created)
-            .into_iter()
-            .filter(|(_, h)| self.open.as_ref().and_then(|o| o.handle.as_ref()) == Some(h))
-            .collect();
+        let live: Vec<(String, UploadHandle)> =
+            std::mem::take(&mut self.created).into_iter().filter(|(_, h)| self.open.as_ref().and_then(|o| o.handle.as_ref()) == Some(h)).collect();
         for (key, handle) in live {
             if let Err(e) = self.store.abort_upload(&key, &handle).await {
                 tracing::warn!(%key, error = %e, "could not abort upload");

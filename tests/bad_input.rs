@@ -14,7 +14,9 @@ fn stderr_of(o: &std::process::Output) -> String {
 
 /// Visible dump files in an output directory (anything but the `.chunkdump` state).
 fn dump_files(out: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(out) else { return vec![] };
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return vec![];
+    };
     entries.map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n != ".chunkdump").collect()
 }
 

@@ -159,7 +159,9 @@ async fn internal_and_insecure_callback_targets_are_refused() {
     assert!(rx.got.lock().unwrap().is_empty(), "nothing may be sent to refused targets");
     // A server without a signing secret refuses callbacks instead of ignoring them.
     let plain = start_server(&src, Duration::from_secs(25), Duration::ZERO, None).await;
-    let (status, v) = plain.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(json!({"format": "sql", "callbackUrl": format!("https://localhost:{port}/hook")}))).await;
+    let (status, v) = plain
+        .json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(json!({"format": "sql", "callbackUrl": format!("https://localhost:{port}/hook")})))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(v["error"]["message"].as_str().unwrap().contains("CHUNKDUMP_CALLBACK_SECRET"));
 }

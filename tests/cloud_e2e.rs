@@ -15,10 +15,10 @@ use bytes::Bytes;
 use chunkdump::cloud::{DynamoProgress, S3Store};
 use chunkdump::job::{Compression, DumpSpec, Format, JobStatus};
 use chunkdump::ports::{ObjectStore, PartReceipt, ProgressStore, UploadHandle};
-use chunkdump::runner::{create_dump, run_to_completion, ChunkOptions};
+use chunkdump::runner::{create_dump, ChunkOptions};
 use chunkdump::StoreError;
 use common::cloud::{cli_env, sdk_config, servers, unique};
-use common::lib_dump::{lib_dump, lib_dump_to, SpyStore};
+use common::lib_dump::{lib_dump, lib_dump_to, run_local, SpyStore};
 use common::*;
 
 const PART: u64 = 5 << 20;
@@ -40,8 +40,8 @@ fn many_chunk_dump_matches_local(endpoint: &str, key: &str, secret: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cloud = rt.block_on(async {
         let (s3, dynamo) = cloud_stores(endpoint, key, secret, &sv.moto).await;
-        let spy = SpyStore { inner: s3, completed: Mutex::new(Vec::new()) };
-        lib_dump_to(&spy, &dynamo, &src, Format::Sql, Compression::None, 2000, Duration::ZERO, PART).await
+        let spy = std::sync::Arc::new(SpyStore { inner: s3, completed: Mutex::new(Vec::new()) });
+        lib_dump_to(&spy, std::sync::Arc::new(dynamo), &src, Format::Sql, Compression::None, 2000, Duration::ZERO, PART).await
     });
     assert!(cloud.chunks > 20, "expected many chunks, got {}", cloud.chunks);
     assert_eq!(cloud.files, local.files, "the S3 object differs from the local dump");
@@ -168,7 +168,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
 async fn faulty_dump(src: &Path, every: u32, permanent: bool) -> (Result<(), chunkdump::DumpError>, S3Store, DynamoProgress, String) {
     let sv = servers();
     let (s3, dynamo) = cloud_stores(&sv.moto, "moto", "moto", &sv.moto).await;
-    let faulty = FaultyStore { inner: s3.clone(), calls: AtomicU32::new(0), every, permanent };
+    let faulty = std::sync::Arc::new(FaultyStore { inner: s3.clone(), calls: AtomicU32::new(0), every, permanent });
     let spec = DumpSpec {
         database: src.display().to_string(),
         format: Format::Sql,
@@ -180,7 +180,8 @@ async fn faulty_dump(src: &Path, every: u32, permanent: bool) -> (Result<(), chu
     };
     let job = create_dump(&dynamo, spec, None).await.unwrap();
     let opts = ChunkOptions { budget: Duration::ZERO, ..Default::default() };
-    let result = run_to_completion(&faulty, &dynamo, &job.id, &opts, Duration::ZERO, 3).await.map(|_| ());
+    // Through the state machine: its Retry on `Retryable` and its Catch on `Fatal`.
+    let result = run_local(faulty, std::sync::Arc::new(dynamo.clone()), &job.id, opts, Duration::ZERO, 1000).await.map(|_| ());
     (result, s3, dynamo, job.id)
 }
 
@@ -237,7 +238,16 @@ async fn api_on_s3_redirects_downloads_to_working_presigned_urls() {
     build_edge_db(&src);
     let (s3, dynamo) = cloud_stores(&sv.moto, "moto", "moto", &sv.moto).await;
     let (objects, progress): (std::sync::Arc<S3Store>, std::sync::Arc<DynamoProgress>) = (std::sync::Arc::new(s3), std::sync::Arc::new(dynamo));
-    let runner = chunkdump::orchestrator::LocalRunner::new(objects.clone(), progress.clone(), ChunkOptions { budget: Duration::from_secs(25), ..Default::default() }, Duration::ZERO);
+    let tasks = chunkdump::tasks::Tasks {
+        objects: objects.clone(),
+        progress: progress.clone(),
+        notifier: None,
+        chunk: ChunkOptions { budget: Duration::from_secs(25), ..Default::default() },
+        breathe: Duration::ZERO,
+        whole_seconds: false,
+        chunks_per_execution: 1000,
+    };
+    let runner = chunkdump::orchestrator::LocalRunner::new(tasks).unwrap();
     let state = AppState {
         objects,
         progress,
@@ -256,8 +266,16 @@ async fn api_on_s3_redirects_downloads_to_working_presigned_urls() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let started: serde_json::Value = client.post(format!("{base}/export/dump")).bearer_auth("admin-token")
-        .json(&serde_json::json!({"format": "json"})).send().await.unwrap().json().await.unwrap();
+    let started: serde_json::Value = client
+        .post(format!("{base}/export/dump"))
+        .bearer_auth("admin-token")
+        .json(&serde_json::json!({"format": "json"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let id = started["progressKey"].as_str().unwrap().to_string();
     let begun = Instant::now();
     let status = loop {

@@ -29,8 +29,12 @@ fn csv_is_strict_rfc4180_and_lossless_where_csv_allows() {
     assert_eq!(out.file_name().unwrap().to_str().unwrap(), id, "CSV dumps are a directory named after the id");
     let conn = Connection::open(&src).unwrap();
     let tables: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_list WHERE schema='main' AND type IN ('table','virtual') AND name NOT LIKE 'sqlite_%'").unwrap()
-        .query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+        .prepare("SELECT name FROM pragma_table_list WHERE schema='main' AND type IN ('table','virtual') AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
     let mut files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     files.sort();
     let mut expected_files: Vec<String> = tables.iter().map(|t| format!("{}.csv", chunkdump::engine::plan::safe_file_name(t))).collect();
@@ -49,7 +53,8 @@ fn csv_is_strict_rfc4180_and_lossless_where_csv_allows() {
         let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         assert_eq!(header, names, "{table}: header");
         let n = names.len();
-        let want: Vec<Vec<Option<String>>> = stmt.query_map([], |r| (0..n).map(|i| Ok(csv_expected(r.get_ref(i)?))).collect()).unwrap().map(|r| r.unwrap()).collect();
+        let want: Vec<Vec<Option<String>>> =
+            stmt.query_map([], |r| (0..n).map(|i| Ok(csv_expected(r.get_ref(i)?))).collect()).unwrap().map(|r| r.unwrap()).collect();
         let mut got = Vec::new();
         for rec in reader.byte_records() {
             let rec = rec.unwrap();
@@ -115,7 +120,9 @@ fn json_expected(v: ValueRef<'_>) -> serde_json::Value {
     match v {
         ValueRef::Null => serde_json::Value::Null,
         ValueRef::Integer(i) => i.into(),
-        ValueRef::Real(f) if f.is_infinite() => serde_json::json!({"$real": if f > 0.0 { "Infinity" } else { "-Infinity" }}),
+        ValueRef::Real(f) if f.is_infinite() => {
+            serde_json::json!({"$real": if f > 0.0 { "Infinity" } else { "-Infinity" }})
+        }
         ValueRef::Real(f) => serde_json::Number::from_f64(f).unwrap().into(),
         ValueRef::Text(t) => match std::str::from_utf8(t) {
             Ok(s) => s.into(),
@@ -132,7 +139,7 @@ fn json_is_one_strict_document_with_exact_values() {
     build_edge_db(&src);
     let (_, out) = dump_ok(&src, &dir.path().join("out"), &["--format", "json", "--chunk-size", "2", "--budget-ms", "0", "--breathe-ms", "0"]);
     let text = std::fs::read_to_string(&out).unwrap();
-    assert!(!text.contains("NaN") && !text.contains("Infinity,") , "no non-standard tokens");
+    assert!(!text.contains("NaN") && !text.contains("Infinity,"), "no non-standard tokens");
     // serde_json is strict (no NaN/Infinity tokens, no trailing commas); arbitrary_precision
     // is off, so compare integers through the raw text as well.
     let doc: serde_json::Value = serde_json::from_str(&text).expect("strictly valid JSON");

@@ -31,10 +31,13 @@ fn read_all(path: &Path, gz: bool) -> Vec<(String, Vec<u8>)> {
     if path.is_file() {
         return vec![(String::new(), decode(std::fs::read(path).unwrap()))];
     }
-    let mut v: Vec<_> = std::fs::read_dir(path).unwrap().map(|e| {
-        let e = e.unwrap();
-        (e.file_name().into_string().unwrap(), decode(std::fs::read(e.path()).unwrap()))
-    }).collect();
+    let mut v: Vec<_> = std::fs::read_dir(path)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().into_string().unwrap(), decode(std::fs::read(e.path()).unwrap()))
+        })
+        .collect();
     v.sort();
     v
 }
@@ -93,11 +96,19 @@ fn kill_and_resume(format: &str, gzip: bool, kill_after_chunks: u64) {
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
-    entries.flat_map(|e| {
-        let p = e.unwrap().path();
-        if p.is_dir() { walk(&p) } else { vec![p] }
-    }).collect()
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    entries
+        .flat_map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p)
+            } else {
+                vec![p]
+            }
+        })
+        .collect()
 }
 
 #[test]

@@ -36,8 +36,7 @@ fn table() -> impl Strategy<Value = Table> {
     let types = prop::collection::vec(prop::sample::select(vec!["", "INTEGER", "TEXT", "REAL", "BLOB", "NUMERIC", "ANY"]), 1..4);
     (types, any::<bool>()).prop_flat_map(|(types, integer_pk)| {
         let n = types.len();
-        let rows = prop::collection::btree_map(any::<i64>(), prop::collection::vec(value(), n), 0..25)
-            .prop_map(|m| m.into_iter().collect::<Vec<_>>());
+        let rows = prop::collection::btree_map(any::<i64>(), prop::collection::vec(value(), n), 0..25).prop_map(|m| m.into_iter().collect::<Vec<_>>());
         rows.prop_map(move |rows| Table { types: types.clone(), integer_pk, rows })
     })
 }

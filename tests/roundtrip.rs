@@ -124,9 +124,14 @@ fn no_schema_writes_data_only() {
     // Load into a database that already has the schema.
     let back = dir.path().join("back.db");
     let c = rusqlite::Connection::open(&back).unwrap();
-    let schema: Vec<String> = rusqlite::Connection::open(&src).unwrap()
-        .prepare("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL").unwrap()
-        .query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+    let schema: Vec<String> = rusqlite::Connection::open(&src)
+        .unwrap()
+        .prepare("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
     for s in schema {
         c.execute_batch(&s).unwrap();
     }
@@ -144,8 +149,8 @@ fn tables_flag_selects_tables_and_their_indexes() {
     let back = dir.path().join("back.db");
     load_with_shell(&sql, &back);
     let c = rusqlite::Connection::open(&back).unwrap();
-    let names: Vec<String> = c.prepare("SELECT name FROM sqlite_schema ORDER BY name").unwrap()
-        .query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+    let names: Vec<String> =
+        c.prepare("SELECT name FROM sqlite_schema ORDER BY name").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
     assert_eq!(names, ["seq", "sqlite_sequence", "texts", "texts_t"]);
     let src_conn = rusqlite::Connection::open(&src).unwrap();
     for t in ["texts", "seq", "sqlite_sequence"] {

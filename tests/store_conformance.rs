@@ -10,11 +10,11 @@ use std::time::Duration;
 use chunkdump::cloud::{DynamoProgress, S3Store};
 use common::cloud::{sdk_config, servers, unique};
 
+use bytes::Bytes;
 use chunkdump::job::{Compression, DumpSpec, Format, JobRecord, JobStatus};
 use chunkdump::local::{DirStore, SqliteProgress};
 use chunkdump::ports::{ObjectStore, PartReceipt, ProgressStore};
 use chunkdump::StoreError;
-use bytes::Bytes;
 
 /// Known deviations of a backend from S3's behaviour.
 #[derive(Default)]
@@ -197,7 +197,7 @@ async fn dynamodb_progress_store_on_moto() {
     let store = DynamoProgress::new(&config, &format!("dynamodb://{table}")).unwrap().with_ttl(None);
     store.ensure_table().await.unwrap();
     store.ensure_table().await.unwrap(); // idempotent
-    // moto never deletes expired items: readers must ignore them by themselves.
+                                         // moto never deletes expired items: readers must ignore them by themselves.
     let expiring = DynamoProgress::new(&config, &format!("dynamodb://{table}")).unwrap().with_ttl(Some(Duration::from_secs(1)));
     progress_store_suite(&store, &expiring).await;
 }

@@ -72,7 +72,9 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
         res.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"chunkdump\""));
         res
     };
-    let Some(given) = given else { return unauthorized("missing Authorization: Bearer token") };
+    let Some(given) = given else {
+        return unauthorized("missing Authorization: Bearer token");
+    };
     match check(&state.tokens, &given) {
         None => unauthorized("invalid token"),
         Some(Access::ReadOnly) if !matches!(*req.method(), Method::GET | Method::HEAD) => {

@@ -30,15 +30,10 @@ pub struct StartRequest {
 /// Turns axum's JSON rejections into our errors, naming the offending field.
 fn json_error(rejection: JsonRejection) -> ApiError {
     let text = rejection.body_text();
-    let field = text
-        .split("unknown field `")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .map(str::to_string)
-        .or_else(|| {
-            let detail = text.rsplit("target type: ").next().unwrap_or("");
-            detail.split_once(": ").map(|(path, _)| path.to_string()).filter(|p| p.chars().all(|c| c.is_alphanumeric() || c == '.'))
-        });
+    let field = text.split("unknown field `").nth(1).and_then(|rest| rest.split('`').next()).map(str::to_string).or_else(|| {
+        let detail = text.rsplit("target type: ").next().unwrap_or("");
+        detail.split_once(": ").map(|(path, _)| path.to_string()).filter(|p| p.chars().all(|c| c.is_alphanumeric() || c == '.'))
+    });
     let status = match rejection {
         JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -92,7 +87,7 @@ async fn start_dump(state: &AppState, req: StartRequest) -> Result<Response, Api
         state.progress.commit(&with_callback, job.version).await?;
         job = with_callback;
     }
-    state.orchestrator.start(&job.id).await?;
+    state.orchestrator.start(&job.id, job.version).await?;
     tracing::info!(dump_id = %job.id, format = ?job.spec.format, "dump accepted");
     let body = serde_json::json!({
         "status": "accepted",

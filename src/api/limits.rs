@@ -42,11 +42,8 @@ impl IntoResponse for TooManyRequests {
 /// Counts this start against the caller's window.
 pub async fn count_start(state: &AppState, caller: &Caller) -> Result<(), Response> {
     let limit = state.settings.rate_limit;
-    let (count, retry_after) = state
-        .progress
-        .count_in_window(&format!("starts:{}", caller.0), limit.window)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
+    let (count, retry_after) =
+        state.progress.count_in_window(&format!("starts:{}", caller.0), limit.window).await.map_err(|e| ApiError::from(e).into_response())?;
     if count > limit.starts {
         let message = format!("at most {} dumps may be started per {} s with this token; retry in {retry_after} s", limit.starts, limit.window.as_secs());
         return Err(TooManyRequests { retry_after, error: ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message) }.into_response());
@@ -69,7 +66,9 @@ pub async fn claim_database(state: &AppState) -> Result<String, ApiError> {
     let me = format!("{STARTING}{}-{:x}", chrono::Utc::now().timestamp(), fastrand::u64(..));
     let mut replacing: Option<String> = None;
     for _ in 0..5 {
-        let Some(holder) = state.progress.claim(&slot, &me, replacing.as_deref()).await? else { return Ok(me) };
+        let Some(holder) = state.progress.claim(&slot, &me, replacing.as_deref()).await? else {
+            return Ok(me);
+        };
         if !holder_is_active(state, &holder).await? {
             replacing = Some(holder); // finished, failed or crashed: take over
             continue;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -44,11 +44,7 @@ fn s(v: impl Into<String>) -> AttributeValue {
 }
 
 fn decode(item: &HashMap<String, AttributeValue>) -> Result<Option<JobRecord>, StoreError> {
-    let expired = item
-        .get("expires_at")
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse::<i64>().ok())
-        .is_some_and(|t| t <= now_secs());
+    let expired = item.get("expires_at").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok()).is_some_and(|t| t <= now_secs());
     if expired {
         return Ok(None);
     }
@@ -213,15 +209,7 @@ impl ProgressStore for DynamoProgress {
         match result.map_err(|e| sdk_error(&id, e)) {
             Ok(_) => Ok(None),
             Err(StoreError::Conflict { .. }) => {
-                let out = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("id", s(&id))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(&id, e))?;
+                let out = self.client.get_item().table_name(&self.table).key("id", s(&id)).consistent_read(true).send().await.map_err(|e| sdk_error(&id, e))?;
                 let current = out.item().and_then(|i| i.get("holder")).and_then(|v| v.as_s().ok()).cloned();
                 // Released between the two calls: report it as held by nobody we know.
                 Ok(Some(current.unwrap_or_default()))

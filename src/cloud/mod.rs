@@ -1,13 +1,18 @@
 //! Cloud adapters: S3-compatible object storage (Cloudflare R2, AWS S3, MinIO, …) and
 //! DynamoDB for progress. Configured from the standard AWS environment
 //! (`AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_S3`/`AWS_ENDPOINT_URL_DYNAMODB`, credentials,
-//! `AWS_REGION`, default `auto` as R2 wants).
+//! `AWS_REGION`, default `auto` as R2 wants), and Step Functions as the orchestrator.
 
 mod dynamo;
 mod s3;
+mod sfn;
 
 pub use dynamo::DynamoProgress;
 pub use s3::S3Store;
+pub use sfn::SfnOrchestrator;
+
+mod secrets;
+pub use secrets::{load_secrets, Secrets};
 
 use std::time::Duration;
 
@@ -18,6 +23,22 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::error::StoreError;
 
+/// R2's S3 endpoint and API token (from the deployment's secret).
+#[derive(Clone)]
+pub struct R2Access {
+    /// `https://<account id>.r2.cloudflarestorage.com`
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for R2Access {
+    // Never print the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("R2Access").field("endpoint", &self.endpoint).field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
+}
+
 /// Loads the shared AWS configuration once: region (default `auto`), the SDK's standard
 /// retry mode with 5 attempts (jittered exponential backoff; no hand-made loops), and
 /// timeouts so a stalled connection fails and is retried instead of hanging a chunk.
@@ -26,12 +47,7 @@ pub async fn load_aws_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(region)
         .retry_config(RetryConfig::standard().with_max_attempts(5))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(120))
-                .build(),
-        )
+        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(Duration::from_secs(120)).build())
         .load()
         .await
 }
@@ -42,8 +58,17 @@ fn classify(what: String, code: Option<&str>, status: Option<u16>) -> StoreError
         (Some("NoSuchKey" | "NoSuchUpload" | "NotFound"), _) | (None, Some(404)) => StoreError::NotFound(what),
         (Some("ConditionalCheckFailedException"), _) => StoreError::Conflict { id: what, expected: 0 },
         (
-            Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable" | "ThrottlingException"
-            | "ProvisionedThroughputExceededException" | "RequestLimitExceeded" | "InternalServerError" | "TransactionConflictException"),
+            Some(
+                "SlowDown"
+                | "RequestTimeout"
+                | "InternalError"
+                | "ServiceUnavailable"
+                | "ThrottlingException"
+                | "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+                | "InternalServerError"
+                | "TransactionConflictException",
+            ),
             _,
         ) => StoreError::Transient(what),
         (_, Some(s)) if s >= 500 || s == 429 => StoreError::Transient(what),
@@ -78,10 +103,7 @@ where
 
 /// Splits `scheme://name/rest` into (name, rest) for `scheme`.
 fn parse_url<'a>(url: &'a str, scheme: &str) -> Result<(&'a str, &'a str), StoreError> {
-    let rest = url
-        .strip_prefix(scheme)
-        .and_then(|r| r.strip_prefix("://"))
-        .ok_or_else(|| StoreError::Invalid(format!("{url:?} is not a {scheme}:// URL")))?;
+    let rest = url.strip_prefix(scheme).and_then(|r| r.strip_prefix("://")).ok_or_else(|| StoreError::Invalid(format!("{url:?} is not a {scheme}:// URL")))?;
     let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
     if name.is_empty() {
         return Err(StoreError::Invalid(format!("{url:?} names no bucket or table")));

@@ -28,13 +28,23 @@ pub struct S3Store {
 impl S3Store {
     /// Builds the store for `s3://BUCKET[/PREFIX]` from a loaded AWS configuration.
     pub fn new(config: &aws_config::SdkConfig, url: &str) -> Result<Self, StoreError> {
+        Self::with_access(config, url, None)
+    }
+
+    /// Like [`S3Store::new`], with R2's own endpoint and API token instead of the AWS
+    /// credentials (in Lambda, the role's credentials are for DynamoDB and Step
+    /// Functions; R2 has its own).
+    pub fn with_access(config: &aws_config::SdkConfig, url: &str, access: Option<&super::R2Access>) -> Result<Self, StoreError> {
         let (bucket, prefix) = parse_url(url, "s3")?;
-        let conf = aws_sdk_s3::config::Builder::from(config)
+        let mut conf = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .build();
-        Ok(S3Store { client: Client::from_conf(conf), bucket: bucket.to_string(), prefix: prefix.to_string() })
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(access) = access {
+            let credentials = aws_sdk_s3::config::Credentials::new(&access.access_key_id, &access.secret_access_key, None, None, "r2-api-token");
+            conf = conf.credentials_provider(credentials).endpoint_url(&access.endpoint).region(aws_sdk_s3::config::Region::new("auto"));
+        }
+        Ok(S3Store { client: Client::from_conf(conf.build()), bucket: bucket.to_string(), prefix: prefix.to_string() })
     }
 
     fn full_key(&self, key: &str) -> Result<String, StoreError> {
@@ -68,14 +78,7 @@ impl S3Store {
         }
         let full = self.full_key(key)?;
         let config = PresigningConfig::expires_in(expires_in).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let req = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .presigned(config)
-            .await
-            .map_err(|e| sdk_error(&format!("presign {full}"), e))?;
+        let req = self.client.get_object().bucket(&self.bucket).key(&full).presigned(config).await.map_err(|e| sdk_error(&format!("presign {full}"), e))?;
         Ok(req.uri().to_string())
     }
 }
@@ -124,8 +127,7 @@ impl ObjectStore for S3Store {
     async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {
         let full = self.full_key(key)?;
         let total = check_parts(parts, upload.part_size)?;
-        let completed: Vec<CompletedPart> =
-            parts.iter().map(|p| CompletedPart::builder().part_number(p.number as i32).e_tag(&p.etag).build()).collect();
+        let completed: Vec<CompletedPart> = parts.iter().map(|p| CompletedPart::builder().part_number(p.number as i32).e_tag(&p.etag).build()).collect();
         self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)

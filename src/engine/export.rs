@@ -151,7 +151,9 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
     let mut sliced = false;
     let mut line = Vec::with_capacity(4096);
     let end = loop {
-        let Some(object) = plan.objects.get(cursor.object as usize) else { break ChunkEnd::Done };
+        let Some(object) = plan.objects.get(cursor.object as usize) else {
+            break ChunkEnd::Done;
+        };
         let Some(step) = object.steps.get(cursor.step as usize) else {
             sink.finish_object().map_err(io)?;
             cursor = Cursor { object: cursor.object + 1, step: 0, after: None };
@@ -206,9 +208,7 @@ enum SliceError {
 impl From<rusqlite::Error> for SliceError {
     fn from(e: rusqlite::Error) -> Self {
         match &e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
-            {
+            rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                 SliceError::Busy
             }
             _ => SliceError::Db(e),

@@ -190,7 +190,9 @@ impl OutputSink {
 
     /// Finishes the current object: its last part goes to the uploader with `Finish`.
     pub fn finish_object(&mut self) -> std::io::Result<()> {
-        let Some(enc) = self.current.take() else { return Ok(()) };
+        let Some(enc) = self.current.take() else {
+            return Ok(());
+        };
         let before = match &enc {
             Encoder::Plain(p) => p.size,
             Encoder::Gzip(g) => g.get_ref().size,
@@ -205,7 +207,9 @@ impl OutputSink {
     /// Ends the chunk without finishing the current object: ends its gzip member and
     /// returns the tail to carry to the next chunk.
     pub fn suspend(mut self) -> std::io::Result<(Option<Tail>, u64)> {
-        let Some(enc) = self.current.take() else { return Ok((None, self.produced)) };
+        let Some(enc) = self.current.take() else {
+            return Ok((None, self.produced));
+        };
         let before = match &enc {
             Encoder::Plain(p) => p.size,
             Encoder::Gzip(g) => g.get_ref().size,

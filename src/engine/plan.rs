@@ -11,8 +11,8 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use super::render::{quote_ident, quote_literal};
-pub use super::table::{RowEncoding, TableSource};
 use super::table::{is_fts, table_source, vtab_module, vtab_option, TableKind};
+pub use super::table::{RowEncoding, TableSource};
 use crate::error::DumpError;
 use crate::job::{gz_suffix, DumpSpec, Format};
 
@@ -47,8 +47,6 @@ struct SchemaRow {
     sql: Option<String>,
 }
 
-
-
 fn db_err(spec: &DumpSpec) -> impl Fn(rusqlite::Error) -> DumpError + '_ {
     move |e| DumpError::from_sqlite(&spec.database, e)
 }
@@ -58,12 +56,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
     let err = db_err(spec);
     let schema: Vec<SchemaRow> = conn
         .prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid")
-        .and_then(|mut s| {
-            s.query_map([], |r| {
-                Ok(SchemaRow { kind: r.get(0)?, name: r.get(1)?, tbl_name: r.get(2)?, sql: r.get(3)? })
-            })?
-            .collect()
-        })
+        .and_then(|mut s| s.query_map([], |r| Ok(SchemaRow { kind: r.get(0)?, name: r.get(1)?, tbl_name: r.get(2)?, sql: r.get(3)? }))?.collect())
         .map_err(&err)?;
     let kinds: std::collections::HashMap<String, (String, bool)> = conn
         .prepare("SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main'")
@@ -96,10 +89,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
                 if !known.contains(&lower) {
                     let mut names: Vec<&str> = tables.iter().map(|(r, _)| r.name.as_str()).collect();
                     names.truncate(20);
-                    return Err(DumpError::InvalidRequest(format!(
-                        "unknown table {t:?}; tables in the database: {}",
-                        names.join(", ")
-                    )));
+                    return Err(DumpError::InvalidRequest(format!("unknown table {t:?}; tables in the database: {}", names.join(", "))));
                 }
                 chosen.insert(lower);
             }

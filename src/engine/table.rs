@@ -26,10 +26,14 @@ pub(super) enum TableKind {
 #[derive(Debug)]
 pub enum RowEncoding {
     /// `prefix` + values + `);\n`.
-    Sql { prefix: Vec<u8> },
+    Sql {
+        prefix: Vec<u8>,
+    },
     Csv,
     /// One object per row; `keys` are the pre-rendered `"name":` members.
-    Json { keys: Vec<Vec<u8>> },
+    Json {
+        keys: Vec<Vec<u8>>,
+    },
 }
 
 /// How to read one table in key order.
@@ -53,14 +57,11 @@ pub struct TableSource {
 
 pub(super) fn columns(conn: &Connection, spec: &DumpSpec, table: &str) -> Result<Vec<Column>, DumpError> {
     conn.prepare("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1)")
-        .and_then(|mut s| {
-            s.query_map([table], |r| Ok(Column { name: r.get(0)?, decl_type: r.get(1)?, pk: r.get(2)?, hidden: r.get(3)? }))?
-                .collect()
-        })
+        .and_then(|mut s| s.query_map([table], |r| Ok(Column { name: r.get(0)?, decl_type: r.get(1)?, pk: r.get(2)?, hidden: r.get(3)? }))?.collect())
         .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(_, Some(msg)) if msg.contains("no such module") => DumpError::InvalidRequest(
-                format!("table {table:?} is a virtual table whose module is not available ({msg}); leave it out with --tables"),
-            ),
+            rusqlite::Error::SqliteFailure(_, Some(msg)) if msg.contains("no such module") => {
+                DumpError::InvalidRequest(format!("table {table:?} is a virtual table whose module is not available ({msg}); leave it out with --tables"))
+            }
             e => DumpError::from_sqlite(&spec.database, e),
         })
 }
@@ -79,9 +80,8 @@ pub(super) fn table_source(conn: &Connection, spec: &DumpSpec, table: &str, kind
             (pk.iter().map(|c| quote_ident(&c.name)).collect(), false)
         }
         TableKind::Ordinary { without_rowid: false } => {
-            let alias = rowid_alias.ok_or_else(|| {
-                DumpError::InvalidRequest(format!("table {table:?} has columns named rowid, _rowid_ and oid; its rowid cannot be read"))
-            })?;
+            let alias = rowid_alias
+                .ok_or_else(|| DumpError::InvalidRequest(format!("table {table:?} has columns named rowid, _rowid_ and oid; its rowid cannot be read")))?;
             (vec![alias.to_string()], !has_integer_primary_key(conn, spec, table, &cols)?)
         }
         TableKind::Virtual { module, .. } => {
@@ -101,11 +101,7 @@ pub(super) fn table_source(conn: &Connection, spec: &DumpSpec, table: &str, kind
     let encoding = match spec.format {
         Format::Sql => {
             let all_plain = cols.iter().all(|c| c.hidden == 0);
-            let prefix = if sql_rowid || !all_plain {
-                format!("INSERT INTO {q}({}) VALUES(", values.join(","))
-            } else {
-                format!("INSERT INTO {q} VALUES(")
-            };
+            let prefix = if sql_rowid || !all_plain { format!("INSERT INTO {q}({}) VALUES(", values.join(",")) } else { format!("INSERT INTO {q} VALUES(") };
             RowEncoding::Sql { prefix: prefix.into_bytes() }
         }
         Format::Csv => RowEncoding::Csv,
@@ -124,11 +120,7 @@ pub(super) fn table_source(conn: &Connection, spec: &DumpSpec, table: &str, kind
     let key_list = keys.join(",");
     let select_cols = if values.is_empty() { key_list.clone() } else { format!("{key_list},{}", values.join(",")) };
     let params: Vec<String> = (1..=keys.len()).map(|i| format!("?{i}")).collect();
-    let after = if keys.len() == 1 {
-        format!("{key_list} > {}", params[0])
-    } else {
-        format!("({key_list}) > ({})", params.join(","))
-    };
+    let after = if keys.len() == 1 { format!("{key_list} > {}", params[0]) } else { format!("({key_list}) > ({})", params.join(",")) };
     Ok(TableSource {
         name: table.to_string(),
         key_len: keys.len(),
@@ -161,10 +153,7 @@ pub(super) fn is_fts(module: &str) -> bool {
 /// The module name of a `CREATE VIRTUAL TABLE … USING module(…)` statement, lowercased.
 pub(super) fn vtab_module(sql: &str) -> String {
     let lower = sql.to_ascii_lowercase();
-    lower
-        .find(" using ")
-        .map(|i| lower[i + 7..].trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect())
-        .unwrap_or_default()
+    lower.find(" using ").map(|i| lower[i + 7..].trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()).unwrap_or_default()
 }
 
 /// The value of a `key=value` module argument (quotes removed), if present.

@@ -115,7 +115,10 @@ impl ProgressStore for SqliteProgress {
         self.with_conn(move |c| {
             // An expired record no longer holds its id.
             c.execute("DELETE FROM jobs WHERE id = ?1 AND expires_at <= ?2", params![id, now_secs()]).map_err(db)?;
-            match c.execute("INSERT INTO jobs (id, version, created_at, expires_at, body) VALUES (?1, ?2, ?3, ?4, ?5)", params![id, version, created, expires, body]) {
+            match c.execute(
+                "INSERT INTO jobs (id, version, created_at, expires_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, version, created, expires, body],
+            ) {
                 Err(e) => Err(match db(e) {
                     StoreError::AlreadyExists(_) => StoreError::AlreadyExists(id),
                     other => other,
@@ -194,9 +197,8 @@ impl ProgressStore for SqliteProgress {
 
     async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
         self.with_conn(move |c| {
-            let mut stmt = c
-                .prepare("SELECT body FROM jobs WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY created_at DESC, id DESC LIMIT ?2")
-                .map_err(db)?;
+            let mut stmt =
+                c.prepare("SELECT body FROM jobs WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY created_at DESC, id DESC LIMIT ?2").map_err(db)?;
             let bodies: Vec<String> = stmt.query_map(params![now_secs(), limit as i64], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
             bodies.iter().map(|b| decode(b)).collect()
         })

@@ -34,13 +34,29 @@ pub async fn start_server_limited(db: &Path, budget: Duration, breathe: Duration
     let out = dir.path().join("out");
     let objects = Arc::new(DirStore::open(&out).unwrap());
     let progress = Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
-    let runner = LocalRunner::new(objects.clone(), progress.clone(), ChunkOptions { budget, ..Default::default() }, breathe).with_notifier(notifier.clone());
+    let tasks = chunkdump::tasks::Tasks {
+        objects: objects.clone(),
+        progress: progress.clone(),
+        notifier: notifier.clone(),
+        chunk: ChunkOptions { budget, ..Default::default() },
+        breathe,
+        whole_seconds: false,
+        chunks_per_execution: 1000,
+    };
+    let runner = LocalRunner::new(tasks).unwrap();
     let state = AppState {
         objects,
         progress,
         orchestrator: Arc::new(runner),
         tokens: Tokens::new(ADMIN, Some(READER)).unwrap(),
-        settings: ApiSettings { database: db.display().to_string(), chunk_size: 50, part_size: 8 << 20, download_expiry: Duration::from_secs(60), notifier, rate_limit: chunkdump::api::RateLimit { starts, window: Duration::from_secs(3600) } },
+        settings: ApiSettings {
+            database: db.display().to_string(),
+            chunk_size: 50,
+            part_size: 8 << 20,
+            download_expiry: Duration::from_secs(60),
+            notifier,
+            rate_limit: chunkdump::api::RateLimit { starts, window: Duration::from_secs(3600) },
+        },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -49,7 +65,13 @@ pub async fn start_server_limited(db: &Path, budget: Duration, breathe: Duration
 }
 
 impl Server {
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -87,4 +109,3 @@ impl Server {
         }
     }
 }
-

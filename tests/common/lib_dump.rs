@@ -3,14 +3,19 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chunkdump::job::JobRecord;
 use chunkdump::job::{Compression, DumpSpec, Format};
 use chunkdump::local::{DirStore, SqliteProgress};
+use chunkdump::orchestrator::LocalRunner;
+use chunkdump::ports::ProgressStore;
 use chunkdump::ports::{check_parts, ObjectStore, PartReceipt, UploadHandle};
-use chunkdump::runner::{create_dump, run_to_completion, ChunkOptions};
+use chunkdump::runner::{create_dump, ChunkOptions};
+use chunkdump::tasks::Tasks;
+use chunkdump::DumpError;
 use chunkdump::StoreError;
 
 /// Delegates to another store and records every completed upload's part sizes.
@@ -62,17 +67,17 @@ pub fn lib_dump(db: &Path, format: Format, compression: Compression, chunk_size:
     let work = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = SpyStore { inner: DirStore::open(work.path()).unwrap(), completed: Mutex::new(Vec::new()) };
-        let progress = SqliteProgress::open(&work.path().join(".chunkdump/progress.sqlite3")).unwrap();
-        lib_dump_to(&store, &progress, db, format, compression, chunk_size, budget, part_size).await
+        let store = Arc::new(SpyStore { inner: DirStore::open(work.path()).unwrap(), completed: Mutex::new(Vec::new()) });
+        let progress = Arc::new(SqliteProgress::open(&work.path().join(".chunkdump/progress.sqlite3")).unwrap());
+        lib_dump_to(&store, progress, db, format, compression, chunk_size, budget, part_size).await
     })
 }
 
 /// Dumps `db` into the given stores (the object store wrapped in a spy by the caller).
 #[allow(clippy::too_many_arguments)]
-pub async fn lib_dump_to<S: ObjectStore>(
-    store: &SpyStore<S>,
-    progress: &dyn chunkdump::ports::ProgressStore,
+pub async fn lib_dump_to<S: ObjectStore + 'static>(
+    store: &Arc<SpyStore<S>>,
+    progress: Arc<dyn ProgressStore>,
     db: &Path,
     format: Format,
     compression: Compression,
@@ -81,18 +86,11 @@ pub async fn lib_dump_to<S: ObjectStore>(
     part_size: u64,
 ) -> LibDump {
     {
-        let spec = DumpSpec {
-            database: db.display().to_string(),
-            format,
-            compression,
-            tables: None,
-            include_schema: true,
-            chunk_size,
-            part_size,
-        };
-        let job = create_dump(progress, spec, Some("d".into())).await.unwrap();
+        let spec = DumpSpec { database: db.display().to_string(), format, compression, tables: None, include_schema: true, chunk_size, part_size };
+        let job = create_dump(progress.as_ref(), spec, Some("d".into())).await.unwrap();
         let opts = ChunkOptions { budget, ..Default::default() };
-        let done = run_to_completion(store, progress, &job.id, &opts, Duration::ZERO, 0).await.unwrap();
+        // A continue-as-new every 5 chunks: cutting executions must not change the output.
+        let done = run_local(store.clone(), progress, &job.id, opts, Duration::ZERO, 5).await.unwrap();
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         for f in &done.files {
             files.push((f.key.clone(), store.get(&f.key).await.unwrap().expect("completed file exists")));
@@ -105,4 +103,17 @@ pub async fn lib_dump_to<S: ObjectStore>(
         let uploads = store.completed.lock().unwrap().clone();
         LibDump { files, uploads, chunks: done.chunks }
     }
+}
+
+/// Runs dump `id` to the end through the local runner (the shipped state machine).
+pub async fn run_local(
+    objects: Arc<dyn ObjectStore>,
+    progress: Arc<dyn ProgressStore>,
+    id: &str,
+    chunk: ChunkOptions,
+    breathe: Duration,
+    chunks_per_execution: u32,
+) -> Result<JobRecord, DumpError> {
+    let tasks = Tasks { objects, progress, notifier: None, chunk, breathe, whole_seconds: false, chunks_per_execution };
+    LocalRunner::new(tasks).unwrap().run_to_end(id).await
 }

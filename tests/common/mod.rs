@@ -65,11 +65,10 @@ pub fn exact(v: ValueRef<'_>) -> Exact {
 
 /// Every row of a table (with its rowid when it has one), sorted.
 pub fn table_rows(conn: &Connection, table: &str) -> Vec<Vec<Exact>> {
-    let (kind, wr): (String, bool) = conn
-        .query_row("SELECT type, wr FROM pragma_table_list WHERE name = ?1 AND schema = 'main'", [table], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap();
-    let cols: Vec<String> = conn.prepare("SELECT lower(name) FROM pragma_table_xinfo(?1)").unwrap()
-        .query_map([table], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+    let (kind, wr): (String, bool) =
+        conn.query_row("SELECT type, wr FROM pragma_table_list WHERE name = ?1 AND schema = 'main'", [table], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let cols: Vec<String> =
+        conn.prepare("SELECT lower(name) FROM pragma_table_xinfo(?1)").unwrap().query_map([table], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
     let alias = ["rowid", "_rowid_", "oid"].into_iter().find(|a| !cols.iter().any(|c| c == a));
     let q = format!("\"{}\"", table.replace('"', "\"\""));
     let sql = match (kind.as_str(), wr, alias) {
@@ -145,9 +144,26 @@ pub fn build_edge_db(path: &Path) {
     )
     .unwrap();
     let reals = [
-        0.0, -0.0, 1.0, -1.5, 0.1, 1.0 / 3.0, 5e-324, -5e-324, 2.2250738585072014e-308, 2.225073858507201e-308,
-        1e-300, 1.7976931348623157e308, -1.7976931348623157e308, f64::INFINITY, f64::NEG_INFINITY, 1e20, 123456789.125,
-        9007199254740993.0, 1e-7, 4.9406564584124654e-320,
+        0.0,
+        -0.0,
+        1.0,
+        -1.5,
+        0.1,
+        1.0 / 3.0,
+        5e-324,
+        -5e-324,
+        2.2250738585072014e-308,
+        2.225073858507201e-308,
+        1e-300,
+        1.7976931348623157e308,
+        -1.7976931348623157e308,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        1e20,
+        123456789.125,
+        9007199254740993.0,
+        1e-7,
+        4.9406564584124654e-320,
     ];
     {
         let mut ins = c.prepare("INSERT INTO nums(id, v, r, i) VALUES (?1, ?2, ?3, ?4)").unwrap();
@@ -161,10 +177,22 @@ pub fn build_edge_db(path: &Path) {
         ins.execute(rusqlite::params![i64::MIN, vec![0u8, 1, 2], 3, rusqlite::types::Null]).unwrap();
     }
     let texts: Vec<Vec<u8>> = vec![
-        b"".to_vec(), b"plain".to_vec(), b"it's \"quoted\"".to_vec(), b"nul\0inside".to_vec(), b"\0".to_vec(),
-        b"line1\nline2".to_vec(), b"cr\rlf\r\n".to_vec(), b"tab\there".to_vec(), "emoji 😀 RTL עברית e\u{301}".as_bytes().to_vec(),
-        b"\x01\x1f\x7f controls".to_vec(), vec![0xff, 0xfe, b'x'], b"-- not a comment".to_vec(), b".dot at start".to_vec(),
-        b"\n.quit\n".to_vec(), b"back\\slash".to_vec(), b"X'00'".to_vec(),
+        b"".to_vec(),
+        b"plain".to_vec(),
+        b"it's \"quoted\"".to_vec(),
+        b"nul\0inside".to_vec(),
+        b"\0".to_vec(),
+        b"line1\nline2".to_vec(),
+        b"cr\rlf\r\n".to_vec(),
+        b"tab\there".to_vec(),
+        "emoji 😀 RTL עברית e\u{301}".as_bytes().to_vec(),
+        b"\x01\x1f\x7f controls".to_vec(),
+        vec![0xff, 0xfe, b'x'],
+        b"-- not a comment".to_vec(),
+        b".dot at start".to_vec(),
+        b"\n.quit\n".to_vec(),
+        b"back\\slash".to_vec(),
+        b"X'00'".to_vec(),
     ];
     {
         let mut ins = c.prepare("INSERT INTO texts(rowid, t, b) VALUES (?1, CAST(?2 AS TEXT), ?3)").unwrap();

@@ -1,0 +1,22 @@
+//! AWS Lambda function: one task of the chunkdump state machine (an export chunk, the
+//! failure step or the completion callback) with the R2/S3 and DynamoDB adapters.
+//! Failures carry the stable `error_type` `Retryable` or `Fatal`, which
+//! `statemachine.json` retries or catches.
+
+use chunkdump::lambda::{chunk_tasks, common_from_env, export_deadline, init_tracing};
+use chunkdump::tasks::TaskInput;
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    // Clients and secrets once per cold start, shared by every invocation.
+    let tasks = chunk_tasks(&common_from_env().await?);
+    let tasks = &tasks;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<TaskInput>| async move {
+        // Stop exporting early enough to commit before Lambda's own deadline.
+        let deadline = export_deadline(event.context.deadline);
+        tasks.handle(event.payload, deadline).await.map_err(|e| Diagnostic { error_type: e.error_type().into(), error_message: e.to_string() })
+    }))
+    .await
+}

@@ -1,0 +1,236 @@
+//! Executes a [`StateMachine`]: moves from state to state, applies paths and templates,
+//! dispatches tasks, waits, retries and catches as Step Functions does.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use super::path::{self, PathError};
+use super::{ChoiceRule, State, StateMachine, TaskState};
+
+/// A task failure as Step Functions sees it: an error name (a Lambda `errorType`, or a
+/// `States.*` name) and a cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    pub error: String,
+    pub cause: String,
+}
+
+/// Runs the work behind a `Task` state's `Resource`.
+#[async_trait]
+pub trait TaskHandler: Send + Sync {
+    /// Runs `resource` with `input` (the evaluated `Parameters`).
+    async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskError>;
+}
+
+/// One execution: its name (unique per state machine) and input.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub name: String,
+    pub state_machine_id: String,
+    pub input: Value,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded(Value),
+    Failed { error: String, cause: String },
+}
+
+/// What happened, in order, for tests and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Entered(String),
+    Retried { state: String, error: String, attempt: u32 },
+    Caught { state: String, error: String, next: String },
+}
+
+/// Where a state leads: the next state (none: the execution ends), its output, and a
+/// pause before moving on (Wait states).
+struct Move {
+    next: Option<String>,
+    output: Value,
+    pause: f64,
+}
+
+fn runtime(e: PathError) -> Outcome {
+    Outcome::Failed { error: "States.Runtime".into(), cause: e.0 }
+}
+
+fn matches(names: &[String], error: &str) -> bool {
+    names.iter().any(|n| n == error || n == "States.ALL" || (n == "States.TaskFailed" && error != "States.Timeout"))
+}
+
+/// Runs `machine` from `StartAt` until a terminal state, calling `on_step` as it goes.
+pub async fn execute(machine: &StateMachine, handler: &dyn TaskHandler, execution: &Execution, on_step: &mut (dyn FnMut(Step) + Send)) -> Outcome {
+    let context = json!({
+        "Execution": { "Id": format!("{}:{}", execution.state_machine_id.replace(":stateMachine:", ":execution:"), execution.name),
+                       "Name": execution.name, "Input": execution.input },
+        "StateMachine": { "Id": execution.state_machine_id },
+    });
+    let mut current = machine.start_at.clone();
+    let mut input = execution.input.clone();
+    loop {
+        on_step(Step::Entered(current.clone()));
+        let state = &machine.states[&current];
+        let with_input_path = |p: Option<&str>, v: &Value| p.map_or(Ok(v.clone()), |p| path::get(p, v, &context));
+        let with_output_path = |p: Option<&str>, v: Value| p.map_or(Ok(v.clone()), |p| path::get(p, &v, &context));
+        let step: Result<Move, Outcome> = match state {
+            State::Succeed(s) => {
+                return match with_input_path(s.input_path.as_deref(), &input).and_then(|v| with_output_path(s.output_path.as_deref(), v)) {
+                    Ok(out) => Outcome::Succeeded(out),
+                    Err(e) => runtime(e),
+                }
+            }
+            State::Fail(f) => {
+                return Outcome::Failed { error: f.error.clone().unwrap_or_default(), cause: f.cause.clone().unwrap_or_default() };
+            }
+            State::Pass(p) => (|| {
+                let flow = p.flow();
+                let effective = with_input_path(flow.input_path, &input)?;
+                let result = match (&p.result, &p.parameters) {
+                    (Some(r), _) => r.clone(),
+                    (None, Some(t)) => path::template(t, &effective, &context)?,
+                    (None, None) => effective,
+                };
+                let merged = path::merge(p.result_path.clone().unwrap_or(Some("$".into())).as_deref(), input.clone(), result)?;
+                Ok(Move { next: flow.next.map(str::to_string), output: with_output_path(flow.output_path, merged)?, pause: 0.0 })
+            })()
+            .map_err(runtime),
+            State::Wait(w) => (|| {
+                let flow = w.flow();
+                let effective = with_input_path(flow.input_path, &input)?;
+                let seconds = match (&w.seconds, &w.seconds_path) {
+                    (Some(s), _) => *s,
+                    (None, Some(p)) => path::get(p, &effective, &context)?
+                        .as_f64()
+                        .filter(|s| *s >= 0.0 && s.is_finite())
+                        .ok_or_else(|| PathError(format!("SecondsPath {p:?} must point at a non-negative number")))?,
+                    (None, None) => 0.0,
+                };
+                Ok(Move { next: flow.next.map(str::to_string), output: with_output_path(flow.output_path, effective)?, pause: seconds })
+            })()
+            .map_err(runtime),
+            State::Choice(c) => (|| -> Result<Move, Outcome> {
+                let effective = with_input_path(c.input_path.as_deref(), &input).map_err(runtime)?;
+                let mut chosen = c.default.clone();
+                for rule in &c.choices {
+                    if evaluate(rule, &effective).map_err(runtime)? {
+                        chosen = rule.next.clone();
+                        break;
+                    }
+                }
+                let next = chosen.ok_or_else(|| Outcome::Failed {
+                    error: "States.NoChoiceMatched".into(),
+                    cause: format!("no choice of state {current:?} matched and it has no Default"),
+                })?;
+                Ok(Move { next: Some(next), output: with_output_path(c.output_path.as_deref(), effective).map_err(runtime)?, pause: 0.0 })
+            })(),
+            State::Task(t) => run_task(t, &current, handler, &input, &context, on_step).await,
+        };
+        match step {
+            Err(outcome) => return outcome,
+            Ok(Move { next, output, pause }) => {
+                if pause > 0.0 {
+                    tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+                }
+                match next {
+                    Some(next) => {
+                        current = next;
+                        input = output;
+                    }
+                    None => return Outcome::Succeeded(output),
+                }
+            }
+        }
+    }
+}
+
+/// Runs a task state: template, invoke (with timeout), retry, catch, result paths.
+async fn run_task(
+    t: &TaskState,
+    name: &str,
+    handler: &dyn TaskHandler,
+    input: &Value,
+    context: &Value,
+    on_step: &mut (dyn FnMut(Step) + Send),
+) -> Result<Move, Outcome> {
+    let flow = t.flow();
+    let effective = flow.input_path.map_or(Ok(input.clone()), |p| path::get(p, input, context)).map_err(runtime)?;
+    let parameters = t.parameters.as_ref().map_or(Ok(effective.clone()), |p| path::template(p, &effective, context)).map_err(runtime)?;
+    let mut attempts = vec![0u32; t.retry.len()];
+    let failure = loop {
+        let call = handler.invoke(&t.resource, parameters.clone());
+        let result = match t.timeout_seconds {
+            Some(limit) => tokio::time::timeout(Duration::from_secs(limit), call)
+                .await
+                .unwrap_or_else(|_| Err(TaskError { error: "States.Timeout".into(), cause: format!("the task ran longer than {limit} s") })),
+            None => call.await,
+        };
+        match result {
+            Ok(result) => {
+                let selected = t.result_selector.as_ref().map_or(Ok(result.clone()), |s| path::template(s, &result, context)).map_err(runtime)?;
+                let merged = path::merge(t.result_path.clone().unwrap_or(Some("$".into())).as_deref(), input.clone(), selected).map_err(runtime)?;
+                let output = flow.output_path.map_or(Ok(merged.clone()), |p| path::get(p, &merged, context)).map_err(runtime)?;
+                return Ok(Move { next: flow.next.map(str::to_string), output, pause: 0.0 });
+            }
+            Err(e) => {
+                let Some(i) = t.retry.iter().position(|r| matches(&r.error_equals, &e.error)) else {
+                    break e;
+                };
+                let retrier = &t.retry[i];
+                if attempts[i] >= retrier.max_attempts {
+                    break e;
+                }
+                attempts[i] += 1;
+                let mut delay = retrier.interval_seconds * retrier.backoff_rate.powi(attempts[i] as i32 - 1);
+                if let Some(max) = retrier.max_delay_seconds {
+                    delay = delay.min(max);
+                }
+                tracing::warn!(state = name, error = %e.error, cause = %e.cause, attempt = attempts[i], delay_s = delay, "task failed; retrying");
+                on_step(Step::Retried { state: name.to_string(), error: e.error.clone(), attempt: attempts[i] });
+                tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+            }
+        }
+    };
+    let Some(catcher) = t.catch.iter().find(|c| matches(&c.error_equals, &failure.error)) else {
+        return Err(Outcome::Failed { error: failure.error, cause: failure.cause });
+    };
+    on_step(Step::Caught { state: name.to_string(), error: failure.error.clone(), next: catcher.next.clone() });
+    let error_output = json!({"Error": failure.error, "Cause": failure.cause});
+    let merged = path::merge(catcher.result_path.clone().unwrap_or(Some("$".into())).as_deref(), input.clone(), error_output).map_err(runtime)?;
+    Ok(Move { next: Some(catcher.next.clone()), output: merged, pause: 0.0 })
+}
+
+fn evaluate(rule: &ChoiceRule, input: &Value) -> Result<bool, PathError> {
+    if let Some(all) = &rule.and {
+        return all.iter().try_fold(true, |acc, r| Ok(acc && evaluate(r, input)?));
+    }
+    if let Some(any) = &rule.or {
+        return any.iter().try_fold(false, |acc, r| Ok(acc || evaluate(r, input)?));
+    }
+    if let Some(inner) = &rule.not {
+        return Ok(!evaluate(inner, input)?);
+    }
+    let variable = rule.variable.as_deref().ok_or_else(|| PathError("a choice rule has no Variable".into()))?;
+    if let Some(want) = rule.is_present {
+        return Ok(path::present(variable, input) == want);
+    }
+    let value = path::get(variable, input, &Value::Null)?;
+    let number = || value.as_f64().ok_or_else(|| PathError(format!("{variable} is not a number: {value}")));
+    Ok(if let Some(b) = rule.boolean_equals {
+        value.as_bool().ok_or_else(|| PathError(format!("{variable} is not a boolean: {value}")))? == b
+    } else if let Some(s) = &rule.string_equals {
+        value.as_str() == Some(s.as_str())
+    } else if let Some(n) = rule.numeric_equals {
+        number()? == n
+    } else if let Some(n) = rule.numeric_greater_than_equals {
+        number()? >= n
+    } else if let Some(n) = rule.numeric_less_than {
+        number()? < n
+    } else {
+        return Err(PathError(format!("the choice rule on {variable} has no supported comparison")));
+    })
+}

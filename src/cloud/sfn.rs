@@ -1,0 +1,97 @@
+//! The Step Functions `Orchestrator`: one execution chain per dump, the first execution
+//! named after the dump id (so a repeated start is a no-op), later ones `ID.gN` after a
+//! continue-as-new.
+
+use async_trait::async_trait;
+use aws_sdk_sfn::types::ExecutionStatus;
+
+use super::sdk_error;
+use crate::error::DumpError;
+use crate::orchestrator::{first_input, Orchestrator};
+use crate::tasks::execution_name;
+
+/// Starts, stops and describes dump runs as Step Functions executions.
+#[derive(Clone)]
+pub struct SfnOrchestrator {
+    client: aws_sdk_sfn::Client,
+    state_machine_arn: String,
+}
+
+impl SfnOrchestrator {
+    /// Uses the state machine `state_machine_arn` (`AWS_ENDPOINT_URL_SFN` may point the
+    /// client at a local server).
+    pub fn new(config: &aws_config::SdkConfig, state_machine_arn: &str) -> Result<Self, DumpError> {
+        if !state_machine_arn.starts_with("arn:") || !state_machine_arn.contains(":stateMachine:") {
+            return Err(DumpError::InvalidRequest(format!("{state_machine_arn:?} is not a state machine ARN")));
+        }
+        Ok(SfnOrchestrator { client: aws_sdk_sfn::Client::new(config), state_machine_arn: state_machine_arn.to_string() })
+    }
+
+    fn execution_arn(&self, name: &str) -> String {
+        format!("{}:{name}", self.state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
+    }
+
+    /// Whether execution `name` belongs to dump `id` (any generation).
+    fn belongs(id: &str, name: &str) -> bool {
+        if name == execution_name(id, 0) {
+            return true;
+        }
+        let generation = name.rsplit_once(".g").and_then(|(_, n)| n.parse::<u32>().ok());
+        generation.is_some_and(|n| name == execution_name(id, n))
+    }
+
+    /// The names and statuses of the dump's executions, newest first.
+    async fn executions(&self, id: &str, status: Option<ExecutionStatus>) -> Result<Vec<(String, ExecutionStatus)>, DumpError> {
+        let mut pages = self.client.list_executions().state_machine_arn(&self.state_machine_arn).set_status_filter(status).into_paginator().send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| DumpError::Store(sdk_error("list executions", e)))?;
+            for e in page.executions() {
+                if Self::belongs(id, e.name()) {
+                    found.push((e.start_date().secs(), e.name().to_string(), e.status().clone()));
+                }
+            }
+        }
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(found.into_iter().map(|(_, name, status)| (name, status)).collect())
+    }
+}
+
+#[async_trait]
+impl Orchestrator for SfnOrchestrator {
+    async fn start(&self, id: &str, version: u64) -> Result<(), DumpError> {
+        let result = self
+            .client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(execution_name(id, 0))
+            .input(first_input(id, version).to_string())
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                tracing::info!(dump_id = %id, execution = %out.execution_arn(), "execution started");
+                Ok(())
+            }
+            // Same name: this dump's run already exists.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_execution_already_exists()) => Ok(()),
+            Err(e) => Err(DumpError::Store(sdk_error("start execution", e))),
+        }
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), DumpError> {
+        for (name, _) in self.executions(id, Some(ExecutionStatus::Running)).await? {
+            let result = self.client.stop_execution().execution_arn(self.execution_arn(&name)).cause("cancelled by the API").send().await;
+            if let Err(e) = result {
+                if !e.as_service_error().is_some_and(|s| s.is_execution_does_not_exist()) {
+                    return Err(DumpError::Store(sdk_error("stop execution", e)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn describe(&self, id: &str) -> Result<Option<String>, DumpError> {
+        Ok(self.executions(id, None).await?.into_iter().next().map(|(_, status)| status.as_str().to_string()))
+    }
+}

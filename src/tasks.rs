@@ -1,0 +1,203 @@
+//! The work behind the state machine's `Task` states, shared by the chunk Lambda
+//! function and the local runner: `chunk` (one time-boxed chunk), `fail` (mark the job
+//! failed, clean up, send the failure callback) and `notify` (the completion callback).
+//!
+//! Input and output are the small JSON documents the state machine carries: ids,
+//! version and counters, never data.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::callback::Notifier;
+use crate::error::DumpError;
+use crate::job::{validate_dump_id, JobStatus};
+use crate::ports::{ObjectStore, ProgressStore};
+use crate::runner::{fail_job, run_chunk, ChunkOptions};
+
+/// Chunks per execution before continuing as a new one. Each chunk adds about 9 history
+/// events (Task 5, Choice 2, Wait 2) and each retry about 3, so 1,000 chunks stay far
+/// below Step Functions' 25,000-event limit even with many retries.
+pub const DEFAULT_CHUNKS_PER_EXECUTION: u32 = 1000;
+
+/// What a task is asked to do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskAction {
+    #[default]
+    Chunk,
+    Fail,
+    Notify,
+}
+
+/// A task's input, as the state machine's `Parameters` build it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskInput {
+    #[serde(default)]
+    pub action: TaskAction,
+    pub dump_id: String,
+    /// The job version the previous chunk committed (absent or null: the current one).
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// Which execution of the dump's chain this is (0 for the first).
+    #[serde(default)]
+    pub generation: u32,
+    /// Chunks run so far in this execution.
+    #[serde(default)]
+    pub chunks_in_execution: u32,
+    /// For `fail`: the error name and cause Step Functions caught.
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub cause: Option<String>,
+}
+
+/// The chunk task's answer: the state the loop carries to the next chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkState {
+    pub dump_id: String,
+    pub version: u64,
+    pub done: bool,
+    pub status: JobStatus,
+    /// Rows this chunk wrote.
+    pub rows: u64,
+    /// The breathing pause before the next chunk (whole seconds in AWS).
+    pub breath_seconds: serde_json::Number,
+    pub generation: u32,
+    pub chunks_in_execution: u32,
+    /// Start a new execution (named `next_execution_name`) instead of breathing here.
+    pub continue_as_new: bool,
+    pub next_execution_name: Option<String>,
+}
+
+/// The execution name of generation `generation` of dump `id`: the id itself first,
+/// then `ID.gN`; shortened with a hash to Step Functions' 80-character limit.
+pub fn execution_name(id: &str, generation: u32) -> String {
+    let suffix = if generation == 0 { String::new() } else { format!(".g{generation}") };
+    if id.len() + suffix.len() <= 80 {
+        return format!("{id}{suffix}");
+    }
+    let hash = hex::encode(&Sha256::digest(id.as_bytes())[..8]);
+    format!("{}-{hash}{suffix}", &id[..80 - 17 - suffix.len()])
+}
+
+/// Everything the tasks need, built once per process.
+#[derive(Clone)]
+pub struct Tasks {
+    pub objects: Arc<dyn ObjectStore>,
+    pub progress: Arc<dyn ProgressStore>,
+    pub notifier: Option<Notifier>,
+    /// Budget, slice size and progress hook of each chunk.
+    pub chunk: ChunkOptions,
+    /// The breathing pause (`DUMP_BREATHING_INTERVAL`).
+    pub breathe: Duration,
+    /// Round the pause up to whole seconds (Step Functions' `Wait` needs them).
+    pub whole_seconds: bool,
+    pub chunks_per_execution: u32,
+}
+
+impl Tasks {
+    /// Runs one task. `deadline` is when the caller must have answered (the Lambda
+    /// context's deadline, minus a margin for the commit), if any.
+    pub async fn handle(&self, input: TaskInput, deadline: Option<Instant>) -> Result<Value, DumpError> {
+        validate_dump_id(&input.dump_id)?;
+        let answer = match input.action {
+            TaskAction::Chunk => serde_json::to_value(self.chunk(&input, deadline).await?),
+            TaskAction::Fail => serde_json::to_value(self.fail(&input).await?),
+            TaskAction::Notify => {
+                if let Some(notifier) = &self.notifier {
+                    notifier.notify(self.progress.as_ref(), &input.dump_id).await;
+                }
+                let job = self.progress.get(&input.dump_id).await?.ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
+                Ok(serde_json::json!({"dumpId": job.id, "status": job.status, "callback": job.callback.map(|c| c.status)}))
+            }
+        };
+        answer.map_err(|e| DumpError::Internal(e.to_string()))
+    }
+
+    async fn chunk(&self, input: &TaskInput, deadline: Option<Instant>) -> Result<ChunkState, DumpError> {
+        let mut opts = self.chunk.clone();
+        opts.deadline = match (opts.deadline, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let report = run_chunk(self.objects.as_ref(), self.progress.as_ref(), &input.dump_id, input.version, &opts).await?;
+        let chunks = input.chunks_in_execution + 1;
+        let continue_as_new = !report.done && chunks >= self.chunks_per_execution;
+        let generation = if continue_as_new { input.generation + 1 } else { input.generation };
+        let seconds = self.breathe.as_secs_f64();
+        let breath_seconds = if self.whole_seconds || seconds.fract() == 0.0 {
+            serde_json::Number::from(self.breathe.as_millis().div_ceil(1000) as u64)
+        } else {
+            serde_json::Number::from_f64(seconds).unwrap_or_else(|| 0.into())
+        };
+        Ok(ChunkState {
+            dump_id: report.dump_id,
+            version: report.version,
+            done: report.done,
+            status: report.status,
+            rows: report.rows,
+            breath_seconds,
+            generation,
+            chunks_in_execution: if continue_as_new { 0 } else { chunks },
+            continue_as_new,
+            next_execution_name: continue_as_new.then(|| execution_name(&input.dump_id, generation)),
+        })
+    }
+
+    /// Marks the job failed (unless it already ended), aborts its upload, removes its
+    /// partial files and sends the failure callback. Idempotent.
+    async fn fail(&self, input: &TaskInput) -> Result<Value, DumpError> {
+        let error = input.error.clone().unwrap_or_else(|| "Unknown".into());
+        // Lambda's cause is {"errorType","errorMessage"}; keep the message.
+        let message = input
+            .cause
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<Value>(c).ok())
+            .and_then(|v| v.get("errorMessage").and_then(Value::as_str).map(str::to_string))
+            .or_else(|| input.cause.clone())
+            .unwrap_or_default();
+        for _ in 0..5 {
+            let job = self.progress.get(&input.dump_id).await?.ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
+            if job.status.is_terminal() {
+                break;
+            }
+            let reason = DumpError::RunFailed { error: error.clone(), message: message.clone() };
+            match fail_job(self.objects.as_ref(), self.progress.as_ref(), &job, &reason, Vec::new()).await {
+                Ok(()) => break,
+                Err(crate::StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(notifier) = &self.notifier {
+            notifier.notify(self.progress.as_ref(), &input.dump_id).await;
+        }
+        let job = self.progress.get(&input.dump_id).await?.ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
+        Ok(serde_json::json!({"dumpId": job.id, "status": job.status}))
+    }
+}
+
+/// A Lambda-style error document for a failed task: `{"errorType","errorMessage"}`.
+pub fn error_document(e: &DumpError) -> Value {
+    serde_json::json!({"errorType": e.error_type(), "errorMessage": e.to_string()})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_names_fit_step_functions() {
+        assert_eq!(execution_name("dump_20260101-000000", 0), "dump_20260101-000000");
+        assert_eq!(execution_name("dump_20260101-000000-2", 3), "dump_20260101-000000-2.g3");
+        let long = "x".repeat(100);
+        let (a, b) = (execution_name(&long, 0), execution_name(&long, 12));
+        assert!(a.len() <= 80 && b.len() <= 80 && a != b && b.ends_with(".g12"), "{a} {b}");
+        assert_ne!(execution_name(&format!("{long}y"), 0), execution_name(&format!("{long}z"), 0));
+    }
+}
