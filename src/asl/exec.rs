@@ -234,3 +234,78 @@ fn evaluate(rule: &ChoiceRule, input: &Value) -> Result<bool, PathError> {
         return Err(PathError(format!("the choice rule on {variable} has no supported comparison")));
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Fails its first `failures` calls with `error`, then doubles `$.n`.
+    struct Flaky {
+        failures: u32,
+        error: &'static str,
+        calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl TaskHandler for Flaky {
+        async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskError> {
+            assert_eq!(resource, "test:double");
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+                return Err(TaskError { error: self.error.into(), cause: "flaky".into() });
+            }
+            Ok(json!({"n": input["n"].as_f64().unwrap() * 2.0}))
+        }
+    }
+
+    const LOOP: &str = r#"{
+      "StartAt": "Double",
+      "States": {
+        "Double": {"Type": "Task", "Resource": "test:double", "Parameters": {"n.$": "$.n"}, "ResultPath": "$.r",
+                   "Retry": [{"ErrorEquals": ["Retryable"], "IntervalSeconds": 0.01, "MaxAttempts": 2, "BackoffRate": 1.5}],
+                   "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Failed"}],
+                   "Next": "Copy"},
+        "Copy": {"Type": "Pass", "Parameters": {"n.$": "$.r.n", "label": "x"}, "Next": "Big?"},
+        "Big?": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericGreaterThanEquals": 16, "Next": "Done"}], "Default": "Pause"},
+        "Pause": {"Type": "Wait", "Seconds": 0, "Next": "Double"},
+        "Done": {"Type": "Succeed"},
+        "Failed": {"Type": "Fail", "Error": "Gave up", "Cause": "see $.failure"}
+      }
+    }"#;
+
+    async fn run(handler: &Flaky) -> (Outcome, Vec<Step>) {
+        let machine = StateMachine::parse(LOOP, &[]).unwrap();
+        let mut steps = Vec::new();
+        let execution = Execution { name: "t".into(), state_machine_id: "arn:aws:states:local:0:stateMachine:t".into(), input: json!({"n": 1}) };
+        let outcome = execute(&machine, handler, &execution, &mut |s| steps.push(s)).await;
+        (outcome, steps)
+    }
+
+    #[tokio::test]
+    async fn loops_until_the_choice_ends_it() {
+        let (outcome, steps) = run(&Flaky { failures: 0, error: "", calls: AtomicU32::new(0) }).await;
+        assert_eq!(outcome, Outcome::Succeeded(json!({"n": 16.0, "label": "x"})));
+        assert_eq!(steps.iter().filter(|s| **s == Step::Entered("Double".into())).count(), 4);
+        assert_eq!(steps.iter().filter(|s| **s == Step::Entered("Pause".into())).count(), 3);
+    }
+
+    #[tokio::test]
+    async fn retries_matching_errors_up_to_max_attempts_then_catches() {
+        let retried = Flaky { failures: 2, error: "Retryable", calls: AtomicU32::new(0) };
+        let (outcome, steps) = run(&retried).await;
+        assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+        assert_eq!(steps.iter().filter(|s| matches!(s, Step::Retried { .. })).count(), 2);
+
+        let exhausted = Flaky { failures: 3, error: "Retryable", calls: AtomicU32::new(0) };
+        let (outcome, steps) = run(&exhausted).await;
+        assert_eq!(outcome, Outcome::Failed { error: "Gave up".into(), cause: "see $.failure".into() });
+        assert!(steps.contains(&Step::Caught { state: "Double".into(), error: "Retryable".into(), next: "Failed".into() }));
+        assert_eq!(exhausted.calls.load(Ordering::SeqCst), 3, "one call and two retries");
+
+        let fatal = Flaky { failures: 1, error: "Fatal", calls: AtomicU32::new(0) };
+        let (outcome, steps) = run(&fatal).await;
+        assert!(matches!(outcome, Outcome::Failed { .. }));
+        assert!(!steps.iter().any(|s| matches!(s, Step::Retried { .. })), "Fatal is not retried");
+        assert_eq!(fatal.calls.load(Ordering::SeqCst), 1);
+    }
+}
