@@ -225,3 +225,51 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
     rig.orchestrator.stop(&job.id).await.unwrap();
     assert_eq!(settle(&rig, &job.id).await, "ABORTED");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_cannot_start_fails_its_dump_and_frees_the_database() {
+    use chunkdump::api::{router, ApiSettings, AppState, RateLimit, Tokens};
+    let sv = servers();
+    let moto_sfn = std::env::var("CHUNKDUMP_TEST_MOTO_SFN").expect("run the tests with scripts/test");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    common::build_bulk_db(&src, 100);
+    let config = sdk_config(&sv.moto, "moto", "moto").await;
+    let s3 = S3Store::new(&config, &format!("s3://{}", unique("nostart"))).unwrap();
+    s3.ensure_bucket().await.unwrap();
+    let dynamo = DynamoProgress::new(&config, &format!("dynamodb://{}", unique("nostart"))).unwrap();
+    dynamo.ensure_table().await.unwrap();
+    let progress = Arc::new(dynamo);
+    // A state machine that does not exist: every start is refused by Step Functions.
+    let missing = "arn:aws:states:us-east-1:123456789012:stateMachine:does-not-exist";
+    let orchestrator = SfnOrchestrator::new(&sdk_config(&moto_sfn, "moto", "moto").await, missing).unwrap();
+    let state = AppState {
+        objects: Arc::new(s3),
+        progress: progress.clone(),
+        orchestrator: Arc::new(orchestrator),
+        tokens: Tokens::new("admin-token", None).unwrap(),
+        settings: ApiSettings {
+            database: src.display().to_string(),
+            chunk_size: 1000,
+            part_size: PART,
+            download_expiry: Duration::from_secs(60),
+            notifier: None,
+            rate_limit: RateLimit { starts: 100, window: Duration::from_secs(3600) },
+        },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let res = client.post(format!("{base}/export/dump")).bearer_auth("admin-token").json(&serde_json::json!({"format": "sql"})).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 500, "a refused start is a server-side failure, and not a 409 for the second try");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "storage_error", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("start execution"), "{body}");
+    }
+    let listed: serde_json::Value = client.get(format!("{base}/export/dump")).bearer_auth("admin-token").send().await.unwrap().json().await.unwrap();
+    let dumps = listed["dumps"].as_array().unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(dumps.len(), 2);
+    assert!(dumps.iter().all(|d| d["status"] == "failed"), "{listed}");
+}

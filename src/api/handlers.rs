@@ -87,7 +87,11 @@ async fn start_dump(state: &AppState, req: StartRequest) -> Result<Response, Api
         state.progress.commit(&with_callback, job.version).await?;
         job = with_callback;
     }
-    state.orchestrator.start(&job.id, job.version).await?;
+    if let Err(e) = state.orchestrator.start(&job.id, job.version).await {
+        // A job that never runs must not hold the database's one-dump slot.
+        let _ = crate::runner::fail_job(state.objects.as_ref(), state.progress.as_ref(), &job, &e, Vec::new()).await;
+        return Err(e.into());
+    }
     tracing::info!(dump_id = %job.id, format = ?job.spec.format, "dump accepted");
     let body = serde_json::json!({
         "status": "accepted",
