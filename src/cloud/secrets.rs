@@ -74,12 +74,12 @@ pub async fn load_secrets(config: &aws_config::SdkConfig, secret_id: Option<&str
         .await
         .map_err(|e| DumpError::Store(sdk_error("read the deployment secret", e)))?;
     let text = out.secret_string().ok_or_else(|| DumpError::InvalidRequest(format!("secret {id} has no string value")))?;
-    // The parse error names the field but never echoes the secret's content.
+    // Name an unknown field (a key, not a value), never echo the secret's content.
     serde_json::from_str(text).map_err(|e| {
+        let detail = e.to_string();
+        let detail = if detail.starts_with("unknown field") { detail } else { format!("line {}, column {}", e.line(), e.column()) };
         DumpError::InvalidRequest(format!(
-            "secret {id} must be a JSON object of r2Endpoint, r2AccessKeyId, r2SecretAccessKey, apiToken, apiReadToken, callbackSecret (line {}, column {})",
-            e.line(),
-            e.column()
+            "secret {id} must be a JSON object of r2Endpoint, r2AccessKeyId, r2SecretAccessKey, apiToken, apiReadToken, callbackSecret ({detail})"
         ))
     })
 }
