@@ -17,8 +17,14 @@ fn with(mut base: serde_json::Map<String, Value>, extra: Value) -> Value {
     Value::Object(base)
 }
 
+/// A path parameter with the pattern the handlers check (so generated requests are the
+/// ones the API can accept, and clients learn the rules from the document).
+fn path_param(name: &str, pattern: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "pattern": pattern}})
+}
+
 fn id_param(name: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+    path_param(name, "^[A-Za-z0-9_-]{1,100}$")
 }
 
 /// The OpenAPI document.
@@ -53,7 +59,7 @@ pub fn document() -> Value {
             "/export/dump/download/{file}": {
                 "get": {
                     "summary": "Download a SQL or JSON dump (`<id>.<ext>[.gz]`)",
-                    "parameters": [id_param("file")],
+                    "parameters": [path_param("file", "^[A-Za-z0-9_-]{1,100}\\.(sql|json)(\\.gz)?$")],
                     "responses": with(error_responses(&["400", "401", "404", "409", "416", "503"]),
                         json!({"200": file, "206": file, "307": {"description": "redirect to a presigned URL"}})),
                 },
@@ -61,7 +67,7 @@ pub fn document() -> Value {
             "/export/dump/download/{id}/{file}": {
                 "get": {
                     "summary": "Download one table of a CSV dump (`<table>.csv[.gz]`)",
-                    "parameters": [id_param("id"), id_param("file")],
+                    "parameters": [id_param("id"), path_param("file", "^([A-Za-z0-9_-]|%[0-9A-F]{2})+\\.csv(\\.gz)?$")],
                     "responses": with(error_responses(&["400", "401", "404", "409", "416", "503"]),
                         json!({"200": file, "206": file, "307": {"description": "redirect to a presigned URL"}})),
                 },
@@ -84,7 +90,7 @@ pub fn document() -> Value {
                     "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
                 "StartRequest": {"type": "object", "additionalProperties": false, "required": ["format"], "properties": {
                     "format": {"type": "string", "enum": ["sql", "csv", "json"]},
-                    "callbackUrl": {"type": "string", "description": "https URL of a public host"},
+                    "callbackUrl": {"type": "string", "format": "uri", "pattern": "^https://", "description": "https URL of a public host"},
                     "chunkSize": {"type": "integer", "minimum": 1, "maximum": 100000},
                     "includeSchema": {"type": "boolean"},
                     "tables": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
