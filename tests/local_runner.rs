@@ -142,3 +142,33 @@ async fn a_permanent_fault_goes_through_catch_and_leaves_a_failed_job_and_no_fil
     assert!(r.job.files.is_empty() && r.file.is_none());
     assert_eq!(std::fs::read_dir(out.join(".chunkdump/uploads")).unwrap().count(), 0, "the upload was aborted");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_chunk_task_finds_its_work_done() {
+    use chunkdump::tasks::{ChunkState, TaskInput};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    common::build_bulk_db(&src, 3000);
+    let out = dir.path().join("out");
+    let objects: Arc<dyn ObjectStore> = Arc::new(DirStore::open(&out).unwrap());
+    let progress: Arc<dyn ProgressStore> = Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
+    let spec = DumpSpec { database: src.display().to_string(), format: Format::Sql, compression: Compression::None, tables: None, include_schema: true, chunk_size: 500, part_size: 5 << 20 };
+    let job = create_dump(progress.as_ref(), spec, None).await.unwrap();
+    let tasks = Tasks {
+        objects,
+        progress: progress.clone(),
+        notifier: None,
+        chunk: ChunkOptions { budget: Duration::ZERO, ..Default::default() },
+        breathe: Duration::from_millis(1500),
+        whole_seconds: true,
+        chunks_per_execution: 1000,
+    };
+    let input = || -> TaskInput { serde_json::from_value(serde_json::json!({"dumpId": job.id, "version": job.version})).unwrap() };
+    let first: ChunkState = serde_json::from_value(tasks.handle(input(), None).await.unwrap()).unwrap();
+    assert!(first.rows > 0 && first.version == job.version + 1 && !first.done);
+    assert_eq!(first.breath_seconds, serde_json::Number::from(2), "1.5 s rounds up to whole seconds for Step Functions");
+    // The same input again, as a Step Functions retry after a lost answer would send it.
+    let again: ChunkState = serde_json::from_value(tasks.handle(input(), None).await.unwrap()).unwrap();
+    assert_eq!((again.version, again.rows, again.done), (first.version, 0, false), "the committed chunk is reported, not redone");
+    assert_eq!(progress.get(&job.id).await.unwrap().unwrap().processed_rows, first.rows);
+}
