@@ -52,7 +52,7 @@ impl SfnOrchestrator {
                 }
             }
         }
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|e| std::cmp::Reverse(e.0));
         Ok(found.into_iter().map(|(_, name, status)| (name, status)).collect())
     }
 }

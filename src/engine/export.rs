@@ -299,7 +299,7 @@ fn read_slice(
         }
         // Look at the clock every 32 rows or every MiB, not on every row.
         unchecked_bytes += line.len();
-        if (count % 32 == 0 || unchecked_bytes >= 1 << 20) && count < u64::from(limit) {
+        if (count.is_multiple_of(32) || unchecked_bytes >= 1 << 20) && count < u64::from(limit) {
             unchecked_bytes = 0;
             if started.elapsed() >= SLICE_MAX_TIME {
                 cut_short = true;
