@@ -253,3 +253,34 @@ async fn openapi_document_describes_every_route_truthfully() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unfinished_dump_whose_run_is_gone_is_failed_and_frees_the_database() {
+    use chunkdump::ports::ProgressStore;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 2000);
+    // One chunk, then a breath of an hour: the dump stays `processing`.
+    let first = start_server_limited(&src, Duration::ZERO, Duration::from_secs(3600), None, 100).await;
+    let id = first.start(json!({"format": "sql"})).await;
+    first.wait_for(&id, "processing").await;
+    // As if the last commit were ten minutes ago.
+    let progress = chunkdump::local::SqliteProgress::open(&first.out.join(".chunkdump/progress.sqlite3")).unwrap();
+    let mut job = progress.get(&id).await.unwrap().unwrap();
+    let version = job.version;
+    job.version += 1;
+    job.updated_at -= chrono::Duration::minutes(10);
+    progress.commit(&job, version).await.unwrap();
+    // Its run is alive in this server: the database stays taken.
+    let (status, v) = first.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(json!({"format": "sql"}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    // A restarted server on the same stores has no run for it: the dump is failed
+    // cleanly and the new one starts.
+    let out = first.out.clone();
+    let restarted = common::api_server::start_server_at(&src, Duration::from_secs(25), Duration::ZERO, None, 100, out, tempfile::tempdir().unwrap()).await;
+    let second = restarted.start(json!({"format": "sql"})).await;
+    let (_, old) = restarted.json(reqwest::Method::GET, &format!("/export/dump/status/{id}"), Some(ADMIN), None).await;
+    assert_eq!(old["status"], "failed", "{old}");
+    assert!(old["error"]["message"].as_str().unwrap().contains("run ended without finishing"), "{old}");
+    restarted.wait_for(&second, "completed").await;
+}

@@ -89,8 +89,26 @@ async fn holder_is_active(state: &AppState, holder: &str) -> Result<bool, ApiErr
     if holder.is_empty() {
         return Ok(false);
     }
-    let job: Option<JobRecord> = state.progress.get(holder).await?;
-    Ok(job.is_some_and(|j| !j.status.is_terminal()))
+    let Some(job): Option<JobRecord> = state.progress.get(holder).await? else { return Ok(false) };
+    if job.status.is_terminal() {
+        return Ok(false);
+    }
+    // An unfinished dump whose run is gone (its execution failed or was stopped outside
+    // chunkdump, or the local server restarted) would hold the database forever: fail it
+    // cleanly and take over. A young job may not have started its run yet.
+    let quiet = chrono::Utc::now() - job.updated_at;
+    if quiet < chrono::Duration::seconds(60) {
+        return Ok(true);
+    }
+    let run = state.orchestrator.describe(&job.id).await?;
+    if run.as_deref() == Some("RUNNING") {
+        return Ok(true);
+    }
+    let status = run.unwrap_or_else(|| "no run".into());
+    let lost = crate::error::DumpError::RunFailed { error: "RunLost".into(), message: format!("the dump's run ended without finishing it ({status})") };
+    tracing::warn!(dump_id = %job.id, run = %status, "unfinished dump without a run: marking it failed");
+    let _ = crate::runner::fail_job(state.objects.as_ref(), state.progress.as_ref(), &job, &lost, Vec::new()).await;
+    Ok(false)
 }
 
 /// Hands the database slot from the provisional holder to the created dump.

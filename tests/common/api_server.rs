@@ -32,6 +32,11 @@ pub async fn start_server(db: &Path, budget: Duration, breathe: Duration, notifi
 pub async fn start_server_limited(db: &Path, budget: Duration, breathe: Duration, notifier: Option<Notifier>, starts: u64) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
+    start_server_at(db, budget, breathe, notifier, starts, out, dir).await
+}
+
+/// As [`start_server_limited`], on the stores in `out` (a restarted server).
+pub async fn start_server_at(db: &Path, budget: Duration, breathe: Duration, notifier: Option<Notifier>, starts: u64, out: PathBuf, dir: tempfile::TempDir) -> Server {
     let objects = Arc::new(DirStore::open(&out).unwrap());
     let progress = Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
     let tasks = chunkdump::tasks::Tasks {
