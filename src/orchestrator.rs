@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use crate::asl::{execute, Execution, Outcome, StateMachine, Step, TaskError, TaskHandler, DEFINITION};
+use crate::asl::{execute, execution_arn, Execution, Outcome, StateMachine, Step, TaskError, TaskHandler, DEFINITION};
 use crate::error::DumpError;
 use crate::job::{JobRecord, JobStatus};
 use crate::tasks::{error_document, execution_name, TaskInput, Tasks};
@@ -119,7 +119,7 @@ impl TaskHandler for LocalTasks<'_> {
             START_EXECUTION => {
                 let name = input["Name"].as_str().unwrap_or_default().to_string();
                 let state_machine_id = input["StateMachineArn"].as_str().unwrap_or(LOCAL_STATE_MACHINE).to_string();
-                let arn = format!("{}:{name}", state_machine_id.replace(":stateMachine:", ":execution:"));
+                let arn = execution_arn(&state_machine_id, &name);
                 *self.continuation.lock().expect("not poisoned") = Some(Execution { name, state_machine_id, input: input["Input"].clone() });
                 Ok(json!({"ExecutionArn": arn, "StartDate": chrono::Utc::now().to_rfc3339()}))
             }

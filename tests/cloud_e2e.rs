@@ -6,19 +6,15 @@ mod common;
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use chunkdump::cloud::{DynamoProgress, S3Store};
 use chunkdump::job::{Compression, DumpSpec, Format, JobStatus};
-use chunkdump::ports::{ObjectStore, PartReceipt, ProgressStore, UploadHandle};
+use chunkdump::ports::{ObjectStore, ProgressStore};
 use chunkdump::runner::{create_dump, ChunkOptions};
-use chunkdump::StoreError;
 use common::cloud::{cli_env, sdk_config, servers, unique};
-use common::lib_dump::{lib_dump, lib_dump_to, run_local, SpyStore};
+use common::lib_dump::{lib_dump, lib_dump_to, run_local, FaultyStore, SpyStore};
 use common::*;
 
 const PART: u64 = 5 << 20;
@@ -108,67 +104,10 @@ fn cli_dump_to_s3_and_dynamodb_survives_sigkill() {
     assert_eq!(got, std::fs::read(Path::new(&reference)).unwrap());
 }
 
-/// Fails or delays some calls of the wrapped store.
-struct FaultyStore<S> {
-    inner: S,
-    calls: AtomicU32,
-    /// Every n-th call fails with this error (transient or permanent).
-    every: u32,
-    permanent: bool,
-}
-
-impl<S> FaultyStore<S> {
-    fn fault(&self, op: &str) -> Result<(), StoreError> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if n % self.every != 0 {
-            return Ok(());
-        }
-        let msg = format!("injected fault on call {n} ({op})");
-        Err(if self.permanent { StoreError::Permanent(msg) } else { StoreError::Transient(msg) })
-    }
-}
-
-#[async_trait]
-impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
-    async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
-        self.fault("create_upload")?;
-        self.inner.create_upload(key, part_size).await
-    }
-    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: Bytes) -> Result<PartReceipt, StoreError> {
-        self.fault("upload_part")?;
-        // A slow answer now and then.
-        if number % 3 == 0 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        self.inner.upload_part(key, upload, number, bytes).await
-    }
-    async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {
-        self.fault("complete_upload")?;
-        self.inner.complete_upload(key, upload, parts).await
-    }
-    async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
-        self.inner.abort_upload(key, upload).await
-    }
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        self.fault("put")?;
-        self.inner.put(key, bytes).await
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.fault("get")?;
-        self.inner.get(key).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-    fn locate(&self, key: &str) -> String {
-        self.inner.locate(key)
-    }
-}
-
 async fn faulty_dump(src: &Path, every: u32, permanent: bool) -> (Result<(), chunkdump::DumpError>, S3Store, DynamoProgress, String) {
     let sv = servers();
     let (s3, dynamo) = cloud_stores(&sv.moto, "moto", "moto", &sv.moto).await;
-    let faulty = std::sync::Arc::new(FaultyStore { inner: s3.clone(), calls: AtomicU32::new(0), every, permanent });
+    let faulty = std::sync::Arc::new(FaultyStore::new(s3.clone(), every, permanent));
     let spec = DumpSpec {
         database: src.display().to_string(),
         format: Format::Sql,
@@ -231,7 +170,7 @@ fn a_permanent_store_fault_fails_cleanly_with_the_upload_aborted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_on_s3_redirects_downloads_to_working_presigned_urls() {
-    use chunkdump::api::{router, ApiSettings, AppState, RateLimit, Tokens};
+    use chunkdump::api::{AppState, Tokens};
     let sv = servers();
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("edge.db");
@@ -253,18 +192,9 @@ async fn api_on_s3_redirects_downloads_to_working_presigned_urls() {
         progress,
         orchestrator: std::sync::Arc::new(runner),
         tokens: Tokens::new("admin-token", None).unwrap(),
-        settings: ApiSettings {
-            database: src.display().to_string(),
-            chunk_size: 1000,
-            part_size: PART,
-            download_expiry: Duration::from_secs(300),
-            notifier: None,
-            rate_limit: RateLimit { starts: 100, window: Duration::from_secs(3600) },
-        },
+        settings: common::api_server::settings(&src, PART),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let base = common::api_server::serve(state).await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let started: serde_json::Value = client
         .post(format!("{base}/export/dump"))

@@ -5,62 +5,17 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chunkdump::asl::{Outcome, Step};
 use chunkdump::job::{Compression, DumpSpec, Format, JobStatus};
 use chunkdump::local::{DirStore, SqliteProgress};
 use chunkdump::orchestrator::LocalRunner;
-use chunkdump::ports::{ObjectStore, PartReceipt, ProgressStore, UploadHandle};
+use chunkdump::ports::{ObjectStore, ProgressStore};
 use chunkdump::runner::{create_dump, ChunkOptions};
 use chunkdump::tasks::Tasks;
-use chunkdump::StoreError;
-use common::lib_dump::lib_dump;
-
-/// A directory store whose `put` (the staging object every unfinished chunk writes)
-/// fails on the calls listed in `fail_on`, transiently or permanently.
-struct FlakyStore {
-    inner: DirStore,
-    puts: AtomicU32,
-    fail_on: Vec<u32>,
-    permanent: bool,
-}
-
-#[async_trait]
-impl ObjectStore for FlakyStore {
-    async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
-        self.inner.create_upload(key, part_size).await
-    }
-    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: bytes::Bytes) -> Result<PartReceipt, StoreError> {
-        self.inner.upload_part(key, upload, number, bytes).await
-    }
-    async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {
-        self.inner.complete_upload(key, upload, parts).await
-    }
-    async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
-        self.inner.abort_upload(key, upload).await
-    }
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        let n = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.fail_on.contains(&n) {
-            let message = format!("injected fault on put {n}");
-            return Err(if self.permanent { StoreError::Permanent(message) } else { StoreError::Transient(message) });
-        }
-        self.inner.put(key, bytes).await
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-    fn locate(&self, key: &str) -> String {
-        self.inner.locate(key)
-    }
-}
+use common::lib_dump::{lib_dump, FaultyStore};
 
 struct Run {
     outcome: Outcome,
@@ -69,8 +24,10 @@ struct Run {
     file: Option<Vec<u8>>,
 }
 
-async fn run(db: &Path, dir: &Path, fail_on: Vec<u32>, permanent: bool) -> Run {
-    let objects = Arc::new(FlakyStore { inner: DirStore::open(dir).unwrap(), puts: AtomicU32::new(0), fail_on, permanent });
+/// Dumps `db` into `dir` through the shipped state machine, with every `every`-th store
+/// call failing (transiently or permanently).
+async fn run(db: &Path, dir: &Path, every: u32, permanent: bool) -> Run {
+    let objects = Arc::new(FaultyStore::new(DirStore::open(dir).unwrap(), every, permanent));
     let progress: Arc<dyn ProgressStore> = Arc::new(SqliteProgress::open(&dir.join(".chunkdump/progress.sqlite3")).unwrap());
     let spec = DumpSpec {
         database: db.display().to_string(),
@@ -96,7 +53,8 @@ async fn run(db: &Path, dir: &Path, fail_on: Vec<u32>, permanent: bool) -> Run {
     let outcome = runner.run(&job.id, job.version, &mut |s| steps.push(s)).await;
     let job = progress.get(&job.id).await.unwrap().unwrap();
     let file = match job.files.first() {
-        Some(f) => objects.get(&f.key).await.unwrap(),
+        // Read past the fault injection: the test checks the file, not the store.
+        Some(f) => objects.inner.get(&f.key).await.unwrap(),
         None => None,
     };
     Run { outcome, steps, job, file }
@@ -115,7 +73,7 @@ async fn a_many_chunk_dump_breathes_continues_as_new_retries_and_matches_a_one_c
         let src = src.clone();
         tokio::task::spawn_blocking(move || lib_dump(&src, Format::Sql, Compression::None, 100_000, Duration::from_secs(60), 5 << 20)).await.unwrap()
     };
-    let r = run(&src, &dir.path().join("out"), vec![3], false).await;
+    let r = run(&src, &dir.path().join("out"), 13, false).await;
     assert!(matches!(r.outcome, Outcome::Succeeded(_)), "{:?}", r.outcome);
     assert_eq!(r.job.status, JobStatus::Completed);
     assert!(r.job.chunks >= 12, "chunks: {}", r.job.chunks);
@@ -133,12 +91,22 @@ async fn a_permanent_fault_goes_through_catch_and_leaves_a_failed_job_and_no_fil
     let src = dir.path().join("bulk.db");
     common::build_bulk_db(&src, 6000);
     let out = dir.path().join("out");
-    let r = run(&src, &out, vec![2], true).await;
-    assert_eq!(r.outcome, Outcome::Failed { error: "DumpFailed".into(), cause: "The dump failed; its status and error are in the progress store (GET /export/dump/status/{id}).".into() });
-    assert!(r.steps.iter().any(|s| matches!(s, Step::Caught { state, error, next } if state == "ExportChunk" && error == "Fatal" && next == "MarkFailed")), "{:?}", r.steps);
+    let r = run(&src, &out, 4, true).await;
+    assert_eq!(
+        r.outcome,
+        Outcome::Failed {
+            error: "DumpFailed".into(),
+            cause: "The dump failed; its status and error are in the progress store (GET /export/dump/status/{id}).".into()
+        }
+    );
+    assert!(
+        r.steps.iter().any(|s| matches!(s, Step::Caught { state, error, next } if state == "ExportChunk" && error == "Fatal" && next == "MarkFailed")),
+        "{:?}",
+        r.steps
+    );
     assert!(!r.steps.iter().any(|s| matches!(s, Step::Retried { .. })), "a Fatal error is not retried");
     assert_eq!(r.job.status, JobStatus::Failed);
-    assert!(r.job.error.unwrap().message.contains("injected fault on put 2"));
+    assert!(r.job.error.unwrap().message.contains("injected fault on call 4"));
     assert!(r.job.files.is_empty() && r.file.is_none());
     assert_eq!(std::fs::read_dir(out.join(".chunkdump/uploads")).unwrap().count(), 0, "the upload was aborted");
 }
@@ -152,7 +120,15 @@ async fn a_retried_chunk_task_finds_its_work_done() {
     let out = dir.path().join("out");
     let objects: Arc<dyn ObjectStore> = Arc::new(DirStore::open(&out).unwrap());
     let progress: Arc<dyn ProgressStore> = Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
-    let spec = DumpSpec { database: src.display().to_string(), format: Format::Sql, compression: Compression::None, tables: None, include_schema: true, chunk_size: 500, part_size: 5 << 20 };
+    let spec = DumpSpec {
+        database: src.display().to_string(),
+        format: Format::Sql,
+        compression: Compression::None,
+        tables: None,
+        include_schema: true,
+        chunk_size: 500,
+        part_size: 5 << 20,
+    };
     let job = create_dump(progress.as_ref(), spec, None).await.unwrap();
     let tasks = Tasks {
         objects,

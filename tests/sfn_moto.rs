@@ -184,7 +184,7 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
     rig.orchestrator.start(&job.id, job.version).await.unwrap();
     rig.orchestrator.start(&job.id, job.version).await.expect("a second start of the same dump is a no-op");
     let status = settle(&rig, &job.id).await;
-    let first = format!("{}:{}", rig.machine_arn.replace(":stateMachine:", ":execution:"), job.id);
+    let first = chunkdump::asl::execution_arn(&rig.machine_arn, &job.id);
     assert_eq!(status, "SUCCEEDED", "{:#?}", rig.sfn.get_execution_history().execution_arn(&first).send().await.unwrap().events());
     let done = rig.dynamo.get(&job.id).await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
@@ -210,7 +210,7 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
     let failed_job = rig.dynamo.get(&job.id).await.unwrap().unwrap();
     assert_eq!(failed_job.status, JobStatus::Failed);
     assert_eq!(failed_job.error.unwrap().code, "database_error");
-    let arn = format!("{}:{}", rig.machine_arn.clone().replace(":stateMachine:", ":execution:"), job.id);
+    let arn = chunkdump::asl::execution_arn(&rig.machine_arn, &job.id);
     let events = history(&rig, &arn).await;
     assert!(events.iter().any(|(_, n)| n.as_deref() == Some("MarkFailed")), "{events:?}");
 
@@ -228,7 +228,7 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_that_cannot_start_fails_its_dump_and_frees_the_database() {
-    use chunkdump::api::{router, ApiSettings, AppState, RateLimit, Tokens};
+    use chunkdump::api::{AppState, Tokens};
     let sv = servers();
     let moto_sfn = std::env::var("CHUNKDUMP_TEST_MOTO_SFN").expect("run the tests with scripts/test");
     let dir = tempfile::tempdir().unwrap();
@@ -248,18 +248,9 @@ async fn a_run_that_cannot_start_fails_its_dump_and_frees_the_database() {
         progress: progress.clone(),
         orchestrator: Arc::new(orchestrator),
         tokens: Tokens::new("admin-token", None).unwrap(),
-        settings: ApiSettings {
-            database: src.display().to_string(),
-            chunk_size: 1000,
-            part_size: PART,
-            download_expiry: Duration::from_secs(60),
-            notifier: None,
-            rate_limit: RateLimit { starts: 100, window: Duration::from_secs(3600) },
-        },
+        settings: common::api_server::settings(&src, PART),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let base = common::api_server::serve(state).await;
     let client = reqwest::Client::new();
     for _ in 0..2 {
         let res = client.post(format!("{base}/export/dump")).bearer_auth("admin-token").json(&serde_json::json!({"format": "sql"})).send().await.unwrap();

@@ -39,6 +39,11 @@ pub enum Outcome {
     Failed { error: String, cause: String },
 }
 
+/// The ARN of execution `name` of state machine `state_machine_arn`.
+pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
+    format!("{}:{name}", state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
+}
+
 /// What happened, in order, for tests and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -66,7 +71,7 @@ fn matches(names: &[String], error: &str) -> bool {
 /// Runs `machine` from `StartAt` until a terminal state, calling `on_step` as it goes.
 pub async fn execute(machine: &StateMachine, handler: &dyn TaskHandler, execution: &Execution, on_step: &mut (dyn FnMut(Step) + Send)) -> Outcome {
     let context = json!({
-        "Execution": { "Id": format!("{}:{}", execution.state_machine_id.replace(":stateMachine:", ":execution:"), execution.name),
+        "Execution": { "Id": execution_arn(&execution.state_machine_id, &execution.name),
                        "Name": execution.name, "Input": execution.input },
         "StateMachine": { "Id": execution.state_machine_id },
     });

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_sfn::types::ExecutionStatus;
 
 use super::sdk_error;
+use crate::asl::execution_arn;
 use crate::error::DumpError;
 use crate::orchestrator::{first_input, Orchestrator};
 use crate::tasks::execution_name;
@@ -25,10 +26,6 @@ impl SfnOrchestrator {
             return Err(DumpError::InvalidRequest(format!("{state_machine_arn:?} is not a state machine ARN")));
         }
         Ok(SfnOrchestrator { client: aws_sdk_sfn::Client::new(config), state_machine_arn: state_machine_arn.to_string() })
-    }
-
-    fn execution_arn(&self, name: &str) -> String {
-        format!("{}:{name}", self.state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
     }
 
     /// Whether execution `name` belongs to dump `id` (any generation).
@@ -81,7 +78,7 @@ impl Orchestrator for SfnOrchestrator {
 
     async fn stop(&self, id: &str) -> Result<(), DumpError> {
         for (name, _) in self.executions(id, Some(ExecutionStatus::Running)).await? {
-            let result = self.client.stop_execution().execution_arn(self.execution_arn(&name)).cause("cancelled by the API").send().await;
+            let result = self.client.stop_execution().execution_arn(execution_arn(&self.state_machine_arn, &name)).cause("cancelled by the API").send().await;
             if let Err(e) = result {
                 if !e.as_service_error().is_some_and(|s| s.is_execution_does_not_exist()) {
                     return Err(DumpError::Store(sdk_error("stop execution", e)));
@@ -92,6 +89,10 @@ impl Orchestrator for SfnOrchestrator {
     }
 
     async fn describe(&self, id: &str) -> Result<Option<String>, DumpError> {
+        // Running executions are few; only a dump with none needs the whole history.
+        if !self.executions(id, Some(ExecutionStatus::Running)).await?.is_empty() {
+            return Ok(Some(ExecutionStatus::Running.as_str().to_string()));
+        }
         Ok(self.executions(id, None).await?.into_iter().next().map(|(_, status)| status.as_str().to_string()))
     }
 }

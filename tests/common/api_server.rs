@@ -36,7 +36,15 @@ pub async fn start_server_limited(db: &Path, budget: Duration, breathe: Duration
 }
 
 /// As [`start_server_limited`], on the stores in `out` (a restarted server).
-pub async fn start_server_at(db: &Path, budget: Duration, breathe: Duration, notifier: Option<Notifier>, starts: u64, out: PathBuf, dir: tempfile::TempDir) -> Server {
+pub async fn start_server_at(
+    db: &Path,
+    budget: Duration,
+    breathe: Duration,
+    notifier: Option<Notifier>,
+    starts: u64,
+    out: PathBuf,
+    dir: tempfile::TempDir,
+) -> Server {
     let objects = Arc::new(DirStore::open(&out).unwrap());
     let progress = Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
     let tasks = chunkdump::tasks::Tasks {
@@ -63,10 +71,27 @@ pub async fn start_server_at(db: &Path, budget: Duration, breathe: Duration, not
             rate_limit: chunkdump::api::RateLimit { starts, window: Duration::from_secs(3600) },
         },
     };
+    Server { base: serve(state).await, out, client: reqwest::Client::new(), _dir: dir }
+}
+
+/// Serves the API of `state` on a free port of 127.0.0.1; returns its base URL.
+pub async fn serve(state: AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    Server { base, out, client: reqwest::Client::new(), _dir: dir }
+    base
+}
+
+/// Settings for dumping `db` in parts of `part_size`: no callbacks, 100 starts an hour.
+pub fn settings(db: &Path, part_size: u64) -> ApiSettings {
+    ApiSettings {
+        database: db.display().to_string(),
+        chunk_size: 1000,
+        part_size,
+        download_expiry: Duration::from_secs(300),
+        notifier: None,
+        rate_limit: chunkdump::api::RateLimit { starts: 100, window: Duration::from_secs(3600) },
+    }
 }
 
 impl Server {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,68 @@ impl<S: ObjectStore> ObjectStore for SpyStore<S> {
         self.inner.put(key, bytes).await
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    fn locate(&self, key: &str) -> String {
+        self.inner.locate(key)
+    }
+}
+
+/// Fails or delays some calls of the wrapped store.
+pub struct FaultyStore<S> {
+    pub inner: S,
+    calls: AtomicU32,
+    /// Every n-th call fails with this error (transient or permanent).
+    every: u32,
+    permanent: bool,
+}
+
+impl<S> FaultyStore<S> {
+    /// Every `every`-th call (of those that can fail) fails, transiently or not.
+    pub fn new(inner: S, every: u32, permanent: bool) -> Self {
+        FaultyStore { inner, calls: AtomicU32::new(0), every, permanent }
+    }
+
+    fn fault(&self, op: &str) -> Result<(), StoreError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n % self.every != 0 {
+            return Ok(());
+        }
+        let msg = format!("injected fault on call {n} ({op})");
+        Err(if self.permanent { StoreError::Permanent(msg) } else { StoreError::Transient(msg) })
+    }
+}
+
+#[async_trait]
+impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
+    async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
+        self.fault("create_upload")?;
+        self.inner.create_upload(key, part_size).await
+    }
+    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: bytes::Bytes) -> Result<PartReceipt, StoreError> {
+        self.fault("upload_part")?;
+        // A slow answer now and then.
+        if number % 3 == 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.inner.upload_part(key, upload, number, bytes).await
+    }
+    async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {
+        self.fault("complete_upload")?;
+        self.inner.complete_upload(key, upload, parts).await
+    }
+    async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
+        self.inner.abort_upload(key, upload).await
+    }
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.fault("put")?;
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.fault("get")?;
         self.inner.get(key).await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
