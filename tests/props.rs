@@ -84,9 +84,7 @@ proptest! {
         if format == Format::Sql {
             let sql = dir.path().join("dump.sql");
             std::fs::write(&sql, &reference.files[0].1).unwrap();
-            let back = dir.path().join("back.db");
-            load_with_shell(&sql, &back);
-            assert_same_db(&src, &back);
+            assert_restores_everywhere(&src, &sql, dir.path());
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod export;
 pub mod output;
 pub mod plan;
+pub mod real;
 pub mod render;
 pub mod table;
 

@@ -43,6 +43,63 @@ pub fn load_with_shell(sql: &Path, db: &Path) {
     assert!(o.status.success() && o.stderr.is_empty(), "sqlite3 failed loading {}: {}", sql.display(), String::from_utf8_lossy(&o.stderr));
 }
 
+/// One SQLite that restores dumps in the test matrix: the `sqlite3` shell, or the SQLite
+/// bundled in one apsw wheel (a venv under `.cache/loaders`, made by `scripts/setup-loaders`).
+#[derive(Debug, Clone)]
+pub struct Loader {
+    pub name: String,
+    python: Option<PathBuf>,
+}
+
+/// Every loader of the matrix; panics if the apsw venvs are missing (CI installs them).
+pub fn loaders() -> Vec<Loader> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/loaders");
+    let mut apsw: Vec<Loader> = std::fs::read_dir(&root)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("bin/python").exists()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| Loader { name: p.file_name().unwrap().to_string_lossy().into_owned(), python: Some(p.join("bin/python")) })
+        .collect();
+    apsw.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(apsw.len() >= 3, "expected the apsw loaders in {}; run scripts/setup-loaders", root.display());
+    let mut all = vec![Loader { name: "sqlite3-shell".into(), python: None }];
+    all.extend(apsw);
+    all
+}
+
+impl Loader {
+    /// Loads `sql` into the new database `db`; Err carries the loader's message.
+    pub fn load(&self, sql: &Path, db: &Path) -> Result<(), String> {
+        let _ = std::fs::remove_file(db);
+        let o = match &self.python {
+            None => Command::new("sqlite3").arg("-bail").arg(db).stdin(std::fs::File::open(sql).unwrap()).output().expect("sqlite3 shell is installed"),
+            Some(py) => {
+                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/load-with-apsw.py");
+                Command::new(py).arg(script).arg(sql).arg(db).output().expect("apsw loader runs")
+            }
+        };
+        if o.status.success() && o.stderr.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} failed loading {}: {}", self.name, sql.display(), String::from_utf8_lossy(&o.stderr)))
+        }
+    }
+}
+
+/// Loads `sql` with every loader of the matrix and asserts each restored database is
+/// identical to `src` (schema, bit-exact rows, pragmas, encoding).
+pub fn assert_restores_everywhere(src: &Path, sql: &Path, work: &Path) {
+    for loader in loaders() {
+        let back = work.join(format!("restored-{}.db", loader.name));
+        loader.load(sql, &back).unwrap_or_else(|e| panic!("{e}"));
+        let result = std::panic::catch_unwind(|| assert_same_db(src, &back));
+        if let Err(e) = result {
+            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            panic!("restored by {} ({}): {msg}", loader.name, src.display());
+        }
+    }
+}
+
 /// A value with its storage class and exact bits.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exact {
@@ -104,8 +161,8 @@ pub fn assert_same_db(a: &Path, b: &Path) {
     for t in &tables {
         assert_eq!(table_rows(&ca, t), table_rows(&cb, t), "rows of table {t:?} differ");
     }
-    for pragma in ["user_version", "application_id"] {
-        let get = |c: &Connection| c.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, i64>(0)).unwrap();
+    for pragma in ["user_version", "application_id", "encoding"] {
+        let get = |c: &Connection| c.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, rusqlite::types::Value>(0)).unwrap();
         assert_eq!(get(&ca), get(&cb), "{pragma} differs");
     }
     let ok: String = cb.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
