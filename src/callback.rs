@@ -151,6 +151,7 @@ impl Notifier {
         if let Some(err) = &job.error {
             body["error"] = serde_json::json!({"code": err.code, "message": err.message});
         }
+        body["warnings"] = serde_json::json!(job.warnings);
         body
     }
 

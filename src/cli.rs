@@ -155,8 +155,13 @@ pub struct SetupArgs {
 pub fn main() -> std::process::ExitCode {
     crate::alloc::keep_large_buffers_off_the_heap();
     let cli = Cli::parse();
+    // The one-shot commands print the dump's warnings and one `error:` line themselves
+    // (the runner logs those at info, for servers and Lambda); warnings about the run
+    // itself (a busy database) are logged. Plain text unless stderr is a terminal.
+    let default_filter = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn,chunkdump::failure=off" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -311,7 +316,15 @@ async fn finish(stores: &Stores, job: &JobRecord, tuning: &Tuning, cfg: &Config)
         reporter.done();
         result?
     };
-    writeln!(stdout, "{}", stores.objects.locate(&job.output_name()))?;
+    for w in &job.warnings {
+        eprintln!("warning: {w}");
+    }
+    let location = stores.objects.locate(&job.output_name());
+    if job.spec.format == crate::job::Format::Csv && job.files.is_empty() && !location.contains("://") {
+        // A database without tables gives an empty CSV directory; the printed path exists.
+        std::fs::create_dir_all(&location)?;
+    }
+    writeln!(stdout, "{location}")?;
     Ok(())
 }
 

@@ -213,6 +213,10 @@ pub struct JobRecord {
     /// The completion callback, if one was requested.
     #[serde(default)]
     pub callback: Option<crate::callback::CallbackState>,
+    /// Per-table corner cases the dump could not reproduce exactly (each names its
+    /// table), recorded by the first chunk. The rest of the database is exact.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl JobRecord {
@@ -238,6 +242,7 @@ impl JobRecord {
             busy_ms: 0,
             error: None,
             callback: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -297,6 +302,7 @@ impl JobRecord {
             "createdAt": ts(Some(self.created_at)),
             "completedAt": ts(self.completed_at),
             "files": self.files,
+            "warnings": self.warnings,
         });
         if let Some(err) = &self.error {
             v["error"] = serde_json::json!({"code": err.code, "message": err.message});

@@ -191,6 +191,12 @@ async fn commit_chunk(
     next.updated_at = now;
     next.started_at.get_or_insert(now);
     next.schema_fingerprint.get_or_insert(outcome.fingerprint);
+    if job.chunks == 0 {
+        for w in &outcome.warnings {
+            tracing::info!(dump_id = %job.id, warning = %w, "dumped with a warning");
+        }
+        next.warnings = outcome.warnings;
+    }
     if outcome.total_rows.is_some() {
         next.total_rows = outcome.total_rows;
     }
@@ -243,7 +249,8 @@ pub async fn fail_job(
         tracing::warn!(dump_id = %job.id, error = %e, "could not record the failure");
         return Err(e);
     }
-    tracing::error!(dump_id = %job.id, error = %error, "dump failed");
+    // Own target, so the CLI (which prints one `error:` line itself) can leave it out.
+    tracing::error!(target: "chunkdump::failure", dump_id = %job.id, error = %error, "dump failed");
     Ok(())
 }
 

@@ -11,8 +11,8 @@ use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::mpsc;
 
 use super::output::{BufferPool, OutputSink, Tail, UploadEvent};
-use super::plan::{build_plan, Plan, RowEncoding, Step, TableSource};
-use super::render::{push_csv_value, push_json_value, push_sql_value};
+use super::plan::{build_plan, Paging, Plan, RowEncoding, Step, TableSource};
+use super::render::{push_csv_value, push_json_value, push_sql_value_in};
 use crate::error::DumpError;
 use crate::job::{Cursor, DumpSpec, KeyValue};
 
@@ -77,17 +77,23 @@ pub struct ExportOutcome {
     pub produced: u64,
     pub fingerprint: String,
     pub total_rows: Option<u64>,
+    /// Per-table corner cases of the plan (see [`Plan::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 impl ToSql for KeyValue {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(match self {
-            KeyValue::Null => ValueRef::Null,
-            KeyValue::Integer(i) => ValueRef::Integer(*i),
-            KeyValue::RealBits(b) => ValueRef::Real(f64::from_bits(*b)),
-            KeyValue::Text(t) => ValueRef::Text(t),
-            KeyValue::Blob(b) => ValueRef::Blob(b),
-        }))
+        Ok(ToSqlOutput::Borrowed(key_ref(self)))
+    }
+}
+
+fn key_ref(k: &KeyValue) -> ValueRef<'_> {
+    match k {
+        KeyValue::Null => ValueRef::Null,
+        KeyValue::Integer(i) => ValueRef::Integer(*i),
+        KeyValue::RealBits(b) => ValueRef::Real(f64::from_bits(*b)),
+        KeyValue::Text(t) => ValueRef::Text(t),
+        KeyValue::Blob(b) => ValueRef::Blob(b),
     }
 }
 
@@ -195,7 +201,7 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
         }
     };
     let (tail, produced) = sink.suspend().map_err(io)?;
-    Ok(ExportOutcome { cursor, rows, end, tail, produced, fingerprint: plan.fingerprint, total_rows })
+    Ok(ExportOutcome { cursor, rows, end, tail, produced, fingerprint: plan.fingerprint, total_rows, warnings: plan.warnings })
 }
 
 enum SliceError {
@@ -250,27 +256,56 @@ fn read_slice(
         Some(keys) => (&table.select_after, keys.iter().map(|k| k as &dyn ToSql).collect()),
     };
     params.push(&limit);
+    let offset_base = match (table.paging, after.as_deref()) {
+        (Paging::Offset, Some([KeyValue::Integer(n)])) => *n,
+        _ => 0,
+    };
     let mut stmt = txn.prepare_cached(sql)?;
+    let mut rest_stmt = match &table.select_rest {
+        Some(rest) => Some(txn.prepare_cached(rest)?),
+        None => None,
+    };
     let mut result = stmt.query(params.as_slice())?;
     let mut count = 0u64;
     let mut last_key: Vec<KeyValue> = Vec::with_capacity(table.key_len);
     let mut first_in_table = after.is_none();
     while let Some(row) = result.next()? {
         line.clear();
-        let value = |i: usize| row.get_ref(table.key_len + i);
+        last_key.clear();
+        for i in 0..table.key_len {
+            last_key.push(key_value(row.get_ref(i)?));
+        }
+        // The columns past a result set's limit, read by this row's key.
+        let rest_row = match rest_stmt.as_mut() {
+            Some(st) => {
+                let keys: Vec<&dyn ToSql> = last_key.iter().map(|k| k as &dyn ToSql).collect();
+                let mut q = st.query(keys.as_slice())?;
+                let r = q.next()?.ok_or_else(|| SliceError::Db(rusqlite::Error::QueryReturnedNoRows))?;
+                (0..table.rest_len).map(|i| r.get_ref(i).map(key_value)).collect::<Result<Vec<_>, _>>()?
+            }
+            None => Vec::new(),
+        };
+        let n_values = table.value_len + table.rest_len;
+        let value = |i: usize| -> rusqlite::Result<ValueRef<'_>> {
+            if i < table.value_len {
+                row.get_ref(table.key_len + i)
+            } else {
+                Ok(key_ref(&rest_row[i - table.value_len]))
+            }
+        };
         match &table.encoding {
-            RowEncoding::Sql { prefix } => {
+            RowEncoding::Sql { prefix, text } => {
                 line.extend_from_slice(prefix);
-                for i in 0..table.value_len {
+                for i in 0..n_values {
                     if i > 0 {
                         line.push(b',');
                     }
-                    push_sql_value(line, value(i)?);
+                    push_sql_value_in(line, value(i)?, *text);
                 }
                 line.extend_from_slice(b");\n");
             }
             RowEncoding::Csv => {
-                for i in 0..table.value_len {
+                for i in 0..n_values {
                     if i > 0 {
                         line.push(b',');
                     }
@@ -293,10 +328,6 @@ fn read_slice(
         sink.write_all(line).map_err(SliceError::Io)?;
         first_in_table = false;
         count += 1;
-        last_key.clear();
-        for i in 0..table.key_len {
-            last_key.push(key_value(row.get_ref(i)?));
-        }
         // Look at the clock every 32 rows or every MiB, not on every row.
         unchecked_bytes += line.len();
         if (count.is_multiple_of(32) || unchecked_bytes >= 1 << 20) && count < u64::from(limit) {
@@ -307,8 +338,12 @@ fn read_slice(
             }
         }
     }
+    if table.paging == Paging::Offset {
+        last_key = vec![KeyValue::Integer(offset_base + count as i64)];
+    }
     drop(result);
     drop(stmt);
+    drop(rest_stmt);
     txn.commit()?;
     if count > 0 {
         *after = Some(last_key);

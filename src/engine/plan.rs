@@ -11,8 +11,8 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use super::render::{quote_ident, quote_literal};
-use super::table::{is_fts, table_source, vtab_module, vtab_option, TableKind};
-pub use super::table::{RowEncoding, TableSource};
+use super::table::{table_source, vtab_module, vtab_rows, TableKind, VtabRows};
+pub use super::table::{Paging, RowEncoding, TableSource, TextEncoding};
 use crate::error::DumpError;
 use crate::job::{gz_suffix, DumpSpec, Format};
 
@@ -38,6 +38,8 @@ pub struct Plan {
     pub objects: Vec<ObjectPlan>,
     /// SHA-256 over the schema objects the plan depends on.
     pub fingerprint: String,
+    /// Per-table corner cases that are dumped as far as they can be, each naming its table.
+    pub warnings: Vec<String>,
 }
 
 struct SchemaRow {
@@ -63,6 +65,11 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
         .and_then(|mut s| s.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))?.collect())
         .map_err(&err)?;
 
+    let encoding: String = conn.query_row("PRAGMA encoding", [], |r| r.get(0)).map_err(&err)?;
+    let text = TextEncoding::from_pragma(&encoding);
+    let shadows: HashSet<String> = kinds.iter().filter(|(_, (ty, _))| ty == "shadow").map(|(n, _)| n.to_lowercase()).collect();
+    let mut warnings = Vec::new();
+
     // User-visible tables, in schema order.
     let mut tables = Vec::new();
     for row in schema.iter().filter(|r| r.kind == "table") {
@@ -73,7 +80,9 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
         }
         let kind = if ty == "virtual" {
             let sql = row.sql.clone().unwrap_or_default();
-            TableKind::Virtual { module: vtab_module(&sql), content: vtab_option(&sql, "content") }
+            let module = vtab_module(&sql);
+            let rows = vtab_rows(&row.name, &module, &sql, &shadows);
+            TableKind::Virtual { module, rows }
         } else {
             TableKind::Ordinary { without_rowid: wr }
         };
@@ -98,6 +107,17 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
     };
     let is_selected = |name: &str| selected.as_ref().is_none_or(|s| s.contains(&name.to_ascii_lowercase()));
     tables.retain(|(r, _)| is_selected(&r.name));
+    if spec.format != Format::Sql {
+        // A contentless FTS table stores no column values, only its index (which SQL
+        // dumps copy): there is nothing to put in CSV or JSON.
+        tables.retain(|(r, kind)| {
+            let contentless = matches!(kind, TableKind::Virtual { rows: VtabRows::Contentless { .. }, .. });
+            if contentless {
+                warnings.push(format!("table {:?}: a contentless FTS index stores no column values, so it is left out of {} dumps", r.name, spec.format.extension()));
+            }
+            !contentless
+        });
+    }
 
     let mut hasher = Sha256::new();
     let mut fingerprint = |r: &SchemaRow| {
@@ -114,7 +134,12 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
     let gz = gz_suffix(spec.compression);
     match spec.format {
         Format::Sql => {
-            let mut steps = vec![Step::Literal(b"PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n".to_vec())];
+            // A UTF-16 database is restored as one (the pragma only acts on a new database).
+            let header = match text {
+                TextEncoding::Utf8 => String::new(),
+                _ => format!("PRAGMA encoding={};\n", quote_literal(&encoding)),
+            };
+            let mut steps = vec![Step::Literal(format!("{header}PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n").into_bytes())];
             let mut rebuilds = Vec::new();
             for (row, kind) in &tables {
                 if spec.include_schema {
@@ -122,18 +147,22 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
                     steps.push(Step::Literal(format!("{sql};\n").into_bytes()));
                 }
                 match kind {
-                    TableKind::Virtual { module, content: Some(c) } if is_fts(module) => {
+                    TableKind::Virtual { rows: VtabRows::External, .. } => {
                         // External-content FTS holds no rows of its own: rebuild it from
-                        // its content table after the data; contentless FTS cannot be
-                        // restored by content at all.
-                        if !c.is_empty() {
-                            let q = quote_ident(&row.name);
-                            rebuilds.push(format!("INSERT INTO {q}({q}) VALUES('rebuild');\n"));
-                        } else {
-                            tracing::warn!(table = %row.name, "contentless FTS table: only its definition is dumped");
+                        // its content table after the data.
+                        let q = quote_ident(&row.name);
+                        rebuilds.push(format!("INSERT INTO {q}({q}) VALUES('rebuild');\n"));
+                    }
+                    TableKind::Virtual { rows: VtabRows::Contentless { shadows }, .. } => {
+                        // Only the index exists: replace the fresh shadow tables' rows
+                        // with the source's (rowids and the terms MATCH uses).
+                        for shadow in shadows {
+                            steps.push(Step::Literal(format!("DELETE FROM {};\n", quote_ident(shadow)).into_bytes()));
+                            let kind = TableKind::Ordinary { without_rowid: kinds.get(shadow).is_some_and(|k| k.1) };
+                            steps.push(Step::Rows(Arc::new(table_source(conn, spec, shadow, &kind, text, &mut warnings)?)));
                         }
                     }
-                    _ => steps.push(Step::Rows(Arc::new(table_source(conn, spec, &row.name, kind)?))),
+                    _ => steps.push(Step::Rows(Arc::new(table_source(conn, spec, &row.name, kind, text, &mut warnings)?))),
                 }
             }
             if spec.include_schema {
@@ -150,7 +179,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
                 super::render::push_json_string(&mut open, row.name.as_bytes());
                 open.extend_from_slice(b":[");
                 steps.push(Step::Literal(open));
-                steps.push(Step::Rows(Arc::new(table_source(conn, spec, &row.name, kind)?)));
+                steps.push(Step::Rows(Arc::new(table_source(conn, spec, &row.name, kind, text, &mut warnings)?)));
                 steps.push(Step::Literal(b"\n]".to_vec()));
             }
             steps.push(Step::Literal(b"\n}}\n".to_vec()));
@@ -158,7 +187,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
         }
         Format::Csv => {
             for (row, kind) in &tables {
-                let source = table_source(conn, spec, &row.name, kind)?;
+                let source = table_source(conn, spec, &row.name, kind, text, &mut warnings)?;
                 let mut header = Vec::new();
                 for (i, col) in source.column_names.iter().enumerate() {
                     if i > 0 {
@@ -173,7 +202,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
         }
     }
     let fingerprint = hex_digest(hasher.finalize().as_slice());
-    Ok(Plan { objects, fingerprint })
+    Ok(Plan { objects, fingerprint, warnings })
 }
 
 fn hex_digest(bytes: &[u8]) -> String {

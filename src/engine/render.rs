@@ -16,6 +16,7 @@ use base64::Engine;
 use rusqlite::types::ValueRef;
 
 pub use super::real::push_sql_real;
+use super::table::TextEncoding;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -90,8 +91,15 @@ fn push_quoted(out: &mut Vec<u8>, t: &[u8], quote: u8, has_quote: bool) {
     out.push(quote);
 }
 
-/// Writes any value as an SQL literal (or exact expression).
+/// Writes any value as an SQL literal (or exact expression) for a UTF-8 database.
 pub fn push_sql_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
+    push_sql_value_in(out, v, TextEncoding::Utf8)
+}
+
+/// Writes any value as an SQL literal (or exact expression) for a database whose text
+/// encoding is `enc`: hex TEXT literals carry the bytes in that encoding, since SQLite
+/// reinterprets `CAST(X'…' AS TEXT)` in the database's own encoding.
+pub fn push_sql_value_in(out: &mut Vec<u8>, v: ValueRef<'_>, enc: TextEncoding) {
     match v {
         ValueRef::Null => out.extend_from_slice(b"NULL"),
         ValueRef::Integer(i) => push_int(out, i),
@@ -104,7 +112,11 @@ pub fn push_sql_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
                 return push_quoted(out, t, b'\'', s.quote);
             }
             out.extend_from_slice(b"CAST(X'");
-            push_hex(out, t);
+            match enc {
+                TextEncoding::Utf8 => push_hex(out, t),
+                TextEncoding::Utf16Le => push_hex(out, &utf16_bytes(t, u16::to_le_bytes)),
+                TextEncoding::Utf16Be => push_hex(out, &utf16_bytes(t, u16::to_be_bytes)),
+            }
             out.extend_from_slice(b"' AS TEXT)");
         }
         ValueRef::Blob(b) => {
@@ -113,6 +125,40 @@ pub fn push_sql_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
             out.push(b'\'');
         }
     }
+}
+
+/// Re-encodes text that SQLite converted from UTF-16 to UTF-8 back to UTF-16 code units.
+/// SQLite writes an unpaired surrogate as its 3-byte form, which is decoded back to the
+/// same unit here (so such text survives too); a stray byte becomes U+FFFD.
+fn utf16_bytes(t: &[u8], order: fn(u16) -> [u8; 2]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(t.len() * 2);
+    let mut push = |u: u16| out.extend_from_slice(&order(u));
+    let mut i = 0;
+    while i < t.len() {
+        let b = t[i];
+        let (len, init) = match b {
+            0x00..=0x7f => (1, u32::from(b)),
+            0xc0..=0xdf => (2, u32::from(b & 0x1f)),
+            0xe0..=0xef => (3, u32::from(b & 0x0f)),
+            0xf0..=0xf7 => (4, u32::from(b & 0x07)),
+            _ => (0, 0xfffd),
+        };
+        let cont = t.get(i + 1..i + len.max(1)).filter(|c| len > 0 && c.iter().all(|&c| c & 0xc0 == 0x80));
+        let code = match cont {
+            Some(c) => c.iter().fold(init, |acc, &c| (acc << 6) | u32::from(c & 0x3f)),
+            None if len == 1 => init,
+            None => 0xfffd,
+        };
+        i += if cont.is_some() || len == 1 { len } else { 1 };
+        if code >= 0x10000 {
+            let v = code - 0x10000;
+            push(0xd800 | (v >> 10) as u16);
+            push(0xdc00 | (v & 0x3ff) as u16);
+        } else {
+            push(code as u16);
+        }
+    }
+    out
 }
 
 /// Quotes an SQL identifier with double quotes.

@@ -19,8 +19,77 @@ pub(super) struct Column {
 /// What kind of table a schema row is.
 pub(super) enum TableKind {
     Ordinary { without_rowid: bool },
-    Virtual { module: String, content: Option<String> },
+    Virtual { module: String, rows: VtabRows },
 }
+
+/// Where a virtual table's rows live, decided by what its module really created (its
+/// shadow tables), not by a pattern in its SQL: `USING fts3(a, content="x")` is an FTS3
+/// table with a column named `content`, while in FTS4/FTS5 `content=` is an option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum VtabRows {
+    /// The table holds its rows (FTS with a `_content` shadow table, rtree, …): dumped
+    /// by content and re-inserted, which rebuilds the index.
+    Own,
+    /// External-content FTS: rebuilt from its content table after the data.
+    External,
+    /// Contentless FTS: no content to read, only the index; restored by copying these
+    /// shadow tables into the ones `CREATE VIRTUAL TABLE` made.
+    Contentless { shadows: Vec<String> },
+}
+
+/// Decides [`VtabRows`] for a virtual table from its module, SQL and the shadow tables
+/// that exist (`shadows`: lowercased names).
+pub(super) fn vtab_rows(name: &str, module: &str, sql: &str, shadows: &HashSet<String>) -> VtabRows {
+    if !is_fts(module) {
+        return VtabRows::Own;
+    }
+    let shadow = |suffix: &str| format!("{name}_{suffix}");
+    if shadows.contains(&shadow("content").to_lowercase()) {
+        return VtabRows::Own;
+    }
+    let content = if module == "fts3" { None } else { vtab_option(sql, "content") };
+    match content {
+        Some(c) if !c.is_empty() => VtabRows::External,
+        _ => {
+            let suffixes: &[&str] = if module == "fts5" { &["config", "data", "idx", "docsize"] } else { &["segments", "segdir", "docsize", "stat"] };
+            VtabRows::Contentless { shadows: suffixes.iter().map(|s| shadow(s)).filter(|s| shadows.contains(&s.to_lowercase())).collect() }
+        }
+    }
+}
+
+/// The database's text encoding, which decides how TEXT that needs a hex literal is
+/// written (SQLite reinterprets `CAST(X'…' AS TEXT)` in the database's encoding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextEncoding {
+    #[default]
+    Utf8,
+    Utf16Le,
+    Utf16Be,
+}
+
+impl TextEncoding {
+    /// From `PRAGMA encoding`.
+    pub fn from_pragma(s: &str) -> Self {
+        match s.to_ascii_uppercase().as_str() {
+            "UTF-16LE" => TextEncoding::Utf16Le,
+            "UTF-16BE" => TextEncoding::Utf16Be,
+            _ => TextEncoding::Utf8,
+        }
+    }
+}
+
+/// How a table is paged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    /// `WHERE key > last ORDER BY key`: the normal, O(log n) resume.
+    Keyset,
+    /// `LIMIT n OFFSET k` in table order: only for a rowid table whose rowid has no name
+    /// left (columns named rowid, oid and _rowid_); reported as a warning.
+    Offset,
+}
+
+/// SQLite's default `SQLITE_MAX_COLUMN`: a result set may not have more columns.
+const MAX_RESULT_COLUMNS: usize = 2000;
 
 /// How rows of a table are encoded.
 #[derive(Debug)]
@@ -28,6 +97,7 @@ pub enum RowEncoding {
     /// `prefix` + values + `);\n`.
     Sql {
         prefix: Vec<u8>,
+        text: TextEncoding,
     },
     Csv,
     /// One object per row; `keys` are the pre-rendered `"name":` members.
@@ -50,6 +120,11 @@ pub struct TableSource {
     pub select_after: String,
     /// Number of value columns after the key columns.
     pub value_len: usize,
+    /// For tables wider than a result set may be: the SELECT of the remaining value
+    /// columns of one row (`?1..?key_len` = its key), and how many there are.
+    pub select_rest: Option<String>,
+    pub rest_len: usize,
+    pub paging: Paging,
     /// Names of the visible columns (the CSV header); for SQL, without the rowid.
     pub column_names: Vec<String>,
     pub encoding: RowEncoding,
@@ -66,27 +141,41 @@ pub(super) fn columns(conn: &Connection, spec: &DumpSpec, table: &str) -> Result
         })
 }
 
-pub(super) fn table_source(conn: &Connection, spec: &DumpSpec, table: &str, kind: &TableKind) -> Result<TableSource, DumpError> {
+pub(super) fn table_source(
+    conn: &Connection,
+    spec: &DumpSpec,
+    table: &str,
+    kind: &TableKind,
+    text: TextEncoding,
+    warnings: &mut Vec<String>,
+) -> Result<TableSource, DumpError> {
     let cols = columns(conn, spec, table)?;
     let q = quote_ident(table);
     let names: HashSet<String> = cols.iter().map(|c| c.name.to_ascii_lowercase()).collect();
     let rowid_alias = ["rowid", "_rowid_", "oid"].into_iter().find(|a| !names.contains(*a));
 
     // Key columns (keyset order) and whether SQL must insert the rowid explicitly.
-    let (keys, sql_rowid): (Vec<String>, bool) = match kind {
+    let (keys, sql_rowid, paging): (Vec<String>, bool, Paging) = match kind {
         TableKind::Ordinary { without_rowid: true } => {
             let mut pk: Vec<&Column> = cols.iter().filter(|c| c.pk > 0).collect();
             pk.sort_by_key(|c| c.pk);
-            (pk.iter().map(|c| quote_ident(&c.name)).collect(), false)
+            (pk.iter().map(|c| quote_ident(&c.name)).collect(), false, Paging::Keyset)
         }
-        TableKind::Ordinary { without_rowid: false } => {
-            let alias = rowid_alias
-                .ok_or_else(|| DumpError::InvalidRequest(format!("table {table:?} has columns named rowid, _rowid_ and oid; its rowid cannot be read")))?;
-            (vec![alias.to_string()], !has_integer_primary_key(conn, spec, table, &cols)?)
-        }
+        TableKind::Ordinary { without_rowid: false } => match (rowid_alias, integer_primary_key(conn, spec, table, &cols)?) {
+            (Some(alias), ipk) => (vec![alias.to_string()], ipk.is_none(), Paging::Keyset),
+            // The INTEGER PRIMARY KEY column is the rowid under its own name.
+            (None, Some(ipk)) => (vec![quote_ident(ipk)], false, Paging::Keyset),
+            (None, None) => {
+                warnings.push(format!(
+                    "table {table:?}: columns named rowid, oid and _rowid_ hide its rowid, so its rows are dumped without their rowids \
+                     (they get new ones on restore) and read by OFFSET, which is slow on large tables"
+                ));
+                (Vec::new(), false, Paging::Offset)
+            }
+        },
         TableKind::Virtual { module, .. } => {
             let alias = rowid_alias.unwrap_or("rowid");
-            (vec![alias.to_string()], !module.starts_with("rtree"))
+            (vec![alias.to_string()], !module.starts_with("rtree"), Paging::Keyset)
         }
     };
     let visible: Vec<&Column> = match spec.format {
@@ -102,7 +191,7 @@ pub(super) fn table_source(conn: &Connection, spec: &DumpSpec, table: &str, kind
         Format::Sql => {
             let all_plain = cols.iter().all(|c| c.hidden == 0);
             let prefix = if sql_rowid || !all_plain { format!("INSERT INTO {q}({}) VALUES(", values.join(",")) } else { format!("INSERT INTO {q} VALUES(") };
-            RowEncoding::Sql { prefix: prefix.into_bytes() }
+            RowEncoding::Sql { prefix: prefix.into_bytes(), text }
         }
         Format::Csv => RowEncoding::Csv,
         Format::Json => RowEncoding::Json {
@@ -118,32 +207,62 @@ pub(super) fn table_source(conn: &Connection, spec: &DumpSpec, table: &str, kind
         },
     };
     let key_list = keys.join(",");
-    let select_cols = if values.is_empty() { key_list.clone() } else { format!("{key_list},{}", values.join(",")) };
     let params: Vec<String> = (1..=keys.len()).map(|i| format!("?{i}")).collect();
-    let after = if keys.len() == 1 { format!("{key_list} > {}", params[0]) } else { format!("({key_list}) > ({})", params.join(",")) };
+    // A result set holds at most MAX_RESULT_COLUMNS: the rest of a wide row is read by key.
+    let room = MAX_RESULT_COLUMNS - keys.len().min(MAX_RESULT_COLUMNS - 1);
+    let rest: Vec<String> = if values.len() > room { values.split_off(room) } else { Vec::new() };
+    let select_rest = match (rest.is_empty(), paging) {
+        (true, _) => None,
+        (false, Paging::Offset) => {
+            return Err(DumpError::InvalidRequest(format!("table {table:?} is wider than a result set and its rowid has no name; leave it out with --tables")))
+        }
+        (false, Paging::Keyset) => {
+            let key_match = if keys.len() == 1 { format!("{key_list} = ?1") } else { format!("({key_list}) = ({})", params.join(",")) };
+            Some(format!("SELECT {} FROM {q} WHERE {key_match}", rest.join(",")))
+        }
+    };
+    let select_cols = match (keys.is_empty(), values.is_empty()) {
+        (_, true) => key_list.clone(),
+        (true, false) => values.join(","),
+        (false, false) => format!("{key_list},{}", values.join(",")),
+    };
+    let (select_first, select_after) = match paging {
+        Paging::Keyset => {
+            let after = if keys.len() == 1 { format!("{key_list} > {}", params[0]) } else { format!("({key_list}) > ({})", params.join(",")) };
+            (
+                format!("SELECT {select_cols} FROM {q} ORDER BY {key_list} LIMIT ?1"),
+                format!("SELECT {select_cols} FROM {q} WHERE {after} ORDER BY {key_list} LIMIT ?{}", keys.len() + 1),
+            )
+        }
+        // NOT INDEXED: a scan of the table itself, in rowid order, the same every time.
+        Paging::Offset => (format!("SELECT {select_cols} FROM {q} NOT INDEXED LIMIT ?1"), format!("SELECT {select_cols} FROM {q} NOT INDEXED LIMIT ?2 OFFSET ?1")),
+    };
     Ok(TableSource {
         name: table.to_string(),
         key_len: keys.len(),
         key_list: key_list.clone(),
-        select_first: format!("SELECT {select_cols} FROM {q} ORDER BY {key_list} LIMIT ?1"),
-        select_after: format!("SELECT {select_cols} FROM {q} WHERE {after} ORDER BY {key_list} LIMIT ?{}", keys.len() + 1),
+        select_first,
+        select_after,
         value_len: values.len(),
+        select_rest,
+        rest_len: rest.len(),
+        paging,
         column_names: visible.iter().map(|c| c.name.clone()).collect(),
         encoding,
     })
 }
 
-/// Whether the table has an INTEGER PRIMARY KEY that aliases the rowid. (`INTEGER
-/// PRIMARY KEY DESC` does not: such a table gets an automatic `pk` index, an alias never.)
-fn has_integer_primary_key(conn: &Connection, spec: &DumpSpec, table: &str, cols: &[Column]) -> Result<bool, DumpError> {
+/// The INTEGER PRIMARY KEY column that aliases the rowid, if any. (`INTEGER PRIMARY KEY
+/// DESC` does not: such a table gets an automatic `pk` index, an alias never.)
+fn integer_primary_key<'c>(conn: &Connection, spec: &DumpSpec, table: &str, cols: &'c [Column]) -> Result<Option<&'c str>, DumpError> {
     let pk: Vec<&Column> = cols.iter().filter(|c| c.pk > 0).collect();
     if pk.len() != 1 || !pk[0].decl_type.eq_ignore_ascii_case("integer") {
-        return Ok(false);
+        return Ok(None);
     }
     let pk_index: i64 = conn
         .query_row("SELECT count(*) FROM pragma_index_list(?1) WHERE origin = 'pk'", [table], |r| r.get(0))
         .map_err(|e| DumpError::from_sqlite(&spec.database, e))?;
-    Ok(pk_index == 0)
+    Ok((pk_index == 0).then_some(pk[0].name.as_str()))
 }
 
 pub(super) fn is_fts(module: &str) -> bool {
