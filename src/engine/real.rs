@@ -55,7 +55,7 @@ fn decimal_parts(text: &str) -> Decimal {
         digits = digits * 10 + u64::from(b - b'0');
     }
     let mut exp10 = exp - frac_part.len() as i32;
-    while digits != 0 && digits % 10 == 0 {
+    while digits != 0 && digits.is_multiple_of(10) {
         digits /= 10;
         exp10 += 1;
     }
