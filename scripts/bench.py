@@ -136,8 +136,87 @@ def cloud(rows):
         print(f"{name:20} {t:7.2f} s  {size / 1e6 / t:7.1f} MB/s  {usage.ru_maxrss / 1024:6.1f} MiB  {t / local_t:5.2f}x the local time")
 
 
+def reals(rows):
+    """Cost of the exact REAL encoding: a table of coordinates, money and computed
+    values, dumped as SQL, against the same dump with every REAL as its shortest
+    decimal (what a correctly rounding loader would need) and the shell's .dump."""
+    import random, re
+    db = os.path.join(CACHE, f"reals-{rows}.db")
+    if not os.path.exists(db):
+        random.seed(1)
+        import sqlite3
+        c = sqlite3.connect(db + ".tmp")
+        c.execute("CREATE TABLE places(id INTEGER PRIMARY KEY, lat REAL, lon REAL, price REAL, ratio REAL)")
+        c.executemany("INSERT INTO places(lat, lon, price, ratio) VALUES (?, ?, ?, ?)",
+                      ((round(random.uniform(-90, 90), 6), round(random.uniform(-180, 180), 6),
+                        round(random.uniform(0, 5000), 2), random.random() / 3) for _ in range(rows)))
+        c.commit()
+        c.close()
+        os.rename(db + ".tmp", db)
+    out = os.path.join(CACHE, "out-reals")
+    t, rss = best(dump(db, out, "--format", "sql"))
+    path = os.path.join(out, "bench.sql")
+    text = open(path).read()
+    def shortest(m):
+        # Evaluates the exact expression as SQLite does (IEEE doubles, left to right).
+        toks = re.split(r"([*/])", m.group(0)[1:-1])
+        v = float(toks[0])
+        for op, num in zip(toks[1::2], toks[2::2]):
+            v = v * float(num) if op == "*" else v / float(num)
+        return repr(v)
+    plain = re.sub(r"\((-?[0-9.]+)((?:[*/][0-9e]+)+)\)", shortest, text)
+    st, _ = best(["sh", "-c", f"sqlite3 {db} .dump > {CACHE}/reals-shell.sql"])
+    shell_size = os.path.getsize(f"{CACHE}/reals-shell.sql")
+    n_expr = text.count("(")
+    print(f"\n== exact REALs: {rows:,} rows x 4 REAL columns (coordinates, money, ratios) ==")
+    print(f"chunkdump sql        {t:7.2f} s  {len(text) / 1e6:7.1f} MB  ({n_expr:,} REALs as exact expressions)")
+    print(f"same, shortest REALs          {len(plain) / 1e6:7.1f} MB  (+{(len(text) / len(plain) - 1) * 100:.1f}% size for exactness in every loader)")
+    print(f"sqlite3 .dump        {st:7.2f} s  {shell_size / 1e6:7.1f} MB  ({st / t:.2f}x chunkdump's time)")
+
+
+def many_tables(n):
+    """A chunk's fixed cost must not grow with the number of tables: n small tables
+    dumped in many short chunks against one chunk."""
+    db = os.path.join(CACHE, f"tables-{n}.db")
+    if not os.path.exists(db):
+        sql = "PRAGMA journal_mode=OFF; BEGIN;" + "".join(
+            f"CREATE TABLE t{i}(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t{i}(v) VALUES ('a'), ('b'), ('c');" for i in range(n)) + "COMMIT;"
+        subprocess.run(["sqlite3", db + ".tmp"], input=sql.encode(), check=True, stdout=subprocess.DEVNULL)
+        os.rename(db + ".tmp", db)
+    out = os.path.join(CACHE, "out-tables")
+    one, _ = best(dump(db, out, "--format", "sql"), runs=1)
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [BIN, "dump", db, "--out", out, "--budget-ms", "20", "--breathe-ms", "0", "--chunk-size", "1", "--id", "bench", "--format", "sql"]
+    many, _ = measure(cmd)
+    chunks = subprocess.run([BIN, "status", "bench", "--out", out], capture_output=True, text=True).stdout
+    import json
+    n_chunks = json.loads(chunks)["chunks"]
+    print(f"\n== {n:,} tables of 3 rows ==")
+    print(f"one chunk            {one:7.2f} s")
+    print(f"20 ms chunks         {many:7.2f} s  ({n_chunks} chunks, {many / one:.1f}x the one-chunk time)")
+
+
+def large_values():
+    """Peak RSS of dumping one 200 MB BLOB and one 100 MB TEXT."""
+    db = os.path.join(CACHE, "large-values.db")
+    if not os.path.exists(db):
+        sql = ("PRAGMA journal_mode=OFF; CREATE TABLE big(id INTEGER PRIMARY KEY, b BLOB, t TEXT);"
+               "INSERT INTO big(b) VALUES (randomblob(200000000));"
+               "INSERT INTO big(t) VALUES (printf('%.*c', 100000000, 'x'));")
+        subprocess.run(["sqlite3", db + ".tmp"], input=sql.encode(), check=True, stdout=subprocess.DEVNULL)
+        os.rename(db + ".tmp", db)
+    print("\n== one 200 MB BLOB and one 100 MB TEXT ==")
+    for fmt in ["sql", "csv", "json"]:
+        t, rss = best(dump(db, os.path.join(CACHE, "out-large"), "--format", fmt), runs=1)
+        print(f"{fmt:5} {t:7.2f} s  peak RSS {rss:7.1f} MiB")
+
+
 def main():
     rows = int(sys.argv[1])
+    if os.environ.get("BENCH_ONLY"):
+        for part in os.environ["BENCH_ONLY"].split(","):
+            {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values}[part]()
+        return
     small = bench(rows // 10)
     large = bench(rows)
     if os.path.isdir("/dev/shm"):
@@ -147,6 +226,9 @@ def main():
     print("\npeak RSS, small -> large database:")
     for name in large:
         print(f"  {name:30} {small[name]:6.1f} MiB -> {large[name]:6.1f} MiB")
+    reals(rows // 4)
+    many_tables(3000)
+    large_values()
 
 
 if __name__ == "__main__":

@@ -244,3 +244,30 @@ fn wal_databases_with_commits_still_in_the_wal_are_dumped_whole() {
     assert_eq!(text.matches("INSERT INTO \"t\"").count(), 3, "{text}");
     drop(writer);
 }
+
+#[test]
+fn reals_drawn_like_real_data_restore_bit_exactly_everywhere() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("reals.db");
+    let c = Connection::open(&src).unwrap();
+    c.execute_batch("CREATE TABLE r(id INTEGER PRIMARY KEY, lat REAL, lon REAL, price REAL, measured REAL, bits)").unwrap();
+    let mut rng = fastrand::Rng::with_seed(2026);
+    let tx = c.unchecked_transaction().unwrap();
+    {
+        let mut ins = tx.prepare("INSERT INTO r(lat, lon, price, measured, bits) VALUES (?1, ?2, ?3, ?4, ?5)").unwrap();
+        for _ in 0..20_000 {
+            let lat = rng.i64(-90_000_000..=90_000_000) as f64 / 1e6;
+            let lon = rng.i64(-180_000_000..=180_000_000) as f64 / 1e6;
+            let price = rng.i64(0..10_000_000) as f64 / 100.0;
+            let digits = rng.u32(1..=17);
+            let measured: f64 = format!("{}e{}", rng.u64(..10u64.pow(digits)), rng.i32(-320..300)).parse().unwrap();
+            let bits = f64::from_bits(rng.u64(..));
+            let bits = if bits.is_nan() { 0.5 } else { bits };
+            ins.execute(rusqlite::params![lat, lon, price, measured, bits]).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    drop(c);
+    let (_, sql) = dump_ok(&src, &work.path().join("out"), &["--format", "sql"]);
+    assert_restores_everywhere(&src, &sql, work.path());
+}

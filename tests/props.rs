@@ -13,9 +13,30 @@ use rusqlite::types::Value;
 
 #[derive(Debug, Clone)]
 struct Table {
+    name: &'static str,
     types: Vec<&'static str>,
     integer_pk: bool,
     rows: Vec<(i64, Vec<Value>)>,
+}
+
+/// Table names that need quoting, or look like something else.
+const NAMES: &[&str] = &["t", "a\"b", "[br]", "new\nline", "a/b.c", "100%", "😀 emoji", "select", "", "'q'"];
+
+/// REALs the way real data looks: decimals with 1 to 17 significant digits at any
+/// scale, coordinates, money, subnormals, huge and tiny magnitudes.
+fn real_like() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        (1u32..=17, any::<u64>(), -30i32..30, any::<bool>()).prop_map(|(digits, bits, exp, neg)| {
+            let m = bits % 10u64.pow(digits);
+            let f: f64 = format!("{}{m}e{exp}", if neg { "-" } else { "" }).parse().unwrap();
+            f
+        }),
+        (-180_000_000i64..=180_000_000).prop_map(|n| n as f64 / 1e6),
+        (-90_0000000i64..=90_0000000).prop_map(|n| format!("{}", n as f64 / 1e7).parse().unwrap()),
+        (0i64..100_000_000_00).prop_map(|c| c as f64 / 100.0),
+        (1u64..(1 << 52)).prop_map(f64::from_bits),
+        (1.0f64..10.0, 280i32..308, any::<bool>()).prop_map(|(m, e, tiny)| if tiny { m * 10f64.powi(-e) } else { m * 10f64.powi(e) }),
+    ]
 }
 
 fn value() -> impl Strategy<Value = Value> {
@@ -25,6 +46,8 @@ fn value() -> impl Strategy<Value = Value> {
         prop_oneof![Just(i64::MIN), Just(i64::MAX), -3i64..3].prop_map(Value::Integer),
         any::<u64>().prop_map(|b| f64::from_bits(b)).prop_filter("NaN is stored as NULL", |f| !f.is_nan()).prop_map(Value::Real),
         prop_oneof![Just(0.0), Just(-0.0), Just(5e-324), Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(1e-310)].prop_map(Value::Real),
+        real_like().prop_map(Value::Real),
+        real_like().prop_map(Value::Real),
         "\\PC{0,12}".prop_map(Value::Text),
         prop::collection::vec(prop_oneof![Just(0u8), Just(b'\n'), Just(b'\r'), Just(b'\''), Just(b'"'), Just(b','), any::<u8>()], 0..10)
             .prop_map(|b| Value::Text(String::from_utf8_lossy(&b).into_owned())),
@@ -34,23 +57,26 @@ fn value() -> impl Strategy<Value = Value> {
 
 fn table() -> impl Strategy<Value = Table> {
     let types = prop::collection::vec(prop::sample::select(vec!["", "INTEGER", "TEXT", "REAL", "BLOB", "NUMERIC", "ANY"]), 1..4);
-    (types, any::<bool>()).prop_flat_map(|(types, integer_pk)| {
+    (prop::sample::select(NAMES), types, any::<bool>()).prop_flat_map(|(name, types, integer_pk)| {
         let n = types.len();
         let rows = prop::collection::btree_map(any::<i64>(), prop::collection::vec(value(), n), 0..25).prop_map(|m| m.into_iter().collect::<Vec<_>>());
-        rows.prop_map(move |rows| Table { types: types.clone(), integer_pk, rows })
+        rows.prop_map(move |rows| Table { name, types: types.clone(), integer_pk, rows })
     })
 }
 
-fn build(path: &std::path::Path, tables: &[Table]) {
+fn build(path: &std::path::Path, encoding: &str, tables: &[Table]) {
     let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(&format!("PRAGMA encoding = '{encoding}'")).unwrap();
     for (t, table) in tables.iter().enumerate() {
         let cols: Vec<String> = table.types.iter().enumerate().map(|(i, ty)| format!("\"c {i}\" {ty}")).collect();
         let pk = if table.integer_pk { "id INTEGER PRIMARY KEY, " } else { "" };
-        c.execute_batch(&format!("CREATE TABLE \"t{t}\"({pk}{})", cols.join(", "))).unwrap();
+        // Names repeat across tables: the index keeps them distinct.
+        let qname = format!("\"{}{t}\"", table.name.replace('"', "\"\""));
+        c.execute_batch(&format!("CREATE TABLE {qname}({pk}{})", cols.join(", "))).unwrap();
         let marks: Vec<String> = (0..=table.types.len()).map(|i| format!("?{}", i + 1)).collect();
         let target = if table.integer_pk { "id" } else { "rowid" };
         let names: Vec<String> = (0..table.types.len()).map(|i| format!("\"c {i}\"")).collect();
-        let sql = format!("INSERT INTO \"t{t}\"({target}, {}) VALUES ({})", names.join(", "), marks.join(", "));
+        let sql = format!("INSERT INTO {qname}({target}, {}) VALUES ({})", names.join(", "), marks.join(", "));
         for (rowid, values) in &table.rows {
             let mut params: Vec<&dyn rusqlite::ToSql> = vec![rowid];
             params.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
@@ -60,7 +86,7 @@ fn build(path: &std::path::Path, tables: &[Table]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn random_databases_round_trip_and_chunking_never_changes_bytes(
@@ -68,10 +94,11 @@ proptest! {
         chunk_size in 1u32..8,
         part_size in 64u64..2048,
         format in prop::sample::select(vec![Format::Sql, Format::Json, Format::Csv]),
+        encoding in prop::sample::select(vec!["UTF-8", "UTF-8", "UTF-16le", "UTF-16be"]),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("p.db");
-        build(&src, &tables);
+        build(&src, encoding, &tables);
         let reference = lib_dump(&src, format, Compression::None, 100_000, Duration::from_secs(60), 8 << 20);
         let chunked = lib_dump(&src, format, Compression::None, chunk_size, Duration::ZERO, part_size);
         prop_assert_eq!(&chunked.files, &reference.files);

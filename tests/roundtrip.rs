@@ -102,7 +102,7 @@ fn real_sqlite_files_from_registry_packages_round_trip() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "sqlite3" || e == "db"))
         .collect();
-    assert!(files.len() >= 4, "expected at least four real SQLite files in {dir}; run scripts/fetch-fixtures");
+    assert!(files.len() >= 7, "expected the seven real SQLite files in {dir}; run scripts/fetch-fixtures");
     let work = tempfile::tempdir().unwrap();
     for (i, src) in files.iter().enumerate() {
         let out = work.path().join(format!("out{i}"));

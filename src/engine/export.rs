@@ -11,7 +11,9 @@ use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::mpsc;
 
 use super::output::{BufferPool, OutputSink, Tail, UploadEvent};
-use super::plan::{build_plan, Paging, Plan, RowEncoding, Step, TableSource};
+use super::plan::{build_plan, generate, Paging, Plan, RowEncoding, Step, TableSource};
+use super::large::{is_large, write_value};
+use super::plan_cache::cached_plan;
 use super::render::{push_csv_value, push_json_value, push_sql_value_in};
 use crate::error::DumpError;
 use crate::job::{Cursor, DumpSpec, KeyValue};
@@ -135,7 +137,7 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
     let db = |e| DumpError::from_sqlite(&spec.database, e);
     let conn = open_database(&spec.database)?;
     let schema_version = read_schema_version(&conn).map_err(db)?;
-    let plan = build_plan(&conn, spec, &input.dump_id)?;
+    let plan = cached_plan(&conn, spec, &input.dump_id, schema_version)?;
     if let Some(fp) = &input.fingerprint {
         if *fp != plan.fingerprint {
             return Err(DumpError::SchemaChanged("a dumped table, index, view or trigger was created, altered or dropped".into()));
@@ -179,6 +181,10 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
                 sink.write_all(bytes).map_err(io)?;
                 cursor.step += 1;
             }
+            Step::Generated(what) => {
+                sink.write_all(&generate(&conn, what).map_err(db)?).map_err(io)?;
+                cursor.step += 1;
+            }
             Step::Rows(table) => {
                 sliced = true;
                 match read_slice(&conn, table, &mut cursor.after, spec.chunk_size, schema_version, &mut sink, &mut line) {
@@ -201,7 +207,15 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
         }
     };
     let (tail, produced) = sink.suspend().map_err(io)?;
-    Ok(ExportOutcome { cursor, rows, end, tail, produced, fingerprint: plan.fingerprint, total_rows, warnings: plan.warnings })
+    Ok(ExportOutcome { cursor, rows, end, tail, produced, fingerprint: plan.fingerprint.clone(), total_rows, warnings: plan.warnings.clone() })
+}
+
+/// Writes the row so far, then a large value in pieces (see [`super::large`]).
+fn stream_large(encoding: &RowEncoding, v: ValueRef<'_>, line: &mut Vec<u8>, sink: &mut OutputSink) -> Result<(), SliceError> {
+    sink.write_all(line).map_err(SliceError::Io)?;
+    line.clear();
+    let mut scratch = Vec::new();
+    write_value(encoding, v, &mut scratch, &mut |piece| sink.write_all(piece)).map_err(SliceError::Io)
 }
 
 enum SliceError {
@@ -300,7 +314,12 @@ fn read_slice(
                     if i > 0 {
                         line.push(b',');
                     }
-                    push_sql_value_in(line, value(i)?, *text);
+                    let v = value(i)?;
+                    if is_large(&v) {
+                        stream_large(&table.encoding, v, line, sink)?;
+                    } else {
+                        push_sql_value_in(line, v, *text);
+                    }
                 }
                 line.extend_from_slice(b");\n");
             }
@@ -309,7 +328,12 @@ fn read_slice(
                     if i > 0 {
                         line.push(b',');
                     }
-                    push_csv_value(line, value(i)?);
+                    let v = value(i)?;
+                    if is_large(&v) {
+                        stream_large(&table.encoding, v, line, sink)?;
+                    } else {
+                        push_csv_value(line, v);
+                    }
                 }
                 line.extend_from_slice(b"\r\n");
             }
@@ -320,7 +344,12 @@ fn read_slice(
                         line.push(b',');
                     }
                     line.extend_from_slice(key);
-                    push_json_value(line, value(i)?);
+                    let v = value(i)?;
+                    if is_large(&v) {
+                        stream_large(&table.encoding, v, line, sink)?;
+                    } else {
+                        push_json_value(line, v);
+                    }
                 }
                 line.push(b'}');
             }

@@ -4,8 +4,10 @@
 //! [`output`] cuts bytes into fixed-size parts, [`export`] runs one chunk.
 
 pub mod export;
+pub mod large;
 pub mod output;
 pub mod plan;
+pub mod plan_cache;
 pub mod real;
 pub mod render;
 pub mod table;

@@ -30,6 +30,20 @@ pub enum Step {
     Literal(Vec<u8>),
     /// The rows of one table.
     Rows(Arc<TableSource>),
+    /// SQL text that depends on data rather than schema (sequences, statistics, header
+    /// pragmas), generated when the dump reaches it: a plan is reused while the schema
+    /// is unchanged, and these must be as of the end of the dump.
+    Generated(Generated),
+}
+
+/// The data-dependent parts of the SQL trailer.
+#[derive(Debug)]
+pub enum Generated {
+    /// `sqlite_sequence` rows of the dumped tables (`None`: all), then `sqlite_stat1`
+    /// (whole-database dumps only).
+    SequencesAndStats { only: Option<HashSet<String>>, has_sequence: bool, has_stat1: bool, has_stat4: bool },
+    /// `user_version` and `application_id`.
+    HeaderPragmas,
 }
 
 /// The whole dump.
@@ -166,7 +180,16 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
                 }
             }
             if spec.include_schema {
-                steps.push(Step::Literal(sql_trailer(conn, spec, &schema, &is_selected, &mut fingerprint, &rebuilds)?));
+                let has = |name: &str| schema.iter().any(|r| r.kind == "table" && r.name == name);
+                steps.push(Step::Generated(Generated::SequencesAndStats {
+                    only: selected.clone(),
+                    has_sequence: has("sqlite_sequence"),
+                    has_stat1: has("sqlite_stat1") && spec.tables.is_none(),
+                    has_stat4: has("sqlite_stat4"),
+                }));
+                steps.push(Step::Literal(schema_trailer(&schema, spec, &is_selected, &mut fingerprint, &rebuilds)));
+                steps.push(Step::Generated(Generated::HeaderPragmas));
+                steps.push(Step::Literal(b"COMMIT;\n".to_vec()));
             } else {
                 steps.push(Step::Literal(b"COMMIT;\n".to_vec()));
             }
@@ -211,43 +234,9 @@ fn hex_digest(bytes: &[u8]) -> String {
     String::from_utf8(out).expect("hex is ASCII")
 }
 
-/// `sqlite_sequence`, `sqlite_stat1`, indexes, views, triggers, FTS rebuilds, the
-/// header pragmas, `COMMIT`.
-fn sql_trailer(
-    conn: &Connection,
-    spec: &DumpSpec,
-    schema: &[SchemaRow],
-    is_selected: &dyn Fn(&str) -> bool,
-    fingerprint: &mut dyn FnMut(&SchemaRow),
-    rebuilds: &[String],
-) -> Result<Vec<u8>, DumpError> {
-    let err = db_err(spec);
+/// Indexes, views, triggers and FTS rebuilds of the dumped tables.
+fn schema_trailer(schema: &[SchemaRow], spec: &DumpSpec, is_selected: &dyn Fn(&str) -> bool, fingerprint: &mut dyn FnMut(&SchemaRow), rebuilds: &[String]) -> Vec<u8> {
     let mut out = String::new();
-    let has = |name: &str| schema.iter().any(|r| r.kind == "table" && r.name == name);
-    if has("sqlite_sequence") {
-        let rows: Vec<(String, i64)> = conn
-            .prepare("SELECT name, seq FROM sqlite_sequence ORDER BY rowid")
-            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-            .map_err(&err)?;
-        let rows: Vec<_> = rows.into_iter().filter(|(n, _)| is_selected(n)).collect();
-        if !rows.is_empty() {
-            out.push_str("DELETE FROM sqlite_sequence;\n");
-            for (name, seq) in rows {
-                out.push_str(&format!("INSERT INTO sqlite_sequence(name,seq) VALUES({},{seq});\n", quote_literal(&name)));
-            }
-        }
-    }
-    if has("sqlite_stat1") && spec.tables.is_none() {
-        let rows: Vec<(String, Option<String>, String)> = conn
-            .prepare("SELECT tbl, idx, stat FROM sqlite_stat1 ORDER BY rowid")
-            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
-            .map_err(&err)?;
-        out.push_str("ANALYZE sqlite_schema;\n");
-        for (tbl, idx, stat) in rows {
-            let idx = idx.map_or("NULL".to_string(), |i| quote_literal(&i));
-            out.push_str(&format!("INSERT INTO sqlite_stat1 VALUES({},{idx},{});\n", quote_literal(&tbl), quote_literal(&stat)));
-        }
-    }
     let whole_db = spec.tables.is_none();
     for kind in ["index", "view", "trigger"] {
         for row in schema.iter().filter(|r| r.kind == kind && r.sql.is_some()) {
@@ -262,13 +251,51 @@ fn sql_trailer(
     for r in rebuilds {
         out.push_str(r);
     }
-    for pragma in ["user_version", "application_id"] {
-        let v: i64 = conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0)).map_err(&err)?;
-        if v != 0 {
-            out.push_str(&format!("PRAGMA {pragma}={v};\n"));
+    out.into_bytes()
+}
+
+/// Renders a [`Generated`] step from the database as it is now.
+pub fn generate(conn: &Connection, step: &Generated) -> rusqlite::Result<Vec<u8>> {
+    let mut out = String::new();
+    match step {
+        Generated::SequencesAndStats { only, has_sequence, has_stat1, has_stat4 } => {
+            if *has_sequence {
+                let rows: Vec<(String, i64)> =
+                    conn.prepare("SELECT name, seq FROM sqlite_sequence ORDER BY rowid")?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+                let rows: Vec<_> = rows.into_iter().filter(|(n, _)| only.as_ref().is_none_or(|o| o.contains(&n.to_ascii_lowercase()))).collect();
+                if !rows.is_empty() {
+                    out.push_str("DELETE FROM sqlite_sequence;\n");
+                    for (name, seq) in rows {
+                        out.push_str(&format!("INSERT INTO sqlite_sequence(name,seq) VALUES({},{seq});\n", quote_literal(&name)));
+                    }
+                }
+            }
+            if *has_stat1 {
+                let rows: Vec<(String, Option<String>, String)> = conn
+                    .prepare("SELECT tbl, idx, stat FROM sqlite_stat1 ORDER BY rowid")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<_, _>>()?;
+                out.push_str("ANALYZE sqlite_schema;\n");
+                for (tbl, idx, stat) in rows {
+                    let idx = idx.map_or("NULL".to_string(), |i| quote_literal(&i));
+                    out.push_str(&format!("INSERT INTO sqlite_stat1 VALUES({},{idx},{});\n", quote_literal(&tbl), quote_literal(&stat)));
+                }
+                if !has_stat4 {
+                    // ANALYZE made an (empty) sqlite_stat4 in loaders built with STAT4,
+                    // which the source does not have.
+                    out.push_str("DROP TABLE IF EXISTS sqlite_stat4;\n");
+                }
+            }
+        }
+        Generated::HeaderPragmas => {
+            for pragma in ["user_version", "application_id"] {
+                let v: i64 = conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))?;
+                if v != 0 {
+                    out.push_str(&format!("PRAGMA {pragma}={v};\n"));
+                }
+            }
         }
     }
-    out.push_str("COMMIT;\n");
     Ok(out.into_bytes())
 }
 

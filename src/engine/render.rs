@@ -204,14 +204,18 @@ pub fn push_csv_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
 
 /// Writes `s` as a JSON string (quotes included).
 pub fn push_json_string(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    push_json_escaped(out, s);
+    out.push(b'"');
+}
+
+/// Writes `s` escaped for the inside of a JSON string (no quotes).
+pub fn push_json_escaped(out: &mut Vec<u8>, s: &[u8]) {
     let flags = scan(s, b'"', b"\\\n\t");
     if !flags.control && !flags.quote && !flags.extra {
-        out.push(b'"');
         out.extend_from_slice(s);
-        out.push(b'"');
         return;
     }
-    out.push(b'"');
     let mut start = 0;
     for (i, &b) in s.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -234,7 +238,6 @@ pub fn push_json_string(out: &mut Vec<u8>, s: &[u8]) {
         start = i + 1;
     }
     out.extend_from_slice(&s[start..]);
-    out.push(b'"');
 }
 
 fn push_tagged(out: &mut Vec<u8>, tag: &str, payload: &str) {
