@@ -110,7 +110,12 @@ fn a_schema_change_between_chunks_fails_the_dump_cleanly() {
     c.execute_batch("ALTER TABLE items ADD COLUMN extra TEXT").unwrap();
     let result = child.wait_with_output().unwrap();
     assert_eq!(result.status.code(), Some(1));
-    assert!(stderr_of(&result).contains("schema changed"), "{}", stderr_of(&result));
+    let err = stderr_of(&result);
+    assert!(err.contains("schema changed"), "{err}");
+    // Not a terminal: plain text, and the failure said once, on one `error:` line.
+    assert!(!err.contains('\u{1b}'), "ANSI escapes on a non-terminal: {err:?}");
+    assert_eq!(err.lines().filter(|l| l.contains("schema changed")).count(), 1, "{err}");
+    assert!(err.lines().any(|l| l.starts_with("error: ") && l.contains("schema changed")), "{err}");
     assert!(dump_files(&out).is_empty(), "partial dump left: {:?}", walk_names(&out));
     let staging = out.join(".chunkdump/staging/moving");
     assert!(std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0) == 0, "staging left behind");

@@ -165,3 +165,24 @@ async fn internal_and_insecure_callback_targets_are_refused() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(v["error"]["message"].as_str().unwrap().contains("CHUNKDUMP_CALLBACK_SECRET"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warnings_reach_the_status_and_the_callback() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("hidden.db");
+    rusqlite::Connection::open(&src)
+        .unwrap()
+        .execute_batch("CREATE TABLE ok(a); INSERT INTO ok VALUES (1); CREATE TABLE hidden(rowid, oid, _rowid_); INSERT INTO hidden VALUES (1, 2, 3);")
+        .unwrap();
+    let (rx, addr, ca) = receiver(0).await;
+    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, Some(notifier(&ca))).await;
+    let id = server.start(json!({"format": "sql", "callbackUrl": format!("https://localhost:{}/hook", addr.port())})).await;
+    let done = wait_callback(&server, &id).await;
+    assert_eq!(done["status"], "completed", "one table's corner case does not fail the dump: {done}");
+    let warnings = done["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{done}");
+    assert!(warnings[0].as_str().unwrap().contains("\"hidden\""), "the warning names the table: {done}");
+    let got = rx.got.lock().unwrap().clone();
+    let v: Value = serde_json::from_slice(&got.last().unwrap().1).unwrap();
+    assert_eq!(v["warnings"], done["warnings"]);
+}

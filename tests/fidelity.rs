@@ -81,6 +81,11 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// The id of the one dump under `out`.
+fn dump_id(out: std::path::PathBuf) -> String {
+    std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).find_map(|n| n.strip_suffix(".sql").map(String::from)).unwrap()
+}
+
 fn db(work: &Path, name: &str, sql: &str) -> std::path::PathBuf {
     let path = work.join(name);
     Connection::open(&path).unwrap().execute_batch(sql).unwrap();
@@ -191,7 +196,11 @@ fn a_table_whose_rowid_has_no_name_is_dumped_with_a_warning() {
          INSERT INTO hidden VALUES ('r', 1, 1.5, 'x'), ('s', 2, 2.5, 'y'), ('t', 3, NULL, NULL);",
     );
     let stderr = check_everywhere(&src, work.path());
-    assert!(stderr.contains("warning") && stderr.contains("hidden"), "a warning names the table: {stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("warning: ") && l.contains("\"hidden\"")), "a warning names the table: {stderr}");
+    // `chunkdump status` lists it too.
+    let o = run(&["status", "--out", work.path().join("out-sql").to_str().unwrap(), &dump_id(work.path().join("out-sql"))]);
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(status["warnings"][0].as_str().unwrap().contains("\"hidden\""), "{status}");
 }
 
 #[test]
