@@ -16,6 +16,7 @@ fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<D
         cursor: Cursor { object: 0, step, after: after.map(|k| vec![KeyValue::Integer(k)]) },
         tail: Some(Tail { object: 0, key: "bench.sql".into(), bytes: Vec::new(), next_part: 1, size: 0 }),
         fingerprint: None,
+        first_change_token: None,
         count_rows: false,
         deadline: Instant::now(), // budget 0: exactly one slice
         progress: None,
@@ -46,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         include_schema: true,
         chunk_size: rows,
         part_size: 8 << 20,
+        snapshot: false,
     };
     let conn = rusqlite::Connection::open(&args[1])?;
     let max: i64 = conn.query_row(&format!("SELECT max(rowid) FROM \"{}\"", args[2]), [], |r| r.get(0))?;

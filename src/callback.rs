@@ -152,6 +152,7 @@ impl Notifier {
             body["error"] = serde_json::json!({"code": err.code, "message": err.message});
         }
         body["warnings"] = serde_json::json!(job.warnings);
+        body["consistency"] = serde_json::json!(job.consistency);
         body
     }
 

@@ -242,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 include_schema: !args.no_schema,
                 chunk_size: args.tuning.chunk_size.unwrap_or(cfg.chunk_size),
                 part_size: args.part_size,
+                snapshot: false,
             };
             let job = create_dump(stores.progress.as_ref(), spec, args.id.clone()).await?;
             finish(&stores, &job, &args.tuning, &cfg).await
@@ -318,6 +319,9 @@ async fn finish(stores: &Stores, job: &JobRecord, tuning: &Tuning, cfg: &Config)
     };
     for w in &job.warnings {
         eprintln!("warning: {w}");
+    }
+    if job.consistency.changed_during_dump {
+        eprintln!("warning: the database changed while this live dump ran, so it is not a point-in-time copy; use --snapshot for one");
     }
     let location = stores.objects.locate(&job.output_name());
     if job.spec.format == crate::job::Format::Csv && job.files.is_empty() && !location.contains("://") {

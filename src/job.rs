@@ -84,6 +84,18 @@ pub struct DumpSpec {
     pub chunk_size: u32,
     /// Size of every multipart part but the last, in bytes.
     pub part_size: u64,
+    /// Dump a point-in-time copy of the database (see `snapshot`) instead of the live file.
+    #[serde(default)]
+    pub snapshot: bool,
+}
+
+/// How consistent a dump is: a snapshot dump is a point-in-time copy; a live dump is one
+/// only if nothing changed the database while it ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Consistency {
+    pub snapshot: bool,
+    pub changed_during_dump: bool,
 }
 
 /// A key value saved in a cursor (one column of a primary key, or a rowid).
@@ -217,11 +229,17 @@ pub struct JobRecord {
     /// table), recorded by the first chunk. The rest of the database is exact.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The source's change token when the first chunk started.
+    #[serde(default)]
+    pub change_token: Option<String>,
+    #[serde(default)]
+    pub consistency: Consistency,
 }
 
 impl JobRecord {
     /// A new pending job at version 1.
     pub fn new(id: String, spec: DumpSpec, now: DateTime<Utc>) -> Self {
+        let spec_snapshot = spec.snapshot;
         JobRecord {
             id,
             version: 1,
@@ -243,6 +261,8 @@ impl JobRecord {
             error: None,
             callback: None,
             warnings: Vec::new(),
+            change_token: None,
+            consistency: Consistency { snapshot: spec_snapshot, changed_during_dump: false },
         }
     }
 
@@ -303,6 +323,7 @@ impl JobRecord {
             "completedAt": ts(self.completed_at),
             "files": self.files,
             "warnings": self.warnings,
+            "consistency": self.consistency,
         });
         if let Some(err) = &self.error {
             v["error"] = serde_json::json!({"code": err.code, "message": err.message});

@@ -132,6 +132,7 @@ pub async fn run_chunk(
         cursor: job.cursor.clone(),
         tail,
         fingerprint: job.schema_fingerprint.clone(),
+        first_change_token: job.change_token.clone(),
         count_rows: job.total_rows.is_none(),
         deadline,
         progress: opts.progress.clone().map(|hook| {
@@ -191,6 +192,11 @@ async fn commit_chunk(
     next.updated_at = now;
     next.started_at.get_or_insert(now);
     next.schema_fingerprint.get_or_insert(outcome.fingerprint);
+    next.change_token.get_or_insert(outcome.change_token);
+    if outcome.changed && !next.consistency.changed_during_dump {
+        tracing::info!(dump_id = %job.id, "the database changed during this live dump");
+        next.consistency.changed_during_dump = true;
+    }
     if job.chunks == 0 {
         for w in &outcome.warnings {
             tracing::info!(dump_id = %job.id, warning = %w, "dumped with a warning");

@@ -116,6 +116,7 @@ async fn faulty_dump(src: &Path, every: u32, permanent: bool) -> (Result<(), chu
         include_schema: true,
         chunk_size: 2000,
         part_size: PART,
+        snapshot: false,
     };
     let job = create_dump(&dynamo, spec, None).await.unwrap();
     let opts = ChunkOptions { budget: Duration::ZERO, ..Default::default() };

@@ -37,6 +37,7 @@ async fn run(db: &Path, dir: &Path, every: u32, permanent: bool) -> Run {
         include_schema: true,
         chunk_size: 500,
         part_size: 5 << 20,
+        snapshot: false,
     };
     let job = create_dump(progress.as_ref(), spec, None).await.unwrap();
     let tasks = Tasks {
@@ -128,6 +129,7 @@ async fn a_retried_chunk_task_finds_its_work_done() {
         include_schema: true,
         chunk_size: 500,
         part_size: 5 << 20,
+        snapshot: false,
     };
     let job = create_dump(progress.as_ref(), spec, None).await.unwrap();
     let tasks = Tasks {

@@ -144,6 +144,7 @@ fn spec(db: &std::path::Path) -> DumpSpec {
         include_schema: true,
         chunk_size: 1000,
         part_size: PART,
+        snapshot: false,
     }
 }
 

@@ -88,6 +88,7 @@ fn job(id: &str) -> JobRecord {
         include_schema: true,
         chunk_size: 1000,
         part_size: 8 << 20,
+        snapshot: false,
     };
     JobRecord::new(id.into(), spec, chrono::Utc::now())
 }

@@ -75,6 +75,7 @@ async fn start_dump(state: &AppState, req: StartRequest) -> Result<Response, Api
         include_schema: req.include_schema.unwrap_or(true),
         chunk_size,
         part_size: state.settings.part_size,
+        snapshot: false,
     };
     let provisional = super::limits::claim_database(state).await?;
     let mut job = create_dump(state.progress.as_ref(), spec, None).await?;

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::output::{BufferPool, OutputSink, Tail, UploadEvent};
 use super::plan::{build_plan, generate, Paging, Plan, RowEncoding, Step, TableSource};
+use super::consistency::change_token;
 use super::large::{is_large, write_value};
 use super::plan_cache::cached_plan;
 use super::render::{push_csv_value, push_json_value, push_sql_value_in};
@@ -47,6 +48,8 @@ pub struct ExportInput {
     pub tail: Option<Tail>,
     /// Fingerprint fixed by the first chunk; `None` for the first chunk.
     pub fingerprint: Option<String>,
+    /// The database's change token when the dump started; `None` for the first chunk.
+    pub first_change_token: Option<String>,
     /// Count the rows to dump (first chunk only).
     pub count_rows: bool,
     pub deadline: Instant,
@@ -81,6 +84,10 @@ pub struct ExportOutcome {
     pub total_rows: Option<u64>,
     /// Per-table corner cases of the plan (see [`Plan::warnings`]).
     pub warnings: Vec<String>,
+    /// The change token this chunk started from (the dump's, for the first chunk).
+    pub change_token: String,
+    /// The database changed since the dump started (seen by this chunk).
+    pub changed: bool,
 }
 
 impl ToSql for KeyValue {
@@ -135,6 +142,7 @@ pub fn validate(spec: &DumpSpec, dump_id: &str) -> Result<Plan, DumpError> {
 pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<ExportOutcome, DumpError> {
     let spec = &input.spec;
     let db = |e| DumpError::from_sqlite(&spec.database, e);
+    let start_token = change_token(&spec.database);
     let conn = open_database(&spec.database)?;
     let schema_version = read_schema_version(&conn).map_err(db)?;
     let plan = cached_plan(&conn, spec, &input.dump_id, schema_version)?;
@@ -207,7 +215,20 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
         }
     };
     let (tail, produced) = sink.suspend().map_err(io)?;
-    Ok(ExportOutcome { cursor, rows, end, tail, produced, fingerprint: plan.fingerprint.clone(), total_rows, warnings: plan.warnings.clone() })
+    let first_token = input.first_change_token.unwrap_or_else(|| start_token.clone());
+    let changed = first_token != start_token || change_token(&spec.database) != start_token;
+    Ok(ExportOutcome {
+        cursor,
+        rows,
+        end,
+        tail,
+        produced,
+        fingerprint: plan.fingerprint.clone(),
+        total_rows,
+        warnings: plan.warnings.clone(),
+        change_token: first_token,
+        changed,
+    })
 }
 
 /// Writes the row so far, then a large value in pieces (see [`super::large`]).

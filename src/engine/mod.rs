@@ -3,6 +3,7 @@
 //! [`plan`] turns the schema into objects and steps, [`render`] encodes values,
 //! [`output`] cuts bytes into fixed-size parts, [`export`] runs one chunk.
 
+pub mod consistency;
 pub mod export;
 pub mod large;
 pub mod output;

@@ -1,0 +1,123 @@
+//! Consistency under a live writer: a writer moves money between accounts (the sum never
+//! changes) and upserts sessions with `INSERT OR REPLACE` (rows move to new rowids) while a
+//! many-chunk dump runs, in both journal modes.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use rusqlite::Connection;
+
+const ACCOUNTS: i64 = 2_000;
+const SESSIONS: i64 = 20_000;
+const TOTAL: i64 = ACCOUNTS * 1_000;
+
+fn build(path: &Path, journal: &str) {
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA journal_mode={journal};
+         CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
+         CREATE TABLE sessions(token TEXT UNIQUE, user INTEGER, seen REAL);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ACCOUNTS})
+         INSERT INTO accounts SELECT i, 1000 FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {SESSIONS})
+         INSERT INTO sessions SELECT 'tok' || i, i % 97, i * 0.5 FROM n;"
+    ))
+    .unwrap();
+}
+
+/// Writes until `stop`: transfers and upserts, each its own transaction. Returns the
+/// number of commits and of failed writes.
+fn writer(path: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, u64)> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let c = Connection::open(&path).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        let (commits, failures) = (AtomicU64::new(0), AtomicU64::new(0));
+        let mut rng = fastrand::Rng::with_seed(9);
+        while !stop.load(Ordering::Relaxed) {
+            let (a, b, amount) = (rng.i64(1..=ACCOUNTS), rng.i64(1..=ACCOUNTS), rng.i64(1..50));
+            let token = format!("tok{}", rng.i64(1..=SESSIONS));
+            let result = c.execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 UPDATE accounts SET balance = balance - {amount} WHERE id = {a};
+                 UPDATE accounts SET balance = balance + {amount} WHERE id = {b};
+                 INSERT OR REPLACE INTO sessions(token, user, seen) VALUES ('{token}', {a}, {});
+                 COMMIT;",
+                rng.f64()
+            ));
+            match result {
+                Ok(()) => commits.fetch_add(1, Ordering::Relaxed),
+                Err(_) => {
+                    let _ = c.execute_batch("ROLLBACK");
+                    failures.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        (commits.into_inner(), failures.into_inner())
+    })
+}
+
+fn status(out: &Path, id: &str) -> serde_json::Value {
+    let o = run(&["status", id, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn many_chunks() -> Vec<&'static str> {
+    vec!["--format", "sql", "--chunk-size", "500", "--budget-ms", "0", "--breathe-ms", "5"]
+}
+
+#[test]
+fn a_live_dump_says_when_the_database_changed_under_it() {
+    for journal in ["delete", "wal"] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("live.db");
+        build(&src, journal);
+        let stop = Arc::new(AtomicBool::new(false));
+        let w = writer(&src, stop.clone());
+        let out = dir.path().join("out");
+        let mut args = vec!["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend(many_chunks());
+        let o = run(&args);
+        stop.store(true, Ordering::Relaxed);
+        let (commits, failures) = w.join().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(commits > 0, "the writer wrote during the dump");
+        assert_eq!(failures, 0, "{journal}: a live dump never makes a writer fail");
+        let id = String::from_utf8_lossy(&o.stdout).lines().next().unwrap().to_string();
+        let s = status(&out, &id);
+        assert_eq!(s["consistency"]["changedDuringDump"], true, "{journal}: {s}");
+        assert_eq!(s["consistency"]["snapshot"], false);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(stderr.lines().filter(|l| l.contains("not a point-in-time copy")).count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn a_dump_of_a_database_nobody_writes_reports_no_change() {
+    for journal in ["delete", "wal"] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("still.db");
+        build(&src, journal);
+        let out = dir.path().join("out");
+        let mut args = vec!["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend(many_chunks());
+        let o = run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let id = String::from_utf8_lossy(&o.stdout).lines().next().unwrap().to_string();
+        let s = status(&out, &id);
+        assert!(s["chunks"].as_u64().unwrap() > 10, "many chunks: {s}");
+        assert_eq!(s["consistency"]["changedDuringDump"], false, "{journal}: {s}");
+        let sql = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).lines().last().unwrap());
+        let back = dir.path().join("back.db");
+        load_with_shell(&sql, &back);
+        let sum: i64 = Connection::open(&back).unwrap().query_row("SELECT sum(balance) FROM accounts", [], |r| r.get(0)).unwrap();
+        assert_eq!(sum, TOTAL);
+    }
+}
