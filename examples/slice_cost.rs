@@ -48,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         chunk_size: rows,
         part_size: 8 << 20,
         snapshot: false,
+        snapshot_max_block_ms: None,
     };
     let conn = rusqlite::Connection::open(&args[1])?;
     let max: i64 = conn.query_row(&format!("SELECT max(rowid) FROM \"{}\"", args[2]), [], |r| r.get(0))?;

@@ -122,6 +122,12 @@ pub struct DumpArgs {
     /// Data only: no CREATE statements, indexes, triggers or views (SQL).
     #[arg(long)]
     pub no_schema: bool,
+    /// Dump a point-in-time copy made in one read transaction (default: DUMP_SNAPSHOT).
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Longest a snapshot may hold writers off in rollback-journal mode.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub snapshot_max_block_ms: u64,
     /// Dump id (default dump_YYYYMMDD-HHMMSS).
     #[arg(long)]
     pub id: Option<String>,
@@ -185,6 +191,8 @@ struct Stores {
     objects: Arc<dyn ObjectStore>,
     progress: Arc<dyn ProgressStore>,
     lock_dir: PathBuf,
+    /// Default place for snapshot copies (CHUNKDUMP_SNAPSHOT_DIR overrides it).
+    snapshot_dir: PathBuf,
 }
 
 async fn open_stores(loc: &Location) -> Result<Stores, DumpError> {
@@ -193,6 +201,7 @@ async fn open_stores(loc: &Location) -> Result<Stores, DumpError> {
             objects: Arc::new(DirStore::open(out)?),
             progress: Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3"))?),
             lock_dir: out.join(".chunkdump/locks"),
+            snapshot_dir: out.join(".chunkdump/snapshots"),
         }),
         (None, Some(store), Some(progress)) => {
             let config = crate::cloud::load_aws_config().await;
@@ -200,7 +209,8 @@ async fn open_stores(loc: &Location) -> Result<Stores, DumpError> {
             let progress = crate::cloud::DynamoProgress::new(&config, progress)?;
             // A host-local lock: in AWS, Step Functions runs one execution per dump.
             let lock_dir = std::env::temp_dir().join("chunkdump-locks").join(safe_lock_name(store));
-            Ok(Stores { objects: Arc::new(objects), progress: Arc::new(progress), lock_dir })
+            let snapshot_dir = std::env::temp_dir().join("chunkdump-snapshots");
+            Ok(Stores { objects: Arc::new(objects), progress: Arc::new(progress), lock_dir, snapshot_dir })
         }
         _ => Err(DumpError::InvalidRequest("give --out DIR, or both --store s3://… and --progress dynamodb://…".into())),
     }
@@ -210,12 +220,13 @@ fn safe_lock_name(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
 }
 
-fn chunk_options(t: &Tuning, cfg: &Config, reporter: &Reporter) -> (ChunkOptions, Duration) {
+fn chunk_options(t: &Tuning, cfg: &Config, reporter: &Reporter, stores: &Stores) -> (ChunkOptions, Duration) {
     let opts = ChunkOptions {
         budget: t.budget_ms.map_or(cfg.max_execution, Duration::from_millis),
         deadline: None,
         chunk_size: t.chunk_size,
         progress: Some(reporter.hook()),
+        snapshot_dir: Some(cfg.snapshot_dir.clone().unwrap_or_else(|| stores.snapshot_dir.clone())),
     };
     (opts, t.breathe_ms.map_or(cfg.breathing, Duration::from_millis))
 }
@@ -242,7 +253,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 include_schema: !args.no_schema,
                 chunk_size: args.tuning.chunk_size.unwrap_or(cfg.chunk_size),
                 part_size: args.part_size,
-                snapshot: false,
+                snapshot: args.snapshot || cfg.snapshot,
+                snapshot_max_block_ms: Some(args.snapshot_max_block_ms),
             };
             let job = create_dump(stores.progress.as_ref(), spec, args.id.clone()).await?;
             finish(&stores, &job, &args.tuning, &cfg).await
@@ -263,6 +275,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let database = std::fs::canonicalize(&args.db)
                 .map_err(|e| DumpError::Database { path: args.db.display().to_string(), message: format!("cannot open: {e}") })?;
             let stores = open_stores(&args.location).await?;
+            let mut cfg = cfg;
+            cfg.snapshot_dir.get_or_insert(stores.snapshot_dir.clone());
             let opts = crate::serve::ServeOptions { database: database.display().to_string(), listen: args.listen, config: cfg, part_size: args.part_size };
             crate::serve::serve(stores.objects, stores.progress, tokens, opts).await
         }
@@ -302,7 +316,7 @@ async fn finish(stores: &Stores, job: &JobRecord, tuning: &Tuning, cfg: &Config)
         job.clone()
     } else {
         let reporter = Reporter::new(&job.id);
-        let (opts, breathe) = chunk_options(tuning, cfg, &reporter);
+        let (opts, breathe) = chunk_options(tuning, cfg, &reporter, stores);
         let tasks = Tasks {
             objects: stores.objects.clone(),
             progress: stores.progress.clone(),

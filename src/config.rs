@@ -33,11 +33,32 @@ pub struct Config {
     /// `CHUNKDUMP_CHUNKS_PER_EXECUTION`: chunks before the state machine continues as a
     /// new execution (default 1000, 1..=2000; see `tasks::DEFAULT_CHUNKS_PER_EXECUTION`).
     pub chunks_per_execution: u32,
+    /// `DUMP_SNAPSHOT`: dump a point-in-time copy by default (`true`/`false`, default false).
+    pub snapshot: bool,
+    /// `CHUNKDUMP_SNAPSHOT_DIR`: where snapshot copies go (default: beside the local
+    /// output; required in AWS, a directory on the EFS mount).
+    pub snapshot_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { chunk_size: 1000, breathing: Duration::from_millis(5000), max_execution: Duration::from_millis(25000), chunks_per_execution: 1000 }
+        Config {
+            chunk_size: 1000,
+            breathing: Duration::from_millis(5000),
+            max_execution: Duration::from_millis(25000),
+            chunks_per_execution: 1000,
+            snapshot: false,
+            snapshot_dir: None,
+        }
+    }
+}
+
+fn boolean(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str) -> Result<bool, ConfigError> {
+    match lookup(name).as_deref().map(str::trim) {
+        None => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(other) => Err(ConfigError { name, value: other.to_string(), reason: "expected true or false".into() }),
     }
 }
 
@@ -66,6 +87,8 @@ impl Config {
             breathing: Duration::from_millis(number(lookup, "DUMP_BREATHING_INTERVAL", 5000, 0..=3_600_000)?),
             max_execution: Duration::from_millis(number(lookup, "MAX_EXECUTION_TIME", 25000, 0..=900_000)?),
             chunks_per_execution: number(lookup, "CHUNKDUMP_CHUNKS_PER_EXECUTION", 1000, 1..=2000)? as u32,
+            snapshot: boolean(lookup, "DUMP_SNAPSHOT")?,
+            snapshot_dir: lookup("CHUNKDUMP_SNAPSHOT_DIR").map(std::path::PathBuf::from),
         })
     }
 }

@@ -81,6 +81,13 @@ pub enum DumpError {
     /// An object or progress store failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    /// A rollback-journal snapshot would hold writers off longer than allowed.
+    #[error(
+        "a snapshot of this {size_mb} MB database in rollback-journal mode would hold writers off for about {projected_ms} ms, \
+         more than snapshotMaxBlockMs={max_block_ms}; raise snapshotMaxBlockMs (--snapshot-max-block-ms), dump live without a snapshot, \
+         or switch the database to WAL mode, where a snapshot never blocks writers"
+    )]
+    SnapshotTooSlow { size_mb: u64, max_block_ms: u64, projected_ms: u64 },
     /// A bug or an unexpected condition.
     #[error("internal error: {0}")]
     Internal(String),
@@ -117,6 +124,7 @@ impl DumpError {
             DumpError::WrongState { .. } => "wrong_state",
             DumpError::RunFailed { .. } => "run_failed",
             DumpError::Store(_) => "storage_error",
+            DumpError::SnapshotTooSlow { .. } => "snapshot_too_slow",
             DumpError::Internal(_) => "internal_error",
         }
     }

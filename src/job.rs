@@ -84,9 +84,13 @@ pub struct DumpSpec {
     pub chunk_size: u32,
     /// Size of every multipart part but the last, in bytes.
     pub part_size: u64,
-    /// Dump a point-in-time copy of the database (see `snapshot`) instead of the live file.
+    /// Dump a point-in-time copy of the database (see `engine::snapshot`) instead of the
+    /// live file.
     #[serde(default)]
     pub snapshot: bool,
+    /// Longest a rollback-journal snapshot may hold writers off (ms; default 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_max_block_ms: Option<u64>,
 }
 
 /// How consistent a dump is: a snapshot dump is a point-in-time copy; a live dump is one
@@ -234,6 +238,9 @@ pub struct JobRecord {
     pub change_token: Option<String>,
     #[serde(default)]
     pub consistency: Consistency,
+    /// The point-in-time copy this dump reads (snapshot dumps), deleted when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_path: Option<String>,
 }
 
 impl JobRecord {
@@ -263,6 +270,7 @@ impl JobRecord {
             warnings: Vec::new(),
             change_token: None,
             consistency: Consistency { snapshot: spec_snapshot, changed_during_dump: false },
+            snapshot_path: None,
         }
     }
 

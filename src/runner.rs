@@ -29,6 +29,8 @@ pub struct ChunkOptions {
     pub chunk_size: Option<u32>,
     /// Progress callback with totals for the whole dump, called from the export thread.
     pub progress: Option<ProgressFn>,
+    /// Where snapshot dumps put their point-in-time copy (`CHUNKDUMP_SNAPSHOT_DIR`).
+    pub snapshot_dir: Option<std::path::PathBuf>,
 }
 
 /// The result of one chunk, as returned to the state machine.
@@ -108,6 +110,7 @@ pub async fn run_chunk(
         let message = job.error.as_ref().map_or("failed".into(), |e| e.message.clone());
         return Err(DumpError::WrongState { id: job.id.clone(), status: "failed".into(), message });
     }
+    let job = if job.spec.snapshot && job.snapshot_path.is_none() { ensure_snapshot(objects, progress, job, opts).await? } else { job };
     let (receipts, tail) = match &job.open_object {
         None => (Vec::new(), None),
         Some(open) => {
@@ -125,6 +128,9 @@ pub async fn run_chunk(
     let mut spec = job.spec.clone();
     if let Some(n) = opts.chunk_size {
         spec.chunk_size = n;
+    }
+    if let Some(copy) = &job.snapshot_path {
+        spec.database = copy.clone();
     }
     let mut input = ExportInput {
         spec,
@@ -229,6 +235,9 @@ async fn commit_chunk(
         StoreError::Conflict { .. } => DumpError::Conflict(job.id.clone()),
         other => other.into(),
     })?;
+    if next.status == JobStatus::Completed {
+        remove_snapshot(&next);
+    }
     if job.open_object.is_some() {
         if let Err(e) = objects.delete(&staging_key(&job.id, job.version)).await {
             tracing::warn!(dump_id = %job.id, error = %e, "could not delete old staging object");
@@ -294,6 +303,7 @@ async fn end_job(
     ended.files.clear();
     ended.bytes_written = 0;
     progress.commit(&ended, job.version).await?;
+    remove_snapshot(job);
     if let Some(open) = &job.open_object {
         if let Some(upload) = &open.upload {
             let _ = objects.abort_upload(&open.key, upload).await;
@@ -304,4 +314,82 @@ async fn end_job(
         let _ = objects.delete(&key).await;
     }
     Ok(ended)
+}
+
+/// The snapshot copy of dump `id` in `dir`.
+fn snapshot_file(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    dir.join(format!("{id}.snapshot.db"))
+}
+
+/// Makes the point-in-time copy a snapshot dump reads, once: copies the database in one
+/// read transaction and commits the copy's path with the job. A failure that retrying
+/// cannot fix (too slow in rollback mode, no space) fails the job.
+pub async fn ensure_snapshot(objects: &dyn ObjectStore, progress: &dyn ProgressStore, job: JobRecord, opts: &ChunkOptions) -> Result<JobRecord, DumpError> {
+    if !job.spec.snapshot || job.snapshot_path.is_some() || job.status.is_terminal() {
+        return Ok(job);
+    }
+    let result = async {
+        let dir = opts.snapshot_dir.clone().ok_or_else(|| DumpError::InvalidRequest("snapshot dumps need CHUNKDUMP_SNAPSHOT_DIR, a writable directory for the copy".into()))?;
+        sweep_snapshots(progress, &dir, &job.id).await;
+        let (source, dest) = (job.spec.database.clone(), snapshot_file(&dir, &job.id));
+        let max_block = job.spec.snapshot_max_block_ms.map_or(crate::engine::snapshot::DEFAULT_MAX_BLOCK, Duration::from_millis);
+        let copy = dest.clone();
+        let report = tokio::task::spawn_blocking(move || crate::engine::snapshot::take_snapshot(&source, &copy, max_block))
+            .await
+            .map_err(|e| DumpError::Internal(format!("snapshot thread: {e}")))??;
+        tracing::info!(dump_id = %job.id, bytes = report.bytes, ms = report.millis, journal_mode = %report.journal_mode, "snapshot taken");
+        let mut next = job.clone();
+        next.version += 1;
+        next.updated_at = Utc::now();
+        next.snapshot_path = Some(dest.display().to_string());
+        next.consistency.snapshot = true;
+        progress.commit(&next, job.version).await.map_err(|e| {
+            let _ = std::fs::remove_file(&dest);
+            match e {
+                StoreError::Conflict { .. } => DumpError::Conflict(job.id.clone()),
+                other => other.into(),
+            }
+        })?;
+        Ok::<_, DumpError>(next)
+    }
+    .await;
+    if let Err(e) = &result {
+        if !e.is_retryable() {
+            let _ = fail_job(objects, progress, &job, e, Vec::new()).await;
+        }
+    }
+    result
+}
+
+/// Removes snapshot copies left in `dir` by dumps that ended or no longer exist (a run
+/// killed between its copy and its end), so copies never leak.
+async fn sweep_snapshots(progress: &dyn ProgressStore, dir: &std::path::Path, current: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".snapshot.db") else { continue };
+        if id == current {
+            continue;
+        }
+        let ended = match progress.get(id).await {
+            Ok(Some(job)) => job.status.is_terminal(),
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        if ended {
+            tracing::info!(dump_id = %id, "removing a snapshot left by an ended dump");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Deletes the dump's snapshot copy, if it has one (best effort).
+fn remove_snapshot(job: &JobRecord) {
+    if let Some(path) = &job.snapshot_path {
+        if let Err(e) = std::fs::remove_file(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dump_id = %job.id, error = %e, "could not delete the snapshot copy");
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The work behind the state machine's `Task` states, shared by the chunk Lambda
-//! function and the local runner: `chunk` (one time-boxed chunk), `fail` (mark the job
+//! function and the local runner: `snapshot` (a snapshot dump's point-in-time copy, before
+//! the loop), `chunk` (one time-boxed chunk), `fail` (mark the job
 //! failed, clean up, send the failure callback) and `notify` (the completion callback).
 //!
 //! Input and output are the small JSON documents the state machine carries: ids,
@@ -29,6 +30,8 @@ pub const DEFAULT_CHUNKS_PER_EXECUTION: u32 = 1000;
 pub enum TaskAction {
     #[default]
     Chunk,
+    /// Make a snapshot dump's point-in-time copy (a no-op for live dumps).
+    Snapshot,
     Fail,
     Notify,
 }
@@ -108,6 +111,13 @@ impl Tasks {
         validate_dump_id(&input.dump_id)?;
         let answer = match input.action {
             TaskAction::Chunk => serde_json::to_value(self.chunk(&input, deadline).await?),
+            TaskAction::Snapshot => {
+                let job = self.progress.get(&input.dump_id).await?.ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
+                let job = crate::runner::ensure_snapshot(self.objects.as_ref(), self.progress.as_ref(), job, &self.chunk).await?;
+                Ok(serde_json::json!({
+                    "dumpId": job.id, "version": job.version, "generation": input.generation, "chunksInExecution": input.chunks_in_execution,
+                }))
+            }
             TaskAction::Fail => serde_json::to_value(self.fail(&input).await?),
             TaskAction::Notify => {
                 if let Some(notifier) = &self.notifier {

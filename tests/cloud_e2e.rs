@@ -117,6 +117,7 @@ async fn faulty_dump(src: &Path, every: u32, permanent: bool) -> (Result<(), chu
         chunk_size: 2000,
         part_size: PART,
         snapshot: false,
+        snapshot_max_block_ms: None,
     };
     let job = create_dump(&dynamo, spec, None).await.unwrap();
     let opts = ChunkOptions { budget: Duration::ZERO, ..Default::default() };

@@ -38,6 +38,7 @@ async fn run(db: &Path, dir: &Path, every: u32, permanent: bool) -> Run {
         chunk_size: 500,
         part_size: 5 << 20,
         snapshot: false,
+        snapshot_max_block_ms: None,
     };
     let job = create_dump(progress.as_ref(), spec, None).await.unwrap();
     let tasks = Tasks {
@@ -130,6 +131,7 @@ async fn a_retried_chunk_task_finds_its_work_done() {
         chunk_size: 500,
         part_size: 5 << 20,
         snapshot: false,
+        snapshot_max_block_ms: None,
     };
     let job = create_dump(progress.as_ref(), spec, None).await.unwrap();
     let tasks = Tasks {

@@ -30,6 +30,7 @@ use common::cloud::{sdk_config, servers, unique};
 use common::lib_dump::lib_dump;
 
 const CHUNK_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:chunkdump-chunk";
+const SNAPSHOT_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:chunkdump-snapshot";
 const PART: u64 = 5 << 20;
 
 /// The Lambda Invoke API, answering with the real task handlers.
@@ -122,7 +123,7 @@ async fn rig() -> Rig {
 
     let sfn_config = sdk_config(&moto_sfn, "moto", "moto").await;
     let sfn = aws_sdk_sfn::Client::new(&sfn_config);
-    let definition = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/statemachine.json")).unwrap().replace("${ChunkFunctionArn}", CHUNK_ARN);
+    let definition = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/statemachine.json")).unwrap().replace("${ChunkFunctionArn}", CHUNK_ARN).replace("${SnapshotFunctionArn}", SNAPSHOT_ARN);
     let created = sfn
         .create_state_machine()
         .name(unique("chunkdump"))
@@ -145,6 +146,7 @@ fn spec(db: &std::path::Path) -> DumpSpec {
         chunk_size: 1000,
         part_size: PART,
         snapshot: false,
+        snapshot_max_block_ms: None,
     }
 }
 

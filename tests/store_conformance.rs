@@ -89,6 +89,7 @@ fn job(id: &str) -> JobRecord {
         chunk_size: 1000,
         part_size: 8 << 20,
         snapshot: false,
+        snapshot_max_block_ms: None,
     };
     JobRecord::new(id.into(), spec, chrono::Utc::now())
 }

@@ -25,6 +25,8 @@ pub struct StartRequest {
     include_schema: Option<bool>,
     tables: Option<Vec<String>>,
     compression: Option<Compression>,
+    snapshot: Option<bool>,
+    snapshot_max_block_ms: Option<u64>,
 }
 
 /// Turns axum's JSON rejections into our errors, naming the offending field.
@@ -64,6 +66,9 @@ async fn start_dump(state: &AppState, req: StartRequest) -> Result<Response, Api
         };
         notifier.check_url(url).await.map_err(|e| ApiError::bad_field("callbackUrl", e))?;
     }
+    if req.snapshot_max_block_ms.is_some_and(|ms| !(1..=600_000).contains(&ms)) {
+        return Err(ApiError::bad_field("snapshotMaxBlockMs", "snapshotMaxBlockMs must be between 1 and 600000"));
+    }
     if req.tables.as_ref().is_some_and(|t| t.is_empty() || t.iter().any(|name| name.is_empty())) {
         return Err(ApiError::bad_field("tables", "tables must be a non-empty list of table names"));
     }
@@ -75,7 +80,8 @@ async fn start_dump(state: &AppState, req: StartRequest) -> Result<Response, Api
         include_schema: req.include_schema.unwrap_or(true),
         chunk_size,
         part_size: state.settings.part_size,
-        snapshot: false,
+        snapshot: req.snapshot.unwrap_or(state.settings.snapshot),
+        snapshot_max_block_ms: req.snapshot_max_block_ms,
     };
     let provisional = super::limits::claim_database(state).await?;
     let mut job = create_dump(state.progress.as_ref(), spec, None).await?;

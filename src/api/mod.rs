@@ -37,6 +37,8 @@ pub struct ApiSettings {
     pub database: String,
     /// Default rows per slice (`DUMP_CHUNK_SIZE`).
     pub chunk_size: u32,
+    /// Default of a request's `snapshot` (`DUMP_SNAPSHOT`).
+    pub snapshot: bool,
     pub part_size: u64,
     /// Lifetime of presigned download URLs.
     pub download_expiry: Duration,

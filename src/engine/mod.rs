@@ -11,6 +11,7 @@ pub mod plan;
 pub mod plan_cache;
 pub mod real;
 pub mod render;
+pub mod snapshot;
 pub mod table;
 
 pub use export::{open_database, run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ExportOutcome, ProgressFn};

@@ -51,7 +51,7 @@ pub async fn start_server_at(
         objects: objects.clone(),
         progress: progress.clone(),
         notifier: notifier.clone(),
-        chunk: ChunkOptions { budget, ..Default::default() },
+        chunk: ChunkOptions { budget, snapshot_dir: Some(out.join(".chunkdump/snapshots")), ..Default::default() },
         breathe,
         whole_seconds: false,
         chunks_per_execution: 1000,
@@ -65,6 +65,7 @@ pub async fn start_server_at(
         settings: ApiSettings {
             database: db.display().to_string(),
             chunk_size: 50,
+            snapshot: false,
             part_size: 8 << 20,
             download_expiry: Duration::from_secs(60),
             notifier,
@@ -87,6 +88,7 @@ pub fn settings(db: &Path, part_size: u64) -> ApiSettings {
     ApiSettings {
         database: db.display().to_string(),
         chunk_size: 1000,
+        snapshot: false,
         part_size,
         download_expiry: Duration::from_secs(300),
         notifier: None,
