@@ -110,7 +110,7 @@ async fn rig() -> Rig {
         objects,
         progress: dynamo.clone(),
         notifier: None,
-        chunk: ChunkOptions { budget: Duration::ZERO, ..Default::default() },
+        chunk: ChunkOptions { budget: Duration::ZERO, snapshot_dir: Some(std::env::temp_dir().join(unique("sfn-snapshots"))), ..Default::default() },
         breathe: Duration::from_secs(1),
         whole_seconds: true,
         chunks_per_execution: 1000,
@@ -202,6 +202,20 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
     let failed = events.iter().filter(|(t, _)| *t == HistoryEventType::LambdaFunctionFailed || *t == HistoryEventType::TaskFailed).count();
     assert!(failed >= 1, "the injected failure should show and be retried: {events:?}");
     assert_eq!(entered("MarkFailed"), 0);
+
+    // 1b. A snapshot dump: the Snapshot state copies the database before the loop, the
+    //     chunks read the copy, and the copy is deleted at the end.
+    let job = create_dump(rig.dynamo.as_ref(), DumpSpec { snapshot: true, ..spec(&src) }, None).await.unwrap();
+    rig.orchestrator.start(&job.id, job.version).await.unwrap();
+    assert_eq!(settle(&rig, &job.id).await, "SUCCEEDED");
+    let done = rig.dynamo.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert!(done.consistency.snapshot && !done.consistency.changed_during_dump, "{:?}", done.consistency);
+    let copy = done.snapshot_path.clone().expect("the snapshot path is recorded");
+    assert!(!std::path::Path::new(&copy).exists(), "the copy is deleted when the dump completes");
+    assert_eq!(rig.s3.get(&done.files[0].key).await.unwrap().unwrap(), reference.files[0].1);
+    let events = history(&rig, &chunkdump::asl::execution_arn(&rig.machine_arn, &job.id)).await;
+    assert!(events.iter().any(|(_, n)| n.as_deref() == Some("Snapshot")), "{events:?}");
 
     // 2. A fatal error (the database is gone) goes through Catch to MarkFailed and Fail.
     let gone = dir.path().join("gone.db");
