@@ -21,6 +21,7 @@ fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<D
         deadline: Instant::now(), // budget 0: exactly one slice
         progress: None,
         pool: Default::default(),
+        digests: Default::default(),
     };
     let start = Instant::now();
     let outcome = run_export(input, tx)?;

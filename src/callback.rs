@@ -153,6 +153,9 @@ impl Notifier {
         }
         body["warnings"] = serde_json::json!(job.warnings);
         body["consistency"] = serde_json::json!(job.consistency);
+        if job.status == JobStatus::Completed {
+            body["manifestUrl"] = format!("{base}/export/dump/manifest/{}", job.id).into();
+        }
         body
     }
 

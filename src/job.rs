@@ -189,6 +189,10 @@ pub struct OpenObject {
 pub struct FileEntry {
     pub key: String,
     pub size: u64,
+    /// SHA-256 over the SHA-256 digests of the file's consecutive part-size pieces
+    /// (hex): computed part by part as they are uploaded, so no chunk keeps the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// Why a dump failed.
@@ -333,6 +337,9 @@ impl JobRecord {
             "warnings": self.warnings,
             "consistency": self.consistency,
         });
+        if self.status == JobStatus::Completed {
+            v["manifest"] = crate::manifest::manifest_key(&self.id, self.spec.format).into();
+        }
         if let Some(err) = &self.error {
             v["error"] = serde_json::json!({"code": err.code, "message": err.message});
         }

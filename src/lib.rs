@@ -21,6 +21,7 @@ pub mod error;
 pub mod job;
 pub mod lambda;
 pub mod local;
+pub mod manifest;
 pub mod orchestrator;
 pub mod ports;
 pub mod runner;

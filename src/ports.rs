@@ -26,6 +26,9 @@ pub struct PartReceipt {
     pub number: u32,
     pub etag: String,
     pub size: u64,
+    /// SHA-256 of the part's bytes (hex), filled in by the uploader for the manifest.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sha256: String,
 }
 
 /// Where dump files (and the small staging objects between chunks) are stored.

@@ -12,6 +12,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::engine::digest::DigestState;
 use crate::engine::{run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ProgressFn, Tail};
 use crate::error::{DumpError, StoreError};
 use crate::job::{dump_id_for, validate_dump_id, DumpSpec, JobError, JobRecord, JobStatus, OpenObject};
@@ -51,23 +52,28 @@ impl ChunkReport {
     }
 }
 
-/// The staging object: receipts of the open object's uploaded parts, then the tail.
+/// The staging object every unfinished chunk commits with (keyed by the version it
+/// commits): receipts of the open object's uploaded parts and the table digests so far
+/// (as a JSON line), then the tail bytes. It keeps the job record small whatever the
+/// number of tables.
 #[derive(Serialize, Deserialize)]
 struct StagingHeader {
     receipts: Vec<PartReceipt>,
+    #[serde(default)]
+    digests: DigestState,
 }
 
-fn encode_staging(receipts: &[PartReceipt], tail: &[u8]) -> Vec<u8> {
-    let mut out = serde_json::to_vec(&StagingHeader { receipts: receipts.to_vec() }).expect("serializable");
+fn encode_staging(receipts: &[PartReceipt], digests: &DigestState, tail: &[u8]) -> Vec<u8> {
+    let mut out = serde_json::to_vec(&StagingHeader { receipts: receipts.to_vec(), digests: digests.clone() }).expect("serializable");
     out.push(b'\n');
     out.extend_from_slice(tail);
     out
 }
 
-fn decode_staging(raw: &[u8]) -> Result<(Vec<PartReceipt>, Vec<u8>), DumpError> {
+fn decode_staging(raw: &[u8]) -> Result<(StagingHeader, Vec<u8>), DumpError> {
     let nl = raw.iter().position(|&b| b == b'\n').ok_or_else(|| DumpError::Internal("corrupt staging object".into()))?;
     let header: StagingHeader = serde_json::from_slice(&raw[..nl]).map_err(|e| DumpError::Internal(format!("corrupt staging object: {e}")))?;
-    Ok((header.receipts, raw[nl + 1..].to_vec()))
+    Ok((header, raw[nl + 1..].to_vec()))
 }
 
 /// Validates the request and creates a pending job. Without an explicit id the id is
@@ -111,17 +117,18 @@ pub async fn run_chunk(
         return Err(DumpError::WrongState { id: job.id.clone(), status: "failed".into(), message });
     }
     let job = if job.spec.snapshot && job.snapshot_path.is_none() { ensure_snapshot(objects, progress, job, opts).await? } else { job };
+    let (staged, bytes) = if job.chunks == 0 {
+        (StagingHeader { receipts: Vec::new(), digests: DigestState::default() }, Vec::new())
+    } else {
+        let raw = objects
+            .get(&staging_key(&job.id, job.version))
+            .await?
+            .ok_or_else(|| DumpError::Internal(format!("staging object for version {} is missing", job.version)))?;
+        decode_staging(&raw)?
+    };
     let (receipts, tail) = match &job.open_object {
         None => (Vec::new(), None),
-        Some(open) => {
-            let raw = objects
-                .get(&staging_key(&job.id, job.version))
-                .await?
-                .ok_or_else(|| DumpError::Internal(format!("staging object for version {} is missing", job.version)))?;
-            let (receipts, bytes) = decode_staging(&raw)?;
-            let tail = Tail { object: open.object, key: open.key.clone(), bytes, next_part: open.next_part, size: open.bytes };
-            (receipts, Some(tail))
-        }
+        Some(open) => (staged.receipts, Some(Tail { object: open.object, key: open.key.clone(), bytes, next_part: open.next_part, size: open.bytes })),
     };
     let started = Instant::now();
     let deadline = opts.deadline.map_or(started + opts.budget, |d| d.min(started + opts.budget));
@@ -149,6 +156,7 @@ pub async fn run_chunk(
             absolute
         }),
         pool: Default::default(),
+        digests: staged.digests,
     };
     let open = job.open_object.as_ref().map(|o| OpenUpload { object: o.object, key: o.key.clone(), handle: o.upload.clone(), receipts });
     let mut uploader = Uploader::new(objects, job.spec.part_size, open);
@@ -203,11 +211,11 @@ async fn commit_chunk(
         tracing::info!(dump_id = %job.id, "the database changed during this live dump");
         next.consistency.changed_during_dump = true;
     }
-    if job.chunks == 0 {
-        for w in &outcome.warnings {
+    for w in outcome.warnings {
+        if !next.warnings.contains(&w) {
             tracing::info!(dump_id = %job.id, warning = %w, "dumped with a warning");
+            next.warnings.push(w);
         }
-        next.warnings = outcome.warnings;
     }
     if outcome.total_rows.is_some() {
         next.total_rows = outcome.total_rows;
@@ -227,9 +235,15 @@ async fn commit_chunk(
     } else {
         next.status = JobStatus::Processing;
     }
-    if let Some(tail) = &outcome.tail {
-        let receipts = uploader.open.as_ref().filter(|o| o.object == tail.object).map_or(&[][..], |o| &o.receipts[..]);
-        objects.put(&staging_key(&job.id, next.version), encode_staging(receipts, &tail.bytes)).await?;
+    if next.status == JobStatus::Completed {
+        // The manifest lands before the job says completed, so its URL always works.
+        crate::manifest::write_manifest(objects, &next, &outcome.digests).await?;
+    } else {
+        let (receipts, tail): (&[PartReceipt], &[u8]) = match &outcome.tail {
+            Some(tail) => (uploader.open.as_ref().filter(|o| o.object == tail.object).map_or(&[][..], |o| &o.receipts[..]), &tail.bytes),
+            None => (&[], &[]),
+        };
+        objects.put(&staging_key(&job.id, next.version), encode_staging(receipts, &outcome.digests, tail)).await?;
     }
     progress.commit(&next, job.version).await.map_err(|e| match e {
         StoreError::Conflict { .. } => DumpError::Conflict(job.id.clone()),
@@ -238,7 +252,7 @@ async fn commit_chunk(
     if next.status == JobStatus::Completed {
         remove_snapshot(&next);
     }
-    if job.open_object.is_some() {
+    if job.chunks > 0 {
         if let Err(e) = objects.delete(&staging_key(&job.id, job.version)).await {
             tracing::warn!(dump_id = %job.id, error = %e, "could not delete old staging object");
         }
@@ -304,10 +318,10 @@ async fn end_job(
     ended.bytes_written = 0;
     progress.commit(&ended, job.version).await?;
     remove_snapshot(job);
-    if let Some(open) = &job.open_object {
-        if let Some(upload) = &open.upload {
-            let _ = objects.abort_upload(&open.key, upload).await;
-        }
+    if let Some(upload) = job.open_object.as_ref().and_then(|o| o.upload.as_ref()) {
+        let _ = objects.abort_upload(&job.open_object.as_ref().expect("checked").key, upload).await;
+    }
+    if job.chunks > 0 {
         let _ = objects.delete(&staging_key(&job.id, job.version)).await;
     }
     for key in job.files.iter().map(|f| f.key.clone()).chain(extra_files) {

@@ -8,6 +8,20 @@ use crate::engine::{BufferPool, UploadEvent};
 use crate::error::StoreError;
 use crate::job::FileEntry;
 use crate::ports::{ObjectStore, PartReceipt, UploadHandle};
+use sha2::{Digest, Sha256};
+
+/// A file's digest from its parts' SHA-256 digests (hex, in part order): SHA-256 over
+/// the concatenated binary digests. An empty file is one empty part.
+pub fn file_digest(part_digests: &[String]) -> String {
+    if part_digests.is_empty() {
+        return file_digest(&[hex::encode(Sha256::digest(b""))]);
+    }
+    let mut h = Sha256::new();
+    for d in part_digests {
+        h.update(hex::decode(d).unwrap_or_default());
+    }
+    hex::encode(h.finalize())
+}
 
 /// The upload of the object currently being written.
 #[derive(Debug)]
@@ -56,8 +70,10 @@ impl<'a> Uploader<'a> {
                 h
             }
         };
+        let digest = hex::encode(Sha256::digest(&bytes));
         let bytes = Bytes::from(bytes);
-        let receipt = store.upload_part(key, &handle, number, bytes.clone()).await?;
+        let mut receipt = store.upload_part(key, &handle, number, bytes.clone()).await?;
+        receipt.sha256 = digest;
         // The store has dropped its reference: reclaim the buffer for the next part.
         if let Ok(buf) = bytes.try_into_mut() {
             self.pool.give_back(buf.into());
@@ -78,10 +94,17 @@ impl<'a> Uploader<'a> {
                 }
                 UploadEvent::Finish { object, key, last, size } => {
                     let single = self.open.as_ref().is_none_or(|o| o.object != object || o.handle.is_none());
+                    let mut parts: Vec<String> = self.open.as_ref().filter(|o| o.object == object).map_or(Vec::new(), |o| o.receipts.iter().map(|r| r.sha256.clone()).collect());
                     match last {
                         // A one-part object needs no multipart upload at all.
-                        Some((1, bytes)) if single => self.store.put(&key, bytes).await?,
-                        Some((number, bytes)) => self.upload(object, &key, number, bytes).await?,
+                        Some((1, bytes)) if single => {
+                            parts = vec![hex::encode(Sha256::digest(&bytes))];
+                            self.store.put(&key, bytes).await?
+                        }
+                        Some((number, bytes)) => {
+                            self.upload(object, &key, number, bytes).await?;
+                            parts = self.open.as_ref().map_or(Vec::new(), |o| o.receipts.iter().map(|r| r.sha256.clone()).collect());
+                        }
                         None => {}
                     }
                     if let Some(open) = self.open.take().filter(|o| o.object == object && o.handle.is_some()) {
@@ -92,7 +115,7 @@ impl<'a> Uploader<'a> {
                         }
                     }
                     tracing::info!(%key, size, "object complete");
-                    self.finished.push(FileEntry { key: key.to_string(), size });
+                    self.finished.push(FileEntry { key: key.to_string(), size, sha256: Some(file_digest(&parts)) });
                 }
             }
         }

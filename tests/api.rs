@@ -233,6 +233,7 @@ async fn openapi_document_describes_every_route_truthfully() {
         ("GET", "/export/dump"),
         ("GET", "/export/dump/download/{file}"),
         ("GET", "/export/dump/download/{id}/{file}"),
+        ("GET", "/export/dump/manifest/{id}"),
         ("GET", "/export/dump/status/{id}"),
         ("GET", "/openapi.json"),
         ("POST", "/export/dump"),

@@ -38,8 +38,9 @@ fn csv_is_strict_rfc4180_and_lossless_where_csv_allows() {
     let mut files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     files.sort();
     let mut expected_files: Vec<String> = tables.iter().map(|t| format!("{}.csv", chunkdump::engine::plan::safe_file_name(t))).collect();
+    expected_files.push("manifest.json".into());
     expected_files.sort();
-    assert_eq!(files, expected_files, "one file per user-visible table, no shadow tables");
+    assert_eq!(files, expected_files, "one file per user-visible table, no shadow tables, and the manifest");
     assert!(files.contains(&"weird%20%22name%22%20%2F%20with%2C%20chars.csv".to_string()));
 
     for table in &tables {

@@ -78,6 +78,16 @@ fn build(path: &std::path::Path, encoding: &str, tables: &[Table]) {
         let names: Vec<String> = (0..table.types.len()).map(|i| format!("\"c {i}\"")).collect();
         let sql = format!("INSERT INTO {qname}({target}, {}) VALUES ({})", names.join(", "), marks.join(", "));
         for (rowid, values) in &table.rows {
+            // TEXT with a NUL in a numeric-affinity column is converted by SQLite 3.54 on
+            // restore, whatever the dump writes (a warned limit, tested in fidelity.rs).
+            let values: Vec<Value> = values
+                .iter()
+                .zip(&table.types)
+                .map(|(v, ty)| match v {
+                    Value::Text(t) if ["INTEGER", "REAL", "NUMERIC"].contains(ty) => Value::Text(t.replace('\0', "\u{1}")),
+                    v => v.clone(),
+                })
+                .collect();
             let mut params: Vec<&dyn rusqlite::ToSql> = vec![rowid];
             params.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
             c.execute(&sql, params.as_slice()).unwrap();

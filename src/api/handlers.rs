@@ -117,6 +117,7 @@ async fn load(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
 fn view(job: &JobRecord) -> serde_json::Value {
     let mut v = job.status_view(chrono::Utc::now());
     if job.status == JobStatus::Completed {
+        v["manifestUrl"] = format!("/export/dump/manifest/{}", job.id).into();
         v["downloadUrl"] = match job.spec.format {
             Format::Csv => job.files.iter().map(|f| format!("/export/dump/download/{}", f.key)).collect::<Vec<_>>().into(),
             _ => format!("/export/dump/download/{}", job.output_name()).into(),
@@ -164,11 +165,17 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
+/// `GET /export/dump/manifest/{id}`: the completed dump's manifest.
+pub async fn manifest(State(state): State<AppState>, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
+    let job = load(&state, &id).await?;
+    serve(&state, &job, &crate::manifest::manifest_key(&job.id, job.spec.format), req).await
+}
+
 async fn serve(state: &AppState, job: &JobRecord, key: &str, req: Request) -> Result<Response, ApiError> {
     if job.status != JobStatus::Completed {
         return Err(ApiError::new(StatusCode::CONFLICT, "not_ready", format!("dump {} is {}", job.id, job.status.as_str())));
     }
-    if !job.files.iter().any(|f| f.key == key) {
+    if !job.files.iter().any(|f| f.key == key) && key != crate::manifest::manifest_key(&job.id, job.spec.format) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("dump {} has no file {key}", job.id)));
     }
     match state.objects.download(key, state.settings.download_expiry).await? {

@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/export/dump/status/{id}", get(handlers::status))
         .route("/export/dump/download/{file}", get(handlers::download))
         .route("/export/dump/download/{id}/{file}", get(handlers::download_csv))
+        .route("/export/dump/manifest/{id}", get(handlers::manifest))
         .route("/export/dump/{id}", delete(handlers::cancel))
         .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .fallback(handlers::not_found)

@@ -72,6 +72,14 @@ pub fn document() -> Value {
                         json!({"200": file, "206": file, "307": {"description": "redirect to a presigned URL"}})),
                 },
             },
+            "/export/dump/manifest/{id}": {
+                "get": {
+                    "summary": "The completed dump's manifest (files with SHA-256, tables with row counts and content hashes, source, consistency)",
+                    "parameters": [id_param("id")],
+                    "responses": with(error_responses(&["400", "401", "404", "409", "416", "503"]),
+                        json!({"200": file, "206": file, "307": {"description": "redirect to a presigned URL"}})),
+                },
+            },
             "/export/dump/{id}": {
                 "delete": {
                     "summary": "Cancel a dump",
@@ -111,7 +119,8 @@ pub fn document() -> Value {
                     "downloadUrl": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
                     "error": {"type": "object"}, "callback": {"type": "object"},
                     "warnings": {"type": "array", "items": {"type": "string"}, "description": "per-table corner cases, each naming its table"},
-                    "consistency": {"type": "object", "properties": {"snapshot": {"type": "boolean"}, "changedDuringDump": {"type": "boolean"}}}}},
+                    "consistency": {"type": "object", "properties": {"snapshot": {"type": "boolean"}, "changedDuringDump": {"type": "boolean"}}},
+                    "manifest": {"type": "string"}, "manifestUrl": {"type": "string"}}},
                 "List": {"type": "object", "required": ["dumps"], "properties": {"dumps": {"type": "array", "items": {"type": "object"}}}},
             },
         },

@@ -121,7 +121,7 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| sdk_error(&format!("upload part {number} of s3://{}/{full}", self.bucket), e))?;
         let etag = out.e_tag().ok_or_else(|| StoreError::Permanent(format!("no ETag for part {number}")))?;
-        Ok(PartReceipt { number, etag: etag.to_string(), size })
+        Ok(PartReceipt { number, etag: etag.to_string(), size, sha256: String::new() })
     }
 
     async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::output::{BufferPool, OutputSink, Tail, UploadEvent};
 use super::plan::{build_plan, generate, Paging, Plan, RowEncoding, Step, TableSource};
 use super::consistency::change_token;
+use super::digest::{row_hash, DigestState, TableDigest};
 use super::large::{is_large, write_value};
 use super::plan_cache::cached_plan;
 use super::render::{push_csv_value, push_json_value, push_sql_value_in};
@@ -56,6 +57,8 @@ pub struct ExportInput {
     pub progress: Option<ProgressFn>,
     /// Where the uploader returns part buffers for reuse.
     pub pool: BufferPool,
+    /// Table digests so far (see [`super::digest`]).
+    pub digests: DigestState,
 }
 
 /// Why a chunk stopped.
@@ -88,6 +91,7 @@ pub struct ExportOutcome {
     pub change_token: String,
     /// The database changed since the dump started (seen by this chunk).
     pub changed: bool,
+    pub digests: DigestState,
 }
 
 impl ToSql for KeyValue {
@@ -164,6 +168,8 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
         sink.resume(tail);
     }
     let mut rows = 0u64;
+    let mut digests = input.digests;
+    let mut warnings = plan.warnings.clone();
     let mut sliced = false;
     let mut line = Vec::with_capacity(4096);
     let end = loop {
@@ -195,12 +201,25 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
             }
             Step::Rows(table) => {
                 sliced = true;
-                match read_slice(&conn, table, &mut cursor.after, spec.chunk_size, schema_version, &mut sink, &mut line) {
+                if digests.current.as_ref().is_none_or(|d| d.table != table.name || cursor.after.is_none()) {
+                    digests.current = Some(TableDigest::new(&table.name));
+                }
+                let mut sum = 0u128;
+                match read_slice(&conn, table, &mut cursor.after, spec.chunk_size, schema_version, &mut sink, &mut line, &mut sum) {
                     Ok(slice) => {
                         rows += slice.rows;
+                        for c in &slice.nul_text_columns {
+                            let w = nul_text_warning(table, *c);
+                            if !warnings.contains(&w) {
+                                warnings.push(w);
+                            }
+                        }
+                        let current = digests.current.as_mut().expect("set above");
+                        current.add(slice.rows, sum);
                         if slice.exhausted {
                             cursor.step += 1;
                             cursor.after = None;
+                            digests.done.extend(digests.current.take());
                         }
                     }
                     Err(SliceError::Busy) => break ChunkEnd::Busy,
@@ -225,9 +244,10 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
         produced,
         fingerprint: plan.fingerprint.clone(),
         total_rows,
-        warnings: plan.warnings.clone(),
+        warnings,
         change_token: first_token,
         changed,
+        digests,
     })
 }
 
@@ -266,10 +286,25 @@ struct Slice {
     rows: u64,
     /// The table has no rows after the last one read.
     exhausted: bool,
+    /// Value columns holding TEXT with a NUL in numeric affinity (see `nul_text_warning`).
+    nul_text_columns: Vec<usize>,
+}
+
+/// SQLite 3.54 (unlike 3.39–3.50, tested) reads TEXT as a number up to an embedded NUL, so such
+/// a value in a column of numeric affinity is converted when the dump is restored there.
+/// No SQL text can avoid the conversion: the dump says so, naming the column.
+fn nul_text_warning(table: &TableSource, column: usize) -> String {
+    let name = table.value_columns.get(column).map_or("?", |c| c.0.as_str());
+    format!(
+        "table {:?}, column {name:?}: TEXT values containing NUL in a column of numeric affinity; SQLite 3.54 and later convert \
+         such a value to a number when they restore the dump (3.39 to 3.50 keep it as TEXT), so restore with one of those to keep it",
+        table.name
+    )
 }
 
 /// Reads and writes up to `limit` rows after `after` in one short read transaction,
 /// ending early after [`SLICE_MAX_TIME`].
+#[allow(clippy::too_many_arguments)]
 fn read_slice(
     conn: &Connection,
     table: &TableSource,
@@ -278,6 +313,7 @@ fn read_slice(
     schema_version: i64,
     sink: &mut OutputSink,
     line: &mut Vec<u8>,
+    sum: &mut u128,
 ) -> Result<Slice, SliceError> {
     let started = Instant::now();
     let mut unchecked_bytes = 0usize;
@@ -304,6 +340,7 @@ fn read_slice(
     let mut count = 0u64;
     let mut last_key: Vec<KeyValue> = Vec::with_capacity(table.key_len);
     let mut first_in_table = after.is_none();
+    let mut nul_text_columns = Vec::new();
     while let Some(row) = result.next()? {
         line.clear();
         last_key.clear();
@@ -336,6 +373,11 @@ fn read_slice(
                         line.push(b',');
                     }
                     let v = value(i)?;
+                    if let ValueRef::Text(t) = v {
+                        if table.value_columns.get(i).is_some_and(|c| c.1) && t.contains(&0) && !nul_text_columns.contains(&i) {
+                            nul_text_columns.push(i);
+                        }
+                    }
                     if is_large(&v) {
                         stream_large(&table.encoding, v, line, sink)?;
                     } else {
@@ -376,6 +418,7 @@ fn read_slice(
             }
         }
         sink.write_all(line).map_err(SliceError::Io)?;
+        *sum = sum.wrapping_add(row_hash((0..n_values).map(|i| value(i).unwrap_or(ValueRef::Null))));
         first_in_table = false;
         count += 1;
         // Look at the clock every 32 rows or every MiB, not on every row.
@@ -398,7 +441,7 @@ fn read_slice(
     if count > 0 {
         *after = Some(last_key);
     }
-    Ok(Slice { rows: count, exhausted: !cut_short && count < u64::from(limit) })
+    Ok(Slice { rows: count, exhausted: !cut_short && count < u64::from(limit), nul_text_columns })
 }
 
 /// Counts the rows the plan will dump, in short slices for single-key tables so the

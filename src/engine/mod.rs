@@ -4,6 +4,7 @@
 //! [`output`] cuts bytes into fixed-size parts, [`export`] runs one chunk.
 
 pub mod consistency;
+pub mod digest;
 pub mod export;
 pub mod large;
 pub mod output;

@@ -125,6 +125,9 @@ pub struct TableSource {
     pub select_rest: Option<String>,
     pub rest_len: usize,
     pub paging: Paging,
+    /// Per value column (main then rest): its name, and whether it has numeric affinity
+    /// (INTEGER, REAL or NUMERIC), where SQLite converts number-like TEXT on insert.
+    pub value_columns: Vec<(String, bool)>,
     /// Names of the visible columns (the CSV header); for SQL, without the rowid.
     pub column_names: Vec<String>,
     pub encoding: RowEncoding,
@@ -183,10 +186,13 @@ pub(super) fn table_source(
         _ => cols.iter().filter(|c| c.hidden != 1).collect(),
     };
     let mut values: Vec<String> = Vec::new();
+    let mut value_columns: Vec<(String, bool)> = Vec::new();
     if spec.format == Format::Sql && sql_rowid {
         values.push(keys[0].clone());
+        value_columns.push(("rowid".into(), false));
     }
     values.extend(visible.iter().map(|c| quote_ident(&c.name)));
+    value_columns.extend(visible.iter().map(|c| (c.name.clone(), numeric_affinity(&c.decl_type))));
     let encoding = match spec.format {
         Format::Sql => {
             let all_plain = cols.iter().all(|c| c.hidden == 0);
@@ -248,8 +254,23 @@ pub(super) fn table_source(
         rest_len: rest.len(),
         paging,
         column_names: visible.iter().map(|c| c.name.clone()).collect(),
+        value_columns,
         encoding,
     })
+}
+
+/// Whether a declared type gives numeric affinity (SQLite's rules, section 3.1 of its
+/// datatype documentation): INT → INTEGER; CHAR/CLOB/TEXT → TEXT; BLOB or none → BLOB;
+/// REAL/FLOA/DOUB → REAL; anything else → NUMERIC. (`ANY` in STRICT tables keeps values.)
+fn numeric_affinity(decl: &str) -> bool {
+    let t = decl.to_ascii_uppercase();
+    if t.contains("INT") {
+        return true;
+    }
+    if ["CHAR", "CLOB", "TEXT", "BLOB"].iter().any(|k| t.contains(k)) || t.is_empty() || t == "ANY" {
+        return false;
+    }
+    true
 }
 
 /// The INTEGER PRIMARY KEY column that aliases the rowid, if any. (`INTEGER PRIMARY KEY

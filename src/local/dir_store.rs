@@ -116,7 +116,7 @@ impl ObjectStore for DirStore {
             f.sync_data().map_err(io(&data))?;
             let size = bytes.len() as u64;
             fs::write(dir.join(format!("part-{number:05}")), size.to_string()).map_err(io(&dir))?;
-            Ok(PartReceipt { number, etag: format!("\"{number}-{size}\""), size })
+            Ok(PartReceipt { number, etag: format!("\"{number}-{size}\""), size, sha256: String::new() })
         })
         .await
     }

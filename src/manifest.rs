@@ -1,0 +1,105 @@
+//! The manifest every completed dump writes beside its files, so that a dump proves
+//! itself: what was dumped from where, how consistent it is, and digests that a reader
+//! (`chunkdump verify`) recomputes from the stored bytes and the values.
+//!
+//! * `files`: each file's key, bytes and `sha256` — SHA-256 over the SHA-256 digests of
+//!   the file's consecutive `partSize`-byte pieces (an empty file is one empty piece).
+//!   Parts are hashed as they are uploaded, so no chunk ever holds a whole file, and the
+//!   value depends only on the bytes and the part size.
+//! * `tables`: per table the row count and `contentHash` (see `engine::digest`): over the
+//!   columns the dump carries, in order (for SQL the rowid too when it is restored).
+//! * `schemaFingerprint`, `source` (path, bytes, page size, text encoding, journal mode,
+//!   the SQLite version that read it), `consistency`, `warnings`, times, chunks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::digest::{DigestState, TableDigest};
+use crate::error::DumpError;
+use crate::job::{Compression, Consistency, FileEntry, Format, JobRecord};
+use crate::ports::ObjectStore;
+
+/// The manifest document (`<id>.manifest.json`, or `<id>/manifest.json` for CSV).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub dump_id: String,
+    pub format: Format,
+    pub compression: Compression,
+    pub part_size: u64,
+    pub files: Vec<FileEntry>,
+    pub tables: Vec<TableDigest>,
+    pub schema_fingerprint: Option<String>,
+    pub source: SourceFacts,
+    pub consistency: Consistency,
+    pub warnings: Vec<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub chunks: u64,
+    pub rows: u64,
+}
+
+/// Facts about the database that was dumped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceFacts {
+    pub path: String,
+    pub bytes: Option<u64>,
+    pub page_size: Option<i64>,
+    pub text_encoding: Option<String>,
+    pub journal_mode: Option<String>,
+    /// The SQLite library that read it (chunkdump's bundled one).
+    pub sqlite_version: String,
+}
+
+/// The manifest's object key for a dump.
+pub fn manifest_key(id: &str, format: Format) -> String {
+    match format {
+        Format::Csv => format!("{id}/manifest.json"),
+        _ => format!("{id}.manifest.json"),
+    }
+}
+
+/// Reads the source facts (best effort: a database gone by now still gets its path).
+pub fn source_facts(path: &str) -> SourceFacts {
+    let mut facts = SourceFacts { path: path.to_string(), sqlite_version: rusqlite::version().to_string(), ..Default::default() };
+    facts.bytes = std::fs::metadata(path).ok().map(|m| m.len());
+    if let Ok(conn) = crate::engine::open_database(path) {
+        facts.page_size = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).ok();
+        facts.text_encoding = conn.query_row("PRAGMA encoding", [], |r| r.get(0)).ok();
+        facts.journal_mode = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).ok();
+    }
+    facts
+}
+
+/// Builds the manifest of the completed job `job` from its table digests.
+pub fn build(job: &JobRecord, digests: &DigestState, source: SourceFacts) -> Manifest {
+    let ts = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    Manifest {
+        manifest_version: 1,
+        dump_id: job.id.clone(),
+        format: job.spec.format,
+        compression: job.spec.compression,
+        part_size: job.spec.part_size,
+        files: job.files.clone(),
+        tables: digests.done.clone(),
+        schema_fingerprint: job.schema_fingerprint.clone(),
+        source,
+        consistency: job.consistency,
+        warnings: job.warnings.clone(),
+        started_at: ts(job.started_at),
+        completed_at: ts(job.completed_at),
+        chunks: job.chunks,
+        rows: job.processed_rows,
+    }
+}
+
+/// Writes the manifest of `job` (just completed) to the store.
+pub async fn write_manifest(objects: &dyn ObjectStore, job: &JobRecord, digests: &DigestState) -> Result<(), DumpError> {
+    let path = job.spec.database.clone();
+    let source = tokio::task::spawn_blocking(move || source_facts(&path)).await.map_err(|e| DumpError::Internal(e.to_string()))?;
+    let manifest = build(job, digests, source);
+    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| DumpError::Internal(e.to_string()))?;
+    objects.put(&manifest_key(&job.id, job.spec.format), body).await?;
+    Ok(())
+}
