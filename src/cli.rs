@@ -38,6 +38,8 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Print a dump's status as JSON.
     Status(StatusArgs),
+    /// Re-read a completed dump from its store and check it against its manifest.
+    Verify(VerifyArgs),
     /// Create the bucket and the progress table (with TTL) if missing.
     Setup(SetupArgs),
     /// Serve the HTTP API (needs CHUNKDUMP_API_TOKEN), running dumps in-process.
@@ -147,6 +149,17 @@ pub struct StatusArgs {
     pub id: String,
     #[command(flatten)]
     pub location: Location,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub location: Location,
+    /// Also compare the tables with this database (a snapshot copy, or a source nobody
+    /// wrote since the dump).
+    #[arg(long, value_name = "DB")]
+    pub against: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -279,6 +292,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.snapshot_dir.get_or_insert(stores.snapshot_dir.clone());
             let opts = crate::serve::ServeOptions { database: database.display().to_string(), listen: args.listen, config: cfg, part_size: args.part_size };
             crate::serve::serve(stores.objects, stores.progress, tokens, opts).await
+        }
+        Command::Verify(args) => {
+            let stores = open_stores(&args.location).await?;
+            let job = stores.progress.get(&args.id).await?.ok_or_else(|| DumpError::UnknownDump(args.id.clone()))?;
+            if job.status != JobStatus::Completed {
+                return Err(DumpError::WrongState { id: job.id.clone(), status: job.status.as_str().into(), message: "only a completed dump can be verified".into() }.into());
+            }
+            let bar = std::io::stderr().is_terminal().then(|| {
+                let bar = ProgressBar::new(job.bytes_written);
+                bar.set_style(ProgressStyle::with_template("verify [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template").progress_chars("=> "));
+                bar
+            });
+            let tick = |n: u64| {
+                if let Some(b) = &bar {
+                    b.set_position(n)
+                }
+            };
+            let report = crate::verify::verify(stores.objects.as_ref(), &job, args.against.as_deref(), &tick).await?;
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            if report.problems.is_empty() {
+                println!("ok: {} files and {} tables match the manifest of {}", report.files, report.tables, job.id);
+                Ok(())
+            } else {
+                for p in &report.problems {
+                    println!("{p}");
+                }
+                Err(anyhow::anyhow!("dump {} does not match its manifest ({} problems)", job.id, report.problems.len()))
+            }
         }
         Command::Setup(args) => {
             let config = crate::cloud::load_aws_config().await;

@@ -28,5 +28,6 @@ pub mod runner;
 pub mod serve;
 pub mod tasks;
 pub mod uploader;
+pub mod verify;
 
 pub use error::{DumpError, StoreError};

@@ -49,6 +49,9 @@ pub trait ObjectStore: Send + Sync {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
     /// Reads a small object whole; `None` if it does not exist.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Reads up to `len` bytes of an object from `offset` (fewer at its end; empty past
+    /// it); `None` if it does not exist. How large objects are read back in bounded memory.
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// A human-readable location of `key` (a file path, an `s3://` URL).

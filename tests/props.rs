@@ -32,8 +32,8 @@ fn real_like() -> impl Strategy<Value = f64> {
             f
         }),
         (-180_000_000i64..=180_000_000).prop_map(|n| n as f64 / 1e6),
-        (-90_0000000i64..=90_0000000).prop_map(|n| format!("{}", n as f64 / 1e7).parse().unwrap()),
-        (0i64..100_000_000_00).prop_map(|c| c as f64 / 100.0),
+        (-900_000_000i64..=900_000_000).prop_map(|n| format!("{}", n as f64 / 1e7).parse().unwrap()),
+        (0i64..10_000_000_000).prop_map(|c| c as f64 / 100.0),
         (1u64..(1 << 52)).prop_map(f64::from_bits),
         (1.0f64..10.0, 280i32..308, any::<bool>()).prop_map(|(m, e, tiny)| if tiny { m * 10f64.powi(-e) } else { m * 10f64.powi(e) }),
     ]

@@ -177,6 +177,27 @@ impl ObjectStore for S3Store {
         Ok(Some(body.into_bytes().to_vec()))
     }
 
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if len == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let full = self.full_key(key)?;
+        let range = format!("bytes={offset}-{}", offset + len - 1);
+        let out = match self.client.get_object().bucket(&self.bucket).key(&full).range(range).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                return match sdk_error(&format!("get s3://{}/{full}", self.bucket), e) {
+                    StoreError::NotFound(_) => Ok(None),
+                    // A range past the end of the object.
+                    StoreError::Invalid(m) | StoreError::Permanent(m) if m.contains("InvalidRange") || m.contains("416") => Ok(Some(Vec::new())),
+                    other => Err(other),
+                };
+            }
+        };
+        let body = out.body.collect().await.map_err(|e| StoreError::Transient(format!("reading s3://{}/{full}: {e}", self.bucket)))?;
+        Ok(Some(body.into_bytes().to_vec()))
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let full = self.full_key(key)?;
         match self.client.delete_object().bucket(&self.bucket).key(&full).send().await {

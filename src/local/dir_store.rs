@@ -179,6 +179,23 @@ impl ObjectStore for DirStore {
         .await
     }
 
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::io::{Read, Seek};
+        let path = self.path(key)?;
+        blocking(move || {
+            let mut f = match fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io(&path)(e)),
+            };
+            f.seek(std::io::SeekFrom::Start(offset)).map_err(io(&path))?;
+            let mut buf = Vec::new();
+            f.take(len).read_to_end(&mut buf).map_err(io(&path))?;
+            Ok(Some(buf))
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         blocking(move || match fs::remove_file(&path) {

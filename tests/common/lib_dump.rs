@@ -48,6 +48,9 @@ impl<S: ObjectStore> ObjectStore for SpyStore<S> {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key).await
     }
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_range(key, offset, len).await
+    }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
     }
@@ -109,6 +112,10 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.fault("get")?;
         self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.fault("get")?;
+        self.inner.get_range(key, offset, len).await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
