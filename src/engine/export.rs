@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::output::{BufferPool, OutputSink, Tail, UploadEvent};
 use super::plan::{build_plan, generate, Paging, Plan, RowEncoding, Step, TableSource};
 use super::consistency::change_token;
-use super::digest::{row_hash, DigestState, TableDigest};
+use super::digest::{row_hash_with, DigestState, TableDigest};
 use super::large::{is_large, write_value};
 use super::plan_cache::cached_plan;
 use super::render::{push_csv_value, push_json_value, push_sql_value_in};
@@ -341,6 +341,7 @@ fn read_slice(
     let mut last_key: Vec<KeyValue> = Vec::with_capacity(table.key_len);
     let mut first_in_table = after.is_none();
     let mut nul_text_columns = Vec::new();
+    let mut hash_scratch = Vec::with_capacity(1024);
     while let Some(row) = result.next()? {
         line.clear();
         last_key.clear();
@@ -365,6 +366,19 @@ fn read_slice(
                 Ok(key_ref(&rest_row[i - table.value_len]))
             }
         };
+        // Each value is fetched once, for rendering and for the row's digest (on the
+        // stack for ordinary widths: no allocation per row).
+        let mut on_stack = [ValueRef::Null; 32];
+        let on_heap: Vec<ValueRef<'_>>;
+        let values: &[ValueRef<'_>] = if n_values <= on_stack.len() {
+            for (i, slot) in on_stack[..n_values].iter_mut().enumerate() {
+                *slot = value(i)?;
+            }
+            &on_stack[..n_values]
+        } else {
+            on_heap = (0..n_values).map(value).collect::<rusqlite::Result<_>>()?;
+            &on_heap
+        };
         match &table.encoding {
             RowEncoding::Sql { prefix, text } => {
                 line.extend_from_slice(prefix);
@@ -372,7 +386,7 @@ fn read_slice(
                     if i > 0 {
                         line.push(b',');
                     }
-                    let v = value(i)?;
+                    let v = values[i];
                     if let ValueRef::Text(t) = v {
                         if table.value_columns.get(i).is_some_and(|c| c.1) && t.contains(&0) && !nul_text_columns.contains(&i) {
                             nul_text_columns.push(i);
@@ -387,11 +401,10 @@ fn read_slice(
                 line.extend_from_slice(b");\n");
             }
             RowEncoding::Csv => {
-                for i in 0..n_values {
+                for (i, &v) in values.iter().enumerate() {
                     if i > 0 {
                         line.push(b',');
                     }
-                    let v = value(i)?;
                     if is_large(&v) {
                         stream_large(&table.encoding, v, line, sink)?;
                     } else {
@@ -407,7 +420,7 @@ fn read_slice(
                         line.push(b',');
                     }
                     line.extend_from_slice(key);
-                    let v = value(i)?;
+                    let v = values[i];
                     if is_large(&v) {
                         stream_large(&table.encoding, v, line, sink)?;
                     } else {
@@ -418,7 +431,7 @@ fn read_slice(
             }
         }
         sink.write_all(line).map_err(SliceError::Io)?;
-        *sum = sum.wrapping_add(row_hash((0..n_values).map(|i| value(i).unwrap_or(ValueRef::Null))));
+        *sum = sum.wrapping_add(row_hash_with(values.iter().copied(), &mut hash_scratch));
         first_in_table = false;
         count += 1;
         // Look at the clock every 32 rows or every MiB, not on every row.
