@@ -297,11 +297,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let stores = open_stores(&args.location).await?;
             let job = stores.progress.get(&args.id).await?.ok_or_else(|| DumpError::UnknownDump(args.id.clone()))?;
             if job.status != JobStatus::Completed {
-                return Err(DumpError::WrongState { id: job.id.clone(), status: job.status.as_str().into(), message: "only a completed dump can be verified".into() }.into());
+                return Err(DumpError::WrongState {
+                    id: job.id.clone(),
+                    status: job.status.as_str().into(),
+                    message: "only a completed dump can be verified".into(),
+                }
+                .into());
             }
             let bar = std::io::stderr().is_terminal().then(|| {
                 let bar = ProgressBar::new(job.bytes_written);
-                bar.set_style(ProgressStyle::with_template("verify [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template").progress_chars("=> "));
+                bar.set_style(
+                    ProgressStyle::with_template("verify [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template").progress_chars("=> "),
+                );
                 bar
             });
             let tick = |n: u64| {

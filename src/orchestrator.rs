@@ -52,7 +52,8 @@ impl LocalRunner {
 
     /// A runner of another definition (for tests of the interpreter).
     pub fn with_definition(tasks: Tasks, definition: &str) -> Result<Self, DumpError> {
-        let machine = StateMachine::parse(definition, &[("ChunkFunctionArn", LOCAL_CHUNK_FUNCTION), ("SnapshotFunctionArn", LOCAL_CHUNK_FUNCTION)]).map_err(|e| DumpError::Internal(e.to_string()))?;
+        let machine = StateMachine::parse(definition, &[("ChunkFunctionArn", LOCAL_CHUNK_FUNCTION), ("SnapshotFunctionArn", LOCAL_CHUNK_FUNCTION)])
+            .map_err(|e| DumpError::Internal(e.to_string()))?;
         Ok(LocalRunner { tasks: Arc::new(tasks), machine: Arc::new(machine), running: Mutex::new(HashMap::new()) })
     }
 

@@ -343,7 +343,10 @@ pub async fn ensure_snapshot(objects: &dyn ObjectStore, progress: &dyn ProgressS
         return Ok(job);
     }
     let result = async {
-        let dir = opts.snapshot_dir.clone().ok_or_else(|| DumpError::InvalidRequest("snapshot dumps need CHUNKDUMP_SNAPSHOT_DIR, a writable directory for the copy".into()))?;
+        let dir = opts
+            .snapshot_dir
+            .clone()
+            .ok_or_else(|| DumpError::InvalidRequest("snapshot dumps need CHUNKDUMP_SNAPSHOT_DIR, a writable directory for the copy".into()))?;
         sweep_snapshots(progress, &dir, &job.id).await;
         let (source, dest) = (job.spec.database.clone(), snapshot_file(&dir, &job.id));
         let max_block = job.spec.snapshot_max_block_ms.map_or(crate::engine::snapshot::DEFAULT_MAX_BLOCK, Duration::from_millis);

@@ -94,7 +94,8 @@ impl<'a> Uploader<'a> {
                 }
                 UploadEvent::Finish { object, key, last, size } => {
                     let single = self.open.as_ref().is_none_or(|o| o.object != object || o.handle.is_none());
-                    let mut parts: Vec<String> = self.open.as_ref().filter(|o| o.object == object).map_or(Vec::new(), |o| o.receipts.iter().map(|r| r.sha256.clone()).collect());
+                    let mut parts: Vec<String> =
+                        self.open.as_ref().filter(|o| o.object == object).map_or(Vec::new(), |o| o.receipts.iter().map(|r| r.sha256.clone()).collect());
                     match last {
                         // A one-part object needs no multipart upload at all.
                         Some((1, bytes)) if single => {

@@ -41,7 +41,12 @@ pub async fn verify(objects: &dyn ObjectStore, job: &JobRecord, against: Option<
     let raw = objects.get(&key).await?.ok_or_else(|| DumpError::InvalidRequest(format!("dump {} has no manifest ({key}); is it completed?", job.id)))?;
     let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))?;
     if manifest.dump_id != job.id || manifest.files.len() != job.files.len() {
-        report.problems.push(format!("the manifest does not describe dump {} ({} files listed, the job has {})", job.id, manifest.files.len(), job.files.len()));
+        report.problems.push(format!(
+            "the manifest does not describe dump {} ({} files listed, the job has {})",
+            job.id,
+            manifest.files.len(),
+            job.files.len()
+        ));
     }
     let scratch = tempfile::tempdir().map_err(|e| DumpError::Internal(format!("scratch directory: {e}")))?;
     let mut parsed: Vec<TableDigest> = Vec::new();
@@ -70,7 +75,9 @@ pub async fn verify(objects: &dyn ObjectStore, job: &JobRecord, against: Option<
         let (format, compression, spec) = (manifest.format, manifest.compression, job.spec.clone());
         let work = scratch.path().to_path_buf();
         let name = file.key.clone();
-        let result = tokio::task::spawn_blocking(move || parse(&local, &name, format, compression, &spec, &work)).await.map_err(|e| DumpError::Internal(e.to_string()))?;
+        let result = tokio::task::spawn_blocking(move || parse(&local, &name, format, compression, &spec, &work))
+            .await
+            .map_err(|e| DumpError::Internal(e.to_string()))?;
         match result {
             Ok(tables) => parsed.extend(tables),
             Err(e) => report.problems.push(format!("{}: does not parse: {e}", file.key)),
@@ -91,7 +98,9 @@ fn compare(problems: &mut Vec<String>, what: &str, manifest: &[TableDigest], fou
     for want in manifest {
         match found.iter().find(|t| t.table == want.table) {
             None => problems.push(format!("table {:?}: in the manifest, not in {what}", want.table)),
-            Some(got) if got.rows != want.rows => problems.push(format!("table {:?}: {} rows in {what}, the manifest says {}", want.table, got.rows, want.rows)),
+            Some(got) if got.rows != want.rows => {
+                problems.push(format!("table {:?}: {} rows in {what}, the manifest says {}", want.table, got.rows, want.rows))
+            }
             Some(got) if !rows_only && got.content_hash != want.content_hash => {
                 problems.push(format!("table {:?}: content hash {} in {what}, the manifest says {}", want.table, got.content_hash, want.content_hash))
             }
@@ -105,7 +114,13 @@ fn compare(problems: &mut Vec<String>, what: &str, manifest: &[TableDigest], fou
 
 /// Copies an object to `local` in part-size ranges; returns its size and SHA-256 of
 /// part digests, or `None` if it does not exist.
-async fn download(objects: &dyn ObjectStore, key: &str, part_size: u64, local: &Path, on_read: &mut dyn FnMut(u64)) -> Result<Option<(u64, String)>, DumpError> {
+async fn download(
+    objects: &dyn ObjectStore,
+    key: &str,
+    part_size: u64,
+    local: &Path,
+    on_read: &mut dyn FnMut(u64),
+) -> Result<Option<(u64, String)>, DumpError> {
     let io = |e: std::io::Error| DumpError::Internal(format!("scratch file: {e}"));
     let mut out = std::io::BufWriter::new(std::fs::File::create(local).map_err(io)?);
     let (mut offset, mut parts) = (0u64, Vec::new());

@@ -73,22 +73,32 @@ fn many_chunks() -> Vec<&'static str> {
     vec!["--format", "sql", "--chunk-size", "500", "--budget-ms", "0", "--breathe-ms", "5"]
 }
 
+/// Dumps `src` in many chunks (plus `extra` flags) while the writer runs; returns the
+/// dump's output, the output directory and the writer's (commits, failures).
+fn dump_while_writing(dir: &Path, src: &Path, extra: &[&str]) -> (std::process::Output, std::path::PathBuf, (u64, u64)) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(src, stop.clone());
+    std::thread::sleep(Duration::from_millis(50));
+    let out = dir.join("out");
+    let mut args = vec!["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend(many_chunks());
+    let o = run(&args);
+    std::thread::sleep(Duration::from_millis(50));
+    stop.store(true, Ordering::Relaxed);
+    let counts = w.join().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(counts.0 > 0, "the writer wrote during the dump");
+    (o, out, counts)
+}
+
 #[test]
 fn a_live_dump_says_when_the_database_changed_under_it() {
     for journal in ["delete", "wal"] {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("live.db");
         build(&src, journal);
-        let stop = Arc::new(AtomicBool::new(false));
-        let w = writer(&src, stop.clone());
-        let out = dir.path().join("out");
-        let mut args = vec!["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap()];
-        args.extend(many_chunks());
-        let o = run(&args);
-        stop.store(true, Ordering::Relaxed);
-        let (commits, failures) = w.join().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert!(commits > 0, "the writer wrote during the dump");
+        let (o, out, (_, failures)) = dump_while_writing(dir.path(), &src, &[]);
         assert_eq!(failures, 0, "{journal}: a live dump never makes a writer fail");
         let id = String::from_utf8_lossy(&o.stdout).lines().next().unwrap().to_string();
         let s = status(&out, &id);
@@ -128,18 +138,7 @@ fn a_snapshot_dump_is_a_point_in_time_copy_while_writers_keep_writing() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("live.db");
         build(&src, journal);
-        let stop = Arc::new(AtomicBool::new(false));
-        let w = writer(&src, stop.clone());
-        std::thread::sleep(Duration::from_millis(50));
-        let out = dir.path().join("out");
-        let mut args = vec!["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--snapshot"];
-        args.extend(many_chunks());
-        let o = run(&args);
-        std::thread::sleep(Duration::from_millis(50));
-        stop.store(true, Ordering::Relaxed);
-        let (commits, failures) = w.join().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert!(commits > 0);
+        let (o, out, (_, failures)) = dump_while_writing(dir.path(), &src, &["--snapshot"]);
         assert_eq!(failures, 0, "{journal}: the writer never fails during a snapshot dump");
         let stdout = String::from_utf8_lossy(&o.stdout).to_string();
         let id = stdout.lines().next().unwrap().to_string();

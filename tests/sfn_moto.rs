@@ -123,7 +123,10 @@ async fn rig() -> Rig {
 
     let sfn_config = sdk_config(&moto_sfn, "moto", "moto").await;
     let sfn = aws_sdk_sfn::Client::new(&sfn_config);
-    let definition = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/statemachine.json")).unwrap().replace("${ChunkFunctionArn}", CHUNK_ARN).replace("${SnapshotFunctionArn}", SNAPSHOT_ARN);
+    let definition = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/statemachine.json"))
+        .unwrap()
+        .replace("${ChunkFunctionArn}", CHUNK_ARN)
+        .replace("${SnapshotFunctionArn}", SNAPSHOT_ARN);
     let created = sfn
         .create_state_machine()
         .name(unique("chunkdump"))

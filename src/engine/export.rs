@@ -10,13 +10,12 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::mpsc;
 
-use super::output::{BufferPool, OutputSink, Tail, UploadEvent};
-use super::plan::{build_plan, generate, Paging, Plan, RowEncoding, Step, TableSource};
 use super::consistency::change_token;
-use super::digest::{row_hash_with, DigestState, TableDigest};
-use super::large::{is_large, write_value};
+use super::digest::{DigestState, TableDigest};
+use super::output::{BufferPool, OutputSink, Tail, UploadEvent};
+use super::plan::{build_plan, generate, Plan, Step};
 use super::plan_cache::cached_plan;
-use super::render::{push_csv_value, push_json_value, push_sql_value_in};
+use super::slice::{nul_text_warning, read_slice, SliceError};
 use crate::error::DumpError;
 use crate::job::{Cursor, DumpSpec, KeyValue};
 
@@ -100,7 +99,7 @@ impl ToSql for KeyValue {
     }
 }
 
-fn key_ref(k: &KeyValue) -> ValueRef<'_> {
+pub(super) fn key_ref(k: &KeyValue) -> ValueRef<'_> {
     match k {
         KeyValue::Null => ValueRef::Null,
         KeyValue::Integer(i) => ValueRef::Integer(*i),
@@ -110,7 +109,7 @@ fn key_ref(k: &KeyValue) -> ValueRef<'_> {
     }
 }
 
-fn key_value(v: ValueRef<'_>) -> KeyValue {
+pub(super) fn key_value(v: ValueRef<'_>) -> KeyValue {
     match v {
         ValueRef::Null => KeyValue::Null,
         ValueRef::Integer(i) => KeyValue::Integer(i),
@@ -251,210 +250,8 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
     })
 }
 
-/// Writes the row so far, then a large value in pieces (see [`super::large`]).
-fn stream_large(encoding: &RowEncoding, v: ValueRef<'_>, line: &mut Vec<u8>, sink: &mut OutputSink) -> Result<(), SliceError> {
-    sink.write_all(line).map_err(SliceError::Io)?;
-    line.clear();
-    let mut scratch = Vec::new();
-    write_value(encoding, v, &mut scratch, &mut |piece| sink.write_all(piece)).map_err(SliceError::Io)
-}
-
-enum SliceError {
-    Busy,
-    SchemaMoved,
-    Db(rusqlite::Error),
-    Io(std::io::Error),
-}
-
-impl From<rusqlite::Error> for SliceError {
-    fn from(e: rusqlite::Error) -> Self {
-        match &e {
-            rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                SliceError::Busy
-            }
-            _ => SliceError::Db(e),
-        }
-    }
-}
-
-fn read_schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+pub(super) fn read_schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA schema_version", [], |r| r.get(0))
-}
-
-/// What one slice read.
-struct Slice {
-    rows: u64,
-    /// The table has no rows after the last one read.
-    exhausted: bool,
-    /// Value columns holding TEXT with a NUL in numeric affinity (see `nul_text_warning`).
-    nul_text_columns: Vec<usize>,
-}
-
-/// SQLite 3.54 (unlike 3.39–3.50, tested) reads TEXT as a number up to an embedded NUL, so such
-/// a value in a column of numeric affinity is converted when the dump is restored there.
-/// No SQL text can avoid the conversion: the dump says so, naming the column.
-fn nul_text_warning(table: &TableSource, column: usize) -> String {
-    let name = table.value_columns.get(column).map_or("?", |c| c.0.as_str());
-    format!(
-        "table {:?}, column {name:?}: TEXT values containing NUL in a column of numeric affinity; SQLite 3.54 and later convert \
-         such a value to a number when they restore the dump (3.39 to 3.50 keep it as TEXT), so restore with one of those to keep it",
-        table.name
-    )
-}
-
-/// Reads and writes up to `limit` rows after `after` in one short read transaction,
-/// ending early after [`SLICE_MAX_TIME`].
-#[allow(clippy::too_many_arguments)]
-fn read_slice(
-    conn: &Connection,
-    table: &TableSource,
-    after: &mut Option<Vec<KeyValue>>,
-    limit: u32,
-    schema_version: i64,
-    sink: &mut OutputSink,
-    line: &mut Vec<u8>,
-    sum: &mut u128,
-) -> Result<Slice, SliceError> {
-    let started = Instant::now();
-    let mut unchecked_bytes = 0usize;
-    let mut cut_short = false;
-    let txn = conn.unchecked_transaction()?;
-    if read_schema_version(&txn)? != schema_version {
-        return Err(SliceError::SchemaMoved);
-    }
-    let (sql, mut params): (&str, Vec<&dyn ToSql>) = match after.as_ref() {
-        None => (&table.select_first, Vec::new()),
-        Some(keys) => (&table.select_after, keys.iter().map(|k| k as &dyn ToSql).collect()),
-    };
-    params.push(&limit);
-    let offset_base = match (table.paging, after.as_deref()) {
-        (Paging::Offset, Some([KeyValue::Integer(n)])) => *n,
-        _ => 0,
-    };
-    let mut stmt = txn.prepare_cached(sql)?;
-    let mut rest_stmt = match &table.select_rest {
-        Some(rest) => Some(txn.prepare_cached(rest)?),
-        None => None,
-    };
-    let mut result = stmt.query(params.as_slice())?;
-    let mut count = 0u64;
-    let mut last_key: Vec<KeyValue> = Vec::with_capacity(table.key_len);
-    let mut first_in_table = after.is_none();
-    let mut nul_text_columns = Vec::new();
-    let mut hash_scratch = Vec::with_capacity(1024);
-    while let Some(row) = result.next()? {
-        line.clear();
-        last_key.clear();
-        for i in 0..table.key_len {
-            last_key.push(key_value(row.get_ref(i)?));
-        }
-        // The columns past a result set's limit, read by this row's key.
-        let rest_row = match rest_stmt.as_mut() {
-            Some(st) => {
-                let keys: Vec<&dyn ToSql> = last_key.iter().map(|k| k as &dyn ToSql).collect();
-                let mut q = st.query(keys.as_slice())?;
-                let r = q.next()?.ok_or_else(|| SliceError::Db(rusqlite::Error::QueryReturnedNoRows))?;
-                (0..table.rest_len).map(|i| r.get_ref(i).map(key_value)).collect::<Result<Vec<_>, _>>()?
-            }
-            None => Vec::new(),
-        };
-        let n_values = table.value_len + table.rest_len;
-        let value = |i: usize| -> rusqlite::Result<ValueRef<'_>> {
-            if i < table.value_len {
-                row.get_ref(table.key_len + i)
-            } else {
-                Ok(key_ref(&rest_row[i - table.value_len]))
-            }
-        };
-        // Each value is fetched once, for rendering and for the row's digest (on the
-        // stack for ordinary widths: no allocation per row).
-        let mut on_stack = [ValueRef::Null; 32];
-        let on_heap: Vec<ValueRef<'_>>;
-        let values: &[ValueRef<'_>] = if n_values <= on_stack.len() {
-            for (i, slot) in on_stack[..n_values].iter_mut().enumerate() {
-                *slot = value(i)?;
-            }
-            &on_stack[..n_values]
-        } else {
-            on_heap = (0..n_values).map(value).collect::<rusqlite::Result<_>>()?;
-            &on_heap
-        };
-        match &table.encoding {
-            RowEncoding::Sql { prefix, text } => {
-                line.extend_from_slice(prefix);
-                for i in 0..n_values {
-                    if i > 0 {
-                        line.push(b',');
-                    }
-                    let v = values[i];
-                    if let ValueRef::Text(t) = v {
-                        if table.value_columns.get(i).is_some_and(|c| c.1) && t.contains(&0) && !nul_text_columns.contains(&i) {
-                            nul_text_columns.push(i);
-                        }
-                    }
-                    if is_large(&v) {
-                        stream_large(&table.encoding, v, line, sink)?;
-                    } else {
-                        push_sql_value_in(line, v, *text);
-                    }
-                }
-                line.extend_from_slice(b");\n");
-            }
-            RowEncoding::Csv => {
-                for (i, &v) in values.iter().enumerate() {
-                    if i > 0 {
-                        line.push(b',');
-                    }
-                    if is_large(&v) {
-                        stream_large(&table.encoding, v, line, sink)?;
-                    } else {
-                        push_csv_value(line, v);
-                    }
-                }
-                line.extend_from_slice(b"\r\n");
-            }
-            RowEncoding::Json { keys } => {
-                line.extend_from_slice(if first_in_table { b"\n{" } else { b",\n{" });
-                for (i, key) in keys.iter().enumerate() {
-                    if i > 0 {
-                        line.push(b',');
-                    }
-                    line.extend_from_slice(key);
-                    let v = values[i];
-                    if is_large(&v) {
-                        stream_large(&table.encoding, v, line, sink)?;
-                    } else {
-                        push_json_value(line, v);
-                    }
-                }
-                line.push(b'}');
-            }
-        }
-        sink.write_all(line).map_err(SliceError::Io)?;
-        *sum = sum.wrapping_add(row_hash_with(values.iter().copied(), &mut hash_scratch));
-        first_in_table = false;
-        count += 1;
-        // Look at the clock every 32 rows or every MiB, not on every row.
-        unchecked_bytes += line.len();
-        if (count.is_multiple_of(32) || unchecked_bytes >= 1 << 20) && count < u64::from(limit) {
-            unchecked_bytes = 0;
-            if started.elapsed() >= SLICE_MAX_TIME {
-                cut_short = true;
-                break;
-            }
-        }
-    }
-    if table.paging == Paging::Offset {
-        last_key = vec![KeyValue::Integer(offset_base + count as i64)];
-    }
-    drop(result);
-    drop(stmt);
-    drop(rest_stmt);
-    txn.commit()?;
-    if count > 0 {
-        *after = Some(last_key);
-    }
-    Ok(Slice { rows: count, exhausted: !cut_short && count < u64::from(limit), nul_text_columns })
 }
 
 /// Counts the rows the plan will dump, in short slices for single-key tables so the

@@ -24,12 +24,7 @@ pub fn is_large(v: &ValueRef<'_>) -> bool {
 }
 
 /// Writes `v` as `encoding` renders it, through `write` in pieces, using `scratch`.
-pub fn write_value(
-    encoding: &RowEncoding,
-    v: ValueRef<'_>,
-    scratch: &mut Vec<u8>,
-    write: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
-) -> std::io::Result<()> {
+pub fn write_value(encoding: &RowEncoding, v: ValueRef<'_>, scratch: &mut Vec<u8>, write: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
     let mut pieces = |open: &[u8], bytes: &[u8], close: &[u8], render: &dyn Fn(&mut Vec<u8>, &[u8])| -> std::io::Result<()> {
         write(open)?;
         for piece in bytes.chunks(PIECE) {

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod plan_cache;
 pub mod real;
 pub mod render;
+mod slice;
 pub mod snapshot;
 pub mod table;
 

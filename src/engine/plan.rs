@@ -127,7 +127,11 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
         tables.retain(|(r, kind)| {
             let contentless = matches!(kind, TableKind::Virtual { rows: VtabRows::Contentless { .. }, .. });
             if contentless {
-                warnings.push(format!("table {:?}: a contentless FTS index stores no column values, so it is left out of {} dumps", r.name, spec.format.extension()));
+                warnings.push(format!(
+                    "table {:?}: a contentless FTS index stores no column values, so it is left out of {} dumps",
+                    r.name,
+                    spec.format.extension()
+                ));
             }
             !contentless
         });
@@ -235,7 +239,13 @@ fn hex_digest(bytes: &[u8]) -> String {
 }
 
 /// Indexes, views, triggers and FTS rebuilds of the dumped tables.
-fn schema_trailer(schema: &[SchemaRow], spec: &DumpSpec, is_selected: &dyn Fn(&str) -> bool, fingerprint: &mut dyn FnMut(&SchemaRow), rebuilds: &[String]) -> Vec<u8> {
+fn schema_trailer(
+    schema: &[SchemaRow],
+    spec: &DumpSpec,
+    is_selected: &dyn Fn(&str) -> bool,
+    fingerprint: &mut dyn FnMut(&SchemaRow),
+    rebuilds: &[String],
+) -> Vec<u8> {
     let mut out = String::new();
     let whole_db = spec.tables.is_none();
     for kind in ["index", "view", "trigger"] {
@@ -260,8 +270,10 @@ pub fn generate(conn: &Connection, step: &Generated) -> rusqlite::Result<Vec<u8>
     match step {
         Generated::SequencesAndStats { only, has_sequence, has_stat1, has_stat4 } => {
             if *has_sequence {
-                let rows: Vec<(String, i64)> =
-                    conn.prepare("SELECT name, seq FROM sqlite_sequence ORDER BY rowid")?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+                let rows: Vec<(String, i64)> = conn
+                    .prepare("SELECT name, seq FROM sqlite_sequence ORDER BY rowid")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
                 let rows: Vec<_> = rows.into_iter().filter(|(n, _)| only.as_ref().is_none_or(|o| o.contains(&n.to_ascii_lowercase()))).collect();
                 if !rows.is_empty() {
                     out.push_str("DELETE FROM sqlite_sequence;\n");

@@ -107,8 +107,7 @@ fn copy(src: &Connection, source: &str, dest: &Path, journal_mode: &str, max_blo
     outcome?;
     // The copy is private: keep it in rollback mode, so that reading it touches no
     // -wal/-shm files (and its change token stays put).
-    dst.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get::<_, String>(0))
-        .map_err(|e| DumpError::Internal(format!("snapshot {}: {e}", dest.display())))?;
+    dst.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get::<_, String>(0)).map_err(|e| DumpError::Internal(format!("snapshot {}: {e}", dest.display())))?;
     Ok(())
 }
 
@@ -121,8 +120,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("s.db");
         let c = Connection::open(&src).unwrap();
-        c.execute_batch("CREATE TABLE t(a); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 5000) INSERT INTO t SELECT randomblob(100) FROM n;")
-            .unwrap();
+        c.execute_batch(
+            "CREATE TABLE t(a); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 5000) INSERT INTO t SELECT randomblob(100) FROM n;",
+        )
+        .unwrap();
         let dest = dir.path().join("snaps/copy.db");
         let r = take_snapshot(src.to_str().unwrap(), &dest, Duration::from_secs(60)).unwrap();
         assert_eq!(r.journal_mode, "delete");

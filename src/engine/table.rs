@@ -241,7 +241,9 @@ pub(super) fn table_source(
             )
         }
         // NOT INDEXED: a scan of the table itself, in rowid order, the same every time.
-        Paging::Offset => (format!("SELECT {select_cols} FROM {q} NOT INDEXED LIMIT ?1"), format!("SELECT {select_cols} FROM {q} NOT INDEXED LIMIT ?2 OFFSET ?1")),
+        Paging::Offset => {
+            (format!("SELECT {select_cols} FROM {q} NOT INDEXED LIMIT ?1"), format!("SELECT {select_cols} FROM {q} NOT INDEXED LIMIT ?2 OFFSET ?1"))
+        }
     };
     Ok(TableSource {
         name: table.to_string(),

@@ -156,7 +156,17 @@ pub async fn lib_dump_to<S: ObjectStore + 'static>(
     part_size: u64,
 ) -> LibDump {
     {
-        let spec = DumpSpec { database: db.display().to_string(), format, compression, tables: None, include_schema: true, chunk_size, part_size, snapshot: false, snapshot_max_block_ms: None };
+        let spec = DumpSpec {
+            database: db.display().to_string(),
+            format,
+            compression,
+            tables: None,
+            include_schema: true,
+            chunk_size,
+            part_size,
+            snapshot: false,
+            snapshot_max_block_ms: None,
+        };
         let job = create_dump(progress.as_ref(), spec, Some("d".into())).await.unwrap();
         let opts = ChunkOptions { budget, ..Default::default() };
         // A continue-as-new every 5 chunks: cutting executions must not change the output.

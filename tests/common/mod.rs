@@ -163,7 +163,9 @@ pub fn table_rows(conn: &Connection, table: &str) -> Vec<Vec<Exact>> {
             Err(_) if kind == "virtual" => {
                 let mut rows = query(&format!("SELECT rowid FROM {q}")).unwrap_or_default();
                 let shadows: Vec<String> = conn
-                    .prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'shadow' AND name LIKE ?1 || '\\_%' ESCAPE '\\' ORDER BY name")
+                    .prepare(
+                        "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'shadow' AND name LIKE ?1 || '\\_%' ESCAPE '\\' ORDER BY name",
+                    )
                     .unwrap()
                     .query_map([table], |r| r.get(0))
                     .unwrap()
