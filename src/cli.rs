@@ -363,6 +363,7 @@ async fn finish(stores: &Stores, job: &JobRecord, tuning: &Tuning, cfg: &Config)
     writeln!(stdout, "{}", job.id)?;
     stdout.flush()?;
     let job = if job.status == JobStatus::Completed {
+        crate::runner::tidy_completed(stores.objects.as_ref(), job).await;
         job.clone()
     } else {
         let reporter = Reporter::new(&job.id);

@@ -110,6 +110,7 @@ pub async fn run_chunk(
 ) -> Result<ChunkReport, DumpError> {
     let job = progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
     if expected_version.is_some_and(|v| v != job.version) || matches!(job.status, JobStatus::Completed | JobStatus::Cancelled) {
+        tidy_completed(objects, &job).await;
         return Ok(ChunkReport::of(&job, 0));
     }
     if job.status == JobStatus::Failed {
@@ -251,11 +252,15 @@ async fn commit_chunk(
     })?;
     if next.status == JobStatus::Completed {
         remove_snapshot(&next);
+        // A killed earlier attempt of this last chunk may have staged for this version.
+        let _ = objects.delete(&staging_key(&job.id, next.version)).await;
     }
     if job.chunks > 0 {
         if let Err(e) = objects.delete(&staging_key(&job.id, job.version)).await {
             tracing::warn!(dump_id = %job.id, error = %e, "could not delete old staging object");
         }
+        // A run killed between its commit and this delete left the version before.
+        let _ = objects.delete(&staging_key(&job.id, job.version - 1)).await;
     }
     tracing::info!(dump_id = %job.id, version = next.version, rows = outcome.rows, total = next.processed_rows,
         bytes = next.bytes_written, ms = started.elapsed().as_millis() as u64, end = ?outcome.end, "chunk committed");
@@ -321,13 +326,22 @@ async fn end_job(
     if let Some(upload) = job.open_object.as_ref().and_then(|o| o.upload.as_ref()) {
         let _ = objects.abort_upload(&job.open_object.as_ref().expect("checked").key, upload).await;
     }
-    if job.chunks > 0 {
-        let _ = objects.delete(&staging_key(&job.id, job.version)).await;
+    // This version's staging, and one a killed attempt of the next chunk may have left.
+    for version in [job.version, job.version + 1] {
+        let _ = objects.delete(&staging_key(&job.id, version)).await;
     }
     for key in job.files.iter().map(|f| f.key.clone()).chain(extra_files) {
         let _ = objects.delete(&key).await;
     }
     Ok(ended)
+}
+
+/// Removes what a run killed right after committing a dump's last chunk may have left
+/// (the staging object of the version before). Best effort; called on a completed dump.
+pub async fn tidy_completed(objects: &dyn ObjectStore, job: &JobRecord) {
+    if job.status == JobStatus::Completed && job.version > 1 {
+        let _ = objects.delete(&staging_key(&job.id, job.version - 1)).await;
+    }
 }
 
 /// The snapshot copy of dump `id` in `dir`.

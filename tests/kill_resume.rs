@@ -91,7 +91,7 @@ fn kill_and_resume(format: &str, gzip: bool, kill_after_chunks: u64) {
     assert_eq!(status("d1", &out)["status"], "completed");
     // Nothing is left behind: no open uploads, no staging objects.
     let leftovers: Vec<_> = walk(&out.join(".chunkdump/uploads")).into_iter().chain(walk(&out.join(".chunkdump/staging"))).collect();
-    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}; status {}", status("d1", &out));
     // Resuming a completed dump just prints its path.
     let again = run(&["resume", "d1", "--out", out.to_str().unwrap()]);
     assert!(again.status.success());
