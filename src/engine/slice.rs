@@ -141,11 +141,10 @@ pub(super) fn read_slice(
         match &table.encoding {
             RowEncoding::Sql { prefix, text } => {
                 line.extend_from_slice(prefix);
-                for i in 0..n_values {
+                for (i, &v) in values.iter().enumerate() {
                     if i > 0 {
                         line.push(b',');
                     }
-                    let v = values[i];
                     if let ValueRef::Text(t) = v {
                         if table.value_columns.get(i).is_some_and(|c| c.1) && t.contains(&0) && !nul_text_columns.contains(&i) {
                             nul_text_columns.push(i);
