@@ -153,9 +153,18 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    pub id: String,
-    #[command(flatten)]
-    pub location: Location,
+    /// The dump's id (with --out DIR, or --store and --progress).
+    #[arg(required_unless_present = "manifest")]
+    pub id: Option<String>,
+    #[arg(long, value_name = "DIR", conflicts_with = "store")]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", requires = "progress")]
+    pub store: Option<String>,
+    #[arg(long, value_name = "dynamodb://TABLE", requires = "store")]
+    pub progress: Option<String>,
+    /// Verify a dump copied elsewhere from its manifest file alone (its files beside it).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["id", "out", "store", "progress"])]
+    pub manifest: Option<PathBuf>,
     /// Also compare the tables with this database (a snapshot copy, or a source nobody
     /// wrote since the dump).
     #[arg(long, value_name = "DB")]
@@ -294,21 +303,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::serve::serve(stores.objects, stores.progress, tokens, opts).await
         }
         Command::Verify(args) => {
-            let stores = open_stores(&args.location).await?;
-            let job = stores.progress.get(&args.id).await?.ok_or_else(|| DumpError::UnknownDump(args.id.clone()))?;
-            if job.status != JobStatus::Completed {
-                return Err(DumpError::WrongState {
-                    id: job.id.clone(),
-                    status: job.status.as_str().into(),
-                    message: "only a completed dump can be verified".into(),
-                }
-                .into());
-            }
             let bar = std::io::stderr().is_terminal().then(|| {
-                let bar = ProgressBar::new(job.bytes_written);
-                bar.set_style(
-                    ProgressStyle::with_template("verify [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template").progress_chars("=> "),
-                );
+                let bar = ProgressBar::new(0);
+                bar.set_style(ProgressStyle::with_template("verify {bytes} {bytes_per_sec}").expect("valid template"));
                 bar
             });
             let tick = |n: u64| {
@@ -316,18 +313,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     b.set_position(n)
                 }
             };
-            let report = crate::verify::verify(stores.objects.as_ref(), &job, args.against.as_deref(), &tick).await?;
+            let (what, report) = match (&args.manifest, &args.id) {
+                (Some(path), _) => (path.display().to_string(), crate::verify::verify_manifest_file(path, args.against.as_deref(), &tick).await?),
+                (None, Some(id)) => {
+                    let location = Location { out: args.out.clone(), store: args.store.clone(), progress: args.progress.clone() };
+                    let stores = open_stores(&location).await?;
+                    let job = stores.progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.clone()))?;
+                    if job.status != JobStatus::Completed {
+                        let message = "only a completed dump can be verified".into();
+                        return Err(DumpError::WrongState { id: job.id.clone(), status: job.status.as_str().into(), message }.into());
+                    }
+                    (job.id.clone(), crate::verify::verify(stores.objects.as_ref(), &job, args.against.as_deref(), &tick).await?)
+                }
+                (None, None) => return Err(DumpError::InvalidRequest("give a dump id, or --manifest PATH".into()).into()),
+            };
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
             if report.problems.is_empty() {
-                println!("ok: {} files and {} tables match the manifest of {}", report.files, report.tables, job.id);
+                println!("ok: {} files and {} tables match the manifest of {what}", report.files, report.tables);
                 Ok(())
             } else {
                 for p in &report.problems {
                     println!("{p}");
                 }
-                Err(anyhow::anyhow!("dump {} does not match its manifest ({} problems)", job.id, report.problems.len()))
+                Err(anyhow::anyhow!("{what} does not match its manifest ({} problems)", report.problems.len()))
             }
         }
         Command::Setup(args) => {

@@ -37,6 +37,10 @@ pub struct Manifest {
     pub completed_at: Option<String>,
     pub chunks: u64,
     pub rows: u64,
+    /// What was asked for (tables, schema, format …), so a copy of the dump can be
+    /// verified from its manifest alone.
+    #[serde(default)]
+    pub spec: Option<crate::job::DumpSpec>,
 }
 
 /// Facts about the database that was dumped.
@@ -91,6 +95,7 @@ pub fn build(job: &JobRecord, digests: &DigestState, source: SourceFacts) -> Man
         completed_at: ts(job.completed_at),
         chunks: job.chunks,
         rows: job.processed_rows,
+        spec: Some(job.spec.clone()),
     }
 }
 

@@ -34,27 +34,91 @@ pub struct Report {
     pub tables: usize,
 }
 
-/// Verifies the completed dump `job`.
+/// Where verify reads a dump's bytes from, in ranges.
+#[async_trait::async_trait]
+trait RangeSource: Send + Sync {
+    /// Up to `len` bytes of `key` from `offset`; `None` if the file does not exist.
+    async fn range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, DumpError>;
+}
+
+struct Store<'a>(&'a dyn ObjectStore);
+
+#[async_trait::async_trait]
+impl RangeSource for Store<'_> {
+    async fn range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, DumpError> {
+        Ok(self.0.get_range(key, offset, len).await?)
+    }
+}
+
+/// A dump copied to a local directory (read only: verify writes nothing there).
+struct Files(std::path::PathBuf);
+
+#[async_trait::async_trait]
+impl RangeSource for Files {
+    async fn range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, DumpError> {
+        use std::io::{Read, Seek};
+        if key.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+            return Err(DumpError::InvalidRequest(format!("manifest lists an unsafe file name {key:?}")));
+        }
+        let path = self.0.join(key);
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(DumpError::InvalidRequest(format!("{}: {e}", path.display()))),
+        };
+        let mut buf = Vec::new();
+        f.seek(std::io::SeekFrom::Start(offset))
+            .and_then(|_| f.take(len).read_to_end(&mut buf))
+            .map_err(|e| DumpError::InvalidRequest(format!("{}: {e}", path.display())))?;
+        Ok(Some(buf))
+    }
+}
+
+/// Verifies the completed dump `job` in its store.
 pub async fn verify(objects: &dyn ObjectStore, job: &JobRecord, against: Option<&Path>, progress: &dyn Fn(u64)) -> Result<Report, DumpError> {
-    let mut report = Report::default();
     let key = manifest_key(&job.id, job.spec.format);
     let raw = objects.get(&key).await?.ok_or_else(|| DumpError::InvalidRequest(format!("dump {} has no manifest ({key}); is it completed?", job.id)))?;
     let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))?;
+    let mut report = check(&Store(objects), &manifest, &job.spec, against, progress).await?;
     if manifest.dump_id != job.id || manifest.files.len() != job.files.len() {
-        report.problems.push(format!(
-            "the manifest does not describe dump {} ({} files listed, the job has {})",
-            job.id,
-            manifest.files.len(),
-            job.files.len()
-        ));
+        report
+            .problems
+            .insert(0, format!("the manifest does not describe dump {} ({} files listed, the job has {})", job.id, manifest.files.len(), job.files.len()));
     }
+    Ok(report)
+}
+
+/// Verifies a dump copied to a local directory, from its manifest file alone (no
+/// progress store): the files are looked up beside it as the manifest names them.
+pub async fn verify_manifest_file(path: &Path, against: Option<&Path>, progress: &dyn Fn(u64)) -> Result<Report, DumpError> {
+    let raw = std::fs::read(path).map_err(|e| DumpError::InvalidRequest(format!("{}: {e}", path.display())))?;
+    let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| DumpError::InvalidRequest(format!("{} is not a valid manifest: {e}", path.display())))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // A CSV dump's manifest sits inside its directory, whose name starts the keys.
+    let root = if manifest.format == Format::Csv { dir.parent().unwrap_or(Path::new(".")) } else { dir };
+    let spec = manifest.spec.clone().unwrap_or(DumpSpec {
+        database: manifest.source.path.clone(),
+        format: manifest.format,
+        compression: manifest.compression,
+        tables: None,
+        include_schema: true,
+        chunk_size: 1000,
+        part_size: manifest.part_size,
+        snapshot: manifest.consistency.snapshot,
+        snapshot_max_block_ms: None,
+    });
+    check(&Files(root.to_path_buf()), &manifest, &spec, against, progress).await
+}
+
+async fn check(source: &dyn RangeSource, manifest: &Manifest, spec: &DumpSpec, against: Option<&Path>, progress: &dyn Fn(u64)) -> Result<Report, DumpError> {
+    let mut report = Report::default();
     let scratch = tempfile::tempdir().map_err(|e| DumpError::Internal(format!("scratch directory: {e}")))?;
     let mut parsed: Vec<TableDigest> = Vec::new();
     let mut read = 0u64;
     for file in &manifest.files {
         report.files += 1;
         let local = scratch.path().join(format!("file{}", report.files));
-        let (size, digest) = match download(objects, &file.key, manifest.part_size, &local, &mut |n| {
+        let (size, digest) = match download(source, &file.key, manifest.part_size, &local, &mut |n| {
             read += n;
             progress(read)
         })
@@ -72,7 +136,7 @@ pub async fn verify(objects: &dyn ObjectStore, job: &JobRecord, against: Option<
         if Some(&digest) != file.sha256.as_ref() {
             report.problems.push(format!("{}: SHA-256 {digest} differs from the manifest's {}", file.key, file.sha256.as_deref().unwrap_or("(none)")));
         }
-        let (format, compression, spec) = (manifest.format, manifest.compression, job.spec.clone());
+        let (format, compression, spec) = (manifest.format, manifest.compression, spec.clone());
         let work = scratch.path().to_path_buf();
         let name = file.key.clone();
         let result = tokio::task::spawn_blocking(move || parse(&local, &name, format, compression, &spec, &work))
@@ -86,7 +150,7 @@ pub async fn verify(objects: &dyn ObjectStore, job: &JobRecord, against: Option<
     report.tables = manifest.tables.len();
     compare(&mut report.problems, "the dump", &manifest.tables, &parsed, manifest.format == Format::Csv);
     if let Some(db) = against {
-        let spec = DumpSpec { database: db.display().to_string(), ..job.spec.clone() };
+        let spec = DumpSpec { database: db.display().to_string(), ..spec.clone() };
         let tables = tokio::task::spawn_blocking(move || digests_of(&spec)).await.map_err(|e| DumpError::Internal(e.to_string()))??;
         compare(&mut report.problems, &format!("database {}", db.display()), &manifest.tables, &tables, false);
     }
@@ -114,18 +178,12 @@ fn compare(problems: &mut Vec<String>, what: &str, manifest: &[TableDigest], fou
 
 /// Copies an object to `local` in part-size ranges; returns its size and SHA-256 of
 /// part digests, or `None` if it does not exist.
-async fn download(
-    objects: &dyn ObjectStore,
-    key: &str,
-    part_size: u64,
-    local: &Path,
-    on_read: &mut dyn FnMut(u64),
-) -> Result<Option<(u64, String)>, DumpError> {
+async fn download(source: &dyn RangeSource, key: &str, part_size: u64, local: &Path, on_read: &mut dyn FnMut(u64)) -> Result<Option<(u64, String)>, DumpError> {
     let io = |e: std::io::Error| DumpError::Internal(format!("scratch file: {e}"));
     let mut out = std::io::BufWriter::new(std::fs::File::create(local).map_err(io)?);
     let (mut offset, mut parts) = (0u64, Vec::new());
     loop {
-        let Some(piece) = objects.get_range(key, offset, part_size).await? else {
+        let Some(piece) = source.range(key, offset, part_size).await? else {
             return Ok(None);
         };
         if piece.is_empty() && offset > 0 {

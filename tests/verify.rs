@@ -125,3 +125,42 @@ fn verify_names_every_kind_of_damage() {
     let (ok, text) = verify(&out, "row", &["--against", src.to_str().unwrap()]);
     assert!(ok, "{text}");
 }
+
+#[test]
+fn a_copied_dump_verifies_from_its_manifest_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    for (id, format) in [("c-sql", "sql"), ("c-csv", "csv"), ("c-json", "json")] {
+        let out = dir.path().join(format!("store-{id}"));
+        dump_ok(&src, &out, &["--id", id, "--format", format, "--breathe-ms", "0", "--chunk-size", "3", "--budget-ms", "0"]);
+        // Copied elsewhere, as after a download: the files and the manifest only.
+        let copy = dir.path().join(format!("copy-{id}"));
+        std::fs::create_dir_all(&copy).unwrap();
+        let manifest = if format == "csv" {
+            std::fs::create_dir_all(copy.join(id)).unwrap();
+            for e in std::fs::read_dir(out.join(id)).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), copy.join(id).join(e.file_name())).unwrap();
+            }
+            copy.join(id).join("manifest.json")
+        } else {
+            for name in [format!("{id}.{format}"), format!("{id}.manifest.json")] {
+                std::fs::copy(out.join(&name), copy.join(&name)).unwrap();
+            }
+            copy.join(format!("{id}.manifest.json"))
+        };
+        let o = run(&["verify", "--manifest", manifest.to_str().unwrap(), "--against", src.to_str().unwrap()]);
+        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success() && text.starts_with("ok: "), "{id}: {text}");
+        assert!(!copy.join(".chunkdump").exists(), "verify wrote into the copy");
+        // Damage in the copy is found.
+        let victim = if format == "csv" { copy.join(id).join("texts.csv") } else { copy.join(format!("{id}.{format}")) };
+        let mut bytes = std::fs::read(&victim).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x20;
+        std::fs::write(&victim, &bytes).unwrap();
+        let o = run(&["verify", "--manifest", manifest.to_str().unwrap()]);
+        assert!(!o.status.success() && String::from_utf8_lossy(&o.stdout).contains("SHA-256"), "{id}: {}", String::from_utf8_lossy(&o.stdout));
+    }
+}
