@@ -373,7 +373,6 @@ pub async fn ensure_snapshot(objects: &dyn ObjectStore, progress: &dyn ProgressS
         next.version += 1;
         next.updated_at = Utc::now();
         next.snapshot_path = Some(dest.display().to_string());
-        next.consistency.snapshot = true;
         progress.commit(&next, job.version).await.map_err(|e| {
             let _ = std::fs::remove_file(&dest);
             match e {

@@ -94,20 +94,23 @@ impl<'a> Uploader<'a> {
                 }
                 UploadEvent::Finish { object, key, last, size } => {
                     let single = self.open.as_ref().is_none_or(|o| o.object != object || o.handle.is_none());
-                    let mut parts: Vec<String> =
-                        self.open.as_ref().filter(|o| o.object == object).map_or(Vec::new(), |o| o.receipts.iter().map(|r| r.sha256.clone()).collect());
-                    match last {
-                        // A one-part object needs no multipart upload at all.
+                    // A one-part object needs no multipart upload at all.
+                    let single_part = match last {
                         Some((1, bytes)) if single => {
-                            parts = vec![hex::encode(Sha256::digest(&bytes))];
-                            self.store.put(&key, bytes).await?
+                            let digest = hex::encode(Sha256::digest(&bytes));
+                            self.store.put(&key, bytes).await?;
+                            Some(digest)
                         }
                         Some((number, bytes)) => {
                             self.upload(object, &key, number, bytes).await?;
-                            parts = self.open.as_ref().map_or(Vec::new(), |o| o.receipts.iter().map(|r| r.sha256.clone()).collect());
+                            None
                         }
-                        None => {}
-                    }
+                        None => None,
+                    };
+                    let parts: Vec<String> = match single_part {
+                        Some(digest) => vec![digest],
+                        None => self.open.as_ref().filter(|o| o.object == object).map_or(Vec::new(), |o| o.receipts.iter().map(|r| r.sha256.clone()).collect()),
+                    };
                     if let Some(open) = self.open.take().filter(|o| o.object == object && o.handle.is_some()) {
                         let handle = open.handle.expect("checked");
                         let stored = self.store.complete_upload(&key, &handle, &open.receipts).await?;
