@@ -120,20 +120,53 @@ def cloud(rows):
     size = os.path.getsize(os.path.join(out, "bench.sql"))
     print(f"{'local directory':20} {local_t:7.2f} s  {size / 1e6 / local_t:7.1f} MB/s  {local_m:6.1f} MiB")
     for name, endpoint, k, s_ in (("S3 on moto", moto, "moto", "moto"), ("S3 on s3s-fs", s3s, key, secret)):
-        env = dict(os.environ, AWS_ENDPOINT_URL_S3=endpoint, AWS_ENDPOINT_URL_DYNAMODB=moto, AWS_ACCESS_KEY_ID=k,
-                   AWS_SECRET_ACCESS_KEY=s_, AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
-        suffix = f"{time.time_ns():x}"
-        store, progress = f"s3://bench-{suffix}/dumps", f"dynamodb://bench-{suffix}"
-        subprocess.run([BIN, "setup", "--store", store, "--progress", progress], env=env, check=True, stdout=subprocess.DEVNULL)
-        cmd = [BIN, "dump", db, "--store", store, "--progress", progress, "--format", "sql",
-               "--budget-ms", "25000", "--breathe-ms", "0", "--id", "bench"]
-        start = time.perf_counter()
-        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(p.pid, 0)
-        t = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"{name} dump failed: {p.stderr.read().decode()}")
-        print(f"{name:20} {t:7.2f} s  {size / 1e6 / t:7.1f} MB/s  {usage.ru_maxrss / 1024:6.1f} MiB  {t / local_t:5.2f}x the local time")
+        t, rss = cloud_dump(db, endpoint, k, s_)
+        print(f"{name:20} {t:7.2f} s  {size / 1e6 / t:7.1f} MB/s  {rss:6.1f} MiB  {t / local_t:5.2f}x the local time")
+
+
+def cloud_dump(db, endpoint, key, secret, *args):
+    """A SQL dump of db to a fresh bucket at endpoint (progress in DynamoDB on moto);
+    returns (seconds, peak RSS in MiB)."""
+    env = dict(os.environ, AWS_ENDPOINT_URL_S3=endpoint, AWS_ENDPOINT_URL_DYNAMODB=os.environ["CHUNKDUMP_TEST_MOTO"],
+               AWS_ACCESS_KEY_ID=key, AWS_SECRET_ACCESS_KEY=secret, AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+    suffix = f"{time.time_ns():x}"
+    store, progress = f"s3://bench-{suffix}/dumps", f"dynamodb://bench-{suffix}"
+    subprocess.run([BIN, "setup", "--store", store, "--progress", progress], env=env, check=True, stdout=subprocess.DEVNULL)
+    cmd = [BIN, "dump", db, "--store", store, "--progress", progress, "--format", "sql",
+           "--budget-ms", "25000", "--breathe-ms", "0", "--id", "bench", *args]
+    start = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    t = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"dump to {endpoint} failed: {p.stderr.read().decode()}")
+    return t, usage.ru_maxrss / 1024
+
+
+def uploads(rows):
+    """Parallel part uploads: the same SQL dump to S3 on s3s-fs, directly and behind a
+    link model (scripts/throttle.py: 30 ms round trip, 50 MB/s per connection), with one
+    part upload at a time and with the default four."""
+    db = os.path.join(CACHE, f"bench-{rows}.db")
+    build_db(db, rows)
+    s3s, key, secret = os.environ["CHUNKDUMP_TEST_S3S"], os.environ["CHUNKDUMP_TEST_S3S_KEY"], os.environ["CHUNKDUMP_TEST_S3S_SECRET"]
+    proxy = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts/throttle.py"), s3s.split("//")[1], "30", "50"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        slow = f"http://127.0.0.1:{proxy.stdout.readline().strip()}"
+        out = os.path.join(CACHE, "out")
+        best(dump(db, out, "--format", "sql"), runs=1)
+        size = os.path.getsize(os.path.join(out, "bench.sql"))
+        print(f"\n== part uploads, {rows:,} rows ({size / 1e6:.0f} MB SQL), 8 MiB parts, S3 on s3s-fs ==")
+        for link, endpoint in (("unthrottled", s3s), ("30 ms RTT, 50 MB/s/conn", slow)):
+            times = {}
+            for n in (1, 4, 8):
+                t, rss = cloud_dump(db, endpoint, key, secret, "--upload-concurrency", str(n))
+                times[n] = t
+                print(f"{link:24} concurrency {n}  {t:7.2f} s  {size / 1e6 / t:7.1f} MB/s  peak RSS {rss:6.1f} MiB"
+                      f"  {times[1] / t:5.2f}x concurrency 1")
+    finally:
+        proxy.kill()
 
 
 def reals(rows):
@@ -215,7 +248,8 @@ def main():
     rows = int(sys.argv[1])
     if os.environ.get("BENCH_ONLY"):
         for part in os.environ["BENCH_ONLY"].split(","):
-            {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values}[part]()
+            {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values,
+             "uploads": lambda: uploads(rows)}[part]()
         return
     small = bench(rows // 10)
     large = bench(rows)
@@ -223,6 +257,7 @@ def main():
         bench(rows, "/dev/shm")
     if os.environ.get("CHUNKDUMP_TEST_MOTO"):
         cloud(rows)
+        uploads(rows)
     print("\npeak RSS, small -> large database:")
     for name in large:
         print(f"  {name:30} {small[name]:6.1f} MiB -> {large[name]:6.1f} MiB")

@@ -85,6 +85,9 @@ pub struct Tuning {
     /// Breathing pause between chunks in ms [env: DUMP_BREATHING_INTERVAL, default 5000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub breathe_ms: Option<u64>,
+    /// Part uploads in flight at once [env: CHUNKDUMP_UPLOAD_CONCURRENCY, default 4].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub upload_concurrency: Option<u32>,
 }
 
 /// Where dump files and progress live: a local directory (the embedded default), or an
@@ -249,6 +252,7 @@ fn chunk_options(t: &Tuning, cfg: &Config, reporter: &Reporter, stores: &Stores)
         chunk_size: t.chunk_size,
         progress: Some(reporter.hook()),
         snapshot_dir: Some(cfg.snapshot_dir.clone().unwrap_or_else(|| stores.snapshot_dir.clone())),
+        upload_concurrency: t.upload_concurrency.unwrap_or(cfg.upload_concurrency) as usize,
     };
     (opts, t.breathe_ms.map_or(cfg.breathing, Duration::from_millis))
 }

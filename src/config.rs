@@ -38,6 +38,9 @@ pub struct Config {
     /// `CHUNKDUMP_SNAPSHOT_DIR`: where snapshot copies go (default: beside the local
     /// output; required in AWS, a directory on the EFS mount).
     pub snapshot_dir: Option<std::path::PathBuf>,
+    /// `CHUNKDUMP_UPLOAD_CONCURRENCY`: part uploads in flight at once (default 4, 1..=32).
+    /// Memory grows by one part size per extra upload.
+    pub upload_concurrency: u32,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             chunks_per_execution: 1000,
             snapshot: false,
             snapshot_dir: None,
+            upload_concurrency: crate::uploader::DEFAULT_UPLOAD_CONCURRENCY as u32,
         }
     }
 }
@@ -89,6 +93,7 @@ impl Config {
             chunks_per_execution: number(lookup, "CHUNKDUMP_CHUNKS_PER_EXECUTION", 1000, 1..=2000)? as u32,
             snapshot: boolean(lookup, "DUMP_SNAPSHOT")?,
             snapshot_dir: lookup("CHUNKDUMP_SNAPSHOT_DIR").map(std::path::PathBuf::from),
+            upload_concurrency: number(lookup, "CHUNKDUMP_UPLOAD_CONCURRENCY", crate::uploader::DEFAULT_UPLOAD_CONCURRENCY as u64, 1..=32)? as u32,
         })
     }
 }

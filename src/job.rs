@@ -278,7 +278,7 @@ impl JobRecord {
         }
     }
 
-    /// Base name of the dump's output: `<id>.<ext>[.gz]`, or the `<id>` directory for CSV.
+    /// Base name of the dump's output (see also [`key_belongs_to`]): `<id>.<ext>[.gz]`, or the `<id>` directory for CSV.
     pub fn output_name(&self) -> String {
         match self.spec.format {
             Format::Csv => self.id.clone(),
@@ -372,4 +372,10 @@ pub fn validate_dump_id(id: &str) -> Result<(), DumpError> {
 /// The seed's id for a dump started at `now`: `dump_YYYYMMDD-HHMMSS` (UTC).
 pub fn dump_id_for(now: DateTime<Utc>) -> String {
     now.format("dump_%Y%m%d-%H%M%S").to_string()
+}
+
+/// Whether object `key` is one of dump `id`'s outputs: `<id>.<ext>…` or `<id>/…` (and
+/// not, say, an output of a dump named `<id>x`).
+pub fn key_belongs_to(key: &str, id: &str) -> bool {
+    key.strip_prefix(id).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('/'))
 }

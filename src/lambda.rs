@@ -56,7 +56,7 @@ pub fn chunk_tasks(common: &Common) -> Tasks {
         objects: common.objects.clone(),
         progress: common.progress.clone(),
         notifier: common.notifier.clone(),
-        chunk: ChunkOptions { budget: common.config.max_execution, snapshot_dir: common.config.snapshot_dir.clone(), ..Default::default() },
+        chunk: ChunkOptions { budget: common.config.max_execution, snapshot_dir: common.config.snapshot_dir.clone(), upload_concurrency: common.config.upload_concurrency as usize, ..Default::default() },
         breathe: common.config.breathing,
         whole_seconds: true,
         chunks_per_execution: common.config.chunks_per_execution,

@@ -31,6 +31,14 @@ pub struct PartReceipt {
     pub sha256: String,
 }
 
+/// An unfinished multipart upload found by [`ObjectStore::pending_uploads`] (its handle's
+/// part size is unknown and 0: it is only good for aborting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    pub key: String,
+    pub handle: UploadHandle,
+}
+
 /// Where dump files (and the small staging objects between chunks) are stored.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
@@ -45,6 +53,9 @@ pub trait ObjectStore: Send + Sync {
     async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError>;
     /// Discards an upload and its parts. Aborting an unknown upload is not an error.
     async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError>;
+    /// Multipart uploads started and neither completed nor aborted, for keys beginning
+    /// with `prefix`: how uploads of chunks killed before they committed are found.
+    async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError>;
     /// Writes a small object whole.
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
     /// Reads a small object whole; `None` if it does not exist.

@@ -17,10 +17,10 @@ use crate::engine::{run_export, validate, ChunkEnd, ChunkProgress, ExportInput, 
 use crate::error::{DumpError, StoreError};
 use crate::job::{dump_id_for, validate_dump_id, DumpSpec, JobError, JobRecord, JobStatus, OpenObject};
 use crate::ports::{staging_key, ObjectStore, PartReceipt, ProgressStore};
-use crate::uploader::{OpenUpload, Uploader};
+use crate::uploader::{OpenUpload, UploadSummary, Uploader};
 
 /// Limits and hooks for one chunk.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ChunkOptions {
     /// Time budget of the chunk (the seed's `MAX_EXECUTION_TIME`).
     pub budget: Duration,
@@ -32,6 +32,22 @@ pub struct ChunkOptions {
     pub progress: Option<ProgressFn>,
     /// Where snapshot dumps put their point-in-time copy (`CHUNKDUMP_SNAPSHOT_DIR`).
     pub snapshot_dir: Option<std::path::PathBuf>,
+    /// Part uploads in flight at once (`CHUNKDUMP_UPLOAD_CONCURRENCY`; does not change
+    /// the output bytes).
+    pub upload_concurrency: usize,
+}
+
+impl Default for ChunkOptions {
+    fn default() -> Self {
+        ChunkOptions {
+            budget: Duration::ZERO,
+            deadline: None,
+            chunk_size: None,
+            progress: None,
+            snapshot_dir: None,
+            upload_concurrency: crate::uploader::DEFAULT_UPLOAD_CONCURRENCY,
+        }
+    }
 }
 
 /// The result of one chunk, as returned to the state machine.
@@ -160,8 +176,8 @@ pub async fn run_chunk(
         digests: staged.digests,
     };
     let open = job.open_object.as_ref().map(|o| OpenUpload { object: o.object, key: o.key.clone(), handle: o.upload.clone(), receipts });
-    let mut uploader = Uploader::new(objects, job.spec.part_size, open);
-    input.pool = uploader.pool.clone();
+    let mut uploader = Uploader::new(objects, job.spec.part_size, opts.upload_concurrency, open);
+    input.pool = uploader.pool();
     let (tx, rx) = mpsc::channel(1);
     let engine = tokio::task::spawn_blocking(move || run_export(input, tx));
     let uploaded = uploader.run(rx).await;
@@ -169,7 +185,7 @@ pub async fn run_chunk(
     let result = match (exported, uploaded) {
         (_, Err(store)) => Err(DumpError::Store(store)),
         (Err(e), Ok(())) => Err(e),
-        (Ok(outcome), Ok(())) => commit_chunk(objects, progress, &job, outcome, &uploader, started).await,
+        (Ok(outcome), Ok(())) => commit_chunk(objects, progress, &job, outcome, &uploader.summary(), started).await,
     };
     match result {
         Ok((report, ChunkEnd::Busy)) => {
@@ -180,7 +196,7 @@ pub async fn run_chunk(
         Err(e) => {
             uploader.abort_created().await;
             if !e.is_retryable() {
-                let finished = uploader.finished.iter().map(|f| f.key.clone()).collect();
+                let finished = uploader.summary().finished.into_iter().map(|f| f.key).collect();
                 // Best effort: if recording fails, the state machine's catch path retries it.
                 let _ = fail_job(objects, progress, &job, &e, finished).await;
             }
@@ -194,7 +210,7 @@ async fn commit_chunk(
     progress: &dyn ProgressStore,
     job: &JobRecord,
     outcome: crate::engine::ExportOutcome,
-    uploader: &Uploader<'_>,
+    uploaded: &UploadSummary,
     started: Instant,
 ) -> Result<(ChunkReport, ChunkEnd), DumpError> {
     let now = Utc::now();
@@ -221,11 +237,11 @@ async fn commit_chunk(
     if outcome.total_rows.is_some() {
         next.total_rows = outcome.total_rows;
     }
-    next.files.extend(uploader.finished.iter().cloned());
+    next.files.extend(uploaded.finished.iter().cloned());
     next.open_object = outcome.tail.as_ref().map(|t| OpenObject {
         object: t.object,
         key: t.key.clone(),
-        upload: uploader.open.as_ref().filter(|o| o.object == t.object).and_then(|o| o.handle.clone()),
+        upload: uploaded.open.as_ref().filter(|o| o.object == t.object).and_then(|o| o.handle.clone()),
         next_part: t.next_part,
         bytes: t.size,
     });
@@ -241,7 +257,7 @@ async fn commit_chunk(
         crate::manifest::write_manifest(objects, &next, &outcome.digests).await?;
     } else {
         let (receipts, tail): (&[PartReceipt], &[u8]) = match &outcome.tail {
-            Some(tail) => (uploader.open.as_ref().filter(|o| o.object == tail.object).map_or(&[][..], |o| &o.receipts[..]), &tail.bytes),
+            Some(tail) => (uploaded.open.as_ref().filter(|o| o.object == tail.object).map_or(&[][..], |o| &o.receipts[..]), &tail.bytes),
             None => (&[], &[]),
         };
         objects.put(&staging_key(&job.id, next.version), encode_staging(receipts, &outcome.digests, tail)).await?;
@@ -252,6 +268,7 @@ async fn commit_chunk(
     })?;
     if next.status == JobStatus::Completed {
         remove_snapshot(&next);
+        abort_abandoned_uploads(objects, &next.id).await;
         // A killed earlier attempt of this last chunk may have staged for this version.
         let _ = objects.delete(&staging_key(&job.id, next.version)).await;
     }
@@ -333,7 +350,29 @@ async fn end_job(
     for key in job.files.iter().map(|f| f.key.clone()).chain(extra_files) {
         let _ = objects.delete(&key).await;
     }
+    abort_abandoned_uploads(objects, &job.id).await;
     Ok(ended)
+}
+
+/// Aborts the multipart uploads of dump `id` still pending once it has ended: those of
+/// chunks killed (or timed out) after starting an upload and before committing it. Their
+/// retries started new uploads, so nothing else refers to them. Best effort: R2 also
+/// aborts incomplete uploads after 7 days by default.
+pub async fn abort_abandoned_uploads(objects: &dyn ObjectStore, id: &str) {
+    let pending = match objects.pending_uploads(id).await {
+        Ok(pending) => pending,
+        Err(e) => {
+            tracing::warn!(dump_id = %id, error = %e, "could not list abandoned uploads");
+            return;
+        }
+    };
+    // Keys of this dump are `<id>.<ext>` or `<id>/…`; not those of a dump named `<id>x`.
+    for upload in pending.iter().filter(|u| crate::job::key_belongs_to(&u.key, id)) {
+        match objects.abort_upload(&upload.key, &upload.handle).await {
+            Ok(()) => tracing::info!(dump_id = %id, key = %upload.key, "aborted an upload abandoned by a killed chunk"),
+            Err(e) => tracing::warn!(dump_id = %id, key = %upload.key, error = %e, "could not abort an abandoned upload"),
+        }
+    }
 }
 
 /// Removes what a run killed right after committing a dump's last chunk may have left

@@ -62,7 +62,7 @@ pub async fn serve(objects: Arc<dyn ObjectStore>, progress: Arc<dyn ProgressStor
     // Fail at start-up, not at the first request, if the database is unusable.
     let check = opts.database.clone();
     tokio::task::spawn_blocking(move || crate::engine::open_database(&check).map(drop)).await??;
-    let chunk = ChunkOptions { budget: opts.config.max_execution, snapshot_dir: opts.config.snapshot_dir.clone(), ..Default::default() };
+    let chunk = ChunkOptions { budget: opts.config.max_execution, snapshot_dir: opts.config.snapshot_dir.clone(), upload_concurrency: opts.config.upload_concurrency as usize, ..Default::default() };
     let notifier = crate::callback::Notifier::from_env().map_err(DumpError::InvalidRequest)?;
     let tasks = Tasks {
         objects: objects.clone(),

@@ -45,7 +45,9 @@ fn read_all(path: &Path, gz: bool) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-fn kill_and_resume(format: &str, gzip: bool, kill_after_chunks: u64) {
+/// Dumps in one-slice chunks with `upload_concurrency` part uploads at once, kills the
+/// dump after `kill_after_chunks` chunks and resumes it.
+fn kill_and_resume(format: &str, gzip: bool, kill_after_chunks: u64, upload_concurrency: u32) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 100_000);
@@ -60,6 +62,7 @@ fn kill_and_resume(format: &str, gzip: bool, kill_after_chunks: u64) {
     let mut child = chunkdump()
         .args(["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", format, "--id", "d1"])
         .args(["--compression", compression, "--chunk-size", "300", "--budget-ms", "0", "--breathe-ms", "10", "--part-size", "5242880"])
+        .args(["--upload-concurrency", &upload_concurrency.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -116,17 +119,22 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn sql_dump_killed_early_resumes_identically() {
-    kill_and_resume("sql", false, 2);
+    kill_and_resume("sql", false, 2, 1);
 }
 
 #[test]
 fn sql_dump_killed_late_resumes_identically() {
-    kill_and_resume("sql", false, 40);
+    kill_and_resume("sql", false, 40, 4);
+}
+
+#[test]
+fn sql_dump_killed_late_resumes_identically_one_upload_at_a_time() {
+    kill_and_resume("sql", false, 40, 1);
 }
 
 #[test]
 fn gzip_csv_dump_killed_resumes_identically() {
-    kill_and_resume("csv", true, 12);
+    kill_and_resume("csv", true, 12, 4);
 }
 
 #[test]
@@ -155,4 +163,41 @@ fn a_second_runner_of_the_same_dump_is_refused() {
     // Once the first runner is gone (even killed), the dump can be resumed.
     let resumed = run(&["resume", "once", "--out", out.to_str().unwrap(), "--breathe-ms", "0"]);
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+}
+
+/// SIGKILL in the middle of a chunk while several parts are being uploaded at once: the
+/// resumed dump is byte-identical, and the abandoned upload is cleaned up.
+#[test]
+fn a_dump_killed_with_parts_in_flight_resumes_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 200_000);
+    let (_, reference) = dump_ok(&src, &dir.path().join("ref"), &["--format", "sql", "--id", "d1", "--breathe-ms", "0", "--upload-concurrency", "1"]);
+    let out = dir.path().join("out");
+    let mut child = chunkdump()
+        .args(["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", "sql", "--id", "d1"])
+        .args(["--budget-ms", "60000", "--part-size", "5242880", "--upload-concurrency", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(60), "no part was ever uploaded");
+        assert!(child.try_wait().unwrap().is_none(), "dump ended before it could be killed");
+        let parts = walk(&out.join(".chunkdump/uploads")).iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("part-")).count();
+        if parts >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status("d1", &out)["chunks"], 0, "killed inside its first chunk");
+    let o = run(&["resume", "d1", "--out", out.to_str().unwrap(), "--breathe-ms", "0"]);
+    assert!(o.status.success(), "resume failed: {}", String::from_utf8_lossy(&o.stderr));
+    let resumed = Path::new(String::from_utf8(o.stdout).unwrap().lines().last().unwrap()).to_path_buf();
+    assert_eq!(std::fs::read(&resumed).unwrap(), std::fs::read(&reference).unwrap(), "resumed dump differs");
+    let leftovers: Vec<_> = walk(&out.join(".chunkdump/uploads")).into_iter().chain(walk(&out.join(".chunkdump/staging"))).collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 }

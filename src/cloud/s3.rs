@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::{parse_url, sdk_error};
 use crate::error::StoreError;
-use crate::ports::{check_key, check_parts, Download, ObjectStore, PartReceipt, UploadHandle};
+use crate::ports::{check_key, check_parts, Download, ObjectStore, PartReceipt, PendingUpload, UploadHandle};
 
 /// A bucket (and key prefix) on an S3-compatible service.
 #[derive(Clone, Debug)]
@@ -146,6 +146,39 @@ impl ObjectStore for S3Store {
         match result.map_err(|e| sdk_error(&format!("abort upload of s3://{}/{full}", self.bucket), e)) {
             Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
+        let full = if self.prefix.is_empty() { prefix.to_string() } else { format!("{}/{prefix}", self.prefix) };
+        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
+        let (mut found, mut key_marker, mut id_marker) = (Vec::new(), None::<String>, None::<String>);
+        loop {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("list uploads under s3://{}/{full}", self.bucket), e))?;
+            for u in out.uploads() {
+                if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
+                    if key.len() >= strip {
+                        found.push(PendingUpload { key: key[strip..].to_string(), handle: UploadHandle { upload_id: id.to_string(), part_size: 0 } });
+                    }
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(found);
+            }
+            key_marker = out.next_key_marker().map(str::to_string);
+            id_marker = out.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && id_marker.is_none() {
+                return Ok(found);
+            }
         }
     }
 

@@ -17,4 +17,4 @@ pub mod snapshot;
 pub mod table;
 
 pub use export::{open_database, run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ExportOutcome, ProgressFn};
-pub use output::{BufferPool, Tail, UploadEvent};
+pub use output::{BufferPool, PartBuf, Tail, UploadEvent};

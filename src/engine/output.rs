@@ -3,7 +3,7 @@
 //! while memory stays at a few parts), optionally through a gzip member per chunk.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use flate2::write::GzEncoder;
 use tokio::sync::mpsc;
@@ -14,35 +14,129 @@ use crate::job::Compression;
 #[derive(Debug)]
 pub enum UploadEvent {
     /// A full part of exactly the part size.
-    Part { object: u32, key: Arc<str>, number: u32, bytes: Vec<u8> },
+    Part { object: u32, key: Arc<str>, number: u32, bytes: PartBuf },
     /// The object is complete; `last` is its final (possibly short) part, if any.
-    Finish { object: u32, key: Arc<str>, last: Option<(u32, Vec<u8>)>, size: u64 },
+    Finish { object: u32, key: Arc<str>, last: Option<(u32, PartBuf)>, size: u64 },
 }
 
-/// Part buffers handed back by the uploader once the store has released them, so the
-/// export reuses a few buffers instead of allocating (and page-faulting) one per part.
-#[derive(Clone, Default)]
-pub struct BufferPool(Arc<Mutex<Vec<Vec<u8>>>>);
+/// Part buffers, lent to the export and returned when the store is done with them (a
+/// [`PartBuf`] returns itself when dropped). Reusing a few buffers avoids allocating (and
+/// page-faulting) one per part; bounding how many are lent at once bounds the chunk's
+/// memory, whatever the gap between export and upload speed.
+#[derive(Clone)]
+pub struct BufferPool(Arc<PoolInner>);
+
+struct PoolInner {
+    state: Mutex<PoolState>,
+    returned: Condvar,
+    max_lent: usize,
+    max_idle: usize,
+}
+
+struct PoolState {
+    idle: Vec<Vec<u8>>,
+    lent: usize,
+    /// The uploader has stopped: lend without waiting (the export is about to stop too).
+    closed: bool,
+}
+
+impl Default for BufferPool {
+    fn default() -> Self {
+        Self::new(usize::MAX, 1)
+    }
+}
 
 impl BufferPool {
-    /// At most this many idle buffers are kept.
-    const MAX_IDLE: usize = 1;
-
-    /// Returns a buffer for reuse (dropped if enough are idle).
-    pub fn give_back(&self, mut buf: Vec<u8>) {
-        buf.clear();
-        if let Ok(mut idle) = self.0.lock() {
-            if idle.len() < Self::MAX_IDLE {
-                idle.push(buf);
-            }
-        }
+    /// A pool lending at most `max_lent` buffers at once and keeping `max_idle` spare.
+    pub fn new(max_lent: usize, max_idle: usize) -> Self {
+        let state = Mutex::new(PoolState { idle: Vec::new(), lent: 0, closed: false });
+        BufferPool(Arc::new(PoolInner { state, returned: Condvar::new(), max_lent: max_lent.max(1), max_idle }))
     }
 
-    fn take(&self, capacity: usize) -> Vec<u8> {
-        let reused = self.0.lock().ok().and_then(|mut idle| idle.pop());
-        match reused {
+    /// Lends a buffer of at least `capacity` bytes, waiting while `max_lent` are out.
+    fn take(&self, capacity: usize) -> PartBuf {
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.lent >= self.0.max_lent && !state.closed {
+            state = self.0.returned.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.lent += 1;
+        let bytes = match state.idle.pop() {
             Some(buf) if buf.capacity() >= capacity => buf,
             _ => Vec::with_capacity(capacity),
+        };
+        PartBuf { bytes, pool: Some(self.clone()) }
+    }
+
+    fn give_back(&self, mut buf: Vec<u8>) {
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.lent = state.lent.saturating_sub(1);
+        if buf.capacity() > 0 && state.idle.len() < self.0.max_idle {
+            buf.clear();
+            state.idle.push(buf);
+        }
+        self.0.returned.notify_one();
+    }
+
+    /// Stops making the export wait for buffers (called when the uploader stops).
+    pub fn close(&self) {
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.0.returned.notify_all();
+    }
+}
+
+/// A part's bytes, lent by a [`BufferPool`]: dropping it (after the store released the
+/// last `Bytes` made from it) returns the buffer.
+pub struct PartBuf {
+    bytes: Vec<u8>,
+    pool: Option<BufferPool>,
+}
+
+impl PartBuf {
+    /// The bytes, returning the loan now (for a buffer that leaves the pool's care).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        if let Some(pool) = self.pool.take() {
+            pool.give_back(Vec::new());
+        }
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+impl From<Vec<u8>> for PartBuf {
+    /// A buffer that belongs to no pool.
+    fn from(bytes: Vec<u8>) -> Self {
+        PartBuf { bytes, pool: None }
+    }
+}
+
+impl std::ops::Deref for PartBuf {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.bytes
+    }
+}
+
+impl std::ops::DerefMut for PartBuf {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+}
+
+impl AsRef<[u8]> for PartBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl std::fmt::Debug for PartBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PartBuf({} bytes)", self.bytes.len())
+    }
+}
+
+impl Drop for PartBuf {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.give_back(std::mem::take(&mut self.bytes));
         }
     }
 }
@@ -63,7 +157,7 @@ pub struct Tail {
 struct PartBuffer {
     object: u32,
     key: Arc<str>,
-    buf: Vec<u8>,
+    buf: PartBuf,
     part_size: usize,
     next_part: u32,
     size: u64,
@@ -197,11 +291,11 @@ impl OutputSink {
             Encoder::Plain(p) => p.size,
             Encoder::Gzip(g) => g.get_ref().size,
         };
-        let mut p = enc.into_parts()?;
+        let p = enc.into_parts()?;
         self.produced += p.size - before;
-        let last = if !p.buf.is_empty() || p.next_part == 1 { Some((p.next_part, std::mem::take(&mut p.buf))) } else { None };
-        let event = UploadEvent::Finish { object: p.object, key: p.key.clone(), last, size: p.size };
-        p.tx.blocking_send(event).map_err(|_| std::io::Error::other("uploader stopped"))
+        let PartBuffer { object, key, buf, next_part, size, tx, .. } = p;
+        let last = if !buf.is_empty() || next_part == 1 { Some((next_part, buf)) } else { None };
+        tx.blocking_send(UploadEvent::Finish { object, key, last, size }).map_err(|_| std::io::Error::other("uploader stopped"))
     }
 
     /// Ends the chunk without finishing the current object: ends its gzip member and
@@ -216,7 +310,7 @@ impl OutputSink {
         };
         let p = enc.into_parts()?;
         self.produced += p.size - before;
-        let tail = Tail { object: p.object, key: p.key.to_string(), bytes: p.buf, next_part: p.next_part, size: p.size };
+        let tail = Tail { object: p.object, key: p.key.to_string(), bytes: p.buf.into_vec(), next_part: p.next_part, size: p.size };
         Ok((Some(tail), self.produced))
     }
 }

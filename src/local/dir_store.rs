@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::blocking;
 use crate::error::StoreError;
-use crate::ports::{check_key, check_parts, Download, ObjectStore, PartReceipt, UploadHandle};
+use crate::ports::{check_key, check_parts, Download, ObjectStore, PartReceipt, PendingUpload, UploadHandle};
 
 /// A directory used as an object store.
 #[derive(Debug, Clone)]
@@ -159,6 +159,26 @@ impl ObjectStore for DirStore {
         blocking(move || match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&dir)(e)),
             _ => Ok(()),
+        })
+        .await
+    }
+
+    async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
+        let uploads = self.root.join(".chunkdump/uploads");
+        let prefix = prefix.to_string();
+        blocking(move || {
+            let mut found = Vec::new();
+            for entry in fs::read_dir(&uploads).map_err(io(&uploads))? {
+                let dir = entry.map_err(io(&uploads))?.path();
+                // An upload directory without its key file is being created right now.
+                let Ok(key) = fs::read_to_string(dir.join("key")) else { continue };
+                let Some(id) = dir.file_name().and_then(|n| n.to_str()) else { continue };
+                if key.starts_with(&prefix) {
+                    found.push(PendingUpload { key, handle: UploadHandle { upload_id: id.to_string(), part_size: 0 } });
+                }
+            }
+            found.sort_by(|a, b| (&a.key, &a.handle.upload_id).cmp(&(&b.key, &b.handle.upload_id)));
+            Ok(found)
         })
         .await
     }

@@ -42,6 +42,9 @@ impl<S: ObjectStore> ObjectStore for SpyStore<S> {
     async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
         self.inner.abort_upload(key, upload).await
     }
+    async fn pending_uploads(&self, prefix: &str) -> Result<Vec<chunkdump::ports::PendingUpload>, StoreError> {
+        self.inner.pending_uploads(prefix).await
+    }
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.inner.put(key, bytes).await
     }
@@ -59,24 +62,46 @@ impl<S: ObjectStore> ObjectStore for SpyStore<S> {
     }
 }
 
-/// Fails or delays some calls of the wrapped store.
+/// Fails or delays some calls of the wrapped store, and records how many part uploads
+/// were in flight at once.
 pub struct FaultyStore<S> {
     pub inner: S,
     calls: AtomicU32,
     /// Every n-th call fails with this error (transient or permanent).
     every: u32,
     permanent: bool,
+    /// At most this many faults are injected.
+    max_faults: u32,
+    faults: AtomicU32,
+    in_flight: AtomicU32,
+    /// The most part uploads seen running at the same time.
+    pub max_in_flight: AtomicU32,
 }
 
 impl<S> FaultyStore<S> {
     /// Every `every`-th call (of those that can fail) fails, transiently or not.
     pub fn new(inner: S, every: u32, permanent: bool) -> Self {
-        FaultyStore { inner, calls: AtomicU32::new(0), every, permanent }
+        FaultyStore {
+            inner,
+            calls: AtomicU32::new(0),
+            every,
+            permanent,
+            max_faults: u32::MAX,
+            faults: AtomicU32::new(0),
+            in_flight: AtomicU32::new(0),
+            max_in_flight: AtomicU32::new(0),
+        }
+    }
+
+    /// Injects at most `n` faults (so a long chunk can get through after its retries).
+    pub fn at_most(mut self, n: u32) -> Self {
+        self.max_faults = n;
+        self
     }
 
     fn fault(&self, op: &str) -> Result<(), StoreError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if n % self.every != 0 {
+        if n % self.every != 0 || self.faults.fetch_add(1, Ordering::SeqCst) >= self.max_faults {
             return Ok(());
         }
         let msg = format!("injected fault on call {n} ({op})");
@@ -92,11 +117,15 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     }
     async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: bytes::Bytes) -> Result<PartReceipt, StoreError> {
         self.fault("upload_part")?;
-        // A slow answer now and then.
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        // A slow answer now and then, so later parts finish first.
         if number % 3 == 0 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        self.inner.upload_part(key, upload, number, bytes).await
+        let result = self.inner.upload_part(key, upload, number, bytes).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        result
     }
     async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {
         self.fault("complete_upload")?;
@@ -104,6 +133,9 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     }
     async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
         self.inner.abort_upload(key, upload).await
+    }
+    async fn pending_uploads(&self, prefix: &str) -> Result<Vec<chunkdump::ports::PendingUpload>, StoreError> {
+        self.inner.pending_uploads(prefix).await
     }
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.fault("put")?;
