@@ -169,6 +169,32 @@ def uploads(rows):
         proxy.kill()
 
 
+def compression(rows):
+    """SQL dump of the large database with each compression, on tmpfs when there is one
+    (so the figure is the CPU cost), against `gzip -6` of the plain dump for the ratio."""
+    db = os.path.join(CACHE, f"bench-{rows}.db")
+    build_db(db, rows)
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else CACHE
+    print(f"\n== compression, {rows:,} rows, SQL ==")
+    results = {}
+    for c in ("none", "gzip", "zstd"):
+        out = os.path.join(base, f"chunkdump-bench-{c}")
+        t, rss = best(dump(db, out, "--format", "sql", "--compression", c), runs=2)
+        name = {"none": "bench.sql", "gzip": "bench.sql.gz", "zstd": "bench.sql.zst"}[c]
+        results[c] = (t, os.path.getsize(os.path.join(out, name)), rss)
+    plain = results["none"][1]
+    start = time.perf_counter()
+    with open(os.path.join(base, "chunkdump-bench-none", "bench.sql"), "rb") as f:
+        gz6 = len(subprocess.run(["gzip", "-6", "-c"], stdin=f, stdout=subprocess.PIPE, check=True).stdout)
+    gz6_t = time.perf_counter() - start
+    for c, (t, size, rss) in results.items():
+        print(f"{c:5} {t:7.2f} s  {size / 1e6:8.1f} MB  ratio {plain / size:5.2f}  peak RSS {rss:6.1f} MiB"
+              f"  {results['gzip'][0] / t:5.2f}x gzip's speed")
+    print(f"gzip -6 of the plain dump: ratio {plain / gz6:5.2f} ({gz6_t:.2f} s)")
+    for c in results:
+        shutil.rmtree(os.path.join(base, f"chunkdump-bench-{c}"), ignore_errors=True)
+
+
 def reals(rows):
     """Cost of the exact REAL encoding: a table of coordinates, money and computed
     values, dumped as SQL, against the same dump with every REAL as its shortest
@@ -249,7 +275,7 @@ def main():
     if os.environ.get("BENCH_ONLY"):
         for part in os.environ["BENCH_ONLY"].split(","):
             {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values,
-             "uploads": lambda: uploads(rows)}[part]()
+             "uploads": lambda: uploads(rows), "compression": lambda: compression(rows)}[part]()
         return
     small = bench(rows // 10)
     large = bench(rows)
@@ -261,6 +287,7 @@ def main():
     print("\npeak RSS, small -> large database:")
     for name in large:
         print(f"  {name:30} {small[name]:6.1f} MiB -> {large[name]:6.1f} MiB")
+    compression(rows)
     reals(rows // 4)
     many_tables(3000)
     large_values()

@@ -71,6 +71,8 @@ pub enum FormatArg {
 pub enum CompressionArg {
     None,
     Gzip,
+    /// zstd: several times faster than gzip at a better ratio.
+    Zstd,
 }
 
 /// Tuning that does not change the output bytes.
@@ -274,6 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 compression: match args.compression {
                     CompressionArg::None => Compression::None,
                     CompressionArg::Gzip => Compression::Gzip,
+                    CompressionArg::Zstd => Compression::Zstd,
                 },
                 tables: args.tables.clone(),
                 include_schema: !args.no_schema,

@@ -53,6 +53,9 @@ pub enum Compression {
     None,
     /// gzip; every chunk ends its own member, so the object is a multi-member gzip stream.
     Gzip,
+    /// zstd; every chunk ends its own frame, so the object is a stream of concatenated
+    /// frames (which `zstd -d` reads as one).
+    Zstd,
 }
 
 impl std::str::FromStr for Compression {
@@ -61,7 +64,8 @@ impl std::str::FromStr for Compression {
         match s {
             "none" => Ok(Compression::None),
             "gzip" => Ok(Compression::Gzip),
-            other => Err(DumpError::InvalidRequest(format!("unknown compression {other:?}: expected none or gzip"))),
+            "zstd" => Ok(Compression::Zstd),
+            other => Err(DumpError::InvalidRequest(format!("unknown compression {other:?}: expected none, gzip or zstd"))),
         }
     }
 }
@@ -282,7 +286,7 @@ impl JobRecord {
     pub fn output_name(&self) -> String {
         match self.spec.format {
             Format::Csv => self.id.clone(),
-            f => format!("{}.{}{}", self.id, f.extension(), gz_suffix(self.spec.compression)),
+            f => format!("{}.{}{}", self.id, f.extension(), compression_suffix(self.spec.compression)),
         }
     }
 
@@ -350,11 +354,12 @@ impl JobRecord {
     }
 }
 
-/// `.gz` when compressed, else nothing.
-pub fn gz_suffix(c: Compression) -> &'static str {
+/// The file name suffix of a compression: `.gz`, `.zst`, or nothing.
+pub fn compression_suffix(c: Compression) -> &'static str {
     match c {
         Compression::None => "",
         Compression::Gzip => ".gz",
+        Compression::Zstd => ".zst",
     }
 }
 

@@ -206,6 +206,8 @@ fn open_plain(path: &Path, compression: Compression) -> std::io::Result<Box<dyn 
     Ok(match compression {
         Compression::None => Box::new(std::io::BufReader::new(file)),
         Compression::Gzip => Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file)))),
+        // The decoder reads concatenated frames (one per chunk) as one stream.
+        Compression::Zstd => Box::new(std::io::BufReader::new(zstd::stream::read::Decoder::new(file)?)),
     })
 }
 

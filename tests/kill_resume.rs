@@ -19,13 +19,14 @@ fn try_status(id: &str, out: &Path) -> Option<serde_json::Value> {
     o.status.success().then(|| serde_json::from_slice(&o.stdout).unwrap())
 }
 
-fn read_all(path: &Path, gz: bool) -> Vec<(String, Vec<u8>)> {
+fn read_all(path: &Path, compression: &str) -> Vec<(String, Vec<u8>)> {
     let decode = |bytes: Vec<u8>| {
-        if !gz {
-            return bytes;
-        }
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap();
+        match compression {
+            "gzip" => flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap(),
+            "zstd" => zstd::stream::read::Decoder::new(&bytes[..]).unwrap().read_to_end(&mut out).unwrap(),
+            _ => return bytes,
+        };
         out
     };
     if path.is_file() {
@@ -47,14 +48,13 @@ fn read_all(path: &Path, gz: bool) -> Vec<(String, Vec<u8>)> {
 
 /// Dumps in one-slice chunks with `upload_concurrency` part uploads at once, kills the
 /// dump after `kill_after_chunks` chunks and resumes it.
-fn kill_and_resume(format: &str, gzip: bool, kill_after_chunks: u64, upload_concurrency: u32) {
+fn kill_and_resume(format: &str, compression: &str, kill_after_chunks: u64, upload_concurrency: u32) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 100_000);
-    let compression = if gzip { "gzip" } else { "none" };
     let (_, reference) = dump_ok(&src, &dir.path().join("ref"), &["--format", format, "--id", "d1", "--compression", compression, "--breathe-ms", "0"]);
 
-    if format == "sql" {
+    if format == "sql" && compression == "none" {
         let size = std::fs::metadata(&reference).unwrap().len();
         assert!(size > 2 * 5_242_880, "the dump must span several 5 MiB parts, has {size} bytes");
     }
@@ -90,7 +90,8 @@ fn kill_and_resume(format: &str, gzip: bool, kill_after_chunks: u64, upload_conc
     assert!(o.status.success(), "resume failed: {}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8(o.stdout).unwrap();
     let resumed = Path::new(stdout.lines().last().unwrap()).to_path_buf();
-    assert_eq!(read_all(&resumed, gzip), read_all(&reference, gzip), "{format} gzip={gzip}: resumed dump differs");
+    assert_eq!(read_all(&resumed, compression), read_all(&reference, compression), "{format} {compression}: resumed dump differs");
+
     assert_eq!(status("d1", &out)["status"], "completed");
     // Nothing is left behind: no open uploads, no staging objects.
     let leftovers: Vec<_> = walk(&out.join(".chunkdump/uploads")).into_iter().chain(walk(&out.join(".chunkdump/staging"))).collect();
@@ -119,22 +120,27 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn sql_dump_killed_early_resumes_identically() {
-    kill_and_resume("sql", false, 2, 1);
+    kill_and_resume("sql", "none", 2, 1);
 }
 
 #[test]
 fn sql_dump_killed_late_resumes_identically() {
-    kill_and_resume("sql", false, 40, 4);
+    kill_and_resume("sql", "none", 40, 4);
 }
 
 #[test]
 fn sql_dump_killed_late_resumes_identically_one_upload_at_a_time() {
-    kill_and_resume("sql", false, 40, 1);
+    kill_and_resume("sql", "none", 40, 1);
 }
 
 #[test]
 fn gzip_csv_dump_killed_resumes_identically() {
-    kill_and_resume("csv", true, 12, 4);
+    kill_and_resume("csv", "gzip", 12, 4);
+}
+
+#[test]
+fn zstd_sql_dump_killed_resumes_identically() {
+    kill_and_resume("sql", "zstd", 20, 4);
 }
 
 #[test]

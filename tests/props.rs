@@ -138,3 +138,14 @@ fn gzip_members_per_chunk_decompress_to_the_plain_bytes() {
     std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&gz.files[0].1[..]), &mut out).unwrap();
     assert_eq!(out, plain.files[0].1);
 }
+
+#[test]
+fn zstd_frames_per_chunk_decompress_to_the_plain_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let plain = lib_dump(&src, Format::Json, Compression::None, 1000, Duration::from_secs(60), 8 << 20);
+    let zst = lib_dump(&src, Format::Json, Compression::Zstd, 2, Duration::ZERO, 100);
+    assert!(zst.uploads.iter().any(|(_, parts)| parts.len() > 3), "small parts must give multipart uploads");
+    assert_eq!(zstd::decode_all(&zst.files[0].1[..]).unwrap(), plain.files[0].1);
+}

@@ -97,6 +97,25 @@ fn gzip_output_is_one_valid_stream_of_the_plain_dump() {
 }
 
 #[test]
+fn zstd_output_is_one_valid_stream_of_the_plain_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let (_, plain) = dump_ok(&src, &dir.path().join("plain"), &["--format", "sql", "--id", "d"]);
+    let mut args = vec!["--format", "sql", "--id", "d", "--compression", "zstd"];
+    args.extend(tiny_chunks());
+    let (_, zst) = dump_ok(&src, &dir.path().join("zst"), &args);
+    assert!(zst.to_string_lossy().ends_with("d.sql.zst"), "{}", zst.display());
+    let raw = std::fs::read(&zst).unwrap();
+    // Many chunks mean many frames (magic 28 B5 2F FD); the real zstd must read them as
+    // one file, checksums included.
+    assert!(raw.windows(4).filter(|w| w == &[0x28, 0xb5, 0x2f, 0xfd]).count() > 3);
+    let out = std::process::Command::new("zstd").args(["-d", "-c"]).arg(&zst).output().expect("zstd");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, std::fs::read(&plain).unwrap());
+}
+
+#[test]
 fn real_sqlite_files_from_registry_packages_round_trip() {
     let dir = std::env::var("CHUNKDUMP_FIXTURES").unwrap_or_else(|_| format!("{}/.cache/fixtures", env!("CARGO_MANIFEST_DIR")));
     let files: Vec<_> = std::fs::read_dir(&dir)

@@ -39,10 +39,11 @@ fn manifests_match_the_bytes_and_verify_passes_in_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("edge.db");
     build_edge_db(&src);
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 6] = [
         ("sql", &["--format", "sql"]),
         ("sql-many", &["--format", "sql", "--chunk-size", "2", "--budget-ms", "0"]),
         ("sqlgz", &["--format", "sql", "--compression", "gzip", "--chunk-size", "3", "--budget-ms", "0"]),
+        ("sqlzst", &["--format", "sql", "--compression", "zstd", "--chunk-size", "3", "--budget-ms", "0"]),
         ("json", &["--format", "json", "--chunk-size", "2", "--budget-ms", "0"]),
         ("csv", &["--format", "csv", "--chunk-size", "2", "--budget-ms", "0"]),
     ];

@@ -102,7 +102,7 @@ pub fn document() -> Value {
                     "chunkSize": {"type": "integer", "minimum": 1, "maximum": 100000},
                     "includeSchema": {"type": "boolean"},
                     "tables": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
-                    "compression": {"type": "string", "enum": ["none", "gzip"]},
+                    "compression": {"type": "string", "enum": ["none", "gzip", "zstd"]},
                     "snapshot": {"type": "boolean", "description": "dump a point-in-time copy (default DUMP_SNAPSHOT)"},
                     "snapshotMaxBlockMs": {"type": "integer", "minimum": 1, "maximum": 600000, "description": "longest a rollback-journal snapshot may hold writers off"}}},
                 "Accepted": {"type": "object", "required": ["status", "progressKey", "message", "statusUrl"], "properties": {

@@ -14,7 +14,7 @@ use super::render::{quote_ident, quote_literal};
 use super::table::{table_source, vtab_module, vtab_rows, TableKind, VtabRows};
 pub use super::table::{Paging, RowEncoding, TableSource, TextEncoding};
 use crate::error::DumpError;
-use crate::job::{gz_suffix, DumpSpec, Format};
+use crate::job::{compression_suffix, DumpSpec, Format};
 
 /// One output object (the SQL or JSON file, or one CSV file) and what goes into it.
 #[derive(Debug)]
@@ -149,7 +149,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
     }
 
     let mut objects = Vec::new();
-    let gz = gz_suffix(spec.compression);
+    let gz = compression_suffix(spec.compression);
     match spec.format {
         Format::Sql => {
             // A UTF-16 database is restored as one (the pragma only acts on a new database).
