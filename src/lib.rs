@@ -24,6 +24,7 @@ pub mod local;
 pub mod manifest;
 pub mod orchestrator;
 pub mod ports;
+pub mod retention;
 pub mod runner;
 pub mod serve;
 pub mod tasks;

@@ -96,6 +96,9 @@ pub trait ProgressStore: Send + Sync {
     async fn commit(&self, job: &JobRecord, expected_version: u64) -> Result<(), StoreError>;
     /// The most recently created jobs, newest first.
     async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError>;
+    /// Deletes a job record if its stored version is still `expected_version`
+    /// ([`StoreError::Conflict`] otherwise); deleting a missing record is not an error.
+    async fn delete(&self, id: &str, expected_version: u64) -> Result<(), StoreError>;
     /// Atomically gives `slot` to `holder` if it is free or held by `replacing`; returns
     /// `None` when claimed, or `Some(current holder)` when someone else holds it.
     async fn claim(&self, slot: &str, holder: &str, replacing: Option<&str>) -> Result<Option<String>, StoreError>;

@@ -128,6 +128,14 @@ fn job(id: &str) -> JobRecord {
 }
 
 async fn progress_store_suite(store: &dyn ProgressStore, expiring: &dyn ProgressStore) {
+    // Deletion is conditional on the version, like commits; a missing record is fine.
+    let d = job("dump_del");
+    store.create(&d).await.unwrap();
+    assert!(matches!(store.delete("dump_del", 7).await, Err(StoreError::Conflict { .. })));
+    assert!(store.get("dump_del").await.unwrap().is_some(), "a conflicting delete keeps the record");
+    store.delete("dump_del", 1).await.unwrap();
+    assert_eq!(store.get("dump_del").await.unwrap(), None);
+    store.delete("dump_del", 1).await.unwrap();
     let j = job("dump_1");
     store.create(&j).await.unwrap();
     assert!(matches!(store.create(&j).await, Err(StoreError::AlreadyExists(_))));

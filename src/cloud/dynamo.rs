@@ -192,6 +192,23 @@ impl ProgressStore for DynamoProgress {
         }
     }
 
+    async fn delete(&self, id: &str, expected_version: u64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .condition_expression("attribute_not_exists(id) OR version = :expected")
+            .expression_attribute_values(":expected", n(expected_version as i64))
+            .send()
+            .await;
+        match result.map_err(|e| sdk_error(id, e)) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict { .. }) => Err(StoreError::Conflict { id: id.to_string(), expected: expected_version }),
+            Err(e) => Err(self.missing_table(e)),
+        }
+    }
+
     async fn claim(&self, slot: &str, holder: &str, replacing: Option<&str>) -> Result<Option<String>, StoreError> {
         // Slot items have no `kind`/`created_at`, so the by_created index never sees them.
         let id = format!("slot#{slot}");

@@ -218,9 +218,22 @@ impl ObjectStore for DirStore {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        blocking(move || match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
-            _ => Ok(()),
+        let root = self.root.clone();
+        blocking(move || {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
+                _ => {}
+            }
+            // Directories exist only for their objects (a CSV dump's directory): remove
+            // the ones this delete emptied, as an object store has no empty folders.
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| *d != root && d.starts_with(&root)) {
+                if fs::remove_dir(d).is_err() {
+                    break; // not empty (or already gone)
+                }
+                dir = d.parent();
+            }
+            Ok(())
         })
         .await
     }

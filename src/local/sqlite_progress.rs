@@ -159,6 +159,19 @@ impl ProgressStore for SqliteProgress {
         .await
     }
 
+    async fn delete(&self, id: &str, expected_version: u64) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            let deleted = c.execute("DELETE FROM jobs WHERE id = ?1 AND version = ?2", params![id, expected_version as i64]).map_err(db)?;
+            let remains: Option<i64> = c.query_row("SELECT version FROM jobs WHERE id = ?1", params![id], |r| r.get(0)).optional().map_err(db)?;
+            match (deleted, remains) {
+                (0, Some(_)) => Err(StoreError::Conflict { id, expected: expected_version }),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
     async fn claim(&self, slot: &str, holder: &str, replacing: Option<&str>) -> Result<Option<String>, StoreError> {
         let (slot, holder, replacing) = (slot.to_string(), holder.to_string(), replacing.map(str::to_string));
         self.with_conn(move |c| {

@@ -5,6 +5,8 @@
 //! last is the path of the finished dump; progress goes to stderr; exit 0 on success,
 //! 1 on failure with a one-line `error:` message, 2 on a usage error.
 
+mod prune;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -44,6 +46,8 @@ pub enum Command {
     Setup(SetupArgs),
     /// Serve the HTTP API (needs CHUNKDUMP_API_TOKEN), running dumps in-process.
     Serve(ServeArgs),
+    /// Delete completed dumps a retention policy does not keep (files, manifest, record).
+    Prune(prune::PruneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -347,6 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(anyhow::anyhow!("{what} does not match its manifest ({} problems)", report.problems.len()))
             }
         }
+        Command::Prune(args) => prune::run(args).await,
         Command::Setup(args) => {
             let config = crate::cloud::load_aws_config().await;
             crate::cloud::S3Store::new(&config, &args.store)?.ensure_bucket().await?;

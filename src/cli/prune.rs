@@ -1,0 +1,54 @@
+//! `chunkdump prune`: applies a retention policy to the completed dumps in a store
+//! (see [`crate::retention`]) and reports what it deleted.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{open_stores, Location};
+use crate::error::DumpError;
+use crate::retention::{prune, RetentionPolicy};
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// Keep the newest N completed dumps.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_last: Option<u32>,
+    /// Keep completed dumps younger than D days (fractions allowed).
+    #[arg(long, value_name = "D")]
+    pub keep_days: Option<f64>,
+    /// Only dumps of this database (default: every database in the store).
+    #[arg(long, value_name = "DB")]
+    pub database: Option<PathBuf>,
+    /// Print what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs the prune and prints one line per deleted dump, then a summary.
+pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
+    let keep_for = match args.keep_days {
+        Some(d) if !(d.is_finite() && d > 0.0) => return Err(DumpError::InvalidRequest(format!("--keep-days {d}: must be a positive number of days")).into()),
+        Some(d) => Some(Duration::from_secs_f64(d * 86_400.0)),
+        None => None,
+    };
+    let policy = RetentionPolicy { keep_last: args.keep_last, keep_for };
+    policy.check().map_err(DumpError::InvalidRequest)?;
+    let database = match &args.database {
+        // Dumps record the canonical path of their database.
+        Some(db) => Some(std::fs::canonicalize(db).unwrap_or_else(|_| db.clone()).display().to_string()),
+        None => None,
+    };
+    let stores = open_stores(&args.location).await?;
+    let report = prune(stores.objects.as_ref(), stores.progress.as_ref(), &policy, database.as_deref(), args.dry_run).await?;
+    let verb = if args.dry_run { "would delete" } else { "deleted" };
+    for d in &report.deleted {
+        let when = d.completed_at.map_or_else(|| "-".to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        println!("{verb} {} ({} files, {} bytes, completed {when}, {})", d.dump_id, d.files, d.bytes, d.database);
+    }
+    println!("{verb} {} completed dumps, kept {}", report.deleted.len(), report.kept);
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! Retention: which completed dumps to keep, and deleting the others whole (files,
+//! manifest, staging leftovers, job record).
+//!
+//! Rules, in order of precedence:
+//! - only completed dumps are ever deleted: a pending or running dump is never touched,
+//!   and failed or cancelled ones hold no files (their records stay, for the history);
+//! - the newest completed dump is always kept, whatever the policy says;
+//! - a completed dump is kept if it is among the newest `keep_last`, or younger than
+//!   `keep_for`; it is deleted only when no rule given keeps it.
+//!
+//! Files go before the record, so a prune interrupted half way leaves a record whose
+//! files are (partly) gone, which the next prune finishes, never files without a record.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::StoreError;
+use crate::job::{JobRecord, JobStatus};
+use crate::manifest::manifest_key;
+use crate::ports::{staging_key, ObjectStore, ProgressStore};
+
+/// How many completed dumps to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionPolicy {
+    /// Keep the newest N completed dumps.
+    pub keep_last: Option<u32>,
+    /// Keep completed dumps younger than this.
+    pub keep_for: Option<Duration>,
+}
+
+impl RetentionPolicy {
+    /// A policy needs at least one rule: an empty one would delete everything but the
+    /// newest dump, which nobody asks for by omission.
+    pub fn check(&self) -> Result<(), String> {
+        match (self.keep_last, self.keep_for) {
+            (None, None) => Err("a retention policy needs keep-last and/or keep-days".into()),
+            (Some(0), _) => Err("keep-last must be at least 1".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One dump a prune deleted (or would delete, in a dry run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrunedDump {
+    pub dump_id: String,
+    pub database: String,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// What a prune did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneReport {
+    pub deleted: Vec<PrunedDump>,
+    /// Completed dumps kept.
+    pub kept: usize,
+}
+
+/// The completed dumps of `jobs` the policy deletes (`jobs` in any order). `database`
+/// limits the prune to the dumps of one database.
+pub fn select_for_deletion<'a>(jobs: &'a [JobRecord], policy: &RetentionPolicy, database: Option<&str>, now: DateTime<Utc>) -> (Vec<&'a JobRecord>, usize) {
+    let mut completed: Vec<&JobRecord> =
+        jobs.iter().filter(|j| j.status == JobStatus::Completed && database.is_none_or(|db| j.spec.database == db)).collect();
+    // Newest first, by completion time (then creation, then id, for a stable order).
+    completed.sort_by(|a, b| (b.completed_at, b.created_at, &b.id).cmp(&(a.completed_at, a.created_at, &a.id)));
+    let mut delete = Vec::new();
+    for (rank, job) in completed.iter().enumerate() {
+        let by_count = policy.keep_last.is_some_and(|n| rank < n as usize);
+        let age = now.signed_duration_since(job.completed_at.unwrap_or(job.created_at)).to_std().unwrap_or_default();
+        let by_age = policy.keep_for.is_some_and(|d| age < d);
+        if rank > 0 && !by_count && !by_age {
+            delete.push(*job);
+        }
+    }
+    let kept = completed.len() - delete.len();
+    (delete, kept)
+}
+
+/// Applies `policy` to the dumps in `progress` (at most the newest `scan_limit`),
+/// deleting the others' files and records unless `dry_run`.
+pub async fn prune(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    policy: &RetentionPolicy,
+    database: Option<&str>,
+    dry_run: bool,
+) -> Result<PruneReport, StoreError> {
+    policy.check().map_err(StoreError::Invalid)?;
+    let jobs = progress.list_recent(100_000).await?;
+    let (doomed, kept) = select_for_deletion(&jobs, policy, database, Utc::now());
+    let mut report = PruneReport { deleted: Vec::new(), kept };
+    for job in doomed {
+        if !dry_run {
+            delete_dump(objects, progress, job).await?;
+        }
+        report.deleted.push(PrunedDump {
+            dump_id: job.id.clone(),
+            database: job.spec.database.clone(),
+            completed_at: job.completed_at,
+            files: job.files.len(),
+            bytes: job.files.iter().map(|f| f.size).sum(),
+        });
+    }
+    Ok(report)
+}
+
+/// Deletes one completed dump whole: its files, its manifest, any staging leftovers,
+/// then its record (only if unchanged since it was read).
+async fn delete_dump(objects: &dyn ObjectStore, progress: &dyn ProgressStore, job: &JobRecord) -> Result<(), StoreError> {
+    for f in &job.files {
+        objects.delete(&f.key).await?;
+    }
+    objects.delete(&manifest_key(&job.id, job.spec.format)).await?;
+    for version in job.version.saturating_sub(1)..=job.version {
+        objects.delete(&staging_key(&job.id, version)).await?;
+    }
+    progress.delete(&job.id, job.version).await?;
+    tracing::info!(dump_id = %job.id, files = job.files.len(), "pruned a completed dump");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::DumpSpec;
+
+    fn done(id: &str, db: &str, days_ago: i64, now: DateTime<Utc>) -> JobRecord {
+        let spec = DumpSpec {
+            database: db.into(),
+            format: crate::job::Format::Sql,
+            compression: crate::job::Compression::None,
+            tables: None,
+            include_schema: true,
+            chunk_size: 1000,
+            part_size: 8 << 20,
+            snapshot: false,
+            snapshot_max_block_ms: None,
+        };
+        let mut j = JobRecord::new(id.into(), spec, now - chrono::Duration::days(days_ago));
+        j.status = JobStatus::Completed;
+        j.completed_at = Some(now - chrono::Duration::days(days_ago));
+        j
+    }
+
+    fn ids(v: &[&JobRecord]) -> Vec<String> {
+        v.iter().map(|j| j.id.clone()).collect()
+    }
+
+    #[test]
+    fn keeps_the_newest_n_and_the_young_and_never_the_running_or_the_newest() {
+        let now = Utc::now();
+        let mut jobs: Vec<JobRecord> = (0..6).map(|i| done(&format!("d{i}"), "/a.db", i, now)).collect();
+        let mut running = done("run", "/a.db", 30, now);
+        running.status = JobStatus::Processing;
+        jobs.push(running);
+        jobs.push(done("other", "/b.db", 40, now));
+        let keep2 = RetentionPolicy { keep_last: Some(2), keep_for: None };
+        let (del, kept) = select_for_deletion(&jobs, &keep2, Some("/a.db"), now);
+        assert_eq!(ids(&del), ["d2", "d3", "d4", "d5"]);
+        assert_eq!(kept, 2);
+        // Either rule keeps a dump: the newest 2, or younger than 3.5 days (d0..d3).
+        let both = RetentionPolicy { keep_last: Some(2), keep_for: Some(Duration::from_secs(84 * 3600)) };
+        assert_eq!(ids(&select_for_deletion(&jobs, &both, Some("/a.db"), now).0), ["d4", "d5"]);
+        // Without a database filter, every database's dumps count together.
+        assert_eq!(ids(&select_for_deletion(&jobs, &keep2, None, now).0), ["d2", "d3", "d4", "d5", "other"]);
+        // An age rule alone still keeps the newest dump, however old.
+        let old = vec![done("x", "/a.db", 100, now), done("y", "/a.db", 200, now)];
+        let week = RetentionPolicy { keep_last: None, keep_for: Some(Duration::from_secs(7 * 86400)) };
+        assert_eq!(ids(&select_for_deletion(&old, &week, None, now).0), ["y"]);
+        assert!(RetentionPolicy::default().check().is_err());
+        assert!(RetentionPolicy { keep_last: Some(0), keep_for: None }.check().is_err());
+    }
+}
