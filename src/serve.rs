@@ -18,6 +18,8 @@ pub struct ServeOptions {
     pub listen: String,
     pub config: Config,
     pub part_size: u64,
+    /// A schedule to run in-process (`--schedule`), with the tick it runs.
+    pub schedule: Option<(crate::local::scheduler::ScheduleExpr, crate::api::schedule::ScheduledStart)>,
 }
 
 /// Reads `CHUNKDUMP_API_TOKEN` (required) and `CHUNKDUMP_API_READ_TOKEN` (optional).
@@ -76,6 +78,9 @@ pub async fn serve(objects: Arc<dyn ObjectStore>, progress: Arc<dyn ProgressStor
     let runner = LocalRunner::new(tasks)?;
     let settings = api_settings(opts.database, &opts.config, opts.part_size, notifier)?;
     let state = AppState { objects, progress, orchestrator: Arc::new(runner), tokens, settings };
+    if let Some((expr, tick)) = opts.schedule {
+        tokio::spawn(crate::local::scheduler::run_schedule(state.clone(), expr, tick));
+    }
     let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
     use std::io::Write;

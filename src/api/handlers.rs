@@ -15,8 +15,9 @@ use crate::job::{validate_dump_id, Compression, DumpSpec, Format, JobRecord, Job
 use crate::ports::Download;
 use crate::runner::{cancel_dump, create_dump};
 
-/// Body of `POST /export/dump`. Unknown fields are refused, naming the field.
-#[derive(Debug, Deserialize)]
+/// Body of `POST /export/dump` (and the `request` of a scheduled start). Unknown fields
+/// are refused, naming the field.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StartRequest {
     format: Format,
@@ -52,10 +53,19 @@ pub async fn start(
 ) -> Result<Response, Response> {
     let Json(req) = body.map_err(|e| json_error(e).into_response())?;
     super::limits::count_start(&state, &caller).await?;
-    start_dump(&state, req).await.map_err(IntoResponse::into_response)
+    let job = start_dump(&state, req).await.map_err(IntoResponse::into_response)?;
+    let body = serde_json::json!({
+        "status": "accepted",
+        "progressKey": job.id,
+        "message": "Dump process started",
+        "statusUrl": format!("/export/dump/status/{}", job.id),
+    });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-async fn start_dump(state: &AppState, req: StartRequest) -> Result<Response, ApiError> {
+/// Validates a start, creates the job (one active dump per database) and starts its
+/// run: the one path by which API requests and schedules start dumps.
+pub(crate) async fn start_dump(state: &AppState, req: StartRequest) -> Result<JobRecord, ApiError> {
     let chunk_size = req.chunk_size.unwrap_or(state.settings.chunk_size);
     if !(1..=100_000).contains(&chunk_size) {
         return Err(ApiError::bad_field("chunkSize", "chunkSize must be between 1 and 100000"));
@@ -100,13 +110,7 @@ async fn start_dump(state: &AppState, req: StartRequest) -> Result<Response, Api
         return Err(e.into());
     }
     tracing::info!(dump_id = %job.id, format = ?job.spec.format, "dump accepted");
-    let body = serde_json::json!({
-        "status": "accepted",
-        "progressKey": job.id,
-        "message": "Dump process started",
-        "statusUrl": format!("/export/dump/status/{}", job.id),
-    });
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    Ok(job)
 }
 
 async fn load(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
@@ -141,7 +145,8 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Valu
                 "createdAt": j.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "bytesWritten": j.bytes_written})
         })
         .collect();
-    Ok(Json(serde_json::json!({ "dumps": dumps })))
+    let scheduled = super::schedule::recent_runs(&state).await?;
+    Ok(Json(serde_json::json!({ "dumps": dumps, "scheduledRuns": scheduled })))
 }
 
 /// `DELETE /export/dump/{id}`: stop the run, abort the upload, status `cancelled`.
@@ -156,6 +161,8 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
 fn content_type(name: &str) -> &'static str {
     if name.ends_with(".gz") {
         "application/gzip"
+    } else if name.ends_with(".zst") {
+        "application/zstd"
     } else if name.ends_with(".csv") {
         "text/csv; charset=utf-8"
     } else if name.ends_with(".json") {

@@ -7,13 +7,14 @@
 //! | `GET /export/dump/status/{id}` | admin or read-only |
 //! | `GET /export/dump/download/{file}`, `…/{id}/{table}.csv` | admin or read-only |
 //! | `DELETE /export/dump/{id}` | admin |
-//! | `GET /export/dump` | admin or read-only |
+//! | `GET /export/dump` (with the recent scheduled runs) | admin or read-only |
 //! | `GET /openapi.json` | admin or read-only |
 
 mod auth;
 mod error;
 mod handlers;
 mod limits;
+pub mod schedule;
 pub mod openapi;
 
 use std::sync::Arc;

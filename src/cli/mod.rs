@@ -62,6 +62,14 @@ pub struct ServeArgs {
     pub listen: String,
     #[arg(long, default_value_t = DEFAULT_PART_SIZE, value_parser = clap::value_parser!(u64).range(MIN_PART_SIZE..=MAX_PART_SIZE))]
     pub part_size: u64,
+    /// Start dumps on a schedule, as EventBridge Scheduler would (UTC):
+    /// `rate(1 day)`, `cron(15 3 * * ? *)`.
+    #[arg(long, value_name = "EXPR")]
+    pub schedule: Option<String>,
+    /// What each scheduled tick does: the `chunkdumpSchedule` JSON of events/schedule.json
+    /// (name, request, retention), inline or as @FILE [default: a SQL dump, no retention].
+    #[arg(long, value_name = "JSON|@FILE", requires = "schedule")]
+    pub schedule_input: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -310,7 +318,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let stores = open_stores(&args.location).await?;
             let mut cfg = cfg;
             cfg.snapshot_dir.get_or_insert(stores.snapshot_dir.clone());
-            let opts = crate::serve::ServeOptions { database: database.display().to_string(), listen: args.listen, config: cfg, part_size: args.part_size };
+            let schedule = match &args.schedule {
+                Some(expr) => Some(schedule_of(expr, args.schedule_input.as_deref())?),
+                None => None,
+            };
+            let opts = crate::serve::ServeOptions { database: database.display().to_string(), listen: args.listen, config: cfg, part_size: args.part_size, schedule };
             crate::serve::serve(stores.objects, stores.progress, tokens, opts).await
         }
         Command::Verify(args) => {
@@ -360,6 +372,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Parses `--schedule` and `--schedule-input` (errors name the flag).
+fn schedule_of(expr: &str, input: Option<&str>) -> Result<(crate::local::scheduler::ScheduleExpr, crate::api::schedule::ScheduledStart), DumpError> {
+    let expr = expr.parse().map_err(|e| DumpError::InvalidRequest(format!("--schedule {e}")))?;
+    let text = match input {
+        Some(file) if file.starts_with('@') => {
+            std::fs::read_to_string(&file[1..]).map_err(|e| DumpError::InvalidRequest(format!("--schedule-input {file}: {e}")))?
+        }
+        Some(json) => json.to_string(),
+        None => r#"{"name": "default", "request": {"format": "sql"}}"#.to_string(),
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| DumpError::InvalidRequest(format!("--schedule-input: {e}")))?;
+    // Accept the whole Lambda payload ({"chunkdumpSchedule": …}) or just its inside.
+    let tick = crate::api::schedule::tick_from_payload(&value)
+        .unwrap_or_else(|| serde_json::from_value(value).map_err(|e| e.to_string()))
+        .map_err(|e| DumpError::InvalidRequest(format!("--schedule-input: {e}")))?;
+    Ok((expr, tick))
 }
 
 /// Takes the dump's run lock: one process at a time may run a dump. (Two runners of one

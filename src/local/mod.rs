@@ -2,6 +2,7 @@
 //! progress store. No server, no cloud account.
 
 mod dir_store;
+pub mod scheduler;
 mod sqlite_progress;
 
 pub use dir_store::DirStore;

@@ -18,6 +18,8 @@ pub const READER: &str = "read-only-token-for-tests";
 
 pub struct Server {
     pub base: String,
+    /// The served state (for what runs beside HTTP, such as scheduled ticks).
+    pub state: AppState,
     pub out: PathBuf,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -72,7 +74,7 @@ pub async fn start_server_at(
             rate_limit: chunkdump::api::RateLimit { starts, window: Duration::from_secs(3600) },
         },
     };
-    Server { base: serve(state).await, out, client: reqwest::Client::new(), _dir: dir }
+    Server { base: serve(state.clone()).await, state, out, client: reqwest::Client::new(), _dir: dir }
 }
 
 /// Serves the API of `state` on a free port of 127.0.0.1; returns its base URL.

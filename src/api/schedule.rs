@@ -1,0 +1,176 @@
+//! Scheduled dumps: what EventBridge Scheduler (in AWS) or `chunkdump serve --schedule`
+//! (locally) runs at each tick. A tick prunes by the schedule's retention policy, then
+//! starts a dump through [`start_dump`], the same path as `POST /export/dump` (job record,
+//! one active dump per database, callback), and records the outcome where
+//! `GET /export/dump` shows it.
+//!
+//! The payload is the same in both places (see `events/schedule.json`):
+//! `{"chunkdumpSchedule": {"name": "nightly", "request": {…POST body…},
+//!   "retention": {"keepLast": 7, "keepDays": 14}}}`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::handlers::{start_dump, StartRequest};
+use super::AppState;
+use crate::error::StoreError;
+use crate::retention::{prune, RetentionPolicy};
+
+/// The key of the payload that marks a scheduled start (as opposed to an HTTP event).
+pub const PAYLOAD_KEY: &str = "chunkdumpSchedule";
+
+/// Where the recent scheduled runs are recorded, newest first.
+const RUNS_KEY: &str = ".chunkdump/schedule-runs.json";
+/// How many runs are kept in that record.
+const RUNS_KEPT: usize = 20;
+
+/// One tick of a schedule.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScheduledStart {
+    /// The schedule's name, shown with its runs (`[A-Za-z0-9_-]`, at most 64).
+    pub name: String,
+    /// What to dump: the body of `POST /export/dump`.
+    pub request: StartRequest,
+    /// Completed dumps of this database to keep; none: keep all.
+    #[serde(default)]
+    pub retention: Option<Retention>,
+}
+
+/// A schedule's retention policy.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Retention {
+    pub keep_last: Option<u32>,
+    pub keep_days: Option<f64>,
+}
+
+impl Retention {
+    fn policy(&self) -> Result<RetentionPolicy, String> {
+        let keep_for = match self.keep_days {
+            Some(d) if !(d.is_finite() && d > 0.0) => return Err(format!("keepDays {d}: must be a positive number of days")),
+            Some(d) => Some(std::time::Duration::from_secs_f64(d * 86_400.0)),
+            None => None,
+        };
+        let policy = RetentionPolicy { keep_last: self.keep_last, keep_for };
+        policy.check()?;
+        Ok(policy)
+    }
+}
+
+/// How a tick ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TickOutcome {
+    /// A dump was started (its own status tells how it ended).
+    Started,
+    /// Refused like an API start would be: a dump of the database is running (409).
+    Refused,
+    /// The start failed (bad schedule, store or orchestrator error).
+    Failed,
+}
+
+/// A recorded tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledRun {
+    pub schedule: String,
+    pub at: DateTime<Utc>,
+    pub outcome: TickOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_id: Option<String>,
+    /// The error of a refused or failed start: `code` and `message`, as the API gives them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+    /// Dumps deleted by the retention policy at this tick.
+    #[serde(default)]
+    pub pruned: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_error: Option<String>,
+    /// The started dump's current status (filled in when listed, never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_status: Option<String>,
+}
+
+fn error_body(e: &ApiError) -> serde_json::Value {
+    serde_json::json!({"status": e.status.as_u16(), "code": e.code, "message": e.message})
+}
+
+/// Runs one tick and records it. Never panics on bad input: a bad schedule is a failed
+/// tick, recorded and logged at error level so alarms see it.
+pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
+    let mut run =
+        ScheduledRun { schedule: tick.name.clone(), at: Utc::now(), outcome: TickOutcome::Failed, dump_id: None, error: None, pruned: Vec::new(), prune_error: None, dump_status: None };
+    let name_ok = !tick.name.is_empty() && tick.name.len() <= 64 && tick.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !name_ok {
+        run.error = Some(serde_json::json!({"code": "invalid_request", "message": format!("schedule name {:?}: 1 to 64 of [A-Za-z0-9_-]", tick.name)}));
+    } else {
+        if let Some(retention) = tick.retention {
+            match retention.policy() {
+                Ok(policy) => match prune(state.objects.as_ref(), state.progress.as_ref(), &policy, Some(&state.settings.database), false).await {
+                    Ok(report) => run.pruned = report.deleted.into_iter().map(|d| d.dump_id).collect(),
+                    Err(e) => run.prune_error = Some(e.to_string()),
+                },
+                Err(e) => run.prune_error = Some(e),
+            }
+        }
+        match start_dump(state, tick.request).await {
+            Ok(job) => {
+                run.outcome = TickOutcome::Started;
+                run.dump_id = Some(job.id);
+            }
+            Err(e) => {
+                run.outcome = if e.status.as_u16() == 409 { TickOutcome::Refused } else { TickOutcome::Failed };
+                run.error = Some(error_body(&e));
+            }
+        }
+    }
+    match run.outcome {
+        TickOutcome::Started => tracing::info!(schedule = %run.schedule, dump_id = ?run.dump_id, pruned = run.pruned.len(), "scheduled dump started"),
+        _ => tracing::error!(schedule = %run.schedule, outcome = ?run.outcome, error = ?run.error, "scheduled dump not started"),
+    }
+    if let Some(e) = &run.prune_error {
+        tracing::error!(schedule = %run.schedule, error = %e, "scheduled prune failed");
+    }
+    if let Err(e) = record(state, &run).await {
+        tracing::error!(schedule = %run.schedule, error = %e, "could not record the scheduled run");
+    }
+    run
+}
+
+async fn load_runs(state: &AppState) -> Result<Vec<ScheduledRun>, StoreError> {
+    Ok(match state.objects.get(RUNS_KEY).await? {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        None => Vec::new(),
+    })
+}
+
+async fn record(state: &AppState, run: &ScheduledRun) -> Result<(), StoreError> {
+    let mut runs = load_runs(state).await?;
+    runs.insert(0, run.clone());
+    runs.truncate(RUNS_KEPT);
+    let body = serde_json::to_vec_pretty(&runs).map_err(|e| StoreError::Permanent(e.to_string()))?;
+    state.objects.put(RUNS_KEY, body).await
+}
+
+/// The recorded runs, newest first, the latest five with their dump's current status.
+pub async fn recent_runs(state: &AppState) -> Result<Vec<ScheduledRun>, StoreError> {
+    let mut runs = load_runs(state).await?;
+    for run in runs.iter_mut().take(5) {
+        if let Some(id) = &run.dump_id {
+            run.dump_status = Some(match state.progress.get(id).await? {
+                Some(job) => job.status.as_str().to_string(),
+                None => "deleted".to_string(),
+            });
+        }
+    }
+    Ok(runs)
+}
+
+/// Reads a tick from a Lambda payload: `Some` if it is one (`{"chunkdumpSchedule": …}`),
+/// with an error naming the problem if it is malformed.
+pub fn tick_from_payload(payload: &serde_json::Value) -> Option<Result<ScheduledStart, String>> {
+    let inner = payload.get(PAYLOAD_KEY)?;
+    Some(serde_json::from_value(inner.clone()).map_err(|e| format!("{PAYLOAD_KEY}: {e}")))
+}

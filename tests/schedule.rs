@@ -1,0 +1,65 @@
+//! Scheduled starts: a tick (the payload EventBridge Scheduler sends, events/schedule.json)
+//! starts a dump through the API's own start path, is refused like an API start while a
+//! dump of the database runs (409), applies its retention policy, and every tick is
+//! recorded where `GET /export/dump` shows it with the dump's current status.
+
+mod common;
+
+use std::time::Duration;
+
+use chunkdump::api::schedule::{run_tick, tick_from_payload, ScheduledStart, TickOutcome};
+use common::api_server::{start_server, READER};
+
+fn tick(json: serde_json::Value) -> ScheduledStart {
+    tick_from_payload(&serde_json::json!({ "chunkdumpSchedule": json })).expect("a schedule payload").expect("a valid tick")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    common::build_bulk_db(&db, 2000);
+    // One 50-row slice per chunk with a pause between chunks: a dump runs for a while.
+    let server = start_server(&db, Duration::ZERO, Duration::from_millis(5), None).await;
+    // The sample event of the template's schedule parses as a tick.
+    let sample: serde_json::Value = serde_json::from_str(&std::fs::read_to_string("events/schedule.json").unwrap()).unwrap();
+    assert_eq!(tick_from_payload(&sample).unwrap().unwrap().name, "nightly");
+    let nightly = tick(serde_json::json!({"name": "nightly", "request": {"format": "sql", "compression": "zstd"}, "retention": {"keepLast": 1}}));
+
+    let first = run_tick(&server.state, nightly.clone()).await;
+    assert_eq!(first.outcome, TickOutcome::Started, "{first:?}");
+    let d1 = first.dump_id.clone().unwrap();
+    let busy = run_tick(&server.state, nightly.clone()).await;
+    assert_eq!(busy.outcome, TickOutcome::Refused, "{busy:?}");
+    assert_eq!(busy.error.as_ref().unwrap()["status"], 409);
+    assert!(busy.error.as_ref().unwrap()["message"].as_str().unwrap().contains(&d1), "names the running dump: {busy:?}");
+    let done = server.wait_for(&d1, "completed").await;
+    assert!(done["downloadUrl"].as_str().unwrap().ends_with(".sql.zst"), "{done}");
+
+    let second = run_tick(&server.state, nightly.clone()).await;
+    let d2 = second.dump_id.clone().unwrap();
+    assert!(second.pruned.is_empty(), "the newest completed dump is kept: {second:?}");
+    server.wait_for(&d2, "completed").await;
+    // keepLast 1: the third tick deletes the first dump whole, keeps the second.
+    let third = run_tick(&server.state, nightly.clone()).await;
+    assert_eq!(third.pruned, vec![d1.clone()], "{third:?}");
+    let d3 = third.dump_id.clone().unwrap();
+    let (status, body) = server.json(reqwest::Method::GET, &format!("/export/dump/status/{d1}"), Some(READER), None).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
+    server.wait_for(&d3, "completed").await;
+
+    // A malformed tick fails loudly and is recorded too.
+    let bad = run_tick(&server.state, tick(serde_json::json!({"name": "no spaces allowed", "request": {"format": "csv"}}))).await;
+    assert_eq!(bad.outcome, TickOutcome::Failed);
+    assert!(tick_from_payload(&serde_json::json!({"chunkdumpSchedule": {"name": "x", "request": {"format": "xml"}}})).unwrap().is_err());
+
+    let (status, list) = server.json(reqwest::Method::GET, "/export/dump", Some(READER), None).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let runs = list["scheduledRuns"].as_array().unwrap();
+    let outcomes: Vec<&str> = runs.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["failed", "started", "started", "refused", "started"], "{list}");
+    assert_eq!(runs[1]["dumpId"], d3.as_str());
+    assert_eq!(runs[1]["dumpStatus"], "completed");
+    assert_eq!(runs[4]["dumpStatus"], "deleted", "the pruned dump: {list}");
+    assert_eq!(runs[3]["error"]["status"], 409);
+}
