@@ -21,7 +21,7 @@ use crate::runner::{cancel_dump, create_dump};
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StartRequest {
     format: Format,
-    callback_url: Option<String>,
+    pub(crate) callback_url: Option<String>,
     chunk_size: Option<u32>,
     include_schema: Option<bool>,
     tables: Option<Vec<String>>,

@@ -47,15 +47,20 @@ pub struct Retention {
 }
 
 impl Retention {
-    fn policy(&self) -> Result<RetentionPolicy, String> {
+    /// The policy; `None` keeps everything. A 0 (the template's "unset") is no rule.
+    fn policy(&self) -> Result<Option<RetentionPolicy>, String> {
         let keep_for = match self.keep_days {
+            Some(d) if d == 0.0 => None,
             Some(d) if !(d.is_finite() && d > 0.0) => return Err(format!("keepDays {d}: must be a positive number of days")),
             Some(d) => Some(std::time::Duration::from_secs_f64(d * 86_400.0)),
             None => None,
         };
-        let policy = RetentionPolicy { keep_last: self.keep_last, keep_for };
+        let policy = RetentionPolicy { keep_last: self.keep_last.filter(|n| *n > 0), keep_for };
+        if policy.keep_last.is_none() && policy.keep_for.is_none() {
+            return Ok(None);
+        }
         policy.check()?;
-        Ok(policy)
+        Ok(Some(policy))
     }
 }
 
@@ -108,14 +113,20 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
     } else {
         if let Some(retention) = tick.retention {
             match retention.policy() {
-                Ok(policy) => match prune(state.objects.as_ref(), state.progress.as_ref(), &policy, Some(&state.settings.database), false).await {
+                Ok(None) => {}
+                Ok(Some(policy)) => match prune(state.objects.as_ref(), state.progress.as_ref(), &policy, Some(&state.settings.database), false).await {
                     Ok(report) => run.pruned = report.deleted.into_iter().map(|d| d.dump_id).collect(),
                     Err(e) => run.prune_error = Some(e.to_string()),
                 },
                 Err(e) => run.prune_error = Some(e),
             }
         }
-        match start_dump(state, tick.request).await {
+        let mut request = tick.request;
+        // The template passes "" when the schedule has no callback.
+        if request.callback_url.as_deref().is_some_and(str::is_empty) {
+            request.callback_url = None;
+        }
+        match start_dump(state, request).await {
             Ok(job) => {
                 run.outcome = TickOutcome::Started;
                 run.dump_id = Some(job.id);
