@@ -4,7 +4,7 @@ wait4(), and prints ratios. Databases are generated once into .cache/bench/.
 chunkdump syncs every part it writes (a dump is durable when it reports success), so on
 disk the shell's output is synced too (`sync FILE`) for a like-for-like comparison; the
 tmpfs section (/dev/shm) measures CPU alone, with no disk in the way."""
-import os, shutil, subprocess, sys, time
+import json, os, shutil, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target/release/chunkdump")
@@ -195,6 +195,42 @@ def compression(rows):
         shutil.rmtree(os.path.join(base, f"chunkdump-bench-{c}"), ignore_errors=True)
 
 
+def startup():
+    """Cold start of the API function's bootstrap: from exec to its answer to a first
+    request (events/api-list.json, which reads DynamoDB and S3 on moto), through a
+    minimal Lambda Runtime API (scripts/lambda_emulator.py). STARTUP_COMPARE=PATH adds
+    another bootstrap (e.g. one built with an earlier profile)."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from lambda_emulator import time_first_response
+    moto = os.environ["CHUNKDUMP_TEST_MOTO"]
+    suffix = f"{time.time_ns():x}"
+    store, progress = f"s3://startup-{suffix}", f"dynamodb://startup-{suffix}"
+    aws = dict(AWS_ENDPOINT_URL=moto, AWS_ACCESS_KEY_ID="moto", AWS_SECRET_ACCESS_KEY="moto", AWS_REGION="us-east-1",
+               AWS_EC2_METADATA_DISABLED="true")
+    subprocess.run([BIN, "setup", "--store", store, "--progress", progress], env=dict(os.environ, **aws), check=True,
+                   stdout=subprocess.DEVNULL)
+    db = os.path.join(CACHE, "startup.db")
+    subprocess.run(["sqlite3", db, "CREATE TABLE IF NOT EXISTS t(x);"], check=True)
+    env = dict(aws, CHUNKDUMP_STORE=store, CHUNKDUMP_PROGRESS=progress, CHUNKDUMP_DATABASE=db,
+               CHUNKDUMP_STATE_MACHINE_ARN="arn:aws:states:us-east-1:123456789012:stateMachine:bench",
+               CHUNKDUMP_API_TOKEN="local-admin-token-0123456789", RUST_LOG="warn")
+    event = json.load(open(os.path.join(ROOT, "events/api-list.json")))
+    print("\n== API function cold start: exec to first answer (events/api-list.json, moto), median of 7 ==")
+    bootstraps = [("this build", os.environ.get("STARTUP_BOOTSTRAP", os.path.join(ROOT, "target/release/chunkdump-api")))]
+    if os.environ.get("STARTUP_COMPARE"):
+        bootstraps.append(("STARTUP_COMPARE", os.environ["STARTUP_COMPARE"]))
+    for name, path in bootstraps:
+        times = []
+        for _ in range(7):
+            t, kind, body = time_first_response(path, event, env)
+            if kind != "response" or '"statusCode":200' not in body.replace(" ", ""):
+                sys.exit(f"{path}: unexpected answer ({kind}): {body[:300]}")
+            times.append(t)
+        times.sort()
+        print(f"{name:16} {os.path.getsize(path) / 1e6:6.1f} MB  {times[3] * 1000:7.1f} ms"
+              f"  (min {times[0] * 1000:.1f}, max {times[-1] * 1000:.1f})")
+
+
 def reals(rows):
     """Cost of the exact REAL encoding: a table of coordinates, money and computed
     values, dumped as SQL, against the same dump with every REAL as its shortest
@@ -275,7 +311,7 @@ def main():
     if os.environ.get("BENCH_ONLY"):
         for part in os.environ["BENCH_ONLY"].split(","):
             {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values,
-             "uploads": lambda: uploads(rows), "compression": lambda: compression(rows)}[part]()
+             "uploads": lambda: uploads(rows), "compression": lambda: compression(rows), "startup": startup}[part]()
         return
     small = bench(rows // 10)
     large = bench(rows)
@@ -284,6 +320,7 @@ def main():
     if os.environ.get("CHUNKDUMP_TEST_MOTO"):
         cloud(rows)
         uploads(rows)
+        startup()
     print("\npeak RSS, small -> large database:")
     for name in large:
         print(f"  {name:30} {small[name]:6.1f} MiB -> {large[name]:6.1f} MiB")
