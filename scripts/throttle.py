@@ -7,9 +7,9 @@ Usage: python3 scripts/throttle.py TARGET_HOST:PORT RTT_MS MBYTES_PER_S
 Prints the port it listens on (127.0.0.1), then serves until killed."""
 import asyncio, sys, time
 
-BUFFER = 64 * 1024
+BUFFER = 256 * 1024
 # Bytes one direction may hold in flight: enough for the bandwidth-delay product.
-QUEUED_CHUNKS = 64
+QUEUED_CHUNKS = 16
 
 
 async def pump(reader, writer, one_way, rate):
