@@ -249,6 +249,10 @@ pub struct JobRecord {
     /// The point-in-time copy this dump reads (snapshot dumps), deleted when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_path: Option<String>,
+    /// The schedule that started this dump, if one did: its retention policy applies to
+    /// the dumps it started, never to others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 impl JobRecord {
@@ -279,6 +283,7 @@ impl JobRecord {
             change_token: None,
             consistency: Consistency { snapshot: spec_snapshot, changed_during_dump: false },
             snapshot_path: None,
+            schedule: None,
         }
     }
 

@@ -6,7 +6,9 @@
 //!   and failed or cancelled ones hold no files (their records stay, for the history);
 //! - the newest completed dump is always kept, whatever the policy says;
 //! - a completed dump is kept if it is among the newest `keep_last`, or younger than
-//!   `keep_for`; it is deleted only when no rule given keeps it.
+//!   `keep_for`; it is deleted only when no rule given keeps it;
+//! - a prune considers only the dumps in its scope: one database, one schedule's dumps
+//!   (a schedule's policy never deletes a dump started by hand).
 //!
 //! Files go before the record, so a prune interrupted half way leaves a record whose
 //! files are (partly) gone, which the next prune finishes, never files without a record.
@@ -42,6 +44,21 @@ impl RetentionPolicy {
     }
 }
 
+/// Which dumps a prune considers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneScope {
+    /// Only dumps of this database (its path as the dumps record it).
+    pub database: Option<String>,
+    /// Only dumps started by this schedule.
+    pub schedule: Option<String>,
+}
+
+impl PruneScope {
+    fn includes(&self, job: &JobRecord) -> bool {
+        self.database.as_ref().is_none_or(|db| &job.spec.database == db) && self.schedule.as_ref().is_none_or(|s| job.schedule.as_ref() == Some(s))
+    }
+}
+
 /// One dump a prune deleted (or would delete, in a dry run).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,11 +79,10 @@ pub struct PruneReport {
     pub kept: usize,
 }
 
-/// The completed dumps of `jobs` the policy deletes (`jobs` in any order). `database`
-/// limits the prune to the dumps of one database.
-pub fn select_for_deletion<'a>(jobs: &'a [JobRecord], policy: &RetentionPolicy, database: Option<&str>, now: DateTime<Utc>) -> (Vec<&'a JobRecord>, usize) {
-    let mut completed: Vec<&JobRecord> =
-        jobs.iter().filter(|j| j.status == JobStatus::Completed && database.is_none_or(|db| j.spec.database == db)).collect();
+/// The completed dumps in `scope` the policy deletes (`jobs` in any order), and how many
+/// completed ones it keeps.
+pub fn select_for_deletion<'a>(jobs: &'a [JobRecord], policy: &RetentionPolicy, scope: &PruneScope, now: DateTime<Utc>) -> (Vec<&'a JobRecord>, usize) {
+    let mut completed: Vec<&JobRecord> = jobs.iter().filter(|j| j.status == JobStatus::Completed && scope.includes(j)).collect();
     // Newest first, by completion time (then creation, then id, for a stable order).
     completed.sort_by(|a, b| (b.completed_at, b.created_at, &b.id).cmp(&(a.completed_at, a.created_at, &a.id)));
     let mut delete = Vec::new();
@@ -82,18 +98,12 @@ pub fn select_for_deletion<'a>(jobs: &'a [JobRecord], policy: &RetentionPolicy, 
     (delete, kept)
 }
 
-/// Applies `policy` to the dumps in `progress` (at most the newest `scan_limit`),
+/// Applies `policy` to the dumps in `scope` (of the newest 100,000 in `progress`),
 /// deleting the others' files and records unless `dry_run`.
-pub async fn prune(
-    objects: &dyn ObjectStore,
-    progress: &dyn ProgressStore,
-    policy: &RetentionPolicy,
-    database: Option<&str>,
-    dry_run: bool,
-) -> Result<PruneReport, StoreError> {
+pub async fn prune(objects: &dyn ObjectStore, progress: &dyn ProgressStore, policy: &RetentionPolicy, scope: &PruneScope, dry_run: bool) -> Result<PruneReport, StoreError> {
     policy.check().map_err(StoreError::Invalid)?;
     let jobs = progress.list_recent(100_000).await?;
-    let (doomed, kept) = select_for_deletion(&jobs, policy, database, Utc::now());
+    let (doomed, kept) = select_for_deletion(&jobs, policy, scope, Utc::now());
     let mut report = PruneReport { deleted: Vec::new(), kept };
     for job in doomed {
         if !dry_run {
@@ -161,18 +171,25 @@ mod tests {
         jobs.push(running);
         jobs.push(done("other", "/b.db", 40, now));
         let keep2 = RetentionPolicy { keep_last: Some(2), keep_for: None };
-        let (del, kept) = select_for_deletion(&jobs, &keep2, Some("/a.db"), now);
+        let a = PruneScope { database: Some("/a.db".into()), schedule: None };
+        let (del, kept) = select_for_deletion(&jobs, &keep2, &a, now);
         assert_eq!(ids(&del), ["d2", "d3", "d4", "d5"]);
         assert_eq!(kept, 2);
         // Either rule keeps a dump: the newest 2, or younger than 3.5 days (d0..d3).
         let both = RetentionPolicy { keep_last: Some(2), keep_for: Some(Duration::from_secs(84 * 3600)) };
-        assert_eq!(ids(&select_for_deletion(&jobs, &both, Some("/a.db"), now).0), ["d4", "d5"]);
+        assert_eq!(ids(&select_for_deletion(&jobs, &both, &a, now).0), ["d4", "d5"]);
         // Without a database filter, every database's dumps count together.
-        assert_eq!(ids(&select_for_deletion(&jobs, &keep2, None, now).0), ["d2", "d3", "d4", "d5", "other"]);
+        assert_eq!(ids(&select_for_deletion(&jobs, &keep2, &PruneScope::default(), now).0), ["d2", "d3", "d4", "d5", "other"]);
+        // A schedule's policy sees only the dumps it started.
+        for j in jobs.iter_mut().filter(|j| ["d1", "d3", "d5"].contains(&j.id.as_str())) {
+            j.schedule = Some("nightly".into());
+        }
+        let nightly = PruneScope { database: None, schedule: Some("nightly".into()) };
+        assert_eq!(ids(&select_for_deletion(&jobs, &RetentionPolicy { keep_last: Some(1), keep_for: None }, &nightly, now).0), ["d3", "d5"]);
         // An age rule alone still keeps the newest dump, however old.
         let old = vec![done("x", "/a.db", 100, now), done("y", "/a.db", 200, now)];
         let week = RetentionPolicy { keep_last: None, keep_for: Some(Duration::from_secs(7 * 86400)) };
-        assert_eq!(ids(&select_for_deletion(&old, &week, None, now).0), ["y"]);
+        assert_eq!(ids(&select_for_deletion(&old, &week, &PruneScope::default(), now).0), ["y"]);
         assert!(RetentionPolicy::default().check().is_err());
         assert!(RetentionPolicy { keep_last: Some(0), keep_for: None }.check().is_err());
     }

@@ -40,6 +40,9 @@ async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
     let d2 = second.dump_id.clone().unwrap();
     assert!(second.pruned.is_empty(), "the newest completed dump is kept: {second:?}");
     server.wait_for(&d2, "completed").await;
+    // A dump started by hand is not the schedule's to prune.
+    let by_hand = server.start(serde_json::json!({"format": "json"})).await;
+    server.wait_for(&by_hand, "completed").await;
     // keepLast 1: the third tick deletes the first dump whole, keeps the second.
     let third = run_tick(&server.state, nightly.clone()).await;
     assert_eq!(third.pruned, vec![d1.clone()], "{third:?}");
@@ -47,6 +50,7 @@ async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
     let (status, body) = server.json(reqwest::Method::GET, &format!("/export/dump/status/{d1}"), Some(READER), None).await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
     server.wait_for(&d3, "completed").await;
+    server.wait_for(&by_hand, "completed").await;
 
     // A malformed tick fails loudly and is recorded too.
     let bad = run_tick(&server.state, tick(serde_json::json!({"name": "no spaces allowed", "request": {"format": "csv"}}))).await;

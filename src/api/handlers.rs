@@ -53,7 +53,7 @@ pub async fn start(
 ) -> Result<Response, Response> {
     let Json(req) = body.map_err(|e| json_error(e).into_response())?;
     super::limits::count_start(&state, &caller).await?;
-    let job = start_dump(&state, req).await.map_err(IntoResponse::into_response)?;
+    let job = start_dump(&state, req, None).await.map_err(IntoResponse::into_response)?;
     let body = serde_json::json!({
         "status": "accepted",
         "progressKey": job.id,
@@ -64,8 +64,9 @@ pub async fn start(
 }
 
 /// Validates a start, creates the job (one active dump per database) and starts its
-/// run: the one path by which API requests and schedules start dumps.
-pub(crate) async fn start_dump(state: &AppState, req: StartRequest) -> Result<JobRecord, ApiError> {
+/// run: the one path by which API requests and schedules start dumps (`schedule`: the
+/// name of the schedule starting it).
+pub(crate) async fn start_dump(state: &AppState, req: StartRequest, schedule: Option<&str>) -> Result<JobRecord, ApiError> {
     let chunk_size = req.chunk_size.unwrap_or(state.settings.chunk_size);
     if !(1..=100_000).contains(&chunk_size) {
         return Err(ApiError::bad_field("chunkSize", "chunkSize must be between 1 and 100000"));
@@ -96,13 +97,14 @@ pub(crate) async fn start_dump(state: &AppState, req: StartRequest) -> Result<Jo
     let provisional = super::limits::claim_database(state).await?;
     let mut job = create_dump(state.progress.as_ref(), spec, None).await?;
     super::limits::hand_over(state, &provisional, &job.id).await?;
-    if let Some(url) = req.callback_url {
+    if req.callback_url.is_some() || schedule.is_some() {
         // Recorded before the run starts, so nothing else writes the job meanwhile.
-        let mut with_callback = job.clone();
-        with_callback.version += 1;
-        with_callback.callback = Some(crate::callback::CallbackState { url, status: "pending".into(), attempts: 0, last_error: None });
-        state.progress.commit(&with_callback, job.version).await?;
-        job = with_callback;
+        let mut annotated = job.clone();
+        annotated.version += 1;
+        annotated.callback = req.callback_url.map(|url| crate::callback::CallbackState { url, status: "pending".into(), attempts: 0, last_error: None });
+        annotated.schedule = schedule.map(str::to_string);
+        state.progress.commit(&annotated, job.version).await?;
+        job = annotated;
     }
     if let Err(e) = state.orchestrator.start(&job.id, job.version).await {
         // A job that never runs must not hold the database's one-dump slot.

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::handlers::{start_dump, StartRequest};
 use super::AppState;
 use crate::error::StoreError;
-use crate::retention::{prune, RetentionPolicy};
+use crate::retention::{prune, PruneScope, RetentionPolicy};
 
 /// The key of the payload that marks a scheduled start (as opposed to an HTTP event).
 pub const PAYLOAD_KEY: &str = "chunkdumpSchedule";
@@ -102,7 +102,8 @@ fn error_body(e: &ApiError) -> serde_json::Value {
     serde_json::json!({"status": e.status.as_u16(), "code": e.code, "message": e.message})
 }
 
-/// Runs one tick and records it. Never panics on bad input: a bad schedule is a failed
+/// Runs one tick and records it. Its retention policy prunes only the completed dumps
+/// this schedule started, of this database. Never panics on bad input: a bad schedule is a failed
 /// tick, recorded and logged at error level so alarms see it.
 pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
     let mut run =
@@ -111,10 +112,13 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
     if !name_ok {
         run.error = Some(serde_json::json!({"code": "invalid_request", "message": format!("schedule name {:?}: 1 to 64 of [A-Za-z0-9_-]", tick.name)}));
     } else {
+        // The policy applies to this schedule's dumps of this database, not to dumps
+        // started by hand or by another schedule.
+        let scope = PruneScope { database: Some(state.settings.database.clone()), schedule: Some(tick.name.clone()) };
         if let Some(retention) = tick.retention {
             match retention.policy() {
                 Ok(None) => {}
-                Ok(Some(policy)) => match prune(state.objects.as_ref(), state.progress.as_ref(), &policy, Some(&state.settings.database), false).await {
+                Ok(Some(policy)) => match prune(state.objects.as_ref(), state.progress.as_ref(), &policy, &scope, false).await {
                     Ok(report) => run.pruned = report.deleted.into_iter().map(|d| d.dump_id).collect(),
                     Err(e) => run.prune_error = Some(e.to_string()),
                 },
@@ -126,7 +130,7 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
         if request.callback_url.as_deref().is_some_and(str::is_empty) {
             request.callback_url = None;
         }
-        match start_dump(state, request).await {
+        match start_dump(state, request, Some(&tick.name)).await {
             Ok(job) => {
                 run.outcome = TickOutcome::Started;
                 run.dump_id = Some(job.id);

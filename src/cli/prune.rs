@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{open_stores, Location};
 use crate::error::DumpError;
-use crate::retention::{prune, RetentionPolicy};
+use crate::retention::{prune, PruneScope, RetentionPolicy};
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
@@ -23,6 +23,9 @@ pub struct PruneArgs {
     /// Only dumps of this database (default: every database in the store).
     #[arg(long, value_name = "DB")]
     pub database: Option<PathBuf>,
+    /// Only dumps started by this schedule (default: however they were started).
+    #[arg(long, value_name = "NAME")]
+    pub schedule: Option<String>,
     /// Print what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -43,7 +46,8 @@ pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
         None => None,
     };
     let stores = open_stores(&args.location).await?;
-    let report = prune(stores.objects.as_ref(), stores.progress.as_ref(), &policy, database.as_deref(), args.dry_run).await?;
+    let scope = PruneScope { database, schedule: args.schedule.clone() };
+    let report = prune(stores.objects.as_ref(), stores.progress.as_ref(), &policy, &scope, args.dry_run).await?;
     let verb = if args.dry_run { "would delete" } else { "deleted" };
     for d in &report.deleted {
         let when = d.completed_at.map_or_else(|| "-".to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
