@@ -13,8 +13,18 @@ fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<D
     let input = ExportInput {
         spec: spec.clone(),
         dump_id: "bench".into(),
-        cursor: Cursor { object: 0, step, after: after.map(|k| vec![KeyValue::Integer(k)]) },
-        tail: Some(Tail { object: 0, key: "bench.sql".into(), bytes: Vec::new(), next_part: 1, size: 0 }),
+        cursor: Cursor {
+            object: 0,
+            step,
+            after: after.map(|k| vec![KeyValue::Integer(k)]),
+        },
+        tail: Some(Tail {
+            object: 0,
+            key: "bench.sql".into(),
+            bytes: Vec::new(),
+            next_part: 1,
+            size: 0,
+        }),
         fingerprint: None,
         first_change_token: None,
         count_rows: false,
@@ -27,7 +37,11 @@ fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<D
     let outcome = run_export(input, tx)?;
     let elapsed = start.elapsed();
     drain.join().unwrap();
-    anyhow::ensure!(outcome.rows == u64::from(spec.chunk_size), "slice read {} rows", outcome.rows);
+    anyhow::ensure!(
+        outcome.rows == u64::from(spec.chunk_size),
+        "slice read {} rows",
+        outcome.rows
+    );
     Ok(elapsed)
 }
 
@@ -38,7 +52,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    anyhow::ensure!(args.len() >= 3, "usage: slice_cost DB TABLE [ROWS_PER_SLICE]");
+    anyhow::ensure!(
+        args.len() >= 3,
+        "usage: slice_cost DB TABLE [ROWS_PER_SLICE]"
+    );
     let rows: u32 = args.get(3).map_or(Ok(1000), |s| s.parse())?;
     let spec = DumpSpec {
         database: args[1].clone(),
@@ -52,7 +69,11 @@ fn main() -> anyhow::Result<()> {
         snapshot_max_block_ms: None,
     };
     let conn = rusqlite::Connection::open(&args[1])?;
-    let max: i64 = conn.query_row(&format!("SELECT max(rowid) FROM \"{}\"", args[2]), [], |r| r.get(0))?;
+    let max: i64 = conn.query_row(
+        &format!("SELECT max(rowid) FROM \"{}\"", args[2]),
+        [],
+        |r| r.get(0),
+    )?;
     // Steps of the SQL object: header, CREATE, rows of the table, trailer.
     let (mut start, mut end) = (Vec::new(), Vec::new());
     for _ in 0..31 {

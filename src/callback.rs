@@ -44,7 +44,10 @@ pub struct Notifier {
 
 impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notifier").field("allow_hosts", &self.allow_hosts).field("public_url", &self.public_url).finish_non_exhaustive()
+        f.debug_struct("Notifier")
+            .field("allow_hosts", &self.allow_hosts)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -74,17 +77,30 @@ pub fn is_internal(ip: IpAddr) -> bool {
 impl Notifier {
     /// `secret` signs every callback; `allow_hosts` may be internal (development);
     /// `public_url` makes `downloadUrl` absolute; `extra_root_pem` trusts a private CA.
-    pub fn new(secret: &str, allow_hosts: Vec<String>, public_url: Option<String>, extra_root_pem: Option<&[u8]>) -> Result<Self, String> {
+    pub fn new(
+        secret: &str,
+        allow_hosts: Vec<String>,
+        public_url: Option<String>,
+        extra_root_pem: Option<&[u8]>,
+    ) -> Result<Self, String> {
         if secret.len() < 16 {
             return Err("the callback signing secret must have at least 16 characters".into());
         }
-        let extra_root = extra_root_pem.map(reqwest::Certificate::from_pem).transpose().map_err(|e| format!("callback CA: {e}"))?;
+        let extra_root = extra_root_pem
+            .map(reqwest::Certificate::from_pem)
+            .transpose()
+            .map_err(|e| format!("callback CA: {e}"))?;
         Ok(Notifier {
             secret: secret.as_bytes().to_vec(),
             allow_hosts,
             public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
             extra_root,
-            retry_delays: vec![Duration::from_secs(2), Duration::from_secs(10), Duration::from_secs(30), Duration::from_secs(120)],
+            retry_delays: vec![
+                Duration::from_secs(2),
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+                Duration::from_secs(120),
+            ],
         })
     }
 
@@ -102,12 +118,25 @@ impl Notifier {
             return Ok(None);
         };
         let allow = std::env::var("CHUNKDUMP_CALLBACK_ALLOW_HOSTS").unwrap_or_default();
-        let allow_hosts = allow.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
+        let allow_hosts = allow
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
         let ca = match std::env::var("CHUNKDUMP_CALLBACK_CA_FILE") {
-            Ok(path) => Some(std::fs::read(&path).map_err(|e| format!("CHUNKDUMP_CALLBACK_CA_FILE {path}: {e}"))?),
+            Ok(path) => Some(
+                std::fs::read(&path)
+                    .map_err(|e| format!("CHUNKDUMP_CALLBACK_CA_FILE {path}: {e}"))?,
+            ),
             Err(_) => None,
         };
-        Notifier::new(&secret, allow_hosts, std::env::var("CHUNKDUMP_PUBLIC_URL").ok(), ca.as_deref()).map(Some)
+        Notifier::new(
+            &secret,
+            allow_hosts,
+            std::env::var("CHUNKDUMP_PUBLIC_URL").ok(),
+            ca.as_deref(),
+        )
+        .map(Some)
     }
 
     /// Checks a callback URL and returns the addresses a delivery may connect to.
@@ -119,9 +148,17 @@ impl Notifier {
         if !url.username().is_empty() || url.password().is_some() {
             return Err("callback URLs must not carry credentials".into());
         }
-        let host = url.host_str().ok_or("callback URL has no host")?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = url
+            .host_str()
+            .ok_or("callback URL has no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let port = url.port_or_known_default().unwrap_or(443);
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect();
         if addrs.is_empty() {
             return Err(format!("{host} has no addresses"));
         }
@@ -161,7 +198,8 @@ impl Notifier {
 
     /// `sha256=<hex>` over `"<timestamp>.<body>"`.
     pub fn sign(&self, timestamp: i64, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
         mac.update(timestamp.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
@@ -170,8 +208,10 @@ impl Notifier {
 
     async fn attempt(&self, url: &str, body: &[u8]) -> Result<(), String> {
         let (host, addrs) = self.check_url(url).await?;
-        let mut builder =
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(15)).resolve_to_addrs(&host, &addrs);
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(15))
+            .resolve_to_addrs(&host, &addrs);
         if let Some(root) = &self.extra_root {
             builder = builder.add_root_certificate(root.clone());
         }
@@ -203,7 +243,9 @@ impl Notifier {
         let Some(mut state) = job.callback.clone() else {
             return;
         };
-        if state.status == "delivered" || !matches!(job.status, JobStatus::Completed | JobStatus::Failed) {
+        if state.status == "delivered"
+            || !matches!(job.status, JobStatus::Completed | JobStatus::Failed)
+        {
             return;
         }
         let body = serde_json::to_vec(&self.payload(&job)).expect("serializable");

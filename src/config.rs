@@ -57,23 +57,46 @@ impl Default for Config {
     }
 }
 
-fn boolean(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str) -> Result<bool, ConfigError> {
+fn boolean(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<bool, ConfigError> {
     match lookup(name).as_deref().map(str::trim) {
         None => Ok(false),
         Some("true" | "1") => Ok(true),
         Some("false" | "0") => Ok(false),
-        Some(other) => Err(ConfigError { name, value: other.to_string(), reason: "expected true or false".into() }),
+        Some(other) => Err(ConfigError {
+            name,
+            value: other.to_string(),
+            reason: "expected true or false".into(),
+        }),
     }
 }
 
-fn number(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+fn number(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
     let Some(raw) = lookup(name) else {
         return Ok(default);
     };
-    let err = |reason: String| ConfigError { name, value: raw.clone(), reason };
-    let v: u64 = raw.trim().parse().map_err(|_| err("not a whole number".into()))?;
+    let err = |reason: String| ConfigError {
+        name,
+        value: raw.clone(),
+        reason,
+    };
+    let v: u64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| err("not a whole number".into()))?;
     if !range.contains(&v) {
-        return Err(err(format!("must be between {} and {}", range.start(), range.end())));
+        return Err(err(format!(
+            "must be between {} and {}",
+            range.start(),
+            range.end()
+        )));
     }
     Ok(v)
 }
@@ -88,12 +111,28 @@ impl Config {
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(Config {
             chunk_size: number(lookup, "DUMP_CHUNK_SIZE", 1000, 1..=100_000)? as u32,
-            breathing: Duration::from_millis(number(lookup, "DUMP_BREATHING_INTERVAL", 5000, 0..=3_600_000)?),
-            max_execution: Duration::from_millis(number(lookup, "MAX_EXECUTION_TIME", 25000, 0..=900_000)?),
-            chunks_per_execution: number(lookup, "CHUNKDUMP_CHUNKS_PER_EXECUTION", 1000, 1..=2000)? as u32,
+            breathing: Duration::from_millis(number(
+                lookup,
+                "DUMP_BREATHING_INTERVAL",
+                5000,
+                0..=3_600_000,
+            )?),
+            max_execution: Duration::from_millis(number(
+                lookup,
+                "MAX_EXECUTION_TIME",
+                25000,
+                0..=900_000,
+            )?),
+            chunks_per_execution: number(lookup, "CHUNKDUMP_CHUNKS_PER_EXECUTION", 1000, 1..=2000)?
+                as u32,
             snapshot: boolean(lookup, "DUMP_SNAPSHOT")?,
             snapshot_dir: lookup("CHUNKDUMP_SNAPSHOT_DIR").map(std::path::PathBuf::from),
-            upload_concurrency: number(lookup, "CHUNKDUMP_UPLOAD_CONCURRENCY", crate::uploader::DEFAULT_UPLOAD_CONCURRENCY as u64, 1..=32)? as u32,
+            upload_concurrency: number(
+                lookup,
+                "CHUNKDUMP_UPLOAD_CONCURRENCY",
+                crate::uploader::DEFAULT_UPLOAD_CONCURRENCY as u64,
+                1..=32,
+            )? as u32,
         })
     }
 }
@@ -105,11 +144,14 @@ mod tests {
     #[test]
     fn defaults_and_errors() {
         assert_eq!(Config::from_lookup(&|_| None).unwrap(), Config::default());
-        let c = Config::from_lookup(&|n| (n == "DUMP_CHUNK_SIZE").then(|| "50".to_string())).unwrap();
+        let c =
+            Config::from_lookup(&|n| (n == "DUMP_CHUNK_SIZE").then(|| "50".to_string())).unwrap();
         assert_eq!(c.chunk_size, 50);
-        let e = Config::from_lookup(&|n| (n == "MAX_EXECUTION_TIME").then(|| "soon".to_string())).unwrap_err();
+        let e = Config::from_lookup(&|n| (n == "MAX_EXECUTION_TIME").then(|| "soon".to_string()))
+            .unwrap_err();
         assert_eq!(e.name, "MAX_EXECUTION_TIME");
-        let e = Config::from_lookup(&|n| (n == "DUMP_CHUNK_SIZE").then(|| "0".to_string())).unwrap_err();
+        let e = Config::from_lookup(&|n| (n == "DUMP_CHUNK_SIZE").then(|| "0".to_string()))
+            .unwrap_err();
         assert!(e.to_string().contains("between 1 and 100000"), "{e}");
     }
 }

@@ -43,7 +43,9 @@ impl StoreError {
         use std::io::ErrorKind::*;
         match err.kind() {
             NotFound => StoreError::NotFound(format!("{context}: {err}")),
-            Interrupted | TimedOut | WouldBlock => StoreError::Transient(format!("{context}: {err}")),
+            Interrupted | TimedOut | WouldBlock => {
+                StoreError::Transient(format!("{context}: {err}"))
+            }
             _ => StoreError::Permanent(format!("{context}: {err}")),
         }
     }
@@ -73,7 +75,11 @@ pub enum DumpError {
     Conflict(String),
     /// The dump is not in a state that allows the operation (e.g. resume a failed dump).
     #[error("dump {id} is {status}: {message}")]
-    WrongState { id: String, status: String, message: String },
+    WrongState {
+        id: String,
+        status: String,
+        message: String,
+    },
     /// The run of the dump gave up (retries exhausted, the function crashed or timed
     /// out): `error` is the error name the orchestrator caught.
     #[error("the dump run failed ({error}): {message}")]
@@ -87,7 +93,11 @@ pub enum DumpError {
          more than snapshotMaxBlockMs={max_block_ms}; raise snapshotMaxBlockMs (--snapshot-max-block-ms), dump live without a snapshot, \
          or switch the database to WAL mode, where a snapshot never blocks writers"
     )]
-    SnapshotTooSlow { size_mb: u64, max_block_ms: u64, projected_ms: u64 },
+    SnapshotTooSlow {
+        size_mb: u64,
+        max_block_ms: u64,
+        projected_ms: u64,
+    },
     /// A bug or an unexpected condition.
     #[error("internal error: {0}")]
     Internal(String),
@@ -132,10 +142,16 @@ impl DumpError {
     /// Wraps a rusqlite error for the database at `path`, recognising "busy".
     pub fn from_sqlite(path: &str, err: rusqlite::Error) -> Self {
         if let rusqlite::Error::SqliteFailure(e, _) = &err {
-            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) {
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) {
                 return DumpError::DatabaseBusy;
             }
         }
-        DumpError::Database { path: path.to_string(), message: err.to_string() }
+        DumpError::Database {
+            path: path.to_string(),
+            message: err.to_string(),
+        }
     }
 }

@@ -40,7 +40,9 @@ impl std::str::FromStr for Format {
             "sql" => Ok(Format::Sql),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
-            other => Err(DumpError::InvalidRequest(format!("unknown format {other:?}: expected sql, csv or json"))),
+            other => Err(DumpError::InvalidRequest(format!(
+                "unknown format {other:?}: expected sql, csv or json"
+            ))),
         }
     }
 }
@@ -65,7 +67,9 @@ impl std::str::FromStr for Compression {
             "none" => Ok(Compression::None),
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
-            other => Err(DumpError::InvalidRequest(format!("unknown compression {other:?}: expected none, gzip or zstd"))),
+            other => Err(DumpError::InvalidRequest(format!(
+                "unknown compression {other:?}: expected none, gzip or zstd"
+            ))),
         }
     }
 }
@@ -132,7 +136,9 @@ mod b64 {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -160,7 +166,10 @@ pub enum JobStatus {
 impl JobStatus {
     /// Whether no more work will happen on this dump.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -281,7 +290,10 @@ impl JobRecord {
             callback: None,
             warnings: Vec::new(),
             change_token: None,
-            consistency: Consistency { snapshot: spec_snapshot, changed_during_dump: false },
+            consistency: Consistency {
+                snapshot: spec_snapshot,
+                changed_during_dump: false,
+            },
             snapshot_path: None,
             schedule: None,
         }
@@ -291,7 +303,12 @@ impl JobRecord {
     pub fn output_name(&self) -> String {
         match self.spec.format {
             Format::Csv => self.id.clone(),
-            f => format!("{}.{}{}", self.id, f.extension(), compression_suffix(self.spec.compression)),
+            f => format!(
+                "{}.{}{}",
+                self.id,
+                f.extension(),
+                compression_suffix(self.spec.compression)
+            ),
         }
     }
 
@@ -301,7 +318,9 @@ impl JobRecord {
             return 100;
         }
         match self.total_rows {
-            Some(total) if total > 0 => ((self.processed_rows.saturating_mul(100) / total).min(99)) as u8,
+            Some(total) if total > 0 => {
+                ((self.processed_rows.saturating_mul(100) / total).min(99)) as u8
+            }
             _ => 0,
         }
     }
@@ -325,7 +344,9 @@ impl JobRecord {
 
     /// The seed's status document, extended with counters and files.
     pub fn status_view(&self, now: DateTime<Utc>) -> serde_json::Value {
-        let ts = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let ts = |t: Option<DateTime<Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        };
         let mut v = serde_json::json!({
             "dumpId": self.id,
             "status": self.status.as_str(),
@@ -371,11 +392,17 @@ pub fn compression_suffix(c: Compression) -> &'static str {
 /// Checks a dump id: 1..=100 characters of `[A-Za-z0-9_-]`, so it is safe in object
 /// keys, file names and URLs (no traversal possible).
 pub fn validate_dump_id(id: &str) -> Result<(), DumpError> {
-    let ok = !id.is_empty() && id.len() <= 100 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let ok = !id.is_empty()
+        && id.len() <= 100
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(DumpError::InvalidRequest(format!("invalid dump id {id:?}: use 1 to 100 characters from A-Z a-z 0-9 _ -")))
+        Err(DumpError::InvalidRequest(format!(
+            "invalid dump id {id:?}: use 1 to 100 characters from A-Z a-z 0-9 _ -"
+        )))
     }
 }
 
@@ -387,5 +414,6 @@ pub fn dump_id_for(now: DateTime<Utc>) -> String {
 /// Whether object `key` is one of dump `id`'s outputs: `<id>.<ext>…` or `<id>/…` (and
 /// not, say, an output of a dump named `<id>x`).
 pub fn key_belongs_to(key: &str, id: &str) -> bool {
-    key.strip_prefix(id).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('/'))
+    key.strip_prefix(id)
+        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('/'))
 }

@@ -66,7 +66,11 @@ pub fn manifest_key(id: &str, format: Format) -> String {
 
 /// Reads the source facts (best effort: a database gone by now still gets its path).
 pub fn source_facts(path: &str) -> SourceFacts {
-    let mut facts = SourceFacts { path: path.to_string(), sqlite_version: rusqlite::version().to_string(), ..Default::default() };
+    let mut facts = SourceFacts {
+        path: path.to_string(),
+        sqlite_version: rusqlite::version().to_string(),
+        ..Default::default()
+    };
     facts.bytes = std::fs::metadata(path).ok().map(|m| m.len());
     if let Ok(conn) = crate::engine::open_database(path) {
         facts.page_size = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).ok();
@@ -78,7 +82,9 @@ pub fn source_facts(path: &str) -> SourceFacts {
 
 /// Builds the manifest of the completed job `job` from its table digests.
 pub fn build(job: &JobRecord, digests: &DigestState, source: SourceFacts) -> Manifest {
-    let ts = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
     Manifest {
         manifest_version: 1,
         dump_id: job.id.clone(),
@@ -100,11 +106,20 @@ pub fn build(job: &JobRecord, digests: &DigestState, source: SourceFacts) -> Man
 }
 
 /// Writes the manifest of `job` (just completed) to the store.
-pub async fn write_manifest(objects: &dyn ObjectStore, job: &JobRecord, digests: &DigestState) -> Result<(), DumpError> {
+pub async fn write_manifest(
+    objects: &dyn ObjectStore,
+    job: &JobRecord,
+    digests: &DigestState,
+) -> Result<(), DumpError> {
     let path = job.spec.database.clone();
-    let source = tokio::task::spawn_blocking(move || source_facts(&path)).await.map_err(|e| DumpError::Internal(e.to_string()))?;
+    let source = tokio::task::spawn_blocking(move || source_facts(&path))
+        .await
+        .map_err(|e| DumpError::Internal(e.to_string()))?;
     let manifest = build(job, digests, source);
-    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| DumpError::Internal(e.to_string()))?;
-    objects.put(&manifest_key(&job.id, job.spec.format), body).await?;
+    let body =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| DumpError::Internal(e.to_string()))?;
+    objects
+        .put(&manifest_key(&job.id, job.spec.format), body)
+        .await?;
     Ok(())
 }

@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use crate::asl::{execute, execution_arn, Execution, Outcome, StateMachine, Step, TaskError, TaskHandler, DEFINITION};
+use crate::asl::{
+    execute, execution_arn, Execution, Outcome, StateMachine, Step, TaskError, TaskHandler,
+    DEFINITION,
+};
 use crate::error::DumpError;
 use crate::job::{JobRecord, JobStatus};
 use crate::tasks::{error_document, execution_name, TaskInput, Tasks};
@@ -52,43 +55,99 @@ impl LocalRunner {
 
     /// A runner of another definition (for tests of the interpreter).
     pub fn with_definition(tasks: Tasks, definition: &str) -> Result<Self, DumpError> {
-        let machine = StateMachine::parse(definition, &[("ChunkFunctionArn", LOCAL_CHUNK_FUNCTION), ("SnapshotFunctionArn", LOCAL_CHUNK_FUNCTION)])
-            .map_err(|e| DumpError::Internal(e.to_string()))?;
-        Ok(LocalRunner { tasks: Arc::new(tasks), machine: Arc::new(machine), running: Mutex::new(HashMap::new()) })
+        let machine = StateMachine::parse(
+            definition,
+            &[
+                ("ChunkFunctionArn", LOCAL_CHUNK_FUNCTION),
+                ("SnapshotFunctionArn", LOCAL_CHUNK_FUNCTION),
+            ],
+        )
+        .map_err(|e| DumpError::Internal(e.to_string()))?;
+        Ok(LocalRunner {
+            tasks: Arc::new(tasks),
+            machine: Arc::new(machine),
+            running: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Runs dump `id` through its executions (following continue-as-new) to the end.
-    pub async fn run(&self, id: &str, version: u64, on_step: &mut (dyn FnMut(Step) + Send)) -> Outcome {
+    pub async fn run(
+        &self,
+        id: &str,
+        version: u64,
+        on_step: &mut (dyn FnMut(Step) + Send),
+    ) -> Outcome {
         run_chain(&self.machine, &self.tasks, id, version, on_step).await
     }
 
     /// Runs dump `id` to the end and returns its completed job, or the reason it is not.
     pub async fn run_to_end(&self, id: &str) -> Result<JobRecord, DumpError> {
-        let job = self.tasks.progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+        let job = self
+            .tasks
+            .progress
+            .get(id)
+            .await?
+            .ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
         if job.status == JobStatus::Failed {
-            let message = job.error.as_ref().map_or("failed".into(), |e| e.message.clone());
-            return Err(DumpError::WrongState { id: id.into(), status: "failed".into(), message });
+            let message = job
+                .error
+                .as_ref()
+                .map_or("failed".into(), |e| e.message.clone());
+            return Err(DumpError::WrongState {
+                id: id.into(),
+                status: "failed".into(),
+                message,
+            });
         }
         let outcome = self.run(id, job.version, &mut |_| {}).await;
-        let job = self.tasks.progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+        let job = self
+            .tasks
+            .progress
+            .get(id)
+            .await?
+            .ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
         match (job.status, outcome) {
             (JobStatus::Completed, _) => Ok(job),
             (JobStatus::Failed, _) => Err(DumpError::RunFailed {
-                error: job.error.as_ref().map_or("failed".into(), |e| e.code.clone()),
-                message: job.error.as_ref().map_or(String::new(), |e| e.message.clone()),
+                error: job
+                    .error
+                    .as_ref()
+                    .map_or("failed".into(), |e| e.code.clone()),
+                message: job
+                    .error
+                    .as_ref()
+                    .map_or(String::new(), |e| e.message.clone()),
             }),
-            (status, Outcome::Failed { error, cause }) => Err(DumpError::RunFailed { error, message: format!("{cause} (the dump is {})", status.as_str()) }),
-            (status, Outcome::Succeeded(_)) => {
-                Err(DumpError::WrongState { id: id.into(), status: status.as_str().into(), message: "the dump did not complete".into() })
-            }
+            (status, Outcome::Failed { error, cause }) => Err(DumpError::RunFailed {
+                error,
+                message: format!("{cause} (the dump is {})", status.as_str()),
+            }),
+            (status, Outcome::Succeeded(_)) => Err(DumpError::WrongState {
+                id: id.into(),
+                status: status.as_str().into(),
+                message: "the dump did not complete".into(),
+            }),
         }
     }
 }
 
-async fn run_chain(machine: &StateMachine, tasks: &Tasks, id: &str, version: u64, on_step: &mut (dyn FnMut(Step) + Send)) -> Outcome {
-    let mut execution = Execution { name: execution_name(id, 0), state_machine_id: LOCAL_STATE_MACHINE.into(), input: first_input(id, version) };
+async fn run_chain(
+    machine: &StateMachine,
+    tasks: &Tasks,
+    id: &str,
+    version: u64,
+    on_step: &mut (dyn FnMut(Step) + Send),
+) -> Outcome {
+    let mut execution = Execution {
+        name: execution_name(id, 0),
+        state_machine_id: LOCAL_STATE_MACHINE.into(),
+        input: first_input(id, version),
+    };
     loop {
-        let handler = LocalTasks { tasks, continuation: Mutex::new(None) };
+        let handler = LocalTasks {
+            tasks,
+            continuation: Mutex::new(None),
+        };
         tracing::debug!(dump_id = %id, execution = %execution.name, "execution started");
         let outcome = execute(machine, &handler, &execution, on_step).await;
         let next = handler.continuation.lock().expect("not poisoned").take();
@@ -113,18 +172,32 @@ impl TaskHandler for LocalTasks<'_> {
             LOCAL_CHUNK_FUNCTION => {
                 let input: TaskInput = serde_json::from_value(input).map_err(|e| TaskError {
                     error: "Fatal".into(),
-                    cause: error_document(&DumpError::InvalidRequest(format!("task input: {e}"))).to_string(),
+                    cause: error_document(&DumpError::InvalidRequest(format!("task input: {e}")))
+                        .to_string(),
                 })?;
-                self.tasks.handle(input, None).await.map_err(|e| TaskError { error: e.error_type().into(), cause: error_document(&e).to_string() })
+                self.tasks.handle(input, None).await.map_err(|e| TaskError {
+                    error: e.error_type().into(),
+                    cause: error_document(&e).to_string(),
+                })
             }
             START_EXECUTION => {
                 let name = input["Name"].as_str().unwrap_or_default().to_string();
-                let state_machine_id = input["StateMachineArn"].as_str().unwrap_or(LOCAL_STATE_MACHINE).to_string();
+                let state_machine_id = input["StateMachineArn"]
+                    .as_str()
+                    .unwrap_or(LOCAL_STATE_MACHINE)
+                    .to_string();
                 let arn = execution_arn(&state_machine_id, &name);
-                *self.continuation.lock().expect("not poisoned") = Some(Execution { name, state_machine_id, input: input["Input"].clone() });
+                *self.continuation.lock().expect("not poisoned") = Some(Execution {
+                    name,
+                    state_machine_id,
+                    input: input["Input"].clone(),
+                });
                 Ok(json!({"ExecutionArn": arn, "StartDate": chrono::Utc::now().to_rfc3339()}))
             }
-            other => Err(TaskError { error: "States.Runtime".into(), cause: format!("the local runner has no handler for resource {other:?}") }),
+            other => Err(TaskError {
+                error: "States.Runtime".into(),
+                cause: format!("the local runner has no handler for resource {other:?}"),
+            }),
         }
     }
 }
@@ -132,7 +205,10 @@ impl TaskHandler for LocalTasks<'_> {
 #[async_trait]
 impl Orchestrator for LocalRunner {
     async fn start(&self, id: &str, version: u64) -> Result<(), DumpError> {
-        let mut running = self.running.lock().map_err(|_| DumpError::Internal("runner lock poisoned".into()))?;
+        let mut running = self
+            .running
+            .lock()
+            .map_err(|_| DumpError::Internal("runner lock poisoned".into()))?;
         running.retain(|_, handle| !handle.is_finished());
         if running.contains_key(id) {
             return Ok(());
@@ -151,7 +227,11 @@ impl Orchestrator for LocalRunner {
     }
 
     async fn stop(&self, id: &str) -> Result<(), DumpError> {
-        let handle = self.running.lock().map_err(|_| DumpError::Internal("runner lock poisoned".into()))?.remove(id);
+        let handle = self
+            .running
+            .lock()
+            .map_err(|_| DumpError::Internal("runner lock poisoned".into()))?
+            .remove(id);
         if let Some(handle) = handle {
             // Dropping the chunk's futures closes its upload channel; the export thread
             // stops at its next part.
@@ -161,7 +241,12 @@ impl Orchestrator for LocalRunner {
     }
 
     async fn describe(&self, id: &str) -> Result<Option<String>, DumpError> {
-        let running = self.running.lock().map_err(|_| DumpError::Internal("runner lock poisoned".into()))?;
-        Ok(running.get(id).map(|h| if h.is_finished() { "ENDED" } else { "RUNNING" }.to_string()))
+        let running = self
+            .running
+            .lock()
+            .map_err(|_| DumpError::Internal("runner lock poisoned".into()))?;
+        Ok(running
+            .get(id)
+            .map(|h| if h.is_finished() { "ENDED" } else { "RUNNING" }.to_string()))
     }
 }

@@ -47,10 +47,21 @@ pub trait ObjectStore: Send + Sync {
     /// Uploads part `number` (1-based). Re-uploading a number replaces it. A part larger
     /// than the part size is refused. Adapters drop `bytes` when done with it, so the
     /// caller can reclaim the buffer.
-    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: Bytes) -> Result<PartReceipt, StoreError>;
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        number: u32,
+        bytes: Bytes,
+    ) -> Result<PartReceipt, StoreError>;
     /// Makes the object visible atomically from exactly the listed parts, which must be
     /// numbered 1..=n with every part but the last of the part size. Returns its size.
-    async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError>;
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        parts: &[PartReceipt],
+    ) -> Result<u64, StoreError>;
     /// Discards an upload and its parts. Aborting an unknown upload is not an error.
     async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError>;
     /// Multipart uploads started and neither completed nor aborted, for keys beginning
@@ -62,16 +73,27 @@ pub trait ObjectStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Reads up to `len` bytes of an object from `offset` (fewer at its end; empty past
     /// it); `None` if it does not exist. How large objects are read back in bounded memory.
-    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// A human-readable location of `key` (a file path, an `s3://` URL).
     fn locate(&self, key: &str) -> String;
     /// How an HTTP client gets the finished object `key`: a presigned URL valid for
     /// `expires_in` (Lambda cannot return large bodies), or a local file to stream.
-    async fn download(&self, key: &str, expires_in: std::time::Duration) -> Result<Download, StoreError> {
+    async fn download(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Download, StoreError> {
         let _ = expires_in;
-        Err(StoreError::Invalid(format!("this store cannot serve downloads of {key}")))
+        Err(StoreError::Invalid(format!(
+            "this store cannot serve downloads of {key}"
+        )))
     }
 }
 
@@ -101,10 +123,19 @@ pub trait ProgressStore: Send + Sync {
     async fn delete(&self, id: &str, expected_version: u64) -> Result<(), StoreError>;
     /// Atomically gives `slot` to `holder` if it is free or held by `replacing`; returns
     /// `None` when claimed, or `Some(current holder)` when someone else holds it.
-    async fn claim(&self, slot: &str, holder: &str, replacing: Option<&str>) -> Result<Option<String>, StoreError>;
+    async fn claim(
+        &self,
+        slot: &str,
+        holder: &str,
+        replacing: Option<&str>,
+    ) -> Result<Option<String>, StoreError>;
     /// Counts one event under `key` in the current fixed window of length `window`;
     /// returns the count so far in this window and the seconds until it ends.
-    async fn count_in_window(&self, key: &str, window: std::time::Duration) -> Result<(u64, u64), StoreError>;
+    async fn count_in_window(
+        &self,
+        key: &str,
+        window: std::time::Duration,
+    ) -> Result<(u64, u64), StoreError>;
 }
 
 /// Start and end (epoch seconds) of the fixed window of length `window` holding `now`.
@@ -122,7 +153,9 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
         || key.starts_with('/')
         || key.contains('\\')
         || key.chars().any(|c| c.is_control())
-        || key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
+        || key
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
     if bad {
         Err(StoreError::Invalid(format!("invalid object key {key:?}")))
     } else {
@@ -135,19 +168,31 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
 /// `part_size` and non-empty unless it is the only part.
 pub fn check_parts(parts: &[PartReceipt], part_size: u64) -> Result<u64, StoreError> {
     if parts.is_empty() {
-        return Err(StoreError::Invalid("an upload needs at least one part".into()));
+        return Err(StoreError::Invalid(
+            "an upload needs at least one part".into(),
+        ));
     }
     if parts.len() > 10_000 {
-        return Err(StoreError::Invalid(format!("{} parts: at most 10,000 are allowed", parts.len())));
+        return Err(StoreError::Invalid(format!(
+            "{} parts: at most 10,000 are allowed",
+            parts.len()
+        )));
     }
     let mut total = 0u64;
     for (i, p) in parts.iter().enumerate() {
         let last = i + 1 == parts.len();
         if p.number as usize != i + 1 {
-            return Err(StoreError::Invalid(format!("part {} listed at position {}", p.number, i + 1)));
+            return Err(StoreError::Invalid(format!(
+                "part {} listed at position {}",
+                p.number,
+                i + 1
+            )));
         }
         if (!last && p.size != part_size) || p.size > part_size || (last && p.size == 0 && i > 0) {
-            return Err(StoreError::Invalid(format!("part {} has {} bytes: every part but the last must be exactly {part_size} bytes", p.number, p.size)));
+            return Err(StoreError::Invalid(format!(
+                "part {} has {} bytes: every part but the last must be exactly {part_size} bytes",
+                p.number, p.size
+            )));
         }
         total += p.size;
     }

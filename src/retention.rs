@@ -55,7 +55,13 @@ pub struct PruneScope {
 
 impl PruneScope {
     fn includes(&self, job: &JobRecord) -> bool {
-        self.database.as_ref().is_none_or(|db| &job.spec.database == db) && self.schedule.as_ref().is_none_or(|s| job.schedule.as_ref() == Some(s))
+        self.database
+            .as_ref()
+            .is_none_or(|db| &job.spec.database == db)
+            && self
+                .schedule
+                .as_ref()
+                .is_none_or(|s| job.schedule.as_ref() == Some(s))
     }
 }
 
@@ -81,14 +87,27 @@ pub struct PruneReport {
 
 /// The completed dumps in `scope` the policy deletes (`jobs` in any order), and how many
 /// completed ones it keeps.
-pub fn select_for_deletion<'a>(jobs: &'a [JobRecord], policy: &RetentionPolicy, scope: &PruneScope, now: DateTime<Utc>) -> (Vec<&'a JobRecord>, usize) {
-    let mut completed: Vec<&JobRecord> = jobs.iter().filter(|j| j.status == JobStatus::Completed && scope.includes(j)).collect();
+pub fn select_for_deletion<'a>(
+    jobs: &'a [JobRecord],
+    policy: &RetentionPolicy,
+    scope: &PruneScope,
+    now: DateTime<Utc>,
+) -> (Vec<&'a JobRecord>, usize) {
+    let mut completed: Vec<&JobRecord> = jobs
+        .iter()
+        .filter(|j| j.status == JobStatus::Completed && scope.includes(j))
+        .collect();
     // Newest first, by completion time (then creation, then id, for a stable order).
-    completed.sort_by(|a, b| (b.completed_at, b.created_at, &b.id).cmp(&(a.completed_at, a.created_at, &a.id)));
+    completed.sort_by(|a, b| {
+        (b.completed_at, b.created_at, &b.id).cmp(&(a.completed_at, a.created_at, &a.id))
+    });
     let mut delete = Vec::new();
     for (rank, job) in completed.iter().enumerate() {
         let by_count = policy.keep_last.is_some_and(|n| rank < n as usize);
-        let age = now.signed_duration_since(job.completed_at.unwrap_or(job.created_at)).to_std().unwrap_or_default();
+        let age = now
+            .signed_duration_since(job.completed_at.unwrap_or(job.created_at))
+            .to_std()
+            .unwrap_or_default();
         let by_age = policy.keep_for.is_some_and(|d| age < d);
         if rank > 0 && !by_count && !by_age {
             delete.push(*job);
@@ -100,11 +119,20 @@ pub fn select_for_deletion<'a>(jobs: &'a [JobRecord], policy: &RetentionPolicy, 
 
 /// Applies `policy` to the dumps in `scope` (of the newest 100,000 in `progress`),
 /// deleting the others' files and records unless `dry_run`.
-pub async fn prune(objects: &dyn ObjectStore, progress: &dyn ProgressStore, policy: &RetentionPolicy, scope: &PruneScope, dry_run: bool) -> Result<PruneReport, StoreError> {
+pub async fn prune(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    policy: &RetentionPolicy,
+    scope: &PruneScope,
+    dry_run: bool,
+) -> Result<PruneReport, StoreError> {
     policy.check().map_err(StoreError::Invalid)?;
     let jobs = progress.list_recent(100_000).await?;
     let (doomed, kept) = select_for_deletion(&jobs, policy, scope, Utc::now());
-    let mut report = PruneReport { deleted: Vec::new(), kept };
+    let mut report = PruneReport {
+        deleted: Vec::new(),
+        kept,
+    };
     for job in doomed {
         if !dry_run {
             delete_dump(objects, progress, job).await?;
@@ -122,11 +150,17 @@ pub async fn prune(objects: &dyn ObjectStore, progress: &dyn ProgressStore, poli
 
 /// Deletes one completed dump whole: its files, its manifest, any staging leftovers,
 /// then its record (only if unchanged since it was read).
-async fn delete_dump(objects: &dyn ObjectStore, progress: &dyn ProgressStore, job: &JobRecord) -> Result<(), StoreError> {
+async fn delete_dump(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    job: &JobRecord,
+) -> Result<(), StoreError> {
     for f in &job.files {
         objects.delete(&f.key).await?;
     }
-    objects.delete(&manifest_key(&job.id, job.spec.format)).await?;
+    objects
+        .delete(&manifest_key(&job.id, job.spec.format))
+        .await?;
     for version in job.version.saturating_sub(1)..=job.version {
         objects.delete(&staging_key(&job.id, version)).await?;
     }
@@ -165,32 +199,78 @@ mod tests {
     #[test]
     fn keeps_the_newest_n_and_the_young_and_never_the_running_or_the_newest() {
         let now = Utc::now();
-        let mut jobs: Vec<JobRecord> = (0..6).map(|i| done(&format!("d{i}"), "/a.db", i, now)).collect();
+        let mut jobs: Vec<JobRecord> = (0..6)
+            .map(|i| done(&format!("d{i}"), "/a.db", i, now))
+            .collect();
         let mut running = done("run", "/a.db", 30, now);
         running.status = JobStatus::Processing;
         jobs.push(running);
         jobs.push(done("other", "/b.db", 40, now));
-        let keep2 = RetentionPolicy { keep_last: Some(2), keep_for: None };
-        let a = PruneScope { database: Some("/a.db".into()), schedule: None };
+        let keep2 = RetentionPolicy {
+            keep_last: Some(2),
+            keep_for: None,
+        };
+        let a = PruneScope {
+            database: Some("/a.db".into()),
+            schedule: None,
+        };
         let (del, kept) = select_for_deletion(&jobs, &keep2, &a, now);
         assert_eq!(ids(&del), ["d2", "d3", "d4", "d5"]);
         assert_eq!(kept, 2);
         // Either rule keeps a dump: the newest 2, or younger than 3.5 days (d0..d3).
-        let both = RetentionPolicy { keep_last: Some(2), keep_for: Some(Duration::from_secs(84 * 3600)) };
-        assert_eq!(ids(&select_for_deletion(&jobs, &both, &a, now).0), ["d4", "d5"]);
+        let both = RetentionPolicy {
+            keep_last: Some(2),
+            keep_for: Some(Duration::from_secs(84 * 3600)),
+        };
+        assert_eq!(
+            ids(&select_for_deletion(&jobs, &both, &a, now).0),
+            ["d4", "d5"]
+        );
         // Without a database filter, every database's dumps count together.
-        assert_eq!(ids(&select_for_deletion(&jobs, &keep2, &PruneScope::default(), now).0), ["d2", "d3", "d4", "d5", "other"]);
+        assert_eq!(
+            ids(&select_for_deletion(&jobs, &keep2, &PruneScope::default(), now).0),
+            ["d2", "d3", "d4", "d5", "other"]
+        );
         // A schedule's policy sees only the dumps it started.
-        for j in jobs.iter_mut().filter(|j| ["d1", "d3", "d5"].contains(&j.id.as_str())) {
+        for j in jobs
+            .iter_mut()
+            .filter(|j| ["d1", "d3", "d5"].contains(&j.id.as_str()))
+        {
             j.schedule = Some("nightly".into());
         }
-        let nightly = PruneScope { database: None, schedule: Some("nightly".into()) };
-        assert_eq!(ids(&select_for_deletion(&jobs, &RetentionPolicy { keep_last: Some(1), keep_for: None }, &nightly, now).0), ["d3", "d5"]);
+        let nightly = PruneScope {
+            database: None,
+            schedule: Some("nightly".into()),
+        };
+        assert_eq!(
+            ids(&select_for_deletion(
+                &jobs,
+                &RetentionPolicy {
+                    keep_last: Some(1),
+                    keep_for: None
+                },
+                &nightly,
+                now
+            )
+            .0),
+            ["d3", "d5"]
+        );
         // An age rule alone still keeps the newest dump, however old.
         let old = vec![done("x", "/a.db", 100, now), done("y", "/a.db", 200, now)];
-        let week = RetentionPolicy { keep_last: None, keep_for: Some(Duration::from_secs(7 * 86400)) };
-        assert_eq!(ids(&select_for_deletion(&old, &week, &PruneScope::default(), now).0), ["y"]);
+        let week = RetentionPolicy {
+            keep_last: None,
+            keep_for: Some(Duration::from_secs(7 * 86400)),
+        };
+        assert_eq!(
+            ids(&select_for_deletion(&old, &week, &PruneScope::default(), now).0),
+            ["y"]
+        );
         assert!(RetentionPolicy::default().check().is_err());
-        assert!(RetentionPolicy { keep_last: Some(0), keep_for: None }.check().is_err());
+        assert!(RetentionPolicy {
+            keep_last: Some(0),
+            keep_for: None
+        }
+        .check()
+        .is_err());
     }
 }

@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 use crate::engine::digest::DigestState;
 use crate::engine::{run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ProgressFn, Tail};
 use crate::error::{DumpError, StoreError};
-use crate::job::{dump_id_for, validate_dump_id, DumpSpec, JobError, JobRecord, JobStatus, OpenObject};
+use crate::job::{
+    dump_id_for, validate_dump_id, DumpSpec, JobError, JobRecord, JobStatus, OpenObject,
+};
 use crate::ports::{staging_key, ObjectStore, PartReceipt, ProgressStore};
 use crate::uploader::{OpenUpload, UploadSummary, Uploader};
 
@@ -64,7 +66,13 @@ pub struct ChunkReport {
 
 impl ChunkReport {
     fn of(job: &JobRecord, rows: u64) -> Self {
-        ChunkReport { dump_id: job.id.clone(), version: job.version, done: job.status.is_terminal(), status: job.status, rows }
+        ChunkReport {
+            dump_id: job.id.clone(),
+            version: job.version,
+            done: job.status.is_terminal(),
+            status: job.status,
+            rows,
+        }
     }
 }
 
@@ -80,39 +88,73 @@ struct StagingHeader {
 }
 
 fn encode_staging(receipts: &[PartReceipt], digests: &DigestState, tail: &[u8]) -> Vec<u8> {
-    let mut out = serde_json::to_vec(&StagingHeader { receipts: receipts.to_vec(), digests: digests.clone() }).expect("serializable");
+    let mut out = serde_json::to_vec(&StagingHeader {
+        receipts: receipts.to_vec(),
+        digests: digests.clone(),
+    })
+    .expect("serializable");
     out.push(b'\n');
     out.extend_from_slice(tail);
     out
 }
 
 fn decode_staging(raw: &[u8]) -> Result<(StagingHeader, Vec<u8>), DumpError> {
-    let nl = raw.iter().position(|&b| b == b'\n').ok_or_else(|| DumpError::Internal("corrupt staging object".into()))?;
-    let header: StagingHeader = serde_json::from_slice(&raw[..nl]).map_err(|e| DumpError::Internal(format!("corrupt staging object: {e}")))?;
+    let nl = raw
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| DumpError::Internal("corrupt staging object".into()))?;
+    let header: StagingHeader = serde_json::from_slice(&raw[..nl])
+        .map_err(|e| DumpError::Internal(format!("corrupt staging object: {e}")))?;
     Ok((header, raw[nl + 1..].to_vec()))
 }
 
 /// Validates the request and creates a pending job. Without an explicit id the id is
 /// `dump_YYYYMMDD-HHMMSS`, suffixed `-2`, `-3`, … if taken.
-pub async fn create_dump(progress: &dyn ProgressStore, spec: DumpSpec, id: Option<String>) -> Result<JobRecord, DumpError> {
+pub async fn create_dump(
+    progress: &dyn ProgressStore,
+    spec: DumpSpec,
+    id: Option<String>,
+) -> Result<JobRecord, DumpError> {
     if spec.chunk_size == 0 || spec.part_size == 0 {
-        return Err(DumpError::InvalidRequest("chunk size and part size must be positive".into()));
+        return Err(DumpError::InvalidRequest(
+            "chunk size and part size must be positive".into(),
+        ));
     }
     let now = Utc::now();
     let base = id.clone().unwrap_or_else(|| dump_id_for(now));
     validate_dump_id(&base)?;
     let (check, check_id) = (spec.clone(), base.clone());
-    tokio::task::spawn_blocking(move || validate(&check, &check_id)).await.map_err(|e| DumpError::Internal(e.to_string()))??;
+    tokio::task::spawn_blocking(move || validate(&check, &check_id))
+        .await
+        .map_err(|e| DumpError::Internal(e.to_string()))??;
     for attempt in 1..=100 {
-        let candidate = if attempt == 1 { base.clone() } else { format!("{base}-{attempt}") };
-        match progress.create(&JobRecord::new(candidate.clone(), spec.clone(), now)).await {
-            Ok(()) => return progress.get(&candidate).await?.ok_or_else(|| DumpError::Internal("created job vanished".into())),
+        let candidate = if attempt == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{attempt}")
+        };
+        match progress
+            .create(&JobRecord::new(candidate.clone(), spec.clone(), now))
+            .await
+        {
+            Ok(()) => {
+                return progress
+                    .get(&candidate)
+                    .await?
+                    .ok_or_else(|| DumpError::Internal("created job vanished".into()))
+            }
             Err(StoreError::AlreadyExists(_)) if id.is_none() => continue,
-            Err(StoreError::AlreadyExists(_)) => return Err(DumpError::InvalidRequest(format!("dump id {base:?} already exists"))),
+            Err(StoreError::AlreadyExists(_)) => {
+                return Err(DumpError::InvalidRequest(format!(
+                    "dump id {base:?} already exists"
+                )))
+            }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(DumpError::InvalidRequest(format!("too many dumps started as {base}")))
+    Err(DumpError::InvalidRequest(format!(
+        "too many dumps started as {base}"
+    )))
 }
 
 /// Runs one chunk of dump `id`. With `expected_version`, a job already past that
@@ -124,31 +166,69 @@ pub async fn run_chunk(
     expected_version: Option<u64>,
     opts: &ChunkOptions,
 ) -> Result<ChunkReport, DumpError> {
-    let job = progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
-    if expected_version.is_some_and(|v| v != job.version) || matches!(job.status, JobStatus::Completed | JobStatus::Cancelled) {
+    let job = progress
+        .get(id)
+        .await?
+        .ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+    if expected_version.is_some_and(|v| v != job.version)
+        || matches!(job.status, JobStatus::Completed | JobStatus::Cancelled)
+    {
         tidy_completed(objects, &job).await;
         return Ok(ChunkReport::of(&job, 0));
     }
     if job.status == JobStatus::Failed {
-        let message = job.error.as_ref().map_or("failed".into(), |e| e.message.clone());
-        return Err(DumpError::WrongState { id: job.id.clone(), status: "failed".into(), message });
+        let message = job
+            .error
+            .as_ref()
+            .map_or("failed".into(), |e| e.message.clone());
+        return Err(DumpError::WrongState {
+            id: job.id.clone(),
+            status: "failed".into(),
+            message,
+        });
     }
-    let job = if job.spec.snapshot && job.snapshot_path.is_none() { ensure_snapshot(objects, progress, job, opts).await? } else { job };
+    let job = if job.spec.snapshot && job.snapshot_path.is_none() {
+        ensure_snapshot(objects, progress, job, opts).await?
+    } else {
+        job
+    };
     let (staged, bytes) = if job.chunks == 0 {
-        (StagingHeader { receipts: Vec::new(), digests: DigestState::default() }, Vec::new())
+        (
+            StagingHeader {
+                receipts: Vec::new(),
+                digests: DigestState::default(),
+            },
+            Vec::new(),
+        )
     } else {
         let raw = objects
             .get(&staging_key(&job.id, job.version))
             .await?
-            .ok_or_else(|| DumpError::Internal(format!("staging object for version {} is missing", job.version)))?;
+            .ok_or_else(|| {
+                DumpError::Internal(format!(
+                    "staging object for version {} is missing",
+                    job.version
+                ))
+            })?;
         decode_staging(&raw)?
     };
     let (receipts, tail) = match &job.open_object {
         None => (Vec::new(), None),
-        Some(open) => (staged.receipts, Some(Tail { object: open.object, key: open.key.clone(), bytes, next_part: open.next_part, size: open.bytes })),
+        Some(open) => (
+            staged.receipts,
+            Some(Tail {
+                object: open.object,
+                key: open.key.clone(),
+                bytes,
+                next_part: open.next_part,
+                size: open.bytes,
+            }),
+        ),
     };
     let started = Instant::now();
-    let deadline = opts.deadline.map_or(started + opts.budget, |d| d.min(started + opts.budget));
+    let deadline = opts
+        .deadline
+        .map_or(started + opts.budget, |d| d.min(started + opts.budget));
     let mut spec = job.spec.clone();
     if let Some(n) = opts.chunk_size {
         spec.chunk_size = n;
@@ -168,24 +248,45 @@ pub async fn run_chunk(
         progress: opts.progress.clone().map(|hook| {
             let (rows, bytes, total) = (job.processed_rows, job.bytes_written, job.total_rows);
             let absolute: ProgressFn = std::sync::Arc::new(move |p: ChunkProgress| {
-                hook(ChunkProgress { rows: rows + p.rows, bytes: bytes + p.bytes, total_rows: p.total_rows.or(total) })
+                hook(ChunkProgress {
+                    rows: rows + p.rows,
+                    bytes: bytes + p.bytes,
+                    total_rows: p.total_rows.or(total),
+                })
             });
             absolute
         }),
         pool: Default::default(),
         digests: staged.digests,
     };
-    let open = job.open_object.as_ref().map(|o| OpenUpload { object: o.object, key: o.key.clone(), handle: o.upload.clone(), receipts });
+    let open = job.open_object.as_ref().map(|o| OpenUpload {
+        object: o.object,
+        key: o.key.clone(),
+        handle: o.upload.clone(),
+        receipts,
+    });
     let mut uploader = Uploader::new(objects, job.spec.part_size, opts.upload_concurrency, open);
     input.pool = uploader.pool();
     let (tx, rx) = mpsc::channel(1);
     let engine = tokio::task::spawn_blocking(move || run_export(input, tx));
     let uploaded = uploader.run(rx).await;
-    let exported = engine.await.map_err(|e| DumpError::Internal(format!("export thread: {e}")))?;
+    let exported = engine
+        .await
+        .map_err(|e| DumpError::Internal(format!("export thread: {e}")))?;
     let result = match (exported, uploaded) {
         (_, Err(store)) => Err(DumpError::Store(store)),
         (Err(e), Ok(())) => Err(e),
-        (Ok(outcome), Ok(())) => commit_chunk(objects, progress, &job, outcome, &uploader.summary(), started).await,
+        (Ok(outcome), Ok(())) => {
+            commit_chunk(
+                objects,
+                progress,
+                &job,
+                outcome,
+                &uploader.summary(),
+                started,
+            )
+            .await
+        }
     };
     match result {
         Ok((report, ChunkEnd::Busy)) => {
@@ -196,7 +297,12 @@ pub async fn run_chunk(
         Err(e) => {
             uploader.abort_created().await;
             if !e.is_retryable() {
-                let finished = uploader.summary().finished.into_iter().map(|f| f.key).collect();
+                let finished = uploader
+                    .summary()
+                    .finished
+                    .into_iter()
+                    .map(|f| f.key)
+                    .collect();
                 // Best effort: if recording fails, the state machine's catch path retries it.
                 let _ = fail_job(objects, progress, &job, &e, finished).await;
             }
@@ -241,11 +347,16 @@ async fn commit_chunk(
     next.open_object = outcome.tail.as_ref().map(|t| OpenObject {
         object: t.object,
         key: t.key.clone(),
-        upload: uploaded.open.as_ref().filter(|o| o.object == t.object).and_then(|o| o.handle.clone()),
+        upload: uploaded
+            .open
+            .as_ref()
+            .filter(|o| o.object == t.object)
+            .and_then(|o| o.handle.clone()),
         next_part: t.next_part,
         bytes: t.size,
     });
-    next.bytes_written = next.files.iter().map(|f| f.size).sum::<u64>() + next.open_object.as_ref().map_or(0, |o| o.bytes);
+    next.bytes_written = next.files.iter().map(|f| f.size).sum::<u64>()
+        + next.open_object.as_ref().map_or(0, |o| o.bytes);
     if outcome.end == ChunkEnd::Done {
         next.status = JobStatus::Completed;
         next.completed_at = Some(now);
@@ -257,15 +368,30 @@ async fn commit_chunk(
         crate::manifest::write_manifest(objects, &next, &outcome.digests).await?;
     } else {
         let (receipts, tail): (&[PartReceipt], &[u8]) = match &outcome.tail {
-            Some(tail) => (uploaded.open.as_ref().filter(|o| o.object == tail.object).map_or(&[][..], |o| &o.receipts[..]), &tail.bytes),
+            Some(tail) => (
+                uploaded
+                    .open
+                    .as_ref()
+                    .filter(|o| o.object == tail.object)
+                    .map_or(&[][..], |o| &o.receipts[..]),
+                &tail.bytes,
+            ),
             None => (&[], &[]),
         };
-        objects.put(&staging_key(&job.id, next.version), encode_staging(receipts, &outcome.digests, tail)).await?;
+        objects
+            .put(
+                &staging_key(&job.id, next.version),
+                encode_staging(receipts, &outcome.digests, tail),
+            )
+            .await?;
     }
-    progress.commit(&next, job.version).await.map_err(|e| match e {
-        StoreError::Conflict { .. } => DumpError::Conflict(job.id.clone()),
-        other => other.into(),
-    })?;
+    progress
+        .commit(&next, job.version)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => DumpError::Conflict(job.id.clone()),
+            other => other.into(),
+        })?;
     if next.status == JobStatus::Completed {
         remove_snapshot(&next);
         abort_abandoned_uploads(objects, &next.id).await;
@@ -295,7 +421,10 @@ pub async fn fail_job(
 ) -> Result<(), StoreError> {
     let mut failed = job.clone();
     failed.status = JobStatus::Failed;
-    failed.error = Some(JobError { code: error.code().to_string(), message: error.to_string() });
+    failed.error = Some(JobError {
+        code: error.code().to_string(),
+        message: error.to_string(),
+    });
     if let Err(e) = end_job(objects, progress, job, failed, extra_files).await {
         tracing::warn!(dump_id = %job.id, error = %e, "could not record the failure");
         return Err(e);
@@ -307,11 +436,22 @@ pub async fn fail_job(
 
 /// Cancels a dump that is not finished: status `cancelled`, upload aborted, staging and
 /// finished files removed. Stop its run first (the orchestrator), so no chunk is in flight.
-pub async fn cancel_dump(objects: &dyn ObjectStore, progress: &dyn ProgressStore, id: &str) -> Result<JobRecord, DumpError> {
+pub async fn cancel_dump(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    id: &str,
+) -> Result<JobRecord, DumpError> {
     for _ in 0..5 {
-        let job = progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+        let job = progress
+            .get(id)
+            .await?
+            .ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
         if job.status.is_terminal() {
-            return Err(DumpError::WrongState { id: id.into(), status: job.status.as_str().into(), message: "it can no longer be cancelled".into() });
+            return Err(DumpError::WrongState {
+                id: id.into(),
+                status: job.status.as_str().into(),
+                message: "it can no longer be cancelled".into(),
+            });
         }
         let mut cancelled = job.clone();
         cancelled.status = JobStatus::Cancelled;
@@ -341,7 +481,9 @@ async fn end_job(
     progress.commit(&ended, job.version).await?;
     remove_snapshot(job);
     if let Some(upload) = job.open_object.as_ref().and_then(|o| o.upload.as_ref()) {
-        let _ = objects.abort_upload(&job.open_object.as_ref().expect("checked").key, upload).await;
+        let _ = objects
+            .abort_upload(&job.open_object.as_ref().expect("checked").key, upload)
+            .await;
     }
     // This version's staging, and one a killed attempt of the next chunk may have left.
     for version in [job.version, job.version + 1] {
@@ -367,10 +509,17 @@ pub async fn abort_abandoned_uploads(objects: &dyn ObjectStore, id: &str) {
         }
     };
     // Keys of this dump are `<id>.<ext>` or `<id>/…`; not those of a dump named `<id>x`.
-    for upload in pending.iter().filter(|u| crate::job::key_belongs_to(&u.key, id)) {
+    for upload in pending
+        .iter()
+        .filter(|u| crate::job::key_belongs_to(&u.key, id))
+    {
         match objects.abort_upload(&upload.key, &upload.handle).await {
-            Ok(()) => tracing::info!(dump_id = %id, key = %upload.key, "aborted an upload abandoned by a killed chunk"),
-            Err(e) => tracing::warn!(dump_id = %id, key = %upload.key, error = %e, "could not abort an abandoned upload"),
+            Ok(()) => {
+                tracing::info!(dump_id = %id, key = %upload.key, "aborted an upload abandoned by a killed chunk")
+            }
+            Err(e) => {
+                tracing::warn!(dump_id = %id, key = %upload.key, error = %e, "could not abort an abandoned upload")
+            }
         }
     }
 }
@@ -391,7 +540,12 @@ fn snapshot_file(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
 /// Makes the point-in-time copy a snapshot dump reads, once: copies the database in one
 /// read transaction and commits the copy's path with the job. A failure that retrying
 /// cannot fix (too slow in rollback mode, no space) fails the job.
-pub async fn ensure_snapshot(objects: &dyn ObjectStore, progress: &dyn ProgressStore, job: JobRecord, opts: &ChunkOptions) -> Result<JobRecord, DumpError> {
+pub async fn ensure_snapshot(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    job: JobRecord,
+    opts: &ChunkOptions,
+) -> Result<JobRecord, DumpError> {
     if !job.spec.snapshot || job.snapshot_path.is_some() || job.status.is_terminal() {
         return Ok(job);
     }
@@ -433,10 +587,14 @@ pub async fn ensure_snapshot(objects: &dyn ObjectStore, progress: &dyn ProgressS
 /// Removes snapshot copies left in `dir` by dumps that ended or no longer exist (a run
 /// killed between its copy and its end), so copies never leak.
 async fn sweep_snapshots(progress: &dyn ProgressStore, dir: &std::path::Path, current: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(id) = name.strip_suffix(".snapshot.db") else { continue };
+        let Some(id) = name.strip_suffix(".snapshot.db") else {
+            continue;
+        };
         if id == current {
             continue;
         }

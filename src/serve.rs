@@ -19,7 +19,10 @@ pub struct ServeOptions {
     pub config: Config,
     pub part_size: u64,
     /// A schedule to run in-process (`--schedule`), with the tick it runs.
-    pub schedule: Option<(crate::local::scheduler::ScheduleExpr, crate::api::schedule::ScheduledStart)>,
+    pub schedule: Option<(
+        crate::local::scheduler::ScheduleExpr,
+        crate::api::schedule::ScheduledStart,
+    )>,
 }
 
 /// Reads `CHUNKDUMP_API_TOKEN` (required) and `CHUNKDUMP_API_READ_TOKEN` (optional).
@@ -37,7 +40,12 @@ pub fn tokens_from(admin: Option<String>, read: Option<String>) -> Result<Tokens
 }
 
 /// The API's settings from the environment (rate limits) and the given parts.
-pub fn api_settings(database: String, config: &Config, part_size: u64, notifier: Option<crate::callback::Notifier>) -> Result<ApiSettings, DumpError> {
+pub fn api_settings(
+    database: String,
+    config: &Config,
+    part_size: u64,
+    notifier: Option<crate::callback::Notifier>,
+) -> Result<ApiSettings, DumpError> {
     Ok(ApiSettings {
         database,
         chunk_size: config.chunk_size,
@@ -54,17 +62,29 @@ pub fn api_settings(database: String, config: &Config, part_size: u64, notifier:
 
 fn env_number(name: &str, default: u64) -> Result<u64, DumpError> {
     match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v.parse().map_err(|_| DumpError::InvalidRequest(format!("{name}={v:?} is not a whole number"))),
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map_err(|_| DumpError::InvalidRequest(format!("{name}={v:?} is not a whole number"))),
         _ => Ok(default),
     }
 }
 
 /// Serves until Ctrl-C. Prints `listening on http://ADDR` first.
-pub async fn serve(objects: Arc<dyn ObjectStore>, progress: Arc<dyn ProgressStore>, tokens: Tokens, opts: ServeOptions) -> anyhow::Result<()> {
+pub async fn serve(
+    objects: Arc<dyn ObjectStore>,
+    progress: Arc<dyn ProgressStore>,
+    tokens: Tokens,
+    opts: ServeOptions,
+) -> anyhow::Result<()> {
     // Fail at start-up, not at the first request, if the database is unusable.
     let check = opts.database.clone();
     tokio::task::spawn_blocking(move || crate::engine::open_database(&check).map(drop)).await??;
-    let chunk = ChunkOptions { budget: opts.config.max_execution, snapshot_dir: opts.config.snapshot_dir.clone(), upload_concurrency: opts.config.upload_concurrency as usize, ..Default::default() };
+    let chunk = ChunkOptions {
+        budget: opts.config.max_execution,
+        snapshot_dir: opts.config.snapshot_dir.clone(),
+        upload_concurrency: opts.config.upload_concurrency as usize,
+        ..Default::default()
+    };
     let notifier = crate::callback::Notifier::from_env().map_err(DumpError::InvalidRequest)?;
     let tasks = Tasks {
         objects: objects.clone(),
@@ -77,9 +97,19 @@ pub async fn serve(objects: Arc<dyn ObjectStore>, progress: Arc<dyn ProgressStor
     };
     let runner = LocalRunner::new(tasks)?;
     let settings = api_settings(opts.database, &opts.config, opts.part_size, notifier)?;
-    let state = AppState { objects, progress, orchestrator: Arc::new(runner), tokens, settings };
+    let state = AppState {
+        objects,
+        progress,
+        orchestrator: Arc::new(runner),
+        tokens,
+        settings,
+    };
     if let Some((expr, tick)) = opts.schedule {
-        tokio::spawn(crate::local::scheduler::run_schedule(state.clone(), expr, tick));
+        tokio::spawn(crate::local::scheduler::run_schedule(
+            state.clone(),
+            expr,
+            tick,
+        ));
     }
     let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
     println!("listening on http://{}", listener.local_addr()?);

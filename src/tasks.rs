@@ -81,7 +81,11 @@ pub struct ChunkState {
 /// The execution name of generation `generation` of dump `id`: the id itself first,
 /// then `ID.gN`; shortened with a hash to Step Functions' 80-character limit.
 pub fn execution_name(id: &str, generation: u32) -> String {
-    let suffix = if generation == 0 { String::new() } else { format!(".g{generation}") };
+    let suffix = if generation == 0 {
+        String::new()
+    } else {
+        format!(".g{generation}")
+    };
     if id.len() + suffix.len() <= 80 {
         return format!("{id}{suffix}");
     }
@@ -107,13 +111,27 @@ pub struct Tasks {
 impl Tasks {
     /// Runs one task. `deadline` is when the caller must have answered (the Lambda
     /// context's deadline, minus a margin for the commit), if any.
-    pub async fn handle(&self, input: TaskInput, deadline: Option<Instant>) -> Result<Value, DumpError> {
+    pub async fn handle(
+        &self,
+        input: TaskInput,
+        deadline: Option<Instant>,
+    ) -> Result<Value, DumpError> {
         validate_dump_id(&input.dump_id)?;
         let answer = match input.action {
             TaskAction::Chunk => serde_json::to_value(self.chunk(&input, deadline).await?),
             TaskAction::Snapshot => {
-                let job = self.progress.get(&input.dump_id).await?.ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
-                let job = crate::runner::ensure_snapshot(self.objects.as_ref(), self.progress.as_ref(), job, &self.chunk).await?;
+                let job = self
+                    .progress
+                    .get(&input.dump_id)
+                    .await?
+                    .ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
+                let job = crate::runner::ensure_snapshot(
+                    self.objects.as_ref(),
+                    self.progress.as_ref(),
+                    job,
+                    &self.chunk,
+                )
+                .await?;
                 Ok(serde_json::json!({
                     "dumpId": job.id, "version": job.version, "generation": input.generation, "chunksInExecution": input.chunks_in_execution,
                 }))
@@ -121,25 +139,48 @@ impl Tasks {
             TaskAction::Fail => serde_json::to_value(self.fail(&input).await?),
             TaskAction::Notify => {
                 if let Some(notifier) = &self.notifier {
-                    notifier.notify(self.progress.as_ref(), &input.dump_id).await;
+                    notifier
+                        .notify(self.progress.as_ref(), &input.dump_id)
+                        .await;
                 }
-                let job = self.progress.get(&input.dump_id).await?.ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
-                Ok(serde_json::json!({"dumpId": job.id, "status": job.status, "callback": job.callback.map(|c| c.status)}))
+                let job = self
+                    .progress
+                    .get(&input.dump_id)
+                    .await?
+                    .ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
+                Ok(
+                    serde_json::json!({"dumpId": job.id, "status": job.status, "callback": job.callback.map(|c| c.status)}),
+                )
             }
         };
         answer.map_err(|e| DumpError::Internal(e.to_string()))
     }
 
-    async fn chunk(&self, input: &TaskInput, deadline: Option<Instant>) -> Result<ChunkState, DumpError> {
+    async fn chunk(
+        &self,
+        input: &TaskInput,
+        deadline: Option<Instant>,
+    ) -> Result<ChunkState, DumpError> {
         let mut opts = self.chunk.clone();
         opts.deadline = match (opts.deadline, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let report = run_chunk(self.objects.as_ref(), self.progress.as_ref(), &input.dump_id, input.version, &opts).await?;
+        let report = run_chunk(
+            self.objects.as_ref(),
+            self.progress.as_ref(),
+            &input.dump_id,
+            input.version,
+            &opts,
+        )
+        .await?;
         let chunks = input.chunks_in_execution + 1;
         let continue_as_new = !report.done && chunks >= self.chunks_per_execution;
-        let generation = if continue_as_new { input.generation + 1 } else { input.generation };
+        let generation = if continue_as_new {
+            input.generation + 1
+        } else {
+            input.generation
+        };
         let seconds = self.breathe.as_secs_f64();
         let breath_seconds = if self.whole_seconds || seconds.fract() == 0.0 {
             serde_json::Number::from(self.breathe.as_millis().div_ceil(1000) as u64)
@@ -156,7 +197,8 @@ impl Tasks {
             generation,
             chunks_in_execution: if continue_as_new { 0 } else { chunks },
             continue_as_new,
-            next_execution_name: continue_as_new.then(|| execution_name(&input.dump_id, generation)),
+            next_execution_name: continue_as_new
+                .then(|| execution_name(&input.dump_id, generation)),
         })
     }
 
@@ -169,25 +211,50 @@ impl Tasks {
             .cause
             .as_deref()
             .and_then(|c| serde_json::from_str::<Value>(c).ok())
-            .and_then(|v| v.get("errorMessage").and_then(Value::as_str).map(str::to_string))
+            .and_then(|v| {
+                v.get("errorMessage")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .or_else(|| input.cause.clone())
             .unwrap_or_default();
         for _ in 0..5 {
-            let job = self.progress.get(&input.dump_id).await?.ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
+            let job = self
+                .progress
+                .get(&input.dump_id)
+                .await?
+                .ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
             if job.status.is_terminal() {
                 break;
             }
-            let reason = DumpError::RunFailed { error: error.clone(), message: message.clone() };
-            match fail_job(self.objects.as_ref(), self.progress.as_ref(), &job, &reason, Vec::new()).await {
+            let reason = DumpError::RunFailed {
+                error: error.clone(),
+                message: message.clone(),
+            };
+            match fail_job(
+                self.objects.as_ref(),
+                self.progress.as_ref(),
+                &job,
+                &reason,
+                Vec::new(),
+            )
+            .await
+            {
                 Ok(()) => break,
                 Err(crate::StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         if let Some(notifier) = &self.notifier {
-            notifier.notify(self.progress.as_ref(), &input.dump_id).await;
+            notifier
+                .notify(self.progress.as_ref(), &input.dump_id)
+                .await;
         }
-        let job = self.progress.get(&input.dump_id).await?.ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
+        let job = self
+            .progress
+            .get(&input.dump_id)
+            .await?
+            .ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
         Ok(serde_json::json!({"dumpId": job.id, "status": job.status}))
     }
 }
@@ -203,11 +270,23 @@ mod tests {
 
     #[test]
     fn execution_names_fit_step_functions() {
-        assert_eq!(execution_name("dump_20260101-000000", 0), "dump_20260101-000000");
-        assert_eq!(execution_name("dump_20260101-000000-2", 3), "dump_20260101-000000-2.g3");
+        assert_eq!(
+            execution_name("dump_20260101-000000", 0),
+            "dump_20260101-000000"
+        );
+        assert_eq!(
+            execution_name("dump_20260101-000000-2", 3),
+            "dump_20260101-000000-2.g3"
+        );
         let long = "x".repeat(100);
         let (a, b) = (execution_name(&long, 0), execution_name(&long, 12));
-        assert!(a.len() <= 80 && b.len() <= 80 && a != b && b.ends_with(".g12"), "{a} {b}");
-        assert_ne!(execution_name(&format!("{long}y"), 0), execution_name(&format!("{long}z"), 0));
+        assert!(
+            a.len() <= 80 && b.len() <= 80 && a != b && b.ends_with(".g12"),
+            "{a} {b}"
+        );
+        assert_ne!(
+            execution_name(&format!("{long}y"), 0),
+            execution_name(&format!("{long}z"), 0)
+        );
     }
 }

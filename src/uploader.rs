@@ -73,7 +73,12 @@ pub struct Uploader<'a> {
 
 impl<'a> Uploader<'a> {
     /// An uploader continuing `open` (the object a previous chunk left unfinished).
-    pub fn new(store: &'a dyn ObjectStore, part_size: u64, concurrency: usize, open: Option<OpenUpload>) -> Self {
+    pub fn new(
+        store: &'a dyn ObjectStore,
+        part_size: u64,
+        concurrency: usize,
+        open: Option<OpenUpload>,
+    ) -> Self {
         Uploader {
             store,
             part_size,
@@ -94,20 +99,39 @@ impl<'a> Uploader<'a> {
 
     /// The open object and the finished ones (call after `run`).
     pub fn summary(&self) -> UploadSummary {
-        let open = self.open.as_ref().map(|o| OpenUpload { object: o.object, key: o.key.clone(), handle: o.handle.clone(), receipts: o.receipts.clone() });
-        UploadSummary { open, finished: self.finished.clone() }
+        let open = self.open.as_ref().map(|o| OpenUpload {
+            object: o.object,
+            key: o.key.clone(),
+            handle: o.handle.clone(),
+            receipts: o.receipts.clone(),
+        });
+        UploadSummary {
+            open,
+            finished: self.finished.clone(),
+        }
     }
 
     fn open_for(&mut self, object: u32, key: &str) -> &mut OpenUpload {
         if self.open.as_ref().is_none_or(|o| o.object != object) {
-            self.open = Some(OpenUpload { object, key: key.to_string(), handle: None, receipts: Vec::new() });
+            self.open = Some(OpenUpload {
+                object,
+                key: key.to_string(),
+                handle: None,
+                receipts: Vec::new(),
+            });
         }
         self.open.as_mut().expect("just set")
     }
 
     /// Starts uploading a part (creating the multipart upload first if needed), after
     /// waiting for a free slot.
-    async fn dispatch(&mut self, object: u32, key: &str, number: u32, bytes: PartBuf) -> Result<(), StoreError> {
+    async fn dispatch(
+        &mut self,
+        object: u32,
+        key: &str,
+        number: u32,
+        bytes: PartBuf,
+    ) -> Result<(), StoreError> {
         while self.in_flight.len() >= self.concurrency {
             self.settle_one().await?;
         }
@@ -135,7 +159,9 @@ impl<'a> Uploader<'a> {
             let to_hash = bytes.clone();
             let digest = tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&to_hash)));
             let mut receipt = store.upload_part(&key, &handle, number, bytes).await?;
-            receipt.sha256 = digest.await.map_err(|e| StoreError::Permanent(format!("hashing part {number}: {e}")))?;
+            receipt.sha256 = digest
+                .await
+                .map_err(|e| StoreError::Permanent(format!("hashing part {number}: {e}")))?;
             Ok(receipt)
         }));
         Ok(())
@@ -152,7 +178,10 @@ impl<'a> Uploader<'a> {
     /// Records a settled upload's receipt, in part order.
     fn record(&mut self, done: Result<PartReceipt, StoreError>) -> Result<(), StoreError> {
         let receipt = done?;
-        let open = self.open.as_mut().ok_or_else(|| StoreError::Permanent("part stored with no object open".into()))?;
+        let open = self
+            .open
+            .as_mut()
+            .ok_or_else(|| StoreError::Permanent("part stored with no object open".into()))?;
         let at = open.receipts.partition_point(|r| r.number < receipt.number);
         open.receipts.insert(at, receipt);
         Ok(())
@@ -187,18 +216,37 @@ impl<'a> Uploader<'a> {
             };
             let Some(event) = event else { break };
             match event {
-                UploadEvent::Part { object, key, number, bytes } => {
+                UploadEvent::Part {
+                    object,
+                    key,
+                    number,
+                    bytes,
+                } => {
                     tracing::debug!(%key, number, size = bytes.len(), "uploading part");
                     self.dispatch(object, &key, number, bytes).await?;
                 }
-                UploadEvent::Finish { object, key, last, size } => self.finish(object, &key, last, size).await?,
+                UploadEvent::Finish {
+                    object,
+                    key,
+                    last,
+                    size,
+                } => self.finish(object, &key, last, size).await?,
             }
         }
         self.settle_all().await
     }
 
-    async fn finish(&mut self, object: u32, key: &str, last: Option<(u32, PartBuf)>, size: u64) -> Result<(), StoreError> {
-        let single = self.open.as_ref().is_none_or(|o| o.object != object || o.handle.is_none());
+    async fn finish(
+        &mut self,
+        object: u32,
+        key: &str,
+        last: Option<(u32, PartBuf)>,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let single = self
+            .open
+            .as_ref()
+            .is_none_or(|o| o.object != object || o.handle.is_none());
         // A one-part object needs no multipart upload at all.
         let single_part = match last {
             Some((1, bytes)) if single => {
@@ -215,17 +263,36 @@ impl<'a> Uploader<'a> {
         self.settle_all().await?;
         let parts: Vec<String> = match single_part {
             Some(digest) => vec![digest],
-            None => self.open.as_ref().filter(|o| o.object == object).map_or(Vec::new(), |o| o.receipts.iter().map(|r| r.sha256.clone()).collect()),
+            None => self
+                .open
+                .as_ref()
+                .filter(|o| o.object == object)
+                .map_or(Vec::new(), |o| {
+                    o.receipts.iter().map(|r| r.sha256.clone()).collect()
+                }),
         };
-        if let Some(open) = self.open.take().filter(|o| o.object == object && o.handle.is_some()) {
+        if let Some(open) = self
+            .open
+            .take()
+            .filter(|o| o.object == object && o.handle.is_some())
+        {
             let handle = open.handle.expect("checked");
-            let stored = self.store.complete_upload(key, &handle, &open.receipts).await?;
+            let stored = self
+                .store
+                .complete_upload(key, &handle, &open.receipts)
+                .await?;
             if stored != size {
-                return Err(StoreError::Permanent(format!("{key}: store holds {stored} bytes, {size} were written")));
+                return Err(StoreError::Permanent(format!(
+                    "{key}: store holds {stored} bytes, {size} were written"
+                )));
             }
         }
         tracing::info!(%key, size, "object complete");
-        self.finished.push(FileEntry { key: key.to_string(), size, sha256: Some(file_digest(&parts)) });
+        self.finished.push(FileEntry {
+            key: key.to_string(),
+            size,
+            sha256: Some(file_digest(&parts)),
+        });
         Ok(())
     }
 
@@ -234,8 +301,10 @@ impl<'a> Uploader<'a> {
     pub async fn abort_created(&mut self) {
         // Dropping the futures cancels their requests before the abort is sent.
         self.in_flight.clear();
-        let live: Vec<(String, UploadHandle)> =
-            std::mem::take(&mut self.created).into_iter().filter(|(_, h)| self.open.as_ref().and_then(|o| o.handle.as_ref()) == Some(h)).collect();
+        let live: Vec<(String, UploadHandle)> = std::mem::take(&mut self.created)
+            .into_iter()
+            .filter(|(_, h)| self.open.as_ref().and_then(|o| o.handle.as_ref()) == Some(h))
+            .collect();
         for (key, handle) in live {
             if let Err(e) = self.store.abort_upload(&key, &handle).await {
                 tracing::warn!(%key, error = %e, "could not abort upload");

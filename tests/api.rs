@@ -17,29 +17,74 @@ async fn every_format_end_to_end_matches_the_cli() {
     build_edge_db(&src);
     let server = start_server(&src, Duration::ZERO, Duration::ZERO, None).await;
     for format in ["sql", "json", "csv"] {
-        let id = server.start(json!({"format": format, "chunkSize": 3})).await;
+        let id = server
+            .start(json!({"format": format, "chunkSize": 3}))
+            .await;
         let done = server.wait_for(&id, "completed").await;
         assert_eq!(done["progress"]["percentComplete"], 100);
-        assert!(done["chunks"].as_u64().unwrap() > 3, "tiny chunks expected: {done}");
-        let (_, cli) = dump_ok(&src, &dir.path().join(format!("cli-{format}")), &["--format", format]);
+        assert!(
+            done["chunks"].as_u64().unwrap() > 3,
+            "tiny chunks expected: {done}"
+        );
+        let (_, cli) = dump_ok(
+            &src,
+            &dir.path().join(format!("cli-{format}")),
+            &["--format", format],
+        );
         let (url, expected, kind) = if format == "csv" {
-            let url = done["downloadUrl"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).find(|u| u.ends_with("/texts.csv")).unwrap().to_string();
-            (url, std::fs::read(cli.join("texts.csv")).unwrap(), "text/csv; charset=utf-8")
+            let url = done["downloadUrl"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u.as_str().unwrap())
+                .find(|u| u.ends_with("/texts.csv"))
+                .unwrap()
+                .to_string();
+            (
+                url,
+                std::fs::read(cli.join("texts.csv")).unwrap(),
+                "text/csv; charset=utf-8",
+            )
         } else {
-            let kind = if format == "sql" { "application/sql" } else { "application/json" };
-            (done["downloadUrl"].as_str().unwrap().to_string(), std::fs::read(&cli).unwrap(), kind)
+            let kind = if format == "sql" {
+                "application/sql"
+            } else {
+                "application/json"
+            };
+            (
+                done["downloadUrl"].as_str().unwrap().to_string(),
+                std::fs::read(&cli).unwrap(),
+                kind,
+            )
         };
-        let (status, headers, body) = server.call(reqwest::Method::GET, &url, Some(READER), None).await;
+        let (status, headers, body) = server
+            .call(reqwest::Method::GET, &url, Some(READER), None)
+            .await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body, expected, "{format} download differs from the CLI dump");
+        assert_eq!(
+            body, expected,
+            "{format} download differs from the CLI dump"
+        );
         assert_eq!(headers["content-type"], kind);
-        assert!(headers["content-disposition"].to_str().unwrap().starts_with("attachment; filename="));
+        assert!(headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename="));
         // Range requests work on downloads.
-        let res = server.client.get(format!("{}{url}", server.base)).bearer_auth(ADMIN).header("Range", "bytes=0-9").send().await.unwrap();
+        let res = server
+            .client
+            .get(format!("{}{url}", server.base))
+            .bearer_auth(ADMIN)
+            .header("Range", "bytes=0-9")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
         assert_eq!(res.bytes().await.unwrap().to_vec(), expected[..10].to_vec());
     }
-    let (status, list) = server.json(reqwest::Method::GET, "/export/dump", Some(READER), None).await;
+    let (status, list) = server
+        .json(reqwest::Method::GET, "/export/dump", Some(READER), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["dumps"].as_array().unwrap().len(), 3);
 }
@@ -56,24 +101,62 @@ async fn every_route_requires_a_token_and_read_only_tokens_only_read() {
         (reqwest::Method::POST, "/export/dump".to_string()),
         (reqwest::Method::GET, "/export/dump".to_string()),
         (reqwest::Method::GET, format!("/export/dump/status/{id}")),
-        (reqwest::Method::GET, format!("/export/dump/download/{id}.sql")),
+        (
+            reqwest::Method::GET,
+            format!("/export/dump/download/{id}.sql"),
+        ),
         (reqwest::Method::DELETE, format!("/export/dump/{id}")),
         (reqwest::Method::GET, "/no/such/route".to_string()),
     ];
     for (method, path) in &routes {
-        for token in [None, Some("wrong-token"), Some(""), Some("admin-token-for-test")] {
-            let (status, headers, body) = server.call(method.clone(), path, token, Some(json!({"format": "sql"}))).await;
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} with {token:?}");
+        for token in [
+            None,
+            Some("wrong-token"),
+            Some(""),
+            Some("admin-token-for-test"),
+        ] {
+            let (status, headers, body) = server
+                .call(method.clone(), path, token, Some(json!({"format": "sql"})))
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {token:?}"
+            );
             assert_eq!(headers["www-authenticate"], "Bearer realm=\"chunkdump\"");
             let v: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["error"]["code"], "unauthorized");
         }
     }
-    let (status, v) = server.json(reqwest::Method::POST, "/export/dump", Some(READER), Some(json!({"format": "sql"}))).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
-    let (status, _) = server.json(reqwest::Method::DELETE, &format!("/export/dump/{id}"), Some(READER), None).await;
+    let (status, v) = server
+        .json(
+            reqwest::Method::POST,
+            "/export/dump",
+            Some(READER),
+            Some(json!({"format": "sql"})),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, _) = server
+        .json(
+            reqwest::Method::DELETE,
+            &format!("/export/dump/{id}"),
+            Some(READER),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _, _) = server.call(reqwest::Method::GET, &format!("/export/dump/download/{id}.sql"), Some(READER), None).await;
+    let (status, _, _) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/export/dump/download/{id}.sql"),
+            Some(READER),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -83,43 +166,113 @@ async fn bad_requests_get_clear_json_errors() {
     let src = dir.path().join("edge.db");
     build_edge_db(&src);
     let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, None).await;
-    let post = |body: Value| server.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(body));
+    let post = |body: Value| {
+        server.json(
+            reqwest::Method::POST,
+            "/export/dump",
+            Some(ADMIN),
+            Some(body),
+        )
+    };
     let cases = [
-        (json!({"format": "sql", "colour": "red"}), StatusCode::BAD_REQUEST, Some("colour")),
-        (json!({"format": "xml"}), StatusCode::BAD_REQUEST, Some("format")),
+        (
+            json!({"format": "sql", "colour": "red"}),
+            StatusCode::BAD_REQUEST,
+            Some("colour"),
+        ),
+        (
+            json!({"format": "xml"}),
+            StatusCode::BAD_REQUEST,
+            Some("format"),
+        ),
         (json!({}), StatusCode::BAD_REQUEST, None),
-        (json!({"format": "sql", "chunkSize": 0}), StatusCode::BAD_REQUEST, Some("chunkSize")),
-        (json!({"format": "sql", "chunkSize": 1_000_000}), StatusCode::BAD_REQUEST, Some("chunkSize")),
-        (json!({"format": "sql", "chunkSize": "big"}), StatusCode::BAD_REQUEST, Some("chunkSize")),
-        (json!({"format": "sql", "tables": ["texts", "nope"]}), StatusCode::BAD_REQUEST, Some("tables")),
-        (json!({"format": "sql", "tables": []}), StatusCode::BAD_REQUEST, Some("tables")),
-        (json!({"format": "sql", "compression": "zip"}), StatusCode::BAD_REQUEST, Some("compression")),
-        (json!({"format": "sql", "callbackUrl": "https://example.com/hook"}), StatusCode::BAD_REQUEST, Some("callbackUrl")),
+        (
+            json!({"format": "sql", "chunkSize": 0}),
+            StatusCode::BAD_REQUEST,
+            Some("chunkSize"),
+        ),
+        (
+            json!({"format": "sql", "chunkSize": 1_000_000}),
+            StatusCode::BAD_REQUEST,
+            Some("chunkSize"),
+        ),
+        (
+            json!({"format": "sql", "chunkSize": "big"}),
+            StatusCode::BAD_REQUEST,
+            Some("chunkSize"),
+        ),
+        (
+            json!({"format": "sql", "tables": ["texts", "nope"]}),
+            StatusCode::BAD_REQUEST,
+            Some("tables"),
+        ),
+        (
+            json!({"format": "sql", "tables": []}),
+            StatusCode::BAD_REQUEST,
+            Some("tables"),
+        ),
+        (
+            json!({"format": "sql", "compression": "zip"}),
+            StatusCode::BAD_REQUEST,
+            Some("compression"),
+        ),
+        (
+            json!({"format": "sql", "callbackUrl": "https://example.com/hook"}),
+            StatusCode::BAD_REQUEST,
+            Some("callbackUrl"),
+        ),
         (json!(["format", "sql"]), StatusCode::BAD_REQUEST, None),
     ];
     for (body, want, field) in cases {
         let (status, v) = post(body.clone()).await;
         assert_eq!(status, want, "{body} -> {v}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
         if let Some(f) = field {
             assert_eq!(v["error"]["field"], f, "{body} -> {v}");
         }
     }
     // Not JSON at all, or too large.
-    let res = server.client.post(format!("{}/export/dump", server.base)).bearer_auth(ADMIN).body("format=sql").send().await.unwrap();
+    let res = server
+        .client
+        .post(format!("{}/export/dump", server.base))
+        .bearer_auth(ADMIN)
+        .body("format=sql")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let huge = json!({"format": "sql", "tables": vec!["x".repeat(100); 500]});
     let (status, _) = post(huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     // Ids are checked before any store is touched; unknown ids are 404.
-    for path in ["/export/dump/status/..%2F..%2Fetc", "/export/dump/status/a.b", "/export/dump/download/..%2Fx.sql"] {
-        let (status, v) = server.json(reqwest::Method::GET, path, Some(ADMIN), None).await;
+    for path in [
+        "/export/dump/status/..%2F..%2Fetc",
+        "/export/dump/status/a.b",
+        "/export/dump/download/..%2Fx.sql",
+    ] {
+        let (status, v) = server
+            .json(reqwest::Method::GET, path, Some(ADMIN), None)
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {v}");
     }
-    let (status, _) = server.json(reqwest::Method::GET, "/export/dump/status/dump_19990101-000000", Some(ADMIN), None).await;
+    let (status, _) = server
+        .json(
+            reqwest::Method::GET,
+            "/export/dump/status/dump_19990101-000000",
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // No file was written by any of this.
-    assert!(std::fs::read_dir(&server.out).unwrap().all(|e| e.unwrap().file_name() == ".chunkdump"));
+    assert!(std::fs::read_dir(&server.out)
+        .unwrap()
+        .all(|e| e.unwrap().file_name() == ".chunkdump"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -128,10 +281,19 @@ async fn cancel_stops_the_dump_and_removes_its_output() {
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 50_000);
     let server = start_server(&src, Duration::ZERO, Duration::from_millis(100), None).await;
-    let id = server.start(json!({"format": "csv", "chunkSize": 100})).await;
+    let id = server
+        .start(json!({"format": "csv", "chunkSize": 100}))
+        .await;
     let started = Instant::now();
     loop {
-        let (_, v) = server.json(reqwest::Method::GET, &format!("/export/dump/status/{id}"), Some(ADMIN), None).await;
+        let (_, v) = server
+            .json(
+                reqwest::Method::GET,
+                &format!("/export/dump/status/{id}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
         if v["chunks"].as_u64().unwrap_or(0) >= 2 {
             assert_eq!(v["status"], "processing");
             break;
@@ -139,18 +301,58 @@ async fn cancel_stops_the_dump_and_removes_its_output() {
         assert!(started.elapsed() < Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (status, v) = server.json(reqwest::Method::DELETE, &format!("/export/dump/{id}"), Some(ADMIN), None).await;
+    let (status, v) = server
+        .json(
+            reqwest::Method::DELETE,
+            &format!("/export/dump/{id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "cancelled");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, v) = server.json(reqwest::Method::GET, &format!("/export/dump/status/{id}"), Some(ADMIN), None).await;
-    assert_eq!(v["status"], "cancelled", "a cancelled dump must stay cancelled: {v}");
-    let (status, _) = server.json(reqwest::Method::DELETE, &format!("/export/dump/{id}"), Some(ADMIN), None).await;
+    let (_, v) = server
+        .json(
+            reqwest::Method::GET,
+            &format!("/export/dump/status/{id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["status"], "cancelled",
+        "a cancelled dump must stay cancelled: {v}"
+    );
+    let (status, _) = server
+        .json(
+            reqwest::Method::DELETE,
+            &format!("/export/dump/{id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, _) = server.json(reqwest::Method::GET, &format!("/export/dump/download/{id}/items.csv"), Some(ADMIN), None).await;
+    let (status, _) = server
+        .json(
+            reqwest::Method::GET,
+            &format!("/export/dump/download/{id}/items.csv"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert!(!server.out.join(&id).exists(), "the cancelled dump's files must be gone");
-    assert_eq!(std::fs::read_dir(server.out.join(".chunkdump/uploads")).unwrap().count(), 0, "upload left behind");
+    assert!(
+        !server.out.join(&id).exists(),
+        "the cancelled dump's files must be gone"
+    );
+    assert_eq!(
+        std::fs::read_dir(server.out.join(".chunkdump/uploads"))
+            .unwrap()
+            .count(),
+        0,
+        "upload left behind"
+    );
 }
 
 #[test]
@@ -160,7 +362,15 @@ fn serve_refuses_to_start_without_a_token() {
     build_edge_db(&src);
     let o = chunkdump()
         .env_remove("CHUNKDUMP_API_TOKEN")
-        .args(["serve", "--db", src.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--db",
+            src.to_str().unwrap(),
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
@@ -173,18 +383,41 @@ async fn one_active_dump_per_database() {
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 50_000);
     let server = start_server(&src, Duration::ZERO, Duration::from_millis(100), None).await;
-    let first = server.start(json!({"format": "sql", "chunkSize": 100})).await;
-    let (status, v) = server.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(json!({"format": "json"}))).await;
+    let first = server
+        .start(json!({"format": "sql", "chunkSize": 100}))
+        .await;
+    let (status, v) = server
+        .json(
+            reqwest::Method::POST,
+            "/export/dump",
+            Some(ADMIN),
+            Some(json!({"format": "json"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "dump_running");
-    assert!(v["error"]["message"].as_str().unwrap().contains(&first), "the 409 names the running dump: {v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(&first),
+        "the 409 names the running dump: {v}"
+    );
     // Once it is no longer active (here: cancelled), the database is free again.
-    let (status, _) = server.json(reqwest::Method::DELETE, &format!("/export/dump/{first}"), Some(ADMIN), None).await;
+    let (status, _) = server
+        .json(
+            reqwest::Method::DELETE,
+            &format!("/export/dump/{first}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let second = server.start(json!({"format": "sql", "tables": ["tags"], "chunkSize": 100000})).await;
+    let second = server
+        .start(json!({"format": "sql", "tables": ["tags"], "chunkSize": 100000}))
+        .await;
     server.wait_for(&second, "completed").await;
     // Back-to-back starts (often in the same second) never collide.
-    let third = server.start(json!({"format": "sql", "tables": ["tags"], "chunkSize": 100000})).await;
+    let third = server
+        .start(json!({"format": "sql", "tables": ["tags"], "chunkSize": 100000}))
+        .await;
     assert!(second != first && third != second && third != first);
     server.wait_for(&third, "completed").await;
 }
@@ -199,14 +432,23 @@ async fn starts_per_token_are_rate_limited() {
         let id = server.start(json!({"format": "json"})).await;
         server.wait_for(&id, "completed").await;
     }
-    let (status, headers, body) = server.call(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(json!({"format": "json"}))).await;
+    let (status, headers, body) = server
+        .call(
+            reqwest::Method::POST,
+            "/export/dump",
+            Some(ADMIN),
+            Some(json!({"format": "json"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 3600, "{retry}");
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"]["code"], "rate_limited");
     // Reading is not limited.
-    let (status, _) = server.json(reqwest::Method::GET, "/export/dump", Some(ADMIN), None).await;
+    let (status, _) = server
+        .json(reqwest::Method::GET, "/export/dump", Some(ADMIN), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -218,7 +460,9 @@ async fn openapi_document_describes_every_route_truthfully() {
     let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, None).await;
     let csv = server.start(json!({"format": "csv"})).await;
     server.wait_for(&csv, "completed").await;
-    let (status, doc) = server.json(reqwest::Method::GET, "/openapi.json", Some(READER), None).await;
+    let (status, doc) = server
+        .json(reqwest::Method::GET, "/openapi.json", Some(READER), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.0.3");
     let mut operations: Vec<(String, String)> = Vec::new();
@@ -238,19 +482,36 @@ async fn openapi_document_describes_every_route_truthfully() {
         ("GET", "/openapi.json"),
         ("POST", "/export/dump"),
     ];
-    assert_eq!(operations, expected.map(|(m, p)| (m.to_string(), p.to_string())), "every route documented, nothing else");
+    assert_eq!(
+        operations,
+        expected.map(|(m, p)| (m.to_string(), p.to_string())),
+        "every route documented, nothing else"
+    );
     // Every documented operation answers with a documented status, for a valid and an
     // invalid call.
     for (method, path) in &operations {
         let calls = [
-            path.replace("{id}", &csv).replace("{file}", if path.contains("{id}/") { "texts.csv" } else { "nope.sql" }),
-            path.replace("{id}", "no_such_dump").replace("{file}", "x.json"),
+            path.replace("{id}", &csv).replace(
+                "{file}",
+                if path.contains("{id}/") {
+                    "texts.csv"
+                } else {
+                    "nope.sql"
+                },
+            ),
+            path.replace("{id}", "no_such_dump")
+                .replace("{file}", "x.json"),
         ];
         for concrete in calls {
             let body = (method == "POST").then(|| json!({"format": "json"}));
-            let (status, _, _) = server.call(method.parse().unwrap(), &concrete, Some(ADMIN), body).await;
+            let (status, _, _) = server
+                .call(method.parse().unwrap(), &concrete, Some(ADMIN), body)
+                .await;
             let documented = &doc["paths"][path][method.to_lowercase()]["responses"];
-            assert!(documented.get(status.as_str()).is_some(), "{method} {concrete} answered {status}, not documented in {documented}");
+            assert!(
+                documented.get(status.as_str()).is_some(),
+                "{method} {concrete} answered {status}, not documented in {documented}"
+            );
         }
     }
 }
@@ -262,26 +523,58 @@ async fn an_unfinished_dump_whose_run_is_gone_is_failed_and_frees_the_database()
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 2000);
     // One chunk, then a breath of an hour: the dump stays `processing`.
-    let first = start_server_limited(&src, Duration::ZERO, Duration::from_secs(3600), None, 100).await;
+    let first =
+        start_server_limited(&src, Duration::ZERO, Duration::from_secs(3600), None, 100).await;
     let id = first.start(json!({"format": "sql"})).await;
     first.wait_for(&id, "processing").await;
     // As if the last commit were ten minutes ago.
-    let progress = chunkdump::local::SqliteProgress::open(&first.out.join(".chunkdump/progress.sqlite3")).unwrap();
+    let progress =
+        chunkdump::local::SqliteProgress::open(&first.out.join(".chunkdump/progress.sqlite3"))
+            .unwrap();
     let mut job = progress.get(&id).await.unwrap().unwrap();
     let version = job.version;
     job.version += 1;
     job.updated_at -= chrono::Duration::minutes(10);
     progress.commit(&job, version).await.unwrap();
     // Its run is alive in this server: the database stays taken.
-    let (status, v) = first.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(json!({"format": "sql"}))).await;
+    let (status, v) = first
+        .json(
+            reqwest::Method::POST,
+            "/export/dump",
+            Some(ADMIN),
+            Some(json!({"format": "sql"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{v}");
     // A restarted server on the same stores has no run for it: the dump is failed
     // cleanly and the new one starts.
     let out = first.out.clone();
-    let restarted = common::api_server::start_server_at(&src, Duration::from_secs(25), Duration::ZERO, None, 100, out, tempfile::tempdir().unwrap()).await;
+    let restarted = common::api_server::start_server_at(
+        &src,
+        Duration::from_secs(25),
+        Duration::ZERO,
+        None,
+        100,
+        out,
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
     let second = restarted.start(json!({"format": "sql"})).await;
-    let (_, old) = restarted.json(reqwest::Method::GET, &format!("/export/dump/status/{id}"), Some(ADMIN), None).await;
+    let (_, old) = restarted
+        .json(
+            reqwest::Method::GET,
+            &format!("/export/dump/status/{id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(old["status"], "failed", "{old}");
-    assert!(old["error"]["message"].as_str().unwrap().contains("run ended without finishing"), "{old}");
+    assert!(
+        old["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("run ended without finishing"),
+        "{old}"
+    );
     restarted.wait_for(&second, "completed").await;
 }

@@ -17,19 +17,36 @@ fn dump_files(out: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(out) else {
         return vec![];
     };
-    entries.map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n != ".chunkdump").collect()
+    entries
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".chunkdump")
+        .collect()
 }
 
 fn fails_with(args: &[&str], code: i32, needle: &str) {
     let o = run(args);
     let err = stderr_of(&o);
-    assert_eq!(o.status.code(), Some(code), "expected exit {code} for {args:?}, stderr: {err}");
-    assert!(err.contains(needle), "stderr for {args:?} should mention {needle:?}: {err}");
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "expected exit {code} for {args:?}, stderr: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "stderr for {args:?} should mention {needle:?}: {err}"
+    );
     // Runtime errors: one `error:` line (plus at most the structured log line); clap's
     // usage errors add the possible values and a help hint.
     let max_lines = if code == 1 { 2 } else { 8 };
-    assert!(err.lines().count() <= max_lines, "error should be short: {err}");
-    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+    assert!(
+        err.lines().count() <= max_lines,
+        "error should be short: {err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
 }
 
 #[test]
@@ -37,11 +54,41 @@ fn unreadable_databases_are_refused_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let o = out.to_str().unwrap();
-    fails_with(&["dump", "/nonexistent/x.db", "--format", "sql", "--out", o], 1, "cannot open");
+    fails_with(
+        &["dump", "/nonexistent/x.db", "--format", "sql", "--out", o],
+        1,
+        "cannot open",
+    );
     let text = dir.path().join("notes.txt");
-    std::fs::write(&text, "this is not a database, just some text that is long enough to have a header....").unwrap();
-    fails_with(&["dump", text.to_str().unwrap(), "--format", "sql", "--out", o], 1, "not a database");
-    fails_with(&["dump", dir.path().to_str().unwrap(), "--format", "sql", "--out", o], 1, "not a regular file");
+    std::fs::write(
+        &text,
+        "this is not a database, just some text that is long enough to have a header....",
+    )
+    .unwrap();
+    fails_with(
+        &[
+            "dump",
+            text.to_str().unwrap(),
+            "--format",
+            "sql",
+            "--out",
+            o,
+        ],
+        1,
+        "not a database",
+    );
+    fails_with(
+        &[
+            "dump",
+            dir.path().to_str().unwrap(),
+            "--format",
+            "sql",
+            "--out",
+            o,
+        ],
+        1,
+        "not a regular file",
+    );
     assert!(dump_files(&out).is_empty());
 }
 
@@ -58,12 +105,34 @@ fn a_corrupt_database_fails_the_dump_without_a_dump_file() {
     }
     std::fs::write(&src, &bytes).unwrap();
     let out = dir.path().join("out");
-    fails_with(&["dump", src.to_str().unwrap(), "--format", "sql", "--out", out.to_str().unwrap(), "--id", "bad", "--breathe-ms", "0"], 1, "malformed");
-    assert!(dump_files(&out).is_empty(), "partial dump left: {:?}", dump_files(&out));
+    fails_with(
+        &[
+            "dump",
+            src.to_str().unwrap(),
+            "--format",
+            "sql",
+            "--out",
+            out.to_str().unwrap(),
+            "--id",
+            "bad",
+            "--breathe-ms",
+            "0",
+        ],
+        1,
+        "malformed",
+    );
+    assert!(
+        dump_files(&out).is_empty(),
+        "partial dump left: {:?}",
+        dump_files(&out)
+    );
     let s = run(&["status", "bad", "--out", out.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
     assert_eq!(v["status"], "failed");
-    assert!(v["error"]["message"].as_str().unwrap().contains("malformed"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("malformed"));
 }
 
 #[test]
@@ -74,21 +143,114 @@ fn bad_flags_and_settings_are_usage_errors() {
     let (s, o) = (src.to_str().unwrap(), dir.path().join("out"));
     let o = o.to_str().unwrap();
     fails_with(&["dump", s, "--format", "xml", "--out", o], 2, "xml");
-    fails_with(&["dump", s, "--format", "sql", "--out", o, "--chunk-size", "0"], 2, "chunk-size");
-    fails_with(&["dump", s, "--format", "sql", "--out", o, "--part-size", "1000"], 2, "part-size");
-    fails_with(&["dump", s, "--format", "sql", "--out", o, "--budget-ms", "999999999"], 2, "budget-ms");
-    fails_with(&["dump", s, "--format", "sql", "--out", o, "--compression", "zip"], 2, "zip");
-    fails_with(&["dump", s, "--format", "sql", "--out", o, "--tables", "texts,nope"], 1, "unknown table \"nope\"");
-    fails_with(&["dump", s, "--format", "sql", "--out", o, "--id", "../evil"], 1, "invalid dump id");
-    fails_with(&["resume", "dump_19990101-000000", "--out", o], 1, "no dump with id");
-    fails_with(&["status", "dump_19990101-000000", "--out", o], 1, "no dump with id");
-    let bad_env = chunkdump().env("DUMP_CHUNK_SIZE", "lots").args(["dump", s, "--format", "sql", "--out", o]).output().unwrap();
+    fails_with(
+        &[
+            "dump",
+            s,
+            "--format",
+            "sql",
+            "--out",
+            o,
+            "--chunk-size",
+            "0",
+        ],
+        2,
+        "chunk-size",
+    );
+    fails_with(
+        &[
+            "dump",
+            s,
+            "--format",
+            "sql",
+            "--out",
+            o,
+            "--part-size",
+            "1000",
+        ],
+        2,
+        "part-size",
+    );
+    fails_with(
+        &[
+            "dump",
+            s,
+            "--format",
+            "sql",
+            "--out",
+            o,
+            "--budget-ms",
+            "999999999",
+        ],
+        2,
+        "budget-ms",
+    );
+    fails_with(
+        &[
+            "dump",
+            s,
+            "--format",
+            "sql",
+            "--out",
+            o,
+            "--compression",
+            "zip",
+        ],
+        2,
+        "zip",
+    );
+    fails_with(
+        &[
+            "dump",
+            s,
+            "--format",
+            "sql",
+            "--out",
+            o,
+            "--tables",
+            "texts,nope",
+        ],
+        1,
+        "unknown table \"nope\"",
+    );
+    fails_with(
+        &["dump", s, "--format", "sql", "--out", o, "--id", "../evil"],
+        1,
+        "invalid dump id",
+    );
+    fails_with(
+        &["resume", "dump_19990101-000000", "--out", o],
+        1,
+        "no dump with id",
+    );
+    fails_with(
+        &["status", "dump_19990101-000000", "--out", o],
+        1,
+        "no dump with id",
+    );
+    let bad_env = chunkdump()
+        .env("DUMP_CHUNK_SIZE", "lots")
+        .args(["dump", s, "--format", "sql", "--out", o])
+        .output()
+        .unwrap();
     assert_eq!(bad_env.status.code(), Some(1));
-    assert!(stderr_of(&bad_env).contains("DUMP_CHUNK_SIZE"), "{}", stderr_of(&bad_env));
+    assert!(
+        stderr_of(&bad_env).contains("DUMP_CHUNK_SIZE"),
+        "{}",
+        stderr_of(&bad_env)
+    );
     assert!(dump_files(Path::new(o)).is_empty());
     // An explicit id that exists is refused, not overwritten.
-    dump_ok(&src, Path::new(o), &["--format", "sql", "--id", "taken", "--tables", "texts"]);
-    fails_with(&["dump", s, "--format", "sql", "--out", o, "--id", "taken"], 1, "already exists");
+    dump_ok(
+        &src,
+        Path::new(o),
+        &["--format", "sql", "--id", "taken", "--tables", "texts"],
+    );
+    fails_with(
+        &["dump", s, "--format", "sql", "--out", o, "--id", "taken"],
+        1,
+        "already exists",
+    );
 }
 
 #[test]
@@ -98,8 +260,24 @@ fn a_schema_change_between_chunks_fails_the_dump_cleanly() {
     build_bulk_db(&src, 50_000);
     let out = dir.path().join("out");
     let child = chunkdump()
-        .args(["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", "csv", "--id", "moving"])
-        .args(["--chunk-size", "500", "--budget-ms", "0", "--breathe-ms", "50"])
+        .args([
+            "dump",
+            src.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "csv",
+            "--id",
+            "moving",
+        ])
+        .args([
+            "--chunk-size",
+            "500",
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "50",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -107,23 +285,50 @@ fn a_schema_change_between_chunks_fails_the_dump_cleanly() {
     std::thread::sleep(Duration::from_millis(400));
     let c = rusqlite::Connection::open(&src).unwrap();
     c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c.execute_batch("ALTER TABLE items ADD COLUMN extra TEXT").unwrap();
+    c.execute_batch("ALTER TABLE items ADD COLUMN extra TEXT")
+        .unwrap();
     let result = child.wait_with_output().unwrap();
     assert_eq!(result.status.code(), Some(1));
     let err = stderr_of(&result);
     assert!(err.contains("schema changed"), "{err}");
     // Not a terminal: plain text, and the failure said once, on one `error:` line.
-    assert!(!err.contains('\u{1b}'), "ANSI escapes on a non-terminal: {err:?}");
-    assert_eq!(err.lines().filter(|l| l.contains("schema changed")).count(), 1, "{err}");
-    assert!(err.lines().any(|l| l.starts_with("error: ") && l.contains("schema changed")), "{err}");
-    assert!(dump_files(&out).is_empty(), "partial dump left: {:?}", walk_names(&out));
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escapes on a non-terminal: {err:?}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.contains("schema changed")).count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: ") && l.contains("schema changed")),
+        "{err}"
+    );
+    assert!(
+        dump_files(&out).is_empty(),
+        "partial dump left: {:?}",
+        walk_names(&out)
+    );
     let staging = out.join(".chunkdump/staging/moving");
-    assert!(std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0) == 0, "staging left behind");
-    assert!(std::fs::read_dir(out.join(".chunkdump/uploads")).unwrap().count() == 0, "upload left behind");
+    assert!(
+        std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0) == 0,
+        "staging left behind"
+    );
+    assert!(
+        std::fs::read_dir(out.join(".chunkdump/uploads"))
+            .unwrap()
+            .count()
+            == 0,
+        "upload left behind"
+    );
 }
 
 fn walk_names(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().path().display().to_string()).collect()).unwrap_or_default()
+    std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path().display().to_string()).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -131,13 +336,33 @@ fn a_database_locked_by_a_writer_pauses_the_dump_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 30_000);
-    let (_, reference) = dump_ok(&src, &dir.path().join("ref"), &["--format", "sql", "--id", "l", "--breathe-ms", "0"]);
+    let (_, reference) = dump_ok(
+        &src,
+        &dir.path().join("ref"),
+        &["--format", "sql", "--id", "l", "--breathe-ms", "0"],
+    );
     // Hold an exclusive lock longer than the 5 s busy timeout while the dump runs.
     let locker = rusqlite::Connection::open(&src).unwrap();
     let out = dir.path().join("out");
     let child = chunkdump()
-        .args(["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", "sql", "--id", "l"])
-        .args(["--chunk-size", "500", "--budget-ms", "0", "--breathe-ms", "20"])
+        .args([
+            "dump",
+            src.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "sql",
+            "--id",
+            "l",
+        ])
+        .args([
+            "--chunk-size",
+            "500",
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "20",
+        ])
         .env("RUST_LOG", "chunkdump=warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -149,9 +374,21 @@ fn a_database_locked_by_a_writer_pauses_the_dump_and_loses_nothing() {
     locker.execute_batch("COMMIT").unwrap();
     let result = child.wait_with_output().unwrap();
     assert!(result.status.success(), "{}", stderr_of(&result));
-    assert!(stderr_of(&result).contains("busy"), "the busy pause should be logged: {}", stderr_of(&result));
-    let path = String::from_utf8(result.stdout).unwrap().lines().last().unwrap().to_string();
-    assert_eq!(std::fs::read(path).unwrap(), std::fs::read(reference).unwrap());
+    assert!(
+        stderr_of(&result).contains("busy"),
+        "the busy pause should be logged: {}",
+        stderr_of(&result)
+    );
+    let path = String::from_utf8(result.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        std::fs::read(reference).unwrap()
+    );
 }
 
 #[test]
@@ -162,14 +399,43 @@ fn a_write_failure_like_a_full_disk_fails_cleanly() {
     let out = dir.path().join("out");
     // Writes past 3 MB fail with EFBIG (SIGXFSZ ignored), as writes to a full disk fail.
     let result = std::process::Command::new("bash")
-        .args(["-c", r#"trap "" XFSZ; ulimit -f 3000; exec "$0" "$@""#, env!("CARGO_BIN_EXE_chunkdump")])
-        .args(["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", "sql", "--id", "full", "--breathe-ms", "0"])
+        .args([
+            "-c",
+            r#"trap "" XFSZ; ulimit -f 3000; exec "$0" "$@""#,
+            env!("CARGO_BIN_EXE_chunkdump"),
+        ])
+        .args([
+            "dump",
+            src.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "sql",
+            "--id",
+            "full",
+            "--breathe-ms",
+            "0",
+        ])
         .output()
         .unwrap();
     assert_eq!(result.status.code(), Some(1), "{}", stderr_of(&result));
-    assert!(stderr_of(&result).contains("File too large"), "{}", stderr_of(&result));
-    assert!(dump_files(&out).is_empty(), "partial dump left: {:?}", dump_files(&out));
-    assert_eq!(std::fs::read_dir(out.join(".chunkdump/uploads")).unwrap().count(), 0, "upload left behind");
+    assert!(
+        stderr_of(&result).contains("File too large"),
+        "{}",
+        stderr_of(&result)
+    );
+    assert!(
+        dump_files(&out).is_empty(),
+        "partial dump left: {:?}",
+        dump_files(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(out.join(".chunkdump/uploads"))
+            .unwrap()
+            .count(),
+        0,
+        "upload left behind"
+    );
     let s = run(&["status", "full", "--out", out.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
     assert_eq!(v["status"], "failed");

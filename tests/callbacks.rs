@@ -29,32 +29,51 @@ async fn receiver(fail_first: usize) -> (Receiver, SocketAddr, String) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let (cert_pem, key_pem) = (cert.cert.pem(), cert.key_pair.serialize_pem());
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem.clone().into_bytes(), key_pem.into_bytes()).await.unwrap();
-    let state = Receiver { got: Default::default(), fail_first: Arc::new(AtomicUsize::new(fail_first)) };
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+        cert_pem.clone().into_bytes(),
+        key_pem.into_bytes(),
+    )
+    .await
+    .unwrap();
+    let state = Receiver {
+        got: Default::default(),
+        fail_first: Arc::new(AtomicUsize::new(fail_first)),
+    };
     let app = axum::Router::new()
         .route(
             "/hook",
-            axum::routing::post(|axum::extract::State(r): axum::extract::State<Receiver>, headers: HeaderMap, body: axum::body::Bytes| async move {
-                r.got.lock().unwrap().push((headers, body.to_vec()));
-                let failing = r.fail_first.load(Ordering::SeqCst) > 0;
-                if failing {
-                    r.fail_first.fetch_sub(1, Ordering::SeqCst);
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    StatusCode::NO_CONTENT
-                }
-            }),
+            axum::routing::post(
+                |axum::extract::State(r): axum::extract::State<Receiver>,
+                 headers: HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    r.got.lock().unwrap().push((headers, body.to_vec()));
+                    let failing = r.fail_first.load(Ordering::SeqCst) > 0;
+                    if failing {
+                        r.fail_first.fetch_sub(1, Ordering::SeqCst);
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::NO_CONTENT
+                    }
+                },
+            ),
         )
         .with_state(state.clone());
     let handle = axum_server::Handle::new();
-    let server = axum_server::bind_rustls("127.0.0.1:0".parse().unwrap(), config).handle(handle.clone());
+    let server =
+        axum_server::bind_rustls("127.0.0.1:0".parse().unwrap(), config).handle(handle.clone());
     tokio::spawn(async move { server.serve(app.into_make_service()).await.unwrap() });
     let addr = handle.listening().await.unwrap();
     (state, addr, cert_pem)
 }
 
 fn notifier(ca_pem: &str) -> Notifier {
-    let mut n = Notifier::new(SECRET, vec!["localhost".into()], Some("https://dumps.example.com".into()), Some(ca_pem.as_bytes())).unwrap();
+    let mut n = Notifier::new(
+        SECRET,
+        vec!["localhost".into()],
+        Some("https://dumps.example.com".into()),
+        Some(ca_pem.as_bytes()),
+    )
+    .unwrap();
     n.retry_delays = vec![Duration::from_millis(50); 3];
     n
 }
@@ -62,11 +81,21 @@ fn notifier(ca_pem: &str) -> Notifier {
 async fn wait_callback(server: &Server, id: &str) -> Value {
     let started = Instant::now();
     loop {
-        let (_, v) = server.json(reqwest::Method::GET, &format!("/export/dump/status/{id}"), Some(ADMIN), None).await;
+        let (_, v) = server
+            .json(
+                reqwest::Method::GET,
+                &format!("/export/dump/status/{id}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
         if v["callback"]["status"] != "pending" && !v["callback"].is_null() {
             return v;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "callback never finished: {v}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "callback never finished: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -78,7 +107,11 @@ fn verify(headers: &HeaderMap, body: &[u8]) {
     mac.update(format!("{ts}.").as_bytes());
     mac.update(body);
     let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    assert_eq!(headers["x-chunkdump-signature"].to_str().unwrap(), want, "bad signature");
+    assert_eq!(
+        headers["x-chunkdump-signature"].to_str().unwrap(),
+        want,
+        "bad signature"
+    );
     assert_eq!(headers["content-type"], "application/json");
 }
 
@@ -88,13 +121,24 @@ async fn completion_callback_is_signed_retried_and_recorded() {
     let src = dir.path().join("edge.db");
     build_edge_db(&src);
     let (rx, addr, ca) = receiver(1).await;
-    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, Some(notifier(&ca))).await;
+    let server = start_server(
+        &src,
+        Duration::from_secs(25),
+        Duration::ZERO,
+        Some(notifier(&ca)),
+    )
+    .await;
     let url = format!("https://localhost:{}/hook", addr.port());
-    let id = server.start(json!({"format": "sql", "callbackUrl": url})).await;
+    let id = server
+        .start(json!({"format": "sql", "callbackUrl": url}))
+        .await;
     let done = wait_callback(&server, &id).await;
     assert_eq!(done["status"], "completed");
     assert_eq!(done["callback"]["status"], "delivered", "{done}");
-    assert_eq!(done["callback"]["attempts"], 2, "the first attempt got a 500 and was retried");
+    assert_eq!(
+        done["callback"]["attempts"], 2,
+        "the first attempt got a 500 and was retried"
+    );
     let got = rx.got.lock().unwrap().clone();
     assert_eq!(got.len(), 2);
     let (headers, body) = &got[1];
@@ -103,7 +147,10 @@ async fn completion_callback_is_signed_retried_and_recorded() {
     assert_eq!(v["status"], "completed");
     assert_eq!(v["dumpId"], id.as_str());
     assert_eq!(v["format"], "sql");
-    assert_eq!(v["downloadUrl"], format!("https://dumps.example.com/export/dump/download/{id}.sql"));
+    assert_eq!(
+        v["downloadUrl"],
+        format!("https://dumps.example.com/export/dump/download/{id}.sql")
+    );
     assert_eq!(v["size"], done["bytesWritten"]);
     assert!(v["completedAt"].as_str().unwrap().ends_with('Z'));
 }
@@ -114,7 +161,13 @@ async fn failure_callback_carries_the_error() {
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 50_000);
     let (rx, addr, ca) = receiver(0).await;
-    let server = start_server(&src, Duration::ZERO, Duration::from_millis(200), Some(notifier(&ca))).await;
+    let server = start_server(
+        &src,
+        Duration::ZERO,
+        Duration::from_millis(200),
+        Some(notifier(&ca)),
+    )
+    .await;
     let id = server.start(json!({"format": "sql", "chunkSize": 100, "callbackUrl": format!("https://localhost:{}/hook", addr.port())})).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     std::fs::remove_file(&src).unwrap(); // the next chunk cannot open the database
@@ -127,7 +180,13 @@ async fn failure_callback_carries_the_error() {
     let v: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(v["status"], "failed");
     assert!(v["downloadUrl"].is_null());
-    assert!(v["error"]["message"].as_str().unwrap().contains("cannot open"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot open"),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -136,7 +195,13 @@ async fn internal_and_insecure_callback_targets_are_refused() {
     let src = dir.path().join("edge.db");
     build_edge_db(&src);
     let (rx, addr, ca) = receiver(0).await;
-    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, Some(notifier(&ca))).await;
+    let server = start_server(
+        &src,
+        Duration::from_secs(25),
+        Duration::ZERO,
+        Some(notifier(&ca)),
+    )
+    .await;
     let port = addr.port();
     let targets = [
         format!("http://localhost:{port}/hook"),
@@ -152,18 +217,36 @@ async fn internal_and_insecure_callback_targets_are_refused() {
         "ftp://example.com/x".to_string(),
     ];
     for target in &targets {
-        let (status, v) = server.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(json!({"format": "sql", "callbackUrl": target}))).await;
+        let (status, v) = server
+            .json(
+                reqwest::Method::POST,
+                "/export/dump",
+                Some(ADMIN),
+                Some(json!({"format": "sql", "callbackUrl": target})),
+            )
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{target} -> {v}");
         assert_eq!(v["error"]["field"], "callbackUrl", "{target}");
     }
-    assert!(rx.got.lock().unwrap().is_empty(), "nothing may be sent to refused targets");
+    assert!(
+        rx.got.lock().unwrap().is_empty(),
+        "nothing may be sent to refused targets"
+    );
     // A server without a signing secret refuses callbacks instead of ignoring them.
     let plain = start_server(&src, Duration::from_secs(25), Duration::ZERO, None).await;
     let (status, v) = plain
-        .json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(json!({"format": "sql", "callbackUrl": format!("https://localhost:{port}/hook")})))
+        .json(
+            reqwest::Method::POST,
+            "/export/dump",
+            Some(ADMIN),
+            Some(json!({"format": "sql", "callbackUrl": format!("https://localhost:{port}/hook")})),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(v["error"]["message"].as_str().unwrap().contains("CHUNKDUMP_CALLBACK_SECRET"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("CHUNKDUMP_CALLBACK_SECRET"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -175,13 +258,25 @@ async fn warnings_reach_the_status_and_the_callback() {
         .execute_batch("CREATE TABLE ok(a); INSERT INTO ok VALUES (1); CREATE TABLE hidden(rowid, oid, _rowid_); INSERT INTO hidden VALUES (1, 2, 3);")
         .unwrap();
     let (rx, addr, ca) = receiver(0).await;
-    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, Some(notifier(&ca))).await;
+    let server = start_server(
+        &src,
+        Duration::from_secs(25),
+        Duration::ZERO,
+        Some(notifier(&ca)),
+    )
+    .await;
     let id = server.start(json!({"format": "sql", "callbackUrl": format!("https://localhost:{}/hook", addr.port())})).await;
     let done = wait_callback(&server, &id).await;
-    assert_eq!(done["status"], "completed", "one table's corner case does not fail the dump: {done}");
+    assert_eq!(
+        done["status"], "completed",
+        "one table's corner case does not fail the dump: {done}"
+    );
     let warnings = done["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1, "{done}");
-    assert!(warnings[0].as_str().unwrap().contains("\"hidden\""), "the warning names the table: {done}");
+    assert!(
+        warnings[0].as_str().unwrap().contains("\"hidden\""),
+        "the warning names the table: {done}"
+    );
     let got = rx.got.lock().unwrap().clone();
     let v: Value = serde_json::from_slice(&got.last().unwrap().1).unwrap();
     assert_eq!(v["warnings"], done["warnings"]);

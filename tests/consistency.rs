@@ -70,17 +70,35 @@ fn status(out: &Path, id: &str) -> serde_json::Value {
 }
 
 fn many_chunks() -> Vec<&'static str> {
-    vec!["--format", "sql", "--chunk-size", "500", "--budget-ms", "0", "--breathe-ms", "5"]
+    vec![
+        "--format",
+        "sql",
+        "--chunk-size",
+        "500",
+        "--budget-ms",
+        "0",
+        "--breathe-ms",
+        "5",
+    ]
 }
 
 /// Dumps `src` in many chunks (plus `extra` flags) while the writer runs; returns the
 /// dump's output, the output directory and the writer's (commits, failures).
-fn dump_while_writing(dir: &Path, src: &Path, extra: &[&str]) -> (std::process::Output, std::path::PathBuf, (u64, u64)) {
+fn dump_while_writing(
+    dir: &Path,
+    src: &Path,
+    extra: &[&str],
+) -> (std::process::Output, std::path::PathBuf, (u64, u64)) {
     let stop = Arc::new(AtomicBool::new(false));
     let w = writer(src, stop.clone());
     std::thread::sleep(Duration::from_millis(50));
     let out = dir.join("out");
-    let mut args = vec!["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let mut args = vec![
+        "dump",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     args.extend(many_chunks());
     let o = run(&args);
@@ -99,13 +117,30 @@ fn a_live_dump_says_when_the_database_changed_under_it() {
         let src = dir.path().join("live.db");
         build(&src, journal);
         let (o, out, (_, failures)) = dump_while_writing(dir.path(), &src, &[]);
-        assert_eq!(failures, 0, "{journal}: a live dump never makes a writer fail");
-        let id = String::from_utf8_lossy(&o.stdout).lines().next().unwrap().to_string();
+        assert_eq!(
+            failures, 0,
+            "{journal}: a live dump never makes a writer fail"
+        );
+        let id = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
         let s = status(&out, &id);
-        assert_eq!(s["consistency"]["changedDuringDump"], true, "{journal}: {s}");
+        assert_eq!(
+            s["consistency"]["changedDuringDump"], true,
+            "{journal}: {s}"
+        );
         assert_eq!(s["consistency"]["snapshot"], false);
         let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(stderr.lines().filter(|l| l.contains("not a point-in-time copy")).count(), 1, "{stderr}");
+        assert_eq!(
+            stderr
+                .lines()
+                .filter(|l| l.contains("not a point-in-time copy"))
+                .count(),
+            1,
+            "{stderr}"
+        );
     }
 }
 
@@ -116,18 +151,34 @@ fn a_dump_of_a_database_nobody_writes_reports_no_change() {
         let src = dir.path().join("still.db");
         build(&src, journal);
         let out = dir.path().join("out");
-        let mut args = vec!["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        let mut args = vec![
+            "dump",
+            src.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
         args.extend(many_chunks());
         let o = run(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let id = String::from_utf8_lossy(&o.stdout).lines().next().unwrap().to_string();
+        let id = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
         let s = status(&out, &id);
         assert!(s["chunks"].as_u64().unwrap() > 10, "many chunks: {s}");
-        assert_eq!(s["consistency"]["changedDuringDump"], false, "{journal}: {s}");
-        let sql = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).lines().last().unwrap());
+        assert_eq!(
+            s["consistency"]["changedDuringDump"], false,
+            "{journal}: {s}"
+        );
+        let sql =
+            std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).lines().last().unwrap());
         let back = dir.path().join("back.db");
         load_with_shell(&sql, &back);
-        let sum: i64 = Connection::open(&back).unwrap().query_row("SELECT sum(balance) FROM accounts", [], |r| r.get(0)).unwrap();
+        let sum: i64 = Connection::open(&back)
+            .unwrap()
+            .query_row("SELECT sum(balance) FROM accounts", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(sum, TOTAL);
     }
 }
@@ -139,23 +190,36 @@ fn a_snapshot_dump_is_a_point_in_time_copy_while_writers_keep_writing() {
         let src = dir.path().join("live.db");
         build(&src, journal);
         let (o, out, (_, failures)) = dump_while_writing(dir.path(), &src, &["--snapshot"]);
-        assert_eq!(failures, 0, "{journal}: the writer never fails during a snapshot dump");
+        assert_eq!(
+            failures, 0,
+            "{journal}: the writer never fails during a snapshot dump"
+        );
         let stdout = String::from_utf8_lossy(&o.stdout).to_string();
         let id = stdout.lines().next().unwrap().to_string();
         let s = status(&out, &id);
         assert!(s["chunks"].as_u64().unwrap() > 10, "many chunks: {s}");
-        assert_eq!(s["consistency"], serde_json::json!({"snapshot": true, "changedDuringDump": false}), "{journal}: {s}");
+        assert_eq!(
+            s["consistency"],
+            serde_json::json!({"snapshot": true, "changedDuringDump": false}),
+            "{journal}: {s}"
+        );
         // Loads with zero errors (no row twice), and the invariants hold.
         let sql = std::path::PathBuf::from(stdout.lines().last().unwrap());
         let back = dir.path().join("back.db");
         load_with_shell(&sql, &back);
         let c = Connection::open(&back).unwrap();
-        let sum: i64 = c.query_row("SELECT sum(balance) FROM accounts", [], |r| r.get(0)).unwrap();
+        let sum: i64 = c
+            .query_row("SELECT sum(balance) FROM accounts", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(sum, TOTAL, "{journal}: money was created or lost");
-        let n: i64 = c.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0)).unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, SESSIONS);
         // The copy is gone once the dump completed.
-        let left = std::fs::read_dir(out.join(".chunkdump/snapshots")).map(|d| d.count()).unwrap_or(0);
+        let left = std::fs::read_dir(out.join(".chunkdump/snapshots"))
+            .map(|d| d.count())
+            .unwrap_or(0);
         assert_eq!(left, 0, "snapshot copy left behind");
     }
 }
@@ -166,15 +230,34 @@ fn a_rollback_snapshot_that_would_block_writers_too_long_fails_cleanly() {
     let src = dir.path().join("big.db");
     build(&src, "delete");
     let out = dir.path().join("out");
-    let o = run(&["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--snapshot", "--snapshot-max-block-ms", "1", "--format", "sql"]);
+    let o = run(&[
+        "dump",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--snapshot",
+        "--snapshot-max-block-ms",
+        "1",
+        "--format",
+        "sql",
+    ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("snapshotMaxBlockMs=1") && stderr.contains("WAL"), "the error says why and what to do: {stderr}");
-    let id = String::from_utf8_lossy(&o.stdout).lines().next().unwrap().to_string();
+    assert!(
+        stderr.contains("snapshotMaxBlockMs=1") && stderr.contains("WAL"),
+        "the error says why and what to do: {stderr}"
+    );
+    let id = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
     let s = status(&out, &id);
     assert_eq!(s["status"], "failed");
     assert_eq!(s["error"]["code"], "snapshot_too_slow");
-    let left = std::fs::read_dir(out.join(".chunkdump/snapshots")).map(|d| d.count()).unwrap_or(0);
+    let left = std::fs::read_dir(out.join(".chunkdump/snapshots"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(left, 0, "nothing left behind");
     assert!(!out.join(format!("{id}.sql")).exists());
 }

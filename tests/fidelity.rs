@@ -30,13 +30,23 @@ fn check_everywhere(src: &Path, work: &Path) -> String {
     assert!(sql.is_file(), "the printed path {} exists", sql.display());
     assert_restores_everywhere(src, &sql, work);
     for format in ["csv", "json"] {
-        let (_, path) = dump_ok(src, &work.join(format!("out-{format}")), &[&["--format", format][..], &many_chunks()].concat());
-        assert!(path.exists(), "{format}: the printed path {} exists", path.display());
+        let (_, path) = dump_ok(
+            src,
+            &work.join(format!("out-{format}")),
+            &[&["--format", format][..], &many_chunks()].concat(),
+        );
+        assert!(
+            path.exists(),
+            "{format}: the printed path {} exists",
+            path.display()
+        );
         let rows = parsed_rows(format, &path);
         let c = Connection::open(src).unwrap();
         for (table, n) in rows {
             let q = format!("\"{}\"", table.replace('"', "\"\""));
-            let want: i64 = c.query_row(&format!("SELECT count(*) FROM {q}"), [], |r| r.get(0)).unwrap();
+            let want: i64 = c
+                .query_row(&format!("SELECT count(*) FROM {q}"), [], |r| r.get(0))
+                .unwrap();
             assert_eq!(n as i64, want, "{format}: rows of {table:?}");
         }
     }
@@ -48,7 +58,12 @@ fn parsed_rows(format: &str, path: &Path) -> Vec<(String, usize)> {
     if format == "json" {
         let text = std::fs::read_to_string(path).unwrap();
         let doc: serde_json::Value = serde_json::from_str(&text).expect("strict JSON");
-        return doc["tables"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_array().unwrap().len())).collect();
+        return doc["tables"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_array().unwrap().len()))
+            .collect();
     }
     let mut out = Vec::new();
     for e in std::fs::read_dir(path).unwrap() {
@@ -58,11 +73,26 @@ fn parsed_rows(format: &str, path: &Path) -> Vec<(String, usize)> {
         }
         let bytes = std::fs::read(&p).unwrap();
         std::str::from_utf8(&bytes).expect("CSV is UTF-8");
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(&bytes[..]);
-        let n = reader.records().filter(|r| r.as_ref().map(|_| true).expect("strict CSV")).count();
-        let stem = p.file_name().unwrap().to_str().unwrap().trim_end_matches(".csv").to_string();
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_reader(&bytes[..]);
+        let n = reader
+            .records()
+            .filter(|r| r.as_ref().map(|_| true).expect("strict CSV"))
+            .count();
+        let stem = p
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches(".csv")
+            .to_string();
         // safe_file_name writes the empty name as %00.
-        let name = if stem == "%00" { String::new() } else { percent_decode(&stem) };
+        let name = if stem == "%00" {
+            String::new()
+        } else {
+            percent_decode(&stem)
+        };
         out.push((name, n));
     }
     out
@@ -86,7 +116,11 @@ fn percent_decode(s: &str) -> String {
 
 /// The id of the one dump under `out`.
 fn dump_id(out: std::path::PathBuf) -> String {
-    std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).find_map(|n| n.strip_suffix(".sql").map(String::from)).unwrap()
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find_map(|n| n.strip_suffix(".sql").map(String::from))
+        .unwrap()
 }
 
 fn db(work: &Path, name: &str, sql: &str) -> std::path::PathBuf {
@@ -116,7 +150,9 @@ fn utf16_databases_keep_their_text_and_encoding() {
         let c = Connection::open(&back).unwrap();
         let got: String = c.query_row("PRAGMA encoding", [], |r| r.get(0)).unwrap();
         assert_eq!(got, enc);
-        let s: String = c.query_row("SELECT s FROM t WHERE id = 2", [], |r| r.get(0)).unwrap();
+        let s: String = c
+            .query_row("SELECT s FROM t WHERE id = 2", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(s, "emoji 😀 עברית");
     }
 }
@@ -157,28 +193,81 @@ fn fts_tables_keep_their_rows_by_what_the_module_really_does() {
     for loader in loaders() {
         let back = work.path().join(format!("restored-{}.db", loader.name));
         let c = Connection::open(&back).unwrap();
-        let q = |sql: &str| -> Vec<i64> { c.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect() };
-        assert_eq!(q("SELECT docid FROM f3 WHERE f3 MATCH 'searchable'"), [5], "{}", loader.name);
-        assert_eq!(q("SELECT docid FROM f4ext WHERE f4ext MATCH 'banana'"), [4], "{}", loader.name);
-        assert_eq!(q("SELECT docid FROM f4none WHERE f4none MATCH 'contentless'"), [12], "{}", loader.name);
-        assert_eq!(q("SELECT rowid FROM f5ext WHERE f5ext MATCH 'apple'"), [1], "{}", loader.name);
-        assert_eq!(q("SELECT rowid FROM f5none WHERE f5none MATCH 'contentless OR lost'"), [7, 11], "{}", loader.name);
-        assert_eq!(q("SELECT rowid FROM f5trigram WHERE f5trigram MATCH 'tring'"), [3], "{}", loader.name);
+        let q = |sql: &str| -> Vec<i64> {
+            c.prepare(sql)
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        assert_eq!(
+            q("SELECT docid FROM f3 WHERE f3 MATCH 'searchable'"),
+            [5],
+            "{}",
+            loader.name
+        );
+        assert_eq!(
+            q("SELECT docid FROM f4ext WHERE f4ext MATCH 'banana'"),
+            [4],
+            "{}",
+            loader.name
+        );
+        assert_eq!(
+            q("SELECT docid FROM f4none WHERE f4none MATCH 'contentless'"),
+            [12],
+            "{}",
+            loader.name
+        );
+        assert_eq!(
+            q("SELECT rowid FROM f5ext WHERE f5ext MATCH 'apple'"),
+            [1],
+            "{}",
+            loader.name
+        );
+        assert_eq!(
+            q("SELECT rowid FROM f5none WHERE f5none MATCH 'contentless OR lost'"),
+            [7, 11],
+            "{}",
+            loader.name
+        );
+        assert_eq!(
+            q("SELECT rowid FROM f5trigram WHERE f5trigram MATCH 'tring'"),
+            [3],
+            "{}",
+            loader.name
+        );
     }
 }
 
 #[test]
 fn odd_names_and_affinities_round_trip() {
     let work = tempfile::tempdir().unwrap();
-    let names = ["", "a\"b", "[br]", "new\nline", "a/b\\c", "dot.ted", "100%", "😀", "select", "'q'", " sp "];
+    let names = [
+        "",
+        "a\"b",
+        "[br]",
+        "new\nline",
+        "a/b\\c",
+        "dot.ted",
+        "100%",
+        "😀",
+        "select",
+        "'q'",
+        " sp ",
+    ];
     let mut sql = String::new();
     for (i, n) in names.iter().enumerate() {
         let q = format!("\"{}\"", n.replace('"', "\"\""));
-        sql.push_str(&format!("CREATE TABLE {q}({q} TEXT, \"c{i}\" REAL, x NUMERIC, y BLOB, z INTEGER);\n"));
+        sql.push_str(&format!(
+            "CREATE TABLE {q}({q} TEXT, \"c{i}\" REAL, x NUMERIC, y BLOB, z INTEGER);\n"
+        ));
         sql.push_str(&format!(
             "INSERT INTO {q} VALUES ('t', 1.5, '12', x'00', 3), (4, '4.0', 2.5, 'txt', 'abc'), (NULL, -26.819604, 1e308, 0.1, 9007199254740993);\n"
         ));
-        sql.push_str(&format!("CREATE INDEX \"i {i}\" ON {q}({q} COLLATE NOCASE DESC);\n"));
+        sql.push_str(&format!(
+            "CREATE INDEX \"i {i}\" ON {q}({q} COLLATE NOCASE DESC);\n"
+        ));
     }
     sql.push_str("CREATE TABLE k(a TEXT COLLATE NOCASE, b TEXT COLLATE RTRIM, c, PRIMARY KEY(a DESC, b COLLATE BINARY)) WITHOUT ROWID;\n");
     sql.push_str("INSERT INTO k VALUES ('A', 'x ', 1), ('b', 'x', 2), ('B2', 'x  ', 3);\n");
@@ -199,11 +288,27 @@ fn a_table_whose_rowid_has_no_name_is_dumped_with_a_warning() {
          INSERT INTO hidden VALUES ('r', 1, 1.5, 'x'), ('s', 2, 2.5, 'y'), ('t', 3, NULL, NULL);",
     );
     let stderr = check_everywhere(&src, work.path());
-    assert!(stderr.lines().any(|l| l.starts_with("warning: ") && l.contains("\"hidden\"")), "a warning names the table: {stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("warning: ") && l.contains("\"hidden\"")),
+        "a warning names the table: {stderr}"
+    );
     // `chunkdump status` lists it too.
-    let o = run(&["status", "--out", work.path().join("out-sql").to_str().unwrap(), &dump_id(work.path().join("out-sql"))]);
+    let o = run(&[
+        "status",
+        "--out",
+        work.path().join("out-sql").to_str().unwrap(),
+        &dump_id(work.path().join("out-sql")),
+    ]);
     let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(status["warnings"][0].as_str().unwrap().contains("\"hidden\""), "{status}");
+    assert!(
+        status["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("\"hidden\""),
+        "{status}"
+    );
 }
 
 #[test]
@@ -232,8 +337,17 @@ fn empty_databases_give_dumps_that_exist() {
     let no_tables = db(work.path(), "none.db", "PRAGMA user_version = 7;");
     for src in [zero, no_tables] {
         for format in ["sql", "csv", "json"] {
-            let (_, path) = dump_ok(&src, &work.path().join(format!("out-{format}")), &["--format", format]);
-            assert!(path.exists(), "{format} of {}: printed {} which does not exist", src.display(), path.display());
+            let (_, path) = dump_ok(
+                &src,
+                &work.path().join(format!("out-{format}")),
+                &["--format", format],
+            );
+            assert!(
+                path.exists(),
+                "{format} of {}: printed {} which does not exist",
+                src.display(),
+                path.display()
+            );
         }
     }
 }
@@ -250,7 +364,13 @@ fn wal_databases_with_commits_still_in_the_wal_are_dumped_whole() {
              INSERT INTO t(v) VALUES (0.1), (-26.819604), (19.99);",
         )
         .unwrap();
-    assert!(std::fs::metadata(work.path().join("wal.db-wal")).unwrap().len() > 0, "commits are in the WAL");
+    assert!(
+        std::fs::metadata(work.path().join("wal.db-wal"))
+            .unwrap()
+            .len()
+            > 0,
+        "commits are in the WAL"
+    );
     let (_, sql) = dump_ok(&src, &work.path().join("out"), &["--format", "sql"]);
     let text = std::fs::read_to_string(&sql).unwrap();
     assert_eq!(text.matches("INSERT INTO \"t\"").count(), 3, "{text}");
@@ -266,16 +386,21 @@ fn reals_drawn_like_real_data_restore_bit_exactly_everywhere() {
     let mut rng = fastrand::Rng::with_seed(2026);
     let tx = c.unchecked_transaction().unwrap();
     {
-        let mut ins = tx.prepare("INSERT INTO r(lat, lon, price, measured, bits) VALUES (?1, ?2, ?3, ?4, ?5)").unwrap();
+        let mut ins = tx
+            .prepare("INSERT INTO r(lat, lon, price, measured, bits) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .unwrap();
         for _ in 0..20_000 {
             let lat = rng.i64(-90_000_000..=90_000_000) as f64 / 1e6;
             let lon = rng.i64(-180_000_000..=180_000_000) as f64 / 1e6;
             let price = rng.i64(0..10_000_000) as f64 / 100.0;
             let digits = rng.u32(1..=17);
-            let measured: f64 = format!("{}e{}", rng.u64(..10u64.pow(digits)), rng.i32(-320..300)).parse().unwrap();
+            let measured: f64 = format!("{}e{}", rng.u64(..10u64.pow(digits)), rng.i32(-320..300))
+                .parse()
+                .unwrap();
             let bits = f64::from_bits(rng.u64(..));
             let bits = if bits.is_nan() { 0.5 } else { bits };
-            ins.execute(rusqlite::params![lat, lon, price, measured, bits]).unwrap();
+            ins.execute(rusqlite::params![lat, lon, price, measured, bits])
+                .unwrap();
         }
     }
     tx.commit().unwrap();
@@ -288,18 +413,47 @@ fn reals_drawn_like_real_data_restore_bit_exactly_everywhere() {
 fn nul_text_in_numeric_columns_is_warned_and_older_loaders_keep_it() {
     let work = tempfile::tempdir().unwrap();
     let src = db(work.path(), "nul.db", "CREATE TABLE n(id INTEGER PRIMARY KEY, amount NUMERIC, note TEXT); INSERT INTO n(amount, note) VALUES (CAST(X'3800280a' AS TEXT), CAST(X'3800' AS TEXT)), (5, 'x');");
-    let o = run(&["dump", src.to_str().unwrap(), "--out", work.path().join("out").to_str().unwrap(), "--format", "sql", "--breathe-ms", "0"]);
+    let o = run(&[
+        "dump",
+        src.to_str().unwrap(),
+        "--out",
+        work.path().join("out").to_str().unwrap(),
+        "--format",
+        "sql",
+        "--breathe-ms",
+        "0",
+    ]);
     assert!(o.status.success());
     let stderr = String::from_utf8_lossy(&o.stderr);
-    let warned: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
-    assert_eq!(warned.len(), 1, "one warning, for the numeric column only: {stderr}");
-    assert!(warned[0].contains("\"n\"") && warned[0].contains("\"amount\""), "{stderr}");
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(
+        warned.len(),
+        1,
+        "one warning, for the numeric column only: {stderr}"
+    );
+    assert!(
+        warned[0].contains("\"n\"") && warned[0].contains("\"amount\""),
+        "{stderr}"
+    );
     let sql = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).lines().last().unwrap());
     for loader in loaders() {
         let back = work.path().join(format!("{}.db", loader.name));
         loader.load(&sql, &back).unwrap();
-        let kind: String = Connection::open(&back).unwrap().query_row("SELECT typeof(amount) FROM n WHERE id = 1", [], |r| r.get(0)).unwrap();
+        let kind: String = Connection::open(&back)
+            .unwrap()
+            .query_row("SELECT typeof(amount) FROM n WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
         let converts = loader.name.contains("3.54");
-        assert_eq!(kind, if converts { "integer" } else { "text" }, "{}: the warning's claim", loader.name);
+        assert_eq!(
+            kind,
+            if converts { "integer" } else { "text" },
+            "{}: the warning's claim",
+            loader.name
+        );
     }
 }

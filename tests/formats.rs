@@ -12,11 +12,16 @@ fn csv_expected(v: ValueRef<'_>) -> Option<String> {
     match v {
         ValueRef::Null => None,
         ValueRef::Integer(i) => Some(i.to_string()),
-        ValueRef::Real(f) if f.is_infinite() => Some(if f > 0.0 { "Infinity" } else { "-Infinity" }.into()),
+        ValueRef::Real(f) if f.is_infinite() => {
+            Some(if f > 0.0 { "Infinity" } else { "-Infinity" }.into())
+        }
         // Any text that parses back to the same bits and reads as a REAL; normalised here.
         ValueRef::Real(f) => Some(format!("real:{:x}", f.to_bits())),
         ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Some(format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())),
+        ValueRef::Blob(b) => Some(format!(
+            "\\x{}",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        )),
     }
 }
 
@@ -25,8 +30,25 @@ fn csv_is_strict_rfc4180_and_lossless_where_csv_allows() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("edge.db");
     build_edge_db(&src);
-    let (id, out) = dump_ok(&src, &dir.path().join("out"), &["--format", "csv", "--chunk-size", "2", "--budget-ms", "0", "--breathe-ms", "0"]);
-    assert_eq!(out.file_name().unwrap().to_str().unwrap(), id, "CSV dumps are a directory named after the id");
+    let (id, out) = dump_ok(
+        &src,
+        &dir.path().join("out"),
+        &[
+            "--format",
+            "csv",
+            "--chunk-size",
+            "2",
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "0",
+        ],
+    );
+    assert_eq!(
+        out.file_name().unwrap().to_str().unwrap(),
+        id,
+        "CSV dumps are a directory named after the id"
+    );
     let conn = Connection::open(&src).unwrap();
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM pragma_table_list WHERE schema='main' AND type IN ('table','virtual') AND name NOT LIKE 'sqlite_%'")
@@ -35,27 +57,53 @@ fn csv_is_strict_rfc4180_and_lossless_where_csv_allows() {
         .unwrap()
         .map(|r| r.unwrap())
         .collect();
-    let mut files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     files.sort();
-    let mut expected_files: Vec<String> = tables.iter().map(|t| format!("{}.csv", chunkdump::engine::plan::safe_file_name(t))).collect();
+    let mut expected_files: Vec<String> = tables
+        .iter()
+        .map(|t| format!("{}.csv", chunkdump::engine::plan::safe_file_name(t)))
+        .collect();
     expected_files.push("manifest.json".into());
     expected_files.sort();
-    assert_eq!(files, expected_files, "one file per user-visible table, no shadow tables, and the manifest");
+    assert_eq!(
+        files, expected_files,
+        "one file per user-visible table, no shadow tables, and the manifest"
+    );
     assert!(files.contains(&"weird%20%22name%22%20%2F%20with%2C%20chars.csv".to_string()));
 
     for table in &tables {
-        let path = out.join(format!("{}.csv", chunkdump::engine::plan::safe_file_name(table)));
+        let path = out.join(format!(
+            "{}.csv",
+            chunkdump::engine::plan::safe_file_name(table)
+        ));
         let bytes = std::fs::read(&path).unwrap();
-        assert!(std::str::from_utf8(&bytes).is_ok(), "{table}: CSV must be UTF-8");
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(&bytes[..]);
+        assert!(
+            std::str::from_utf8(&bytes).is_ok(),
+            "{table}: CSV must be UTF-8"
+        );
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(&bytes[..]);
         let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
         let q = format!("\"{}\"", table.replace('"', "\"\""));
-        let mut stmt = conn.prepare(&format!("SELECT * FROM {q} ORDER BY rowid")).or_else(|_| conn.prepare(&format!("SELECT * FROM {q}"))).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {q} ORDER BY rowid"))
+            .or_else(|_| conn.prepare(&format!("SELECT * FROM {q}")))
+            .unwrap();
         let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         assert_eq!(header, names, "{table}: header");
         let n = names.len();
-        let want: Vec<Vec<Option<String>>> =
-            stmt.query_map([], |r| (0..n).map(|i| Ok(csv_expected(r.get_ref(i)?))).collect()).unwrap().map(|r| r.unwrap()).collect();
+        let want: Vec<Vec<Option<String>>> = stmt
+            .query_map([], |r| {
+                (0..n).map(|i| Ok(csv_expected(r.get_ref(i)?))).collect()
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
         let mut got = Vec::new();
         for rec in reader.byte_records() {
             let rec = rec.unwrap();
@@ -70,7 +118,11 @@ fn csv_is_strict_rfc4180_and_lossless_where_csv_allows() {
             for f in rec.iter() {
                 let quoted = raw_line[offset..].first() == Some(&b'"');
                 let value = String::from_utf8(f.to_vec()).unwrap();
-                fields.push(if value.is_empty() && !quoted { None } else { Some(normalise_real(value)) });
+                fields.push(if value.is_empty() && !quoted {
+                    None
+                } else {
+                    Some(normalise_real(value))
+                });
                 offset += raw_field_len(&raw_line[offset..]) + 1;
             }
             got.push(fields);
@@ -90,7 +142,8 @@ fn csv_is_strict_rfc4180_and_lossless_where_csv_allows() {
 /// Maps a field that is a finite REAL rendering (has `.` or an exponent and parses) to
 /// the same `real:<bits>` form as the expectation.
 fn normalise_real(field: String) -> String {
-    let looks_real = field.contains(['.', 'e']) && !field.contains(|c: char| c.is_alphabetic() && c != 'e');
+    let looks_real =
+        field.contains(['.', 'e']) && !field.contains(|c: char| c.is_alphabetic() && c != 'e');
     match field.parse::<f64>() {
         Ok(f) if looks_real => format!("real:{:x}", f.to_bits()),
         _ => field,
@@ -100,7 +153,10 @@ fn normalise_real(field: String) -> String {
 /// Length of the raw (possibly quoted) CSV field at the start of `s`.
 fn raw_field_len(s: &[u8]) -> usize {
     if s.first() != Some(&b'"') {
-        return s.iter().position(|&b| b == b',' || b == b'\r' || b == b'\n').unwrap_or(s.len());
+        return s
+            .iter()
+            .position(|&b| b == b',' || b == b'\r' || b == b'\n')
+            .unwrap_or(s.len());
     }
     let mut i = 1;
     while i < s.len() {
@@ -138,18 +194,40 @@ fn json_is_one_strict_document_with_exact_values() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("edge.db");
     build_edge_db(&src);
-    let (_, out) = dump_ok(&src, &dir.path().join("out"), &["--format", "json", "--chunk-size", "2", "--budget-ms", "0", "--breathe-ms", "0"]);
+    let (_, out) = dump_ok(
+        &src,
+        &dir.path().join("out"),
+        &[
+            "--format",
+            "json",
+            "--chunk-size",
+            "2",
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "0",
+        ],
+    );
     let text = std::fs::read_to_string(&out).unwrap();
-    assert!(!text.contains("NaN") && !text.contains("Infinity,"), "no non-standard tokens");
+    assert!(
+        !text.contains("NaN") && !text.contains("Infinity,"),
+        "no non-standard tokens"
+    );
     // serde_json is strict (no NaN/Infinity tokens, no trailing commas); arbitrary_precision
     // is off, so compare integers through the raw text as well.
     let doc: serde_json::Value = serde_json::from_str(&text).expect("strictly valid JSON");
-    assert!(text.contains("-9223372036854775808") && text.contains("9223372036854775807"), "int64 extremes written exactly");
+    assert!(
+        text.contains("-9223372036854775808") && text.contains("9223372036854775807"),
+        "int64 extremes written exactly"
+    );
     let tables = doc["tables"].as_object().expect("tables member");
     let conn = Connection::open(&src).unwrap();
     for (name, rows) in tables {
         let q = format!("\"{}\"", name.replace('"', "\"\""));
-        let mut stmt = conn.prepare(&format!("SELECT * FROM {q} ORDER BY rowid")).or_else(|_| conn.prepare(&format!("SELECT * FROM {q}"))).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {q} ORDER BY rowid"))
+            .or_else(|_| conn.prepare(&format!("SELECT * FROM {q}")))
+            .unwrap();
         let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let mut want: Vec<serde_json::Value> = stmt
             .query_map([], |r| {
@@ -169,5 +247,9 @@ fn json_is_one_strict_document_with_exact_values() {
         }
         assert_eq!(got, want, "table {name}");
     }
-    assert!(tables.contains_key("fts") && !tables.contains_key("fts_data") && !tables.contains_key("sqlite_sequence"));
+    assert!(
+        tables.contains_key("fts")
+            && !tables.contains_key("fts_data")
+            && !tables.contains_key("sqlite_sequence")
+    );
 }

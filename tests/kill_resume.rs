@@ -16,15 +16,22 @@ fn status(id: &str, out: &Path) -> serde_json::Value {
 
 fn try_status(id: &str, out: &Path) -> Option<serde_json::Value> {
     let o = run(&["status", id, "--out", out.to_str().unwrap()]);
-    o.status.success().then(|| serde_json::from_slice(&o.stdout).unwrap())
+    o.status
+        .success()
+        .then(|| serde_json::from_slice(&o.stdout).unwrap())
 }
 
 fn read_all(path: &Path, compression: &str) -> Vec<(String, Vec<u8>)> {
     let decode = |bytes: Vec<u8>| {
         let mut out = Vec::new();
         match compression {
-            "gzip" => flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap(),
-            "zstd" => zstd::stream::read::Decoder::new(&bytes[..]).unwrap().read_to_end(&mut out).unwrap(),
+            "gzip" => flate2::read::MultiGzDecoder::new(&bytes[..])
+                .read_to_end(&mut out)
+                .unwrap(),
+            "zstd" => zstd::stream::read::Decoder::new(&bytes[..])
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap(),
             _ => return bytes,
         };
         out
@@ -48,20 +55,61 @@ fn read_all(path: &Path, compression: &str) -> Vec<(String, Vec<u8>)> {
 
 /// Dumps in one-slice chunks with `upload_concurrency` part uploads at once, kills the
 /// dump after `kill_after_chunks` chunks and resumes it.
-fn kill_and_resume(format: &str, compression: &str, kill_after_chunks: u64, upload_concurrency: u32) {
+fn kill_and_resume(
+    format: &str,
+    compression: &str,
+    kill_after_chunks: u64,
+    upload_concurrency: u32,
+) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 100_000);
-    let (_, reference) = dump_ok(&src, &dir.path().join("ref"), &["--format", format, "--id", "d1", "--compression", compression, "--breathe-ms", "0"]);
+    let (_, reference) = dump_ok(
+        &src,
+        &dir.path().join("ref"),
+        &[
+            "--format",
+            format,
+            "--id",
+            "d1",
+            "--compression",
+            compression,
+            "--breathe-ms",
+            "0",
+        ],
+    );
 
     if format == "sql" && compression == "none" {
         let size = std::fs::metadata(&reference).unwrap().len();
-        assert!(size > 2 * 5_242_880, "the dump must span several 5 MiB parts, has {size} bytes");
+        assert!(
+            size > 2 * 5_242_880,
+            "the dump must span several 5 MiB parts, has {size} bytes"
+        );
     }
     let out = dir.path().join("out");
     let mut child = chunkdump()
-        .args(["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", format, "--id", "d1"])
-        .args(["--compression", compression, "--chunk-size", "300", "--budget-ms", "0", "--breathe-ms", "10", "--part-size", "5242880"])
+        .args([
+            "dump",
+            src.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            format,
+            "--id",
+            "d1",
+        ])
+        .args([
+            "--compression",
+            compression,
+            "--chunk-size",
+            "300",
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "10",
+            "--part-size",
+            "5242880",
+        ])
         .args(["--upload-concurrency", &upload_concurrency.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,13 +117,23 @@ fn kill_and_resume(format: &str, compression: &str, kill_after_chunks: u64, uplo
         .unwrap();
     let started = Instant::now();
     loop {
-        assert!(started.elapsed() < Duration::from_secs(60), "dump never reached {kill_after_chunks} chunks");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "dump never reached {kill_after_chunks} chunks"
+        );
         if child.try_wait().unwrap().is_some() {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             panic!("dump ended before it could be killed: {err}");
         }
-        if try_status("d1", &out).is_some_and(|s| s["chunks"].as_u64().unwrap() >= kill_after_chunks) {
+        if try_status("d1", &out)
+            .is_some_and(|s| s["chunks"].as_u64().unwrap() >= kill_after_chunks)
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -86,20 +144,49 @@ fn kill_and_resume(format: &str, compression: &str, kill_after_chunks: u64, uplo
     assert_eq!(s["status"], "processing", "{s}");
     assert!(s["progress"]["processedRows"].as_u64().unwrap() > 0);
 
-    let o = run(&["resume", "d1", "--out", out.to_str().unwrap(), "--breathe-ms", "0"]);
-    assert!(o.status.success(), "resume failed: {}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[
+        "resume",
+        "d1",
+        "--out",
+        out.to_str().unwrap(),
+        "--breathe-ms",
+        "0",
+    ]);
+    assert!(
+        o.status.success(),
+        "resume failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let stdout = String::from_utf8(o.stdout).unwrap();
     let resumed = Path::new(stdout.lines().last().unwrap()).to_path_buf();
-    assert_eq!(read_all(&resumed, compression), read_all(&reference, compression), "{format} {compression}: resumed dump differs");
+    assert_eq!(
+        read_all(&resumed, compression),
+        read_all(&reference, compression),
+        "{format} {compression}: resumed dump differs"
+    );
 
     assert_eq!(status("d1", &out)["status"], "completed");
     // Nothing is left behind: no open uploads, no staging objects.
-    let leftovers: Vec<_> = walk(&out.join(".chunkdump/uploads")).into_iter().chain(walk(&out.join(".chunkdump/staging"))).collect();
-    assert!(leftovers.is_empty(), "left behind: {leftovers:?}; status {}", status("d1", &out));
+    let leftovers: Vec<_> = walk(&out.join(".chunkdump/uploads"))
+        .into_iter()
+        .chain(walk(&out.join(".chunkdump/staging")))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "left behind: {leftovers:?}; status {}",
+        status("d1", &out)
+    );
     // Resuming a completed dump just prints its path.
     let again = run(&["resume", "d1", "--out", out.to_str().unwrap()]);
     assert!(again.status.success());
-    assert_eq!(String::from_utf8(again.stdout).unwrap().lines().last().unwrap(), resumed.to_str().unwrap());
+    assert_eq!(
+        String::from_utf8(again.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+        resumed.to_str().unwrap()
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -150,8 +237,26 @@ fn a_second_runner_of_the_same_dump_is_refused() {
     build_bulk_db(&src, 20_000);
     let out = dir.path().join("out");
     let mut first = chunkdump()
-        .args(["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", "sql", "--id", "once"])
-        .args(["--compression", "gzip", "--chunk-size", "200", "--budget-ms", "0", "--breathe-ms", "20"])
+        .args([
+            "dump",
+            src.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "sql",
+            "--id",
+            "once",
+        ])
+        .args([
+            "--compression",
+            "gzip",
+            "--chunk-size",
+            "200",
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "20",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -163,12 +268,25 @@ fn a_second_runner_of_the_same_dump_is_refused() {
     }
     let second = run(&["resume", "once", "--out", out.to_str().unwrap()]);
     assert_eq!(second.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&second.stderr).contains("another process is running this dump"));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another process is running this dump")
+    );
     first.kill().unwrap();
     first.wait().unwrap();
     // Once the first runner is gone (even killed), the dump can be resumed.
-    let resumed = run(&["resume", "once", "--out", out.to_str().unwrap(), "--breathe-ms", "0"]);
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let resumed = run(&[
+        "resume",
+        "once",
+        "--out",
+        out.to_str().unwrap(),
+        "--breathe-ms",
+        "0",
+    ]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
 }
 
 /// SIGKILL in the middle of a chunk while several parts are being uploaded at once: the
@@ -178,20 +296,63 @@ fn a_dump_killed_with_parts_in_flight_resumes_identically() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 200_000);
-    let (_, reference) = dump_ok(&src, &dir.path().join("ref"), &["--format", "sql", "--id", "d1", "--breathe-ms", "0", "--upload-concurrency", "1"]);
+    let (_, reference) = dump_ok(
+        &src,
+        &dir.path().join("ref"),
+        &[
+            "--format",
+            "sql",
+            "--id",
+            "d1",
+            "--breathe-ms",
+            "0",
+            "--upload-concurrency",
+            "1",
+        ],
+    );
     let out = dir.path().join("out");
     let mut child = chunkdump()
-        .args(["dump", src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", "sql", "--id", "d1"])
-        .args(["--budget-ms", "60000", "--part-size", "5242880", "--upload-concurrency", "4"])
+        .args([
+            "dump",
+            src.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "sql",
+            "--id",
+            "d1",
+        ])
+        .args([
+            "--budget-ms",
+            "60000",
+            "--part-size",
+            "5242880",
+            "--upload-concurrency",
+            "4",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let started = Instant::now();
     loop {
-        assert!(started.elapsed() < Duration::from_secs(60), "no part was ever uploaded");
-        assert!(child.try_wait().unwrap().is_none(), "dump ended before it could be killed");
-        let parts = walk(&out.join(".chunkdump/uploads")).iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("part-")).count();
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no part was ever uploaded"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "dump ended before it could be killed"
+        );
+        let parts = walk(&out.join(".chunkdump/uploads"))
+            .iter()
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("part-")
+            })
+            .count();
         if parts >= 2 {
             break;
         }
@@ -199,11 +360,34 @@ fn a_dump_killed_with_parts_in_flight_resumes_identically() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(status("d1", &out)["chunks"], 0, "killed inside its first chunk");
-    let o = run(&["resume", "d1", "--out", out.to_str().unwrap(), "--breathe-ms", "0"]);
-    assert!(o.status.success(), "resume failed: {}", String::from_utf8_lossy(&o.stderr));
-    let resumed = Path::new(String::from_utf8(o.stdout).unwrap().lines().last().unwrap()).to_path_buf();
-    assert_eq!(std::fs::read(&resumed).unwrap(), std::fs::read(&reference).unwrap(), "resumed dump differs");
-    let leftovers: Vec<_> = walk(&out.join(".chunkdump/uploads")).into_iter().chain(walk(&out.join(".chunkdump/staging"))).collect();
+    assert_eq!(
+        status("d1", &out)["chunks"],
+        0,
+        "killed inside its first chunk"
+    );
+    let o = run(&[
+        "resume",
+        "d1",
+        "--out",
+        out.to_str().unwrap(),
+        "--breathe-ms",
+        "0",
+    ]);
+    assert!(
+        o.status.success(),
+        "resume failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let resumed =
+        Path::new(String::from_utf8(o.stdout).unwrap().lines().last().unwrap()).to_path_buf();
+    assert_eq!(
+        std::fs::read(&resumed).unwrap(),
+        std::fs::read(&reference).unwrap(),
+        "resumed dump differs"
+    );
+    let leftovers: Vec<_> = walk(&out.join(".chunkdump/uploads"))
+        .into_iter()
+        .chain(walk(&out.join(".chunkdump/staging")))
+        .collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 }

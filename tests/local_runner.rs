@@ -27,13 +27,24 @@ struct Run {
 /// Dumps `db` into `dir` through the shipped state machine, with every `every`-th store
 /// call failing (transiently or permanently), in one-slice chunks.
 async fn run(db: &Path, dir: &Path, every: u32, permanent: bool) -> Run {
-    let objects = Arc::new(FaultyStore::new(DirStore::open(dir).unwrap(), every, permanent));
+    let objects = Arc::new(FaultyStore::new(
+        DirStore::open(dir).unwrap(),
+        every,
+        permanent,
+    ));
     run_with(db, dir, objects, Duration::ZERO, 4).await
 }
 
 /// Dumps `db` through `objects` with the given chunk budget and upload concurrency.
-async fn run_with(db: &Path, dir: &Path, objects: Arc<FaultyStore<DirStore>>, budget: Duration, upload_concurrency: usize) -> Run {
-    let progress: Arc<dyn ProgressStore> = Arc::new(SqliteProgress::open(&dir.join(".chunkdump/progress.sqlite3")).unwrap());
+async fn run_with(
+    db: &Path,
+    dir: &Path,
+    objects: Arc<FaultyStore<DirStore>>,
+    budget: Duration,
+    upload_concurrency: usize,
+) -> Run {
+    let progress: Arc<dyn ProgressStore> =
+        Arc::new(SqliteProgress::open(&dir.join(".chunkdump/progress.sqlite3")).unwrap());
     let spec = DumpSpec {
         database: db.display().to_string(),
         format: Format::Sql,
@@ -50,25 +61,39 @@ async fn run_with(db: &Path, dir: &Path, objects: Arc<FaultyStore<DirStore>>, bu
         objects: objects.clone(),
         progress: progress.clone(),
         notifier: None,
-        chunk: ChunkOptions { budget, upload_concurrency, ..Default::default() },
+        chunk: ChunkOptions {
+            budget,
+            upload_concurrency,
+            ..Default::default()
+        },
         breathe: Duration::from_millis(5),
         whole_seconds: false,
         chunks_per_execution: 4,
     };
     let runner = LocalRunner::new(tasks).unwrap();
     let mut steps = Vec::new();
-    let outcome = runner.run(&job.id, job.version, &mut |s| steps.push(s)).await;
+    let outcome = runner
+        .run(&job.id, job.version, &mut |s| steps.push(s))
+        .await;
     let job = progress.get(&job.id).await.unwrap().unwrap();
     let file = match job.files.first() {
         // Read past the fault injection: the test checks the file, not the store.
         Some(f) => objects.inner.get(&f.key).await.unwrap(),
         None => None,
     };
-    Run { outcome, steps, job, file }
+    Run {
+        outcome,
+        steps,
+        job,
+        file,
+    }
 }
 
 fn entered(steps: &[Step], state: &str) -> usize {
-    steps.iter().filter(|s| **s == Step::Entered(state.into())).count()
+    steps
+        .iter()
+        .filter(|s| **s == Step::Entered(state.into()))
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,18 +103,41 @@ async fn a_many_chunk_dump_breathes_continues_as_new_retries_and_matches_a_one_c
     common::build_bulk_db(&src, 6000);
     let reference = {
         let src = src.clone();
-        tokio::task::spawn_blocking(move || lib_dump(&src, Format::Sql, Compression::None, 100_000, Duration::from_secs(60), 5 << 20)).await.unwrap()
+        tokio::task::spawn_blocking(move || {
+            lib_dump(
+                &src,
+                Format::Sql,
+                Compression::None,
+                100_000,
+                Duration::from_secs(60),
+                5 << 20,
+            )
+        })
+        .await
+        .unwrap()
     };
     let r = run(&src, &dir.path().join("out"), 13, false).await;
-    assert!(matches!(r.outcome, Outcome::Succeeded(_)), "{:?}", r.outcome);
+    assert!(
+        matches!(r.outcome, Outcome::Succeeded(_)),
+        "{:?}",
+        r.outcome
+    );
     assert_eq!(r.job.status, JobStatus::Completed);
     assert!(r.job.chunks >= 12, "chunks: {}", r.job.chunks);
     assert!(entered(&r.steps, "Breathe") >= 8, "{:?}", r.steps);
-    assert!(entered(&r.steps, "ContinueAsNew") >= 2, "executions are cut every 4 chunks: {:?}", r.steps);
+    assert!(
+        entered(&r.steps, "ContinueAsNew") >= 2,
+        "executions are cut every 4 chunks: {:?}",
+        r.steps
+    );
     assert!(r.steps.iter().any(|s| matches!(s, Step::Retried { state, error, .. } if state == "ExportChunk" && error == "Retryable")), "{:?}", r.steps);
     assert_eq!(entered(&r.steps, "Notify"), 1);
     assert_eq!(entered(&r.steps, "MarkFailed"), 0);
-    assert_eq!(r.file.unwrap(), reference.files[0].1, "the state machine's dump differs from a one-chunk dump");
+    assert_eq!(
+        r.file.unwrap(),
+        reference.files[0].1,
+        "the state machine's dump differs from a one-chunk dump"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -111,11 +159,25 @@ async fn a_permanent_fault_goes_through_catch_and_leaves_a_failed_job_and_no_fil
         "{:?}",
         r.steps
     );
-    assert!(!r.steps.iter().any(|s| matches!(s, Step::Retried { .. })), "a Fatal error is not retried");
+    assert!(
+        !r.steps.iter().any(|s| matches!(s, Step::Retried { .. })),
+        "a Fatal error is not retried"
+    );
     assert_eq!(r.job.status, JobStatus::Failed);
-    assert!(r.job.error.unwrap().message.contains("injected fault on call 4"));
+    assert!(r
+        .job
+        .error
+        .unwrap()
+        .message
+        .contains("injected fault on call 4"));
     assert!(r.job.files.is_empty() && r.file.is_none());
-    assert_eq!(std::fs::read_dir(out.join(".chunkdump/uploads")).unwrap().count(), 0, "the upload was aborted");
+    assert_eq!(
+        std::fs::read_dir(out.join(".chunkdump/uploads"))
+            .unwrap()
+            .count(),
+        0,
+        "the upload was aborted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -126,7 +188,8 @@ async fn a_retried_chunk_task_finds_its_work_done() {
     common::build_bulk_db(&src, 3000);
     let out = dir.path().join("out");
     let objects: Arc<dyn ObjectStore> = Arc::new(DirStore::open(&out).unwrap());
-    let progress: Arc<dyn ProgressStore> = Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
+    let progress: Arc<dyn ProgressStore> =
+        Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
     let spec = DumpSpec {
         database: src.display().to_string(),
         format: Format::Sql,
@@ -143,19 +206,38 @@ async fn a_retried_chunk_task_finds_its_work_done() {
         objects,
         progress: progress.clone(),
         notifier: None,
-        chunk: ChunkOptions { budget: Duration::ZERO, ..Default::default() },
+        chunk: ChunkOptions {
+            budget: Duration::ZERO,
+            ..Default::default()
+        },
         breathe: Duration::from_millis(1500),
         whole_seconds: true,
         chunks_per_execution: 1000,
     };
-    let input = || -> TaskInput { serde_json::from_value(serde_json::json!({"dumpId": job.id, "version": job.version})).unwrap() };
-    let first: ChunkState = serde_json::from_value(tasks.handle(input(), None).await.unwrap()).unwrap();
+    let input = || -> TaskInput {
+        serde_json::from_value(serde_json::json!({"dumpId": job.id, "version": job.version}))
+            .unwrap()
+    };
+    let first: ChunkState =
+        serde_json::from_value(tasks.handle(input(), None).await.unwrap()).unwrap();
     assert!(first.rows > 0 && first.version == job.version + 1 && !first.done);
-    assert_eq!(first.breath_seconds, serde_json::Number::from(2), "1.5 s rounds up to whole seconds for Step Functions");
+    assert_eq!(
+        first.breath_seconds,
+        serde_json::Number::from(2),
+        "1.5 s rounds up to whole seconds for Step Functions"
+    );
     // The same input again, as a Step Functions retry after a lost answer would send it.
-    let again: ChunkState = serde_json::from_value(tasks.handle(input(), None).await.unwrap()).unwrap();
-    assert_eq!((again.version, again.rows, again.done), (first.version, 0, false), "the committed chunk is reported, not redone");
-    assert_eq!(progress.get(&job.id).await.unwrap().unwrap().processed_rows, first.rows);
+    let again: ChunkState =
+        serde_json::from_value(tasks.handle(input(), None).await.unwrap()).unwrap();
+    assert_eq!(
+        (again.version, again.rows, again.done),
+        (first.version, 0, false),
+        "the committed chunk is reported, not redone"
+    );
+    assert_eq!(
+        progress.get(&job.id).await.unwrap().unwrap().processed_rows,
+        first.rows
+    );
 }
 
 /// Parallel part uploads: parts finish out of order (every third is slow) and some
@@ -168,24 +250,69 @@ async fn parallel_part_uploads_survive_faults_and_give_identical_bytes() {
     common::build_bulk_db(&src, 200_000);
     let reference = {
         let src = src.clone();
-        tokio::task::spawn_blocking(move || lib_dump(&src, Format::Sql, Compression::None, 100_000, Duration::from_secs(60), 5 << 20)).await.unwrap()
+        tokio::task::spawn_blocking(move || {
+            lib_dump(
+                &src,
+                Format::Sql,
+                Compression::None,
+                100_000,
+                Duration::from_secs(60),
+                5 << 20,
+            )
+        })
+        .await
+        .unwrap()
     };
-    assert!(reference.files[0].1.len() > 4 * (5 << 20), "the dump must span at least five parts");
+    assert!(
+        reference.files[0].1.len() > 4 * (5 << 20),
+        "the dump must span at least five parts"
+    );
     for concurrency in [1, 4] {
         let out = dir.path().join(format!("out-{concurrency}"));
         // Two transient faults (one a part upload while others are in flight), then none.
-        let objects = Arc::new(FaultyStore::new(DirStore::open(&out).unwrap(), 3, false).at_most(2));
-        let r = run_with(&src, &out, objects.clone(), Duration::from_secs(60), concurrency).await;
-        assert!(matches!(r.outcome, Outcome::Succeeded(_)), "{concurrency}: {:?}", r.outcome);
-        assert!(r.steps.iter().any(|s| matches!(s, Step::Retried { .. })), "the faults were retried: {:?}", r.steps);
-        assert_eq!(r.file.unwrap(), reference.files[0].1, "concurrency {concurrency}: the dump differs");
-        let most = objects.max_in_flight.load(std::sync::atomic::Ordering::SeqCst);
+        let objects =
+            Arc::new(FaultyStore::new(DirStore::open(&out).unwrap(), 3, false).at_most(2));
+        let r = run_with(
+            &src,
+            &out,
+            objects.clone(),
+            Duration::from_secs(60),
+            concurrency,
+        )
+        .await;
+        assert!(
+            matches!(r.outcome, Outcome::Succeeded(_)),
+            "{concurrency}: {:?}",
+            r.outcome
+        );
+        assert!(
+            r.steps.iter().any(|s| matches!(s, Step::Retried { .. })),
+            "the faults were retried: {:?}",
+            r.steps
+        );
+        assert_eq!(
+            r.file.unwrap(),
+            reference.files[0].1,
+            "concurrency {concurrency}: the dump differs"
+        );
+        let most = objects
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst);
         if concurrency == 1 {
             assert_eq!(most, 1, "one part at a time");
         } else {
-            assert!((2..=concurrency as u32).contains(&most), "{most} parts were in flight at once");
+            assert!(
+                (2..=concurrency as u32).contains(&most),
+                "{most} parts were in flight at once"
+            );
         }
-        assert_eq!(std::fs::read_dir(out.join(".chunkdump/uploads")).unwrap().count(), 0, "aborted attempts leave no upload");
+        assert_eq!(
+            std::fs::read_dir(out.join(".chunkdump/uploads"))
+                .unwrap()
+                .count(),
+            0,
+            "aborted attempts leave no upload"
+        );
     }
 }
 
@@ -200,10 +327,25 @@ async fn a_permanent_fault_among_parallel_parts_aborts_the_upload() {
         let out = dir.path().join(format!("out-{concurrency}"));
         let objects = Arc::new(FaultyStore::new(DirStore::open(&out).unwrap(), 5, true));
         let r = run_with(&src, &out, objects, Duration::from_secs(60), concurrency).await;
-        assert!(matches!(r.outcome, Outcome::Failed { .. }), "{:?}", r.outcome);
+        assert!(
+            matches!(r.outcome, Outcome::Failed { .. }),
+            "{:?}",
+            r.outcome
+        );
         assert_eq!(r.job.status, JobStatus::Failed);
-        assert!(r.job.error.unwrap().message.contains("injected fault on call 5"));
+        assert!(r
+            .job
+            .error
+            .unwrap()
+            .message
+            .contains("injected fault on call 5"));
         assert!(r.job.files.is_empty() && r.file.is_none());
-        assert_eq!(std::fs::read_dir(out.join(".chunkdump/uploads")).unwrap().count(), 0, "the upload was aborted");
+        assert_eq!(
+            std::fs::read_dir(out.join(".chunkdump/uploads"))
+                .unwrap()
+                .count(),
+            0,
+            "the upload was aborted"
+        );
     }
 }

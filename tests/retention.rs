@@ -22,13 +22,19 @@ fn cmd(env: &[(&'static str, String)]) -> Command {
 
 fn ok(c: &mut Command) -> String {
     let o = c.output().unwrap();
-    assert!(o.status.success(), "{c:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{c:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
 fn status(env: &[(&'static str, String)], loc: &[String], id: &str) -> Option<serde_json::Value> {
     let o = cmd(env).args(["status", id]).args(loc).output().unwrap();
-    o.status.success().then(|| serde_json::from_slice(&o.stdout).unwrap())
+    o.status
+        .success()
+        .then(|| serde_json::from_slice(&o.stdout).unwrap())
 }
 
 /// Runs the scenario against one backend (`loc`: its location arguments).
@@ -39,12 +45,36 @@ fn prune_keeps_the_newest(env: &[(&'static str, String)], loc: &[String], format
     let ids: Vec<String> = (0..KEEP + 3).map(|i| format!("nightly-{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
         let format = formats[i % formats.len()];
-        ok(cmd(env).args(["dump", src.to_str().unwrap(), "--format", format, "--id", id, "--breathe-ms", "0"]).args(loc));
+        ok(cmd(env)
+            .args([
+                "dump",
+                src.to_str().unwrap(),
+                "--format",
+                format,
+                "--id",
+                id,
+                "--breathe-ms",
+                "0",
+            ])
+            .args(loc));
         std::thread::sleep(Duration::from_millis(20)); // distinct completion times
     }
     // A running dump: one-row slices with a long breath, stopped after its first chunk.
     let mut running = cmd(env)
-        .args(["dump", src.to_str().unwrap(), "--format", "sql", "--id", "running", "--chunk-size", "1", "--budget-ms", "0", "--breathe-ms", "60000"])
+        .args([
+            "dump",
+            src.to_str().unwrap(),
+            "--format",
+            "sql",
+            "--id",
+            "running",
+            "--chunk-size",
+            "1",
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "60000",
+        ])
         .args(loc)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -52,21 +82,39 @@ fn prune_keeps_the_newest(env: &[(&'static str, String)], loc: &[String], format
         .unwrap();
     let started = Instant::now();
     while status(env, loc, "running").is_none_or(|s| s["chunks"].as_u64().unwrap_or(0) < 1) {
-        assert!(started.elapsed() < Duration::from_secs(60), "the running dump never committed a chunk");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the running dump never committed a chunk"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     running.kill().unwrap();
     running.wait().unwrap();
 
-    let dry = ok(cmd(env).args(["prune", "--keep-last", &KEEP.to_string(), "--dry-run"]).args(loc));
+    let dry = ok(cmd(env)
+        .args(["prune", "--keep-last", &KEEP.to_string(), "--dry-run"])
+        .args(loc));
     assert!(dry.contains("would delete 3 completed dumps"), "{dry}");
-    assert!(status(env, loc, &ids[0]).is_some(), "a dry run deletes nothing");
+    assert!(
+        status(env, loc, &ids[0]).is_some(),
+        "a dry run deletes nothing"
+    );
 
-    let out = ok(cmd(env).args(["prune", "--keep-last", &KEEP.to_string()]).args(loc));
-    let deleted: Vec<&str> = out.lines().filter(|l| l.starts_with("deleted nightly")).collect();
+    let out = ok(cmd(env)
+        .args(["prune", "--keep-last", &KEEP.to_string()])
+        .args(loc));
+    let deleted: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("deleted nightly"))
+        .collect();
     assert_eq!(deleted.len(), 3, "{out}");
     for id in &ids[..3] {
-        assert!(deleted.iter().any(|l| l.starts_with(&format!("deleted {id} "))), "{id} not reported: {out}");
+        assert!(
+            deleted
+                .iter()
+                .any(|l| l.starts_with(&format!("deleted {id} "))),
+            "{id} not reported: {out}"
+        );
         assert!(status(env, loc, id).is_none(), "{id}'s record is gone");
     }
     assert!(out.lines().last().unwrap().contains("kept 2"), "{out}");
@@ -79,7 +127,11 @@ fn prune_keeps_the_newest(env: &[(&'static str, String)], loc: &[String], format
     let s = status(env, loc, "running").expect("a running dump survives a prune");
     assert_eq!(s["status"], "processing");
     // A policy is required, and bad values are refused without deleting anything.
-    for bad in [&["prune"][..], &["prune", "--keep-last", "0"], &["prune", "--keep-days", "-1"]] {
+    for bad in [
+        &["prune"][..],
+        &["prune", "--keep-last", "0"],
+        &["prune", "--keep-days", "-1"],
+    ] {
         let o = cmd(env).args(bad).args(loc).output().unwrap();
         assert!(!o.status.success(), "{bad:?} was accepted");
     }
@@ -101,7 +153,11 @@ fn prune_on_the_local_directory_store() {
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
-    assert!(Path::new(&out).join("nightly-4.json").exists() || Path::new(&out).join("nightly-4.sql").exists() || out.join("nightly-4").is_dir());
+    assert!(
+        Path::new(&out).join("nightly-4.json").exists()
+            || Path::new(&out).join("nightly-4.sql").exists()
+            || out.join("nightly-4").is_dir()
+    );
 }
 
 #[test]
@@ -109,19 +165,39 @@ fn prune_on_s3_and_dynamodb() {
     let sv = servers();
     let env = cli_env(&sv.moto, &sv.moto, "moto", "moto");
     let (bucket, table) = (unique("prune"), unique("prunejobs"));
-    let (store, progress) = (format!("s3://{bucket}/dumps"), format!("dynamodb://{table}"));
+    let (store, progress) = (
+        format!("s3://{bucket}/dumps"),
+        format!("dynamodb://{table}"),
+    );
     ok(cmd(&env).args(["setup", "--store", &store, "--progress", &progress]));
-    let loc = vec!["--store".to_string(), store.clone(), "--progress".to_string(), progress];
+    let loc = vec![
+        "--store".to_string(),
+        store.clone(),
+        "--progress".to_string(),
+        progress,
+    ];
     prune_keeps_the_newest(&env, &loc, &["sql", "csv"]);
     // Nothing of the deleted dumps is left in the bucket.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let keys: Vec<String> = rt.block_on(async {
-        let client = aws_sdk_s3::Client::new(&common::cloud::sdk_config(&sv.moto, "moto", "moto").await);
-        let out = client.list_objects_v2().bucket(&bucket).send().await.unwrap();
-        out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
+        let client =
+            aws_sdk_s3::Client::new(&common::cloud::sdk_config(&sv.moto, "moto", "moto").await);
+        let out = client
+            .list_objects_v2()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
     });
     for i in 0..3 {
-        assert!(!keys.iter().any(|k| k.contains(&format!("nightly-{i}"))), "left behind: {keys:?}");
+        assert!(
+            !keys.iter().any(|k| k.contains(&format!("nightly-{i}"))),
+            "left behind: {keys:?}"
+        );
     }
     assert!(keys.iter().any(|k| k.contains("nightly-4")), "{keys:?}");
 }

@@ -28,17 +28,45 @@ fn every_edge_case_round_trips_through_the_sqlite3_shell() {
     assert_eq!(before, std::fs::read(&src).unwrap());
     // Virtual tables were rebuilt with working indexes, not copied as shadow tables.
     let c = rusqlite::Connection::open(&back).unwrap();
-    let hit: i64 = c.query_row("SELECT rowid FROM fts WHERE fts MATCH 'epsilon'", [], |r| r.get(0)).unwrap();
+    let hit: i64 = c
+        .query_row("SELECT rowid FROM fts WHERE fts MATCH 'epsilon'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(hit, 10);
-    let ext: i64 = c.query_row("SELECT rowid FROM fts_ext WHERE fts_ext MATCH 'searchable'", [], |r| r.get(0)).unwrap();
+    let ext: i64 = c
+        .query_row(
+            "SELECT rowid FROM fts_ext WHERE fts_ext MATCH 'searchable'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(ext, 7);
-    let old: i64 = c.query_row("SELECT docid FROM old_fts WHERE old_fts MATCH 'mail'", [], |r| r.get(0)).unwrap();
+    let old: i64 = c
+        .query_row(
+            "SELECT docid FROM old_fts WHERE old_fts MATCH 'mail'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(old, 2);
-    let inside: i64 = c.query_row("SELECT id FROM places WHERE minx >= 99 AND maxx <= 201", [], |r| r.get(0)).unwrap();
+    let inside: i64 = c
+        .query_row(
+            "SELECT id FROM places WHERE minx >= 99 AND maxx <= 201",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(inside, 9);
     let text = std::fs::read_to_string(&sql).unwrap();
-    assert!(text.starts_with("PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n") && text.ends_with("COMMIT;\n"));
-    assert!(!text.contains("INSERT INTO \"fts_data\""), "shadow tables must not be copied");
+    assert!(
+        text.starts_with("PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n")
+            && text.ends_with("COMMIT;\n")
+    );
+    assert!(
+        !text.contains("INSERT INTO \"fts_data\""),
+        "shadow tables must not be copied"
+    );
 }
 
 #[test]
@@ -49,11 +77,28 @@ fn output_is_identical_however_chunks_are_cut() {
     for format in ["sql", "json", "csv"] {
         let one = dir.path().join(format!("one-{format}"));
         let many = dir.path().join(format!("many-{format}"));
-        let (_, a) = dump_ok(&src, &one, &["--format", format, "--id", "same", "--budget-ms", "60000", "--chunk-size", "100000"]);
+        let (_, a) = dump_ok(
+            &src,
+            &one,
+            &[
+                "--format",
+                format,
+                "--id",
+                "same",
+                "--budget-ms",
+                "60000",
+                "--chunk-size",
+                "100000",
+            ],
+        );
         let mut args = vec!["--format", format, "--id", "same", "--chunk-size", "1"];
         args.extend(&tiny_chunks()[2..]);
         let (_, b) = dump_ok(&src, &many, &args);
-        assert_eq!(tree_bytes(&a), tree_bytes(&b), "{format} output changed with chunking");
+        assert_eq!(
+            tree_bytes(&a),
+            tree_bytes(&b),
+            "{format} output changed with chunking"
+        );
     }
 }
 
@@ -66,7 +111,10 @@ fn tree_bytes(path: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
         })
         // The manifest records times and chunk counts; its digests are checked in verify's tests.
         .filter(|(name, _)| name != "manifest.json")
@@ -80,18 +128,32 @@ fn gzip_output_is_one_valid_stream_of_the_plain_dump() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("edge.db");
     build_edge_db(&src);
-    let (_, plain) = dump_ok(&src, &dir.path().join("plain"), &["--format", "sql", "--id", "d"]);
+    let (_, plain) = dump_ok(
+        &src,
+        &dir.path().join("plain"),
+        &["--format", "sql", "--id", "d"],
+    );
     let mut args = vec!["--format", "sql", "--id", "d", "--compression", "gzip"];
     args.extend(tiny_chunks());
     let (_, gz) = dump_ok(&src, &dir.path().join("gz"), &args);
-    assert!(gz.to_string_lossy().ends_with("d.sql.gz"), "{}", gz.display());
+    assert!(
+        gz.to_string_lossy().ends_with("d.sql.gz"),
+        "{}",
+        gz.display()
+    );
     let raw = std::fs::read(&gz).unwrap();
     let mut decoded = Vec::new();
-    flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut decoded).unwrap();
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .read_to_end(&mut decoded)
+        .unwrap();
     assert_eq!(decoded, std::fs::read(&plain).unwrap());
     // Many chunks mean many gzip members; the real gunzip must accept them as one file.
     assert!(raw.windows(3).filter(|w| w == &[0x1f, 0x8b, 0x08]).count() > 3);
-    let out = std::process::Command::new("gunzip").arg("-c").arg(&gz).output().expect("gunzip");
+    let out = std::process::Command::new("gunzip")
+        .arg("-c")
+        .arg(&gz)
+        .output()
+        .expect("gunzip");
     assert!(out.status.success());
     assert_eq!(out.stdout, decoded);
 }
@@ -101,35 +163,77 @@ fn zstd_output_is_one_valid_stream_of_the_plain_dump() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("edge.db");
     build_edge_db(&src);
-    let (_, plain) = dump_ok(&src, &dir.path().join("plain"), &["--format", "sql", "--id", "d"]);
+    let (_, plain) = dump_ok(
+        &src,
+        &dir.path().join("plain"),
+        &["--format", "sql", "--id", "d"],
+    );
     let mut args = vec!["--format", "sql", "--id", "d", "--compression", "zstd"];
     args.extend(tiny_chunks());
     let (_, zst) = dump_ok(&src, &dir.path().join("zst"), &args);
-    assert!(zst.to_string_lossy().ends_with("d.sql.zst"), "{}", zst.display());
+    assert!(
+        zst.to_string_lossy().ends_with("d.sql.zst"),
+        "{}",
+        zst.display()
+    );
     let raw = std::fs::read(&zst).unwrap();
     // Many chunks mean many frames (magic 28 B5 2F FD); the real zstd must read them as
     // one file, checksums included.
-    assert!(raw.windows(4).filter(|w| w == &[0x28, 0xb5, 0x2f, 0xfd]).count() > 3);
-    let out = std::process::Command::new("zstd").args(["-d", "-c"]).arg(&zst).output().expect("zstd");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        raw.windows(4)
+            .filter(|w| w == &[0x28, 0xb5, 0x2f, 0xfd])
+            .count()
+            > 3
+    );
+    let out = std::process::Command::new("zstd")
+        .args(["-d", "-c"])
+        .arg(&zst)
+        .output()
+        .expect("zstd");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, std::fs::read(&plain).unwrap());
 }
 
 #[test]
 fn real_sqlite_files_from_registry_packages_round_trip() {
-    let dir = std::env::var("CHUNKDUMP_FIXTURES").unwrap_or_else(|_| format!("{}/.cache/fixtures", env!("CARGO_MANIFEST_DIR")));
+    let dir = std::env::var("CHUNKDUMP_FIXTURES")
+        .unwrap_or_else(|_| format!("{}/.cache/fixtures", env!("CARGO_MANIFEST_DIR")));
     let files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{dir}: {e}; run scripts/fetch-fixtures first"))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "sqlite3" || e == "db"))
         .collect();
-    assert!(files.len() >= 7, "expected the seven real SQLite files in {dir}; run scripts/fetch-fixtures");
+    assert!(
+        files.len() >= 7,
+        "expected the seven real SQLite files in {dir}; run scripts/fetch-fixtures"
+    );
     let work = tempfile::tempdir().unwrap();
     for (i, src) in files.iter().enumerate() {
         let out = work.path().join(format!("out{i}"));
         // Many chunks, but few enough that the large files stay quick.
-        let chunk_size = if std::fs::metadata(src).unwrap().len() > 2 << 20 { "2000" } else { "25" };
-        let (_, sql) = dump_ok(src, &out, &["--format", "sql", "--chunk-size", chunk_size, "--budget-ms", "0", "--breathe-ms", "0"]);
+        let chunk_size = if std::fs::metadata(src).unwrap().len() > 2 << 20 {
+            "2000"
+        } else {
+            "25"
+        };
+        let (_, sql) = dump_ok(
+            src,
+            &out,
+            &[
+                "--format",
+                "sql",
+                "--chunk-size",
+                chunk_size,
+                "--budget-ms",
+                "0",
+                "--breathe-ms",
+                "0",
+            ],
+        );
         assert_restores_everywhere(src, &sql, work.path());
     }
 }
@@ -139,9 +243,26 @@ fn no_schema_writes_data_only() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 500);
-    let (_, sql) = dump_ok(&src, &dir.path().join("out"), &["--format", "sql", "--no-schema", "--chunk-size", "50", "--budget-ms", "0", "--breathe-ms", "0"]);
+    let (_, sql) = dump_ok(
+        &src,
+        &dir.path().join("out"),
+        &[
+            "--format",
+            "sql",
+            "--no-schema",
+            "--chunk-size",
+            "50",
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "0",
+        ],
+    );
     let text = std::fs::read_to_string(&sql).unwrap();
-    assert!(!text.contains("CREATE"), "data-only dump has schema statements");
+    assert!(
+        !text.contains("CREATE"),
+        "data-only dump has schema statements"
+    );
     // Load into a database that already has the schema.
     let back = dir.path().join("back.db");
     let c = rusqlite::Connection::open(&back).unwrap();
@@ -166,12 +287,21 @@ fn tables_flag_selects_tables_and_their_indexes() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("edge.db");
     build_edge_db(&src);
-    let (_, sql) = dump_ok(&src, &dir.path().join("out"), &["--format", "sql", "--tables", "texts,seq"]);
+    let (_, sql) = dump_ok(
+        &src,
+        &dir.path().join("out"),
+        &["--format", "sql", "--tables", "texts,seq"],
+    );
     let back = dir.path().join("back.db");
     load_with_shell(&sql, &back);
     let c = rusqlite::Connection::open(&back).unwrap();
-    let names: Vec<String> =
-        c.prepare("SELECT name FROM sqlite_schema ORDER BY name").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+    let names: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_schema ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
     assert_eq!(names, ["seq", "sqlite_sequence", "texts", "texts_t"]);
     let src_conn = rusqlite::Connection::open(&src).unwrap();
     for t in ["texts", "seq", "sqlite_sequence"] {

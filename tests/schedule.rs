@@ -11,7 +11,9 @@ use chunkdump::api::schedule::{run_tick, tick_from_payload, ScheduledStart, Tick
 use common::api_server::{start_server, READER};
 
 fn tick(json: serde_json::Value) -> ScheduledStart {
-    tick_from_payload(&serde_json::json!({ "chunkdumpSchedule": json })).expect("a schedule payload").expect("a valid tick")
+    tick_from_payload(&serde_json::json!({ "chunkdumpSchedule": json }))
+        .expect("a schedule payload")
+        .expect("a valid tick")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -22,9 +24,12 @@ async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
     // One 50-row slice per chunk with a pause between chunks: a dump runs for a while.
     let server = start_server(&db, Duration::ZERO, Duration::from_millis(5), None).await;
     // The sample event of the template's schedule parses as a tick.
-    let sample: serde_json::Value = serde_json::from_str(&std::fs::read_to_string("events/schedule.json").unwrap()).unwrap();
+    let sample: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("events/schedule.json").unwrap()).unwrap();
     assert_eq!(tick_from_payload(&sample).unwrap().unwrap().name, "nightly");
-    let nightly = tick(serde_json::json!({"name": "nightly", "request": {"format": "sql", "compression": "zstd"}, "retention": {"keepLast": 1}}));
+    let nightly = tick(
+        serde_json::json!({"name": "nightly", "request": {"format": "sql", "compression": "zstd"}, "retention": {"keepLast": 1}}),
+    );
 
     let first = run_tick(&server.state, nightly.clone()).await;
     assert_eq!(first.outcome, TickOutcome::Started, "{first:?}");
@@ -32,13 +37,25 @@ async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
     let busy = run_tick(&server.state, nightly.clone()).await;
     assert_eq!(busy.outcome, TickOutcome::Refused, "{busy:?}");
     assert_eq!(busy.error.as_ref().unwrap()["status"], 409);
-    assert!(busy.error.as_ref().unwrap()["message"].as_str().unwrap().contains(&d1), "names the running dump: {busy:?}");
+    assert!(
+        busy.error.as_ref().unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains(&d1),
+        "names the running dump: {busy:?}"
+    );
     let done = server.wait_for(&d1, "completed").await;
-    assert!(done["downloadUrl"].as_str().unwrap().ends_with(".sql.zst"), "{done}");
+    assert!(
+        done["downloadUrl"].as_str().unwrap().ends_with(".sql.zst"),
+        "{done}"
+    );
 
     let second = run_tick(&server.state, nightly.clone()).await;
     let d2 = second.dump_id.clone().unwrap();
-    assert!(second.pruned.is_empty(), "the newest completed dump is kept: {second:?}");
+    assert!(
+        second.pruned.is_empty(),
+        "the newest completed dump is kept: {second:?}"
+    );
     server.wait_for(&d2, "completed").await;
     // A dump started by hand is not the schedule's to prune.
     let by_hand = server.start(serde_json::json!({"format": "json"})).await;
@@ -47,21 +64,45 @@ async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
     let third = run_tick(&server.state, nightly.clone()).await;
     assert_eq!(third.pruned, vec![d1.clone()], "{third:?}");
     let d3 = third.dump_id.clone().unwrap();
-    let (status, body) = server.json(reqwest::Method::GET, &format!("/export/dump/status/{d1}"), Some(READER), None).await;
+    let (status, body) = server
+        .json(
+            reqwest::Method::GET,
+            &format!("/export/dump/status/{d1}"),
+            Some(READER),
+            None,
+        )
+        .await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
     server.wait_for(&d3, "completed").await;
     server.wait_for(&by_hand, "completed").await;
 
     // A malformed tick fails loudly and is recorded too.
-    let bad = run_tick(&server.state, tick(serde_json::json!({"name": "no spaces allowed", "request": {"format": "csv"}}))).await;
+    let bad = run_tick(
+        &server.state,
+        tick(serde_json::json!({"name": "no spaces allowed", "request": {"format": "csv"}})),
+    )
+    .await;
     assert_eq!(bad.outcome, TickOutcome::Failed);
-    assert!(tick_from_payload(&serde_json::json!({"chunkdumpSchedule": {"name": "x", "request": {"format": "xml"}}})).unwrap().is_err());
+    assert!(tick_from_payload(
+        &serde_json::json!({"chunkdumpSchedule": {"name": "x", "request": {"format": "xml"}}})
+    )
+    .unwrap()
+    .is_err());
 
-    let (status, list) = server.json(reqwest::Method::GET, "/export/dump", Some(READER), None).await;
+    let (status, list) = server
+        .json(reqwest::Method::GET, "/export/dump", Some(READER), None)
+        .await;
     assert_eq!(status, reqwest::StatusCode::OK);
     let runs = list["scheduledRuns"].as_array().unwrap();
-    let outcomes: Vec<&str> = runs.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes, ["failed", "started", "started", "refused", "started"], "{list}");
+    let outcomes: Vec<&str> = runs
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["failed", "started", "started", "refused", "started"],
+        "{list}"
+    );
     assert_eq!(runs[1]["dumpId"], d3.as_str());
     assert_eq!(runs[1]["dumpStatus"], "completed");
     assert_eq!(runs[4]["dumpStatus"], "deleted", "the pruned dump: {list}");
@@ -73,8 +114,16 @@ async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
 #[test]
 fn the_templates_schedule_input_is_a_valid_tick() {
     let template = std::fs::read_to_string("infra/template.yaml").unwrap();
-    let start = template.find("Input: !Sub |").expect("the schedule's Input") + "Input: !Sub |".len();
-    let body: String = template[start..].lines().skip(1).take_while(|l| l.starts_with("          ")).collect::<Vec<_>>().join("\n");
+    let start = template
+        .find("Input: !Sub |")
+        .expect("the schedule's Input")
+        + "Input: !Sub |".len();
+    let body: String = template[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("          "))
+        .collect::<Vec<_>>()
+        .join("\n");
     let render = |tables: &str, callback: &str, keep_days: &str| {
         body.replace("${AWS::StackName}", "chunkdump")
             .replace("${BackupFormat}", "sql")
@@ -85,12 +134,21 @@ fn the_templates_schedule_input_is_a_valid_tick() {
             .replace("${BackupKeepLast}", "7")
             .replace("${BackupKeepDays}", keep_days)
     };
-    for (tables, callback, days) in [("null", "", "0"), (r#"["orders","users"]"#, "https://example.com/hook", "14")] {
+    for (tables, callback, days) in [
+        ("null", "", "0"),
+        (r#"["orders","users"]"#, "https://example.com/hook", "14"),
+    ] {
         let text = render(tables, callback, days);
         assert!(!text.contains("${"), "unrendered parameter: {text}");
-        let payload: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-        let tick = tick_from_payload(&payload).unwrap().unwrap_or_else(|e| panic!("{e}: {text}"));
+        let payload: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        let tick = tick_from_payload(&payload)
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}: {text}"));
         assert_eq!(tick.name, "chunkdump");
-        assert_eq!(serde_json::to_value(&tick.request).unwrap()["compression"], "zstd");
+        assert_eq!(
+            serde_json::to_value(&tick.request).unwrap()["compression"],
+            "zstd"
+        );
     }
 }

@@ -8,7 +8,16 @@ use common::cloud::{sdk_config, servers, unique};
 
 async fn put_secret(config: &aws_config::SdkConfig, text: &str) -> String {
     let client = aws_sdk_secretsmanager::Client::new(config);
-    client.create_secret().name(unique("chunkdump")).secret_string(text).send().await.unwrap().arn().unwrap().to_string()
+    client
+        .create_secret()
+        .name(unique("chunkdump"))
+        .secret_string(text)
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -26,24 +35,63 @@ async fn the_deployment_secret_is_read_and_checked() {
     let r2 = secrets.r2().unwrap().expect("R2 access is complete");
     assert_eq!(r2.endpoint, "https://acc.r2.cloudflarestorage.com");
     for shown in [format!("{secrets:?}"), format!("{r2:?}")] {
-        assert!(!shown.contains("very-secret-value") && !shown.contains("admin-0123"), "a secret was printed: {shown}");
+        assert!(
+            !shown.contains("very-secret-value") && !shown.contains("admin-0123"),
+            "a secret was printed: {shown}"
+        );
     }
 
-    let partial = put_secret(&config, r#"{"r2Endpoint":"https://acc.r2.cloudflarestorage.com","apiToken":"x"}"#).await;
-    let e = load_secrets(&config, Some(&partial)).await.unwrap().r2().unwrap_err();
+    let partial = put_secret(
+        &config,
+        r#"{"r2Endpoint":"https://acc.r2.cloudflarestorage.com","apiToken":"x"}"#,
+    )
+    .await;
+    let e = load_secrets(&config, Some(&partial))
+        .await
+        .unwrap()
+        .r2()
+        .unwrap_err();
     assert!(e.to_string().contains("R2 needs all of"), "{e}");
 
-    let plain_http = put_secret(&config, r#"{"r2Endpoint":"http://r2.example","r2AccessKeyId":"a","r2SecretAccessKey":"b"}"#).await;
-    let e = load_secrets(&config, Some(&plain_http)).await.unwrap().r2().unwrap_err();
+    let plain_http = put_secret(
+        &config,
+        r#"{"r2Endpoint":"http://r2.example","r2AccessKeyId":"a","r2SecretAccessKey":"b"}"#,
+    )
+    .await;
+    let e = load_secrets(&config, Some(&plain_http))
+        .await
+        .unwrap()
+        .r2()
+        .unwrap_err();
     assert!(e.to_string().contains("must be an https:// URL"), "{e}");
 
-    let unknown = put_secret(&config, r#"{"apiToken":"hunter2-hunter2","r2SecretKey":"typo"}"#).await;
-    let e = load_secrets(&config, Some(&unknown)).await.unwrap_err().to_string();
-    assert!(e.contains("must be a JSON object of") && e.contains("unknown field `r2SecretKey`") && !e.contains("hunter2"), "{e}");
+    let unknown = put_secret(
+        &config,
+        r#"{"apiToken":"hunter2-hunter2","r2SecretKey":"typo"}"#,
+    )
+    .await;
+    let e = load_secrets(&config, Some(&unknown))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("must be a JSON object of")
+            && e.contains("unknown field `r2SecretKey`")
+            && !e.contains("hunter2"),
+        "{e}"
+    );
     let wrong_type = put_secret(&config, r#"{"apiToken": ["hunter2-hunter2"]}"#).await;
-    let e = load_secrets(&config, Some(&wrong_type)).await.unwrap_err().to_string();
+    let e = load_secrets(&config, Some(&wrong_type))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("line 1") && !e.contains("hunter2"), "{e}");
 
-    let e = load_secrets(&config, Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf")).await.unwrap_err();
+    let e = load_secrets(
+        &config,
+        Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf"),
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("read the deployment secret"), "{e}");
 }

@@ -21,13 +21,22 @@ fn small_database_completes_in_its_first_chunk_without_breathing() {
     let o = run(&["status", &id, "--out", out.to_str().unwrap()]);
     let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(status["status"], "completed");
-    assert_eq!(status["chunks"], 1, "a small dump needs one chunk and so never breathes: {status}");
-    assert_eq!(status["progress"]["processedRows"], status["progress"]["totalRows"]);
+    assert_eq!(
+        status["chunks"], 1,
+        "a small dump needs one chunk and so never breathes: {status}"
+    );
+    assert_eq!(
+        status["progress"]["processedRows"],
+        status["progress"]["totalRows"]
+    );
 }
 
 /// Writes (an insert and an update) every 2 ms with a 5 s busy timeout until stopped;
 /// returns the latency of every write transaction and the number of failed writes.
-fn writer(db: std::path::PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(Vec<Duration>, u64)> {
+fn writer(
+    db: std::path::PathBuf,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<Duration>, u64)> {
     std::thread::spawn(move || {
         let c = rusqlite::Connection::open(&db).unwrap();
         c.busy_timeout(Duration::from_secs(5)).unwrap();
@@ -62,9 +71,14 @@ fn writers_never_fail_during_a_dump(journal_mode: &str) {
     let src = dir.path().join("busy.db");
     build_bulk_db(&src, 200_000);
     let c = rusqlite::Connection::open(&src).unwrap();
-    let mode: String = c.query_row(&format!("PRAGMA journal_mode = {journal_mode}"), [], |r| r.get(0)).unwrap();
+    let mode: String = c
+        .query_row(&format!("PRAGMA journal_mode = {journal_mode}"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(mode, journal_mode);
-    c.execute_batch("CREATE TABLE writes(id INTEGER PRIMARY KEY, v TEXT)").unwrap();
+    c.execute_batch("CREATE TABLE writes(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
     drop(c);
     let stop = Arc::new(AtomicBool::new(false));
     let handle = writer(src.clone(), stop.clone());
@@ -78,7 +92,10 @@ fn writers_never_fail_during_a_dump(journal_mode: &str) {
     }
     stop.store(true, Ordering::Relaxed);
     let (mut latencies, failed) = handle.join().unwrap();
-    assert_eq!(failed, 0, "a writer failed while the database was dumped ({journal_mode})");
+    assert_eq!(
+        failed, 0,
+        "a writer failed while the database was dumped ({journal_mode})"
+    );
     latencies.sort();
     eprintln!(
         "{journal_mode}: {dumps} dumps, {} writes, {failed} failed, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -87,7 +104,11 @@ fn writers_never_fail_during_a_dump(journal_mode: &str) {
         percentile(&latencies, 0.99),
         latencies.last().unwrap().as_secs_f64() * 1e3
     );
-    assert!(latencies.len() > 100, "the writer barely ran: {} writes", latencies.len());
+    assert!(
+        latencies.len() > 100,
+        "the writer barely ran: {} writes",
+        latencies.len()
+    );
 }
 
 #[test]

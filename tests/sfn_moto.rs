@@ -45,13 +45,21 @@ struct Emulator {
 
 async fn invoke(State(emu): State<Arc<Emulator>>, body: Bytes) -> Response {
     let n = emu.invocations.fetch_add(1, Ordering::SeqCst) + 1;
-    let function_error = |doc: serde_json::Value| ([("X-Amz-Function-Error", "Unhandled")], axum::Json(doc)).into_response();
+    let function_error = |doc: serde_json::Value| {
+        ([("X-Amz-Function-Error", "Unhandled")], axum::Json(doc)).into_response()
+    };
     if emu.fail_on.lock().unwrap().contains(&n) {
-        return function_error(serde_json::json!({"errorType": "Retryable", "errorMessage": format!("injected fault on invocation {n}")}));
+        return function_error(
+            serde_json::json!({"errorType": "Retryable", "errorMessage": format!("injected fault on invocation {n}")}),
+        );
     }
     let input: TaskInput = match serde_json::from_slice(&body) {
         Ok(input) => input,
-        Err(e) => return function_error(serde_json::json!({"errorType": "Runtime.UnmarshalError", "errorMessage": e.to_string()})),
+        Err(e) => {
+            return function_error(
+                serde_json::json!({"errorType": "Runtime.UnmarshalError", "errorMessage": e.to_string()}),
+            )
+        }
     };
     let tasks = emu.tasks.lock().unwrap().clone();
     match tasks.handle(input, None).await {
@@ -61,10 +69,23 @@ async fn invoke(State(emu): State<Arc<Emulator>>, body: Bytes) -> Response {
 }
 
 /// Everything else goes back to moto (Step Functions' own API).
-async fn forward(State(emu): State<Arc<Emulator>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let url = format!("{}{}", emu.moto_sfn, uri.path_and_query().map_or("/", |p| p.as_str()));
+async fn forward(
+    State(emu): State<Arc<Emulator>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let url = format!(
+        "{}{}",
+        emu.moto_sfn,
+        uri.path_and_query().map_or("/", |p| p.as_str())
+    );
     let mut req = emu.http.request(method, url).body(body);
-    for (name, value) in headers.iter().filter(|(n, _)| *n != "host" && *n != "content-length") {
+    for (name, value) in headers
+        .iter()
+        .filter(|(n, _)| *n != "host" && *n != "content-length")
+    {
         req = req.header(name, value);
     }
     match req.send().await {
@@ -73,7 +94,10 @@ async fn forward(State(emu): State<Arc<Emulator>>, method: Method, uri: Uri, hea
             let headers = res.headers().clone();
             let bytes = res.bytes().await.unwrap_or_default();
             let mut out = (status, bytes).into_response();
-            for (name, value) in headers.iter().filter(|(n, _)| *n != "content-length" && *n != "transfer-encoding") {
+            for (name, value) in headers
+                .iter()
+                .filter(|(n, _)| *n != "content-length" && *n != "transfer-encoding")
+            {
                 out.headers_mut().insert(name, value.clone());
             }
             out
@@ -93,40 +117,65 @@ struct Rig {
 
 async fn rig() -> Rig {
     let sv = servers();
-    let moto_sfn = std::env::var("CHUNKDUMP_TEST_MOTO_SFN").expect("CHUNKDUMP_TEST_MOTO_SFN is not set: run the tests with scripts/test");
+    let moto_sfn = std::env::var("CHUNKDUMP_TEST_MOTO_SFN")
+        .expect("CHUNKDUMP_TEST_MOTO_SFN is not set: run the tests with scripts/test");
     let lambda_port = std::env::var("CHUNKDUMP_TEST_SFN_LAMBDA_PORT").unwrap();
     let http = reqwest::Client::new();
     // moto only runs the states of an execution when asked to.
-    let enabled =
-        http.post(format!("{moto_sfn}/moto-api/config")).json(&serde_json::json!({"stepfunctions": {"execute_state_machine": true}})).send().await.unwrap();
+    let enabled = http
+        .post(format!("{moto_sfn}/moto-api/config"))
+        .json(&serde_json::json!({"stepfunctions": {"execute_state_machine": true}}))
+        .send()
+        .await
+        .unwrap();
     assert!(enabled.status().is_success());
     let store_config = sdk_config(&sv.moto, "moto", "moto").await;
     let s3 = S3Store::new(&store_config, &format!("s3://{}", unique("sfn"))).unwrap();
     s3.ensure_bucket().await.unwrap();
-    let dynamo = DynamoProgress::new(&store_config, &format!("dynamodb://{}", unique("sfn"))).unwrap();
+    let dynamo =
+        DynamoProgress::new(&store_config, &format!("dynamodb://{}", unique("sfn"))).unwrap();
     dynamo.ensure_table().await.unwrap();
-    let (objects, dynamo): (Arc<dyn ObjectStore>, Arc<DynamoProgress>) = (Arc::new(s3.clone()), Arc::new(dynamo));
+    let (objects, dynamo): (Arc<dyn ObjectStore>, Arc<DynamoProgress>) =
+        (Arc::new(s3.clone()), Arc::new(dynamo));
     let tasks = Tasks {
         objects,
         progress: dynamo.clone(),
         notifier: None,
-        chunk: ChunkOptions { budget: Duration::ZERO, snapshot_dir: Some(std::env::temp_dir().join(unique("sfn-snapshots"))), ..Default::default() },
+        chunk: ChunkOptions {
+            budget: Duration::ZERO,
+            snapshot_dir: Some(std::env::temp_dir().join(unique("sfn-snapshots"))),
+            ..Default::default()
+        },
         breathe: Duration::from_secs(1),
         whole_seconds: true,
         chunks_per_execution: 1000,
     };
-    let emu =
-        Arc::new(Emulator { tasks: Mutex::new(tasks), invocations: AtomicU32::new(0), fail_on: Mutex::new(Vec::new()), moto_sfn: moto_sfn.clone(), http });
-    let app = axum::Router::new().route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke)).fallback(forward).with_state(emu.clone());
-    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{lambda_port}")).await.expect("the Lambda emulator port is free");
+    let emu = Arc::new(Emulator {
+        tasks: Mutex::new(tasks),
+        invocations: AtomicU32::new(0),
+        fail_on: Mutex::new(Vec::new()),
+        moto_sfn: moto_sfn.clone(),
+        http,
+    });
+    let app = axum::Router::new()
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            axum::routing::post(invoke),
+        )
+        .fallback(forward)
+        .with_state(emu.clone());
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{lambda_port}"))
+        .await
+        .expect("the Lambda emulator port is free");
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let sfn_config = sdk_config(&moto_sfn, "moto", "moto").await;
     let sfn = aws_sdk_sfn::Client::new(&sfn_config);
-    let definition = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/statemachine.json"))
-        .unwrap()
-        .replace("${ChunkFunctionArn}", CHUNK_ARN)
-        .replace("${SnapshotFunctionArn}", SNAPSHOT_ARN);
+    let definition =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/statemachine.json"))
+            .unwrap()
+            .replace("${ChunkFunctionArn}", CHUNK_ARN)
+            .replace("${SnapshotFunctionArn}", SNAPSHOT_ARN);
     let created = sfn
         .create_state_machine()
         .name(unique("chunkdump"))
@@ -136,7 +185,14 @@ async fn rig() -> Rig {
         .await
         .unwrap();
     let orchestrator = SfnOrchestrator::new(&sfn_config, created.state_machine_arn()).unwrap();
-    Rig { emu, sfn, orchestrator, s3, dynamo, machine_arn: created.state_machine_arn().to_string() }
+    Rig {
+        emu,
+        sfn,
+        orchestrator,
+        s3,
+        dynamo,
+        machine_arn: created.state_machine_arn().to_string(),
+    }
 }
 
 fn spec(db: &std::path::Path) -> DumpSpec {
@@ -159,15 +215,33 @@ async fn settle(rig: &Rig, id: &str) -> String {
     loop {
         let status = rig.orchestrator.describe(id).await.unwrap();
         match status.as_deref() {
-            Some("RUNNING") | None if start.elapsed() < Duration::from_secs(120) => tokio::time::sleep(Duration::from_millis(300)).await,
+            Some("RUNNING") | None if start.elapsed() < Duration::from_secs(120) => {
+                tokio::time::sleep(Duration::from_millis(300)).await
+            }
             other => return other.unwrap_or("none").to_string(),
         }
     }
 }
 
 async fn history(rig: &Rig, execution_arn: &str) -> Vec<(HistoryEventType, Option<String>)> {
-    let out = rig.sfn.get_execution_history().execution_arn(execution_arn).max_results(1000).send().await.unwrap();
-    out.events().iter().map(|e| (e.r#type().clone(), e.state_entered_event_details().map(|d| d.name().to_string()))).collect()
+    let out = rig
+        .sfn
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap();
+    out.events()
+        .iter()
+        .map(|e| {
+            (
+                e.r#type().clone(),
+                e.state_entered_event_details()
+                    .map(|d| d.name().to_string()),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -178,52 +252,131 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
     common::build_bulk_db(&src, 5000);
     let reference = tokio::task::spawn_blocking({
         let src = src.clone();
-        move || lib_dump(&src, Format::Sql, Compression::None, 1000, Duration::from_secs(60), PART)
+        move || {
+            lib_dump(
+                &src,
+                Format::Sql,
+                Compression::None,
+                1000,
+                Duration::from_secs(60),
+                PART,
+            )
+        }
     })
     .await
     .unwrap();
 
     // 1. Many chunks, a breathing Wait between them, an injected Retryable failure on
     //    the second invocation.
-    let job = create_dump(rig.dynamo.as_ref(), spec(&src), None).await.unwrap();
+    let job = create_dump(rig.dynamo.as_ref(), spec(&src), None)
+        .await
+        .unwrap();
     *rig.emu.fail_on.lock().unwrap() = vec![2];
     rig.orchestrator.start(&job.id, job.version).await.unwrap();
-    rig.orchestrator.start(&job.id, job.version).await.expect("a second start of the same dump is a no-op");
+    rig.orchestrator
+        .start(&job.id, job.version)
+        .await
+        .expect("a second start of the same dump is a no-op");
     let status = settle(&rig, &job.id).await;
     let first = chunkdump::asl::execution_arn(&rig.machine_arn, &job.id);
-    assert_eq!(status, "SUCCEEDED", "{:#?}", rig.sfn.get_execution_history().execution_arn(&first).send().await.unwrap().events());
+    assert_eq!(
+        status,
+        "SUCCEEDED",
+        "{:#?}",
+        rig.sfn
+            .get_execution_history()
+            .execution_arn(&first)
+            .send()
+            .await
+            .unwrap()
+            .events()
+    );
     let done = rig.dynamo.get(&job.id).await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
-    assert!(done.chunks >= 6, "expected many chunks, got {}", done.chunks);
+    assert!(
+        done.chunks >= 6,
+        "expected many chunks, got {}",
+        done.chunks
+    );
     let object = rig.s3.get(&done.files[0].key).await.unwrap().unwrap();
-    assert_eq!(object, reference.files[0].1, "the dump run by moto's interpreter differs from the local dump");
+    assert_eq!(
+        object, reference.files[0].1,
+        "the dump run by moto's interpreter differs from the local dump"
+    );
 
     let events = history(&rig, &first).await;
-    let entered = |state: &str| events.iter().filter(|(_, name)| name.as_deref() == Some(state)).count();
-    assert!(entered("Breathe") >= 5, "a breathing Wait between chunks: {events:?}");
+    let entered = |state: &str| {
+        events
+            .iter()
+            .filter(|(_, name)| name.as_deref() == Some(state))
+            .count()
+    };
+    assert!(
+        entered("Breathe") >= 5,
+        "a breathing Wait between chunks: {events:?}"
+    );
     assert_eq!(entered("Notify"), 1);
-    let failed = events.iter().filter(|(t, _)| *t == HistoryEventType::LambdaFunctionFailed || *t == HistoryEventType::TaskFailed).count();
-    assert!(failed >= 1, "the injected failure should show and be retried: {events:?}");
+    let failed = events
+        .iter()
+        .filter(|(t, _)| {
+            *t == HistoryEventType::LambdaFunctionFailed || *t == HistoryEventType::TaskFailed
+        })
+        .count();
+    assert!(
+        failed >= 1,
+        "the injected failure should show and be retried: {events:?}"
+    );
     assert_eq!(entered("MarkFailed"), 0);
 
     // 1b. A snapshot dump: the Snapshot state copies the database before the loop, the
     //     chunks read the copy, and the copy is deleted at the end.
-    let job = create_dump(rig.dynamo.as_ref(), DumpSpec { snapshot: true, ..spec(&src) }, None).await.unwrap();
+    let job = create_dump(
+        rig.dynamo.as_ref(),
+        DumpSpec {
+            snapshot: true,
+            ..spec(&src)
+        },
+        None,
+    )
+    .await
+    .unwrap();
     rig.orchestrator.start(&job.id, job.version).await.unwrap();
     assert_eq!(settle(&rig, &job.id).await, "SUCCEEDED");
     let done = rig.dynamo.get(&job.id).await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
-    assert!(done.consistency.snapshot && !done.consistency.changed_during_dump, "{:?}", done.consistency);
-    let copy = done.snapshot_path.clone().expect("the snapshot path is recorded");
-    assert!(!std::path::Path::new(&copy).exists(), "the copy is deleted when the dump completes");
-    assert_eq!(rig.s3.get(&done.files[0].key).await.unwrap().unwrap(), reference.files[0].1);
-    let events = history(&rig, &chunkdump::asl::execution_arn(&rig.machine_arn, &job.id)).await;
-    assert!(events.iter().any(|(_, n)| n.as_deref() == Some("Snapshot")), "{events:?}");
+    assert!(
+        done.consistency.snapshot && !done.consistency.changed_during_dump,
+        "{:?}",
+        done.consistency
+    );
+    let copy = done
+        .snapshot_path
+        .clone()
+        .expect("the snapshot path is recorded");
+    assert!(
+        !std::path::Path::new(&copy).exists(),
+        "the copy is deleted when the dump completes"
+    );
+    assert_eq!(
+        rig.s3.get(&done.files[0].key).await.unwrap().unwrap(),
+        reference.files[0].1
+    );
+    let events = history(
+        &rig,
+        &chunkdump::asl::execution_arn(&rig.machine_arn, &job.id),
+    )
+    .await;
+    assert!(
+        events.iter().any(|(_, n)| n.as_deref() == Some("Snapshot")),
+        "{events:?}"
+    );
 
     // 2. A fatal error (the database is gone) goes through Catch to MarkFailed and Fail.
     let gone = dir.path().join("gone.db");
     std::fs::copy(&src, &gone).unwrap();
-    let job = create_dump(rig.dynamo.as_ref(), spec(&gone), None).await.unwrap();
+    let job = create_dump(rig.dynamo.as_ref(), spec(&gone), None)
+        .await
+        .unwrap();
     std::fs::remove_file(&gone).unwrap();
     rig.orchestrator.start(&job.id, job.version).await.unwrap();
     assert_eq!(settle(&rig, &job.id).await, "FAILED");
@@ -232,14 +385,23 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
     assert_eq!(failed_job.error.unwrap().code, "database_error");
     let arn = chunkdump::asl::execution_arn(&rig.machine_arn, &job.id);
     let events = history(&rig, &arn).await;
-    assert!(events.iter().any(|(_, n)| n.as_deref() == Some("MarkFailed")), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|(_, n)| n.as_deref() == Some("MarkFailed")),
+        "{events:?}"
+    );
 
     // 3. Stop: a long breath, then the orchestrator stops the execution.
     rig.emu.tasks.lock().unwrap().breathe = Duration::from_secs(60);
-    let job = create_dump(rig.dynamo.as_ref(), spec(&src), None).await.unwrap();
+    let job = create_dump(rig.dynamo.as_ref(), spec(&src), None)
+        .await
+        .unwrap();
     rig.orchestrator.start(&job.id, job.version).await.unwrap();
     let start = Instant::now();
-    while rig.dynamo.get(&job.id).await.unwrap().unwrap().chunks == 0 && start.elapsed() < Duration::from_secs(30) {
+    while rig.dynamo.get(&job.id).await.unwrap().unwrap().chunks == 0
+        && start.elapsed() < Duration::from_secs(30)
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     rig.orchestrator.stop(&job.id).await.unwrap();
@@ -250,19 +412,22 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
 async fn a_run_that_cannot_start_fails_its_dump_and_frees_the_database() {
     use chunkdump::api::{AppState, Tokens};
     let sv = servers();
-    let moto_sfn = std::env::var("CHUNKDUMP_TEST_MOTO_SFN").expect("run the tests with scripts/test");
+    let moto_sfn =
+        std::env::var("CHUNKDUMP_TEST_MOTO_SFN").expect("run the tests with scripts/test");
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     common::build_bulk_db(&src, 100);
     let config = sdk_config(&sv.moto, "moto", "moto").await;
     let s3 = S3Store::new(&config, &format!("s3://{}", unique("nostart"))).unwrap();
     s3.ensure_bucket().await.unwrap();
-    let dynamo = DynamoProgress::new(&config, &format!("dynamodb://{}", unique("nostart"))).unwrap();
+    let dynamo =
+        DynamoProgress::new(&config, &format!("dynamodb://{}", unique("nostart"))).unwrap();
     dynamo.ensure_table().await.unwrap();
     let progress = Arc::new(dynamo);
     // A state machine that does not exist: every start is refused by Step Functions.
     let missing = "arn:aws:states:us-east-1:123456789012:stateMachine:does-not-exist";
-    let orchestrator = SfnOrchestrator::new(&sdk_config(&moto_sfn, "moto", "moto").await, missing).unwrap();
+    let orchestrator =
+        SfnOrchestrator::new(&sdk_config(&moto_sfn, "moto", "moto").await, missing).unwrap();
     let state = AppState {
         objects: Arc::new(s3),
         progress: progress.clone(),
@@ -273,14 +438,40 @@ async fn a_run_that_cannot_start_fails_its_dump_and_frees_the_database() {
     let base = common::api_server::serve(state).await;
     let client = reqwest::Client::new();
     for _ in 0..2 {
-        let res = client.post(format!("{base}/export/dump")).bearer_auth("admin-token").json(&serde_json::json!({"format": "sql"})).send().await.unwrap();
-        assert_eq!(res.status().as_u16(), 500, "a refused start is a server-side failure, and not a 409 for the second try");
+        let res = client
+            .post(format!("{base}/export/dump"))
+            .bearer_auth("admin-token")
+            .json(&serde_json::json!({"format": "sql"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status().as_u16(),
+            500,
+            "a refused start is a server-side failure, and not a 409 for the second try"
+        );
         let body: serde_json::Value = res.json().await.unwrap();
         assert_eq!(body["error"]["code"], "storage_error", "{body}");
-        assert!(body["error"]["message"].as_str().unwrap().contains("start execution"), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("start execution"),
+            "{body}"
+        );
     }
-    let listed: serde_json::Value = client.get(format!("{base}/export/dump")).bearer_auth("admin-token").send().await.unwrap().json().await.unwrap();
-    let dumps = listed["dumps"].as_array().unwrap_or_else(|| panic!("{listed}"));
+    let listed: serde_json::Value = client
+        .get(format!("{base}/export/dump"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dumps = listed["dumps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"));
     assert_eq!(dumps.len(), 2);
     assert!(dumps.iter().all(|d| d["status"] == "failed"), "{listed}");
 }

@@ -29,22 +29,53 @@ struct Quirks {
 async fn object_store_suite(store: &dyn ObjectStore, quirks: Quirks) {
     // Small objects: put, get, overwrite, delete, missing.
     store.put("a/b/small.txt", b"one".to_vec()).await.unwrap();
-    assert_eq!(store.get("a/b/small.txt").await.unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(
+        store.get("a/b/small.txt").await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
     store.put("a/b/small.txt", b"two".to_vec()).await.unwrap();
     // Ranged reads: how verify reads large objects back in bounded memory.
     let data: Vec<u8> = (0..100u8).collect();
     store.put("a/range.bin", data.clone()).await.unwrap();
-    assert_eq!(store.get_range("a/range.bin", 10, 20).await.unwrap().unwrap(), data[10..30]);
-    assert_eq!(store.get_range("a/range.bin", 90, 50).await.unwrap().unwrap(), data[90..], "a range past the end is cut");
-    assert_eq!(store.get_range("a/range.bin", 0, 100).await.unwrap().unwrap(), data);
+    assert_eq!(
+        store
+            .get_range("a/range.bin", 10, 20)
+            .await
+            .unwrap()
+            .unwrap(),
+        data[10..30]
+    );
+    assert_eq!(
+        store
+            .get_range("a/range.bin", 90, 50)
+            .await
+            .unwrap()
+            .unwrap(),
+        data[90..],
+        "a range past the end is cut"
+    );
+    assert_eq!(
+        store
+            .get_range("a/range.bin", 0, 100)
+            .await
+            .unwrap()
+            .unwrap(),
+        data
+    );
     assert_eq!(store.get_range("a/missing.bin", 0, 10).await.unwrap(), None);
-    assert_eq!(store.get("a/b/small.txt").await.unwrap().as_deref(), Some(&b"two"[..]));
+    assert_eq!(
+        store.get("a/b/small.txt").await.unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
     store.delete("a/b/small.txt").await.unwrap();
     assert_eq!(store.get("a/b/small.txt").await.unwrap(), None);
     store.delete("a/b/small.txt").await.unwrap();
     assert_eq!(store.get("never/was").await.unwrap(), None);
     for bad in ["../escape", "/abs", "a//b", "a/./b", ""] {
-        assert!(matches!(store.put(bad, vec![]).await, Err(StoreError::Invalid(_))), "key {bad:?} accepted");
+        assert!(
+            matches!(store.put(bad, vec![]).await, Err(StoreError::Invalid(_))),
+            "key {bad:?} accepted"
+        );
     }
 
     // Multipart: equal parts (5 MiB, the S3/R2 minimum), a retried part replaces the
@@ -52,39 +83,105 @@ async fn object_store_suite(store: &dyn ObjectStore, quirks: Quirks) {
     const P: usize = 5 << 20;
     let part = |byte: u8, len: usize| Bytes::from(vec![byte; len]);
     let up = store.create_upload("dump/m.bin", P as u64).await.unwrap();
-    store.upload_part("dump/m.bin", &up, 1, part(b'x', P)).await.unwrap();
-    let p1 = store.upload_part("dump/m.bin", &up, 1, part(b'A', P)).await.unwrap();
-    let p2 = store.upload_part("dump/m.bin", &up, 2, part(b'B', P)).await.unwrap();
-    let p3 = store.upload_part("dump/m.bin", &up, 3, part(b'C', 1)).await.unwrap();
-    assert!(store.get("dump/m.bin").await.unwrap().is_none(), "an upload is invisible before completion");
-    assert!(matches!(store.upload_part("dump/m.bin", &up, 4, part(b'D', P + 1)).await, Err(StoreError::Invalid(_))));
+    store
+        .upload_part("dump/m.bin", &up, 1, part(b'x', P))
+        .await
+        .unwrap();
+    let p1 = store
+        .upload_part("dump/m.bin", &up, 1, part(b'A', P))
+        .await
+        .unwrap();
+    let p2 = store
+        .upload_part("dump/m.bin", &up, 2, part(b'B', P))
+        .await
+        .unwrap();
+    let p3 = store
+        .upload_part("dump/m.bin", &up, 3, part(b'C', 1))
+        .await
+        .unwrap();
+    assert!(
+        store.get("dump/m.bin").await.unwrap().is_none(),
+        "an upload is invisible before completion"
+    );
+    assert!(matches!(
+        store
+            .upload_part("dump/m.bin", &up, 4, part(b'D', P + 1))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
     // Unequal parts are refused before the store would see them.
-    let short_middle = [p1.clone(), PartReceipt { size: P as u64 - 1, ..p2.clone() }, p3.clone()];
-    assert!(matches!(store.complete_upload("dump/m.bin", &up, &short_middle).await, Err(StoreError::Invalid(_))));
+    let short_middle = [
+        p1.clone(),
+        PartReceipt {
+            size: P as u64 - 1,
+            ..p2.clone()
+        },
+        p3.clone(),
+    ];
+    assert!(matches!(
+        store
+            .complete_upload("dump/m.bin", &up, &short_middle)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
     let gap = [p1.clone(), p3.clone()];
-    assert!(matches!(store.complete_upload("dump/m.bin", &up, &gap).await, Err(StoreError::Invalid(_))));
-    let size = store.complete_upload("dump/m.bin", &up, &[p1, p2, p3]).await.unwrap();
+    assert!(matches!(
+        store.complete_upload("dump/m.bin", &up, &gap).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let size = store
+        .complete_upload("dump/m.bin", &up, &[p1, p2, p3])
+        .await
+        .unwrap();
     assert_eq!(size, 2 * P as u64 + 1);
     let got = store.get("dump/m.bin").await.unwrap().unwrap();
     assert_eq!(got.len(), 2 * P + 1);
-    assert!(got[..P].iter().all(|&b| b == b'A') && got[P..2 * P].iter().all(|&b| b == b'B') && got[2 * P] == b'C');
+    assert!(
+        got[..P].iter().all(|&b| b == b'A')
+            && got[P..2 * P].iter().all(|&b| b == b'B')
+            && got[2 * P] == b'C'
+    );
 
     // Parts uploaded past the listed ones (an abandoned attempt) are dropped.
     let up = store.create_upload("dump/n.bin", P as u64).await.unwrap();
-    let q1 = store.upload_part("dump/n.bin", &up, 1, part(b'a', P)).await.unwrap();
-    let q2 = store.upload_part("dump/n.bin", &up, 2, part(b'b', 3)).await.unwrap();
-    store.upload_part("dump/n.bin", &up, 3, part(b'z', 7)).await.unwrap();
-    assert_eq!(store.complete_upload("dump/n.bin", &up, &[q1, q2]).await.unwrap(), P as u64 + 3);
+    let q1 = store
+        .upload_part("dump/n.bin", &up, 1, part(b'a', P))
+        .await
+        .unwrap();
+    let q2 = store
+        .upload_part("dump/n.bin", &up, 2, part(b'b', 3))
+        .await
+        .unwrap();
+    store
+        .upload_part("dump/n.bin", &up, 3, part(b'z', 7))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .complete_upload("dump/n.bin", &up, &[q1, q2])
+            .await
+            .unwrap(),
+        P as u64 + 3
+    );
     assert_eq!(store.get("dump/n.bin").await.unwrap().unwrap().len(), P + 3);
 
     // Abort discards; the upload is gone afterwards; aborting twice is fine.
-    let up = store.create_upload("dump/gone.bin", P as u64).await.unwrap();
-    let r = store.upload_part("dump/gone.bin", &up, 1, part(b'g', 10)).await.unwrap();
+    let up = store
+        .create_upload("dump/gone.bin", P as u64)
+        .await
+        .unwrap();
+    let r = store
+        .upload_part("dump/gone.bin", &up, 1, part(b'g', 10))
+        .await
+        .unwrap();
     store.abort_upload("dump/gone.bin", &up).await.unwrap();
     if !quirks.second_abort_denied {
         store.abort_upload("dump/gone.bin", &up).await.unwrap();
     }
-    assert!(store.complete_upload("dump/gone.bin", &up, &[r]).await.is_err());
+    assert!(store
+        .complete_upload("dump/gone.bin", &up, &[r])
+        .await
+        .is_err());
     assert!(store.get("dump/gone.bin").await.unwrap().is_none());
 
     // Pending uploads are listed by key prefix (how uploads of killed chunks are found),
@@ -96,13 +193,22 @@ async fn object_store_suite(store: &dyn ObjectStore, quirks: Quirks) {
     }
     let a1 = store.create_upload("left/a.sql", P as u64).await.unwrap();
     let a2 = store.create_upload("left/a.sql", P as u64).await.unwrap();
-    store.upload_part("left/a.sql", &a2, 1, part(b'p', 10)).await.unwrap();
+    store
+        .upload_part("left/a.sql", &a2, 1, part(b'p', 10))
+        .await
+        .unwrap();
     let other = store.create_upload("right/b.sql", P as u64).await.unwrap();
     let mut pending = store.pending_uploads("left/").await.unwrap();
     pending.sort_by(|a, b| a.handle.upload_id.cmp(&b.handle.upload_id));
     let mut expected = vec![a1.upload_id.clone(), a2.upload_id.clone()];
     expected.sort();
-    assert_eq!(pending.iter().map(|p| p.handle.upload_id.clone()).collect::<Vec<_>>(), expected);
+    assert_eq!(
+        pending
+            .iter()
+            .map(|p| p.handle.upload_id.clone())
+            .collect::<Vec<_>>(),
+        expected
+    );
     assert!(pending.iter().all(|p| p.key == "left/a.sql"), "{pending:?}");
     for p in &pending {
         store.abort_upload(&p.key, &p.handle).await.unwrap();
@@ -131,14 +237,23 @@ async fn progress_store_suite(store: &dyn ProgressStore, expiring: &dyn Progress
     // Deletion is conditional on the version, like commits; a missing record is fine.
     let d = job("dump_del");
     store.create(&d).await.unwrap();
-    assert!(matches!(store.delete("dump_del", 7).await, Err(StoreError::Conflict { .. })));
-    assert!(store.get("dump_del").await.unwrap().is_some(), "a conflicting delete keeps the record");
+    assert!(matches!(
+        store.delete("dump_del", 7).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(
+        store.get("dump_del").await.unwrap().is_some(),
+        "a conflicting delete keeps the record"
+    );
     store.delete("dump_del", 1).await.unwrap();
     assert_eq!(store.get("dump_del").await.unwrap(), None);
     store.delete("dump_del", 1).await.unwrap();
     let j = job("dump_1");
     store.create(&j).await.unwrap();
-    assert!(matches!(store.create(&j).await, Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(
+        store.create(&j).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
     assert_eq!(store.get("dump_1").await.unwrap().unwrap(), j);
     assert_eq!(store.get("missing").await.unwrap(), None);
 
@@ -151,38 +266,86 @@ async fn progress_store_suite(store: &dyn ProgressStore, expiring: &dyn Progress
     let mut stale = j.clone();
     stale.version = 2;
     stale.processed_rows = 99;
-    assert!(matches!(store.commit(&stale, 1).await, Err(StoreError::Conflict { .. })));
-    assert_eq!(store.get("dump_1").await.unwrap().unwrap().processed_rows, 10);
-    assert!(matches!(store.commit(&job("never_created"), 0).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(
+        store.commit(&stale, 1).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store.get("dump_1").await.unwrap().unwrap().processed_rows,
+        10
+    );
+    assert!(matches!(
+        store.commit(&job("never_created"), 0).await,
+        Err(StoreError::Conflict { .. })
+    ));
 
     // Recent dumps, newest first.
     let mut later = job("dump_2");
     later.created_at = j.created_at + chrono::Duration::seconds(5);
     store.create(&later).await.unwrap();
-    let ids: Vec<String> = store.list_recent(10).await.unwrap().into_iter().map(|r| r.id).collect();
+    let ids: Vec<String> = store
+        .list_recent(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(ids, ["dump_2", "dump_1"]);
     assert_eq!(store.list_recent(1).await.unwrap().len(), 1);
 
     // Slots: one holder at a time; the holder may re-claim; a named holder can be replaced.
     assert_eq!(store.claim("db:a", "dump_1", None).await.unwrap(), None);
     assert_eq!(store.claim("db:a", "dump_1", None).await.unwrap(), None);
-    assert_eq!(store.claim("db:a", "dump_2", None).await.unwrap().as_deref(), Some("dump_1"));
-    assert_eq!(store.claim("db:a", "dump_2", Some("dump_9")).await.unwrap().as_deref(), Some("dump_1"));
-    assert_eq!(store.claim("db:a", "dump_2", Some("dump_1")).await.unwrap(), None);
-    assert_eq!(store.claim("db:b", "dump_1", None).await.unwrap(), None, "slots are independent");
+    assert_eq!(
+        store
+            .claim("db:a", "dump_2", None)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("dump_1")
+    );
+    assert_eq!(
+        store
+            .claim("db:a", "dump_2", Some("dump_9"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("dump_1")
+    );
+    assert_eq!(
+        store.claim("db:a", "dump_2", Some("dump_1")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.claim("db:b", "dump_1", None).await.unwrap(),
+        None,
+        "slots are independent"
+    );
     // Fixed-window counters.
     let window = Duration::from_secs(3600);
     let (first, left) = store.count_in_window("starts:t1", window).await.unwrap();
     assert!(left > 0 && left <= 3600);
-    assert_eq!(store.count_in_window("starts:t1", window).await.unwrap().0, first + 1);
-    assert_eq!(store.count_in_window("starts:t2", window).await.unwrap().0, 1, "counters are per key");
+    assert_eq!(
+        store.count_in_window("starts:t1", window).await.unwrap().0,
+        first + 1
+    );
+    assert_eq!(
+        store.count_in_window("starts:t2", window).await.unwrap().0,
+        1,
+        "counters are per key"
+    );
 
     // Expired records are invisible to readers even before they are deleted.
     expiring.create(&job("short_lived")).await.unwrap();
     assert!(expiring.get("short_lived").await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(expiring.get("short_lived").await.unwrap(), None);
-    assert!(expiring.list_recent(10).await.unwrap().iter().all(|r| r.id != "short_lived"));
+    assert!(expiring
+        .list_recent(10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.id != "short_lived"));
     // ...and its id can be reused.
     expiring.create(&job("short_lived")).await.unwrap();
 }
@@ -197,7 +360,9 @@ async fn local_directory_object_store() {
 async fn local_sqlite_progress_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteProgress::open(&dir.path().join("p.sqlite3")).unwrap();
-    let expiring = SqliteProgress::open(&dir.path().join("e.sqlite3")).unwrap().with_ttl(Duration::from_secs(1));
+    let expiring = SqliteProgress::open(&dir.path().join("e.sqlite3"))
+        .unwrap()
+        .with_ttl(Duration::from_secs(1));
     progress_store_suite(&store, &expiring).await;
 }
 
@@ -208,7 +373,9 @@ async fn missing_or_unwritable_locations_give_clear_errors() {
     std::fs::write(&file, "x").unwrap();
     let err = DirStore::open(file.join("sub")).unwrap_err();
     assert!(err.to_string().contains("plain-file"), "{err}");
-    let err = SqliteProgress::open(&file.join("p.sqlite3")).err().expect("cannot open under a file");
+    let err = SqliteProgress::open(&file.join("p.sqlite3"))
+        .err()
+        .expect("cannot open under a file");
     assert!(!err.is_retryable(), "{err}");
 }
 
@@ -220,7 +387,10 @@ async fn s3_object_store_on_moto() {
     store.ensure_bucket().await.unwrap();
     store.ensure_bucket().await.unwrap(); // idempotent
     object_store_suite(&store, Quirks::default()).await;
-    assert!(store.locate("a/b").starts_with("s3://conf-") && store.locate("a/b").ends_with("/some/prefix/a/b"));
+    assert!(
+        store.locate("a/b").starts_with("s3://conf-")
+            && store.locate("a/b").ends_with("/some/prefix/a/b")
+    );
 }
 
 #[tokio::test]
@@ -229,7 +399,14 @@ async fn s3_object_store_on_s3s_fs_with_signature_checks() {
     let config = sdk_config(&sv.s3s, &sv.s3s_key, &sv.s3s_secret).await;
     let store = S3Store::new(&config, &format!("s3://{}", unique("conf"))).unwrap();
     store.ensure_bucket().await.unwrap();
-    object_store_suite(&store, Quirks { second_abort_denied: true, no_upload_listing: true }).await;
+    object_store_suite(
+        &store,
+        Quirks {
+            second_abort_denied: true,
+            no_upload_listing: true,
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -237,11 +414,15 @@ async fn dynamodb_progress_store_on_moto() {
     let sv = servers();
     let config = sdk_config(&sv.moto, "moto", "moto").await;
     let table = unique("jobs");
-    let store = DynamoProgress::new(&config, &format!("dynamodb://{table}")).unwrap().with_ttl(None);
+    let store = DynamoProgress::new(&config, &format!("dynamodb://{table}"))
+        .unwrap()
+        .with_ttl(None);
     store.ensure_table().await.unwrap();
     store.ensure_table().await.unwrap(); // idempotent
                                          // moto never deletes expired items: readers must ignore them by themselves.
-    let expiring = DynamoProgress::new(&config, &format!("dynamodb://{table}")).unwrap().with_ttl(Some(Duration::from_secs(1)));
+    let expiring = DynamoProgress::new(&config, &format!("dynamodb://{table}"))
+        .unwrap()
+        .with_ttl(Some(Duration::from_secs(1)));
     progress_store_suite(&store, &expiring).await;
 }
 
@@ -251,14 +432,23 @@ async fn cloud_misconfiguration_gives_clear_errors() {
     let moto = sdk_config(&sv.moto, "moto", "moto").await;
     let missing = S3Store::new(&moto, "s3://no-such-bucket-here").unwrap();
     let err = missing.put("x", b"1".to_vec()).await.unwrap_err();
-    assert!(err.to_string().contains("NoSuchBucket") && !err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("NoSuchBucket") && !err.is_retryable(),
+        "{err}"
+    );
     let table = DynamoProgress::new(&moto, "dynamodb://no_such_table").unwrap();
     let err = table.get("dump_1").await.unwrap_err();
-    assert!(err.to_string().contains("does not exist") && !err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("does not exist") && !err.is_retryable(),
+        "{err}"
+    );
     let wrong = sdk_config(&sv.s3s, &sv.s3s_key, "not-the-secret").await;
     let store = S3Store::new(&wrong, &format!("s3://{}", unique("conf"))).unwrap();
     let err = store.ensure_bucket().await.unwrap_err();
-    assert!(err.to_string().contains("SignatureDoesNotMatch") && !err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("SignatureDoesNotMatch") && !err.is_retryable(),
+        "{err}"
+    );
     assert!(S3Store::new(&moto, "http://bucket").is_err());
     assert!(DynamoProgress::new(&moto, "dynamodb://").is_err());
 }

@@ -12,11 +12,22 @@ fn verify(out: &Path, id: &str, extra: &[&str]) -> (bool, String) {
     let mut args = vec!["verify", id, "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
     let o = run(&args);
-    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
 }
 
 fn manifest(out: &Path, id: &str, csv: bool) -> (PathBuf, serde_json::Value) {
-    let path = if csv { out.join(id).join("manifest.json") } else { out.join(format!("{id}.manifest.json")) };
+    let path = if csv {
+        out.join(id).join("manifest.json")
+    } else {
+        out.join(format!("{id}.manifest.json"))
+    };
     let v = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     (path, v)
 }
@@ -41,11 +52,44 @@ fn manifests_match_the_bytes_and_verify_passes_in_every_format() {
     build_edge_db(&src);
     let cases: [(&str, &[&str]); 6] = [
         ("sql", &["--format", "sql"]),
-        ("sql-many", &["--format", "sql", "--chunk-size", "2", "--budget-ms", "0"]),
-        ("sqlgz", &["--format", "sql", "--compression", "gzip", "--chunk-size", "3", "--budget-ms", "0"]),
-        ("sqlzst", &["--format", "sql", "--compression", "zstd", "--chunk-size", "3", "--budget-ms", "0"]),
-        ("json", &["--format", "json", "--chunk-size", "2", "--budget-ms", "0"]),
-        ("csv", &["--format", "csv", "--chunk-size", "2", "--budget-ms", "0"]),
+        (
+            "sql-many",
+            &["--format", "sql", "--chunk-size", "2", "--budget-ms", "0"],
+        ),
+        (
+            "sqlgz",
+            &[
+                "--format",
+                "sql",
+                "--compression",
+                "gzip",
+                "--chunk-size",
+                "3",
+                "--budget-ms",
+                "0",
+            ],
+        ),
+        (
+            "sqlzst",
+            &[
+                "--format",
+                "sql",
+                "--compression",
+                "zstd",
+                "--chunk-size",
+                "3",
+                "--budget-ms",
+                "0",
+            ],
+        ),
+        (
+            "json",
+            &["--format", "json", "--chunk-size", "2", "--budget-ms", "0"],
+        ),
+        (
+            "csv",
+            &["--format", "csv", "--chunk-size", "2", "--budget-ms", "0"],
+        ),
     ];
     let mut table_hashes: Vec<serde_json::Value> = Vec::new();
     for (name, args) in cases {
@@ -57,7 +101,12 @@ fn manifests_match_the_bytes_and_verify_passes_in_every_format() {
         for f in m["files"].as_array().unwrap() {
             let bytes = std::fs::read(out.join(f["key"].as_str().unwrap())).unwrap();
             assert_eq!(f["size"].as_u64().unwrap(), bytes.len() as u64);
-            assert_eq!(f["sha256"].as_str().unwrap(), digest_of_parts(&bytes, m["partSize"].as_u64().unwrap() as usize), "{name}: {}", f["key"]);
+            assert_eq!(
+                f["sha256"].as_str().unwrap(),
+                digest_of_parts(&bytes, m["partSize"].as_u64().unwrap() as usize),
+                "{name}: {}",
+                f["key"]
+            );
         }
         assert_eq!(m["source"]["textEncoding"], "UTF-8");
         assert_eq!(m["consistency"]["snapshot"], false);
@@ -71,7 +120,10 @@ fn manifests_match_the_bytes_and_verify_passes_in_every_format() {
         assert!(ok, "{name} against its source: {text}");
     }
     // One chunk or many, compressed or not: the same table digests.
-    assert!(table_hashes.windows(2).all(|w| w[0] == w[1]), "{table_hashes:?}");
+    assert!(
+        table_hashes.windows(2).all(|w| w[0] == w[1]),
+        "{table_hashes:?}"
+    );
 }
 
 #[test]
@@ -81,14 +133,30 @@ fn verify_names_every_kind_of_damage() {
     build_bulk_db(&src, 60_000);
     let dump = |id: &str, format: &str| {
         let out = dir.path().join(id);
-        dump_ok(&src, &out, &["--id", id, "--format", format, "--breathe-ms", "0", "--part-size", "5242880"]);
+        dump_ok(
+            &src,
+            &out,
+            &[
+                "--id",
+                id,
+                "--format",
+                format,
+                "--breathe-ms",
+                "0",
+                "--part-size",
+                "5242880",
+            ],
+        );
         out
     };
     // Multi-part files (the SQL dump is over 5 MiB).
     let out = dump("flip", "sql");
     let file = out.join("flip.sql");
     let (_, m) = manifest(&out, "flip", false);
-    assert!(m["files"][0]["size"].as_u64().unwrap() > 5 << 20, "more than one part");
+    assert!(
+        m["files"][0]["size"].as_u64().unwrap() > 5 << 20,
+        "more than one part"
+    );
     let mut bytes = std::fs::read(&file).unwrap();
     let at = bytes.len() / 2 + 17;
     bytes[at] ^= 0x01;
@@ -101,12 +169,18 @@ fn verify_names_every_kind_of_damage() {
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() - 100]).unwrap();
     let (ok, text) = verify(&out, "trunc", &[]);
-    assert!(!ok && text.contains("bytes stored") && text.contains("does not parse"), "a truncated file: {text}");
+    assert!(
+        !ok && text.contains("bytes stored") && text.contains("does not parse"),
+        "a truncated file: {text}"
+    );
 
     let out = dump("gone", "csv");
     std::fs::remove_file(out.join("gone/tags.csv")).unwrap();
     let (ok, text) = verify(&out, "gone", &[]);
-    assert!(!ok && text.contains("tags.csv: missing"), "a missing file: {text}");
+    assert!(
+        !ok && text.contains("tags.csv: missing"),
+        "a missing file: {text}"
+    );
 
     // The dump is intact but the manifest was altered.
     let out = dump("lie", "sql");
@@ -114,15 +188,24 @@ fn verify_names_every_kind_of_damage() {
     m["tables"][0]["contentHash"] = serde_json::json!(format!("{:032x}", 7));
     std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
     let (ok, text) = verify(&out, "lie", &[]);
-    assert!(!ok && text.contains("content hash"), "a manifest that does not match: {text}");
+    assert!(
+        !ok && text.contains("content hash"),
+        "a manifest that does not match: {text}"
+    );
 
     // A missing row, found by comparing with a database.
     let out = dump("row", "sql");
     let fewer = dir.path().join("fewer.db");
     std::fs::copy(&src, &fewer).unwrap();
-    rusqlite::Connection::open(&fewer).unwrap().execute("DELETE FROM items WHERE id = 777", []).unwrap();
+    rusqlite::Connection::open(&fewer)
+        .unwrap()
+        .execute("DELETE FROM items WHERE id = 777", [])
+        .unwrap();
     let (ok, text) = verify(&out, "row", &["--against", fewer.to_str().unwrap()]);
-    assert!(!ok && text.contains("table \"items\": 59999 rows in database"), "a missing row: {text}");
+    assert!(
+        !ok && text.contains("table \"items\": 59999 rows in database"),
+        "a missing row: {text}"
+    );
     let (ok, text) = verify(&out, "row", &["--against", src.to_str().unwrap()]);
     assert!(ok, "{text}");
 }
@@ -134,7 +217,22 @@ fn a_copied_dump_verifies_from_its_manifest_alone() {
     build_edge_db(&src);
     for (id, format) in [("c-sql", "sql"), ("c-csv", "csv"), ("c-json", "json")] {
         let out = dir.path().join(format!("store-{id}"));
-        dump_ok(&src, &out, &["--id", id, "--format", format, "--breathe-ms", "0", "--chunk-size", "3", "--budget-ms", "0"]);
+        dump_ok(
+            &src,
+            &out,
+            &[
+                "--id",
+                id,
+                "--format",
+                format,
+                "--breathe-ms",
+                "0",
+                "--chunk-size",
+                "3",
+                "--budget-ms",
+                "0",
+            ],
+        );
         // Copied elsewhere, as after a download: the files and the manifest only.
         let copy = dir.path().join(format!("copy-{id}"));
         std::fs::create_dir_all(&copy).unwrap();
@@ -151,17 +249,41 @@ fn a_copied_dump_verifies_from_its_manifest_alone() {
             }
             copy.join(format!("{id}.manifest.json"))
         };
-        let o = run(&["verify", "--manifest", manifest.to_str().unwrap(), "--against", src.to_str().unwrap()]);
-        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        assert!(o.status.success() && text.starts_with("ok: "), "{id}: {text}");
-        assert!(!copy.join(".chunkdump").exists(), "verify wrote into the copy");
+        let o = run(&[
+            "verify",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--against",
+            src.to_str().unwrap(),
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            o.status.success() && text.starts_with("ok: "),
+            "{id}: {text}"
+        );
+        assert!(
+            !copy.join(".chunkdump").exists(),
+            "verify wrote into the copy"
+        );
         // Damage in the copy is found.
-        let victim = if format == "csv" { copy.join(id).join("texts.csv") } else { copy.join(format!("{id}.{format}")) };
+        let victim = if format == "csv" {
+            copy.join(id).join("texts.csv")
+        } else {
+            copy.join(format!("{id}.{format}"))
+        };
         let mut bytes = std::fs::read(&victim).unwrap();
         let at = bytes.len() / 2;
         bytes[at] ^= 0x20;
         std::fs::write(&victim, &bytes).unwrap();
         let o = run(&["verify", "--manifest", manifest.to_str().unwrap()]);
-        assert!(!o.status.success() && String::from_utf8_lossy(&o.stdout).contains("SHA-256"), "{id}: {}", String::from_utf8_lossy(&o.stdout));
+        assert!(
+            !o.status.success() && String::from_utf8_lossy(&o.stdout).contains("SHA-256"),
+            "{id}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
     }
 }

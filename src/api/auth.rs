@@ -36,7 +36,10 @@ impl Tokens {
         if admin.trim().is_empty() || read_only.is_some_and(|t| t.trim().is_empty()) {
             return Err("API tokens must not be empty".into());
         }
-        Ok(Tokens { admin: digest(admin), read_only: read_only.map(digest) })
+        Ok(Tokens {
+            admin: digest(admin),
+            read_only: read_only.map(digest),
+        })
     }
 }
 
@@ -60,16 +63,27 @@ fn check(tokens: &Tokens, given: &str) -> Option<Access> {
 
 /// Middleware: 401 (with `WWW-Authenticate`) without a valid token, 403 when a
 /// read-only token asks for a write.
-pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(|t| t.trim().to_string());
     let unauthorized = |message: &str| {
-        let mut res = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
-        res.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"chunkdump\""));
+        let mut res =
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"chunkdump\""),
+        );
         res
     };
     let Some(given) = given else {
@@ -78,10 +92,16 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     match check(&state.tokens, &given) {
         None => unauthorized("invalid token"),
         Some(Access::ReadOnly) if !matches!(*req.method(), Method::GET | Method::HEAD) => {
-            ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token may only read (status, list, download)").into_response()
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token may only read (status, list, download)",
+            )
+            .into_response()
         }
         Some(_) => {
-            req.extensions_mut().insert(super::limits::Caller(hex::encode(&digest(&given)[..12])));
+            req.extensions_mut()
+                .insert(super::limits::Caller(hex::encode(&digest(&given)[..12])));
             next.run(req).await
         }
     }

@@ -17,11 +17,19 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
 
     pub fn bad_field(field: &str, message: impl Into<String>) -> Self {
-        ApiError { field: Some(field.to_string()), ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message) }
+        ApiError {
+            field: Some(field.to_string()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        }
     }
 }
 
@@ -39,12 +47,22 @@ impl From<DumpError> for ApiError {
     fn from(e: DumpError) -> Self {
         let message = e.to_string();
         match &e {
-            DumpError::InvalidRequest(m) if m.starts_with("unknown table") => ApiError::bad_field("tables", message),
-            DumpError::InvalidRequest(m) if m.starts_with("invalid dump id") => ApiError::bad_field("id", message),
-            DumpError::InvalidRequest(_) => ApiError::new(StatusCode::BAD_REQUEST, e.code(), message),
+            DumpError::InvalidRequest(m) if m.starts_with("unknown table") => {
+                ApiError::bad_field("tables", message)
+            }
+            DumpError::InvalidRequest(m) if m.starts_with("invalid dump id") => {
+                ApiError::bad_field("id", message)
+            }
+            DumpError::InvalidRequest(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, e.code(), message)
+            }
             DumpError::UnknownDump(_) => ApiError::new(StatusCode::NOT_FOUND, e.code(), message),
-            DumpError::WrongState { .. } | DumpError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.code(), message),
-            _ if e.is_retryable() => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), message),
+            DumpError::WrongState { .. } | DumpError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, e.code(), message)
+            }
+            _ if e.is_retryable() => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), message)
+            }
             _ => {
                 tracing::error!(error = %e, "request failed");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), message)

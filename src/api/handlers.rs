@@ -33,16 +33,29 @@ pub struct StartRequest {
 /// Turns axum's JSON rejections into our errors, naming the offending field.
 fn json_error(rejection: JsonRejection) -> ApiError {
     let text = rejection.body_text();
-    let field = text.split("unknown field `").nth(1).and_then(|rest| rest.split('`').next()).map(str::to_string).or_else(|| {
-        let detail = text.rsplit("target type: ").next().unwrap_or("");
-        detail.split_once(": ").map(|(path, _)| path.to_string()).filter(|p| p.chars().all(|c| c.is_alphanumeric() || c == '.'))
-    });
+    let field = text
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_string)
+        .or_else(|| {
+            let detail = text.rsplit("target type: ").next().unwrap_or("");
+            detail
+                .split_once(": ")
+                .map(|(path, _)| path.to_string())
+                .filter(|p| p.chars().all(|c| c.is_alphanumeric() || c == '.'))
+        });
     let status = match rejection {
         JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
-    ApiError { status, code: "invalid_request", message: text, field }
+    ApiError {
+        status,
+        code: "invalid_request",
+        message: text,
+        field,
+    }
 }
 
 /// `POST /export/dump`: validate, create the job, start its run; 202.
@@ -53,7 +66,9 @@ pub async fn start(
 ) -> Result<Response, Response> {
     let Json(req) = body.map_err(|e| json_error(e).into_response())?;
     super::limits::count_start(&state, &caller).await?;
-    let job = start_dump(&state, req, None).await.map_err(IntoResponse::into_response)?;
+    let job = start_dump(&state, req, None)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let body = serde_json::json!({
         "status": "accepted",
         "progressKey": job.id,
@@ -66,22 +81,45 @@ pub async fn start(
 /// Validates a start, creates the job (one active dump per database) and starts its
 /// run: the one path by which API requests and schedules start dumps (`schedule`: the
 /// name of the schedule starting it).
-pub(crate) async fn start_dump(state: &AppState, req: StartRequest, schedule: Option<&str>) -> Result<JobRecord, ApiError> {
+pub(crate) async fn start_dump(
+    state: &AppState,
+    req: StartRequest,
+    schedule: Option<&str>,
+) -> Result<JobRecord, ApiError> {
     let chunk_size = req.chunk_size.unwrap_or(state.settings.chunk_size);
     if !(1..=100_000).contains(&chunk_size) {
-        return Err(ApiError::bad_field("chunkSize", "chunkSize must be between 1 and 100000"));
+        return Err(ApiError::bad_field(
+            "chunkSize",
+            "chunkSize must be between 1 and 100000",
+        ));
     }
     if let Some(url) = &req.callback_url {
         let Some(notifier) = &state.settings.notifier else {
             return Err(ApiError::bad_field("callbackUrl", "this server has no callback signing secret (CHUNKDUMP_CALLBACK_SECRET), so it sends no callbacks"));
         };
-        notifier.check_url(url).await.map_err(|e| ApiError::bad_field("callbackUrl", e))?;
+        notifier
+            .check_url(url)
+            .await
+            .map_err(|e| ApiError::bad_field("callbackUrl", e))?;
     }
-    if req.snapshot_max_block_ms.is_some_and(|ms| !(1..=600_000).contains(&ms)) {
-        return Err(ApiError::bad_field("snapshotMaxBlockMs", "snapshotMaxBlockMs must be between 1 and 600000"));
+    if req
+        .snapshot_max_block_ms
+        .is_some_and(|ms| !(1..=600_000).contains(&ms))
+    {
+        return Err(ApiError::bad_field(
+            "snapshotMaxBlockMs",
+            "snapshotMaxBlockMs must be between 1 and 600000",
+        ));
     }
-    if req.tables.as_ref().is_some_and(|t| t.is_empty() || t.iter().any(|name| name.is_empty())) {
-        return Err(ApiError::bad_field("tables", "tables must be a non-empty list of table names"));
+    if req
+        .tables
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || t.iter().any(|name| name.is_empty()))
+    {
+        return Err(ApiError::bad_field(
+            "tables",
+            "tables must be a non-empty list of table names",
+        ));
     }
     let spec = DumpSpec {
         database: state.settings.database.clone(),
@@ -101,14 +139,26 @@ pub(crate) async fn start_dump(state: &AppState, req: StartRequest, schedule: Op
         // Recorded before the run starts, so nothing else writes the job meanwhile.
         let mut annotated = job.clone();
         annotated.version += 1;
-        annotated.callback = req.callback_url.map(|url| crate::callback::CallbackState { url, status: "pending".into(), attempts: 0, last_error: None });
+        annotated.callback = req.callback_url.map(|url| crate::callback::CallbackState {
+            url,
+            status: "pending".into(),
+            attempts: 0,
+            last_error: None,
+        });
         annotated.schedule = schedule.map(str::to_string);
         state.progress.commit(&annotated, job.version).await?;
         job = annotated;
     }
     if let Err(e) = state.orchestrator.start(&job.id, job.version).await {
         // A job that never runs must not hold the database's one-dump slot.
-        let _ = crate::runner::fail_job(state.objects.as_ref(), state.progress.as_ref(), &job, &e, Vec::new()).await;
+        let _ = crate::runner::fail_job(
+            state.objects.as_ref(),
+            state.progress.as_ref(),
+            &job,
+            &e,
+            Vec::new(),
+        )
+        .await;
         return Err(e.into());
     }
     tracing::info!(dump_id = %job.id, format = ?job.spec.format, "dump accepted");
@@ -117,7 +167,11 @@ pub(crate) async fn start_dump(state: &AppState, req: StartRequest, schedule: Op
 
 async fn load(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
     validate_dump_id(id)?;
-    Ok(state.progress.get(id).await?.ok_or_else(|| crate::error::DumpError::UnknownDump(id.to_string()))?)
+    Ok(state
+        .progress
+        .get(id)
+        .await?
+        .ok_or_else(|| crate::error::DumpError::UnknownDump(id.to_string()))?)
 }
 
 fn view(job: &JobRecord) -> serde_json::Value {
@@ -125,7 +179,12 @@ fn view(job: &JobRecord) -> serde_json::Value {
     if job.status == JobStatus::Completed {
         v["manifestUrl"] = format!("/export/dump/manifest/{}", job.id).into();
         v["downloadUrl"] = match job.spec.format {
-            Format::Csv => job.files.iter().map(|f| format!("/export/dump/download/{}", f.key)).collect::<Vec<_>>().into(),
+            Format::Csv => job
+                .files
+                .iter()
+                .map(|f| format!("/export/dump/download/{}", f.key))
+                .collect::<Vec<_>>()
+                .into(),
             _ => format!("/export/dump/download/{}", job.output_name()).into(),
         };
     }
@@ -133,7 +192,10 @@ fn view(job: &JobRecord) -> serde_json::Value {
 }
 
 /// `GET /export/dump/status/{id}`: the job record alone, fast whatever the size.
-pub async fn status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(view(&load(&state, &id).await?)))
 }
 
@@ -148,11 +210,16 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Valu
         })
         .collect();
     let scheduled = super::schedule::recent_runs(&state).await?;
-    Ok(Json(serde_json::json!({ "dumps": dumps, "scheduledRuns": scheduled })))
+    Ok(Json(
+        serde_json::json!({ "dumps": dumps, "scheduledRuns": scheduled }),
+    ))
 }
 
 /// `DELETE /export/dump/{id}`: stop the run, abort the upload, status `cancelled`.
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     validate_dump_id(&id)?;
     state.orchestrator.stop(&id).await?;
     let job = cancel_dump(state.objects.as_ref(), state.progress.as_ref(), &id).await?;
@@ -175,26 +242,60 @@ fn content_type(name: &str) -> &'static str {
 }
 
 /// `GET /export/dump/manifest/{id}`: the completed dump's manifest.
-pub async fn manifest(State(state): State<AppState>, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
+pub async fn manifest(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let job = load(&state, &id).await?;
-    serve(&state, &job, &crate::manifest::manifest_key(&job.id, job.spec.format), req).await
+    serve(
+        &state,
+        &job,
+        &crate::manifest::manifest_key(&job.id, job.spec.format),
+        req,
+    )
+    .await
 }
 
-async fn serve(state: &AppState, job: &JobRecord, key: &str, req: Request) -> Result<Response, ApiError> {
+async fn serve(
+    state: &AppState,
+    job: &JobRecord,
+    key: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
     if job.status != JobStatus::Completed {
-        return Err(ApiError::new(StatusCode::CONFLICT, "not_ready", format!("dump {} is {}", job.id, job.status.as_str())));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_ready",
+            format!("dump {} is {}", job.id, job.status.as_str()),
+        ));
     }
-    if !job.files.iter().any(|f| f.key == key) && key != crate::manifest::manifest_key(&job.id, job.spec.format) {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("dump {} has no file {key}", job.id)));
+    if !job.files.iter().any(|f| f.key == key)
+        && key != crate::manifest::manifest_key(&job.id, job.spec.format)
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("dump {} has no file {key}", job.id),
+        ));
     }
-    match state.objects.download(key, state.settings.download_expiry).await? {
+    match state
+        .objects
+        .download(key, state.settings.download_expiry)
+        .await?
+    {
         Download::Redirect(url) => Ok(Redirect::temporary(&url).into_response()),
         Download::LocalFile(path) => {
-            let res = ServeFile::new(path).oneshot(req).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io_error", e.to_string()))?;
+            let res = ServeFile::new(path).oneshot(req).await.map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io_error", e.to_string())
+            })?;
             let mut res = res.map(axum::body::Body::new);
             let name = key.rsplit('/').next().unwrap_or(key);
             let headers = res.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(name)));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type(name)),
+            );
             if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
                 headers.insert(header::CONTENT_DISPOSITION, v);
             }
@@ -204,20 +305,35 @@ async fn serve(state: &AppState, job: &JobRecord, key: &str, req: Request) -> Re
 }
 
 /// `GET /export/dump/download/{id}.{ext}`: the SQL or JSON file.
-pub async fn download(State(state): State<AppState>, Path(file): Path<String>, req: Request) -> Result<Response, ApiError> {
+pub async fn download(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let id = file.split('.').next().unwrap_or_default();
     let job = load(&state, id).await?;
     if job.spec.format == Format::Csv {
-        return Err(ApiError::bad_field("file", format!("CSV dumps are one file per table: /export/dump/download/{id}/<table>.csv")));
+        return Err(ApiError::bad_field(
+            "file",
+            format!("CSV dumps are one file per table: /export/dump/download/{id}/<table>.csv"),
+        ));
     }
     if file != job.output_name() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("dump {id} has no file {file}")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("dump {id} has no file {file}"),
+        ));
     }
     serve(&state, &job, &file, req).await
 }
 
 /// `GET /export/dump/download/{id}/{table}.csv`: one table of a CSV dump.
-pub async fn download_csv(State(state): State<AppState>, Path((id, file)): Path<(String, String)>, req: Request) -> Result<Response, ApiError> {
+pub async fn download_csv(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let job = load(&state, &id).await?;
     if file.contains('/') || file.starts_with('.') {
         return Err(ApiError::bad_field("file", "invalid file name"));

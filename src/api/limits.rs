@@ -42,11 +42,22 @@ impl IntoResponse for TooManyRequests {
 /// Counts this start against the caller's window.
 pub async fn count_start(state: &AppState, caller: &Caller) -> Result<(), Response> {
     let limit = state.settings.rate_limit;
-    let (count, retry_after) =
-        state.progress.count_in_window(&format!("starts:{}", caller.0), limit.window).await.map_err(|e| ApiError::from(e).into_response())?;
+    let (count, retry_after) = state
+        .progress
+        .count_in_window(&format!("starts:{}", caller.0), limit.window)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
     if count > limit.starts {
-        let message = format!("at most {} dumps may be started per {} s with this token; retry in {retry_after} s", limit.starts, limit.window.as_secs());
-        return Err(TooManyRequests { retry_after, error: ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message) }.into_response());
+        let message = format!(
+            "at most {} dumps may be started per {} s with this token; retry in {retry_after} s",
+            limit.starts,
+            limit.window.as_secs()
+        );
+        return Err(TooManyRequests {
+            retry_after,
+            error: ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
+        }
+        .into_response());
     }
     Ok(())
 }
@@ -63,33 +74,59 @@ const STARTING: &str = "starting-";
 /// Returns the provisional holder to hand over with [`hand_over`].
 pub async fn claim_database(state: &AppState) -> Result<String, ApiError> {
     let slot = slot_of(&state.settings.database);
-    let me = format!("{STARTING}{}-{:x}", chrono::Utc::now().timestamp(), fastrand::u64(..));
+    let me = format!(
+        "{STARTING}{}-{:x}",
+        chrono::Utc::now().timestamp(),
+        fastrand::u64(..)
+    );
     let mut replacing: Option<String> = None;
     for _ in 0..5 {
-        let Some(holder) = state.progress.claim(&slot, &me, replacing.as_deref()).await? else {
+        let Some(holder) = state
+            .progress
+            .claim(&slot, &me, replacing.as_deref())
+            .await?
+        else {
             return Ok(me);
         };
         if !holder_is_active(state, &holder).await? {
             replacing = Some(holder); // finished, failed or crashed: take over
             continue;
         }
-        let running = if holder.starts_with(STARTING) { "another dump that is starting".to_string() } else { format!("dump {holder}") };
-        return Err(ApiError::new(StatusCode::CONFLICT, "dump_running", format!("{running} is already running on this database; wait for it or cancel it")));
+        let running = if holder.starts_with(STARTING) {
+            "another dump that is starting".to_string()
+        } else {
+            format!("dump {holder}")
+        };
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "dump_running",
+            format!("{running} is already running on this database; wait for it or cancel it"),
+        ));
     }
-    Err(ApiError::new(StatusCode::CONFLICT, "dump_running", "the database is being claimed concurrently; retry"))
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "dump_running",
+        "the database is being claimed concurrently; retry",
+    ))
 }
 
 async fn holder_is_active(state: &AppState, holder: &str) -> Result<bool, ApiError> {
     if let Some(rest) = holder.strip_prefix(STARTING) {
         // A request that crashed between claiming and creating its job stops counting
         // after a minute.
-        let since: i64 = rest.split('-').next().and_then(|t| t.parse().ok()).unwrap_or(0);
+        let since: i64 = rest
+            .split('-')
+            .next()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
         return Ok(chrono::Utc::now().timestamp() - since < 60);
     }
     if holder.is_empty() {
         return Ok(false);
     }
-    let Some(job): Option<JobRecord> = state.progress.get(holder).await? else { return Ok(false) };
+    let Some(job): Option<JobRecord> = state.progress.get(holder).await? else {
+        return Ok(false);
+    };
     if job.status.is_terminal() {
         return Ok(false);
     }
@@ -105,17 +142,35 @@ async fn holder_is_active(state: &AppState, holder: &str) -> Result<bool, ApiErr
         return Ok(true);
     }
     let status = run.unwrap_or_else(|| "no run".into());
-    let lost = crate::error::DumpError::RunFailed { error: "RunLost".into(), message: format!("the dump's run ended without finishing it ({status})") };
+    let lost = crate::error::DumpError::RunFailed {
+        error: "RunLost".into(),
+        message: format!("the dump's run ended without finishing it ({status})"),
+    };
     tracing::warn!(dump_id = %job.id, run = %status, "unfinished dump without a run: marking it failed");
-    let _ = crate::runner::fail_job(state.objects.as_ref(), state.progress.as_ref(), &job, &lost, Vec::new()).await;
+    let _ = crate::runner::fail_job(
+        state.objects.as_ref(),
+        state.progress.as_ref(),
+        &job,
+        &lost,
+        Vec::new(),
+    )
+    .await;
     Ok(false)
 }
 
 /// Hands the database slot from the provisional holder to the created dump.
 pub async fn hand_over(state: &AppState, provisional: &str, dump_id: &str) -> Result<(), ApiError> {
     let slot = slot_of(&state.settings.database);
-    match state.progress.claim(&slot, dump_id, Some(provisional)).await? {
+    match state
+        .progress
+        .claim(&slot, dump_id, Some(provisional))
+        .await?
+    {
         None => Ok(()),
-        Some(other) => Err(ApiError::new(StatusCode::CONFLICT, "dump_running", format!("the database was claimed by {other} meanwhile"))),
+        Some(other) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "dump_running",
+            format!("the database was claimed by {other} meanwhile"),
+        )),
     }
 }

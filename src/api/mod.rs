@@ -14,8 +14,8 @@ mod auth;
 mod error;
 mod handlers;
 mod limits;
-pub mod schedule;
 pub mod openapi;
+pub mod schedule;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,12 +68,21 @@ pub fn router(state: AppState) -> Router {
         .route("/export/dump", post(handlers::start).get(handlers::list))
         .route("/export/dump/status/{id}", get(handlers::status))
         .route("/export/dump/download/{file}", get(handlers::download))
-        .route("/export/dump/download/{id}/{file}", get(handlers::download_csv))
+        .route(
+            "/export/dump/download/{id}/{file}",
+            get(handlers::download_csv),
+        )
         .route("/export/dump/manifest/{id}", get(handlers::manifest))
         .route("/export/dump/{id}", delete(handlers::cancel))
-        .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
         .fallback(handlers::not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

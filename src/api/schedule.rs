@@ -51,11 +51,16 @@ impl Retention {
     fn policy(&self) -> Result<Option<RetentionPolicy>, String> {
         let keep_for = match self.keep_days {
             Some(d) if d == 0.0 => None,
-            Some(d) if !(d.is_finite() && d > 0.0) => return Err(format!("keepDays {d}: must be a positive number of days")),
+            Some(d) if !(d.is_finite() && d > 0.0) => {
+                return Err(format!("keepDays {d}: must be a positive number of days"))
+            }
             Some(d) => Some(std::time::Duration::from_secs_f64(d * 86_400.0)),
             None => None,
         };
-        let policy = RetentionPolicy { keep_last: self.keep_last.filter(|n| *n > 0), keep_for };
+        let policy = RetentionPolicy {
+            keep_last: self.keep_last.filter(|n| *n > 0),
+            keep_for,
+        };
         if policy.keep_last.is_none() && policy.keep_for.is_none() {
             return Ok(None);
         }
@@ -106,20 +111,48 @@ fn error_body(e: &ApiError) -> serde_json::Value {
 /// this schedule started, of this database. Never panics on bad input: a bad schedule is a failed
 /// tick, recorded and logged at error level so alarms see it.
 pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
-    let mut run =
-        ScheduledRun { schedule: tick.name.clone(), at: Utc::now(), outcome: TickOutcome::Failed, dump_id: None, error: None, pruned: Vec::new(), prune_error: None, dump_status: None };
-    let name_ok = !tick.name.is_empty() && tick.name.len() <= 64 && tick.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let mut run = ScheduledRun {
+        schedule: tick.name.clone(),
+        at: Utc::now(),
+        outcome: TickOutcome::Failed,
+        dump_id: None,
+        error: None,
+        pruned: Vec::new(),
+        prune_error: None,
+        dump_status: None,
+    };
+    let name_ok = !tick.name.is_empty()
+        && tick.name.len() <= 64
+        && tick
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !name_ok {
-        run.error = Some(serde_json::json!({"code": "invalid_request", "message": format!("schedule name {:?}: 1 to 64 of [A-Za-z0-9_-]", tick.name)}));
+        run.error = Some(
+            serde_json::json!({"code": "invalid_request", "message": format!("schedule name {:?}: 1 to 64 of [A-Za-z0-9_-]", tick.name)}),
+        );
     } else {
         // The policy applies to this schedule's dumps of this database, not to dumps
         // started by hand or by another schedule.
-        let scope = PruneScope { database: Some(state.settings.database.clone()), schedule: Some(tick.name.clone()) };
+        let scope = PruneScope {
+            database: Some(state.settings.database.clone()),
+            schedule: Some(tick.name.clone()),
+        };
         if let Some(retention) = tick.retention {
             match retention.policy() {
                 Ok(None) => {}
-                Ok(Some(policy)) => match prune(state.objects.as_ref(), state.progress.as_ref(), &policy, &scope, false).await {
-                    Ok(report) => run.pruned = report.deleted.into_iter().map(|d| d.dump_id).collect(),
+                Ok(Some(policy)) => match prune(
+                    state.objects.as_ref(),
+                    state.progress.as_ref(),
+                    &policy,
+                    &scope,
+                    false,
+                )
+                .await
+                {
+                    Ok(report) => {
+                        run.pruned = report.deleted.into_iter().map(|d| d.dump_id).collect()
+                    }
                     Err(e) => run.prune_error = Some(e.to_string()),
                 },
                 Err(e) => run.prune_error = Some(e),
@@ -136,14 +169,22 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
                 run.dump_id = Some(job.id);
             }
             Err(e) => {
-                run.outcome = if e.status.as_u16() == 409 { TickOutcome::Refused } else { TickOutcome::Failed };
+                run.outcome = if e.status.as_u16() == 409 {
+                    TickOutcome::Refused
+                } else {
+                    TickOutcome::Failed
+                };
                 run.error = Some(error_body(&e));
             }
         }
     }
     match run.outcome {
-        TickOutcome::Started => tracing::info!(schedule = %run.schedule, dump_id = ?run.dump_id, pruned = run.pruned.len(), "scheduled dump started"),
-        _ => tracing::error!(schedule = %run.schedule, outcome = ?run.outcome, error = ?run.error, "scheduled dump not started"),
+        TickOutcome::Started => {
+            tracing::info!(schedule = %run.schedule, dump_id = ?run.dump_id, pruned = run.pruned.len(), "scheduled dump started")
+        }
+        _ => {
+            tracing::error!(schedule = %run.schedule, outcome = ?run.outcome, error = ?run.error, "scheduled dump not started")
+        }
     }
     if let Some(e) = &run.prune_error {
         tracing::error!(schedule = %run.schedule, error = %e, "scheduled prune failed");
@@ -165,7 +206,8 @@ async fn record(state: &AppState, run: &ScheduledRun) -> Result<(), StoreError> 
     let mut runs = load_runs(state).await?;
     runs.insert(0, run.clone());
     runs.truncate(RUNS_KEPT);
-    let body = serde_json::to_vec_pretty(&runs).map_err(|e| StoreError::Permanent(e.to_string()))?;
+    let body =
+        serde_json::to_vec_pretty(&runs).map_err(|e| StoreError::Permanent(e.to_string()))?;
     state.objects.put(RUNS_KEY, body).await
 }
 

@@ -41,15 +41,26 @@ pub enum Outcome {
 
 /// The ARN of execution `name` of state machine `state_machine_arn`.
 pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
-    format!("{}:{name}", state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
+    format!(
+        "{}:{name}",
+        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
+    )
 }
 
 /// What happened, in order, for tests and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Entered(String),
-    Retried { state: String, error: String, attempt: u32 },
-    Caught { state: String, error: String, next: String },
+    Retried {
+        state: String,
+        error: String,
+        attempt: u32,
+    },
+    Caught {
+        state: String,
+        error: String,
+        next: String,
+    },
 }
 
 /// Where a state leads: the next state (none: the execution ends), its output, and a
@@ -61,15 +72,25 @@ struct Move {
 }
 
 fn runtime(e: PathError) -> Outcome {
-    Outcome::Failed { error: "States.Runtime".into(), cause: e.0 }
+    Outcome::Failed {
+        error: "States.Runtime".into(),
+        cause: e.0,
+    }
 }
 
 fn matches(names: &[String], error: &str) -> bool {
-    names.iter().any(|n| n == error || n == "States.ALL" || (n == "States.TaskFailed" && error != "States.Timeout"))
+    names.iter().any(|n| {
+        n == error || n == "States.ALL" || (n == "States.TaskFailed" && error != "States.Timeout")
+    })
 }
 
 /// Runs `machine` from `StartAt` until a terminal state, calling `on_step` as it goes.
-pub async fn execute(machine: &StateMachine, handler: &dyn TaskHandler, execution: &Execution, on_step: &mut (dyn FnMut(Step) + Send)) -> Outcome {
+pub async fn execute(
+    machine: &StateMachine,
+    handler: &dyn TaskHandler,
+    execution: &Execution,
+    on_step: &mut (dyn FnMut(Step) + Send),
+) -> Outcome {
     let context = json!({
         "Execution": { "Id": execution_arn(&execution.state_machine_id, &execution.name),
                        "Name": execution.name, "Input": execution.input },
@@ -80,17 +101,24 @@ pub async fn execute(machine: &StateMachine, handler: &dyn TaskHandler, executio
     loop {
         on_step(Step::Entered(current.clone()));
         let state = &machine.states[&current];
-        let with_input_path = |p: Option<&str>, v: &Value| p.map_or(Ok(v.clone()), |p| path::get(p, v, &context));
-        let with_output_path = |p: Option<&str>, v: Value| p.map_or(Ok(v.clone()), |p| path::get(p, &v, &context));
+        let with_input_path =
+            |p: Option<&str>, v: &Value| p.map_or(Ok(v.clone()), |p| path::get(p, v, &context));
+        let with_output_path =
+            |p: Option<&str>, v: Value| p.map_or(Ok(v.clone()), |p| path::get(p, &v, &context));
         let step: Result<Move, Outcome> = match state {
             State::Succeed(s) => {
-                return match with_input_path(s.input_path.as_deref(), &input).and_then(|v| with_output_path(s.output_path.as_deref(), v)) {
+                return match with_input_path(s.input_path.as_deref(), &input)
+                    .and_then(|v| with_output_path(s.output_path.as_deref(), v))
+                {
                     Ok(out) => Outcome::Succeeded(out),
                     Err(e) => runtime(e),
                 }
             }
             State::Fail(f) => {
-                return Outcome::Failed { error: f.error.clone().unwrap_or_default(), cause: f.cause.clone().unwrap_or_default() };
+                return Outcome::Failed {
+                    error: f.error.clone().unwrap_or_default(),
+                    cause: f.cause.clone().unwrap_or_default(),
+                };
             }
             State::Pass(p) => (|| {
                 let flow = p.flow();
@@ -100,8 +128,16 @@ pub async fn execute(machine: &StateMachine, handler: &dyn TaskHandler, executio
                     (None, Some(t)) => path::template(t, &effective, &context)?,
                     (None, None) => effective,
                 };
-                let merged = path::merge(p.result_path.clone().unwrap_or(Some("$".into())).as_deref(), input.clone(), result)?;
-                Ok(Move { next: flow.next.map(str::to_string), output: with_output_path(flow.output_path, merged)?, pause: 0.0 })
+                let merged = path::merge(
+                    p.result_path.clone().unwrap_or(Some("$".into())).as_deref(),
+                    input.clone(),
+                    result,
+                )?;
+                Ok(Move {
+                    next: flow.next.map(str::to_string),
+                    output: with_output_path(flow.output_path, merged)?,
+                    pause: 0.0,
+                })
             })()
             .map_err(runtime),
             State::Wait(w) => (|| {
@@ -112,14 +148,23 @@ pub async fn execute(machine: &StateMachine, handler: &dyn TaskHandler, executio
                     (None, Some(p)) => path::get(p, &effective, &context)?
                         .as_f64()
                         .filter(|s| *s >= 0.0 && s.is_finite())
-                        .ok_or_else(|| PathError(format!("SecondsPath {p:?} must point at a non-negative number")))?,
+                        .ok_or_else(|| {
+                            PathError(format!(
+                                "SecondsPath {p:?} must point at a non-negative number"
+                            ))
+                        })?,
                     (None, None) => 0.0,
                 };
-                Ok(Move { next: flow.next.map(str::to_string), output: with_output_path(flow.output_path, effective)?, pause: seconds })
+                Ok(Move {
+                    next: flow.next.map(str::to_string),
+                    output: with_output_path(flow.output_path, effective)?,
+                    pause: seconds,
+                })
             })()
             .map_err(runtime),
             State::Choice(c) => (|| -> Result<Move, Outcome> {
-                let effective = with_input_path(c.input_path.as_deref(), &input).map_err(runtime)?;
+                let effective =
+                    with_input_path(c.input_path.as_deref(), &input).map_err(runtime)?;
                 let mut chosen = c.default.clone();
                 for rule in &c.choices {
                     if evaluate(rule, &effective).map_err(runtime)? {
@@ -131,13 +176,22 @@ pub async fn execute(machine: &StateMachine, handler: &dyn TaskHandler, executio
                     error: "States.NoChoiceMatched".into(),
                     cause: format!("no choice of state {current:?} matched and it has no Default"),
                 })?;
-                Ok(Move { next: Some(next), output: with_output_path(c.output_path.as_deref(), effective).map_err(runtime)?, pause: 0.0 })
+                Ok(Move {
+                    next: Some(next),
+                    output: with_output_path(c.output_path.as_deref(), effective)
+                        .map_err(runtime)?,
+                    pause: 0.0,
+                })
             })(),
             State::Task(t) => run_task(t, &current, handler, &input, &context, on_step).await,
         };
         match step {
             Err(outcome) => return outcome,
-            Ok(Move { next, output, pause }) => {
+            Ok(Move {
+                next,
+                output,
+                pause,
+            }) => {
                 if pause > 0.0 {
                     tokio::time::sleep(Duration::from_secs_f64(pause)).await;
                 }
@@ -163,26 +217,60 @@ async fn run_task(
     on_step: &mut (dyn FnMut(Step) + Send),
 ) -> Result<Move, Outcome> {
     let flow = t.flow();
-    let effective = flow.input_path.map_or(Ok(input.clone()), |p| path::get(p, input, context)).map_err(runtime)?;
-    let parameters = t.parameters.as_ref().map_or(Ok(effective.clone()), |p| path::template(p, &effective, context)).map_err(runtime)?;
+    let effective = flow
+        .input_path
+        .map_or(Ok(input.clone()), |p| path::get(p, input, context))
+        .map_err(runtime)?;
+    let parameters = t
+        .parameters
+        .as_ref()
+        .map_or(Ok(effective.clone()), |p| {
+            path::template(p, &effective, context)
+        })
+        .map_err(runtime)?;
     let mut attempts = vec![0u32; t.retry.len()];
     let failure = loop {
         let call = handler.invoke(&t.resource, parameters.clone());
         let result = match t.timeout_seconds {
             Some(limit) => tokio::time::timeout(Duration::from_secs(limit), call)
                 .await
-                .unwrap_or_else(|_| Err(TaskError { error: "States.Timeout".into(), cause: format!("the task ran longer than {limit} s") })),
+                .unwrap_or_else(|_| {
+                    Err(TaskError {
+                        error: "States.Timeout".into(),
+                        cause: format!("the task ran longer than {limit} s"),
+                    })
+                }),
             None => call.await,
         };
         match result {
             Ok(result) => {
-                let selected = t.result_selector.as_ref().map_or(Ok(result.clone()), |s| path::template(s, &result, context)).map_err(runtime)?;
-                let merged = path::merge(t.result_path.clone().unwrap_or(Some("$".into())).as_deref(), input.clone(), selected).map_err(runtime)?;
-                let output = flow.output_path.map_or(Ok(merged.clone()), |p| path::get(p, &merged, context)).map_err(runtime)?;
-                return Ok(Move { next: flow.next.map(str::to_string), output, pause: 0.0 });
+                let selected = t
+                    .result_selector
+                    .as_ref()
+                    .map_or(Ok(result.clone()), |s| path::template(s, &result, context))
+                    .map_err(runtime)?;
+                let merged = path::merge(
+                    t.result_path.clone().unwrap_or(Some("$".into())).as_deref(),
+                    input.clone(),
+                    selected,
+                )
+                .map_err(runtime)?;
+                let output = flow
+                    .output_path
+                    .map_or(Ok(merged.clone()), |p| path::get(p, &merged, context))
+                    .map_err(runtime)?;
+                return Ok(Move {
+                    next: flow.next.map(str::to_string),
+                    output,
+                    pause: 0.0,
+                });
             }
             Err(e) => {
-                let Some(i) = t.retry.iter().position(|r| matches(&r.error_equals, &e.error)) else {
+                let Some(i) = t
+                    .retry
+                    .iter()
+                    .position(|r| matches(&r.error_equals, &e.error))
+                else {
                     break e;
                 };
                 let retrier = &t.retry[i];
@@ -190,43 +278,86 @@ async fn run_task(
                     break e;
                 }
                 attempts[i] += 1;
-                let mut delay = retrier.interval_seconds * retrier.backoff_rate.powi(attempts[i] as i32 - 1);
+                let mut delay =
+                    retrier.interval_seconds * retrier.backoff_rate.powi(attempts[i] as i32 - 1);
                 if let Some(max) = retrier.max_delay_seconds {
                     delay = delay.min(max);
                 }
                 tracing::warn!(state = name, error = %e.error, cause = %e.cause, attempt = attempts[i], delay_s = delay, "task failed; retrying");
-                on_step(Step::Retried { state: name.to_string(), error: e.error.clone(), attempt: attempts[i] });
+                on_step(Step::Retried {
+                    state: name.to_string(),
+                    error: e.error.clone(),
+                    attempt: attempts[i],
+                });
                 tokio::time::sleep(Duration::from_secs_f64(delay)).await;
             }
         }
     };
-    let Some(catcher) = t.catch.iter().find(|c| matches(&c.error_equals, &failure.error)) else {
-        return Err(Outcome::Failed { error: failure.error, cause: failure.cause });
+    let Some(catcher) = t
+        .catch
+        .iter()
+        .find(|c| matches(&c.error_equals, &failure.error))
+    else {
+        return Err(Outcome::Failed {
+            error: failure.error,
+            cause: failure.cause,
+        });
     };
-    on_step(Step::Caught { state: name.to_string(), error: failure.error.clone(), next: catcher.next.clone() });
+    on_step(Step::Caught {
+        state: name.to_string(),
+        error: failure.error.clone(),
+        next: catcher.next.clone(),
+    });
     let error_output = json!({"Error": failure.error, "Cause": failure.cause});
-    let merged = path::merge(catcher.result_path.clone().unwrap_or(Some("$".into())).as_deref(), input.clone(), error_output).map_err(runtime)?;
-    Ok(Move { next: Some(catcher.next.clone()), output: merged, pause: 0.0 })
+    let merged = path::merge(
+        catcher
+            .result_path
+            .clone()
+            .unwrap_or(Some("$".into()))
+            .as_deref(),
+        input.clone(),
+        error_output,
+    )
+    .map_err(runtime)?;
+    Ok(Move {
+        next: Some(catcher.next.clone()),
+        output: merged,
+        pause: 0.0,
+    })
 }
 
 fn evaluate(rule: &ChoiceRule, input: &Value) -> Result<bool, PathError> {
     if let Some(all) = &rule.and {
-        return all.iter().try_fold(true, |acc, r| Ok(acc && evaluate(r, input)?));
+        return all
+            .iter()
+            .try_fold(true, |acc, r| Ok(acc && evaluate(r, input)?));
     }
     if let Some(any) = &rule.or {
-        return any.iter().try_fold(false, |acc, r| Ok(acc || evaluate(r, input)?));
+        return any
+            .iter()
+            .try_fold(false, |acc, r| Ok(acc || evaluate(r, input)?));
     }
     if let Some(inner) = &rule.not {
         return Ok(!evaluate(inner, input)?);
     }
-    let variable = rule.variable.as_deref().ok_or_else(|| PathError("a choice rule has no Variable".into()))?;
+    let variable = rule
+        .variable
+        .as_deref()
+        .ok_or_else(|| PathError("a choice rule has no Variable".into()))?;
     if let Some(want) = rule.is_present {
         return Ok(path::present(variable, input) == want);
     }
     let value = path::get(variable, input, &Value::Null)?;
-    let number = || value.as_f64().ok_or_else(|| PathError(format!("{variable} is not a number: {value}")));
+    let number = || {
+        value
+            .as_f64()
+            .ok_or_else(|| PathError(format!("{variable} is not a number: {value}")))
+    };
     Ok(if let Some(b) = rule.boolean_equals {
-        value.as_bool().ok_or_else(|| PathError(format!("{variable} is not a boolean: {value}")))? == b
+        value
+            .as_bool()
+            .ok_or_else(|| PathError(format!("{variable} is not a boolean: {value}")))?
+            == b
     } else if let Some(s) = &rule.string_equals {
         value.as_str() == Some(s.as_str())
     } else if let Some(n) = rule.numeric_equals {
@@ -236,7 +367,9 @@ fn evaluate(rule: &ChoiceRule, input: &Value) -> Result<bool, PathError> {
     } else if let Some(n) = rule.numeric_less_than {
         number()? < n
     } else {
-        return Err(PathError(format!("the choice rule on {variable} has no supported comparison")));
+        return Err(PathError(format!(
+            "the choice rule on {variable} has no supported comparison"
+        )));
     })
 }
 
@@ -257,7 +390,10 @@ mod tests {
         async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskError> {
             assert_eq!(resource, "test:double");
             if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
-                return Err(TaskError { error: self.error.into(), cause: "flaky".into() });
+                return Err(TaskError {
+                    error: self.error.into(),
+                    cause: "flaky".into(),
+                });
             }
             Ok(json!({"n": input["n"].as_f64().unwrap() * 2.0}))
         }
@@ -281,36 +417,95 @@ mod tests {
     async fn run(handler: &Flaky) -> (Outcome, Vec<Step>) {
         let machine = StateMachine::parse(LOOP, &[]).unwrap();
         let mut steps = Vec::new();
-        let execution = Execution { name: "t".into(), state_machine_id: "arn:aws:states:local:0:stateMachine:t".into(), input: json!({"n": 1}) };
+        let execution = Execution {
+            name: "t".into(),
+            state_machine_id: "arn:aws:states:local:0:stateMachine:t".into(),
+            input: json!({"n": 1}),
+        };
         let outcome = execute(&machine, handler, &execution, &mut |s| steps.push(s)).await;
         (outcome, steps)
     }
 
     #[tokio::test]
     async fn loops_until_the_choice_ends_it() {
-        let (outcome, steps) = run(&Flaky { failures: 0, error: "", calls: AtomicU32::new(0) }).await;
-        assert_eq!(outcome, Outcome::Succeeded(json!({"n": 16.0, "label": "x"})));
-        assert_eq!(steps.iter().filter(|s| **s == Step::Entered("Double".into())).count(), 4);
-        assert_eq!(steps.iter().filter(|s| **s == Step::Entered("Pause".into())).count(), 3);
+        let (outcome, steps) = run(&Flaky {
+            failures: 0,
+            error: "",
+            calls: AtomicU32::new(0),
+        })
+        .await;
+        assert_eq!(
+            outcome,
+            Outcome::Succeeded(json!({"n": 16.0, "label": "x"}))
+        );
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| **s == Step::Entered("Double".into()))
+                .count(),
+            4
+        );
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| **s == Step::Entered("Pause".into()))
+                .count(),
+            3
+        );
     }
 
     #[tokio::test]
     async fn retries_matching_errors_up_to_max_attempts_then_catches() {
-        let retried = Flaky { failures: 2, error: "Retryable", calls: AtomicU32::new(0) };
+        let retried = Flaky {
+            failures: 2,
+            error: "Retryable",
+            calls: AtomicU32::new(0),
+        };
         let (outcome, steps) = run(&retried).await;
         assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-        assert_eq!(steps.iter().filter(|s| matches!(s, Step::Retried { .. })).count(), 2);
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| matches!(s, Step::Retried { .. }))
+                .count(),
+            2
+        );
 
-        let exhausted = Flaky { failures: 3, error: "Retryable", calls: AtomicU32::new(0) };
+        let exhausted = Flaky {
+            failures: 3,
+            error: "Retryable",
+            calls: AtomicU32::new(0),
+        };
         let (outcome, steps) = run(&exhausted).await;
-        assert_eq!(outcome, Outcome::Failed { error: "Gave up".into(), cause: "see $.failure".into() });
-        assert!(steps.contains(&Step::Caught { state: "Double".into(), error: "Retryable".into(), next: "Failed".into() }));
-        assert_eq!(exhausted.calls.load(Ordering::SeqCst), 3, "one call and two retries");
+        assert_eq!(
+            outcome,
+            Outcome::Failed {
+                error: "Gave up".into(),
+                cause: "see $.failure".into()
+            }
+        );
+        assert!(steps.contains(&Step::Caught {
+            state: "Double".into(),
+            error: "Retryable".into(),
+            next: "Failed".into()
+        }));
+        assert_eq!(
+            exhausted.calls.load(Ordering::SeqCst),
+            3,
+            "one call and two retries"
+        );
 
-        let fatal = Flaky { failures: 1, error: "Fatal", calls: AtomicU32::new(0) };
+        let fatal = Flaky {
+            failures: 1,
+            error: "Fatal",
+            calls: AtomicU32::new(0),
+        };
         let (outcome, steps) = run(&fatal).await;
         assert!(matches!(outcome, Outcome::Failed { .. }));
-        assert!(!steps.iter().any(|s| matches!(s, Step::Retried { .. })), "Fatal is not retried");
+        assert!(
+            !steps.iter().any(|s| matches!(s, Step::Retried { .. })),
+            "Fatal is not retried"
+        );
         assert_eq!(fatal.calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -216,9 +216,12 @@ impl StateMachine {
         }
         if let Some(at) = text.find("${") {
             let name: String = text[at..].chars().take_while(|c| *c != '}').collect();
-            return Err(DefinitionError(format!("no substitution given for {name}}}")));
+            return Err(DefinitionError(format!(
+                "no substitution given for {name}}}"
+            )));
         }
-        let machine: StateMachine = serde_json::from_str(&text).map_err(|e| DefinitionError(e.to_string()))?;
+        let machine: StateMachine =
+            serde_json::from_str(&text).map_err(|e| DefinitionError(e.to_string()))?;
         machine.check()?;
         Ok(machine)
     }
@@ -228,25 +231,39 @@ impl StateMachine {
             if self.states.contains_key(target) {
                 Ok(())
             } else {
-                Err(DefinitionError(format!("state {from:?} goes to unknown state {target:?}")))
+                Err(DefinitionError(format!(
+                    "state {from:?} goes to unknown state {target:?}"
+                )))
             }
         };
         let paths = |list: &[Option<&str>], from: &str| {
-            list.iter().flatten().try_for_each(|p| path::check(p).map_err(|e| DefinitionError(format!("state {from:?}: {e}"))))
+            list.iter().flatten().try_for_each(|p| {
+                path::check(p).map_err(|e| DefinitionError(format!("state {from:?}: {e}")))
+            })
         };
         known(&self.start_at, "StartAt")?;
         for (name, state) in &self.states {
             let flow = |flow: Flow| match (flow.next, flow.end) {
                 (Some(next), false) => known(next, name),
                 (None, true) => Ok(()),
-                _ => Err(DefinitionError(format!("state {name:?} needs exactly one of Next and End"))),
+                _ => Err(DefinitionError(format!(
+                    "state {name:?} needs exactly one of Next and End"
+                ))),
             };
             match state {
                 State::Task(t) => {
                     flow(t.flow())?;
-                    paths(&[t.input_path.as_deref(), t.output_path.as_deref(), t.result_path.clone().flatten().as_deref()], name)?;
+                    paths(
+                        &[
+                            t.input_path.as_deref(),
+                            t.output_path.as_deref(),
+                            t.result_path.clone().flatten().as_deref(),
+                        ],
+                        name,
+                    )?;
                     for template in [&t.parameters, &t.result_selector].into_iter().flatten() {
-                        path::check_template(template).map_err(|e| DefinitionError(format!("state {name:?}: {e}")))?;
+                        path::check_template(template)
+                            .map_err(|e| DefinitionError(format!("state {name:?}: {e}")))?;
                     }
                     for c in &t.catch {
                         known(&c.next, name)?;
@@ -255,7 +272,12 @@ impl StateMachine {
                 }
                 State::Choice(c) => {
                     for rule in &c.choices {
-                        known(rule.next.as_deref().ok_or_else(|| DefinitionError(format!("a choice of {name:?} has no Next")))?, name)?;
+                        known(
+                            rule.next.as_deref().ok_or_else(|| {
+                                DefinitionError(format!("a choice of {name:?} has no Next"))
+                            })?,
+                            name,
+                        )?;
                     }
                     if let Some(d) = &c.default {
                         known(d, name)?;
@@ -264,7 +286,9 @@ impl StateMachine {
                 State::Wait(w) => {
                     flow(w.flow())?;
                     if w.seconds.is_some() == w.seconds_path.is_some() {
-                        return Err(DefinitionError(format!("wait state {name:?} needs exactly one of Seconds and SecondsPath")));
+                        return Err(DefinitionError(format!(
+                            "wait state {name:?} needs exactly one of Seconds and SecondsPath"
+                        )));
                     }
                     paths(&[w.seconds_path.as_deref()], name)?;
                 }
@@ -282,14 +306,28 @@ mod tests {
 
     #[test]
     fn the_shipped_definition_parses_and_bad_ones_are_refused() {
-        let m = StateMachine::parse(DEFINITION, &[("ChunkFunctionArn", "local:chunk"), ("SnapshotFunctionArn", "local:chunk")]).unwrap();
+        let m = StateMachine::parse(
+            DEFINITION,
+            &[
+                ("ChunkFunctionArn", "local:chunk"),
+                ("SnapshotFunctionArn", "local:chunk"),
+            ],
+        )
+        .unwrap();
         assert!(matches!(m.states[&m.start_at], State::Task(_)));
-        assert!(StateMachine::parse(DEFINITION, &[]).unwrap_err().to_string().contains("FunctionArn"));
+        assert!(StateMachine::parse(DEFINITION, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("FunctionArn"));
         let unknown_field = r#"{"StartAt":"A","States":{"A":{"Type":"Succeed","Color":"red"}}}"#;
         assert!(StateMachine::parse(unknown_field, &[]).is_err());
         let dangling = r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"B"}}}"#;
-        assert!(StateMachine::parse(dangling, &[]).unwrap_err().to_string().contains("unknown state \"B\""));
-        let bad_path = r#"{"StartAt":"A","States":{"A":{"Type":"Wait","SecondsPath":"$.a[0]","End":true}}}"#;
+        assert!(StateMachine::parse(dangling, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown state \"B\""));
+        let bad_path =
+            r#"{"StartAt":"A","States":{"A":{"Type":"Wait","SecondsPath":"$.a[0]","End":true}}}"#;
         assert!(StateMachine::parse(bad_path, &[]).is_err());
     }
 }

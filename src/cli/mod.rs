@@ -26,7 +26,11 @@ use crate::runner::{create_dump, ChunkOptions};
 use crate::tasks::Tasks;
 
 #[derive(Debug, Parser)]
-#[command(name = "chunkdump", version, about = "Dump SQLite databases in resumable, time-boxed chunks")]
+#[command(
+    name = "chunkdump",
+    version,
+    about = "Dump SQLite databases in resumable, time-boxed chunks"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -109,7 +113,12 @@ pub struct Tuning {
 #[derive(Debug, Args)]
 pub struct Location {
     /// Directory for dump files (progress is kept in DIR/.chunkdump/).
-    #[arg(long, value_name = "DIR", required_unless_present = "store", conflicts_with = "store")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "store",
+        conflicts_with = "store"
+    )]
     pub out: Option<PathBuf>,
     /// S3-compatible store for dump files, e.g. s3://bucket/prefix (R2: set
     /// AWS_ENDPOINT_URL_S3 to https://<account>.r2.cloudflarestorage.com).
@@ -203,9 +212,16 @@ pub fn main() -> std::process::ExitCode {
     // The one-shot commands print the dump's warnings and one `error:` line themselves
     // (the runner logs those at info, for servers and Lambda); warnings about the run
     // itself (a busy database) are logged. Plain text unless stderr is a terminal.
-    let default_filter = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn,chunkdump::failure=off" };
+    let default_filter = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn,chunkdump::failure=off"
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
@@ -238,7 +254,9 @@ async fn open_stores(loc: &Location) -> Result<Stores, DumpError> {
     match (&loc.out, &loc.store, &loc.progress) {
         (Some(out), None, None) => Ok(Stores {
             objects: Arc::new(DirStore::open(out)?),
-            progress: Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3"))?),
+            progress: Arc::new(SqliteProgress::open(
+                &out.join(".chunkdump/progress.sqlite3"),
+            )?),
             lock_dir: out.join(".chunkdump/locks"),
             snapshot_dir: out.join(".chunkdump/snapshots"),
         }),
@@ -247,36 +265,67 @@ async fn open_stores(loc: &Location) -> Result<Stores, DumpError> {
             let objects = crate::cloud::S3Store::new(&config, store)?;
             let progress = crate::cloud::DynamoProgress::new(&config, progress)?;
             // A host-local lock: in AWS, Step Functions runs one execution per dump.
-            let lock_dir = std::env::temp_dir().join("chunkdump-locks").join(safe_lock_name(store));
+            let lock_dir = std::env::temp_dir()
+                .join("chunkdump-locks")
+                .join(safe_lock_name(store));
             let snapshot_dir = std::env::temp_dir().join("chunkdump-snapshots");
-            Ok(Stores { objects: Arc::new(objects), progress: Arc::new(progress), lock_dir, snapshot_dir })
+            Ok(Stores {
+                objects: Arc::new(objects),
+                progress: Arc::new(progress),
+                lock_dir,
+                snapshot_dir,
+            })
         }
-        _ => Err(DumpError::InvalidRequest("give --out DIR, or both --store s3://… and --progress dynamodb://…".into())),
+        _ => Err(DumpError::InvalidRequest(
+            "give --out DIR, or both --store s3://… and --progress dynamodb://…".into(),
+        )),
     }
 }
 
 fn safe_lock_name(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
-fn chunk_options(t: &Tuning, cfg: &Config, reporter: &Reporter, stores: &Stores) -> (ChunkOptions, Duration) {
+fn chunk_options(
+    t: &Tuning,
+    cfg: &Config,
+    reporter: &Reporter,
+    stores: &Stores,
+) -> (ChunkOptions, Duration) {
     let opts = ChunkOptions {
         budget: t.budget_ms.map_or(cfg.max_execution, Duration::from_millis),
         deadline: None,
         chunk_size: t.chunk_size,
         progress: Some(reporter.hook()),
-        snapshot_dir: Some(cfg.snapshot_dir.clone().unwrap_or_else(|| stores.snapshot_dir.clone())),
+        snapshot_dir: Some(
+            cfg.snapshot_dir
+                .clone()
+                .unwrap_or_else(|| stores.snapshot_dir.clone()),
+        ),
         upload_concurrency: t.upload_concurrency.unwrap_or(cfg.upload_concurrency) as usize,
     };
-    (opts, t.breathe_ms.map_or(cfg.breathing, Duration::from_millis))
+    (
+        opts,
+        t.breathe_ms.map_or(cfg.breathing, Duration::from_millis),
+    )
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::from_env()?;
     match cli.command {
         Command::Dump(args) => {
-            let database = std::fs::canonicalize(&args.db)
-                .map_err(|e| DumpError::Database { path: args.db.display().to_string(), message: format!("cannot open: {e}") })?;
+            let database = std::fs::canonicalize(&args.db).map_err(|e| DumpError::Database {
+                path: args.db.display().to_string(),
+                message: format!("cannot open: {e}"),
+            })?;
             let stores = open_stores(&args.location).await?;
             let spec = DumpSpec {
                 database: database.display().to_string(),
@@ -302,19 +351,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Resume(args) => {
             let stores = open_stores(&args.location).await?;
-            let job = stores.progress.get(&args.id).await?.ok_or_else(|| DumpError::UnknownDump(args.id.clone()))?;
+            let job = stores
+                .progress
+                .get(&args.id)
+                .await?
+                .ok_or_else(|| DumpError::UnknownDump(args.id.clone()))?;
             finish(&stores, &job, &args.tuning, &cfg).await
         }
         Command::Status(args) => {
             let stores = open_stores(&args.location).await?;
-            let job = stores.progress.get(&args.id).await?.ok_or_else(|| DumpError::UnknownDump(args.id.clone()))?;
-            println!("{}", serde_json::to_string_pretty(&job.status_view(chrono::Utc::now()))?);
+            let job = stores
+                .progress
+                .get(&args.id)
+                .await?
+                .ok_or_else(|| DumpError::UnknownDump(args.id.clone()))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&job.status_view(chrono::Utc::now()))?
+            );
             Ok(())
         }
         Command::Serve(args) => {
             let tokens = crate::serve::tokens_from_env()?;
-            let database = std::fs::canonicalize(&args.db)
-                .map_err(|e| DumpError::Database { path: args.db.display().to_string(), message: format!("cannot open: {e}") })?;
+            let database = std::fs::canonicalize(&args.db).map_err(|e| DumpError::Database {
+                path: args.db.display().to_string(),
+                message: format!("cannot open: {e}"),
+            })?;
             let stores = open_stores(&args.location).await?;
             let mut cfg = cfg;
             cfg.snapshot_dir.get_or_insert(stores.snapshot_dir.clone());
@@ -322,13 +384,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(expr) => Some(schedule_of(expr, args.schedule_input.as_deref())?),
                 None => None,
             };
-            let opts = crate::serve::ServeOptions { database: database.display().to_string(), listen: args.listen, config: cfg, part_size: args.part_size, schedule };
+            let opts = crate::serve::ServeOptions {
+                database: database.display().to_string(),
+                listen: args.listen,
+                config: cfg,
+                part_size: args.part_size,
+                schedule,
+            };
             crate::serve::serve(stores.objects, stores.progress, tokens, opts).await
         }
         Command::Verify(args) => {
             let bar = std::io::stderr().is_terminal().then(|| {
                 let bar = ProgressBar::new(0);
-                bar.set_style(ProgressStyle::with_template("verify {bytes} {bytes_per_sec}").expect("valid template"));
+                bar.set_style(
+                    ProgressStyle::with_template("verify {bytes} {bytes_per_sec}")
+                        .expect("valid template"),
+                );
                 bar
             });
             let tick = |n: u64| {
@@ -337,37 +408,78 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let (what, report) = match (&args.manifest, &args.id) {
-                (Some(path), _) => (path.display().to_string(), crate::verify::verify_manifest_file(path, args.against.as_deref(), &tick).await?),
+                (Some(path), _) => (
+                    path.display().to_string(),
+                    crate::verify::verify_manifest_file(path, args.against.as_deref(), &tick)
+                        .await?,
+                ),
                 (None, Some(id)) => {
-                    let location = Location { out: args.out.clone(), store: args.store.clone(), progress: args.progress.clone() };
+                    let location = Location {
+                        out: args.out.clone(),
+                        store: args.store.clone(),
+                        progress: args.progress.clone(),
+                    };
                     let stores = open_stores(&location).await?;
-                    let job = stores.progress.get(id).await?.ok_or_else(|| DumpError::UnknownDump(id.clone()))?;
+                    let job = stores
+                        .progress
+                        .get(id)
+                        .await?
+                        .ok_or_else(|| DumpError::UnknownDump(id.clone()))?;
                     if job.status != JobStatus::Completed {
                         let message = "only a completed dump can be verified".into();
-                        return Err(DumpError::WrongState { id: job.id.clone(), status: job.status.as_str().into(), message }.into());
+                        return Err(DumpError::WrongState {
+                            id: job.id.clone(),
+                            status: job.status.as_str().into(),
+                            message,
+                        }
+                        .into());
                     }
-                    (job.id.clone(), crate::verify::verify(stores.objects.as_ref(), &job, args.against.as_deref(), &tick).await?)
+                    (
+                        job.id.clone(),
+                        crate::verify::verify(
+                            stores.objects.as_ref(),
+                            &job,
+                            args.against.as_deref(),
+                            &tick,
+                        )
+                        .await?,
+                    )
                 }
-                (None, None) => return Err(DumpError::InvalidRequest("give a dump id, or --manifest PATH".into()).into()),
+                (None, None) => {
+                    return Err(DumpError::InvalidRequest(
+                        "give a dump id, or --manifest PATH".into(),
+                    )
+                    .into())
+                }
             };
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
             if report.problems.is_empty() {
-                println!("ok: {} files and {} tables match the manifest of {what}", report.files, report.tables);
+                println!(
+                    "ok: {} files and {} tables match the manifest of {what}",
+                    report.files, report.tables
+                );
                 Ok(())
             } else {
                 for p in &report.problems {
                     println!("{p}");
                 }
-                Err(anyhow::anyhow!("{what} does not match its manifest ({} problems)", report.problems.len()))
+                Err(anyhow::anyhow!(
+                    "{what} does not match its manifest ({} problems)",
+                    report.problems.len()
+                ))
             }
         }
         Command::Prune(args) => prune::run(args).await,
         Command::Setup(args) => {
             let config = crate::cloud::load_aws_config().await;
-            crate::cloud::S3Store::new(&config, &args.store)?.ensure_bucket().await?;
-            crate::cloud::DynamoProgress::new(&config, &args.progress)?.ensure_table().await?;
+            crate::cloud::S3Store::new(&config, &args.store)?
+                .ensure_bucket()
+                .await?;
+            crate::cloud::DynamoProgress::new(&config, &args.progress)?
+                .ensure_table()
+                .await?;
             println!("ready: {} and {}", args.store, args.progress);
             Ok(())
         }
@@ -375,16 +487,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Parses `--schedule` and `--schedule-input` (errors name the flag).
-fn schedule_of(expr: &str, input: Option<&str>) -> Result<(crate::local::scheduler::ScheduleExpr, crate::api::schedule::ScheduledStart), DumpError> {
-    let expr = expr.parse().map_err(|e| DumpError::InvalidRequest(format!("--schedule {e}")))?;
+fn schedule_of(
+    expr: &str,
+    input: Option<&str>,
+) -> Result<
+    (
+        crate::local::scheduler::ScheduleExpr,
+        crate::api::schedule::ScheduledStart,
+    ),
+    DumpError,
+> {
+    let expr = expr
+        .parse()
+        .map_err(|e| DumpError::InvalidRequest(format!("--schedule {e}")))?;
     let text = match input {
-        Some(file) if file.starts_with('@') => {
-            std::fs::read_to_string(&file[1..]).map_err(|e| DumpError::InvalidRequest(format!("--schedule-input {file}: {e}")))?
-        }
+        Some(file) if file.starts_with('@') => std::fs::read_to_string(&file[1..])
+            .map_err(|e| DumpError::InvalidRequest(format!("--schedule-input {file}: {e}")))?,
         Some(json) => json.to_string(),
         None => r#"{"name": "default", "request": {"format": "sql"}}"#.to_string(),
     };
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| DumpError::InvalidRequest(format!("--schedule-input: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| DumpError::InvalidRequest(format!("--schedule-input: {e}")))?;
     // Accept the whole Lambda payload ({"chunkdumpSchedule": …}) or just its inside.
     let tick = crate::api::schedule::tick_from_payload(&value)
         .unwrap_or_else(|| serde_json::from_value(value).map_err(|e| e.to_string()))
@@ -398,18 +521,31 @@ fn schedule_of(expr: &str, input: Option<&str>) -> Result<(crate::local::schedul
 /// killed dump can be resumed at once.
 fn lock_run(dir: &Path, id: &str) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(dir)?;
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(dir.join(format!("{id}.lock")))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(dir.join(format!("{id}.lock")))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(DumpError::WrongState { id: id.into(), status: "running".into(), message: "another process is running this dump".into() }.into())
+        Err(std::fs::TryLockError::WouldBlock) => Err(DumpError::WrongState {
+            id: id.into(),
+            status: "running".into(),
+            message: "another process is running this dump".into(),
         }
+        .into()),
         Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
     }
 }
 
 /// Prints the id, runs the dump to completion, prints the path.
-async fn finish(stores: &Stores, job: &JobRecord, tuning: &Tuning, cfg: &Config) -> anyhow::Result<()> {
+async fn finish(
+    stores: &Stores,
+    job: &JobRecord,
+    tuning: &Tuning,
+    cfg: &Config,
+) -> anyhow::Result<()> {
     let _running = lock_run(&stores.lock_dir, &job.id)?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", job.id)?;
@@ -441,7 +577,10 @@ async fn finish(stores: &Stores, job: &JobRecord, tuning: &Tuning, cfg: &Config)
         eprintln!("warning: the database changed while this live dump ran, so it is not a point-in-time copy; use --snapshot for one");
     }
     let location = stores.objects.locate(&job.output_name());
-    if job.spec.format == crate::job::Format::Csv && job.files.is_empty() && !location.contains("://") {
+    if job.spec.format == crate::job::Format::Csv
+        && job.files.is_empty()
+        && !location.contains("://")
+    {
         // A database without tables gives an empty CSV directory; the printed path exists.
         std::fs::create_dir_all(&location)?;
     }
@@ -461,12 +600,20 @@ impl Reporter {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}").expect("valid template").progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{spinner} {msg} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             bar.set_message(id.to_string());
             bar
         });
-        Reporter { bar, id: id.to_string(), last_line: Arc::new(Mutex::new(Instant::now())) }
+        Reporter {
+            bar,
+            id: id.to_string(),
+            last_line: Arc::new(Mutex::new(Instant::now())),
+        }
     }
 
     fn hook(&self) -> ProgressFn {
@@ -480,7 +627,11 @@ impl Reporter {
                 if last.elapsed() >= Duration::from_secs(2) {
                     *last = Instant::now();
                     let total = p.total_rows.map_or("?".to_string(), |t| t.to_string());
-                    eprintln!("{id}: {}/{total} rows, {:.1} MB", p.rows, p.bytes as f64 / 1e6);
+                    eprintln!(
+                        "{id}: {}/{total} rows, {:.1} MB",
+                        p.rows,
+                        p.bytes as f64 / 1e6
+                    );
                 }
             }
         })

@@ -34,25 +34,62 @@ pub struct PruneArgs {
 /// Runs the prune and prints one line per deleted dump, then a summary.
 pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
     let keep_for = match args.keep_days {
-        Some(d) if !(d.is_finite() && d > 0.0) => return Err(DumpError::InvalidRequest(format!("--keep-days {d}: must be a positive number of days")).into()),
+        Some(d) if !(d.is_finite() && d > 0.0) => {
+            return Err(DumpError::InvalidRequest(format!(
+                "--keep-days {d}: must be a positive number of days"
+            ))
+            .into())
+        }
         Some(d) => Some(Duration::from_secs_f64(d * 86_400.0)),
         None => None,
     };
-    let policy = RetentionPolicy { keep_last: args.keep_last, keep_for };
+    let policy = RetentionPolicy {
+        keep_last: args.keep_last,
+        keep_for,
+    };
     policy.check().map_err(DumpError::InvalidRequest)?;
     let database = match &args.database {
         // Dumps record the canonical path of their database.
-        Some(db) => Some(std::fs::canonicalize(db).unwrap_or_else(|_| db.clone()).display().to_string()),
+        Some(db) => Some(
+            std::fs::canonicalize(db)
+                .unwrap_or_else(|_| db.clone())
+                .display()
+                .to_string(),
+        ),
         None => None,
     };
     let stores = open_stores(&args.location).await?;
-    let scope = PruneScope { database, schedule: args.schedule.clone() };
-    let report = prune(stores.objects.as_ref(), stores.progress.as_ref(), &policy, &scope, args.dry_run).await?;
-    let verb = if args.dry_run { "would delete" } else { "deleted" };
+    let scope = PruneScope {
+        database,
+        schedule: args.schedule.clone(),
+    };
+    let report = prune(
+        stores.objects.as_ref(),
+        stores.progress.as_ref(),
+        &policy,
+        &scope,
+        args.dry_run,
+    )
+    .await?;
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
     for d in &report.deleted {
-        let when = d.completed_at.map_or_else(|| "-".to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        println!("{verb} {} ({} files, {} bytes, completed {when}, {})", d.dump_id, d.files, d.bytes, d.database);
+        let when = d.completed_at.map_or_else(
+            || "-".to_string(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+        println!(
+            "{verb} {} ({} files, {} bytes, completed {when}, {})",
+            d.dump_id, d.files, d.bytes, d.database
+        );
     }
-    println!("{verb} {} completed dumps, kept {}", report.deleted.len(), report.kept);
+    println!(
+        "{verb} {} completed dumps, kept {}",
+        report.deleted.len(),
+        report.kept
+    );
     Ok(())
 }

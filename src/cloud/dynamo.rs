@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -44,12 +44,21 @@ fn s(v: impl Into<String>) -> AttributeValue {
 }
 
 fn decode(item: &HashMap<String, AttributeValue>) -> Result<Option<JobRecord>, StoreError> {
-    let expired = item.get("expires_at").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok()).is_some_and(|t| t <= now_secs());
+    let expired = item
+        .get("expires_at")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .is_some_and(|t| t <= now_secs());
     if expired {
         return Ok(None);
     }
-    let body = item.get("body").and_then(|v| v.as_s().ok()).ok_or_else(|| StoreError::Permanent("job item without a body".into()))?;
-    serde_json::from_str(body).map(Some).map_err(|e| StoreError::Permanent(format!("corrupt job record: {e}")))
+    let body = item
+        .get("body")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Permanent("job item without a body".into()))?;
+    serde_json::from_str(body)
+        .map(Some)
+        .map_err(|e| StoreError::Permanent(format!("corrupt job record: {e}")))
 }
 
 impl DynamoProgress {
@@ -57,9 +66,15 @@ impl DynamoProgress {
     pub fn new(config: &aws_config::SdkConfig, url: &str) -> Result<Self, StoreError> {
         let (table, rest) = parse_url(url, "dynamodb")?;
         if !rest.is_empty() {
-            return Err(StoreError::Invalid(format!("{url:?}: a dynamodb:// URL names only a table")));
+            return Err(StoreError::Invalid(format!(
+                "{url:?}: a dynamodb:// URL names only a table"
+            )));
         }
-        Ok(DynamoProgress { client: Client::new(config), table: table.to_string(), ttl: Some(Duration::from_secs(30 * 24 * 3600)) })
+        Ok(DynamoProgress {
+            client: Client::new(config),
+            table: table.to_string(),
+            ttl: Some(Duration::from_secs(30 * 24 * 3600)),
+        })
     }
 
     /// Records expire `ttl` after their last write (`None`: never). Default 30 days.
@@ -69,12 +84,18 @@ impl DynamoProgress {
     }
 
     fn item(&self, job: &JobRecord) -> Result<HashMap<String, AttributeValue>, StoreError> {
-        let body = serde_json::to_string(job).map_err(|e| StoreError::Invalid(format!("encoding job: {e}")))?;
+        let body = serde_json::to_string(job)
+            .map_err(|e| StoreError::Invalid(format!("encoding job: {e}")))?;
         let mut item = HashMap::from([
             ("id".to_string(), s(&job.id)),
             ("version".to_string(), n(job.version as i64)),
             ("kind".to_string(), s(KIND)),
-            ("created_at".to_string(), s(job.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))),
+            (
+                "created_at".to_string(),
+                s(job
+                    .created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            ),
             ("body".to_string(), s(body)),
         ]);
         if let Some(ttl) = self.ttl {
@@ -86,14 +107,28 @@ impl DynamoProgress {
     /// Creates the table with its index and TTL unless it exists (local development and
     /// tests; in AWS the SAM template creates it).
     pub async fn ensure_table(&self) -> Result<(), StoreError> {
-        let attr = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
-        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+        };
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Invalid(e.to_string());
         let index = GlobalSecondaryIndex::builder()
             .index_name(INDEX)
             .key_schema(key("kind", KeyType::Hash).map_err(invalid)?)
             .key_schema(key("created_at", KeyType::Range).map_err(invalid)?)
-            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
             .build()
             .map_err(invalid)?;
         let created = self
@@ -115,17 +150,42 @@ impl DynamoProgress {
             }
         }
         for _ in 0..60 {
-            let described = self.client.describe_table().table_name(&self.table).send().await.map_err(|e| sdk_error("describe table", e))?;
-            if described.table().and_then(|t| t.table_status()).is_some_and(|s| s.as_str() == "ACTIVE") {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| sdk_error("describe table", e))?;
+            if described
+                .table()
+                .and_then(|t| t.table_status())
+                .is_some_and(|s| s.as_str() == "ACTIVE")
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let ttl = TimeToLiveSpecification::builder().enabled(true).attribute_name("expires_at").build().map_err(invalid)?;
-        match self.client.update_time_to_live().table_name(&self.table).time_to_live_specification(ttl).send().await {
+        let ttl = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name("expires_at")
+            .build()
+            .map_err(invalid)?;
+        match self
+            .client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => match sdk_error("enable TTL", e) {
-                StoreError::Invalid(m) | StoreError::Permanent(m) if m.contains("already enabled") => Ok(()),
+                StoreError::Invalid(m) | StoreError::Permanent(m)
+                    if m.contains("already enabled") =>
+                {
+                    Ok(())
+                }
                 other => Err(other),
             },
         }
@@ -134,7 +194,10 @@ impl DynamoProgress {
     fn missing_table(&self, e: StoreError) -> StoreError {
         match e {
             StoreError::Permanent(m) if m.contains("ResourceNotFoundException") => {
-                StoreError::Permanent(format!("DynamoDB table {:?} does not exist (create it with `chunkdump setup`): {m}", self.table))
+                StoreError::Permanent(format!(
+                    "DynamoDB table {:?} does not exist (create it with `chunkdump setup`): {m}",
+                    self.table
+                ))
             }
             other => other,
         }
@@ -180,14 +243,19 @@ impl ProgressStore for DynamoProgress {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(self.item(job)?))
-            .condition_expression("version = :expected AND (attribute_not_exists(expires_at) OR expires_at > :now)")
+            .condition_expression(
+                "version = :expected AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+            )
             .expression_attribute_values(":expected", n(expected_version as i64))
             .expression_attribute_values(":now", n(now_secs()))
             .send()
             .await;
         match result.map_err(|e| sdk_error(&job.id, e)) {
             Ok(_) => Ok(()),
-            Err(StoreError::Conflict { .. }) => Err(StoreError::Conflict { id: job.id.clone(), expected: expected_version }),
+            Err(StoreError::Conflict { .. }) => Err(StoreError::Conflict {
+                id: job.id.clone(),
+                expected: expected_version,
+            }),
             Err(e) => Err(self.missing_table(e)),
         }
     }
@@ -204,12 +272,20 @@ impl ProgressStore for DynamoProgress {
             .await;
         match result.map_err(|e| sdk_error(id, e)) {
             Ok(_) => Ok(()),
-            Err(StoreError::Conflict { .. }) => Err(StoreError::Conflict { id: id.to_string(), expected: expected_version }),
+            Err(StoreError::Conflict { .. }) => Err(StoreError::Conflict {
+                id: id.to_string(),
+                expected: expected_version,
+            }),
             Err(e) => Err(self.missing_table(e)),
         }
     }
 
-    async fn claim(&self, slot: &str, holder: &str, replacing: Option<&str>) -> Result<Option<String>, StoreError> {
+    async fn claim(
+        &self,
+        slot: &str,
+        holder: &str,
+        replacing: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
         // Slot items have no `kind`/`created_at`, so the by_created index never sees them.
         let id = format!("slot#{slot}");
         let result = self
@@ -218,7 +294,9 @@ impl ProgressStore for DynamoProgress {
             .table_name(&self.table)
             .item("id", s(&id))
             .item("holder", s(holder))
-            .condition_expression("attribute_not_exists(id) OR holder = :replacing OR holder = :holder")
+            .condition_expression(
+                "attribute_not_exists(id) OR holder = :replacing OR holder = :holder",
+            )
             .expression_attribute_values(":replacing", s(replacing.unwrap_or("")))
             .expression_attribute_values(":holder", s(holder))
             .send()
@@ -226,8 +304,20 @@ impl ProgressStore for DynamoProgress {
         match result.map_err(|e| sdk_error(&id, e)) {
             Ok(_) => Ok(None),
             Err(StoreError::Conflict { .. }) => {
-                let out = self.client.get_item().table_name(&self.table).key("id", s(&id)).consistent_read(true).send().await.map_err(|e| sdk_error(&id, e))?;
-                let current = out.item().and_then(|i| i.get("holder")).and_then(|v| v.as_s().ok()).cloned();
+                let out = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("id", s(&id))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(&id, e))?;
+                let current = out
+                    .item()
+                    .and_then(|i| i.get("holder"))
+                    .and_then(|v| v.as_s().ok())
+                    .cloned();
                 // Released between the two calls: report it as held by nobody we know.
                 Ok(Some(current.unwrap_or_default()))
             }
@@ -251,7 +341,12 @@ impl ProgressStore for DynamoProgress {
             .send()
             .await
             .map_err(|e| self.missing_table(sdk_error(&id, e)))?;
-        let count = out.attributes().and_then(|a| a.get("hits")).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(1);
+        let count = out
+            .attributes()
+            .and_then(|a| a.get("hits"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
         Ok((count, (end - now) as u64))
     }
 

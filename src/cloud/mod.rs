@@ -35,7 +35,10 @@ pub struct R2Access {
 impl std::fmt::Debug for R2Access {
     // Never print the secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("R2Access").field("endpoint", &self.endpoint).field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+        f.debug_struct("R2Access")
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,7 +50,12 @@ pub async fn load_aws_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(region)
         .retry_config(RetryConfig::standard().with_max_attempts(5))
-        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(Duration::from_secs(120)).build())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(120))
+                .build(),
+        )
         .load()
         .await
 }
@@ -55,8 +63,13 @@ pub async fn load_aws_config() -> SdkConfig {
 /// Classifies a service error by its code and HTTP status.
 fn classify(what: String, code: Option<&str>, status: Option<u16>) -> StoreError {
     match (code, status) {
-        (Some("NoSuchKey" | "NoSuchUpload" | "NotFound"), _) | (None, Some(404)) => StoreError::NotFound(what),
-        (Some("ConditionalCheckFailedException"), _) => StoreError::Conflict { id: what, expected: 0 },
+        (Some("NoSuchKey" | "NoSuchUpload" | "NotFound"), _) | (None, Some(404)) => {
+            StoreError::NotFound(what)
+        }
+        (Some("ConditionalCheckFailedException"), _) => StoreError::Conflict {
+            id: what,
+            expected: 0,
+        },
         (
             Some(
                 "SlowDown"
@@ -72,16 +85,27 @@ fn classify(what: String, code: Option<&str>, status: Option<u16>) -> StoreError
             _,
         ) => StoreError::Transient(what),
         (_, Some(s)) if s >= 500 || s == 429 => StoreError::Transient(what),
-        (Some("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "EntityTooLarge" | "ValidationException" | "InvalidArgument"), _) => {
-            StoreError::Invalid(what)
-        }
+        (
+            Some(
+                "InvalidPart"
+                | "InvalidPartOrder"
+                | "EntityTooSmall"
+                | "EntityTooLarge"
+                | "ValidationException"
+                | "InvalidArgument",
+            ),
+            _,
+        ) => StoreError::Invalid(what),
         _ => StoreError::Permanent(what),
     }
 }
 
 /// Maps an SDK error to the project's error, keeping the service's code and message.
 /// (S3 and DynamoDB share the smithy runtime, so one mapper serves both.)
-fn sdk_error<E>(context: &str, err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
+fn sdk_error<E>(
+    context: &str,
+    err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> StoreError
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -95,18 +119,29 @@ where
             classify(what, code, Some(se.raw().status().as_u16()))
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            StoreError::Transient(format!("{context}: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))
+            StoreError::Transient(format!(
+                "{context}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&err)
+            ))
         }
-        _ => StoreError::Permanent(format!("{context}: {}", aws_sdk_s3::error::DisplayErrorContext(&err))),
+        _ => StoreError::Permanent(format!(
+            "{context}: {}",
+            aws_sdk_s3::error::DisplayErrorContext(&err)
+        )),
     }
 }
 
 /// Splits `scheme://name/rest` into (name, rest) for `scheme`.
 fn parse_url<'a>(url: &'a str, scheme: &str) -> Result<(&'a str, &'a str), StoreError> {
-    let rest = url.strip_prefix(scheme).and_then(|r| r.strip_prefix("://")).ok_or_else(|| StoreError::Invalid(format!("{url:?} is not a {scheme}:// URL")))?;
+    let rest = url
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+        .ok_or_else(|| StoreError::Invalid(format!("{url:?} is not a {scheme}:// URL")))?;
     let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
     if name.is_empty() {
-        return Err(StoreError::Invalid(format!("{url:?} names no bucket or table")));
+        return Err(StoreError::Invalid(format!(
+            "{url:?} names no bucket or table"
+        )));
     }
     Ok((name, path.trim_matches('/')))
 }

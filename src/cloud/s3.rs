@@ -15,7 +15,9 @@ use bytes::Bytes;
 
 use super::{parse_url, sdk_error};
 use crate::error::StoreError;
-use crate::ports::{check_key, check_parts, Download, ObjectStore, PartReceipt, PendingUpload, UploadHandle};
+use crate::ports::{
+    check_key, check_parts, Download, ObjectStore, PartReceipt, PendingUpload, UploadHandle,
+};
 
 /// A bucket (and key prefix) on an S3-compatible service.
 #[derive(Clone, Debug)]
@@ -34,37 +36,72 @@ impl S3Store {
     /// Like [`S3Store::new`], with R2's own endpoint and API token instead of the AWS
     /// credentials (in Lambda, the role's credentials are for DynamoDB and Step
     /// Functions; R2 has its own).
-    pub fn with_access(config: &aws_config::SdkConfig, url: &str, access: Option<&super::R2Access>) -> Result<Self, StoreError> {
+    pub fn with_access(
+        config: &aws_config::SdkConfig,
+        url: &str,
+        access: Option<&super::R2Access>,
+    ) -> Result<Self, StoreError> {
         let (bucket, prefix) = parse_url(url, "s3")?;
         let mut conf = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if let Some(access) = access {
-            let credentials = aws_sdk_s3::config::Credentials::new(&access.access_key_id, &access.secret_access_key, None, None, "r2-api-token");
-            conf = conf.credentials_provider(credentials).endpoint_url(&access.endpoint).region(aws_sdk_s3::config::Region::new("auto"));
+            let credentials = aws_sdk_s3::config::Credentials::new(
+                &access.access_key_id,
+                &access.secret_access_key,
+                None,
+                None,
+                "r2-api-token",
+            );
+            conf = conf
+                .credentials_provider(credentials)
+                .endpoint_url(&access.endpoint)
+                .region(aws_sdk_s3::config::Region::new("auto"));
         }
-        Ok(S3Store { client: Client::from_conf(conf.build()), bucket: bucket.to_string(), prefix: prefix.to_string() })
+        Ok(S3Store {
+            client: Client::from_conf(conf.build()),
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
     }
 
     fn full_key(&self, key: &str) -> Result<String, StoreError> {
         check_key(key)?;
-        Ok(if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) })
+        Ok(if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        })
     }
 
     /// Creates the bucket unless it exists (local development and tests; in AWS the
     /// SAM template or the R2 dashboard creates it).
     pub async fn ensure_bucket(&self) -> Result<(), StoreError> {
-        let region = self.client.config().region().map(|r| r.as_ref().to_string()).unwrap_or_default();
+        let region = self
+            .client
+            .config()
+            .region()
+            .map(|r| r.as_ref().to_string())
+            .unwrap_or_default();
         let mut req = self.client.create_bucket().bucket(&self.bucket);
         if !matches!(region.as_str(), "" | "auto" | "us-east-1") {
             let location = aws_sdk_s3::types::BucketLocationConstraint::from(region.as_str());
-            req = req.create_bucket_configuration(aws_sdk_s3::types::CreateBucketConfiguration::builder().location_constraint(location).build());
+            req = req.create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(location)
+                    .build(),
+            );
         }
         match req.send().await {
             Ok(_) => Ok(()),
             Err(e) => match sdk_error(&format!("create bucket {}", self.bucket), e) {
-                StoreError::Permanent(m) | StoreError::Invalid(m) if m.contains("BucketAlreadyOwnedByYou") || m.contains("BucketAlreadyExists") => Ok(()),
+                StoreError::Permanent(m) | StoreError::Invalid(m)
+                    if m.contains("BucketAlreadyOwnedByYou")
+                        || m.contains("BucketAlreadyExists") =>
+                {
+                    Ok(())
+                }
                 other => Err(other),
             },
         }
@@ -74,11 +111,21 @@ impl S3Store {
     /// 7 days).
     pub async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, StoreError> {
         if expires_in < Duration::from_secs(1) || expires_in > Duration::from_secs(7 * 24 * 3600) {
-            return Err(StoreError::Invalid(format!("presigned URL expiry {expires_in:?} outside 1 s..7 days")));
+            return Err(StoreError::Invalid(format!(
+                "presigned URL expiry {expires_in:?} outside 1 s..7 days"
+            )));
         }
         let full = self.full_key(key)?;
-        let config = PresigningConfig::expires_in(expires_in).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let req = self.client.get_object().bucket(&self.bucket).key(&full).presigned(config).await.map_err(|e| sdk_error(&format!("presign {full}"), e))?;
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .presigned(config)
+            .await
+            .map_err(|e| sdk_error(&format!("presign {full}"), e))?;
         Ok(req.uri().to_string())
     }
 }
@@ -95,18 +142,34 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| sdk_error(&format!("create upload of s3://{}/{full}", self.bucket), e))?;
-        let upload_id = out.upload_id().ok_or_else(|| StoreError::Permanent("store returned no upload id".into()))?;
-        Ok(UploadHandle { upload_id: upload_id.to_string(), part_size })
+        let upload_id = out
+            .upload_id()
+            .ok_or_else(|| StoreError::Permanent("store returned no upload id".into()))?;
+        Ok(UploadHandle {
+            upload_id: upload_id.to_string(),
+            part_size,
+        })
     }
 
-    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: Bytes) -> Result<PartReceipt, StoreError> {
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        number: u32,
+        bytes: Bytes,
+    ) -> Result<PartReceipt, StoreError> {
         let full = self.full_key(key)?;
         if !(1..=10_000).contains(&number) {
-            return Err(StoreError::Invalid(format!("part number {number} outside 1..=10000")));
+            return Err(StoreError::Invalid(format!(
+                "part number {number} outside 1..=10000"
+            )));
         }
         let size = bytes.len() as u64;
         if size > upload.part_size {
-            return Err(StoreError::Invalid(format!("part {number} has {size} bytes, more than the part size {}", upload.part_size)));
+            return Err(StoreError::Invalid(format!(
+                "part {number} has {size} bytes, more than the part size {}",
+                upload.part_size
+            )));
         }
         let out = self
             .client
@@ -119,40 +182,92 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(bytes))
             .send()
             .await
-            .map_err(|e| sdk_error(&format!("upload part {number} of s3://{}/{full}", self.bucket), e))?;
-        let etag = out.e_tag().ok_or_else(|| StoreError::Permanent(format!("no ETag for part {number}")))?;
-        Ok(PartReceipt { number, etag: etag.to_string(), size, sha256: String::new() })
+            .map_err(|e| {
+                sdk_error(
+                    &format!("upload part {number} of s3://{}/{full}", self.bucket),
+                    e,
+                )
+            })?;
+        let etag = out
+            .e_tag()
+            .ok_or_else(|| StoreError::Permanent(format!("no ETag for part {number}")))?;
+        Ok(PartReceipt {
+            number,
+            etag: etag.to_string(),
+            size,
+            sha256: String::new(),
+        })
     }
 
-    async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        parts: &[PartReceipt],
+    ) -> Result<u64, StoreError> {
         let full = self.full_key(key)?;
         let total = check_parts(parts, upload.part_size)?;
-        let completed: Vec<CompletedPart> = parts.iter().map(|p| CompletedPart::builder().part_number(p.number as i32).e_tag(&p.etag).build()).collect();
+        let completed: Vec<CompletedPart> = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.number as i32)
+                    .e_tag(&p.etag)
+                    .build()
+            })
+            .collect();
         self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(&full)
             .upload_id(&upload.upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
             .send()
             .await
-            .map_err(|e| sdk_error(&format!("complete upload of s3://{}/{full}", self.bucket), e))?;
+            .map_err(|e| {
+                sdk_error(
+                    &format!("complete upload of s3://{}/{full}", self.bucket),
+                    e,
+                )
+            })?;
         Ok(total)
     }
 
     async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
         let full = self.full_key(key)?;
-        let result = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(&upload.upload_id).send().await;
-        match result.map_err(|e| sdk_error(&format!("abort upload of s3://{}/{full}", self.bucket), e)) {
+        let result = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full)
+            .upload_id(&upload.upload_id)
+            .send()
+            .await;
+        match result
+            .map_err(|e| sdk_error(&format!("abort upload of s3://{}/{full}", self.bucket), e))
+        {
             Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
-        let full = if self.prefix.is_empty() { prefix.to_string() } else { format!("{}/{prefix}", self.prefix) };
-        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
-        let (mut found, mut key_marker, mut id_marker) = (Vec::new(), None::<String>, None::<String>);
+        let full = if self.prefix.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{}/{prefix}", self.prefix)
+        };
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let (mut found, mut key_marker, mut id_marker) =
+            (Vec::new(), None::<String>, None::<String>);
         loop {
             let out = self
                 .client
@@ -163,11 +278,22 @@ impl ObjectStore for S3Store {
                 .set_upload_id_marker(id_marker.take())
                 .send()
                 .await
-                .map_err(|e| sdk_error(&format!("list uploads under s3://{}/{full}", self.bucket), e))?;
+                .map_err(|e| {
+                    sdk_error(
+                        &format!("list uploads under s3://{}/{full}", self.bucket),
+                        e,
+                    )
+                })?;
             for u in out.uploads() {
                 if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
                     if key.len() >= strip {
-                        found.push(PendingUpload { key: key[strip..].to_string(), handle: UploadHandle { upload_id: id.to_string(), part_size: 0 } });
+                        found.push(PendingUpload {
+                            key: key[strip..].to_string(),
+                            handle: UploadHandle {
+                                upload_id: id.to_string(),
+                                part_size: 0,
+                            },
+                        });
                     }
                 }
             }
@@ -197,7 +323,14 @@ impl ObjectStore for S3Store {
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let full = self.full_key(key)?;
-        let out = match self.client.get_object().bucket(&self.bucket).key(&full).send().await {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(e) => {
                 return match sdk_error(&format!("get s3://{}/{full}", self.bucket), e) {
@@ -206,34 +339,62 @@ impl ObjectStore for S3Store {
                 }
             }
         };
-        let body = out.body.collect().await.map_err(|e| StoreError::Transient(format!("reading s3://{}/{full}: {e}", self.bucket)))?;
+        let body = out.body.collect().await.map_err(|e| {
+            StoreError::Transient(format!("reading s3://{}/{full}: {e}", self.bucket))
+        })?;
         Ok(Some(body.into_bytes().to_vec()))
     }
 
-    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         if len == 0 {
             return Ok(Some(Vec::new()));
         }
         let full = self.full_key(key)?;
         let range = format!("bytes={offset}-{}", offset + len - 1);
-        let out = match self.client.get_object().bucket(&self.bucket).key(&full).range(range).send().await {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .range(range)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(e) => {
                 return match sdk_error(&format!("get s3://{}/{full}", self.bucket), e) {
                     StoreError::NotFound(_) => Ok(None),
                     // A range past the end of the object.
-                    StoreError::Invalid(m) | StoreError::Permanent(m) if m.contains("InvalidRange") || m.contains("416") => Ok(Some(Vec::new())),
+                    StoreError::Invalid(m) | StoreError::Permanent(m)
+                        if m.contains("InvalidRange") || m.contains("416") =>
+                    {
+                        Ok(Some(Vec::new()))
+                    }
                     other => Err(other),
                 };
             }
         };
-        let body = out.body.collect().await.map_err(|e| StoreError::Transient(format!("reading s3://{}/{full}: {e}", self.bucket)))?;
+        let body = out.body.collect().await.map_err(|e| {
+            StoreError::Transient(format!("reading s3://{}/{full}: {e}", self.bucket))
+        })?;
         Ok(Some(body.into_bytes().to_vec()))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let full = self.full_key(key)?;
-        match self.client.delete_object().bucket(&self.bucket).key(&full).send().await {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => match sdk_error(&format!("delete s3://{}/{full}", self.bucket), e) {
                 StoreError::NotFound(_) => Ok(()),

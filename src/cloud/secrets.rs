@@ -49,21 +49,36 @@ impl Secrets {
 
     /// R2 access, if the endpoint and both key halves are set (an error if only some are).
     pub fn r2(&self) -> Result<Option<R2Access>, DumpError> {
-        match (&self.r2_endpoint, &self.r2_access_key_id, &self.r2_secret_access_key) {
+        match (
+            &self.r2_endpoint,
+            &self.r2_access_key_id,
+            &self.r2_secret_access_key,
+        ) {
             (Some(endpoint), Some(id), Some(key)) => {
                 if !endpoint.starts_with("https://") && !endpoint.starts_with("http://127.0.0.1") {
-                    return Err(DumpError::InvalidRequest(format!("r2Endpoint {endpoint:?} must be an https:// URL")));
+                    return Err(DumpError::InvalidRequest(format!(
+                        "r2Endpoint {endpoint:?} must be an https:// URL"
+                    )));
                 }
-                Ok(Some(R2Access { endpoint: endpoint.clone(), access_key_id: id.clone(), secret_access_key: key.clone() }))
+                Ok(Some(R2Access {
+                    endpoint: endpoint.clone(),
+                    access_key_id: id.clone(),
+                    secret_access_key: key.clone(),
+                }))
             }
             (None, None, None) => Ok(None),
-            _ => Err(DumpError::InvalidRequest("R2 needs all of r2Endpoint, r2AccessKeyId and r2SecretAccessKey".into())),
+            _ => Err(DumpError::InvalidRequest(
+                "R2 needs all of r2Endpoint, r2AccessKeyId and r2SecretAccessKey".into(),
+            )),
         }
     }
 }
 
 /// Reads the secret `secret_id` (an ARN or name) when given, else the environment.
-pub async fn load_secrets(config: &aws_config::SdkConfig, secret_id: Option<&str>) -> Result<Secrets, DumpError> {
+pub async fn load_secrets(
+    config: &aws_config::SdkConfig,
+    secret_id: Option<&str>,
+) -> Result<Secrets, DumpError> {
     let Some(id) = secret_id else {
         return Ok(Secrets::from_env());
     };
@@ -73,7 +88,9 @@ pub async fn load_secrets(config: &aws_config::SdkConfig, secret_id: Option<&str
         .send()
         .await
         .map_err(|e| DumpError::Store(sdk_error("read the deployment secret", e)))?;
-    let text = out.secret_string().ok_or_else(|| DumpError::InvalidRequest(format!("secret {id} has no string value")))?;
+    let text = out
+        .secret_string()
+        .ok_or_else(|| DumpError::InvalidRequest(format!("secret {id} has no string value")))?;
     // Name an unknown field (a key, not a value), never echo the secret's content.
     serde_json::from_str(text).map_err(|e| {
         let detail = e.to_string();

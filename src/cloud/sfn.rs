@@ -23,9 +23,14 @@ impl SfnOrchestrator {
     /// client at a local server).
     pub fn new(config: &aws_config::SdkConfig, state_machine_arn: &str) -> Result<Self, DumpError> {
         if !state_machine_arn.starts_with("arn:") || !state_machine_arn.contains(":stateMachine:") {
-            return Err(DumpError::InvalidRequest(format!("{state_machine_arn:?} is not a state machine ARN")));
+            return Err(DumpError::InvalidRequest(format!(
+                "{state_machine_arn:?} is not a state machine ARN"
+            )));
         }
-        Ok(SfnOrchestrator { client: aws_sdk_sfn::Client::new(config), state_machine_arn: state_machine_arn.to_string() })
+        Ok(SfnOrchestrator {
+            client: aws_sdk_sfn::Client::new(config),
+            state_machine_arn: state_machine_arn.to_string(),
+        })
     }
 
     /// Whether execution `name` belongs to dump `id` (any generation).
@@ -33,24 +38,43 @@ impl SfnOrchestrator {
         if name == execution_name(id, 0) {
             return true;
         }
-        let generation = name.rsplit_once(".g").and_then(|(_, n)| n.parse::<u32>().ok());
+        let generation = name
+            .rsplit_once(".g")
+            .and_then(|(_, n)| n.parse::<u32>().ok());
         generation.is_some_and(|n| name == execution_name(id, n))
     }
 
     /// The names and statuses of the dump's executions, newest first.
-    async fn executions(&self, id: &str, status: Option<ExecutionStatus>) -> Result<Vec<(String, ExecutionStatus)>, DumpError> {
-        let mut pages = self.client.list_executions().state_machine_arn(&self.state_machine_arn).set_status_filter(status).into_paginator().send();
+    async fn executions(
+        &self,
+        id: &str,
+        status: Option<ExecutionStatus>,
+    ) -> Result<Vec<(String, ExecutionStatus)>, DumpError> {
+        let mut pages = self
+            .client
+            .list_executions()
+            .state_machine_arn(&self.state_machine_arn)
+            .set_status_filter(status)
+            .into_paginator()
+            .send();
         let mut found = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| DumpError::Store(sdk_error("list executions", e)))?;
             for e in page.executions() {
                 if Self::belongs(id, e.name()) {
-                    found.push((e.start_date().secs(), e.name().to_string(), e.status().clone()));
+                    found.push((
+                        e.start_date().secs(),
+                        e.name().to_string(),
+                        e.status().clone(),
+                    ));
                 }
             }
         }
         found.sort_by_key(|e| std::cmp::Reverse(e.0));
-        Ok(found.into_iter().map(|(_, name, status)| (name, status)).collect())
+        Ok(found
+            .into_iter()
+            .map(|(_, name, status)| (name, status))
+            .collect())
     }
 }
 
@@ -71,16 +95,30 @@ impl Orchestrator for SfnOrchestrator {
                 Ok(())
             }
             // Same name: this dump's run already exists.
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_execution_already_exists()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_already_exists()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(DumpError::Store(sdk_error("start execution", e))),
         }
     }
 
     async fn stop(&self, id: &str) -> Result<(), DumpError> {
         for (name, _) in self.executions(id, Some(ExecutionStatus::Running)).await? {
-            let result = self.client.stop_execution().execution_arn(execution_arn(&self.state_machine_arn, &name)).cause("cancelled by the API").send().await;
+            let result = self
+                .client
+                .stop_execution()
+                .execution_arn(execution_arn(&self.state_machine_arn, &name))
+                .cause("cancelled by the API")
+                .send()
+                .await;
             if let Err(e) = result {
-                if !e.as_service_error().is_some_and(|s| s.is_execution_does_not_exist()) {
+                if !e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_execution_does_not_exist())
+                {
                     return Err(DumpError::Store(sdk_error("stop execution", e)));
                 }
             }
@@ -90,9 +128,18 @@ impl Orchestrator for SfnOrchestrator {
 
     async fn describe(&self, id: &str) -> Result<Option<String>, DumpError> {
         // Running executions are few; only a dump with none needs the whole history.
-        if !self.executions(id, Some(ExecutionStatus::Running)).await?.is_empty() {
+        if !self
+            .executions(id, Some(ExecutionStatus::Running))
+            .await?
+            .is_empty()
+        {
             return Ok(Some(ExecutionStatus::Running.as_str().to_string()));
         }
-        Ok(self.executions(id, None).await?.into_iter().next().map(|(_, status)| status.as_str().to_string()))
+        Ok(self
+            .executions(id, None)
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, status)| status.as_str().to_string()))
     }
 }

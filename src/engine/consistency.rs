@@ -59,13 +59,28 @@ mod tests {
             if wal {
                 w.execute_batch("PRAGMA journal_mode=WAL").unwrap();
             }
-            w.execute_batch("CREATE TABLE t(a); INSERT INTO t VALUES (1)").unwrap();
+            w.execute_batch("CREATE TABLE t(a); INSERT INTO t VALUES (1)")
+                .unwrap();
             let before = change_token(p);
-            let r = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-            let _: i64 = r.query_row("SELECT count(*) FROM t", [], |x| x.get(0)).unwrap();
-            assert_eq!(change_token(p), before, "a read changed the token (wal={wal})");
+            let r = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .unwrap();
+            let _: i64 = r
+                .query_row("SELECT count(*) FROM t", [], |x| x.get(0))
+                .unwrap();
+            assert_eq!(
+                change_token(p),
+                before,
+                "a read changed the token (wal={wal})"
+            );
             w.execute_batch("INSERT INTO t VALUES (2)").unwrap();
-            assert_ne!(change_token(p), before, "a commit kept the token (wal={wal})");
+            assert_ne!(
+                change_token(p),
+                before,
+                "a commit kept the token (wal={wal})"
+            );
         }
     }
 }

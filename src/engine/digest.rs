@@ -27,7 +27,11 @@ pub struct TableDigest {
 
 impl TableDigest {
     pub fn new(table: &str) -> Self {
-        TableDigest { table: table.to_string(), rows: 0, content_hash: format!("{:032x}", 0u128) }
+        TableDigest {
+            table: table.to_string(),
+            rows: 0,
+            content_hash: format!("{:032x}", 0u128),
+        }
     }
 
     fn sum(&self) -> u128 {
@@ -55,7 +59,10 @@ pub fn row_hash<'a>(values: impl Iterator<Item = ValueRef<'a>>) -> u128 {
 
 /// [`row_hash`] with a reusable buffer: the row is encoded into `scratch` and hashed in
 /// one call (much faster than feeding a streaming hasher value by value).
-pub fn row_hash_with<'a>(values: impl Iterator<Item = ValueRef<'a>>, scratch: &mut Vec<u8>) -> u128 {
+pub fn row_hash_with<'a>(
+    values: impl Iterator<Item = ValueRef<'a>>,
+    scratch: &mut Vec<u8>,
+) -> u128 {
     scratch.clear();
     for v in values {
         match v {
@@ -89,8 +96,11 @@ mod tests {
 
     #[test]
     fn the_sum_ignores_order_and_sees_every_value() {
-        let rows: Vec<Vec<ValueRef<'static>>> =
-            vec![vec![ValueRef::Integer(1), ValueRef::Text(b"a")], vec![ValueRef::Real(1.0), ValueRef::Null], vec![ValueRef::Blob(b"a"), ValueRef::Integer(0)]];
+        let rows: Vec<Vec<ValueRef<'static>>> = vec![
+            vec![ValueRef::Integer(1), ValueRef::Text(b"a")],
+            vec![ValueRef::Real(1.0), ValueRef::Null],
+            vec![ValueRef::Blob(b"a"), ValueRef::Integer(0)],
+        ];
         let mut forward = TableDigest::new("t");
         for r in &rows {
             forward.add(1, row_hash(r.iter().copied()));
@@ -101,7 +111,13 @@ mod tests {
         }
         assert_eq!(forward, backward);
         // Same bytes, other storage class: another hash.
-        assert_ne!(row_hash([ValueRef::Text(b"a")].into_iter()), row_hash([ValueRef::Blob(b"a")].into_iter()));
-        assert_ne!(row_hash([ValueRef::Integer(1)].into_iter()), row_hash([ValueRef::Real(1.0)].into_iter()));
+        assert_ne!(
+            row_hash([ValueRef::Text(b"a")].into_iter()),
+            row_hash([ValueRef::Blob(b"a")].into_iter())
+        );
+        assert_ne!(
+            row_hash([ValueRef::Integer(1)].into_iter()),
+            row_hash([ValueRef::Real(1.0)].into_iter())
+        );
     }
 }

@@ -121,17 +121,24 @@ pub(super) fn key_value(v: ValueRef<'_>) -> KeyValue {
 
 /// Opens the database read-only (it is never written) and checks it is SQLite.
 pub fn open_database(path: &str) -> Result<Connection, DumpError> {
-    let bad = |message: String| DumpError::Database { path: path.to_string(), message };
+    let bad = |message: String| DumpError::Database {
+        path: path.to_string(),
+        message,
+    };
     let meta = std::fs::metadata(Path::new(path)).map_err(|e| bad(format!("cannot open: {e}")))?;
     if !meta.is_file() {
         return Err(bad("not a regular file".into()));
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| DumpError::from_sqlite(path, e))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| DumpError::from_sqlite(path, e))?;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| DumpError::from_sqlite(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| DumpError::from_sqlite(path, e))?;
     // Reading the header proves this is a SQLite database (NOTADB otherwise).
-    conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0)).map_err(|e| DumpError::from_sqlite(path, e))?;
-    conn.execute_batch("PRAGMA query_only = 1").map_err(|e| DumpError::from_sqlite(path, e))?;
+    conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| DumpError::from_sqlite(path, e))?;
+    conn.execute_batch("PRAGMA query_only = 1")
+        .map_err(|e| DumpError::from_sqlite(path, e))?;
     Ok(conn)
 }
 
@@ -142,7 +149,10 @@ pub fn validate(spec: &DumpSpec, dump_id: &str) -> Result<Plan, DumpError> {
 }
 
 /// Runs one chunk of export. Blocking: call it from a blocking thread.
-pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<ExportOutcome, DumpError> {
+pub fn run_export(
+    input: ExportInput,
+    tx: mpsc::Sender<UploadEvent>,
+) -> Result<ExportOutcome, DumpError> {
     let spec = &input.spec;
     let db = |e| DumpError::from_sqlite(&spec.database, e);
     let start_token = change_token(&spec.database);
@@ -151,18 +161,28 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
     let plan = cached_plan(&conn, spec, &input.dump_id, schema_version)?;
     if let Some(fp) = &input.fingerprint {
         if *fp != plan.fingerprint {
-            return Err(DumpError::SchemaChanged("a dumped table, index, view or trigger was created, altered or dropped".into()));
+            return Err(DumpError::SchemaChanged(
+                "a dumped table, index, view or trigger was created, altered or dropped".into(),
+            ));
         }
     }
-    let total_rows = if input.count_rows { Some(count_rows(&conn, &plan).map_err(db)?) } else { None };
+    let total_rows = if input.count_rows {
+        Some(count_rows(&conn, &plan).map_err(db)?)
+    } else {
+        None
+    };
 
-    let part_size = usize::try_from(spec.part_size).map_err(|_| DumpError::InvalidRequest("part size too large".into()))?;
+    let part_size = usize::try_from(spec.part_size)
+        .map_err(|_| DumpError::InvalidRequest("part size too large".into()))?;
     let mut sink = OutputSink::new(tx, input.pool.clone(), part_size, spec.compression);
     let io = |e: std::io::Error| DumpError::Internal(format!("writing output: {e}"));
     let mut cursor = input.cursor;
     if let Some(tail) = input.tail {
         if tail.object != cursor.object {
-            return Err(DumpError::Internal(format!("tail of object {} but cursor at object {}", tail.object, cursor.object)));
+            return Err(DumpError::Internal(format!(
+                "tail of object {} but cursor at object {}",
+                tail.object, cursor.object
+            )));
         }
         sink.resume(tail);
     }
@@ -177,7 +197,11 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
         };
         let Some(step) = object.steps.get(cursor.step as usize) else {
             sink.finish_object().map_err(io)?;
-            cursor = Cursor { object: cursor.object + 1, step: 0, after: None };
+            cursor = Cursor {
+                object: cursor.object + 1,
+                step: 0,
+                after: None,
+            };
             continue;
         };
         if sliced && Instant::now() >= input.deadline {
@@ -185,7 +209,9 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
         }
         if sink.current_object() != Some(cursor.object) {
             if cursor.step != 0 || cursor.after.is_some() {
-                return Err(DumpError::Internal("resuming inside an object without its tail".into()));
+                return Err(DumpError::Internal(
+                    "resuming inside an object without its tail".into(),
+                ));
             }
             sink.begin(cursor.object, &object.key);
         }
@@ -195,16 +221,30 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
                 cursor.step += 1;
             }
             Step::Generated(what) => {
-                sink.write_all(&generate(&conn, what).map_err(db)?).map_err(io)?;
+                sink.write_all(&generate(&conn, what).map_err(db)?)
+                    .map_err(io)?;
                 cursor.step += 1;
             }
             Step::Rows(table) => {
                 sliced = true;
-                if digests.current.as_ref().is_none_or(|d| d.table != table.name || cursor.after.is_none()) {
+                if digests
+                    .current
+                    .as_ref()
+                    .is_none_or(|d| d.table != table.name || cursor.after.is_none())
+                {
                     digests.current = Some(TableDigest::new(&table.name));
                 }
                 let mut sum = 0u128;
-                match read_slice(&conn, table, &mut cursor.after, spec.chunk_size, schema_version, &mut sink, &mut line, &mut sum) {
+                match read_slice(
+                    &conn,
+                    table,
+                    &mut cursor.after,
+                    spec.chunk_size,
+                    schema_version,
+                    &mut sink,
+                    &mut line,
+                    &mut sum,
+                ) {
                     Ok(slice) => {
                         rows += slice.rows;
                         for c in &slice.nul_text_columns {
@@ -227,13 +267,19 @@ pub fn run_export(input: ExportInput, tx: mpsc::Sender<UploadEvent>) -> Result<E
                     Err(SliceError::Io(e)) => return Err(io(e)),
                 }
                 if let Some(p) = &input.progress {
-                    p(ChunkProgress { rows, bytes: sink.produced, total_rows });
+                    p(ChunkProgress {
+                        rows,
+                        bytes: sink.produced,
+                        total_rows,
+                    });
                 }
             }
         }
     };
     let (tail, produced) = sink.suspend().map_err(io)?;
-    let first_token = input.first_change_token.unwrap_or_else(|| start_token.clone());
+    let first_token = input
+        .first_change_token
+        .unwrap_or_else(|| start_token.clone());
     let changed = first_token != start_token || change_token(&spec.database) != start_token;
     Ok(ExportOutcome {
         cursor,
@@ -264,15 +310,21 @@ fn count_rows(conn: &Connection, plan: &Plan) -> rusqlite::Result<u64> {
             let Step::Rows(t) = step else { continue };
             let q = super::render::quote_ident(&t.name);
             if t.key_len != 1 {
-                total += conn.query_row(&format!("SELECT count(*) FROM {q}"), [], |r| r.get::<_, i64>(0))? as u64;
+                total += conn.query_row(&format!("SELECT count(*) FROM {q}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64;
                 continue;
             }
             let key = &t.key_list;
-            let first = format!("SELECT count(*), max(k) FROM (SELECT {key} AS k FROM {q} ORDER BY {key} LIMIT ?1)");
+            let first = format!(
+                "SELECT count(*), max(k) FROM (SELECT {key} AS k FROM {q} ORDER BY {key} LIMIT ?1)"
+            );
             let next = format!("SELECT count(*), max(k) FROM (SELECT {key} AS k FROM {q} WHERE {key} > ?2 ORDER BY {key} LIMIT ?1)");
             let mut after: Option<rusqlite::types::Value> = None;
             loop {
-                let read = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, rusqlite::types::Value>(1)?));
+                let read = |r: &rusqlite::Row<'_>| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, rusqlite::types::Value>(1)?))
+                };
                 let (n, max) = match &after {
                     None => conn.query_row(&first, [SLICE], read)?,
                     Some(a) => conn.query_row(&next, rusqlite::params![SLICE, a], read)?,

@@ -9,7 +9,9 @@
 use base64::Engine;
 use rusqlite::types::ValueRef;
 
-use super::render::{push_csv_value, push_hex, push_json_escaped, push_json_value, push_sql_value_in};
+use super::render::{
+    push_csv_value, push_hex, push_json_escaped, push_json_value, push_sql_value_in,
+};
 use super::table::{RowEncoding, TextEncoding};
 
 /// Values at least this large (bytes) are streamed.
@@ -24,8 +26,17 @@ pub fn is_large(v: &ValueRef<'_>) -> bool {
 }
 
 /// Writes `v` as `encoding` renders it, through `write` in pieces, using `scratch`.
-pub fn write_value(encoding: &RowEncoding, v: ValueRef<'_>, scratch: &mut Vec<u8>, write: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
-    let mut pieces = |open: &[u8], bytes: &[u8], close: &[u8], render: &dyn Fn(&mut Vec<u8>, &[u8])| -> std::io::Result<()> {
+pub fn write_value(
+    encoding: &RowEncoding,
+    v: ValueRef<'_>,
+    scratch: &mut Vec<u8>,
+    write: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut pieces = |open: &[u8],
+                      bytes: &[u8],
+                      close: &[u8],
+                      render: &dyn Fn(&mut Vec<u8>, &[u8])|
+     -> std::io::Result<()> {
         write(open)?;
         for piece in bytes.chunks(PIECE) {
             scratch.clear();
@@ -48,8 +59,16 @@ pub fn write_value(encoding: &RowEncoding, v: ValueRef<'_>, scratch: &mut Vec<u8
     };
     match (encoding, v) {
         (RowEncoding::Sql { .. }, ValueRef::Blob(b)) => pieces(b"X'", b, b"'", &push_hex),
-        (RowEncoding::Sql { .. }, ValueRef::Text(t)) if utf8(t) && !controls(t) => pieces(b"'", t, b"'", &doubled(b'\'')),
-        (RowEncoding::Sql { text: TextEncoding::Utf8, .. }, ValueRef::Text(t)) => pieces(b"CAST(X'", t, b"' AS TEXT)", &push_hex),
+        (RowEncoding::Sql { .. }, ValueRef::Text(t)) if utf8(t) && !controls(t) => {
+            pieces(b"'", t, b"'", &doubled(b'\''))
+        }
+        (
+            RowEncoding::Sql {
+                text: TextEncoding::Utf8,
+                ..
+            },
+            ValueRef::Text(t),
+        ) => pieces(b"CAST(X'", t, b"' AS TEXT)", &push_hex),
         (RowEncoding::Csv, ValueRef::Blob(b)) => pieces(b"\\x", b, b"", &push_hex),
         (RowEncoding::Csv, ValueRef::Text(t)) if utf8(t) => {
             if t.iter().any(|&b| matches!(b, b'"' | b',' | b'\r' | b'\n')) {
@@ -58,9 +77,15 @@ pub fn write_value(encoding: &RowEncoding, v: ValueRef<'_>, scratch: &mut Vec<u8
                 pieces(b"", t, b"", &|out, p| out.extend_from_slice(p))
             }
         }
-        (RowEncoding::Json { .. }, ValueRef::Blob(b)) => pieces(b"{\"$base64\":\"", b, b"\"}", &base64_piece),
-        (RowEncoding::Json { .. }, ValueRef::Text(t)) if utf8(t) => pieces(b"\"", t, b"\"", &push_json_escaped),
-        (RowEncoding::Json { .. }, ValueRef::Text(t)) => pieces(b"{\"$textBase64\":\"", t, b"\"}", &base64_piece),
+        (RowEncoding::Json { .. }, ValueRef::Blob(b)) => {
+            pieces(b"{\"$base64\":\"", b, b"\"}", &base64_piece)
+        }
+        (RowEncoding::Json { .. }, ValueRef::Text(t)) if utf8(t) => {
+            pieces(b"\"", t, b"\"", &push_json_escaped)
+        }
+        (RowEncoding::Json { .. }, ValueRef::Text(t)) => {
+            pieces(b"{\"$textBase64\":\"", t, b"\"}", &base64_piece)
+        }
         // Rare shapes (UTF-16 hex text, invalid UTF-8 in CSV): rendered whole.
         (encoding, v) => {
             scratch.clear();
@@ -76,8 +101,13 @@ pub fn write_value(encoding: &RowEncoding, v: ValueRef<'_>, scratch: &mut Vec<u8
 
 fn base64_piece(out: &mut Vec<u8>, piece: &[u8]) {
     let start = out.len();
-    out.resize(start + base64::encoded_len(piece.len(), true).expect("pieces are small"), 0);
-    base64::engine::general_purpose::STANDARD.encode_slice(piece, &mut out[start..]).expect("sized by encoded_len");
+    out.resize(
+        start + base64::encoded_len(piece.len(), true).expect("pieces are small"),
+        0,
+    );
+    base64::engine::general_purpose::STANDARD
+        .encode_slice(piece, &mut out[start..])
+        .expect("sized by encoded_len");
 }
 
 #[cfg(test)]
@@ -101,21 +131,33 @@ mod tests {
         let random: Vec<u8> = (0..LARGE_VALUE + 12345).map(|_| rng.u8(..)).collect();
         values.push((false, random.clone()));
         values.push((true, random));
-        let text: Vec<u8> = "quote ' and \" comma, é\n tab\t ".repeat(50_000).into_bytes();
+        let text: Vec<u8> = "quote ' and \" comma, é\n tab\t "
+            .repeat(50_000)
+            .into_bytes();
         values.push((true, text.clone()));
         let mut nul = text.clone();
         nul[1000] = 0;
         values.push((true, nul));
         values.push((true, b"plain".repeat(300_000)));
         let encodings = [
-            RowEncoding::Sql { prefix: Vec::new(), text: TextEncoding::Utf8 },
-            RowEncoding::Sql { prefix: Vec::new(), text: TextEncoding::Utf16Le },
+            RowEncoding::Sql {
+                prefix: Vec::new(),
+                text: TextEncoding::Utf8,
+            },
+            RowEncoding::Sql {
+                prefix: Vec::new(),
+                text: TextEncoding::Utf16Le,
+            },
             RowEncoding::Csv,
             RowEncoding::Json { keys: Vec::new() },
         ];
         for enc in &encodings {
             for (is_text, bytes) in &values {
-                let v = if *is_text { ValueRef::Text(bytes) } else { ValueRef::Blob(bytes) };
+                let v = if *is_text {
+                    ValueRef::Text(bytes)
+                } else {
+                    ValueRef::Blob(bytes)
+                };
                 assert!(is_large(&v));
                 let mut streamed = Vec::new();
                 let mut scratch = Vec::new();

@@ -16,5 +16,8 @@ mod slice;
 pub mod snapshot;
 pub mod table;
 
-pub use export::{open_database, run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ExportOutcome, ProgressFn};
+pub use export::{
+    open_database, run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ExportOutcome,
+    ProgressFn,
+};
 pub use output::{BufferPool, PartBuf, Tail, UploadEvent};

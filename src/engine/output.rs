@@ -15,9 +15,19 @@ use crate::job::Compression;
 #[derive(Debug)]
 pub enum UploadEvent {
     /// A full part of exactly the part size.
-    Part { object: u32, key: Arc<str>, number: u32, bytes: PartBuf },
+    Part {
+        object: u32,
+        key: Arc<str>,
+        number: u32,
+        bytes: PartBuf,
+    },
     /// The object is complete; `last` is its final (possibly short) part, if any.
-    Finish { object: u32, key: Arc<str>, last: Option<(u32, PartBuf)>, size: u64 },
+    Finish {
+        object: u32,
+        key: Arc<str>,
+        last: Option<(u32, PartBuf)>,
+        size: u64,
+    },
 }
 
 /// Part buffers, lent to the export and returned when the store is done with them (a
@@ -50,22 +60,38 @@ impl Default for BufferPool {
 impl BufferPool {
     /// A pool lending at most `max_lent` buffers at once and keeping `max_idle` spare.
     pub fn new(max_lent: usize, max_idle: usize) -> Self {
-        let state = Mutex::new(PoolState { idle: Vec::new(), lent: 0, closed: false });
-        BufferPool(Arc::new(PoolInner { state, returned: Condvar::new(), max_lent: max_lent.max(1), max_idle }))
+        let state = Mutex::new(PoolState {
+            idle: Vec::new(),
+            lent: 0,
+            closed: false,
+        });
+        BufferPool(Arc::new(PoolInner {
+            state,
+            returned: Condvar::new(),
+            max_lent: max_lent.max(1),
+            max_idle,
+        }))
     }
 
     /// Lends a buffer of at least `capacity` bytes, waiting while `max_lent` are out.
     fn take(&self, capacity: usize) -> PartBuf {
         let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
         while state.lent >= self.0.max_lent && !state.closed {
-            state = self.0.returned.wait(state).unwrap_or_else(|e| e.into_inner());
+            state = self
+                .0
+                .returned
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
         }
         state.lent += 1;
         let bytes = match state.idle.pop() {
             Some(buf) if buf.capacity() >= capacity => buf,
             _ => Vec::with_capacity(capacity),
         };
-        PartBuf { bytes, pool: Some(self.clone()) }
+        PartBuf {
+            bytes,
+            pool: Some(self.clone()),
+        }
     }
 
     fn give_back(&self, mut buf: Vec<u8>) {
@@ -80,7 +106,11 @@ impl BufferPool {
 
     /// Stops making the export wait for buffers (called when the uploader stops).
     pub fn close(&self) {
-        self.0.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.0
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closed = true;
         self.0.returned.notify_all();
     }
 }
@@ -175,8 +205,15 @@ impl Write for PartBuffer {
             data = &data[take..];
             if self.buf.len() == self.part_size {
                 let bytes = std::mem::replace(&mut self.buf, self.pool.take(self.part_size));
-                let event = UploadEvent::Part { object: self.object, key: self.key.clone(), number: self.next_part, bytes };
-                self.tx.blocking_send(event).map_err(|_| std::io::Error::other("uploader stopped"))?;
+                let event = UploadEvent::Part {
+                    object: self.object,
+                    key: self.key.clone(),
+                    number: self.next_part,
+                    bytes,
+                };
+                self.tx
+                    .blocking_send(event)
+                    .map_err(|_| std::io::Error::other("uploader stopped"))?;
                 self.next_part += 1;
             }
         }
@@ -207,7 +244,9 @@ impl Encoder {
     fn compressed(p: PartBuffer, compression: Compression) -> std::io::Result<Encoder> {
         Ok(match compression {
             Compression::None => Encoder::Plain(p),
-            Compression::Gzip => Encoder::Gzip(GzEncoder::new(p, flate2::Compression::new(GZIP_LEVEL))),
+            Compression::Gzip => {
+                Encoder::Gzip(GzEncoder::new(p, flate2::Compression::new(GZIP_LEVEL)))
+            }
             Compression::Zstd => Encoder::Zstd(zstd_encoder(p, zstd_workers())?),
         })
     }
@@ -239,7 +278,10 @@ impl Encoder {
 }
 
 /// A zstd frame writer at [`ZSTD_LEVEL`] with `workers` threads.
-fn zstd_encoder<W: Write>(w: W, workers: u32) -> std::io::Result<zstd::stream::write::Encoder<'static, W>> {
+fn zstd_encoder<W: Write>(
+    w: W,
+    workers: u32,
+) -> std::io::Result<zstd::stream::write::Encoder<'static, W>> {
     let mut z = zstd::stream::write::Encoder::new(w, ZSTD_LEVEL)?;
     // Always at least one worker: zstd's output is then the same whatever the number of
     // workers, so a chunk retried on another machine gives the same bytes; more workers
@@ -269,8 +311,20 @@ pub struct OutputSink {
 }
 
 impl OutputSink {
-    pub fn new(tx: mpsc::Sender<UploadEvent>, pool: BufferPool, part_size: usize, compression: Compression) -> Self {
-        OutputSink { tx, pool, part_size, compression, current: None, produced: 0 }
+    pub fn new(
+        tx: mpsc::Sender<UploadEvent>,
+        pool: BufferPool,
+        part_size: usize,
+        compression: Compression,
+    ) -> Self {
+        OutputSink {
+            tx,
+            pool,
+            part_size,
+            compression,
+            current: None,
+            produced: 0,
+        }
     }
 
     /// Continues an object from the tail a previous chunk left.
@@ -311,13 +365,21 @@ impl OutputSink {
 
     /// Appends bytes to the current object.
     pub fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        let enc = self.current.as_mut().ok_or_else(|| std::io::Error::other("no object started"))?;
+        let enc = self
+            .current
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no object started"))?;
         if matches!(enc, Encoder::Plain(_)) && self.compression != Compression::None {
-            let Some(Encoder::Plain(p)) = self.current.take() else { unreachable!() };
+            let Some(Encoder::Plain(p)) = self.current.take() else {
+                unreachable!()
+            };
             self.current = Some(Encoder::compressed(p, self.compression)?);
         }
         let before = self.size_now();
-        self.current.as_mut().expect("object started").write_all(data)?;
+        self.current
+            .as_mut()
+            .expect("object started")
+            .write_all(data)?;
         self.produced += self.size_now() - before;
         Ok(())
     }
@@ -334,9 +396,27 @@ impl OutputSink {
         let before = enc.parts().size;
         let p = enc.into_parts()?;
         self.produced += p.size - before;
-        let PartBuffer { object, key, buf, next_part, size, tx, .. } = p;
-        let last = if !buf.is_empty() || next_part == 1 { Some((next_part, buf)) } else { None };
-        tx.blocking_send(UploadEvent::Finish { object, key, last, size }).map_err(|_| std::io::Error::other("uploader stopped"))
+        let PartBuffer {
+            object,
+            key,
+            buf,
+            next_part,
+            size,
+            tx,
+            ..
+        } = p;
+        let last = if !buf.is_empty() || next_part == 1 {
+            Some((next_part, buf))
+        } else {
+            None
+        };
+        tx.blocking_send(UploadEvent::Finish {
+            object,
+            key,
+            last,
+            size,
+        })
+        .map_err(|_| std::io::Error::other("uploader stopped"))
     }
 
     /// Ends the chunk without finishing the current object: ends its gzip member and
@@ -348,7 +428,13 @@ impl OutputSink {
         let before = enc.parts().size;
         let p = enc.into_parts()?;
         self.produced += p.size - before;
-        let tail = Tail { object: p.object, key: p.key.to_string(), bytes: p.buf.into_vec(), next_part: p.next_part, size: p.size };
+        let tail = Tail {
+            object: p.object,
+            key: p.key.to_string(),
+            bytes: p.buf.into_vec(),
+            next_part: p.next_part,
+            size: p.size,
+        };
         Ok((Some(tail), self.produced))
     }
 }
@@ -361,8 +447,20 @@ mod tests {
     /// wrote it: a chunk retried elsewhere overwrites parts with the same bytes.
     #[test]
     fn zstd_frames_are_the_same_whatever_the_number_of_workers() {
-        let text: Vec<u8> = (0..400_000u32).flat_map(|i| format!("INSERT INTO t VALUES({i},'row {}',{}.25);\n", i % 977, i * 3).into_bytes()).collect();
-        assert!(text.len() > 3 * ZSTD_JOB_SIZE as usize, "spans several jobs");
+        let text: Vec<u8> = (0..400_000u32)
+            .flat_map(|i| {
+                format!(
+                    "INSERT INTO t VALUES({i},'row {}',{}.25);\n",
+                    i % 977,
+                    i * 3
+                )
+                .into_bytes()
+            })
+            .collect();
+        assert!(
+            text.len() > 3 * ZSTD_JOB_SIZE as usize,
+            "spans several jobs"
+        );
         let frame = |workers| {
             let mut z = zstd_encoder(Vec::new(), workers).unwrap();
             z.write_all(&text).unwrap();

@@ -41,7 +41,12 @@ pub enum Step {
 pub enum Generated {
     /// `sqlite_sequence` rows of the dumped tables (`None`: all), then `sqlite_stat1`
     /// (whole-database dumps only).
-    SequencesAndStats { only: Option<HashSet<String>>, has_sequence: bool, has_stat1: bool, has_stat4: bool },
+    SequencesAndStats {
+        only: Option<HashSet<String>>,
+        has_sequence: bool,
+        has_stat1: bool,
+        has_stat4: bool,
+    },
     /// `user_version` and `application_id`.
     HeaderPragmas,
 }
@@ -72,23 +77,45 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
     let err = db_err(spec);
     let schema: Vec<SchemaRow> = conn
         .prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid")
-        .and_then(|mut s| s.query_map([], |r| Ok(SchemaRow { kind: r.get(0)?, name: r.get(1)?, tbl_name: r.get(2)?, sql: r.get(3)? }))?.collect())
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok(SchemaRow {
+                    kind: r.get(0)?,
+                    name: r.get(1)?,
+                    tbl_name: r.get(2)?,
+                    sql: r.get(3)?,
+                })
+            })?
+            .collect()
+        })
         .map_err(&err)?;
     let kinds: std::collections::HashMap<String, (String, bool)> = conn
         .prepare("SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main'")
-        .and_then(|mut s| s.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))?.collect())
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))?
+                .collect()
+        })
         .map_err(&err)?;
 
-    let encoding: String = conn.query_row("PRAGMA encoding", [], |r| r.get(0)).map_err(&err)?;
+    let encoding: String = conn
+        .query_row("PRAGMA encoding", [], |r| r.get(0))
+        .map_err(&err)?;
     let text = TextEncoding::from_pragma(&encoding);
-    let shadows: HashSet<String> = kinds.iter().filter(|(_, (ty, _))| ty == "shadow").map(|(n, _)| n.to_lowercase()).collect();
+    let shadows: HashSet<String> = kinds
+        .iter()
+        .filter(|(_, (ty, _))| ty == "shadow")
+        .map(|(n, _)| n.to_lowercase())
+        .collect();
     let mut warnings = Vec::new();
 
     // User-visible tables, in schema order.
     let mut tables = Vec::new();
     for row in schema.iter().filter(|r| r.kind == "table") {
         let lower = row.name.to_ascii_lowercase();
-        let (ty, wr) = kinds.get(&row.name).cloned().unwrap_or(("table".into(), false));
+        let (ty, wr) = kinds
+            .get(&row.name)
+            .cloned()
+            .unwrap_or(("table".into(), false));
         if lower.starts_with("sqlite_") || ty == "shadow" {
             continue;
         }
@@ -105,21 +132,32 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
     let selected: Option<HashSet<String>> = match &spec.tables {
         None => None,
         Some(list) => {
-            let known: HashSet<String> = tables.iter().map(|(r, _)| r.name.to_ascii_lowercase()).collect();
+            let known: HashSet<String> = tables
+                .iter()
+                .map(|(r, _)| r.name.to_ascii_lowercase())
+                .collect();
             let mut chosen = HashSet::new();
             for t in list {
                 let lower = t.to_ascii_lowercase();
                 if !known.contains(&lower) {
-                    let mut names: Vec<&str> = tables.iter().map(|(r, _)| r.name.as_str()).collect();
+                    let mut names: Vec<&str> =
+                        tables.iter().map(|(r, _)| r.name.as_str()).collect();
                     names.truncate(20);
-                    return Err(DumpError::InvalidRequest(format!("unknown table {t:?}; tables in the database: {}", names.join(", "))));
+                    return Err(DumpError::InvalidRequest(format!(
+                        "unknown table {t:?}; tables in the database: {}",
+                        names.join(", ")
+                    )));
                 }
                 chosen.insert(lower);
             }
             Some(chosen)
         }
     };
-    let is_selected = |name: &str| selected.as_ref().is_none_or(|s| s.contains(&name.to_ascii_lowercase()));
+    let is_selected = |name: &str| {
+        selected
+            .as_ref()
+            .is_none_or(|s| s.contains(&name.to_ascii_lowercase()))
+    };
     tables.retain(|(r, _)| is_selected(&r.name));
     if spec.format != Format::Sql {
         // A contentless FTS table stores no column values, only its index (which SQL
@@ -139,7 +177,12 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
 
     let mut hasher = Sha256::new();
     let mut fingerprint = |r: &SchemaRow| {
-        for part in [r.kind.as_str(), &r.name, &r.tbl_name, r.sql.as_deref().unwrap_or("")] {
+        for part in [
+            r.kind.as_str(),
+            &r.name,
+            &r.tbl_name,
+            r.sql.as_deref().unwrap_or(""),
+        ] {
             hasher.update(part.as_bytes());
             hasher.update([0u8]);
         }
@@ -157,7 +200,9 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
                 TextEncoding::Utf8 => String::new(),
                 _ => format!("PRAGMA encoding={};\n", quote_literal(&encoding)),
             };
-            let mut steps = vec![Step::Literal(format!("{header}PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n").into_bytes())];
+            let mut steps = vec![Step::Literal(
+                format!("{header}PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n").into_bytes(),
+            )];
             let mut rebuilds = Vec::new();
             for (row, kind) in &tables {
                 if spec.include_schema {
@@ -165,22 +210,46 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
                     steps.push(Step::Literal(format!("{sql};\n").into_bytes()));
                 }
                 match kind {
-                    TableKind::Virtual { rows: VtabRows::External, .. } => {
+                    TableKind::Virtual {
+                        rows: VtabRows::External,
+                        ..
+                    } => {
                         // External-content FTS holds no rows of its own: rebuild it from
                         // its content table after the data.
                         let q = quote_ident(&row.name);
                         rebuilds.push(format!("INSERT INTO {q}({q}) VALUES('rebuild');\n"));
                     }
-                    TableKind::Virtual { rows: VtabRows::Contentless { shadows }, .. } => {
+                    TableKind::Virtual {
+                        rows: VtabRows::Contentless { shadows },
+                        ..
+                    } => {
                         // Only the index exists: replace the fresh shadow tables' rows
                         // with the source's (rowids and the terms MATCH uses).
                         for shadow in shadows {
-                            steps.push(Step::Literal(format!("DELETE FROM {};\n", quote_ident(shadow)).into_bytes()));
-                            let kind = TableKind::Ordinary { without_rowid: kinds.get(shadow).is_some_and(|k| k.1) };
-                            steps.push(Step::Rows(Arc::new(table_source(conn, spec, shadow, &kind, text, &mut warnings)?)));
+                            steps.push(Step::Literal(
+                                format!("DELETE FROM {};\n", quote_ident(shadow)).into_bytes(),
+                            ));
+                            let kind = TableKind::Ordinary {
+                                without_rowid: kinds.get(shadow).is_some_and(|k| k.1),
+                            };
+                            steps.push(Step::Rows(Arc::new(table_source(
+                                conn,
+                                spec,
+                                shadow,
+                                &kind,
+                                text,
+                                &mut warnings,
+                            )?)));
                         }
                     }
-                    _ => steps.push(Step::Rows(Arc::new(table_source(conn, spec, &row.name, kind, text, &mut warnings)?))),
+                    _ => steps.push(Step::Rows(Arc::new(table_source(
+                        conn,
+                        spec,
+                        &row.name,
+                        kind,
+                        text,
+                        &mut warnings,
+                    )?))),
                 }
             }
             if spec.include_schema {
@@ -191,26 +260,49 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
                     has_stat1: has("sqlite_stat1") && spec.tables.is_none(),
                     has_stat4: has("sqlite_stat4"),
                 }));
-                steps.push(Step::Literal(schema_trailer(&schema, spec, &is_selected, &mut fingerprint, &rebuilds)));
+                steps.push(Step::Literal(schema_trailer(
+                    &schema,
+                    spec,
+                    &is_selected,
+                    &mut fingerprint,
+                    &rebuilds,
+                )));
                 steps.push(Step::Generated(Generated::HeaderPragmas));
                 steps.push(Step::Literal(b"COMMIT;\n".to_vec()));
             } else {
                 steps.push(Step::Literal(b"COMMIT;\n".to_vec()));
             }
-            objects.push(ObjectPlan { key: format!("{dump_id}.sql{gz}"), steps });
+            objects.push(ObjectPlan {
+                key: format!("{dump_id}.sql{gz}"),
+                steps,
+            });
         }
         Format::Json => {
             let mut steps = vec![Step::Literal(b"{\"tables\":{".to_vec())];
             for (i, (row, kind)) in tables.iter().enumerate() {
-                let mut open = if i == 0 { b"\n".to_vec() } else { b",\n".to_vec() };
+                let mut open = if i == 0 {
+                    b"\n".to_vec()
+                } else {
+                    b",\n".to_vec()
+                };
                 super::render::push_json_string(&mut open, row.name.as_bytes());
                 open.extend_from_slice(b":[");
                 steps.push(Step::Literal(open));
-                steps.push(Step::Rows(Arc::new(table_source(conn, spec, &row.name, kind, text, &mut warnings)?)));
+                steps.push(Step::Rows(Arc::new(table_source(
+                    conn,
+                    spec,
+                    &row.name,
+                    kind,
+                    text,
+                    &mut warnings,
+                )?)));
                 steps.push(Step::Literal(b"\n]".to_vec()));
             }
             steps.push(Step::Literal(b"\n}}\n".to_vec()));
-            objects.push(ObjectPlan { key: format!("{dump_id}.json{gz}"), steps });
+            objects.push(ObjectPlan {
+                key: format!("{dump_id}.json{gz}"),
+                steps,
+            });
         }
         Format::Csv => {
             for (row, kind) in &tables {
@@ -220,16 +312,26 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
                     if i > 0 {
                         header.push(b',');
                     }
-                    super::render::push_csv_value(&mut header, rusqlite::types::ValueRef::Text(col.as_bytes()));
+                    super::render::push_csv_value(
+                        &mut header,
+                        rusqlite::types::ValueRef::Text(col.as_bytes()),
+                    );
                 }
                 header.extend_from_slice(b"\r\n");
                 let key = format!("{dump_id}/{}.csv{gz}", safe_file_name(&row.name));
-                objects.push(ObjectPlan { key, steps: vec![Step::Literal(header), Step::Rows(Arc::new(source))] });
+                objects.push(ObjectPlan {
+                    key,
+                    steps: vec![Step::Literal(header), Step::Rows(Arc::new(source))],
+                });
             }
         }
     }
     let fingerprint = hex_digest(hasher.finalize().as_slice());
-    Ok(Plan { objects, fingerprint, warnings })
+    Ok(Plan {
+        objects,
+        fingerprint,
+        warnings,
+    })
 }
 
 fn hex_digest(bytes: &[u8]) -> String {
@@ -250,7 +352,11 @@ fn schema_trailer(
     let whole_db = spec.tables.is_none();
     for kind in ["index", "view", "trigger"] {
         for row in schema.iter().filter(|r| r.kind == kind && r.sql.is_some()) {
-            let wanted = if kind == "view" { whole_db } else { is_selected(&row.tbl_name) };
+            let wanted = if kind == "view" {
+                whole_db
+            } else {
+                is_selected(&row.tbl_name)
+            };
             if wanted && !row.name.starts_with("sqlite_") {
                 fingerprint(row);
                 out.push_str(row.sql.as_deref().unwrap_or_default());
@@ -268,17 +374,31 @@ fn schema_trailer(
 pub fn generate(conn: &Connection, step: &Generated) -> rusqlite::Result<Vec<u8>> {
     let mut out = String::new();
     match step {
-        Generated::SequencesAndStats { only, has_sequence, has_stat1, has_stat4 } => {
+        Generated::SequencesAndStats {
+            only,
+            has_sequence,
+            has_stat1,
+            has_stat4,
+        } => {
             if *has_sequence {
                 let rows: Vec<(String, i64)> = conn
                     .prepare("SELECT name, seq FROM sqlite_sequence ORDER BY rowid")?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
-                let rows: Vec<_> = rows.into_iter().filter(|(n, _)| only.as_ref().is_none_or(|o| o.contains(&n.to_ascii_lowercase()))).collect();
+                let rows: Vec<_> = rows
+                    .into_iter()
+                    .filter(|(n, _)| {
+                        only.as_ref()
+                            .is_none_or(|o| o.contains(&n.to_ascii_lowercase()))
+                    })
+                    .collect();
                 if !rows.is_empty() {
                     out.push_str("DELETE FROM sqlite_sequence;\n");
                     for (name, seq) in rows {
-                        out.push_str(&format!("INSERT INTO sqlite_sequence(name,seq) VALUES({},{seq});\n", quote_literal(&name)));
+                        out.push_str(&format!(
+                            "INSERT INTO sqlite_sequence(name,seq) VALUES({},{seq});\n",
+                            quote_literal(&name)
+                        ));
                     }
                 }
             }
@@ -290,7 +410,11 @@ pub fn generate(conn: &Connection, step: &Generated) -> rusqlite::Result<Vec<u8>
                 out.push_str("ANALYZE sqlite_schema;\n");
                 for (tbl, idx, stat) in rows {
                     let idx = idx.map_or("NULL".to_string(), |i| quote_literal(&i));
-                    out.push_str(&format!("INSERT INTO sqlite_stat1 VALUES({},{idx},{});\n", quote_literal(&tbl), quote_literal(&stat)));
+                    out.push_str(&format!(
+                        "INSERT INTO sqlite_stat1 VALUES({},{idx},{});\n",
+                        quote_literal(&tbl),
+                        quote_literal(&stat)
+                    ));
                 }
                 if !has_stat4 {
                     // ANALYZE made an (empty) sqlite_stat4 in loaders built with STAT4,

@@ -38,7 +38,9 @@ fn file_id(path: &str) -> (u64, u64) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).map(|m| (m.dev(), m.ino())).unwrap_or((0, 0))
+        std::fs::metadata(path)
+            .map(|m| (m.dev(), m.ino()))
+            .unwrap_or((0, 0))
     }
     #[cfg(not(unix))]
     {
@@ -48,9 +50,17 @@ fn file_id(path: &str) -> (u64, u64) {
 }
 
 /// The plan for `spec` at schema cookie `schema_version`, built once per process.
-pub fn cached_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str, schema_version: i64) -> Result<Arc<Plan>, DumpError> {
+pub fn cached_plan(
+    conn: &Connection,
+    spec: &DumpSpec,
+    dump_id: &str,
+    schema_version: i64,
+) -> Result<Arc<Plan>, DumpError> {
     // chunk_size does not shape the plan, and a chunk may override it.
-    let shape = DumpSpec { chunk_size: 0, ..spec.clone() };
+    let shape = DumpSpec {
+        chunk_size: 0,
+        ..spec.clone()
+    };
     let key = PlanKey {
         path: spec.database.clone(),
         file_id: file_id(&spec.database),
@@ -58,7 +68,12 @@ pub fn cached_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str, schema_ver
         dump_id: dump_id.to_string(),
         spec: serde_json::to_string(&shape).expect("a spec serializes"),
     };
-    if let Some((_, plan)) = CACHE.lock().expect("plan cache lock").iter().find(|(k, _)| *k == key) {
+    if let Some((_, plan)) = CACHE
+        .lock()
+        .expect("plan cache lock")
+        .iter()
+        .find(|(k, _)| *k == key)
+    {
         return Ok(plan.clone());
     }
     let plan = Arc::new(build_plan(conn, spec, dump_id)?);

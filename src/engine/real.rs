@@ -59,7 +59,11 @@ fn decimal_parts(text: &str) -> Decimal {
         digits /= 10;
         exp10 += 1;
     }
-    Decimal { negative, digits, exp10 }
+    Decimal {
+        negative,
+        digits,
+        exp10,
+    }
 }
 
 /// `|f| = m * 2^e` with `m` odd (f finite, non-zero).
@@ -67,7 +71,11 @@ fn binary_parts(f: f64) -> (u64, i32) {
     let bits = f.to_bits();
     let biased = ((bits >> 52) & 0x7ff) as i32;
     let fraction = bits & ((1 << 52) - 1);
-    let (mut m, mut e) = if biased == 0 { (fraction, -1074) } else { (fraction | (1 << 52), biased - 1075) };
+    let (mut m, mut e) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1 << 52), biased - 1075)
+    };
     let shift = m.trailing_zeros();
     m >>= shift;
     e += shift as i32;
@@ -81,7 +89,8 @@ fn decimal_is_exact(d: &Decimal, m: u64, e: i32) -> bool {
     let pow5 = |n: i32| 5u128.checked_pow(n as u32);
     if e < 0 {
         // m / 2^n = m * 5^n / 10^n; the digits must be m * 5^n and the exponent -n.
-        d.exp10 == e && pow5(-e).and_then(|p| p.checked_mul(u128::from(m))) == Some(u128::from(d.digits))
+        d.exp10 == e
+            && pow5(-e).and_then(|p| p.checked_mul(u128::from(m))) == Some(u128::from(d.digits))
     } else if d.exp10 < 0 {
         false
     } else {
@@ -152,7 +161,9 @@ mod tests {
         let Some(inner) = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')) else {
             return text.parse().unwrap();
         };
-        let (neg, inner) = inner.strip_prefix('-').map_or((false, inner), |r| (true, r));
+        let (neg, inner) = inner
+            .strip_prefix('-')
+            .map_or((false, inner), |r| (true, r));
         let mut ops = inner.split_inclusive(['*', '/']).peekable();
         let mut pending_op = None;
         let mut acc = 0.0;
@@ -193,14 +204,30 @@ mod tests {
         assert_eq!(sql(1.2345e25), "(12345*1e21)");
         assert_eq!(sql(f64::INFINITY), "1e999");
         assert_eq!(sql(f64::NAN), "NULL");
-        assert_eq!(sql(5e-324), format!("(1.0{})", "/4611686018427387904".repeat(17) + "/1048576"));
-        assert!(sql(0.1 + 0.2).starts_with("(1351079888211149.0/"), "{}", sql(0.1 + 0.2));
+        assert_eq!(
+            sql(5e-324),
+            format!("(1.0{})", "/4611686018427387904".repeat(17) + "/1048576")
+        );
+        assert!(
+            sql(0.1 + 0.2).starts_with("(1351079888211149.0/"),
+            "{}",
+            sql(0.1 + 0.2)
+        );
     }
 
     #[test]
     fn every_form_evaluates_to_the_same_bits() {
         let mut rng = fastrand::Rng::with_seed(7);
-        let mut samples = vec![5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 9007199254740993.0, 1e22, 1e23, 0.3];
+        let mut samples = vec![
+            5e-324,
+            -5e-324,
+            2.2250738585072014e-308,
+            1.7976931348623157e308,
+            9007199254740993.0,
+            1e22,
+            1e23,
+            0.3,
+        ];
         for _ in 0..200_000 {
             samples.push(f64::from_bits(rng.u64(..)));
             samples.push(((rng.f64() - 0.5) * 360.0 * 1e6).round() / 1e6);
@@ -216,7 +243,11 @@ mod tests {
                 let (digits, _) = exact.split_once('e').unwrap();
                 let significant = digits.trim_start_matches('-').replace('.', "");
                 let d = decimal_parts(&text);
-                assert_eq!(significant.trim_end_matches('0'), d.digits.to_string(), "{f:e} written as {text} is not exact");
+                assert_eq!(
+                    significant.trim_end_matches('0'),
+                    d.digits.to_string(),
+                    "{f:e} written as {text} is not exact"
+                );
             }
         }
     }

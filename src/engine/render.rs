@@ -143,9 +143,13 @@ fn utf16_bytes(t: &[u8], order: fn(u16) -> [u8; 2]) -> Vec<u8> {
             0xf0..=0xf7 => (4, u32::from(b & 0x07)),
             _ => (0, 0xfffd),
         };
-        let cont = t.get(i + 1..i + len.max(1)).filter(|c| len > 0 && c.iter().all(|&c| c & 0xc0 == 0x80));
+        let cont = t
+            .get(i + 1..i + len.max(1))
+            .filter(|c| len > 0 && c.iter().all(|&c| c & 0xc0 == 0x80));
         let code = match cont {
-            Some(c) => c.iter().fold(init, |acc, &c| (acc << 6) | u32::from(c & 0x3f)),
+            Some(c) => c
+                .iter()
+                .fold(init, |acc, &c| (acc << 6) | u32::from(c & 0x3f)),
             None if len == 1 => init,
             None => 0xfffd,
         };
@@ -178,7 +182,9 @@ pub fn push_csv_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
         ValueRef::Integer(i) => push_int(out, i),
         ValueRef::Real(f) if f.is_finite() => push_finite_real(out, f),
         ValueRef::Real(f) if f.is_nan() => {}
-        ValueRef::Real(f) => out.extend_from_slice(if f > 0.0 { b"Infinity" } else { b"-Infinity" }),
+        ValueRef::Real(f) => {
+            out.extend_from_slice(if f > 0.0 { b"Infinity" } else { b"-Infinity" })
+        }
         ValueRef::Text(t) => {
             let s = scan(t, b'"', b",\r\n");
             // CSV must be valid UTF-8: invalid sequences become U+FFFD (documented).
@@ -256,7 +262,8 @@ fn push_base64_tagged(out: &mut Vec<u8>, tag: &str, bytes: &[u8]) {
     let start = out.len();
     let len = base64::encoded_len(bytes.len(), true).expect("BLOBs are far below usize::MAX / 4");
     out.resize(start + len, 0);
-    b64.encode_slice(bytes, &mut out[start..]).expect("buffer sized by encoded_len");
+    b64.encode_slice(bytes, &mut out[start..])
+        .expect("buffer sized by encoded_len");
     out.extend_from_slice(b"\"}");
 }
 
@@ -267,7 +274,9 @@ pub fn push_json_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
         ValueRef::Integer(i) => push_int(out, i),
         ValueRef::Real(f) if f.is_finite() => push_finite_real(out, f),
         ValueRef::Real(f) if f.is_nan() => out.extend_from_slice(b"null"),
-        ValueRef::Real(f) => push_tagged(out, "$real", if f > 0.0 { "Infinity" } else { "-Infinity" }),
+        ValueRef::Real(f) => {
+            push_tagged(out, "$real", if f > 0.0 { "Infinity" } else { "-Infinity" })
+        }
         ValueRef::Text(t) if std::str::from_utf8(t).is_ok() => push_json_string(out, t),
         ValueRef::Text(t) => push_base64_tagged(out, "$textBase64", t),
         ValueRef::Blob(b) => push_base64_tagged(out, "$base64", b),

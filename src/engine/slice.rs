@@ -15,11 +15,19 @@ use super::render::{push_csv_value, push_json_value, push_sql_value_in};
 use crate::job::KeyValue;
 
 /// Writes the row so far, then a large value in pieces (see [`super::large`]).
-fn stream_large(encoding: &RowEncoding, v: ValueRef<'_>, line: &mut Vec<u8>, sink: &mut OutputSink) -> Result<(), SliceError> {
+fn stream_large(
+    encoding: &RowEncoding,
+    v: ValueRef<'_>,
+    line: &mut Vec<u8>,
+    sink: &mut OutputSink,
+) -> Result<(), SliceError> {
     sink.write_all(line).map_err(SliceError::Io)?;
     line.clear();
     let mut scratch = Vec::new();
-    write_value(encoding, v, &mut scratch, &mut |piece| sink.write_all(piece)).map_err(SliceError::Io)
+    write_value(encoding, v, &mut scratch, &mut |piece| {
+        sink.write_all(piece)
+    })
+    .map_err(SliceError::Io)
 }
 
 pub(super) enum SliceError {
@@ -32,7 +40,12 @@ pub(super) enum SliceError {
 impl From<rusqlite::Error> for SliceError {
     fn from(e: rusqlite::Error) -> Self {
         match &e {
-            rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
                 SliceError::Busy
             }
             _ => SliceError::Db(e),
@@ -53,7 +66,10 @@ pub(super) struct Slice {
 /// a value in a column of numeric affinity is converted when the dump is restored there.
 /// No SQL text can avoid the conversion: the dump says so, naming the column.
 pub(super) fn nul_text_warning(table: &TableSource, column: usize) -> String {
-    let name = table.value_columns.get(column).map_or("?", |c| c.0.as_str());
+    let name = table
+        .value_columns
+        .get(column)
+        .map_or("?", |c| c.0.as_str());
     format!(
         "table {:?}, column {name:?}: TEXT values containing NUL in a column of numeric affinity; SQLite 3.54 and later convert \
          such a value to a number when they restore the dump (3.39 to 3.50 keep it as TEXT), so restore with one of those to keep it",
@@ -83,7 +99,10 @@ pub(super) fn read_slice(
     }
     let (sql, mut params): (&str, Vec<&dyn ToSql>) = match after.as_ref() {
         None => (&table.select_first, Vec::new()),
-        Some(keys) => (&table.select_after, keys.iter().map(|k| k as &dyn ToSql).collect()),
+        Some(keys) => (
+            &table.select_after,
+            keys.iter().map(|k| k as &dyn ToSql).collect(),
+        ),
     };
     params.push(&limit);
     let offset_base = match (table.paging, after.as_deref()) {
@@ -112,8 +131,12 @@ pub(super) fn read_slice(
             Some(st) => {
                 let keys: Vec<&dyn ToSql> = last_key.iter().map(|k| k as &dyn ToSql).collect();
                 let mut q = st.query(keys.as_slice())?;
-                let r = q.next()?.ok_or_else(|| SliceError::Db(rusqlite::Error::QueryReturnedNoRows))?;
-                (0..table.rest_len).map(|i| r.get_ref(i).map(key_value)).collect::<Result<Vec<_>, _>>()?
+                let r = q
+                    .next()?
+                    .ok_or_else(|| SliceError::Db(rusqlite::Error::QueryReturnedNoRows))?;
+                (0..table.rest_len)
+                    .map(|i| r.get_ref(i).map(key_value))
+                    .collect::<Result<Vec<_>, _>>()?
             }
             None => Vec::new(),
         };
@@ -146,7 +169,10 @@ pub(super) fn read_slice(
                         line.push(b',');
                     }
                     if let ValueRef::Text(t) = v {
-                        if table.value_columns.get(i).is_some_and(|c| c.1) && t.contains(&0) && !nul_text_columns.contains(&i) {
+                        if table.value_columns.get(i).is_some_and(|c| c.1)
+                            && t.contains(&0)
+                            && !nul_text_columns.contains(&i)
+                        {
                             nul_text_columns.push(i);
                         }
                     }
@@ -212,5 +238,9 @@ pub(super) fn read_slice(
     if count > 0 {
         *after = Some(last_key);
     }
-    Ok(Slice { rows: count, exhausted: !cut_short && count < u64::from(limit), nul_text_columns })
+    Ok(Slice {
+        rows: count,
+        exhausted: !cut_short && count < u64::from(limit),
+        nul_text_columns,
+    })
 }

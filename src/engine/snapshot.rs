@@ -44,14 +44,30 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 }
 
 /// Copies `source` to `dest` (replaced if present) as of one moment.
-pub fn take_snapshot(source: &str, dest: &Path, max_block: Duration) -> Result<SnapshotReport, DumpError> {
+pub fn take_snapshot(
+    source: &str,
+    dest: &Path,
+    max_block: Duration,
+) -> Result<SnapshotReport, DumpError> {
     let started = Instant::now();
     let src = open_database(source)?;
     let db = |e| DumpError::from_sqlite(source, e);
-    let journal_mode: String = src.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(db)?;
-    let size = std::fs::metadata(source).map(|m| m.len()).unwrap_or(0) + std::fs::metadata(format!("{source}-wal")).map(|m| m.len()).unwrap_or(0);
-    let dir = dest.parent().ok_or_else(|| DumpError::InvalidRequest(format!("snapshot path {} has no directory", dest.display())))?;
-    std::fs::create_dir_all(dir).map_err(|e| DumpError::InvalidRequest(format!("cannot create the snapshot directory {}: {e}", dir.display())))?;
+    let journal_mode: String = src
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(db)?;
+    let size = std::fs::metadata(source).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(format!("{source}-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    let dir = dest.parent().ok_or_else(|| {
+        DumpError::InvalidRequest(format!("snapshot path {} has no directory", dest.display()))
+    })?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        DumpError::InvalidRequest(format!(
+            "cannot create the snapshot directory {}: {e}",
+            dir.display()
+        ))
+    })?;
     if let Some(free) = free_bytes(dir) {
         if free < size {
             return Err(DumpError::InvalidRequest(format!(
@@ -69,16 +85,31 @@ pub fn take_snapshot(source: &str, dest: &Path, max_block: Duration) -> Result<S
     }
     result?;
     let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
-    Ok(SnapshotReport { bytes, millis: started.elapsed().as_millis() as u64, journal_mode })
+    Ok(SnapshotReport {
+        bytes,
+        millis: started.elapsed().as_millis() as u64,
+        journal_mode,
+    })
 }
 
-fn copy(src: &Connection, source: &str, dest: &Path, journal_mode: &str, max_block: Duration, size: u64) -> Result<(), DumpError> {
+fn copy(
+    src: &Connection,
+    source: &str,
+    dest: &Path,
+    journal_mode: &str,
+    max_block: Duration,
+    size: u64,
+) -> Result<(), DumpError> {
     let db = |e| DumpError::from_sqlite(source, e);
-    let mut dst = Connection::open(dest).map_err(|e| DumpError::Internal(format!("creating snapshot {}: {e}", dest.display())))?;
+    let mut dst = Connection::open(dest)
+        .map_err(|e| DumpError::Internal(format!("creating snapshot {}: {e}", dest.display())))?;
     // One read transaction for the whole copy: every page comes from the same moment.
     src.execute_batch("BEGIN").map_err(db)?;
     let locked_at = Instant::now();
-    src.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0)).map_err(db)?;
+    src.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(db)?;
     let blocks_writers = !journal_mode.eq_ignore_ascii_case("wal");
     let outcome = (|| {
         let backup = Backup::new(src, &mut dst).map_err(db)?;
@@ -90,7 +121,10 @@ fn copy(src: &Connection, source: &str, dest: &Path, journal_mode: &str, max_blo
             }
             if blocks_writers {
                 let p = backup.progress();
-                let (done, total) = ((p.pagecount - p.remaining).max(1) as f64, p.pagecount.max(1) as f64);
+                let (done, total) = (
+                    (p.pagecount - p.remaining).max(1) as f64,
+                    p.pagecount.max(1) as f64,
+                );
                 let held = locked_at.elapsed();
                 let projected = held.mul_f64(total / done);
                 if held > max_block || projected > max_block {
@@ -107,7 +141,8 @@ fn copy(src: &Connection, source: &str, dest: &Path, journal_mode: &str, max_blo
     outcome?;
     // The copy is private: keep it in rollback mode, so that reading it touches no
     // -wal/-shm files (and its change token stays put).
-    dst.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get::<_, String>(0)).map_err(|e| DumpError::Internal(format!("snapshot {}: {e}", dest.display())))?;
+    dst.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get::<_, String>(0))
+        .map_err(|e| DumpError::Internal(format!("snapshot {}: {e}", dest.display())))?;
     Ok(())
 }
 
@@ -127,7 +162,10 @@ mod tests {
         let dest = dir.path().join("snaps/copy.db");
         let r = take_snapshot(src.to_str().unwrap(), &dest, Duration::from_secs(60)).unwrap();
         assert_eq!(r.journal_mode, "delete");
-        let n: i64 = Connection::open(&dest).unwrap().query_row("SELECT count(*) FROM t", [], |x| x.get(0)).unwrap();
+        let n: i64 = Connection::open(&dest)
+            .unwrap()
+            .query_row("SELECT count(*) FROM t", [], |x| x.get(0))
+            .unwrap();
         assert_eq!(n, 5000);
         // A rollback-mode copy that would hold writers off too long is refused, and leaves nothing.
         let e = take_snapshot(src.to_str().unwrap(), &dest, Duration::ZERO).unwrap_err();

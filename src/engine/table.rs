@@ -39,7 +39,12 @@ pub(super) enum VtabRows {
 
 /// Decides [`VtabRows`] for a virtual table from its module, SQL and the shadow tables
 /// that exist (`shadows`: lowercased names).
-pub(super) fn vtab_rows(name: &str, module: &str, sql: &str, shadows: &HashSet<String>) -> VtabRows {
+pub(super) fn vtab_rows(
+    name: &str,
+    module: &str,
+    sql: &str,
+    shadows: &HashSet<String>,
+) -> VtabRows {
     if !is_fts(module) {
         return VtabRows::Own;
     }
@@ -47,12 +52,26 @@ pub(super) fn vtab_rows(name: &str, module: &str, sql: &str, shadows: &HashSet<S
     if shadows.contains(&shadow("content").to_lowercase()) {
         return VtabRows::Own;
     }
-    let content = if module == "fts3" { None } else { vtab_option(sql, "content") };
+    let content = if module == "fts3" {
+        None
+    } else {
+        vtab_option(sql, "content")
+    };
     match content {
         Some(c) if !c.is_empty() => VtabRows::External,
         _ => {
-            let suffixes: &[&str] = if module == "fts5" { &["config", "data", "idx", "docsize"] } else { &["segments", "segdir", "docsize", "stat"] };
-            VtabRows::Contentless { shadows: suffixes.iter().map(|s| shadow(s)).filter(|s| shadows.contains(&s.to_lowercase())).collect() }
+            let suffixes: &[&str] = if module == "fts5" {
+                &["config", "data", "idx", "docsize"]
+            } else {
+                &["segments", "segdir", "docsize", "stat"]
+            };
+            VtabRows::Contentless {
+                shadows: suffixes
+                    .iter()
+                    .map(|s| shadow(s))
+                    .filter(|s| shadows.contains(&s.to_lowercase()))
+                    .collect(),
+            }
         }
     }
 }
@@ -133,7 +152,11 @@ pub struct TableSource {
     pub encoding: RowEncoding,
 }
 
-pub(super) fn columns(conn: &Connection, spec: &DumpSpec, table: &str) -> Result<Vec<Column>, DumpError> {
+pub(super) fn columns(
+    conn: &Connection,
+    spec: &DumpSpec,
+    table: &str,
+) -> Result<Vec<Column>, DumpError> {
     conn.prepare("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1)")
         .and_then(|mut s| s.query_map([table], |r| Ok(Column { name: r.get(0)?, decl_type: r.get(1)?, pk: r.get(2)?, hidden: r.get(3)? }))?.collect())
         .map_err(|e| match e {
@@ -155,16 +178,26 @@ pub(super) fn table_source(
     let cols = columns(conn, spec, table)?;
     let q = quote_ident(table);
     let names: HashSet<String> = cols.iter().map(|c| c.name.to_ascii_lowercase()).collect();
-    let rowid_alias = ["rowid", "_rowid_", "oid"].into_iter().find(|a| !names.contains(*a));
+    let rowid_alias = ["rowid", "_rowid_", "oid"]
+        .into_iter()
+        .find(|a| !names.contains(*a));
 
     // Key columns (keyset order) and whether SQL must insert the rowid explicitly.
     let (keys, sql_rowid, paging): (Vec<String>, bool, Paging) = match kind {
-        TableKind::Ordinary { without_rowid: true } => {
+        TableKind::Ordinary {
+            without_rowid: true,
+        } => {
             let mut pk: Vec<&Column> = cols.iter().filter(|c| c.pk > 0).collect();
             pk.sort_by_key(|c| c.pk);
-            (pk.iter().map(|c| quote_ident(&c.name)).collect(), false, Paging::Keyset)
+            (
+                pk.iter().map(|c| quote_ident(&c.name)).collect(),
+                false,
+                Paging::Keyset,
+            )
         }
-        TableKind::Ordinary { without_rowid: false } => match (rowid_alias, integer_primary_key(conn, spec, table, &cols)?) {
+        TableKind::Ordinary {
+            without_rowid: false,
+        } => match (rowid_alias, integer_primary_key(conn, spec, table, &cols)?) {
             (Some(alias), ipk) => (vec![alias.to_string()], ipk.is_none(), Paging::Keyset),
             // The INTEGER PRIMARY KEY column is the rowid under its own name.
             (None, Some(ipk)) => (vec![quote_ident(ipk)], false, Paging::Keyset),
@@ -178,7 +211,11 @@ pub(super) fn table_source(
         },
         TableKind::Virtual { module, .. } => {
             let alias = rowid_alias.unwrap_or("rowid");
-            (vec![alias.to_string()], !module.starts_with("rtree"), Paging::Keyset)
+            (
+                vec![alias.to_string()],
+                !module.starts_with("rtree"),
+                Paging::Keyset,
+            )
         }
     };
     let visible: Vec<&Column> = match spec.format {
@@ -192,12 +229,23 @@ pub(super) fn table_source(
         value_columns.push(("rowid".into(), false));
     }
     values.extend(visible.iter().map(|c| quote_ident(&c.name)));
-    value_columns.extend(visible.iter().map(|c| (c.name.clone(), numeric_affinity(&c.decl_type))));
+    value_columns.extend(
+        visible
+            .iter()
+            .map(|c| (c.name.clone(), numeric_affinity(&c.decl_type))),
+    );
     let encoding = match spec.format {
         Format::Sql => {
             let all_plain = cols.iter().all(|c| c.hidden == 0);
-            let prefix = if sql_rowid || !all_plain { format!("INSERT INTO {q}({}) VALUES(", values.join(",")) } else { format!("INSERT INTO {q} VALUES(") };
-            RowEncoding::Sql { prefix: prefix.into_bytes(), text }
+            let prefix = if sql_rowid || !all_plain {
+                format!("INSERT INTO {q}({}) VALUES(", values.join(","))
+            } else {
+                format!("INSERT INTO {q} VALUES(")
+            };
+            RowEncoding::Sql {
+                prefix: prefix.into_bytes(),
+                text,
+            }
         }
         Format::Csv => RowEncoding::Csv,
         Format::Json => RowEncoding::Json {
@@ -216,7 +264,11 @@ pub(super) fn table_source(
     let params: Vec<String> = (1..=keys.len()).map(|i| format!("?{i}")).collect();
     // A result set holds at most MAX_RESULT_COLUMNS: the rest of a wide row is read by key.
     let room = MAX_RESULT_COLUMNS - keys.len().min(MAX_RESULT_COLUMNS - 1);
-    let rest: Vec<String> = if values.len() > room { values.split_off(room) } else { Vec::new() };
+    let rest: Vec<String> = if values.len() > room {
+        values.split_off(room)
+    } else {
+        Vec::new()
+    };
     let select_rest = match (rest.is_empty(), paging) {
         (true, _) => None,
         (false, Paging::Offset) => {
@@ -234,16 +286,24 @@ pub(super) fn table_source(
     };
     let (select_first, select_after) = match paging {
         Paging::Keyset => {
-            let after = if keys.len() == 1 { format!("{key_list} > {}", params[0]) } else { format!("({key_list}) > ({})", params.join(",")) };
+            let after = if keys.len() == 1 {
+                format!("{key_list} > {}", params[0])
+            } else {
+                format!("({key_list}) > ({})", params.join(","))
+            };
             (
                 format!("SELECT {select_cols} FROM {q} ORDER BY {key_list} LIMIT ?1"),
-                format!("SELECT {select_cols} FROM {q} WHERE {after} ORDER BY {key_list} LIMIT ?{}", keys.len() + 1),
+                format!(
+                    "SELECT {select_cols} FROM {q} WHERE {after} ORDER BY {key_list} LIMIT ?{}",
+                    keys.len() + 1
+                ),
             )
         }
         // NOT INDEXED: a scan of the table itself, in rowid order, the same every time.
-        Paging::Offset => {
-            (format!("SELECT {select_cols} FROM {q} NOT INDEXED LIMIT ?1"), format!("SELECT {select_cols} FROM {q} NOT INDEXED LIMIT ?2 OFFSET ?1"))
-        }
+        Paging::Offset => (
+            format!("SELECT {select_cols} FROM {q} NOT INDEXED LIMIT ?1"),
+            format!("SELECT {select_cols} FROM {q} NOT INDEXED LIMIT ?2 OFFSET ?1"),
+        ),
     };
     Ok(TableSource {
         name: table.to_string(),
@@ -269,7 +329,12 @@ fn numeric_affinity(decl: &str) -> bool {
     if t.contains("INT") {
         return true;
     }
-    if ["CHAR", "CLOB", "TEXT", "BLOB"].iter().any(|k| t.contains(k)) || t.is_empty() || t == "ANY" {
+    if ["CHAR", "CLOB", "TEXT", "BLOB"]
+        .iter()
+        .any(|k| t.contains(k))
+        || t.is_empty()
+        || t == "ANY"
+    {
         return false;
     }
     true
@@ -277,13 +342,22 @@ fn numeric_affinity(decl: &str) -> bool {
 
 /// The INTEGER PRIMARY KEY column that aliases the rowid, if any. (`INTEGER PRIMARY KEY
 /// DESC` does not: such a table gets an automatic `pk` index, an alias never.)
-fn integer_primary_key<'c>(conn: &Connection, spec: &DumpSpec, table: &str, cols: &'c [Column]) -> Result<Option<&'c str>, DumpError> {
+fn integer_primary_key<'c>(
+    conn: &Connection,
+    spec: &DumpSpec,
+    table: &str,
+    cols: &'c [Column],
+) -> Result<Option<&'c str>, DumpError> {
     let pk: Vec<&Column> = cols.iter().filter(|c| c.pk > 0).collect();
     if pk.len() != 1 || !pk[0].decl_type.eq_ignore_ascii_case("integer") {
         return Ok(None);
     }
     let pk_index: i64 = conn
-        .query_row("SELECT count(*) FROM pragma_index_list(?1) WHERE origin = 'pk'", [table], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM pragma_index_list(?1) WHERE origin = 'pk'",
+            [table],
+            |r| r.get(0),
+        )
         .map_err(|e| DumpError::from_sqlite(&spec.database, e))?;
     Ok((pk_index == 0).then_some(pk[0].name.as_str()))
 }
@@ -295,7 +369,16 @@ pub(super) fn is_fts(module: &str) -> bool {
 /// The module name of a `CREATE VIRTUAL TABLE … USING module(…)` statement, lowercased.
 pub(super) fn vtab_module(sql: &str) -> String {
     let lower = sql.to_ascii_lowercase();
-    lower.find(" using ").map(|i| lower[i + 7..].trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()).unwrap_or_default()
+    lower
+        .find(" using ")
+        .map(|i| {
+            lower[i + 7..]
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The value of a `key=value` module argument (quotes removed), if present.
@@ -329,7 +412,9 @@ pub(super) fn vtab_option(sql: &str, key: &str) -> Option<String> {
         }
         let v = v.trim();
         let unquoted = match v.chars().next() {
-            Some(q @ ('\'' | '"' | '`')) if v.len() >= 2 && v.ends_with(q) => v[1..v.len() - 1].replace(&format!("{q}{q}"), &q.to_string()),
+            Some(q @ ('\'' | '"' | '`')) if v.len() >= 2 && v.ends_with(q) => {
+                v[1..v.len() - 1].replace(&format!("{q}{q}"), &q.to_string())
+            }
             _ => v.to_string(),
         };
         Some(unquoted)
@@ -345,7 +430,17 @@ mod tests {
         let sql = "CREATE VIRTUAL TABLE x USING fts5(a, b, content='docs', content_rowid='id')";
         assert_eq!(vtab_module(sql), "fts5");
         assert_eq!(vtab_option(sql, "content").as_deref(), Some("docs"));
-        assert_eq!(vtab_option("CREATE VIRTUAL TABLE y USING fts5(a, content='')", "content").as_deref(), Some(""));
-        assert_eq!(vtab_option("CREATE VIRTUAL TABLE z USING fts4(a)", "content"), None);
+        assert_eq!(
+            vtab_option(
+                "CREATE VIRTUAL TABLE y USING fts5(a, content='')",
+                "content"
+            )
+            .as_deref(),
+            Some("")
+        );
+        assert_eq!(
+            vtab_option("CREATE VIRTUAL TABLE z USING fts4(a)", "content"),
+            None
+        );
     }
 }

@@ -15,7 +15,9 @@ use bytes::Bytes;
 
 use super::blocking;
 use crate::error::StoreError;
-use crate::ports::{check_key, check_parts, Download, ObjectStore, PartReceipt, PendingUpload, UploadHandle};
+use crate::ports::{
+    check_key, check_parts, Download, ObjectStore, PartReceipt, PendingUpload, UploadHandle,
+};
 
 /// A directory used as an object store.
 #[derive(Debug, Clone)]
@@ -27,8 +29,10 @@ impl DirStore {
     /// Uses `root` (created if missing) as the store.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        fs::create_dir_all(root.join(".chunkdump/uploads")).map_err(|e| StoreError::from_io(&root.display().to_string(), e))?;
-        fs::create_dir_all(root.join(".chunkdump/tmp")).map_err(|e| StoreError::from_io(&root.display().to_string(), e))?;
+        fs::create_dir_all(root.join(".chunkdump/uploads"))
+            .map_err(|e| StoreError::from_io(&root.display().to_string(), e))?;
+        fs::create_dir_all(root.join(".chunkdump/tmp"))
+            .map_err(|e| StoreError::from_io(&root.display().to_string(), e))?;
         Ok(DirStore { root })
     }
 
@@ -44,7 +48,10 @@ impl DirStore {
 
     fn upload_dir(&self, upload: &UploadHandle) -> Result<PathBuf, StoreError> {
         if upload.upload_id.is_empty() || !upload.upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::Invalid(format!("invalid upload id {:?}", upload.upload_id)));
+            return Err(StoreError::Invalid(format!(
+                "invalid upload id {:?}",
+                upload.upload_id
+            )));
         }
         Ok(self.root.join(".chunkdump/uploads").join(&upload.upload_id))
     }
@@ -83,7 +90,10 @@ impl ObjectStore for DirStore {
         if part_size == 0 {
             return Err(StoreError::Invalid("part size must be positive".into()));
         }
-        let handle = UploadHandle { upload_id: random_id(), part_size };
+        let handle = UploadHandle {
+            upload_id: random_id(),
+            part_size,
+        };
         let dir = self.upload_dir(&handle)?;
         let key = key.to_string();
         blocking(move || {
@@ -94,13 +104,25 @@ impl ObjectStore for DirStore {
         .await
     }
 
-    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: Bytes) -> Result<PartReceipt, StoreError> {
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        number: u32,
+        bytes: Bytes,
+    ) -> Result<PartReceipt, StoreError> {
         self.path(key)?;
         if !(1..=10_000).contains(&number) {
-            return Err(StoreError::Invalid(format!("part number {number} outside 1..=10000")));
+            return Err(StoreError::Invalid(format!(
+                "part number {number} outside 1..=10000"
+            )));
         }
         if bytes.len() as u64 > upload.part_size {
-            return Err(StoreError::Invalid(format!("part {number} has {} bytes, more than the part size {}", bytes.len(), upload.part_size)));
+            return Err(StoreError::Invalid(format!(
+                "part {number} has {} bytes, more than the part size {}",
+                bytes.len(),
+                upload.part_size
+            )));
         }
         let dir = self.upload_dir(upload)?;
         let offset = u64::from(number - 1) * upload.part_size;
@@ -109,19 +131,34 @@ impl ObjectStore for DirStore {
                 return Err(StoreError::NotFound(format!("upload {}", dir.display())));
             }
             let data = dir.join("data");
-            let f = fs::OpenOptions::new().create(true).write(true).truncate(false).open(&data).map_err(io(&data))?;
+            let f = fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&data)
+                .map_err(io(&data))?;
             f.write_all_at(&bytes, offset).map_err(io(&data))?;
             // Sync each part now, on the uploader's thread while the export continues,
             // rather than the whole file in one stall at completion.
             f.sync_data().map_err(io(&data))?;
             let size = bytes.len() as u64;
             fs::write(dir.join(format!("part-{number:05}")), size.to_string()).map_err(io(&dir))?;
-            Ok(PartReceipt { number, etag: format!("\"{number}-{size}\""), size, sha256: String::new() })
+            Ok(PartReceipt {
+                number,
+                etag: format!("\"{number}-{size}\""),
+                size,
+                sha256: String::new(),
+            })
         })
         .await
     }
 
-    async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        parts: &[PartReceipt],
+    ) -> Result<u64, StoreError> {
         let dest = self.path(key)?;
         let dir = self.upload_dir(upload)?;
         let total = check_parts(parts, upload.part_size)?;
@@ -133,13 +170,25 @@ impl ObjectStore for DirStore {
             // Trust the markers written with the data, not the caller's receipts.
             for p in &parts {
                 let marker = dir.join(format!("part-{:05}", p.number));
-                let stored = fs::read_to_string(&marker).map_err(|_| StoreError::Invalid(format!("part {} was never uploaded", p.number)))?;
+                let stored = fs::read_to_string(&marker).map_err(|_| {
+                    StoreError::Invalid(format!("part {} was never uploaded", p.number))
+                })?;
                 if stored.trim() != p.size.to_string() {
-                    return Err(StoreError::Invalid(format!("part {} has {} bytes stored, {} listed", p.number, stored.trim(), p.size)));
+                    return Err(StoreError::Invalid(format!(
+                        "part {} has {} bytes stored, {} listed",
+                        p.number,
+                        stored.trim(),
+                        p.size
+                    )));
                 }
             }
             let data = dir.join("data");
-            let f = fs::OpenOptions::new().create(true).write(true).truncate(false).open(&data).map_err(io(&data))?;
+            let f = fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&data)
+                .map_err(io(&data))?;
             // Drop bytes of parts past the listed ones (left by an abandoned attempt).
             f.set_len(total).map_err(io(&data))?;
             f.sync_all().map_err(io(&data))?;
@@ -171,10 +220,20 @@ impl ObjectStore for DirStore {
             for entry in fs::read_dir(&uploads).map_err(io(&uploads))? {
                 let dir = entry.map_err(io(&uploads))?.path();
                 // An upload directory without its key file is being created right now.
-                let Ok(key) = fs::read_to_string(dir.join("key")) else { continue };
-                let Some(id) = dir.file_name().and_then(|n| n.to_str()) else { continue };
+                let Ok(key) = fs::read_to_string(dir.join("key")) else {
+                    continue;
+                };
+                let Some(id) = dir.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
                 if key.starts_with(&prefix) {
-                    found.push(PendingUpload { key, handle: UploadHandle { upload_id: id.to_string(), part_size: 0 } });
+                    found.push(PendingUpload {
+                        key,
+                        handle: UploadHandle {
+                            upload_id: id.to_string(),
+                            part_size: 0,
+                        },
+                    });
                 }
             }
             found.sort_by(|a, b| (&a.key, &a.handle.upload_id).cmp(&(&b.key, &b.handle.upload_id)));
@@ -199,7 +258,12 @@ impl ObjectStore for DirStore {
         .await
     }
 
-    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         use std::io::{Read, Seek};
         let path = self.path(key)?;
         blocking(move || {
@@ -208,7 +272,8 @@ impl ObjectStore for DirStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(io(&path)(e)),
             };
-            f.seek(std::io::SeekFrom::Start(offset)).map_err(io(&path))?;
+            f.seek(std::io::SeekFrom::Start(offset))
+                .map_err(io(&path))?;
             let mut buf = Vec::new();
             f.take(len).read_to_end(&mut buf).map_err(io(&path))?;
             Ok(Some(buf))
@@ -242,7 +307,11 @@ impl ObjectStore for DirStore {
         self.root.join(key).display().to_string()
     }
 
-    async fn download(&self, key: &str, _expires_in: std::time::Duration) -> Result<Download, StoreError> {
+    async fn download(
+        &self,
+        key: &str,
+        _expires_in: std::time::Duration,
+    ) -> Result<Download, StoreError> {
         Ok(Download::LocalFile(self.path(key)?))
     }
 }

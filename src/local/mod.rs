@@ -12,5 +12,7 @@ pub use sqlite_progress::SqliteProgress;
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::error::StoreError> + Send + 'static,
 ) -> Result<T, crate::error::StoreError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| crate::error::StoreError::Permanent(format!("blocking task failed: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| crate::error::StoreError::Permanent(format!("blocking task failed: {e}")))?
 }

@@ -23,8 +23,14 @@ pub struct SqliteProgress {
 
 fn db(e: rusqlite::Error) -> StoreError {
     match &e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => StoreError::Transient(e.to_string()),
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::AlreadyExists(e.to_string()),
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
+            StoreError::Transient(e.to_string())
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::AlreadyExists(e.to_string())
+        }
         _ => StoreError::Permanent(e.to_string()),
     }
 }
@@ -42,8 +48,14 @@ fn enable_wal(conn: &Connection) -> Result<(), StoreError> {
         };
         match result.map_err(db) {
             Ok(m) if m.eq_ignore_ascii_case("wal") => return Ok(()),
-            Ok(_) | Err(StoreError::Transient(_)) if attempt < 199 => std::thread::sleep(Duration::from_millis(10)),
-            Ok(m) => return Err(StoreError::Permanent(format!("cannot switch progress store to WAL (mode {m})"))),
+            Ok(_) | Err(StoreError::Transient(_)) if attempt < 199 => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Ok(m) => {
+                return Err(StoreError::Permanent(format!(
+                    "cannot switch progress store to WAL (mode {m})"
+                )))
+            }
             Err(e) => return Err(e),
         }
     }
@@ -58,7 +70,8 @@ impl SqliteProgress {
     /// Opens (creating if needed) the progress file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::from_io(&parent.display().to_string(), e))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::from_io(&parent.display().to_string(), e))?;
         }
         let conn = Connection::open(path).map_err(db)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
@@ -77,7 +90,10 @@ impl SqliteProgress {
              CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, window_start INTEGER NOT NULL, count INTEGER NOT NULL);",
         )
         .map_err(db)?;
-        Ok(SqliteProgress { conn: Arc::new(Mutex::new(conn)), ttl: None })
+        Ok(SqliteProgress {
+            conn: Arc::new(Mutex::new(conn)),
+            ttl: None,
+        })
     }
 
     /// Makes records expire `ttl` after their last write; readers then ignore them.
@@ -90,10 +106,15 @@ impl SqliteProgress {
         self.ttl.map(|t| now_secs() + t.as_secs() as i64)
     }
 
-    async fn with_conn<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let conn = self.conn.clone();
         blocking(move || {
-            let guard = conn.lock().map_err(|_| StoreError::Permanent("progress store lock poisoned".into()))?;
+            let guard = conn
+                .lock()
+                .map_err(|_| StoreError::Permanent("progress store lock poisoned".into()))?;
             f(&guard)
         })
         .await
@@ -105,13 +126,20 @@ fn encode(job: &JobRecord) -> Result<String, StoreError> {
 }
 
 fn decode(body: &str) -> Result<JobRecord, StoreError> {
-    serde_json::from_str(body).map_err(|e| StoreError::Permanent(format!("corrupt job record: {e}")))
+    serde_json::from_str(body)
+        .map_err(|e| StoreError::Permanent(format!("corrupt job record: {e}")))
 }
 
 #[async_trait]
 impl ProgressStore for SqliteProgress {
     async fn create(&self, job: &JobRecord) -> Result<(), StoreError> {
-        let (id, version, created, body, expires) = (job.id.clone(), job.version as i64, job.created_at.to_rfc3339(), encode(job)?, self.expires_at());
+        let (id, version, created, body, expires) = (
+            job.id.clone(),
+            job.version as i64,
+            job.created_at.to_rfc3339(),
+            encode(job)?,
+            self.expires_at(),
+        );
         self.with_conn(move |c| {
             // An expired record no longer holds its id.
             c.execute("DELETE FROM jobs WHERE id = ?1 AND expires_at <= ?2", params![id, now_secs()]).map_err(db)?;
@@ -142,7 +170,12 @@ impl ProgressStore for SqliteProgress {
     }
 
     async fn commit(&self, job: &JobRecord, expected_version: u64) -> Result<(), StoreError> {
-        let (id, version, body, expires) = (job.id.clone(), job.version as i64, encode(job)?, self.expires_at());
+        let (id, version, body, expires) = (
+            job.id.clone(),
+            job.version as i64,
+            encode(job)?,
+            self.expires_at(),
+        );
         self.with_conn(move |c| {
             let changed = c
                 .execute(
@@ -162,18 +195,40 @@ impl ProgressStore for SqliteProgress {
     async fn delete(&self, id: &str, expected_version: u64) -> Result<(), StoreError> {
         let id = id.to_string();
         self.with_conn(move |c| {
-            let deleted = c.execute("DELETE FROM jobs WHERE id = ?1 AND version = ?2", params![id, expected_version as i64]).map_err(db)?;
-            let remains: Option<i64> = c.query_row("SELECT version FROM jobs WHERE id = ?1", params![id], |r| r.get(0)).optional().map_err(db)?;
+            let deleted = c
+                .execute(
+                    "DELETE FROM jobs WHERE id = ?1 AND version = ?2",
+                    params![id, expected_version as i64],
+                )
+                .map_err(db)?;
+            let remains: Option<i64> = c
+                .query_row("SELECT version FROM jobs WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db)?;
             match (deleted, remains) {
-                (0, Some(_)) => Err(StoreError::Conflict { id, expected: expected_version }),
+                (0, Some(_)) => Err(StoreError::Conflict {
+                    id,
+                    expected: expected_version,
+                }),
                 _ => Ok(()),
             }
         })
         .await
     }
 
-    async fn claim(&self, slot: &str, holder: &str, replacing: Option<&str>) -> Result<Option<String>, StoreError> {
-        let (slot, holder, replacing) = (slot.to_string(), holder.to_string(), replacing.map(str::to_string));
+    async fn claim(
+        &self,
+        slot: &str,
+        holder: &str,
+        replacing: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
+        let (slot, holder, replacing) = (
+            slot.to_string(),
+            holder.to_string(),
+            replacing.map(str::to_string),
+        );
         self.with_conn(move |c| {
             c.execute(
                 "INSERT INTO slots (slot, holder) VALUES (?1, ?2)

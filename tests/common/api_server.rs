@@ -26,12 +26,23 @@ pub struct Server {
 }
 
 /// Starts the API on a free port, dumping `db` into a fresh directory.
-pub async fn start_server(db: &Path, budget: Duration, breathe: Duration, notifier: Option<Notifier>) -> Server {
+pub async fn start_server(
+    db: &Path,
+    budget: Duration,
+    breathe: Duration,
+    notifier: Option<Notifier>,
+) -> Server {
     start_server_limited(db, budget, breathe, notifier, 1000).await
 }
 
 /// As [`start_server`], allowing `starts` dump starts per token per hour.
-pub async fn start_server_limited(db: &Path, budget: Duration, breathe: Duration, notifier: Option<Notifier>, starts: u64) -> Server {
+pub async fn start_server_limited(
+    db: &Path,
+    budget: Duration,
+    breathe: Duration,
+    notifier: Option<Notifier>,
+    starts: u64,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     start_server_at(db, budget, breathe, notifier, starts, out, dir).await
@@ -48,12 +59,17 @@ pub async fn start_server_at(
     dir: tempfile::TempDir,
 ) -> Server {
     let objects = Arc::new(DirStore::open(&out).unwrap());
-    let progress = Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
+    let progress =
+        Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
     let tasks = chunkdump::tasks::Tasks {
         objects: objects.clone(),
         progress: progress.clone(),
         notifier: notifier.clone(),
-        chunk: ChunkOptions { budget, snapshot_dir: Some(out.join(".chunkdump/snapshots")), ..Default::default() },
+        chunk: ChunkOptions {
+            budget,
+            snapshot_dir: Some(out.join(".chunkdump/snapshots")),
+            ..Default::default()
+        },
         breathe,
         whole_seconds: false,
         chunks_per_execution: 1000,
@@ -71,10 +87,19 @@ pub async fn start_server_at(
             part_size: 8 << 20,
             download_expiry: Duration::from_secs(60),
             notifier,
-            rate_limit: chunkdump::api::RateLimit { starts, window: Duration::from_secs(3600) },
+            rate_limit: chunkdump::api::RateLimit {
+                starts,
+                window: Duration::from_secs(3600),
+            },
         },
     };
-    Server { base: serve(state.clone()).await, state, out, client: reqwest::Client::new(), _dir: dir }
+    Server {
+        base: serve(state.clone()).await,
+        state,
+        out,
+        client: reqwest::Client::new(),
+        _dir: dir,
+    }
 }
 
 /// Serves the API of `state` on a free port of 127.0.0.1; returns its base URL.
@@ -94,7 +119,10 @@ pub fn settings(db: &Path, part_size: u64) -> ApiSettings {
         part_size,
         download_expiry: Duration::from_secs(300),
         notifier: None,
-        rate_limit: chunkdump::api::RateLimit { starts: 100, window: Duration::from_secs(3600) },
+        rate_limit: chunkdump::api::RateLimit {
+            starts: 100,
+            window: Duration::from_secs(3600),
+        },
     }
 }
 
@@ -118,13 +146,29 @@ impl Server {
         (status, headers, res.bytes().await.unwrap().to_vec())
     }
 
-    pub async fn json(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let (status, _, bytes) = self.call(method, path, token, body).await;
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     pub async fn start(&self, body: Value) -> String {
-        let (status, v) = self.json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(body)).await;
+        let (status, v) = self
+            .json(
+                reqwest::Method::POST,
+                "/export/dump",
+                Some(ADMIN),
+                Some(body),
+            )
+            .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{v}");
         assert_eq!(v["status"], "accepted");
         v["progressKey"].as_str().unwrap().to_string()
@@ -133,12 +177,22 @@ impl Server {
     pub async fn wait_for(&self, id: &str, want: &str) -> Value {
         let started = Instant::now();
         loop {
-            let (status, v) = self.json(reqwest::Method::GET, &format!("/export/dump/status/{id}"), Some(READER), None).await;
+            let (status, v) = self
+                .json(
+                    reqwest::Method::GET,
+                    &format!("/export/dump/status/{id}"),
+                    Some(READER),
+                    None,
+                )
+                .await;
             assert_eq!(status, StatusCode::OK, "{v}");
             if v["status"] == want {
                 return v;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "dump {id} never became {want}: {v}");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "dump {id} never became {want}: {v}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -14,7 +14,13 @@ pub struct Servers {
 
 /// The servers from the environment; these tests need them (`scripts/test` starts them).
 pub fn servers() -> Servers {
-    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with scripts/test, which starts moto and s3s-fs"));
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: run the tests with scripts/test, which starts moto and s3s-fs"
+            )
+        })
+    };
     Servers {
         moto: var("CHUNKDUMP_TEST_MOTO"),
         s3s: var("CHUNKDUMP_TEST_S3S"),

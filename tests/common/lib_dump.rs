@@ -30,19 +30,36 @@ impl<S: ObjectStore> ObjectStore for SpyStore<S> {
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
         self.inner.create_upload(key, part_size).await
     }
-    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: bytes::Bytes) -> Result<PartReceipt, StoreError> {
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        number: u32,
+        bytes: bytes::Bytes,
+    ) -> Result<PartReceipt, StoreError> {
         self.inner.upload_part(key, upload, number, bytes).await
     }
-    async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        parts: &[PartReceipt],
+    ) -> Result<u64, StoreError> {
         // R2 refuses unequal parts at completion: so must we, independently of the adapter.
         check_parts(parts, upload.part_size).expect("R2 multipart rules hold");
-        self.completed.lock().unwrap().push((key.to_string(), parts.iter().map(|p| p.size).collect()));
+        self.completed
+            .lock()
+            .unwrap()
+            .push((key.to_string(), parts.iter().map(|p| p.size).collect()));
         self.inner.complete_upload(key, upload, parts).await
     }
     async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
         self.inner.abort_upload(key, upload).await
     }
-    async fn pending_uploads(&self, prefix: &str) -> Result<Vec<chunkdump::ports::PendingUpload>, StoreError> {
+    async fn pending_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<chunkdump::ports::PendingUpload>, StoreError> {
         self.inner.pending_uploads(prefix).await
     }
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
@@ -51,7 +68,12 @@ impl<S: ObjectStore> ObjectStore for SpyStore<S> {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key).await
     }
-    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get_range(key, offset, len).await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -105,7 +127,11 @@ impl<S> FaultyStore<S> {
             return Ok(());
         }
         let msg = format!("injected fault on call {n} ({op})");
-        Err(if self.permanent { StoreError::Permanent(msg) } else { StoreError::Transient(msg) })
+        Err(if self.permanent {
+            StoreError::Permanent(msg)
+        } else {
+            StoreError::Transient(msg)
+        })
     }
 }
 
@@ -115,7 +141,13 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.fault("create_upload")?;
         self.inner.create_upload(key, part_size).await
     }
-    async fn upload_part(&self, key: &str, upload: &UploadHandle, number: u32, bytes: bytes::Bytes) -> Result<PartReceipt, StoreError> {
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        number: u32,
+        bytes: bytes::Bytes,
+    ) -> Result<PartReceipt, StoreError> {
         self.fault("upload_part")?;
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -127,14 +159,22 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         result
     }
-    async fn complete_upload(&self, key: &str, upload: &UploadHandle, parts: &[PartReceipt]) -> Result<u64, StoreError> {
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        parts: &[PartReceipt],
+    ) -> Result<u64, StoreError> {
         self.fault("complete_upload")?;
         self.inner.complete_upload(key, upload, parts).await
     }
     async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
         self.inner.abort_upload(key, upload).await
     }
-    async fn pending_uploads(&self, prefix: &str) -> Result<Vec<chunkdump::ports::PendingUpload>, StoreError> {
+    async fn pending_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<chunkdump::ports::PendingUpload>, StoreError> {
         self.inner.pending_uploads(prefix).await
     }
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
@@ -145,7 +185,12 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.fault("get")?;
         self.inner.get(key).await
     }
-    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         self.fault("get")?;
         self.inner.get_range(key, offset, len).await
     }
@@ -165,13 +210,35 @@ pub struct LibDump {
 }
 
 /// Dumps `db` with the given slice size, chunk budget and part size, locally.
-pub fn lib_dump(db: &Path, format: Format, compression: Compression, chunk_size: u32, budget: Duration, part_size: u64) -> LibDump {
+pub fn lib_dump(
+    db: &Path,
+    format: Format,
+    compression: Compression,
+    chunk_size: u32,
+    budget: Duration,
+    part_size: u64,
+) -> LibDump {
     let work = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = Arc::new(SpyStore { inner: DirStore::open(work.path()).unwrap(), completed: Mutex::new(Vec::new()) });
-        let progress = Arc::new(SqliteProgress::open(&work.path().join(".chunkdump/progress.sqlite3")).unwrap());
-        lib_dump_to(&store, progress, db, format, compression, chunk_size, budget, part_size).await
+        let store = Arc::new(SpyStore {
+            inner: DirStore::open(work.path()).unwrap(),
+            completed: Mutex::new(Vec::new()),
+        });
+        let progress = Arc::new(
+            SqliteProgress::open(&work.path().join(".chunkdump/progress.sqlite3")).unwrap(),
+        );
+        lib_dump_to(
+            &store,
+            progress,
+            db,
+            format,
+            compression,
+            chunk_size,
+            budget,
+            part_size,
+        )
+        .await
     })
 }
 
@@ -199,13 +266,27 @@ pub async fn lib_dump_to<S: ObjectStore + 'static>(
             snapshot: false,
             snapshot_max_block_ms: None,
         };
-        let job = create_dump(progress.as_ref(), spec, Some("d".into())).await.unwrap();
-        let opts = ChunkOptions { budget, ..Default::default() };
+        let job = create_dump(progress.as_ref(), spec, Some("d".into()))
+            .await
+            .unwrap();
+        let opts = ChunkOptions {
+            budget,
+            ..Default::default()
+        };
         // A continue-as-new every 5 chunks: cutting executions must not change the output.
-        let done = run_local(store.clone(), progress, &job.id, opts, Duration::ZERO, 5).await.unwrap();
+        let done = run_local(store.clone(), progress, &job.id, opts, Duration::ZERO, 5)
+            .await
+            .unwrap();
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         for f in &done.files {
-            files.push((f.key.clone(), store.get(&f.key).await.unwrap().expect("completed file exists")));
+            files.push((
+                f.key.clone(),
+                store
+                    .get(&f.key)
+                    .await
+                    .unwrap()
+                    .expect("completed file exists"),
+            ));
         }
         files.sort();
         for (key, bytes) in &files {
@@ -213,7 +294,11 @@ pub async fn lib_dump_to<S: ObjectStore + 'static>(
             assert_eq!(bytes.len() as u64, size, "recorded size of {key}");
         }
         let uploads = store.completed.lock().unwrap().clone();
-        LibDump { files, uploads, chunks: done.chunks }
+        LibDump {
+            files,
+            uploads,
+            chunks: done.chunks,
+        }
     }
 }
 
@@ -226,6 +311,14 @@ pub async fn run_local(
     breathe: Duration,
     chunks_per_execution: u32,
 ) -> Result<JobRecord, DumpError> {
-    let tasks = Tasks { objects, progress, notifier: None, chunk, breathe, whole_seconds: false, chunks_per_execution };
+    let tasks = Tasks {
+        objects,
+        progress,
+        notifier: None,
+        chunk,
+        breathe,
+        whole_seconds: false,
+        chunks_per_execution,
+    };
     LocalRunner::new(tasks).unwrap().run_to_end(id).await
 }

@@ -15,7 +15,9 @@ use rusqlite::Connection;
 /// Path of the built `chunkdump` binary.
 pub fn chunkdump() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_chunkdump"));
-    c.env_remove("DUMP_CHUNK_SIZE").env_remove("DUMP_BREATHING_INTERVAL").env_remove("MAX_EXECUTION_TIME");
+    c.env_remove("DUMP_CHUNK_SIZE")
+        .env_remove("DUMP_BREATHING_INTERVAL")
+        .env_remove("MAX_EXECUTION_TIME");
     c
 }
 
@@ -30,7 +32,11 @@ pub fn dump_ok(db: &Path, out: &Path, extra: &[&str]) -> (String, PathBuf) {
     args.extend_from_slice(extra);
     let o = run(&args);
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "dump failed: {}\nstdout: {stdout}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "dump failed: {}\nstdout: {stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.len() >= 2, "expected id and path, got {stdout:?}");
     (lines[0].to_string(), PathBuf::from(lines[lines.len() - 1]))
@@ -39,8 +45,18 @@ pub fn dump_ok(db: &Path, out: &Path, extra: &[&str]) -> (String, PathBuf) {
 /// Loads an SQL dump into a new database with the real `sqlite3` shell.
 pub fn load_with_shell(sql: &Path, db: &Path) {
     let input = std::fs::File::open(sql).unwrap();
-    let o = Command::new("sqlite3").arg("-bail").arg(db).stdin(input).output().expect("sqlite3 shell is installed");
-    assert!(o.status.success() && o.stderr.is_empty(), "sqlite3 failed loading {}: {}", sql.display(), String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("sqlite3")
+        .arg("-bail")
+        .arg(db)
+        .stdin(input)
+        .output()
+        .expect("sqlite3 shell is installed");
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "sqlite3 failed loading {}: {}",
+        sql.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// One SQLite that restores dumps in the test matrix: the `sqlite3` shell, or the SQLite
@@ -55,14 +71,29 @@ pub struct Loader {
 pub fn loaders() -> Vec<Loader> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/loaders");
     let mut apsw: Vec<Loader> = std::fs::read_dir(&root)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("bin/python").exists()).collect::<Vec<_>>())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.join("bin/python").exists())
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default()
         .into_iter()
-        .map(|p| Loader { name: p.file_name().unwrap().to_string_lossy().into_owned(), python: Some(p.join("bin/python")) })
+        .map(|p| Loader {
+            name: p.file_name().unwrap().to_string_lossy().into_owned(),
+            python: Some(p.join("bin/python")),
+        })
         .collect();
     apsw.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(apsw.len() >= 3, "expected the apsw loaders in {}; run scripts/setup-loaders", root.display());
-    let mut all = vec![Loader { name: "sqlite3-shell".into(), python: None }];
+    assert!(
+        apsw.len() >= 3,
+        "expected the apsw loaders in {}; run scripts/setup-loaders",
+        root.display()
+    );
+    let mut all = vec![Loader {
+        name: "sqlite3-shell".into(),
+        python: None,
+    }];
     all.extend(apsw);
     all
 }
@@ -72,16 +103,32 @@ impl Loader {
     pub fn load(&self, sql: &Path, db: &Path) -> Result<(), String> {
         let _ = std::fs::remove_file(db);
         let o = match &self.python {
-            None => Command::new("sqlite3").arg("-bail").arg(db).stdin(std::fs::File::open(sql).unwrap()).output().expect("sqlite3 shell is installed"),
+            None => Command::new("sqlite3")
+                .arg("-bail")
+                .arg(db)
+                .stdin(std::fs::File::open(sql).unwrap())
+                .output()
+                .expect("sqlite3 shell is installed"),
             Some(py) => {
-                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/load-with-apsw.py");
-                Command::new(py).arg(script).arg(sql).arg(db).output().expect("apsw loader runs")
+                let script =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/load-with-apsw.py");
+                Command::new(py)
+                    .arg(script)
+                    .arg(sql)
+                    .arg(db)
+                    .output()
+                    .expect("apsw loader runs")
             }
         };
         if o.status.success() && o.stderr.is_empty() {
             Ok(())
         } else {
-            Err(format!("{} failed loading {}: {}", self.name, sql.display(), String::from_utf8_lossy(&o.stderr)))
+            Err(format!(
+                "{} failed loading {}: {}",
+                self.name,
+                sql.display(),
+                String::from_utf8_lossy(&o.stderr)
+            ))
         }
     }
 }
@@ -94,7 +141,11 @@ pub fn assert_restores_everywhere(src: &Path, sql: &Path, work: &Path) {
         loader.load(sql, &back).unwrap_or_else(|e| panic!("{e}"));
         let result = std::panic::catch_unwind(|| assert_same_db(src, &back));
         if let Err(e) = result {
-            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
             panic!("restored by {} ({}): {msg}", loader.name, src.display());
         }
     }
@@ -124,11 +175,23 @@ pub fn exact(v: ValueRef<'_>) -> Exact {
 /// result set is read in column groups; a contentless FTS table (whose columns cannot be
 /// read) by its rowids and the rows of its shadow tables, which hold its index.
 pub fn table_rows(conn: &Connection, table: &str) -> Vec<Vec<Exact>> {
-    let (kind, wr): (String, bool) =
-        conn.query_row("SELECT type, wr FROM pragma_table_list WHERE name = ?1 AND schema = 'main'", [table], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-    let cols: Vec<String> =
-        conn.prepare("SELECT name FROM pragma_table_xinfo(?1)").unwrap().query_map([table], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
-    let alias = ["rowid", "_rowid_", "oid"].into_iter().find(|a| !cols.iter().any(|c| c.eq_ignore_ascii_case(a)));
+    let (kind, wr): (String, bool) = conn
+        .query_row(
+            "SELECT type, wr FROM pragma_table_list WHERE name = ?1 AND schema = 'main'",
+            [table],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let cols: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_xinfo(?1)")
+        .unwrap()
+        .query_map([table], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let alias = ["rowid", "_rowid_", "oid"]
+        .into_iter()
+        .find(|a| !cols.iter().any(|c| c.eq_ignore_ascii_case(a)));
     let q = quote(table);
     let key = match (kind.as_str(), wr, alias) {
         ("virtual", _, _) => Some("rowid"),
@@ -147,7 +210,11 @@ pub fn table_rows(conn: &Connection, table: &str) -> Vec<Vec<Exact>> {
             let mut joined: Vec<Vec<Exact>> = Vec::new();
             for group in cols.chunks(1000) {
                 let list: Vec<String> = group.iter().map(|c| quote(c)).collect();
-                let part = query(&format!("SELECT {k}, {} FROM {q} ORDER BY {k}", list.join(", "))).unwrap();
+                let part = query(&format!(
+                    "SELECT {k}, {} FROM {q} ORDER BY {k}",
+                    list.join(", ")
+                ))
+                .unwrap();
                 if joined.is_empty() {
                     joined = part;
                 } else {
@@ -171,7 +238,10 @@ pub fn table_rows(conn: &Connection, table: &str) -> Vec<Vec<Exact>> {
                     .unwrap()
                     .map(|r| r.unwrap())
                     .collect();
-                assert!(!shadows.is_empty(), "{table}: unreadable virtual table without shadow tables");
+                assert!(
+                    !shadows.is_empty(),
+                    "{table}: unreadable virtual table without shadow tables"
+                );
                 for s in shadows {
                     rows.push(vec![Exact::Text(s.clone().into_bytes())]);
                     rows.extend(query(&format!("SELECT * FROM {}", quote(&s))).unwrap());
@@ -196,7 +266,13 @@ pub fn assert_same_db(a: &Path, b: &Path) {
     let cb = Connection::open(b).unwrap();
     // sqlite_stat4 is written only by SQLITE_ENABLE_STAT4 builds, and its rows are left to
     // ANALYZE; a source without it must not gain one in a loader built with STAT4.
-    let source_stat4: bool = ca.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_stat4'", [], |r| r.get(0)).unwrap();
+    let source_stat4: bool = ca
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_stat4'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     let skip = if source_stat4 { "sqlite_stat4" } else { "" };
     // A virtual table's shadow tables are made by the loader's version of its module,
     // whose CREATE text may differ from an old writer's (rtree: `data BLOB` -> `data`):
@@ -208,7 +284,10 @@ pub fn assert_same_db(a: &Path, b: &Path) {
                  LEFT JOIN pragma_table_list t ON t.schema = 'main' AND t.name = s.name WHERE s.name <> '{skip}' ORDER BY s.type, s.name"
             ))
             .unwrap();
-        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(|r| r.unwrap()).collect()
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
     };
     assert_eq!(schema(&ca), schema(&cb), "schemas differ");
     let tables: Vec<String> = ca
@@ -220,14 +299,26 @@ pub fn assert_same_db(a: &Path, b: &Path) {
         .collect();
     assert!(!tables.is_empty());
     for t in &tables {
-        assert_eq!(table_rows(&ca, t), table_rows(&cb, t), "rows of table {t:?} differ");
+        assert_eq!(
+            table_rows(&ca, t),
+            table_rows(&cb, t),
+            "rows of table {t:?} differ"
+        );
     }
     for pragma in ["user_version", "application_id", "encoding"] {
-        let get = |c: &Connection| c.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, rusqlite::types::Value>(0)).unwrap();
+        let get = |c: &Connection| {
+            c.query_row(&format!("PRAGMA {pragma}"), [], |r| {
+                r.get::<_, rusqlite::types::Value>(0)
+            })
+            .unwrap()
+        };
         assert_eq!(get(&ca), get(&cb), "{pragma} differs");
     }
     // As sound as the source (this SQLite cannot validate some FTS4 variants it reads).
-    let check = |c: &Connection| -> String { c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap() };
+    let check = |c: &Connection| -> String {
+        c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap()
+    };
     assert_eq!(check(&cb), check(&ca), "integrity_check differs");
 }
 
@@ -285,15 +376,31 @@ pub fn build_edge_db(path: &Path) {
         4.9406564584124654e-320,
     ];
     {
-        let mut ins = c.prepare("INSERT INTO nums(id, v, r, i) VALUES (?1, ?2, ?3, ?4)").unwrap();
+        let mut ins = c
+            .prepare("INSERT INTO nums(id, v, r, i) VALUES (?1, ?2, ?3, ?4)")
+            .unwrap();
         for (k, f) in reals.iter().enumerate() {
-            ins.execute(rusqlite::params![k as i64 * 3 + 1, f, f, k as i64]).unwrap();
+            ins.execute(rusqlite::params![k as i64 * 3 + 1, f, f, k as i64])
+                .unwrap();
         }
         for (k, i) in [i64::MIN, i64::MAX, 0, -1, 1 << 53].iter().enumerate() {
-            ins.execute(rusqlite::params![100 + k as i64, i, *i as f64, i]).unwrap();
+            ins.execute(rusqlite::params![100 + k as i64, i, *i as f64, i])
+                .unwrap();
         }
-        ins.execute(rusqlite::params![i64::MAX, "text in untyped", rusqlite::types::Null, "12abc"]).unwrap();
-        ins.execute(rusqlite::params![i64::MIN, vec![0u8, 1, 2], 3, rusqlite::types::Null]).unwrap();
+        ins.execute(rusqlite::params![
+            i64::MAX,
+            "text in untyped",
+            rusqlite::types::Null,
+            "12abc"
+        ])
+        .unwrap();
+        ins.execute(rusqlite::params![
+            i64::MIN,
+            vec![0u8, 1, 2],
+            3,
+            rusqlite::types::Null
+        ])
+        .unwrap();
     }
     let texts: Vec<Vec<u8>> = vec![
         b"".to_vec(),
@@ -314,11 +421,19 @@ pub fn build_edge_db(path: &Path) {
         b"X'00'".to_vec(),
     ];
     {
-        let mut ins = c.prepare("INSERT INTO texts(rowid, t, b) VALUES (?1, CAST(?2 AS TEXT), ?3)").unwrap();
+        let mut ins = c
+            .prepare("INSERT INTO texts(rowid, t, b) VALUES (?1, CAST(?2 AS TEXT), ?3)")
+            .unwrap();
         for (k, t) in texts.iter().enumerate() {
-            ins.execute(rusqlite::params![k as i64 * 1000 - 3000, t, t]).unwrap();
+            ins.execute(rusqlite::params![k as i64 * 1000 - 3000, t, t])
+                .unwrap();
         }
-        ins.execute(rusqlite::params![99999, rusqlite::types::Null, Vec::<u8>::new()]).unwrap();
+        ins.execute(rusqlite::params![
+            99999,
+            rusqlite::types::Null,
+            Vec::<u8>::new()
+        ])
+        .unwrap();
     }
     c.execute_batch(
         r#"

@@ -18,7 +18,11 @@ pub async fn handle(state: AppState, event: LambdaEvent<Value>) -> Result<Value,
         let run = run_tick(&state, tick.map_err(Error::from)?).await;
         return match run.outcome {
             TickOutcome::Started => Ok(serde_json::to_value(run)?),
-            _ => Err(format!("scheduled dump not started: {}", serde_json::to_string(&run)?).into()),
+            _ => Err(format!(
+                "scheduled dump not started: {}",
+                serde_json::to_string(&run)?
+            )
+            .into()),
         };
     }
     let request: LambdaRequest = serde_json::from_value(payload)?;

@@ -13,5 +13,8 @@ async fn main() -> Result<(), Error> {
     init_tracing();
     // Clients, secrets and tokens once per cold start.
     let state = api_state(&common_from_env().await?)?;
-    lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| dispatch::handle(state.clone(), event))).await
+    lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        dispatch::handle(state.clone(), event)
+    }))
+    .await
 }

@@ -13,10 +13,18 @@ async fn main() -> Result<(), Error> {
     // Clients and secrets once per cold start, shared by every invocation.
     let tasks = chunk_tasks(&common_from_env().await?);
     let tasks = &tasks;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<TaskInput>| async move {
-        // Stop exporting early enough to commit before Lambda's own deadline.
-        let deadline = export_deadline(event.context.deadline);
-        tasks.handle(event.payload, deadline).await.map_err(|e| Diagnostic { error_type: e.error_type().into(), error_message: e.to_string() })
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<TaskInput>| async move {
+            // Stop exporting early enough to commit before Lambda's own deadline.
+            let deadline = export_deadline(event.context.deadline);
+            tasks
+                .handle(event.payload, deadline)
+                .await
+                .map_err(|e| Diagnostic {
+                    error_type: e.error_type().into(),
+                    error_message: e.to_string(),
+                })
+        },
+    ))
     .await
 }
