@@ -173,14 +173,10 @@ impl Notifier {
     /// The seed's callback body for a finished job.
     pub fn payload(&self, job: &JobRecord) -> serde_json::Value {
         let base = self.public_url.as_deref().unwrap_or("");
-        let download = match job.spec.format {
-            crate::job::Format::Csv => format!("{base}/export/dump/download/{}/", job.id),
-            _ => format!("{base}/export/dump/download/{}", job.output_name()),
-        };
         let mut body = serde_json::json!({
             "status": job.status.as_str(),
             "dumpId": job.id,
-            "downloadUrl": if job.status == JobStatus::Completed { Some(download) } else { None },
+            "downloadUrl": if job.status == JobStatus::Completed { job.download_url(base) } else { serde_json::Value::Null },
             "format": job.spec.format,
             "size": job.bytes_written,
             "completedAt": job.completed_at.or(Some(job.updated_at)).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
@@ -191,7 +187,7 @@ impl Notifier {
         body["warnings"] = serde_json::json!(job.warnings);
         body["consistency"] = serde_json::json!(job.consistency);
         if job.status == JobStatus::Completed {
-            body["manifestUrl"] = format!("{base}/export/dump/manifest/{}", job.id).into();
+            body["manifestUrl"] = job.manifest_url(base).into();
         }
         body
     }

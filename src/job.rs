@@ -312,6 +312,26 @@ impl JobRecord {
         }
     }
 
+    /// Where the API serves the completed dump, under `base` (empty for a relative
+    /// path): one URL for SQL and JSON, one per table file for CSV. The one definition
+    /// for the status view and the callback.
+    pub fn download_url(&self, base: &str) -> serde_json::Value {
+        match self.spec.format {
+            Format::Csv => self
+                .files
+                .iter()
+                .map(|f| format!("{base}/export/dump/download/{}", f.key))
+                .collect::<Vec<_>>()
+                .into(),
+            _ => format!("{base}/export/dump/download/{}", self.output_name()).into(),
+        }
+    }
+
+    /// Where the API serves the completed dump's manifest, under `base`.
+    pub fn manifest_url(&self, base: &str) -> String {
+        format!("{base}/export/dump/manifest/{}", self.id)
+    }
+
     /// Percent complete (0..=100); never 100 before the dump is completed.
     pub fn percent_complete(&self) -> u8 {
         if self.status == JobStatus::Completed {
@@ -416,4 +436,52 @@ pub fn dump_id_for(now: DateTime<Utc>) -> String {
 pub fn key_belongs_to(key: &str, id: &str) -> bool {
     key.strip_prefix(id)
         .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_urls_name_routable_files() {
+        let spec = DumpSpec {
+            database: "/a.db".into(),
+            format: Format::Csv,
+            compression: Compression::Zstd,
+            tables: None,
+            include_schema: true,
+            chunk_size: 1000,
+            part_size: 8 << 20,
+            snapshot: false,
+            snapshot_max_block_ms: None,
+        };
+        let mut job = JobRecord::new("d1".into(), spec, chrono::Utc::now());
+        job.files = ["d1/a.csv.zst", "d1/b.csv.zst"]
+            .iter()
+            .map(|k| FileEntry {
+                key: k.to_string(),
+                size: 1,
+                sha256: None,
+            })
+            .collect();
+        // CSV: one URL per table file (the route `/export/dump/download/{id}/{table}.csv`).
+        assert_eq!(
+            job.download_url("https://x"),
+            serde_json::json!([
+                "https://x/export/dump/download/d1/a.csv.zst",
+                "https://x/export/dump/download/d1/b.csv.zst"
+            ])
+        );
+        job.spec.format = Format::Sql;
+        assert_eq!(
+            job.download_url(""),
+            serde_json::json!("/export/dump/download/d1.sql.zst")
+        );
+        assert_eq!(job.manifest_url(""), "/export/dump/manifest/d1");
+        assert!(
+            key_belongs_to("d1.sql", "d1")
+                && key_belongs_to("d1/t.csv", "d1")
+                && !key_belongs_to("d10.sql", "d1")
+        );
+    }
 }

@@ -177,16 +177,8 @@ async fn load(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
 fn view(job: &JobRecord) -> serde_json::Value {
     let mut v = job.status_view(chrono::Utc::now());
     if job.status == JobStatus::Completed {
-        v["manifestUrl"] = format!("/export/dump/manifest/{}", job.id).into();
-        v["downloadUrl"] = match job.spec.format {
-            Format::Csv => job
-                .files
-                .iter()
-                .map(|f| format!("/export/dump/download/{}", f.key))
-                .collect::<Vec<_>>()
-                .into(),
-            _ => format!("/export/dump/download/{}", job.output_name()).into(),
-        };
+        v["manifestUrl"] = job.manifest_url("").into();
+        v["downloadUrl"] = job.download_url("");
     }
     v
 }
