@@ -90,18 +90,27 @@ fn many_chunk_dump_matches_local(endpoint: &str, key: &str, secret: &str) {
 
 #[test]
 fn many_chunk_dump_to_moto_matches_the_local_dump_in_equal_parts() {
+    if common::cloud::skip_without_servers() {
+        return;
+    }
     let sv = servers();
     many_chunk_dump_matches_local(&sv.moto, "moto", "moto");
 }
 
 #[test]
 fn many_chunk_dump_to_s3s_fs_matches_the_local_dump_in_equal_parts() {
+    if common::cloud::skip_without_servers() {
+        return;
+    }
     let sv = servers();
     many_chunk_dump_matches_local(&sv.s3s, &sv.s3s_key, &sv.s3s_secret);
 }
 
 #[test]
 fn cli_dump_to_s3_and_dynamodb_survives_sigkill() {
+    if common::cloud::skip_without_servers() {
+        return;
+    }
     let sv = servers();
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
@@ -279,6 +288,9 @@ async fn faulty_dump(
 
 #[test]
 fn transient_store_faults_still_give_an_identical_dump() {
+    if common::cloud::skip_without_servers() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 100_000);
@@ -309,6 +321,9 @@ fn transient_store_faults_still_give_an_identical_dump() {
 
 #[test]
 fn a_permanent_store_fault_fails_cleanly_with_the_upload_aborted() {
+    if common::cloud::skip_without_servers() {
+        return;
+    }
     let sv = servers();
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
@@ -361,6 +376,9 @@ fn a_permanent_store_fault_fails_cleanly_with_the_upload_aborted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_on_s3_redirects_downloads_to_working_presigned_urls() {
+    if common::cloud::skip_without_servers() {
+        return;
+    }
     use chunkdump::api::{AppState, Tokens};
     let sv = servers();
     let dir = tempfile::tempdir().unwrap();

@@ -381,6 +381,9 @@ async fn missing_or_unwritable_locations_give_clear_errors() {
 
 #[tokio::test]
 async fn s3_object_store_on_moto() {
+    if common::cloud::skip_without_servers() {
+        return;
+    }
     let sv = servers();
     let config = sdk_config(&sv.moto, "moto", "moto").await;
     let store = S3Store::new(&config, &format!("s3://{}/some/prefix", unique("conf"))).unwrap();
@@ -395,6 +398,9 @@ async fn s3_object_store_on_moto() {
 
 #[tokio::test]
 async fn s3_object_store_on_s3s_fs_with_signature_checks() {
+    if common::cloud::skip_without_servers() {
+        return;
+    }
     let sv = servers();
     let config = sdk_config(&sv.s3s, &sv.s3s_key, &sv.s3s_secret).await;
     let store = S3Store::new(&config, &format!("s3://{}", unique("conf"))).unwrap();
@@ -411,6 +417,9 @@ async fn s3_object_store_on_s3s_fs_with_signature_checks() {
 
 #[tokio::test]
 async fn dynamodb_progress_store_on_moto() {
+    if common::cloud::skip_without_servers() {
+        return;
+    }
     let sv = servers();
     let config = sdk_config(&sv.moto, "moto", "moto").await;
     let table = unique("jobs");
@@ -428,6 +437,9 @@ async fn dynamodb_progress_store_on_moto() {
 
 #[tokio::test]
 async fn cloud_misconfiguration_gives_clear_errors() {
+    if common::cloud::skip_without_servers() {
+        return;
+    }
     let sv = servers();
     let moto = sdk_config(&sv.moto, "moto", "moto").await;
     let missing = S3Store::new(&moto, "s3://no-such-bucket-here").unwrap();
