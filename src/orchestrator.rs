@@ -24,8 +24,30 @@ pub trait Orchestrator: Send + Sync {
     async fn start(&self, id: &str, version: u64) -> Result<(), DumpError>;
     /// Stops the run of dump `id`, if any.
     async fn stop(&self, id: &str) -> Result<(), DumpError>;
-    /// The run's state (`RUNNING`, `SUCCEEDED`, `FAILED`, …), if there is a run.
-    async fn describe(&self, id: &str) -> Result<Option<String>, DumpError>;
+    /// The state of the dump's latest run; [`RunState::None`] if it never had one.
+    async fn describe(&self, id: &str) -> Result<RunState, DumpError>;
+}
+
+/// What an orchestrator knows of a dump's run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    /// A run is in progress.
+    Running,
+    /// The latest run has ended, as the orchestrator tells it (e.g. Step Functions'
+    /// `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`; the local runner's `ENDED`).
+    Ended(String),
+    /// No run is known.
+    None,
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunState::Running => f.write_str("running"),
+            RunState::Ended(how) => write!(f, "ended: {how}"),
+            RunState::None => f.write_str("no run"),
+        }
+    }
 }
 
 /// The chunk function's ARN in local runs (`DefinitionSubstitutions`' `ChunkFunctionArn`).
@@ -240,13 +262,15 @@ impl Orchestrator for LocalRunner {
         Ok(())
     }
 
-    async fn describe(&self, id: &str) -> Result<Option<String>, DumpError> {
+    async fn describe(&self, id: &str) -> Result<RunState, DumpError> {
         let running = self
             .running
             .lock()
             .map_err(|_| DumpError::Internal("runner lock poisoned".into()))?;
-        Ok(running
-            .get(id)
-            .map(|h| if h.is_finished() { "ENDED" } else { "RUNNING" }.to_string()))
+        Ok(match running.get(id) {
+            Some(h) if h.is_finished() => RunState::Ended("ENDED".into()),
+            Some(_) => RunState::Running,
+            None => RunState::None,
+        })
     }
 }

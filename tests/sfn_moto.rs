@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use chunkdump::cloud::{DynamoProgress, S3Store, SfnOrchestrator};
 use chunkdump::job::{Compression, DumpSpec, Format, JobStatus};
 use chunkdump::orchestrator::Orchestrator;
+use chunkdump::orchestrator::RunState;
 use chunkdump::ports::{ObjectStore, ProgressStore};
 use chunkdump::runner::{create_dump, ChunkOptions};
 use chunkdump::tasks::{error_document, TaskInput, Tasks};
@@ -214,11 +215,12 @@ async fn settle(rig: &Rig, id: &str) -> String {
     let start = Instant::now();
     loop {
         let status = rig.orchestrator.describe(id).await.unwrap();
-        match status.as_deref() {
-            Some("RUNNING") | None if start.elapsed() < Duration::from_secs(120) => {
+        match status {
+            RunState::Running | RunState::None if start.elapsed() < Duration::from_secs(120) => {
                 tokio::time::sleep(Duration::from_millis(300)).await
             }
-            other => return other.unwrap_or("none").to_string(),
+            RunState::Ended(how) => return how,
+            other => return other.to_string(),
         }
     }
 }

@@ -137,11 +137,10 @@ async fn holder_is_active(state: &AppState, holder: &str) -> Result<bool, ApiErr
     if quiet < chrono::Duration::seconds(60) {
         return Ok(true);
     }
-    let run = state.orchestrator.describe(&job.id).await?;
-    if run.as_deref() == Some("RUNNING") {
+    let status = state.orchestrator.describe(&job.id).await?;
+    if status == crate::orchestrator::RunState::Running {
         return Ok(true);
     }
-    let status = run.unwrap_or_else(|| "no run".into());
     let lost = crate::error::DumpError::RunFailed {
         error: "RunLost".into(),
         message: format!("the dump's run ended without finishing it ({status})"),

@@ -8,7 +8,7 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use super::sdk_error;
 use crate::asl::execution_arn;
 use crate::error::DumpError;
-use crate::orchestrator::{first_input, Orchestrator};
+use crate::orchestrator::{first_input, Orchestrator, RunState};
 use crate::tasks::execution_name;
 
 /// Starts, stops and describes dump runs as Step Functions executions.
@@ -126,20 +126,19 @@ impl Orchestrator for SfnOrchestrator {
         Ok(())
     }
 
-    async fn describe(&self, id: &str) -> Result<Option<String>, DumpError> {
+    async fn describe(&self, id: &str) -> Result<RunState, DumpError> {
         // Running executions are few; only a dump with none needs the whole history.
         if !self
             .executions(id, Some(ExecutionStatus::Running))
             .await?
             .is_empty()
         {
-            return Ok(Some(ExecutionStatus::Running.as_str().to_string()));
+            return Ok(RunState::Running);
         }
-        Ok(self
-            .executions(id, None)
-            .await?
-            .into_iter()
-            .next()
-            .map(|(_, status)| status.as_str().to_string()))
+        Ok(match self.executions(id, None).await?.into_iter().next() {
+            Some((_, ExecutionStatus::Running)) => RunState::Running,
+            Some((_, status)) => RunState::Ended(status.as_str().to_string()),
+            None => RunState::None,
+        })
     }
 }
