@@ -104,12 +104,7 @@ impl LocalRunner {
 
     /// Runs dump `id` to the end and returns its completed job, or the reason it is not.
     pub async fn run_to_end(&self, id: &str) -> Result<JobRecord, DumpError> {
-        let job = self
-            .tasks
-            .progress
-            .get(id)
-            .await?
-            .ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+        let job = self.tasks.progress.require(id).await?;
         if job.status == JobStatus::Failed {
             let message = job
                 .error
@@ -122,12 +117,7 @@ impl LocalRunner {
             });
         }
         let outcome = self.run(id, job.version, &mut |_| {}).await;
-        let job = self
-            .tasks
-            .progress
-            .get(id)
-            .await?
-            .ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+        let job = self.tasks.progress.require(id).await?;
         match (job.status, outcome) {
             (JobStatus::Completed, _) => Ok(job),
             (JobStatus::Failed, _) => Err(DumpError::RunFailed {

@@ -113,6 +113,12 @@ pub trait ProgressStore: Send + Sync {
     async fn create(&self, job: &JobRecord) -> Result<(), StoreError>;
     /// Reads a job; `None` if missing or expired.
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Reads a job that must exist: [`DumpError::UnknownDump`] if it does not.
+    async fn require(&self, id: &str) -> Result<JobRecord, crate::error::DumpError> {
+        self.get(id)
+            .await?
+            .ok_or_else(|| crate::error::DumpError::UnknownDump(id.to_string()))
+    }
     /// Replaces the job if its stored version is still `expected_version`
     /// (`job.version` is the new version); [`StoreError::Conflict`] otherwise.
     async fn commit(&self, job: &JobRecord, expected_version: u64) -> Result<(), StoreError>;

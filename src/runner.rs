@@ -166,10 +166,7 @@ pub async fn run_chunk(
     expected_version: Option<u64>,
     opts: &ChunkOptions,
 ) -> Result<ChunkReport, DumpError> {
-    let job = progress
-        .get(id)
-        .await?
-        .ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+    let job = progress.require(id).await?;
     if expected_version.is_some_and(|v| v != job.version)
         || matches!(job.status, JobStatus::Completed | JobStatus::Cancelled)
     {
@@ -442,10 +439,7 @@ pub async fn cancel_dump(
     id: &str,
 ) -> Result<JobRecord, DumpError> {
     for _ in 0..5 {
-        let job = progress
-            .get(id)
-            .await?
-            .ok_or_else(|| DumpError::UnknownDump(id.to_string()))?;
+        let job = progress.require(id).await?;
         if job.status.is_terminal() {
             return Err(DumpError::WrongState {
                 id: id.into(),

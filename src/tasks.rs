@@ -120,11 +120,7 @@ impl Tasks {
         let answer = match input.action {
             TaskAction::Chunk => serde_json::to_value(self.chunk(&input, deadline).await?),
             TaskAction::Snapshot => {
-                let job = self
-                    .progress
-                    .get(&input.dump_id)
-                    .await?
-                    .ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
+                let job = self.progress.require(&input.dump_id).await?;
                 let job = crate::runner::ensure_snapshot(
                     self.objects.as_ref(),
                     self.progress.as_ref(),
@@ -143,11 +139,7 @@ impl Tasks {
                         .notify(self.progress.as_ref(), &input.dump_id)
                         .await;
                 }
-                let job = self
-                    .progress
-                    .get(&input.dump_id)
-                    .await?
-                    .ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
+                let job = self.progress.require(&input.dump_id).await?;
                 Ok(
                     serde_json::json!({"dumpId": job.id, "status": job.status, "callback": job.callback.map(|c| c.status)}),
                 )
@@ -219,11 +211,7 @@ impl Tasks {
             .or_else(|| input.cause.clone())
             .unwrap_or_default();
         for _ in 0..5 {
-            let job = self
-                .progress
-                .get(&input.dump_id)
-                .await?
-                .ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
+            let job = self.progress.require(&input.dump_id).await?;
             if job.status.is_terminal() {
                 break;
             }
@@ -250,11 +238,7 @@ impl Tasks {
                 .notify(self.progress.as_ref(), &input.dump_id)
                 .await;
         }
-        let job = self
-            .progress
-            .get(&input.dump_id)
-            .await?
-            .ok_or_else(|| DumpError::UnknownDump(input.dump_id.clone()))?;
+        let job = self.progress.require(&input.dump_id).await?;
         Ok(serde_json::json!({"dumpId": job.id, "status": job.status}))
     }
 }

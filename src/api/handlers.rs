@@ -167,11 +167,7 @@ pub(crate) async fn start_dump(
 
 async fn load(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
     validate_dump_id(id)?;
-    Ok(state
-        .progress
-        .get(id)
-        .await?
-        .ok_or_else(|| crate::error::DumpError::UnknownDump(id.to_string()))?)
+    Ok(state.progress.require(id).await?)
 }
 
 fn view(job: &JobRecord) -> serde_json::Value {

@@ -351,20 +351,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Resume(args) => {
             let stores = open_stores(&args.location).await?;
-            let job = stores
-                .progress
-                .get(&args.id)
-                .await?
-                .ok_or_else(|| DumpError::UnknownDump(args.id.clone()))?;
+            let job = stores.progress.require(&args.id).await?;
             finish(&stores, &job, &args.tuning, &cfg).await
         }
         Command::Status(args) => {
             let stores = open_stores(&args.location).await?;
-            let job = stores
-                .progress
-                .get(&args.id)
-                .await?
-                .ok_or_else(|| DumpError::UnknownDump(args.id.clone()))?;
+            let job = stores.progress.require(&args.id).await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&job.status_view(chrono::Utc::now()))?
@@ -420,11 +412,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         progress: args.progress.clone(),
                     };
                     let stores = open_stores(&location).await?;
-                    let job = stores
-                        .progress
-                        .get(id)
-                        .await?
-                        .ok_or_else(|| DumpError::UnknownDump(id.clone()))?;
+                    let job = stores.progress.require(id).await?;
                     if job.status != JobStatus::Completed {
                         let message = "only a completed dump can be verified".into();
                         return Err(DumpError::WrongState {
