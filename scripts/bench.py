@@ -145,13 +145,12 @@ def cloud_dump(db, endpoint, key, secret, *args):
 
 def uploads(rows):
     """Parallel part uploads: the same SQL dump to S3 on s3s-fs, directly and behind a
-    link model (scripts/throttle.py: 30 ms round trip, 50 MB/s per connection), with one
+    link model (examples/throttle.rs: 30 ms round trip, 50 MB/s per connection), with one
     part upload at a time and with the default four."""
     db = os.path.join(CACHE, f"bench-{rows}.db")
     build_db(db, rows)
     s3s, key, secret = os.environ["CHUNKDUMP_TEST_S3S"], os.environ["CHUNKDUMP_TEST_S3S_KEY"], os.environ["CHUNKDUMP_TEST_S3S_SECRET"]
-    proxy = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts/throttle.py"), s3s.split("//")[1], "30", "50"],
-                             stdout=subprocess.PIPE, text=True)
+    proxy = subprocess.Popen([os.path.join(EX, "throttle"), s3s.split("//")[1], "30", "50"], stdout=subprocess.PIPE, text=True)
     try:
         slow = f"http://127.0.0.1:{proxy.stdout.readline().strip()}"
         out = os.path.join(CACHE, "out")
