@@ -38,11 +38,16 @@ async fn main() -> std::io::Result<()> {
         let (client, _) = listener.accept().await?;
         let target = target.clone();
         tokio::spawn(async move {
-            let Ok(server) = TcpStream::connect(&target).await else { return };
+            let Ok(server) = TcpStream::connect(&target).await else {
+                return;
+            };
             let _ = (client.set_nodelay(true), server.set_nodelay(true));
             let (client_r, client_w) = client.into_split();
             let (server_r, server_w) = server.into_split();
-            tokio::join!(pump(client_r, server_w, one_way, rate), pump(server_r, client_w, one_way, rate));
+            tokio::join!(
+                pump(client_r, server_w, one_way, rate),
+                pump(server_r, client_w, one_way, rate)
+            );
         });
     }
 }
@@ -57,7 +62,9 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, one_way: Duration
             let n = from.read(&mut buf).await.unwrap_or(0);
             let now = Instant::now();
             if n == 0 {
-                let _ = tx.send((serialised_until.max(now) + one_way, Vec::new())).await;
+                let _ = tx
+                    .send((serialised_until.max(now) + one_way, Vec::new()))
+                    .await;
                 return;
             }
             buf.truncate(n);

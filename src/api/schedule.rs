@@ -49,8 +49,7 @@ pub struct Retention {
 impl Retention {
     /// The policy; `None` keeps everything. A 0 (the template's "unset") is no rule.
     fn policy(&self) -> Result<Option<RetentionPolicy>, String> {
-        let keep_for = match self.keep_days {
-            Some(d) if d == 0.0 => None,
+        let keep_for = match self.keep_days.filter(|d| *d != 0.0) {
             Some(d) if !(d.is_finite() && d > 0.0) => {
                 return Err(format!("keepDays {d}: must be a positive number of days"))
             }

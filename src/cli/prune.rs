@@ -48,16 +48,13 @@ pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
         keep_for,
     };
     policy.check().map_err(DumpError::InvalidRequest)?;
-    let database = match &args.database {
-        // Dumps record the canonical path of their database.
-        Some(db) => Some(
-            std::fs::canonicalize(db)
-                .unwrap_or_else(|_| db.clone())
-                .display()
-                .to_string(),
-        ),
-        None => None,
-    };
+    // Dumps record the canonical path of their database.
+    let database = args.database.as_ref().map(|db| {
+        std::fs::canonicalize(db)
+            .unwrap_or_else(|_| db.clone())
+            .display()
+            .to_string()
+    });
     let stores = open_stores(&args.location).await?;
     let scope = PruneScope {
         database,

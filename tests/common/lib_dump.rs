@@ -123,7 +123,9 @@ impl<S> FaultyStore<S> {
 
     fn fault(&self, op: &str) -> Result<(), StoreError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if n % self.every != 0 || self.faults.fetch_add(1, Ordering::SeqCst) >= self.max_faults {
+        if !n.is_multiple_of(self.every)
+            || self.faults.fetch_add(1, Ordering::SeqCst) >= self.max_faults
+        {
             return Ok(());
         }
         let msg = format!("injected fault on call {n} ({op})");
@@ -152,7 +154,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         // A slow answer now and then, so later parts finish first.
-        if number % 3 == 0 {
+        if number.is_multiple_of(3) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let result = self.inner.upload_part(key, upload, number, bytes).await;
