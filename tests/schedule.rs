@@ -60,6 +60,9 @@ async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
     // A dump started by hand is not the schedule's to prune.
     let by_hand = server.start(serde_json::json!({"format": "json"})).await;
     server.wait_for(&by_hand, "completed").await;
+    // Dump ids name the second a dump starts in, and a pruned dump's id is free again:
+    // start the third dump in a later second than the first, so its id is new.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     // keepLast 1: the third tick deletes the first dump whole, keeps the second.
     let third = run_tick(&server.state, nightly.clone()).await;
     assert_eq!(third.pruned, vec![d1.clone()], "{third:?}");
