@@ -33,6 +33,30 @@ pub struct RetentionPolicy {
 }
 
 impl RetentionPolicy {
+    /// A policy from its rules as people give them (`keep_days` in days, fractions
+    /// allowed); `what_days` names the days setting in the error.
+    pub fn from_rules(
+        keep_last: Option<u32>,
+        keep_days: Option<f64>,
+        what_days: &str,
+    ) -> Result<Self, String> {
+        let keep_for = match keep_days {
+            Some(d) if !(d.is_finite() && d > 0.0) => {
+                return Err(format!(
+                    "{what_days} {d}: must be a positive number of days"
+                ))
+            }
+            Some(d) => Some(Duration::from_secs_f64(d * 86_400.0)),
+            None => None,
+        };
+        let policy = RetentionPolicy {
+            keep_last,
+            keep_for,
+        };
+        policy.check()?;
+        Ok(policy)
+    }
+
     /// A policy needs at least one rule: an empty one would delete everything but the
     /// newest dump, which nobody asks for by omission.
     pub fn check(&self) -> Result<(), String> {

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -144,21 +144,7 @@ fn kill_and_resume(
     assert_eq!(s["status"], "processing", "{s}");
     assert!(s["progress"]["processedRows"].as_u64().unwrap() > 0);
 
-    let o = run(&[
-        "resume",
-        "d1",
-        "--out",
-        out.to_str().unwrap(),
-        "--breathe-ms",
-        "0",
-    ]);
-    assert!(
-        o.status.success(),
-        "resume failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let stdout = String::from_utf8(o.stdout).unwrap();
-    let resumed = Path::new(stdout.lines().last().unwrap()).to_path_buf();
+    let resumed = resume_ok("d1", &out);
     assert_eq!(
         read_all(&resumed, compression),
         read_all(&reference, compression),
@@ -167,13 +153,10 @@ fn kill_and_resume(
 
     assert_eq!(status("d1", &out)["status"], "completed");
     // Nothing is left behind: no open uploads, no staging objects.
-    let leftovers: Vec<_> = walk(&out.join(".chunkdump/uploads"))
-        .into_iter()
-        .chain(walk(&out.join(".chunkdump/staging")))
-        .collect();
+    let left = leftovers(&out);
     assert!(
-        leftovers.is_empty(),
-        "left behind: {leftovers:?}; status {}",
+        left.is_empty(),
+        "left behind: {left:?}; status {}",
         status("d1", &out)
     );
     // Resuming a completed dump just prints its path.
@@ -189,7 +172,33 @@ fn kill_and_resume(
     );
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+/// Resumes dump `id` in `out` without breathing; returns the path it prints last.
+fn resume_ok(id: &str, out: &Path) -> PathBuf {
+    let o = run(&[
+        "resume",
+        id,
+        "--out",
+        out.to_str().unwrap(),
+        "--breathe-ms",
+        "0",
+    ]);
+    assert!(
+        o.status.success(),
+        "resume failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    PathBuf::from(String::from_utf8(o.stdout).unwrap().lines().last().unwrap())
+}
+
+/// What a dump in `out` left behind: open uploads and staging objects.
+fn leftovers(out: &Path) -> Vec<PathBuf> {
+    walk(&out.join(".chunkdump/uploads"))
+        .into_iter()
+        .chain(walk(&out.join(".chunkdump/staging")))
+        .collect()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return vec![];
     };
@@ -330,8 +339,8 @@ fn a_dump_killed_with_parts_in_flight_resumes_identically() {
             "--upload-concurrency",
             "4",
         ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let started = Instant::now();
@@ -365,29 +374,12 @@ fn a_dump_killed_with_parts_in_flight_resumes_identically() {
         0,
         "killed inside its first chunk"
     );
-    let o = run(&[
-        "resume",
-        "d1",
-        "--out",
-        out.to_str().unwrap(),
-        "--breathe-ms",
-        "0",
-    ]);
-    assert!(
-        o.status.success(),
-        "resume failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let resumed =
-        Path::new(String::from_utf8(o.stdout).unwrap().lines().last().unwrap()).to_path_buf();
+    let resumed = resume_ok("d1", &out);
     assert_eq!(
         std::fs::read(&resumed).unwrap(),
         std::fs::read(&reference).unwrap(),
         "resumed dump differs"
     );
-    let leftovers: Vec<_> = walk(&out.join(".chunkdump/uploads"))
-        .into_iter()
-        .chain(walk(&out.join(".chunkdump/staging")))
-        .collect();
-    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    let left = leftovers(&out);
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -89,6 +89,26 @@ async fn run_with(
     }
 }
 
+/// Checks a run that a permanent fault on store call `call` failed: the job is failed
+/// with that error, no file exists and no upload is left open.
+fn assert_failed_cleanly(r: Run, out: &Path, call: u32) {
+    assert_eq!(r.job.status, JobStatus::Failed);
+    let message = r.job.error.unwrap().message;
+    assert!(
+        message.contains(&format!("injected fault on call {call}")),
+        "{message}"
+    );
+    assert!(r.job.files.is_empty() && r.file.is_none());
+    assert_eq!(open_uploads(out), 0, "the upload was aborted");
+}
+
+/// Multipart uploads still open in the directory store at `out`.
+fn open_uploads(out: &Path) -> usize {
+    std::fs::read_dir(out.join(".chunkdump/uploads"))
+        .unwrap()
+        .count()
+}
+
 fn entered(steps: &[Step], state: &str) -> usize {
     steps
         .iter()
@@ -163,21 +183,7 @@ async fn a_permanent_fault_goes_through_catch_and_leaves_a_failed_job_and_no_fil
         !r.steps.iter().any(|s| matches!(s, Step::Retried { .. })),
         "a Fatal error is not retried"
     );
-    assert_eq!(r.job.status, JobStatus::Failed);
-    assert!(r
-        .job
-        .error
-        .unwrap()
-        .message
-        .contains("injected fault on call 4"));
-    assert!(r.job.files.is_empty() && r.file.is_none());
-    assert_eq!(
-        std::fs::read_dir(out.join(".chunkdump/uploads"))
-            .unwrap()
-            .count(),
-        0,
-        "the upload was aborted"
-    );
+    assert_failed_cleanly(r, &out, 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -306,13 +312,7 @@ async fn parallel_part_uploads_survive_faults_and_give_identical_bytes() {
                 "{most} parts were in flight at once"
             );
         }
-        assert_eq!(
-            std::fs::read_dir(out.join(".chunkdump/uploads"))
-                .unwrap()
-                .count(),
-            0,
-            "aborted attempts leave no upload"
-        );
+        assert_eq!(open_uploads(&out), 0, "aborted attempts leave no upload");
     }
 }
 
@@ -332,20 +332,6 @@ async fn a_permanent_fault_among_parallel_parts_aborts_the_upload() {
             "{:?}",
             r.outcome
         );
-        assert_eq!(r.job.status, JobStatus::Failed);
-        assert!(r
-            .job
-            .error
-            .unwrap()
-            .message
-            .contains("injected fault on call 5"));
-        assert!(r.job.files.is_empty() && r.file.is_none());
-        assert_eq!(
-            std::fs::read_dir(out.join(".chunkdump/uploads"))
-                .unwrap()
-                .count(),
-            0,
-            "the upload was aborted"
-        );
+        assert_failed_cleanly(r, &out, 5);
     }
 }

@@ -49,22 +49,12 @@ pub struct Retention {
 impl Retention {
     /// The policy; `None` keeps everything. A 0 (the template's "unset") is no rule.
     fn policy(&self) -> Result<Option<RetentionPolicy>, String> {
-        let keep_for = match self.keep_days.filter(|d| *d != 0.0) {
-            Some(d) if !(d.is_finite() && d > 0.0) => {
-                return Err(format!("keepDays {d}: must be a positive number of days"))
-            }
-            Some(d) => Some(std::time::Duration::from_secs_f64(d * 86_400.0)),
-            None => None,
-        };
-        let policy = RetentionPolicy {
-            keep_last: self.keep_last.filter(|n| *n > 0),
-            keep_for,
-        };
-        if policy.keep_last.is_none() && policy.keep_for.is_none() {
+        let keep_last = self.keep_last.filter(|n| *n > 0);
+        let keep_days = self.keep_days.filter(|d| *d != 0.0);
+        if keep_last.is_none() && keep_days.is_none() {
             return Ok(None);
         }
-        policy.check()?;
-        Ok(Some(policy))
+        RetentionPolicy::from_rules(keep_last, keep_days, "keepDays").map(Some)
     }
 }
 

@@ -2,7 +2,6 @@
 //! (see [`crate::retention`]) and reports what it deleted.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 
@@ -33,21 +32,8 @@ pub struct PruneArgs {
 
 /// Runs the prune and prints one line per deleted dump, then a summary.
 pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
-    let keep_for = match args.keep_days {
-        Some(d) if !(d.is_finite() && d > 0.0) => {
-            return Err(DumpError::InvalidRequest(format!(
-                "--keep-days {d}: must be a positive number of days"
-            ))
-            .into())
-        }
-        Some(d) => Some(Duration::from_secs_f64(d * 86_400.0)),
-        None => None,
-    };
-    let policy = RetentionPolicy {
-        keep_last: args.keep_last,
-        keep_for,
-    };
-    policy.check().map_err(DumpError::InvalidRequest)?;
+    let policy = RetentionPolicy::from_rules(args.keep_last, args.keep_days, "--keep-days")
+        .map_err(DumpError::InvalidRequest)?;
     // Dumps record the canonical path of their database.
     let database = args.database.as_ref().map(|db| {
         std::fs::canonicalize(db)
