@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use chunkdump::engine::{run_export, ExportInput, Tail};
-use chunkdump::job::{Compression, Cursor, DumpSpec, Format, KeyValue};
+use chunkdump::model::{Compression, Cursor, DumpSpec, Format, KeyValue};
 
 fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<Duration> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);

@@ -57,6 +57,13 @@ pub enum DumpError {
     /// The request itself is wrong (bad flag, unknown table, bad id). Maps to HTTP 4xx.
     #[error("{0}")]
     InvalidRequest(String),
+    /// One field of the request is wrong (`tables` names a missing table, `id` is not a
+    /// dump id, ...). Maps to HTTP 400 naming the field.
+    #[error("{message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
     /// The dump id does not exist.
     #[error("no dump with id {0:?}")]
     UnknownDump(String),
@@ -77,7 +84,7 @@ pub enum DumpError {
     #[error("dump {id} is {status}: {message}")]
     WrongState {
         id: String,
-        status: String,
+        status: crate::model::JobStatus,
         message: String,
     },
     /// The run of the dump gave up (retries exhausted, the function crashed or timed
@@ -125,7 +132,7 @@ impl DumpError {
     /// Short machine-readable code, used in job records and HTTP error bodies.
     pub fn code(&self) -> &'static str {
         match self {
-            DumpError::InvalidRequest(_) => "invalid_request",
+            DumpError::InvalidRequest(_) | DumpError::InvalidField { .. } => "invalid_request",
             DumpError::UnknownDump(_) => "not_found",
             DumpError::Database { .. } => "database_error",
             DumpError::DatabaseBusy => "database_busy",
@@ -152,6 +159,15 @@ impl DumpError {
         DumpError::Database {
             path: path.to_string(),
             message: err.to_string(),
+        }
+    }
+}
+
+impl From<crate::model::InvalidValue> for DumpError {
+    fn from(e: crate::model::InvalidValue) -> Self {
+        DumpError::InvalidField {
+            field: e.field,
+            message: e.message,
         }
     }
 }

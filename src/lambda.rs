@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::api::AppState;
+use crate::chunk::ChunkOptions;
 use crate::cloud::{
     load_aws_config, load_secrets, DynamoProgress, S3Store, Secrets, SfnOrchestrator,
 };
 use crate::config::{Config, DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
 use crate::error::DumpError;
-use crate::runner::ChunkOptions;
 use crate::tasks::Tasks;
 
 /// Time the chunk function keeps for itself after its export stops: uploading the last
@@ -41,7 +41,7 @@ pub struct Common {
     pub objects: Arc<S3Store>,
     pub progress: Arc<DynamoProgress>,
     pub config: Config,
-    pub notifier: Option<crate::callback::Notifier>,
+    pub notifier: Option<crate::api::callback::Notifier>,
 }
 
 /// Loads configuration, secrets and clients (once, in `main`).
@@ -59,7 +59,7 @@ pub async fn common_from_env() -> Result<Common, DumpError> {
     let objects =
         S3Store::with_access(&aws, &required("CHUNKDUMP_STORE")?, secrets.r2()?.as_ref())?;
     let progress = DynamoProgress::new(&aws, &required("CHUNKDUMP_PROGRESS")?)?;
-    let notifier = crate::callback::Notifier::from_env_with(secrets.callback_secret.clone())
+    let notifier = crate::api::callback::Notifier::from_env_with(secrets.callback_secret.clone())
         .map_err(DumpError::InvalidRequest)?;
     Ok(Common {
         aws,
@@ -122,6 +122,7 @@ pub fn api_state(common: &Common) -> Result<AppState, DumpError> {
     Ok(AppState {
         objects: common.objects.clone(),
         progress: common.progress.clone(),
+        guard: common.progress.clone(),
         orchestrator: Arc::new(orchestrator),
         tokens,
         settings,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::digest::{DigestState, TableDigest};
 use crate::error::DumpError;
-use crate::job::{Compression, Consistency, FileEntry, Format, JobRecord};
+use crate::model::{Compression, Consistency, FileEntry, Format, JobRecord};
 use crate::ports::ObjectStore;
 
 /// The manifest document (`<id>.manifest.json`, or `<id>/manifest.json` for CSV).
@@ -40,7 +40,7 @@ pub struct Manifest {
     /// What was asked for (tables, schema, format …), so a copy of the dump can be
     /// verified from its manifest alone.
     #[serde(default)]
-    pub spec: Option<crate::job::DumpSpec>,
+    pub spec: Option<crate::model::DumpSpec>,
 }
 
 /// Facts about the database that was dumped.
@@ -56,13 +56,7 @@ pub struct SourceFacts {
     pub sqlite_version: String,
 }
 
-/// The manifest's object key for a dump.
-pub fn manifest_key(id: &str, format: Format) -> String {
-    match format {
-        Format::Csv => format!("{id}/manifest.json"),
-        _ => format!("{id}.manifest.json"),
-    }
-}
+pub use crate::model::manifest_key;
 
 /// Reads the source facts (best effort: a database gone by now still gets its path).
 pub fn source_facts(path: &str) -> SourceFacts {

@@ -1,4 +1,5 @@
-//! Ports: the two small storage interfaces the engine needs.
+//! Ports: the small interfaces between the dump's logic and what it runs on (object
+//! storage, job records, the API's start guard, the orchestrator that runs chunks).
 //!
 //! Adapters (local directory and SQLite file here; S3/R2 and DynamoDB elsewhere) implement
 //! them and return the project's own types, never SDK types. Object keys are relative,
@@ -6,38 +7,9 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
-use crate::error::StoreError;
-use crate::job::JobRecord;
-
-/// A started multipart upload. The part size travels with the handle so every adapter
-/// can enforce R2's rule (every part but the last exactly `part_size` bytes) itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UploadHandle {
-    pub upload_id: String,
-    pub part_size: u64,
-}
-
-/// Proof of one uploaded part, needed to complete the upload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartReceipt {
-    pub number: u32,
-    pub etag: String,
-    pub size: u64,
-    /// SHA-256 of the part's bytes (hex), filled in by the uploader for the manifest.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub sha256: String,
-}
-
-/// An unfinished multipart upload found by [`ObjectStore::pending_uploads`] (its handle's
-/// part size is unknown and 0: it is only good for aborting).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingUpload {
-    pub key: String,
-    pub handle: UploadHandle,
-}
+use crate::error::{DumpError, StoreError};
+use crate::model::{JobRecord, PartReceipt, PendingUpload, UploadHandle};
 
 /// Where dump files (and the small staging objects between chunks) are stored.
 #[async_trait]
@@ -114,10 +86,10 @@ pub trait ProgressStore: Send + Sync {
     /// Reads a job; `None` if missing or expired.
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
     /// Reads a job that must exist: [`DumpError::UnknownDump`] if it does not.
-    async fn require(&self, id: &str) -> Result<JobRecord, crate::error::DumpError> {
+    async fn require(&self, id: &str) -> Result<JobRecord, DumpError> {
         self.get(id)
             .await?
-            .ok_or_else(|| crate::error::DumpError::UnknownDump(id.to_string()))
+            .ok_or_else(|| DumpError::UnknownDump(id.to_string()))
     }
     /// Replaces the job if its stored version is still `expected_version`
     /// (`job.version` is the new version); [`StoreError::Conflict`] otherwise.
@@ -127,6 +99,44 @@ pub trait ProgressStore: Send + Sync {
     /// Deletes a job record if its stored version is still `expected_version`
     /// ([`StoreError::Conflict`] otherwise); deleting a missing record is not an error.
     async fn delete(&self, id: &str, expected_version: u64) -> Result<(), StoreError>;
+
+    /// Reads job `id`, lets `change` turn it into its next state, and commits that one
+    /// version up. On a version conflict (a chunk committed meanwhile) it reads the new
+    /// version and asks `change` again, up to five times; `change` returns `None` to
+    /// leave the job as it is. The one read-modify-write loop for job records.
+    async fn update(
+        &self,
+        id: &str,
+        change: &mut (dyn for<'j> FnMut(&'j JobRecord) -> Result<Option<JobRecord>, DumpError>
+                  + Send),
+    ) -> Result<Option<Transition>, DumpError> {
+        for _ in 0..5 {
+            let before = self.require(id).await?;
+            let Some(mut after) = change(&before)? else {
+                return Ok(None);
+            };
+            after.version = before.version + 1;
+            match self.commit(&after, before.version).await {
+                Ok(()) => return Ok(Some(Transition { before, after })),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(DumpError::Conflict(id.to_string()))
+    }
+}
+
+/// A committed change of a job record: the version it replaced and the new one.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub before: JobRecord,
+    pub after: JobRecord,
+}
+
+/// The API's guard on starts: one running dump per database and a rate limit per
+/// caller. Implemented by the same adapters as [`ProgressStore`], in the same table.
+#[async_trait]
+pub trait StartGuard: Send + Sync {
     /// Atomically gives `slot` to `holder` if it is free or held by `replacing`; returns
     /// `None` when claimed, or `Some(current holder)` when someone else holds it.
     async fn claim(
@@ -209,4 +219,38 @@ pub fn check_parts(parts: &[PartReceipt], part_size: u64) -> Result<u64, StoreEr
 /// starts at `version`. Deterministic, so a retried chunk finds the tail it started from.
 pub fn staging_key(prefix_id: &str, version: u64) -> String {
     format!(".chunkdump/staging/{prefix_id}/v{version:012}")
+}
+
+/// Starts, stops and describes dump runs.
+#[async_trait]
+pub trait Orchestrator: Send + Sync {
+    /// Starts running dump `id` from job version `version` (idempotent: starting a
+    /// running dump does nothing).
+    async fn start(&self, id: &str, version: u64) -> Result<(), DumpError>;
+    /// Stops the run of dump `id`, if any.
+    async fn stop(&self, id: &str) -> Result<(), DumpError>;
+    /// The state of the dump's latest run; [`RunState::None`] if it never had one.
+    async fn describe(&self, id: &str) -> Result<RunState, DumpError>;
+}
+
+/// What an orchestrator knows of a dump's run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    /// A run is in progress.
+    Running,
+    /// The latest run has ended, as the orchestrator tells it (e.g. Step Functions'
+    /// `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`; the local runner's `ENDED`).
+    Ended(String),
+    /// No run is known.
+    None,
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunState::Running => f.write_str("running"),
+            RunState::Ended(how) => write!(f, "ended: {how}"),
+            RunState::None => f.write_str("no run"),
+        }
+    }
 }

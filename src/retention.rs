@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::StoreError;
-use crate::job::{JobRecord, JobStatus};
 use crate::manifest::manifest_key;
+use crate::model::{JobRecord, JobStatus};
 use crate::ports::{staging_key, ObjectStore, ProgressStore};
 
 /// How many completed dumps to keep.
@@ -196,13 +196,13 @@ async fn delete_dump(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::DumpSpec;
+    use crate::model::DumpSpec;
 
     fn done(id: &str, db: &str, days_ago: i64, now: DateTime<Utc>) -> JobRecord {
         let spec = DumpSpec {
             database: db.into(),
-            format: crate::job::Format::Sql,
-            compression: crate::job::Compression::None,
+            format: crate::model::Format::Sql,
+            compression: crate::model::Compression::None,
             tables: None,
             include_schema: true,
             chunk_size: 1000,

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{router, ApiSettings, AppState, Tokens};
+use crate::chunk::ChunkOptions;
 use crate::config::Config;
 use crate::error::DumpError;
-use crate::orchestrator::LocalRunner;
-use crate::ports::{ObjectStore, ProgressStore};
-use crate::runner::ChunkOptions;
+use crate::local::LocalRunner;
+use crate::ports::{ObjectStore, ProgressStore, StartGuard};
 use crate::tasks::Tasks;
 
 /// Everything `serve` needs besides the stores.
@@ -44,7 +44,7 @@ pub fn api_settings(
     database: String,
     config: &Config,
     part_size: u64,
-    notifier: Option<crate::callback::Notifier>,
+    notifier: Option<crate::api::callback::Notifier>,
 ) -> Result<ApiSettings, DumpError> {
     Ok(ApiSettings {
         database,
@@ -73,6 +73,7 @@ fn env_number(name: &str, default: u64) -> Result<u64, DumpError> {
 pub async fn serve(
     objects: Arc<dyn ObjectStore>,
     progress: Arc<dyn ProgressStore>,
+    guard: Arc<dyn StartGuard>,
     tokens: Tokens,
     opts: ServeOptions,
 ) -> anyhow::Result<()> {
@@ -85,7 +86,7 @@ pub async fn serve(
         upload_concurrency: opts.config.upload_concurrency as usize,
         ..Default::default()
     };
-    let notifier = crate::callback::Notifier::from_env().map_err(DumpError::InvalidRequest)?;
+    let notifier = crate::api::callback::Notifier::from_env().map_err(DumpError::InvalidRequest)?;
     let tasks = Tasks {
         objects: objects.clone(),
         progress: progress.clone(),
@@ -100,6 +101,7 @@ pub async fn serve(
     let state = AppState {
         objects,
         progress,
+        guard,
         orchestrator: Arc::new(runner),
         tokens,
         settings,

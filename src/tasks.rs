@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::callback::Notifier;
+use crate::api::callback::Notifier;
+use crate::chunk::{run_chunk, ChunkOptions};
 use crate::error::DumpError;
-use crate::job::{validate_dump_id, JobStatus};
+use crate::execution::execution_name;
+use crate::lifecycle::fail_dump;
+use crate::model::{validate_dump_id, JobStatus};
 use crate::ports::{ObjectStore, ProgressStore};
-use crate::runner::{fail_job, run_chunk, ChunkOptions};
 
 /// Chunks per execution before continuing as a new one. Each chunk adds about 9 history
 /// events (Task 5, Choice 2, Wait 2) and each retry about 3, so 1,000 chunks stay far
@@ -78,21 +79,6 @@ pub struct ChunkState {
     pub next_execution_name: Option<String>,
 }
 
-/// The execution name of generation `generation` of dump `id`: the id itself first,
-/// then `ID.gN`; shortened with a hash to Step Functions' 80-character limit.
-pub fn execution_name(id: &str, generation: u32) -> String {
-    let suffix = if generation == 0 {
-        String::new()
-    } else {
-        format!(".g{generation}")
-    };
-    if id.len() + suffix.len() <= 80 {
-        return format!("{id}{suffix}");
-    }
-    let hash = hex::encode(&Sha256::digest(id.as_bytes())[..8]);
-    format!("{}-{hash}{suffix}", &id[..80 - 17 - suffix.len()])
-}
-
 /// Everything the tasks need, built once per process.
 #[derive(Clone)]
 pub struct Tasks {
@@ -121,7 +107,7 @@ impl Tasks {
             TaskAction::Chunk => serde_json::to_value(self.chunk(&input, deadline).await?),
             TaskAction::Snapshot => {
                 let job = self.progress.require(&input.dump_id).await?;
-                let job = crate::runner::ensure_snapshot(
+                let job = crate::chunk::ensure_snapshot(
                     self.objects.as_ref(),
                     self.progress.as_ref(),
                     job,
@@ -197,42 +183,17 @@ impl Tasks {
     /// Marks the job failed (unless it already ended), aborts its upload, removes its
     /// partial files and sends the failure callback. Idempotent.
     async fn fail(&self, input: &TaskInput) -> Result<Value, DumpError> {
-        let error = input.error.clone().unwrap_or_else(|| "Unknown".into());
-        // Lambda's cause is {"errorType","errorMessage"}; keep the message.
-        let message = input
-            .cause
-            .as_deref()
-            .and_then(|c| serde_json::from_str::<Value>(c).ok())
-            .and_then(|v| {
-                v.get("errorMessage")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .or_else(|| input.cause.clone())
-            .unwrap_or_default();
-        for _ in 0..5 {
-            let job = self.progress.require(&input.dump_id).await?;
-            if job.status.is_terminal() {
-                break;
-            }
-            let reason = DumpError::RunFailed {
-                error: error.clone(),
-                message: message.clone(),
-            };
-            match fail_job(
-                self.objects.as_ref(),
-                self.progress.as_ref(),
-                &job,
-                &reason,
-                Vec::new(),
-            )
-            .await
-            {
-                Ok(()) => break,
-                Err(crate::StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let reason = DumpError::RunFailed {
+            error: input.error.clone().unwrap_or_else(|| "Unknown".into()),
+            message: caught_message(input.cause.as_deref()),
+        };
+        fail_dump(
+            self.objects.as_ref(),
+            self.progress.as_ref(),
+            &input.dump_id,
+            &reason,
+        )
+        .await?;
         if let Some(notifier) = &self.notifier {
             notifier
                 .notify(self.progress.as_ref(), &input.dump_id)
@@ -241,6 +202,19 @@ impl Tasks {
         let job = self.progress.require(&input.dump_id).await?;
         Ok(serde_json::json!({"dumpId": job.id, "status": job.status}))
     }
+}
+
+/// The message of an error Step Functions caught: a Lambda function's cause is its
+/// error document as a JSON string (`{"errorType","errorMessage"}`), other causes
+/// (`States.Timeout`, ...) are plain text.
+fn caught_message(cause: Option<&str>) -> String {
+    let Some(cause) = cause else {
+        return String::new();
+    };
+    serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|v| v.get("errorMessage")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| cause.to_string())
 }
 
 /// A Lambda-style error document for a failed task: `{"errorType","errorMessage"}`.
@@ -253,24 +227,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn execution_names_fit_step_functions() {
-        assert_eq!(
-            execution_name("dump_20260101-000000", 0),
-            "dump_20260101-000000"
-        );
-        assert_eq!(
-            execution_name("dump_20260101-000000-2", 3),
-            "dump_20260101-000000-2.g3"
-        );
-        let long = "x".repeat(100);
-        let (a, b) = (execution_name(&long, 0), execution_name(&long, 12));
-        assert!(
-            a.len() <= 80 && b.len() <= 80 && a != b && b.ends_with(".g12"),
-            "{a} {b}"
-        );
-        assert_ne!(
-            execution_name(&format!("{long}y"), 0),
-            execution_name(&format!("{long}z"), 0)
-        );
+    fn caught_messages_come_out_of_lambda_error_documents() {
+        let lambda = r#"{"errorType":"Fatal","errorMessage":"database gone"}"#;
+        assert_eq!(caught_message(Some(lambda)), "database gone");
+        assert_eq!(caught_message(Some("Task timed out")), "Task timed out");
+        assert_eq!(caught_message(None), "");
     }
 }

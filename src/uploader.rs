@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 
 use crate::engine::{BufferPool, PartBuf, UploadEvent};
 use crate::error::StoreError;
-use crate::job::FileEntry;
-use crate::ports::{ObjectStore, PartReceipt, UploadHandle};
+use crate::model::FileEntry;
+use crate::model::{PartReceipt, UploadHandle};
+use crate::ports::ObjectStore;
 use sha2::{Digest, Sha256};
 
 /// Default number of part uploads in flight (`CHUNKDUMP_UPLOAD_CONCURRENCY`).

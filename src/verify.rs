@@ -21,8 +21,8 @@ use rusqlite::types::ValueRef;
 use crate::engine::digest::{row_hash, DigestState, TableDigest};
 use crate::engine::{run_export, ExportInput};
 use crate::error::DumpError;
-use crate::job::{Compression, Cursor, DumpSpec, Format, JobRecord};
 use crate::manifest::{manifest_key, Manifest};
+use crate::model::{Compression, Cursor, DumpSpec, Format, JobRecord};
 use crate::ports::ObjectStore;
 use sha2::{Digest, Sha256};
 

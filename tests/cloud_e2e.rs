@@ -9,10 +9,11 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use chunkdump::chunk::ChunkOptions;
 use chunkdump::cloud::{DynamoProgress, S3Store};
-use chunkdump::job::{Compression, DumpSpec, Format, JobStatus};
+use chunkdump::lifecycle::create_dump;
+use chunkdump::model::{Compression, DumpSpec, Format, JobStatus};
 use chunkdump::ports::{ObjectStore, ProgressStore};
-use chunkdump::runner::{create_dump, ChunkOptions};
 use common::cloud::{cli_env, sdk_config, servers, unique};
 use common::lib_dump::{lib_dump, lib_dump_to, run_local, FaultyStore, SpyStore};
 use common::*;
@@ -399,10 +400,11 @@ async fn api_on_s3_redirects_downloads_to_working_presigned_urls() {
         whole_seconds: false,
         chunks_per_execution: 1000,
     };
-    let runner = chunkdump::orchestrator::LocalRunner::new(tasks).unwrap();
+    let runner = chunkdump::local::LocalRunner::new(tasks).unwrap();
     let state = AppState {
         objects,
-        progress,
+        progress: progress.clone(),
+        guard: progress,
         orchestrator: std::sync::Arc::new(runner),
         tokens: Tokens::new("admin-token", None).unwrap(),
         settings: common::api_server::settings(&src, PART),

@@ -9,18 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chunkdump::asl::{Outcome, Step};
-use chunkdump::job::{Compression, DumpSpec, Format, JobStatus};
+use chunkdump::chunk::ChunkOptions;
+use chunkdump::lifecycle::create_dump;
+use chunkdump::local::LocalRunner;
 use chunkdump::local::{DirStore, SqliteProgress};
-use chunkdump::orchestrator::LocalRunner;
+use chunkdump::model::{Compression, DumpSpec, Format, JobStatus};
 use chunkdump::ports::{ObjectStore, ProgressStore};
-use chunkdump::runner::{create_dump, ChunkOptions};
 use chunkdump::tasks::Tasks;
 use common::lib_dump::{lib_dump, FaultyStore};
 
 struct Run {
     outcome: Outcome,
     steps: Vec<Step>,
-    job: chunkdump::job::JobRecord,
+    job: chunkdump::model::JobRecord,
     file: Option<Vec<u8>>,
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use chunkdump::job::{Compression, Format};
+use chunkdump::model::{Compression, Format};
 use common::lib_dump::lib_dump;
 use common::*;
 use proptest::prelude::*;

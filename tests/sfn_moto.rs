@@ -20,12 +20,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use chunkdump::chunk::ChunkOptions;
 use chunkdump::cloud::{DynamoProgress, S3Store, SfnOrchestrator};
-use chunkdump::job::{Compression, DumpSpec, Format, JobStatus};
-use chunkdump::orchestrator::Orchestrator;
-use chunkdump::orchestrator::RunState;
+use chunkdump::lifecycle::create_dump;
+use chunkdump::model::{Compression, DumpSpec, Format, JobStatus};
+use chunkdump::ports::Orchestrator;
+use chunkdump::ports::RunState;
 use chunkdump::ports::{ObjectStore, ProgressStore};
-use chunkdump::runner::{create_dump, ChunkOptions};
 use chunkdump::tasks::{error_document, TaskInput, Tasks};
 use common::cloud::{sdk_config, servers, unique};
 use common::lib_dump::lib_dump;
@@ -283,7 +284,7 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
         .await
         .expect("a second start of the same dump is a no-op");
     let status = settle(&rig, &job.id).await;
-    let first = chunkdump::asl::execution_arn(&rig.machine_arn, &job.id);
+    let first = chunkdump::execution::execution_arn(&rig.machine_arn, &job.id);
     assert_eq!(
         status,
         "SUCCEEDED",
@@ -368,7 +369,7 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
     );
     let events = history(
         &rig,
-        &chunkdump::asl::execution_arn(&rig.machine_arn, &job.id),
+        &chunkdump::execution::execution_arn(&rig.machine_arn, &job.id),
     )
     .await;
     assert!(
@@ -388,7 +389,7 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
     let failed_job = rig.dynamo.get(&job.id).await.unwrap().unwrap();
     assert_eq!(failed_job.status, JobStatus::Failed);
     assert_eq!(failed_job.error.unwrap().code, "database_error");
-    let arn = chunkdump::asl::execution_arn(&rig.machine_arn, &job.id);
+    let arn = chunkdump::execution::execution_arn(&rig.machine_arn, &job.id);
     let events = history(&rig, &arn).await;
     assert!(
         events
@@ -439,6 +440,7 @@ async fn a_run_that_cannot_start_fails_its_dump_and_frees_the_database() {
     let state = AppState {
         objects: Arc::new(s3),
         progress: progress.clone(),
+        guard: progress.clone(),
         orchestrator: Arc::new(orchestrator),
         tokens: Tokens::new("admin-token", None).unwrap(),
         settings: common::api_server::settings(&src, PART),

@@ -11,9 +11,10 @@ use chunkdump::cloud::{DynamoProgress, S3Store};
 use common::cloud::{sdk_config, servers, unique};
 
 use bytes::Bytes;
-use chunkdump::job::{Compression, DumpSpec, Format, JobRecord, JobStatus};
 use chunkdump::local::{DirStore, SqliteProgress};
-use chunkdump::ports::{ObjectStore, PartReceipt, ProgressStore};
+use chunkdump::model::PartReceipt;
+use chunkdump::model::{Compression, DumpSpec, Format, JobRecord, JobStatus};
+use chunkdump::ports::{ObjectStore, ProgressStore, StartGuard};
 use chunkdump::StoreError;
 
 /// Known deviations of a backend from S3's behaviour.
@@ -293,6 +294,47 @@ async fn progress_store_suite(store: &dyn ProgressStore, expiring: &dyn Progress
     assert_eq!(ids, ["dump_2", "dump_1"]);
     assert_eq!(store.list_recent(1).await.unwrap().len(), 1);
 
+    // update: one version up, with the closure's change; None commits nothing.
+    let moved = store
+        .update("dump_1", &mut |j| {
+            let mut next = j.clone();
+            next.processed_rows += 5;
+            Ok(Some(next))
+        })
+        .await
+        .unwrap()
+        .expect("committed");
+    assert_eq!((moved.before.version, moved.after.version), (2, 3));
+    let stored = store.get("dump_1").await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.processed_rows), (3, 15));
+    assert!(store
+        .update("dump_1", &mut |_| Ok(None))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.get("dump_1").await.unwrap().unwrap().version, 3);
+    assert!(matches!(
+        store.update("missing", &mut |j| Ok(Some(j.clone()))).await,
+        Err(chunkdump::DumpError::UnknownDump(_))
+    ));
+
+    // Expired records are invisible to readers even before they are deleted.
+    expiring.create(&job("short_lived")).await.unwrap();
+    assert!(expiring.get("short_lived").await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(expiring.get("short_lived").await.unwrap(), None);
+    assert!(expiring
+        .list_recent(10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.id != "short_lived"));
+    // ...and its id can be reused.
+    expiring.create(&job("short_lived")).await.unwrap();
+}
+
+/// The API's start guard: one holder per slot, fixed-window counters.
+async fn start_guard_suite(store: &dyn StartGuard) {
     // Slots: one holder at a time; the holder may re-claim; a named holder can be replaced.
     assert_eq!(store.claim("db:a", "dump_1", None).await.unwrap(), None);
     assert_eq!(store.claim("db:a", "dump_1", None).await.unwrap(), None);
@@ -334,20 +376,6 @@ async fn progress_store_suite(store: &dyn ProgressStore, expiring: &dyn Progress
         1,
         "counters are per key"
     );
-
-    // Expired records are invisible to readers even before they are deleted.
-    expiring.create(&job("short_lived")).await.unwrap();
-    assert!(expiring.get("short_lived").await.unwrap().is_some());
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(expiring.get("short_lived").await.unwrap(), None);
-    assert!(expiring
-        .list_recent(10)
-        .await
-        .unwrap()
-        .iter()
-        .all(|r| r.id != "short_lived"));
-    // ...and its id can be reused.
-    expiring.create(&job("short_lived")).await.unwrap();
 }
 
 #[tokio::test]
@@ -364,6 +392,7 @@ async fn local_sqlite_progress_store() {
         .unwrap()
         .with_ttl(Duration::from_secs(1));
     progress_store_suite(&store, &expiring).await;
+    start_guard_suite(&store).await;
 }
 
 #[tokio::test]
@@ -433,6 +462,7 @@ async fn dynamodb_progress_store_on_moto() {
         .unwrap()
         .with_ttl(Some(Duration::from_secs(1)));
     progress_store_suite(&store, &expiring).await;
+    start_guard_suite(&store).await;
 }
 
 #[tokio::test]

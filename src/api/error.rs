@@ -47,12 +47,7 @@ impl From<DumpError> for ApiError {
     fn from(e: DumpError) -> Self {
         let message = e.to_string();
         match &e {
-            DumpError::InvalidRequest(m) if m.starts_with("unknown table") => {
-                ApiError::bad_field("tables", message)
-            }
-            DumpError::InvalidRequest(m) if m.starts_with("invalid dump id") => {
-                ApiError::bad_field("id", message)
-            }
+            DumpError::InvalidField { field, .. } => ApiError::bad_field(field, message),
             DumpError::InvalidRequest(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, e.code(), message)
             }
@@ -74,5 +69,11 @@ impl From<DumpError> for ApiError {
 impl From<crate::error::StoreError> for ApiError {
     fn from(e: crate::error::StoreError) -> Self {
         DumpError::from(e).into()
+    }
+}
+
+impl From<crate::model::InvalidValue> for ApiError {
+    fn from(e: crate::model::InvalidValue) -> Self {
+        ApiError::bad_field(e.field, e.message)
     }
 }

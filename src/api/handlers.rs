@@ -10,10 +10,13 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::error::ApiError;
+use super::views::{DumpSummary, StartAccepted, StatusView};
 use super::AppState;
-use crate::job::{validate_dump_id, Compression, DumpSpec, Format, JobRecord, JobStatus};
+use crate::lifecycle::{cancel_dump, create_dump};
+use crate::model::{
+    validate_dump_id, CallbackState, Compression, DumpSpec, Format, JobRecord, JobStatus,
+};
 use crate::ports::Download;
-use crate::runner::{cancel_dump, create_dump};
 
 /// Body of `POST /export/dump` (and the `request` of a scheduled start). Unknown fields
 /// are refused, naming the field.
@@ -69,13 +72,7 @@ pub async fn start(
     let job = start_dump(&state, req, None)
         .await
         .map_err(IntoResponse::into_response)?;
-    let body = serde_json::json!({
-        "status": "accepted",
-        "progressKey": job.id,
-        "message": "Dump process started",
-        "statusUrl": format!("/export/dump/status/{}", job.id),
-    });
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    Ok((StatusCode::ACCEPTED, Json(StartAccepted::new(&job.id))).into_response())
 }
 
 /// Validates a start, creates the job (one active dump per database) and starts its
@@ -139,19 +136,14 @@ pub(crate) async fn start_dump(
         // Recorded before the run starts, so nothing else writes the job meanwhile.
         let mut annotated = job.clone();
         annotated.version += 1;
-        annotated.callback = req.callback_url.map(|url| crate::callback::CallbackState {
-            url,
-            status: "pending".into(),
-            attempts: 0,
-            last_error: None,
-        });
+        annotated.callback = req.callback_url.map(CallbackState::pending);
         annotated.schedule = schedule.map(str::to_string);
         state.progress.commit(&annotated, job.version).await?;
         job = annotated;
     }
     if let Err(e) = state.orchestrator.start(&job.id, job.version).await {
         // A job that never runs must not hold the database's one-dump slot.
-        let _ = crate::runner::fail_job(
+        let _ = crate::lifecycle::fail_job(
             state.objects.as_ref(),
             state.progress.as_ref(),
             &job,
@@ -170,33 +162,23 @@ async fn load(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
     Ok(state.progress.require(id).await?)
 }
 
-fn view(job: &JobRecord) -> serde_json::Value {
-    let mut v = job.status_view(chrono::Utc::now());
-    if job.status == JobStatus::Completed {
-        v["manifestUrl"] = job.manifest_url("").into();
-        v["downloadUrl"] = job.download_url("");
-    }
-    v
+/// A dump's status as the API answers it.
+fn view(job: &JobRecord) -> Response {
+    Json(StatusView::new(job, chrono::Utc::now()).with_urls(job)).into_response()
 }
 
 /// `GET /export/dump/status/{id}`: the job record alone, fast whatever the size.
 pub async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(view(&load(&state, &id).await?)))
+) -> Result<Response, ApiError> {
+    Ok(view(&load(&state, &id).await?))
 }
 
 /// `GET /export/dump`: the 50 most recent dumps.
 pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let jobs = state.progress.list_recent(50).await?;
-    let dumps: Vec<serde_json::Value> = jobs
-        .iter()
-        .map(|j| {
-            serde_json::json!({"dumpId": j.id, "status": j.status.as_str(), "format": j.spec.format,
-                "createdAt": j.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "bytesWritten": j.bytes_written})
-        })
-        .collect();
+    let dumps: Vec<DumpSummary> = jobs.iter().map(DumpSummary::from).collect();
     let scheduled = super::schedule::recent_runs(&state).await?;
     Ok(Json(
         serde_json::json!({ "dumps": dumps, "scheduledRuns": scheduled }),
@@ -207,12 +189,12 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Valu
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     validate_dump_id(&id)?;
     state.orchestrator.stop(&id).await?;
     let job = cancel_dump(state.objects.as_ref(), state.progress.as_ref(), &id).await?;
     tracing::info!(dump_id = %id, "dump cancelled");
-    Ok(Json(view(&job)))
+    Ok(view(&job))
 }
 
 fn content_type(name: &str) -> &'static str {

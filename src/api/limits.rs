@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::job::JobRecord;
+use crate::model::JobRecord;
 
 /// Starts allowed per token per window.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +43,7 @@ impl IntoResponse for TooManyRequests {
 pub async fn count_start(state: &AppState, caller: &Caller) -> Result<(), Response> {
     let limit = state.settings.rate_limit;
     let (count, retry_after) = state
-        .progress
+        .guard
         .count_in_window(&format!("starts:{}", caller.0), limit.window)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
@@ -81,11 +81,7 @@ pub async fn claim_database(state: &AppState) -> Result<String, ApiError> {
     );
     let mut replacing: Option<String> = None;
     for _ in 0..5 {
-        let Some(holder) = state
-            .progress
-            .claim(&slot, &me, replacing.as_deref())
-            .await?
-        else {
+        let Some(holder) = state.guard.claim(&slot, &me, replacing.as_deref()).await? else {
             return Ok(me);
         };
         if !holder_is_active(state, &holder).await? {
@@ -138,7 +134,7 @@ async fn holder_is_active(state: &AppState, holder: &str) -> Result<bool, ApiErr
         return Ok(true);
     }
     let status = state.orchestrator.describe(&job.id).await?;
-    if status == crate::orchestrator::RunState::Running {
+    if status == crate::ports::RunState::Running {
         return Ok(true);
     }
     let lost = crate::error::DumpError::RunFailed {
@@ -146,7 +142,7 @@ async fn holder_is_active(state: &AppState, holder: &str) -> Result<bool, ApiErr
         message: format!("the dump's run ended without finishing it ({status})"),
     };
     tracing::warn!(dump_id = %job.id, run = %status, "unfinished dump without a run: marking it failed");
-    let _ = crate::runner::fail_job(
+    let _ = crate::lifecycle::fail_job(
         state.objects.as_ref(),
         state.progress.as_ref(),
         &job,
@@ -160,11 +156,7 @@ async fn holder_is_active(state: &AppState, holder: &str) -> Result<bool, ApiErr
 /// Hands the database slot from the provisional holder to the created dump.
 pub async fn hand_over(state: &AppState, provisional: &str, dump_id: &str) -> Result<(), ApiError> {
     let slot = slot_of(&state.settings.database);
-    match state
-        .progress
-        .claim(&slot, dump_id, Some(provisional))
-        .await?
-    {
+    match state.guard.claim(&slot, dump_id, Some(provisional)).await? {
         None => Ok(()),
         Some(other) => Err(ApiError::new(
             StatusCode::CONFLICT,

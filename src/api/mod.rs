@@ -11,11 +11,13 @@
 //! | `GET /openapi.json` | admin or read-only |
 
 mod auth;
+pub mod callback;
 mod error;
 mod handlers;
 mod limits;
 pub mod openapi;
 pub mod schedule;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +30,8 @@ pub use auth::Tokens;
 pub use error::ApiError;
 pub use limits::RateLimit;
 
-use crate::orchestrator::Orchestrator;
-use crate::ports::{ObjectStore, ProgressStore};
+use crate::ports::Orchestrator;
+use crate::ports::{ObjectStore, ProgressStore, StartGuard};
 
 /// Server-side settings of the API.
 #[derive(Debug, Clone)]
@@ -44,7 +46,7 @@ pub struct ApiSettings {
     /// Lifetime of presigned download URLs.
     pub download_expiry: Duration,
     /// Checks and signs completion callbacks; `None` refuses `callbackUrl`.
-    pub notifier: Option<crate::callback::Notifier>,
+    pub notifier: Option<crate::api::callback::Notifier>,
     /// Starts allowed per token per window.
     pub rate_limit: RateLimit,
 }
@@ -54,6 +56,7 @@ pub struct ApiSettings {
 pub struct AppState {
     pub objects: Arc<dyn ObjectStore>,
     pub progress: Arc<dyn ProgressStore>,
+    pub guard: Arc<dyn StartGuard>,
     pub orchestrator: Arc<dyn Orchestrator>,
     pub tokens: Tokens,
     pub settings: ApiSettings,

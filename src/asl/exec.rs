@@ -39,14 +39,6 @@ pub enum Outcome {
     Failed { error: String, cause: String },
 }
 
-/// The ARN of execution `name` of state machine `state_machine_arn`.
-pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
-    format!(
-        "{}:{name}",
-        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
-    )
-}
-
 /// What happened, in order, for tests and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -92,7 +84,7 @@ pub async fn execute(
     on_step: &mut (dyn FnMut(Step) + Send),
 ) -> Outcome {
     let context = json!({
-        "Execution": { "Id": execution_arn(&execution.state_machine_id, &execution.name),
+        "Execution": { "Id": crate::execution::execution_arn(&execution.state_machine_id, &execution.name),
                        "Name": execution.name, "Input": execution.input },
         "StateMachine": { "Id": execution.state_machine_id },
     });

@@ -15,14 +15,15 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::chunk::ChunkOptions;
 use crate::config::{Config, DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
 use crate::engine::{ChunkProgress, ProgressFn};
 use crate::error::DumpError;
-use crate::job::{Compression, DumpSpec, Format, JobRecord, JobStatus};
+use crate::lifecycle::create_dump;
+use crate::local::LocalRunner;
 use crate::local::{DirStore, SqliteProgress};
-use crate::orchestrator::LocalRunner;
-use crate::ports::{ObjectStore, ProgressStore};
-use crate::runner::{create_dump, ChunkOptions};
+use crate::model::{Compression, DumpSpec, Format, JobRecord, JobStatus};
+use crate::ports::{ObjectStore, ProgressStore, StartGuard};
 use crate::tasks::Tasks;
 
 #[derive(Debug, Parser)]
@@ -245,6 +246,8 @@ pub fn main() -> std::process::ExitCode {
 struct Stores {
     objects: Arc<dyn ObjectStore>,
     progress: Arc<dyn ProgressStore>,
+    /// The API's start guard (`serve`), in the same table as the job records.
+    guard: Arc<dyn StartGuard>,
     lock_dir: PathBuf,
     /// Default place for snapshot copies (CHUNKDUMP_SNAPSHOT_DIR overrides it).
     snapshot_dir: PathBuf,
@@ -252,18 +255,22 @@ struct Stores {
 
 async fn open_stores(loc: &Location) -> Result<Stores, DumpError> {
     match (&loc.out, &loc.store, &loc.progress) {
-        (Some(out), None, None) => Ok(Stores {
-            objects: Arc::new(DirStore::open(out)?),
-            progress: Arc::new(SqliteProgress::open(
+        (Some(out), None, None) => {
+            let progress = Arc::new(SqliteProgress::open(
                 &out.join(".chunkdump/progress.sqlite3"),
-            )?),
-            lock_dir: out.join(".chunkdump/locks"),
-            snapshot_dir: out.join(".chunkdump/snapshots"),
-        }),
+            )?);
+            Ok(Stores {
+                objects: Arc::new(DirStore::open(out)?),
+                progress: progress.clone(),
+                guard: progress,
+                lock_dir: out.join(".chunkdump/locks"),
+                snapshot_dir: out.join(".chunkdump/snapshots"),
+            })
+        }
         (None, Some(store), Some(progress)) => {
             let config = crate::cloud::load_aws_config().await;
             let objects = crate::cloud::S3Store::new(&config, store)?;
-            let progress = crate::cloud::DynamoProgress::new(&config, progress)?;
+            let progress = Arc::new(crate::cloud::DynamoProgress::new(&config, progress)?);
             // A host-local lock: in AWS, Step Functions runs one execution per dump.
             let lock_dir = std::env::temp_dir()
                 .join("chunkdump-locks")
@@ -271,7 +278,8 @@ async fn open_stores(loc: &Location) -> Result<Stores, DumpError> {
             let snapshot_dir = std::env::temp_dir().join("chunkdump-snapshots");
             Ok(Stores {
                 objects: Arc::new(objects),
-                progress: Arc::new(progress),
+                progress: progress.clone(),
+                guard: progress,
                 lock_dir,
                 snapshot_dir,
             })
@@ -359,7 +367,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let job = stores.progress.require(&args.id).await?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&job.status_view(chrono::Utc::now()))?
+                serde_json::to_string_pretty(&crate::api::views::StatusView::new(
+                    &job,
+                    chrono::Utc::now()
+                ))?
             );
             Ok(())
         }
@@ -383,7 +394,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 part_size: args.part_size,
                 schedule,
             };
-            crate::serve::serve(stores.objects, stores.progress, tokens, opts).await
+            crate::serve::serve(stores.objects, stores.progress, stores.guard, tokens, opts).await
         }
         Command::Verify(args) => {
             let bar = std::io::stderr().is_terminal().then(|| {
@@ -417,7 +428,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         let message = "only a completed dump can be verified".into();
                         return Err(DumpError::WrongState {
                             id: job.id.clone(),
-                            status: job.status.as_str().into(),
+                            status: job.status,
                             message,
                         }
                         .into());
@@ -519,7 +530,7 @@ fn lock_run(dir: &Path, id: &str) -> anyhow::Result<std::fs::File> {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(DumpError::WrongState {
             id: id.into(),
-            status: "running".into(),
+            status: JobStatus::Processing,
             message: "another process is running this dump".into(),
         }
         .into()),
@@ -539,7 +550,7 @@ async fn finish(
     writeln!(stdout, "{}", job.id)?;
     stdout.flush()?;
     let job = if job.status == JobStatus::Completed {
-        crate::runner::tidy_completed(stores.objects.as_ref(), job).await;
+        crate::lifecycle::tidy_completed(stores.objects.as_ref(), job).await;
         job.clone()
     } else {
         let reporter = Reporter::new(&job.id);
@@ -565,7 +576,7 @@ async fn finish(
         eprintln!("warning: the database changed while this live dump ran, so it is not a point-in-time copy; use --snapshot for one");
     }
     let location = stores.objects.locate(&job.output_name());
-    if job.spec.format == crate::job::Format::Csv
+    if job.spec.format == crate::model::Format::Csv
         && job.files.is_empty()
         && !location.contains("://")
     {

@@ -17,8 +17,8 @@ use aws_sdk_dynamodb::Client;
 
 use super::{parse_url, sdk_error};
 use crate::error::StoreError;
-use crate::job::JobRecord;
-use crate::ports::ProgressStore;
+use crate::model::JobRecord;
+use crate::ports::{ProgressStore, StartGuard};
 
 const INDEX: &str = "by_created";
 const KIND: &str = "dump";
@@ -280,6 +280,40 @@ impl ProgressStore for DynamoProgress {
         }
     }
 
+    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        let mut jobs = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(INDEX)
+                .key_condition_expression("kind = :kind")
+                .expression_attribute_values(":kind", s(KIND))
+                .scan_index_forward(false)
+                .limit(limit.clamp(1, 100) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| self.missing_table(sdk_error("list recent dumps", e)))?;
+            for item in out.items() {
+                if let Some(job) = decode(item)? {
+                    jobs.push(job);
+                }
+            }
+            start = out.last_evaluated_key().cloned();
+            if jobs.len() >= limit || start.is_none() {
+                break;
+            }
+        }
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+}
+
+#[async_trait]
+impl StartGuard for DynamoProgress {
     async fn claim(
         &self,
         slot: &str,
@@ -348,36 +382,5 @@ impl ProgressStore for DynamoProgress {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
         Ok((count, (end - now) as u64))
-    }
-
-    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
-        let mut jobs = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(INDEX)
-                .key_condition_expression("kind = :kind")
-                .expression_attribute_values(":kind", s(KIND))
-                .scan_index_forward(false)
-                .limit(limit.clamp(1, 100) as i32)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| self.missing_table(sdk_error("list recent dumps", e)))?;
-            for item in out.items() {
-                if let Some(job) = decode(item)? {
-                    jobs.push(job);
-                }
-            }
-            start = out.last_evaluated_key().cloned();
-            if jobs.len() >= limit || start.is_none() {
-                break;
-            }
-        }
-        jobs.truncate(limit);
-        Ok(jobs)
     }
 }

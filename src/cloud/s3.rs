@@ -15,9 +15,8 @@ use bytes::Bytes;
 
 use super::{parse_url, sdk_error};
 use crate::error::StoreError;
-use crate::ports::{
-    check_key, check_parts, Download, ObjectStore, PartReceipt, PendingUpload, UploadHandle,
-};
+use crate::model::{PartReceipt, PendingUpload, UploadHandle};
+use crate::ports::{check_key, check_parts, Download, ObjectStore};
 
 /// A bucket (and key prefix) on an S3-compatible service.
 #[derive(Clone, Debug)]

@@ -6,10 +6,9 @@ use async_trait::async_trait;
 use aws_sdk_sfn::types::ExecutionStatus;
 
 use super::sdk_error;
-use crate::asl::execution_arn;
 use crate::error::DumpError;
-use crate::orchestrator::{first_input, Orchestrator, RunState};
-use crate::tasks::execution_name;
+use crate::execution::{execution_arn, execution_name, first_input};
+use crate::ports::{Orchestrator, RunState};
 
 /// Starts, stops and describes dump runs as Step Functions executions.
 #[derive(Clone)]

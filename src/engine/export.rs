@@ -17,7 +17,7 @@ use super::plan::{build_plan, generate, Plan, Step};
 use super::plan_cache::cached_plan;
 use super::slice::{nul_text_warning, read_slice, SliceError};
 use crate::error::DumpError;
-use crate::job::{Cursor, DumpSpec, KeyValue};
+use crate::model::{Cursor, DumpSpec, KeyValue};
 
 /// Progress of a chunk, reported after every slice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use flate2::write::GzEncoder;
 use tokio::sync::mpsc;
 
-use crate::job::Compression;
+use crate::model::Compression;
 
 /// What the engine asks the uploader to do, in order.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use super::render::{quote_ident, quote_literal};
 use super::table::{table_source, vtab_module, vtab_rows, TableKind, VtabRows};
 pub use super::table::{Paging, RowEncoding, TableSource, TextEncoding};
 use crate::error::DumpError;
-use crate::job::{compression_suffix, DumpSpec, Format};
+use crate::model::{csv_table_key, output_name, DumpSpec, Format};
 
 /// One output object (the SQL or JSON file, or one CSV file) and what goes into it.
 #[derive(Debug)]
@@ -143,10 +143,13 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
                     let mut names: Vec<&str> =
                         tables.iter().map(|(r, _)| r.name.as_str()).collect();
                     names.truncate(20);
-                    return Err(DumpError::InvalidRequest(format!(
-                        "unknown table {t:?}; tables in the database: {}",
-                        names.join(", ")
-                    )));
+                    return Err(DumpError::InvalidField {
+                        field: "tables",
+                        message: format!(
+                            "unknown table {t:?}; tables in the database: {}",
+                            names.join(", ")
+                        ),
+                    });
                 }
                 chosen.insert(lower);
             }
@@ -192,7 +195,6 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
     }
 
     let mut objects = Vec::new();
-    let gz = compression_suffix(spec.compression);
     match spec.format {
         Format::Sql => {
             // A UTF-16 database is restored as one (the pragma only acts on a new database).
@@ -273,7 +275,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
                 steps.push(Step::Literal(b"COMMIT;\n".to_vec()));
             }
             objects.push(ObjectPlan {
-                key: format!("{dump_id}.sql{gz}"),
+                key: output_name(dump_id, Format::Sql, spec.compression),
                 steps,
             });
         }
@@ -300,7 +302,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
             }
             steps.push(Step::Literal(b"\n}}\n".to_vec()));
             objects.push(ObjectPlan {
-                key: format!("{dump_id}.json{gz}"),
+                key: output_name(dump_id, Format::Json, spec.compression),
                 steps,
             });
         }
@@ -318,7 +320,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
                     );
                 }
                 header.extend_from_slice(b"\r\n");
-                let key = format!("{dump_id}/{}.csv{gz}", safe_file_name(&row.name));
+                let key = csv_table_key(dump_id, &safe_file_name(&row.name), spec.compression);
                 objects.push(ObjectPlan {
                     key,
                     steps: vec![Step::Literal(header), Step::Rows(Arc::new(source))],

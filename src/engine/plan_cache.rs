@@ -17,7 +17,7 @@ use rusqlite::Connection;
 
 use super::plan::{build_plan, Plan};
 use crate::error::DumpError;
-use crate::job::DumpSpec;
+use crate::model::DumpSpec;
 
 /// Plans kept at once (a server may run a few dumps side by side).
 const CAPACITY: usize = 4;

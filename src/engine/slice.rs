@@ -12,7 +12,7 @@ use super::large::{is_large, write_value};
 use super::output::OutputSink;
 use super::plan::{Paging, RowEncoding, TableSource};
 use super::render::{push_csv_value, push_json_value, push_sql_value_in};
-use crate::job::KeyValue;
+use crate::model::KeyValue;
 
 /// Writes the row so far, then a large value in pieces (see [`super::large`]).
 fn stream_large(

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::render::quote_ident;
 use crate::error::DumpError;
-use crate::job::{DumpSpec, Format};
+use crate::model::{DumpSpec, Format};
 
 pub(super) struct Column {
     pub name: String,

@@ -15,9 +15,8 @@ use bytes::Bytes;
 
 use super::blocking;
 use crate::error::StoreError;
-use crate::ports::{
-    check_key, check_parts, Download, ObjectStore, PartReceipt, PendingUpload, UploadHandle,
-};
+use crate::model::{PartReceipt, PendingUpload, UploadHandle};
+use crate::ports::{check_key, check_parts, Download, ObjectStore};
 
 /// A directory used as an object store.
 #[derive(Debug, Clone)]

@@ -1,11 +1,14 @@
-//! The embedded defaults: a local directory as the object store and a SQLite file as the
-//! progress store. No server, no cloud account.
+//! The embedded defaults: a local directory as the object store, a SQLite file as the
+//! progress store, and the in-process runner of the state machine. No server, no cloud
+//! account.
 
 mod dir_store;
+mod runner;
 pub mod scheduler;
 mod sqlite_progress;
 
 pub use dir_store::DirStore;
+pub use runner::LocalRunner;
 pub use sqlite_progress::SqliteProgress;
 
 /// Runs blocking file or SQLite work off the async runtime's worker threads.

@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::blocking;
 use crate::error::StoreError;
-use crate::job::JobRecord;
-use crate::ports::ProgressStore;
+use crate::model::JobRecord;
+use crate::ports::{ProgressStore, StartGuard};
 
 /// Job records in a SQLite file.
 #[derive(Clone)]
@@ -218,6 +218,19 @@ impl ProgressStore for SqliteProgress {
         .await
     }
 
+    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        self.with_conn(move |c| {
+            let mut stmt =
+                c.prepare("SELECT body FROM jobs WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY created_at DESC, id DESC LIMIT ?2").map_err(db)?;
+            let bodies: Vec<String> = stmt.query_map(params![now_secs(), limit as i64], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
+            bodies.iter().map(|b| decode(b)).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl StartGuard for SqliteProgress {
     async fn claim(
         &self,
         slot: &str,
@@ -259,16 +272,6 @@ impl ProgressStore for SqliteProgress {
                 )
                 .map_err(db)?;
             Ok((count as u64, (end - now) as u64))
-        })
-        .await
-    }
-
-    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
-        self.with_conn(move |c| {
-            let mut stmt =
-                c.prepare("SELECT body FROM jobs WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY created_at DESC, id DESC LIMIT ?2").map_err(db)?;
-            let bodies: Vec<String> = stmt.query_map(params![now_secs(), limit as i64], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
-            bodies.iter().map(|b| decode(b)).collect()
         })
         .await
     }

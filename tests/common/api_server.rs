@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chunkdump::api::callback::Notifier;
 use chunkdump::api::{router, ApiSettings, AppState, Tokens};
-use chunkdump::callback::Notifier;
+use chunkdump::chunk::ChunkOptions;
+use chunkdump::local::LocalRunner;
 use chunkdump::local::{DirStore, SqliteProgress};
-use chunkdump::orchestrator::LocalRunner;
-use chunkdump::runner::ChunkOptions;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -77,7 +77,8 @@ pub async fn start_server_at(
     let runner = LocalRunner::new(tasks).unwrap();
     let state = AppState {
         objects,
-        progress,
+        progress: progress.clone(),
+        guard: progress,
         orchestrator: Arc::new(runner),
         tokens: Tokens::new(ADMIN, Some(READER)).unwrap(),
         settings: ApiSettings {

@@ -8,13 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chunkdump::job::JobRecord;
-use chunkdump::job::{Compression, DumpSpec, Format};
+use chunkdump::chunk::ChunkOptions;
+use chunkdump::lifecycle::create_dump;
+use chunkdump::local::LocalRunner;
 use chunkdump::local::{DirStore, SqliteProgress};
-use chunkdump::orchestrator::LocalRunner;
+use chunkdump::model::JobRecord;
+use chunkdump::model::{Compression, DumpSpec, Format};
+use chunkdump::model::{PartReceipt, UploadHandle};
 use chunkdump::ports::ProgressStore;
-use chunkdump::ports::{check_parts, ObjectStore, PartReceipt, UploadHandle};
-use chunkdump::runner::{create_dump, ChunkOptions};
+use chunkdump::ports::{check_parts, ObjectStore};
 use chunkdump::tasks::Tasks;
 use chunkdump::DumpError;
 use chunkdump::StoreError;
@@ -59,7 +61,7 @@ impl<S: ObjectStore> ObjectStore for SpyStore<S> {
     async fn pending_uploads(
         &self,
         prefix: &str,
-    ) -> Result<Vec<chunkdump::ports::PendingUpload>, StoreError> {
+    ) -> Result<Vec<chunkdump::model::PendingUpload>, StoreError> {
         self.inner.pending_uploads(prefix).await
     }
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
@@ -176,7 +178,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     async fn pending_uploads(
         &self,
         prefix: &str,
-    ) -> Result<Vec<chunkdump::ports::PendingUpload>, StoreError> {
+    ) -> Result<Vec<chunkdump::model::PendingUpload>, StoreError> {
         self.inner.pending_uploads(prefix).await
     }
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {

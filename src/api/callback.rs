@@ -14,22 +14,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::job::{JobRecord, JobStatus};
+use super::views::CallbackBody;
+use crate::model::{CallbackStatus, JobRecord, JobStatus};
 use crate::ports::ProgressStore;
-
-/// Delivery state of a dump's callback, shown in its status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CallbackState {
-    pub url: String,
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-}
 
 /// How callbacks are checked, signed and delivered.
 #[derive(Clone)]
@@ -170,26 +159,9 @@ impl Notifier {
         Ok((host, addrs))
     }
 
-    /// The seed's callback body for a finished job.
-    pub fn payload(&self, job: &JobRecord) -> serde_json::Value {
-        let base = self.public_url.as_deref().unwrap_or("");
-        let mut body = serde_json::json!({
-            "status": job.status.as_str(),
-            "dumpId": job.id,
-            "downloadUrl": if job.status == JobStatus::Completed { job.download_url(base) } else { serde_json::Value::Null },
-            "format": job.spec.format,
-            "size": job.bytes_written,
-            "completedAt": job.completed_at.or(Some(job.updated_at)).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        });
-        if let Some(err) = &job.error {
-            body["error"] = serde_json::json!({"code": err.code, "message": err.message});
-        }
-        body["warnings"] = serde_json::json!(job.warnings);
-        body["consistency"] = serde_json::json!(job.consistency);
-        if job.status == JobStatus::Completed {
-            body["manifestUrl"] = job.manifest_url(base).into();
-        }
-        body
+    /// The callback body for a finished job (URLs under the public URL, if set).
+    pub fn payload<'a>(&self, job: &'a JobRecord) -> CallbackBody<'a> {
+        CallbackBody::new(job, self.public_url.as_deref().unwrap_or(""))
     }
 
     /// `sha256=<hex>` over `"<timestamp>.<body>"`.
@@ -239,7 +211,7 @@ impl Notifier {
         let Some(mut state) = job.callback.clone() else {
             return;
         };
-        if state.status == "delivered"
+        if state.status == CallbackStatus::Delivered
             || !matches!(job.status, JobStatus::Completed | JobStatus::Failed)
         {
             return;
@@ -250,7 +222,7 @@ impl Notifier {
             state.attempts += 1;
             match self.attempt(&state.url, &body).await {
                 Ok(()) => {
-                    state.status = "delivered".into();
+                    state.status = CallbackStatus::Delivered;
                     state.last_error = None;
                     break;
                 }
@@ -260,25 +232,25 @@ impl Notifier {
                     match delays.next() {
                         Some(d) => tokio::time::sleep(*d).await,
                         None => {
-                            state.status = "failed".into();
+                            state.status = CallbackStatus::Failed;
                             break;
                         }
                     }
                 }
             }
         }
-        tracing::info!(dump_id = %id, status = %state.status, attempts = state.attempts, "callback finished");
-        // Record the outcome; retry on conflicts (nothing else writes a finished job).
-        for _ in 0..3 {
-            let Ok(Some(current)) = progress.get(id).await else {
-                return;
-            };
-            let mut next = current.clone();
-            next.version += 1;
-            next.callback = Some(state.clone());
-            if progress.commit(&next, current.version).await.is_ok() {
-                return;
-            }
+        tracing::info!(dump_id = %id, status = ?state.status, attempts = state.attempts, "callback finished");
+        // Record the outcome (a finished job changes no more, but the update retries
+        // on a conflict anyway).
+        let recorded = progress
+            .update(id, &mut |job| {
+                let mut next = job.clone();
+                next.callback = Some(state.clone());
+                Ok(Some(next))
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(dump_id = %id, error = %e, "could not record the callback's outcome");
         }
     }
 }

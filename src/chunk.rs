@@ -1,5 +1,6 @@
-//! Running a dump: create the job, run one chunk (load state, export, upload, commit),
-//! fail or cancel it. The loop between chunks is the state machine's (see `orchestrator`).
+//! One chunk of a dump: load its state, export within the time budget, upload, commit.
+//! The loop between chunks is the state machine's (see `orchestrator`); the job's
+//! status changes are `lifecycle`'s.
 //!
 //! A chunk is idempotent: it starts from a committed job version, writes deterministic
 //! part numbers and a staging object keyed by the version it commits, and commits with
@@ -13,12 +14,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::engine::digest::DigestState;
-use crate::engine::{run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ProgressFn, Tail};
+use crate::engine::{run_export, ChunkEnd, ChunkProgress, ExportInput, ProgressFn, Tail};
 use crate::error::{DumpError, StoreError};
-use crate::job::{
-    dump_id_for, validate_dump_id, DumpSpec, JobError, JobRecord, JobStatus, OpenObject,
+use crate::lifecycle::{
+    abort_abandoned_uploads, after_chunk, fail_job, remove_snapshot, tidy_completed,
 };
-use crate::ports::{staging_key, ObjectStore, PartReceipt, ProgressStore};
+use crate::model::{JobRecord, JobStatus, PartReceipt};
+use crate::ports::{staging_key, ObjectStore, ProgressStore};
 use crate::uploader::{OpenUpload, UploadSummary, Uploader};
 
 /// Limits and hooks for one chunk.
@@ -108,55 +110,6 @@ fn decode_staging(raw: &[u8]) -> Result<(StagingHeader, Vec<u8>), DumpError> {
     Ok((header, raw[nl + 1..].to_vec()))
 }
 
-/// Validates the request and creates a pending job. Without an explicit id the id is
-/// `dump_YYYYMMDD-HHMMSS`, suffixed `-2`, `-3`, … if taken.
-pub async fn create_dump(
-    progress: &dyn ProgressStore,
-    spec: DumpSpec,
-    id: Option<String>,
-) -> Result<JobRecord, DumpError> {
-    if spec.chunk_size == 0 || spec.part_size == 0 {
-        return Err(DumpError::InvalidRequest(
-            "chunk size and part size must be positive".into(),
-        ));
-    }
-    let now = Utc::now();
-    let base = id.clone().unwrap_or_else(|| dump_id_for(now));
-    validate_dump_id(&base)?;
-    let (check, check_id) = (spec.clone(), base.clone());
-    tokio::task::spawn_blocking(move || validate(&check, &check_id))
-        .await
-        .map_err(|e| DumpError::Internal(e.to_string()))??;
-    for attempt in 1..=100 {
-        let candidate = if attempt == 1 {
-            base.clone()
-        } else {
-            format!("{base}-{attempt}")
-        };
-        match progress
-            .create(&JobRecord::new(candidate.clone(), spec.clone(), now))
-            .await
-        {
-            Ok(()) => {
-                return progress
-                    .get(&candidate)
-                    .await?
-                    .ok_or_else(|| DumpError::Internal("created job vanished".into()))
-            }
-            Err(StoreError::AlreadyExists(_)) if id.is_none() => continue,
-            Err(StoreError::AlreadyExists(_)) => {
-                return Err(DumpError::InvalidRequest(format!(
-                    "dump id {base:?} already exists"
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(DumpError::InvalidRequest(format!(
-        "too many dumps started as {base}"
-    )))
-}
-
 /// Runs one chunk of dump `id`. With `expected_version`, a job already past that
 /// version is reported as it is (the chunk was done by an earlier attempt).
 pub async fn run_chunk(
@@ -180,7 +133,7 @@ pub async fn run_chunk(
             .map_or("failed".into(), |e| e.message.clone());
         return Err(DumpError::WrongState {
             id: job.id.clone(),
-            status: "failed".into(),
+            status: JobStatus::Failed,
             message,
         });
     }
@@ -316,50 +269,13 @@ async fn commit_chunk(
     uploaded: &UploadSummary,
     started: Instant,
 ) -> Result<(ChunkReport, ChunkEnd), DumpError> {
-    let now = Utc::now();
-    let mut next = job.clone();
-    next.version += 1;
-    next.cursor = outcome.cursor;
-    next.processed_rows += outcome.rows;
-    next.chunks += 1;
-    next.busy_ms += started.elapsed().as_millis() as u64;
-    next.updated_at = now;
-    next.started_at.get_or_insert(now);
-    next.schema_fingerprint.get_or_insert(outcome.fingerprint);
-    next.change_token.get_or_insert(outcome.change_token);
-    if outcome.changed && !next.consistency.changed_during_dump {
-        tracing::info!(dump_id = %job.id, "the database changed during this live dump");
-        next.consistency.changed_during_dump = true;
-    }
-    for w in outcome.warnings {
-        if !next.warnings.contains(&w) {
-            tracing::info!(dump_id = %job.id, warning = %w, "dumped with a warning");
-            next.warnings.push(w);
-        }
-    }
-    if outcome.total_rows.is_some() {
-        next.total_rows = outcome.total_rows;
-    }
-    next.files.extend(uploaded.finished.iter().cloned());
-    next.open_object = outcome.tail.as_ref().map(|t| OpenObject {
-        object: t.object,
-        key: t.key.clone(),
-        upload: uploaded
-            .open
-            .as_ref()
-            .filter(|o| o.object == t.object)
-            .and_then(|o| o.handle.clone()),
-        next_part: t.next_part,
-        bytes: t.size,
-    });
-    next.bytes_written = next.files.iter().map(|f| f.size).sum::<u64>()
-        + next.open_object.as_ref().map_or(0, |o| o.bytes);
-    if outcome.end == ChunkEnd::Done {
-        next.status = JobStatus::Completed;
-        next.completed_at = Some(now);
-    } else {
-        next.status = JobStatus::Processing;
-    }
+    let next = after_chunk(
+        job,
+        &outcome,
+        uploaded,
+        started.elapsed().as_millis() as u64,
+        Utc::now(),
+    );
     if next.status == JobStatus::Completed {
         // The manifest lands before the job says completed, so its URL always works.
         crate::manifest::write_manifest(objects, &next, &outcome.digests).await?;
@@ -405,125 +321,6 @@ async fn commit_chunk(
     tracing::info!(dump_id = %job.id, version = next.version, rows = outcome.rows, total = next.processed_rows,
         bytes = next.bytes_written, ms = started.elapsed().as_millis() as u64, end = ?outcome.end, "chunk committed");
     Ok((ChunkReport::of(&next, outcome.rows), outcome.end))
-}
-
-/// Marks the job failed and removes everything it wrote: the open upload, the staging
-/// object and any finished files, so no partial dump is left looking complete.
-pub async fn fail_job(
-    objects: &dyn ObjectStore,
-    progress: &dyn ProgressStore,
-    job: &JobRecord,
-    error: &DumpError,
-    extra_files: Vec<String>,
-) -> Result<(), StoreError> {
-    let mut failed = job.clone();
-    failed.status = JobStatus::Failed;
-    failed.error = Some(JobError {
-        code: error.code().to_string(),
-        message: error.to_string(),
-    });
-    if let Err(e) = end_job(objects, progress, job, failed, extra_files).await {
-        tracing::warn!(dump_id = %job.id, error = %e, "could not record the failure");
-        return Err(e);
-    }
-    // Own target, so the CLI (which prints one `error:` line itself) can leave it out.
-    tracing::error!(target: "chunkdump::failure", dump_id = %job.id, error = %error, "dump failed");
-    Ok(())
-}
-
-/// Cancels a dump that is not finished: status `cancelled`, upload aborted, staging and
-/// finished files removed. Stop its run first (the orchestrator), so no chunk is in flight.
-pub async fn cancel_dump(
-    objects: &dyn ObjectStore,
-    progress: &dyn ProgressStore,
-    id: &str,
-) -> Result<JobRecord, DumpError> {
-    for _ in 0..5 {
-        let job = progress.require(id).await?;
-        if job.status.is_terminal() {
-            return Err(DumpError::WrongState {
-                id: id.into(),
-                status: job.status.as_str().into(),
-                message: "it can no longer be cancelled".into(),
-            });
-        }
-        let mut cancelled = job.clone();
-        cancelled.status = JobStatus::Cancelled;
-        match end_job(objects, progress, &job, cancelled, Vec::new()).await {
-            Ok(done) => return Ok(done),
-            Err(StoreError::Conflict { .. }) => continue, // a chunk committed meanwhile: retry on the new version
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(DumpError::Conflict(id.to_string()))
-}
-
-/// Commits `ended` (a terminal state of `job`) conditionally, then removes what the
-/// dump wrote. Cleanup is best effort: a leftover staging object is harmless.
-async fn end_job(
-    objects: &dyn ObjectStore,
-    progress: &dyn ProgressStore,
-    job: &JobRecord,
-    mut ended: JobRecord,
-    extra_files: Vec<String>,
-) -> Result<JobRecord, StoreError> {
-    ended.version = job.version + 1;
-    ended.updated_at = Utc::now();
-    ended.open_object = None;
-    ended.files.clear();
-    ended.bytes_written = 0;
-    progress.commit(&ended, job.version).await?;
-    remove_snapshot(job);
-    if let Some(upload) = job.open_object.as_ref().and_then(|o| o.upload.as_ref()) {
-        let _ = objects
-            .abort_upload(&job.open_object.as_ref().expect("checked").key, upload)
-            .await;
-    }
-    // This version's staging, and one a killed attempt of the next chunk may have left.
-    for version in [job.version, job.version + 1] {
-        let _ = objects.delete(&staging_key(&job.id, version)).await;
-    }
-    for key in job.files.iter().map(|f| f.key.clone()).chain(extra_files) {
-        let _ = objects.delete(&key).await;
-    }
-    abort_abandoned_uploads(objects, &job.id).await;
-    Ok(ended)
-}
-
-/// Aborts the multipart uploads of dump `id` still pending once it has ended: those of
-/// chunks killed (or timed out) after starting an upload and before committing it. Their
-/// retries started new uploads, so nothing else refers to them. Best effort: R2 also
-/// aborts incomplete uploads after 7 days by default.
-pub async fn abort_abandoned_uploads(objects: &dyn ObjectStore, id: &str) {
-    let pending = match objects.pending_uploads(id).await {
-        Ok(pending) => pending,
-        Err(e) => {
-            tracing::warn!(dump_id = %id, error = %e, "could not list abandoned uploads");
-            return;
-        }
-    };
-    // Keys of this dump are `<id>.<ext>` or `<id>/…`; not those of a dump named `<id>x`.
-    for upload in pending
-        .iter()
-        .filter(|u| crate::job::key_belongs_to(&u.key, id))
-    {
-        match objects.abort_upload(&upload.key, &upload.handle).await {
-            Ok(()) => {
-                tracing::info!(dump_id = %id, key = %upload.key, "aborted an upload abandoned by a killed chunk")
-            }
-            Err(e) => {
-                tracing::warn!(dump_id = %id, key = %upload.key, error = %e, "could not abort an abandoned upload")
-            }
-        }
-    }
-}
-
-/// Removes what a run killed right after committing a dump's last chunk may have left
-/// (the staging object of the version before). Best effort; called on a completed dump.
-pub async fn tidy_completed(objects: &dyn ObjectStore, job: &JobRecord) {
-    if job.status == JobStatus::Completed && job.version > 1 {
-        let _ = objects.delete(&staging_key(&job.id, job.version - 1)).await;
-    }
 }
 
 /// The snapshot copy of dump `id` in `dir`.
@@ -600,17 +397,6 @@ async fn sweep_snapshots(progress: &dyn ProgressStore, dir: &std::path::Path, cu
         if ended {
             tracing::info!(dump_id = %id, "removing a snapshot left by an ended dump");
             let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// Deletes the dump's snapshot copy, if it has one (best effort).
-fn remove_snapshot(job: &JobRecord) {
-    if let Some(path) = &job.snapshot_path {
-        if let Err(e) = std::fs::remove_file(path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dump_id = %job.id, error = %e, "could not delete the snapshot copy");
-            }
         }
     }
 }

@@ -6,9 +6,20 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
-use crate::error::DumpError;
-use crate::ports::UploadHandle;
+use super::callback::CallbackState;
+use super::upload::UploadHandle;
+
+/// A value from outside (a request, a flag, a file name) that the model does not accept:
+/// `field` names the request field it came from, the message the value and what was
+/// expected.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{message}")]
+pub struct InvalidValue {
+    pub field: &'static str,
+    pub message: String,
+}
 
 /// Output format of a dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,15 +45,16 @@ impl Format {
 }
 
 impl std::str::FromStr for Format {
-    type Err = DumpError;
+    type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "sql" => Ok(Format::Sql),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
-            other => Err(DumpError::InvalidRequest(format!(
-                "unknown format {other:?}: expected sql, csv or json"
-            ))),
+            other => Err(InvalidValue {
+                field: "format",
+                message: format!("unknown format {other:?}: expected sql, csv or json"),
+            }),
         }
     }
 }
@@ -61,15 +73,16 @@ pub enum Compression {
 }
 
 impl std::str::FromStr for Compression {
-    type Err = DumpError;
+    type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "none" => Ok(Compression::None),
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
-            other => Err(DumpError::InvalidRequest(format!(
-                "unknown compression {other:?}: expected none, gzip or zstd"
-            ))),
+            other => Err(InvalidValue {
+                field: "compression",
+                message: format!("unknown compression {other:?}: expected none, gzip or zstd"),
+            }),
         }
     }
 }
@@ -182,6 +195,12 @@ impl JobStatus {
     }
 }
 
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The object being written when a chunk ended: its upload and the carried tail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -245,7 +264,7 @@ pub struct JobRecord {
     pub error: Option<JobError>,
     /// The completion callback, if one was requested.
     #[serde(default)]
-    pub callback: Option<crate::callback::CallbackState>,
+    pub callback: Option<CallbackState>,
     /// Per-table corner cases the dump could not reproduce exactly (each names its
     /// table), recorded by the first chunk. The rest of the database is exact.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -299,31 +318,20 @@ impl JobRecord {
         }
     }
 
-    /// Base name of the dump's output (see also [`key_belongs_to`]): `<id>.<ext>[.gz]`, or the `<id>` directory for CSV.
+    /// Base name of the dump's output: its one file, or its directory for CSV
+    /// ([`output_name`]).
     pub fn output_name(&self) -> String {
-        match self.spec.format {
-            Format::Csv => self.id.clone(),
-            f => format!(
-                "{}.{}{}",
-                self.id,
-                f.extension(),
-                compression_suffix(self.spec.compression)
-            ),
-        }
+        output_name(&self.id, self.spec.format, self.spec.compression)
     }
 
     /// Where the API serves the completed dump, under `base` (empty for a relative
     /// path): one URL for SQL and JSON, one per table file for CSV. The one definition
     /// for the status view and the callback.
-    pub fn download_url(&self, base: &str) -> serde_json::Value {
+    pub fn download_url(&self, base: &str) -> DownloadUrl {
+        let url = |name: &str| format!("{base}/export/dump/download/{name}");
         match self.spec.format {
-            Format::Csv => self
-                .files
-                .iter()
-                .map(|f| format!("{base}/export/dump/download/{}", f.key))
-                .collect::<Vec<_>>()
-                .into(),
-            _ => format!("{base}/export/dump/download/{}", self.output_name()).into(),
+            Format::Csv => DownloadUrl::PerTable(self.files.iter().map(|f| url(&f.key)).collect()),
+            _ => DownloadUrl::One(url(&self.output_name())),
         }
     }
 
@@ -361,42 +369,37 @@ impl JobRecord {
         let ms_left = elapsed_ms * remaining / self.processed_rows as f64;
         Some(now + chrono::Duration::milliseconds(ms_left as i64))
     }
+}
 
-    /// The seed's status document, extended with counters and files.
-    pub fn status_view(&self, now: DateTime<Utc>) -> serde_json::Value {
-        let ts = |t: Option<DateTime<Utc>>| {
-            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        };
-        let mut v = serde_json::json!({
-            "dumpId": self.id,
-            "status": self.status.as_str(),
-            "format": self.spec.format,
-            "compression": self.spec.compression,
-            "progress": {
-                "totalRows": self.total_rows,
-                "processedRows": self.processed_rows,
-                "percentComplete": self.percent_complete(),
-                "startedAt": ts(self.started_at),
-                "estimatedCompletion": ts(self.estimated_completion(now)),
-            },
-            "bytesWritten": self.bytes_written,
-            "chunks": self.chunks,
-            "createdAt": ts(Some(self.created_at)),
-            "completedAt": ts(self.completed_at),
-            "files": self.files,
-            "warnings": self.warnings,
-            "consistency": self.consistency,
-        });
-        if self.status == JobStatus::Completed {
-            v["manifest"] = crate::manifest::manifest_key(&self.id, self.spec.format).into();
-        }
-        if let Some(err) = &self.error {
-            v["error"] = serde_json::json!({"code": err.code, "message": err.message});
-        }
-        if let Some(cb) = &self.callback {
-            v["callback"] = serde_json::json!({"status": cb.status, "attempts": cb.attempts, "lastError": cb.last_error});
-        }
-        v
+/// Where a completed dump is downloaded: one URL, or one per table file (CSV).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum DownloadUrl {
+    One(String),
+    PerTable(Vec<String>),
+}
+
+/// The one definition of a dump's object names (see also [`key_belongs_to`]): a SQL or
+/// JSON dump is the one file `<id>.<ext>[.gz|.zst]`; a CSV dump is the directory `<id>`.
+pub fn output_name(id: &str, format: Format, compression: Compression) -> String {
+    match format {
+        Format::Csv => id.to_string(),
+        f => format!("{id}.{}{}", f.extension(), compression_suffix(compression)),
+    }
+}
+
+/// The object name of one table's file in CSV dump `id`: `<id>/<stem>.csv[.gz|.zst]`
+/// (`stem` is the table's file-safe name).
+pub fn csv_table_key(id: &str, stem: &str, compression: Compression) -> String {
+    format!("{id}/{stem}.csv{}", compression_suffix(compression))
+}
+
+/// The object name of dump `id`'s manifest: next to its file, or inside its CSV
+/// directory.
+pub fn manifest_key(id: &str, format: Format) -> String {
+    match format {
+        Format::Csv => format!("{id}/manifest.json"),
+        _ => format!("{id}.manifest.json"),
     }
 }
 
@@ -411,7 +414,7 @@ pub fn compression_suffix(c: Compression) -> &'static str {
 
 /// Checks a dump id: 1..=100 characters of `[A-Za-z0-9_-]`, so it is safe in object
 /// keys, file names and URLs (no traversal possible).
-pub fn validate_dump_id(id: &str) -> Result<(), DumpError> {
+pub fn validate_dump_id(id: &str) -> Result<(), InvalidValue> {
     let ok = !id.is_empty()
         && id.len() <= 100
         && id
@@ -420,13 +423,16 @@ pub fn validate_dump_id(id: &str) -> Result<(), DumpError> {
     if ok {
         Ok(())
     } else {
-        Err(DumpError::InvalidRequest(format!(
-            "invalid dump id {id:?}: use 1 to 100 characters from A-Z a-z 0-9 _ -"
-        )))
+        Err(InvalidValue {
+            field: "id",
+            message: format!(
+                "invalid dump id {id:?}: use 1 to 100 characters from A-Z a-z 0-9 _ -"
+            ),
+        })
     }
 }
 
-/// The seed's id for a dump started at `now`: `dump_YYYYMMDD-HHMMSS` (UTC).
+/// The id of a dump (the original request's naming) started at `now`: `dump_YYYYMMDD-HHMMSS` (UTC).
 pub fn dump_id_for(now: DateTime<Utc>) -> String {
     now.format("dump_%Y%m%d-%H%M%S").to_string()
 }
@@ -466,7 +472,7 @@ mod tests {
             .collect();
         // CSV: one URL per table file (the route `/export/dump/download/{id}/{table}.csv`).
         assert_eq!(
-            job.download_url("https://x"),
+            serde_json::to_value(job.download_url("https://x")).unwrap(),
             serde_json::json!([
                 "https://x/export/dump/download/d1/a.csv.zst",
                 "https://x/export/dump/download/d1/b.csv.zst"
@@ -474,7 +480,7 @@ mod tests {
         );
         job.spec.format = Format::Sql;
         assert_eq!(
-            job.download_url(""),
+            serde_json::to_value(job.download_url("")).unwrap(),
             serde_json::json!("/export/dump/download/d1.sql.zst")
         );
         assert_eq!(job.manifest_url(""), "/export/dump/manifest/d1");

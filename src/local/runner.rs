@@ -1,6 +1,7 @@
-//! The `Orchestrator` port: starts, stops and describes the run of a dump. Adapters:
-//! the local runner here, which interprets `statemachine.json` in-process with the task
-//! handlers of [`crate::tasks`]; Step Functions in AWS ([`crate::cloud::SfnOrchestrator`]).
+//! The local orchestrator: runs dumps in this process by interpreting
+//! `statemachine.json` with the task handlers of [`crate::tasks`] (`chunkdump dump`,
+//! `resume` and `serve`). In AWS, Step Functions does this
+//! ([`crate::cloud::SfnOrchestrator`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,46 +10,13 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use crate::asl::{
-    execute, execution_arn, Execution, Outcome, StateMachine, Step, TaskError, TaskHandler,
-    DEFINITION,
+    execute, Execution, Outcome, StateMachine, Step, TaskError, TaskHandler, DEFINITION,
 };
 use crate::error::DumpError;
-use crate::job::{JobRecord, JobStatus};
-use crate::tasks::{error_document, execution_name, TaskInput, Tasks};
-
-/// Starts, stops and describes dump runs.
-#[async_trait]
-pub trait Orchestrator: Send + Sync {
-    /// Starts running dump `id` from job version `version` (idempotent: starting a
-    /// running dump does nothing).
-    async fn start(&self, id: &str, version: u64) -> Result<(), DumpError>;
-    /// Stops the run of dump `id`, if any.
-    async fn stop(&self, id: &str) -> Result<(), DumpError>;
-    /// The state of the dump's latest run; [`RunState::None`] if it never had one.
-    async fn describe(&self, id: &str) -> Result<RunState, DumpError>;
-}
-
-/// What an orchestrator knows of a dump's run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunState {
-    /// A run is in progress.
-    Running,
-    /// The latest run has ended, as the orchestrator tells it (e.g. Step Functions'
-    /// `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`; the local runner's `ENDED`).
-    Ended(String),
-    /// No run is known.
-    None,
-}
-
-impl std::fmt::Display for RunState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunState::Running => f.write_str("running"),
-            RunState::Ended(how) => write!(f, "ended: {how}"),
-            RunState::None => f.write_str("no run"),
-        }
-    }
-}
+use crate::execution::{execution_arn, execution_name, first_input};
+use crate::model::{JobRecord, JobStatus};
+use crate::ports::{Orchestrator, RunState};
+use crate::tasks::{error_document, TaskInput, Tasks};
 
 /// The chunk function's ARN in local runs (`DefinitionSubstitutions`' `ChunkFunctionArn`).
 pub const LOCAL_CHUNK_FUNCTION: &str = "arn:aws:lambda:local:000000000000:function:chunkdump-chunk";
@@ -56,11 +24,6 @@ pub const LOCAL_CHUNK_FUNCTION: &str = "arn:aws:lambda:local:000000000000:functi
 pub const LOCAL_STATE_MACHINE: &str = "arn:aws:states:local:000000000000:stateMachine:chunkdump";
 /// The optimized integration the definition uses to continue as a new execution.
 pub const START_EXECUTION: &str = "arn:aws:states:::states:startExecution";
-
-/// The input of a dump's first execution.
-pub fn first_input(id: &str, version: u64) -> Value {
-    json!({"dumpId": id, "version": version, "generation": 0, "chunksInExecution": 0})
-}
 
 /// Runs dumps in this process by interpreting `statemachine.json`, one task per dump.
 pub struct LocalRunner {
@@ -112,7 +75,7 @@ impl LocalRunner {
                 .map_or("failed".into(), |e| e.message.clone());
             return Err(DumpError::WrongState {
                 id: id.into(),
-                status: "failed".into(),
+                status: JobStatus::Failed,
                 message,
             });
         }
@@ -136,7 +99,7 @@ impl LocalRunner {
             }),
             (status, Outcome::Succeeded(_)) => Err(DumpError::WrongState {
                 id: id.into(),
-                status: status.as_str().into(),
+                status,
                 message: "the dump did not complete".into(),
             }),
         }

@@ -1,0 +1,314 @@
+//! The job's lifecycle: every change of a dump's status is made here.
+//!
+//! ```text
+//! create_dump ──> pending ──chunk──> processing ──last chunk──> completed
+//!                    │                   │
+//!                    └── fail_job / fail_dump / cancel_dump ──> failed | cancelled
+//! ```
+//!
+//! A chunk's own commit (cursor, counters, files) is built by [`after_chunk`] and
+//! written by `chunk::run_chunk`; a dump that ends early (failed or cancelled) ends
+//! through one function, which commits the end and then removes everything the dump
+//! wrote, so no partial dump is left looking complete.
+
+use chrono::{DateTime, Utc};
+
+use crate::engine::{validate, ChunkEnd, ExportOutcome};
+use crate::error::{DumpError, StoreError};
+use crate::model::{
+    dump_id_for, validate_dump_id, DumpSpec, JobError, JobRecord, JobStatus, OpenObject,
+};
+use crate::ports::{staging_key, ObjectStore, ProgressStore};
+use crate::uploader::UploadSummary;
+
+/// Validates the request and creates a pending job. Without an explicit id the id is
+/// `dump_YYYYMMDD-HHMMSS`, suffixed `-2`, `-3`, … if taken.
+pub async fn create_dump(
+    progress: &dyn ProgressStore,
+    spec: DumpSpec,
+    id: Option<String>,
+) -> Result<JobRecord, DumpError> {
+    if spec.chunk_size == 0 || spec.part_size == 0 {
+        return Err(DumpError::InvalidRequest(
+            "chunk size and part size must be positive".into(),
+        ));
+    }
+    let now = Utc::now();
+    let base = id.clone().unwrap_or_else(|| dump_id_for(now));
+    validate_dump_id(&base)?;
+    let (check, check_id) = (spec.clone(), base.clone());
+    tokio::task::spawn_blocking(move || validate(&check, &check_id))
+        .await
+        .map_err(|e| DumpError::Internal(e.to_string()))??;
+    for attempt in 1..=100 {
+        let candidate = if attempt == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{attempt}")
+        };
+        match progress
+            .create(&JobRecord::new(candidate.clone(), spec.clone(), now))
+            .await
+        {
+            Ok(()) => {
+                return progress
+                    .get(&candidate)
+                    .await?
+                    .ok_or_else(|| DumpError::Internal("created job vanished".into()))
+            }
+            Err(StoreError::AlreadyExists(_)) if id.is_none() => continue,
+            Err(StoreError::AlreadyExists(_)) => {
+                return Err(DumpError::InvalidRequest(format!(
+                    "dump id {base:?} already exists"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(DumpError::InvalidRequest(format!(
+        "too many dumps started as {base}"
+    )))
+}
+
+/// The job after a chunk that exported `outcome` and uploaded `uploaded` in `busy_ms`:
+/// one version up, `processing`, or `completed` when the export is done. Pure; the
+/// chunk writes its staging object (or the manifest) and commits this.
+pub(crate) fn after_chunk(
+    job: &JobRecord,
+    outcome: &ExportOutcome,
+    uploaded: &UploadSummary,
+    busy_ms: u64,
+    now: DateTime<Utc>,
+) -> JobRecord {
+    let mut next = job.clone();
+    next.version += 1;
+    next.cursor = outcome.cursor.clone();
+    next.processed_rows += outcome.rows;
+    next.chunks += 1;
+    next.busy_ms += busy_ms;
+    next.updated_at = now;
+    next.started_at.get_or_insert(now);
+    next.schema_fingerprint
+        .get_or_insert_with(|| outcome.fingerprint.clone());
+    next.change_token
+        .get_or_insert_with(|| outcome.change_token.clone());
+    if outcome.changed && !next.consistency.changed_during_dump {
+        tracing::info!(dump_id = %job.id, "the database changed during this live dump");
+        next.consistency.changed_during_dump = true;
+    }
+    for w in &outcome.warnings {
+        if !next.warnings.contains(&w) {
+            tracing::info!(dump_id = %job.id, warning = %w, "dumped with a warning");
+            next.warnings.push(w.clone());
+        }
+    }
+    if outcome.total_rows.is_some() {
+        next.total_rows = outcome.total_rows;
+    }
+    next.files.extend(uploaded.finished.iter().cloned());
+    next.open_object = outcome.tail.as_ref().map(|t| OpenObject {
+        object: t.object,
+        key: t.key.clone(),
+        upload: uploaded
+            .open
+            .as_ref()
+            .filter(|o| o.object == t.object)
+            .and_then(|o| o.handle.clone()),
+        next_part: t.next_part,
+        bytes: t.size,
+    });
+    next.bytes_written = next.files.iter().map(|f| f.size).sum::<u64>()
+        + next.open_object.as_ref().map_or(0, |o| o.bytes);
+    if outcome.end == ChunkEnd::Done {
+        next.status = JobStatus::Completed;
+        next.completed_at = Some(now);
+    } else {
+        next.status = JobStatus::Processing;
+    }
+    next
+}
+
+/// Marks `job` failed, if it is still at `job.version` (a run that moved it on decides
+/// for itself), and removes everything it wrote plus `extra_files` (finished by a chunk
+/// that never committed). For failures found by whoever holds that version: a chunk, a
+/// start the orchestrator refused, a run found gone.
+pub async fn fail_job(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    job: &JobRecord,
+    error: &DumpError,
+    extra_files: Vec<String>,
+) -> Result<(), DumpError> {
+    let ended = end_early(
+        objects,
+        progress,
+        &job.id,
+        Some(job.version),
+        failure(error),
+        extra_files,
+    )
+    .await;
+    log_failure(&job.id, error, ended)
+}
+
+/// Marks dump `id` failed at whatever version it is (unless it already ended) and
+/// removes what it wrote: the state machine's catch path, after its run gave up.
+pub async fn fail_dump(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    id: &str,
+    error: &DumpError,
+) -> Result<(), DumpError> {
+    let ended = end_early(objects, progress, id, None, failure(error), Vec::new()).await;
+    log_failure(id, error, ended)
+}
+
+fn failure(error: &DumpError) -> (JobStatus, Option<JobError>) {
+    let error = JobError {
+        code: error.code().to_string(),
+        message: error.to_string(),
+    };
+    (JobStatus::Failed, Some(error))
+}
+
+fn log_failure(
+    id: &str,
+    error: &DumpError,
+    ended: Result<Option<JobRecord>, DumpError>,
+) -> Result<(), DumpError> {
+    match ended {
+        Ok(Some(_)) => {
+            // Own target, so the CLI (which prints one `error:` line itself) can leave it out.
+            tracing::error!(target: "chunkdump::failure", dump_id = %id, error = %error, "dump failed");
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => {
+            tracing::warn!(dump_id = %id, error = %e, "could not record the failure");
+            Err(e)
+        }
+    }
+}
+
+/// Cancels a dump that is not finished: status `cancelled`, upload aborted, staging and
+/// finished files removed. Stop its run first (the orchestrator), so no chunk is in flight.
+pub async fn cancel_dump(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    id: &str,
+) -> Result<JobRecord, DumpError> {
+    match end_early(
+        objects,
+        progress,
+        id,
+        None,
+        (JobStatus::Cancelled, None),
+        Vec::new(),
+    )
+    .await?
+    {
+        Some(cancelled) => Ok(cancelled),
+        None => Err(DumpError::WrongState {
+            id: id.into(),
+            status: progress.require(id).await?.status,
+            message: "it can no longer be cancelled".into(),
+        }),
+    }
+}
+
+/// Ends dump `id` early with `status` and `error` (only at version `at_version`, if
+/// given), then removes what it wrote. `None` if it had already ended (or moved on).
+async fn end_early(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    id: &str,
+    at_version: Option<u64>,
+    (status, error): (JobStatus, Option<JobError>),
+    extra_files: Vec<String>,
+) -> Result<Option<JobRecord>, DumpError> {
+    let mut change = |job: &JobRecord| -> Result<Option<JobRecord>, DumpError> {
+        if job.status.is_terminal() || at_version.is_some_and(|v| v != job.version) {
+            return Ok(None);
+        }
+        let mut ended = job.clone();
+        ended.status = status;
+        ended.error = error.clone();
+        ended.updated_at = Utc::now();
+        ended.open_object = None;
+        ended.files.clear();
+        ended.bytes_written = 0;
+        Ok(Some(ended))
+    };
+    let Some(transition) = progress.update(id, &mut change).await? else {
+        return Ok(None);
+    };
+    clean_up(objects, &transition.before, extra_files).await;
+    Ok(Some(transition.after))
+}
+
+/// Removes what dump `job` (its last version before ending) wrote: snapshot copy, open
+/// upload, staging objects, finished files. Best effort: a leftover staging object is
+/// harmless, and R2 aborts forgotten uploads after 7 days.
+async fn clean_up(objects: &dyn ObjectStore, job: &JobRecord, extra_files: Vec<String>) {
+    remove_snapshot(job);
+    if let Some(open) = &job.open_object {
+        if let Some(upload) = &open.upload {
+            let _ = objects.abort_upload(&open.key, upload).await;
+        }
+    }
+    // This version's staging, and one a killed attempt of the next chunk may have left.
+    for version in [job.version, job.version + 1] {
+        let _ = objects.delete(&staging_key(&job.id, version)).await;
+    }
+    for key in job.files.iter().map(|f| f.key.clone()).chain(extra_files) {
+        let _ = objects.delete(&key).await;
+    }
+    abort_abandoned_uploads(objects, &job.id).await;
+}
+
+/// Aborts the multipart uploads of dump `id` still pending once it has ended: those of
+/// chunks killed (or timed out) after starting an upload and before committing it. Their
+/// retries started new uploads, so nothing else refers to them. Best effort: R2 also
+/// aborts incomplete uploads after 7 days by default.
+pub async fn abort_abandoned_uploads(objects: &dyn ObjectStore, id: &str) {
+    let pending = match objects.pending_uploads(id).await {
+        Ok(pending) => pending,
+        Err(e) => {
+            tracing::warn!(dump_id = %id, error = %e, "could not list abandoned uploads");
+            return;
+        }
+    };
+    // Keys of this dump are `<id>.<ext>` or `<id>/…`; not those of a dump named `<id>x`.
+    for upload in pending
+        .iter()
+        .filter(|u| crate::model::key_belongs_to(&u.key, id))
+    {
+        match objects.abort_upload(&upload.key, &upload.handle).await {
+            Ok(()) => {
+                tracing::info!(dump_id = %id, key = %upload.key, "aborted an upload abandoned by a killed chunk")
+            }
+            Err(e) => {
+                tracing::warn!(dump_id = %id, key = %upload.key, error = %e, "could not abort an abandoned upload")
+            }
+        }
+    }
+}
+
+/// Removes what a run killed right after committing a dump's last chunk may have left
+/// (the staging object of the version before). Best effort; called on a completed dump.
+pub async fn tidy_completed(objects: &dyn ObjectStore, job: &JobRecord) {
+    if job.status == JobStatus::Completed && job.version > 1 {
+        let _ = objects.delete(&staging_key(&job.id, job.version - 1)).await;
+    }
+}
+
+/// Deletes the dump's snapshot copy, if it has one (best effort).
+pub(crate) fn remove_snapshot(job: &JobRecord) {
+    if let Some(path) = &job.snapshot_path {
+        if let Err(e) = std::fs::remove_file(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dump_id = %job.id, error = %e, "could not delete the snapshot copy");
+            }
+        }
+    }
+}
