@@ -2,12 +2,11 @@
 //! local runner, configured by the same environment as the Lambda functions.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::api::callback::Notifier;
 use crate::api::{router, ApiSettings, AppState, Tokens};
 use crate::chunk::ChunkOptions;
-use crate::config::Config;
-use crate::error::DumpError;
+use crate::config::{ApiConfig, CallbackConfig, Config};
 use crate::local::LocalRunner;
 use crate::ports::{ObjectStore, ProgressStore, StartGuard};
 use crate::tasks::Tasks;
@@ -17,56 +16,16 @@ pub struct ServeOptions {
     pub database: String,
     pub listen: String,
     pub config: Config,
-    pub part_size: u64,
+    /// Rate limits and part size (the CLI's `--part-size` sets the part size).
+    pub api: ApiConfig,
+    /// Callback delivery, and its signing secret (`CHUNKDUMP_CALLBACK_SECRET`).
+    pub callbacks: CallbackConfig,
+    pub callback_secret: Option<String>,
     /// A schedule to run in-process (`--schedule`), with the tick it runs.
     pub schedule: Option<(
         crate::local::scheduler::ScheduleExpr,
         crate::api::schedule::ScheduledStart,
     )>,
-}
-
-/// Reads `CHUNKDUMP_API_TOKEN` (required) and `CHUNKDUMP_API_READ_TOKEN` (optional).
-pub fn tokens_from_env() -> Result<Tokens, DumpError> {
-    let var = |name: &str| std::env::var(name).ok().filter(|t| !t.is_empty());
-    tokens_from(var("CHUNKDUMP_API_TOKEN"), var("CHUNKDUMP_API_READ_TOKEN"))
-}
-
-/// The API tokens; without an admin token the API refuses to start.
-pub fn tokens_from(admin: Option<String>, read: Option<String>) -> Result<Tokens, DumpError> {
-    let admin = admin.filter(|t| !t.is_empty()).ok_or_else(|| {
-        DumpError::InvalidRequest("CHUNKDUMP_API_TOKEN is not set (nor the deployment secret's apiToken): refusing to serve the API unauthenticated".into())
-    })?;
-    Tokens::new(&admin, read.as_deref()).map_err(DumpError::InvalidRequest)
-}
-
-/// The API's settings from the environment (rate limits) and the given parts.
-pub fn api_settings(
-    database: String,
-    config: &Config,
-    part_size: u64,
-    notifier: Option<crate::api::callback::Notifier>,
-) -> Result<ApiSettings, DumpError> {
-    Ok(ApiSettings {
-        database,
-        chunk_size: config.chunk_size,
-        snapshot: config.snapshot,
-        part_size,
-        download_expiry: Duration::from_secs(15 * 60),
-        notifier,
-        rate_limit: crate::api::RateLimit {
-            starts: env_number("CHUNKDUMP_RATE_LIMIT_STARTS", 20)?,
-            window: Duration::from_secs(env_number("CHUNKDUMP_RATE_LIMIT_WINDOW_SECONDS", 3600)?),
-        },
-    })
-}
-
-fn env_number(name: &str, default: u64) -> Result<u64, DumpError> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .map_err(|_| DumpError::InvalidRequest(format!("{name}={v:?} is not a whole number"))),
-        _ => Ok(default),
-    }
 }
 
 /// Serves until Ctrl-C. Prints `listening on http://ADDR` first.
@@ -86,7 +45,7 @@ pub async fn serve(
         upload_concurrency: opts.config.upload_concurrency as usize,
         ..Default::default()
     };
-    let notifier = crate::api::callback::Notifier::from_env().map_err(DumpError::InvalidRequest)?;
+    let notifier = Notifier::from_config(opts.callback_secret.as_deref(), &opts.callbacks)?;
     let tasks = Tasks {
         objects: objects.clone(),
         progress: progress.clone(),
@@ -97,7 +56,7 @@ pub async fn serve(
         chunks_per_execution: opts.config.chunks_per_execution,
     };
     let runner = LocalRunner::new(tasks)?;
-    let settings = api_settings(opts.database, &opts.config, opts.part_size, notifier)?;
+    let settings = ApiSettings::new(opts.database, &opts.config, &opts.api, notifier);
     let state = AppState {
         objects,
         progress,

@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::config::{ConfigError, Secrets};
 
 /// The accepted tokens: an admin token (everything) and an optional read-only token
 /// (status, list, download).
@@ -31,10 +32,23 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl Tokens {
+    /// The tokens of a deployment's secrets (`CHUNKDUMP_API_TOKEN` and
+    /// `CHUNKDUMP_API_READ_TOKEN` locally); without an admin token the API refuses to start.
+    pub fn from_secrets(secrets: &Secrets) -> Result<Self, ConfigError> {
+        let admin = secrets.api_token.as_deref().ok_or(ConfigError::Missing {
+            name: "CHUNKDUMP_API_TOKEN",
+            needed_for: "nor is the deployment secret's apiToken; refusing to serve the API unauthenticated",
+        })?;
+        Tokens::new(admin, secrets.api_read_token.as_deref())
+    }
+
     /// Refuses empty tokens: the API never runs unauthenticated.
-    pub fn new(admin: &str, read_only: Option<&str>) -> Result<Self, String> {
+    pub fn new(admin: &str, read_only: Option<&str>) -> Result<Self, ConfigError> {
         if admin.trim().is_empty() || read_only.is_some_and(|t| t.trim().is_empty()) {
-            return Err("API tokens must not be empty".into());
+            return Err(ConfigError::Unusable {
+                what: "API tokens".into(),
+                reason: "they must not be empty".into(),
+            });
         }
         Ok(Tokens {
             admin: digest(admin),

@@ -17,8 +17,28 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::views::CallbackBody;
+use crate::config::{CallbackConfig, ConfigError};
 use crate::model::{CallbackStatus, JobRecord, JobStatus};
 use crate::ports::ProgressStore;
+
+/// Why a callback URL is refused (a 400 naming `callbackUrl` at start, a failed attempt
+/// at delivery: the host may have moved to an internal address since).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RefusedUrl(pub String);
+
+/// Why one delivery attempt failed (recorded as the callback's `lastError`).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Refused(#[from] RefusedUrl),
+    #[error("HTTP client: {0}")]
+    Client(String),
+    #[error("request failed: {0}")]
+    Request(String),
+    #[error("receiver answered {0}")]
+    Answered(reqwest::StatusCode),
+}
 
 /// How callbacks are checked, signed and delivered.
 #[derive(Clone)]
@@ -71,14 +91,20 @@ impl Notifier {
         allow_hosts: Vec<String>,
         public_url: Option<String>,
         extra_root_pem: Option<&[u8]>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
         if secret.len() < 16 {
-            return Err("the callback signing secret must have at least 16 characters".into());
+            return Err(ConfigError::Unusable {
+                what: "CHUNKDUMP_CALLBACK_SECRET".into(),
+                reason: "the callback signing secret must have at least 16 characters".into(),
+            });
         }
         let extra_root = extra_root_pem
             .map(reqwest::Certificate::from_pem)
             .transpose()
-            .map_err(|e| format!("callback CA: {e}"))?;
+            .map_err(|e| ConfigError::Unusable {
+                what: "CHUNKDUMP_CALLBACK_CA_FILE".into(),
+                reason: format!("not a PEM certificate: {e}"),
+            })?;
         Ok(Notifier {
             secret: secret.as_bytes().to_vec(),
             allow_hosts,
@@ -93,67 +119,52 @@ impl Notifier {
         })
     }
 
-    /// From `CHUNKDUMP_CALLBACK_SECRET` (callbacks are off without it),
-    /// `CHUNKDUMP_CALLBACK_ALLOW_HOSTS` (comma-separated), `CHUNKDUMP_PUBLIC_URL` and
-    /// `CHUNKDUMP_CALLBACK_CA_FILE`.
-    pub fn from_env() -> Result<Option<Self>, String> {
-        Self::from_env_with(std::env::var("CHUNKDUMP_CALLBACK_SECRET").ok())
-    }
-
-    /// Like [`Notifier::from_env`], with the signing secret from elsewhere (the
-    /// deployment's secret in AWS).
-    pub fn from_env_with(secret: Option<String>) -> Result<Option<Self>, String> {
+    /// The notifier of a deployment: callbacks are off without a signing `secret`
+    /// (`CHUNKDUMP_CALLBACK_SECRET`, or the deployment secret's `callbackSecret`).
+    pub fn from_config(
+        secret: Option<&str>,
+        config: &CallbackConfig,
+    ) -> Result<Option<Self>, ConfigError> {
         let Some(secret) = secret.filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
-        let allow = std::env::var("CHUNKDUMP_CALLBACK_ALLOW_HOSTS").unwrap_or_default();
-        let allow_hosts = allow
-            .split(',')
-            .map(|h| h.trim().to_ascii_lowercase())
-            .filter(|h| !h.is_empty())
-            .collect();
-        let ca = match std::env::var("CHUNKDUMP_CALLBACK_CA_FILE") {
-            Ok(path) => Some(
-                std::fs::read(&path)
-                    .map_err(|e| format!("CHUNKDUMP_CALLBACK_CA_FILE {path}: {e}"))?,
-            ),
-            Err(_) => None,
-        };
+        let ca = config.ca_pem()?;
         Notifier::new(
-            &secret,
-            allow_hosts,
-            std::env::var("CHUNKDUMP_PUBLIC_URL").ok(),
+            secret,
+            config.allow_hosts.clone(),
+            config.public_url.clone(),
             ca.as_deref(),
         )
         .map(Some)
     }
 
     /// Checks a callback URL and returns the addresses a delivery may connect to.
-    pub async fn check_url(&self, raw: &str) -> Result<(String, Vec<SocketAddr>), String> {
-        let url = reqwest::Url::parse(raw).map_err(|e| format!("not a valid URL: {e}"))?;
+    pub async fn check_url(&self, raw: &str) -> Result<(String, Vec<SocketAddr>), RefusedUrl> {
+        let refused = |why: String| RefusedUrl(why);
+        let url = reqwest::Url::parse(raw).map_err(|e| refused(format!("not a valid URL: {e}")))?;
         if url.scheme() != "https" {
-            return Err("callback URLs must use https".into());
+            return Err(refused("callback URLs must use https".into()));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err("callback URLs must not carry credentials".into());
+            return Err(refused("callback URLs must not carry credentials".into()));
         }
         let host = url
             .host_str()
-            .ok_or("callback URL has no host")?
+            .ok_or_else(|| refused("callback URL has no host".into()))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
         let port = url.port_or_known_default().unwrap_or(443);
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .map_err(|e| refused(format!("cannot resolve {host}: {e}")))?
             .collect();
         if addrs.is_empty() {
-            return Err(format!("{host} has no addresses"));
+            return Err(refused(format!("{host} has no addresses")));
         }
         if !self.allow_hosts.contains(&host) {
             if let Some(bad) = addrs.iter().find(|a| is_internal(a.ip())) {
-                return Err(format!("{host} resolves to an internal address ({}); callbacks may only go to public hosts", bad.ip()));
+                return Err(refused(format!("{host} resolves to an internal address ({}); callbacks may only go to public hosts", bad.ip())));
             }
         }
         Ok((host, addrs))
@@ -174,7 +185,7 @@ impl Notifier {
         format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
     }
 
-    async fn attempt(&self, url: &str, body: &[u8]) -> Result<(), String> {
+    async fn attempt(&self, url: &str, body: &[u8]) -> Result<(), DeliveryError> {
         let (host, addrs) = self.check_url(url).await?;
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -183,7 +194,9 @@ impl Notifier {
         if let Some(root) = &self.extra_root {
             builder = builder.add_root_certificate(root.clone());
         }
-        let client = builder.build().map_err(|e| e.to_string())?;
+        let client = builder
+            .build()
+            .map_err(|e| DeliveryError::Client(e.to_string()))?;
         let timestamp = chrono::Utc::now().timestamp();
         let res = client
             .post(url)
@@ -194,11 +207,11 @@ impl Notifier {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| format!("request failed: {e}"))?;
+            .map_err(|e| DeliveryError::Request(e.to_string()))?;
         if res.status().is_success() {
             Ok(())
         } else {
-            Err(format!("receiver answered {}", res.status()))
+            Err(DeliveryError::Answered(res.status()))
         }
     }
 
@@ -228,7 +241,7 @@ impl Notifier {
                 }
                 Err(e) => {
                     tracing::warn!(dump_id = %id, attempt = state.attempts, error = %e, "callback failed");
-                    state.last_error = Some(e);
+                    state.last_error = Some(e.to_string());
                     match delays.next() {
                         Some(d) => tokio::time::sleep(*d).await,
                         None => {

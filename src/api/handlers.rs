@@ -97,7 +97,7 @@ pub(crate) async fn start_dump(
         notifier
             .check_url(url)
             .await
-            .map_err(|e| ApiError::bad_field("callbackUrl", e))?;
+            .map_err(|e| ApiError::bad_field("callbackUrl", e.to_string()))?;
     }
     if req
         .snapshot_max_block_ms

@@ -46,9 +46,33 @@ pub struct ApiSettings {
     /// Lifetime of presigned download URLs.
     pub download_expiry: Duration,
     /// Checks and signs completion callbacks; `None` refuses `callbackUrl`.
-    pub notifier: Option<crate::api::callback::Notifier>,
+    pub notifier: Option<callback::Notifier>,
     /// Starts allowed per token per window.
     pub rate_limit: RateLimit,
+}
+
+impl ApiSettings {
+    /// The settings of an API that dumps `database`: request defaults from the dump
+    /// settings, limits and part size from the API's own.
+    pub fn new(
+        database: String,
+        dump: &crate::config::Config,
+        api: &crate::config::ApiConfig,
+        notifier: Option<callback::Notifier>,
+    ) -> Self {
+        ApiSettings {
+            database,
+            chunk_size: dump.chunk_size,
+            snapshot: dump.snapshot,
+            part_size: api.part_size,
+            download_expiry: api.download_expiry,
+            notifier,
+            rate_limit: RateLimit {
+                starts: api.rate_limit_starts,
+                window: api.rate_limit_window,
+            },
+        }
+    }
 }
 
 /// What every handler shares.

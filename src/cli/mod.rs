@@ -375,7 +375,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => {
-            let tokens = crate::serve::tokens_from_env()?;
+            let env = crate::config::Env::process();
+            let secrets = crate::config::Secrets::read(&env);
+            let tokens = crate::api::Tokens::from_secrets(&secrets)?;
             let database = std::fs::canonicalize(&args.db).map_err(|e| DumpError::Database {
                 path: args.db.display().to_string(),
                 message: format!("cannot open: {e}"),
@@ -391,7 +393,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database: database.display().to_string(),
                 listen: args.listen,
                 config: cfg,
-                part_size: args.part_size,
+                api: crate::config::ApiConfig {
+                    part_size: args.part_size,
+                    ..crate::config::ApiConfig::read(&env)?
+                },
+                callbacks: crate::config::CallbackConfig::read(&env),
+                callback_secret: secrets.callback_secret.clone(),
                 schedule,
             };
             crate::serve::serve(stores.objects, stores.progress, stores.guard, tokens, opts).await

@@ -20,11 +20,16 @@ pub struct SfnOrchestrator {
 impl SfnOrchestrator {
     /// Uses the state machine `state_machine_arn` (`AWS_ENDPOINT_URL_SFN` may point the
     /// client at a local server).
-    pub fn new(config: &aws_config::SdkConfig, state_machine_arn: &str) -> Result<Self, DumpError> {
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        state_machine_arn: &str,
+    ) -> Result<Self, crate::config::ConfigError> {
         if !state_machine_arn.starts_with("arn:") || !state_machine_arn.contains(":stateMachine:") {
-            return Err(DumpError::InvalidRequest(format!(
-                "{state_machine_arn:?} is not a state machine ARN"
-            )));
+            return Err(crate::config::ConfigError::Invalid {
+                name: "CHUNKDUMP_STATE_MACHINE_ARN",
+                value: state_machine_arn.to_string(),
+                reason: "not a state machine ARN".into(),
+            });
         }
         Ok(SfnOrchestrator {
             client: aws_sdk_sfn::Client::new(config),

@@ -1,0 +1,244 @@
+//! Settings of a deployment (the API, callbacks, the Lambda functions) and its secrets.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, Env, DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
+
+/// The deployment's secrets: R2's endpoint and API token, the API bearer tokens and the
+/// callback signing secret. In AWS they are one Secrets Manager secret (this JSON
+/// object, see `cloud::load_secrets`); locally the same values come from the
+/// environment. Every field is optional: a deployment without R2 uses the role's S3,
+/// one without callbacks leaves `callbackSecret` out.
+#[derive(Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Secrets {
+    pub r2_endpoint: Option<String>,
+    pub r2_access_key_id: Option<String>,
+    pub r2_secret_access_key: Option<String>,
+    pub api_token: Option<String>,
+    pub api_read_token: Option<String>,
+    pub callback_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    // Never print a secret value, only which ones are set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("r2_endpoint", &self.r2_endpoint)
+            .field("r2_access_key_id", &self.r2_access_key_id.is_some())
+            .field("api_token", &self.api_token.is_some())
+            .field("callback_secret", &self.callback_secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Secrets {
+    /// From `R2_ENDPOINT`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY`,
+    /// `CHUNKDUMP_API_TOKEN`, `CHUNKDUMP_API_READ_TOKEN` and `CHUNKDUMP_CALLBACK_SECRET`.
+    pub fn read(env: &Env) -> Self {
+        Secrets {
+            r2_endpoint: env.get("R2_ENDPOINT"),
+            r2_access_key_id: env.get("R2_ACCESS_KEY_ID"),
+            r2_secret_access_key: env.get("R2_SECRET_ACCESS_KEY"),
+            api_token: env.get("CHUNKDUMP_API_TOKEN"),
+            api_read_token: env.get("CHUNKDUMP_API_READ_TOKEN"),
+            callback_secret: env.get("CHUNKDUMP_CALLBACK_SECRET"),
+        }
+    }
+}
+
+/// The HTTP API's settings besides its tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// `CHUNKDUMP_PART_SIZE`: multipart part size of the dumps it starts (bytes, default
+    /// 8 MiB, 5 MiB..=5 GiB).
+    pub part_size: u64,
+    /// `CHUNKDUMP_RATE_LIMIT_STARTS`: starts allowed per token per window (default 20).
+    pub rate_limit_starts: u64,
+    /// `CHUNKDUMP_RATE_LIMIT_WINDOW_SECONDS`: the window (default 3600 s).
+    pub rate_limit_window: Duration,
+    /// Lifetime of presigned download URLs (15 minutes).
+    pub download_expiry: Duration,
+}
+
+impl ApiConfig {
+    /// Reads the API's settings from `env`.
+    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+        Ok(ApiConfig {
+            part_size: env.number(
+                "CHUNKDUMP_PART_SIZE",
+                DEFAULT_PART_SIZE,
+                MIN_PART_SIZE..=MAX_PART_SIZE,
+            )?,
+            rate_limit_starts: env.number(
+                "CHUNKDUMP_RATE_LIMIT_STARTS",
+                20,
+                1..=u32::MAX as u64,
+            )?,
+            rate_limit_window: Duration::from_secs(env.number(
+                "CHUNKDUMP_RATE_LIMIT_WINDOW_SECONDS",
+                3600,
+                1..=31 * 24 * 3600,
+            )?),
+            download_expiry: Duration::from_secs(15 * 60),
+        })
+    }
+}
+
+/// How completion callbacks are delivered (their signing secret is in [`Secrets`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallbackConfig {
+    /// `CHUNKDUMP_CALLBACK_ALLOW_HOSTS`: hosts that may resolve to internal addresses
+    /// (comma-separated; local development and tests).
+    pub allow_hosts: Vec<String>,
+    /// `CHUNKDUMP_PUBLIC_URL`: makes a callback's `downloadUrl` absolute.
+    pub public_url: Option<String>,
+    /// `CHUNKDUMP_CALLBACK_CA_FILE`: a PEM certificate to trust besides the public roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl CallbackConfig {
+    /// Reads the callback settings from `env`.
+    pub fn read(env: &Env) -> Self {
+        CallbackConfig {
+            allow_hosts: env
+                .get("CHUNKDUMP_CALLBACK_ALLOW_HOSTS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            public_url: env.get("CHUNKDUMP_PUBLIC_URL"),
+            ca_file: env.get("CHUNKDUMP_CALLBACK_CA_FILE").map(PathBuf::from),
+        }
+    }
+
+    /// The extra CA certificate's PEM, if one is configured.
+    pub fn ca_pem(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        self.ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|e| ConfigError::Unusable {
+                    what: format!("CHUNKDUMP_CALLBACK_CA_FILE {}", path.display()),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Where the Lambda functions find their stores, secret, database and state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    /// `CHUNKDUMP_STORE`: `s3://BUCKET/PREFIX` (R2 through its S3 endpoint).
+    pub store: String,
+    /// `CHUNKDUMP_PROGRESS`: `dynamodb://TABLE`.
+    pub progress: String,
+    /// `CHUNKDUMP_SECRET_ARN`: the deployment secret; without it [`Secrets`] come from
+    /// the environment.
+    pub secret_arn: Option<String>,
+    /// `CHUNKDUMP_DATABASE`: the SQLite file on the EFS mount (the API function).
+    pub database: Option<String>,
+    /// `CHUNKDUMP_STATE_MACHINE_ARN`: the dump state machine (the API function).
+    pub state_machine_arn: Option<String>,
+}
+
+impl Deployment {
+    /// Reads the deployment's locations from `env`; the store and the progress table
+    /// are required.
+    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Deployment {
+            store: env.required(
+                "CHUNKDUMP_STORE",
+                "where dump files go (s3://BUCKET/PREFIX)",
+            )?,
+            progress: env.required(
+                "CHUNKDUMP_PROGRESS",
+                "where job records go (dynamodb://TABLE)",
+            )?,
+            secret_arn: env.get("CHUNKDUMP_SECRET_ARN"),
+            database: env.get("CHUNKDUMP_DATABASE"),
+            state_machine_arn: env.get("CHUNKDUMP_STATE_MACHINE_ARN"),
+        })
+    }
+
+    /// The database the API function dumps (`CHUNKDUMP_DATABASE`, required there).
+    pub fn database(&self) -> Result<&str, ConfigError> {
+        self.database.as_deref().ok_or(ConfigError::Missing {
+            name: "CHUNKDUMP_DATABASE",
+            needed_for: "the API function dumps this SQLite file",
+        })
+    }
+
+    /// The state machine the API function starts (`CHUNKDUMP_STATE_MACHINE_ARN`).
+    pub fn state_machine_arn(&self) -> Result<&str, ConfigError> {
+        self.state_machine_arn
+            .as_deref()
+            .ok_or(ConfigError::Missing {
+                name: "CHUNKDUMP_STATE_MACHINE_ARN",
+                needed_for: "the API function starts dumps on this state machine",
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> Env<'a> {
+        Env::from_fn(move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn api_settings_have_defaults_and_name_bad_values() {
+        let api = ApiConfig::read(&env(&[])).unwrap();
+        assert_eq!(
+            (api.part_size, api.rate_limit_starts),
+            (DEFAULT_PART_SIZE, 20)
+        );
+        let e = ApiConfig::read(&env(&[("CHUNKDUMP_PART_SIZE", "1024")])).unwrap_err();
+        assert_eq!(e.name(), "CHUNKDUMP_PART_SIZE");
+        let e = ApiConfig::read(&env(&[("CHUNKDUMP_RATE_LIMIT_STARTS", "many")])).unwrap_err();
+        assert!(e.to_string().contains("not a whole number"), "{e}");
+    }
+
+    #[test]
+    fn deployments_need_a_store_and_a_progress_table() {
+        let e = Deployment::read(&env(&[("CHUNKDUMP_STORE", "s3://b")])).unwrap_err();
+        assert_eq!(e.name(), "CHUNKDUMP_PROGRESS");
+        let d = Deployment::read(&env(&[
+            ("CHUNKDUMP_STORE", "s3://b"),
+            ("CHUNKDUMP_PROGRESS", "dynamodb://t"),
+            ("CHUNKDUMP_SECRET_ARN", ""),
+        ]))
+        .unwrap();
+        assert_eq!(d.secret_arn, None, "empty counts as unset");
+        assert_eq!(d.database().unwrap_err().name(), "CHUNKDUMP_DATABASE");
+    }
+
+    #[test]
+    fn callback_hosts_are_a_trimmed_lowercase_list() {
+        let c = CallbackConfig::read(&env(&[(
+            "CHUNKDUMP_CALLBACK_ALLOW_HOSTS",
+            " LocalHost, ,hooks.internal ",
+        )]));
+        assert_eq!(c.allow_hosts, ["localhost", "hooks.internal"]);
+        let missing = CallbackConfig {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
+        assert!(missing
+            .ca_pem()
+            .unwrap_err()
+            .to_string()
+            .contains("CHUNKDUMP_CALLBACK_CA_FILE"));
+    }
+}

@@ -1,0 +1,240 @@
+//! Settings, read in one place: every environment variable chunkdump reads is read
+//! through [`Env`], and every bad value is a [`ConfigError`] naming the variable (never a
+//! panic, a silent default or an HTTP-400 idea).
+//!
+//! | variable | used by | meaning |
+//! | --- | --- | --- |
+//! | `DUMP_CHUNK_SIZE`, `DUMP_BREATHING_INTERVAL`, `MAX_EXECUTION_TIME`, `DUMP_SNAPSHOT` | all | the original request's dump settings ([`Config`]) |
+//! | `CHUNKDUMP_CHUNKS_PER_EXECUTION`, `CHUNKDUMP_SNAPSHOT_DIR`, `CHUNKDUMP_UPLOAD_CONCURRENCY` | all | more dump tuning ([`Config`]) |
+//! | `CHUNKDUMP_API_TOKEN`, `CHUNKDUMP_API_READ_TOKEN` | API | bearer tokens ([`Secrets`]; in AWS from the deployment secret) |
+//! | `CHUNKDUMP_RATE_LIMIT_STARTS`, `CHUNKDUMP_RATE_LIMIT_WINDOW_SECONDS`, `CHUNKDUMP_PART_SIZE` | API | [`ApiConfig`] |
+//! | `CHUNKDUMP_CALLBACK_SECRET` | API, chunk | callback signing secret ([`Secrets`]) |
+//! | `CHUNKDUMP_CALLBACK_ALLOW_HOSTS`, `CHUNKDUMP_PUBLIC_URL`, `CHUNKDUMP_CALLBACK_CA_FILE` | API, chunk | [`CallbackConfig`] |
+//! | `CHUNKDUMP_STORE`, `CHUNKDUMP_PROGRESS`, `CHUNKDUMP_SECRET_ARN`, `CHUNKDUMP_DATABASE`, `CHUNKDUMP_STATE_MACHINE_ARN` | Lambda | [`Deployment`] |
+//! | `R2_ENDPOINT`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY` | Lambda, CLI | R2 access without a deployment secret ([`Secrets`]) |
+//!
+//! Naming: the original request's names (`DUMP_*`, `MAX_EXECUTION_TIME`) stay as they
+//! are; chunkdump's own settings are `CHUNKDUMP_*`; R2's credentials are `R2_*`, as in
+//! Cloudflare's documentation.
+
+mod deployment;
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+pub use deployment::{ApiConfig, CallbackConfig, Deployment, Secrets};
+
+/// A setting that is missing or has a bad value.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// A variable's value is not acceptable.
+    #[error("{name}={value:?}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// A required variable is not set.
+    #[error("{name} is not set: {needed_for}")]
+    Missing {
+        name: &'static str,
+        needed_for: &'static str,
+    },
+    /// A setting from elsewhere (the deployment secret, a file it names) is unusable;
+    /// the message never contains a secret value.
+    #[error("{what}: {reason}")]
+    Unusable { what: String, reason: String },
+}
+
+impl ConfigError {
+    /// The variable (or setting) at fault.
+    pub fn name(&self) -> &str {
+        match self {
+            ConfigError::Invalid { name, .. } | ConfigError::Missing { name, .. } => name,
+            ConfigError::Unusable { what, .. } => what,
+        }
+    }
+}
+
+/// Where settings are looked up: the process environment, or a function in tests. The
+/// one place chunkdump reads its environment; empty values count as unset.
+pub struct Env<'a> {
+    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+}
+
+impl Env<'static> {
+    /// The process environment.
+    pub fn process() -> Self {
+        Env::from_fn(|name| std::env::var(name).ok())
+    }
+}
+
+impl<'a> Env<'a> {
+    /// Settings from `lookup` (tests, other sources).
+    pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
+        Env {
+            lookup: Box::new(lookup),
+        }
+    }
+
+    /// The value of `name`, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.is_empty())
+    }
+
+    /// The value of `name`, which must be set (`needed_for` says why).
+    pub fn required(
+        &self,
+        name: &'static str,
+        needed_for: &'static str,
+    ) -> Result<String, ConfigError> {
+        self.get(name)
+            .ok_or(ConfigError::Missing { name, needed_for })
+    }
+
+    /// `true`/`1` or `false`/`0`; false when unset.
+    pub fn boolean(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.get(name).as_deref().map(str::trim) {
+            None => Ok(false),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(other) => Err(ConfigError::Invalid {
+                name,
+                value: other.to_string(),
+                reason: "expected true or false".into(),
+            }),
+        }
+    }
+
+    /// A whole number in `range`; `default` when unset.
+    pub fn number(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(default);
+        };
+        let err = |reason: String| ConfigError::Invalid {
+            name,
+            value: raw.clone(),
+            reason,
+        };
+        let v: u64 = raw
+            .trim()
+            .parse()
+            .map_err(|_| err("not a whole number".into()))?;
+        if !range.contains(&v) {
+            return Err(err(format!(
+                "must be between {} and {}",
+                range.start(),
+                range.end()
+            )));
+        }
+        Ok(v)
+    }
+}
+
+/// Default part size: 8 MiB.
+pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
+/// R2/S3 minimum part size: 5 MiB.
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+/// R2/S3 maximum part size: 5 GiB.
+pub const MAX_PART_SIZE: u64 = 5 << 30;
+
+/// Dump tuning from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `DUMP_CHUNK_SIZE`: rows per read slice (default 1000, 1..=100000).
+    pub chunk_size: u32,
+    /// `DUMP_BREATHING_INTERVAL`: pause between chunks (ms, default 5000, at most 1 h).
+    pub breathing: Duration,
+    /// `MAX_EXECUTION_TIME`: time budget of a chunk (ms, default 25000, at most 15 min).
+    pub max_execution: Duration,
+    /// `CHUNKDUMP_CHUNKS_PER_EXECUTION`: chunks before the state machine continues as a
+    /// new execution (default 1000, 1..=2000; see `tasks::DEFAULT_CHUNKS_PER_EXECUTION`).
+    pub chunks_per_execution: u32,
+    /// `DUMP_SNAPSHOT`: dump a point-in-time copy by default (`true`/`false`, default false).
+    pub snapshot: bool,
+    /// `CHUNKDUMP_SNAPSHOT_DIR`: where snapshot copies go (default: beside the local
+    /// output; required in AWS, a directory on the EFS mount).
+    pub snapshot_dir: Option<std::path::PathBuf>,
+    /// `CHUNKDUMP_UPLOAD_CONCURRENCY`: part uploads in flight at once (default 4, 1..=32).
+    /// Memory grows by one part size per extra upload.
+    pub upload_concurrency: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            chunk_size: 1000,
+            breathing: Duration::from_millis(5000),
+            max_execution: Duration::from_millis(25000),
+            chunks_per_execution: 1000,
+            snapshot: false,
+            snapshot_dir: None,
+            upload_concurrency: crate::uploader::DEFAULT_UPLOAD_CONCURRENCY as u32,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(&Env::process())
+    }
+
+    /// Reads variables through `lookup` (for tests and other sources).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::read(&Env::from_fn(lookup))
+    }
+
+    /// Reads the dump settings from `env`.
+    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Config {
+            chunk_size: env.number("DUMP_CHUNK_SIZE", 1000, 1..=100_000)? as u32,
+            breathing: Duration::from_millis(env.number(
+                "DUMP_BREATHING_INTERVAL",
+                5000,
+                0..=3_600_000,
+            )?),
+            max_execution: Duration::from_millis(env.number(
+                "MAX_EXECUTION_TIME",
+                25000,
+                0..=900_000,
+            )?),
+            chunks_per_execution: env.number("CHUNKDUMP_CHUNKS_PER_EXECUTION", 1000, 1..=2000)?
+                as u32,
+            snapshot: env.boolean("DUMP_SNAPSHOT")?,
+            snapshot_dir: env
+                .get("CHUNKDUMP_SNAPSHOT_DIR")
+                .map(std::path::PathBuf::from),
+            upload_concurrency: env.number(
+                "CHUNKDUMP_UPLOAD_CONCURRENCY",
+                crate::uploader::DEFAULT_UPLOAD_CONCURRENCY as u64,
+                1..=32,
+            )? as u32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        assert_eq!(Config::from_lookup(&|_| None).unwrap(), Config::default());
+        let c =
+            Config::from_lookup(&|n| (n == "DUMP_CHUNK_SIZE").then(|| "50".to_string())).unwrap();
+        assert_eq!(c.chunk_size, 50);
+        let e = Config::from_lookup(&|n| (n == "MAX_EXECUTION_TIME").then(|| "soon".to_string()))
+            .unwrap_err();
+        assert_eq!(e.name(), "MAX_EXECUTION_TIME");
+        let e = Config::from_lookup(&|n| (n == "DUMP_CHUNK_SIZE").then(|| "0".to_string()))
+            .unwrap_err();
+        assert!(e.to_string().contains("between 1 and 100000"), "{e}");
+    }
+}
