@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::path::{self, PathError};
-use super::{ChoiceRule, State, StateMachine, TaskState};
+use super::{
+    ChoiceRule, ChoiceState, EndState, FailState, PassState, State, StateMachine, TaskState,
+    WaitState,
+};
 
 /// A task failure as Step Functions sees it: an error name (a Lambda `errorType`, or a
 /// `States.*` name) and a cause.
@@ -92,111 +95,144 @@ pub async fn execute(
     let mut input = execution.input.clone();
     loop {
         on_step(Step::Entered(current.clone()));
-        let state = &machine.states[&current];
-        let with_input_path =
-            |p: Option<&str>, v: &Value| p.map_or(Ok(v.clone()), |p| path::get(p, v, &context));
-        let with_output_path =
-            |p: Option<&str>, v: Value| p.map_or(Ok(v.clone()), |p| path::get(p, &v, &context));
-        let step: Result<Move, Outcome> = match state {
-            State::Succeed(s) => {
-                return match with_input_path(s.input_path.as_deref(), &input)
-                    .and_then(|v| with_output_path(s.output_path.as_deref(), v))
-                {
-                    Ok(out) => Outcome::Succeeded(out),
-                    Err(e) => runtime(e),
-                }
-            }
-            State::Fail(f) => {
-                return Outcome::Failed {
-                    error: f.error.clone().unwrap_or_default(),
-                    cause: f.cause.clone().unwrap_or_default(),
-                };
-            }
-            State::Pass(p) => (|| {
-                let flow = p.flow();
-                let effective = with_input_path(flow.input_path, &input)?;
-                let result = match (&p.result, &p.parameters) {
-                    (Some(r), _) => r.clone(),
-                    (None, Some(t)) => path::template(t, &effective, &context)?,
-                    (None, None) => effective,
-                };
-                let merged = path::merge(
-                    p.result_path.clone().unwrap_or(Some("$".into())).as_deref(),
-                    input.clone(),
-                    result,
-                )?;
-                Ok(Move {
-                    next: flow.next.map(str::to_string),
-                    output: with_output_path(flow.output_path, merged)?,
-                    pause: 0.0,
-                })
-            })()
-            .map_err(runtime),
-            State::Wait(w) => (|| {
-                let flow = w.flow();
-                let effective = with_input_path(flow.input_path, &input)?;
-                let seconds = match (&w.seconds, &w.seconds_path) {
-                    (Some(s), _) => *s,
-                    (None, Some(p)) => path::get(p, &effective, &context)?
-                        .as_f64()
-                        .filter(|s| *s >= 0.0 && s.is_finite())
-                        .ok_or_else(|| {
-                            PathError(format!(
-                                "SecondsPath {p:?} must point at a non-negative number"
-                            ))
-                        })?,
-                    (None, None) => 0.0,
-                };
-                Ok(Move {
-                    next: flow.next.map(str::to_string),
-                    output: with_output_path(flow.output_path, effective)?,
-                    pause: seconds,
-                })
-            })()
-            .map_err(runtime),
-            State::Choice(c) => (|| -> Result<Move, Outcome> {
-                let effective =
-                    with_input_path(c.input_path.as_deref(), &input).map_err(runtime)?;
-                let mut chosen = c.default.clone();
-                for rule in &c.choices {
-                    if evaluate(rule, &effective).map_err(runtime)? {
-                        chosen = rule.next.clone();
-                        break;
-                    }
-                }
-                let next = chosen.ok_or_else(|| Outcome::Failed {
-                    error: "States.NoChoiceMatched".into(),
-                    cause: format!("no choice of state {current:?} matched and it has no Default"),
-                })?;
-                Ok(Move {
-                    next: Some(next),
-                    output: with_output_path(c.output_path.as_deref(), effective)
-                        .map_err(runtime)?,
-                    pause: 0.0,
-                })
-            })(),
+        let scope = Scope {
+            input: &input,
+            context: &context,
+        };
+        let step: Result<Move, Outcome> = match &machine.states[&current] {
+            State::Succeed(s) => return run_succeed(s, &scope),
+            State::Fail(f) => return run_fail(f),
+            State::Pass(p) => run_pass(p, &scope).map_err(runtime),
+            State::Wait(w) => run_wait(w, &scope).map_err(runtime),
+            State::Choice(c) => run_choice(c, &current, &scope),
             State::Task(t) => run_task(t, &current, handler, &input, &context, on_step).await,
         };
-        match step {
+        let Move {
+            next,
+            output,
+            pause,
+        } = match step {
+            Ok(step) => step,
             Err(outcome) => return outcome,
-            Ok(Move {
-                next,
-                output,
-                pause,
-            }) => {
-                if pause > 0.0 {
-                    tokio::time::sleep(Duration::from_secs_f64(pause)).await;
-                }
-                match next {
-                    Some(next) => {
-                        current = next;
-                        input = output;
-                    }
-                    None => return Outcome::Succeeded(output),
-                }
+        };
+        if pause > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+        }
+        match next {
+            Some(next) => {
+                current = next;
+                input = output;
             }
+            None => return Outcome::Succeeded(output),
         }
     }
+}
+
+/// A state's raw input and the execution's context object (`$$`).
+struct Scope<'a> {
+    input: &'a Value,
+    context: &'a Value,
+}
+
+impl Scope<'_> {
+    /// The state's effective input: `InputPath` applied to its raw input.
+    fn input_path(&self, path: Option<&str>) -> Result<Value, PathError> {
+        path.map_or(Ok(self.input.clone()), |p| {
+            path::get(p, self.input, self.context)
+        })
+    }
+
+    /// `OutputPath` applied to a state's output.
+    fn output_path(&self, path: Option<&str>, output: Value) -> Result<Value, PathError> {
+        path.map_or(Ok(output.clone()), |p| path::get(p, &output, self.context))
+    }
+}
+
+/// A Succeed state: the execution ends with its (path-filtered) input.
+fn run_succeed(s: &EndState, scope: &Scope) -> Outcome {
+    match scope
+        .input_path(s.input_path.as_deref())
+        .and_then(|v| scope.output_path(s.output_path.as_deref(), v))
+    {
+        Ok(out) => Outcome::Succeeded(out),
+        Err(e) => runtime(e),
+    }
+}
+
+/// A Fail state: the execution fails with its error and cause.
+fn run_fail(f: &FailState) -> Outcome {
+    Outcome::Failed {
+        error: f.error.clone().unwrap_or_default(),
+        cause: f.cause.clone().unwrap_or_default(),
+    }
+}
+
+/// A Pass state: `Result` or `Parameters` (or the input), merged at `ResultPath`.
+fn run_pass(p: &PassState, scope: &Scope) -> Result<Move, PathError> {
+    let flow = p.flow();
+    let effective = scope.input_path(flow.input_path)?;
+    let result = match (&p.result, &p.parameters) {
+        (Some(r), _) => r.clone(),
+        (None, Some(t)) => path::template(t, &effective, scope.context)?,
+        (None, None) => effective,
+    };
+    let merged = path::merge(
+        p.result_path.clone().unwrap_or(Some("$".into())).as_deref(),
+        scope.input.clone(),
+        result,
+    )?;
+    Ok(Move {
+        next: flow.next.map(str::to_string),
+        output: scope.output_path(flow.output_path, merged)?,
+        pause: 0.0,
+    })
+}
+
+/// A Wait state: `Seconds` or `SecondsPath` of pause, input passed on.
+fn run_wait(w: &WaitState, scope: &Scope) -> Result<Move, PathError> {
+    let flow = w.flow();
+    let effective = scope.input_path(flow.input_path)?;
+    let seconds = match (&w.seconds, &w.seconds_path) {
+        (Some(s), _) => *s,
+        (None, Some(p)) => path::get(p, &effective, scope.context)?
+            .as_f64()
+            .filter(|s| *s >= 0.0 && s.is_finite())
+            .ok_or_else(|| {
+                PathError(format!(
+                    "SecondsPath {p:?} must point at a non-negative number"
+                ))
+            })?,
+        (None, None) => 0.0,
+    };
+    Ok(Move {
+        next: flow.next.map(str::to_string),
+        output: scope.output_path(flow.output_path, effective)?,
+        pause: seconds,
+    })
+}
+
+/// A Choice state: the first matching rule's `Next`, else `Default`, else
+/// `States.NoChoiceMatched`.
+fn run_choice(c: &ChoiceState, name: &str, scope: &Scope) -> Result<Move, Outcome> {
+    let effective = scope.input_path(c.input_path.as_deref()).map_err(runtime)?;
+    let mut chosen = c.default.clone();
+    for rule in &c.choices {
+        if evaluate(rule, &effective).map_err(runtime)? {
+            chosen = rule.next.clone();
+            break;
+        }
+    }
+    let next = chosen.ok_or_else(|| Outcome::Failed {
+        error: "States.NoChoiceMatched".into(),
+        cause: format!("no choice of state {name:?} matched and it has no Default"),
+    })?;
+    Ok(Move {
+        next: Some(next),
+        output: scope
+            .output_path(c.output_path.as_deref(), effective)
+            .map_err(runtime)?,
+        pause: 0.0,
+    })
 }
 
 /// Runs a task state: template, invoke (with timeout), retry, catch, result paths.
