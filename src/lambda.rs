@@ -8,11 +8,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 use crate::api::callback::Notifier;
+#[cfg(all(feature = "api", feature = "sfn"))]
 use crate::api::{ApiSettings, AppState, Tokens};
 use crate::chunk::ChunkOptions;
-use crate::cloud::{
-    load_aws_config, load_secrets, DynamoProgress, S3Store, Secrets, SfnOrchestrator,
-};
+#[cfg(all(feature = "api", feature = "sfn"))]
+use crate::cloud::SfnOrchestrator;
+use crate::cloud::{load_aws_config, load_secrets, DynamoProgress, S3Store, Secrets};
 use crate::config::{ApiConfig, CallbackConfig, Config, ConfigError, Deployment, Env};
 use crate::error::StoreError;
 use crate::tasks::Tasks;
@@ -86,6 +87,7 @@ pub fn chunk_tasks(common: &Common) -> Tasks {
 
 /// The API function's state: the same Router as `chunkdump serve`, with Step Functions
 /// as the orchestrator.
+#[cfg(all(feature = "api", feature = "sfn"))]
 pub fn api_state(common: &Common) -> Result<AppState, StartupError> {
     let orchestrator = SfnOrchestrator::new(&common.aws, common.deployment.state_machine_arn()?)?;
     let tokens = Tokens::from_secrets(&common.secrets)?;

@@ -16,17 +16,26 @@
 //!   `statemachine.json` with [`asl`]) and [`cloud`] (S3/R2, DynamoDB, Step Functions).
 //! * Surfaces: [`api`] (the HTTP API, its answers and callbacks), [`serve`], [`lambda`]
 //!   and [`cli`], configured by [`config`].
+//!
+//! Cargo features choose the surfaces, so each Lambda function builds only what it runs:
+//! `aws` (S3/R2, DynamoDB, Secrets Manager: `cloud`, `lambda`), `sfn` (the Step
+//! Functions orchestrator), `api` (the axum router) and `cli` (the command line and
+//! `serve`; needs the others). The default is everything; `functions/chunk` uses `aws`
+//! alone, `functions/api` `aws`, `sfn` and `api`.
 
 pub mod alloc;
 pub mod api;
 pub mod asl;
 pub mod chunk;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "aws")]
 pub mod cloud;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod execution;
+#[cfg(feature = "aws")]
 pub mod lambda;
 pub mod lifecycle;
 pub mod local;
@@ -34,6 +43,7 @@ pub mod manifest;
 pub mod model;
 pub mod ports;
 pub mod retention;
+#[cfg(feature = "cli")]
 pub mod serve;
 pub mod tasks;
 pub mod uploader;

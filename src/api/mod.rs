@@ -10,106 +10,32 @@
 //! | `GET /export/dump` (with the recent scheduled runs) | admin or read-only |
 //! | `GET /openapi.json` | admin or read-only |
 
-mod auth;
+//! Callbacks ([`callback`]) and the answers' shapes ([`views`]) are always built (the
+//! chunk function sends callbacks); the router and its handlers need the `api` feature.
+
 pub mod callback;
-mod error;
-mod handlers;
-mod limits;
-pub mod openapi;
-pub mod schedule;
 pub mod views;
 
-use std::sync::Arc;
-use std::time::Duration;
+#[cfg(feature = "api")]
+mod app;
+#[cfg(feature = "api")]
+mod auth;
+#[cfg(feature = "api")]
+mod error;
+#[cfg(feature = "api")]
+mod handlers;
+#[cfg(feature = "api")]
+mod limits;
+#[cfg(feature = "api")]
+pub mod openapi;
+#[cfg(feature = "api")]
+pub mod schedule;
 
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
-use axum::Router;
-
+#[cfg(feature = "api")]
+pub use app::{router, ApiSettings, AppState};
+#[cfg(feature = "api")]
 pub use auth::Tokens;
+#[cfg(feature = "api")]
 pub use error::ApiError;
+#[cfg(feature = "api")]
 pub use limits::RateLimit;
-
-use crate::ports::Orchestrator;
-use crate::ports::{ObjectStore, ProgressStore, StartGuard};
-
-/// Server-side settings of the API.
-#[derive(Debug, Clone)]
-pub struct ApiSettings {
-    /// The database this server dumps.
-    pub database: String,
-    /// Default rows per slice (`DUMP_CHUNK_SIZE`).
-    pub chunk_size: u32,
-    /// Default of a request's `snapshot` (`DUMP_SNAPSHOT`).
-    pub snapshot: bool,
-    pub part_size: u64,
-    /// Lifetime of presigned download URLs.
-    pub download_expiry: Duration,
-    /// Checks and signs completion callbacks; `None` refuses `callbackUrl`.
-    pub notifier: Option<callback::Notifier>,
-    /// Starts allowed per token per window.
-    pub rate_limit: RateLimit,
-}
-
-impl ApiSettings {
-    /// The settings of an API that dumps `database`: request defaults from the dump
-    /// settings, limits and part size from the API's own.
-    pub fn new(
-        database: String,
-        dump: &crate::config::Config,
-        api: &crate::config::ApiConfig,
-        notifier: Option<callback::Notifier>,
-    ) -> Self {
-        ApiSettings {
-            database,
-            chunk_size: dump.chunk_size,
-            snapshot: dump.snapshot,
-            part_size: api.part_size,
-            download_expiry: api.download_expiry,
-            notifier,
-            rate_limit: RateLimit {
-                starts: api.rate_limit_starts,
-                window: api.rate_limit_window,
-            },
-        }
-    }
-}
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub objects: Arc<dyn ObjectStore>,
-    pub progress: Arc<dyn ProgressStore>,
-    pub guard: Arc<dyn StartGuard>,
-    pub orchestrator: Arc<dyn Orchestrator>,
-    pub tokens: Tokens,
-    pub settings: ApiSettings,
-}
-
-/// Request bodies are small JSON documents.
-const MAX_BODY: usize = 16 * 1024;
-
-/// The API router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/export/dump", post(handlers::start).get(handlers::list))
-        .route("/export/dump/status/{id}", get(handlers::status))
-        .route("/export/dump/download/{file}", get(handlers::download))
-        .route(
-            "/export/dump/download/{id}/{file}",
-            get(handlers::download_csv),
-        )
-        .route("/export/dump/manifest/{id}", get(handlers::manifest))
-        .route("/export/dump/{id}", delete(handlers::cancel))
-        .route(
-            "/openapi.json",
-            get(|| async { axum::Json(openapi::document()) }),
-        )
-        .fallback(handlers::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
-}

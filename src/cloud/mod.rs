@@ -5,10 +5,12 @@
 
 mod dynamo;
 mod s3;
+#[cfg(feature = "sfn")]
 mod sfn;
 
 pub use dynamo::DynamoProgress;
 pub use s3::S3Store;
+#[cfg(feature = "sfn")]
 pub use sfn::SfnOrchestrator;
 
 mod secrets;

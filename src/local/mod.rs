@@ -4,6 +4,7 @@
 
 mod dir_store;
 mod runner;
+#[cfg(feature = "cli")]
 pub mod scheduler;
 mod sqlite_progress;
 
