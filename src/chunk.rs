@@ -26,7 +26,7 @@ use crate::uploader::{OpenUpload, UploadSummary, Uploader};
 /// Limits and hooks for one chunk.
 #[derive(Clone)]
 pub struct ChunkOptions {
-    /// Time budget of the chunk (the seed's `MAX_EXECUTION_TIME`).
+    /// Time budget of the chunk (the original request's `MAX_EXECUTION_TIME`).
     pub budget: Duration,
     /// A hard deadline from outside (e.g. the Lambda context), if earlier.
     pub deadline: Option<Instant>,

@@ -1,5 +1,5 @@
 //! Completion callbacks to a real HTTPS receiver (self-signed certificate, allowlisted
-//! host): the seed's body, a valid HMAC signature, retries, the outcome in the status;
+//! host): the original request's body, a valid HMAC signature, retries, the outcome in the status;
 //! internal and non-HTTPS targets refused.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The HTTP API (the seed's contract): one axum `Router`, hosted by `chunkdump serve`
+//! The HTTP API (the original request's contract): one axum `Router`, hosted by `chunkdump serve`
 //! on a local socket and by the `functions/api` Lambda.
 //!
 //! | route | token |

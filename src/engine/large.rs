@@ -3,7 +3,7 @@
 //! Rendering a 200 MB BLOB into one row buffer costs the hex text (2x the value) plus the
 //! buffer's growth (up to 2x again); written piece by piece it costs one piece. What stays
 //! is SQLite's own copy of the value (it reads a value whole when the row is stepped), so
-//! a dump needs about one value's size plus its part buffers (see README "Memory").
+//! a dump needs about one value's size plus its part buffers (see docs/performance.md).
 //! The bytes are identical to the whole-value renderers in [`super::render`].
 
 use base64::Engine;

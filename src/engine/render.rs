@@ -3,7 +3,7 @@
 //! This is the hot path: every value of the database passes through here once, written
 //! straight into a reusable byte buffer without intermediate `String`s.
 //!
-//! Documented encodings (see README "Formats"):
+//! Documented encodings (see docs/formats.md):
 //! * SQL: exact. REALs as described in [`super::real`] (exact in every SQLite from 3.37
 //!   on, whatever its decimal parser). TEXT that is not valid UTF-8 or holds control
 //!   characters other than TAB/LF is written as `CAST(X'..' AS TEXT)`, keeping NULs.

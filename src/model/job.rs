@@ -101,7 +101,7 @@ pub struct DumpSpec {
     pub tables: Option<Vec<String>>,
     /// Include CREATE statements, indexes, triggers, views (SQL format only).
     pub include_schema: bool,
-    /// Rows read per short read transaction (the seed's `chunkSize`).
+    /// Rows read per short read transaction (the original request's `chunkSize`).
     pub chunk_size: u32,
     /// Size of every multipart part but the last, in bytes.
     pub part_size: u64,

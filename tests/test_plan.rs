@@ -1,4 +1,4 @@
-//! The seed's test plan (`npm run test:dump small | breathing`), as suites:
+//! the original request's test plan (`npm run test:dump small | breathing`), as suites:
 //! `scripts/test-dump small` and `scripts/test-dump breathing` run these.
 
 mod common;
@@ -16,7 +16,7 @@ fn small_database_completes_in_its_first_chunk_without_breathing() {
     build_bulk_db(&src, 50_000);
     assert!(std::fs::metadata(&src).unwrap().len() < 100 << 20);
     let out = dir.path().join("out");
-    // The seed's defaults: 25 s budget, 5 s breathing.
+    // The original request's defaults: 25 s budget, 5 s breathing.
     let (id, _) = dump_ok(&src, &out, &["--format", "sql"]);
     let o = run(&["status", &id, "--out", out.to_str().unwrap()]);
     let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
