@@ -49,7 +49,7 @@ impl Default for ChunkOptions {
             chunk_size: None,
             progress: None,
             snapshot_dir: None,
-            upload_concurrency: crate::uploader::DEFAULT_UPLOAD_CONCURRENCY,
+            upload_concurrency: crate::config::DEFAULT_UPLOAD_CONCURRENCY,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! How the state machine's executions are named and started: shared by Step Functions
-//! ([`crate::cloud::SfnOrchestrator`]), the local runner and the chunk task (which names
+//! (`cloud::SfnOrchestrator`), the local runner and the chunk task (which names
 //! the execution a dump continues in).
 
 use serde_json::{json, Value};

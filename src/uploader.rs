@@ -22,8 +22,7 @@ use crate::model::{PartReceipt, UploadHandle};
 use crate::ports::ObjectStore;
 use sha2::{Digest, Sha256};
 
-/// Default number of part uploads in flight (`CHUNKDUMP_UPLOAD_CONCURRENCY`).
-pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 4;
+pub use crate::config::DEFAULT_UPLOAD_CONCURRENCY;
 
 /// A file's digest from its parts' SHA-256 digests (hex, in part order): SHA-256 over
 /// the concatenated binary digests. An empty file is one empty part.

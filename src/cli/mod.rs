@@ -498,7 +498,7 @@ fn schedule_of(
     input: Option<&str>,
 ) -> Result<
     (
-        crate::local::scheduler::ScheduleExpr,
+        crate::serve::scheduler::ScheduleExpr,
         crate::api::schedule::ScheduledStart,
     ),
     DumpError,

@@ -137,6 +137,9 @@ impl<'a> Env<'a> {
     }
 }
 
+/// Default number of part uploads in flight (`CHUNKDUMP_UPLOAD_CONCURRENCY`): enough to
+/// hide a distant store's round trips, while memory stays under 64 MiB with 8 MiB parts.
+pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 4;
 /// Default part size: 8 MiB.
 pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
 /// R2/S3 minimum part size: 5 MiB.
@@ -175,7 +178,7 @@ impl Default for Config {
             chunks_per_execution: 1000,
             snapshot: false,
             snapshot_dir: None,
-            upload_concurrency: crate::uploader::DEFAULT_UPLOAD_CONCURRENCY as u32,
+            upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY as u32,
         }
     }
 }
@@ -213,7 +216,7 @@ impl Config {
                 .map(std::path::PathBuf::from),
             upload_concurrency: env.number(
                 "CHUNKDUMP_UPLOAD_CONCURRENCY",
-                crate::uploader::DEFAULT_UPLOAD_CONCURRENCY as u64,
+                DEFAULT_UPLOAD_CONCURRENCY as u64,
                 1..=32,
             )? as u32,
         })

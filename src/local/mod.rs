@@ -1,11 +1,9 @@
 //! The embedded defaults: a local directory as the object store, a SQLite file as the
 //! progress store, and the in-process runner of the state machine. No server, no cloud
-//! account.
+//! account. (`chunkdump serve`'s clock for schedules is `serve::scheduler`.)
 
 mod dir_store;
 mod runner;
-#[cfg(feature = "cli")]
-pub mod scheduler;
 mod sqlite_progress;
 
 pub use dir_store::DirStore;

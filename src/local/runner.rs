@@ -1,7 +1,7 @@
 //! The local orchestrator: runs dumps in this process by interpreting
 //! `statemachine.json` with the task handlers of [`crate::tasks`] (`chunkdump dump`,
 //! `resume` and `serve`). In AWS, Step Functions does this
-//! ([`crate::cloud::SfnOrchestrator`]).
+//! (`cloud::SfnOrchestrator`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,8 @@
 //! `chunkdump serve`: the HTTP API on a local socket, with dumps run in-process by the
-//! local runner, configured by the same environment as the Lambda functions.
+//! local runner, configured by the same environment as the Lambda functions, and the
+//! clock that runs a schedule in-process ([`scheduler`]).
+
+pub mod scheduler;
 
 use std::sync::Arc;
 
@@ -23,7 +26,7 @@ pub struct ServeOptions {
     pub callback_secret: Option<String>,
     /// A schedule to run in-process (`--schedule`), with the tick it runs.
     pub schedule: Option<(
-        crate::local::scheduler::ScheduleExpr,
+        crate::serve::scheduler::ScheduleExpr,
         crate::api::schedule::ScheduledStart,
     )>,
 }
@@ -66,7 +69,7 @@ pub async fn serve(
         settings,
     };
     if let Some((expr, tick)) = opts.schedule {
-        tokio::spawn(crate::local::scheduler::run_schedule(
+        tokio::spawn(crate::serve::scheduler::run_schedule(
             state.clone(),
             expr,
             tick,
