@@ -97,7 +97,7 @@ pub(crate) fn after_chunk(
         next.consistency.changed_during_dump = true;
     }
     for w in &outcome.warnings {
-        if !next.warnings.contains(&w) {
+        if !next.warnings.contains(w) {
             tracing::info!(dump_id = %job.id, warning = %w, "dumped with a warning");
             next.warnings.push(w.clone());
         }

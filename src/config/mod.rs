@@ -60,8 +60,11 @@ impl ConfigError {
 /// Where settings are looked up: the process environment, or a function in tests. The
 /// one place chunkdump reads its environment; empty values count as unset.
 pub struct Env<'a> {
-    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    lookup: Box<Lookup<'a>>,
 }
+
+/// A source of settings: the value of a variable, if set.
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
 impl Env<'static> {
     /// The process environment.
