@@ -17,7 +17,7 @@ use crate::engine::digest::DigestState;
 use crate::engine::{run_export, ChunkEnd, ChunkProgress, ExportInput, ProgressFn, Tail};
 use crate::error::{DumpError, StoreError};
 use crate::lifecycle::{
-    abort_abandoned_uploads, after_chunk, fail_job, remove_snapshot, tidy_completed,
+    abort_abandoned_uploads, after_chunk, fail_job, refuse_failed, remove_snapshot, tidy_completed,
 };
 use crate::model::{JobRecord, JobStatus, PartReceipt};
 use crate::ports::{staging_key, ObjectStore, ProgressStore};
@@ -126,17 +126,7 @@ pub async fn run_chunk(
         tidy_completed(objects, &job).await;
         return Ok(ChunkReport::of(&job, 0));
     }
-    if job.status == JobStatus::Failed {
-        let message = job
-            .error
-            .as_ref()
-            .map_or("failed".into(), |e| e.message.clone());
-        return Err(DumpError::WrongState {
-            id: job.id.clone(),
-            status: JobStatus::Failed,
-            message,
-        });
-    }
+    refuse_failed(&job)?;
     let job = if job.spec.snapshot && job.snapshot_path.is_none() {
         ensure_snapshot(objects, progress, job, opts).await?
     } else {

@@ -190,6 +190,21 @@ fn log_failure(
     }
 }
 
+/// Refuses to run a failed dump: [`DumpError::WrongState`] with the failure's message.
+pub fn refuse_failed(job: &JobRecord) -> Result<(), DumpError> {
+    if job.status != JobStatus::Failed {
+        return Ok(());
+    }
+    Err(DumpError::WrongState {
+        id: job.id.clone(),
+        status: JobStatus::Failed,
+        message: job
+            .error
+            .as_ref()
+            .map_or("failed".into(), |e| e.message.clone()),
+    })
+}
+
 /// Cancels a dump that is not finished: status `cancelled`, upload aborted, staging and
 /// finished files removed. Stop its run first (the orchestrator), so no chunk is in flight.
 pub async fn cancel_dump(

@@ -144,7 +144,10 @@ impl Scope<'_> {
 
     /// `OutputPath` applied to a state's output.
     fn output_path(&self, path: Option<&str>, output: Value) -> Result<Value, PathError> {
-        path.map_or(Ok(output.clone()), |p| path::get(p, &output, self.context))
+        match path {
+            None => Ok(output),
+            Some(p) => path::get(p, &output, self.context),
+        }
     }
 }
 

@@ -68,17 +68,7 @@ impl LocalRunner {
     /// Runs dump `id` to the end and returns its completed job, or the reason it is not.
     pub async fn run_to_end(&self, id: &str) -> Result<JobRecord, DumpError> {
         let job = self.tasks.progress.require(id).await?;
-        if job.status == JobStatus::Failed {
-            let message = job
-                .error
-                .as_ref()
-                .map_or("failed".into(), |e| e.message.clone());
-            return Err(DumpError::WrongState {
-                id: id.into(),
-                status: JobStatus::Failed,
-                message,
-            });
-        }
+        crate::lifecycle::refuse_failed(&job)?;
         let outcome = self.run(id, job.version, &mut |_| {}).await;
         let job = self.tasks.progress.require(id).await?;
         match (job.status, outcome) {
