@@ -64,30 +64,76 @@ pub fn row_hash_with<'a>(
     scratch: &mut Vec<u8>,
 ) -> u128 {
     scratch.clear();
+    encode_row(values, scratch);
+    xxh3_128(scratch)
+}
+
+/// Appends the row's canonical encoding (see the module doc) to `out`; its XXH3-128 is
+/// the row's hash. Values under 1 MiB are carried whole, so the encoding of such a row
+/// can be decoded again ([`decode_value`]).
+pub fn encode_row<'a>(values: impl Iterator<Item = ValueRef<'a>>, out: &mut Vec<u8>) {
     for v in values {
         match v {
-            ValueRef::Null => scratch.push(0),
+            ValueRef::Null => out.push(0),
             ValueRef::Integer(i) => {
-                scratch.push(1);
-                scratch.extend_from_slice(&i.to_be_bytes());
+                out.push(1);
+                out.extend_from_slice(&i.to_be_bytes());
             }
             ValueRef::Real(f) => {
-                scratch.push(2);
-                scratch.extend_from_slice(&f.to_bits().to_be_bytes());
+                out.push(2);
+                out.extend_from_slice(&f.to_bits().to_be_bytes());
             }
             ValueRef::Text(t) | ValueRef::Blob(t) => {
-                scratch.push(if matches!(v, ValueRef::Text(_)) { 3 } else { 4 });
-                scratch.extend_from_slice(&(t.len() as u64).to_be_bytes());
-                if t.len() >= 1 << 20 {
+                out.push(if matches!(v, ValueRef::Text(_)) { 3 } else { 4 });
+                out.extend_from_slice(&(t.len() as u64).to_be_bytes());
+                if t.len() >= HASHED_VALUE {
                     // A large value is hashed on its own, so the buffer stays small.
-                    scratch.extend_from_slice(&xxh3_128(t).to_be_bytes());
+                    out.extend_from_slice(&xxh3_128(t).to_be_bytes());
                 } else {
-                    scratch.extend_from_slice(t);
+                    out.extend_from_slice(t);
                 }
             }
         }
     }
-    xxh3_128(scratch)
+}
+
+/// Values at least this long are represented by their own hash in a row's encoding.
+pub const HASHED_VALUE: usize = 1 << 20;
+
+/// Decodes the value at `*pos` of a row encoding made by [`encode_row`] from values
+/// shorter than [`HASHED_VALUE`], and moves `*pos` past it. `None` if the bytes are not
+/// such an encoding.
+pub fn decode_value<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<ValueRef<'a>> {
+    let tag = *bytes.get(*pos)?;
+    let word = |at: usize| -> Option<[u8; 8]> { bytes.get(at..at + 8)?.try_into().ok() };
+    let (value, end) = match tag {
+        0 => (ValueRef::Null, *pos + 1),
+        1 => (
+            ValueRef::Integer(i64::from_be_bytes(word(*pos + 1)?)),
+            *pos + 9,
+        ),
+        2 => (
+            ValueRef::Real(f64::from_bits(u64::from_be_bytes(word(*pos + 1)?))),
+            *pos + 9,
+        ),
+        3 | 4 => {
+            let len = usize::try_from(u64::from_be_bytes(word(*pos + 1)?)).ok()?;
+            if len >= HASHED_VALUE {
+                return None;
+            }
+            let start = *pos + 9;
+            let t = bytes.get(start..start + len)?;
+            let v = if tag == 3 {
+                ValueRef::Text(t)
+            } else {
+                ValueRef::Blob(t)
+            };
+            (v, start + len)
+        }
+        _ => return None,
+    };
+    *pos = end;
+    Some(value)
 }
 
 #[cfg(test)]
@@ -119,5 +165,32 @@ mod tests {
             row_hash([ValueRef::Integer(1)].into_iter()),
             row_hash([ValueRef::Real(1.0)].into_iter())
         );
+    }
+
+    #[test]
+    fn a_row_encoding_decodes_to_the_same_values() {
+        let row = [
+            ValueRef::Null,
+            ValueRef::Integer(-7),
+            ValueRef::Real(-26.819604),
+            ValueRef::Text("é\0x".as_bytes()),
+            ValueRef::Blob(&[0, 255, 1]),
+            ValueRef::Text(b""),
+        ];
+        let mut bytes = Vec::new();
+        encode_row(row.iter().copied(), &mut bytes);
+        let mut pos = 0;
+        let decoded: Vec<_> = (0..row.len())
+            .map(|_| decode_value(&bytes, &mut pos).unwrap())
+            .collect();
+        assert_eq!(decoded, row);
+        assert_eq!(pos, bytes.len());
+        assert_eq!(xxh3_128(&bytes), row_hash(row.iter().copied()));
+        // Truncated or unknown bytes are refused, not misread.
+        let cut = &bytes[..bytes.len() - 1];
+        let mut pos = 0;
+        let last = (0..row.len()).map(|_| decode_value(cut, &mut pos)).last();
+        assert_eq!(last, Some(None));
+        assert_eq!(decode_value(&[9], &mut 0), None);
     }
 }

@@ -1,13 +1,15 @@
 //! The pure export engine: rusqlite and the output channel, no storage or cloud types.
 //!
 //! [`plan`] turns the schema into objects and steps, [`render`] encodes values,
-//! [`output`] cuts bytes into fixed-size parts, [`export`] runs one chunk.
+//! [`output`] cuts bytes into fixed-size parts, [`export`] runs one chunk, reading
+//! slices of rows ([`slice`]) on one thread and rendering them on another ([`pipe`]).
 
 pub mod consistency;
 pub mod digest;
 pub mod export;
 pub mod large;
 pub mod output;
+mod pipe;
 pub mod plan;
 pub mod plan_cache;
 pub mod real;

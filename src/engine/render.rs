@@ -12,11 +12,14 @@
 //! * JSON: BLOB is `{"$base64":"…"}`, ±Inf is `{"$real":"Infinity"}`, TEXT that is not
 //!   valid UTF-8 is `{"$textBase64":"…"}`; every other value is a plain JSON value.
 
+use std::io;
+
 use base64::Engine;
 use rusqlite::types::ValueRef;
 
+use super::large::is_large;
 pub use super::real::push_sql_real;
-use super::table::TextEncoding;
+use super::table::{RowEncoding, TextEncoding};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -281,6 +284,50 @@ pub fn push_json_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
         ValueRef::Text(t) => push_base64_tagged(out, "$textBase64", t),
         ValueRef::Blob(b) => push_base64_tagged(out, "$base64", b),
     }
+}
+
+/// Renders one row in `encoding`: `first_in_table` starts a JSON array's first member.
+/// A large value goes to `large` (which may write `out` first), the rest into `out`.
+pub fn render_row(
+    encoding: &RowEncoding,
+    values: &[ValueRef<'_>],
+    first_in_table: bool,
+    out: &mut Vec<u8>,
+    large: &mut dyn FnMut(&mut Vec<u8>, ValueRef<'_>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut each = |out: &mut Vec<u8>, push: &dyn Fn(&mut Vec<u8>, ValueRef<'_>)| {
+        for (i, &v) in values.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if let RowEncoding::Json { keys } = encoding {
+                out.extend_from_slice(&keys[i]);
+            }
+            if is_large(&v) {
+                large(out, v)?;
+            } else {
+                push(out, v);
+            }
+        }
+        Ok::<_, io::Error>(())
+    };
+    match encoding {
+        RowEncoding::Sql { prefix, text } => {
+            out.extend_from_slice(prefix);
+            each(out, &|out, v| push_sql_value_in(out, v, *text))?;
+            out.extend_from_slice(b");\n");
+        }
+        RowEncoding::Csv => {
+            each(out, &|out, v| push_csv_value(out, v))?;
+            out.extend_from_slice(b"\r\n");
+        }
+        RowEncoding::Json { .. } => {
+            out.extend_from_slice(if first_in_table { b"\n{" } else { b",\n{" });
+            each(out, &|out, v| push_json_value(out, v))?;
+            out.push(b'}');
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,26 +8,37 @@ use rusqlite::{Connection, ToSql};
 
 use super::digest::row_hash_with;
 use super::export::{key_ref, key_value, read_schema_version, SLICE_MAX_TIME};
-use super::large::{is_large, write_value};
-use super::output::OutputSink;
+use super::large::{write_value, LARGE_VALUE};
+use super::pipe::{Pipe, PipeRowError};
 use super::plan::{Paging, RowEncoding, TableSource};
-use super::render::{push_csv_value, push_json_value, push_sql_value_in};
+use super::render::render_row;
 use crate::model::KeyValue;
 
-/// Writes the row so far, then a large value in pieces (see [`super::large`]).
-fn stream_large(
-    encoding: &RowEncoding,
-    v: ValueRef<'_>,
+/// Renders and writes a row holding a large value on the reading thread: the row so far,
+/// then the value in pieces (see [`super::large`]), so no copy of it is made whole.
+fn write_large_row<'s, 'p: 's>(
+    pipe: &mut Pipe<'s, 'p>,
+    table: &TableSource,
+    values: &[ValueRef<'_>],
+    first_in_table: bool,
     line: &mut Vec<u8>,
-    sink: &mut OutputSink,
-) -> Result<(), SliceError> {
-    sink.write_all(line).map_err(SliceError::Io)?;
+) -> std::io::Result<()> {
     line.clear();
     let mut scratch = Vec::new();
-    write_value(encoding, v, &mut scratch, &mut |piece| {
-        sink.write_all(piece)
-    })
-    .map_err(SliceError::Io)
+    render_row(
+        &table.encoding,
+        values,
+        first_in_table,
+        line,
+        &mut |line, v| {
+            pipe.write(line)?;
+            line.clear();
+            write_value(&table.encoding, v, &mut scratch, &mut |piece| {
+                pipe.write(piece)
+            })
+        },
+    )?;
+    pipe.write(line)
 }
 
 pub(super) enum SliceError {
@@ -58,7 +69,10 @@ pub(super) struct Slice {
     pub rows: u64,
     /// The table has no rows after the last one read.
     pub exhausted: bool,
-    /// Value columns holding TEXT with a NUL in numeric affinity (see `nul_text_warning`).
+    /// Of the rows rendered on the reading thread (those with a large value): the sum of
+    /// their hashes, and the value columns holding TEXT with a NUL in numeric affinity
+    /// (see `nul_text_warning`). The pipe keeps both for the rows it rendered.
+    pub sum: u128,
     pub nul_text_columns: Vec<usize>,
 }
 
@@ -77,18 +91,34 @@ pub(super) fn nul_text_warning(table: &TableSource, column: usize) -> String {
     )
 }
 
-/// Reads and writes up to `limit` rows after `after` in one short read transaction,
-/// ending early after [`SLICE_MAX_TIME`].
-#[allow(clippy::too_many_arguments)]
-pub(super) fn read_slice(
+/// Notes, in `found`, the value columns of `table` where this row holds TEXT with a NUL
+/// in a column of numeric affinity (only SQL restores convert those).
+pub(super) fn note_nul_text(table: &TableSource, values: &[ValueRef<'_>], found: &mut Vec<usize>) {
+    if !matches!(table.encoding, RowEncoding::Sql { .. }) {
+        return;
+    }
+    for (i, v) in values.iter().enumerate() {
+        if let ValueRef::Text(t) = v {
+            if table.value_columns.get(i).is_some_and(|c| c.1)
+                && t.contains(&0)
+                && !found.contains(&i)
+            {
+                found.push(i);
+            }
+        }
+    }
+}
+
+/// Reads up to `limit` rows after `after` in one short read transaction, ending early
+/// after [`SLICE_MAX_TIME`], and sends them down the pipe.
+pub(super) fn read_slice<'s, 'p: 's>(
     conn: &Connection,
-    table: &TableSource,
+    table: &'p TableSource,
     after: &mut Option<Vec<KeyValue>>,
     limit: u32,
     schema_version: i64,
-    sink: &mut OutputSink,
+    pipe: &mut Pipe<'s, 'p>,
     line: &mut Vec<u8>,
-    sum: &mut u128,
 ) -> Result<Slice, SliceError> {
     let started = Instant::now();
     let mut unchecked_bytes = 0usize;
@@ -119,9 +149,9 @@ pub(super) fn read_slice(
     let mut last_key: Vec<KeyValue> = Vec::with_capacity(table.key_len);
     let mut first_in_table = after.is_none();
     let mut nul_text_columns = Vec::new();
-    let mut hash_scratch = Vec::with_capacity(1024);
+    let mut hash_scratch = Vec::new();
+    let mut sum = 0u128;
     while let Some(row) = result.next()? {
-        line.clear();
         last_key.clear();
         for i in 0..table.key_len {
             last_key.push(key_value(row.get_ref(i)?));
@@ -148,78 +178,27 @@ pub(super) fn read_slice(
                 Ok(key_ref(&rest_row[i - table.value_len]))
             }
         };
-        // Each value is fetched once, for rendering and for the row's digest (on the
-        // stack for ordinary widths: no allocation per row).
-        let mut on_stack = [ValueRef::Null; 32];
-        let on_heap: Vec<ValueRef<'_>>;
-        let values: &[ValueRef<'_>] = if n_values <= on_stack.len() {
-            for (i, slot) in on_stack[..n_values].iter_mut().enumerate() {
-                *slot = value(i)?;
+        // The common row goes straight into the pipe's batch; one with a large value
+        // (seen while encoding) is rendered here, in pieces.
+        let written = match pipe.row(table, n_values, &value, first_in_table) {
+            Ok(Some(size)) => size,
+            Ok(None) => {
+                let values = (0..n_values)
+                    .map(value)
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                note_nul_text(table, &values, &mut nul_text_columns);
+                write_large_row(pipe, table, &values, first_in_table, line)
+                    .map_err(SliceError::Io)?;
+                sum = sum.wrapping_add(row_hash_with(values.iter().copied(), &mut hash_scratch));
+                LARGE_VALUE // at least: such a row always brings the clock check
             }
-            &on_stack[..n_values]
-        } else {
-            on_heap = (0..n_values).map(value).collect::<rusqlite::Result<_>>()?;
-            &on_heap
+            Err(PipeRowError::Db(e)) => return Err(e.into()),
+            Err(PipeRowError::Io(e)) => return Err(SliceError::Io(e)),
         };
-        match &table.encoding {
-            RowEncoding::Sql { prefix, text } => {
-                line.extend_from_slice(prefix);
-                for (i, &v) in values.iter().enumerate() {
-                    if i > 0 {
-                        line.push(b',');
-                    }
-                    if let ValueRef::Text(t) = v {
-                        if table.value_columns.get(i).is_some_and(|c| c.1)
-                            && t.contains(&0)
-                            && !nul_text_columns.contains(&i)
-                        {
-                            nul_text_columns.push(i);
-                        }
-                    }
-                    if is_large(&v) {
-                        stream_large(&table.encoding, v, line, sink)?;
-                    } else {
-                        push_sql_value_in(line, v, *text);
-                    }
-                }
-                line.extend_from_slice(b");\n");
-            }
-            RowEncoding::Csv => {
-                for (i, &v) in values.iter().enumerate() {
-                    if i > 0 {
-                        line.push(b',');
-                    }
-                    if is_large(&v) {
-                        stream_large(&table.encoding, v, line, sink)?;
-                    } else {
-                        push_csv_value(line, v);
-                    }
-                }
-                line.extend_from_slice(b"\r\n");
-            }
-            RowEncoding::Json { keys } => {
-                line.extend_from_slice(if first_in_table { b"\n{" } else { b",\n{" });
-                for (i, key) in keys.iter().enumerate() {
-                    if i > 0 {
-                        line.push(b',');
-                    }
-                    line.extend_from_slice(key);
-                    let v = values[i];
-                    if is_large(&v) {
-                        stream_large(&table.encoding, v, line, sink)?;
-                    } else {
-                        push_json_value(line, v);
-                    }
-                }
-                line.push(b'}');
-            }
-        }
-        sink.write_all(line).map_err(SliceError::Io)?;
-        *sum = sum.wrapping_add(row_hash_with(values.iter().copied(), &mut hash_scratch));
         first_in_table = false;
         count += 1;
         // Look at the clock every 32 rows or every MiB, not on every row.
-        unchecked_bytes += line.len();
+        unchecked_bytes += written;
         if (count.is_multiple_of(32) || unchecked_bytes >= 1 << 20) && count < u64::from(limit) {
             unchecked_bytes = 0;
             if started.elapsed() >= SLICE_MAX_TIME {
@@ -241,6 +220,7 @@ pub(super) fn read_slice(
     Ok(Slice {
         rows: count,
         exhausted: !cut_short && count < u64::from(limit),
+        sum,
         nul_text_columns,
     })
 }

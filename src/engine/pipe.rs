@@ -1,0 +1,525 @@
+//! Rendering beside reading: the slice loop hands rows to a render worker in compact
+//! batches, so SQLite's stepping and the encoding of text run on two cores.
+//!
+//! The reading thread fetches each row's values from SQLite and appends their canonical
+//! encoding (the one the table digest hashes, see [`super::digest`]) to a batch. The
+//! worker decodes each row, hashes it for the digest, renders it in the dump's format and
+//! writes it to the [`OutputSink`]. Commands travel over a bounded channel, so only a few
+//! batches are ever in flight (memory stays bounded) and the output keeps their order.
+//! Where the process has one core, the same renderer runs inline, with no thread.
+//!
+//! Rows holding a value of [`LARGE_VALUE`] or more never go through a batch: the reading
+//! thread renders them in pieces (see [`super::large`]) and sends the bytes.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::thread::{Scope, ScopedJoinHandle};
+
+use rusqlite::types::ValueRef;
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::digest::{decode_value, encode_row, HASHED_VALUE};
+use super::large::{is_large, LARGE_VALUE};
+use super::output::OutputSink;
+use super::render::render_row;
+use super::slice::note_nul_text;
+use super::table::TableSource;
+
+// A batch carries every value whole: none may be one the encoding replaces by its hash.
+const _: () = assert!(LARGE_VALUE <= HASHED_VALUE);
+
+/// A batch is sent once its encoding reaches this size.
+const BATCH_BYTES: usize = 512 * 1024;
+
+/// Commands in flight at most (each a batch or a piece of at most a few hundred KiB).
+const IN_FLIGHT: usize = 4;
+
+enum Command<'p> {
+    Begin {
+        object: u32,
+        key: &'p str,
+    },
+    Write(Vec<u8>),
+    Rows {
+        table: &'p TableSource,
+        first_in_table: bool,
+        batch: Vec<u8>,
+    },
+    FinishObject,
+}
+
+/// What rendering leaves besides the output: the sink, and what the digest and the
+/// warnings need from the rows the renderer saw.
+pub(super) struct Rendered<'p> {
+    pub sink: OutputSink,
+    /// Per table, the sum (mod 2^128) of the hashes of the batched rows.
+    pub sums: Vec<(&'p str, u128)>,
+    /// Per table, the value columns holding TEXT with a NUL in numeric affinity.
+    pub nul_text_columns: Vec<(&'p TableSource, Vec<usize>)>,
+}
+
+struct Renderer<'p> {
+    out: Rendered<'p>,
+    line: Vec<u8>,
+}
+
+impl<'p> Renderer<'p> {
+    /// Carries out one command; gives back a batch buffer for reuse.
+    fn apply(&mut self, command: Command<'p>) -> io::Result<Option<Vec<u8>>> {
+        let sink = &mut self.out.sink;
+        match command {
+            Command::Begin { object, key } => sink.begin(object, key),
+            Command::Write(bytes) => sink.write_all(&bytes)?,
+            Command::FinishObject => sink.finish_object()?,
+            Command::Rows {
+                table,
+                first_in_table,
+                batch,
+            } => {
+                self.rows(table, first_in_table, &batch)?;
+                return Ok(Some(batch));
+            }
+        }
+        Ok(None)
+    }
+
+    fn rows(&mut self, table: &'p TableSource, mut first: bool, batch: &[u8]) -> io::Result<()> {
+        let width = table.value_len + table.rest_len;
+        let mut on_stack = [ValueRef::Null; 32];
+        let mut on_heap = Vec::new();
+        let mut sum = 0u128;
+        let mut nul = Vec::new();
+        let (mut pos, line) = (0, &mut self.line);
+        line.clear();
+        while pos < batch.len() {
+            let start = pos;
+            let values: &mut [ValueRef<'_>] = if width <= on_stack.len() {
+                &mut on_stack[..width]
+            } else {
+                on_heap.resize(width, ValueRef::Null);
+                &mut on_heap
+            };
+            for slot in values.iter_mut() {
+                *slot = decode_value(batch, &mut pos)
+                    .ok_or_else(|| io::Error::other("malformed row batch"))?;
+            }
+            sum = sum.wrapping_add(xxh3_128(&batch[start..pos]));
+            note_nul_text(table, values, &mut nul);
+            render_row(&table.encoding, values, first, line, &mut |_, _| {
+                Err(io::Error::other("a large value in a row batch"))
+            })?;
+            first = false;
+        }
+        self.out.sink.write_all(line)?;
+        match self
+            .out
+            .sums
+            .iter_mut()
+            .find(|(name, _)| *name == table.name)
+        {
+            Some((_, s)) => *s = s.wrapping_add(sum),
+            None => self.out.sums.push((&table.name, sum)),
+        }
+        if !nul.is_empty() {
+            match self
+                .out
+                .nul_text_columns
+                .iter_mut()
+                .find(|(t, _)| std::ptr::eq(*t, table))
+            {
+                Some((_, found)) => {
+                    for c in nul {
+                        if !found.contains(&c) {
+                            found.push(c);
+                        }
+                    }
+                }
+                None => self.out.nul_text_columns.push((table, nul)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The worker's side of a threaded pipe: carries out commands until the reader hangs up.
+/// After a failure it keeps draining (so the reader never blocks) and returns the error.
+fn work<'p>(
+    mut renderer: Renderer<'p>,
+    commands: Receiver<Command<'p>>,
+    spare: Sender<Vec<u8>>,
+    shared: Arc<Shared>,
+) -> io::Result<Rendered<'p>> {
+    let mut failure = None;
+    for command in commands {
+        if failure.is_some() {
+            continue;
+        }
+        match renderer.apply(command) {
+            Ok(Some(buffer)) => drop(spare.send(buffer)),
+            Ok(None) => {}
+            Err(e) => {
+                shared.failed.store(true, Ordering::Relaxed);
+                failure = Some(e);
+            }
+        }
+        shared
+            .produced
+            .store(renderer.out.sink.produced, Ordering::Relaxed);
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(renderer.out),
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    produced: AtomicU64,
+    failed: AtomicBool,
+}
+
+enum Route<'scope, 'p> {
+    Inline(Box<Renderer<'p>>),
+    Threaded {
+        commands: SyncSender<Command<'p>>,
+        spare: Receiver<Vec<u8>>,
+        worker: ScopedJoinHandle<'scope, io::Result<Rendered<'p>>>,
+        shared: Arc<Shared>,
+    },
+}
+
+/// Why [`Pipe::row`] failed: fetching a value, or writing.
+pub(super) enum PipeRowError {
+    Db(rusqlite::Error),
+    Io(io::Error),
+}
+
+/// The reader's end: rows, bytes and object boundaries, in output order.
+pub(super) struct Pipe<'scope, 'p> {
+    route: Route<'scope, 'p>,
+    batch: Vec<u8>,
+    /// The table of the rows in `batch`, and whether its first row is the table's first.
+    batch_of: Option<(&'p TableSource, bool)>,
+    /// Batch buffers rendered inline, for reuse.
+    spare: Vec<Vec<u8>>,
+}
+
+impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
+    /// A pipe into `sink`, rendered on a worker thread of `scope` when `threaded`.
+    pub fn new<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        sink: OutputSink,
+        threaded: bool,
+    ) -> io::Result<Self> {
+        let renderer = Renderer {
+            out: Rendered {
+                sink,
+                sums: Vec::new(),
+                nul_text_columns: Vec::new(),
+            },
+            line: Vec::with_capacity(2 * BATCH_BYTES),
+        };
+        let route = if threaded {
+            let (commands, inbox) = sync_channel(IN_FLIGHT);
+            let (give_back, spare) = channel();
+            let shared = Arc::new(Shared::default());
+            let for_worker = shared.clone();
+            let worker = std::thread::Builder::new()
+                .name("chunkdump-render".into())
+                .spawn_scoped(scope, move || work(renderer, inbox, give_back, for_worker))?;
+            Route::Threaded {
+                commands,
+                spare,
+                worker,
+                shared,
+            }
+        } else {
+            Route::Inline(Box::new(renderer))
+        };
+        Ok(Pipe {
+            route,
+            batch: Vec::with_capacity(BATCH_BYTES + 4096),
+            batch_of: None,
+            spare: Vec::new(),
+        })
+    }
+
+    /// Whether rendering runs on its own thread: when the process may use two cores.
+    pub fn worth_a_thread() -> bool {
+        std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+    }
+
+    /// Starts output object `object`, stored under `key`.
+    pub fn begin(&mut self, object: u32, key: &'p str) -> io::Result<()> {
+        self.send(Command::Begin { object, key })
+    }
+
+    /// Appends `bytes` to the current object.
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.send(Command::Write(bytes.to_vec()))
+    }
+
+    /// Finishes the current object.
+    pub fn finish_object(&mut self) -> io::Result<()> {
+        self.send(Command::FinishObject)
+    }
+
+    /// Appends a row of `table` to be rendered, its `width` values fetched by `value`;
+    /// returns the size of its encoding, or `None` (and appends nothing) if a value
+    /// [`is_large`]: such a row is for the caller to render in pieces.
+    /// `first_in_table`: it is the table's first row.
+    pub fn row<'v>(
+        &mut self,
+        table: &'p TableSource,
+        width: usize,
+        value: &dyn Fn(usize) -> rusqlite::Result<ValueRef<'v>>,
+        first_in_table: bool,
+    ) -> Result<Option<usize>, PipeRowError> {
+        if !self.batch_of.is_some_and(|(t, _)| std::ptr::eq(t, table)) {
+            self.flush().map_err(PipeRowError::Io)?;
+            self.batch_of = Some((table, first_in_table));
+        }
+        let before = self.batch.len();
+        for i in 0..width {
+            let v = value(i).map_err(|e| {
+                self.batch.truncate(before);
+                PipeRowError::Db(e)
+            })?;
+            if is_large(&v) {
+                self.batch.truncate(before);
+                if before == 0 {
+                    self.batch_of = None;
+                }
+                return Ok(None);
+            }
+            encode_row(std::iter::once(v), &mut self.batch);
+        }
+        let size = self.batch.len() - before;
+        if self.batch.len() >= BATCH_BYTES {
+            self.flush().map_err(PipeRowError::Io)?;
+        }
+        Ok(Some(size))
+    }
+
+    /// Output bytes produced so far in this chunk (behind by the batches in flight).
+    pub fn produced(&self) -> u64 {
+        match &self.route {
+            Route::Inline(r) => r.out.sink.produced,
+            Route::Threaded { shared, .. } => shared.produced.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether writing has failed (the error comes from [`Pipe::end`]).
+    pub fn failed(&self) -> bool {
+        match &self.route {
+            Route::Inline(_) => false,
+            Route::Threaded { shared, .. } => shared.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Renders what is left and hands back the sink and what the rows left behind.
+    pub fn end(mut self) -> io::Result<Rendered<'p>> {
+        self.flush()?;
+        match self.route {
+            Route::Inline(r) => Ok(r.out),
+            Route::Threaded {
+                commands, worker, ..
+            } => {
+                drop(commands);
+                worker
+                    .join()
+                    .map_err(|_| io::Error::other("the render worker panicked"))?
+            }
+        }
+    }
+
+    /// Sends the rows batched so far.
+    fn flush(&mut self) -> io::Result<()> {
+        let Some((table, first_in_table)) = self.batch_of.take() else {
+            return Ok(());
+        };
+        let reused = match &self.route {
+            Route::Threaded { spare, .. } => spare.try_recv().ok(),
+            Route::Inline(_) => self.spare.pop(),
+        };
+        let fresh = match reused {
+            Some(mut buffer) => {
+                buffer.clear();
+                buffer
+            }
+            None => Vec::with_capacity(BATCH_BYTES + 4096),
+        };
+        let batch = std::mem::replace(&mut self.batch, fresh);
+        self.deliver(Command::Rows {
+            table,
+            first_in_table,
+            batch,
+        })
+    }
+
+    /// Sends a command after the rows batched before it.
+    fn send(&mut self, command: Command<'p>) -> io::Result<()> {
+        self.flush()?;
+        self.deliver(command)
+    }
+
+    fn deliver(&mut self, command: Command<'p>) -> io::Result<()> {
+        match &mut self.route {
+            Route::Inline(r) => {
+                self.spare.extend(r.apply(command)?);
+                Ok(())
+            }
+            Route::Threaded { commands, .. } => commands
+                .send(command)
+                .map_err(|_| io::Error::other("the render worker stopped")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::digest::row_hash;
+    use crate::engine::output::{BufferPool, UploadEvent};
+    use crate::engine::table::{Paging, RowEncoding, TextEncoding};
+    use crate::model::Compression;
+
+    fn table(name: &str, encoding: RowEncoding, width: usize) -> TableSource {
+        TableSource {
+            name: name.into(),
+            key_len: 0,
+            key_list: String::new(),
+            select_first: String::new(),
+            select_after: String::new(),
+            value_len: width,
+            select_rest: None,
+            rest_len: 0,
+            paging: Paging::Keyset,
+            value_columns: (0..width).map(|i| (format!("c{i}"), i == 1)).collect(),
+            column_names: Vec::new(),
+            encoding,
+        }
+    }
+
+    type Output = (Vec<u8>, Vec<(String, u128)>, Vec<(String, Vec<usize>)>);
+
+    /// Sends `rows` (table index, values) through a pipe; returns the object's bytes,
+    /// the sums and the NUL-text columns the renderer reports.
+    fn through_pipe(
+        threaded: bool,
+        tables: &[TableSource],
+        rows: &[(usize, Vec<ValueRef<'_>>)],
+    ) -> Output {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
+        let sink = OutputSink::new(tx, BufferPool::default(), 4096, Compression::None);
+        let rendered = std::thread::scope(|scope| {
+            let mut pipe = Pipe::new(scope, sink, threaded).unwrap();
+            pipe.begin(0, "out").unwrap();
+            pipe.write(b"head\n").unwrap();
+            let mut seen = vec![false; tables.len()];
+            for (t, values) in rows {
+                let first = !std::mem::replace(&mut seen[*t], true);
+                let written = pipe.row(&tables[*t], values.len(), &|i| Ok(values[i]), first);
+                assert!(matches!(written, Ok(Some(n)) if n > 0));
+            }
+            let large = [ValueRef::Integer(1), ValueRef::Blob(&[7; LARGE_VALUE])];
+            let refused = pipe.row(&tables[0], 2, &|i| Ok(large[i]), false);
+            assert!(
+                matches!(refused, Ok(None)),
+                "a row with a large value is the caller's"
+            );
+            pipe.write(b"tail\n").unwrap();
+            pipe.finish_object().unwrap();
+            pipe.end().unwrap()
+        });
+        let sums = rendered
+            .sums
+            .iter()
+            .map(|(t, s)| (t.to_string(), *s))
+            .collect();
+        let nul = rendered
+            .nul_text_columns
+            .iter()
+            .map(|(t, c)| (t.name.clone(), c.clone()))
+            .collect();
+        drop(rendered.sink);
+        let mut bytes = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            match event {
+                UploadEvent::Part { bytes: part, .. } => bytes.extend(part.into_vec()),
+                UploadEvent::Finish { last, .. } => {
+                    bytes.extend(last.map(|(_, p)| p.into_vec()).unwrap_or_default())
+                }
+            }
+        }
+        (bytes, sums, nul)
+    }
+
+    /// Inline and on a thread, the pipe writes exactly what rendering each row directly
+    /// writes, in order, across batches and tables, and sums the same row hashes.
+    #[test]
+    fn batched_rows_render_as_each_row_would() {
+        let sql = RowEncoding::Sql {
+            prefix: b"INSERT INTO t VALUES(".to_vec(),
+            text: TextEncoding::Utf8,
+        };
+        let json = RowEncoding::Json {
+            keys: vec![b"\"a\":".to_vec(), b"\"b\":".to_vec()],
+        };
+        let tables = [
+            table("t", sql, 2),
+            table("j", json, 2),
+            table("c", RowEncoding::Csv, 2),
+        ];
+        let texts: Vec<String> = (0..30000)
+            .map(|i| format!("row {i} 'quoted' é {}", "x".repeat(i % 90)))
+            .collect();
+        let rows: Vec<(usize, Vec<ValueRef<'_>>)> = (0..30000usize)
+            .map(|i| {
+                let a = match i % 4 {
+                    0 => ValueRef::Integer(i as i64 - 4500),
+                    1 => ValueRef::Real(i as f64 * 0.1),
+                    2 => ValueRef::Null,
+                    _ => ValueRef::Blob(&[0, 1, 2, 255]),
+                };
+                let b = if i % 1000 == 7 {
+                    ValueRef::Text(b"nul\0inside")
+                } else {
+                    ValueRef::Text(texts[i].as_bytes())
+                };
+                // Runs of each table, so batches end both on size and on a new table.
+                ((i / 5000) % 3, vec![a, b])
+            })
+            .collect();
+        let mut expected = b"head\n".to_vec();
+        let mut seen = [false; 3];
+        let mut sums: Vec<(String, u128)> = Vec::new();
+        for (t, values) in &rows {
+            let first = !std::mem::replace(&mut seen[*t], true);
+            render_row(
+                &tables[*t].encoding,
+                values,
+                first,
+                &mut expected,
+                &mut |_, _| unreachable!(),
+            )
+            .unwrap();
+            let hash = row_hash(values.iter().copied());
+            match sums.iter_mut().find(|(n, _)| *n == tables[*t].name) {
+                Some((_, s)) => *s = s.wrapping_add(hash),
+                None => sums.push((tables[*t].name.clone(), hash)),
+            }
+        }
+        expected.extend_from_slice(b"tail\n");
+        assert!(expected.len() > 3 * BATCH_BYTES, "several batches");
+        for threaded in [false, true] {
+            let (bytes, got_sums, nul) = through_pipe(threaded, &tables, &rows);
+            assert!(bytes == expected, "threaded {threaded}: output differs");
+            assert_eq!(got_sums, sums, "threaded {threaded}");
+            // Only SQL restores convert NUL text in numeric affinity (column 1 here).
+            assert_eq!(nul, vec![("t".to_string(), vec![1])], "threaded {threaded}");
+        }
+    }
+}
