@@ -36,6 +36,11 @@ const BATCH_BYTES: usize = 512 * 1024;
 /// Commands in flight at most (each a batch or a piece of at most a few hundred KiB).
 const IN_FLIGHT: usize = 4;
 
+/// A command carrying more than this (a row of many values just under [`LARGE_VALUE`])
+/// is rendered before the reader goes on, so such rows are never queued several deep,
+/// and buffers grown for one are not kept.
+const BIG_COMMAND: usize = 2 * BATCH_BYTES;
+
 enum Command<'p> {
     Begin {
         object: u32,
@@ -48,6 +53,8 @@ enum Command<'p> {
         batch: Vec<u8>,
     },
     FinishObject,
+    /// Answers once every command before it is carried out.
+    Settle(Sender<()>),
 }
 
 /// What rendering leaves besides the output: the sink, and what the digest and the
@@ -73,6 +80,7 @@ impl<'p> Renderer<'p> {
             Command::Begin { object, key } => sink.begin(object, key),
             Command::Write(bytes) => sink.write_all(&bytes)?,
             Command::FinishObject => sink.finish_object()?,
+            Command::Settle(answer) => drop(answer.send(())),
             Command::Rows {
                 table,
                 first_in_table,
@@ -113,6 +121,9 @@ impl<'p> Renderer<'p> {
             first = false;
         }
         self.out.sink.write_all(line)?;
+        if line.capacity() > 2 * BIG_COMMAND {
+            *line = Vec::with_capacity(2 * BATCH_BYTES);
+        }
         match self
             .out
             .sums
@@ -157,7 +168,8 @@ fn work<'p>(
             continue;
         }
         match renderer.apply(command) {
-            Ok(Some(buffer)) => drop(spare.send(buffer)),
+            Ok(Some(buffer)) if buffer.capacity() <= BIG_COMMAND => drop(spare.send(buffer)),
+            Ok(Some(_)) => {}
             Ok(None) => {}
             Err(e) => {
                 shared.failed.store(true, Ordering::Relaxed);
@@ -366,15 +378,30 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
     }
 
     fn deliver(&mut self, command: Command<'p>) -> io::Result<()> {
+        let carried = match &command {
+            Command::Write(bytes) | Command::Rows { batch: bytes, .. } => bytes.len(),
+            _ => 0,
+        };
+        let stopped = || io::Error::other("the render worker stopped");
         match &mut self.route {
             Route::Inline(r) => {
-                self.spare.extend(r.apply(command)?);
-                Ok(())
+                let spare = r.apply(command)?;
+                self.spare
+                    .extend(spare.filter(|b| b.capacity() <= BIG_COMMAND));
             }
-            Route::Threaded { commands, .. } => commands
-                .send(command)
-                .map_err(|_| io::Error::other("the render worker stopped")),
+            Route::Threaded { commands, .. } => {
+                commands.send(command).map_err(|_| stopped())?;
+                if carried > BIG_COMMAND {
+                    let (answer, done) = channel();
+                    commands
+                        .send(Command::Settle(answer))
+                        .map_err(|_| stopped())?;
+                    // No answer: the worker failed and is draining; `end` says why.
+                    done.recv().ok();
+                }
+            }
         }
+        Ok(())
     }
 }
 
@@ -476,6 +503,7 @@ mod tests {
         let texts: Vec<String> = (0..30000)
             .map(|i| format!("row {i} 'quoted' é {}", "x".repeat(i % 90)))
             .collect();
+        let big = vec![b'x'; LARGE_VALUE - 1];
         let rows: Vec<(usize, Vec<ValueRef<'_>>)> = (0..30000usize)
             .map(|i| {
                 let a = match i % 4 {
@@ -483,6 +511,13 @@ mod tests {
                     1 => ValueRef::Real(i as f64 * 0.1),
                     2 => ValueRef::Null,
                     _ => ValueRef::Blob(&[0, 1, 2, 255]),
+                };
+                // Now and then a row bigger than a batch (values just under
+                // LARGE_VALUE), which the reader waits to see rendered.
+                let a = if i % 7000 == 3 {
+                    ValueRef::Blob(&big)
+                } else {
+                    a
                 };
                 let b = if i % 1000 == 7 {
                     ValueRef::Text(b"nul\0inside")
