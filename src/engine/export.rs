@@ -2,6 +2,7 @@
 //! slices (one read transaction per slice, so writers are never held off for long),
 //! until the dump is done or the time budget is spent.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -191,6 +192,8 @@ pub fn run_export(
     let mut current_object = sink.current_object();
     let mut rows = 0u64;
     let mut digests = input.digests;
+    // Digests finished from here on are this chunk's (see the renderer's sums below).
+    let done_before = digests.done.len();
     let mut warnings = plan.warnings.clone();
     let plan: &Plan = &plan;
     let (end, rendered) = std::thread::scope(|scope| -> Result<_, DumpError> {
@@ -287,16 +290,24 @@ pub fn run_export(
         };
         Ok((end, pipe.end().map_err(io)?))
     })?;
-    // The rows the renderer hashed and checked count toward their tables' digests and
-    // warnings (a table's digest is `current` or among `done`: each table is read once).
-    for (table, sum) in rendered.sums {
-        let digest = digests
-            .current
-            .iter_mut()
-            .chain(digests.done.iter_mut().rev());
-        if let Some(d) = digest.into_iter().find(|d| d.table == table) {
+    // The rows the renderer hashed count toward their tables' digests: each is `current`
+    // or was finished in this chunk (each table is read once, in one stretch).
+    let mut sums: HashMap<&str, u128> = HashMap::with_capacity(rendered.sums.len());
+    for (table, sum) in &rendered.sums {
+        let total = sums.entry(*table).or_default();
+        *total = total.wrapping_add(*sum);
+    }
+    let first_touched = done_before.min(digests.done.len());
+    let touched = digests.done[first_touched..].iter_mut();
+    for d in touched.chain(digests.current.iter_mut()) {
+        if let Some(sum) = sums.remove(d.table.as_str()) {
             d.add(0, sum);
         }
+    }
+    if let Some((table, _)) = sums.into_iter().next() {
+        return Err(DumpError::Internal(format!(
+            "rows of table {table:?} rendered without its digest"
+        )));
     }
     for (table, columns) in &rendered.nul_text_columns {
         note_nul_text_warnings(&mut warnings, table, columns);
@@ -339,8 +350,9 @@ pub(super) fn read_schema_version(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// Counts the rows the plan will dump, in short slices for single-key tables so the
-/// count never holds a long read lock. A slice finds the key `SLICE` rows on with
-/// `OFFSET` (SQLite steps over skipped rows without producing them: about 3x cheaper
+/// count never holds a long read lock. The first slice counts its keys in one query (a
+/// small table costs just that); each further slice finds the key `SLICE` rows on with
+/// `OFFSET` (SQLite steps over skipped rows without producing them, about 3x cheaper
 /// than counting them), and only the last, shorter slice is counted.
 fn count_rows(conn: &Connection, plan: &Plan) -> rusqlite::Result<u64> {
     const SLICE: i64 = 100_000;
@@ -362,31 +374,27 @@ fn count_rows(conn: &Connection, plan: &Plan) -> rusqlite::Result<u64> {
             }
             let key = &t.key_list;
             let first = format!(
-                "SELECT {key} FROM {q} ORDER BY {key} LIMIT 1 OFFSET {}",
-                SLICE - 1
+                "SELECT count(*), max(k) FROM (SELECT {key} AS k FROM {q} ORDER BY {key} LIMIT {SLICE})"
             );
+            let (n, mut after) = conn.query_row(&first, [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, rusqlite::types::Value>(1)?))
+            })?;
+            total += n as u64;
+            if n < SLICE {
+                continue;
+            }
             let next = format!(
                 "SELECT {key} FROM {q} WHERE {key} > ?1 ORDER BY {key} LIMIT 1 OFFSET {}",
                 SLICE - 1
             );
-            let mut after: Option<rusqlite::types::Value> = None;
             loop {
-                let read = |r: &rusqlite::Row<'_>| r.get::<_, rusqlite::types::Value>(0);
-                let last = match &after {
-                    None => conn.query_row(&first, [], read),
-                    Some(a) => conn.query_row(&next, [a], read),
-                };
-                match last {
+                match conn.query_row(&next, [&after], |r| r.get(0)) {
                     Ok(last) => {
                         total += SLICE as u64;
-                        after = Some(last);
+                        after = last;
                     }
                     Err(rusqlite::Error::QueryReturnedNoRows) => {
-                        let rest = match &after {
-                            None => count("", None)?,
-                            Some(a) => count(&format!("WHERE {key} > ?1"), Some(a))?,
-                        };
-                        total += rest as u64;
+                        total += count(&format!("WHERE {key} > ?1"), Some(&after))? as u64;
                         break;
                     }
                     Err(e) => return Err(e),

@@ -4,12 +4,14 @@
 //! The reading thread fetches each row's values from SQLite and appends their canonical
 //! encoding (the one the table digest hashes, see [`super::digest`]) to a batch. The
 //! worker decodes each row, hashes it for the digest, renders it in the dump's format and
-//! writes it to the [`OutputSink`]. Commands travel over a bounded channel, so only a few
-//! batches are ever in flight (memory stays bounded) and the output keeps their order.
-//! Where the process has one core, the same renderer runs inline, with no thread.
+//! writes it to the [`OutputSink`]. A batch is the chunk's whole output stream in order:
+//! runs of rows, fixed bytes (DDL, the pieces of large values), and the starts and ends
+//! of objects, so a thousand small tables cost a few batches, not a thousand hand-offs.
+//! Batches travel over a bounded channel, so only a few are ever in flight (memory stays
+//! bounded). Where the process has one core, the same renderer runs inline, no thread.
 //!
-//! Rows holding a value of [`LARGE_VALUE`] or more never go through a batch: the reading
-//! thread renders them in pieces (see [`super::large`]) and sends the bytes.
+//! Rows holding a value of [`LARGE_VALUE`] or more never go through the row encoding: the
+//! reading thread renders them in pieces (see [`super::large`]) and sends the bytes.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,30 +32,44 @@ use super::table::TableSource;
 // A batch carries every value whole: none may be one the encoding replaces by its hash.
 const _: () = assert!(LARGE_VALUE <= HASHED_VALUE);
 
-/// A batch is sent once its encoding reaches this size.
+/// A batch is sent once it holds this many bytes.
 const BATCH_BYTES: usize = 512 * 1024;
 
-/// Commands in flight at most (each a batch or a piece of at most a few hundred KiB).
+/// Batches in flight at most.
 const IN_FLIGHT: usize = 4;
 
-/// A command carrying more than this (a row of many values just under [`LARGE_VALUE`])
-/// is rendered before the reader goes on, so such rows are never queued several deep,
-/// and buffers grown for one are not kept.
-const BIG_COMMAND: usize = 2 * BATCH_BYTES;
+/// A batch larger than this (it ends in a row of many values just under
+/// [`LARGE_VALUE`]) is rendered before the reader goes on, so such rows are never queued
+/// several deep, and buffers grown for one are not kept.
+const BIG_BATCH: usize = 2 * BATCH_BYTES;
 
-enum Command<'p> {
+/// One run of a batch's stream; `end` is where its bytes end in the batch.
+enum Segment<'p> {
     Begin {
         object: u32,
         key: &'p str,
     },
-    Write(Vec<u8>),
+    Bytes {
+        end: usize,
+    },
     Rows {
         table: &'p TableSource,
         first_in_table: bool,
-        batch: Vec<u8>,
+        end: usize,
     },
     FinishObject,
-    /// Answers once every command before it is carried out.
+}
+
+/// A stretch of the output stream: `bytes` holds the segments' bytes, back to back.
+#[derive(Default)]
+struct Batch<'p> {
+    bytes: Vec<u8>,
+    segments: Vec<Segment<'p>>,
+}
+
+enum Command<'p> {
+    Batch(Batch<'p>),
+    /// Answers once every batch before it is carried out.
     Settle(Sender<()>),
 }
 
@@ -61,7 +77,7 @@ enum Command<'p> {
 /// warnings need from the rows the renderer saw.
 pub(super) struct Rendered<'p> {
     pub sink: OutputSink,
-    /// Per table, the sum (mod 2^128) of the hashes of the batched rows.
+    /// Per run of a table's rows (in output order), the sum (mod 2^128) of their hashes.
     pub sums: Vec<(&'p str, u128)>,
     /// Per table, the value columns holding TEXT with a NUL in numeric affinity.
     pub nul_text_columns: Vec<(&'p TableSource, Vec<usize>)>,
@@ -69,39 +85,62 @@ pub(super) struct Rendered<'p> {
 
 struct Renderer<'p> {
     out: Rendered<'p>,
+    /// Rendered output not yet written to the sink.
     line: Vec<u8>,
 }
 
 impl<'p> Renderer<'p> {
-    /// Carries out one command; gives back a batch buffer for reuse.
-    fn apply(&mut self, command: Command<'p>) -> io::Result<Option<Vec<u8>>> {
-        let sink = &mut self.out.sink;
-        match command {
-            Command::Begin { object, key } => sink.begin(object, key),
-            Command::Write(bytes) => sink.write_all(&bytes)?,
-            Command::FinishObject => sink.finish_object()?,
-            Command::Settle(answer) => drop(answer.send(())),
-            Command::Rows {
-                table,
-                first_in_table,
-                batch,
-            } => {
-                self.rows(table, first_in_table, &batch)?;
-                return Ok(Some(batch));
+    /// Carries out a batch's segments in order.
+    fn batch(&mut self, batch: &Batch<'p>) -> io::Result<()> {
+        let mut start = 0;
+        for segment in &batch.segments {
+            match *segment {
+                Segment::Begin { object, key } => {
+                    self.write_line()?;
+                    self.out.sink.begin(object, key);
+                }
+                Segment::FinishObject => {
+                    self.write_line()?;
+                    self.out.sink.finish_object()?;
+                }
+                Segment::Bytes { end } => {
+                    self.line.extend_from_slice(&batch.bytes[start..end]);
+                    start = end;
+                }
+                Segment::Rows {
+                    table,
+                    first_in_table,
+                    end,
+                } => {
+                    self.rows(table, first_in_table, &batch.bytes[start..end])?;
+                    start = end;
+                }
             }
         }
-        Ok(None)
+        self.write_line()?;
+        if self.line.capacity() > 2 * BIG_BATCH {
+            self.line = Vec::with_capacity(2 * BATCH_BYTES);
+        }
+        Ok(())
     }
 
-    fn rows(&mut self, table: &'p TableSource, mut first: bool, batch: &[u8]) -> io::Result<()> {
+    fn write_line(&mut self) -> io::Result<()> {
+        if !self.line.is_empty() {
+            self.out.sink.write_all(&self.line)?;
+            self.line.clear();
+        }
+        Ok(())
+    }
+
+    /// Renders a run of `table`'s encoded rows into the line.
+    fn rows(&mut self, table: &'p TableSource, mut first: bool, rows: &[u8]) -> io::Result<()> {
         let width = table.value_len + table.rest_len;
         let mut on_stack = [ValueRef::Null; 32];
         let mut on_heap = Vec::new();
         let mut sum = 0u128;
         let mut nul = Vec::new();
-        let (mut pos, line) = (0, &mut self.line);
-        line.clear();
-        while pos < batch.len() {
+        let mut pos = 0;
+        while pos < rows.len() {
             let start = pos;
             let values: &mut [ValueRef<'_>] = if width <= on_stack.len() {
                 &mut on_stack[..width]
@@ -110,44 +149,35 @@ impl<'p> Renderer<'p> {
                 &mut on_heap
             };
             for slot in values.iter_mut() {
-                *slot = decode_value(batch, &mut pos)
+                *slot = decode_value(rows, &mut pos)
                     .ok_or_else(|| io::Error::other("malformed row batch"))?;
             }
-            sum = sum.wrapping_add(xxh3_128(&batch[start..pos]));
+            sum = sum.wrapping_add(xxh3_128(&rows[start..pos]));
             note_nul_text(table, values, &mut nul);
-            render_row(&table.encoding, values, first, line, &mut |_, _| {
-                Err(io::Error::other("a large value in a row batch"))
-            })?;
+            render_row(
+                &table.encoding,
+                values,
+                first,
+                &mut self.line,
+                &mut |_, _| Err(io::Error::other("a large value in a row batch")),
+            )?;
             first = false;
         }
-        self.out.sink.write_all(line)?;
-        if line.capacity() > 2 * BIG_COMMAND {
-            *line = Vec::with_capacity(2 * BATCH_BYTES);
-        }
-        match self
-            .out
-            .sums
-            .iter_mut()
-            .find(|(name, _)| *name == table.name)
-        {
-            Some((_, s)) => *s = s.wrapping_add(sum),
-            None => self.out.sums.push((&table.name, sum)),
+        // A table's rows come in one stretch: only the last entries can be this table's.
+        match self.out.sums.last_mut() {
+            Some((name, s)) if *name == table.name => *s = s.wrapping_add(sum),
+            _ => self.out.sums.push((&table.name, sum)),
         }
         if !nul.is_empty() {
-            match self
-                .out
-                .nul_text_columns
-                .iter_mut()
-                .find(|(t, _)| std::ptr::eq(*t, table))
-            {
-                Some((_, found)) => {
+            match self.out.nul_text_columns.last_mut() {
+                Some((t, found)) if std::ptr::eq(*t, table) => {
                     for c in nul {
                         if !found.contains(&c) {
                             found.push(c);
                         }
                     }
                 }
-                None => self.out.nul_text_columns.push((table, nul)),
+                _ => self.out.nul_text_columns.push((table, nul)),
             }
         }
         Ok(())
@@ -159,18 +189,22 @@ impl<'p> Renderer<'p> {
 fn work<'p>(
     mut renderer: Renderer<'p>,
     commands: Receiver<Command<'p>>,
-    spare: Sender<Vec<u8>>,
+    spare: Sender<Batch<'p>>,
     shared: Arc<Shared>,
 ) -> io::Result<Rendered<'p>> {
     let mut failure = None;
     for command in commands {
-        if failure.is_some() {
-            continue;
-        }
-        match renderer.apply(command) {
-            Ok(Some(buffer)) if buffer.capacity() <= BIG_COMMAND => drop(spare.send(buffer)),
-            Ok(Some(_)) => {}
-            Ok(None) => {}
+        let batch = match command {
+            Command::Settle(answer) => {
+                answer.send(()).ok();
+                continue;
+            }
+            Command::Batch(_) if failure.is_some() => continue,
+            Command::Batch(batch) => batch,
+        };
+        match renderer.batch(&batch) {
+            Ok(()) if batch.bytes.capacity() <= BIG_BATCH => drop(spare.send(batch)),
+            Ok(()) => {}
             Err(e) => {
                 shared.failed.store(true, Ordering::Relaxed);
                 failure = Some(e);
@@ -196,7 +230,7 @@ enum Route<'scope, 'p> {
     Inline(Box<Renderer<'p>>),
     Threaded {
         commands: SyncSender<Command<'p>>,
-        spare: Receiver<Vec<u8>>,
+        spare: Receiver<Batch<'p>>,
         worker: ScopedJoinHandle<'scope, io::Result<Rendered<'p>>>,
         shared: Arc<Shared>,
     },
@@ -211,11 +245,9 @@ pub(super) enum PipeRowError {
 /// The reader's end: rows, bytes and object boundaries, in output order.
 pub(super) struct Pipe<'scope, 'p> {
     route: Route<'scope, 'p>,
-    batch: Vec<u8>,
-    /// The table of the rows in `batch`, and whether its first row is the table's first.
-    batch_of: Option<(&'p TableSource, bool)>,
-    /// Batch buffers rendered inline, for reuse.
-    spare: Vec<Vec<u8>>,
+    batch: Batch<'p>,
+    /// A batch rendered inline, for reuse.
+    spare: Option<Batch<'p>>,
 }
 
 impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
@@ -252,9 +284,8 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
         };
         Ok(Pipe {
             route,
-            batch: Vec::with_capacity(BATCH_BYTES + 4096),
-            batch_of: None,
-            spare: Vec::new(),
+            batch: Batch::default(),
+            spare: None,
         })
     }
 
@@ -265,17 +296,25 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
 
     /// Starts output object `object`, stored under `key`.
     pub fn begin(&mut self, object: u32, key: &'p str) -> io::Result<()> {
-        self.send(Command::Begin { object, key })
+        self.batch.segments.push(Segment::Begin { object, key });
+        Ok(())
     }
 
     /// Appends `bytes` to the current object.
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.send(Command::Write(bytes.to_vec()))
+        self.batch.bytes.extend_from_slice(bytes);
+        let end = self.batch.bytes.len();
+        match self.batch.segments.last_mut() {
+            Some(Segment::Bytes { end: last }) => *last = end,
+            _ => self.batch.segments.push(Segment::Bytes { end }),
+        }
+        self.flush_if_full()
     }
 
     /// Finishes the current object.
     pub fn finish_object(&mut self) -> io::Result<()> {
-        self.send(Command::FinishObject)
+        self.batch.segments.push(Segment::FinishObject);
+        Ok(())
     }
 
     /// Appends a row of `table` to be rendered, its `width` values fetched by `value`;
@@ -289,30 +328,33 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
         value: &dyn Fn(usize) -> rusqlite::Result<ValueRef<'v>>,
         first_in_table: bool,
     ) -> Result<Option<usize>, PipeRowError> {
-        if !self.batch_of.is_some_and(|(t, _)| std::ptr::eq(t, table)) {
-            self.flush().map_err(PipeRowError::Io)?;
-            self.batch_of = Some((table, first_in_table));
-        }
-        let before = self.batch.len();
+        let before = self.batch.bytes.len();
         for i in 0..width {
             let v = value(i).map_err(|e| {
-                self.batch.truncate(before);
+                self.batch.bytes.truncate(before);
                 PipeRowError::Db(e)
             })?;
             if is_large(&v) {
-                self.batch.truncate(before);
-                if before == 0 {
-                    self.batch_of = None;
-                }
+                self.batch.bytes.truncate(before);
                 return Ok(None);
             }
-            encode_row(std::iter::once(v), &mut self.batch);
+            encode_row(std::iter::once(v), &mut self.batch.bytes);
         }
-        let size = self.batch.len() - before;
-        if self.batch.len() >= BATCH_BYTES {
-            self.flush().map_err(PipeRowError::Io)?;
+        let end = self.batch.bytes.len();
+        match self.batch.segments.last_mut() {
+            Some(Segment::Rows {
+                table: t,
+                end: last,
+                ..
+            }) if std::ptr::eq(*t, table) && !first_in_table => *last = end,
+            _ => self.batch.segments.push(Segment::Rows {
+                table,
+                first_in_table,
+                end,
+            }),
         }
-        Ok(Some(size))
+        self.flush_if_full().map_err(PipeRowError::Io)?;
+        Ok(Some(end - before))
     }
 
     /// Output bytes produced so far in this chunk (behind by the batches in flight).
@@ -347,51 +389,43 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
         }
     }
 
-    /// Sends the rows batched so far.
+    fn flush_if_full(&mut self) -> io::Result<()> {
+        if self.batch.bytes.len() >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the batch so far to be rendered.
     fn flush(&mut self) -> io::Result<()> {
-        let Some((table, first_in_table)) = self.batch_of.take() else {
+        if self.batch.segments.is_empty() {
             return Ok(());
-        };
+        }
         let reused = match &self.route {
             Route::Threaded { spare, .. } => spare.try_recv().ok(),
-            Route::Inline(_) => self.spare.pop(),
+            Route::Inline(_) => self.spare.take(),
         };
-        let fresh = match reused {
-            Some(mut buffer) => {
-                buffer.clear();
-                buffer
-            }
-            None => Vec::with_capacity(BATCH_BYTES + 4096),
-        };
+        let mut fresh = reused.unwrap_or_else(|| Batch {
+            bytes: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
+            segments: Vec::new(),
+        });
+        fresh.bytes.clear();
+        fresh.segments.clear();
         let batch = std::mem::replace(&mut self.batch, fresh);
-        self.deliver(Command::Rows {
-            table,
-            first_in_table,
-            batch,
-        })
-    }
-
-    /// Sends a command after the rows batched before it.
-    fn send(&mut self, command: Command<'p>) -> io::Result<()> {
-        self.flush()?;
-        self.deliver(command)
-    }
-
-    fn deliver(&mut self, command: Command<'p>) -> io::Result<()> {
-        let carried = match &command {
-            Command::Write(bytes) | Command::Rows { batch: bytes, .. } => bytes.len(),
-            _ => 0,
-        };
+        let big = batch.bytes.len() > BIG_BATCH;
         let stopped = || io::Error::other("the render worker stopped");
         match &mut self.route {
             Route::Inline(r) => {
-                let spare = r.apply(command)?;
-                self.spare
-                    .extend(spare.filter(|b| b.capacity() <= BIG_COMMAND));
+                r.batch(&batch)?;
+                if !big {
+                    self.spare = Some(batch);
+                }
             }
             Route::Threaded { commands, .. } => {
-                commands.send(command).map_err(|_| stopped())?;
-                if carried > BIG_COMMAND {
+                commands
+                    .send(Command::Batch(batch))
+                    .map_err(|_| stopped())?;
+                if big {
                     let (answer, done) = channel();
                     commands
                         .send(Command::Settle(answer))
@@ -461,16 +495,20 @@ mod tests {
             pipe.finish_object().unwrap();
             pipe.end().unwrap()
         });
-        let sums = rendered
-            .sums
-            .iter()
-            .map(|(t, s)| (t.to_string(), *s))
-            .collect();
-        let nul = rendered
-            .nul_text_columns
-            .iter()
-            .map(|(t, c)| (t.name.clone(), c.clone()))
-            .collect();
+        // Per table, in order of first appearance (the test's tables recur in runs).
+        let mut sums: Vec<(String, u128)> = Vec::new();
+        for (t, sum) in &rendered.sums {
+            match sums.iter_mut().find(|(n, _)| n == t) {
+                Some((_, s)) => *s = s.wrapping_add(*sum),
+                None => sums.push((t.to_string(), *sum)),
+            }
+        }
+        let mut nul: Vec<(String, Vec<usize>)> = Vec::new();
+        for (t, columns) in &rendered.nul_text_columns {
+            if !nul.iter().any(|(n, c)| *n == t.name && c == columns) {
+                nul.push((t.name.clone(), columns.clone()));
+            }
+        }
         drop(rendered.sink);
         let mut bytes = Vec::new();
         while let Ok(event) = rx.try_recv() {
