@@ -295,9 +295,8 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
     }
 
     /// Starts output object `object`, stored under `key`.
-    pub fn begin(&mut self, object: u32, key: &'p str) -> io::Result<()> {
+    pub fn begin(&mut self, object: u32, key: &'p str) {
         self.batch.segments.push(Segment::Begin { object, key });
-        Ok(())
     }
 
     /// Appends `bytes` to the current object.
@@ -312,9 +311,8 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
     }
 
     /// Finishes the current object.
-    pub fn finish_object(&mut self) -> io::Result<()> {
+    pub fn finish_object(&mut self) {
         self.batch.segments.push(Segment::FinishObject);
-        Ok(())
     }
 
     /// Appends a row of `table` to be rendered, its `width` values fetched by `value`;
@@ -477,7 +475,7 @@ mod tests {
         let sink = OutputSink::new(tx, BufferPool::default(), 4096, Compression::None);
         let rendered = std::thread::scope(|scope| {
             let mut pipe = Pipe::new(scope, sink, threaded).unwrap();
-            pipe.begin(0, "out").unwrap();
+            pipe.begin(0, "out");
             pipe.write(b"head\n").unwrap();
             let mut seen = vec![false; tables.len()];
             for (t, values) in rows {
@@ -492,7 +490,7 @@ mod tests {
                 "a row with a large value is the caller's"
             );
             pipe.write(b"tail\n").unwrap();
-            pipe.finish_object().unwrap();
+            pipe.finish_object();
             pipe.end().unwrap()
         });
         // Per table, in order of first appearance (the test's tables recur in runs).
