@@ -32,6 +32,7 @@ fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<D
         progress: None,
         pool: Default::default(),
         digests: Default::default(),
+        digest_only: false,
     };
     let start = Instant::now();
     let outcome = run_export(input, tx)?;

@@ -305,12 +305,39 @@ def large_values():
         print(f"{fmt:5} {t:7.2f} s  peak RSS {rss:7.1f} MiB")
 
 
+def verify(rows):
+    """Dump and verify times per format on the same database, in one run. With
+    VERIFY_BEFORE=/path/to/an/older/chunkdump, that binary's verify runs too, alternated
+    with this one's (before, after, before, after), so both see the same machine state."""
+    os.makedirs(CACHE, exist_ok=True)
+    db = os.path.join(CACHE, f"bench-{rows}.db")
+    build_db(db, rows)
+    before = os.environ.get("VERIFY_BEFORE")
+    print(f"\n== verify, {rows:,} rows, database {os.path.getsize(db) / 1e6:.0f} MB ==")
+    for fmt, compression in [("sql", "none"), ("csv", "none"), ("json", "none"), ("sql", "zstd")]:
+        out = os.path.join(CACHE, "out-verify")
+        t_dump, _ = best(dump(db, out, "--format", fmt, "--compression", compression))
+        cmd = lambda binary: [binary, "verify", "bench", "--out", out]
+        runs = {"after": [], "before": []}
+        for _ in range(2):
+            for label, binary in ([("before", before)] if before else []) + [("after", BIN)]:
+                runs[label].append(measure(cmd(binary)))
+        after_t, after_rss = min(r[0] for r in runs["after"]), max(r[1] for r in runs["after"])
+        line = f"{fmt + ' ' + compression:10} dump {t_dump:6.2f} s | verify {after_t:6.2f} s {after_rss:6.1f} MiB = {after_t / t_dump:4.2f}x the dump"
+        if before:
+            bt, brss = min(r[0] for r in runs["before"]), max(r[1] for r in runs["before"])
+            line += f" | before: {bt:6.2f} s {brss:6.1f} MiB = {bt / t_dump:4.2f}x the dump ({bt / after_t:4.1f}x faster now)"
+        print(line)
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def main():
     rows = int(sys.argv[1])
     if os.environ.get("BENCH_ONLY"):
         for part in os.environ["BENCH_ONLY"].split(","):
             {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values,
-             "uploads": lambda: uploads(rows), "compression": lambda: compression(rows), "startup": startup}[part]()
+             "uploads": lambda: uploads(rows), "compression": lambda: compression(rows), "startup": startup,
+             "verify": lambda: verify(rows)}[part]()
         return
     small = bench(rows // 10)
     large = bench(rows)
@@ -324,6 +351,7 @@ def main():
     for name in large:
         print(f"  {name:30} {small[name]:6.1f} MiB -> {large[name]:6.1f} MiB")
     compression(rows)
+    verify(rows)
     reals(rows // 4)
     many_tables(3000)
     large_values()

@@ -198,6 +198,7 @@ pub async fn run_chunk(
         }),
         pool: Default::default(),
         digests: staged.digests,
+        digest_only: false,
     };
     let open = job.open_object.as_ref().map(|o| OpenUpload {
         object: o.object,
@@ -236,6 +237,19 @@ pub async fn run_chunk(
         Ok((report, _)) => Ok(report),
         Err(e) => {
             uploader.abort_created().await;
+            if matches!(e, DumpError::Conflict(_)) {
+                // Cancelled or failed while this chunk ran: what it wrote must go too.
+                if let Some(status) =
+                    crate::lifecycle::remove_after_end(objects, progress, &job.id).await
+                {
+                    return Err(DumpError::WrongState {
+                        id: job.id.clone(),
+                        status,
+                        message: "it ended while a chunk ran; what the chunk wrote was removed"
+                            .into(),
+                    });
+                }
+            }
             if !e.is_retryable() {
                 let finished = uploader
                     .summary()

@@ -70,9 +70,10 @@ pub enum DumpError {
     /// The database cannot be opened or read (missing, not SQLite, corrupt, ...).
     #[error("database {path}: {message}")]
     Database { path: String, message: String },
-    /// The database was locked by a writer for longer than the busy timeout. Work done
-    /// so far is committed; the chunk should be retried after a pause.
-    #[error("database is busy (locked by a writer); progress was saved, retry later")]
+    /// The database was locked by a writer for longer than the busy timeout. A chunk's
+    /// work is committed up to the last slice, so the chunk is retried after a pause; a
+    /// dump refused at its start was never created.
+    #[error("the database stayed locked by a writer for longer than the busy timeout; try again later")]
     DatabaseBusy,
     /// The schema of the dumped objects changed after the dump started.
     #[error("the database schema changed while the dump was running ({0}); start a new dump")]

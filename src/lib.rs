@@ -42,6 +42,7 @@ pub mod local;
 pub mod manifest;
 pub mod model;
 pub mod ports;
+pub mod readback;
 pub mod retention;
 #[cfg(feature = "cli")]
 pub mod serve;

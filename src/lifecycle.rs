@@ -262,9 +262,13 @@ async fn end_early(
 }
 
 /// Removes what dump `job` (its last version before ending) wrote: snapshot copy, open
-/// upload, staging objects, finished files. Best effort: a leftover staging object is
-/// harmless, and R2 aborts forgotten uploads after 7 days.
+/// upload, staging objects, finished files, and any other object of the dump (a chunk
+/// stopped mid-way may have finished files it never recorded). Best effort: R2 aborts
+/// forgotten uploads after 7 days, and a chunk still running elsewhere removes what it
+/// writes when its commit finds the dump ended ([`remove_after_end`]).
 async fn clean_up(objects: &dyn ObjectStore, job: &JobRecord, extra_files: Vec<String>) {
+    // Writes of a stopped local run still finishing on blocking threads land first.
+    objects.settle().await;
     remove_snapshot(job);
     if let Some(open) = &job.open_object {
         if let Some(upload) = &open.upload {
@@ -278,7 +282,49 @@ async fn clean_up(objects: &dyn ObjectStore, job: &JobRecord, extra_files: Vec<S
     for key in job.files.iter().map(|f| f.key.clone()).chain(extra_files) {
         let _ = objects.delete(&key).await;
     }
-    abort_abandoned_uploads(objects, &job.id).await;
+    remove_all_of(objects, &job.id).await;
+}
+
+/// Deletes every object and aborts every upload of dump `id` (found by listing, not
+/// from its record), its staging objects included.
+async fn remove_all_of(objects: &dyn ObjectStore, id: &str) {
+    abort_abandoned_uploads(objects, id).await;
+    let staging = staging_key(id, 0);
+    let staging_dir = &staging[..=staging.rfind('/').unwrap_or(0)];
+    for prefix in [id, staging_dir] {
+        match objects.list_keys(prefix).await {
+            Ok(keys) => {
+                for key in keys
+                    .iter()
+                    .filter(|k| prefix != id || crate::model::key_belongs_to(k, id))
+                {
+                    if let Err(e) = objects.delete(key).await {
+                        tracing::warn!(dump_id = %id, %key, error = %e, "could not delete");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(dump_id = %id, error = %e, "could not list the dump's objects"),
+        }
+    }
+}
+
+/// After a chunk's commit lost to an early end (the dump was cancelled or failed while
+/// the chunk ran): removes everything of the dump again, what this chunk wrote after the
+/// end's own clean-up included. Returns the status it ended with, or `None` if the dump
+/// did not end early (the conflict was another run's progress: nothing is removed).
+pub async fn remove_after_end(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    id: &str,
+) -> Option<JobStatus> {
+    let job = progress.get(id).await.ok()??;
+    if !matches!(job.status, JobStatus::Cancelled | JobStatus::Failed) {
+        return None;
+    }
+    tracing::info!(dump_id = %id, status = %job.status.as_str(), "the dump ended while a chunk ran: removing what it wrote");
+    remove_snapshot(&job);
+    remove_all_of(objects, id).await;
+    Some(job.status)
 }
 
 /// Aborts the multipart uploads of dump `id` still pending once it has ended: those of

@@ -39,6 +39,14 @@ pub trait ObjectStore: Send + Sync {
     /// Multipart uploads started and neither completed nor aborted, for keys beginning
     /// with `prefix`: how uploads of chunks killed before they committed are found.
     async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError>;
+    /// Keys of the stored objects beginning with `prefix`, sorted: how everything a dump
+    /// wrote is found, recorded in its job or not (a chunk still running when it ended).
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Waits until writes this process started have landed or failed, even those whose
+    /// callers were dropped (a local store finishes them on blocking threads); after it,
+    /// [`ObjectStore::list_keys`] sees everything a stopped run wrote. Remote stores
+    /// have nothing to wait for.
+    async fn settle(&self) {}
     /// Writes a small object whole.
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
     /// Reads a small object whole; `None` if it does not exist.
@@ -145,12 +153,14 @@ pub trait StartGuard: Send + Sync {
         holder: &str,
         replacing: Option<&str>,
     ) -> Result<Option<String>, StoreError>;
-    /// Counts one event under `key` in the current fixed window of length `window`;
-    /// returns the count so far in this window and the seconds until it ends.
+    /// Adds `delta` events (1 to count one, -1 to give one back) under `key` in the
+    /// current fixed window of length `window`; returns the count so far in this window
+    /// (never below 0) and the seconds until it ends.
     async fn count_in_window(
         &self,
         key: &str,
         window: std::time::Duration,
+        delta: i64,
     ) -> Result<(u64, u64), StoreError>;
 }
 

@@ -118,11 +118,11 @@ impl Tasks {
                     "dumpId": job.id, "version": job.version, "generation": input.generation, "chunksInExecution": input.chunks_in_execution,
                 }))
             }
-            TaskAction::Fail => serde_json::to_value(self.fail(&input).await?),
+            TaskAction::Fail => serde_json::to_value(self.fail(&input, deadline).await?),
             TaskAction::Notify => {
                 if let Some(notifier) = &self.notifier {
                     notifier
-                        .notify(self.progress.as_ref(), &input.dump_id)
+                        .notify(self.progress.as_ref(), &input.dump_id, deadline)
                         .await;
                 }
                 let job = self.progress.require(&input.dump_id).await?;
@@ -182,7 +182,7 @@ impl Tasks {
 
     /// Marks the job failed (unless it already ended), aborts its upload, removes its
     /// partial files and sends the failure callback. Idempotent.
-    async fn fail(&self, input: &TaskInput) -> Result<Value, DumpError> {
+    async fn fail(&self, input: &TaskInput, deadline: Option<Instant>) -> Result<Value, DumpError> {
         let reason = DumpError::RunFailed {
             error: input.error.clone().unwrap_or_else(|| "Unknown".into()),
             message: caught_message(input.cause.as_deref()),
@@ -196,7 +196,7 @@ impl Tasks {
         .await?;
         if let Some(notifier) = &self.notifier {
             notifier
-                .notify(self.progress.as_ref(), &input.dump_id)
+                .notify(self.progress.as_ref(), &input.dump_id, deadline)
                 .await;
         }
         let job = self.progress.require(&input.dump_id).await?;

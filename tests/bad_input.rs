@@ -259,7 +259,7 @@ fn a_schema_change_between_chunks_fails_the_dump_cleanly() {
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 50_000);
     let out = dir.path().join("out");
-    let child = chunkdump()
+    let mut child = chunkdump()
         .args([
             "dump",
             src.to_str().unwrap(),
@@ -282,7 +282,9 @@ fn a_schema_change_between_chunks_fails_the_dump_cleanly() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // Change the schema once the dump has planned and committed a chunk (a fixed pause
+    // would race with a slow start, and the dump would plan the new schema).
+    wait_for_chunks(&mut child, "moving", &out, 1);
     let c = rusqlite::Connection::open(&src).unwrap();
     c.busy_timeout(Duration::from_secs(5)).unwrap();
     c.execute_batch("ALTER TABLE items ADD COLUMN extra TEXT")
@@ -344,7 +346,7 @@ fn a_database_locked_by_a_writer_pauses_the_dump_and_loses_nothing() {
     // Hold an exclusive lock longer than the 5 s busy timeout while the dump runs.
     let locker = rusqlite::Connection::open(&src).unwrap();
     let out = dir.path().join("out");
-    let child = chunkdump()
+    let mut child = chunkdump()
         .args([
             "dump",
             src.to_str().unwrap(),
@@ -361,14 +363,15 @@ fn a_database_locked_by_a_writer_pauses_the_dump_and_loses_nothing() {
             "--budget-ms",
             "0",
             "--breathe-ms",
-            "20",
+            "50",
         ])
         .env("RUST_LOG", "chunkdump=warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Lock once the dump is under way (at least 50 chunks with their pauses are left).
+    wait_for_chunks(&mut child, "l", &out, 1);
     locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     std::thread::sleep(Duration::from_millis(6500));
     locker.execute_batch("COMMIT").unwrap();
@@ -439,4 +442,109 @@ fn a_write_failure_like_a_full_disk_fails_cleanly() {
     let s = run(&["status", "full", "--out", out.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
     assert_eq!(v["status"], "failed");
+}
+
+/// Read-only commands never create a store: a mistyped `--out` is an error naming it,
+/// and the directory still does not exist afterwards.
+#[test]
+fn read_only_commands_do_not_create_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("mistyped");
+    let t = typo.to_str().unwrap();
+    for args in [
+        vec!["status", "dump_x", "--out", t],
+        vec!["verify", "dump_x", "--out", t],
+        vec!["prune", "--keep-last", "1", "--dry-run", "--out", t],
+    ] {
+        fails_with(&args, 1, "holds no chunkdump dumps");
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+}
+
+/// An invalid `RUST_LOG` is refused, not silently replaced by the default.
+#[test]
+fn an_invalid_log_filter_is_an_error() {
+    let o = chunkdump()
+        .args(["status", "x", "--out", "/nonexistent"])
+        .env("RUST_LOG", "bogus===")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("RUST_LOG"), "{}", stderr_of(&o));
+}
+
+/// `chunkdump status … | head -1`: a reader that went away ends the command quietly (by
+/// SIGPIPE, as other tools end), never with a panic and its backtrace.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let out = dir.path().join("out");
+    dump_ok(&src, &out, &["--format", "sql", "--id", "d1"]);
+    // The read end is closed before the command starts: its first write fails for sure.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = chunkdump()
+        .args(["status", "d1", "--out", out.to_str().unwrap()])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = stderr_of(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?} {err}", o.status);
+}
+
+/// Every file and directory a dump creates (dump files, manifest, staging, progress,
+/// the snapshot directory) is at most as readable as a 0600 database: its owner's alone.
+#[test]
+fn dump_files_are_no_more_readable_than_the_database() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("private.db");
+    build_edge_db(&src);
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = dir.path().join("out");
+    dump_ok(&src, &out, &["--format", "sql", "--snapshot", "--id", "s"]);
+    dump_ok(&src, &out, &["--format", "csv", "--compression", "gzip", "--id", "c"]);
+    let mut seen = 0;
+    let mut pending = vec![out.clone()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+        seen += 1;
+    }
+    assert!(seen > 8, "only {seen} entries checked");
+    assert!(out.join(".chunkdump/snapshots").is_dir(), "the snapshot directory was checked");
+}
+
+/// A database a writer holds locked when a dump starts: the error says what is true
+/// (nothing was created, nothing saved), and no dump id is printed.
+#[test]
+fn a_database_locked_at_start_is_refused_truthfully() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 1000);
+    let locker = rusqlite::Connection::open(&src).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let out = dir.path().join("out");
+    let o = run(&[
+        "dump",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "sql",
+    ]);
+    locker.execute_batch("COMMIT").unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("locked by a writer"), "{err}");
+    assert!(!err.contains("saved"), "{err}");
+    assert!(o.stdout.is_empty(), "an id was printed: {:?}", String::from_utf8_lossy(&o.stdout));
 }

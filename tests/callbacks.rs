@@ -281,3 +281,116 @@ async fn warnings_reach_the_status_and_the_callback() {
     let v: Value = serde_json::from_slice(&got.last().unwrap().1).unwrap();
     assert_eq!(v["warnings"], done["warnings"]);
 }
+
+/// A job in a local progress store that failed and has a callback to `url`.
+async fn failed_job_with_callback(
+    dir: &std::path::Path,
+    url: &str,
+) -> Arc<chunkdump::local::SqliteProgress> {
+    use chunkdump::model::{CallbackState, Compression, DumpSpec, Format, JobStatus};
+    use chunkdump::ports::ProgressStore;
+    let progress =
+        Arc::new(chunkdump::local::SqliteProgress::open(&dir.join("progress.sqlite3")).unwrap());
+    let spec = DumpSpec {
+        database: "/nowhere.db".into(),
+        format: Format::Sql,
+        compression: Compression::None,
+        tables: None,
+        include_schema: true,
+        chunk_size: 1000,
+        part_size: 5 << 20,
+        snapshot: false,
+        snapshot_max_block_ms: None,
+    };
+    // A record alone: the callback needs no database.
+    progress
+        .create(&chunkdump::model::JobRecord::new(
+            "d1".into(),
+            spec,
+            chrono::Utc::now(),
+        ))
+        .await
+        .unwrap();
+    progress
+        .update("d1", &mut |job| {
+            let mut next = job.clone();
+            next.status = JobStatus::Failed;
+            next.callback = Some(CallbackState::pending(url.to_string()));
+            Ok(Some(next))
+        })
+        .await
+        .unwrap();
+    progress
+}
+
+/// Every attempt is recorded as it happens (not only the outcome), and the error names
+/// the receiver's origin, never the URL's path or query (which hold its token).
+#[tokio::test(flavor = "multi_thread")]
+async fn each_attempt_is_recorded_and_errors_show_only_the_origin() {
+    use chunkdump::model::CallbackStatus;
+    use chunkdump::ports::ProgressStore;
+    let dir = tempfile::tempdir().unwrap();
+    let (_rx, addr, ca) = receiver(usize::MAX).await;
+    let url = format!("https://localhost:{}/hook?token=s3cret-token", addr.port());
+    let progress = failed_job_with_callback(dir.path(), &url).await;
+    let mut n = notifier(&ca);
+    // A pause far longer than the test: the state during it is what is checked.
+    n.retry_delays = vec![Duration::from_secs(3600)];
+    let notifying = {
+        let progress = progress.clone();
+        tokio::spawn(async move { n.notify(progress.as_ref(), "d1", None).await })
+    };
+    let started = Instant::now();
+    let state = loop {
+        let job = progress.get("d1").await.unwrap().unwrap();
+        let state = job.callback.unwrap();
+        if state.attempts == 1 {
+            break state;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{state:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    notifying.abort();
+    assert_eq!(state.status, CallbackStatus::Pending, "{state:?}");
+    let error = state.last_error.unwrap();
+    assert!(error.contains(&format!("https://localhost:{}", addr.port())), "{error}");
+    assert!(error.contains("500"), "{error}");
+    assert!(!error.contains("s3cret") && !error.contains("/hook"), "{error}");
+
+    // A refused connection (nothing listens there) names the origin and the cause only.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("https://localhost:{port}/hook?token=s3cret-token");
+    let progress = failed_job_with_callback(dir.path(), &url).await;
+    let mut n = notifier(&ca);
+    n.retry_delays = vec![];
+    n.notify(progress.as_ref(), "d1", None).await;
+    let state = progress.get("d1").await.unwrap().unwrap().callback.unwrap();
+    assert_eq!(state.status, CallbackStatus::Failed);
+    let error = state.last_error.unwrap();
+    assert!(error.contains(&format!("https://localhost:{port}")), "{error}");
+    assert!(!error.contains("s3cret") && !error.contains("/hook"), "{error}");
+}
+
+/// Retries stop in time to record the outcome before the function running them ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_fit_inside_the_function_that_runs_them() {
+    use chunkdump::model::CallbackStatus;
+    use chunkdump::ports::ProgressStore;
+    let dir = tempfile::tempdir().unwrap();
+    let (rx, addr, ca) = receiver(usize::MAX).await;
+    let url = format!("https://localhost:{}/hook", addr.port());
+    let progress = failed_job_with_callback(dir.path(), &url).await;
+    let mut n = notifier(&ca);
+    n.retry_delays = vec![Duration::from_secs(30), Duration::from_secs(120)];
+    // 20 s left: one 15 s attempt and the 5 s kept to record fit, a 30 s pause does not.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    n.notify(progress.as_ref(), "d1", Some(deadline)).await;
+    assert!(Instant::now() < deadline);
+    let state = progress.get("d1").await.unwrap().unwrap().callback.unwrap();
+    assert_eq!((state.status, state.attempts), (CallbackStatus::Failed, 1));
+    assert!(state.last_error.unwrap().contains("no time left"));
+    assert_eq!(rx.got.lock().unwrap().len(), 1);
+}

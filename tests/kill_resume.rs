@@ -14,13 +14,6 @@ fn status(id: &str, out: &Path) -> serde_json::Value {
     try_status(id, out).expect("status succeeds")
 }
 
-fn try_status(id: &str, out: &Path) -> Option<serde_json::Value> {
-    let o = run(&["status", id, "--out", out.to_str().unwrap()]);
-    o.status
-        .success()
-        .then(|| serde_json::from_slice(&o.stdout).unwrap())
-}
-
 fn read_all(path: &Path, compression: &str) -> Vec<(String, Vec<u8>)> {
     let decode = |bytes: Vec<u8>| {
         let mut out = Vec::new();

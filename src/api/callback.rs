@@ -5,13 +5,17 @@
 //! the host is resolved and refused if any address is internal (loopback, private,
 //! link-local, the cloud metadata address, CGNAT, ULA, …) unless the host is explicitly
 //! allowed (local development, tests); the connection is pinned to the addresses that
-//! were checked (no DNS rebinding) and redirects are not followed.
+//! were checked (no DNS rebinding), no proxy is used (a proxy would connect to whatever
+//! the name resolves to then) and redirects are not followed.
+//!
+//! A callback URL's path and query often carry a secret: logs and `lastError` name its
+//! origin (`https://host:port`) only.
 //!
 //! Signature: `X-Chunkdump-Timestamp: <unix seconds>` and
 //! `X-Chunkdump-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -34,10 +38,41 @@ pub enum DeliveryError {
     Refused(#[from] RefusedUrl),
     #[error("HTTP client: {0}")]
     Client(String),
-    #[error("request failed: {0}")]
-    Request(String),
-    #[error("receiver answered {0}")]
-    Answered(reqwest::StatusCode),
+    #[error("request to {origin} failed: {cause}")]
+    Request { origin: String, cause: String },
+    #[error("{origin} answered {status}")]
+    Answered {
+        origin: String,
+        status: reqwest::StatusCode,
+    },
+}
+
+/// How long one delivery attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Time kept back, before the function's deadline, to record the outcome.
+const RECORD_MARGIN: Duration = Duration::from_secs(5);
+
+/// `https://host[:port]` of a URL: what may be logged or shown of it (never its path or
+/// query, which often hold a token).
+pub fn origin_of(raw: &str) -> String {
+    match reqwest::Url::parse(raw) {
+        Ok(url) => url.origin().ascii_serialization(),
+        Err(_) => "(an invalid URL)".into(),
+    }
+}
+
+/// A request error with its causes (DNS, TLS, refused, …), without the URL.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// How callbacks are checked, signed and delivered.
@@ -72,13 +107,27 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || (o0 == 192 && o1 == 0) // IETF protocol assignments
         }
         IpAddr::V6(a) => {
-            let s0 = a.segments()[0];
+            let s = a.segments();
+            let v4 = |hi: u16, lo: u16| {
+                Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))
+            };
+            let internal_v4 = |ip: Ipv4Addr| is_internal(IpAddr::V4(ip));
             a.is_loopback() || a.is_unspecified() || a.is_multicast()
-                || (s0 & 0xfe00) == 0xfc00 // unique local, includes fd00:ec2::254
-                || (s0 & 0xffc0) == 0xfe80 // link-local
-                || (s0 == 0x2001 && a.segments()[1] == 0x0db8) // documentation
-                || a.to_ipv4_mapped().is_some_and(|v4| is_internal(IpAddr::V4(v4)))
-                || (a.segments()[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible
+                || (s[0] & 0xfe00) == 0xfc00 // unique local, includes fd00:ec2::254
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || a.to_ipv4_mapped().is_some_and(internal_v4)
+                || (s[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible
+                // NAT64 (well-known prefix) reaches the IPv4 address in its last 32 bits;
+                // the local-use prefix 64:ff9b:1::/48 is internal by definition.
+                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && internal_v4(v4(s[6], s[7])))
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+                // 6to4 carries its IPv4 address in bits 16..48.
+                || (s[0] == 0x2002 && internal_v4(v4(s[1], s[2])))
+                // Teredo: the server's IPv4 address, and the client's (inverted).
+                || (s[0] == 0x2001 && s[1] == 0
+                    && (internal_v4(v4(s[2], s[3])) || internal_v4(v4(!s[6], !s[7]))))
         }
     }
 }
@@ -189,7 +238,8 @@ impl Notifier {
         let (host, addrs) = self.check_url(url).await?;
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(15))
+            .no_proxy()
+            .timeout(ATTEMPT_TIMEOUT)
             .resolve_to_addrs(&host, &addrs);
         if let Some(root) = &self.extra_root {
             builder = builder.add_root_certificate(root.clone());
@@ -207,17 +257,25 @@ impl Notifier {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| DeliveryError::Request(e.to_string()))?;
+            .map_err(|e| DeliveryError::Request {
+                origin: origin_of(url),
+                cause: describe(e),
+            })?;
         if res.status().is_success() {
             Ok(())
         } else {
-            Err(DeliveryError::Answered(res.status()))
+            Err(DeliveryError::Answered {
+                origin: origin_of(url),
+                status: res.status(),
+            })
         }
     }
 
     /// Delivers the callback of finished dump `id` (if it has one), retrying with the
-    /// configured pauses, and records the outcome in the job.
-    pub async fn notify(&self, progress: &dyn ProgressStore, id: &str) {
+    /// configured pauses, and records the state in the job after every attempt. Before
+    /// `deadline` (the end of the function running it) it stops retrying in time to
+    /// record the outcome: a pause is only taken if another attempt still fits.
+    pub async fn notify(&self, progress: &dyn ProgressStore, id: &str, deadline: Option<Instant>) {
         let Ok(Some(job)) = progress.get(id).await else {
             return;
         };
@@ -242,8 +300,23 @@ impl Notifier {
                 Err(e) => {
                     tracing::warn!(dump_id = %id, attempt = state.attempts, error = %e, "callback failed");
                     state.last_error = Some(e.to_string());
+                    let fits = |d: Duration| {
+                        deadline.is_none_or(|end| {
+                            Instant::now() + d + ATTEMPT_TIMEOUT + RECORD_MARGIN <= end
+                        })
+                    };
                     match delays.next() {
-                        Some(d) => tokio::time::sleep(*d).await,
+                        Some(d) if fits(*d) => {
+                            record(progress, id, &state).await;
+                            tokio::time::sleep(*d).await
+                        }
+                        Some(_) => {
+                            state.status = CallbackStatus::Failed;
+                            state.last_error = Some(format!(
+                                "{e} (no time left in this run for another attempt)"
+                            ));
+                            break;
+                        }
                         None => {
                             state.status = CallbackStatus::Failed;
                             break;
@@ -253,18 +326,22 @@ impl Notifier {
             }
         }
         tracing::info!(dump_id = %id, status = ?state.status, attempts = state.attempts, "callback finished");
-        // Record the outcome (a finished job changes no more, but the update retries
-        // on a conflict anyway).
-        let recorded = progress
-            .update(id, &mut |job| {
-                let mut next = job.clone();
-                next.callback = Some(state.clone());
-                Ok(Some(next))
-            })
-            .await;
-        if let Err(e) = recorded {
-            tracing::warn!(dump_id = %id, error = %e, "could not record the callback's outcome");
-        }
+        record(progress, id, &state).await;
+    }
+}
+
+/// Records a callback's state in its job (a finished job changes no more, but the update
+/// retries on a conflict anyway).
+async fn record(progress: &dyn ProgressStore, id: &str, state: &crate::model::CallbackState) {
+    let recorded = progress
+        .update(id, &mut |job| {
+            let mut next = job.clone();
+            next.callback = Some(state.clone());
+            Ok(Some(next))
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(dump_id = %id, error = %e, "could not record the callback's state");
     }
 }
 
@@ -288,12 +365,37 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "224.0.0.1",
+            "fec0::1",
+            "64:ff9b::a00:1",      // NAT64 of 10.0.0.1
+            "64:ff9b::a9fe:a9fe",  // NAT64 of the metadata address
+            "64:ff9b:1::808:808",  // local-use NAT64
+            "2002:7f00:1::1",      // 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::",    // 6to4 of 169.254.169.254
+            "2001:0:a00:1::",      // Teredo, server 10.0.0.1
+            "2001:0:808:808::80ff:fffe", // Teredo, client 127.0.0.1
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111"] {
+        for ip in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "2606:4700:4700::1111",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:0:808:808::f7f7:f7f7",
+        ] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn only_the_origin_of_a_callback_url_is_shown() {
+        assert_eq!(
+            origin_of("https://hooks.example.com:8443/notify/abc?token=s3cret#x"),
+            "https://hooks.example.com:8443"
+        );
+        assert_eq!(origin_of("https://h.example/p?q=1"), "https://h.example");
+        assert!(!origin_of("not a url?token=s3cret").contains("s3cret"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! HTTP errors: `{"error":{"code","message","field"?}}` with the right status.
+//! HTTP errors: `{"error":{"code","message","field"?}}` with the right status, for every
+//! error the API answers, also those axum makes itself (405, a path that is not UTF-8, a
+//! request timeout): [`json_error_bodies`] rewrites any other error body.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -43,9 +45,59 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Gives every error answer the JSON error body: axum's own (405 with no body, a path
+/// rejection in plain text, a 408 from the timeout layer) are rewritten, keeping their
+/// status, their `Allow` header and their text as the message.
+pub async fn json_error_bodies(res: Response) -> Response {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::RANGE_NOT_SATISFIABLE => "range_not_satisfiable",
+        s if s.is_server_error() => "internal_error",
+        _ => "invalid_request",
+    };
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut rewritten = ApiError::new(status, code, message).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::CONTENT_RANGE] {
+        if let Some(v) = parts.headers.get(&name) {
+            rewritten.headers_mut().insert(name, v.clone());
+        }
+    }
+    rewritten
+}
+
 impl From<DumpError> for ApiError {
     fn from(e: DumpError) -> Self {
-        let message = e.to_string();
+        let message = match &e {
+            // The database is named by its file name: its path on the server is the
+            // server's business.
+            DumpError::Database { path, message } => {
+                let name = std::path::Path::new(path)
+                    .file_name()
+                    .map_or_else(|| "(unnamed)".into(), |n| n.to_string_lossy().into_owned());
+                format!("database {name}: {}", message.replace(path.as_str(), &name))
+            }
+            _ => e.to_string(),
+        };
         match &e {
             DumpError::InvalidField { field, .. } => ApiError::bad_field(field, message),
             DumpError::InvalidRequest(_) => {

@@ -68,11 +68,15 @@ pub async fn start(
     body: Result<Json<StartRequest>, JsonRejection>,
 ) -> Result<Response, Response> {
     let Json(req) = body.map_err(|e| json_error(e).into_response())?;
-    super::limits::count_start(&state, &caller).await?;
-    let job = start_dump(&state, req, None)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    Ok((StatusCode::ACCEPTED, Json(StartAccepted::new(&job.id))).into_response())
+    let counted = super::limits::count_start(&state, &caller).await?;
+    match start_dump(&state, req, None).await {
+        Ok(job) => Ok((StatusCode::ACCEPTED, Json(StartAccepted::new(&job.id))).into_response()),
+        Err(e) => {
+            // Only accepted starts count against the limit.
+            counted.give_back(&state).await;
+            Err(e.into_response())
+        }
+    }
 }
 
 /// Validates a start, creates the job (one active dump per database) and starts its
@@ -129,9 +133,15 @@ pub(crate) async fn start_dump(
         snapshot: req.snapshot.unwrap_or(state.settings.snapshot),
         snapshot_max_block_ms: req.snapshot_max_block_ms,
     };
-    let provisional = super::limits::claim_database(state).await?;
-    let mut job = create_dump(state.progress.as_ref(), spec, None).await?;
-    super::limits::hand_over(state, &provisional, &job.id).await?;
+    let claim = super::limits::claim_database(state).await?;
+    let mut job = match create_dump(state.progress.as_ref(), spec, None).await {
+        Ok(job) => job,
+        Err(e) => {
+            // Released now, so the next start (a corrected request) finds it free.
+            claim.release().await;
+            return Err(e.into());
+        }
+    };
     if req.callback_url.is_some() || schedule.is_some() {
         // Recorded before the run starts, so nothing else writes the job meanwhile.
         let mut annotated = job.clone();
@@ -153,6 +163,9 @@ pub(crate) async fn start_dump(
         .await;
         return Err(e.into());
     }
+    // The run is started before the slot names the dump: whoever finds the dump holding
+    // the slot finds its run (see `limits::holder_is_active`).
+    claim.hand_over(&job.id).await?;
     tracing::info!(dump_id = %job.id, format = ?job.spec.format, "dump accepted");
     Ok(job)
 }

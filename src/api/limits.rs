@@ -1,6 +1,7 @@
 //! Rate limits, enforced through the progress store so they hold across processes and
-//! Lambda instances: a number of starts per token per window (429 with `Retry-After`),
-//! and one active dump per database (409 naming the running dump).
+//! Lambda instances: a number of accepted starts per token per window (429 with
+//! `Retry-After`; a refused start gives its count back), and one active dump per database
+//! (409 naming the running dump; a start that fails releases the database at once).
 
 use std::time::Duration;
 
@@ -39,15 +40,33 @@ impl IntoResponse for TooManyRequests {
     }
 }
 
-/// Counts this start against the caller's window.
-pub async fn count_start(state: &AppState, caller: &Caller) -> Result<(), Response> {
+/// A start counted against its caller's window, until it is given back.
+pub struct CountedStart {
+    key: String,
+}
+
+impl CountedStart {
+    /// Gives the count back: the start was refused, so it does not use up the limit.
+    pub async fn give_back(self, state: &AppState) {
+        let window = state.settings.rate_limit.window;
+        if let Err(e) = state.guard.count_in_window(&self.key, window, -1).await {
+            tracing::warn!(error = %e, "could not give back a refused start's count");
+        }
+    }
+}
+
+/// Counts this start against the caller's window (429 past the limit).
+pub async fn count_start(state: &AppState, caller: &Caller) -> Result<CountedStart, Response> {
     let limit = state.settings.rate_limit;
+    let key = format!("starts:{}", caller.0);
     let (count, retry_after) = state
         .guard
-        .count_in_window(&format!("starts:{}", caller.0), limit.window)
+        .count_in_window(&key, limit.window, 1)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     if count > limit.starts {
+        // Over the limit: this start is refused, so it is not counted either.
+        CountedStart { key }.give_back(state).await;
         let message = format!(
             "at most {} dumps may be started per {} s with this token; retry in {retry_after} s",
             limit.starts,
@@ -59,7 +78,7 @@ pub async fn count_start(state: &AppState, caller: &Caller) -> Result<(), Respon
         }
         .into_response());
     }
-    Ok(())
+    Ok(CountedStart { key })
 }
 
 fn slot_of(database: &str) -> String {
@@ -70,9 +89,62 @@ fn slot_of(database: &str) -> String {
 /// Holders that are requests still creating their job (not yet a dump id).
 const STARTING: &str = "starting-";
 
+/// The database's one-dump slot, held by a start still creating its dump. Dropped
+/// without [`DatabaseClaim::hand_over`] (the start failed, the request was dropped) it
+/// releases the slot, so a refused start never holds the database.
+pub struct DatabaseClaim {
+    guard: std::sync::Arc<dyn crate::ports::StartGuard>,
+    slot: String,
+    holder: String,
+    settled: bool,
+}
+
+impl DatabaseClaim {
+    /// Hands the slot from this start to the dump it created.
+    pub async fn hand_over(mut self, dump_id: &str) -> Result<(), ApiError> {
+        self.settled = true;
+        match self.guard.claim(&self.slot, dump_id, Some(&self.holder)).await? {
+            None => Ok(()),
+            Some(other) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "dump_running",
+                format!("the database was claimed by {other} meanwhile"),
+            )),
+        }
+    }
+
+    /// Releases the slot now (what dropping does, awaited).
+    pub async fn release(mut self) {
+        self.settled = true;
+        release(self.guard.clone(), &self.slot, &self.holder).await;
+    }
+}
+
+async fn release(guard: std::sync::Arc<dyn crate::ports::StartGuard>, slot: &str, holder: &str) {
+    // An empty holder is a free slot (see `holder_is_active`).
+    if let Err(e) = guard.claim(slot, "", Some(holder)).await {
+        tracing::warn!(error = %e, "could not release the database after a failed start");
+    }
+}
+
+impl Drop for DatabaseClaim {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (guard, slot, holder) = (
+                self.guard.clone(),
+                std::mem::take(&mut self.slot),
+                std::mem::take(&mut self.holder),
+            );
+            runtime.spawn(async move { release(guard, &slot, &holder).await });
+        }
+    }
+}
+
 /// Claims the database for a new dump: 409 if another dump of it is pending or running.
-/// Returns the provisional holder to hand over with [`hand_over`].
-pub async fn claim_database(state: &AppState) -> Result<String, ApiError> {
+pub async fn claim_database(state: &AppState) -> Result<DatabaseClaim, ApiError> {
     let slot = slot_of(&state.settings.database);
     let me = format!(
         "{STARTING}{}-{:x}",
@@ -82,7 +154,12 @@ pub async fn claim_database(state: &AppState) -> Result<String, ApiError> {
     let mut replacing: Option<String> = None;
     for _ in 0..5 {
         let Some(holder) = state.guard.claim(&slot, &me, replacing.as_deref()).await? else {
-            return Ok(me);
+            return Ok(DatabaseClaim {
+                guard: state.guard.clone(),
+                slot,
+                holder: me,
+                settled: false,
+            });
         };
         if !holder_is_active(state, &holder).await? {
             replacing = Some(holder); // finished, failed or crashed: take over
@@ -128,11 +205,10 @@ async fn holder_is_active(state: &AppState, holder: &str) -> Result<bool, ApiErr
     }
     // An unfinished dump whose run is gone (its execution failed or was stopped outside
     // chunkdump, or the local server restarted) would hold the database forever: fail it
-    // cleanly and take over. A young job may not have started its run yet.
-    let quiet = chrono::Utc::now() - job.updated_at;
-    if quiet < chrono::Duration::seconds(60) {
-        return Ok(true);
-    }
+    // cleanly and take over. Whether its run is alive is the runner's to say (a Step
+    // Functions execution; locally, the run lock its process holds), however long the
+    // dump has been quiet (a long breath, a long chunk). A start hands the slot to its
+    // dump only once the run has started, so a dump holding the slot always had one.
     let status = state.orchestrator.describe(&job.id).await?;
     if status == crate::ports::RunState::Running {
         return Ok(true);
@@ -151,17 +227,4 @@ async fn holder_is_active(state: &AppState, holder: &str) -> Result<bool, ApiErr
     )
     .await;
     Ok(false)
-}
-
-/// Hands the database slot from the provisional holder to the created dump.
-pub async fn hand_over(state: &AppState, provisional: &str, dump_id: &str) -> Result<(), ApiError> {
-    let slot = slot_of(&state.settings.database);
-    match state.guard.claim(&slot, dump_id, Some(provisional)).await? {
-        None => Ok(()),
-        Some(other) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "dump_running",
-            format!("the database was claimed by {other} meanwhile"),
-        )),
-    }
 }

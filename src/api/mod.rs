@@ -21,7 +21,7 @@ mod app;
 #[cfg(feature = "api")]
 mod auth;
 #[cfg(feature = "api")]
-mod error;
+pub mod error;
 #[cfg(feature = "api")]
 mod handlers;
 #[cfg(feature = "api")]

@@ -183,10 +183,13 @@ pub struct VerifyArgs {
     /// The dump's id (with --out DIR, or --store and --progress).
     #[arg(required_unless_present = "manifest")]
     pub id: Option<String>,
+    /// The local directory the dump was written to.
     #[arg(long, value_name = "DIR", conflicts_with = "store")]
     pub out: Option<PathBuf>,
+    /// The S3/R2 bucket and prefix the dump was written to.
     #[arg(long, value_name = "s3://BUCKET/PREFIX", requires = "progress")]
     pub store: Option<String>,
+    /// The DynamoDB table holding the dump's progress (with --store).
     #[arg(long, value_name = "dynamodb://TABLE", requires = "store")]
     pub progress: Option<String>,
     /// Verify a dump copied elsewhere from its manifest file alone (its files beside it).
@@ -200,8 +203,10 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct SetupArgs {
+    /// The bucket dumps go to (checked for access; created on S3 if missing).
     #[arg(long, value_name = "s3://BUCKET")]
     pub store: String,
+    /// The DynamoDB table for progress (created with TTL if missing).
     #[arg(long, value_name = "dynamodb://TABLE")]
     pub progress: String,
 }
@@ -218,14 +223,28 @@ pub fn main() -> std::process::ExitCode {
     } else {
         "warn,chunkdump::failure=off"
     };
+    let filter = match log_filter(std::env::var("RUST_LOG").ok(), default_filter) {
+        Ok(filter) => filter,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
+        .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // A one-shot command piped into `head` ends quietly when the reader goes away,
+        // as other command-line tools do, instead of panicking on a closed stdout. (A
+        // server keeps Rust's default, so a closed socket is an error, not a signal.)
+        // SAFETY: setting a signal's disposition to its default before any thread that
+        // could depend on it starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -242,6 +261,20 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
+/// The log filter: `RUST_LOG` when set (an invalid one is an error, not ignored), else
+/// `default`.
+fn log_filter(
+    rust_log: Option<String>,
+    default: &str,
+) -> Result<tracing_subscriber::EnvFilter, String> {
+    match rust_log.filter(|v| !v.trim().is_empty()) {
+        Some(v) => tracing_subscriber::EnvFilter::builder()
+            .parse(&v)
+            .map_err(|e| format!("RUST_LOG={v:?} is not a valid log filter: {e}")),
+        None => Ok(tracing_subscriber::EnvFilter::new(default)),
+    }
+}
+
 /// The opened stores, and where the per-dump run locks live.
 struct Stores {
     objects: Arc<dyn ObjectStore>,
@@ -253,9 +286,25 @@ struct Stores {
     snapshot_dir: PathBuf,
 }
 
-async fn open_stores(loc: &Location) -> Result<Stores, DumpError> {
+/// Whether a command may create the store it names (a read-only one never does: a
+/// mistyped `--out` is an error, not a new empty store).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+async fn open_stores(loc: &Location, access: Access) -> Result<Stores, DumpError> {
     match (&loc.out, &loc.store, &loc.progress) {
         (Some(out), None, None) => {
+            let progress_file = out.join(".chunkdump/progress.sqlite3");
+            if access == Access::ReadOnly && !progress_file.is_file() {
+                return Err(DumpError::InvalidRequest(format!(
+                    "{} holds no chunkdump dumps (no {} there)",
+                    out.display(),
+                    ".chunkdump/progress.sqlite3"
+                )));
+            }
             let progress = Arc::new(SqliteProgress::open(
                 &out.join(".chunkdump/progress.sqlite3"),
             )?);
@@ -326,6 +375,14 @@ fn chunk_options(
     )
 }
 
+/// Narrows the umask to `database`'s permission bits (see [`crate::local::permissions`]).
+fn limit_new_files_to(database: &Path) -> Result<(), DumpError> {
+    crate::local::permissions::limit_new_files_to(database).map_err(|e| DumpError::Database {
+        path: database.display().to_string(),
+        message: format!("cannot read its permissions: {e}"),
+    })
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::from_env()?;
     match cli.command {
@@ -334,7 +391,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 path: args.db.display().to_string(),
                 message: format!("cannot open: {e}"),
             })?;
-            let stores = open_stores(&args.location).await?;
+            limit_new_files_to(&database)?;
+            let stores = open_stores(&args.location, Access::ReadWrite).await?;
             let spec = DumpSpec {
                 database: database.display().to_string(),
                 format: match args.format {
@@ -358,12 +416,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             finish(&stores, &job, &args.tuning, &cfg).await
         }
         Command::Resume(args) => {
-            let stores = open_stores(&args.location).await?;
+            let stores = open_stores(&args.location, Access::ReadWrite).await?;
             let job = stores.progress.require(&args.id).await?;
+            // Files made from here on are at most as readable as the database (if it is
+            // gone, the resumed chunk fails on it anyway).
+            let _ = limit_new_files_to(Path::new(&job.spec.database));
             finish(&stores, &job, &args.tuning, &cfg).await
         }
         Command::Status(args) => {
-            let stores = open_stores(&args.location).await?;
+            let stores = open_stores(&args.location, Access::ReadOnly).await?;
             let job = stores.progress.require(&args.id).await?;
             println!(
                 "{}",
@@ -382,7 +443,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 path: args.db.display().to_string(),
                 message: format!("cannot open: {e}"),
             })?;
-            let stores = open_stores(&args.location).await?;
+            limit_new_files_to(&database)?;
+            let stores = open_stores(&args.location, Access::ReadWrite).await?;
             let mut cfg = cfg;
             cfg.snapshot_dir.get_or_insert(stores.snapshot_dir.clone());
             let schedule = match &args.schedule {
@@ -399,6 +461,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 callbacks: crate::config::CallbackConfig::read(&env),
                 callback_secret: secrets.callback_secret.clone(),
+                listener: crate::config::ListenerConfig::read(&env)?,
+                lock_dir: Some(stores.lock_dir.clone()),
                 schedule,
             };
             crate::serve::serve(stores.objects, stores.progress, stores.guard, tokens, opts).await
@@ -429,7 +493,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         store: args.store.clone(),
                         progress: args.progress.clone(),
                     };
-                    let stores = open_stores(&location).await?;
+                    let stores = open_stores(&location, Access::ReadOnly).await?;
                     let job = stores.progress.require(id).await?;
                     if job.status != JobStatus::Completed {
                         let message = "only a completed dump can be verified".into();
@@ -526,22 +590,14 @@ fn schedule_of(
 /// gzip members.) The OS releases the lock when the process dies, even by SIGKILL, so a
 /// killed dump can be resumed at once.
 fn lock_run(dir: &Path, id: &str) -> anyhow::Result<std::fs::File> {
-    std::fs::create_dir_all(dir)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(dir.join(format!("{id}.lock")))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(DumpError::WrongState {
+    match crate::local::run_lock::try_lock_run(dir, id)? {
+        crate::local::run_lock::RunLock::Taken(file) => Ok(file),
+        crate::local::run_lock::RunLock::Held => Err(DumpError::WrongState {
             id: id.into(),
             status: JobStatus::Processing,
             message: "another process is running this dump".into(),
         }
         .into()),
-        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
     }
 }
 

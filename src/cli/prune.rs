@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{open_stores, Location};
+use super::{open_stores, Access, Location};
 use crate::error::DumpError;
 use crate::retention::{prune, PruneScope, RetentionPolicy};
 
@@ -41,7 +41,12 @@ pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
             .display()
             .to_string()
     });
-    let stores = open_stores(&args.location).await?;
+    let access = if args.dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    let stores = open_stores(&args.location, access).await?;
     let scope = PruneScope {
         database,
         schedule: args.schedule.clone(),

@@ -359,28 +359,41 @@ impl StartGuard for DynamoProgress {
         }
     }
 
-    async fn count_in_window(&self, key: &str, window: Duration) -> Result<(u64, u64), StoreError> {
+    async fn count_in_window(
+        &self,
+        key: &str,
+        window: Duration,
+        delta: i64,
+    ) -> Result<(u64, u64), StoreError> {
         let now = now_secs();
         let (start, end) = crate::ports::window_bounds(now, window);
         let id = format!("rate#{key}#{start}");
-        let out = self
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("id", s(&id))
-            .update_expression("ADD hits :one SET expires_at = :expires")
-            .expression_attribute_values(":one", n(1))
+            .update_expression("ADD hits :delta SET expires_at = :expires")
+            .expression_attribute_values(":delta", n(delta))
             .expression_attribute_values(":expires", n(end + 60))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(|e| self.missing_table(sdk_error(&id, e)))?;
-        let count = out
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew);
+        if delta < 0 {
+            // Giving back never takes a counter below zero.
+            update = update
+                .condition_expression("hits >= :need")
+                .expression_attribute_values(":need", n(-delta));
+        }
+        let out = match update.send().await.map_err(|e| sdk_error(&id, e)) {
+            Ok(out) => out,
+            Err(StoreError::Conflict { .. }) => return Ok((0, (end - now) as u64)),
+            Err(e) => return Err(self.missing_table(e)),
+        };
+        let count: i64 = out
             .attributes()
             .and_then(|a| a.get("hits"))
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        Ok((count, (end - now) as u64))
+            .unwrap_or(delta);
+        Ok((count.max(0) as u64, (end - now) as u64))
     }
 }

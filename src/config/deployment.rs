@@ -88,6 +88,41 @@ impl ApiConfig {
     }
 }
 
+/// Limits of `chunkdump serve`'s HTTP listener, against slow or many idle clients
+/// (slowloris). In AWS, API Gateway stands in front of the API function instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// `CHUNKDUMP_HTTP_HEADER_TIMEOUT_SECONDS`: a connection must send a request's
+    /// headers within this time (default 10 s), or it is closed.
+    pub header_timeout: Duration,
+    /// `CHUNKDUMP_HTTP_REQUEST_TIMEOUT_SECONDS`: a request (body included) is answered
+    /// within this time or gets a 408 (default 30 s).
+    pub request_timeout: Duration,
+    /// `CHUNKDUMP_HTTP_MAX_CONNECTIONS`: connections open at once (default 256); more are
+    /// closed as they arrive.
+    pub max_connections: usize,
+}
+
+impl ListenerConfig {
+    /// Reads the listener's limits from `env`.
+    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+        Ok(ListenerConfig {
+            header_timeout: Duration::from_secs(env.number(
+                "CHUNKDUMP_HTTP_HEADER_TIMEOUT_SECONDS",
+                10,
+                1..=3600,
+            )?),
+            request_timeout: Duration::from_secs(env.number(
+                "CHUNKDUMP_HTTP_REQUEST_TIMEOUT_SECONDS",
+                30,
+                1..=3600,
+            )?),
+            max_connections: env.number("CHUNKDUMP_HTTP_MAX_CONNECTIONS", 256, 1..=100_000)?
+                as usize,
+        })
+    }
+}
+
 /// How completion callbacks are delivered (their signing secret is in [`Secrets`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallbackConfig {

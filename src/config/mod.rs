@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use deployment::{ApiConfig, CallbackConfig, Deployment, Secrets};
+pub use deployment::{ApiConfig, CallbackConfig, Deployment, ListenerConfig, Secrets};
 
 /// A setting that is missing or has a bad value.
 #[derive(Debug, Error)]

@@ -60,6 +60,9 @@ pub struct ExportInput {
     pub pool: BufferPool,
     /// Table digests so far (see [`super::digest`]).
     pub digests: DigestState,
+    /// Compute the digests without rendering rows (verify's `--against`): the output
+    /// then holds only the schema.
+    pub digest_only: bool,
 }
 
 /// Why a chunk stopped.
@@ -196,7 +199,8 @@ pub fn run_export(
     let mut warnings = plan.warnings.clone();
     let plan: &Plan = &plan;
     let (end, rendered) = std::thread::scope(|scope| -> Result<_, DumpError> {
-        let mut pipe = Pipe::new(scope, sink, Pipe::worth_a_thread()).map_err(io)?;
+        let mut pipe =
+            Pipe::new(scope, sink, Pipe::worth_a_thread(), !input.digest_only).map_err(io)?;
         let mut sliced = false;
         let mut line = Vec::with_capacity(4096);
         // A failed write is reported with the renderer's own error, when it has one.

@@ -437,9 +437,16 @@ pub fn generate(conn: &Connection, step: &Generated) -> rusqlite::Result<Vec<u8>
     Ok(out.into_bytes())
 }
 
+/// The longest file name [`safe_file_name`] gives: with the dump's `.csv.zst` it stays
+/// under the 255 bytes file systems allow.
+pub const MAX_FILE_NAME: usize = 200;
+
 /// A file name for a table that is safe on any file system and in any URL: bytes outside
-/// `[A-Za-z0-9_-]` are percent-encoded (so `a/b c` becomes `a%2Fb%20c`).
+/// `[A-Za-z0-9_-]` are percent-encoded (so `a/b c` becomes `a%2Fb%20c`). A name longer
+/// than [`MAX_FILE_NAME`] is cut (never inside a `%XX`) and ends in `~` and 16 hex digits
+/// of the table name's SHA-256, so long names that share a beginning stay apart.
 pub fn safe_file_name(table: &str) -> String {
+    use sha2::Digest;
     let mut out = String::new();
     for b in table.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
@@ -450,6 +457,20 @@ pub fn safe_file_name(table: &str) -> String {
     }
     if out.is_empty() {
         out.push_str("%00");
+    }
+    if out.len() > MAX_FILE_NAME {
+        let digest = hex::encode(&sha2::Sha256::digest(table.as_bytes())[..8]);
+        let mut cut = MAX_FILE_NAME - 1 - digest.len();
+        // Step back over a cut `%XX`: a `%` in the last two kept bytes starts one.
+        if let Some(at) = out.as_bytes()[cut.saturating_sub(2)..cut]
+            .iter()
+            .position(|&b| b == b'%')
+        {
+            cut = cut - 2 + at;
+        }
+        out.truncate(cut);
+        out.push('~');
+        out.push_str(&digest);
     }
     out
 }
@@ -463,5 +484,16 @@ mod tests {
         assert_eq!(safe_file_name("a/b c.\"x\""), "a%2Fb%20c%2E%22x%22");
         assert_eq!(safe_file_name(".."), "%2E%2E");
         assert_eq!(safe_file_name("plain_Name-1"), "plain_Name-1");
+        // Long names are cut to a bounded length, never inside an escape, and stay apart.
+        let long = "é".repeat(50);
+        let (a, b) = (safe_file_name(&long), safe_file_name(&format!("{long}x")));
+        assert!(a.len() <= MAX_FILE_NAME && b.len() <= MAX_FILE_NAME, "{a}");
+        assert_ne!(a, b);
+        let kept = a.split('~').next().unwrap();
+        assert!(kept.len() % 3 == 0 && kept.starts_with("%C3%A9"), "{kept}");
+        for n in 190..210 {
+            let name = safe_file_name(&"a".repeat(n));
+            assert!(name.len() <= MAX_FILE_NAME, "{n}: {name}");
+        }
     }
 }

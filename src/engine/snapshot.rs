@@ -62,12 +62,18 @@ pub fn take_snapshot(
     let dir = dest.parent().ok_or_else(|| {
         DumpError::InvalidRequest(format!("snapshot path {} has no directory", dest.display()))
     })?;
-    std::fs::create_dir_all(dir).map_err(|e| {
-        DumpError::InvalidRequest(format!(
-            "cannot create the snapshot directory {}: {e}",
-            dir.display()
-        ))
-    })?;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            // Snapshot copies hold the whole database: only their owner may list or read.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        })
+        .map_err(|e| {
+            DumpError::InvalidRequest(format!(
+                "cannot create the private snapshot directory {}: {e}",
+                dir.display()
+            ))
+        })?;
     if let Some(free) = free_bytes(dir) {
         if free < size {
             return Err(DumpError::InvalidRequest(format!(

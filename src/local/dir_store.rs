@@ -22,6 +22,9 @@ use crate::ports::{check_key, check_parts, Download, ObjectStore};
 #[derive(Debug, Clone)]
 pub struct DirStore {
     root: PathBuf,
+    /// Held (shared) by every file operation while it runs on a blocking thread, which
+    /// goes on even when its caller is dropped; [`ObjectStore::settle`] takes it whole.
+    in_flight: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
 impl DirStore {
@@ -32,7 +35,23 @@ impl DirStore {
             .map_err(|e| StoreError::from_io(&root.display().to_string(), e))?;
         fs::create_dir_all(root.join(".chunkdump/tmp"))
             .map_err(|e| StoreError::from_io(&root.display().to_string(), e))?;
-        Ok(DirStore { root })
+        Ok(DirStore {
+            root,
+            in_flight: Default::default(),
+        })
+    }
+
+    /// Runs file work off the async threads, counted as in flight until it is done.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let running = self.in_flight.clone().read_owned().await;
+        blocking(move || {
+            let _running = running;
+            f()
+        })
+        .await
     }
 
     /// The directory.
@@ -95,7 +114,7 @@ impl ObjectStore for DirStore {
         };
         let dir = self.upload_dir(&handle)?;
         let key = key.to_string();
-        blocking(move || {
+        self.blocking(move || {
             fs::create_dir_all(&dir).map_err(io(&dir))?;
             fs::write(dir.join("key"), key.as_bytes()).map_err(io(&dir))?;
             Ok(handle)
@@ -125,7 +144,7 @@ impl ObjectStore for DirStore {
         }
         let dir = self.upload_dir(upload)?;
         let offset = u64::from(number - 1) * upload.part_size;
-        blocking(move || {
+        self.blocking(move || {
             if !dir.is_dir() {
                 return Err(StoreError::NotFound(format!("upload {}", dir.display())));
             }
@@ -162,7 +181,7 @@ impl ObjectStore for DirStore {
         let dir = self.upload_dir(upload)?;
         let total = check_parts(parts, upload.part_size)?;
         let parts = parts.to_vec();
-        blocking(move || {
+        self.blocking(move || {
             if !dir.is_dir() {
                 return Err(StoreError::NotFound(format!("upload {}", dir.display())));
             }
@@ -204,7 +223,7 @@ impl ObjectStore for DirStore {
     async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
         self.path(key)?;
         let dir = self.upload_dir(upload)?;
-        blocking(move || match fs::remove_dir_all(&dir) {
+        self.blocking(move || match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&dir)(e)),
             _ => Ok(()),
         })
@@ -214,7 +233,7 @@ impl ObjectStore for DirStore {
     async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
         let uploads = self.root.join(".chunkdump/uploads");
         let prefix = prefix.to_string();
-        blocking(move || {
+        self.blocking(move || {
             let mut found = Vec::new();
             for entry in fs::read_dir(&uploads).map_err(io(&uploads))? {
                 let dir = entry.map_err(io(&uploads))?.path();
@@ -244,12 +263,12 @@ impl ObjectStore for DirStore {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let dest = self.path(key)?;
         let tmp = self.root.join(".chunkdump/tmp");
-        blocking(move || write_atomic(&tmp, &dest, &bytes)).await
+        self.blocking(move || write_atomic(&tmp, &dest, &bytes)).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.path(key)?;
-        blocking(move || match fs::read(&path) {
+        self.blocking(move || match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(&path)(e)),
@@ -265,7 +284,7 @@ impl ObjectStore for DirStore {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         use std::io::{Read, Seek};
         let path = self.path(key)?;
-        blocking(move || {
+        self.blocking(move || {
             let mut f = match fs::File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -280,10 +299,58 @@ impl ObjectStore for DirStore {
         .await
     }
 
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        self.blocking(move || {
+            // Only the directory the prefix names is read, then what matches, whole.
+            let (dir, name_start) = match prefix.rfind('/') {
+                Some(at) => (&prefix[..=at], &prefix[at + 1..]),
+                None => ("", prefix.as_str()),
+            };
+            let start = root.join(dir);
+            let entries = match fs::read_dir(&start) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(io(&start)(e)),
+            };
+            let mut pending = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(io(&start))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // The store's own files (uploads, staging, progress) are not objects.
+                if (dir.is_empty() && name == ".chunkdump") || !name.starts_with(name_start) {
+                    continue;
+                }
+                pending.push((format!("{dir}{name}"), entry.path()));
+            }
+            let mut keys = Vec::new();
+            while let Some((key, path)) = pending.pop() {
+                let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
+                if meta.is_dir() {
+                    for entry in fs::read_dir(&path).map_err(io(&path))? {
+                        let entry = entry.map_err(io(&path))?;
+                        let name = entry.file_name().to_string_lossy().into_owned();
+                        pending.push((format!("{key}/{name}"), entry.path()));
+                    }
+                } else if meta.is_file() {
+                    keys.push(key);
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn settle(&self) {
+        drop(self.in_flight.write().await);
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         let root = self.root.clone();
-        blocking(move || {
+        self.blocking(move || {
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
                 _ => {}

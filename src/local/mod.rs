@@ -3,6 +3,8 @@
 //! account. (`chunkdump serve`'s clock for schedules is `serve::scheduler`.)
 
 mod dir_store;
+pub mod permissions;
+pub mod run_lock;
 mod runner;
 mod sqlite_progress;
 

@@ -30,6 +30,9 @@ pub struct LocalRunner {
     tasks: Arc<Tasks>,
     machine: Arc<StateMachine>,
     running: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Where runs hold their run locks (see [`crate::local::run_lock`]), so other
+    /// processes on the same store see them; `None` for a store of this process alone.
+    lock_dir: Option<std::path::PathBuf>,
 }
 
 impl LocalRunner {
@@ -52,7 +55,15 @@ impl LocalRunner {
             tasks: Arc::new(tasks),
             machine: Arc::new(machine),
             running: Mutex::new(HashMap::new()),
+            lock_dir: None,
         })
+    }
+
+    /// Runs hold run locks in `dir` (the store's), which `describe` asks for runs of
+    /// other processes.
+    pub fn with_run_locks(mut self, dir: std::path::PathBuf) -> Self {
+        self.lock_dir = Some(dir);
+        self
     }
 
     /// Runs dump `id` through its executions (following continue-as-new) to the end.
@@ -178,8 +189,24 @@ impl Orchestrator for LocalRunner {
         if running.contains_key(id) {
             return Ok(());
         }
+        let lock = match &self.lock_dir {
+            Some(dir) => match crate::local::run_lock::try_lock_run(dir, id) {
+                Ok(crate::local::run_lock::RunLock::Taken(file)) => Some(file),
+                // Another process runs it already: one run per dump.
+                Ok(crate::local::run_lock::RunLock::Held) => return Ok(()),
+                Err(e) => {
+                    return Err(DumpError::Internal(format!(
+                        "run lock of {id} in {}: {e}",
+                        dir.display()
+                    )))
+                }
+            },
+            None => None,
+        };
         let (machine, tasks, dump_id) = (self.machine.clone(), self.tasks.clone(), id.to_string());
         let handle = tokio::spawn(async move {
+            // Held until the run ends (or the task is aborted, which drops it).
+            let _lock = lock;
             match run_chain(&machine, &tasks, &dump_id, version, &mut |_| {}).await {
                 Outcome::Succeeded(_) => tracing::info!(dump_id = %dump_id, "run succeeded"),
                 Outcome::Failed { error, cause } => {
@@ -199,8 +226,11 @@ impl Orchestrator for LocalRunner {
             .remove(id);
         if let Some(handle) = handle {
             // Dropping the chunk's futures closes its upload channel; the export thread
-            // stops at its next part.
+            // stops at its next part. Waiting for the task to be gone means nothing of
+            // it starts a write after this returns (writes already running are waited
+            // for by the store's `settle`).
             handle.abort();
+            let _ = handle.await;
         }
         Ok(())
     }
@@ -210,9 +240,15 @@ impl Orchestrator for LocalRunner {
             .running
             .lock()
             .map_err(|_| DumpError::Internal("runner lock poisoned".into()))?;
+        let elsewhere = || {
+            self.lock_dir
+                .as_deref()
+                .is_some_and(|dir| crate::local::run_lock::held_elsewhere(dir, id))
+        };
         Ok(match running.get(id) {
-            Some(h) if h.is_finished() => RunState::Ended("ENDED".into()),
-            Some(_) => RunState::Running,
+            Some(h) if !h.is_finished() => RunState::Running,
+            _ if elsewhere() => RunState::Running,
+            Some(_) => RunState::Ended("ENDED".into()),
             None => RunState::None,
         })
     }

@@ -255,23 +255,29 @@ impl StartGuard for SqliteProgress {
         .await
     }
 
-    async fn count_in_window(&self, key: &str, window: Duration) -> Result<(u64, u64), StoreError> {
+    async fn count_in_window(
+        &self,
+        key: &str,
+        window: Duration,
+        delta: i64,
+    ) -> Result<(u64, u64), StoreError> {
         let key = key.to_string();
         let now = now_secs();
         let (start, end) = crate::ports::window_bounds(now, window);
         self.with_conn(move |c| {
             let count: i64 = c
                 .query_row(
-                    "INSERT INTO counters (key, window_start, count) VALUES (?1, ?2, 1)
+                    "INSERT INTO counters (key, window_start, count) VALUES (?1, ?2, max(?3, 0))
                      ON CONFLICT(key) DO UPDATE SET
-                         count = CASE WHEN counters.window_start = excluded.window_start THEN counters.count + 1 ELSE 1 END,
+                         count = CASE WHEN counters.window_start = excluded.window_start
+                                      THEN max(counters.count + ?3, 0) ELSE max(?3, 0) END,
                          window_start = excluded.window_start
                      RETURNING count",
-                    params![key, start],
+                    params![key, start, delta],
                     |r| r.get(0),
                 )
                 .map_err(db)?;
-            Ok((count as u64, (end - now) as u64))
+            Ok((count.max(0) as u64, (end - now) as u64))
         })
         .await
     }

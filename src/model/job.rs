@@ -328,7 +328,13 @@ impl JobRecord {
     /// path): one URL for SQL and JSON, one per table file for CSV. The one definition
     /// for the status view and the callback.
     pub fn download_url(&self, base: &str) -> DownloadUrl {
-        let url = |name: &str| format!("{base}/export/dump/download/{name}");
+        // An object name is one path segment per `/`, each percent-encoded once: a
+        // table file `a%20b.csv` (table `a b`) is served at `…/a%2520b.csv`, which every
+        // server (axum, API Gateway) decodes back to the object's name.
+        let url = |name: &str| {
+            let path: Vec<String> = name.split('/').map(path_segment).collect();
+            format!("{base}/export/dump/download/{}", path.join("/"))
+        };
         match self.spec.format {
             Format::Csv => DownloadUrl::PerTable(self.files.iter().map(|f| url(&f.key)).collect()),
             _ => DownloadUrl::One(url(&self.output_name())),
@@ -377,6 +383,20 @@ impl JobRecord {
 pub enum DownloadUrl {
     One(String),
     PerTable(Vec<String>),
+}
+
+/// `s` percent-encoded as a URL path segment: bytes outside the unreserved set
+/// (`A-Z a-z 0-9 - . _ ~`) become `%XX`.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The one definition of a dump's object names (see also [`key_belongs_to`]): a SQL or
@@ -470,6 +490,13 @@ mod tests {
                 sha256: None,
             })
             .collect();
+        // A table file's name is encoded once more in its URL (see `download_url`).
+        let mut spaced = job.clone();
+        spaced.files[0].key = "d1/a%20b.csv.zst".into();
+        assert_eq!(
+            serde_json::to_value(spaced.download_url("")).unwrap()[0],
+            "/export/dump/download/d1/a%2520b.csv.zst"
+        );
         // CSV: one URL per table file (the route `/export/dump/download/{id}/{table}.csv`).
         assert_eq!(
             serde_json::to_value(job.download_url("https://x")).unwrap(),

@@ -2,6 +2,7 @@
 //! local runner, configured by the same environment as the Lambda functions, and the
 //! clock that runs a schedule in-process ([`scheduler`]).
 
+pub mod listener;
 pub mod scheduler;
 
 use std::sync::Arc;
@@ -24,6 +25,11 @@ pub struct ServeOptions {
     /// Callback delivery, and its signing secret (`CHUNKDUMP_CALLBACK_SECRET`).
     pub callbacks: CallbackConfig,
     pub callback_secret: Option<String>,
+    /// Where runs hold their run locks (the store's), so a second server on the same
+    /// store sees this one's runs alive however quiet they are.
+    pub lock_dir: Option<std::path::PathBuf>,
+    /// Header and request timeouts, and the connection cap, of the HTTP listener.
+    pub listener: crate::config::ListenerConfig,
     /// A schedule to run in-process (`--schedule`), with the tick it runs.
     pub schedule: Option<(
         crate::serve::scheduler::ScheduleExpr,
@@ -58,7 +64,10 @@ pub async fn serve(
         whole_seconds: false,
         chunks_per_execution: opts.config.chunks_per_execution,
     };
-    let runner = LocalRunner::new(tasks)?;
+    let mut runner = LocalRunner::new(tasks)?;
+    if let Some(dir) = opts.lock_dir {
+        runner = runner.with_run_locks(dir);
+    }
     let settings = ApiSettings::new(opts.database, &opts.config, &opts.api, notifier);
     let state = AppState {
         objects,
@@ -79,10 +88,9 @@ pub async fn serve(
     println!("listening on http://{}", listener.local_addr()?);
     use std::io::Write;
     std::io::stdout().flush()?;
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    listener::serve_with_limits(listener, router(state), opts.listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }

@@ -78,6 +78,12 @@ impl<S: ObjectStore> ObjectStore for SpyStore<S> {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get_range(key, offset, len).await
     }
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list_keys(prefix).await
+    }
+    async fn settle(&self) {
+        self.inner.settle().await
+    }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
     }
@@ -153,15 +159,15 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         bytes: bytes::Bytes,
     ) -> Result<PartReceipt, StoreError> {
         self.fault("upload_part")?;
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        // Counted by a guard: a failed chunk drops its other uploads at an `.await`, and
+        // a decrement after that `.await` would never run (the count would leak into the
+        // retried chunk's).
+        let _counted = InFlight::enter(&self.in_flight, &self.max_in_flight);
         // A slow answer now and then, so later parts finish first.
         if number.is_multiple_of(3) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let result = self.inner.upload_part(key, upload, number, bytes).await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        result
+        self.inner.upload_part(key, upload, number, bytes).await
     }
     async fn complete_upload(
         &self,
@@ -198,11 +204,34 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.fault("get")?;
         self.inner.get_range(key, offset, len).await
     }
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list_keys(prefix).await
+    }
+    async fn settle(&self) {
+        self.inner.settle().await
+    }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
     }
     fn locate(&self, key: &str) -> String {
         self.inner.locate(key)
+    }
+}
+
+/// One part upload counted as in flight until it is dropped, finished or not.
+struct InFlight<'a>(&'a AtomicU32);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicU32, most: &AtomicU32) -> Self {
+        let now = count.fetch_add(1, Ordering::SeqCst) + 1;
+        most.fetch_max(now, Ordering::SeqCst);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

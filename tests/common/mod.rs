@@ -42,6 +42,34 @@ pub fn dump_ok(db: &Path, out: &Path, extra: &[&str]) -> (String, PathBuf) {
     (lines[0].to_string(), PathBuf::from(lines[lines.len() - 1]))
 }
 
+/// Dump `id`'s status (`chunkdump status --out`) as JSON; `None` while it does not exist.
+pub fn try_status(id: &str, out: &Path) -> Option<serde_json::Value> {
+    let o = run(&["status", id, "--out", out.to_str().unwrap()]);
+    o.status
+        .success()
+        .then(|| serde_json::from_slice(&o.stdout).unwrap())
+}
+
+/// Waits until dump `id` in `out`, run by `child`, has committed `chunks` chunks, so a
+/// test acts on a dump known to be under way (not one that has not started yet). Panics
+/// if the child ends first, or after 120 s.
+pub fn wait_for_chunks(child: &mut std::process::Child, id: &str, out: &Path, chunks: u64) {
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "dump {id} never reached {chunks} chunks"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("dump {id} ended ({status}) before reaching {chunks} chunks");
+        }
+        if try_status(id, out).is_some_and(|s| s["chunks"].as_u64().unwrap_or(0) >= chunks) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Loads an SQL dump into a new database with the real `sqlite3` shell.
 pub fn load_with_shell(sql: &Path, db: &Path) {
     let input = std::fs::File::open(sql).unwrap();

@@ -1,0 +1,300 @@
+//! Splits an SQL dump into statements as it streams by, without reading it whole.
+//!
+//! A statement ends at a `;` outside string literals, quoted identifiers and comments.
+//! Row statements (`INSERT …`) end at their first such `;`; any other statement is
+//! handed to SQLite's own `sqlite3_complete`, so a `CREATE TRIGGER … BEGIN …; END;`
+//! is one statement, as the `sqlite3` shell reads it. Literals are skipped with
+//! `memchr`, so long text and hex cost a vectorised scan, not a branch per byte.
+
+use std::io::{self, Read};
+
+/// Bytes read from the source at a time.
+const READ_SIZE: usize = 256 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Normal,
+    /// Inside a literal or quoted identifier that ends at this byte.
+    Quoted(u8),
+    /// After a `-` (a `--` comment starts if another follows).
+    Dash,
+    /// After a `/` (a `/* */` comment starts if `*` follows).
+    Slash,
+    LineComment,
+    BlockComment,
+    /// After a `*` inside a block comment.
+    BlockStar,
+}
+
+/// Statements of an SQL text read from `R`, one at a time.
+pub struct Statements<R> {
+    reader: R,
+    buf: Vec<u8>,
+    /// Where the current statement starts in `buf`.
+    start: usize,
+    /// How far `buf` has been scanned.
+    scan: usize,
+    state: State,
+    eof: bool,
+    /// A NUL-terminated copy for `sqlite3_complete`.
+    scratch: Vec<u8>,
+}
+
+impl<R: Read> Statements<R> {
+    pub fn new(reader: R) -> Self {
+        Statements {
+            reader,
+            buf: Vec::with_capacity(READ_SIZE * 2),
+            start: 0,
+            scan: 0,
+            state: State::Normal,
+            eof: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The next statement, from its first byte (leading white space included) through its
+    /// `;`; `None` at the end of the text. Text after the last `;` that is not white space
+    /// or a comment is an error (the dump was cut inside a statement).
+    pub fn next_statement(&mut self) -> io::Result<Option<&[u8]>> {
+        loop {
+            if let Some(end) = self.find_end() {
+                let start = std::mem::replace(&mut self.start, end);
+                return Ok(Some(&self.buf[start..end]));
+            }
+            if !self.fill()? {
+                let rest = &self.buf[self.start..];
+                if only_space_and_comments(rest) {
+                    self.start = self.buf.len();
+                    return Ok(None);
+                }
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the dump ends inside a statement: {}",
+                        String::from_utf8_lossy(&rest[..rest.len().min(200)])
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Scans from `scan` for the end of the current statement.
+    fn find_end(&mut self) -> Option<usize> {
+        let buf = &self.buf;
+        while self.scan < buf.len() {
+            let b = buf[self.scan];
+            match self.state {
+                State::Normal => match b {
+                    b'\'' | b'"' | b'`' => self.state = State::Quoted(b),
+                    b'[' => self.state = State::Quoted(b']'),
+                    b'-' => self.state = State::Dash,
+                    b'/' => self.state = State::Slash,
+                    b';' => {
+                        let end = self.scan + 1;
+                        self.scan = end;
+                        let candidate = &buf[self.start..end];
+                        if is_row_statement(candidate) || complete(candidate, &mut self.scratch)
+                        {
+                            return Some(end);
+                        }
+                        continue;
+                    }
+                    _ => {
+                        // Ordinary text: skip to the next byte that may change the state.
+                        let ordinary = buf[self.scan..]
+                            .iter()
+                            .position(|&b| SPECIAL[b as usize])
+                            .unwrap_or(buf.len() - self.scan);
+                        self.scan += ordinary.max(1);
+                        continue;
+                    }
+                },
+                State::Quoted(close) => match memchr::memchr(close, &buf[self.scan..]) {
+                    // A doubled quote closes and reopens: the same state again.
+                    Some(at) => {
+                        self.scan += at;
+                        self.state = State::Normal;
+                    }
+                    None => {
+                        self.scan = buf.len();
+                        return None;
+                    }
+                },
+                State::Dash | State::Slash => {
+                    let comment = match (self.state, b) {
+                        (State::Dash, b'-') => Some(State::LineComment),
+                        (State::Slash, b'*') => Some(State::BlockComment),
+                        _ => None,
+                    };
+                    match comment {
+                        Some(state) => self.state = state,
+                        None => {
+                            // Not a comment: this byte is read again as normal text.
+                            self.state = State::Normal;
+                            continue;
+                        }
+                    }
+                }
+                State::LineComment => match memchr::memchr(b'\n', &buf[self.scan..]) {
+                    Some(at) => {
+                        self.scan += at;
+                        self.state = State::Normal;
+                    }
+                    None => {
+                        self.scan = buf.len();
+                        return None;
+                    }
+                },
+                State::BlockComment | State::BlockStar => {
+                    self.state = match (self.state, b) {
+                        (State::BlockStar, b'/') => State::Normal,
+                        (_, b'*') => State::BlockStar,
+                        _ => State::BlockComment,
+                    }
+                }
+            }
+            self.scan += 1;
+        }
+        None
+    }
+
+    /// Reads more of the source (after dropping statements already returned); `false`
+    /// at its end.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.scan -= self.start;
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + READ_SIZE, 0);
+        let n = loop {
+            match self.reader.read(&mut self.buf[len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(e);
+                }
+            }
+        };
+        self.buf.truncate(len + n);
+        self.eof = n == 0;
+        Ok(n > 0)
+    }
+}
+
+/// Bytes that may start or end a literal, a quoted name or a comment, or end a statement.
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    let special = b"'\"`[-/;";
+    while i < special.len() {
+        t[special[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Whether `text` holds nothing but white space and comments (what may follow the last
+/// statement).
+fn only_space_and_comments(mut text: &[u8]) -> bool {
+    loop {
+        text = text.trim_ascii_start();
+        if text.is_empty() {
+            return true;
+        }
+        if let Some(rest) = text.strip_prefix(b"--") {
+            match memchr::memchr(b'\n', rest) {
+                Some(at) => text = &rest[at..],
+                None => return true,
+            }
+        } else if let Some(rest) = text.strip_prefix(b"/*") {
+            match memchr::memmem::find(rest, b"*/") {
+                Some(at) => text = &rest[at + 2..],
+                None => return true,
+            }
+        } else {
+            return false;
+        }
+    }
+}
+
+/// Whether `statement` is an `INSERT` (which holds no `;` outside its literals).
+pub fn is_row_statement(statement: &[u8]) -> bool {
+    statement
+        .trim_ascii_start()
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"INSERT"))
+}
+
+/// SQLite's own judgement of whether `sql` ends a statement (triggers included).
+fn complete(sql: &[u8], scratch: &mut Vec<u8>) -> bool {
+    scratch.clear();
+    scratch.extend_from_slice(sql);
+    scratch.push(0);
+    // SAFETY: `scratch` is NUL-terminated and outlives the call.
+    unsafe { rusqlite::ffi::sqlite3_complete(scratch.as_ptr().cast()) != 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(text: &[u8], read_size: usize) -> Result<Vec<String>, String> {
+        // A reader that hands out `read_size` bytes at a time, to cut statements anywhere.
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = self.1.min(self.0.len()).min(out.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut s = Statements::new(Trickle(text, read_size));
+        let mut out = Vec::new();
+        while let Some(st) = s.next_statement().map_err(|e| e.to_string())? {
+            out.push(String::from_utf8_lossy(st).trim().to_string());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn statements_end_at_semicolons_outside_literals_comments_and_triggers() {
+        let text = b"PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n\
+            CREATE TABLE \"a;b\"(x, [y;z], `w;`);\n\
+            INSERT INTO \"a;b\" VALUES('it''s; here','-- no',X'3b');\n\
+            INSERT INTO \"a;b\" VALUES('line\none; /* not */',2,3);\n\
+            -- a comment; with a semicolon\n\
+            /* block; comment */ CREATE TRIGGER t AFTER INSERT ON \"a;b\" BEGIN SELECT 1; SELECT 2; END;\n\
+            SELECT 4-2/1;\nCOMMIT;\n";
+        let want = vec![
+            "PRAGMA foreign_keys=OFF;",
+            "BEGIN TRANSACTION;",
+            "CREATE TABLE \"a;b\"(x, [y;z], `w;`);",
+            "INSERT INTO \"a;b\" VALUES('it''s; here','-- no',X'3b');",
+            "INSERT INTO \"a;b\" VALUES('line\none; /* not */',2,3);",
+            "-- a comment; with a semicolon\n/* block; comment */ CREATE TRIGGER t AFTER INSERT ON \"a;b\" BEGIN SELECT 1; SELECT 2; END;",
+            "SELECT 4-2/1;",
+            "COMMIT;",
+        ];
+        for read_size in [1, 2, 3, 7, 64, 1 << 20] {
+            assert_eq!(split(text, read_size).unwrap(), want, "reads of {read_size}");
+        }
+    }
+
+    #[test]
+    fn a_cut_statement_is_an_error_and_trailing_space_is_not() {
+        assert!(split(b"INSERT INTO t VALUES('a;", 5)
+            .unwrap_err()
+            .contains("ends inside a statement"));
+        assert!(split(b"SELECT 1", 5).is_err());
+        assert_eq!(split(b"SELECT 1;\n\n  \n", 3).unwrap(), vec!["SELECT 1;"]);
+        assert_eq!(split(b"SELECT 1;\n-- done\n", 3).unwrap(), vec!["SELECT 1;"]);
+    }
+}
