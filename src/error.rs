@@ -73,7 +73,9 @@ pub enum DumpError {
     /// The database was locked by a writer for longer than the busy timeout. A chunk's
     /// work is committed up to the last slice, so the chunk is retried after a pause; a
     /// dump refused at its start was never created.
-    #[error("the database stayed locked by a writer for longer than the busy timeout; try again later")]
+    #[error(
+        "the database stayed locked by a writer for longer than the busy timeout; try again later"
+    )]
     DatabaseBusy,
     /// The schema of the dumped objects changed after the dump started.
     #[error("the database schema changed while the dump was running ({0}); start a new dump")]

@@ -303,7 +303,9 @@ async fn remove_all_of(objects: &dyn ObjectStore, id: &str) {
                     }
                 }
             }
-            Err(e) => tracing::warn!(dump_id = %id, error = %e, "could not list the dump's objects"),
+            Err(e) => {
+                tracing::warn!(dump_id = %id, error = %e, "could not list the dump's objects")
+            }
         }
     }
 }

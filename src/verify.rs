@@ -52,7 +52,14 @@ pub async fn verify(
     })?;
     let manifest: Manifest = serde_json::from_slice(&raw)
         .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))?;
-    let mut report = check(&StoreSource(objects), &manifest, &job.spec, against, progress).await?;
+    let mut report = check(
+        &StoreSource(objects),
+        &manifest,
+        &job.spec,
+        against,
+        progress,
+    )
+    .await?;
     if manifest.dump_id != job.id || manifest.files.len() != job.files.len() {
         report.problems.insert(
             0,
@@ -135,10 +142,16 @@ async fn check(
             with_schema: spec.include_schema,
             csv_table: csv_table_of(&manifest.dump_id, &file.key, manifest),
         };
-        let streamed = stream_file(source, &file.key, manifest.part_size, &mut |n| {
-            read += n;
-            progress(read)
-        }, move |bytes| reader.digests(bytes))
+        let streamed = stream_file(
+            source,
+            &file.key,
+            manifest.part_size,
+            &mut |n| {
+                read += n;
+                progress(read)
+            },
+            move |bytes| reader.digests(bytes),
+        )
         .await?;
         let Some((fetched, result)) = streamed else {
             report
@@ -217,7 +230,9 @@ impl FileReader {
     fn digests(self, bytes: PieceReader) -> Result<Vec<TableDigest>, String> {
         let reader = decompress(bytes, self.compression).map_err(|e| e.to_string())?;
         match self.format {
-            Format::Sql => crate::readback::sql::sql_digests(reader, &self.tables, self.with_schema),
+            Format::Sql => {
+                crate::readback::sql::sql_digests(reader, &self.tables, self.with_schema)
+            }
             Format::Json => crate::readback::json::json_digests(reader),
             Format::Csv => {
                 let table = self

@@ -581,7 +581,10 @@ async fn an_unfinished_dump_whose_run_is_gone_is_failed_and_frees_the_database()
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{v}");
-    assert_eq!(progress.get(&id).await.unwrap().unwrap().status.as_str(), "processing");
+    assert_eq!(
+        progress.get(&id).await.unwrap().unwrap().status.as_str(),
+        "processing"
+    );
     // The first server goes away (its run with it): a restarted server on the same
     // stores finds no run, so the dump is failed cleanly and the new one starts.
     first.state.orchestrator.stop(&id).await.unwrap();
@@ -636,7 +639,12 @@ async fn every_csv_download_url_works_as_given() {
         let (status, _, body) = server
             .call(reqwest::Method::GET, url, Some(READER), None)
             .await;
-        assert_eq!(status, StatusCode::OK, "{url}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{url}: {}",
+            String::from_utf8_lossy(&body)
+        );
         assert!(!body.is_empty(), "{url}");
     }
 }
@@ -724,7 +732,9 @@ async fn slow_and_idle_clients_cannot_starve_the_server() {
     }
     let mut ninth = tokio::net::TcpStream::connect(capped).await.unwrap();
     let _ = ninth.write_all(half_sent).await;
-    assert!(closed_by_server(&mut ninth, Duration::from_secs(20)).await.is_empty());
+    assert!(closed_by_server(&mut ninth, Duration::from_secs(20))
+        .await
+        .is_empty());
     // Once the idle clients leave, real ones are served.
     drop(held);
     let client = reqwest::Client::new();
@@ -779,7 +789,10 @@ async fn every_error_has_the_json_body() {
             Some(json!({"format": "sql"})),
         )
         .await;
-    assert!(status.is_client_error() || status.is_server_error(), "{status} {body}");
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status} {body}"
+    );
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("edge.db"), "{message}");
     assert!(
@@ -798,24 +811,23 @@ async fn a_cancel_during_a_chunk_leaves_no_file_of_the_dump() {
     let c = rusqlite::Connection::open(&src).unwrap();
     let mut sql = String::from("BEGIN;");
     for i in 0..3000 {
-        sql.push_str(&format!("CREATE TABLE t{i}(a, b); INSERT INTO t{i} VALUES({i}, 'x');"));
+        sql.push_str(&format!(
+            "CREATE TABLE t{i}(a, b); INSERT INTO t{i} VALUES({i}, 'x');"
+        ));
     }
     sql.push_str("COMMIT;");
     c.execute_batch(&sql).unwrap();
     drop(c);
-    let server = start_server(
-        &src,
-        Duration::from_secs(60),
-        Duration::from_secs(30),
-        None,
-    )
-    .await;
+    let server = start_server(&src, Duration::from_secs(60), Duration::from_secs(30), None).await;
     let id = server.start(json!({"format": "csv"})).await;
     // Cancel once the chunk has written some of its files (and has most still to write).
     let folder = server.out.join(&id);
     let started = Instant::now();
     while std::fs::read_dir(&folder).map_or(0, |d| d.count()) < 5 {
-        assert!(started.elapsed() < Duration::from_secs(60), "no file was ever written");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no file was ever written"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let (status, v) = server
@@ -836,10 +848,15 @@ async fn a_cancel_during_a_chunk_leaves_no_file_of_the_dump() {
     let staging = server.out.join(".chunkdump/staging").join(&id);
     left.extend(
         std::fs::read_dir(&staging)
-            .map(|d| d.map(|e| e.unwrap().path().display().to_string()).collect::<Vec<_>>())
+            .map(|d| {
+                d.map(|e| e.unwrap().path().display().to_string())
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default(),
     );
     assert!(left.is_empty(), "left behind: {left:?}");
-    let uploads = std::fs::read_dir(server.out.join(".chunkdump/uploads")).unwrap().count();
+    let uploads = std::fs::read_dir(server.out.join(".chunkdump/uploads"))
+        .unwrap()
+        .count();
     assert_eq!(uploads, 0, "an upload was left open");
 }

@@ -493,7 +493,12 @@ fn a_closed_stdout_ends_quietly() {
         .unwrap();
     let err = stderr_of(&o);
     assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?} {err}", o.status);
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {err}",
+        o.status
+    );
 }
 
 /// Every file and directory a dump creates (dump files, manifest, staging, progress,
@@ -507,7 +512,11 @@ fn dump_files_are_no_more_readable_than_the_database() {
     std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = dir.path().join("out");
     dump_ok(&src, &out, &["--format", "sql", "--snapshot", "--id", "s"]);
-    dump_ok(&src, &out, &["--format", "csv", "--compression", "gzip", "--id", "c"]);
+    dump_ok(
+        &src,
+        &out,
+        &["--format", "csv", "--compression", "gzip", "--id", "c"],
+    );
     let mut seen = 0;
     let mut pending = vec![out.clone()];
     while let Some(path) = pending.pop() {
@@ -520,7 +529,10 @@ fn dump_files_are_no_more_readable_than_the_database() {
         seen += 1;
     }
     assert!(seen > 8, "only {seen} entries checked");
-    assert!(out.join(".chunkdump/snapshots").is_dir(), "the snapshot directory was checked");
+    assert!(
+        out.join(".chunkdump/snapshots").is_dir(),
+        "the snapshot directory was checked"
+    );
 }
 
 /// A database a writer holds locked when a dump starts: the error says what is true
@@ -546,5 +558,9 @@ fn a_database_locked_at_start_is_refused_truthfully() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("locked by a writer"), "{err}");
     assert!(!err.contains("saved"), "{err}");
-    assert!(o.stdout.is_empty(), "an id was printed: {:?}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        o.stdout.is_empty(),
+        "an id was printed: {:?}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }

@@ -353,9 +353,15 @@ async fn each_attempt_is_recorded_and_errors_show_only_the_origin() {
     notifying.abort();
     assert_eq!(state.status, CallbackStatus::Pending, "{state:?}");
     let error = state.last_error.unwrap();
-    assert!(error.contains(&format!("https://localhost:{}", addr.port())), "{error}");
+    assert!(
+        error.contains(&format!("https://localhost:{}", addr.port())),
+        "{error}"
+    );
     assert!(error.contains("500"), "{error}");
-    assert!(!error.contains("s3cret") && !error.contains("/hook"), "{error}");
+    assert!(
+        !error.contains("s3cret") && !error.contains("/hook"),
+        "{error}"
+    );
 
     // A refused connection (nothing listens there) names the origin and the cause only.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -370,8 +376,14 @@ async fn each_attempt_is_recorded_and_errors_show_only_the_origin() {
     let state = progress.get("d1").await.unwrap().unwrap().callback.unwrap();
     assert_eq!(state.status, CallbackStatus::Failed);
     let error = state.last_error.unwrap();
-    assert!(error.contains(&format!("https://localhost:{port}")), "{error}");
-    assert!(!error.contains("s3cret") && !error.contains("/hook"), "{error}");
+    assert!(
+        error.contains(&format!("https://localhost:{port}")),
+        "{error}"
+    );
+    assert!(
+        !error.contains("s3cret") && !error.contains("/hook"),
+        "{error}"
+    );
 }
 
 /// Retries stop in time to record the outcome before the function running them ends.

@@ -370,21 +370,47 @@ async fn start_guard_suite(store: &dyn StartGuard) {
     let (first, left) = store.count_in_window("starts:t1", window, 1).await.unwrap();
     assert!(left > 0 && left <= window.as_secs());
     assert_eq!(
-        store.count_in_window("starts:t1", window, 1).await.unwrap().0,
+        store
+            .count_in_window("starts:t1", window, 1)
+            .await
+            .unwrap()
+            .0,
         first + 1
     );
     assert_eq!(
-        store.count_in_window("starts:t2", window, 1).await.unwrap().0,
+        store
+            .count_in_window("starts:t2", window, 1)
+            .await
+            .unwrap()
+            .0,
         1,
         "counters are per key"
     );
     // A refused start gives its count back; a counter never goes below zero.
     assert_eq!(
-        store.count_in_window("starts:t1", window, -1).await.unwrap().0,
+        store
+            .count_in_window("starts:t1", window, -1)
+            .await
+            .unwrap()
+            .0,
         first
     );
-    assert_eq!(store.count_in_window("starts:t3", window, -1).await.unwrap().0, 0);
-    assert_eq!(store.count_in_window("starts:t3", window, 1).await.unwrap().0, 1);
+    assert_eq!(
+        store
+            .count_in_window("starts:t3", window, -1)
+            .await
+            .unwrap()
+            .0,
+        0
+    );
+    assert_eq!(
+        store
+            .count_in_window("starts:t3", window, 1)
+            .await
+            .unwrap()
+            .0,
+        1
+    );
 }
 
 #[tokio::test]

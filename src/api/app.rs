@@ -90,6 +90,8 @@ pub fn router(state: AppState) -> Router {
             auth::require_token,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::map_response(super::error::json_error_bodies))
+        .layer(axum::middleware::map_response(
+            super::error::json_error_bodies,
+        ))
         .with_state(state)
 }

@@ -108,9 +108,7 @@ pub fn is_internal(ip: IpAddr) -> bool {
         }
         IpAddr::V6(a) => {
             let s = a.segments();
-            let v4 = |hi: u16, lo: u16| {
-                Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))
-            };
+            let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
             let internal_v4 = |ip: Ipv4Addr| is_internal(IpAddr::V4(ip));
             a.is_loopback() || a.is_unspecified() || a.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00 // unique local, includes fd00:ec2::254
@@ -366,12 +364,12 @@ mod tests {
             "::ffff:10.0.0.1",
             "224.0.0.1",
             "fec0::1",
-            "64:ff9b::a00:1",      // NAT64 of 10.0.0.1
-            "64:ff9b::a9fe:a9fe",  // NAT64 of the metadata address
-            "64:ff9b:1::808:808",  // local-use NAT64
-            "2002:7f00:1::1",      // 6to4 of 127.0.0.1
-            "2002:a9fe:a9fe::",    // 6to4 of 169.254.169.254
-            "2001:0:a00:1::",      // Teredo, server 10.0.0.1
+            "64:ff9b::a00:1",            // NAT64 of 10.0.0.1
+            "64:ff9b::a9fe:a9fe",        // NAT64 of the metadata address
+            "64:ff9b:1::808:808",        // local-use NAT64
+            "2002:7f00:1::1",            // 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::",          // 6to4 of 169.254.169.254
+            "2001:0:a00:1::",            // Teredo, server 10.0.0.1
             "2001:0:808:808::80ff:fffe", // Teredo, client 127.0.0.1
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");

@@ -103,7 +103,11 @@ impl DatabaseClaim {
     /// Hands the slot from this start to the dump it created.
     pub async fn hand_over(mut self, dump_id: &str) -> Result<(), ApiError> {
         self.settled = true;
-        match self.guard.claim(&self.slot, dump_id, Some(&self.holder)).await? {
+        match self
+            .guard
+            .claim(&self.slot, dump_id, Some(&self.holder))
+            .await?
+        {
             None => Ok(()),
             Some(other) => Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -165,16 +169,15 @@ pub async fn claim_database(state: &AppState) -> Result<DatabaseClaim, ApiError>
             replacing = Some(holder); // finished, failed or crashed: take over
             continue;
         }
-        let running = if holder.starts_with(STARTING) {
-            "another dump that is starting".to_string()
+        let message = if holder.starts_with(STARTING) {
+            // No dump exists yet to name: another request is creating it right now.
+            "another request is starting a dump of this database right now; \
+             retry in a moment (GET /export/dump lists it once it has started)"
+                .to_string()
         } else {
-            format!("dump {holder}")
+            format!("dump {holder} is already running on this database; wait for it or cancel it")
         };
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "dump_running",
-            format!("{running} is already running on this database; wait for it or cancel it"),
-        ));
+        return Err(ApiError::new(StatusCode::CONFLICT, "dump_running", message));
     }
     Err(ApiError::new(
         StatusCode::CONFLICT,

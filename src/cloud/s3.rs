@@ -27,6 +27,16 @@ pub struct S3Store {
 }
 
 impl S3Store {
+    /// `prefix` under the store's own prefix, and how many bytes of a listed key to strip
+    /// to get back the store's key.
+    fn scoped(&self, prefix: &str) -> (String, usize) {
+        if self.prefix.is_empty() {
+            (prefix.to_string(), 0)
+        } else {
+            (format!("{}/{prefix}", self.prefix), self.prefix.len() + 1)
+        }
+    }
+
     /// Builds the store for `s3://BUCKET[/PREFIX]` from a loaded AWS configuration.
     pub fn new(config: &aws_config::SdkConfig, url: &str) -> Result<Self, StoreError> {
         Self::with_access(config, url, None)
@@ -255,16 +265,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let full = if self.prefix.is_empty() {
-            prefix.to_string()
-        } else {
-            format!("{}/{prefix}", self.prefix)
-        };
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
+        let (full, strip) = self.scoped(prefix);
         let (mut keys, mut token) = (Vec::new(), None::<String>);
         loop {
             let out = self
@@ -276,7 +277,10 @@ impl ObjectStore for S3Store {
                 .send()
                 .await
                 .map_err(|e| {
-                    sdk_error(&format!("list objects under s3://{}/{full}", self.bucket), e)
+                    sdk_error(
+                        &format!("list objects under s3://{}/{full}", self.bucket),
+                        e,
+                    )
                 })?;
             keys.extend(
                 out.contents()
@@ -295,16 +299,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
-        let full = if self.prefix.is_empty() {
-            prefix.to_string()
-        } else {
-            format!("{}/{prefix}", self.prefix)
-        };
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
+        let (full, strip) = self.scoped(prefix);
         let (mut found, mut key_marker, mut id_marker) =
             (Vec::new(), None::<String>, None::<String>);
         loop {

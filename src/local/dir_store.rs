@@ -263,7 +263,8 @@ impl ObjectStore for DirStore {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let dest = self.path(key)?;
         let tmp = self.root.join(".chunkdump/tmp");
-        self.blocking(move || write_atomic(&tmp, &dest, &bytes)).await
+        self.blocking(move || write_atomic(&tmp, &dest, &bytes))
+            .await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

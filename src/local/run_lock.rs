@@ -59,7 +59,10 @@ mod tests {
         };
         // Another open file description (another process, as far as locks go) sees it.
         assert!(held_elsewhere(dir.path(), "d1"));
-        assert!(matches!(try_lock_run(dir.path(), "d1").unwrap(), RunLock::Held));
+        assert!(matches!(
+            try_lock_run(dir.path(), "d1").unwrap(),
+            RunLock::Held
+        ));
         drop(file);
         assert!(!held_elsewhere(dir.path(), "d1"));
     }

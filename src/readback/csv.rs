@@ -12,7 +12,10 @@ pub fn csv_rows(reader: impl Read) -> Result<u64, String> {
         .from_reader(reader);
     let mut record = ::csv::ByteRecord::new();
     let mut rows = 0u64;
-    while csv.read_byte_record(&mut record).map_err(|e| e.to_string())? {
+    while csv
+        .read_byte_record(&mut record)
+        .map_err(|e| e.to_string())?
+    {
         rows += 1;
     }
     Ok(rows)

@@ -57,9 +57,8 @@ pub fn json_digests(mut reader: impl BufRead) -> Result<Vec<TableDigest>, String
             })?;
             tables.add_row(xxh3_128(&encoded))?;
         } else if let Some(name) = text.strip_suffix(b":[") {
-            let name: String = serde_json::from_slice(name).map_err(|e| {
-                format!("table name {:?}: {e}", String::from_utf8_lossy(name))
-            })?;
+            let name: String = serde_json::from_slice(name)
+                .map_err(|e| format!("table name {:?}: {e}", String::from_utf8_lossy(name)))?;
             tables.begin(&name);
         } else if text != b"]" && text != b"}}" {
             return Err(format!(

@@ -1,6 +1,7 @@
 //! Reading a dump back: the files chunkdump wrote, streamed from where they are stored
 //! with their SHA-256 checked as the bytes arrive ([`stream`]), and parsed into per-table
-//! row counts and content hashes ([`sql`], [`json`], [`csv`]) without loading the rows
+//! row counts and content hashes ([`sql`] with `statements` and `literal`, [`json`],
+//! [`csv`]) without loading the rows
 //! anywhere. `verify` compares the result with the manifest; the readers are the ones a
 //! restore reads with.
 //!
@@ -10,6 +11,7 @@
 
 pub mod csv;
 pub mod json;
+mod literal;
 pub mod sql;
 mod statements;
 pub mod stream;

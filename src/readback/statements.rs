@@ -94,8 +94,7 @@ impl<R: Read> Statements<R> {
                         let end = self.scan + 1;
                         self.scan = end;
                         let candidate = &buf[self.start..end];
-                        if is_row_statement(candidate) || complete(candidate, &mut self.scratch)
-                        {
+                        if is_row_statement(candidate) || complete(candidate, &mut self.scratch) {
                             return Some(end);
                         }
                         continue;
@@ -110,17 +109,13 @@ impl<R: Read> Statements<R> {
                         continue;
                     }
                 },
-                State::Quoted(close) => match memchr::memchr(close, &buf[self.scan..]) {
-                    // A doubled quote closes and reopens: the same state again.
-                    Some(at) => {
-                        self.scan += at;
-                        self.state = State::Normal;
-                    }
-                    None => {
-                        self.scan = buf.len();
+                // A doubled quote closes and reopens: the same state again.
+                State::Quoted(close) => {
+                    if !skip_to(buf, &mut self.scan, close) {
                         return None;
                     }
-                },
+                    self.state = State::Normal;
+                }
                 State::Dash | State::Slash => {
                     let comment = match (self.state, b) {
                         (State::Dash, b'-') => Some(State::LineComment),
@@ -136,16 +131,12 @@ impl<R: Read> Statements<R> {
                         }
                     }
                 }
-                State::LineComment => match memchr::memchr(b'\n', &buf[self.scan..]) {
-                    Some(at) => {
-                        self.scan += at;
-                        self.state = State::Normal;
-                    }
-                    None => {
-                        self.scan = buf.len();
+                State::LineComment => {
+                    if !skip_to(buf, &mut self.scan, b'\n') {
                         return None;
                     }
-                },
+                    self.state = State::Normal;
+                }
                 State::BlockComment | State::BlockStar => {
                     self.state = match (self.state, b) {
                         (State::BlockStar, b'/') => State::Normal,
@@ -185,6 +176,20 @@ impl<R: Read> Statements<R> {
         self.buf.truncate(len + n);
         self.eof = n == 0;
         Ok(n > 0)
+    }
+}
+
+/// Moves `scan` to the next `byte` in `buf` (`true`), or to the end of `buf` (`false`).
+fn skip_to(buf: &[u8], scan: &mut usize, byte: u8) -> bool {
+    match memchr::memchr(byte, &buf[*scan..]) {
+        Some(at) => {
+            *scan += at;
+            true
+        }
+        None => {
+            *scan = buf.len();
+            false
+        }
     }
 }
 
@@ -284,7 +289,11 @@ mod tests {
             "COMMIT;",
         ];
         for read_size in [1, 2, 3, 7, 64, 1 << 20] {
-            assert_eq!(split(text, read_size).unwrap(), want, "reads of {read_size}");
+            assert_eq!(
+                split(text, read_size).unwrap(),
+                want,
+                "reads of {read_size}"
+            );
         }
     }
 
@@ -295,6 +304,9 @@ mod tests {
             .contains("ends inside a statement"));
         assert!(split(b"SELECT 1", 5).is_err());
         assert_eq!(split(b"SELECT 1;\n\n  \n", 3).unwrap(), vec!["SELECT 1;"]);
-        assert_eq!(split(b"SELECT 1;\n-- done\n", 3).unwrap(), vec!["SELECT 1;"]);
+        assert_eq!(
+            split(b"SELECT 1;\n-- done\n", 3).unwrap(),
+            vec!["SELECT 1;"]
+        );
     }
 }

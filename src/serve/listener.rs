@@ -66,8 +66,7 @@ pub async fn serve_with_limits(
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = connection.await
-            {
+            if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
         });
