@@ -234,6 +234,11 @@ fn job(id: &str) -> JobRecord {
     JobRecord::new(id.into(), spec, chrono::Utc::now())
 }
 
+/// Seconds the `expiring` stores keep a record: long enough that a record read right
+/// after its write is still there on a loaded machine (1 s was not: a write at x.999 s
+/// expired at the next whole second).
+const EXPIRING_TTL: u64 = 3;
+
 async fn progress_store_suite(store: &dyn ProgressStore, expiring: &dyn ProgressStore) {
     // Deletion is conditional on the version, like commits; a missing record is fine.
     let d = job("dump_del");
@@ -318,10 +323,12 @@ async fn progress_store_suite(store: &dyn ProgressStore, expiring: &dyn Progress
         Err(chunkdump::DumpError::UnknownDump(_))
     ));
 
-    // Expired records are invisible to readers even before they are deleted.
+    // Expired records are invisible to readers even before they are deleted. Expiry is
+    // in whole seconds (`now + ttl`, the second truncated): a record is visible for at
+    // least TTL - 1 s, and gone once TTL + 1 s have passed.
     expiring.create(&job("short_lived")).await.unwrap();
     assert!(expiring.get("short_lived").await.unwrap().is_some());
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(EXPIRING_TTL * 1000 + 1100)).await;
     assert_eq!(expiring.get("short_lived").await.unwrap(), None);
     assert!(expiring
         .list_recent(10)
@@ -425,7 +432,7 @@ async fn local_sqlite_progress_store() {
     let store = SqliteProgress::open(&dir.path().join("p.sqlite3")).unwrap();
     let expiring = SqliteProgress::open(&dir.path().join("e.sqlite3"))
         .unwrap()
-        .with_ttl(Duration::from_secs(1));
+        .with_ttl(Duration::from_secs(EXPIRING_TTL));
     progress_store_suite(&store, &expiring).await;
     start_guard_suite(&store).await;
 }
@@ -495,7 +502,7 @@ async fn dynamodb_progress_store_on_moto() {
                                          // moto never deletes expired items: readers must ignore them by themselves.
     let expiring = DynamoProgress::new(&config, &format!("dynamodb://{table}"))
         .unwrap()
-        .with_ttl(Some(Duration::from_secs(1)));
+        .with_ttl(Some(Duration::from_secs(EXPIRING_TTL)));
     progress_store_suite(&store, &expiring).await;
     start_guard_suite(&store).await;
 }
