@@ -16,10 +16,24 @@ use chrono::{DateTime, Utc};
 use crate::engine::{validate, ChunkEnd, ExportOutcome};
 use crate::error::{DumpError, StoreError};
 use crate::model::{
-    dump_id_for, validate_dump_id, DumpSpec, JobError, JobRecord, JobStatus, OpenObject,
+    dump_id_for, validate_dump_id, CallbackState, DumpSpec, JobError, JobRecord, JobStatus,
+    OpenObject,
 };
 use crate::ports::{staging_key, ObjectStore, ProgressStore};
 use crate::uploader::UploadSummary;
+
+/// What a new dump records beside its spec: an id chosen by the caller, the callback to
+/// send when it ends, the schedule that started it. Written with the job in its first
+/// write, so nothing else writes the job before its run starts.
+#[derive(Debug, Clone, Default)]
+pub struct NewDump {
+    /// The dump id; without one it is `dump_YYYYMMDD-HHMMSS`, suffixed `-2`, `-3`, … if taken.
+    pub id: Option<String>,
+    /// The HTTPS URL told of the dump's end (already checked by the caller).
+    pub callback_url: Option<String>,
+    /// The name of the schedule starting it.
+    pub schedule: Option<String>,
+}
 
 /// Validates the request and creates a pending job. Without an explicit id the id is
 /// `dump_YYYYMMDD-HHMMSS`, suffixed `-2`, `-3`, … if taken.
@@ -28,6 +42,24 @@ pub async fn create_dump(
     spec: DumpSpec,
     id: Option<String>,
 ) -> Result<JobRecord, DumpError> {
+    create_dump_as(
+        progress,
+        spec,
+        NewDump {
+            id,
+            ..NewDump::default()
+        },
+    )
+    .await
+}
+
+/// [`create_dump`] with the callback and schedule recorded in the same first write.
+pub async fn create_dump_as(
+    progress: &dyn ProgressStore,
+    spec: DumpSpec,
+    new: NewDump,
+) -> Result<JobRecord, DumpError> {
+    let id = new.id;
     if spec.chunk_size == 0 || spec.part_size == 0 {
         return Err(DumpError::InvalidRequest(
             "chunk size and part size must be positive".into(),
@@ -46,10 +78,10 @@ pub async fn create_dump(
         } else {
             format!("{base}-{attempt}")
         };
-        match progress
-            .create(&JobRecord::new(candidate.clone(), spec.clone(), now))
-            .await
-        {
+        let mut job = JobRecord::new(candidate.clone(), spec.clone(), now);
+        job.callback = new.callback_url.clone().map(CallbackState::pending);
+        job.schedule = new.schedule.clone();
+        match progress.create(&job).await {
             Ok(()) => {
                 return progress
                     .get(&candidate)

@@ -533,6 +533,13 @@ async fn cloud_misconfiguration_gives_clear_errors() {
         err.to_string().contains("SignatureDoesNotMatch") && !err.is_retryable(),
         "{err}"
     );
+    // A refused ranged read is an error, never "past the end": the refusal's message
+    // holds the key, and a key with "416" in it once read as HTTP 416.
+    let refused = store.get_range("dump_20260416-000000.sql", 0, 10).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("SignatureDoesNotMatch")),
+        "a refused ranged read must fail: {refused:?}"
+    );
     assert!(S3Store::new(&moto, "http://bucket").is_err());
     assert!(DynamoProgress::new(&moto, "dynamodb://").is_err());
 }

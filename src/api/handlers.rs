@@ -5,33 +5,16 @@ use axum::extract::{Extension, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use serde::Deserialize;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::error::ApiError;
+use super::start::{start_dump, StartRequest};
 use super::views::{DumpSummary, StartAccepted, StatusView};
 use super::AppState;
-use crate::lifecycle::{cancel_dump, create_dump};
-use crate::model::{
-    validate_dump_id, CallbackState, Compression, DumpSpec, Format, JobRecord, JobStatus,
-};
+use crate::lifecycle::cancel_dump;
+use crate::model::{validate_dump_id, Format, JobRecord, JobStatus};
 use crate::ports::Download;
-
-/// Body of `POST /export/dump` (and the `request` of a scheduled start). Unknown fields
-/// are refused, naming the field.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct StartRequest {
-    format: Format,
-    pub(crate) callback_url: Option<String>,
-    chunk_size: Option<u32>,
-    include_schema: Option<bool>,
-    tables: Option<Vec<String>>,
-    compression: Option<Compression>,
-    snapshot: Option<bool>,
-    snapshot_max_block_ms: Option<u64>,
-}
 
 /// Turns axum's JSON rejections into our errors, naming the offending field.
 fn json_error(rejection: JsonRejection) -> ApiError {
@@ -77,97 +60,6 @@ pub async fn start(
             Err(e.into_response())
         }
     }
-}
-
-/// Validates a start, creates the job (one active dump per database) and starts its
-/// run: the one path by which API requests and schedules start dumps (`schedule`: the
-/// name of the schedule starting it).
-pub(crate) async fn start_dump(
-    state: &AppState,
-    req: StartRequest,
-    schedule: Option<&str>,
-) -> Result<JobRecord, ApiError> {
-    let chunk_size = req.chunk_size.unwrap_or(state.settings.chunk_size);
-    if !(1..=100_000).contains(&chunk_size) {
-        return Err(ApiError::bad_field(
-            "chunkSize",
-            "chunkSize must be between 1 and 100000",
-        ));
-    }
-    if let Some(url) = &req.callback_url {
-        let Some(notifier) = &state.settings.notifier else {
-            return Err(ApiError::bad_field("callbackUrl", "this server has no callback signing secret (CHUNKDUMP_CALLBACK_SECRET), so it sends no callbacks"));
-        };
-        notifier
-            .check_url(url)
-            .await
-            .map_err(|e| ApiError::bad_field("callbackUrl", e.to_string()))?;
-    }
-    if req
-        .snapshot_max_block_ms
-        .is_some_and(|ms| !(1..=600_000).contains(&ms))
-    {
-        return Err(ApiError::bad_field(
-            "snapshotMaxBlockMs",
-            "snapshotMaxBlockMs must be between 1 and 600000",
-        ));
-    }
-    if req
-        .tables
-        .as_ref()
-        .is_some_and(|t| t.is_empty() || t.iter().any(|name| name.is_empty()))
-    {
-        return Err(ApiError::bad_field(
-            "tables",
-            "tables must be a non-empty list of table names",
-        ));
-    }
-    let spec = DumpSpec {
-        database: state.settings.database.clone(),
-        format: req.format,
-        compression: req.compression.unwrap_or_default(),
-        tables: req.tables,
-        include_schema: req.include_schema.unwrap_or(true),
-        chunk_size,
-        part_size: state.settings.part_size,
-        snapshot: req.snapshot.unwrap_or(state.settings.snapshot),
-        snapshot_max_block_ms: req.snapshot_max_block_ms,
-    };
-    let claim = super::limits::claim_database(state).await?;
-    let mut job = match create_dump(state.progress.as_ref(), spec, None).await {
-        Ok(job) => job,
-        Err(e) => {
-            // Released now, so the next start (a corrected request) finds it free.
-            claim.release().await;
-            return Err(e.into());
-        }
-    };
-    if req.callback_url.is_some() || schedule.is_some() {
-        // Recorded before the run starts, so nothing else writes the job meanwhile.
-        let mut annotated = job.clone();
-        annotated.version += 1;
-        annotated.callback = req.callback_url.map(CallbackState::pending);
-        annotated.schedule = schedule.map(str::to_string);
-        state.progress.commit(&annotated, job.version).await?;
-        job = annotated;
-    }
-    if let Err(e) = state.orchestrator.start(&job.id, job.version).await {
-        // A job that never runs must not hold the database's one-dump slot.
-        let _ = crate::lifecycle::fail_job(
-            state.objects.as_ref(),
-            state.progress.as_ref(),
-            &job,
-            &e,
-            Vec::new(),
-        )
-        .await;
-        return Err(e.into());
-    }
-    // The run is started before the slot names the dump: whoever finds the dump holding
-    // the slot finds its run (see `limits::holder_is_active`).
-    claim.hand_over(&job.id).await?;
-    tracing::info!(dump_id = %job.id, format = ?job.spec.format, "dump accepted");
-    Ok(job)
 }
 
 async fn load(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {

@@ -86,8 +86,47 @@ fn slot_of(database: &str) -> String {
     format!("db:{}", hex::encode(&digest[..12]))
 }
 
-/// Holders that are requests still creating their job (not yet a dump id).
+/// Who holds a database's slot. Stored in the guard as text ([`Holder::encode`]); read
+/// back in one place ([`Holder::parse`]) so no caller inspects the text itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Holder {
+    /// Nobody: a released slot (an empty holder).
+    Free,
+    /// A start request still creating its dump, since `since` (epoch seconds).
+    Starting { since: i64, nonce: u64 },
+    /// The dump with this id.
+    Dump(String),
+}
+
+/// How a start request's holder text begins (a dump id never does).
 const STARTING: &str = "starting-";
+
+impl Holder {
+    fn encode(&self) -> String {
+        match self {
+            Holder::Free => String::new(),
+            Holder::Starting { since, nonce } => format!("{STARTING}{since}-{nonce:x}"),
+            Holder::Dump(id) => id.clone(),
+        }
+    }
+
+    fn parse(text: &str) -> Holder {
+        if text.is_empty() {
+            return Holder::Free;
+        }
+        match text
+            .strip_prefix(STARTING)
+            .and_then(|rest| rest.split_once('-'))
+        {
+            Some((since, nonce)) => Holder::Starting {
+                // Unreadable: long stale, so it stops counting at once.
+                since: since.parse().unwrap_or(0),
+                nonce: u64::from_str_radix(nonce, 16).unwrap_or(0),
+            },
+            None => Holder::Dump(text.to_string()),
+        }
+    }
+}
 
 /// The database's one-dump slot, held by a start still creating its dump. Dropped
 /// without [`DatabaseClaim::hand_over`] (the start failed, the request was dropped) it
@@ -125,8 +164,10 @@ impl DatabaseClaim {
 }
 
 async fn release(guard: std::sync::Arc<dyn crate::ports::StartGuard>, slot: &str, holder: &str) {
-    // An empty holder is a free slot (see `holder_is_active`).
-    if let Err(e) = guard.claim(slot, "", Some(holder)).await {
+    if let Err(e) = guard
+        .claim(slot, &Holder::Free.encode(), Some(holder))
+        .await
+    {
         tracing::warn!(error = %e, "could not release the database after a failed start");
     }
 }
@@ -150,11 +191,11 @@ impl Drop for DatabaseClaim {
 /// Claims the database for a new dump: 409 if another dump of it is pending or running.
 pub async fn claim_database(state: &AppState) -> Result<DatabaseClaim, ApiError> {
     let slot = slot_of(&state.settings.database);
-    let me = format!(
-        "{STARTING}{}-{:x}",
-        chrono::Utc::now().timestamp(),
-        fastrand::u64(..)
-    );
+    let me = Holder::Starting {
+        since: chrono::Utc::now().timestamp(),
+        nonce: fastrand::u64(..),
+    }
+    .encode();
     let mut replacing: Option<String> = None;
     for _ in 0..5 {
         let Some(holder) = state.guard.claim(&slot, &me, replacing.as_deref()).await? else {
@@ -165,17 +206,20 @@ pub async fn claim_database(state: &AppState) -> Result<DatabaseClaim, ApiError>
                 settled: false,
             });
         };
-        if !holder_is_active(state, &holder).await? {
+        if !holder_is_active(state, &Holder::parse(&holder)).await? {
             replacing = Some(holder); // finished, failed or crashed: take over
             continue;
         }
-        let message = if holder.starts_with(STARTING) {
+        let message = match Holder::parse(&holder) {
             // No dump exists yet to name: another request is creating it right now.
-            "another request is starting a dump of this database right now; \
-             retry in a moment (GET /export/dump lists it once it has started)"
-                .to_string()
-        } else {
-            format!("dump {holder} is already running on this database; wait for it or cancel it")
+            Holder::Starting { .. } | Holder::Free => {
+                "another request is starting a dump of this database right now; \
+                 retry in a moment (GET /export/dump lists it once it has started)"
+                    .to_string()
+            }
+            Holder::Dump(id) => {
+                format!("dump {id} is already running on this database; wait for it or cancel it")
+            }
         };
         return Err(ApiError::new(StatusCode::CONFLICT, "dump_running", message));
     }
@@ -186,21 +230,17 @@ pub async fn claim_database(state: &AppState) -> Result<DatabaseClaim, ApiError>
     ))
 }
 
-async fn holder_is_active(state: &AppState, holder: &str) -> Result<bool, ApiError> {
-    if let Some(rest) = holder.strip_prefix(STARTING) {
+async fn holder_is_active(state: &AppState, holder: &Holder) -> Result<bool, ApiError> {
+    let id = match holder {
+        Holder::Free => return Ok(false),
         // A request that crashed between claiming and creating its job stops counting
         // after a minute.
-        let since: i64 = rest
-            .split('-')
-            .next()
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0);
-        return Ok(chrono::Utc::now().timestamp() - since < 60);
-    }
-    if holder.is_empty() {
-        return Ok(false);
-    }
-    let Some(job): Option<JobRecord> = state.progress.get(holder).await? else {
+        Holder::Starting { since, .. } => {
+            return Ok(chrono::Utc::now().timestamp() - since < 60);
+        }
+        Holder::Dump(id) => id,
+    };
+    let Some(job): Option<JobRecord> = state.progress.get(id).await? else {
         return Ok(false);
     };
     if job.status.is_terminal() {
@@ -230,4 +270,24 @@ async fn holder_is_active(state: &AppState, holder: &str) -> Result<bool, ApiErr
     )
     .await;
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Holder;
+
+    #[test]
+    fn holders_read_back_as_written() {
+        for holder in [
+            Holder::Free,
+            Holder::Starting {
+                since: 1_796_000_000,
+                nonce: 0xdead_beef,
+            },
+            Holder::Dump("dump_20261130-030000".into()),
+            Holder::Dump("dump_20261130-030000-starting-1".into()),
+        ] {
+            assert_eq!(Holder::parse(&holder.encode()), holder);
+        }
+    }
 }

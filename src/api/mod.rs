@@ -30,6 +30,8 @@ mod limits;
 pub mod openapi;
 #[cfg(feature = "api")]
 pub mod schedule;
+#[cfg(feature = "api")]
+mod start;
 
 #[cfg(feature = "api")]
 pub use app::{router, ApiSettings, AppState};

@@ -12,9 +12,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::handlers::{start_dump, StartRequest};
+use super::start::{start_dump, StartRequest};
 use super::AppState;
 use crate::error::StoreError;
+use crate::model::JobStatus;
 use crate::retention::{prune, PruneScope, RetentionPolicy};
 
 /// The key of the payload that marks a scheduled start (as opposed to an HTTP event).
@@ -89,7 +90,23 @@ pub struct ScheduledRun {
     pub prune_error: Option<String>,
     /// The started dump's current status (filled in when listed, never stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dump_status: Option<String>,
+    pub dump_status: Option<DumpNow>,
+}
+
+/// What became of a scheduled run's dump: its status, or `"deleted"` once it is gone
+/// (pruned, or deleted by hand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DumpNow {
+    Exists(JobStatus),
+    Gone(Gone),
+}
+
+/// The one state of a dump that no longer exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Gone {
+    #[serde(rename = "deleted")]
+    Deleted,
 }
 
 fn error_body(e: &ApiError) -> serde_json::Value {
@@ -206,8 +223,8 @@ pub async fn recent_runs(state: &AppState) -> Result<Vec<ScheduledRun>, StoreErr
     for run in runs.iter_mut().take(5) {
         if let Some(id) = &run.dump_id {
             run.dump_status = Some(match state.progress.get(id).await? {
-                Some(job) => job.status.as_str().to_string(),
-                None => "deleted".to_string(),
+                Some(job) => DumpNow::Exists(job.status),
+                None => DumpNow::Gone(Gone::Deleted),
             });
         }
     }

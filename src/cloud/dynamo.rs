@@ -11,11 +11,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{parse_url, sdk_error};
+use super::{parse_url, sdk_error, sdk_failure};
 use crate::error::StoreError;
 use crate::model::JobRecord;
 use crate::ports::{ProgressStore, StartGuard};
@@ -144,9 +144,9 @@ impl DynamoProgress {
             .send()
             .await;
         if let Err(e) = created {
-            match sdk_error(&format!("create table {}", self.table), e) {
-                StoreError::Permanent(m) if m.contains("ResourceInUseException") => {}
-                other => return Err(other),
+            let failure = sdk_failure(&format!("create table {}", self.table), e);
+            if !failure.is("ResourceInUseException") {
+                return Err(failure.error);
             }
         }
         for _ in 0..60 {
@@ -160,7 +160,7 @@ impl DynamoProgress {
             if described
                 .table()
                 .and_then(|t| t.table_status())
-                .is_some_and(|s| s.as_str() == "ACTIVE")
+                .is_some_and(|s| *s == TableStatus::Active)
             {
                 break;
             }
@@ -180,27 +180,45 @@ impl DynamoProgress {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) => match sdk_error("enable TTL", e) {
-                StoreError::Invalid(m) | StoreError::Permanent(m)
-                    if m.contains("already enabled") =>
-                {
+            Err(e) => {
+                // DynamoDB answers a repeated enable with a ValidationException whose own
+                // message (not the table name) says so; it has no code of its own.
+                let failure = sdk_failure("enable TTL", e);
+                let already = failure.is("ValidationException")
+                    && failure
+                        .message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("already enabled"));
+                if already {
                     Ok(())
+                } else {
+                    Err(failure.error)
                 }
-                other => Err(other),
-            },
+            }
         }
     }
 
-    fn missing_table(&self, e: StoreError) -> StoreError {
-        match e {
-            StoreError::Permanent(m) if m.contains("ResourceNotFoundException") => {
-                StoreError::Permanent(format!(
-                    "DynamoDB table {:?} does not exist (create it with `chunkdump setup`): {m}",
-                    self.table
-                ))
-            }
-            other => other,
+    /// Maps a failed call on the table; a missing table says how to create it.
+    fn table_error<E>(
+        &self,
+        context: &str,
+        err: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    ) -> StoreError
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+    {
+        let failure = sdk_failure(context, err);
+        if failure.is("ResourceNotFoundException") {
+            return StoreError::Permanent(format!(
+                "DynamoDB table {:?} does not exist (create it with `chunkdump setup`): {}",
+                self.table, failure.error
+            ));
         }
+        failure.error
     }
 }
 
@@ -217,10 +235,10 @@ impl ProgressStore for DynamoProgress {
             .expression_attribute_values(":now", n(now_secs()))
             .send()
             .await;
-        match result.map_err(|e| sdk_error(&job.id, e)) {
+        match result.map_err(|e| self.table_error(&job.id, e)) {
             Ok(_) => Ok(()),
             Err(StoreError::Conflict { .. }) => Err(StoreError::AlreadyExists(job.id.clone())),
-            Err(e) => Err(self.missing_table(e)),
+            Err(e) => Err(e),
         }
     }
 
@@ -233,7 +251,7 @@ impl ProgressStore for DynamoProgress {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.missing_table(sdk_error(&format!("get {id}"), e)))?;
+            .map_err(|e| self.table_error(&format!("get {id}"), e))?;
         out.item().map(decode).transpose().map(Option::flatten)
     }
 
@@ -250,13 +268,13 @@ impl ProgressStore for DynamoProgress {
             .expression_attribute_values(":now", n(now_secs()))
             .send()
             .await;
-        match result.map_err(|e| sdk_error(&job.id, e)) {
+        match result.map_err(|e| self.table_error(&job.id, e)) {
             Ok(_) => Ok(()),
             Err(StoreError::Conflict { .. }) => Err(StoreError::Conflict {
                 id: job.id.clone(),
                 expected: expected_version,
             }),
-            Err(e) => Err(self.missing_table(e)),
+            Err(e) => Err(e),
         }
     }
 
@@ -270,13 +288,13 @@ impl ProgressStore for DynamoProgress {
             .expression_attribute_values(":expected", n(expected_version as i64))
             .send()
             .await;
-        match result.map_err(|e| sdk_error(id, e)) {
+        match result.map_err(|e| self.table_error(id, e)) {
             Ok(_) => Ok(()),
             Err(StoreError::Conflict { .. }) => Err(StoreError::Conflict {
                 id: id.to_string(),
                 expected: expected_version,
             }),
-            Err(e) => Err(self.missing_table(e)),
+            Err(e) => Err(e),
         }
     }
 
@@ -296,7 +314,7 @@ impl ProgressStore for DynamoProgress {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| self.missing_table(sdk_error("list recent dumps", e)))?;
+                .map_err(|e| self.table_error("list recent dumps", e))?;
             for item in out.items() {
                 if let Some(job) = decode(item)? {
                     jobs.push(job);
@@ -335,7 +353,7 @@ impl StartGuard for DynamoProgress {
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
-        match result.map_err(|e| sdk_error(&id, e)) {
+        match result.map_err(|e| self.table_error(&id, e)) {
             Ok(_) => Ok(None),
             Err(StoreError::Conflict { .. }) => {
                 let out = self
@@ -355,7 +373,7 @@ impl StartGuard for DynamoProgress {
                 // Released between the two calls: report it as held by nobody we know.
                 Ok(Some(current.unwrap_or_default()))
             }
-            Err(e) => Err(self.missing_table(e)),
+            Err(e) => Err(e),
         }
     }
 
@@ -383,10 +401,10 @@ impl StartGuard for DynamoProgress {
                 .condition_expression("hits >= :need")
                 .expression_attribute_values(":need", n(-delta));
         }
-        let out = match update.send().await.map_err(|e| sdk_error(&id, e)) {
+        let out = match update.send().await.map_err(|e| self.table_error(&id, e)) {
             Ok(out) => out,
             Err(StoreError::Conflict { .. }) => return Ok((0, (end - now) as u64)),
-            Err(e) => return Err(self.missing_table(e)),
+            Err(e) => return Err(e),
         };
         let count: i64 = out
             .attributes()

@@ -102,6 +102,24 @@ fn classify(what: String, code: Option<&str>, status: Option<u16>) -> StoreError
     }
 }
 
+/// A failed SDK call: the project's error, and what the service said when it answered
+/// (its error code, message and HTTP status, read from the SDK's error metadata), for the
+/// callers that expect one particular refusal. Never decided from flattened message text,
+/// which also holds the object key or table name.
+struct Failure {
+    error: StoreError,
+    code: Option<String>,
+    message: Option<String>,
+    status: Option<u16>,
+}
+
+impl Failure {
+    /// Whether the service answered with error code `code`.
+    fn is(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
 /// Maps an SDK error to the project's error, keeping the service's code and message.
 /// (S3 and DynamoDB share the smithy runtime, so one mapper serves both.)
 fn sdk_error<E>(
@@ -111,25 +129,54 @@ fn sdk_error<E>(
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    sdk_failure(context, err).error
+}
+
+/// [`sdk_error`], with the service's answer kept apart for the caller to match on.
+fn sdk_failure<E>(
+    context: &str,
+    err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Failure
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
     use aws_sdk_s3::error::SdkError;
     match &err {
         SdkError::ServiceError(se) => {
             let e = se.err();
             let code = e.code();
+            let status = se.raw().status().as_u16();
             let detail = e.message().map_or_else(String::new, |m| format!(": {m}"));
             let what = format!("{context}: {}{detail}", code.unwrap_or("error"));
-            classify(what, code, Some(se.raw().status().as_u16()))
+            Failure {
+                error: classify(what, code, Some(status)),
+                code: code.map(str::to_string),
+                message: e.message().map(str::to_string),
+                status: Some(status),
+            }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            StoreError::Transient(format!(
+            Failure::unanswered(StoreError::Transient(format!(
                 "{context}: {}",
                 aws_sdk_s3::error::DisplayErrorContext(&err)
-            ))
+            )))
         }
-        _ => StoreError::Permanent(format!(
+        _ => Failure::unanswered(StoreError::Permanent(format!(
             "{context}: {}",
             aws_sdk_s3::error::DisplayErrorContext(&err)
-        )),
+        ))),
+    }
+}
+
+impl Failure {
+    /// A call the service never answered (timeouts, connection failures, SDK errors).
+    fn unanswered(error: StoreError) -> Self {
+        Failure {
+            error,
+            code: None,
+            message: None,
+            status: None,
+        }
     }
 }
 

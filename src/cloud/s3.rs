@@ -13,7 +13,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
-use super::{parse_url, sdk_error};
+use super::{parse_url, sdk_error, sdk_failure};
 use crate::error::StoreError;
 use crate::model::{PartReceipt, PendingUpload, UploadHandle};
 use crate::ports::{check_key, check_parts, Download, ObjectStore};
@@ -104,15 +104,14 @@ impl S3Store {
         }
         match req.send().await {
             Ok(_) => Ok(()),
-            Err(e) => match sdk_error(&format!("create bucket {}", self.bucket), e) {
-                StoreError::Permanent(m) | StoreError::Invalid(m)
-                    if m.contains("BucketAlreadyOwnedByYou")
-                        || m.contains("BucketAlreadyExists") =>
-                {
+            Err(e) => {
+                let failure = sdk_failure(&format!("create bucket {}", self.bucket), e);
+                if failure.is("BucketAlreadyOwnedByYou") || failure.is("BucketAlreadyExists") {
                     Ok(())
+                } else {
+                    Err(failure.error)
                 }
-                other => Err(other),
-            },
+            }
         }
     }
 
@@ -401,12 +400,12 @@ impl ObjectStore for S3Store {
         {
             Ok(out) => out,
             Err(e) => {
-                return match sdk_error(&format!("get s3://{}/{full}", self.bucket), e) {
+                let failure = sdk_failure(&format!("get s3://{}/{full}", self.bucket), e);
+                return match failure.error {
                     StoreError::NotFound(_) => Ok(None),
-                    // A range past the end of the object.
-                    StoreError::Invalid(m) | StoreError::Permanent(m)
-                        if m.contains("InvalidRange") || m.contains("416") =>
-                    {
+                    // A range past the end of the object (by the service's status and
+                    // code: the message text holds the key, which may contain "416").
+                    _ if failure.status == Some(416) || failure.is("InvalidRange") => {
                         Ok(Some(Vec::new()))
                     }
                     other => Err(other),

@@ -1,0 +1,111 @@
+//! The API's start path: validates a start request, claims the database, creates the
+//! job and starts its run. Used by `POST /export/dump` and by scheduled starts.
+
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::lifecycle::{create_dump_as, NewDump};
+use crate::model::{Compression, DumpSpec, Format, JobRecord};
+
+/// Body of `POST /export/dump` (and the `request` of a scheduled start). Unknown fields
+/// are refused, naming the field.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StartRequest {
+    format: Format,
+    pub(crate) callback_url: Option<String>,
+    chunk_size: Option<u32>,
+    include_schema: Option<bool>,
+    tables: Option<Vec<String>>,
+    compression: Option<Compression>,
+    snapshot: Option<bool>,
+    snapshot_max_block_ms: Option<u64>,
+}
+
+/// Validates a start, creates the job (one active dump per database) and starts its
+/// run: the one path by which API requests and schedules start dumps (`schedule`: the
+/// name of the schedule starting it).
+pub(crate) async fn start_dump(
+    state: &AppState,
+    req: StartRequest,
+    schedule: Option<&str>,
+) -> Result<JobRecord, ApiError> {
+    let chunk_size = req.chunk_size.unwrap_or(state.settings.chunk_size);
+    if !(1..=100_000).contains(&chunk_size) {
+        return Err(ApiError::bad_field(
+            "chunkSize",
+            "chunkSize must be between 1 and 100000",
+        ));
+    }
+    if let Some(url) = &req.callback_url {
+        let Some(notifier) = &state.settings.notifier else {
+            return Err(ApiError::bad_field("callbackUrl", "this server has no callback signing secret (CHUNKDUMP_CALLBACK_SECRET), so it sends no callbacks"));
+        };
+        notifier
+            .check_url(url)
+            .await
+            .map_err(|e| ApiError::bad_field("callbackUrl", e.to_string()))?;
+    }
+    if req
+        .snapshot_max_block_ms
+        .is_some_and(|ms| !(1..=600_000).contains(&ms))
+    {
+        return Err(ApiError::bad_field(
+            "snapshotMaxBlockMs",
+            "snapshotMaxBlockMs must be between 1 and 600000",
+        ));
+    }
+    if req
+        .tables
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || t.iter().any(|name| name.is_empty()))
+    {
+        return Err(ApiError::bad_field(
+            "tables",
+            "tables must be a non-empty list of table names",
+        ));
+    }
+    let spec = DumpSpec {
+        database: state.settings.database.clone(),
+        format: req.format,
+        compression: req.compression.unwrap_or_default(),
+        tables: req.tables,
+        include_schema: req.include_schema.unwrap_or(true),
+        chunk_size,
+        part_size: state.settings.part_size,
+        snapshot: req.snapshot.unwrap_or(state.settings.snapshot),
+        snapshot_max_block_ms: req.snapshot_max_block_ms,
+    };
+    let claim = super::limits::claim_database(state).await?;
+    let new = NewDump {
+        id: None,
+        callback_url: req.callback_url,
+        schedule: schedule.map(str::to_string),
+    };
+    let job = match create_dump_as(state.progress.as_ref(), spec, new).await {
+        Ok(job) => job,
+        Err(e) => {
+            // Released now, so the next start (a corrected request) finds it free.
+            claim.release().await;
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = state.orchestrator.start(&job.id, job.version).await {
+        // A job that never runs must not hold the database's one-dump slot.
+        let _ = crate::lifecycle::fail_job(
+            state.objects.as_ref(),
+            state.progress.as_ref(),
+            &job,
+            &e,
+            Vec::new(),
+        )
+        .await;
+        return Err(e.into());
+    }
+    // The run is started before the slot names the dump: whoever finds the dump holding
+    // the slot finds its run (see `limits::holder_is_active`).
+    claim.hand_over(&job.id).await?;
+    tracing::info!(dump_id = %job.id, format = ?job.spec.format, "dump accepted");
+    Ok(job)
+}
