@@ -41,6 +41,20 @@ pub struct ChunkOptions {
     pub upload_concurrency: usize,
 }
 
+impl ChunkOptions {
+    /// The limits a deployment's settings give every chunk (`MAX_EXECUTION_TIME`,
+    /// `CHUNKDUMP_SNAPSHOT_DIR`, `CHUNKDUMP_UPLOAD_CONCURRENCY`): the one place the
+    /// Lambda functions, `serve` and the CLI get them from.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        ChunkOptions {
+            budget: config.max_execution,
+            snapshot_dir: config.snapshot_dir.clone(),
+            upload_concurrency: config.upload_concurrency as usize,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for ChunkOptions {
     fn default() -> Self {
         ChunkOptions {

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
-use crate::api::callback::Notifier;
 #[cfg(all(feature = "api", feature = "sfn"))]
 use crate::api::{ApiSettings, AppState, Tokens};
-use crate::chunk::ChunkOptions;
+use crate::callback::Notifier;
 #[cfg(all(feature = "api", feature = "sfn"))]
 use crate::cloud::SfnOrchestrator;
 use crate::cloud::{load_aws_config, load_secrets, DynamoProgress, S3Store, Secrets};
@@ -70,18 +69,13 @@ pub async fn common_from_env() -> Result<Common, StartupError> {
 /// The chunk function's task handlers: whole-second breaths for the `Wait` state.
 pub fn chunk_tasks(common: &Common) -> Tasks {
     Tasks {
-        objects: common.objects.clone(),
-        progress: common.progress.clone(),
-        notifier: common.notifier.clone(),
-        chunk: ChunkOptions {
-            budget: common.config.max_execution,
-            snapshot_dir: common.config.snapshot_dir.clone(),
-            upload_concurrency: common.config.upload_concurrency as usize,
-            ..Default::default()
-        },
-        breathe: common.config.breathing,
         whole_seconds: true,
-        chunks_per_execution: common.config.chunks_per_execution,
+        ..Tasks::from_config(
+            common.objects.clone(),
+            common.progress.clone(),
+            common.notifier.clone(),
+            &common.config,
+        )
     }
 }
 

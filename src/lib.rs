@@ -1,31 +1,34 @@
 //! chunkdump: dump SQLite databases of any size to object storage in resumable,
 //! time-boxed chunks.
 //!
-//! Layers, each depending only on those above it:
+//! Layers: every module imports only modules of lower layers (the map in
+//! docs/architecture.md, kept true by `scripts/check-architecture`):
 //!
-//! * [`model`]: the job record and what it holds (statuses, cursor, upload handles,
-//!   receipts, callback state); depends on nothing else of the project's. [`error`]:
-//!   the error type of each boundary.
-//! * [`ports`]: the interfaces to what a dump runs on (`ObjectStore`, `ProgressStore`,
-//!   `StartGuard`, `Orchestrator`). [`engine`]: the pure export engine (rusqlite, no
-//!   storage types).
-//! * [`lifecycle`] (every status change of a job), [`chunk`] (one time-boxed chunk),
-//!   [`uploader`], [`manifest`], [`tasks`] (the state machine's tasks) and
-//!   [`execution`] (execution names), [`retention`], [`verify`].
-//! * Adapters: [`local`] (directory, SQLite file, the in-process runner of
-//!   `statemachine.json` with [`asl`]) and [`cloud`] (S3/R2, DynamoDB, Step Functions).
-//! * Surfaces: [`api`] (the HTTP API, its answers and callbacks), [`serve`], [`lambda`]
-//!   and [`cli`], configured by [`config`].
+//! 0. [`model`] (the job record and what it holds), [`config`], [`alloc`],
+//!    [`execution`] (execution names).
+//! 1. [`error`] (the error type of each boundary), [`views`] (status and callback bodies).
+//! 2. [`ports`] (`ObjectStore`, `ProgressStore`, `StartGuard`, `Orchestrator`),
+//!    [`engine`] (the pure export engine: rusqlite, no storage types), [`asl`] (the
+//!    state machine interpreter).
+//! 3. Adapters and building blocks: [`local`] (directory, SQLite file, run locks),
+//!    [`cloud`] (S3/R2, DynamoDB, Step Functions, the secret), [`uploader`],
+//!    [`manifest`], [`callback`] (signed HTTPS callbacks).
+//! 4. to 6. The application: [`lifecycle`] (every status change of a job),
+//!    [`readback`], [`retention`]; [`chunk`] (one time-boxed chunk), [`verify`];
+//!    [`tasks`] (the state machine's tasks).
+//! 7. to 9. Drivers: [`runner`] (the in-process runner of `statemachine.json`), [`api`]
+//!    (the HTTP API); [`serve`], [`lambda`]; [`cli`].
 //!
-//! Cargo features choose the surfaces, so each Lambda function builds only what it runs:
-//! `aws` (S3/R2, DynamoDB, Secrets Manager: `cloud`, `lambda`), `sfn` (the Step
-//! Functions orchestrator), `api` (the axum router) and `cli` (the command line and
-//! `serve`; needs the others). The default is everything; `functions/chunk` uses `aws`
-//! alone, `functions/api` `aws`, `sfn` and `api`.
+//! Cargo features choose the surfaces: `aws` (S3/R2, DynamoDB, Secrets Manager: `cloud`,
+//! `lambda`), `sfn` (the Step Functions orchestrator), `api` (the axum router, all of
+//! [`api`]) and `cli` (the command line and `serve`; needs the others). The default is
+//! everything; both Lambda functions build with `aws`, `sfn` and `api`.
 
 pub mod alloc;
+#[cfg(feature = "api")]
 pub mod api;
 pub mod asl;
+pub mod callback;
 pub mod chunk;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -44,10 +47,12 @@ pub mod model;
 pub mod ports;
 pub mod readback;
 pub mod retention;
+pub mod runner;
 #[cfg(feature = "cli")]
 pub mod serve;
 pub mod tasks;
 pub mod uploader;
 pub mod verify;
+pub mod views;
 
 pub use error::{DumpError, StoreError};

@@ -12,18 +12,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api::callback::Notifier;
+use crate::callback::Notifier;
 use crate::chunk::{run_chunk, ChunkOptions};
 use crate::error::DumpError;
 use crate::execution::execution_name;
 use crate::lifecycle::fail_dump;
 use crate::model::{validate_dump_id, JobStatus};
 use crate::ports::{ObjectStore, ProgressStore};
-
-/// Chunks per execution before continuing as a new one. Each chunk adds about 9 history
-/// events (Task 5, Choice 2, Wait 2) and each retry about 3, so 1,000 chunks stay far
-/// below Step Functions' 25,000-event limit even with many retries.
-pub const DEFAULT_CHUNKS_PER_EXECUTION: u32 = 1000;
 
 /// What a task is asked to do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -95,6 +90,27 @@ pub struct Tasks {
 }
 
 impl Tasks {
+    /// The tasks as a deployment's settings configure them (see
+    /// [`ChunkOptions::from_config`]; the breath is `DUMP_BREATHING_INTERVAL`). Drivers
+    /// change what they own: the Lambda function rounds breaths to whole seconds, the
+    /// CLI adds its progress bar and flags.
+    pub fn from_config(
+        objects: Arc<dyn ObjectStore>,
+        progress: Arc<dyn ProgressStore>,
+        notifier: Option<Notifier>,
+        config: &crate::config::Config,
+    ) -> Self {
+        Tasks {
+            objects,
+            progress,
+            notifier,
+            chunk: ChunkOptions::from_config(config),
+            breathe: config.breathing,
+            whole_seconds: false,
+            chunks_per_execution: config.chunks_per_execution,
+        }
+    }
+
     /// Runs one task. `deadline` is when the caller must have answered (the Lambda
     /// context's deadline, minus a margin for the commit), if any.
     pub async fn handle(

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
-use chunkdump::api::callback::Notifier;
+use chunkdump::callback::Notifier;
 use common::api_server::{start_server, Server, ADMIN};
 use common::*;
 use hmac::Mac;

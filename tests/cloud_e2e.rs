@@ -400,7 +400,7 @@ async fn api_on_s3_redirects_downloads_to_working_presigned_urls() {
         whole_seconds: false,
         chunks_per_execution: 1000,
     };
-    let runner = chunkdump::local::LocalRunner::new(tasks).unwrap();
+    let runner = chunkdump::runner::LocalRunner::new(tasks).unwrap();
     let state = AppState {
         objects,
         progress: progress.clone(),

@@ -11,10 +11,10 @@ use std::time::Duration;
 use chunkdump::asl::{Outcome, Step};
 use chunkdump::chunk::ChunkOptions;
 use chunkdump::lifecycle::create_dump;
-use chunkdump::local::LocalRunner;
 use chunkdump::local::{DirStore, SqliteProgress};
 use chunkdump::model::{Compression, DumpSpec, Format, JobStatus};
 use chunkdump::ports::{ObjectStore, ProgressStore};
+use chunkdump::runner::LocalRunner;
 use chunkdump::tasks::Tasks;
 use common::lib_dump::{lib_dump, FaultyStore};
 

@@ -7,7 +7,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 
-use super::{auth, callback, handlers, openapi, RateLimit, Tokens};
+use super::{auth, handlers, openapi, RateLimit, Tokens};
+use crate::callback;
 
 use crate::ports::Orchestrator;
 use crate::ports::{ObjectStore, ProgressStore, StartGuard};

@@ -10,11 +10,11 @@ use tower_http::services::ServeFile;
 
 use super::error::ApiError;
 use super::start::{start_dump, StartRequest};
-use super::views::{DumpSummary, StartAccepted, StatusView};
 use super::AppState;
 use crate::lifecycle::cancel_dump;
 use crate::model::{validate_dump_id, Format, JobRecord, JobStatus};
 use crate::ports::Download;
+use crate::views::{DumpSummary, StartAccepted, StatusView};
 
 /// Turns axum's JSON rejections into our errors, naming the offending field.
 fn json_error(rejection: JsonRejection) -> ApiError {

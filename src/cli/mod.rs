@@ -20,10 +20,10 @@ use crate::config::{Config, DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
 use crate::engine::{ChunkProgress, ProgressFn};
 use crate::error::DumpError;
 use crate::lifecycle::create_dump;
-use crate::local::LocalRunner;
 use crate::local::{DirStore, SqliteProgress};
 use crate::model::{Compression, DumpSpec, Format, JobRecord, JobStatus};
 use crate::ports::{ObjectStore, ProgressStore, StartGuard};
+use crate::runner::LocalRunner;
 use crate::tasks::Tasks;
 
 #[derive(Debug, Parser)]
@@ -357,18 +357,20 @@ fn chunk_options(
     reporter: &Reporter,
     stores: &Stores,
 ) -> (ChunkOptions, Duration) {
-    let opts = ChunkOptions {
-        budget: t.budget_ms.map_or(cfg.max_execution, Duration::from_millis),
-        deadline: None,
-        chunk_size: t.chunk_size,
-        progress: Some(reporter.hook()),
-        snapshot_dir: Some(
-            cfg.snapshot_dir
-                .clone()
-                .unwrap_or_else(|| stores.snapshot_dir.clone()),
-        ),
-        upload_concurrency: t.upload_concurrency.unwrap_or(cfg.upload_concurrency) as usize,
-    };
+    let mut opts = ChunkOptions::from_config(cfg);
+    if let Some(ms) = t.budget_ms {
+        opts.budget = Duration::from_millis(ms);
+    }
+    opts.chunk_size = t.chunk_size;
+    opts.progress = Some(reporter.hook());
+    opts.snapshot_dir = Some(
+        cfg.snapshot_dir
+            .clone()
+            .unwrap_or_else(|| stores.snapshot_dir.clone()),
+    );
+    if let Some(n) = t.upload_concurrency {
+        opts.upload_concurrency = n as usize;
+    }
     (
         opts,
         t.breathe_ms.map_or(cfg.breathing, Duration::from_millis),
@@ -428,7 +430,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let job = stores.progress.require(&args.id).await?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&crate::api::views::StatusView::new(
+                serde_json::to_string_pretty(&crate::views::StatusView::new(
                     &job,
                     chrono::Utc::now()
                 ))?
@@ -619,13 +621,9 @@ async fn finish(
         let reporter = Reporter::new(&job.id);
         let (opts, breathe) = chunk_options(tuning, cfg, &reporter, stores);
         let tasks = Tasks {
-            objects: stores.objects.clone(),
-            progress: stores.progress.clone(),
-            notifier: None,
             chunk: opts,
             breathe,
-            whole_seconds: false,
-            chunks_per_execution: cfg.chunks_per_execution,
+            ..Tasks::from_config(stores.objects.clone(), stores.progress.clone(), None, cfg)
         };
         // The same state machine definition as in AWS, interpreted in-process.
         let result = LocalRunner::new(tasks)?.run_to_end(&job.id).await;

@@ -140,6 +140,11 @@ impl<'a> Env<'a> {
     }
 }
 
+/// Chunks per execution before continuing as a new one. Each chunk adds about 9 history
+/// events (Task 5, Choice 2, Wait 2) and each retry about 3, so 1,000 chunks stay far
+/// below Step Functions' 25,000-event limit even with many retries.
+pub const DEFAULT_CHUNKS_PER_EXECUTION: u32 = 1000;
+
 /// Default number of part uploads in flight (`CHUNKDUMP_UPLOAD_CONCURRENCY`): enough to
 /// hide a distant store's round trips, while memory stays under 64 MiB with 8 MiB parts.
 pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 4;
@@ -160,7 +165,7 @@ pub struct Config {
     /// `MAX_EXECUTION_TIME`: time budget of a chunk (ms, default 25000, at most 15 min).
     pub max_execution: Duration,
     /// `CHUNKDUMP_CHUNKS_PER_EXECUTION`: chunks before the state machine continues as a
-    /// new execution (default 1000, 1..=2000; see `tasks::DEFAULT_CHUNKS_PER_EXECUTION`).
+    /// new execution (default 1000, 1..=2000; see [`DEFAULT_CHUNKS_PER_EXECUTION`]).
     pub chunks_per_execution: u32,
     /// `DUMP_SNAPSHOT`: dump a point-in-time copy by default (`true`/`false`, default false).
     pub snapshot: bool,
@@ -178,7 +183,7 @@ impl Default for Config {
             chunk_size: 1000,
             breathing: Duration::from_millis(5000),
             max_execution: Duration::from_millis(25000),
-            chunks_per_execution: 1000,
+            chunks_per_execution: DEFAULT_CHUNKS_PER_EXECUTION,
             snapshot: false,
             snapshot_dir: None,
             upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY as u32,
@@ -211,8 +216,11 @@ impl Config {
                 25000,
                 0..=900_000,
             )?),
-            chunks_per_execution: env.number("CHUNKDUMP_CHUNKS_PER_EXECUTION", 1000, 1..=2000)?
-                as u32,
+            chunks_per_execution: env.number(
+                "CHUNKDUMP_CHUNKS_PER_EXECUTION",
+                u64::from(DEFAULT_CHUNKS_PER_EXECUTION),
+                1..=2000,
+            )? as u32,
             snapshot: env.boolean("DUMP_SNAPSHOT")?,
             snapshot_dir: env
                 .get("CHUNKDUMP_SNAPSHOT_DIR")

@@ -7,8 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OpenFlags, ToSql};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 
 use super::consistency::change_token;
@@ -17,9 +16,10 @@ use super::output::{BufferPool, OutputSink, Tail, UploadEvent};
 use super::pipe::Pipe;
 use super::plan::{build_plan, generate, Plan, Step, TableSource};
 use super::plan_cache::cached_plan;
-use super::slice::{nul_text_warning, read_slice, SliceError};
+use super::slice::{read_schema_version, read_slice, SliceError};
+use super::table::nul_text_warning;
 use crate::error::DumpError;
-use crate::model::{Cursor, DumpSpec, KeyValue};
+use crate::model::{Cursor, DumpSpec};
 
 /// Progress of a chunk, reported after every slice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +37,6 @@ pub type ProgressFn = Arc<dyn Fn(ChunkProgress) + Send + Sync>;
 
 /// How long a slice waits for a writer's lock before the chunk gives up (retryably).
 pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Longest a slice holds its read transaction (besides the `chunkSize` row bound), so a
-/// writer waits at most a few milliseconds even when rows are large.
-pub const SLICE_MAX_TIME: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Everything one chunk of export needs; owned, so it can move to a blocking thread.
 pub struct ExportInput {
@@ -96,32 +92,6 @@ pub struct ExportOutcome {
     /// The database changed since the dump started (seen by this chunk).
     pub changed: bool,
     pub digests: DigestState,
-}
-
-impl ToSql for KeyValue {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(key_ref(self)))
-    }
-}
-
-pub(super) fn key_ref(k: &KeyValue) -> ValueRef<'_> {
-    match k {
-        KeyValue::Null => ValueRef::Null,
-        KeyValue::Integer(i) => ValueRef::Integer(*i),
-        KeyValue::RealBits(b) => ValueRef::Real(f64::from_bits(*b)),
-        KeyValue::Text(t) => ValueRef::Text(t),
-        KeyValue::Blob(b) => ValueRef::Blob(b),
-    }
-}
-
-pub(super) fn key_value(v: ValueRef<'_>) -> KeyValue {
-    match v {
-        ValueRef::Null => KeyValue::Null,
-        ValueRef::Integer(i) => KeyValue::Integer(i),
-        ValueRef::Real(f) => KeyValue::RealBits(f.to_bits()),
-        ValueRef::Text(t) => KeyValue::Text(t.to_vec()),
-        ValueRef::Blob(b) => KeyValue::Blob(b.to_vec()),
-    }
 }
 
 /// Opens the database read-only (it is never written) and checks it is SQLite.
@@ -340,12 +310,6 @@ fn note_nul_text_warnings(warnings: &mut Vec<String>, table: &TableSource, colum
             warnings.push(w);
         }
     }
-}
-
-pub(super) fn read_schema_version(conn: &Connection) -> rusqlite::Result<i64> {
-    // Cached: every slice asks.
-    conn.prepare_cached("PRAGMA schema_version")?
-        .query_row([], |r| r.get(0))
 }
 
 /// Counts the rows the plan will dump, in short slices for single-key tables so the

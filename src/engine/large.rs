@@ -1,4 +1,4 @@
-//! Values larger than [`LARGE_VALUE`], written to the output in pieces.
+//! Values larger than [`LARGE_VALUE`](super::render::LARGE_VALUE), written to the output in pieces.
 //!
 //! Rendering a 200 MB BLOB into one row buffer costs the hex text (2x the value) plus the
 //! buffer's growth (up to 2x again); written piece by piece it costs one piece. What stays
@@ -10,20 +10,12 @@ use base64::Engine;
 use rusqlite::types::ValueRef;
 
 use super::render::{
-    push_csv_value, push_hex, push_json_escaped, push_json_value, push_sql_value_in,
+    push_csv_value, push_hex, push_json_escaped, push_json_value, push_sql_value_in, RowEncoding,
+    TextEncoding,
 };
-use super::table::{RowEncoding, TextEncoding};
-
-/// Values at least this large (bytes) are streamed.
-pub const LARGE_VALUE: usize = 1 << 20;
 
 /// Source bytes per piece (a multiple of 3, so base64 pieces concatenate).
 const PIECE: usize = 3 * 64 * 1024;
-
-/// Whether `v` is large enough to stream.
-pub fn is_large(v: &ValueRef<'_>) -> bool {
-    matches!(v, ValueRef::Text(t) | ValueRef::Blob(t) if t.len() >= LARGE_VALUE)
-}
 
 /// Writes `v` as `encoding` renders it, through `write` in pieces, using `scratch`.
 pub fn write_value(
@@ -113,6 +105,7 @@ fn base64_piece(out: &mut Vec<u8>, piece: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::render::{is_large, LARGE_VALUE};
 
     fn whole(encoding: &RowEncoding, v: ValueRef<'_>) -> Vec<u8> {
         let mut out = Vec::new();

@@ -23,10 +23,10 @@ use rusqlite::types::ValueRef;
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::digest::{decode_value, encode_row, HASHED_VALUE};
-use super::large::{is_large, LARGE_VALUE};
 use super::output::OutputSink;
 use super::render::render_row;
-use super::slice::note_nul_text;
+use super::render::{is_large, LARGE_VALUE};
+use super::table::note_nul_text;
 use super::table::TableSource;
 
 // A batch carries every value whole: none may be one the encoding replaces by its hash.
@@ -448,7 +448,8 @@ mod tests {
     use super::*;
     use crate::engine::digest::row_hash;
     use crate::engine::output::{BufferPool, UploadEvent};
-    use crate::engine::table::{Paging, RowEncoding, TextEncoding};
+    use crate::engine::render::{RowEncoding, TextEncoding};
+    use crate::engine::table::Paging;
     use crate::model::Compression;
 
     fn table(name: &str, encoding: RowEncoding, width: usize) -> TableSource {

@@ -11,8 +11,9 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use super::render::{quote_ident, quote_literal};
+pub use super::render::{RowEncoding, TextEncoding};
 use super::table::{table_source, vtab_module, vtab_rows, TableKind, VtabRows};
-pub use super::table::{Paging, RowEncoding, TableSource, TextEncoding};
+pub use super::table::{Paging, TableSource};
 use crate::error::DumpError;
 use crate::model::{csv_table_key, output_name, DumpSpec, Format};
 

@@ -17,9 +17,51 @@ use std::io;
 use base64::Engine;
 use rusqlite::types::ValueRef;
 
-use super::large::is_large;
 pub use super::real::push_sql_real;
-use super::table::{RowEncoding, TextEncoding};
+
+/// Values at least this large (bytes) are streamed.
+pub const LARGE_VALUE: usize = 1 << 20;
+
+/// Whether `v` is large enough to stream (see [`super::large`]).
+pub fn is_large(v: &ValueRef<'_>) -> bool {
+    matches!(v, ValueRef::Text(t) | ValueRef::Blob(t) if t.len() >= LARGE_VALUE)
+}
+
+/// The database's text encoding, which decides how TEXT that needs a hex literal is
+/// written (SQLite reinterprets `CAST(X'…' AS TEXT)` in the database's encoding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextEncoding {
+    #[default]
+    Utf8,
+    Utf16Le,
+    Utf16Be,
+}
+
+impl TextEncoding {
+    /// From `PRAGMA encoding`.
+    pub fn from_pragma(s: &str) -> Self {
+        match s.to_ascii_uppercase().as_str() {
+            "UTF-16LE" => TextEncoding::Utf16Le,
+            "UTF-16BE" => TextEncoding::Utf16Be,
+            _ => TextEncoding::Utf8,
+        }
+    }
+}
+
+/// How rows of a table are encoded.
+#[derive(Debug)]
+pub enum RowEncoding {
+    /// `prefix` + values + `);\n`.
+    Sql {
+        prefix: Vec<u8>,
+        text: TextEncoding,
+    },
+    Csv,
+    /// One object per row; `keys` are the pre-rendered `"name":` members.
+    Json {
+        keys: Vec<Vec<u8>>,
+    },
+}
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 

@@ -3,16 +3,52 @@
 
 use std::time::Instant;
 
-use rusqlite::types::ValueRef;
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
 
 use super::digest::row_hash_with;
-use super::export::{key_ref, key_value, read_schema_version, SLICE_MAX_TIME};
-use super::large::{write_value, LARGE_VALUE};
+use super::large::write_value;
 use super::pipe::{Pipe, PipeRowError};
-use super::plan::{Paging, RowEncoding, TableSource};
-use super::render::render_row;
+use super::plan::{Paging, TableSource};
+use super::render::{render_row, LARGE_VALUE};
+use super::table::note_nul_text;
 use crate::model::KeyValue;
+
+/// Longest a slice holds its read transaction (besides the `chunkSize` row bound), so a
+/// writer waits at most a few milliseconds even when rows are large.
+pub const SLICE_MAX_TIME: std::time::Duration = std::time::Duration::from_millis(5);
+
+impl ToSql for KeyValue {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(key_ref(self)))
+    }
+}
+
+pub(super) fn key_ref(k: &KeyValue) -> ValueRef<'_> {
+    match k {
+        KeyValue::Null => ValueRef::Null,
+        KeyValue::Integer(i) => ValueRef::Integer(*i),
+        KeyValue::RealBits(b) => ValueRef::Real(f64::from_bits(*b)),
+        KeyValue::Text(t) => ValueRef::Text(t),
+        KeyValue::Blob(b) => ValueRef::Blob(b),
+    }
+}
+
+pub(super) fn key_value(v: ValueRef<'_>) -> KeyValue {
+    match v {
+        ValueRef::Null => KeyValue::Null,
+        ValueRef::Integer(i) => KeyValue::Integer(i),
+        ValueRef::Real(f) => KeyValue::RealBits(f.to_bits()),
+        ValueRef::Text(t) => KeyValue::Text(t.to_vec()),
+        ValueRef::Blob(b) => KeyValue::Blob(b.to_vec()),
+    }
+}
+
+pub(super) fn read_schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    // Cached: every slice asks.
+    conn.prepare_cached("PRAGMA schema_version")?
+        .query_row([], |r| r.get(0))
+}
 
 /// Renders and writes a row holding a large value on the reading thread: the row so far,
 /// then the value in pieces (see [`super::large`]), so no copy of it is made whole.
@@ -74,39 +110,6 @@ pub(super) struct Slice {
     /// (see `nul_text_warning`). The pipe keeps both for the rows it rendered.
     pub sum: u128,
     pub nul_text_columns: Vec<usize>,
-}
-
-/// SQLite 3.54 (unlike 3.39–3.50, tested) reads TEXT as a number up to an embedded NUL, so such
-/// a value in a column of numeric affinity is converted when the dump is restored there.
-/// No SQL text can avoid the conversion: the dump says so, naming the column.
-pub(super) fn nul_text_warning(table: &TableSource, column: usize) -> String {
-    let name = table
-        .value_columns
-        .get(column)
-        .map_or("?", |c| c.0.as_str());
-    format!(
-        "table {:?}, column {name:?}: TEXT values containing NUL in a column of numeric affinity; SQLite 3.54 and later convert \
-         such a value to a number when they restore the dump (3.39 to 3.50 keep it as TEXT), so restore with one of those to keep it",
-        table.name
-    )
-}
-
-/// Notes, in `found`, the value columns of `table` where this row holds TEXT with a NUL
-/// in a column of numeric affinity (only SQL restores convert those).
-pub(super) fn note_nul_text(table: &TableSource, values: &[ValueRef<'_>], found: &mut Vec<usize>) {
-    if !matches!(table.encoding, RowEncoding::Sql { .. }) {
-        return;
-    }
-    for (i, v) in values.iter().enumerate() {
-        if let ValueRef::Text(t) = v {
-            if table.value_columns.get(i).is_some_and(|c| c.1)
-                && t.contains(&0)
-                && !found.contains(&i)
-            {
-                found.push(i);
-            }
-        }
-    }
 }
 
 /// Reads up to `limit` rows after `after` in one short read transaction, ending early

@@ -3,9 +3,10 @@
 
 use std::collections::HashSet;
 
+use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
-use super::render::quote_ident;
+use super::render::{quote_ident, RowEncoding, TextEncoding};
 use crate::error::DumpError;
 use crate::model::{DumpSpec, Format};
 
@@ -76,27 +77,6 @@ pub(super) fn vtab_rows(
     }
 }
 
-/// The database's text encoding, which decides how TEXT that needs a hex literal is
-/// written (SQLite reinterprets `CAST(X'…' AS TEXT)` in the database's encoding).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TextEncoding {
-    #[default]
-    Utf8,
-    Utf16Le,
-    Utf16Be,
-}
-
-impl TextEncoding {
-    /// From `PRAGMA encoding`.
-    pub fn from_pragma(s: &str) -> Self {
-        match s.to_ascii_uppercase().as_str() {
-            "UTF-16LE" => TextEncoding::Utf16Le,
-            "UTF-16BE" => TextEncoding::Utf16Be,
-            _ => TextEncoding::Utf8,
-        }
-    }
-}
-
 /// How a table is paged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Paging {
@@ -109,21 +89,6 @@ pub enum Paging {
 
 /// SQLite's default `SQLITE_MAX_COLUMN`: a result set may not have more columns.
 const MAX_RESULT_COLUMNS: usize = 2000;
-
-/// How rows of a table are encoded.
-#[derive(Debug)]
-pub enum RowEncoding {
-    /// `prefix` + values + `);\n`.
-    Sql {
-        prefix: Vec<u8>,
-        text: TextEncoding,
-    },
-    Csv,
-    /// One object per row; `keys` are the pre-rendered `"name":` members.
-    Json {
-        keys: Vec<Vec<u8>>,
-    },
-}
 
 /// How to read one table in key order.
 #[derive(Debug)]
@@ -419,6 +384,39 @@ pub(super) fn vtab_option(sql: &str, key: &str) -> Option<String> {
         };
         Some(unquoted)
     })
+}
+
+/// SQLite 3.54 (unlike 3.39–3.50, tested) reads TEXT as a number up to an embedded NUL, so such
+/// a value in a column of numeric affinity is converted when the dump is restored there.
+/// No SQL text can avoid the conversion: the dump says so, naming the column.
+pub(super) fn nul_text_warning(table: &TableSource, column: usize) -> String {
+    let name = table
+        .value_columns
+        .get(column)
+        .map_or("?", |c| c.0.as_str());
+    format!(
+        "table {:?}, column {name:?}: TEXT values containing NUL in a column of numeric affinity; SQLite 3.54 and later convert \
+         such a value to a number when they restore the dump (3.39 to 3.50 keep it as TEXT), so restore with one of those to keep it",
+        table.name
+    )
+}
+
+/// Notes, in `found`, the value columns of `table` where this row holds TEXT with a NUL
+/// in a column of numeric affinity (only SQL restores convert those).
+pub(super) fn note_nul_text(table: &TableSource, values: &[ValueRef<'_>], found: &mut Vec<usize>) {
+    if !matches!(table.encoding, RowEncoding::Sql { .. }) {
+        return;
+    }
+    for (i, v) in values.iter().enumerate() {
+        if let ValueRef::Text(t) = v {
+            if table.value_columns.get(i).is_some_and(|c| c.1)
+                && t.contains(&0)
+                && !found.contains(&i)
+            {
+                found.push(i);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,15 +1,13 @@
-//! The embedded defaults: a local directory as the object store, a SQLite file as the
-//! progress store, and the in-process runner of the state machine. No server, no cloud
-//! account. (`chunkdump serve`'s clock for schedules is `serve::scheduler`.)
+//! The embedded defaults' stores: a local directory as the object store, a SQLite file
+//! as the progress store, and the run locks that tell a live local run from a lost one.
+//! No server, no cloud account. (The in-process runner is [`crate::runner`].)
 
 mod dir_store;
 pub mod permissions;
 pub mod run_lock;
-mod runner;
 mod sqlite_progress;
 
 pub use dir_store::DirStore;
-pub use runner::LocalRunner;
 pub use sqlite_progress::SqliteProgress;
 
 /// Runs blocking file or SQLite work off the async runtime's worker threads.

@@ -7,12 +7,11 @@ pub mod scheduler;
 
 use std::sync::Arc;
 
-use crate::api::callback::Notifier;
 use crate::api::{router, ApiSettings, AppState, Tokens};
-use crate::chunk::ChunkOptions;
+use crate::callback::Notifier;
 use crate::config::{ApiConfig, CallbackConfig, Config};
-use crate::local::LocalRunner;
 use crate::ports::{ObjectStore, ProgressStore, StartGuard};
+use crate::runner::LocalRunner;
 use crate::tasks::Tasks;
 
 /// Everything `serve` needs besides the stores.
@@ -48,22 +47,13 @@ pub async fn serve(
     // Fail at start-up, not at the first request, if the database is unusable.
     let check = opts.database.clone();
     tokio::task::spawn_blocking(move || crate::engine::open_database(&check).map(drop)).await??;
-    let chunk = ChunkOptions {
-        budget: opts.config.max_execution,
-        snapshot_dir: opts.config.snapshot_dir.clone(),
-        upload_concurrency: opts.config.upload_concurrency as usize,
-        ..Default::default()
-    };
     let notifier = Notifier::from_config(opts.callback_secret.as_deref(), &opts.callbacks)?;
-    let tasks = Tasks {
-        objects: objects.clone(),
-        progress: progress.clone(),
-        notifier: notifier.clone(),
-        chunk,
-        breathe: opts.config.breathing,
-        whole_seconds: false,
-        chunks_per_execution: opts.config.chunks_per_execution,
-    };
+    let tasks = Tasks::from_config(
+        objects.clone(),
+        progress.clone(),
+        notifier.clone(),
+        &opts.config,
+    );
     let mut runner = LocalRunner::new(tasks)?;
     if let Some(dir) = opts.lock_dir {
         runner = runner.with_run_locks(dir);

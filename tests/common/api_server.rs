@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chunkdump::api::callback::Notifier;
 use chunkdump::api::{router, ApiSettings, AppState, Tokens};
+use chunkdump::callback::Notifier;
 use chunkdump::chunk::ChunkOptions;
-use chunkdump::local::LocalRunner;
 use chunkdump::local::{DirStore, SqliteProgress};
+use chunkdump::runner::LocalRunner;
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::views::CallbackBody;
 use crate::config::{CallbackConfig, ConfigError};
 use crate::model::{CallbackStatus, JobRecord, JobStatus};
 use crate::ports::ProgressStore;
+use crate::views::CallbackBody;
 
 /// Why a callback URL is refused (a 400 naming `callbackUrl` at start, a failed attempt
 /// at delivery: the host may have moved to an internal address since).
