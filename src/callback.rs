@@ -15,14 +15,14 @@
 //! `X-Chunkdump-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::{CallbackConfig, ConfigError};
-use crate::model::{CallbackStatus, JobRecord, JobStatus};
-use crate::ports::ProgressStore;
+use crate::model::JobRecord;
+use crate::ports::CallbackSender;
 use crate::views::CallbackBody;
 
 /// Why a callback URL is refused (a 400 naming `callbackUrl` at start, a failed attempt
@@ -49,9 +49,6 @@ pub enum DeliveryError {
 
 /// How long one delivery attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Time kept back, before the function's deadline, to record the outcome.
-const RECORD_MARGIN: Duration = Duration::from_secs(5);
 
 /// `https://host[:port]` of a URL: what may be logged or shown of it (never its path or
 /// query, which often hold a token).
@@ -268,78 +265,24 @@ impl Notifier {
             })
         }
     }
-
-    /// Delivers the callback of finished dump `id` (if it has one), retrying with the
-    /// configured pauses, and records the state in the job after every attempt. Before
-    /// `deadline` (the end of the function running it) it stops retrying in time to
-    /// record the outcome: a pause is only taken if another attempt still fits.
-    pub async fn notify(&self, progress: &dyn ProgressStore, id: &str, deadline: Option<Instant>) {
-        let Ok(Some(job)) = progress.get(id).await else {
-            return;
-        };
-        let Some(mut state) = job.callback.clone() else {
-            return;
-        };
-        if state.status == CallbackStatus::Delivered
-            || !matches!(job.status, JobStatus::Completed | JobStatus::Failed)
-        {
-            return;
-        }
-        let body = serde_json::to_vec(&self.payload(&job)).expect("serializable");
-        let mut delays = self.retry_delays.iter();
-        loop {
-            state.attempts += 1;
-            match self.attempt(&state.url, &body).await {
-                Ok(()) => {
-                    state.status = CallbackStatus::Delivered;
-                    state.last_error = None;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(dump_id = %id, attempt = state.attempts, error = %e, "callback failed");
-                    state.last_error = Some(e.to_string());
-                    let fits = |d: Duration| {
-                        deadline.is_none_or(|end| {
-                            Instant::now() + d + ATTEMPT_TIMEOUT + RECORD_MARGIN <= end
-                        })
-                    };
-                    match delays.next() {
-                        Some(d) if fits(*d) => {
-                            record(progress, id, &state).await;
-                            tokio::time::sleep(*d).await
-                        }
-                        Some(_) => {
-                            state.status = CallbackStatus::Failed;
-                            state.last_error = Some(format!(
-                                "{e} (no time left in this run for another attempt)"
-                            ));
-                            break;
-                        }
-                        None => {
-                            state.status = CallbackStatus::Failed;
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        tracing::info!(dump_id = %id, status = ?state.status, attempts = state.attempts, "callback finished");
-        record(progress, id, &state).await;
-    }
 }
 
-/// Records a callback's state in its job (a finished job changes no more, but the update
-/// retries on a conflict anyway).
-async fn record(progress: &dyn ProgressStore, id: &str, state: &crate::model::CallbackState) {
-    let recorded = progress
-        .update(id, &mut |job| {
-            let mut next = job.clone();
-            next.callback = Some(state.clone());
-            Ok(Some(next))
-        })
-        .await;
-    if let Err(e) = recorded {
-        tracing::warn!(dump_id = %id, error = %e, "could not record the callback's state");
+#[async_trait::async_trait]
+impl CallbackSender for Notifier {
+    fn body(&self, job: &JobRecord) -> Vec<u8> {
+        serde_json::to_vec(&self.payload(job)).expect("serializable")
+    }
+
+    async fn send(&self, url: &str, body: &[u8]) -> Result<(), String> {
+        self.attempt(url, body).await.map_err(|e| e.to_string())
+    }
+
+    fn retry_delays(&self) -> &[Duration] {
+        &self.retry_delays
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        ATTEMPT_TIMEOUT
     }
 }
 

@@ -9,18 +9,16 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::engine::digest::DigestState;
 use crate::engine::{run_export, ChunkEnd, ChunkProgress, ExportInput, ProgressFn, Tail};
-use crate::error::{DumpError, StoreError};
+use crate::error::DumpError;
 use crate::lifecycle::{
-    abort_abandoned_uploads, after_chunk, fail_job, refuse_failed, remove_snapshot, tidy_completed,
+    fail_job, read_staged, record_chunk, record_snapshot, refuse_failed, tidy_completed,
 };
-use crate::model::{JobRecord, JobStatus, PartReceipt};
-use crate::ports::{staging_key, ObjectStore, ProgressStore};
+use crate::model::{JobRecord, JobStatus};
+use crate::ports::{ObjectStore, ProgressStore};
 use crate::uploader::{OpenUpload, UploadSummary, Uploader};
 
 /// Limits and hooks for one chunk.
@@ -92,38 +90,6 @@ impl ChunkReport {
     }
 }
 
-/// The staging object every unfinished chunk commits with (keyed by the version it
-/// commits): receipts of the open object's uploaded parts and the table digests so far
-/// (as a JSON line), then the tail bytes. It keeps the job record small whatever the
-/// number of tables.
-#[derive(Serialize, Deserialize)]
-struct StagingHeader {
-    receipts: Vec<PartReceipt>,
-    #[serde(default)]
-    digests: DigestState,
-}
-
-fn encode_staging(receipts: &[PartReceipt], digests: &DigestState, tail: &[u8]) -> Vec<u8> {
-    let mut out = serde_json::to_vec(&StagingHeader {
-        receipts: receipts.to_vec(),
-        digests: digests.clone(),
-    })
-    .expect("serializable");
-    out.push(b'\n');
-    out.extend_from_slice(tail);
-    out
-}
-
-fn decode_staging(raw: &[u8]) -> Result<(StagingHeader, Vec<u8>), DumpError> {
-    let nl = raw
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or_else(|| DumpError::Internal("corrupt staging object".into()))?;
-    let header: StagingHeader = serde_json::from_slice(&raw[..nl])
-        .map_err(|e| DumpError::Internal(format!("corrupt staging object: {e}")))?;
-    Ok((header, raw[nl + 1..].to_vec()))
-}
-
 /// Runs one chunk of dump `id`. With `expected_version`, a job already past that
 /// version is reported as it is (the chunk was done by an earlier attempt).
 pub async fn run_chunk(
@@ -146,26 +112,7 @@ pub async fn run_chunk(
     } else {
         job
     };
-    let (staged, bytes) = if job.chunks == 0 {
-        (
-            StagingHeader {
-                receipts: Vec::new(),
-                digests: DigestState::default(),
-            },
-            Vec::new(),
-        )
-    } else {
-        let raw = objects
-            .get(&staging_key(&job.id, job.version))
-            .await?
-            .ok_or_else(|| {
-                DumpError::Internal(format!(
-                    "staging object for version {} is missing",
-                    job.version
-                ))
-            })?;
-        decode_staging(&raw)?
-    };
+    let (staged, bytes) = read_staged(objects, &job).await?;
     let (receipts, tail) = match &job.open_object {
         None => (Vec::new(), None),
         Some(open) => (
@@ -287,55 +234,8 @@ async fn commit_chunk(
     uploaded: &UploadSummary,
     started: Instant,
 ) -> Result<(ChunkReport, ChunkEnd), DumpError> {
-    let next = after_chunk(
-        job,
-        &outcome,
-        uploaded,
-        started.elapsed().as_millis() as u64,
-        Utc::now(),
-    );
-    if next.status == JobStatus::Completed {
-        // The manifest lands before the job says completed, so its URL always works.
-        crate::manifest::write_manifest(objects, &next, &outcome.digests).await?;
-    } else {
-        let (receipts, tail): (&[PartReceipt], &[u8]) = match &outcome.tail {
-            Some(tail) => (
-                uploaded
-                    .open
-                    .as_ref()
-                    .filter(|o| o.object == tail.object)
-                    .map_or(&[][..], |o| &o.receipts[..]),
-                &tail.bytes,
-            ),
-            None => (&[], &[]),
-        };
-        objects
-            .put(
-                &staging_key(&job.id, next.version),
-                encode_staging(receipts, &outcome.digests, tail),
-            )
-            .await?;
-    }
-    progress
-        .commit(&next, job.version)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => DumpError::Conflict(job.id.clone()),
-            other => other.into(),
-        })?;
-    if next.status == JobStatus::Completed {
-        remove_snapshot(&next);
-        abort_abandoned_uploads(objects, &next.id).await;
-        // A killed earlier attempt of this last chunk may have staged for this version.
-        let _ = objects.delete(&staging_key(&job.id, next.version)).await;
-    }
-    if job.chunks > 0 {
-        if let Err(e) = objects.delete(&staging_key(&job.id, job.version)).await {
-            tracing::warn!(dump_id = %job.id, error = %e, "could not delete old staging object");
-        }
-        // A run killed between its commit and this delete left the version before.
-        let _ = objects.delete(&staging_key(&job.id, job.version - 1)).await;
-    }
+    let busy_ms = started.elapsed().as_millis() as u64;
+    let next = record_chunk(objects, progress, job, &outcome, uploaded, busy_ms).await?;
     tracing::info!(dump_id = %job.id, version = next.version, rows = outcome.rows, total = next.processed_rows,
         bytes = next.bytes_written, ms = started.elapsed().as_millis() as u64, end = ?outcome.end, "chunk committed");
     Ok((ChunkReport::of(&next, outcome.rows), outcome.end))
@@ -371,18 +271,9 @@ pub async fn ensure_snapshot(
             .await
             .map_err(|e| DumpError::Internal(format!("snapshot thread: {e}")))??;
         tracing::info!(dump_id = %job.id, bytes = report.bytes, ms = report.millis, journal_mode = %report.journal_mode, "snapshot taken");
-        let mut next = job.clone();
-        next.version += 1;
-        next.updated_at = Utc::now();
-        next.snapshot_path = Some(dest.display().to_string());
-        progress.commit(&next, job.version).await.map_err(|e| {
+        record_snapshot(progress, &job, &dest).await.inspect_err(|_| {
             let _ = std::fs::remove_file(&dest);
-            match e {
-                StoreError::Conflict { .. } => DumpError::Conflict(job.id.clone()),
-                other => other.into(),
-            }
-        })?;
-        Ok::<_, DumpError>(next)
+        })
     }
     .await;
     if let Err(e) = &result {

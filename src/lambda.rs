@@ -95,6 +95,7 @@ pub fn api_state(common: &Common) -> Result<AppState, StartupError> {
         objects: common.objects.clone(),
         progress: common.progress.clone(),
         guard: common.progress.clone(),
+        rates: common.progress.clone(),
         orchestrator: Arc::new(orchestrator),
         tokens,
         settings,

@@ -7,14 +7,15 @@
 //! 0. [`model`] (the job record and what it holds), [`config`], [`alloc`],
 //!    [`execution`] (execution names).
 //! 1. [`error`] (the error type of each boundary), [`views`] (status and callback bodies).
-//! 2. [`ports`] (`ObjectStore`, `ProgressStore`, `StartGuard`, `Orchestrator`),
+//! 2. [`ports`] (`ObjectReader`, `ObjectStore`, `ProgressStore`, `StartGuard`,
+//!    `RateCounter`, `CallbackSender`, `Orchestrator`),
 //!    [`engine`] (the pure export engine: rusqlite, no storage types), [`asl`] (the
 //!    state machine interpreter).
 //! 3. Adapters and building blocks: [`local`] (directory, SQLite file, run locks),
 //!    [`cloud`] (S3/R2, DynamoDB, Step Functions, the secret), [`uploader`],
 //!    [`manifest`], [`callback`] (signed HTTPS callbacks).
-//! 4. to 6. The application: [`lifecycle`] (every status change of a job),
-//!    [`readback`], [`retention`]; [`chunk`] (one time-boxed chunk), [`verify`];
+//! 4. to 6. The application: [`lifecycle`] (every write to a job record),
+//!    [`readback`]; [`chunk`] (one time-boxed chunk), [`verify`], [`retention`];
 //!    [`tasks`] (the state machine's tasks).
 //! 7. to 9. Drivers: [`runner`] (the in-process runner of `statemachine.json`), [`api`]
 //!    (the HTTP API); [`serve`], [`lambda`]; [`cli`].

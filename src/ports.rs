@@ -1,5 +1,8 @@
-//! Ports: the small interfaces between the dump's logic and what it runs on (object
-//! storage, job records, the API's start guard, the orchestrator that runs chunks).
+//! Ports: the small interfaces between the dump's logic and what it runs on, each for
+//! one use: reading objects ([`ObjectReader`]) and writing them ([`ObjectStore`]), job
+//! records ([`ProgressStore`]), the API's one-dump-per-database slots ([`StartGuard`])
+//! and rate counters ([`RateCounter`]), completion callbacks ([`CallbackSender`]), and
+//! the orchestrator that runs chunks ([`Orchestrator`]).
 //!
 //! Adapters (local directory and SQLite file here; S3/R2 and DynamoDB elsewhere) implement
 //! them and return the project's own types, never SDK types. Object keys are relative,
@@ -11,9 +14,43 @@ use bytes::Bytes;
 use crate::error::{DumpError, StoreError};
 use crate::model::{JobRecord, PartReceipt, PendingUpload, UploadHandle};
 
-/// Where dump files (and the small staging objects between chunks) are stored.
+/// Reading what a store holds: what verify, retention's listing and restore need, and
+/// the downloads the API serves. Every [`ObjectStore`] is one.
 #[async_trait]
-pub trait ObjectStore: Send + Sync {
+pub trait ObjectReader: Send + Sync {
+    /// Reads a small object whole; `None` if it does not exist.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Reads up to `len` bytes of an object from `offset` (fewer at its end; empty past
+    /// it); `None` if it does not exist. How large objects are read back in bounded memory.
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Keys of the stored objects beginning with `prefix`, sorted: how everything a dump
+    /// wrote is found, recorded in its job or not (a chunk still running when it ended).
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// A human-readable location of `key` (a file path, an `s3://` URL).
+    fn locate(&self, key: &str) -> String;
+    /// How an HTTP client gets the finished object `key`: a presigned URL valid for
+    /// `expires_in` (Lambda cannot return large bodies), or a local file to stream.
+    async fn download(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Download, StoreError> {
+        let _ = expires_in;
+        Err(StoreError::Invalid(format!(
+            "this store cannot serve downloads of {key}"
+        )))
+    }
+}
+
+/// Writing to where dump files (and the small staging objects between chunks) are
+/// stored: multipart uploads, small objects, deletes. Everything that writes also reads.
+#[async_trait]
+pub trait ObjectStore: ObjectReader {
     /// Starts a multipart upload of `key` whose parts (but the last) are `part_size` bytes.
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError>;
     /// Uploads part `number` (1-based). Re-uploading a number replaces it. A part larger
@@ -39,42 +76,31 @@ pub trait ObjectStore: Send + Sync {
     /// Multipart uploads started and neither completed nor aborted, for keys beginning
     /// with `prefix`: how uploads of chunks killed before they committed are found.
     async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError>;
-    /// Keys of the stored objects beginning with `prefix`, sorted: how everything a dump
-    /// wrote is found, recorded in its job or not (a chunk still running when it ended).
-    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Waits until writes this process started have landed or failed, even those whose
     /// callers were dropped (a local store finishes them on blocking threads); after it,
-    /// [`ObjectStore::list_keys`] sees everything a stopped run wrote. Remote stores
+    /// [`ObjectReader::list_keys`] sees everything a stopped run wrote. Remote stores
     /// have nothing to wait for.
     async fn settle(&self) {}
     /// Writes a small object whole.
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
-    /// Reads a small object whole; `None` if it does not exist.
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Reads up to `len` bytes of an object from `offset` (fewer at its end; empty past
-    /// it); `None` if it does not exist. How large objects are read back in bounded memory.
-    async fn get_range(
-        &self,
-        key: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError>;
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// A human-readable location of `key` (a file path, an `s3://` URL).
-    fn locate(&self, key: &str) -> String;
-    /// How an HTTP client gets the finished object `key`: a presigned URL valid for
-    /// `expires_in` (Lambda cannot return large bodies), or a local file to stream.
-    async fn download(
-        &self,
-        key: &str,
-        expires_in: std::time::Duration,
-    ) -> Result<Download, StoreError> {
-        let _ = expires_in;
-        Err(StoreError::Invalid(format!(
-            "this store cannot serve downloads of {key}"
-        )))
-    }
+}
+
+/// Sends a finished dump's completion callback, one attempt at a time (the adapter:
+/// `crate::callback::Notifier`, signed HTTPS POSTs). When to retry and what the job
+/// records of it is the application's ([`crate::lifecycle::deliver_callback`]).
+#[async_trait]
+pub trait CallbackSender: Send + Sync {
+    /// The body posted for `job`.
+    fn body(&self, job: &JobRecord) -> Vec<u8>;
+    /// One delivery attempt of `body` to `url`; the error is what the job's
+    /// `callback.lastError` shows (never the URL's path or query).
+    async fn send(&self, url: &str, body: &[u8]) -> Result<(), String>;
+    /// The pauses before the 2nd, 3rd, … attempt.
+    fn retry_delays(&self) -> &[std::time::Duration];
+    /// How long one attempt may take.
+    fn attempt_timeout(&self) -> std::time::Duration;
 }
 
 /// Where a download is served from.
@@ -141,8 +167,8 @@ pub struct Transition {
     pub after: JobRecord,
 }
 
-/// The API's guard on starts: one running dump per database and a rate limit per
-/// caller. Implemented by the same adapters as [`ProgressStore`], in the same table.
+/// The API's guard on starts: one running dump per database. Implemented by the same
+/// adapters as [`ProgressStore`], in the same table.
 #[async_trait]
 pub trait StartGuard: Send + Sync {
     /// Atomically gives `slot` to `holder` if it is free or held by `replacing`; returns
@@ -153,6 +179,12 @@ pub trait StartGuard: Send + Sync {
         holder: &str,
         replacing: Option<&str>,
     ) -> Result<Option<String>, StoreError>;
+}
+
+/// The API's rate limit per caller: counters in fixed windows. Implemented by the same
+/// adapters as [`ProgressStore`], in the same table.
+#[async_trait]
+pub trait RateCounter: Send + Sync {
     /// Adds `delta` events (1 to count one, -1 to give one back) under `key` in the
     /// current fixed window of length `window`; returns the count so far in this window
     /// (never below 0) and the seconds until it ends.

@@ -19,9 +19,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::StoreError;
-use crate::manifest::manifest_key;
 use crate::model::{JobRecord, JobStatus};
-use crate::ports::{staging_key, ObjectStore, ProgressStore};
+use crate::ports::{ObjectStore, ProgressStore};
 
 /// How many completed dumps to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -159,7 +158,8 @@ pub async fn prune(
     };
     for job in doomed {
         if !dry_run {
-            delete_dump(objects, progress, job).await?;
+            crate::lifecycle::delete_completed(objects, progress, job).await?;
+            tracing::info!(dump_id = %job.id, files = job.files.len(), "pruned a completed dump");
         }
         report.deleted.push(PrunedDump {
             dump_id: job.id.clone(),
@@ -170,27 +170,6 @@ pub async fn prune(
         });
     }
     Ok(report)
-}
-
-/// Deletes one completed dump whole: its files, its manifest, any staging leftovers,
-/// then its record (only if unchanged since it was read).
-async fn delete_dump(
-    objects: &dyn ObjectStore,
-    progress: &dyn ProgressStore,
-    job: &JobRecord,
-) -> Result<(), StoreError> {
-    for f in &job.files {
-        objects.delete(&f.key).await?;
-    }
-    objects
-        .delete(&manifest_key(&job.id, job.spec.format))
-        .await?;
-    for version in job.version.saturating_sub(1)..=job.version {
-        objects.delete(&staging_key(&job.id, version)).await?;
-    }
-    progress.delete(&job.id, job.version).await?;
-    tracing::info!(dump_id = %job.id, files = job.files.len(), "pruned a completed dump");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::callback::Notifier;
 use crate::chunk::{run_chunk, ChunkOptions};
 use crate::error::DumpError;
 use crate::execution::execution_name;
-use crate::lifecycle::fail_dump;
+use crate::lifecycle::{deliver_callback, fail_dump};
 use crate::model::{validate_dump_id, JobStatus};
 use crate::ports::{ObjectStore, ProgressStore};
 
@@ -137,8 +137,7 @@ impl Tasks {
             TaskAction::Fail => serde_json::to_value(self.fail(&input, deadline).await?),
             TaskAction::Notify => {
                 if let Some(notifier) = &self.notifier {
-                    notifier
-                        .notify(self.progress.as_ref(), &input.dump_id, deadline)
+                    deliver_callback(notifier, self.progress.as_ref(), &input.dump_id, deadline)
                         .await;
                 }
                 let job = self.progress.require(&input.dump_id).await?;
@@ -211,9 +210,7 @@ impl Tasks {
         )
         .await?;
         if let Some(notifier) = &self.notifier {
-            notifier
-                .notify(self.progress.as_ref(), &input.dump_id, deadline)
-                .await;
+            deliver_callback(notifier, self.progress.as_ref(), &input.dump_id, deadline).await;
         }
         let job = self.progress.require(&input.dump_id).await?;
         Ok(serde_json::json!({"dumpId": job.id, "status": job.status}))

@@ -25,7 +25,7 @@ use crate::engine::{run_export, ExportInput};
 use crate::error::DumpError;
 use crate::manifest::{manifest_key, Manifest};
 use crate::model::{csv_table_key, Compression, Cursor, DumpSpec, Format, JobRecord};
-use crate::ports::ObjectStore;
+use crate::ports::ObjectReader;
 use crate::readback::stream::{stream_file, DirSource, PieceReader, RangeSource, StoreSource};
 
 /// What verify found: empty when the dump matches its manifest.
@@ -38,7 +38,7 @@ pub struct Report {
 
 /// Verifies the completed dump `job` in its store.
 pub async fn verify(
-    objects: &dyn ObjectStore,
+    objects: &dyn ObjectReader,
     job: &JobRecord,
     against: Option<&Path>,
     progress: &dyn Fn(u64),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use chunkdump::callback::Notifier;
+use chunkdump::lifecycle::deliver_callback;
 use common::api_server::{start_server, Server, ADMIN};
 use common::*;
 use hmac::Mac;
@@ -338,7 +339,7 @@ async fn each_attempt_is_recorded_and_errors_show_only_the_origin() {
     n.retry_delays = vec![Duration::from_secs(3600)];
     let notifying = {
         let progress = progress.clone();
-        tokio::spawn(async move { n.notify(progress.as_ref(), "d1", None).await })
+        tokio::spawn(async move { deliver_callback(&n, progress.as_ref(), "d1", None).await })
     };
     let started = Instant::now();
     let state = loop {
@@ -372,7 +373,7 @@ async fn each_attempt_is_recorded_and_errors_show_only_the_origin() {
     let progress = failed_job_with_callback(dir.path(), &url).await;
     let mut n = notifier(&ca);
     n.retry_delays = vec![];
-    n.notify(progress.as_ref(), "d1", None).await;
+    deliver_callback(&n, progress.as_ref(), "d1", None).await;
     let state = progress.get("d1").await.unwrap().unwrap().callback.unwrap();
     assert_eq!(state.status, CallbackStatus::Failed);
     let error = state.last_error.unwrap();
@@ -399,7 +400,7 @@ async fn retries_fit_inside_the_function_that_runs_them() {
     n.retry_delays = vec![Duration::from_secs(30), Duration::from_secs(120)];
     // 20 s left: one 15 s attempt and the 5 s kept to record fit, a 30 s pause does not.
     let deadline = Instant::now() + Duration::from_secs(20);
-    n.notify(progress.as_ref(), "d1", Some(deadline)).await;
+    deliver_callback(&n, progress.as_ref(), "d1", Some(deadline)).await;
     assert!(Instant::now() < deadline);
     let state = progress.get("d1").await.unwrap().unwrap().callback.unwrap();
     assert_eq!((state.status, state.attempts), (CallbackStatus::Failed, 1));

@@ -13,7 +13,7 @@ use chunkdump::chunk::ChunkOptions;
 use chunkdump::cloud::{DynamoProgress, S3Store};
 use chunkdump::lifecycle::create_dump;
 use chunkdump::model::{Compression, DumpSpec, Format, JobStatus};
-use chunkdump::ports::{ObjectStore, ProgressStore};
+use chunkdump::ports::{ObjectReader, ProgressStore};
 use common::cloud::{cli_env, sdk_config, servers, unique};
 use common::lib_dump::{lib_dump, lib_dump_to, run_local, FaultyStore, SpyStore};
 use common::*;
@@ -404,7 +404,8 @@ async fn api_on_s3_redirects_downloads_to_working_presigned_urls() {
     let state = AppState {
         objects,
         progress: progress.clone(),
-        guard: progress,
+        guard: progress.clone(),
+        rates: progress,
         orchestrator: std::sync::Arc::new(runner),
         tokens: Tokens::new("admin-token", None).unwrap(),
         settings: common::api_server::settings(&src, PART),

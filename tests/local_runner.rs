@@ -13,7 +13,7 @@ use chunkdump::chunk::ChunkOptions;
 use chunkdump::lifecycle::create_dump;
 use chunkdump::local::{DirStore, SqliteProgress};
 use chunkdump::model::{Compression, DumpSpec, Format, JobStatus};
-use chunkdump::ports::{ObjectStore, ProgressStore};
+use chunkdump::ports::{ObjectReader, ObjectStore, ProgressStore};
 use chunkdump::runner::LocalRunner;
 use chunkdump::tasks::Tasks;
 use common::lib_dump::{lib_dump, FaultyStore};

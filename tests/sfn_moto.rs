@@ -26,7 +26,7 @@ use chunkdump::lifecycle::create_dump;
 use chunkdump::model::{Compression, DumpSpec, Format, JobStatus};
 use chunkdump::ports::Orchestrator;
 use chunkdump::ports::RunState;
-use chunkdump::ports::{ObjectStore, ProgressStore};
+use chunkdump::ports::{ObjectReader, ObjectStore, ProgressStore};
 use chunkdump::tasks::{error_document, TaskInput, Tasks};
 use common::cloud::{sdk_config, servers, unique};
 use common::lib_dump::lib_dump;
@@ -441,6 +441,7 @@ async fn a_run_that_cannot_start_fails_its_dump_and_frees_the_database() {
         objects: Arc::new(s3),
         progress: progress.clone(),
         guard: progress.clone(),
+        rates: progress.clone(),
         orchestrator: Arc::new(orchestrator),
         tokens: Tokens::new("admin-token", None).unwrap(),
         settings: common::api_server::settings(&src, PART),

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use chunkdump::local::{DirStore, SqliteProgress};
 use chunkdump::model::PartReceipt;
 use chunkdump::model::{Compression, DumpSpec, Format, JobRecord, JobStatus};
-use chunkdump::ports::{ObjectStore, ProgressStore, StartGuard};
+use chunkdump::ports::{ObjectReader, ObjectStore, ProgressStore, RateCounter, StartGuard};
 use chunkdump::StoreError;
 
 /// Known deviations of a backend from S3's behaviour.
@@ -340,8 +340,8 @@ async fn progress_store_suite(store: &dyn ProgressStore, expiring: &dyn Progress
     expiring.create(&job("short_lived")).await.unwrap();
 }
 
-/// The API's start guard: one holder per slot, fixed-window counters.
-async fn start_guard_suite(store: &dyn StartGuard) {
+/// The API's start guard (one holder per slot) and rate counters (fixed windows).
+async fn start_guard_suite<S: StartGuard + RateCounter>(store: &S) {
     // Slots: one holder at a time; the holder may re-claim; a named holder can be replaced.
     assert_eq!(store.claim("db:a", "dump_1", None).await.unwrap(), None);
     assert_eq!(store.claim("db:a", "dump_1", None).await.unwrap(), None);

@@ -11,7 +11,7 @@ use super::{auth, handlers, openapi, RateLimit, Tokens};
 use crate::callback;
 
 use crate::ports::Orchestrator;
-use crate::ports::{ObjectStore, ProgressStore, StartGuard};
+use crate::ports::{ObjectStore, ProgressStore, RateCounter, StartGuard};
 
 /// Server-side settings of the API.
 #[derive(Debug, Clone)]
@@ -61,6 +61,7 @@ pub struct AppState {
     pub objects: Arc<dyn ObjectStore>,
     pub progress: Arc<dyn ProgressStore>,
     pub guard: Arc<dyn StartGuard>,
+    pub rates: Arc<dyn RateCounter>,
     pub orchestrator: Arc<dyn Orchestrator>,
     pub tokens: Tokens,
     pub settings: ApiSettings,

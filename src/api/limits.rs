@@ -49,7 +49,7 @@ impl CountedStart {
     /// Gives the count back: the start was refused, so it does not use up the limit.
     pub async fn give_back(self, state: &AppState) {
         let window = state.settings.rate_limit.window;
-        if let Err(e) = state.guard.count_in_window(&self.key, window, -1).await {
+        if let Err(e) = state.rates.count_in_window(&self.key, window, -1).await {
             tracing::warn!(error = %e, "could not give back a refused start's count");
         }
     }
@@ -60,7 +60,7 @@ pub async fn count_start(state: &AppState, caller: &Caller) -> Result<CountedSta
     let limit = state.settings.rate_limit;
     let key = format!("starts:{}", caller.0);
     let (count, retry_after) = state
-        .guard
+        .rates
         .count_in_window(&key, limit.window, 1)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{open_stores, Access, Location};
+use super::stores::{open_stores, Access};
+use super::Location;
 use crate::error::DumpError;
 use crate::retention::{prune, PruneScope, RetentionPolicy};
 

@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::Client;
 use super::{parse_url, sdk_error, sdk_failure};
 use crate::error::StoreError;
 use crate::model::JobRecord;
-use crate::ports::{ProgressStore, StartGuard};
+use crate::ports::{ProgressStore, RateCounter, StartGuard};
 
 const INDEX: &str = "by_created";
 const KIND: &str = "dump";
@@ -376,7 +376,10 @@ impl StartGuard for DynamoProgress {
             Err(e) => Err(e),
         }
     }
+}
 
+#[async_trait]
+impl RateCounter for DynamoProgress {
     async fn count_in_window(
         &self,
         key: &str,

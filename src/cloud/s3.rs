@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::{parse_url, sdk_error, sdk_failure};
 use crate::error::StoreError;
 use crate::model::{PartReceipt, PendingUpload, UploadHandle};
-use crate::ports::{check_key, check_parts, Download, ObjectStore};
+use crate::ports::{check_key, check_parts, Download, ObjectReader, ObjectStore};
 
 /// A bucket (and key prefix) on an S3-compatible service.
 #[derive(Clone, Debug)]
@@ -139,6 +139,114 @@ impl S3Store {
 }
 
 #[async_trait]
+impl ObjectReader for S3Store {
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let (full, strip) = self.scoped(prefix);
+        let (mut keys, mut token) = (Vec::new(), None::<String>);
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    sdk_error(
+                        &format!("list objects under s3://{}/{full}", self.bucket),
+                        e,
+                    )
+                })?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .filter(|k| k.len() >= strip)
+                    .map(|k| k[strip..].to_string()),
+            );
+            match out.next_continuation_token() {
+                Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let full = self.full_key(key)?;
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                return match sdk_error(&format!("get s3://{}/{full}", self.bucket), e) {
+                    StoreError::NotFound(_) => Ok(None),
+                    other => Err(other),
+                }
+            }
+        };
+        let body = out.body.collect().await.map_err(|e| {
+            StoreError::Transient(format!("reading s3://{}/{full}: {e}", self.bucket))
+        })?;
+        Ok(Some(body.into_bytes().to_vec()))
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if len == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let full = self.full_key(key)?;
+        let range = format!("bytes={offset}-{}", offset + len - 1);
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .range(range)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let failure = sdk_failure(&format!("get s3://{}/{full}", self.bucket), e);
+                return match failure.error {
+                    StoreError::NotFound(_) => Ok(None),
+                    // A range past the end of the object (by the service's status and
+                    // code: the message text holds the key, which may contain "416").
+                    _ if failure.status == Some(416) || failure.is("InvalidRange") => {
+                        Ok(Some(Vec::new()))
+                    }
+                    other => Err(other),
+                };
+            }
+        };
+        let body = out.body.collect().await.map_err(|e| {
+            StoreError::Transient(format!("reading s3://{}/{full}: {e}", self.bucket))
+        })?;
+        Ok(Some(body.into_bytes().to_vec()))
+    }
+    async fn download(&self, key: &str, expires_in: Duration) -> Result<Download, StoreError> {
+        Ok(Download::Redirect(self.presign_get(key, expires_in).await?))
+    }
+    fn locate(&self, key: &str) -> String {
+        match self.full_key(key) {
+            Ok(full) => format!("s3://{}/{full}", self.bucket),
+            Err(_) => format!("s3://{}/{key}", self.bucket),
+        }
+    }
+}
+
+#[async_trait]
 impl ObjectStore for S3Store {
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
         let full = self.full_key(key)?;
@@ -158,7 +266,6 @@ impl ObjectStore for S3Store {
             part_size,
         })
     }
-
     async fn upload_part(
         &self,
         key: &str,
@@ -206,7 +313,6 @@ impl ObjectStore for S3Store {
             sha256: String::new(),
         })
     }
-
     async fn complete_upload(
         &self,
         key: &str,
@@ -244,7 +350,6 @@ impl ObjectStore for S3Store {
             })?;
         Ok(total)
     }
-
     async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
         let full = self.full_key(key)?;
         let result = self
@@ -262,41 +367,6 @@ impl ObjectStore for S3Store {
             Err(e) => Err(e),
         }
     }
-
-    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let (full, strip) = self.scoped(prefix);
-        let (mut keys, mut token) = (Vec::new(), None::<String>);
-        loop {
-            let out = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&full)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    sdk_error(
-                        &format!("list objects under s3://{}/{full}", self.bucket),
-                        e,
-                    )
-                })?;
-            keys.extend(
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key())
-                    .filter(|k| k.len() >= strip)
-                    .map(|k| k[strip..].to_string()),
-            );
-            match out.next_continuation_token() {
-                Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_string()),
-                _ => break,
-            }
-        }
-        keys.sort();
-        Ok(keys)
-    }
-
     async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
         let (full, strip) = self.scoped(prefix);
         let (mut found, mut key_marker, mut id_marker) =
@@ -340,7 +410,6 @@ impl ObjectStore for S3Store {
             }
         }
     }
-
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let full = self.full_key(key)?;
         self.client
@@ -353,71 +422,6 @@ impl ObjectStore for S3Store {
             .map_err(|e| sdk_error(&format!("put s3://{}/{full}", self.bucket), e))?;
         Ok(())
     }
-
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let full = self.full_key(key)?;
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) => {
-                return match sdk_error(&format!("get s3://{}/{full}", self.bucket), e) {
-                    StoreError::NotFound(_) => Ok(None),
-                    other => Err(other),
-                }
-            }
-        };
-        let body = out.body.collect().await.map_err(|e| {
-            StoreError::Transient(format!("reading s3://{}/{full}: {e}", self.bucket))
-        })?;
-        Ok(Some(body.into_bytes().to_vec()))
-    }
-
-    async fn get_range(
-        &self,
-        key: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        if len == 0 {
-            return Ok(Some(Vec::new()));
-        }
-        let full = self.full_key(key)?;
-        let range = format!("bytes={offset}-{}", offset + len - 1);
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .range(range)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) => {
-                let failure = sdk_failure(&format!("get s3://{}/{full}", self.bucket), e);
-                return match failure.error {
-                    StoreError::NotFound(_) => Ok(None),
-                    // A range past the end of the object (by the service's status and
-                    // code: the message text holds the key, which may contain "416").
-                    _ if failure.status == Some(416) || failure.is("InvalidRange") => {
-                        Ok(Some(Vec::new()))
-                    }
-                    other => Err(other),
-                };
-            }
-        };
-        let body = out.body.collect().await.map_err(|e| {
-            StoreError::Transient(format!("reading s3://{}/{full}: {e}", self.bucket))
-        })?;
-        Ok(Some(body.into_bytes().to_vec()))
-    }
-
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let full = self.full_key(key)?;
         match self
@@ -433,17 +437,6 @@ impl ObjectStore for S3Store {
                 StoreError::NotFound(_) => Ok(()),
                 other => Err(other),
             },
-        }
-    }
-
-    async fn download(&self, key: &str, expires_in: Duration) -> Result<Download, StoreError> {
-        Ok(Download::Redirect(self.presign_get(key, expires_in).await?))
-    }
-
-    fn locate(&self, key: &str) -> String {
-        match self.full_key(key) {
-            Ok(full) => format!("s3://{}/{full}", self.bucket),
-            Err(_) => format!("s3://{}/{key}", self.bucket),
         }
     }
 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::blocking;
 use crate::error::StoreError;
 use crate::model::{PartReceipt, PendingUpload, UploadHandle};
-use crate::ports::{check_key, check_parts, Download, ObjectStore};
+use crate::ports::{check_key, check_parts, Download, ObjectReader, ObjectStore};
 
 /// A directory used as an object store.
 #[derive(Debug, Clone)]
@@ -102,6 +102,94 @@ fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreEr
 }
 
 #[async_trait]
+impl ObjectReader for DirStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path(key)?;
+        self.blocking(move || match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        })
+        .await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::io::{Read, Seek};
+        let path = self.path(key)?;
+        self.blocking(move || {
+            let mut f = match fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io(&path)(e)),
+            };
+            f.seek(std::io::SeekFrom::Start(offset))
+                .map_err(io(&path))?;
+            let mut buf = Vec::new();
+            f.take(len).read_to_end(&mut buf).map_err(io(&path))?;
+            Ok(Some(buf))
+        })
+        .await
+    }
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        self.blocking(move || {
+            // Only the directory the prefix names is read, then what matches, whole.
+            let (dir, name_start) = match prefix.rfind('/') {
+                Some(at) => (&prefix[..=at], &prefix[at + 1..]),
+                None => ("", prefix.as_str()),
+            };
+            let start = root.join(dir);
+            let entries = match fs::read_dir(&start) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(io(&start)(e)),
+            };
+            let mut pending = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(io(&start))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // The store's own files (uploads, staging, progress) are not objects.
+                if (dir.is_empty() && name == ".chunkdump") || !name.starts_with(name_start) {
+                    continue;
+                }
+                pending.push((format!("{dir}{name}"), entry.path()));
+            }
+            let mut keys = Vec::new();
+            while let Some((key, path)) = pending.pop() {
+                let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
+                if meta.is_dir() {
+                    for entry in fs::read_dir(&path).map_err(io(&path))? {
+                        let entry = entry.map_err(io(&path))?;
+                        let name = entry.file_name().to_string_lossy().into_owned();
+                        pending.push((format!("{key}/{name}"), entry.path()));
+                    }
+                } else if meta.is_file() {
+                    keys.push(key);
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+    }
+    fn locate(&self, key: &str) -> String {
+        self.root.join(key).display().to_string()
+    }
+    async fn download(
+        &self,
+        key: &str,
+        _expires_in: std::time::Duration,
+    ) -> Result<Download, StoreError> {
+        Ok(Download::LocalFile(self.path(key)?))
+    }
+}
+
+#[async_trait]
 impl ObjectStore for DirStore {
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
         self.path(key)?;
@@ -121,7 +209,6 @@ impl ObjectStore for DirStore {
         })
         .await
     }
-
     async fn upload_part(
         &self,
         key: &str,
@@ -170,7 +257,6 @@ impl ObjectStore for DirStore {
         })
         .await
     }
-
     async fn complete_upload(
         &self,
         key: &str,
@@ -219,7 +305,6 @@ impl ObjectStore for DirStore {
         })
         .await
     }
-
     async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
         self.path(key)?;
         let dir = self.upload_dir(upload)?;
@@ -229,7 +314,6 @@ impl ObjectStore for DirStore {
         })
         .await
     }
-
     async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
         let uploads = self.root.join(".chunkdump/uploads");
         let prefix = prefix.to_string();
@@ -259,95 +343,15 @@ impl ObjectStore for DirStore {
         })
         .await
     }
-
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let dest = self.path(key)?;
         let tmp = self.root.join(".chunkdump/tmp");
         self.blocking(move || write_atomic(&tmp, &dest, &bytes))
             .await
     }
-
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let path = self.path(key)?;
-        self.blocking(move || match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&path)(e)),
-        })
-        .await
-    }
-
-    async fn get_range(
-        &self,
-        key: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        use std::io::{Read, Seek};
-        let path = self.path(key)?;
-        self.blocking(move || {
-            let mut f = match fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(io(&path)(e)),
-            };
-            f.seek(std::io::SeekFrom::Start(offset))
-                .map_err(io(&path))?;
-            let mut buf = Vec::new();
-            f.take(len).read_to_end(&mut buf).map_err(io(&path))?;
-            Ok(Some(buf))
-        })
-        .await
-    }
-
-    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let root = self.root.clone();
-        let prefix = prefix.to_string();
-        self.blocking(move || {
-            // Only the directory the prefix names is read, then what matches, whole.
-            let (dir, name_start) = match prefix.rfind('/') {
-                Some(at) => (&prefix[..=at], &prefix[at + 1..]),
-                None => ("", prefix.as_str()),
-            };
-            let start = root.join(dir);
-            let entries = match fs::read_dir(&start) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(io(&start)(e)),
-            };
-            let mut pending = Vec::new();
-            for entry in entries {
-                let entry = entry.map_err(io(&start))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                // The store's own files (uploads, staging, progress) are not objects.
-                if (dir.is_empty() && name == ".chunkdump") || !name.starts_with(name_start) {
-                    continue;
-                }
-                pending.push((format!("{dir}{name}"), entry.path()));
-            }
-            let mut keys = Vec::new();
-            while let Some((key, path)) = pending.pop() {
-                let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
-                if meta.is_dir() {
-                    for entry in fs::read_dir(&path).map_err(io(&path))? {
-                        let entry = entry.map_err(io(&path))?;
-                        let name = entry.file_name().to_string_lossy().into_owned();
-                        pending.push((format!("{key}/{name}"), entry.path()));
-                    }
-                } else if meta.is_file() {
-                    keys.push(key);
-                }
-            }
-            keys.sort();
-            Ok(keys)
-        })
-        .await
-    }
-
     async fn settle(&self) {
         drop(self.in_flight.write().await);
     }
-
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         let root = self.root.clone();
@@ -368,17 +372,5 @@ impl ObjectStore for DirStore {
             Ok(())
         })
         .await
-    }
-
-    fn locate(&self, key: &str) -> String {
-        self.root.join(key).display().to_string()
-    }
-
-    async fn download(
-        &self,
-        key: &str,
-        _expires_in: std::time::Duration,
-    ) -> Result<Download, StoreError> {
-        Ok(Download::LocalFile(self.path(key)?))
     }
 }

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::blocking;
 use crate::error::StoreError;
 use crate::model::JobRecord;
-use crate::ports::{ProgressStore, StartGuard};
+use crate::ports::{ProgressStore, RateCounter, StartGuard};
 
 /// Job records in a SQLite file.
 #[derive(Clone)]
@@ -254,7 +254,10 @@ impl StartGuard for SqliteProgress {
         })
         .await
     }
+}
 
+#[async_trait]
+impl RateCounter for SqliteProgress {
     async fn count_in_window(
         &self,
         key: &str,

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::error::DumpError;
-use crate::ports::ObjectStore;
+use crate::ports::ObjectReader;
 
 /// Where a dump's bytes are read from, in ranges.
 #[async_trait::async_trait]
@@ -22,7 +22,7 @@ pub trait RangeSource: Send + Sync {
 }
 
 /// A dump in an object store.
-pub struct StoreSource<'a>(pub &'a dyn ObjectStore);
+pub struct StoreSource<'a>(pub &'a dyn ObjectReader);
 
 #[async_trait::async_trait]
 impl RangeSource for StoreSource<'_> {

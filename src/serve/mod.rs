@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::api::{router, ApiSettings, AppState, Tokens};
 use crate::callback::Notifier;
 use crate::config::{ApiConfig, CallbackConfig, Config};
-use crate::ports::{ObjectStore, ProgressStore, StartGuard};
+use crate::ports::{ObjectStore, ProgressStore, RateCounter, StartGuard};
 use crate::runner::LocalRunner;
 use crate::tasks::Tasks;
 
@@ -41,6 +41,7 @@ pub async fn serve(
     objects: Arc<dyn ObjectStore>,
     progress: Arc<dyn ProgressStore>,
     guard: Arc<dyn StartGuard>,
+    rates: Arc<dyn RateCounter>,
     tokens: Tokens,
     opts: ServeOptions,
 ) -> anyhow::Result<()> {
@@ -63,6 +64,7 @@ pub async fn serve(
         objects,
         progress,
         guard,
+        rates,
         orchestrator: Arc::new(runner),
         tokens,
         settings,

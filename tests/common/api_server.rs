@@ -81,7 +81,8 @@ pub async fn start_server_at(
     let state = AppState {
         objects,
         progress: progress.clone(),
-        guard: progress,
+        guard: progress.clone(),
+        rates: progress,
         orchestrator: Arc::new(runner),
         tokens: Tokens::new(ADMIN, Some(READER)).unwrap(),
         settings: ApiSettings {

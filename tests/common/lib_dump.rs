@@ -15,7 +15,7 @@ use chunkdump::model::JobRecord;
 use chunkdump::model::{Compression, DumpSpec, Format};
 use chunkdump::model::{PartReceipt, UploadHandle};
 use chunkdump::ports::ProgressStore;
-use chunkdump::ports::{check_parts, ObjectStore};
+use chunkdump::ports::{check_parts, ObjectReader, ObjectStore};
 use chunkdump::runner::LocalRunner;
 use chunkdump::tasks::Tasks;
 use chunkdump::DumpError;
@@ -25,6 +25,27 @@ use chunkdump::StoreError;
 pub struct SpyStore<S> {
     pub inner: S,
     pub completed: Mutex<Vec<(String, Vec<u64>)>>,
+}
+
+#[async_trait]
+impl<S: ObjectStore> ObjectReader for SpyStore<S> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_range(key, offset, len).await
+    }
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list_keys(prefix).await
+    }
+    fn locate(&self, key: &str) -> String {
+        self.inner.locate(key)
+    }
 }
 
 #[async_trait]
@@ -67,28 +88,11 @@ impl<S: ObjectStore> ObjectStore for SpyStore<S> {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.inner.put(key, bytes).await
     }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get_range(key, offset, len).await
-    }
-    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.list_keys(prefix).await
-    }
     async fn settle(&self) {
         self.inner.settle().await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
-    }
-    fn locate(&self, key: &str) -> String {
-        self.inner.locate(key)
     }
 }
 
@@ -146,6 +150,29 @@ impl<S> FaultyStore<S> {
 }
 
 #[async_trait]
+impl<S: ObjectStore> ObjectReader for FaultyStore<S> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.fault("get")?;
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.fault("get")?;
+        self.inner.get_range(key, offset, len).await
+    }
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list_keys(prefix).await
+    }
+    fn locate(&self, key: &str) -> String {
+        self.inner.locate(key)
+    }
+}
+
+#[async_trait]
 impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
         self.fault("create_upload")?;
@@ -191,30 +218,11 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.fault("put")?;
         self.inner.put(key, bytes).await
     }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.fault("get")?;
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.fault("get")?;
-        self.inner.get_range(key, offset, len).await
-    }
-    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.list_keys(prefix).await
-    }
     async fn settle(&self) {
         self.inner.settle().await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
-    }
-    fn locate(&self, key: &str) -> String {
-        self.inner.locate(key)
     }
 }
 

@@ -1,164 +1,12 @@
-//! The job's lifecycle: every change of a dump's status is made here.
-//!
-//! ```text
-//! create_dump ──> pending ──chunk──> processing ──last chunk──> completed
-//!                    │                   │
-//!                    └── fail_job / fail_dump / cancel_dump ──> failed | cancelled
-//! ```
-//!
-//! A chunk's own commit (cursor, counters, files) is built by [`after_chunk`] and
-//! written by `chunk::run_chunk`; a dump that ends early (failed or cancelled) ends
-//! through one function, which commits the end and then removes everything the dump
-//! wrote, so no partial dump is left looking complete.
+//! How a dump ends early (failed, cancelled) and what is removed when it does: every
+//! object it wrote, its uploads, staging objects and snapshot copy.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
-use crate::engine::{validate, ChunkEnd, ExportOutcome};
 use crate::error::{DumpError, StoreError};
-use crate::model::{
-    dump_id_for, validate_dump_id, CallbackState, DumpSpec, JobError, JobRecord, JobStatus,
-    OpenObject,
-};
+
+use crate::model::{manifest_key, JobError, JobRecord, JobStatus};
 use crate::ports::{staging_key, ObjectStore, ProgressStore};
-use crate::uploader::UploadSummary;
-
-/// What a new dump records beside its spec: an id chosen by the caller, the callback to
-/// send when it ends, the schedule that started it. Written with the job in its first
-/// write, so nothing else writes the job before its run starts.
-#[derive(Debug, Clone, Default)]
-pub struct NewDump {
-    /// The dump id; without one it is `dump_YYYYMMDD-HHMMSS`, suffixed `-2`, `-3`, … if taken.
-    pub id: Option<String>,
-    /// The HTTPS URL told of the dump's end (already checked by the caller).
-    pub callback_url: Option<String>,
-    /// The name of the schedule starting it.
-    pub schedule: Option<String>,
-}
-
-/// Validates the request and creates a pending job. Without an explicit id the id is
-/// `dump_YYYYMMDD-HHMMSS`, suffixed `-2`, `-3`, … if taken.
-pub async fn create_dump(
-    progress: &dyn ProgressStore,
-    spec: DumpSpec,
-    id: Option<String>,
-) -> Result<JobRecord, DumpError> {
-    create_dump_as(
-        progress,
-        spec,
-        NewDump {
-            id,
-            ..NewDump::default()
-        },
-    )
-    .await
-}
-
-/// [`create_dump`] with the callback and schedule recorded in the same first write.
-pub async fn create_dump_as(
-    progress: &dyn ProgressStore,
-    spec: DumpSpec,
-    new: NewDump,
-) -> Result<JobRecord, DumpError> {
-    let id = new.id;
-    if spec.chunk_size == 0 || spec.part_size == 0 {
-        return Err(DumpError::InvalidRequest(
-            "chunk size and part size must be positive".into(),
-        ));
-    }
-    let now = Utc::now();
-    let base = id.clone().unwrap_or_else(|| dump_id_for(now));
-    validate_dump_id(&base)?;
-    let (check, check_id) = (spec.clone(), base.clone());
-    tokio::task::spawn_blocking(move || validate(&check, &check_id))
-        .await
-        .map_err(|e| DumpError::Internal(e.to_string()))??;
-    for attempt in 1..=100 {
-        let candidate = if attempt == 1 {
-            base.clone()
-        } else {
-            format!("{base}-{attempt}")
-        };
-        let mut job = JobRecord::new(candidate.clone(), spec.clone(), now);
-        job.callback = new.callback_url.clone().map(CallbackState::pending);
-        job.schedule = new.schedule.clone();
-        match progress.create(&job).await {
-            Ok(()) => {
-                return progress
-                    .get(&candidate)
-                    .await?
-                    .ok_or_else(|| DumpError::Internal("created job vanished".into()))
-            }
-            Err(StoreError::AlreadyExists(_)) if id.is_none() => continue,
-            Err(StoreError::AlreadyExists(_)) => {
-                return Err(DumpError::InvalidRequest(format!(
-                    "dump id {base:?} already exists"
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(DumpError::InvalidRequest(format!(
-        "too many dumps started as {base}"
-    )))
-}
-
-/// The job after a chunk that exported `outcome` and uploaded `uploaded` in `busy_ms`:
-/// one version up, `processing`, or `completed` when the export is done. Pure; the
-/// chunk writes its staging object (or the manifest) and commits this.
-pub(crate) fn after_chunk(
-    job: &JobRecord,
-    outcome: &ExportOutcome,
-    uploaded: &UploadSummary,
-    busy_ms: u64,
-    now: DateTime<Utc>,
-) -> JobRecord {
-    let mut next = job.clone();
-    next.version += 1;
-    next.cursor = outcome.cursor.clone();
-    next.processed_rows += outcome.rows;
-    next.chunks += 1;
-    next.busy_ms += busy_ms;
-    next.updated_at = now;
-    next.started_at.get_or_insert(now);
-    next.schema_fingerprint
-        .get_or_insert_with(|| outcome.fingerprint.clone());
-    next.change_token
-        .get_or_insert_with(|| outcome.change_token.clone());
-    if outcome.changed && !next.consistency.changed_during_dump {
-        tracing::info!(dump_id = %job.id, "the database changed during this live dump");
-        next.consistency.changed_during_dump = true;
-    }
-    for w in &outcome.warnings {
-        if !next.warnings.contains(w) {
-            tracing::info!(dump_id = %job.id, warning = %w, "dumped with a warning");
-            next.warnings.push(w.clone());
-        }
-    }
-    if outcome.total_rows.is_some() {
-        next.total_rows = outcome.total_rows;
-    }
-    next.files.extend(uploaded.finished.iter().cloned());
-    next.open_object = outcome.tail.as_ref().map(|t| OpenObject {
-        object: t.object,
-        key: t.key.clone(),
-        upload: uploaded
-            .open
-            .as_ref()
-            .filter(|o| o.object == t.object)
-            .and_then(|o| o.handle.clone()),
-        next_part: t.next_part,
-        bytes: t.size,
-    });
-    next.bytes_written = next.files.iter().map(|f| f.size).sum::<u64>()
-        + next.open_object.as_ref().map_or(0, |o| o.bytes);
-    if outcome.end == ChunkEnd::Done {
-        next.status = JobStatus::Completed;
-        next.completed_at = Some(now);
-    } else {
-        next.status = JobStatus::Processing;
-    }
-    next
-}
 
 /// Marks `job` failed, if it is still at `job.version` (a run that moved it on decides
 /// for itself), and removes everything it wrote plus `extra_files` (finished by a chunk
@@ -406,4 +254,24 @@ pub(crate) fn remove_snapshot(job: &JobRecord) {
             }
         }
     }
+}
+
+/// Deletes one completed dump whole (retention's prune): its files, its manifest, any
+/// staging leftovers, then its record (only if unchanged since it was read).
+pub async fn delete_completed(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    job: &JobRecord,
+) -> Result<(), StoreError> {
+    for f in &job.files {
+        objects.delete(&f.key).await?;
+    }
+    objects
+        .delete(&manifest_key(&job.id, job.spec.format))
+        .await?;
+    for version in job.version.saturating_sub(1)..=job.version {
+        objects.delete(&staging_key(&job.id, version)).await?;
+    }
+    progress.delete(&job.id, job.version).await?;
+    Ok(())
 }

@@ -1,0 +1,193 @@
+//! The command line's arguments (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
+
+/// `chunkdump`: its subcommand.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chunkdump",
+    version,
+    about = "Dump SQLite databases in resumable, time-boxed chunks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a dump and run it to completion.
+    Dump(DumpArgs),
+    /// Continue an interrupted dump from its last committed chunk.
+    Resume(ResumeArgs),
+    /// Print a dump's status as JSON.
+    Status(StatusArgs),
+    /// Re-read a completed dump from its store and check it against its manifest.
+    Verify(VerifyArgs),
+    /// Create the bucket and the progress table (with TTL) if missing.
+    Setup(SetupArgs),
+    /// Serve the HTTP API (needs CHUNKDUMP_API_TOKEN), running dumps in-process.
+    Serve(ServeArgs),
+    /// Delete completed dumps a retention policy does not keep (files, manifest, record).
+    Prune(super::prune::PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The SQLite database the API dumps.
+    #[arg(long)]
+    pub db: PathBuf,
+    #[command(flatten)]
+    pub location: Location,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    #[arg(long, default_value_t = DEFAULT_PART_SIZE, value_parser = clap::value_parser!(u64).range(MIN_PART_SIZE..=MAX_PART_SIZE))]
+    pub part_size: u64,
+    /// Start dumps on a schedule, as EventBridge Scheduler would (UTC):
+    /// `rate(1 day)`, `cron(15 3 * * ? *)`.
+    #[arg(long, value_name = "EXPR")]
+    pub schedule: Option<String>,
+    /// What each scheduled tick does: the `chunkdumpSchedule` JSON of events/schedule.json
+    /// (name, request, retention), inline or as @FILE [default: a SQL dump, no retention].
+    #[arg(long, value_name = "JSON|@FILE", requires = "schedule")]
+    pub schedule_input: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Sql,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    None,
+    Gzip,
+    /// zstd: several times faster than gzip at a better ratio.
+    Zstd,
+}
+
+/// Tuning that does not change the output bytes.
+#[derive(Debug, Args)]
+pub struct Tuning {
+    /// Rows per short read transaction [env: DUMP_CHUNK_SIZE, default 1000].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub chunk_size: Option<u32>,
+    /// Time budget of one chunk in ms [env: MAX_EXECUTION_TIME, default 25000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=900_000))]
+    pub budget_ms: Option<u64>,
+    /// Breathing pause between chunks in ms [env: DUMP_BREATHING_INTERVAL, default 5000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub breathe_ms: Option<u64>,
+    /// Part uploads in flight at once [env: CHUNKDUMP_UPLOAD_CONCURRENCY, default 4].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub upload_concurrency: Option<u32>,
+}
+
+/// Where dump files and progress live: a local directory (the embedded default), or an
+/// S3-compatible bucket plus a DynamoDB table.
+#[derive(Debug, Args)]
+pub struct Location {
+    /// Directory for dump files (progress is kept in DIR/.chunkdump/).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "store",
+        conflicts_with = "store"
+    )]
+    pub out: Option<PathBuf>,
+    /// S3-compatible store for dump files, e.g. s3://bucket/prefix (R2: set
+    /// AWS_ENDPOINT_URL_S3 to https://<account>.r2.cloudflarestorage.com).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", requires = "progress")]
+    pub store: Option<String>,
+    /// DynamoDB table for progress, e.g. dynamodb://chunkdump-jobs.
+    #[arg(long, value_name = "dynamodb://TABLE", requires = "store")]
+    pub progress: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// The SQLite database to dump (opened read-only).
+    pub db: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub location: Location,
+    #[command(flatten)]
+    pub tuning: Tuning,
+    /// Size of every upload part but the last, in bytes (5 MiB to 5 GiB).
+    #[arg(long, default_value_t = DEFAULT_PART_SIZE, value_parser = clap::value_parser!(u64).range(MIN_PART_SIZE..=MAX_PART_SIZE))]
+    pub part_size: u64,
+    #[arg(long, value_enum, default_value = "none")]
+    pub compression: CompressionArg,
+    /// Comma-separated tables to dump (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Option<Vec<String>>,
+    /// Data only: no CREATE statements, indexes, triggers or views (SQL).
+    #[arg(long)]
+    pub no_schema: bool,
+    /// Dump a point-in-time copy made in one read transaction (default: DUMP_SNAPSHOT).
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Longest a snapshot may hold writers off in rollback-journal mode.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub snapshot_max_block_ms: u64,
+    /// Dump id (default dump_YYYYMMDD-HHMMSS).
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub location: Location,
+    #[command(flatten)]
+    pub tuning: Tuning,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub location: Location,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The dump's id (with --out DIR, or --store and --progress).
+    #[arg(required_unless_present = "manifest")]
+    pub id: Option<String>,
+    /// The local directory the dump was written to.
+    #[arg(long, value_name = "DIR", conflicts_with = "store")]
+    pub out: Option<PathBuf>,
+    /// The S3/R2 bucket and prefix the dump was written to.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", requires = "progress")]
+    pub store: Option<String>,
+    /// The DynamoDB table holding the dump's progress (with --store).
+    #[arg(long, value_name = "dynamodb://TABLE", requires = "store")]
+    pub progress: Option<String>,
+    /// Verify a dump copied elsewhere from its manifest file alone (its files beside it).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["id", "out", "store", "progress"])]
+    pub manifest: Option<PathBuf>,
+    /// Also compare the tables with this database (a snapshot copy, or a source nobody
+    /// wrote since the dump).
+    #[arg(long, value_name = "DB")]
+    pub against: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// The bucket dumps go to (checked for access; created on S3 if missing).
+    #[arg(long, value_name = "s3://BUCKET")]
+    pub store: String,
+    /// The DynamoDB table for progress (created with TTL if missing).
+    #[arg(long, value_name = "dynamodb://TABLE")]
+    pub progress: String,
+}

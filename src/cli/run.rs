@@ -1,0 +1,324 @@
+//! Each command, run: dump, resume, status, verify, prune, setup, serve and schedule ticks.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::chunk::ChunkOptions;
+use crate::config::Config;
+use crate::error::DumpError;
+use crate::lifecycle::create_dump;
+use crate::model::{Compression, DumpSpec, Format, JobRecord, JobStatus};
+use crate::runner::LocalRunner;
+use crate::tasks::Tasks;
+
+use super::progress_bar::Reporter;
+use super::stores::*;
+use super::*;
+
+pub(super) fn chunk_options(
+    t: &Tuning,
+    cfg: &Config,
+    reporter: &Reporter,
+    stores: &Stores,
+) -> (ChunkOptions, Duration) {
+    let mut opts = ChunkOptions::from_config(cfg);
+    if let Some(ms) = t.budget_ms {
+        opts.budget = Duration::from_millis(ms);
+    }
+    opts.chunk_size = t.chunk_size;
+    opts.progress = Some(reporter.hook());
+    opts.snapshot_dir = Some(
+        cfg.snapshot_dir
+            .clone()
+            .unwrap_or_else(|| stores.snapshot_dir.clone()),
+    );
+    if let Some(n) = t.upload_concurrency {
+        opts.upload_concurrency = n as usize;
+    }
+    (
+        opts,
+        t.breathe_ms.map_or(cfg.breathing, Duration::from_millis),
+    )
+}
+
+/// Narrows the umask to `database`'s permission bits (see [`crate::local::permissions`]).
+pub(super) fn limit_new_files_to(database: &Path) -> Result<(), DumpError> {
+    crate::local::permissions::limit_new_files_to(database).map_err(|e| DumpError::Database {
+        path: database.display().to_string(),
+        message: format!("cannot read its permissions: {e}"),
+    })
+}
+
+pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = Config::from_env()?;
+    match cli.command {
+        Command::Dump(args) => {
+            let database = std::fs::canonicalize(&args.db).map_err(|e| DumpError::Database {
+                path: args.db.display().to_string(),
+                message: format!("cannot open: {e}"),
+            })?;
+            limit_new_files_to(&database)?;
+            let stores = open_stores(&args.location, Access::ReadWrite).await?;
+            let spec = DumpSpec {
+                database: database.display().to_string(),
+                format: match args.format {
+                    FormatArg::Sql => Format::Sql,
+                    FormatArg::Csv => Format::Csv,
+                    FormatArg::Json => Format::Json,
+                },
+                compression: match args.compression {
+                    CompressionArg::None => Compression::None,
+                    CompressionArg::Gzip => Compression::Gzip,
+                    CompressionArg::Zstd => Compression::Zstd,
+                },
+                tables: args.tables.clone(),
+                include_schema: !args.no_schema,
+                chunk_size: args.tuning.chunk_size.unwrap_or(cfg.chunk_size),
+                part_size: args.part_size,
+                snapshot: args.snapshot || cfg.snapshot,
+                snapshot_max_block_ms: Some(args.snapshot_max_block_ms),
+            };
+            let job = create_dump(stores.progress.as_ref(), spec, args.id.clone()).await?;
+            finish(&stores, &job, &args.tuning, &cfg).await
+        }
+        Command::Resume(args) => {
+            let stores = open_stores(&args.location, Access::ReadWrite).await?;
+            let job = stores.progress.require(&args.id).await?;
+            // Files made from here on are at most as readable as the database (if it is
+            // gone, the resumed chunk fails on it anyway).
+            let _ = limit_new_files_to(Path::new(&job.spec.database));
+            finish(&stores, &job, &args.tuning, &cfg).await
+        }
+        Command::Status(args) => {
+            let stores = open_stores(&args.location, Access::ReadOnly).await?;
+            let job = stores.progress.require(&args.id).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::views::StatusView::new(
+                    &job,
+                    chrono::Utc::now()
+                ))?
+            );
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let env = crate::config::Env::process();
+            let secrets = crate::config::Secrets::read(&env);
+            let tokens = crate::api::Tokens::from_secrets(&secrets)?;
+            let database = std::fs::canonicalize(&args.db).map_err(|e| DumpError::Database {
+                path: args.db.display().to_string(),
+                message: format!("cannot open: {e}"),
+            })?;
+            limit_new_files_to(&database)?;
+            let stores = open_stores(&args.location, Access::ReadWrite).await?;
+            let mut cfg = cfg;
+            cfg.snapshot_dir.get_or_insert(stores.snapshot_dir.clone());
+            let schedule = match &args.schedule {
+                Some(expr) => Some(schedule_of(expr, args.schedule_input.as_deref())?),
+                None => None,
+            };
+            let opts = crate::serve::ServeOptions {
+                database: database.display().to_string(),
+                listen: args.listen,
+                config: cfg,
+                api: crate::config::ApiConfig {
+                    part_size: args.part_size,
+                    ..crate::config::ApiConfig::read(&env)?
+                },
+                callbacks: crate::config::CallbackConfig::read(&env),
+                callback_secret: secrets.callback_secret.clone(),
+                listener: crate::config::ListenerConfig::read(&env)?,
+                lock_dir: Some(stores.lock_dir.clone()),
+                schedule,
+            };
+            crate::serve::serve(
+                stores.objects,
+                stores.progress,
+                stores.guard,
+                stores.rates,
+                tokens,
+                opts,
+            )
+            .await
+        }
+        Command::Verify(args) => {
+            let bar = std::io::stderr().is_terminal().then(|| {
+                let bar = ProgressBar::new(0);
+                bar.set_style(
+                    ProgressStyle::with_template("verify {bytes} {bytes_per_sec}")
+                        .expect("valid template"),
+                );
+                bar
+            });
+            let tick = |n: u64| {
+                if let Some(b) = &bar {
+                    b.set_position(n)
+                }
+            };
+            let (what, report) = match (&args.manifest, &args.id) {
+                (Some(path), _) => (
+                    path.display().to_string(),
+                    crate::verify::verify_manifest_file(path, args.against.as_deref(), &tick)
+                        .await?,
+                ),
+                (None, Some(id)) => {
+                    let location = Location {
+                        out: args.out.clone(),
+                        store: args.store.clone(),
+                        progress: args.progress.clone(),
+                    };
+                    let stores = open_stores(&location, Access::ReadOnly).await?;
+                    let job = stores.progress.require(id).await?;
+                    if job.status != JobStatus::Completed {
+                        let message = "only a completed dump can be verified".into();
+                        return Err(DumpError::WrongState {
+                            id: job.id.clone(),
+                            status: job.status,
+                            message,
+                        }
+                        .into());
+                    }
+                    (
+                        job.id.clone(),
+                        crate::verify::verify(
+                            stores.objects.as_ref(),
+                            &job,
+                            args.against.as_deref(),
+                            &tick,
+                        )
+                        .await?,
+                    )
+                }
+                (None, None) => {
+                    return Err(DumpError::InvalidRequest(
+                        "give a dump id, or --manifest PATH".into(),
+                    )
+                    .into())
+                }
+            };
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            if report.problems.is_empty() {
+                println!(
+                    "ok: {} files and {} tables match the manifest of {what}",
+                    report.files, report.tables
+                );
+                Ok(())
+            } else {
+                for p in &report.problems {
+                    println!("{p}");
+                }
+                Err(anyhow::anyhow!(
+                    "{what} does not match its manifest ({} problems)",
+                    report.problems.len()
+                ))
+            }
+        }
+        Command::Prune(args) => prune::run(args).await,
+        Command::Setup(args) => {
+            let config = crate::cloud::load_aws_config().await;
+            crate::cloud::S3Store::new(&config, &args.store)?
+                .ensure_bucket()
+                .await?;
+            crate::cloud::DynamoProgress::new(&config, &args.progress)?
+                .ensure_table()
+                .await?;
+            println!("ready: {} and {}", args.store, args.progress);
+            Ok(())
+        }
+    }
+}
+
+/// Parses `--schedule` and `--schedule-input` (errors name the flag).
+pub(super) fn schedule_of(
+    expr: &str,
+    input: Option<&str>,
+) -> Result<
+    (
+        crate::serve::scheduler::ScheduleExpr,
+        crate::api::schedule::ScheduledStart,
+    ),
+    DumpError,
+> {
+    let expr = expr
+        .parse()
+        .map_err(|e| DumpError::InvalidRequest(format!("--schedule {e}")))?;
+    let text = match input {
+        Some(file) if file.starts_with('@') => std::fs::read_to_string(&file[1..])
+            .map_err(|e| DumpError::InvalidRequest(format!("--schedule-input {file}: {e}")))?,
+        Some(json) => json.to_string(),
+        None => r#"{"name": "default", "request": {"format": "sql"}}"#.to_string(),
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| DumpError::InvalidRequest(format!("--schedule-input: {e}")))?;
+    // Accept the whole Lambda payload ({"chunkdumpSchedule": …}) or just its inside.
+    let tick = crate::api::schedule::tick_from_payload(&value)
+        .unwrap_or_else(|| serde_json::from_value(value).map_err(|e| e.to_string()))
+        .map_err(|e| DumpError::InvalidRequest(format!("--schedule-input: {e}")))?;
+    Ok((expr, tick))
+}
+
+/// Takes the dump's run lock: one process at a time may run a dump. (Two runners of one
+/// gzip dump could otherwise overwrite each other's committed parts with differently cut
+/// gzip members.) The OS releases the lock when the process dies, even by SIGKILL, so a
+/// killed dump can be resumed at once.
+pub(super) fn lock_run(dir: &Path, id: &str) -> anyhow::Result<std::fs::File> {
+    match crate::local::run_lock::try_lock_run(dir, id)? {
+        crate::local::run_lock::RunLock::Taken(file) => Ok(file),
+        crate::local::run_lock::RunLock::Held => Err(DumpError::WrongState {
+            id: id.into(),
+            status: JobStatus::Processing,
+            message: "another process is running this dump".into(),
+        }
+        .into()),
+    }
+}
+
+/// Prints the id, runs the dump to completion, prints the path.
+pub(super) async fn finish(
+    stores: &Stores,
+    job: &JobRecord,
+    tuning: &Tuning,
+    cfg: &Config,
+) -> anyhow::Result<()> {
+    let _running = lock_run(&stores.lock_dir, &job.id)?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "{}", job.id)?;
+    stdout.flush()?;
+    let job = if job.status == JobStatus::Completed {
+        crate::lifecycle::tidy_completed(stores.objects.as_ref(), job).await;
+        job.clone()
+    } else {
+        let reporter = Reporter::new(&job.id);
+        let (opts, breathe) = chunk_options(tuning, cfg, &reporter, stores);
+        let tasks = Tasks {
+            chunk: opts,
+            breathe,
+            ..Tasks::from_config(stores.objects.clone(), stores.progress.clone(), None, cfg)
+        };
+        // The same state machine definition as in AWS, interpreted in-process.
+        let result = LocalRunner::new(tasks)?.run_to_end(&job.id).await;
+        reporter.done();
+        result?
+    };
+    for w in &job.warnings {
+        eprintln!("warning: {w}");
+    }
+    if job.consistency.changed_during_dump {
+        eprintln!("warning: the database changed while this live dump ran, so it is not a point-in-time copy; use --snapshot for one");
+    }
+    let location = stores.objects.locate(&job.output_name());
+    if job.spec.format == crate::model::Format::Csv
+        && job.files.is_empty()
+        && !location.contains("://")
+    {
+        // A database without tables gives an empty CSV directory; the printed path exists.
+        std::fs::create_dir_all(&location)?;
+    }
+    writeln!(stdout, "{location}")?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! A dump's first record, and the snapshot copy's path once it is taken.
+
+use chrono::Utc;
+
+use crate::engine::validate;
+use crate::error::{DumpError, StoreError};
+use crate::model::{dump_id_for, validate_dump_id, CallbackState, DumpSpec, JobRecord};
+use crate::ports::ProgressStore;
+
+/// What a new dump records beside its spec: an id chosen by the caller, the callback to
+/// send when it ends, the schedule that started it. Written with the job in its first
+/// write, so nothing else writes the job before its run starts.
+#[derive(Debug, Clone, Default)]
+pub struct NewDump {
+    /// The dump id; without one it is `dump_YYYYMMDD-HHMMSS`, suffixed `-2`, `-3`, … if taken.
+    pub id: Option<String>,
+    /// The HTTPS URL told of the dump's end (already checked by the caller).
+    pub callback_url: Option<String>,
+    /// The name of the schedule starting it.
+    pub schedule: Option<String>,
+}
+
+/// Validates the request and creates a pending job. Without an explicit id the id is
+/// `dump_YYYYMMDD-HHMMSS`, suffixed `-2`, `-3`, … if taken.
+pub async fn create_dump(
+    progress: &dyn ProgressStore,
+    spec: DumpSpec,
+    id: Option<String>,
+) -> Result<JobRecord, DumpError> {
+    create_dump_as(
+        progress,
+        spec,
+        NewDump {
+            id,
+            ..NewDump::default()
+        },
+    )
+    .await
+}
+
+/// [`create_dump`] with the callback and schedule recorded in the same first write.
+pub async fn create_dump_as(
+    progress: &dyn ProgressStore,
+    spec: DumpSpec,
+    new: NewDump,
+) -> Result<JobRecord, DumpError> {
+    let id = new.id;
+    if spec.chunk_size == 0 || spec.part_size == 0 {
+        return Err(DumpError::InvalidRequest(
+            "chunk size and part size must be positive".into(),
+        ));
+    }
+    let now = Utc::now();
+    let base = id.clone().unwrap_or_else(|| dump_id_for(now));
+    validate_dump_id(&base)?;
+    let (check, check_id) = (spec.clone(), base.clone());
+    tokio::task::spawn_blocking(move || validate(&check, &check_id))
+        .await
+        .map_err(|e| DumpError::Internal(e.to_string()))??;
+    for attempt in 1..=100 {
+        let candidate = if attempt == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{attempt}")
+        };
+        let mut job = JobRecord::new(candidate.clone(), spec.clone(), now);
+        job.callback = new.callback_url.clone().map(CallbackState::pending);
+        job.schedule = new.schedule.clone();
+        match progress.create(&job).await {
+            Ok(()) => {
+                return progress
+                    .get(&candidate)
+                    .await?
+                    .ok_or_else(|| DumpError::Internal("created job vanished".into()))
+            }
+            Err(StoreError::AlreadyExists(_)) if id.is_none() => continue,
+            Err(StoreError::AlreadyExists(_)) => {
+                return Err(DumpError::InvalidRequest(format!(
+                    "dump id {base:?} already exists"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(DumpError::InvalidRequest(format!(
+        "too many dumps started as {base}"
+    )))
+}
+
+/// Records the point-in-time copy a snapshot dump reads (`path`): one version up.
+pub async fn record_snapshot(
+    progress: &dyn ProgressStore,
+    job: &JobRecord,
+    path: &std::path::Path,
+) -> Result<JobRecord, DumpError> {
+    let mut next = job.clone();
+    next.version += 1;
+    next.updated_at = Utc::now();
+    next.snapshot_path = Some(path.display().to_string());
+    progress
+        .commit(&next, job.version)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => DumpError::Conflict(job.id.clone()),
+            other => other.into(),
+        })?;
+    Ok(next)
+}

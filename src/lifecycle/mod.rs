@@ -1,0 +1,28 @@
+//! The application layer: every write to a dump's job record is made here.
+//!
+//! ```text
+//! create_dump ──> pending ──(snapshot)──chunk──> processing ──last chunk──> completed
+//!                    │                              │
+//!                    └── fail_job / fail_dump / cancel_dump ──> failed | cancelled
+//! ```
+//!
+//! [`create`](create_dump) writes the first record (with its callback and schedule);
+//! [`record_snapshot`] the snapshot copy's path; a chunk commits through
+//! `record_chunk` (its staging object, the record one version up, then the old staging
+//! objects); [`deliver_callback`] the callback's state after each attempt; a dump that
+//! ends early (failed or cancelled) ends through one function,
+//! which commits the end and then removes everything the dump wrote, so no partial dump
+//! is left looking complete.
+
+mod create;
+mod ending;
+mod notify;
+mod staging;
+
+pub use create::{create_dump, create_dump_as, record_snapshot, NewDump};
+pub use ending::{
+    abort_abandoned_uploads, cancel_dump, delete_completed, fail_dump, fail_job, refuse_failed,
+    remove_after_end, tidy_completed,
+};
+pub use notify::deliver_callback;
+pub(crate) use staging::{read_staged, record_chunk};
