@@ -66,6 +66,12 @@ pub async fn common_from_env() -> Result<Common, StartupError> {
     })
 }
 
+/// Tunes the allocator as the CLI does, so a chunk's part buffers go back to the OS when
+/// freed (see `alloc`). Call first in `main`, before any thread starts.
+pub fn tune_allocator() {
+    crate::alloc::keep_large_buffers_off_the_heap();
+}
+
 /// The chunk function's task handlers: whole-second breaths for the `Wait` state.
 pub fn chunk_tasks(common: &Common) -> Tasks {
     Tasks {

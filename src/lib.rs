@@ -1,21 +1,24 @@
 //! chunkdump: dump SQLite databases of any size to object storage in resumable,
 //! time-boxed chunks.
 //!
+//! Modules in code spans are private (internals); linked ones are public, for the
+//! binaries and tests.
+//!
 //! Layers: every module imports only modules of lower layers (the map in
 //! docs/architecture.md, kept true by `scripts/check-architecture`):
 //!
-//! 0. [`model`] (the job record and what it holds), [`config`], [`alloc`],
+//! 0. [`model`] (the job record and what it holds), [`config`], `alloc`,
 //!    [`execution`] (execution names).
-//! 1. [`error`] (the error type of each boundary), [`views`] (status and callback bodies).
+//! 1. [`error`] (the error type of each boundary), `views` (status and callback bodies).
 //! 2. [`ports`] (`ObjectReader`, `ObjectStore`, `ProgressStore`, `StartGuard`,
 //!    `RateCounter`, `CallbackSender`, `Orchestrator`),
 //!    [`engine`] (the pure export engine: rusqlite, no storage types), [`asl`] (the
 //!    state machine interpreter).
 //! 3. Adapters and building blocks: [`local`] (directory, SQLite file, run locks),
-//!    [`cloud`] (S3/R2, DynamoDB, Step Functions, the secret), [`uploader`],
-//!    [`manifest`], [`callback`] (signed HTTPS callbacks).
+//!    [`cloud`] (S3/R2, DynamoDB, Step Functions, the secret), `uploader`,
+//!    `manifest`, [`callback`] (signed HTTPS callbacks).
 //! 4. to 6. The application: [`lifecycle`] (every write to a job record),
-//!    [`readback`]; [`chunk`] (one time-boxed chunk), [`verify`], [`retention`];
+//!    `readback`; [`chunk`] (one time-boxed chunk), `verify`, `retention`;
 //!    [`tasks`] (the state machine's tasks).
 //! 7. to 9. Drivers: [`runner`] (the in-process runner of `statemachine.json`), [`api`]
 //!    (the HTTP API); [`serve`], [`lambda`]; [`cli`].
@@ -25,7 +28,8 @@
 //! [`api`]) and `cli` (the command line and `serve`; needs the others). The default is
 //! everything; both Lambda functions build with `aws`, `sfn` and `api`.
 
-pub mod alloc;
+#[cfg(any(feature = "cli", feature = "aws"))]
+mod alloc;
 #[cfg(feature = "api")]
 pub mod api;
 pub mod asl;
@@ -43,17 +47,19 @@ pub mod execution;
 pub mod lambda;
 pub mod lifecycle;
 pub mod local;
-pub mod manifest;
+mod manifest;
 pub mod model;
 pub mod ports;
-pub mod readback;
-pub mod retention;
+#[cfg(feature = "cli")]
+mod readback;
+mod retention;
 pub mod runner;
 #[cfg(feature = "cli")]
 pub mod serve;
 pub mod tasks;
-pub mod uploader;
-pub mod verify;
-pub mod views;
+mod uploader;
+#[cfg(feature = "cli")]
+mod verify;
+mod views;
 
 pub use error::{DumpError, StoreError};

@@ -22,8 +22,6 @@ use crate::model::{PartReceipt, UploadHandle};
 use crate::ports::ObjectStore;
 use sha2::{Digest, Sha256};
 
-pub use crate::config::DEFAULT_UPLOAD_CONCURRENCY;
-
 /// A file's digest from its parts' SHA-256 digests (hex, in part order): SHA-256 over
 /// the concatenated binary digests. An empty file is one empty part.
 pub fn file_digest(part_digests: &[String]) -> String {

@@ -19,9 +19,12 @@ use serde_json::{json, Value};
 
 const SECRET: &str = "callback-secret-for-tests";
 
+/// The callbacks a receiver got: headers and body of each.
+type Received = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+
 #[derive(Clone, Default)]
 struct Receiver {
-    got: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>,
+    got: Received,
     fail_first: Arc<AtomicUsize>,
 }
 

@@ -65,7 +65,7 @@ fn value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::Integer),
         prop_oneof![Just(i64::MIN), Just(i64::MAX), -3i64..3].prop_map(Value::Integer),
         any::<u64>()
-            .prop_map(|b| f64::from_bits(b))
+            .prop_map(f64::from_bits)
             .prop_filter("NaN is stored as NULL", |f| !f.is_nan())
             .prop_map(Value::Real),
         prop_oneof![

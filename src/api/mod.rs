@@ -12,7 +12,7 @@
 
 //! The whole module needs the `api` feature; what the chunk function shares with it
 //! lives outside: callbacks in [`crate::callback`], the answers' shapes in
-//! [`crate::views`].
+//! `crate::views`.
 
 mod app;
 mod auth;

@@ -1,6 +1,6 @@
 //! Scheduled dumps: what EventBridge Scheduler (in AWS) or `chunkdump serve --schedule`
 //! (locally) runs at each tick. A tick prunes by the schedule's retention policy, then
-//! starts a dump through [`start_dump`], the same path as `POST /export/dump` (job record,
+//! starts a dump through `start_dump`, the same path as `POST /export/dump` (job record,
 //! one active dump per database, callback), and records the outcome where
 //! `GET /export/dump` shows it.
 //!

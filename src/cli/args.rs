@@ -103,7 +103,7 @@ pub struct Location {
     )]
     pub out: Option<PathBuf>,
     /// S3-compatible store for dump files, e.g. s3://bucket/prefix (R2: set
-    /// AWS_ENDPOINT_URL_S3 to https://<account>.r2.cloudflarestorage.com).
+    /// AWS_ENDPOINT_URL_S3 to `https://<account>.r2.cloudflarestorage.com`).
     #[arg(long, value_name = "s3://BUCKET/PREFIX", requires = "progress")]
     pub store: Option<String>,
     /// DynamoDB table for progress, e.g. dynamodb://chunkdump-jobs.

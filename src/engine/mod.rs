@@ -2,7 +2,7 @@
 //!
 //! [`plan`] turns the schema into objects and steps, [`render`] encodes values,
 //! [`output`] cuts bytes into fixed-size parts, [`export`] runs one chunk, reading
-//! slices of rows ([`slice`]) on one thread and rendering them on another ([`pipe`]).
+//! slices of rows (`slice`) on one thread and rendering them on another (`pipe`).
 
 pub mod consistency;
 pub mod digest;

@@ -231,7 +231,7 @@ impl Bytes<'_> {
         }
         let at = memchr::memchr(b'\'', &self.s[self.pos..])?;
         let digits = &self.s[self.pos..self.pos + at];
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return None;
         }
         scratch.clear();

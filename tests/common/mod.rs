@@ -381,6 +381,8 @@ pub fn build_edge_db(path: &Path) {
         "#,
     )
     .unwrap();
+    // Written as SQLite prints them (a subnormal with all its digits among them).
+    #[allow(clippy::excessive_precision)]
     let reals = [
         0.0,
         -0.0,

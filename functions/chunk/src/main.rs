@@ -3,12 +3,19 @@
 //! Failures carry the stable `error_type` `Retryable` or `Fatal`, which
 //! `statemachine.json` retries or catches.
 
-use chunkdump::lambda::{chunk_tasks, common_from_env, export_deadline, init_tracing};
+use chunkdump::lambda::{
+    chunk_tasks, common_from_env, export_deadline, init_tracing, tune_allocator,
+};
 use chunkdump::tasks::TaskInput;
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    // Before the runtime starts its threads: part buffers return to the OS when freed.
+    tune_allocator();
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> Result<(), Error> {
     init_tracing();
     // Clients and secrets once per cold start, shared by every invocation.
     let tasks = chunk_tasks(&common_from_env().await?);
