@@ -331,13 +331,35 @@ def verify(rows):
         shutil.rmtree(out, ignore_errors=True)
 
 
+def before_after(rows):
+    """Dump times of this build against DUMP_BEFORE=/path/to/an/older/chunkdump on the same
+    database, alternated (before, after, before, after, …) so both see the same machine
+    state; the best of three each. For a change that must not make dumps slower."""
+    before = os.environ["DUMP_BEFORE"]
+    os.makedirs(CACHE, exist_ok=True)
+    db = os.path.join(CACHE, f"bench-{rows}.db")
+    build_db(db, rows)
+    out = os.path.join(CACHE, "out-before-after")
+    print(f"\n== dump, this build vs {before}, {rows:,} rows, database {os.path.getsize(db) / 1e6:.0f} MB ==")
+    for name, args in [("sql", ["--format", "sql"]), ("csv", ["--format", "csv"]),
+                       ("json", ["--format", "json"]), ("sql zstd", ["--format", "sql", "--compression", "zstd"])]:
+        runs = {"before": [], "after": []}
+        for _ in range(3):
+            for label, binary in [("before", before), ("after", BIN)]:
+                shutil.rmtree(out, ignore_errors=True)
+                runs[label].append(measure([binary] + dump(db, out, *args)[1:]))
+        (bt, bm), (at, am) = [(min(r[0] for r in runs[k]), max(r[1] for r in runs[k])) for k in ("before", "after")]
+        print(f"{name:10} before {bt:6.2f} s {bm:6.1f} MiB | after {at:6.2f} s {am:6.1f} MiB | after/before {at / bt:4.2f}x")
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def main():
     rows = int(sys.argv[1])
     if os.environ.get("BENCH_ONLY"):
         for part in os.environ["BENCH_ONLY"].split(","):
             {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values,
              "uploads": lambda: uploads(rows), "compression": lambda: compression(rows), "startup": startup,
-             "verify": lambda: verify(rows)}[part]()
+             "verify": lambda: verify(rows), "before-after": lambda: before_after(rows)}[part]()
         return
     small = bench(rows // 10)
     large = bench(rows)

@@ -18,7 +18,6 @@ pub use secrets::{load_secrets, Secrets};
 
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -44,13 +43,22 @@ impl std::fmt::Debug for R2Access {
     }
 }
 
+/// The HTTPS client every AWS SDK client here uses: hyper with rustls on ring.
+pub fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// Loads the shared AWS configuration once: region (default `auto`), the SDK's standard
 /// retry mode with 5 attempts (jittered exponential backoff; no hand-made loops), and
 /// timeouts so a stalled connection fails and is retried instead of hanging a chunk.
 pub async fn load_aws_config() -> SdkConfig {
-    let region = RegionProviderChain::default_provider().or_else(Region::new("auto"));
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(region)
+    // The SDK's own region chain (environment, profile, instance metadata over the client
+    // below), then R2's `auto`.
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .retry_config(RetryConfig::standard().with_max_attempts(5))
         .timeout_config(
             TimeoutConfig::builder()
@@ -59,7 +67,14 @@ pub async fn load_aws_config() -> SdkConfig {
                 .build(),
         )
         .load()
-        .await
+        .await;
+    if config.region().is_some() {
+        return config;
+    }
+    config
+        .into_builder()
+        .region(Region::new("auto"))
+        .build()
 }
 
 /// Classifies a service error by its code and HTTP status.

@@ -7,6 +7,7 @@
 pub mod consistency;
 pub mod digest;
 pub mod export;
+mod generated;
 pub mod large;
 pub mod output;
 mod pipe;
@@ -14,8 +15,10 @@ pub mod plan;
 pub mod plan_cache;
 pub mod real;
 pub mod render;
+mod schema;
 mod slice;
 pub mod snapshot;
+mod source;
 pub mod table;
 
 pub use export::{

@@ -10,10 +10,16 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
+pub use super::generated::{generate, Generated};
 use super::render::{quote_ident, quote_literal};
 pub use super::render::{RowEncoding, TextEncoding};
-use super::table::{table_source, vtab_module, vtab_rows, TableKind, VtabRows};
+use super::schema::{
+    drop_valueless, fingerprint_row, is_selected, read_schema, requested_tables, schema_trailer,
+    user_tables, PlannedTable, Schema,
+};
+use super::source::table_source;
 pub use super::table::{Paging, TableSource};
+use super::table::{TableKind, VtabRows};
 use crate::error::DumpError;
 use crate::model::{csv_table_key, output_name, DumpSpec, Format};
 
@@ -37,21 +43,6 @@ pub enum Step {
     Generated(Generated),
 }
 
-/// The data-dependent parts of the SQL trailer.
-#[derive(Debug)]
-pub enum Generated {
-    /// `sqlite_sequence` rows of the dumped tables (`None`: all), then `sqlite_stat1`
-    /// (whole-database dumps only).
-    SequencesAndStats {
-        only: Option<HashSet<String>>,
-        has_sequence: bool,
-        has_stat1: bool,
-        has_stat4: bool,
-    },
-    /// `user_version` and `application_id`.
-    HeaderPragmas,
-}
-
 /// The whole dump.
 #[derive(Debug)]
 pub struct Plan {
@@ -62,380 +53,214 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
-struct SchemaRow {
-    kind: String,
-    name: String,
-    tbl_name: String,
-    sql: Option<String>,
+/// What the object builders share: the connection, the request, the text encoding and
+/// the warnings found so far.
+struct PlanContext<'a> {
+    conn: &'a Connection,
+    spec: &'a DumpSpec,
+    dump_id: &'a str,
+    text: TextEncoding,
+    warnings: Vec<String>,
 }
 
-fn db_err(spec: &DumpSpec) -> impl Fn(rusqlite::Error) -> DumpError + '_ {
-    move |e| DumpError::from_sqlite(&spec.database, e)
+impl PlanContext<'_> {
+    /// How to read the rows of table `name`.
+    fn rows(&mut self, name: &str, kind: &TableKind) -> Result<Arc<TableSource>, DumpError> {
+        let source = table_source(
+            self.conn,
+            self.spec,
+            name,
+            kind,
+            self.text,
+            &mut self.warnings,
+        )?;
+        Ok(Arc::new(source))
+    }
 }
 
-/// Builds the plan for `spec` from the live schema.
+/// Builds the plan for `spec` from the live schema: the tables a dump can hold, those
+/// requested, then the output objects of the format. The fingerprint hashes the dumped
+/// tables' schema rows, then (SQL with schema) those of their indexes, views and triggers.
 pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<Plan, DumpError> {
-    let err = db_err(spec);
-    let schema: Vec<SchemaRow> = conn
-        .prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid")
-        .and_then(|mut s| {
-            s.query_map([], |r| {
-                Ok(SchemaRow {
-                    kind: r.get(0)?,
-                    name: r.get(1)?,
-                    tbl_name: r.get(2)?,
-                    sql: r.get(3)?,
-                })
-            })?
-            .collect()
-        })
-        .map_err(&err)?;
-    let kinds: std::collections::HashMap<String, (String, bool)> = conn
-        .prepare("SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main'")
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))?
-                .collect()
-        })
-        .map_err(&err)?;
-
-    let encoding: String = conn
-        .query_row("PRAGMA encoding", [], |r| r.get(0))
-        .map_err(&err)?;
-    let text = TextEncoding::from_pragma(&encoding);
-    let shadows: HashSet<String> = kinds
-        .iter()
-        .filter(|(_, (ty, _))| ty == "shadow")
-        .map(|(n, _)| n.to_lowercase())
-        .collect();
-    let mut warnings = Vec::new();
-
-    // User-visible tables, in schema order.
-    let mut tables = Vec::new();
-    for row in schema.iter().filter(|r| r.kind == "table") {
-        let lower = row.name.to_ascii_lowercase();
-        let (ty, wr) = kinds
-            .get(&row.name)
-            .cloned()
-            .unwrap_or(("table".into(), false));
-        if lower.starts_with("sqlite_") || ty == "shadow" {
-            continue;
-        }
-        let kind = if ty == "virtual" {
-            let sql = row.sql.clone().unwrap_or_default();
-            let module = vtab_module(&sql);
-            let rows = vtab_rows(&row.name, &module, &sql, &shadows);
-            TableKind::Virtual { module, rows }
-        } else {
-            TableKind::Ordinary { without_rowid: wr }
-        };
-        tables.push((row, kind));
-    }
-    let selected: Option<HashSet<String>> = match &spec.tables {
-        None => None,
-        Some(list) => {
-            let known: HashSet<String> = tables
-                .iter()
-                .map(|(r, _)| r.name.to_ascii_lowercase())
-                .collect();
-            let mut chosen = HashSet::new();
-            for t in list {
-                let lower = t.to_ascii_lowercase();
-                if !known.contains(&lower) {
-                    let mut names: Vec<&str> =
-                        tables.iter().map(|(r, _)| r.name.as_str()).collect();
-                    names.truncate(20);
-                    return Err(DumpError::InvalidField {
-                        field: "tables",
-                        message: format!(
-                            "unknown table {t:?}; tables in the database: {}",
-                            names.join(", ")
-                        ),
-                    });
-                }
-                chosen.insert(lower);
-            }
-            Some(chosen)
-        }
+    let schema = read_schema(conn, spec)?;
+    let mut tables = user_tables(&schema);
+    let selected = requested_tables(&tables, spec)?;
+    tables.retain(|(r, _)| is_selected(&selected, &r.name));
+    let mut ctx = PlanContext {
+        conn,
+        spec,
+        dump_id,
+        text: TextEncoding::from_pragma(&schema.encoding),
+        warnings: Vec::new(),
     };
-    let is_selected = |name: &str| {
-        selected
-            .as_ref()
-            .is_none_or(|s| s.contains(&name.to_ascii_lowercase()))
-    };
-    tables.retain(|(r, _)| is_selected(&r.name));
     if spec.format != Format::Sql {
-        // A contentless FTS table stores no column values, only its index (which SQL
-        // dumps copy): there is nothing to put in CSV or JSON.
-        tables.retain(|(r, kind)| {
-            let contentless = matches!(kind, TableKind::Virtual { rows: VtabRows::Contentless { .. }, .. });
-            if contentless {
-                warnings.push(format!(
-                    "table {:?}: a contentless FTS index stores no column values, so it is left out of {} dumps",
-                    r.name,
-                    spec.format.extension()
-                ));
-            }
-            !contentless
-        });
+        drop_valueless(&mut tables, spec, &mut ctx.warnings);
     }
-
     let mut hasher = Sha256::new();
-    let mut fingerprint = |r: &SchemaRow| {
-        for part in [
-            r.kind.as_str(),
-            &r.name,
-            &r.tbl_name,
-            r.sql.as_deref().unwrap_or(""),
-        ] {
-            hasher.update(part.as_bytes());
-            hasher.update([0u8]);
-        }
-    };
     for (row, _) in &tables {
-        fingerprint(row);
+        fingerprint_row(&mut hasher, row);
     }
-
-    let mut objects = Vec::new();
-    match spec.format {
-        Format::Sql => {
-            // A UTF-16 database is restored as one (the pragma only acts on a new database).
-            let header = match text {
-                TextEncoding::Utf8 => String::new(),
-                _ => format!("PRAGMA encoding={};\n", quote_literal(&encoding)),
-            };
-            let mut steps = vec![Step::Literal(
-                format!("{header}PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n").into_bytes(),
-            )];
-            let mut rebuilds = Vec::new();
-            for (row, kind) in &tables {
-                if spec.include_schema {
-                    let sql = row.sql.as_deref().unwrap_or_default();
-                    steps.push(Step::Literal(format!("{sql};\n").into_bytes()));
-                }
-                match kind {
-                    TableKind::Virtual {
-                        rows: VtabRows::External,
-                        ..
-                    } => {
-                        // External-content FTS holds no rows of its own: rebuild it from
-                        // its content table after the data.
-                        let q = quote_ident(&row.name);
-                        rebuilds.push(format!("INSERT INTO {q}({q}) VALUES('rebuild');\n"));
-                    }
-                    TableKind::Virtual {
-                        rows: VtabRows::Contentless { shadows },
-                        ..
-                    } => {
-                        // Only the index exists: replace the fresh shadow tables' rows
-                        // with the source's (rowids and the terms MATCH uses).
-                        for shadow in shadows {
-                            steps.push(Step::Literal(
-                                format!("DELETE FROM {};\n", quote_ident(shadow)).into_bytes(),
-                            ));
-                            let kind = TableKind::Ordinary {
-                                without_rowid: kinds.get(shadow).is_some_and(|k| k.1),
-                            };
-                            steps.push(Step::Rows(Arc::new(table_source(
-                                conn,
-                                spec,
-                                shadow,
-                                &kind,
-                                text,
-                                &mut warnings,
-                            )?)));
-                        }
-                    }
-                    _ => steps.push(Step::Rows(Arc::new(table_source(
-                        conn,
-                        spec,
-                        &row.name,
-                        kind,
-                        text,
-                        &mut warnings,
-                    )?))),
-                }
-            }
-            if spec.include_schema {
-                let has = |name: &str| schema.iter().any(|r| r.kind == "table" && r.name == name);
-                steps.push(Step::Generated(Generated::SequencesAndStats {
-                    only: selected.clone(),
-                    has_sequence: has("sqlite_sequence"),
-                    has_stat1: has("sqlite_stat1") && spec.tables.is_none(),
-                    has_stat4: has("sqlite_stat4"),
-                }));
-                steps.push(Step::Literal(schema_trailer(
-                    &schema,
-                    spec,
-                    &is_selected,
-                    &mut fingerprint,
-                    &rebuilds,
-                )));
-                steps.push(Step::Generated(Generated::HeaderPragmas));
-                steps.push(Step::Literal(b"COMMIT;\n".to_vec()));
-            } else {
-                steps.push(Step::Literal(b"COMMIT;\n".to_vec()));
-            }
-            objects.push(ObjectPlan {
-                key: output_name(dump_id, Format::Sql, spec.compression),
-                steps,
-            });
-        }
-        Format::Json => {
-            let mut steps = vec![Step::Literal(b"{\"tables\":{".to_vec())];
-            for (i, (row, kind)) in tables.iter().enumerate() {
-                let mut open = if i == 0 {
-                    b"\n".to_vec()
-                } else {
-                    b",\n".to_vec()
-                };
-                super::render::push_json_string(&mut open, row.name.as_bytes());
-                open.extend_from_slice(b":[");
-                steps.push(Step::Literal(open));
-                steps.push(Step::Rows(Arc::new(table_source(
-                    conn,
-                    spec,
-                    &row.name,
-                    kind,
-                    text,
-                    &mut warnings,
-                )?)));
-                steps.push(Step::Literal(b"\n]".to_vec()));
-            }
-            steps.push(Step::Literal(b"\n}}\n".to_vec()));
-            objects.push(ObjectPlan {
-                key: output_name(dump_id, Format::Json, spec.compression),
-                steps,
-            });
-        }
-        Format::Csv => {
-            for (row, kind) in &tables {
-                let source = table_source(conn, spec, &row.name, kind, text, &mut warnings)?;
-                let mut header = Vec::new();
-                for (i, col) in source.column_names.iter().enumerate() {
-                    if i > 0 {
-                        header.push(b',');
-                    }
-                    super::render::push_csv_value(
-                        &mut header,
-                        rusqlite::types::ValueRef::Text(col.as_bytes()),
-                    );
-                }
-                header.extend_from_slice(b"\r\n");
-                let key = csv_table_key(dump_id, &safe_file_name(&row.name), spec.compression);
-                objects.push(ObjectPlan {
-                    key,
-                    steps: vec![Step::Literal(header), Step::Rows(Arc::new(source))],
-                });
-            }
-        }
-    }
-    let fingerprint = hex_digest(hasher.finalize().as_slice());
+    let objects = match spec.format {
+        Format::Sql => vec![sql_object(
+            &mut ctx,
+            &schema,
+            &tables,
+            &selected,
+            &mut hasher,
+        )?],
+        Format::Json => vec![json_object(&mut ctx, &tables)?],
+        Format::Csv => csv_objects(&mut ctx, &tables)?,
+    };
     Ok(Plan {
         objects,
-        fingerprint,
-        warnings,
+        fingerprint: hex_digest(hasher.finalize().as_slice()),
+        warnings: ctx.warnings,
     })
+}
+
+/// The SQL dump, one object: the header, each table's schema and rows (a contentless
+/// FTS table as its shadow tables' rows), then the trailer.
+fn sql_object(
+    ctx: &mut PlanContext<'_>,
+    schema: &Schema,
+    tables: &[PlannedTable<'_>],
+    selected: &Option<HashSet<String>>,
+    hasher: &mut Sha256,
+) -> Result<ObjectPlan, DumpError> {
+    let spec = ctx.spec;
+    // A UTF-16 database is restored as one (the pragma only acts on a new database).
+    let header = match ctx.text {
+        TextEncoding::Utf8 => String::new(),
+        _ => format!("PRAGMA encoding={};\n", quote_literal(&schema.encoding)),
+    };
+    let mut steps = vec![Step::Literal(
+        format!("{header}PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n").into_bytes(),
+    )];
+    let mut rebuilds = Vec::new();
+    for (row, kind) in tables {
+        if spec.include_schema {
+            let sql = row.sql.as_deref().unwrap_or_default();
+            steps.push(Step::Literal(format!("{sql};\n").into_bytes()));
+        }
+        match kind {
+            TableKind::Virtual {
+                rows: VtabRows::External,
+                ..
+            } => {
+                // External-content FTS holds no rows of its own: rebuild it from its
+                // content table after the data.
+                let q = quote_ident(&row.name);
+                rebuilds.push(format!("INSERT INTO {q}({q}) VALUES('rebuild');\n"));
+            }
+            TableKind::Virtual {
+                rows: VtabRows::Contentless { shadows },
+                ..
+            } => {
+                // Only the index exists: replace the fresh shadow tables' rows with the
+                // source's (rowids and the terms MATCH uses).
+                for shadow in shadows {
+                    steps.push(Step::Literal(
+                        format!("DELETE FROM {};\n", quote_ident(shadow)).into_bytes(),
+                    ));
+                    let kind = TableKind::Ordinary {
+                        without_rowid: schema.kinds.get(shadow).is_some_and(|k| k.1),
+                    };
+                    steps.push(Step::Rows(ctx.rows(shadow, &kind)?));
+                }
+            }
+            _ => steps.push(Step::Rows(ctx.rows(&row.name, kind)?)),
+        }
+    }
+    if spec.include_schema {
+        let has = |name: &str| {
+            schema
+                .rows
+                .iter()
+                .any(|r| r.kind == "table" && r.name == name)
+        };
+        steps.push(Step::Generated(Generated::SequencesAndStats {
+            only: selected.clone(),
+            has_sequence: has("sqlite_sequence"),
+            has_stat1: has("sqlite_stat1") && spec.tables.is_none(),
+            has_stat4: has("sqlite_stat4"),
+        }));
+        steps.push(Step::Literal(schema_trailer(
+            &schema.rows,
+            spec,
+            &|name| is_selected(selected, name),
+            &mut |r| fingerprint_row(hasher, r),
+            &rebuilds,
+        )));
+        steps.push(Step::Generated(Generated::HeaderPragmas));
+    }
+    steps.push(Step::Literal(b"COMMIT;\n".to_vec()));
+    Ok(ObjectPlan {
+        key: output_name(ctx.dump_id, Format::Sql, spec.compression),
+        steps,
+    })
+}
+
+/// The JSON dump, one object: `{"tables":{"name":[rows…],…}}`.
+fn json_object(
+    ctx: &mut PlanContext<'_>,
+    tables: &[PlannedTable<'_>],
+) -> Result<ObjectPlan, DumpError> {
+    let mut steps = vec![Step::Literal(b"{\"tables\":{".to_vec())];
+    for (i, (row, kind)) in tables.iter().enumerate() {
+        let mut open = if i == 0 {
+            b"\n".to_vec()
+        } else {
+            b",\n".to_vec()
+        };
+        super::render::push_json_string(&mut open, row.name.as_bytes());
+        open.extend_from_slice(b":[");
+        steps.push(Step::Literal(open));
+        steps.push(Step::Rows(ctx.rows(&row.name, kind)?));
+        steps.push(Step::Literal(b"\n]".to_vec()));
+    }
+    steps.push(Step::Literal(b"\n}}\n".to_vec()));
+    Ok(ObjectPlan {
+        key: output_name(ctx.dump_id, Format::Json, ctx.spec.compression),
+        steps,
+    })
+}
+
+/// The CSV dump, one object per table: a header row of column names, then the rows.
+fn csv_objects(
+    ctx: &mut PlanContext<'_>,
+    tables: &[PlannedTable<'_>],
+) -> Result<Vec<ObjectPlan>, DumpError> {
+    let mut objects = Vec::new();
+    for (row, kind) in tables {
+        let source = ctx.rows(&row.name, kind)?;
+        let mut header = Vec::new();
+        for (i, col) in source.column_names.iter().enumerate() {
+            if i > 0 {
+                header.push(b',');
+            }
+            super::render::push_csv_value(
+                &mut header,
+                rusqlite::types::ValueRef::Text(col.as_bytes()),
+            );
+        }
+        header.extend_from_slice(b"\r\n");
+        let key = csv_table_key(
+            ctx.dump_id,
+            &safe_file_name(&row.name),
+            ctx.spec.compression,
+        );
+        objects.push(ObjectPlan {
+            key,
+            steps: vec![Step::Literal(header), Step::Rows(source)],
+        });
+    }
+    Ok(objects)
 }
 
 fn hex_digest(bytes: &[u8]) -> String {
     let mut out = Vec::new();
     super::render::push_hex(&mut out, bytes);
     String::from_utf8(out).expect("hex is ASCII")
-}
-
-/// Indexes, views, triggers and FTS rebuilds of the dumped tables.
-fn schema_trailer(
-    schema: &[SchemaRow],
-    spec: &DumpSpec,
-    is_selected: &dyn Fn(&str) -> bool,
-    fingerprint: &mut dyn FnMut(&SchemaRow),
-    rebuilds: &[String],
-) -> Vec<u8> {
-    let mut out = String::new();
-    let whole_db = spec.tables.is_none();
-    for kind in ["index", "view", "trigger"] {
-        for row in schema.iter().filter(|r| r.kind == kind && r.sql.is_some()) {
-            let wanted = if kind == "view" {
-                whole_db
-            } else {
-                is_selected(&row.tbl_name)
-            };
-            if wanted && !row.name.starts_with("sqlite_") {
-                fingerprint(row);
-                out.push_str(row.sql.as_deref().unwrap_or_default());
-                out.push_str(";\n");
-            }
-        }
-    }
-    for r in rebuilds {
-        out.push_str(r);
-    }
-    out.into_bytes()
-}
-
-/// Renders a [`Generated`] step from the database as it is now.
-pub fn generate(conn: &Connection, step: &Generated) -> rusqlite::Result<Vec<u8>> {
-    let mut out = String::new();
-    match step {
-        Generated::SequencesAndStats {
-            only,
-            has_sequence,
-            has_stat1,
-            has_stat4,
-        } => {
-            if *has_sequence {
-                let rows: Vec<(String, i64)> = conn
-                    .prepare("SELECT name, seq FROM sqlite_sequence ORDER BY rowid")?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<_, _>>()?;
-                let rows: Vec<_> = rows
-                    .into_iter()
-                    .filter(|(n, _)| {
-                        only.as_ref()
-                            .is_none_or(|o| o.contains(&n.to_ascii_lowercase()))
-                    })
-                    .collect();
-                if !rows.is_empty() {
-                    out.push_str("DELETE FROM sqlite_sequence;\n");
-                    for (name, seq) in rows {
-                        out.push_str(&format!(
-                            "INSERT INTO sqlite_sequence(name,seq) VALUES({},{seq});\n",
-                            quote_literal(&name)
-                        ));
-                    }
-                }
-            }
-            if *has_stat1 {
-                let rows: Vec<(String, Option<String>, String)> = conn
-                    .prepare("SELECT tbl, idx, stat FROM sqlite_stat1 ORDER BY rowid")?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect::<Result<_, _>>()?;
-                out.push_str("ANALYZE sqlite_schema;\n");
-                for (tbl, idx, stat) in rows {
-                    let idx = idx.map_or("NULL".to_string(), |i| quote_literal(&i));
-                    out.push_str(&format!(
-                        "INSERT INTO sqlite_stat1 VALUES({},{idx},{});\n",
-                        quote_literal(&tbl),
-                        quote_literal(&stat)
-                    ));
-                }
-                if !has_stat4 {
-                    // ANALYZE made an (empty) sqlite_stat4 in loaders built with STAT4,
-                    // which the source does not have.
-                    out.push_str("DROP TABLE IF EXISTS sqlite_stat4;\n");
-                }
-            }
-        }
-        Generated::HeaderPragmas => {
-            for pragma in ["user_version", "application_id"] {
-                let v: i64 = conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))?;
-                if v != 0 {
-                    out.push_str(&format!("PRAGMA {pragma}={v};\n"));
-                }
-            }
-        }
-    }
-    Ok(out.into_bytes())
 }
 
 /// The longest file name [`safe_file_name`] gives: with the dump's `.csv.zst` it stays

@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
-use super::render::{quote_ident, RowEncoding, TextEncoding};
+use super::render::RowEncoding;
 use crate::error::DumpError;
-use crate::model::{DumpSpec, Format};
+use crate::model::DumpSpec;
 
 pub(super) struct Column {
     pub name: String,
@@ -87,9 +87,6 @@ pub enum Paging {
     Offset,
 }
 
-/// SQLite's default `SQLITE_MAX_COLUMN`: a result set may not have more columns.
-const MAX_RESULT_COLUMNS: usize = 2000;
-
 /// How to read one table in key order.
 #[derive(Debug)]
 pub struct TableSource {
@@ -130,201 +127,6 @@ pub(super) fn columns(
             }
             e => DumpError::from_sqlite(&spec.database, e),
         })
-}
-
-pub(super) fn table_source(
-    conn: &Connection,
-    spec: &DumpSpec,
-    table: &str,
-    kind: &TableKind,
-    text: TextEncoding,
-    warnings: &mut Vec<String>,
-) -> Result<TableSource, DumpError> {
-    let cols = columns(conn, spec, table)?;
-    let q = quote_ident(table);
-    let names: HashSet<String> = cols.iter().map(|c| c.name.to_ascii_lowercase()).collect();
-    let rowid_alias = ["rowid", "_rowid_", "oid"]
-        .into_iter()
-        .find(|a| !names.contains(*a));
-
-    // Key columns (keyset order) and whether SQL must insert the rowid explicitly.
-    let (keys, sql_rowid, paging): (Vec<String>, bool, Paging) = match kind {
-        TableKind::Ordinary {
-            without_rowid: true,
-        } => {
-            let mut pk: Vec<&Column> = cols.iter().filter(|c| c.pk > 0).collect();
-            pk.sort_by_key(|c| c.pk);
-            (
-                pk.iter().map(|c| quote_ident(&c.name)).collect(),
-                false,
-                Paging::Keyset,
-            )
-        }
-        TableKind::Ordinary {
-            without_rowid: false,
-        } => match (rowid_alias, integer_primary_key(conn, spec, table, &cols)?) {
-            (Some(alias), ipk) => (vec![alias.to_string()], ipk.is_none(), Paging::Keyset),
-            // The INTEGER PRIMARY KEY column is the rowid under its own name.
-            (None, Some(ipk)) => (vec![quote_ident(ipk)], false, Paging::Keyset),
-            (None, None) => {
-                warnings.push(format!(
-                    "table {table:?}: columns named rowid, oid and _rowid_ hide its rowid, so its rows are dumped without their rowids \
-                     (they get new ones on restore) and read by OFFSET, which is slow on large tables"
-                ));
-                (Vec::new(), false, Paging::Offset)
-            }
-        },
-        TableKind::Virtual { module, .. } => {
-            let alias = rowid_alias.unwrap_or("rowid");
-            (
-                vec![alias.to_string()],
-                !module.starts_with("rtree"),
-                Paging::Keyset,
-            )
-        }
-    };
-    let visible: Vec<&Column> = match spec.format {
-        Format::Sql => cols.iter().filter(|c| c.hidden == 0).collect(),
-        _ => cols.iter().filter(|c| c.hidden != 1).collect(),
-    };
-    let mut values: Vec<String> = Vec::new();
-    let mut value_columns: Vec<(String, bool)> = Vec::new();
-    if spec.format == Format::Sql && sql_rowid {
-        values.push(keys[0].clone());
-        value_columns.push(("rowid".into(), false));
-    }
-    values.extend(visible.iter().map(|c| quote_ident(&c.name)));
-    value_columns.extend(
-        visible
-            .iter()
-            .map(|c| (c.name.clone(), numeric_affinity(&c.decl_type))),
-    );
-    let encoding = match spec.format {
-        Format::Sql => {
-            let all_plain = cols.iter().all(|c| c.hidden == 0);
-            let prefix = if sql_rowid || !all_plain {
-                format!("INSERT INTO {q}({}) VALUES(", values.join(","))
-            } else {
-                format!("INSERT INTO {q} VALUES(")
-            };
-            RowEncoding::Sql {
-                prefix: prefix.into_bytes(),
-                text,
-            }
-        }
-        Format::Csv => RowEncoding::Csv,
-        Format::Json => RowEncoding::Json {
-            keys: visible
-                .iter()
-                .map(|c| {
-                    let mut k = Vec::new();
-                    super::render::push_json_string(&mut k, c.name.as_bytes());
-                    k.push(b':');
-                    k
-                })
-                .collect(),
-        },
-    };
-    let key_list = keys.join(",");
-    let params: Vec<String> = (1..=keys.len()).map(|i| format!("?{i}")).collect();
-    // A result set holds at most MAX_RESULT_COLUMNS: the rest of a wide row is read by key.
-    let room = MAX_RESULT_COLUMNS - keys.len().min(MAX_RESULT_COLUMNS - 1);
-    let rest: Vec<String> = if values.len() > room {
-        values.split_off(room)
-    } else {
-        Vec::new()
-    };
-    let select_rest = match (rest.is_empty(), paging) {
-        (true, _) => None,
-        (false, Paging::Offset) => {
-            return Err(DumpError::InvalidRequest(format!("table {table:?} is wider than a result set and its rowid has no name; leave it out with --tables")))
-        }
-        (false, Paging::Keyset) => {
-            let key_match = if keys.len() == 1 { format!("{key_list} = ?1") } else { format!("({key_list}) = ({})", params.join(",")) };
-            Some(format!("SELECT {} FROM {q} WHERE {key_match}", rest.join(",")))
-        }
-    };
-    let select_cols = match (keys.is_empty(), values.is_empty()) {
-        (_, true) => key_list.clone(),
-        (true, false) => values.join(","),
-        (false, false) => format!("{key_list},{}", values.join(",")),
-    };
-    let (select_first, select_after) = match paging {
-        Paging::Keyset => {
-            let after = if keys.len() == 1 {
-                format!("{key_list} > {}", params[0])
-            } else {
-                format!("({key_list}) > ({})", params.join(","))
-            };
-            (
-                format!("SELECT {select_cols} FROM {q} ORDER BY {key_list} LIMIT ?1"),
-                format!(
-                    "SELECT {select_cols} FROM {q} WHERE {after} ORDER BY {key_list} LIMIT ?{}",
-                    keys.len() + 1
-                ),
-            )
-        }
-        // NOT INDEXED: a scan of the table itself, in rowid order, the same every time.
-        Paging::Offset => (
-            format!("SELECT {select_cols} FROM {q} NOT INDEXED LIMIT ?1"),
-            format!("SELECT {select_cols} FROM {q} NOT INDEXED LIMIT ?2 OFFSET ?1"),
-        ),
-    };
-    Ok(TableSource {
-        name: table.to_string(),
-        key_len: keys.len(),
-        key_list: key_list.clone(),
-        select_first,
-        select_after,
-        value_len: values.len(),
-        select_rest,
-        rest_len: rest.len(),
-        paging,
-        column_names: visible.iter().map(|c| c.name.clone()).collect(),
-        value_columns,
-        encoding,
-    })
-}
-
-/// Whether a declared type gives numeric affinity (SQLite's rules, section 3.1 of its
-/// datatype documentation): INT → INTEGER; CHAR/CLOB/TEXT → TEXT; BLOB or none → BLOB;
-/// REAL/FLOA/DOUB → REAL; anything else → NUMERIC. (`ANY` in STRICT tables keeps values.)
-fn numeric_affinity(decl: &str) -> bool {
-    let t = decl.to_ascii_uppercase();
-    if t.contains("INT") {
-        return true;
-    }
-    if ["CHAR", "CLOB", "TEXT", "BLOB"]
-        .iter()
-        .any(|k| t.contains(k))
-        || t.is_empty()
-        || t == "ANY"
-    {
-        return false;
-    }
-    true
-}
-
-/// The INTEGER PRIMARY KEY column that aliases the rowid, if any. (`INTEGER PRIMARY KEY
-/// DESC` does not: such a table gets an automatic `pk` index, an alias never.)
-fn integer_primary_key<'c>(
-    conn: &Connection,
-    spec: &DumpSpec,
-    table: &str,
-    cols: &'c [Column],
-) -> Result<Option<&'c str>, DumpError> {
-    let pk: Vec<&Column> = cols.iter().filter(|c| c.pk > 0).collect();
-    if pk.len() != 1 || !pk[0].decl_type.eq_ignore_ascii_case("integer") {
-        return Ok(None);
-    }
-    let pk_index: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM pragma_index_list(?1) WHERE origin = 'pk'",
-            [table],
-            |r| r.get(0),
-        )
-        .map_err(|e| DumpError::from_sqlite(&spec.database, e))?;
-    Ok((pk_index == 0).then_some(pk[0].name.as_str()))
 }
 
 pub(super) fn is_fts(module: &str) -> bool {

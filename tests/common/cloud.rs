@@ -53,7 +53,9 @@ pub async fn sdk_config(endpoint: &str, key: &str, secret: &str) -> SdkConfig {
 }
 
 fn chunkdump_config(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
-    loader.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+    loader
+        .http_client(chunkdump::cloud::https_client())
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
 }
 
 /// A fresh bucket or table name.
