@@ -71,10 +71,7 @@ pub async fn load_aws_config() -> SdkConfig {
     if config.region().is_some() {
         return config;
     }
-    config
-        .into_builder()
-        .region(Region::new("auto"))
-        .build()
+    config.into_builder().region(Region::new("auto")).build()
 }
 
 /// Classifies a service error by its code and HTTP status.

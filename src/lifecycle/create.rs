@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 
+use super::commit_next;
 use crate::engine::validate;
 use crate::error::{DumpError, StoreError};
 use crate::model::{dump_id_for, validate_dump_id, CallbackState, DumpSpec, JobRecord};
@@ -97,12 +98,6 @@ pub async fn record_snapshot(
     next.version += 1;
     next.updated_at = Utc::now();
     next.snapshot_path = Some(path.display().to_string());
-    progress
-        .commit(&next, job.version)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => DumpError::Conflict(job.id.clone()),
-            other => other.into(),
-        })?;
+    commit_next(progress, job, &next).await?;
     Ok(next)
 }

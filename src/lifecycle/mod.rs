@@ -14,6 +14,8 @@
 //! which commits the end and then removes everything the dump wrote, so no partial dump
 //! is left looking complete.
 
+use crate::error::DumpError;
+
 mod create;
 mod ending;
 mod notify;
@@ -26,3 +28,19 @@ pub use ending::{
 };
 pub use notify::deliver_callback;
 pub(crate) use staging::{read_staged, record_chunk};
+
+/// Commits `next`, one version up from `job`: a lost race (someone committed first) is
+/// [`DumpError::Conflict`].
+async fn commit_next(
+    progress: &dyn crate::ports::ProgressStore,
+    job: &crate::model::JobRecord,
+    next: &crate::model::JobRecord,
+) -> Result<(), DumpError> {
+    progress
+        .commit(next, job.version)
+        .await
+        .map_err(|e| match e {
+            crate::error::StoreError::Conflict { .. } => DumpError::Conflict(job.id.clone()),
+            other => other.into(),
+        })
+}

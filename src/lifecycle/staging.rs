@@ -6,10 +6,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::commit_next;
 use super::ending::{abort_abandoned_uploads, remove_snapshot};
 use crate::engine::digest::DigestState;
 use crate::engine::{ChunkEnd, ExportOutcome};
-use crate::error::{DumpError, StoreError};
+use crate::error::DumpError;
 use crate::model::{JobRecord, JobStatus, OpenObject, PartReceipt};
 use crate::ports::{staging_key, ObjectStore, ProgressStore};
 use crate::uploader::UploadSummary;
@@ -106,13 +107,7 @@ pub(crate) async fn record_chunk(
             )
             .await?;
     }
-    progress
-        .commit(&next, job.version)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => DumpError::Conflict(job.id.clone()),
-            other => other.into(),
-        })?;
+    commit_next(progress, job, &next).await?;
     if next.status == JobStatus::Completed {
         remove_snapshot(&next);
         abort_abandoned_uploads(objects, &next.id).await;
