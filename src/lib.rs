@@ -52,6 +52,8 @@ pub mod model;
 pub mod ports;
 #[cfg(feature = "cli")]
 mod readback;
+#[cfg(feature = "cli")]
+mod restore;
 mod retention;
 pub mod runner;
 #[cfg(feature = "cli")]

@@ -18,6 +18,11 @@ use crate::error::DumpError;
 use crate::model::{Compression, Consistency, FileEntry, Format, JobRecord};
 use crate::ports::ObjectStore;
 
+/// The version of the dump formats and the manifest (`manifestVersion`). 2: JSON rows
+/// carry `$rowid` where no column carries the rowid, and CSV and JSON dumps have a
+/// schema file (`schema.sql`); 1: neither.
+pub const FORMAT_VERSION: u32 = 2;
+
 /// The manifest document (`<id>.manifest.json`, or `<id>/manifest.json` for CSV).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -41,6 +46,24 @@ pub struct Manifest {
     /// verified from its manifest alone.
     #[serde(default)]
     pub spec: Option<crate::model::DumpSpec>,
+}
+
+impl Manifest {
+    /// The table a CSV dump's file holds: the table whose file name (made by the one
+    /// function that names them) is `key`. `None` for any other key.
+    pub fn csv_table_of(&self, key: &str) -> Option<String> {
+        (self.format == Format::Csv).then_some(())?;
+        self.tables
+            .iter()
+            .find(|t| {
+                crate::model::csv_table_key(
+                    &self.dump_id,
+                    &crate::engine::plan::safe_file_name(&t.table),
+                    self.compression,
+                ) == key
+            })
+            .map(|t| t.table.clone())
+    }
 }
 
 /// Facts about the database that was dumped.
@@ -80,7 +103,7 @@ pub fn build(job: &JobRecord, digests: &DigestState, source: SourceFacts) -> Man
         t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
     };
     Manifest {
-        manifest_version: 1,
+        manifest_version: FORMAT_VERSION,
         dump_id: job.id.clone(),
         format: job.spec.format,
         compression: job.spec.compression,

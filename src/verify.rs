@@ -20,11 +20,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::engine::digest::{DigestState, TableDigest};
-use crate::engine::plan::safe_file_name;
 use crate::engine::{run_export, ExportInput};
 use crate::error::DumpError;
 use crate::manifest::{manifest_key, Manifest};
-use crate::model::{csv_table_key, Compression, Cursor, DumpSpec, Format, JobRecord};
+use crate::model::{schema_key, Compression, Cursor, DumpSpec, Format, JobRecord};
 use crate::ports::ObjectReader;
 use crate::readback::stream::{stream_file, DirSource, PieceReader, RangeSource, StoreSource};
 
@@ -93,7 +92,20 @@ pub async fn verify_manifest_file(
     } else {
         dir
     };
-    let spec = manifest.spec.clone().unwrap_or(DumpSpec {
+    let spec = manifest.spec.clone().unwrap_or_else(|| spec_of(&manifest));
+    check(
+        &DirSource(root.to_path_buf()),
+        &manifest,
+        &spec,
+        against,
+        progress,
+    )
+    .await
+}
+
+/// The request of a dump whose manifest predates `spec`.
+pub(crate) fn spec_of(manifest: &Manifest) -> DumpSpec {
+    DumpSpec {
         database: manifest.source.path.clone(),
         format: manifest.format,
         compression: manifest.compression,
@@ -103,15 +115,7 @@ pub async fn verify_manifest_file(
         part_size: manifest.part_size,
         snapshot: manifest.consistency.snapshot,
         snapshot_max_block_ms: None,
-    });
-    check(
-        &DirSource(root.to_path_buf()),
-        &manifest,
-        &spec,
-        against,
-        progress,
-    )
-    .await
+    }
 }
 
 async fn check(
@@ -135,12 +139,25 @@ async fn check(
     let tables: HashSet<String> = manifest.tables.iter().map(|t| t.table.clone()).collect();
     for file in &manifest.files {
         report.files += 1;
+        let is_schema = file.key
+            == schema_key(&manifest.dump_id, manifest.format, manifest.compression)
+            && manifest.format != Format::Sql;
         let reader = FileReader {
-            format: manifest.format,
+            // A CSV or JSON dump's schema file is SQL without rows.
+            format: if is_schema { Format::Sql } else { manifest.format },
             compression: manifest.compression,
             tables: tables.clone(),
             with_schema: spec.include_schema,
-            csv_table: csv_table_of(&manifest.dump_id, &file.key, manifest),
+            csv_table: manifest.csv_table_of(&file.key),
+        };
+        let reader = if is_schema {
+            FileReader {
+                tables: HashSet::new(),
+                with_schema: true,
+                ..reader
+            }
+        } else {
+            reader
         };
         let streamed = stream_file(
             source,
@@ -203,18 +220,6 @@ async fn check(
     Ok(report)
 }
 
-/// The table a CSV dump's file holds: the manifest's table whose file name (made by the
-/// one function that names them) is `key`. `None` for a file no table of the manifest
-/// names, which then shows up as a table missing from the dump.
-fn csv_table_of(id: &str, key: &str, manifest: &Manifest) -> Option<String> {
-    (manifest.format == Format::Csv).then_some(())?;
-    manifest
-        .tables
-        .iter()
-        .find(|t| csv_table_key(id, &safe_file_name(&t.table), manifest.compression) == key)
-        .map(|t| t.table.clone())
-}
-
 /// How one file of a dump is parsed back into table digests.
 struct FileReader {
     format: Format,
@@ -248,7 +253,7 @@ impl FileReader {
 }
 
 /// The plain bytes of a streamed file.
-fn decompress(bytes: PieceReader, compression: Compression) -> std::io::Result<Box<dyn BufRead>> {
+pub(crate) fn decompress(bytes: PieceReader, compression: Compression) -> std::io::Result<Box<dyn BufRead>> {
     const BUFFER: usize = 256 * 1024;
     Ok(match compression {
         Compression::None => Box::new(bytes),

@@ -34,6 +34,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Delete completed dumps a retention policy does not keep (files, manifest, record).
     Prune(super::prune::PruneArgs),
+    /// Restore a completed dump (any format) into a new SQLite database, verified
+    /// against its manifest before it is put in place.
+    Restore(super::restore::RestoreArgs),
 }
 
 #[derive(Debug, Args)]

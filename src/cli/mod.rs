@@ -8,6 +8,7 @@
 mod args;
 mod progress_bar;
 mod prune;
+mod restore;
 mod run;
 mod stores;
 

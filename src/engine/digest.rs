@@ -104,6 +104,28 @@ pub const HASHED_VALUE: usize = 1 << 20;
 /// shorter than [`HASHED_VALUE`], and moves `*pos` past it. `None` if the bytes are not
 /// such an encoding.
 pub fn decode_value<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<ValueRef<'a>> {
+    decode(bytes, pos, HASHED_VALUE)
+}
+
+/// Appends `v` in the encoding of [`encode_row`], but whole whatever its size (for a
+/// reader that needs the value, not its hash): decode it with [`decode_value_whole`].
+pub fn encode_value_whole(v: ValueRef<'_>, out: &mut Vec<u8>) {
+    match v {
+        ValueRef::Text(t) | ValueRef::Blob(t) if t.len() >= HASHED_VALUE => {
+            out.push(if matches!(v, ValueRef::Text(_)) { 3 } else { 4 });
+            out.extend_from_slice(&(t.len() as u64).to_be_bytes());
+            out.extend_from_slice(t);
+        }
+        v => encode_row(std::iter::once(v), out),
+    }
+}
+
+/// [`decode_value`] for an encoding made by [`encode_value_whole`].
+pub fn decode_value_whole<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<ValueRef<'a>> {
+    decode(bytes, pos, usize::MAX)
+}
+
+fn decode<'a>(bytes: &'a [u8], pos: &mut usize, limit: usize) -> Option<ValueRef<'a>> {
     let tag = *bytes.get(*pos)?;
     let word = |at: usize| -> Option<[u8; 8]> { bytes.get(at..at + 8)?.try_into().ok() };
     let (value, end) = match tag {
@@ -118,7 +140,7 @@ pub fn decode_value<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<ValueRef<'a>
         ),
         3 | 4 => {
             let len = usize::try_from(u64::from_be_bytes(word(*pos + 1)?)).ok()?;
-            if len >= HASHED_VALUE {
+            if len >= limit {
                 return None;
             }
             let start = *pos + 9;

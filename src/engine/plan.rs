@@ -21,7 +21,7 @@ use super::source::table_source;
 pub use super::table::{Paging, TableSource};
 use super::table::{TableKind, VtabRows};
 use crate::error::DumpError;
-use crate::model::{csv_table_key, output_name, DumpSpec, Format};
+use crate::model::{csv_table_key, output_name, schema_key, DumpSpec, Format};
 
 /// One output object (the SQL or JSON file, or one CSV file) and what goes into it.
 #[derive(Debug)]
@@ -100,17 +100,35 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
     for (row, _) in &tables {
         fingerprint_row(&mut hasher, row);
     }
-    let objects = match spec.format {
+    let mut objects = match spec.format {
         Format::Sql => vec![sql_object(
             &mut ctx,
             &schema,
             &tables,
             &selected,
             &mut hasher,
+            SqlContent::SchemaAndRows,
         )?],
-        Format::Json => vec![json_object(&mut ctx, &tables)?],
+        Format::Json => {
+            // JSON rows carry `$rowid` since format 2: a dump begun without it must not
+            // be resumed with it.
+            hasher.update(b"json rows with $rowid");
+            vec![json_object(&mut ctx, &tables)?]
+        }
         Format::Csv => csv_objects(&mut ctx, &tables)?,
     };
+    if spec.format != Format::Sql && spec.include_schema {
+        // What a restore needs besides the rows, last so the data objects keep their
+        // places; its statements are not part of the fingerprint of these formats.
+        objects.push(sql_object(
+            &mut ctx,
+            &schema,
+            &tables,
+            &selected,
+            &mut Sha256::new(),
+            SqlContent::SchemaOnly,
+        )?);
+    }
     Ok(Plan {
         objects,
         fingerprint: hex_digest(hasher.finalize().as_slice()),
@@ -118,16 +136,33 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
     })
 }
 
+/// What an SQL object holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SqlContent {
+    /// The SQL dump.
+    SchemaAndRows,
+    /// The schema file of a CSV or JSON dump: the same statements without the rows, and
+    /// [`ROWS_MARKER`] where the rows belong (after the tables, before sequences,
+    /// indexes and triggers).
+    SchemaOnly,
+}
+
+/// The comment line in a schema file where a restore loads the rows.
+pub const ROWS_MARKER: &str = "-- chunkdump: rows\n";
+
 /// The SQL dump, one object: the header, each table's schema and rows (a contentless
-/// FTS table as its shadow tables' rows), then the trailer.
+/// FTS table as its shadow tables' rows), then the trailer. Or, as
+/// [`SqlContent::SchemaOnly`], the schema file of a CSV or JSON dump.
 fn sql_object(
     ctx: &mut PlanContext<'_>,
     schema: &Schema,
     tables: &[PlannedTable<'_>],
     selected: &Option<HashSet<String>>,
     hasher: &mut Sha256,
+    content: SqlContent,
 ) -> Result<ObjectPlan, DumpError> {
     let spec = ctx.spec;
+    let with_rows = content == SqlContent::SchemaAndRows;
     // A UTF-16 database is restored as one (the pragma only acts on a new database).
     let header = match ctx.text {
         TextEncoding::Utf8 => String::new(),
@@ -138,7 +173,7 @@ fn sql_object(
     )];
     let mut rebuilds = Vec::new();
     for (row, kind) in tables {
-        if spec.include_schema {
+        if spec.include_schema || !with_rows {
             let sql = row.sql.as_deref().unwrap_or_default();
             steps.push(Step::Literal(format!("{sql};\n").into_bytes()));
         }
@@ -152,6 +187,7 @@ fn sql_object(
                 let q = quote_ident(&row.name);
                 rebuilds.push(format!("INSERT INTO {q}({q}) VALUES('rebuild');\n"));
             }
+            _ if !with_rows => {}
             TableKind::Virtual {
                 rows: VtabRows::Contentless { shadows },
                 ..
@@ -171,7 +207,10 @@ fn sql_object(
             _ => steps.push(Step::Rows(ctx.rows(&row.name, kind)?)),
         }
     }
-    if spec.include_schema {
+    if !with_rows {
+        steps.push(Step::Literal(ROWS_MARKER.as_bytes().to_vec()));
+    }
+    if spec.include_schema || !with_rows {
         let has = |name: &str| {
             schema
                 .rows
@@ -194,10 +233,11 @@ fn sql_object(
         steps.push(Step::Generated(Generated::HeaderPragmas));
     }
     steps.push(Step::Literal(b"COMMIT;\n".to_vec()));
-    Ok(ObjectPlan {
-        key: output_name(ctx.dump_id, Format::Sql, spec.compression),
-        steps,
-    })
+    let key = match content {
+        SqlContent::SchemaAndRows => output_name(ctx.dump_id, Format::Sql, spec.compression),
+        SqlContent::SchemaOnly => schema_key(ctx.dump_id, spec.format, spec.compression),
+    };
+    Ok(ObjectPlan { key, steps })
 }
 
 /// The JSON dump, one object: `{"tables":{"name":[rows…],…}}`.

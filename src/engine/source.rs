@@ -11,6 +11,9 @@ use super::table::{columns, Column, Paging, TableKind, TableSource};
 use crate::error::DumpError;
 use crate::model::{DumpSpec, Format};
 
+/// The member of a JSON row object that carries a rowid no column carries.
+pub const JSON_ROWID: &str = "$rowid";
+
 /// SQLite's default `SQLITE_MAX_COLUMN`: a result set may not have more columns.
 const MAX_RESULT_COLUMNS: usize = 2000;
 
@@ -33,9 +36,17 @@ pub(super) fn table_source(
     };
     let mut values: Vec<String> = Vec::new();
     let mut value_columns: Vec<(String, bool)> = Vec::new();
-    if spec.format == Format::Sql && key.sql_rowid {
+    // The rowid where no column carries it: SQL inserts it; JSON carries it as the
+    // member `$rowid` (unless a column has that name); CSV has no place for it.
+    let rowid_name = match spec.format {
+        _ if !key.sql_rowid => None,
+        Format::Sql => Some("rowid"),
+        Format::Json if !cols.iter().any(|c| c.name == JSON_ROWID) => Some(JSON_ROWID),
+        Format::Json | Format::Csv => None,
+    };
+    if let Some(name) = rowid_name {
         values.push(key.columns[0].clone());
-        value_columns.push(("rowid".into(), false));
+        value_columns.push((name.into(), false));
     }
     values.extend(visible.iter().map(|c| quote_ident(&c.name)));
     value_columns.extend(
@@ -48,8 +59,8 @@ pub(super) fn table_source(
         spec,
         &q,
         &values,
-        &visible,
-        key.sql_rowid || !all_plain,
+        &value_columns,
+        rowid_name.is_some() || !all_plain,
         text,
     );
     let queries = queries(table, &q, &key, values)?;
@@ -137,7 +148,7 @@ fn row_encoding(
     spec: &DumpSpec,
     quoted_table: &str,
     values: &[String],
-    visible: &[&Column],
+    value_columns: &[(String, bool)],
     name_columns: bool,
     text: TextEncoding,
 ) -> RowEncoding {
@@ -155,11 +166,11 @@ fn row_encoding(
         }
         Format::Csv => RowEncoding::Csv,
         Format::Json => RowEncoding::Json {
-            keys: visible
+            keys: value_columns
                 .iter()
-                .map(|c| {
+                .map(|(name, _)| {
                     let mut k = Vec::new();
-                    super::render::push_json_string(&mut k, c.name.as_bytes());
+                    super::render::push_json_string(&mut k, name.as_bytes());
                     k.push(b':');
                     k
                 })

@@ -414,6 +414,15 @@ pub fn csv_table_key(id: &str, stem: &str, compression: Compression) -> String {
     format!("{id}/{stem}.csv{}", compression_suffix(compression))
 }
 
+/// The object name of the schema file of CSV or JSON dump `id` (compressed like its
+/// data): `<id>/schema.sql[.gz|.zst]` inside a CSV dump's directory,
+/// `<id>.schema.sql[.gz|.zst]` beside a JSON file. A CSV table's file always ends in
+/// `.csv…`, so no table name can take this one.
+pub fn schema_key(id: &str, format: Format, compression: Compression) -> String {
+    let sep = if format == Format::Csv { '/' } else { '.' };
+    format!("{id}{sep}schema.sql{}", compression_suffix(compression))
+}
+
 /// The object name of dump `id`'s manifest: next to its file, or inside its CSV
 /// directory.
 pub fn manifest_key(id: &str, format: Format) -> String {

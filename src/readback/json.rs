@@ -12,13 +12,53 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::TableSums;
-use crate::engine::digest::{encode_row, TableDigest};
+use crate::engine::digest::{encode_row, encode_value_whole, TableDigest};
 
 /// Reads a whole JSON dump and digests every table.
-pub fn json_digests(mut reader: impl BufRead) -> Result<Vec<TableDigest>, String> {
-    let mut tables = TableSums::default();
+pub fn json_digests(reader: impl BufRead) -> Result<Vec<TableDigest>, String> {
+    struct Digests(TableSums);
+    impl JsonRows for Digests {
+        fn table(&mut self, name: &str) -> Result<(), String> {
+            self.0.begin(name);
+            Ok(())
+        }
+        fn row(&mut self, _keys: &[String], encoded: &[u8]) -> Result<(), String> {
+            self.0.add_row(xxh3_128(encoded))
+        }
+    }
+    let mut digests = Digests(TableSums::default());
+    read_json(reader, &mut digests, Values::Digest)?;
+    Ok(digests.0.finish())
+}
+
+/// What a reader of a JSON dump's rows does with them.
+pub(crate) trait JsonRows {
+    /// The rows that follow are of table `name`.
+    fn table(&mut self, name: &str) -> Result<(), String>;
+    /// One row: its members' names (the same for every row of a table) and its values'
+    /// canonical encoding, in document order.
+    fn row(&mut self, keys: &[String], encoded: &[u8]) -> Result<(), String>;
+}
+
+/// How row values are encoded for a [`JsonRows`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Values {
+    /// As the digest hashes them (a value of 1 MiB or more as its own hash).
+    Digest,
+    /// Whole, to be decoded again (`decode_value_whole`).
+    Whole,
+}
+
+/// Reads a whole JSON dump, handing each table and row to `rows`.
+pub(crate) fn read_json(
+    mut reader: impl BufRead,
+    rows: &mut dyn JsonRows,
+    values: Values,
+) -> Result<(), String> {
     let mut line = Vec::with_capacity(64 * 1024);
     let (mut encoded, mut scratch) = (Vec::new(), Vec::new());
+    let mut keys: Vec<String> = Vec::new();
+    let mut in_table = false;
     let mut first = true;
     loop {
         line.clear();
@@ -41,11 +81,16 @@ pub fn json_digests(mut reader: impl BufRead) -> Result<Vec<TableDigest>, String
         }
         let text = text.strip_suffix(b",").unwrap_or(text);
         if text.first() == Some(&b'{') {
+            if !in_table {
+                return Err("a row before any table".into());
+            }
             encoded.clear();
             let mut de = serde_json::Deserializer::from_slice(text);
             RowSeed {
                 out: &mut encoded,
                 scratch: &mut scratch,
+                keys: &mut keys,
+                whole: values == Values::Whole,
             }
             .deserialize(&mut de)
             .and_then(|()| de.end())
@@ -55,11 +100,13 @@ pub fn json_digests(mut reader: impl BufRead) -> Result<Vec<TableDigest>, String
                     String::from_utf8_lossy(&text[..text.len().min(80)])
                 )
             })?;
-            tables.add_row(xxh3_128(&encoded))?;
+            rows.row(&keys, &encoded)?;
         } else if let Some(name) = text.strip_suffix(b":[") {
             let name: String = serde_json::from_slice(name)
                 .map_err(|e| format!("table name {:?}: {e}", String::from_utf8_lossy(name)))?;
-            tables.begin(&name);
+            keys.clear();
+            in_table = true;
+            rows.table(&name)?;
         } else if text != b"]" && text != b"}}" {
             return Err(format!(
                 "unexpected line {:?}",
@@ -70,13 +117,16 @@ pub fn json_digests(mut reader: impl BufRead) -> Result<Vec<TableDigest>, String
     if first {
         return Err("empty document".into());
     }
-    Ok(tables.finish())
+    Ok(())
 }
 
-/// Encodes the values of one row object, in document order, into `out`.
+/// Encodes the values of one row object, in document order, into `out`. The first row
+/// of a table sets `keys`; every other row must have the same members in that order.
 struct RowSeed<'a> {
     out: &'a mut Vec<u8>,
     scratch: &'a mut Vec<u8>,
+    keys: &'a mut Vec<String>,
+    whole: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
@@ -92,11 +142,29 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         f.write_str("a row object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key::<IgnoredAny>()?.is_some() {
+        let learn = self.keys.is_empty();
+        let mut at = 0;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if learn {
+                self.keys.push(key.into_owned());
+            } else if self.keys.get(at).map(String::as_str) != Some(&*key) {
+                return Err(de::Error::custom(format!(
+                    "member {key:?} where the table's first row has {:?}",
+                    self.keys.get(at)
+                )));
+            }
+            at += 1;
             map.next_value_seed(ValueSeed {
                 out: self.out,
                 scratch: self.scratch,
+                whole: self.whole,
             })?;
+        }
+        if at != self.keys.len() {
+            return Err(de::Error::custom(format!(
+                "{at} members where the table's first row has {}",
+                self.keys.len()
+            )));
         }
         Ok(())
     }
@@ -106,11 +174,20 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
 struct ValueSeed<'a> {
     out: &'a mut Vec<u8>,
     scratch: &'a mut Vec<u8>,
+    whole: bool,
 }
 
 impl ValueSeed<'_> {
     fn push(&mut self, v: ValueRef<'_>) {
-        encode_row(std::iter::once(v), self.out);
+        push_value(v, self.out, self.whole);
+    }
+}
+
+fn push_value(v: ValueRef<'_>, out: &mut Vec<u8>, whole: bool) {
+    if whole {
+        encode_value_whole(v, out);
+    } else {
+        encode_row(std::iter::once(v), out);
     }
 }
 
@@ -154,8 +231,17 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         let tag: Tag = map
             .next_key()?
             .ok_or_else(|| de::Error::custom("an empty object is not a value"))?;
-        let ValueSeed { out, scratch } = self;
-        map.next_value_seed(TaggedSeed { tag, out, scratch })?;
+        let ValueSeed {
+            out,
+            scratch,
+            whole,
+        } = self;
+        map.next_value_seed(TaggedSeed {
+            tag,
+            out,
+            scratch,
+            whole,
+        })?;
         if map.next_key::<IgnoredAny>()?.is_some() {
             return Err(de::Error::custom("a tagged value has one key"));
         }
@@ -178,6 +264,7 @@ struct TaggedSeed<'a> {
     tag: Tag,
     out: &'a mut Vec<u8>,
     scratch: &'a mut Vec<u8>,
+    whole: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for TaggedSeed<'_> {
@@ -211,7 +298,7 @@ impl<'de> Visitor<'de> for TaggedSeed<'_> {
                 }
             }
         };
-        encode_row(std::iter::once(value), self.out);
+        push_value(value, self.out, self.whole);
         Ok(())
     }
 }

@@ -100,14 +100,38 @@ impl RowParser {
         tables: &mut TableSums,
     ) -> Result<bool, String> {
         let s = statement.trim_ascii();
+        let parsed = match self.parse(statement, row_tables)? {
+            None => return Ok(false),
+            Some(parsed) => parsed,
+        };
+        if let Parsed::LeftToSqlite(inner) = parsed {
+            self.encoded.clear();
+            evaluate(scratch, &s[inner], &mut self.encoded).map_err(|e| cut(s, &e))?;
+        }
+        if !tables.is_current(&self.table) {
+            tables.begin(&self.table);
+        }
+        tables.add_row(xxh3_128(&self.encoded))?;
+        Ok(true)
+    }
+
+    /// Parses `statement` if it is a row of one of `row_tables` (`None` otherwise): its
+    /// table is then `self.table`, and its values' canonical encoding `self.encoded`
+    /// unless they are in a form left to SQLite.
+    fn parse(
+        &mut self,
+        statement: &[u8],
+        row_tables: &HashSet<String>,
+    ) -> Result<Option<Parsed>, String> {
+        let s = statement.trim_ascii();
         let values_at = if !self.prefix.is_empty() && s.starts_with(&self.prefix) {
             self.prefix.len()
         } else {
             let Some((table, at)) = insert_prefix(s) else {
-                return Ok(false);
+                return Ok(None);
             };
             if !row_tables.contains(&table) {
-                return Ok(false);
+                return Ok(None);
             }
             self.prefix.clear();
             self.prefix.extend_from_slice(&s[..at]);
@@ -121,16 +145,90 @@ impl RowParser {
             .and_then(|v| v.strip_suffix(b")"))
             .ok_or_else(|| cut(s, "a row statement must end with );"))?;
         self.encoded.clear();
-        if !values(inner, self.utf16, &mut self.encoded, &mut self.scratch) {
-            self.encoded.clear();
-            evaluate(scratch, inner, &mut self.encoded).map_err(|e| cut(s, &e))?;
+        if values(inner, self.utf16, &mut self.encoded, &mut self.scratch) {
+            Ok(Some(Parsed::Values))
+        } else {
+            Ok(Some(Parsed::LeftToSqlite(values_at..values_at + inner.len())))
         }
-        if !tables.is_current(&self.table) {
-            tables.begin(&self.table);
-        }
-        tables.add_row(xxh3_128(&self.encoded))?;
-        Ok(true)
     }
+}
+
+/// What [`RowParser::parse`] made of a row statement.
+enum Parsed {
+    /// The values are in `encoded`.
+    Values,
+    /// These bytes of the trimmed statement are values only SQLite can evaluate.
+    LeftToSqlite(std::ops::Range<usize>),
+}
+
+/// An SQL dump read back for a restore: statements, with the rows of the given tables
+/// parsed into values.
+pub(crate) struct SqlItems<R> {
+    statements: Statements<R>,
+    rows: RowParser,
+    row_tables: HashSet<String>,
+}
+
+/// One item of an SQL dump.
+pub(crate) enum SqlItem<'a> {
+    /// A statement to run as it is (schema, pragmas, and rows whose values only SQLite
+    /// evaluates).
+    Statement(&'a str),
+    /// A row: `INSERT INTO "t"(…) VALUES(` and its values' canonical encoding (see
+    /// [`crate::engine::digest::decode_value`]).
+    Row {
+        table: &'a str,
+        prefix: &'a [u8],
+        values: &'a [u8],
+    },
+}
+
+impl<R: Read> SqlItems<R> {
+    pub(crate) fn new(reader: R, row_tables: HashSet<String>) -> Self {
+        SqlItems {
+            statements: Statements::new(reader),
+            rows: RowParser::default(),
+            row_tables,
+        }
+    }
+
+    /// The next item; `None` at the end.
+    pub(crate) fn next_item(&mut self) -> Result<Option<SqlItem<'_>>, String> {
+        let Some(statement) = self
+            .statements
+            .next_statement()
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        if is_row_statement(statement) {
+            if let Some(Parsed::Values) = self.rows.parse(statement, &self.row_tables)? {
+                // Values of 1 MiB or more are hashed in the encoding: run those rows.
+                if decodable(&self.rows.encoded) {
+                    return Ok(Some(SqlItem::Row {
+                        table: &self.rows.table,
+                        prefix: &self.rows.prefix,
+                        values: &self.rows.encoded,
+                    }));
+                }
+            }
+        } else {
+            self.rows.note_statement(statement);
+        }
+        let sql = std::str::from_utf8(statement).map_err(|_| cut(statement, "not UTF-8"))?;
+        Ok(Some(SqlItem::Statement(sql)))
+    }
+}
+
+/// Whether every value of a row encoding decodes (none was hashed for its size).
+fn decodable(encoded: &[u8]) -> bool {
+    let mut pos = 0;
+    while pos < encoded.len() {
+        if crate::engine::digest::decode_value(encoded, &mut pos).is_none() {
+            return false;
+        }
+    }
+    true
 }
 
 fn cut(statement: &[u8], why: &str) -> String {

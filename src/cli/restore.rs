@@ -1,0 +1,291 @@
+//! `chunkdump restore`: finds a completed dump's manifest (by id, by path or URL, or
+//! the newest in a store), restores it with [`crate::restore`] and reports what it did.
+//! Only the object store is read: no progress store is needed.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::error::DumpError;
+use crate::manifest::Manifest;
+use crate::model::{manifest_key, validate_dump_id, Format};
+use crate::ports::ObjectReader;
+use crate::readback::stream::{DirSource, RangeSource, StoreSource};
+use crate::restore::{restore, RestoreOptions};
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The dump's id (with --out DIR or --store s3://…).
+    #[arg(required_unless_present_any = ["manifest", "latest"], conflicts_with = "latest")]
+    pub id: Option<String>,
+    /// The local directory the dump was written to.
+    #[arg(long, value_name = "DIR", conflicts_with = "store")]
+    pub out: Option<PathBuf>,
+    /// The S3/R2 bucket and prefix the dump was written to.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    pub store: Option<String>,
+    /// Accepted for symmetry with the other commands; a restore needs only the files.
+    #[arg(long, value_name = "dynamodb://TABLE", hide = true)]
+    pub progress: Option<String>,
+    /// Restore from a manifest file or object (the dump's files beside it).
+    #[arg(long, value_name = "PATH|s3://…", conflicts_with_all = ["id", "out", "store", "latest"])]
+    pub manifest: Option<String>,
+    /// Restore the newest completed dump in the store.
+    #[arg(long)]
+    pub latest: bool,
+    /// The database file to create (refused if it exists, unless --force).
+    #[arg(long, value_name = "NEW.db")]
+    pub into: PathBuf,
+    /// Restore only these tables (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "a,b")]
+    pub tables: Option<Vec<String>>,
+    /// Replace --into if it exists, once the restore is verified.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where the dump's files are read from.
+enum Place {
+    Dir(PathBuf),
+    #[cfg(feature = "aws")]
+    Store(crate::cloud::S3Store),
+}
+
+impl Place {
+    async fn open_store(url: &str) -> Result<Self, DumpError> {
+        #[cfg(feature = "aws")]
+        {
+            let config = crate::cloud::load_aws_config().await;
+            Ok(Place::Store(crate::cloud::S3Store::new(&config, url)?))
+        }
+        #[cfg(not(feature = "aws"))]
+        Err(DumpError::InvalidRequest(format!("{url}: this build has no S3 support")))
+    }
+
+    fn ranges(&self) -> Box<dyn RangeSource + '_> {
+        match self {
+            Place::Dir(dir) => Box::new(DirSource(dir.clone())),
+            #[cfg(feature = "aws")]
+            Place::Store(s3) => Box::new(StoreSource(s3)),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, DumpError> {
+        match self {
+            Place::Dir(dir) => match std::fs::read(dir.join(key)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(DumpError::InvalidRequest(format!("{}: {e}", dir.join(key).display()))),
+            },
+            #[cfg(feature = "aws")]
+            Place::Store(s3) => Ok(s3.get(key).await?),
+        }
+    }
+
+    /// Keys of every manifest in the store (SQL/JSON beside their file, CSV inside).
+    async fn manifest_keys(&self) -> Result<Vec<String>, DumpError> {
+        let keys: Vec<String> = match self {
+            Place::Dir(dir) => {
+                let mut keys = Vec::new();
+                let entries = std::fs::read_dir(dir)
+                    .map_err(|e| DumpError::InvalidRequest(format!("{}: {e}", dir.display())))?;
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if entry.path().join("manifest.json").is_file() {
+                        keys.push(format!("{name}/manifest.json"));
+                    } else {
+                        keys.push(name);
+                    }
+                }
+                keys
+            }
+            #[cfg(feature = "aws")]
+            Place::Store(s3) => s3.list_keys("").await?,
+        };
+        Ok(keys
+            .into_iter()
+            .filter(|k| {
+                let depth = k.matches('/').count();
+                (depth == 0 && k.ends_with(".manifest.json")) || (depth == 1 && k.ends_with("/manifest.json"))
+            })
+            .collect())
+    }
+
+    async fn manifest(&self, key: &str) -> Result<Option<Manifest>, DumpError> {
+        let Some(raw) = self.get(key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))
+    }
+}
+
+/// Runs the restore and prints its closing line (or the JSON report).
+pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
+    let (place, manifest) = find(&args).await?;
+    let total: u64 = manifest.files.iter().map(|f| f.size).sum();
+    let progress = Progress::new(&manifest.dump_id, total);
+    let options = RestoreOptions {
+        into: args.into.clone(),
+        force: args.force,
+        tables: args.tables.clone(),
+    };
+    let report = restore(place.ranges().as_ref(), &manifest, &options, &|n| progress.tick(n)).await;
+    progress.done();
+    let report = report?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        writeln!(
+            stdout,
+            "restored {} into {}: {} tables, {} rows, {:.1} MB read in {:.1} s, verified against the manifest",
+            report.dump_id,
+            report.into,
+            report.tables,
+            report.rows,
+            report.bytes as f64 / 1e6,
+            report.seconds
+        )?;
+    }
+    Ok(())
+}
+
+/// The manifest the arguments name, and where its files are.
+async fn find(args: &RestoreArgs) -> Result<(Place, Manifest), DumpError> {
+    if let Some(path) = &args.manifest {
+        let (place, key) = if path.starts_with("s3://") {
+            let (root, key) = split_manifest_url(path)?;
+            (Place::open_store(&root).await?, key)
+        } else {
+            let path = PathBuf::from(path);
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            // A CSV dump's manifest sits inside its directory, whose name starts the keys.
+            match (name.as_str(), dir.file_name()) {
+                ("manifest.json", Some(id)) => (
+                    Place::Dir(dir.parent().unwrap_or(std::path::Path::new(".")).to_path_buf()),
+                    format!("{}/manifest.json", id.to_string_lossy()),
+                ),
+                _ => (Place::Dir(dir.to_path_buf()), name),
+            }
+        };
+        let manifest = place
+            .manifest(&key)
+            .await?
+            .ok_or_else(|| DumpError::InvalidRequest(format!("{path}: no such manifest")))?;
+        return Ok((place, manifest));
+    }
+    let place = match (&args.out, &args.store) {
+        (Some(out), None) => {
+            if !out.is_dir() {
+                return Err(DumpError::InvalidRequest(format!("{}: no such directory", out.display())));
+            }
+            Place::Dir(out.clone())
+        }
+        (None, Some(store)) => Place::open_store(store).await?,
+        _ => return Err(DumpError::InvalidRequest("give --out DIR or --store s3://BUCKET/PREFIX".into())),
+    };
+    let manifest = match &args.id {
+        Some(id) => {
+            validate_dump_id(id).map_err(|e| DumpError::InvalidRequest(e.message))?;
+            let mut found = None;
+            for format in [Format::Sql, Format::Csv] {
+                if let Some(m) = place.manifest(&manifest_key(id, format)).await? {
+                    found = Some(m);
+                    break;
+                }
+            }
+            let manifest = found.ok_or_else(|| DumpError::InvalidRequest(format!("no completed dump {id} there (it has no manifest)")))?;
+            if manifest.dump_id != *id {
+                return Err(DumpError::InvalidRequest(format!(
+                    "the manifest of {id} describes dump {}; it was copied or edited",
+                    manifest.dump_id
+                )));
+            }
+            manifest
+        }
+        None => newest(&place).await?,
+    };
+    Ok((place, manifest))
+}
+
+/// The newest completed dump in the store, by completion time.
+async fn newest(place: &Place) -> Result<Manifest, DumpError> {
+    let mut best: Option<Manifest> = None;
+    for key in place.manifest_keys().await? {
+        if let Some(m) = place.manifest(&key).await? {
+            if best.as_ref().is_none_or(|b| m.completed_at > b.completed_at) {
+                best = Some(m);
+            }
+        }
+    }
+    best.ok_or_else(|| DumpError::InvalidRequest("no completed dump there".into()))
+}
+
+/// `s3://bucket/prefix/ID.manifest.json` (or `…/ID/manifest.json`): the store's URL and
+/// the manifest's key in it.
+fn split_manifest_url(url: &str) -> Result<(String, String), DumpError> {
+    let bad = || DumpError::InvalidRequest(format!("{url}: not the URL of a chunkdump manifest"));
+    let (dir, name) = url.rsplit_once('/').ok_or_else(bad)?;
+    if name == "manifest.json" {
+        let (root, id) = dir.rsplit_once('/').ok_or_else(bad)?;
+        (root.len() > "s3:/".len()).then_some(()).ok_or_else(bad)?;
+        Ok((root.to_string(), format!("{id}/manifest.json")))
+    } else if name.ends_with(".manifest.json") && dir.len() > "s3:/".len() {
+        Ok((dir.to_string(), name.to_string()))
+    } else {
+        Err(bad())
+    }
+}
+
+/// Progress on stderr: a bar on a terminal, a plain line every 2 s otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    id: String,
+    total: u64,
+    last_line: Mutex<Instant>,
+}
+
+impl Progress {
+    fn new(id: &str, total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("restore {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_message(id.to_string());
+            bar
+        });
+        Progress { bar, id: id.to_string(), total, last_line: Mutex::new(Instant::now()) }
+    }
+
+    fn tick(&self, read: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(read);
+        } else if let Ok(mut last) = self.last_line.lock() {
+            if last.elapsed() >= Duration::from_secs(2) {
+                *last = Instant::now();
+                eprintln!("{}: restored {:.1}/{:.1} MB", self.id, read as f64 / 1e6, self.total as f64 / 1e6);
+            }
+        }
+    }
+
+    fn done(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

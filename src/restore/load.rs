@@ -1,0 +1,314 @@
+//! Loading a dump's rows into the restored database, on a blocking thread while the
+//! next bytes are fetched: prepared `INSERT`s with bound values (never a statement
+//! compiled per row), one transaction for the whole load.
+//!
+//! * SQL: the dump's own statements in order; each row statement's values are parsed
+//!   (`readback::sql`) and bound to the table's prepared `INSERT`; any other statement,
+//!   and a row whose values only SQLite evaluates, runs as written.
+//! * JSON: each row object's members bound by name; `$rowid` to the table's rowid;
+//!   generated columns are computed again, not inserted.
+//! * CSV: each field by its column's declared type (the affinity SQLite would apply):
+//!   NULL for an empty unquoted field; in a column of numeric type an integer or REAL
+//!   when the text is one; in an untyped column also `\x…` as a BLOB. CSV carries no
+//!   storage classes, so the verification after the load tells which tables came back
+//!   exactly.
+
+use std::collections::{HashMap, HashSet};
+use std::io::BufRead;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::Connection;
+
+use crate::engine::digest::{decode_value, decode_value_whole};
+use crate::engine::quote_ident;
+use crate::readback::csv::CsvRecords;
+use crate::readback::json::{read_json, JsonRows, Values};
+use crate::readback::sql::{SqlItem, SqlItems};
+
+/// The restored database while rows go in.
+pub(super) struct Loader {
+    pub(super) conn: Connection,
+    /// `--tables`: the only tables whose rows are loaded.
+    pub(super) selected: Option<HashSet<String>>,
+    pub(super) rows: u64,
+    /// How each table's rows are inserted (JSON and CSV).
+    inserts: HashMap<String, Insert>,
+    /// The last SQL row prefix and the `INSERT` made from it.
+    sql_prefix: (Vec<u8>, usize, String),
+}
+
+/// How one table's rows are inserted: the statement, and per value in the dump where it
+/// goes (`None`: a generated column, left out) and its column's affinity.
+struct Insert {
+    sql: String,
+    targets: Vec<Option<Affinity>>,
+}
+
+/// The affinity SQLite gives a column of a declared type (its rules, in their order).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Affinity {
+    Integer,
+    Text,
+    Blob,
+    Real,
+    Numeric,
+}
+
+impl Affinity {
+    fn of(declared: &str) -> Self {
+        let t = declared.to_ascii_uppercase();
+        if t.contains("INT") {
+            Affinity::Integer
+        } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
+            Affinity::Text
+        } else if t.contains("BLOB") || t.is_empty() {
+            Affinity::Blob
+        } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
+            Affinity::Real
+        } else {
+            Affinity::Numeric
+        }
+    }
+}
+
+impl Loader {
+    pub(super) fn new(conn: Connection, selected: Option<HashSet<String>>) -> Self {
+        Loader {
+            conn,
+            selected,
+            rows: 0,
+            inserts: HashMap::new(),
+            sql_prefix: (Vec::new(), 0, String::new()),
+        }
+    }
+
+    fn wanted(&self, table: &str) -> bool {
+        self.selected.as_ref().is_none_or(|s| s.contains(table))
+    }
+
+    /// Runs SQL text (a schema file's part, or a statement of an SQL dump).
+    pub(super) fn run(&self, sql: &str) -> Result<(), String> {
+        self.conn.execute_batch(sql).map_err(|e| {
+            format!("{e} in: {}", sql.trim().chars().take(200).collect::<String>())
+        })
+    }
+
+    /// Loads an SQL dump; `row_tables` are the manifest's tables.
+    pub(super) fn load_sql(
+        &mut self,
+        reader: impl BufRead,
+        row_tables: HashSet<String>,
+    ) -> Result<(), String> {
+        let mut items = SqlItems::new(reader, row_tables);
+        while let Some(item) = items.next_item()? {
+            match item {
+                SqlItem::Statement(sql) => self.run(sql)?,
+                SqlItem::Row { table, .. } if !self.wanted(table) => {}
+                SqlItem::Row { prefix, values, .. } => {
+                    let count = count_values(values);
+                    let (last, n, sql) = &mut self.sql_prefix;
+                    if last.as_slice() != prefix || *n != count {
+                        last.clear();
+                        last.extend_from_slice(prefix);
+                        *n = count;
+                        *sql = String::from_utf8_lossy(prefix).into_owned();
+                        sql.push_str(&vec!["?"; count].join(","));
+                        sql.push(')');
+                    }
+                    let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
+                    let mut pos = 0;
+                    for i in 1..=count {
+                        let v = decode_value(values, &mut pos).ok_or("a row that does not decode")?;
+                        stmt.raw_bind_parameter(i, ToSqlOutput::Borrowed(v)).map_err(|e| e.to_string())?;
+                    }
+                    stmt.raw_execute().map_err(|e| e.to_string())?;
+                    self.rows += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads a JSON dump's rows.
+    pub(super) fn load_json(&mut self, reader: impl BufRead) -> Result<(), String> {
+        struct Rows<'a> {
+            loader: &'a mut Loader,
+            table: Option<String>,
+        }
+        impl JsonRows for Rows<'_> {
+            fn table(&mut self, name: &str) -> Result<(), String> {
+                self.table = self.loader.wanted(name).then(|| name.to_string());
+                Ok(())
+            }
+            fn row(&mut self, keys: &[String], encoded: &[u8]) -> Result<(), String> {
+                let Some(table) = &self.table else {
+                    return Ok(());
+                };
+                self.loader.insert(table, keys, true, |sink| {
+                    let mut pos = 0;
+                    for _ in keys {
+                        sink(decode_value_whole(encoded, &mut pos).ok_or("a value that does not decode")?)?;
+                    }
+                    Ok(())
+                })
+            }
+        }
+        read_json(reader, &mut Rows { loader: self, table: None }, Values::Whole)
+    }
+
+    /// Loads the rows of one CSV file, of table `table`.
+    pub(super) fn load_csv(&mut self, reader: impl BufRead, table: &str) -> Result<(), String> {
+        if !self.wanted(table) {
+            return Ok(());
+        }
+        let mut records = CsvRecords::new(reader);
+        if !records.next_record()? {
+            return Err("no header row".into());
+        }
+        let header: Vec<String> = (0..records.len())
+            .map(|i| String::from_utf8_lossy(records.field(i).unwrap_or_default()).into_owned())
+            .collect();
+        let mut blob = Vec::new();
+        let affinities = self.insert_for(table, &header, false)?.targets.clone();
+        while records.next_record()? {
+            if records.len() != header.len() {
+                return Err(format!("a record of {} fields under a header of {}", records.len(), header.len()));
+            }
+            self.insert(table, &header, false, |sink| {
+                for (i, affinity) in affinities.iter().enumerate() {
+                    sink(csv_value(records.field(i), affinity.unwrap_or(Affinity::Blob), &mut blob))?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The `INSERT` for `table` with the dump's value names `keys` (made once).
+    fn insert_for(&mut self, table: &str, keys: &[String], rowid_key: bool) -> Result<&Insert, String> {
+        if !self.inserts.contains_key(table) {
+            let insert = build_insert(&self.conn, table, keys, rowid_key)?;
+            self.inserts.insert(table.to_string(), insert);
+        }
+        Ok(&self.inserts[table])
+    }
+
+    /// Inserts one row of `table`: `values` hands each value, in the dump's order, to
+    /// the sink it is given.
+    fn insert(
+        &mut self,
+        table: &str,
+        keys: &[String],
+        rowid_key: bool,
+        values: impl FnOnce(&mut dyn FnMut(ValueRef<'_>) -> Result<(), String>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.insert_for(table, keys, rowid_key)?;
+        let Insert { sql, targets } = &self.inserts[table];
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
+        let (mut at, mut param) = (0, 0);
+        values(&mut |v| {
+            let keep = targets.get(at).ok_or("more values than columns")?.is_some();
+            at += 1;
+            if keep {
+                param += 1;
+                stmt.raw_bind_parameter(param, ToSqlOutput::Borrowed(v)).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })?;
+        stmt.raw_execute()
+            .map_err(|e| format!("table {table:?}: {e}"))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub(super) fn finish(self) -> Connection {
+        self.conn
+    }
+}
+
+/// How many values a row encoding holds.
+fn count_values(values: &[u8]) -> usize {
+    let (mut pos, mut n) = (0, 0);
+    while decode_value(values, &mut pos).is_some() {
+        n += 1;
+    }
+    n
+}
+
+/// The `INSERT` for `table` from the dump's value names: `$rowid` (with `rowid_key`) is
+/// the rowid under a name no column hides; generated columns are left out.
+fn build_insert(conn: &Connection, table: &str, keys: &[String], rowid_key: bool) -> Result<Insert, String> {
+    let mut info = conn
+        .prepare("SELECT name, type, hidden FROM pragma_table_xinfo(?1)")
+        .map_err(|e| e.to_string())?;
+    let columns: HashMap<String, (String, i64)> = info
+        .query_map([table], |r| Ok((r.get::<_, String>(0)?, (r.get::<_, String>(1)?, r.get::<_, i64>(2)?))))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| e.to_string())?;
+    if columns.is_empty() {
+        return Err(format!("table {table:?} is not in the restored schema"));
+    }
+    let (mut names, mut targets) = (Vec::new(), Vec::new());
+    for key in keys {
+        if rowid_key && key == crate::engine::JSON_ROWID && !columns.contains_key(key) {
+            let lower: HashSet<String> = columns.keys().map(|c| c.to_ascii_lowercase()).collect();
+            let name = ["rowid", "_rowid_", "oid"]
+                .into_iter()
+                .find(|n| !lower.contains(*n))
+                .ok_or_else(|| format!("table {table:?}: no name left for its rowid"))?;
+            names.push(name.to_string());
+            targets.push(Some(Affinity::Integer));
+            continue;
+        }
+        let (declared, hidden) = columns
+            .get(key)
+            .ok_or_else(|| format!("table {table:?} has no column {key:?}"))?;
+        if *hidden == 2 || *hidden == 3 {
+            targets.push(None);
+        } else {
+            names.push(quote_ident(key));
+            targets.push(Some(Affinity::of(declared)));
+        }
+    }
+    let sql = format!(
+        "INSERT INTO {}({}) VALUES({})",
+        quote_ident(table),
+        names.join(","),
+        vec!["?"; names.len()].join(",")
+    );
+    Ok(Insert { sql, targets })
+}
+
+/// A CSV field as the value it most likely was, given its column's affinity.
+fn csv_value<'a>(field: Option<&'a [u8]>, affinity: Affinity, blob: &'a mut Vec<u8>) -> ValueRef<'a> {
+    let Some(bytes) = field else {
+        return ValueRef::Null;
+    };
+    let text = std::str::from_utf8(bytes).ok();
+    let numeric = || -> Option<ValueRef<'a>> {
+        let t = text?;
+        if let Ok(i) = t.parse::<i64>() {
+            return Some(ValueRef::Integer(i));
+        }
+        let looks_real = t.contains(['.', 'e', 'E']) || t == "Infinity" || t == "-Infinity";
+        if looks_real && !t.starts_with(['+', '.']) && !t.ends_with('.') {
+            if let Ok(f) = t.parse::<f64>() {
+                return Some(ValueRef::Real(f));
+            }
+        }
+        None
+    };
+    match affinity {
+        Affinity::Text => ValueRef::Text(bytes),
+        Affinity::Integer | Affinity::Real | Affinity::Numeric => numeric().unwrap_or(ValueRef::Text(bytes)),
+        Affinity::Blob => {
+            if let Some(hex) = bytes.strip_prefix(b"\\x") {
+                if hex.len() % 2 == 0 && hex.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+                    *blob = hex::decode(hex).unwrap_or_default();
+                    return ValueRef::Blob(blob);
+                }
+            }
+            numeric().unwrap_or(ValueRef::Text(bytes))
+        }
+    }
+}
