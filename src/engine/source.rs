@@ -44,6 +44,11 @@ pub(super) fn table_source(
         Format::Json if !cols.iter().any(|c| c.name == JSON_ROWID) => Some(JSON_ROWID),
         Format::Json | Format::Csv => None,
     };
+    if spec.format == Format::Json && key.sql_rowid && rowid_name.is_none() {
+        warnings.push(format!(
+            "table {table:?}: a column named {JSON_ROWID} takes the member that carries its rowid in JSON, so its rows are dumped without their rowids (they get new ones on restore); dump it as SQL to keep them"
+        ));
+    }
     if let Some(name) = rowid_name {
         values.push(key.columns[0].clone());
         value_columns.push((name.into(), false));

@@ -1,0 +1,288 @@
+//! `chunkdump restore`: every format and compression back to a database equal to the
+//! source (compared value by value, bits and storage classes), from a directory and from
+//! S3 (moto, s3s-fs); faults (a flipped byte, a cut or missing file, another dump's
+//! manifest, an unknown id, a kill) end with a clear error and nothing at `--into`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::cloud::{cli_env, servers, unique};
+use common::*;
+use rusqlite::Connection;
+
+/// Restores dump `id` from `out` into `into` with `extra` arguments.
+fn restore(id: &str, out: &Path, into: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["restore", id, "--out", out.to_str().unwrap(), "--into", into.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "restore failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn error_of(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(1), "expected a failed restore: {}", String::from_utf8_lossy(&o.stdout));
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
+    stderr
+}
+
+/// The user tables of a database with their row counts.
+fn counts(db: &Path) -> Vec<(String, i64)> {
+    let c = Connection::open(db).unwrap();
+    let names: Vec<String> = c
+        .prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type IN ('table','virtual') AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let count = c
+                .query_row(&format!("SELECT count(*) FROM \"{}\"", n.replace('"', "\"\"")), [], |r| r.get(0))
+                .unwrap_or(-1);
+            (n, count)
+        })
+        .collect()
+}
+
+fn no_files_at(into: &Path) {
+    assert!(!into.exists(), "{} exists after a failed restore", into.display());
+    let dir = into.parent().unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("chunkdump-restore"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+/// Dumps `src` in `format`/`compression` in many chunks and restores it; SQL and JSON
+/// must give the source back exactly, CSV its schema and row counts.
+fn round_trip(src: &Path, work: &Path, format: &str, compression: &str, chunk_size: &str) -> PathBuf {
+    let out = work.join(format!("out-{format}-{compression}"));
+    let (id, _) = dump_ok(
+        src,
+        &out,
+        &["--format", format, "--compression", compression, "--chunk-size", chunk_size, "--budget-ms", "0", "--breathe-ms", "0"],
+    );
+    let into = work.join(format!("restored-{format}-{compression}.db"));
+    let stdout = ok(&restore(&id, &out, &into, &[]));
+    assert!(stdout.contains("verified against the manifest"), "{stdout}");
+    if format == "csv" {
+        assert_eq!(counts(&into), counts(src), "{format}/{compression}");
+    } else {
+        assert_same_db(src, &into);
+    }
+    into
+}
+
+#[test]
+fn every_format_and_compression_restores_the_hard_cases() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("edge.db");
+    build_edge_db(&src);
+    for format in ["sql", "json", "csv"] {
+        for compression in ["none", "gzip", "zstd"] {
+            round_trip(&src, work.path(), format, compression, "3");
+        }
+    }
+}
+
+#[test]
+fn real_sqlite_files_restore_in_every_format() {
+    let dir = std::env::var("CHUNKDUMP_FIXTURES")
+        .unwrap_or_else(|_| format!("{}/.cache/fixtures", env!("CARGO_MANIFEST_DIR")));
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}; run scripts/fetch-fixtures first"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sqlite3" || e == "db"))
+        .collect();
+    assert!(files.len() >= 7, "expected the seven real SQLite files in {dir}");
+    for src in &files {
+        let work = tempfile::tempdir().unwrap();
+        for format in ["sql", "json", "csv"] {
+            round_trip(src, work.path(), format, "zstd", "2000");
+        }
+    }
+}
+
+#[test]
+fn a_restore_from_a_manifest_and_the_latest_and_of_some_tables() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("edge.db");
+    build_edge_db(&src);
+    let out = work.path().join("out");
+    let (old, _) = dump_ok(&src, &out, &["--format", "json"]);
+    let (newest, _) = dump_ok(&src, &out, &["--format", "csv"]);
+    assert_ne!(old, newest);
+    // --manifest: the files beside it (a CSV dump's manifest inside its directory).
+    let by_manifest = work.path().join("m.db");
+    let manifest = out.join(format!("{old}.manifest.json"));
+    ok(&run(&["restore", "--manifest", manifest.to_str().unwrap(), "--into", by_manifest.to_str().unwrap()]));
+    assert_same_db(&src, &by_manifest);
+    let latest = work.path().join("latest.db");
+    let o = run(&["restore", "--latest", "--out", out.to_str().unwrap(), "--into", latest.to_str().unwrap(), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert_eq!(report["dumpId"], newest.as_str());
+    assert_eq!(report["format"], "csv");
+    // --tables: those tables only, with their rows.
+    let some = work.path().join("some.db");
+    ok(&restore(&old, &out, &some, &["--tables", "nums"]));
+    let tables: Vec<String> = counts(&some).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(tables, vec!["nums".to_string()]);
+    assert_eq!(counts(&some), counts(&src).into_iter().filter(|(n, _)| n == "nums").collect::<Vec<_>>());
+    let e = error_of(&restore(&old, &out, &work.path().join("x.db"), &["--tables", "nope"]));
+    assert!(e.contains("\"nope\""), "{e}");
+}
+
+#[test]
+fn an_existing_target_is_kept_unless_forced() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("edge.db");
+    build_edge_db(&src);
+    let out = work.path().join("out");
+    let (id, _) = dump_ok(&src, &out, &["--format", "sql"]);
+    let into = work.path().join("target.db");
+    std::fs::write(&into, b"precious").unwrap();
+    let e = error_of(&restore(&id, &out, &into, &[]));
+    assert!(e.contains("--force"), "{e}");
+    assert_eq!(std::fs::read(&into).unwrap(), b"precious");
+    ok(&restore(&id, &out, &into, &["--force"]));
+    assert_same_db(&src, &into);
+}
+
+#[test]
+fn damaged_or_mismatched_dumps_fail_cleanly() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("edge.db");
+    build_edge_db(&src);
+    for format in ["sql", "json", "csv"] {
+        let out = work.path().join(format!("out-{format}"));
+        let (id, path) = dump_ok(&src, &out, &["--format", format]);
+        let (other, _) = dump_ok(&src, &out, &["--format", format]);
+        // The file each damage goes to: the dump's file, or one CSV table's.
+        let file = if format == "csv" { path.join("nums.csv") } else { path.clone() };
+        let original = std::fs::read(&file).unwrap();
+        let into = work.path().join(format!("into-{format}.db"));
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+
+        let mut flipped = original.clone();
+        let at = flipped.len() / 2;
+        flipped[at] ^= 0x01;
+        std::fs::write(&file, &flipped).unwrap();
+        let e = error_of(&restore(&id, &out, &into, &[]));
+        assert!(e.contains(&name), "{format} flipped: {e}");
+        no_files_at(&into);
+
+        std::fs::write(&file, &original[..original.len() - 7]).unwrap();
+        let e = error_of(&restore(&id, &out, &into, &[]));
+        assert!(e.contains(&name), "{format} truncated: {e}");
+        no_files_at(&into);
+
+        std::fs::remove_file(&file).unwrap();
+        let e = error_of(&restore(&id, &out, &into, &[]));
+        assert!(e.contains(&name) && e.contains("missing"), "{format} missing: {e}");
+        no_files_at(&into);
+        std::fs::write(&file, &original).unwrap();
+        ok(&restore(&id, &out, &into, &[]));
+        std::fs::remove_file(&into).unwrap();
+
+        // Another dump's manifest in this one's place.
+        let key = |id: &str| if format == "csv" { out.join(id).join("manifest.json") } else { out.join(format!("{id}.manifest.json")) };
+        let mine = std::fs::read(key(&id)).unwrap();
+        std::fs::copy(key(&other), key(&id)).unwrap();
+        let e = error_of(&restore(&id, &out, &into, &[]));
+        assert!(e.contains(&other), "{format} other manifest: {e}");
+        no_files_at(&into);
+        std::fs::write(key(&id), mine).unwrap();
+    }
+    let e = error_of(&restore("dump_20000101-000000", &work.path().join("out-sql"), &work.path().join("u.db"), &[]));
+    assert!(e.contains("dump_20000101-000000"), "{e}");
+}
+
+#[test]
+fn a_killed_restore_leaves_nothing_and_the_next_one_cleans_up() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("bulk.db");
+    build_bulk_db(&src, 300_000);
+    let out = work.path().join("out");
+    let (id, _) = dump_ok(&src, &out, &["--format", "json"]);
+    let into = work.path().join("killed.db");
+    let temp = work.path().join(".killed.db.chunkdump-restore");
+    let mut child = chunkdump()
+        .args(["restore", &id, "--out", out.to_str().unwrap(), "--into", into.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    // Killed while it loads: the temporary file exists and holds rows.
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&temp).map(|m| m.len()).unwrap_or(0) < 1 << 20 {
+        assert!(child.try_wait().unwrap().is_none(), "the restore ended before it could be killed");
+        assert!(started.elapsed().as_secs() < 120);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!into.exists());
+    ok(&restore(&id, &out, &into, &[]));
+    assert!(!temp.exists());
+    assert_same_db(&src, &into);
+}
+
+#[test]
+fn restores_from_s3_equal_the_restore_from_a_directory() {
+    if common::cloud::skip_without_servers() {
+        return;
+    }
+    let sv = servers();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("edge.db");
+    build_edge_db(&src);
+    for (endpoint, key, secret) in [(&sv.moto, "moto", "moto"), (&sv.s3s, sv.s3s_key.as_str(), sv.s3s_secret.as_str())] {
+        let env = cli_env(endpoint, &sv.moto, key, secret);
+        let (bucket, table) = (unique("restore"), unique("jobs"));
+        let (store, progress) = (format!("s3://{bucket}/p"), format!("dynamodb://{table}"));
+        let cli = |args: &[&str]| chunkdump().envs(env.clone()).args(args).output().unwrap();
+        ok(&cli(&["setup", "--store", &store, "--progress", &progress]));
+        for format in ["sql", "json", "csv"] {
+            let o = cli(&["dump", src.to_str().unwrap(), "--store", &store, "--progress", &progress, "--format", format, "--compression", "zstd", "--chunk-size", "500"]);
+            let id = ok(&o).lines().next().unwrap().to_string();
+            let from_store = work.path().join(format!("s3-{bucket}-{format}.db"));
+            ok(&cli(&["restore", &id, "--store", &store, "--into", from_store.to_str().unwrap()]));
+            assert_same_db_or_counts(&src, &from_store, format);
+            // The manifest's URL is enough.
+            let manifest = if format == "csv" { format!("{store}/{id}/manifest.json") } else { format!("{store}/{id}.manifest.json") };
+            let by_url = work.path().join(format!("url-{bucket}-{format}.db"));
+            ok(&cli(&["restore", "--manifest", &manifest, "--into", by_url.to_str().unwrap()]));
+            // The same dump from a directory: the same database, byte for byte.
+            let local = round_trip(&src, &work.path().join(format!("local-{bucket}")).tap_mkdir(), format, "zstd", "500");
+            assert_same_db_or_counts(&local, &from_store, format);
+            assert_eq!(std::fs::read(&from_store).unwrap(), std::fs::read(&by_url).unwrap());
+        }
+    }
+}
+
+fn assert_same_db_or_counts(a: &Path, b: &Path, format: &str) {
+    if format == "csv" {
+        assert_eq!(counts(a), counts(b));
+    } else {
+        assert_same_db(a, b);
+    }
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
