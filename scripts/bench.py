@@ -331,6 +331,67 @@ def verify(rows):
         shutil.rmtree(out, ignore_errors=True)
 
 
+def restore(rows):
+    """Restore times per format against the sqlite3 shell loading the SQL dump into a new
+    database (synced, as the restore syncs), in one run; peak RSS; and the SQL restore
+    from S3 on s3s-fs (when the servers run) against the one from a local directory."""
+    os.makedirs(CACHE, exist_ok=True)
+    db = os.path.join(CACHE, f"bench-{rows}.db")
+    build_db(db, rows)
+    into = os.path.join(CACHE, "restored.db")
+    out = os.path.join(CACHE, "out-restore")
+    print(f"\n== restore, {rows:,} rows, database {os.path.getsize(db) / 1e6:.0f} MB ==")
+
+    def fresh():
+        if os.path.exists(into):
+            os.remove(into)
+
+    def timed(cmd, runs=2):
+        results = []
+        for _ in range(runs):
+            fresh()
+            results.append(measure(cmd))
+        return min(r[0] for r in results), max(r[1] for r in results)
+
+    shutil.rmtree(out, ignore_errors=True)
+    subprocess.run(dump(db, out, "--format", "sql")[:], check=True, stdout=subprocess.DEVNULL)
+    sql = os.path.join(out, "bench.sql")
+    shell_t, shell_rss = timed(["sh", "-c", 'sqlite3 "$1" < "$2" && sync "$1"', "sh", into, sql])
+    print(f"{'sqlite3 shell < sql':22} {shell_t:7.2f} s {shell_rss:7.1f} MiB")
+    cmd = [BIN, "restore", "bench", "--out", out, "--into", into, "--force"]
+    sql_t, rss = timed(cmd)
+    print(f"{'restore sql':22} {sql_t:7.2f} s {rss:7.1f} MiB   {shell_t / sql_t:4.2f}x faster than the shell")
+    for fmt, compression in [("json", "none"), ("csv", "none"), ("sql", "zstd")]:
+        shutil.rmtree(out, ignore_errors=True)
+        subprocess.run(dump(db, out, "--format", fmt, "--compression", compression), check=True, stdout=subprocess.DEVNULL)
+        t, rss = timed(cmd)
+        print(f"{'restore ' + fmt + ' ' + compression:22} {t:7.2f} s {rss:7.1f} MiB   {t / sql_t:4.2f}x the SQL restore, {shell_t / t:4.2f}x faster than the shell")
+    if os.environ.get("CHUNKDUMP_TEST_S3S"):
+        s3s, moto = os.environ["CHUNKDUMP_TEST_S3S"], os.environ["CHUNKDUMP_TEST_MOTO"]
+        key, secret = os.environ["CHUNKDUMP_TEST_S3S_KEY"], os.environ["CHUNKDUMP_TEST_S3S_SECRET"]
+        env = dict(os.environ, AWS_ENDPOINT_URL_S3=s3s, AWS_ENDPOINT_URL_DYNAMODB=moto, AWS_ACCESS_KEY_ID=key,
+                   AWS_SECRET_ACCESS_KEY=secret, AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+        suffix = f"{time.time_ns():x}"
+        store, progress = f"s3://bench-{suffix}/dumps", f"dynamodb://bench-{suffix}"
+        subprocess.run([BIN, "setup", "--store", store, "--progress", progress], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(dump(db, "x", "--format", "sql")[:3] + ["--store", store, "--progress", progress, "--format", "sql",
+                       "--budget-ms", "25000", "--breathe-ms", "0", "--id", "bench"], env=env, check=True, stdout=subprocess.DEVNULL)
+        results = []
+        for _ in range(2):
+            fresh()
+            start = time.perf_counter()
+            p = subprocess.Popen([BIN, "restore", "bench", "--store", store, "--into", into], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            _, status, usage = os.wait4(p.pid, 0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                sys.exit(f"restore from s3s-fs failed: {p.stderr.read().decode()}")
+            results.append((time.perf_counter() - start, usage.ru_maxrss / 1024))
+        t, rss = min(r[0] for r in results), max(r[1] for r in results)
+        print(f"{'restore sql from s3s-fs':22} {t:7.2f} s {rss:7.1f} MiB   {t / sql_t:4.2f}x the local restore")
+    fresh()
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def before_after(rows):
     """Dump times of this build against DUMP_BEFORE=/path/to/an/older/chunkdump on the same
     database, alternated (before, after, before, after, …) so both see the same machine
@@ -359,7 +420,7 @@ def main():
         for part in os.environ["BENCH_ONLY"].split(","):
             {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values,
              "uploads": lambda: uploads(rows), "compression": lambda: compression(rows), "startup": startup,
-             "verify": lambda: verify(rows), "before-after": lambda: before_after(rows)}[part]()
+             "verify": lambda: verify(rows), "restore": lambda: restore(rows), "before-after": lambda: before_after(rows)}[part]()
         return
     small = bench(rows // 10)
     large = bench(rows)
@@ -374,6 +435,7 @@ def main():
         print(f"  {name:30} {small[name]:6.1f} MiB -> {large[name]:6.1f} MiB")
     compression(rows)
     verify(rows)
+    restore(rows)
     reals(rows // 4)
     many_tables(3000)
     large_values()

@@ -312,3 +312,43 @@ fn csv_value<'a>(field: Option<&'a [u8]>, affinity: Affinity, blob: &'a mut Vec<
         }
     }
 }
+
+/// Tables of a CSV restore whose rows got new rowids: rowid tables with rows and no
+/// INTEGER PRIMARY KEY (and FTS tables), whose rowids CSV has no place for.
+pub(super) fn csv_rowid_warnings(conn: &Connection, tables: &[String]) -> Result<Vec<String>, String> {
+    let mut warnings = Vec::new();
+    for table in tables {
+        let (kind, without_rowid): (String, bool) = conn
+            .query_row(
+                "SELECT type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
+                [table],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| format!("table {table:?}: {e}"))?;
+        let sql: String = conn
+            .query_row("SELECT coalesce(sql, '') FROM sqlite_schema WHERE name = ?1", [table], |r| r.get(0))
+            .map_err(|e| format!("table {table:?}: {e}"))?;
+        let integer_key: bool = conn
+            .query_row(
+                "SELECT count(*) = 1 AND max(pk = 1 AND upper(type) = 'INTEGER') FROM pragma_table_info(?1) WHERE pk > 0",
+                [table],
+                |r| r.get::<_, Option<bool>>(0),
+            )
+            .map_err(|e| format!("table {table:?}: {e}"))?
+            .unwrap_or(false);
+        let loses_rowids = match kind.as_str() {
+            "table" => !without_rowid && !integer_key,
+            "virtual" => sql.to_ascii_lowercase().contains("using fts"),
+            _ => false,
+        };
+        let has_rows = conn
+            .query_row(&format!("SELECT EXISTS (SELECT 1 FROM {})", quote_ident(table)), [], |r| r.get::<_, bool>(0))
+            .unwrap_or(false);
+        if loses_rowids && has_rows {
+            warnings.push(format!(
+                "table {table:?}: CSV carries no rowids, so its rows got new ones (1, 2, … in the dump's order); dump it as SQL or JSON to keep them"
+            ));
+        }
+    }
+    Ok(warnings)
+}

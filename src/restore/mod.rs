@@ -122,6 +122,16 @@ pub async fn restore(
     if let Some(keep) = &selected {
         drop_unselected(&conn, manifest, keep)?;
     }
+    let wanted: Vec<&TableDigest> = manifest
+        .tables
+        .iter()
+        .filter(|t| selected.as_ref().is_none_or(|s| s.contains(&t.table)))
+        .collect();
+    let mut warnings = Vec::new();
+    if manifest.format == Format::Csv {
+        let names: Vec<String> = wanted.iter().map(|t| t.table.clone()).collect();
+        warnings = load::csv_rowid_warnings(&conn, &names).map_err(DumpError::Internal)?;
+    }
     conn.close().map_err(|(_, e)| DumpError::from_sqlite(&target.temp.display().to_string(), e))?;
     let mut report = RestoreReport {
         dump_id: manifest.dump_id.clone(),
@@ -131,13 +141,8 @@ pub async fn restore(
         rows,
         bytes,
         seconds: 0.0,
-        warnings: Vec::new(),
+        warnings,
     };
-    let wanted: Vec<&TableDigest> = manifest
-        .tables
-        .iter()
-        .filter(|t| selected.as_ref().is_none_or(|s| s.contains(&t.table)))
-        .collect();
     report.tables = wanted.len();
     compare_restored(manifest, &target.temp, &wanted, &mut report.warnings).await?;
     target.commit()?;
