@@ -51,6 +51,7 @@ pub struct Manifest {
 impl Manifest {
     /// The table a CSV dump's file holds: the table whose file name (made by the one
     /// function that names them) is `key`. `None` for any other key.
+    #[cfg(feature = "cli")]
     pub fn csv_table_of(&self, key: &str) -> Option<String> {
         (self.format == Format::Csv).then_some(())?;
         self.tables
@@ -73,6 +74,9 @@ pub struct SourceFacts {
     pub path: String,
     pub bytes: Option<u64>,
     pub page_size: Option<i64>,
+    /// `PRAGMA auto_vacuum` (0 none, 1 full, 2 incremental); a restore sets it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_vacuum: Option<i64>,
     pub text_encoding: Option<String>,
     pub journal_mode: Option<String>,
     /// The SQLite library that read it (chunkdump's bundled one).
@@ -91,6 +95,7 @@ pub fn source_facts(path: &str) -> SourceFacts {
     facts.bytes = std::fs::metadata(path).ok().map(|m| m.len());
     if let Ok(conn) = crate::engine::open_database(path) {
         facts.page_size = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).ok();
+        facts.auto_vacuum = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).ok();
         facts.text_encoding = conn.query_row("PRAGMA encoding", [], |r| r.get(0)).ok();
         facts.journal_mode = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).ok();
     }

@@ -52,7 +52,7 @@ pub async fn verify(
     let manifest: Manifest = serde_json::from_slice(&raw)
         .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))?;
     let mut report = check(
-        &StoreSource(objects),
+        &StoreSource::new(objects),
         &manifest,
         &job.spec,
         against,

@@ -256,6 +256,12 @@ fn restores_from_s3_equal_the_restore_from_a_directory() {
             let from_store = work.path().join(format!("s3-{bucket}-{format}.db"));
             ok(&cli(&["restore", &id, "--store", &store, "--into", from_store.to_str().unwrap()]));
             assert_same_db_or_counts(&src, &from_store, format);
+            // One range at a time: the same database, byte for byte.
+            let one_by_one = work.path().join(format!("s3-1-{bucket}-{format}.db"));
+            let o = chunkdump().envs(env.clone()).env("CHUNKDUMP_DOWNLOAD_CONCURRENCY", "1")
+                .args(["restore", &id, "--store", &store, "--into", one_by_one.to_str().unwrap()]).output().unwrap();
+            ok(&o);
+            assert_eq!(std::fs::read(&from_store).unwrap(), std::fs::read(&one_by_one).unwrap());
             // The manifest's URL is enough.
             let manifest = if format == "csv" { format!("{store}/{id}/manifest.json") } else { format!("{store}/{id}.manifest.json") };
             let by_url = work.path().join(format!("url-{bucket}-{format}.db"));
@@ -284,5 +290,24 @@ impl TapMkdir for PathBuf {
     fn tap_mkdir(self) -> Self {
         std::fs::create_dir_all(&self).unwrap();
         self
+    }
+}
+
+#[test]
+fn page_size_and_auto_vacuum_come_back() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("paged.db");
+    let c = Connection::open(&src).unwrap();
+    c.execute_batch("PRAGMA page_size=8192; PRAGMA auto_vacuum=2; CREATE TABLE t(a); INSERT INTO t VALUES (1), ('x');")
+        .unwrap();
+    drop(c);
+    for format in ["sql", "json", "csv"] {
+        let out = work.path().join(format!("out-{format}"));
+        let (id, _) = dump_ok(&src, &out, &["--format", format]);
+        let into = work.path().join(format!("{format}.db"));
+        ok(&restore(&id, &out, &into, &[]));
+        let c = Connection::open(&into).unwrap();
+        let pragma = |p: &str| c.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!((pragma("page_size"), pragma("auto_vacuum")), (8192, 2), "{format}");
     }
 }

@@ -34,6 +34,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Delete completed dumps a retention policy does not keep (files, manifest, record).
     Prune(super::prune::PruneArgs),
+    /// List the dumps a store knows, newest first.
+    List(super::list::ListArgs),
     /// Restore a completed dump (any format) into a new SQLite database, verified
     /// against its manifest before it is put in place.
     Restore(super::restore::RestoreArgs),
@@ -105,12 +107,14 @@ pub struct Location {
         conflicts_with = "store"
     )]
     pub out: Option<PathBuf>,
-    /// S3-compatible store for dump files, e.g. s3://bucket/prefix (R2: set
-    /// AWS_ENDPOINT_URL_S3 to `https://<account>.r2.cloudflarestorage.com`).
-    #[arg(long, value_name = "s3://BUCKET/PREFIX", requires = "progress")]
+    /// S3-compatible store for dump files, e.g. s3://bucket/prefix (R2: set R2_ENDPOINT,
+    /// R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
     pub store: Option<String>,
-    /// DynamoDB table for progress, e.g. dynamodb://chunkdump-jobs.
-    #[arg(long, value_name = "dynamodb://TABLE", requires = "store")]
+    /// Where --store's progress is kept: dynamodb://TABLE (shared between machines), or a
+    /// local file PATH or sqlite:PATH [default: a file per store in
+    /// $XDG_STATE_HOME/chunkdump or ~/.local/state/chunkdump].
+    #[arg(long, value_name = "dynamodb://TABLE|PATH", requires = "store")]
     pub progress: Option<String>,
 }
 

@@ -7,6 +7,7 @@
 
 mod args;
 mod progress_bar;
+mod list;
 mod prune;
 mod restore;
 mod run;

@@ -68,11 +68,12 @@ impl Place {
         Err(DumpError::InvalidRequest(format!("{url}: this build has no S3 support")))
     }
 
-    fn ranges(&self) -> Box<dyn RangeSource + '_> {
+    /// The dump's bytes, `ahead` ranges at a time from a remote store.
+    fn ranges(&self, ahead: usize) -> Box<dyn RangeSource + '_> {
         match self {
             Place::Dir(dir) => Box::new(DirSource(dir.clone())),
             #[cfg(feature = "aws")]
-            Place::Store(s3) => Box::new(StoreSource(s3)),
+            Place::Store(s3) => Box::new(StoreSource { objects: s3, ahead }),
         }
     }
 
@@ -129,6 +130,7 @@ impl Place {
 
 /// Runs the restore and prints its closing line (or the JSON report).
 pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
+    let config = crate::config::Config::from_env()?;
     let (place, manifest) = find(&args).await?;
     let total: u64 = manifest.files.iter().map(|f| f.size).sum();
     let progress = Progress::new(&manifest.dump_id, total);
@@ -137,7 +139,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         force: args.force,
         tables: args.tables.clone(),
     };
-    let report = restore(place.ranges().as_ref(), &manifest, &options, &|n| progress.tick(n)).await;
+    let report = restore(place.ranges(config.download_concurrency as usize).as_ref(), &manifest, &options, &|n| progress.tick(n)).await;
     progress.done();
     let report = report?;
     for w in &report.warnings {

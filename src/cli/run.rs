@@ -220,6 +220,7 @@ pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Prune(args) => prune::run(args).await,
         Command::Restore(args) => restore::run(args).await,
+        Command::List(args) => list::run(args).await,
         Command::Setup(args) => {
             let config = crate::cloud::load_aws_config().await;
             crate::cloud::S3Store::new(&config, &args.store)?

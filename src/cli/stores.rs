@@ -33,17 +33,7 @@ pub(crate) enum Access {
 pub(super) async fn open_stores(loc: &Location, access: Access) -> Result<Stores, DumpError> {
     match (&loc.out, &loc.store, &loc.progress) {
         (Some(out), None, None) => {
-            let progress_file = out.join(".chunkdump/progress.sqlite3");
-            if access == Access::ReadOnly && !progress_file.is_file() {
-                return Err(DumpError::InvalidRequest(format!(
-                    "{} holds no chunkdump dumps (no {} there)",
-                    out.display(),
-                    ".chunkdump/progress.sqlite3"
-                )));
-            }
-            let progress = Arc::new(SqliteProgress::open(
-                &out.join(".chunkdump/progress.sqlite3"),
-            )?);
+            let progress = open_local_progress(&out.join(".chunkdump/progress.sqlite3"), access, &out.display().to_string())?;
             Ok(Stores {
                 objects: Arc::new(DirStore::open(out)?),
                 progress: progress.clone(),
@@ -53,10 +43,26 @@ pub(super) async fn open_stores(loc: &Location, access: Access) -> Result<Stores
                 snapshot_dir: out.join(".chunkdump/snapshots"),
             })
         }
-        (None, Some(store), Some(progress)) => {
+        (None, Some(store), progress) => {
+            // Every URL is checked before any AWS setup (region lookups, credentials).
+            crate::cloud::S3Store::check_url(store)?;
+            let progress_place = ProgressPlace::parse(progress.as_deref(), store)?;
             let config = crate::cloud::load_aws_config().await;
-            let objects = crate::cloud::S3Store::new(&config, store)?;
-            let progress = Arc::new(crate::cloud::DynamoProgress::new(&config, progress)?);
+            let objects = match r2_access_from_env()? {
+                Some(r2) => crate::cloud::S3Store::with_access(&config, store, Some(&r2))?,
+                None => crate::cloud::S3Store::new(&config, store)?,
+            };
+            let (progress, guard, rates): (Arc<dyn ProgressStore>, Arc<dyn StartGuard>, Arc<dyn RateCounter>) =
+                match progress_place {
+                    ProgressPlace::Dynamo(url) => {
+                        let dynamo = Arc::new(crate::cloud::DynamoProgress::new(&config, &url)?);
+                        (dynamo.clone(), dynamo.clone(), dynamo)
+                    }
+                    ProgressPlace::File(path) => {
+                        let local = open_local_progress(&path, access, store)?;
+                        (local.clone(), local.clone(), local)
+                    }
+                };
             // A host-local lock: in AWS, Step Functions runs one execution per dump.
             let lock_dir = std::env::temp_dir()
                 .join("chunkdump-locks")
@@ -64,17 +70,111 @@ pub(super) async fn open_stores(loc: &Location, access: Access) -> Result<Stores
             let snapshot_dir = std::env::temp_dir().join("chunkdump-snapshots");
             Ok(Stores {
                 objects: Arc::new(objects),
-                progress: progress.clone(),
-                guard: progress.clone(),
-                rates: progress,
+                progress,
+                guard,
+                rates,
                 lock_dir,
                 snapshot_dir,
             })
         }
+        (_, None, Some(_)) => Err(DumpError::InvalidRequest(
+            "--progress goes with --store s3://…; with --out DIR progress is kept in DIR/.chunkdump/".into(),
+        )),
         _ => Err(DumpError::InvalidRequest(
-            "give --out DIR, or both --store s3://… and --progress dynamodb://…".into(),
+            "give --out DIR, or --store s3://… (progress in a local file, or --progress dynamodb://… to share it)".into(),
         )),
     }
+}
+
+/// Where a remote store's progress is kept.
+enum ProgressPlace {
+    /// `dynamodb://TABLE`: shared between machines.
+    Dynamo(String),
+    /// A local SQLite file: `--progress PATH` or `sqlite:PATH`, else one per store in the
+    /// user's state directory.
+    File(PathBuf),
+}
+
+impl ProgressPlace {
+    fn parse(progress: Option<&str>, store: &str) -> Result<Self, DumpError> {
+        match progress {
+            Some(url) if url.starts_with("dynamodb://") => {
+                crate::cloud::DynamoProgress::check_url(url)?;
+                Ok(ProgressPlace::Dynamo(url.to_string()))
+            }
+            Some(url) if url.contains("://") => Err(DumpError::InvalidRequest(format!(
+                "--progress {url}: use dynamodb://TABLE, or a local file (PATH or sqlite:PATH)"
+            ))),
+            Some(path) => Ok(ProgressPlace::File(PathBuf::from(path.strip_prefix("sqlite:").unwrap_or(path)))),
+            None => Ok(ProgressPlace::File(
+                state_dir()?.join(format!("{}.progress.sqlite3", safe_lock_name(store))),
+            )),
+        }
+    }
+}
+
+/// The user's state directory for chunkdump: `$XDG_STATE_HOME/chunkdump`, else
+/// `~/.local/state/chunkdump`.
+pub(super) fn state_dir() -> Result<PathBuf, DumpError> {
+    let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .map(|home| PathBuf::from(home).join(".local/state"))
+            .ok_or_else(|| {
+                DumpError::InvalidRequest(
+                    "neither XDG_STATE_HOME nor HOME is set: give --progress PATH for the progress file".into(),
+                )
+            })?,
+    };
+    Ok(base.join("chunkdump"))
+}
+
+/// The local progress file at `path` (created for writing commands; a read-only command
+/// on a file that does not exist is an error naming `what`).
+fn open_local_progress(path: &std::path::Path, access: Access, what: &str) -> Result<Arc<SqliteProgress>, DumpError> {
+    if access == Access::ReadOnly && !path.is_file() {
+        return Err(DumpError::InvalidRequest(format!(
+            "{what} holds no chunkdump dumps known here (no {})",
+            path.display()
+        )));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DumpError::InvalidRequest(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    Ok(Arc::new(SqliteProgress::open(path)?))
+}
+
+/// R2's endpoint and API token from `R2_ENDPOINT`, `R2_ACCESS_KEY_ID` and
+/// `R2_SECRET_ACCESS_KEY` (all three, or none): the object store's own credentials,
+/// apart from the AWS ones DynamoDB uses.
+pub(super) fn r2_access_from_env() -> Result<Option<crate::cloud::R2Access>, DumpError> {
+    let names = ["R2_ENDPOINT", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY"];
+    let values: Vec<Option<String>> = names
+        .iter()
+        .map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+        .collect();
+    if values.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let missing: Vec<&str> = names.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(n, _)| *n).collect();
+    if !missing.is_empty() {
+        return Err(DumpError::InvalidRequest(format!(
+            "R2 needs R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY together; missing: {}",
+            missing.join(", ")
+        )));
+    }
+    let mut values = values.into_iter().flatten();
+    let endpoint = values.next().unwrap_or_default();
+    if !endpoint.starts_with("https://") && !endpoint.starts_with("http://") {
+        return Err(DumpError::InvalidRequest(format!("R2_ENDPOINT={endpoint:?} is not an http(s) URL")));
+    }
+    Ok(Some(crate::cloud::R2Access {
+        endpoint,
+        access_key_id: values.next().unwrap_or_default(),
+        secret_access_key: values.next().unwrap_or_default(),
+    }))
 }
 
 pub(super) fn safe_lock_name(s: &str) -> String {

@@ -63,13 +63,19 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<Option<JobRecord>, S
 
 impl DynamoProgress {
     /// Builds the store for `dynamodb://TABLE` from a loaded AWS configuration.
-    pub fn new(config: &aws_config::SdkConfig, url: &str) -> Result<Self, StoreError> {
+    /// Checks `dynamodb://TABLE` without any AWS setup; the table's name.
+    pub fn check_url(url: &str) -> Result<&str, StoreError> {
         let (table, rest) = parse_url(url, "dynamodb")?;
         if !rest.is_empty() {
             return Err(StoreError::Invalid(format!(
                 "{url:?}: a dynamodb:// URL names only a table"
             )));
         }
+        Ok(table)
+    }
+
+    pub fn new(config: &aws_config::SdkConfig, url: &str) -> Result<Self, StoreError> {
+        let table = Self::check_url(url)?;
         Ok(DynamoProgress {
             client: Client::new(config),
             table: table.to_string(),

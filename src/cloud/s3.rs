@@ -37,6 +37,11 @@ impl S3Store {
         }
     }
 
+    /// Checks `s3://BUCKET[/PREFIX]` without any AWS setup.
+    pub fn check_url(url: &str) -> Result<(), StoreError> {
+        parse_url(url, "s3").map(|_| ())
+    }
+
     /// Builds the store for `s3://BUCKET[/PREFIX]` from a loaded AWS configuration.
     pub fn new(config: &aws_config::SdkConfig, url: &str) -> Result<Self, StoreError> {
         Self::with_access(config, url, None)

@@ -5,7 +5,7 @@
 //! | variable | used by | meaning |
 //! | --- | --- | --- |
 //! | `DUMP_CHUNK_SIZE`, `DUMP_BREATHING_INTERVAL`, `MAX_EXECUTION_TIME`, `DUMP_SNAPSHOT` | all | the original request's dump settings ([`Config`]) |
-//! | `CHUNKDUMP_CHUNKS_PER_EXECUTION`, `CHUNKDUMP_SNAPSHOT_DIR`, `CHUNKDUMP_UPLOAD_CONCURRENCY` | all | more dump tuning ([`Config`]) |
+//! | `CHUNKDUMP_CHUNKS_PER_EXECUTION`, `CHUNKDUMP_SNAPSHOT_DIR`, `CHUNKDUMP_UPLOAD_CONCURRENCY`, `CHUNKDUMP_DOWNLOAD_CONCURRENCY` | all | more dump tuning ([`Config`]) |
 //! | `CHUNKDUMP_API_TOKEN`, `CHUNKDUMP_API_READ_TOKEN` | API | bearer tokens ([`Secrets`]; in AWS from the deployment secret) |
 //! | `CHUNKDUMP_RATE_LIMIT_STARTS`, `CHUNKDUMP_RATE_LIMIT_WINDOW_SECONDS`, `CHUNKDUMP_PART_SIZE` | API | [`ApiConfig`] |
 //! | `CHUNKDUMP_CALLBACK_SECRET` | API, chunk | callback signing secret ([`Secrets`]) |
@@ -148,6 +148,9 @@ pub const DEFAULT_CHUNKS_PER_EXECUTION: u32 = 1000;
 /// Default number of part uploads in flight (`CHUNKDUMP_UPLOAD_CONCURRENCY`): enough to
 /// hide a distant store's round trips, while memory stays under 64 MiB with 8 MiB parts.
 pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 4;
+/// Default number of 1 MiB ranges a restore (and verify) fetches at once
+/// (`CHUNKDUMP_DOWNLOAD_CONCURRENCY`).
+pub const DEFAULT_DOWNLOAD_CONCURRENCY: usize = 4;
 /// Default part size: 8 MiB.
 pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
 /// R2/S3 minimum part size: 5 MiB.
@@ -175,6 +178,9 @@ pub struct Config {
     /// `CHUNKDUMP_UPLOAD_CONCURRENCY`: part uploads in flight at once (default 4, 1..=32).
     /// Memory grows by one part size per extra upload.
     pub upload_concurrency: u32,
+    /// `CHUNKDUMP_DOWNLOAD_CONCURRENCY`: 1 MiB ranges `restore` fetches at once from
+    /// S3/R2 (default 4, 1..=32). Memory grows by 1 MiB per extra range.
+    pub download_concurrency: u32,
 }
 
 impl Default for Config {
@@ -187,6 +193,7 @@ impl Default for Config {
             snapshot: false,
             snapshot_dir: None,
             upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY as u32,
+            download_concurrency: DEFAULT_DOWNLOAD_CONCURRENCY as u32,
         }
     }
 }
@@ -228,6 +235,11 @@ impl Config {
             upload_concurrency: env.number(
                 "CHUNKDUMP_UPLOAD_CONCURRENCY",
                 DEFAULT_UPLOAD_CONCURRENCY as u64,
+                1..=32,
+            )? as u32,
+            download_concurrency: env.number(
+                "CHUNKDUMP_DOWNLOAD_CONCURRENCY",
+                DEFAULT_DOWNLOAD_CONCURRENCY as u64,
                 1..=32,
             )? as u32,
         })

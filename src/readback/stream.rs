@@ -19,15 +19,37 @@ use crate::ports::ObjectReader;
 pub trait RangeSource: Send + Sync {
     /// Up to `len` bytes of `key` from `offset`; `None` if the file does not exist.
     async fn range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, DumpError>;
+
+    /// Ranges fetched at once ahead of the reader.
+    fn ahead(&self) -> usize {
+        AHEAD
+    }
 }
 
-/// A dump in an object store.
-pub struct StoreSource<'a>(pub &'a dyn ObjectReader);
+/// A dump in an object store, read `ahead` ranges at a time.
+pub struct StoreSource<'a> {
+    pub objects: &'a dyn ObjectReader,
+    pub ahead: usize,
+}
+
+impl<'a> StoreSource<'a> {
+    /// `objects`, read the default number of ranges at a time.
+    pub fn new(objects: &'a dyn ObjectReader) -> Self {
+        StoreSource {
+            objects,
+            ahead: AHEAD,
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl RangeSource for StoreSource<'_> {
     async fn range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, DumpError> {
-        Ok(self.0.get_range(key, offset, len).await?)
+        Ok(self.objects.get_range(key, offset, len).await?)
+    }
+
+    fn ahead(&self) -> usize {
+        self.ahead.max(1)
     }
 }
 
@@ -80,8 +102,8 @@ pub struct Fetched {
 /// ([`AHEAD`]), so a remote store's round trips overlap.
 const RANGE: u64 = 1 << 20;
 
-/// Ranges fetched ahead of the reader.
-const AHEAD: usize = 4;
+/// Ranges fetched ahead of the reader unless a source says otherwise.
+const AHEAD: usize = crate::config::DEFAULT_DOWNLOAD_CONCURRENCY;
 
 /// Streams `key` from `source` to `consume`, which runs on a blocking thread reading the
 /// bytes through a [`PieceReader`]. The bytes are hashed as they pass, part by part of
@@ -114,7 +136,7 @@ pub async fn stream_file<T: Send + 'static>(
     });
     let mut pieces = stream::iter(ranges)
         .map(|(at, len)| async move { (len, source.range(key, at, len).await) })
-        .buffered(AHEAD);
+        .buffered(source.ahead());
     let (mut size, mut in_part, mut parts) = (0u64, 0u64, Vec::new());
     let mut hasher = Some(Sha256::new());
     let fetched = loop {

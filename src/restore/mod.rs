@@ -66,7 +66,7 @@ pub async fn restore(
     let started = Instant::now();
     let selected = selected_tables(manifest, options)?;
     let target = Target::prepare(&options.into, options.force)?;
-    let conn = target.open(manifest.source.page_size)?;
+    let conn = target.open(manifest.source.page_size, manifest.source.auto_vacuum)?;
     let mut loader = Loader::new(conn, selected.clone());
     let mut bytes = 0u64;
     let mut tick = |n: u64| {

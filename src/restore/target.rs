@@ -53,9 +53,9 @@ impl Target {
     }
 
     /// Opens the temporary database for bulk loading: no journal, no syncs until the end,
-    /// a large page cache, one connection, and the source's page size. Created 0600: a
+    /// a large page cache, one connection, and the source's page size and auto_vacuum. Created 0600: a
     /// restored database is as private as a backup should be.
-    pub(super) fn open(&self, page_size: Option<i64>) -> Result<Connection, DumpError> {
+    pub(super) fn open(&self, page_size: Option<i64>, auto_vacuum: Option<i64>) -> Result<Connection, DumpError> {
         let err = |e: rusqlite::Error| DumpError::from_sqlite(&self.temp.display().to_string(), e);
         {
             let mut options = std::fs::OpenOptions::new();
@@ -69,6 +69,9 @@ impl Target {
         let conn = Connection::open(&self.temp).map_err(err)?;
         if let Some(size) = page_size.filter(|s| (512..=65536).contains(s) && s.count_ones() == 1) {
             conn.execute_batch(&format!("PRAGMA page_size={size};")).map_err(err)?;
+        }
+        if let Some(mode) = auto_vacuum.filter(|m| (0..=2).contains(m)) {
+            conn.execute_batch(&format!("PRAGMA auto_vacuum={mode};")).map_err(err)?;
         }
         conn.execute_batch(&format!(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE;

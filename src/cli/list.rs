@@ -1,0 +1,101 @@
+//! `chunkdump list`: the dumps a store knows, newest first, one line each (or JSON).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::stores::{open_stores, Access};
+use super::Location;
+use crate::model::JobRecord;
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// Only dumps of this database.
+    #[arg(long, value_name = "DB")]
+    pub database: Option<PathBuf>,
+    /// At most N dumps, newest first.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub limit: usize,
+    /// One JSON array on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One dump as `list` shows it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Listed {
+    id: String,
+    database: String,
+    status: &'static str,
+    format: String,
+    compression: String,
+    bytes: u64,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+}
+
+impl Listed {
+    fn of(job: &JobRecord) -> Self {
+        let ts = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        Listed {
+            id: job.id.clone(),
+            database: job.spec.database.clone(),
+            status: job.status.as_str(),
+            format: wire_name(&job.spec.format),
+            compression: wire_name(&job.spec.compression),
+            bytes: job.files.iter().map(|f| f.size).sum::<u64>().max(job.bytes_written),
+            started_at: ts(job.started_at.or(Some(job.created_at))),
+            completed_at: ts(job.completed_at),
+        }
+    }
+}
+
+/// The name a value has on the wire (`"sql"`, `"zstd"`).
+fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Prints the dumps.
+pub async fn run(args: ListArgs) -> anyhow::Result<()> {
+    let stores = open_stores(&args.location, Access::ReadOnly).await?;
+    let database = args.database.as_ref().map(|db| {
+        std::fs::canonicalize(db)
+            .unwrap_or_else(|_| db.clone())
+            .display()
+            .to_string()
+    });
+    let jobs = stores.progress.list_recent(args.limit).await?;
+    let listed: Vec<Listed> = jobs
+        .iter()
+        .filter(|j| database.as_ref().is_none_or(|d| &j.spec.database == d))
+        .map(Listed::of)
+        .collect();
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&listed)?)?;
+        return Ok(());
+    }
+    writeln!(stdout, "{:<26} {:<10} {:<5} {:<5} {:>12}  {:<20}  {:<20}  DATABASE", "ID", "STATUS", "FMT", "COMP", "BYTES", "STARTED", "FINISHED")?;
+    for l in &listed {
+        writeln!(
+            stdout,
+            "{:<26} {:<10} {:<5} {:<5} {:>12}  {:<20}  {:<20}  {}",
+            l.id,
+            l.status,
+            l.format,
+            l.compression,
+            l.bytes,
+            l.started_at.as_deref().unwrap_or("-"),
+            l.completed_at.as_deref().unwrap_or("-"),
+            l.database
+        )?;
+    }
+    Ok(())
+}
