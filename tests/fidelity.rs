@@ -68,7 +68,8 @@ fn parsed_rows(format: &str, path: &Path) -> Vec<(String, usize)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(path).unwrap() {
         let p = e.unwrap().path();
-        if p.file_name().unwrap() == "manifest.json" {
+        // The manifest and the schema file (what a restore needs besides the rows).
+        if p.file_name().unwrap() == "manifest.json" || p.file_name().unwrap() == "schema.sql" {
             continue;
         }
         let bytes = std::fs::read(&p).unwrap();

@@ -133,9 +133,18 @@ fn kill_and_resume(
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    // Its runner is gone: `interrupted`, with the command that resumes it.
     let s = status("d1", &out);
-    assert_eq!(s["status"], "processing", "{s}");
+    assert_eq!(s["status"], "interrupted", "{s}");
+    assert_eq!(
+        s["resumeWith"],
+        format!("chunkdump resume d1 --out {}", out.display()).as_str()
+    );
+    assert!(s["progress"]["estimatedCompletion"].is_null(), "{s}");
     assert!(s["progress"]["processedRows"].as_u64().unwrap() > 0);
+    let listed = run(&["list", "--out", out.to_str().unwrap(), "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["status"], "interrupted", "{listed}");
 
     let resumed = resume_ok("d1", &out);
     assert_eq!(

@@ -175,10 +175,10 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "store")]
     pub out: Option<PathBuf>,
     /// The S3/R2 bucket and prefix the dump was written to.
-    #[arg(long, value_name = "s3://BUCKET/PREFIX", requires = "progress")]
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
     pub store: Option<String>,
-    /// The DynamoDB table holding the dump's progress (with --store).
-    #[arg(long, value_name = "dynamodb://TABLE", requires = "store")]
+    /// Where --store's progress is kept (see `dump --help`).
+    #[arg(long, value_name = "dynamodb://TABLE|PATH", requires = "store")]
     pub progress: Option<String>,
     /// Verify a dump copied elsewhere from its manifest file alone (its files beside it).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["id", "out", "store", "progress"])]

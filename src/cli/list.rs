@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::stores::{open_stores, Access};
+
 use super::Location;
 use crate::model::JobRecord;
 
@@ -75,7 +76,13 @@ pub async fn run(args: ListArgs) -> anyhow::Result<()> {
     let listed: Vec<Listed> = jobs
         .iter()
         .filter(|j| database.as_ref().is_none_or(|d| &j.spec.database == d))
-        .map(Listed::of)
+        .map(|job| {
+            let mut listed = Listed::of(job);
+            if stores.is_interrupted(job) {
+                listed.status = "interrupted";
+            }
+            listed
+        })
         .collect();
     let mut stdout = std::io::stdout().lock();
     if args.json {

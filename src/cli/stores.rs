@@ -18,6 +18,9 @@ pub(super) struct Stores {
     /// The API's rate counters (`serve`), in the same table.
     pub(super) rates: Arc<dyn RateCounter>,
     pub(super) lock_dir: PathBuf,
+    /// Whether every runner of these dumps is on this machine (local progress), so a
+    /// free run lock means the dump's runner is gone.
+    pub(super) runs_here: bool,
     /// Default place for snapshot copies (CHUNKDUMP_SNAPSHOT_DIR overrides it).
     pub(super) snapshot_dir: PathBuf,
 }
@@ -40,6 +43,7 @@ pub(super) async fn open_stores(loc: &Location, access: Access) -> Result<Stores
                 guard: progress.clone(),
                 rates: progress,
                 lock_dir: out.join(".chunkdump/locks"),
+                runs_here: true,
                 snapshot_dir: out.join(".chunkdump/snapshots"),
             })
         }
@@ -47,11 +51,17 @@ pub(super) async fn open_stores(loc: &Location, access: Access) -> Result<Stores
             // Every URL is checked before any AWS setup (region lookups, credentials).
             crate::cloud::S3Store::check_url(store)?;
             let progress_place = ProgressPlace::parse(progress.as_deref(), store)?;
-            let config = crate::cloud::load_aws_config().await;
-            let objects = match r2_access_from_env()? {
-                Some(r2) => crate::cloud::S3Store::with_access(&config, store, Some(&r2))?,
+            let r2 = r2_access_from_env()?;
+            // R2 with local progress needs nothing from AWS: no variables, no lookups.
+            let config = match (&r2, &progress_place) {
+                (Some(_), ProgressPlace::File(_)) => crate::cloud::r2_only_config().await,
+                _ => crate::cloud::load_aws_config().await,
+            };
+            let objects = match &r2 {
+                Some(r2) => crate::cloud::S3Store::with_access(&config, store, Some(r2))?,
                 None => crate::cloud::S3Store::new(&config, store)?,
             };
+            let runs_here = matches!(progress_place, ProgressPlace::File(_));
             let (progress, guard, rates): (Arc<dyn ProgressStore>, Arc<dyn StartGuard>, Arc<dyn RateCounter>) =
                 match progress_place {
                     ProgressPlace::Dynamo(url) => {
@@ -74,6 +84,7 @@ pub(super) async fn open_stores(loc: &Location, access: Access) -> Result<Stores
                 guard,
                 rates,
                 lock_dir,
+                runs_here,
                 snapshot_dir,
             })
         }
@@ -175,6 +186,31 @@ pub(super) fn r2_access_from_env() -> Result<Option<crate::cloud::R2Access>, Dum
         access_key_id: values.next().unwrap_or_default(),
         secret_access_key: values.next().unwrap_or_default(),
     }))
+}
+
+impl Stores {
+    /// Whether dump `job` is interrupted: not ended, and its runner gone (no process on
+    /// this machine holds its run lock). Only known with local progress.
+    pub(super) fn is_interrupted(&self, job: &crate::model::JobRecord) -> bool {
+        self.runs_here
+            && !job.status.is_terminal()
+            && !crate::local::run_lock::held_elsewhere(&self.lock_dir, &job.id)
+    }
+}
+
+/// The command that resumes dump `id` in the store `location` names.
+pub(super) fn resume_command(id: &str, location: &Location) -> String {
+    let mut cmd = format!("chunkdump resume {id}");
+    if let Some(out) = &location.out {
+        cmd.push_str(&format!(" --out {}", out.display()));
+    }
+    if let Some(store) = &location.store {
+        cmd.push_str(&format!(" --store {store}"));
+    }
+    if let Some(progress) = &location.progress {
+        cmd.push_str(&format!(" --progress {progress}"));
+    }
+    cmd
 }
 
 pub(super) fn safe_lock_name(s: &str) -> String {

@@ -74,6 +74,26 @@ pub async fn load_aws_config() -> SdkConfig {
     config.into_builder().region(Region::new("auto")).build()
 }
 
+/// The configuration for R2 alone (no DynamoDB): region `auto`, no AWS credentials
+/// (the store brings R2's own), the same client, retries and timeouts as
+/// [`load_aws_config`]; so no region or credential chain (environment, profile,
+/// instance metadata) is consulted.
+pub async fn r2_only_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
+        .region(Region::new("auto"))
+        .no_credentials()
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(120))
+                .build(),
+        )
+        .load()
+        .await
+}
+
 /// Classifies a service error by its code and HTTP status.
 fn classify(what: String, code: Option<&str>, status: Option<u16>) -> StoreError {
     match (code, status) {

@@ -23,6 +23,10 @@ pub struct TableDigest {
     pub rows: u64,
     /// Sum of the rows' XXH3-128 hashes mod 2^128, 32 hex digits.
     pub content_hash: String,
+    /// CSV dumps: per column, the forms its values took (see [`super::census`]), so a
+    /// restore types every field as it was; empty in other formats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub census: Vec<u8>,
 }
 
 impl TableDigest {
@@ -31,6 +35,7 @@ impl TableDigest {
             table: table.to_string(),
             rows: 0,
             content_hash: format!("{:032x}", 0u128),
+            census: Vec::new(),
         }
     }
 

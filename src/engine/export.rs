@@ -240,6 +240,7 @@ pub fn run_export(
             note_nul_text_warnings(&mut warnings, table, &slice.nul_text_columns);
             let current = digests.current.as_mut().expect("set above");
             current.add(slice.rows, slice.sum);
+            super::census::merge(&mut current.census, &slice.census);
             if slice.exhausted {
                 cursor.step += 1;
                 cursor.after = None;
@@ -273,6 +274,17 @@ pub fn run_export(
             d.add(0, sum);
         }
     }
+    let mut census: HashMap<&str, Vec<u8>> = HashMap::new();
+    for (table, c) in &rendered.census {
+        super::census::merge(census.entry(*table).or_default(), c);
+    }
+    let touched = digests.done[first_touched..].iter_mut();
+    for d in touched.chain(digests.current.iter_mut()) {
+        if let Some(c) = census.get(d.table.as_str()) {
+            super::census::merge(&mut d.census, c);
+        }
+        note_census_warnings(&mut warnings, &plan, d);
+    }
     if let Some((table, _)) = sums.into_iter().next() {
         return Err(DumpError::Internal(format!(
             "rows of table {table:?} rendered without its digest"
@@ -303,6 +315,32 @@ pub fn run_export(
 
 /// Adds the warning for each of `table`'s value `columns` found holding TEXT with a NUL
 /// in numeric affinity, once.
+/// Warns, once per column, where a CSV table's census shows CSV cannot keep its values
+/// exactly (see [`super::census::lossy`]).
+fn note_census_warnings(warnings: &mut Vec<String>, plan: &Plan, digest: &TableDigest) {
+    for (column, &c) in digest.census.iter().enumerate() {
+        let Some(why) = super::census::lossy(c) else {
+            continue;
+        };
+        let name = plan
+            .objects
+            .iter()
+            .flat_map(|o| &o.steps)
+            .find_map(|s| match s {
+                Step::Rows(t) if t.name == digest.table => t.column_names.get(column).cloned(),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!("#{}", column + 1));
+        let w = format!(
+            "table {:?}, column {name:?}: CSV cannot keep its values exactly ({why}); dump it as SQL or JSON for an exact copy",
+            digest.table
+        );
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
+}
+
 fn note_nul_text_warnings(warnings: &mut Vec<String>, table: &TableSource, columns: &[usize]) {
     for &c in columns {
         let w = nul_text_warning(table, c);

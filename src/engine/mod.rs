@@ -4,6 +4,7 @@
 //! [`output`] cuts bytes into fixed-size parts, [`export`] runs one chunk, reading
 //! slices of rows (`slice`) on one thread and rendering them on another (`pipe`).
 
+pub mod census;
 pub mod consistency;
 pub mod digest;
 pub mod export;

@@ -81,6 +81,8 @@ pub(super) struct Rendered<'p> {
     pub sums: Vec<(&'p str, u128)>,
     /// Per table, the value columns holding TEXT with a NUL in numeric affinity.
     pub nul_text_columns: Vec<(&'p TableSource, Vec<usize>)>,
+    /// Per run of a CSV table's rows, their census (see [`super::census`]).
+    pub census: Vec<(&'p str, Vec<u8>)>,
 }
 
 struct Renderer<'p> {
@@ -141,6 +143,8 @@ impl<'p> Renderer<'p> {
         let mut on_heap = Vec::new();
         let mut sum = 0u128;
         let mut nul = Vec::new();
+        let csv = matches!(table.encoding, super::render::RowEncoding::Csv);
+        let mut census = Vec::new();
         let mut pos = 0;
         while pos < rows.len() {
             let start = pos;
@@ -156,6 +160,9 @@ impl<'p> Renderer<'p> {
             }
             sum = sum.wrapping_add(xxh3_128(&rows[start..pos]));
             note_nul_text(table, values, &mut nul);
+            if csv {
+                super::census::note_row(&mut census, values);
+            }
             if self.render {
                 render_row(
                     &table.encoding,
@@ -171,6 +178,12 @@ impl<'p> Renderer<'p> {
         match self.out.sums.last_mut() {
             Some((name, s)) if *name == table.name => *s = s.wrapping_add(sum),
             _ => self.out.sums.push((&table.name, sum)),
+        }
+        if csv {
+            match self.out.census.last_mut() {
+                Some((name, c)) if *name == table.name => super::census::merge(c, &census),
+                _ => self.out.census.push((&table.name, census)),
+            }
         }
         if !nul.is_empty() {
             match self.out.nul_text_columns.last_mut() {
@@ -268,6 +281,7 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
                 sink,
                 sums: Vec::new(),
                 nul_text_columns: Vec::new(),
+                census: Vec::new(),
             },
             line: Vec::with_capacity(2 * BATCH_BYTES),
         };

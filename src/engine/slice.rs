@@ -110,6 +110,8 @@ pub(super) struct Slice {
     /// (see `nul_text_warning`). The pipe keeps both for the rows it rendered.
     pub sum: u128,
     pub nul_text_columns: Vec<usize>,
+    /// The census of those rows (CSV; see [`super::census`]).
+    pub census: Vec<u8>,
 }
 
 /// Reads up to `limit` rows after `after` in one short read transaction, ending early
@@ -152,6 +154,7 @@ pub(super) fn read_slice<'s, 'p: 's>(
     let mut last_key: Vec<KeyValue> = Vec::with_capacity(table.key_len);
     let mut first_in_table = after.is_none();
     let mut nul_text_columns = Vec::new();
+    let mut census = Vec::new();
     let mut hash_scratch = Vec::new();
     let mut sum = 0u128;
     while let Some(row) = result.next()? {
@@ -190,6 +193,9 @@ pub(super) fn read_slice<'s, 'p: 's>(
                     .map(value)
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 note_nul_text(table, &values, &mut nul_text_columns);
+                if matches!(table.encoding, super::render::RowEncoding::Csv) {
+                    super::census::note_row(&mut census, &values);
+                }
                 write_large_row(pipe, table, &values, first_in_table, line)
                     .map_err(SliceError::Io)?;
                 sum = sum.wrapping_add(row_hash_with(values.iter().copied(), &mut hash_scratch));
@@ -225,5 +231,6 @@ pub(super) fn read_slice<'s, 'p: 's>(
         exhausted: !cut_short && count < u64::from(limit),
         sum,
         nul_text_columns,
+        census,
     })
 }

@@ -7,11 +7,9 @@
 //!   and a row whose values only SQLite evaluates, runs as written.
 //! * JSON: each row object's members bound by name; `$rowid` to the table's rowid;
 //!   generated columns are computed again, not inserted.
-//! * CSV: each field by its column's declared type (the affinity SQLite would apply):
-//!   NULL for an empty unquoted field; in a column of numeric type an integer or REAL
-//!   when the text is one; in an untyped column also `\x…` as a BLOB. CSV carries no
-//!   storage classes, so the verification after the load tells which tables came back
-//!   exactly.
+//! * CSV: NULL for an empty unquoted field; every other field by its column's census in
+//!   the manifest (the storage classes it held, see [`crate::engine::census`]); without
+//!   one (a dump begun by an older chunkdump) by the column's declared type.
 
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
@@ -19,6 +17,7 @@ use std::io::BufRead;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 
+use crate::engine::census::{self, Field};
 use crate::engine::digest::{decode_value, decode_value_whole};
 use crate::engine::quote_ident;
 use crate::readback::csv::CsvRecords;
@@ -156,8 +155,8 @@ impl Loader {
         read_json(reader, &mut Rows { loader: self, table: None }, Values::Whole)
     }
 
-    /// Loads the rows of one CSV file, of table `table`.
-    pub(super) fn load_csv(&mut self, reader: impl BufRead, table: &str) -> Result<(), String> {
+    /// Loads the rows of one CSV file, of table `table` whose census is `census`.
+    pub(super) fn load_csv(&mut self, reader: impl BufRead, table: &str, census: &[u8]) -> Result<(), String> {
         if !self.wanted(table) {
             return Ok(());
         }
@@ -176,7 +175,21 @@ impl Loader {
             }
             self.insert(table, &header, false, |sink| {
                 for (i, affinity) in affinities.iter().enumerate() {
-                    sink(csv_value(records.field(i), affinity.unwrap_or(Affinity::Blob), &mut blob))?;
+                    let value = match (records.field(i), census.get(i)) {
+                        (None, _) => ValueRef::Null,
+                        (Some(bytes), Some(&c)) => match census::read_field(bytes, c) {
+                            Field::Integer(i) => ValueRef::Integer(i),
+                            Field::Real(f) => ValueRef::Real(f),
+                            Field::Text(t) => ValueRef::Text(t),
+                            Field::Blob(b) => {
+                                blob = b;
+                                ValueRef::Blob(&blob)
+                            }
+                        },
+                        // No census (a dump begun by an older chunkdump): by the column's type.
+                        (field, None) => csv_value(field, affinity.unwrap_or(Affinity::Blob), &mut blob),
+                    };
+                    sink(value)?;
                 }
                 Ok(())
             })?;

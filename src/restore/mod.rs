@@ -98,6 +98,11 @@ pub async fn restore(
     for file in manifest.files.iter().filter(|f| Some(&f.key) != schema.as_ref()) {
         let (format, compression) = (manifest.format, manifest.compression);
         let csv_table = manifest.csv_table_of(&file.key);
+        let census = csv_table
+            .as_ref()
+            .and_then(|t| manifest.tables.iter().find(|d| &d.table == t))
+            .map(|d| d.census.clone())
+            .unwrap_or_default();
         if format == Format::Csv && csv_table.is_none() {
             return Err(failed(&file.key, "no table of the manifest is stored under this name".into()));
         }
@@ -107,7 +112,7 @@ pub async fn restore(
             match format {
                 Format::Sql => l.load_sql(reader, tables)?,
                 Format::Json => l.load_json(reader)?,
-                Format::Csv => l.load_csv(reader, csv_table.as_deref().unwrap_or_default())?,
+                Format::Csv => l.load_csv(reader, csv_table.as_deref().unwrap_or_default(), &census)?,
             }
             Ok(((), l))
         })
@@ -219,6 +224,23 @@ fn drop_unselected(conn: &rusqlite::Connection, manifest: &Manifest, keep: &Hash
     Ok(())
 }
 
+/// Where a CSV table's census says CSV could not keep its values (one line per column).
+fn csv_lossy(table: &TableDigest) -> Vec<String> {
+    table
+        .census
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &c)| crate::engine::census::lossy(c).map(|why| (i, why)))
+        .map(|(i, why)| {
+            format!(
+                "table {:?}, column {}: restored as CSV carries it, not exactly ({why}); dump it as SQL or JSON for an exact copy",
+                table.table,
+                i + 1
+            )
+        })
+        .collect()
+}
+
 /// Reads the restored database as the dump read its source and compares every table's
 /// row count and content hash with the manifest's.
 async fn compare_restored(
@@ -242,11 +264,9 @@ async fn compare_restored(
                 "table {:?}: {} rows restored, the manifest says {}",
                 want.table, got.rows, want.rows
             )),
-            Some(got) if got.content_hash != want.content_hash && manifest.format == Format::Csv => {
-                warnings.push(format!(
-                    "table {:?}: restored from CSV with its rows, but not every value with its storage class (CSV carries none); dump it as SQL or JSON for an exact copy",
-                    want.table
-                ));
+            // The dump warned about these columns; the restore says it again.
+            Some(got) if got.content_hash != want.content_hash && !csv_lossy(want).is_empty() => {
+                warnings.extend(csv_lossy(want));
                 None
             }
             Some(got) if got.content_hash != want.content_hash => Some(format!(
