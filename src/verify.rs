@@ -15,15 +15,12 @@
 //!    copy, or a source nobody wrote since) and compared too.
 
 use std::collections::HashSet;
-use std::io::BufRead;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use crate::engine::digest::{DigestState, TableDigest};
-use crate::engine::{run_export, ExportInput};
+use crate::engine::digest::TableDigest;
 use crate::error::DumpError;
 use crate::manifest::{manifest_key, Manifest};
-use crate::model::{schema_key, Compression, Cursor, DumpSpec, Format, JobRecord};
+use crate::model::{schema_key, Compression, DumpSpec, Format, JobRecord};
 use crate::ports::ObjectReader;
 use crate::readback::stream::{stream_file, DirSource, PieceReader, RangeSource, StoreSource};
 
@@ -92,7 +89,7 @@ pub async fn verify_manifest_file(
     } else {
         dir
     };
-    let spec = manifest.spec.clone().unwrap_or_else(|| spec_of(&manifest));
+    let spec = manifest.spec.clone().unwrap_or_else(|| crate::readback::spec_of(&manifest));
     check(
         &DirSource(root.to_path_buf()),
         &manifest,
@@ -101,21 +98,6 @@ pub async fn verify_manifest_file(
         progress,
     )
     .await
-}
-
-/// The request of a dump whose manifest predates `spec`.
-pub(crate) fn spec_of(manifest: &Manifest) -> DumpSpec {
-    DumpSpec {
-        database: manifest.source.path.clone(),
-        format: manifest.format,
-        compression: manifest.compression,
-        tables: None,
-        include_schema: true,
-        chunk_size: 1000,
-        part_size: manifest.part_size,
-        snapshot: manifest.consistency.snapshot,
-        snapshot_max_block_ms: None,
-    }
 }
 
 async fn check(
@@ -131,7 +113,7 @@ async fn check(
             database: db.display().to_string(),
             ..spec.clone()
         };
-        tokio::task::spawn_blocking(move || digests_of(&spec))
+        tokio::task::spawn_blocking(move || crate::readback::digests_of(&spec))
     });
     let mut report = Report::default();
     let mut parsed: Vec<TableDigest> = Vec::new();
@@ -233,7 +215,7 @@ struct FileReader {
 
 impl FileReader {
     fn digests(self, bytes: PieceReader) -> Result<Vec<TableDigest>, String> {
-        let reader = decompress(bytes, self.compression).map_err(|e| e.to_string())?;
+        let reader = crate::readback::decompress(bytes, self.compression).map_err(|e| e.to_string())?;
         match self.format {
             Format::Sql => {
                 crate::readback::sql::sql_digests(reader, &self.tables, self.with_schema)
@@ -250,23 +232,6 @@ impl FileReader {
             }
         }
     }
-}
-
-/// The plain bytes of a streamed file.
-pub(crate) fn decompress(bytes: PieceReader, compression: Compression) -> std::io::Result<Box<dyn BufRead>> {
-    const BUFFER: usize = 256 * 1024;
-    Ok(match compression {
-        Compression::None => Box::new(bytes),
-        Compression::Gzip => Box::new(std::io::BufReader::with_capacity(
-            BUFFER,
-            flate2::bufread::MultiGzDecoder::new(bytes),
-        )),
-        // The decoder reads concatenated frames (one per chunk) as one stream.
-        Compression::Zstd => Box::new(std::io::BufReader::with_capacity(
-            BUFFER,
-            zstd::stream::read::Decoder::with_buffer(bytes)?,
-        )),
-    })
 }
 
 /// Compares the manifest's tables with recomputed ones (`rows_only` for CSV).
@@ -307,30 +272,3 @@ fn compare(
     }
 }
 
-/// Table digests of a database, read by the engine exactly as a dump of `spec` reads it.
-pub fn digests_of(spec: &DumpSpec) -> Result<Vec<TableDigest>, DumpError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let drain = std::thread::spawn(move || while rx.blocking_recv().is_some() {});
-    let input = ExportInput {
-        spec: DumpSpec {
-            chunk_size: 10_000,
-            part_size: 1 << 20,
-            compression: Compression::None,
-            ..spec.clone()
-        },
-        dump_id: "verify".into(),
-        cursor: Cursor::default(),
-        tail: None,
-        fingerprint: None,
-        first_change_token: None,
-        count_rows: false,
-        deadline: Instant::now() + Duration::from_secs(365 * 24 * 3600),
-        progress: None,
-        pool: Default::default(),
-        digests: DigestState::default(),
-        digest_only: true,
-    };
-    let outcome = run_export(input, tx);
-    let _ = drain.join();
-    Ok(outcome?.digests.done)
-}

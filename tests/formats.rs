@@ -67,10 +67,11 @@ fn csv_is_strict_rfc4180_and_lossless_where_csv_allows() {
         .map(|t| format!("{}.csv", chunkdump::engine::plan::safe_file_name(t)))
         .collect();
     expected_files.push("manifest.json".into());
+    expected_files.push("schema.sql".into());
     expected_files.sort();
     assert_eq!(
         files, expected_files,
-        "one file per user-visible table, no shadow tables, and the manifest"
+        "one file per user-visible table, no shadow tables, the manifest and the schema file"
     );
     assert!(files.contains(&"weird%20%22name%22%20%2F%20with%2C%20chars.csv".to_string()));
 
@@ -224,9 +225,23 @@ fn json_is_one_strict_document_with_exact_values() {
     let conn = Connection::open(&src).unwrap();
     for (name, rows) in tables {
         let q = format!("\"{}\"", name.replace('"', "\"\""));
+        // A rowid no column carries travels as `$rowid` (format 2), equal to the source's.
+        let with_rowid = rows.as_array().unwrap().first().is_some_and(|r| r.get("$rowid").is_some());
+        let columns: Vec<String> = conn
+            .prepare("SELECT lower(name) FROM pragma_table_xinfo(?1)")
+            .unwrap()
+            .query_map([name], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let alias = ["rowid", "_rowid_", "oid"].into_iter().find(|a| !columns.iter().any(|c| c == a));
+        let select = match alias {
+            Some(a) if with_rowid => format!("{a} AS \"$rowid\", *"),
+            _ => "*".to_string(),
+        };
         let mut stmt = conn
-            .prepare(&format!("SELECT * FROM {q} ORDER BY rowid"))
-            .or_else(|_| conn.prepare(&format!("SELECT * FROM {q}")))
+            .prepare(&format!("SELECT {select} FROM {q} ORDER BY rowid"))
+            .or_else(|_| conn.prepare(&format!("SELECT {select} FROM {q}")))
             .unwrap();
         let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let mut want: Vec<serde_json::Value> = stmt
@@ -247,6 +262,10 @@ fn json_is_one_strict_document_with_exact_values() {
         }
         assert_eq!(got, want, "table {name}");
     }
+    // `INTEGER PRIMARY KEY DESC` is no rowid alias: its rowids travel beside it; an
+    // AUTOINCREMENT key is the rowid, so nothing is added.
+    assert!(tables["desc_pk"][0].get("$rowid").is_some());
+    assert!(tables["seq"].as_array().unwrap().iter().all(|r| r.get("$rowid").is_none()));
     assert!(
         tables.contains_key("fts")
             && !tables.contains_key("fts_data")

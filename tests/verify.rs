@@ -247,8 +247,11 @@ fn a_copied_dump_verifies_from_its_manifest_alone() {
             }
             copy.join(id).join("manifest.json")
         } else {
-            for name in [format!("{id}.{format}"), format!("{id}.manifest.json")] {
-                std::fs::copy(out.join(&name), copy.join(&name)).unwrap();
+            // The dump's files (JSON: the document and its schema file) and its manifest.
+            for name in [format!("{id}.{format}"), format!("{id}.manifest.json"), format!("{id}.schema.sql")] {
+                if format == "json" || !name.ends_with(".schema.sql") {
+                    std::fs::copy(out.join(&name), copy.join(&name)).unwrap();
+                }
             }
             copy.join(format!("{id}.manifest.json"))
         };
@@ -320,7 +323,8 @@ fn tables_with_names_longer_than_a_file_name_dump_and_verify() {
             .iter()
             .map(|f| f["key"].as_str().unwrap())
             .collect();
-        assert_eq!(keys.len(), 2, "{keys:?}");
+        // Two table files and the schema file.
+        assert_eq!(keys.len(), 3, "{keys:?}");
         assert_ne!(keys[0], keys[1]);
         let (ok, text) = verify(&out, "d", &[]);
         assert!(ok, "{compression}: {text}");

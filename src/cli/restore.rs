@@ -61,8 +61,8 @@ impl Place {
     async fn open_store(url: &str) -> Result<Self, DumpError> {
         #[cfg(feature = "aws")]
         {
-            let config = crate::cloud::load_aws_config().await;
-            Ok(Place::Store(crate::cloud::S3Store::new(&config, url)?))
+            let (store, _) = super::stores::object_store(url, false).await?;
+            Ok(Place::Store(store))
         }
         #[cfg(not(feature = "aws"))]
         Err(DumpError::InvalidRequest(format!("{url}: this build has no S3 support")))

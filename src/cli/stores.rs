@@ -51,20 +51,16 @@ pub(super) async fn open_stores(loc: &Location, access: Access) -> Result<Stores
             // Every URL is checked before any AWS setup (region lookups, credentials).
             crate::cloud::S3Store::check_url(store)?;
             let progress_place = ProgressPlace::parse(progress.as_deref(), store)?;
-            let r2 = r2_access_from_env()?;
-            // R2 with local progress needs nothing from AWS: no variables, no lookups.
-            let config = match (&r2, &progress_place) {
-                (Some(_), ProgressPlace::File(_)) => crate::cloud::r2_only_config().await,
-                _ => crate::cloud::load_aws_config().await,
-            };
-            let objects = match &r2 {
-                Some(r2) => crate::cloud::S3Store::with_access(&config, store, Some(r2))?,
-                None => crate::cloud::S3Store::new(&config, store)?,
-            };
+            let uses_aws = matches!(progress_place, ProgressPlace::Dynamo(_));
+            let (objects, config) = object_store(store, uses_aws).await?;
             let runs_here = matches!(progress_place, ProgressPlace::File(_));
             let (progress, guard, rates): (Arc<dyn ProgressStore>, Arc<dyn StartGuard>, Arc<dyn RateCounter>) =
                 match progress_place {
                     ProgressPlace::Dynamo(url) => {
+                        let config = match config {
+                            Some(config) => config,
+                            None => crate::cloud::load_aws_config().await,
+                        };
                         let dynamo = Arc::new(crate::cloud::DynamoProgress::new(&config, &url)?);
                         (dynamo.clone(), dynamo.clone(), dynamo)
                     }
@@ -95,6 +91,31 @@ pub(super) async fn open_stores(loc: &Location, access: Access) -> Result<Stores
             "give --out DIR, or --store s3://… (progress in a local file, or --progress dynamodb://… to share it)".into(),
         )),
     }
+}
+
+/// The object store at `url` (checked first): with `R2_*` set, R2's endpoint and key
+/// pair, and no AWS lookup at all unless `uses_aws` (DynamoDB progress); otherwise the
+/// standard AWS environment. Also returns the AWS configuration when one was loaded.
+pub(super) async fn object_store(
+    url: &str,
+    uses_aws: bool,
+) -> Result<(crate::cloud::S3Store, Option<aws_config::SdkConfig>), DumpError> {
+    crate::cloud::S3Store::check_url(url)?;
+    let r2 = r2_access_from_env()?;
+    Ok(match r2 {
+        Some(r2) if !uses_aws => {
+            let config = crate::cloud::r2_only_config().await;
+            (crate::cloud::S3Store::with_access(&config, url, Some(&r2))?, None)
+        }
+        Some(r2) => {
+            let config = crate::cloud::load_aws_config().await;
+            (crate::cloud::S3Store::with_access(&config, url, Some(&r2))?, Some(config))
+        }
+        None => {
+            let config = crate::cloud::load_aws_config().await;
+            (crate::cloud::S3Store::new(&config, url)?, Some(config))
+        }
+    })
 }
 
 /// Where a remote store's progress is kept.

@@ -17,8 +17,13 @@ mod statements;
 pub mod stream;
 
 use std::collections::HashMap;
+use std::io::BufRead;
+use std::time::{Duration, Instant};
 
-use crate::engine::digest::TableDigest;
+use crate::engine::digest::{DigestState, TableDigest};
+use crate::engine::{run_export, ExportInput};
+use crate::error::DumpError;
+use crate::model::{Compression, Cursor, DumpSpec};
 
 /// Per-table row counts and sums of row hashes, in the order the tables appear.
 #[derive(Default)]
@@ -72,4 +77,64 @@ impl TableSums {
             })
             .collect()
     }
+}
+
+/// The plain bytes of a streamed file.
+pub(crate) fn decompress(bytes: stream::PieceReader, compression: Compression) -> std::io::Result<Box<dyn BufRead>> {
+    const BUFFER: usize = 256 * 1024;
+    Ok(match compression {
+        Compression::None => Box::new(bytes),
+        Compression::Gzip => Box::new(std::io::BufReader::with_capacity(
+            BUFFER,
+            flate2::bufread::MultiGzDecoder::new(bytes),
+        )),
+        // The decoder reads concatenated frames (one per chunk) as one stream.
+        Compression::Zstd => Box::new(std::io::BufReader::with_capacity(
+            BUFFER,
+            zstd::stream::read::Decoder::with_buffer(bytes)?,
+        )),
+    })
+}
+
+/// The request of a dump whose manifest predates `spec`.
+pub(crate) fn spec_of(manifest: &crate::manifest::Manifest) -> crate::model::DumpSpec {
+    crate::model::DumpSpec {
+        database: manifest.source.path.clone(),
+        format: manifest.format,
+        compression: manifest.compression,
+        tables: None,
+        include_schema: true,
+        chunk_size: 1000,
+        part_size: manifest.part_size,
+        snapshot: manifest.consistency.snapshot,
+        snapshot_max_block_ms: None,
+    }
+}
+
+/// Table digests of a database, read by the engine exactly as a dump of `spec` reads it.
+pub(crate) fn digests_of(spec: &DumpSpec) -> Result<Vec<TableDigest>, DumpError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let drain = std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+    let input = ExportInput {
+        spec: DumpSpec {
+            chunk_size: 10_000,
+            part_size: 1 << 20,
+            compression: Compression::None,
+            ..spec.clone()
+        },
+        dump_id: "verify".into(),
+        cursor: Cursor::default(),
+        tail: None,
+        fingerprint: None,
+        first_change_token: None,
+        count_rows: false,
+        deadline: Instant::now() + Duration::from_secs(365 * 24 * 3600),
+        progress: None,
+        pool: Default::default(),
+        digests: DigestState::default(),
+        digest_only: true,
+    };
+    let outcome = run_export(input, tx);
+    let _ = drain.join();
+    Ok(outcome?.digests.done)
 }

@@ -138,6 +138,7 @@ pub async fn restore(
         warnings = load::csv_rowid_warnings(&conn, &names).map_err(DumpError::Internal)?;
     }
     conn.close().map_err(|(_, e)| DumpError::from_sqlite(&target.temp.display().to_string(), e))?;
+    crate::alloc::release_freed_memory();
     let mut report = RestoreReport {
         dump_id: manifest.dump_id.clone(),
         into: options.into.display().to_string(),
@@ -203,7 +204,7 @@ async fn fetch<T: Send + 'static>(
 }
 
 fn decompress(bytes: PieceReader, compression: Compression) -> Result<Box<dyn std::io::BufRead>, String> {
-    crate::verify::decompress(bytes, compression).map_err(|e| e.to_string())
+    crate::readback::decompress(bytes, compression).map_err(|e| e.to_string())
 }
 
 /// Drops the tables `--tables` left out (their indexes and triggers go with them; so do
@@ -252,9 +253,9 @@ async fn compare_restored(
     let spec = DumpSpec {
         database: restored.display().to_string(),
         tables: Some(wanted.iter().map(|t| t.table.clone()).collect()),
-        ..manifest.spec.clone().unwrap_or_else(|| crate::verify::spec_of(manifest))
+        ..manifest.spec.clone().unwrap_or_else(|| crate::readback::spec_of(manifest))
     };
-    let found = tokio::task::spawn_blocking(move || crate::verify::digests_of(&spec))
+    let found = tokio::task::spawn_blocking(move || crate::readback::digests_of(&spec))
         .await
         .map_err(|e| DumpError::Internal(e.to_string()))??;
     for want in wanted {
