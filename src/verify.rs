@@ -89,7 +89,10 @@ pub async fn verify_manifest_file(
     } else {
         dir
     };
-    let spec = manifest.spec.clone().unwrap_or_else(|| crate::readback::spec_of(&manifest));
+    let spec = manifest
+        .spec
+        .clone()
+        .unwrap_or_else(|| crate::readback::spec_of(&manifest));
     check(
         &DirSource(root.to_path_buf()),
         &manifest,
@@ -126,7 +129,11 @@ async fn check(
             && manifest.format != Format::Sql;
         let reader = FileReader {
             // A CSV or JSON dump's schema file is SQL without rows.
-            format: if is_schema { Format::Sql } else { manifest.format },
+            format: if is_schema {
+                Format::Sql
+            } else {
+                manifest.format
+            },
             compression: manifest.compression,
             tables: tables.clone(),
             with_schema: spec.include_schema,
@@ -215,7 +222,8 @@ struct FileReader {
 
 impl FileReader {
     fn digests(self, bytes: PieceReader) -> Result<Vec<TableDigest>, String> {
-        let reader = crate::readback::decompress(bytes, self.compression).map_err(|e| e.to_string())?;
+        let reader =
+            crate::readback::decompress(bytes, self.compression).map_err(|e| e.to_string())?;
         match self.format {
             Format::Sql => {
                 crate::readback::sql::sql_digests(reader, &self.tables, self.with_schema)
@@ -271,4 +279,3 @@ fn compare(
         ));
     }
 }
-

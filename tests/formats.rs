@@ -226,7 +226,11 @@ fn json_is_one_strict_document_with_exact_values() {
     for (name, rows) in tables {
         let q = format!("\"{}\"", name.replace('"', "\"\""));
         // A rowid no column carries travels as `$rowid` (format 2), equal to the source's.
-        let with_rowid = rows.as_array().unwrap().first().is_some_and(|r| r.get("$rowid").is_some());
+        let with_rowid = rows
+            .as_array()
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.get("$rowid").is_some());
         let columns: Vec<String> = conn
             .prepare("SELECT lower(name) FROM pragma_table_xinfo(?1)")
             .unwrap()
@@ -234,7 +238,9 @@ fn json_is_one_strict_document_with_exact_values() {
             .unwrap()
             .map(|r| r.unwrap())
             .collect();
-        let alias = ["rowid", "_rowid_", "oid"].into_iter().find(|a| !columns.iter().any(|c| c == a));
+        let alias = ["rowid", "_rowid_", "oid"]
+            .into_iter()
+            .find(|a| !columns.iter().any(|c| c == a));
         let select = match alias {
             Some(a) if with_rowid => format!("{a} AS \"$rowid\", *"),
             _ => "*".to_string(),
@@ -265,7 +271,11 @@ fn json_is_one_strict_document_with_exact_values() {
     // `INTEGER PRIMARY KEY DESC` is no rowid alias: its rowids travel beside it; an
     // AUTOINCREMENT key is the rowid, so nothing is added.
     assert!(tables["desc_pk"][0].get("$rowid").is_some());
-    assert!(tables["seq"].as_array().unwrap().iter().all(|r| r.get("$rowid").is_none()));
+    assert!(tables["seq"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r.get("$rowid").is_none()));
     assert!(
         tables.contains_key("fts")
             && !tables.contains_key("fts_data")

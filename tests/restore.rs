@@ -14,20 +14,40 @@ use rusqlite::Connection;
 
 /// Restores dump `id` from `out` into `into` with `extra` arguments.
 fn restore(id: &str, out: &Path, into: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["restore", id, "--out", out.to_str().unwrap(), "--into", into.to_str().unwrap()];
+    let mut args = vec![
+        "restore",
+        id,
+        "--out",
+        out.to_str().unwrap(),
+        "--into",
+        into.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     run(&args)
 }
 
 fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "restore failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "restore failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn error_of(o: &Output) -> String {
-    assert_eq!(o.status.code(), Some(1), "expected a failed restore: {}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected a failed restore: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{stderr}"
+    );
     stderr
 }
 
@@ -45,7 +65,11 @@ fn counts(db: &Path) -> Vec<(String, i64)> {
         .into_iter()
         .map(|n| {
             let count = c
-                .query_row(&format!("SELECT count(*) FROM \"{}\"", n.replace('"', "\"\"")), [], |r| r.get(0))
+                .query_row(
+                    &format!("SELECT count(*) FROM \"{}\"", n.replace('"', "\"\"")),
+                    [],
+                    |r| r.get(0),
+                )
                 .unwrap_or(-1);
             (n, count)
         })
@@ -53,7 +77,11 @@ fn counts(db: &Path) -> Vec<(String, i64)> {
 }
 
 fn no_files_at(into: &Path) {
-    assert!(!into.exists(), "{} exists after a failed restore", into.display());
+    assert!(
+        !into.exists(),
+        "{} exists after a failed restore",
+        into.display()
+    );
     let dir = into.parent().unwrap();
     let left: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -65,12 +93,29 @@ fn no_files_at(into: &Path) {
 
 /// Dumps `src` in `format`/`compression` in many chunks and restores it; SQL and JSON
 /// must give the source back exactly, CSV its schema and row counts.
-fn round_trip(src: &Path, work: &Path, format: &str, compression: &str, chunk_size: &str) -> PathBuf {
+fn round_trip(
+    src: &Path,
+    work: &Path,
+    format: &str,
+    compression: &str,
+    chunk_size: &str,
+) -> PathBuf {
     let out = work.join(format!("out-{format}-{compression}"));
     let (id, _) = dump_ok(
         src,
         &out,
-        &["--format", format, "--compression", compression, "--chunk-size", chunk_size, "--budget-ms", "0", "--breathe-ms", "0"],
+        &[
+            "--format",
+            format,
+            "--compression",
+            compression,
+            "--chunk-size",
+            chunk_size,
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "0",
+        ],
     );
     let into = work.join(format!("restored-{format}-{compression}.db"));
     let stdout = ok(&restore(&id, &out, &into, &[]));
@@ -104,13 +149,20 @@ fn real_sqlite_files_restore_in_every_format() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "sqlite3" || e == "db"))
         .collect();
-    assert!(files.len() >= 7, "expected the seven real SQLite files in {dir}");
+    assert!(
+        files.len() >= 7,
+        "expected the seven real SQLite files in {dir}"
+    );
     for src in &files {
         let work = tempfile::tempdir().unwrap();
         // SQL restores of the large files add time, not cases: the loader matrix already
         // loads their SQL dumps (roundtrip.rs), and the small ones restore here.
         let large = std::fs::metadata(src).unwrap().len() > 2 << 20;
-        let formats: &[&str] = if large { &["json", "csv"] } else { &["sql", "json", "csv"] };
+        let formats: &[&str] = if large {
+            &["json", "csv"]
+        } else {
+            &["sql", "json", "csv"]
+        };
         for format in formats {
             round_trip(src, work.path(), format, "zstd", "2000");
         }
@@ -129,10 +181,24 @@ fn a_restore_from_a_manifest_and_the_latest_and_of_some_tables() {
     // --manifest: the files beside it (a CSV dump's manifest inside its directory).
     let by_manifest = work.path().join("m.db");
     let manifest = out.join(format!("{old}.manifest.json"));
-    ok(&run(&["restore", "--manifest", manifest.to_str().unwrap(), "--into", by_manifest.to_str().unwrap()]));
+    ok(&run(&[
+        "restore",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--into",
+        by_manifest.to_str().unwrap(),
+    ]));
     assert_same_db(&src, &by_manifest);
     let latest = work.path().join("latest.db");
-    let o = run(&["restore", "--latest", "--out", out.to_str().unwrap(), "--into", latest.to_str().unwrap(), "--json"]);
+    let o = run(&[
+        "restore",
+        "--latest",
+        "--out",
+        out.to_str().unwrap(),
+        "--into",
+        latest.to_str().unwrap(),
+        "--json",
+    ]);
     let report: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
     assert_eq!(report["dumpId"], newest.as_str());
     assert_eq!(report["format"], "csv");
@@ -141,8 +207,19 @@ fn a_restore_from_a_manifest_and_the_latest_and_of_some_tables() {
     ok(&restore(&old, &out, &some, &["--tables", "nums"]));
     let tables: Vec<String> = counts(&some).into_iter().map(|(n, _)| n).collect();
     assert_eq!(tables, vec!["nums".to_string()]);
-    assert_eq!(counts(&some), counts(&src).into_iter().filter(|(n, _)| n == "nums").collect::<Vec<_>>());
-    let e = error_of(&restore(&old, &out, &work.path().join("x.db"), &["--tables", "nope"]));
+    assert_eq!(
+        counts(&some),
+        counts(&src)
+            .into_iter()
+            .filter(|(n, _)| n == "nums")
+            .collect::<Vec<_>>()
+    );
+    let e = error_of(&restore(
+        &old,
+        &out,
+        &work.path().join("x.db"),
+        &["--tables", "nope"],
+    ));
     assert!(e.contains("\"nope\""), "{e}");
 }
 
@@ -172,7 +249,11 @@ fn damaged_or_mismatched_dumps_fail_cleanly() {
         let (id, path) = dump_ok(&src, &out, &["--format", format]);
         let (other, _) = dump_ok(&src, &out, &["--format", format]);
         // The file each damage goes to: the dump's file, or one CSV table's.
-        let file = if format == "csv" { path.join("nums.csv") } else { path.clone() };
+        let file = if format == "csv" {
+            path.join("nums.csv")
+        } else {
+            path.clone()
+        };
         let original = std::fs::read(&file).unwrap();
         let into = work.path().join(format!("into-{format}.db"));
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
@@ -192,14 +273,23 @@ fn damaged_or_mismatched_dumps_fail_cleanly() {
 
         std::fs::remove_file(&file).unwrap();
         let e = error_of(&restore(&id, &out, &into, &[]));
-        assert!(e.contains(&name) && e.contains("missing"), "{format} missing: {e}");
+        assert!(
+            e.contains(&name) && e.contains("missing"),
+            "{format} missing: {e}"
+        );
         no_files_at(&into);
         std::fs::write(&file, &original).unwrap();
         ok(&restore(&id, &out, &into, &[]));
         std::fs::remove_file(&into).unwrap();
 
         // Another dump's manifest in this one's place.
-        let key = |id: &str| if format == "csv" { out.join(id).join("manifest.json") } else { out.join(format!("{id}.manifest.json")) };
+        let key = |id: &str| {
+            if format == "csv" {
+                out.join(id).join("manifest.json")
+            } else {
+                out.join(format!("{id}.manifest.json"))
+            }
+        };
         let mine = std::fs::read(key(&id)).unwrap();
         std::fs::copy(key(&other), key(&id)).unwrap();
         let e = error_of(&restore(&id, &out, &into, &[]));
@@ -207,7 +297,12 @@ fn damaged_or_mismatched_dumps_fail_cleanly() {
         no_files_at(&into);
         std::fs::write(key(&id), mine).unwrap();
     }
-    let e = error_of(&restore("dump_20000101-000000", &work.path().join("out-sql"), &work.path().join("u.db"), &[]));
+    let e = error_of(&restore(
+        "dump_20000101-000000",
+        &work.path().join("out-sql"),
+        &work.path().join("u.db"),
+        &[],
+    ));
     assert!(e.contains("dump_20000101-000000"), "{e}");
 }
 
@@ -221,13 +316,23 @@ fn a_killed_restore_leaves_nothing_and_the_next_one_cleans_up() {
     let into = work.path().join("killed.db");
     let temp = work.path().join(".killed.db.chunkdump-restore");
     let mut child = chunkdump()
-        .args(["restore", &id, "--out", out.to_str().unwrap(), "--into", into.to_str().unwrap()])
+        .args([
+            "restore",
+            &id,
+            "--out",
+            out.to_str().unwrap(),
+            "--into",
+            into.to_str().unwrap(),
+        ])
         .spawn()
         .unwrap();
     // Killed while it loads: the temporary file exists and holds rows.
     let started = std::time::Instant::now();
     while std::fs::metadata(&temp).map(|m| m.len()).unwrap_or(0) < 1 << 20 {
-        assert!(child.try_wait().unwrap().is_none(), "the restore ended before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the restore ended before it could be killed"
+        );
         assert!(started.elapsed().as_secs() < 120);
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
@@ -248,32 +353,88 @@ fn restores_from_s3_equal_the_restore_from_a_directory() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("edge.db");
     build_edge_db(&src);
-    for (endpoint, key, secret) in [(&sv.moto, "moto", "moto"), (&sv.s3s, sv.s3s_key.as_str(), sv.s3s_secret.as_str())] {
+    for (endpoint, key, secret) in [
+        (&sv.moto, "moto", "moto"),
+        (&sv.s3s, sv.s3s_key.as_str(), sv.s3s_secret.as_str()),
+    ] {
         let env = cli_env(endpoint, &sv.moto, key, secret);
         let (bucket, table) = (unique("restore"), unique("jobs"));
         let (store, progress) = (format!("s3://{bucket}/p"), format!("dynamodb://{table}"));
         let cli = |args: &[&str]| chunkdump().envs(env.clone()).args(args).output().unwrap();
         ok(&cli(&["setup", "--store", &store, "--progress", &progress]));
         for format in ["sql", "json", "csv"] {
-            let o = cli(&["dump", src.to_str().unwrap(), "--store", &store, "--progress", &progress, "--format", format, "--compression", "zstd", "--chunk-size", "500"]);
+            let o = cli(&[
+                "dump",
+                src.to_str().unwrap(),
+                "--store",
+                &store,
+                "--progress",
+                &progress,
+                "--format",
+                format,
+                "--compression",
+                "zstd",
+                "--chunk-size",
+                "500",
+            ]);
             let id = ok(&o).lines().next().unwrap().to_string();
             let from_store = work.path().join(format!("s3-{bucket}-{format}.db"));
-            ok(&cli(&["restore", &id, "--store", &store, "--into", from_store.to_str().unwrap()]));
+            ok(&cli(&[
+                "restore",
+                &id,
+                "--store",
+                &store,
+                "--into",
+                from_store.to_str().unwrap(),
+            ]));
             assert_same_db_or_counts(&src, &from_store, format);
             // One range at a time: the same database, byte for byte.
             let one_by_one = work.path().join(format!("s3-1-{bucket}-{format}.db"));
-            let o = chunkdump().envs(env.clone()).env("CHUNKDUMP_DOWNLOAD_CONCURRENCY", "1")
-                .args(["restore", &id, "--store", &store, "--into", one_by_one.to_str().unwrap()]).output().unwrap();
+            let o = chunkdump()
+                .envs(env.clone())
+                .env("CHUNKDUMP_DOWNLOAD_CONCURRENCY", "1")
+                .args([
+                    "restore",
+                    &id,
+                    "--store",
+                    &store,
+                    "--into",
+                    one_by_one.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
             ok(&o);
-            assert_eq!(std::fs::read(&from_store).unwrap(), std::fs::read(&one_by_one).unwrap());
+            assert_eq!(
+                std::fs::read(&from_store).unwrap(),
+                std::fs::read(&one_by_one).unwrap()
+            );
             // The manifest's URL is enough.
-            let manifest = if format == "csv" { format!("{store}/{id}/manifest.json") } else { format!("{store}/{id}.manifest.json") };
+            let manifest = if format == "csv" {
+                format!("{store}/{id}/manifest.json")
+            } else {
+                format!("{store}/{id}.manifest.json")
+            };
             let by_url = work.path().join(format!("url-{bucket}-{format}.db"));
-            ok(&cli(&["restore", "--manifest", &manifest, "--into", by_url.to_str().unwrap()]));
+            ok(&cli(&[
+                "restore",
+                "--manifest",
+                &manifest,
+                "--into",
+                by_url.to_str().unwrap(),
+            ]));
             // The same dump from a directory: the same database, byte for byte.
-            let local = round_trip(&src, &work.path().join(format!("local-{bucket}")).tap_mkdir(), format, "zstd", "500");
+            let local = round_trip(
+                &src,
+                &work.path().join(format!("local-{bucket}")).tap_mkdir(),
+                format,
+                "zstd",
+                "500",
+            );
             assert_same_db_or_counts(&local, &from_store, format);
-            assert_eq!(std::fs::read(&from_store).unwrap(), std::fs::read(&by_url).unwrap());
+            assert_eq!(
+                std::fs::read(&from_store).unwrap(),
+                std::fs::read(&by_url).unwrap()
+            );
         }
     }
 }
@@ -311,7 +472,14 @@ fn page_size_and_auto_vacuum_come_back() {
         let into = work.path().join(format!("{format}.db"));
         ok(&restore(&id, &out, &into, &[]));
         let c = Connection::open(&into).unwrap();
-        let pragma = |p: &str| c.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, i64>(0)).unwrap();
-        assert_eq!((pragma("page_size"), pragma("auto_vacuum")), (8192, 2), "{format}");
+        let pragma = |p: &str| {
+            c.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        assert_eq!(
+            (pragma("page_size"), pragma("auto_vacuum")),
+            (8192, 2),
+            "{format}"
+        );
     }
 }

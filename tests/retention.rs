@@ -127,7 +127,10 @@ fn prune_keeps_the_newest(env: &[(&'static str, String)], loc: &[String], format
     // (Killed, so `interrupted` where its runner is known to be gone: local progress.)
     let s = status(env, loc, "running").expect("a running dump survives a prune");
     let local = loc.iter().any(|a| a == "--out");
-    assert_eq!(s["status"], if local { "interrupted" } else { "processing" });
+    assert_eq!(
+        s["status"],
+        if local { "interrupted" } else { "processing" }
+    );
     // A policy is required, and bad values are refused without deleting anything.
     for bad in [
         &["prune"][..],

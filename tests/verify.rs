@@ -248,7 +248,11 @@ fn a_copied_dump_verifies_from_its_manifest_alone() {
             copy.join(id).join("manifest.json")
         } else {
             // The dump's files (JSON: the document and its schema file) and its manifest.
-            for name in [format!("{id}.{format}"), format!("{id}.manifest.json"), format!("{id}.schema.sql")] {
+            for name in [
+                format!("{id}.{format}"),
+                format!("{id}.manifest.json"),
+                format!("{id}.schema.sql"),
+            ] {
                 if format == "json" || !name.ends_with(".schema.sql") {
                     std::fs::copy(out.join(&name), copy.join(&name)).unwrap();
                 }

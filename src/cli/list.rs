@@ -41,14 +41,21 @@ struct Listed {
 
 impl Listed {
     fn of(job: &JobRecord) -> Self {
-        let ts = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        };
         Listed {
             id: job.id.clone(),
             database: job.spec.database.clone(),
             status: job.status.as_str(),
             format: wire_name(&job.spec.format),
             compression: wire_name(&job.spec.compression),
-            bytes: job.files.iter().map(|f| f.size).sum::<u64>().max(job.bytes_written),
+            bytes: job
+                .files
+                .iter()
+                .map(|f| f.size)
+                .sum::<u64>()
+                .max(job.bytes_written),
             started_at: ts(job.started_at.or(Some(job.created_at))),
             completed_at: ts(job.completed_at),
         }
@@ -89,7 +96,11 @@ pub async fn run(args: ListArgs) -> anyhow::Result<()> {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&listed)?)?;
         return Ok(());
     }
-    writeln!(stdout, "{:<26} {:<10} {:<5} {:<5} {:>12}  {:<20}  {:<20}  DATABASE", "ID", "STATUS", "FMT", "COMP", "BYTES", "STARTED", "FINISHED")?;
+    writeln!(
+        stdout,
+        "{:<26} {:<10} {:<5} {:<5} {:>12}  {:<20}  {:<20}  DATABASE",
+        "ID", "STATUS", "FMT", "COMP", "BYTES", "STARTED", "FINISHED"
+    )?;
     for l in &listed {
         writeln!(
             stdout,

@@ -6,8 +6,8 @@
 //! 1 on failure with a one-line `error:` message, 2 on a usage error.
 
 mod args;
-mod progress_bar;
 mod list;
+mod progress_bar;
 mod prune;
 mod restore;
 mod run;

@@ -65,7 +65,9 @@ impl Place {
             Ok(Place::Store(store))
         }
         #[cfg(not(feature = "aws"))]
-        Err(DumpError::InvalidRequest(format!("{url}: this build has no S3 support")))
+        Err(DumpError::InvalidRequest(format!(
+            "{url}: this build has no S3 support"
+        )))
     }
 
     /// The dump's bytes, `ahead` ranges at a time from a remote store.
@@ -82,7 +84,10 @@ impl Place {
             Place::Dir(dir) => match std::fs::read(dir.join(key)) {
                 Ok(bytes) => Ok(Some(bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(DumpError::InvalidRequest(format!("{}: {e}", dir.join(key).display()))),
+                Err(e) => Err(DumpError::InvalidRequest(format!(
+                    "{}: {e}",
+                    dir.join(key).display()
+                ))),
             },
             #[cfg(feature = "aws")]
             Place::Store(s3) => Ok(s3.get(key).await?),
@@ -113,7 +118,8 @@ impl Place {
             .into_iter()
             .filter(|k| {
                 let depth = k.matches('/').count();
-                (depth == 0 && k.ends_with(".manifest.json")) || (depth == 1 && k.ends_with("/manifest.json"))
+                (depth == 0 && k.ends_with(".manifest.json"))
+                    || (depth == 1 && k.ends_with("/manifest.json"))
             })
             .collect())
     }
@@ -139,7 +145,13 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         force: args.force,
         tables: args.tables.clone(),
     };
-    let report = restore(place.ranges(config.download_concurrency as usize).as_ref(), &manifest, &options, &|n| progress.tick(n)).await;
+    let report = restore(
+        place.ranges(config.download_concurrency as usize).as_ref(),
+        &manifest,
+        &options,
+        &|n| progress.tick(n),
+    )
+    .await;
     progress.done();
     let report = report?;
     for w in &report.warnings {
@@ -171,12 +183,23 @@ async fn find(args: &RestoreArgs) -> Result<(Place, Manifest), DumpError> {
             (Place::open_store(&root).await?, key)
         } else {
             let path = PathBuf::from(path);
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             // A CSV dump's manifest sits inside its directory, whose name starts the keys.
             match (name.as_str(), dir.file_name()) {
                 ("manifest.json", Some(id)) => (
-                    Place::Dir(dir.parent().unwrap_or(std::path::Path::new(".")).to_path_buf()),
+                    Place::Dir(
+                        dir.parent()
+                            .unwrap_or(std::path::Path::new("."))
+                            .to_path_buf(),
+                    ),
                     format!("{}/manifest.json", id.to_string_lossy()),
                 ),
                 _ => (Place::Dir(dir.to_path_buf()), name),
@@ -191,12 +214,19 @@ async fn find(args: &RestoreArgs) -> Result<(Place, Manifest), DumpError> {
     let place = match (&args.out, &args.store) {
         (Some(out), None) => {
             if !out.is_dir() {
-                return Err(DumpError::InvalidRequest(format!("{}: no such directory", out.display())));
+                return Err(DumpError::InvalidRequest(format!(
+                    "{}: no such directory",
+                    out.display()
+                )));
             }
             Place::Dir(out.clone())
         }
         (None, Some(store)) => Place::open_store(store).await?,
-        _ => return Err(DumpError::InvalidRequest("give --out DIR or --store s3://BUCKET/PREFIX".into())),
+        _ => {
+            return Err(DumpError::InvalidRequest(
+                "give --out DIR or --store s3://BUCKET/PREFIX".into(),
+            ))
+        }
     };
     let manifest = match &args.id {
         Some(id) => {
@@ -208,7 +238,11 @@ async fn find(args: &RestoreArgs) -> Result<(Place, Manifest), DumpError> {
                     break;
                 }
             }
-            let manifest = found.ok_or_else(|| DumpError::InvalidRequest(format!("no completed dump {id} there (it has no manifest)")))?;
+            let manifest = found.ok_or_else(|| {
+                DumpError::InvalidRequest(format!(
+                    "no completed dump {id} there (it has no manifest)"
+                ))
+            })?;
             if manifest.dump_id != *id {
                 return Err(DumpError::InvalidRequest(format!(
                     "the manifest of {id} describes dump {}; it was copied or edited",
@@ -227,7 +261,10 @@ async fn newest(place: &Place) -> Result<Manifest, DumpError> {
     let mut best: Option<Manifest> = None;
     for key in place.manifest_keys().await? {
         if let Some(m) = place.manifest(&key).await? {
-            if best.as_ref().is_none_or(|b| m.completed_at > b.completed_at) {
+            if best
+                .as_ref()
+                .is_none_or(|b| m.completed_at > b.completed_at)
+            {
                 best = Some(m);
             }
         }
@@ -264,14 +301,21 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
-                indicatif::ProgressStyle::with_template("restore {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template(
+                    "restore {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             bar.set_message(id.to_string());
             bar
         });
-        Progress { bar, id: id.to_string(), total, last_line: Mutex::new(Instant::now()) }
+        Progress {
+            bar,
+            id: id.to_string(),
+            total,
+            last_line: Mutex::new(Instant::now()),
+        }
     }
 
     fn tick(&self, read: u64) {
@@ -280,7 +324,12 @@ impl Progress {
         } else if let Ok(mut last) = self.last_line.lock() {
             if last.elapsed() >= Duration::from_secs(2) {
                 *last = Instant::now();
-                eprintln!("{}: restored {:.1}/{:.1} MB", self.id, read as f64 / 1e6, self.total as f64 / 1e6);
+                eprintln!(
+                    "{}: restored {:.1}/{:.1} MB",
+                    self.id,
+                    read as f64 / 1e6,
+                    self.total as f64 / 1e6
+                );
             }
         }
     }

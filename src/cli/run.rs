@@ -95,10 +95,8 @@ pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => {
             let stores = open_stores(&args.location, Access::ReadOnly).await?;
             let job = stores.progress.require(&args.id).await?;
-            let mut view = serde_json::to_value(crate::views::StatusView::new(
-                &job,
-                chrono::Utc::now(),
-            ))?;
+            let mut view =
+                serde_json::to_value(crate::views::StatusView::new(&job, chrono::Utc::now()))?;
             if stores.is_interrupted(&job) {
                 // Its runner is gone: say so, and how to go on, instead of `processing`
                 // with an estimated completion that will not come.

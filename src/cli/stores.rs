@@ -105,11 +105,17 @@ pub(super) async fn object_store(
     Ok(match r2 {
         Some(r2) if !uses_aws => {
             let config = crate::cloud::r2_only_config().await;
-            (crate::cloud::S3Store::with_access(&config, url, Some(&r2))?, None)
+            (
+                crate::cloud::S3Store::with_access(&config, url, Some(&r2))?,
+                None,
+            )
         }
         Some(r2) => {
             let config = crate::cloud::load_aws_config().await;
-            (crate::cloud::S3Store::with_access(&config, url, Some(&r2))?, Some(config))
+            (
+                crate::cloud::S3Store::with_access(&config, url, Some(&r2))?,
+                Some(config),
+            )
         }
         None => {
             let config = crate::cloud::load_aws_config().await;
@@ -137,7 +143,9 @@ impl ProgressPlace {
             Some(url) if url.contains("://") => Err(DumpError::InvalidRequest(format!(
                 "--progress {url}: use dynamodb://TABLE, or a local file (PATH or sqlite:PATH)"
             ))),
-            Some(path) => Ok(ProgressPlace::File(PathBuf::from(path.strip_prefix("sqlite:").unwrap_or(path)))),
+            Some(path) => Ok(ProgressPlace::File(PathBuf::from(
+                path.strip_prefix("sqlite:").unwrap_or(path),
+            ))),
             None => Ok(ProgressPlace::File(
                 state_dir()?.join(format!("{}.progress.sqlite3", safe_lock_name(store))),
             )),
@@ -164,7 +172,11 @@ pub(super) fn state_dir() -> Result<PathBuf, DumpError> {
 
 /// The local progress file at `path` (created for writing commands; a read-only command
 /// on a file that does not exist is an error naming `what`).
-fn open_local_progress(path: &std::path::Path, access: Access, what: &str) -> Result<Arc<SqliteProgress>, DumpError> {
+fn open_local_progress(
+    path: &std::path::Path,
+    access: Access,
+    what: &str,
+) -> Result<Arc<SqliteProgress>, DumpError> {
     if access == Access::ReadOnly && !path.is_file() {
         return Err(DumpError::InvalidRequest(format!(
             "{what} holds no chunkdump dumps known here (no {})",
@@ -172,8 +184,9 @@ fn open_local_progress(path: &std::path::Path, access: Access, what: &str) -> Re
         )));
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| DumpError::InvalidRequest(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            DumpError::InvalidRequest(format!("cannot create {}: {e}", dir.display()))
+        })?;
     }
     Ok(Arc::new(SqliteProgress::open(path)?))
 }
@@ -190,7 +203,12 @@ pub(super) fn r2_access_from_env() -> Result<Option<crate::cloud::R2Access>, Dum
     if values.iter().all(Option::is_none) {
         return Ok(None);
     }
-    let missing: Vec<&str> = names.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(n, _)| *n).collect();
+    let missing: Vec<&str> = names
+        .iter()
+        .zip(&values)
+        .filter(|(_, v)| v.is_none())
+        .map(|(n, _)| *n)
+        .collect();
     if !missing.is_empty() {
         return Err(DumpError::InvalidRequest(format!(
             "R2 needs R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY together; missing: {}",
@@ -200,7 +218,9 @@ pub(super) fn r2_access_from_env() -> Result<Option<crate::cloud::R2Access>, Dum
     let mut values = values.into_iter().flatten();
     let endpoint = values.next().unwrap_or_default();
     if !endpoint.starts_with("https://") && !endpoint.starts_with("http://") {
-        return Err(DumpError::InvalidRequest(format!("R2_ENDPOINT={endpoint:?} is not an http(s) URL")));
+        return Err(DumpError::InvalidRequest(format!(
+            "R2_ENDPOINT={endpoint:?} is not an http(s) URL"
+        )));
     }
     Ok(Some(crate::cloud::R2Access {
         endpoint,

@@ -73,7 +73,10 @@ pub fn lossy(census: u8) -> Option<&'static str> {
         return Some("it holds text that is not UTF-8");
     }
     let clash = |like: u8, class: u8| census & like != 0 && census & class != 0;
-    if clash(TEXT_LIKE_INTEGER, INTEGER) || clash(TEXT_LIKE_REAL, REAL) || clash(TEXT_LIKE_BLOB, BLOB) {
+    if clash(TEXT_LIKE_INTEGER, INTEGER)
+        || clash(TEXT_LIKE_REAL, REAL)
+        || clash(TEXT_LIKE_BLOB, BLOB)
+    {
         return Some("it holds TEXT written like the numbers or BLOBs beside it");
     }
     None
@@ -138,7 +141,11 @@ pub fn real_form(s: &str) -> Option<f64> {
 /// The bytes whose CSV form (`\x` and lowercase hex) `s` is.
 pub fn blob_form(s: &str) -> Option<Vec<u8>> {
     let hex = s.strip_prefix("\\x")?;
-    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() % 2 != 0
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     hex::decode(hex).ok()
@@ -174,12 +181,21 @@ mod tests {
             assert!(same, "{v:?} written as {:?}", String::from_utf8_lossy(&out));
         }
         // TEXT stays TEXT unless it reads like a class the column also holds.
-        assert_eq!(read_field(b"12", TEXT | TEXT_LIKE_INTEGER), Field::Text(b"12"));
+        assert_eq!(
+            read_field(b"12", TEXT | TEXT_LIKE_INTEGER),
+            Field::Text(b"12")
+        );
         assert_eq!(read_field(b"012", INTEGER | TEXT), Field::Text(b"012"));
         assert_eq!(read_field(b"1.50", REAL | TEXT), Field::Text(b"1.50"));
         let mut census = Vec::new();
-        note_row(&mut census, &[ValueRef::Integer(1), ValueRef::Text(b"\\x41")]);
-        note_row(&mut census, &[ValueRef::Text(b"7"), ValueRef::Text(b"plain")]);
+        note_row(
+            &mut census,
+            &[ValueRef::Integer(1), ValueRef::Text(b"\\x41")],
+        );
+        note_row(
+            &mut census,
+            &[ValueRef::Text(b"7"), ValueRef::Text(b"plain")],
+        );
         assert!(lossy(census[0]).is_some(), "TEXT 7 beside INTEGER 1");
         assert!(lossy(census[1]).is_none(), "TEXT alone is exact");
         note_row(&mut census, &[ValueRef::Null, ValueRef::Blob(b"A")]);

@@ -283,7 +283,7 @@ pub fn run_export(
         if let Some(c) = census.get(d.table.as_str()) {
             super::census::merge(&mut d.census, c);
         }
-        note_census_warnings(&mut warnings, &plan, d);
+        note_census_warnings(&mut warnings, plan, d);
     }
     if let Some((table, _)) = sums.into_iter().next() {
         return Err(DumpError::Internal(format!(

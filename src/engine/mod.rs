@@ -26,6 +26,6 @@ pub use export::{
     open_database, run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ExportOutcome,
     ProgressFn,
 };
+pub use output::{BufferPool, PartBuf, Tail, UploadEvent};
 pub use render::quote_ident;
 pub use source::JSON_ROWID;
-pub use output::{BufferPool, PartBuf, Tail, UploadEvent};

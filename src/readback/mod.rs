@@ -80,7 +80,10 @@ impl TableSums {
 }
 
 /// The plain bytes of a streamed file.
-pub(crate) fn decompress(bytes: stream::PieceReader, compression: Compression) -> std::io::Result<Box<dyn BufRead>> {
+pub(crate) fn decompress(
+    bytes: stream::PieceReader,
+    compression: Compression,
+) -> std::io::Result<Box<dyn BufRead>> {
     const BUFFER: usize = 256 * 1024;
     Ok(match compression {
         Compression::None => Box::new(bytes),

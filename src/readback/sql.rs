@@ -148,7 +148,9 @@ impl RowParser {
         if values(inner, self.utf16, &mut self.encoded, &mut self.scratch) {
             Ok(Some(Parsed::Values))
         } else {
-            Ok(Some(Parsed::LeftToSqlite(values_at..values_at + inner.len())))
+            Ok(Some(Parsed::LeftToSqlite(
+                values_at..values_at + inner.len(),
+            )))
         }
     }
 }

@@ -88,7 +88,10 @@ impl Loader {
     /// Runs SQL text (a schema file's part, or a statement of an SQL dump).
     pub(super) fn run(&self, sql: &str) -> Result<(), String> {
         self.conn.execute_batch(sql).map_err(|e| {
-            format!("{e} in: {}", sql.trim().chars().take(200).collect::<String>())
+            format!(
+                "{e} in: {}",
+                sql.trim().chars().take(200).collect::<String>()
+            )
         })
     }
 
@@ -117,8 +120,10 @@ impl Loader {
                     let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
                     let mut pos = 0;
                     for i in 1..=count {
-                        let v = decode_value(values, &mut pos).ok_or("a row that does not decode")?;
-                        stmt.raw_bind_parameter(i, ToSqlOutput::Borrowed(v)).map_err(|e| e.to_string())?;
+                        let v =
+                            decode_value(values, &mut pos).ok_or("a row that does not decode")?;
+                        stmt.raw_bind_parameter(i, ToSqlOutput::Borrowed(v))
+                            .map_err(|e| e.to_string())?;
                     }
                     stmt.raw_execute().map_err(|e| e.to_string())?;
                     self.rows += 1;
@@ -146,17 +151,32 @@ impl Loader {
                 self.loader.insert(table, keys, true, |sink| {
                     let mut pos = 0;
                     for _ in keys {
-                        sink(decode_value_whole(encoded, &mut pos).ok_or("a value that does not decode")?)?;
+                        sink(
+                            decode_value_whole(encoded, &mut pos)
+                                .ok_or("a value that does not decode")?,
+                        )?;
                     }
                     Ok(())
                 })
             }
         }
-        read_json(reader, &mut Rows { loader: self, table: None }, Values::Whole)
+        read_json(
+            reader,
+            &mut Rows {
+                loader: self,
+                table: None,
+            },
+            Values::Whole,
+        )
     }
 
     /// Loads the rows of one CSV file, of table `table` whose census is `census`.
-    pub(super) fn load_csv(&mut self, reader: impl BufRead, table: &str, census: &[u8]) -> Result<(), String> {
+    pub(super) fn load_csv(
+        &mut self,
+        reader: impl BufRead,
+        table: &str,
+        census: &[u8],
+    ) -> Result<(), String> {
         if !self.wanted(table) {
             return Ok(());
         }
@@ -171,7 +191,11 @@ impl Loader {
         let affinities = self.insert_for(table, &header, false)?.targets.clone();
         while records.next_record()? {
             if records.len() != header.len() {
-                return Err(format!("a record of {} fields under a header of {}", records.len(), header.len()));
+                return Err(format!(
+                    "a record of {} fields under a header of {}",
+                    records.len(),
+                    header.len()
+                ));
             }
             self.insert(table, &header, false, |sink| {
                 for (i, affinity) in affinities.iter().enumerate() {
@@ -187,7 +211,9 @@ impl Loader {
                             }
                         },
                         // No census (a dump begun by an older chunkdump): by the column's type.
-                        (field, None) => csv_value(field, affinity.unwrap_or(Affinity::Blob), &mut blob),
+                        (field, None) => {
+                            csv_value(field, affinity.unwrap_or(Affinity::Blob), &mut blob)
+                        }
                     };
                     sink(value)?;
                 }
@@ -198,7 +224,12 @@ impl Loader {
     }
 
     /// The `INSERT` for `table` with the dump's value names `keys` (made once).
-    fn insert_for(&mut self, table: &str, keys: &[String], rowid_key: bool) -> Result<&Insert, String> {
+    fn insert_for(
+        &mut self,
+        table: &str,
+        keys: &[String],
+        rowid_key: bool,
+    ) -> Result<&Insert, String> {
         if !self.inserts.contains_key(table) {
             let insert = build_insert(&self.conn, table, keys, rowid_key)?;
             self.inserts.insert(table.to_string(), insert);
@@ -224,7 +255,8 @@ impl Loader {
             at += 1;
             if keep {
                 param += 1;
-                stmt.raw_bind_parameter(param, ToSqlOutput::Borrowed(v)).map_err(|e| e.to_string())?;
+                stmt.raw_bind_parameter(param, ToSqlOutput::Borrowed(v))
+                    .map_err(|e| e.to_string())?;
             }
             Ok(())
         })?;
@@ -250,12 +282,22 @@ fn count_values(values: &[u8]) -> usize {
 
 /// The `INSERT` for `table` from the dump's value names: `$rowid` (with `rowid_key`) is
 /// the rowid under a name no column hides; generated columns are left out.
-fn build_insert(conn: &Connection, table: &str, keys: &[String], rowid_key: bool) -> Result<Insert, String> {
+fn build_insert(
+    conn: &Connection,
+    table: &str,
+    keys: &[String],
+    rowid_key: bool,
+) -> Result<Insert, String> {
     let mut info = conn
         .prepare("SELECT name, type, hidden FROM pragma_table_xinfo(?1)")
         .map_err(|e| e.to_string())?;
     let columns: HashMap<String, (String, i64)> = info
-        .query_map([table], |r| Ok((r.get::<_, String>(0)?, (r.get::<_, String>(1)?, r.get::<_, i64>(2)?))))
+        .query_map([table], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (r.get::<_, String>(1)?, r.get::<_, i64>(2)?),
+            ))
+        })
         .and_then(|rows| rows.collect())
         .map_err(|e| e.to_string())?;
     if columns.is_empty() {
@@ -293,7 +335,11 @@ fn build_insert(conn: &Connection, table: &str, keys: &[String], rowid_key: bool
 }
 
 /// A CSV field as the value it most likely was, given its column's affinity.
-fn csv_value<'a>(field: Option<&'a [u8]>, affinity: Affinity, blob: &'a mut Vec<u8>) -> ValueRef<'a> {
+fn csv_value<'a>(
+    field: Option<&'a [u8]>,
+    affinity: Affinity,
+    blob: &'a mut Vec<u8>,
+) -> ValueRef<'a> {
     let Some(bytes) = field else {
         return ValueRef::Null;
     };
@@ -313,10 +359,16 @@ fn csv_value<'a>(field: Option<&'a [u8]>, affinity: Affinity, blob: &'a mut Vec<
     };
     match affinity {
         Affinity::Text => ValueRef::Text(bytes),
-        Affinity::Integer | Affinity::Real | Affinity::Numeric => numeric().unwrap_or(ValueRef::Text(bytes)),
+        Affinity::Integer | Affinity::Real | Affinity::Numeric => {
+            numeric().unwrap_or(ValueRef::Text(bytes))
+        }
         Affinity::Blob => {
             if let Some(hex) = bytes.strip_prefix(b"\\x") {
-                if hex.len() % 2 == 0 && hex.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+                if hex.len() % 2 == 0
+                    && hex
+                        .iter()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+                {
                     *blob = hex::decode(hex).unwrap_or_default();
                     return ValueRef::Blob(blob);
                 }
@@ -328,7 +380,10 @@ fn csv_value<'a>(field: Option<&'a [u8]>, affinity: Affinity, blob: &'a mut Vec<
 
 /// Tables of a CSV restore whose rows got new rowids: rowid tables with rows and no
 /// INTEGER PRIMARY KEY (and FTS tables), whose rowids CSV has no place for.
-pub(super) fn csv_rowid_warnings(conn: &Connection, tables: &[String]) -> Result<Vec<String>, String> {
+pub(super) fn csv_rowid_warnings(
+    conn: &Connection,
+    tables: &[String],
+) -> Result<Vec<String>, String> {
     let mut warnings = Vec::new();
     for table in tables {
         let (kind, without_rowid): (String, bool) = conn
@@ -339,7 +394,11 @@ pub(super) fn csv_rowid_warnings(conn: &Connection, tables: &[String]) -> Result
             )
             .map_err(|e| format!("table {table:?}: {e}"))?;
         let sql: String = conn
-            .query_row("SELECT coalesce(sql, '') FROM sqlite_schema WHERE name = ?1", [table], |r| r.get(0))
+            .query_row(
+                "SELECT coalesce(sql, '') FROM sqlite_schema WHERE name = ?1",
+                [table],
+                |r| r.get(0),
+            )
             .map_err(|e| format!("table {table:?}: {e}"))?;
         let integer_key: bool = conn
             .query_row(
@@ -355,7 +414,11 @@ pub(super) fn csv_rowid_warnings(conn: &Connection, tables: &[String]) -> Result
             _ => false,
         };
         let has_rows = conn
-            .query_row(&format!("SELECT EXISTS (SELECT 1 FROM {})", quote_ident(table)), [], |r| r.get::<_, bool>(0))
+            .query_row(
+                &format!("SELECT EXISTS (SELECT 1 FROM {})", quote_ident(table)),
+                [],
+                |r| r.get::<_, bool>(0),
+            )
             .unwrap_or(false);
         if loses_rowids && has_rows {
             warnings.push(format!(

@@ -88,14 +88,18 @@ pub async fn restore(
         })
         .await?;
         loader = back;
-        let (before, after) = text.split_once(ROWS_MARKER).ok_or_else(|| {
-            failed(key, "not a chunkdump schema file (no rows marker)".into())
-        })?;
+        let (before, after) = text
+            .split_once(ROWS_MARKER)
+            .ok_or_else(|| failed(key, "not a chunkdump schema file (no rows marker)".into()))?;
         loader.run(before).map_err(|e| failed(key, e))?;
         after_rows = after.to_string();
     }
     let row_tables: HashSet<String> = manifest.tables.iter().map(|t| t.table.clone()).collect();
-    for file in manifest.files.iter().filter(|f| Some(&f.key) != schema.as_ref()) {
+    for file in manifest
+        .files
+        .iter()
+        .filter(|f| Some(&f.key) != schema.as_ref())
+    {
         let (format, compression) = (manifest.format, manifest.compression);
         let csv_table = manifest.csv_table_of(&file.key);
         let census = csv_table
@@ -104,18 +108,30 @@ pub async fn restore(
             .map(|d| d.census.clone())
             .unwrap_or_default();
         if format == Format::Csv && csv_table.is_none() {
-            return Err(failed(&file.key, "no table of the manifest is stored under this name".into()));
+            return Err(failed(
+                &file.key,
+                "no table of the manifest is stored under this name".into(),
+            ));
         }
         let tables = row_tables.clone();
-        let ((), back) = fetch(source, manifest, &file.key, &mut tick, loader, move |bytes, mut l| {
-            let reader = decompress(bytes, compression)?;
-            match format {
-                Format::Sql => l.load_sql(reader, tables)?,
-                Format::Json => l.load_json(reader)?,
-                Format::Csv => l.load_csv(reader, csv_table.as_deref().unwrap_or_default(), &census)?,
-            }
-            Ok(((), l))
-        })
+        let ((), back) = fetch(
+            source,
+            manifest,
+            &file.key,
+            &mut tick,
+            loader,
+            move |bytes, mut l| {
+                let reader = decompress(bytes, compression)?;
+                match format {
+                    Format::Sql => l.load_sql(reader, tables)?,
+                    Format::Json => l.load_json(reader)?,
+                    Format::Csv => {
+                        l.load_csv(reader, csv_table.as_deref().unwrap_or_default(), &census)?
+                    }
+                }
+                Ok(((), l))
+            },
+        )
         .await?;
         loader = back;
     }
@@ -137,7 +153,8 @@ pub async fn restore(
         let names: Vec<String> = wanted.iter().map(|t| t.table.clone()).collect();
         warnings = load::csv_rowid_warnings(&conn, &names).map_err(DumpError::Internal)?;
     }
-    conn.close().map_err(|(_, e)| DumpError::from_sqlite(&target.temp.display().to_string(), e))?;
+    conn.close()
+        .map_err(|(_, e)| DumpError::from_sqlite(&target.temp.display().to_string(), e))?;
     crate::alloc::release_freed_memory();
     let mut report = RestoreReport {
         dump_id: manifest.dump_id.clone(),
@@ -157,13 +174,19 @@ pub async fn restore(
 }
 
 /// The tables `--tables` names, each checked against the manifest.
-fn selected_tables(manifest: &Manifest, options: &RestoreOptions) -> Result<Option<HashSet<String>>, DumpError> {
+fn selected_tables(
+    manifest: &Manifest,
+    options: &RestoreOptions,
+) -> Result<Option<HashSet<String>>, DumpError> {
     let Some(names) = &options.tables else {
         return Ok(None);
     };
     for name in names {
         if !manifest.tables.iter().any(|t| &t.table == name) {
-            return Err(DumpError::InvalidRequest(format!("table {name:?} is not in dump {}", manifest.dump_id)));
+            return Err(DumpError::InvalidRequest(format!(
+                "table {name:?} is not in dump {}",
+                manifest.dump_id
+            )));
         }
     }
     Ok(Some(names.iter().cloned().collect()))
@@ -185,13 +208,19 @@ async fn fetch<T: Send + 'static>(
         .iter()
         .find(|f| f.key == key)
         .ok_or_else(|| failed("not listed in the manifest; the dump has no schema file (dumped before format 2, or with --no-schema)".into()))?;
-    let streamed = stream_file(source, key, manifest.part_size, tick, move |bytes| load(bytes, loader)).await?;
+    let streamed = stream_file(source, key, manifest.part_size, tick, move |bytes| {
+        load(bytes, loader)
+    })
+    .await?;
     let Some((fetched, loaded)) = streamed else {
         return Err(failed("missing from the store".into()));
     };
     let loaded = loaded.map_err(|e| failed(format!("does not load: {e}")))?;
     if fetched.size != entry.size {
-        return Err(failed(format!("{} bytes stored, the manifest says {}", fetched.size, entry.size)));
+        return Err(failed(format!(
+            "{} bytes stored, the manifest says {}",
+            fetched.size, entry.size
+        )));
     }
     if Some(&fetched.sha256) != entry.sha256.as_ref() {
         return Err(failed(format!(
@@ -203,24 +232,35 @@ async fn fetch<T: Send + 'static>(
     Ok(loaded)
 }
 
-fn decompress(bytes: PieceReader, compression: Compression) -> Result<Box<dyn std::io::BufRead>, String> {
+fn decompress(
+    bytes: PieceReader,
+    compression: Compression,
+) -> Result<Box<dyn std::io::BufRead>, String> {
     crate::readback::decompress(bytes, compression).map_err(|e| e.to_string())
 }
 
 /// Drops the tables `--tables` left out (their indexes and triggers go with them; so do
 /// views, which may read them).
-fn drop_unselected(conn: &rusqlite::Connection, manifest: &Manifest, keep: &HashSet<String>) -> Result<(), DumpError> {
+fn drop_unselected(
+    conn: &rusqlite::Connection,
+    manifest: &Manifest,
+    keep: &HashSet<String>,
+) -> Result<(), DumpError> {
     let err = |e: rusqlite::Error| DumpError::Internal(format!("dropping left-out tables: {e}"));
     let views: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'view'")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(err)?;
     for view in views {
-        conn.execute_batch(&format!("DROP VIEW {};", crate::engine::quote_ident(&view))).map_err(err)?;
+        conn.execute_batch(&format!("DROP VIEW {};", crate::engine::quote_ident(&view)))
+            .map_err(err)?;
     }
     for table in manifest.tables.iter().filter(|t| !keep.contains(&t.table)) {
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS {};", crate::engine::quote_ident(&table.table)))
-            .map_err(err)?;
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {};",
+            crate::engine::quote_ident(&table.table)
+        ))
+        .map_err(err)?;
     }
     Ok(())
 }
@@ -253,14 +293,20 @@ async fn compare_restored(
     let spec = DumpSpec {
         database: restored.display().to_string(),
         tables: Some(wanted.iter().map(|t| t.table.clone()).collect()),
-        ..manifest.spec.clone().unwrap_or_else(|| crate::readback::spec_of(manifest))
+        ..manifest
+            .spec
+            .clone()
+            .unwrap_or_else(|| crate::readback::spec_of(manifest))
     };
     let found = tokio::task::spawn_blocking(move || crate::readback::digests_of(&spec))
         .await
         .map_err(|e| DumpError::Internal(e.to_string()))??;
     for want in wanted {
         let problem = match found.iter().find(|t| t.table == want.table) {
-            None => Some(format!("table {:?}: in the manifest, not in the restored database", want.table)),
+            None => Some(format!(
+                "table {:?}: in the manifest, not in the restored database",
+                want.table
+            )),
             Some(got) if got.rows != want.rows => Some(format!(
                 "table {:?}: {} rows restored, the manifest says {}",
                 want.table, got.rows, want.rows
@@ -277,7 +323,9 @@ async fn compare_restored(
             Some(_) => None,
         };
         if let Some(problem) = problem {
-            return Err(DumpError::InvalidRequest(format!("the restore does not match the manifest: {problem}; nothing was written to --into")));
+            return Err(DumpError::InvalidRequest(format!(
+                "the restore does not match the manifest: {problem}; nothing was written to --into"
+            )));
         }
     }
     Ok(())

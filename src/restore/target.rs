@@ -31,17 +31,24 @@ impl Target {
             .file_name()
             .ok_or_else(|| bad("--into must name a file".into()))?;
         if into.is_dir() {
-            return Err(bad("is a directory; --into names the database file to create".into()));
+            return Err(bad(
+                "is a directory; --into names the database file to create".into(),
+            ));
         }
         if into.exists() && !force {
-            return Err(bad("exists; give --force to replace it (only after the restore is verified)".into()));
+            return Err(bad(
+                "exists; give --force to replace it (only after the restore is verified)".into(),
+            ));
         }
         let dir = match into.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         if !dir.is_dir() {
-            return Err(bad(format!("its directory {} does not exist", dir.display())));
+            return Err(bad(format!(
+                "its directory {} does not exist",
+                dir.display()
+            )));
         }
         let temp = dir.join(format!(".{}.chunkdump-restore", name.to_string_lossy()));
         remove_temp(&temp);
@@ -55,7 +62,11 @@ impl Target {
     /// Opens the temporary database for bulk loading: no journal, no syncs until the end,
     /// a large page cache, one connection, and the source's page size and auto_vacuum. Created 0600: a
     /// restored database is as private as a backup should be.
-    pub(super) fn open(&self, page_size: Option<i64>, auto_vacuum: Option<i64>) -> Result<Connection, DumpError> {
+    pub(super) fn open(
+        &self,
+        page_size: Option<i64>,
+        auto_vacuum: Option<i64>,
+    ) -> Result<Connection, DumpError> {
         let err = |e: rusqlite::Error| DumpError::from_sqlite(&self.temp.display().to_string(), e);
         {
             let mut options = std::fs::OpenOptions::new();
@@ -68,10 +79,12 @@ impl Target {
         }
         let conn = Connection::open(&self.temp).map_err(err)?;
         if let Some(size) = page_size.filter(|s| (512..=65536).contains(s) && s.count_ones() == 1) {
-            conn.execute_batch(&format!("PRAGMA page_size={size};")).map_err(err)?;
+            conn.execute_batch(&format!("PRAGMA page_size={size};"))
+                .map_err(err)?;
         }
         if let Some(mode) = auto_vacuum.filter(|m| (0..=2).contains(m)) {
-            conn.execute_batch(&format!("PRAGMA auto_vacuum={mode};")).map_err(err)?;
+            conn.execute_batch(&format!("PRAGMA auto_vacuum={mode};"))
+                .map_err(err)?;
         }
         conn.execute_batch(&format!(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE;
