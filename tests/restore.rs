@@ -202,6 +202,45 @@ fn a_restore_from_a_manifest_and_the_latest_and_of_some_tables() {
     let report: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
     assert_eq!(report["dumpId"], newest.as_str());
     assert_eq!(report["format"], "csv");
+    // --database: the newest dump of that database; none of another.
+    let other = work.path().join("other.db");
+    build_edge_db(&other);
+    let (of_other, _) = dump_ok(&other, &out, &["--format", "sql"]);
+    let o = run(&[
+        "restore",
+        "--latest",
+        "--database",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--into",
+        work.path().join("l2.db").to_str().unwrap(),
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert_eq!(report["dumpId"], newest.as_str());
+    let o = run(&[
+        "restore",
+        "--latest",
+        "--out",
+        out.to_str().unwrap(),
+        "--into",
+        work.path().join("l3.db").to_str().unwrap(),
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert_eq!(report["dumpId"], of_other.as_str());
+    let e = error_of(&run(&[
+        "restore",
+        "--latest",
+        "--database",
+        "/nowhere.db",
+        "--out",
+        out.to_str().unwrap(),
+        "--into",
+        work.path().join("l4.db").to_str().unwrap(),
+    ]));
+    assert!(e.contains("/nowhere.db"), "{e}");
     // --tables: those tables only, with their rows.
     let some = work.path().join("some.db");
     ok(&restore(&old, &out, &some, &["--tables", "nums"]));

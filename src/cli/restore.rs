@@ -36,6 +36,9 @@ pub struct RestoreArgs {
     /// Restore the newest completed dump in the store.
     #[arg(long)]
     pub latest: bool,
+    /// With --latest: the newest dump of this database (its path when it was dumped).
+    #[arg(long, value_name = "DB", requires = "latest")]
+    pub database: Option<PathBuf>,
     /// The database file to create (refused if it exists, unless --force).
     #[arg(long, value_name = "NEW.db")]
     pub into: PathBuf,
@@ -251,25 +254,41 @@ async fn find(args: &RestoreArgs) -> Result<(Place, Manifest), DumpError> {
             }
             manifest
         }
-        None => newest(&place).await?,
+        None => newest(&place, args.database.as_deref()).await?,
     };
     Ok((place, manifest))
 }
 
-/// The newest completed dump in the store, by completion time.
-async fn newest(place: &Place) -> Result<Manifest, DumpError> {
+/// The newest completed dump in the store (of `database`, if given), by completion time.
+async fn newest(place: &Place, database: Option<&std::path::Path>) -> Result<Manifest, DumpError> {
+    // Dumps record the canonical path of their database.
+    let database =
+        database.map(|db| std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf()));
     let mut best: Option<Manifest> = None;
     for key in place.manifest_keys().await? {
         if let Some(m) = place.manifest(&key).await? {
+            if database
+                .as_ref()
+                .is_some_and(|db| std::path::Path::new(&m.source.path) != db.as_path())
+            {
+                continue;
+            }
+            // Ties (the same millisecond) go to the later id, so the choice never
+            // depends on listing order.
             if best
                 .as_ref()
-                .is_none_or(|b| m.completed_at > b.completed_at)
+                .is_none_or(|b| (&m.completed_at, &m.dump_id) > (&b.completed_at, &b.dump_id))
             {
                 best = Some(m);
             }
         }
     }
-    best.ok_or_else(|| DumpError::InvalidRequest("no completed dump there".into()))
+    best.ok_or_else(|| match &database {
+        Some(db) => {
+            DumpError::InvalidRequest(format!("no completed dump of {} there", db.display()))
+        }
+        None => DumpError::InvalidRequest("no completed dump there".into()),
+    })
 }
 
 /// `s3://bucket/prefix/ID.manifest.json` (or `…/ID/manifest.json`): the store's URL and
