@@ -92,7 +92,7 @@ pub fn load_with_shell(sql: &Path, db: &Path) {
 #[derive(Debug, Clone)]
 pub struct Loader {
     pub name: String,
-    python: Option<PathBuf>,
+    pub python: Option<PathBuf>,
 }
 
 /// Every loader of the matrix; panics if the apsw venvs are missing (CI installs them).
