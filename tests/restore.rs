@@ -195,20 +195,29 @@ fn real_sqlite_files_restore_in_every_format() {
         files.len() >= 7,
         "expected the seven real SQLite files in {dir}"
     );
-    for src in &files {
-        let work = tempfile::tempdir().unwrap();
-        // SQL restores of the large files add time, not cases: the loader matrix already
-        // loads their SQL dumps (roundtrip.rs), and the small ones restore here.
-        let large = std::fs::metadata(src).unwrap().len() > 2 << 20;
-        let formats: &[&str] = if large {
-            &["json", "csv"]
-        } else {
-            &["sql", "json", "csv"]
-        };
-        for format in formats {
-            round_trip(src, work.path(), format, "zstd", "2000");
+    // Two at a time: each dump and restore is a process that mostly keeps one core busy.
+    let (odd, even): (Vec<_>, Vec<_>) = files.iter().enumerate().partition(|(i, _)| i % 2 == 1);
+    std::thread::scope(|scope| {
+        for half in [odd, even] {
+            scope.spawn(move || {
+                for (_, src) in half {
+                    let work = tempfile::tempdir().unwrap();
+                    // SQL restores of the large files add time, not cases: the loader
+                    // matrix already loads their SQL dumps (roundtrip.rs), and the small
+                    // ones restore here.
+                    let large = std::fs::metadata(src).unwrap().len() > 2 << 20;
+                    let formats: &[&str] = if large {
+                        &["json", "csv"]
+                    } else {
+                        &["sql", "json", "csv"]
+                    };
+                    for format in formats {
+                        round_trip(src, work.path(), format, "zstd", "2000");
+                    }
+                }
+            });
         }
-    }
+    });
 }
 
 #[test]
