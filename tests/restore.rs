@@ -416,7 +416,8 @@ fn a_killed_restore_leaves_nothing_and_the_next_one_cleans_up() {
         ])
         .spawn()
         .unwrap();
-    // Killed while it loads: the temporary file exists and holds rows.
+    // Killed before it is put in place: the temporary file holds rows (written as the
+    // cache spills or at the commit; the whole verification still lies ahead).
     let started = std::time::Instant::now();
     while std::fs::metadata(&temp).map(|m| m.len()).unwrap_or(0) < 1 << 20 {
         assert!(
