@@ -184,17 +184,7 @@ fn every_format_and_compression_restores_the_hard_cases() {
 
 #[test]
 fn real_sqlite_files_restore_in_every_format() {
-    let dir = std::env::var("CHUNKDUMP_FIXTURES")
-        .unwrap_or_else(|_| format!("{}/.cache/fixtures", env!("CARGO_MANIFEST_DIR")));
-    let files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{dir}: {e}; run scripts/fetch-fixtures first"))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sqlite3" || e == "db"))
-        .collect();
-    assert!(
-        files.len() >= 7,
-        "expected the seven real SQLite files in {dir}"
-    );
+    let files = fixture_files();
     // Two at a time: each dump and restore is a process that mostly keeps one core busy.
     let (odd, even): (Vec<_>, Vec<_>) = files.iter().enumerate().partition(|(i, _)| i % 2 == 1);
     std::thread::scope(|scope| {

@@ -200,17 +200,7 @@ fn zstd_output_is_one_valid_stream_of_the_plain_dump() {
 
 #[test]
 fn real_sqlite_files_from_registry_packages_round_trip() {
-    let dir = std::env::var("CHUNKDUMP_FIXTURES")
-        .unwrap_or_else(|_| format!("{}/.cache/fixtures", env!("CARGO_MANIFEST_DIR")));
-    let files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{dir}: {e}; run scripts/fetch-fixtures first"))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sqlite3" || e == "db"))
-        .collect();
-    assert!(
-        files.len() >= 7,
-        "expected the seven real SQLite files in {dir}; run scripts/fetch-fixtures"
-    );
+    let files = fixture_files();
     let work = tempfile::tempdir().unwrap();
     for (i, src) in files.iter().enumerate() {
         let out = work.path().join(format!("out{i}"));

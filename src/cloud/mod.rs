@@ -57,17 +57,7 @@ pub fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
 pub async fn load_aws_config() -> SdkConfig {
     // The SDK's own region chain (environment, profile, instance metadata over the client
     // below), then R2's `auto`.
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client())
-        .retry_config(RetryConfig::standard().with_max_attempts(5))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(120))
-                .build(),
-        )
-        .load()
-        .await;
+    let config = standard_loader().load().await;
     if config.region().is_some() {
         return config;
     }
@@ -79,10 +69,17 @@ pub async fn load_aws_config() -> SdkConfig {
 /// [`load_aws_config`]; so no region or credential chain (environment, profile,
 /// instance metadata) is consulted.
 pub async fn r2_only_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client())
+    standard_loader()
         .region(Region::new("auto"))
         .no_credentials()
+        .load()
+        .await
+}
+
+/// The client, retries and timeouts every configuration here shares.
+fn standard_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .retry_config(RetryConfig::standard().with_max_attempts(5))
         .timeout_config(
             TimeoutConfig::builder()
@@ -90,8 +87,6 @@ pub async fn r2_only_config() -> SdkConfig {
                 .operation_attempt_timeout(Duration::from_secs(120))
                 .build(),
         )
-        .load()
-        .await
 }
 
 /// Classifies a service error by its code and HTTP status.

@@ -107,23 +107,33 @@ impl Loader {
                 SqlItem::Statement(sql) => self.run(sql)?,
                 SqlItem::Row { table, .. } if !self.wanted(table) => {}
                 SqlItem::Row { prefix, values, .. } => {
-                    let count = count_values(values);
+                    // A prefix names the same columns every time: the statement and its
+                    // number of values are made once per prefix, not per row.
                     let (last, n, sql) = &mut self.sql_prefix;
-                    if last.as_slice() != prefix || *n != count {
+                    if last.as_slice() != prefix {
                         last.clear();
                         last.extend_from_slice(prefix);
-                        *n = count;
+                        *n = count_values(values);
                         *sql = String::from_utf8_lossy(prefix).into_owned();
-                        sql.push_str(&vec!["?"; count].join(","));
+                        sql.push_str(&vec!["?"; *n].join(","));
                         sql.push(')');
                     }
                     let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
-                    let mut pos = 0;
-                    for i in 1..=count {
+                    let (mut pos, mut bound) = (0, 0);
+                    while pos < values.len() {
                         let v =
                             decode_value(values, &mut pos).ok_or("a row that does not decode")?;
-                        stmt.raw_bind_parameter(i, ToSqlOutput::Borrowed(v))
+                        bound += 1;
+                        if bound > *n {
+                            break;
+                        }
+                        stmt.raw_bind_parameter(bound, ToSqlOutput::Borrowed(v))
                             .map_err(|e| e.to_string())?;
+                    }
+                    if bound != *n {
+                        return Err(format!(
+                            "a row of {bound} values where its statement has {n}"
+                        ));
                     }
                     stmt.raw_execute().map_err(|e| e.to_string())?;
                     self.rows += 1;

@@ -12,6 +12,23 @@ use std::process::{Command, Output};
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
+/// The real SQLite files from registry packages (`scripts/fetch-fixtures`, or
+/// `CHUNKDUMP_FIXTURES`); panics unless all seven are there.
+pub fn fixture_files() -> Vec<PathBuf> {
+    let dir = std::env::var("CHUNKDUMP_FIXTURES")
+        .unwrap_or_else(|_| format!("{}/.cache/fixtures", env!("CARGO_MANIFEST_DIR")));
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}; run scripts/fetch-fixtures first"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sqlite3" || e == "db"))
+        .collect();
+    assert!(
+        files.len() >= 7,
+        "expected the seven real SQLite files in {dir}; run scripts/fetch-fixtures"
+    );
+    files
+}
+
 /// Path of the built `chunkdump` binary.
 pub fn chunkdump() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_chunkdump"));
