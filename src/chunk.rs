@@ -211,7 +211,9 @@ pub async fn run_chunk(
                     });
                 }
             }
-            if !e.is_retryable() {
+            // A fault outside the data pauses the dump instead: the state machine's catch
+            // path marks it interrupted, and everything committed stays for a resume.
+            if !e.is_retryable() && !e.pauses_dump() {
                 let finished = uploader
                     .summary()
                     .finished
@@ -248,7 +250,7 @@ fn snapshot_file(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
 
 /// Makes the point-in-time copy a snapshot dump reads, once: copies the database in one
 /// read transaction and commits the copy's path with the job. A failure that retrying
-/// cannot fix (too slow in rollback mode, no space) fails the job.
+/// cannot fix (too slow in rollback mode) fails the job; no space for the copy pauses it.
 pub async fn ensure_snapshot(
     objects: &dyn ObjectStore,
     progress: &dyn ProgressStore,
@@ -277,7 +279,7 @@ pub async fn ensure_snapshot(
     }
     .await;
     if let Err(e) = &result {
-        if !e.is_retryable() {
+        if !e.is_retryable() && !e.pauses_dump() {
             let _ = fail_job(objects, progress, &job, e, Vec::new()).await;
         }
     }

@@ -26,7 +26,12 @@ pub enum StoreError {
     /// A transient failure (timeouts, throttling, 5xx): retrying may succeed.
     #[error("store temporarily unavailable: {0}")]
     Transient(String),
-    /// A permanent failure (permissions, missing bucket, corrupt record, full disk, ...).
+    /// The store cannot take writes now for a reason outside the dump's data (no space
+    /// left, a read-only or over-quota file system): retrying at once will not help,
+    /// but the dump can pause and resume once the cause is fixed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A permanent failure (permissions, missing bucket, corrupt record, ...).
     #[error("store failure: {0}")]
     Permanent(String),
 }
@@ -37,14 +42,24 @@ impl StoreError {
         matches!(self, StoreError::Transient(_))
     }
 
-    /// Classifies a local I/O error: interrupted/timed-out I/O is transient, the rest
-    /// (permissions, full disk, ...) is permanent.
+    /// Whether the dump should pause (not fail) when this error outlasts its retries:
+    /// the store is down, slow or full, which says nothing about the dump's data.
+    pub fn pauses_dump(&self) -> bool {
+        matches!(self, StoreError::Transient(_) | StoreError::Unavailable(_))
+    }
+
+    /// Classifies a local I/O error: interrupted/timed-out I/O is transient, a full,
+    /// over-quota or read-only file system makes the store unavailable, the rest
+    /// (permissions, ...) is permanent.
     pub fn from_io(context: &str, err: std::io::Error) -> Self {
         use std::io::ErrorKind::*;
         match err.kind() {
             NotFound => StoreError::NotFound(format!("{context}: {err}")),
             Interrupted | TimedOut | WouldBlock => {
                 StoreError::Transient(format!("{context}: {err}"))
+            }
+            StorageFull | QuotaExceeded | FileTooLarge | ReadOnlyFilesystem => {
+                StoreError::Unavailable(format!("{context}: {err}"))
             }
             _ => StoreError::Permanent(format!("{context}: {err}")),
         }
@@ -108,6 +123,10 @@ pub enum DumpError {
         max_block_ms: u64,
         projected_ms: u64,
     },
+    /// The dump paused after a fault outside its data (see [`DumpError::pauses_dump`]);
+    /// `resume` continues it from its last committed chunk.
+    #[error("dump {id} is interrupted: {message}")]
+    Interrupted { id: String, message: String },
     /// A bug or an unexpected condition.
     #[error("internal error: {0}")]
     Internal(String),
@@ -123,10 +142,26 @@ impl DumpError {
         }
     }
 
-    /// Stable error name for Step Functions `Retry`/`Catch` (`Retryable` or `Fatal`).
+    /// Whether the dump pauses (status `interrupted`, everything committed kept) rather
+    /// than fails when this error outlasts its retries: a fault outside the data (the
+    /// store down, slow or full; the database locked by a writer). Faults of the data
+    /// itself (a corrupt database, a changed schema) fail the dump.
+    pub fn pauses_dump(&self) -> bool {
+        match self {
+            DumpError::DatabaseBusy => true,
+            DumpError::Store(e) => e.pauses_dump(),
+            _ => false,
+        }
+    }
+
+    /// Stable error name for Step Functions `Retry`/`Catch`: `Retryable` (retried; the
+    /// dump pauses if it outlasts the retries), `StorageFault` (not retried; the dump
+    /// pauses at once) or `Fatal` (the dump fails).
     pub fn error_type(&self) -> &'static str {
         if self.is_retryable() {
             "Retryable"
+        } else if self.pauses_dump() {
+            "StorageFault"
         } else {
             "Fatal"
         }
@@ -145,6 +180,7 @@ impl DumpError {
             DumpError::RunFailed { .. } => "run_failed",
             DumpError::Store(_) => "storage_error",
             DumpError::SnapshotTooSlow { .. } => "snapshot_too_slow",
+            DumpError::Interrupted { .. } => "interrupted",
             DumpError::Internal(_) => "internal_error",
         }
     }
@@ -157,6 +193,11 @@ impl DumpError {
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ) {
                 return DumpError::DatabaseBusy;
+            }
+            // No space for a snapshot copy or SQLite's temporary files: nothing wrong
+            // with the data; the dump pauses until there is space.
+            if e.code == rusqlite::ErrorCode::DiskFull {
+                return DumpError::Store(StoreError::Unavailable(format!("{path}: {err}")));
             }
         }
         DumpError::Database {

@@ -30,7 +30,21 @@ pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
 
 /// The input of a dump's first execution.
 pub fn first_input(id: &str, version: u64) -> Value {
-    json!({"dumpId": id, "version": version, "generation": 0, "chunksInExecution": 0})
+    generation_input(id, version, 0)
+}
+
+/// The input of execution `generation` of dump `id`, starting at job version `version`.
+pub fn generation_input(id: &str, version: u64, generation: u32) -> Value {
+    json!({"dumpId": id, "version": version, "generation": generation, "chunksInExecution": 0})
+}
+
+/// The generation of execution `name` if it belongs to dump `id`.
+pub fn generation_of(id: &str, name: &str) -> Option<u32> {
+    if name == execution_name(id, 0) {
+        return Some(0);
+    }
+    let generation = name.rsplit_once(".g")?.1.parse::<u32>().ok()?;
+    (name == execution_name(id, generation)).then_some(generation)
 }
 
 #[cfg(test)]
@@ -57,5 +71,11 @@ mod tests {
             execution_name(&format!("{long}y"), 0),
             execution_name(&format!("{long}z"), 0)
         );
+        for generation in [0, 1, 12] {
+            assert_eq!(generation_of(&long, &execution_name(&long, generation)), Some(generation));
+            let id = "dump_20260101-000000";
+            assert_eq!(generation_of(id, &execution_name(id, generation)), Some(generation));
+        }
+        assert_eq!(generation_of("dump_20260101-000000", "dump_20260101-000000-2.g3"), None);
     }
 }

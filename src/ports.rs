@@ -269,6 +269,10 @@ pub trait Orchestrator: Send + Sync {
     /// Starts running dump `id` from job version `version` (idempotent: starting a
     /// running dump does nothing).
     async fn start(&self, id: &str, version: u64) -> Result<(), DumpError>;
+    /// Starts a new run of dump `id` from job version `version` after its last run
+    /// ended without finishing it (a resume). Its executions are named on from the
+    /// last one's, so names never repeat.
+    async fn resume(&self, id: &str, version: u64) -> Result<(), DumpError>;
     /// Stops the run of dump `id`, if any.
     async fn stop(&self, id: &str) -> Result<(), DumpError>;
     /// The state of the dump's latest run; [`RunState::None`] if it never had one.

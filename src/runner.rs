@@ -94,6 +94,13 @@ impl LocalRunner {
                     .as_ref()
                     .map_or(String::new(), |e| e.message.clone()),
             }),
+            (JobStatus::Interrupted, _) => Err(DumpError::Interrupted {
+                id: id.into(),
+                message: job
+                    .error
+                    .as_ref()
+                    .map_or(String::new(), |e| e.message.clone()),
+            }),
             (status, Outcome::Failed { error, cause }) => Err(DumpError::RunFailed {
                 error,
                 message: format!("{cause} (the dump is {})", status.as_str()),
@@ -216,6 +223,11 @@ impl Orchestrator for LocalRunner {
         });
         running.insert(id.to_string(), handle);
         Ok(())
+    }
+
+    async fn resume(&self, id: &str, version: u64) -> Result<(), DumpError> {
+        // Runs here are not named by Step Functions: a new run is a new start.
+        self.start(id, version).await
     }
 
     async fn stop(&self, id: &str) -> Result<(), DumpError> {

@@ -1,7 +1,8 @@
 //! The work behind the state machine's `Task` states, shared by the chunk Lambda
 //! function and the local runner: `snapshot` (a snapshot dump's point-in-time copy, before
 //! the loop), `chunk` (one time-boxed chunk), `fail` (mark the job
-//! failed, clean up, send the failure callback) and `notify` (the completion callback).
+//! failed, clean up, send the failure callback), `interrupt` (pause the job after a fault
+//! outside its data, keeping all it wrote) and `notify` (the completion callback).
 //!
 //! Input and output are the small JSON documents the state machine carries: ids,
 //! version and counters, never data.
@@ -29,6 +30,9 @@ pub enum TaskAction {
     /// Make a snapshot dump's point-in-time copy (a no-op for live dumps).
     Snapshot,
     Fail,
+    /// Pause the job after a fault outside its data (storage, a busy database): status
+    /// `interrupted`, everything committed kept for a resume.
+    Interrupt,
     Notify,
 }
 
@@ -48,7 +52,7 @@ pub struct TaskInput {
     /// Chunks run so far in this execution.
     #[serde(default)]
     pub chunks_in_execution: u32,
-    /// For `fail`: the error name and cause Step Functions caught.
+    /// For `fail` and `interrupt`: the error name and cause Step Functions caught.
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]
@@ -135,6 +139,16 @@ impl Tasks {
                 }))
             }
             TaskAction::Fail => serde_json::to_value(self.fail(&input, deadline).await?),
+            TaskAction::Interrupt => {
+                let reason = DumpError::Interrupted {
+                    id: input.dump_id.clone(),
+                    message: caught_message(input.cause.as_deref()),
+                };
+                crate::lifecycle::interrupt_dump(self.progress.as_ref(), &input.dump_id, &reason)
+                    .await?;
+                let job = self.progress.require(&input.dump_id).await?;
+                Ok(serde_json::json!({"dumpId": job.id, "status": job.status}))
+            }
             TaskAction::Notify => {
                 if let Some(notifier) = &self.notifier {
                     deliver_callback(notifier, self.progress.as_ref(), &input.dump_id, deadline)

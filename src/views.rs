@@ -44,6 +44,9 @@ pub struct StatusView<'a> {
     pub error: Option<&'a JobError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackView<'a>>,
+    /// How to resume an interrupted dump (a command, or the API call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_with: Option<String>,
 }
 
 /// Rows done and expected, and when the dump should end at the measured rate.
@@ -98,7 +101,18 @@ impl<'a> StatusView<'a> {
                 attempts: cb.attempts,
                 last_error: cb.last_error.as_deref(),
             }),
+            resume_with: None,
         }
+    }
+
+    /// The view of a dump found interrupted (its runner gone, or paused by a fault):
+    /// status `interrupted`, no estimated completion that will not come, and how to go
+    /// on.
+    pub fn interrupted(mut self, resume_with: String) -> Self {
+        self.status = JobStatus::Interrupted;
+        self.progress.estimated_completion = None;
+        self.resume_with = Some(resume_with);
+        self
     }
 
     /// Adds where the API serves a completed dump and its manifest (relative URLs).

@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/export/dump/manifest/{id}", get(handlers::manifest))
         .route("/export/dump/{id}", delete(handlers::cancel))
+        .route("/export/dump/{id}/resume", post(super::runs::resume))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),

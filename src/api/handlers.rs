@@ -72,18 +72,24 @@ fn view(job: &JobRecord) -> Response {
     Json(StatusView::new(job, chrono::Utc::now()).with_urls(job)).into_response()
 }
 
-/// `GET /export/dump/status/{id}`: the job record alone, fast whatever the size.
+/// `GET /export/dump/status/{id}`: the job record (and, for an unfinished dump, whether
+/// its run is alive), fast whatever the size.
 pub async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(view(&load(&state, &id).await?))
+    super::runs::status_view(&state, &load(&state, &id).await?).await
 }
 
 /// `GET /export/dump`: the 50 most recent dumps.
 pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let jobs = state.progress.list_recent(50).await?;
-    let dumps: Vec<DumpSummary> = jobs.iter().map(DumpSummary::from).collect();
+    let mut dumps: Vec<DumpSummary> = jobs.iter().map(DumpSummary::from).collect();
+    for (dump, job) in dumps.iter_mut().zip(&jobs) {
+        if super::runs::is_interrupted(&state, job).await? {
+            dump.status = JobStatus::Interrupted;
+        }
+    }
     let scheduled = super::schedule::recent_runs(&state).await?;
     Ok(Json(
         serde_json::json!({ "dumps": dumps, "scheduledRuns": scheduled }),

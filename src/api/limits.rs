@@ -1,7 +1,8 @@
 //! Rate limits, enforced through the progress store so they hold across processes and
 //! Lambda instances: a number of accepted starts per token per window (429 with
 //! `Retry-After`; a refused start gives its count back), and one active dump per database
-//! (409 naming the running dump; a start that fails releases the database at once).
+//! (409 naming the running or interrupted dump; a start that fails releases the database
+//! at once).
 
 use std::time::Duration;
 
@@ -206,20 +207,24 @@ pub async fn claim_database(state: &AppState) -> Result<DatabaseClaim, ApiError>
                 settled: false,
             });
         };
-        if !holder_is_active(state, &Holder::parse(&holder)).await? {
-            replacing = Some(holder); // finished, failed or crashed: take over
-            continue;
-        }
-        let message = match Holder::parse(&holder) {
-            // No dump exists yet to name: another request is creating it right now.
-            Holder::Starting { .. } | Holder::Free => {
-                "another request is starting a dump of this database right now; \
-                 retry in a moment (GET /export/dump lists it once it has started)"
-                    .to_string()
+        let held = Holder::parse(&holder);
+        let message = match holder_state(state, &held).await? {
+            HolderState::Gone => {
+                replacing = Some(holder); // finished, failed or cancelled: take over
+                continue;
             }
-            Holder::Dump(id) => {
+            // No dump exists yet to name: another request is creating it right now.
+            HolderState::Starting => "another request is starting a dump of this database right now; \
+                 retry in a moment (GET /export/dump lists it once it has started)"
+                .to_string(),
+            HolderState::Running(id) => {
                 format!("dump {id} is already running on this database; wait for it or cancel it")
             }
+            HolderState::Interrupted(id) => format!(
+                "dump {id} of this database is interrupted; resume it ({}) or cancel it \
+                 (DELETE /export/dump/{id}) before starting another",
+                super::runs::resume_call(&id)
+            ),
         };
         return Err(ApiError::new(StatusCode::CONFLICT, "dump_running", message));
     }
@@ -230,46 +235,50 @@ pub async fn claim_database(state: &AppState) -> Result<DatabaseClaim, ApiError>
     ))
 }
 
-async fn holder_is_active(state: &AppState, holder: &Holder) -> Result<bool, ApiError> {
+/// What holds a database's slot.
+enum HolderState {
+    /// Nobody any more: the dump ended, or its start crashed more than a minute ago.
+    Gone,
+    /// A start between claiming the slot and creating its dump.
+    Starting,
+    Running(String),
+    /// An unfinished dump whose run is gone or paused: it keeps the slot (and all it
+    /// wrote) until it is resumed or cancelled; nothing takes over silently.
+    Interrupted(String),
+}
+
+async fn holder_state(state: &AppState, holder: &Holder) -> Result<HolderState, ApiError> {
     let id = match holder {
-        Holder::Free => return Ok(false),
+        Holder::Free => return Ok(HolderState::Gone),
         // A request that crashed between claiming and creating its job stops counting
         // after a minute.
         Holder::Starting { since, .. } => {
-            return Ok(chrono::Utc::now().timestamp() - since < 60);
+            let fresh = chrono::Utc::now().timestamp() - since < 60;
+            return Ok(if fresh {
+                HolderState::Starting
+            } else {
+                HolderState::Gone
+            });
         }
         Holder::Dump(id) => id,
     };
     let Some(job): Option<JobRecord> = state.progress.get(id).await? else {
-        return Ok(false);
+        return Ok(HolderState::Gone);
     };
     if job.status.is_terminal() {
-        return Ok(false);
+        return Ok(HolderState::Gone);
     }
-    // An unfinished dump whose run is gone (its execution failed or was stopped outside
-    // chunkdump, or the local server restarted) would hold the database forever: fail it
-    // cleanly and take over. Whether its run is alive is the runner's to say (a Step
-    // Functions execution; locally, the run lock its process holds), however long the
-    // dump has been quiet (a long breath, a long chunk). A start hands the slot to its
-    // dump only once the run has started, so a dump holding the slot always had one.
-    let status = state.orchestrator.describe(&job.id).await?;
-    if status == crate::ports::RunState::Running {
-        return Ok(true);
-    }
-    let lost = crate::error::DumpError::RunFailed {
-        error: "RunLost".into(),
-        message: format!("the dump's run ended without finishing it ({status})"),
-    };
-    tracing::warn!(dump_id = %job.id, run = %status, "unfinished dump without a run: marking it failed");
-    let _ = crate::lifecycle::fail_job(
-        state.objects.as_ref(),
-        state.progress.as_ref(),
-        &job,
-        &lost,
-        Vec::new(),
+    // Whether its run is alive is the runner's to say (a Step Functions execution;
+    // locally, the run lock its process holds), however long the dump has been quiet (a
+    // long breath, a long chunk). A start hands the slot to its dump only once the run
+    // has started, so a dump holding the slot always had one.
+    Ok(
+        if state.orchestrator.describe(&job.id).await? == crate::ports::RunState::Running {
+            HolderState::Running(job.id)
+        } else {
+            HolderState::Interrupted(job.id)
+        },
     )
-    .await;
-    Ok(false)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! | `GET /export/dump/status/{id}` | admin or read-only |
 //! | `GET /export/dump/download/{file}`, `…/{id}/{table}.csv` | admin or read-only |
 //! | `DELETE /export/dump/{id}` | admin |
+//! | `POST /export/dump/{id}/resume` (an interrupted dump) | admin |
 //! | `GET /export/dump` (with the recent scheduled runs) | admin or read-only |
 //! | `GET /openapi.json` | admin or read-only |
 
@@ -20,6 +21,7 @@ pub mod error;
 mod handlers;
 mod limits;
 pub mod openapi;
+mod runs;
 pub mod schedule;
 mod start;
 

@@ -87,6 +87,13 @@ pub fn document() -> Value {
                     "responses": with(error_responses(&["400", "401", "403", "404", "409", "503"]), json!({"200": {"description": "cancelled", "content": json_body("Status")}})),
                 },
             },
+            "/export/dump/{id}/resume": {
+                "post": {
+                    "summary": "Resume an interrupted dump from its last committed chunk (a new run)",
+                    "parameters": [id_param("id")],
+                    "responses": with(error_responses(&["400", "401", "403", "404", "409", "503"]), json!({"202": {"description": "resumed", "content": json_body("Status")}})),
+                },
+            },
             "/openapi.json": {
                 "get": {"summary": "This document", "responses": with(error_responses(&["401"]), json!({"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}}))},
             },
@@ -110,7 +117,7 @@ pub fn document() -> Value {
                     "message": {"type": "string"}, "statusUrl": {"type": "string"}}},
                 "Status": {"type": "object", "required": ["dumpId", "status", "progress", "bytesWritten", "chunks"], "properties": {
                     "dumpId": {"type": "string"},
-                    "status": {"type": "string", "enum": ["pending", "processing", "completed", "failed", "cancelled"]},
+                    "status": {"type": "string", "enum": ["pending", "processing", "interrupted", "completed", "failed", "cancelled"]},
                     "progress": {"type": "object", "properties": {
                         "totalRows": {"type": "integer", "nullable": true}, "processedRows": {"type": "integer"},
                         "percentComplete": {"type": "integer"}, "startedAt": {"type": "string", "nullable": true},
@@ -120,7 +127,8 @@ pub fn document() -> Value {
                     "error": {"type": "object"}, "callback": {"type": "object"},
                     "warnings": {"type": "array", "items": {"type": "string"}, "description": "per-table corner cases, each naming its table"},
                     "consistency": {"type": "object", "properties": {"snapshot": {"type": "boolean"}, "changedDuringDump": {"type": "boolean"}}},
-                    "manifest": {"type": "string"}, "manifestUrl": {"type": "string"}}},
+                    "manifest": {"type": "string"}, "manifestUrl": {"type": "string"},
+                    "resumeWith": {"type": "string", "description": "for an interrupted dump: the call that resumes it"}}},
                 "List": {"type": "object", "required": ["dumps"], "properties": {"dumps": {"type": "array", "items": {"type": "object"}}}},
             },
         },

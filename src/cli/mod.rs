@@ -66,7 +66,14 @@ pub fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
+            // 75 (EX_TEMPFAIL): the dump paused after a fault outside its data; a later
+            // `resume` continues it. Scripts can tell that from a failure.
+            match e.downcast_ref::<crate::error::DumpError>() {
+                Some(crate::error::DumpError::Interrupted { .. }) => {
+                    std::process::ExitCode::from(75)
+                }
+                _ => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

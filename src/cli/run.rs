@@ -82,7 +82,7 @@ pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
                 snapshot_max_block_ms: Some(args.snapshot_max_block_ms),
             };
             let job = create_dump(stores.progress.as_ref(), spec, args.id.clone()).await?;
-            finish(&stores, &job, &args.tuning, &cfg).await
+            finish(&stores, &args.location, &job, &args.tuning, &cfg).await
         }
         Command::Resume(args) => {
             let stores = open_stores(&args.location, Access::ReadWrite).await?;
@@ -90,19 +90,16 @@ pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
             // Files made from here on are at most as readable as the database (if it is
             // gone, the resumed chunk fails on it anyway).
             let _ = limit_new_files_to(Path::new(&job.spec.database));
-            finish(&stores, &job, &args.tuning, &cfg).await
+            finish(&stores, &args.location, &job, &args.tuning, &cfg).await
         }
         Command::Status(args) => {
             let stores = open_stores(&args.location, Access::ReadOnly).await?;
             let job = stores.progress.require(&args.id).await?;
-            let mut view =
-                serde_json::to_value(crate::views::StatusView::new(&job, chrono::Utc::now()))?;
+            let mut view = crate::views::StatusView::new(&job, chrono::Utc::now());
             if stores.is_interrupted(&job) {
-                // Its runner is gone: say so, and how to go on, instead of `processing`
-                // with an estimated completion that will not come.
-                view["status"] = "interrupted".into();
-                view["resumeWith"] = resume_command(&job.id, &args.location).into();
-                view["progress"]["estimatedCompletion"] = serde_json::Value::Null;
+                // Paused, or its runner is gone: say so, and how to go on, instead of
+                // `processing` with an estimated completion that will not come.
+                view = view.interrupted(resume_command(&job.id, &args.location));
             }
             println!("{}", serde_json::to_string_pretty(&view)?);
             Ok(())
@@ -286,6 +283,7 @@ pub(super) fn lock_run(dir: &Path, id: &str) -> anyhow::Result<std::fs::File> {
 /// Prints the id, runs the dump to completion, prints the path.
 pub(super) async fn finish(
     stores: &Stores,
+    location: &Location,
     job: &JobRecord,
     tuning: &Tuning,
     cfg: &Config,
@@ -306,9 +304,23 @@ pub(super) async fn finish(
             ..Tasks::from_config(stores.objects.clone(), stores.progress.clone(), None, cfg)
         };
         // The same state machine definition as in AWS, interpreted in-process.
+        if job.status == JobStatus::Interrupted {
+            crate::lifecycle::resume_dump(stores.progress.as_ref(), &job.id).await?;
+        }
         let result = LocalRunner::new(tasks)?.run_to_end(&job.id).await;
         reporter.done();
-        result?
+        match result {
+            // Paused by a fault outside the data: say how to go on.
+            Err(DumpError::Interrupted { id, message }) => {
+                let resume = resume_command(&id, location);
+                return Err(DumpError::Interrupted {
+                    id,
+                    message: format!("{message}\nresume it with: {resume}"),
+                }
+                .into());
+            }
+            other => other?,
+        }
     };
     for w in &job.warnings {
         eprintln!("warning: {w}");

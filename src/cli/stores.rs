@@ -230,12 +230,13 @@ pub(super) fn r2_access_from_env() -> Result<Option<crate::cloud::R2Access>, Dum
 }
 
 impl Stores {
-    /// Whether dump `job` is interrupted: not ended, and its runner gone (no process on
-    /// this machine holds its run lock). Only known with local progress.
+    /// Whether dump `job` is interrupted: paused by a fault (its record says so), or not
+    /// ended and its runner gone (no process on this machine holds its run lock; only
+    /// known with local progress).
     pub(super) fn is_interrupted(&self, job: &crate::model::JobRecord) -> bool {
-        self.runs_here
-            && !job.status.is_terminal()
-            && !crate::local::run_lock::held_elsewhere(&self.lock_dir, &job.id)
+        let unheld = || !crate::local::run_lock::held_elsewhere(&self.lock_dir, &job.id);
+        (job.status == crate::model::JobStatus::Interrupted && unheld())
+            || (self.runs_here && !job.status.is_terminal() && unheld())
     }
 }
 

@@ -114,6 +114,21 @@ fn classify(what: String, code: Option<&str>, status: Option<u16>) -> StoreError
             _,
         ) => StoreError::Transient(what),
         (_, Some(s)) if s >= 500 || s == 429 => StoreError::Transient(what),
+        // The store refuses this account (credentials changed or revoked, bucket gone,
+        // account suspended): nothing the dump's data did; it pauses until fixed.
+        (
+            Some(
+                "AccessDenied"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "NoSuchBucket"
+                | "AccountProblem"
+                | "UnrecognizedClientException",
+            ),
+            _,
+        )
+        | (None, Some(401 | 403)) => StoreError::Unavailable(what),
         (
             Some(
                 "InvalidPart"

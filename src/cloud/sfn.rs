@@ -7,7 +7,7 @@ use aws_sdk_sfn::types::ExecutionStatus;
 
 use super::sdk_error;
 use crate::error::DumpError;
-use crate::execution::{execution_arn, execution_name, first_input};
+use crate::execution::{execution_arn, execution_name, generation_input, generation_of};
 use crate::ports::{Orchestrator, RunState};
 
 /// Starts, stops and describes dump runs as Step Functions executions.
@@ -39,13 +39,38 @@ impl SfnOrchestrator {
 
     /// Whether execution `name` belongs to dump `id` (any generation).
     fn belongs(id: &str, name: &str) -> bool {
-        if name == execution_name(id, 0) {
-            return true;
+        generation_of(id, name).is_some()
+    }
+
+    /// Starts execution `generation` of dump `id` at job version `version`; a name
+    /// already taken means that run exists (a repeated request): not an error.
+    async fn start_generation(
+        &self,
+        id: &str,
+        version: u64,
+        generation: u32,
+    ) -> Result<(), DumpError> {
+        let result = self
+            .client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(execution_name(id, generation))
+            .input(generation_input(id, version, generation).to_string())
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                tracing::info!(dump_id = %id, execution = %out.execution_arn(), "execution started");
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_already_exists()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(DumpError::Store(sdk_error("start execution", e))),
         }
-        let generation = name
-            .rsplit_once(".g")
-            .and_then(|(_, n)| n.parse::<u32>().ok());
-        generation.is_some_and(|n| name == execution_name(id, n))
     }
 
     /// The names and statuses of the dump's executions, newest first.
@@ -85,28 +110,18 @@ impl SfnOrchestrator {
 #[async_trait]
 impl Orchestrator for SfnOrchestrator {
     async fn start(&self, id: &str, version: u64) -> Result<(), DumpError> {
-        let result = self
-            .client
-            .start_execution()
-            .state_machine_arn(&self.state_machine_arn)
-            .name(execution_name(id, 0))
-            .input(first_input(id, version).to_string())
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                tracing::info!(dump_id = %id, execution = %out.execution_arn(), "execution started");
-                Ok(())
-            }
-            // Same name: this dump's run already exists.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_execution_already_exists()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(DumpError::Store(sdk_error("start execution", e))),
-        }
+        self.start_generation(id, version, 0).await
+    }
+
+    async fn resume(&self, id: &str, version: u64) -> Result<(), DumpError> {
+        let last = self
+            .executions(id, None)
+            .await?
+            .iter()
+            .filter_map(|(name, _)| generation_of(id, name))
+            .max();
+        self.start_generation(id, version, last.map_or(0, |g| g + 1))
+            .await
     }
 
     async fn stop(&self, id: &str) -> Result<(), DumpError> {

@@ -155,8 +155,9 @@ async fn clean_up(objects: &dyn ObjectStore, job: &JobRecord, extra_files: Vec<S
             let _ = objects.abort_upload(&open.key, upload).await;
         }
     }
-    // This version's staging, and one a killed attempt of the next chunk may have left.
-    for version in [job.version, job.version + 1] {
+    // The staged version's object, and one a killed attempt of the next chunk may have
+    // left.
+    for version in [job.staging_version(), job.version, job.version + 1] {
         let _ = objects.delete(&staging_key(&job.id, version)).await;
     }
     for key in job.files.iter().map(|f| f.key.clone()).chain(extra_files) {

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! create_dump ──> pending ──(snapshot)──chunk──> processing ──last chunk──> completed
-//!                    │                              │
+//!                    │                              │  ▲
+//!                    │            interrupt_dump    ▼  │ resume_dump
+//!                    │                          interrupted
 //!                    └── fail_job / fail_dump / cancel_dump ──> failed | cancelled
 //! ```
 //!
@@ -12,13 +14,15 @@
 //! objects); [`deliver_callback`] the callback's state after each attempt; a dump that
 //! ends early (failed or cancelled) ends through one function,
 //! which commits the end and then removes everything the dump wrote, so no partial dump
-//! is left looking complete.
+//! is left looking complete; a dump paused by a fault outside its data keeps all it
+//! wrote ([`interrupt_dump`], [`resume_dump`]).
 
 use crate::error::DumpError;
 
 mod create;
 mod ending;
 mod notify;
+mod pause;
 mod staging;
 
 pub use create::{create_dump, create_dump_as, record_snapshot, NewDump};
@@ -27,6 +31,7 @@ pub use ending::{
     remove_after_end, tidy_completed,
 };
 pub use notify::deliver_callback;
+pub use pause::{interrupt_dump, resume_dump};
 pub(crate) use staging::{read_staged, record_chunk};
 
 /// Commits `next`, one version up from `job`: a lost race (someone committed first) is

@@ -62,12 +62,12 @@ pub(crate) async fn read_staged(
         ));
     }
     let raw = objects
-        .get(&staging_key(&job.id, job.version))
+        .get(&staging_key(&job.id, job.staging_version()))
         .await?
         .ok_or_else(|| {
             DumpError::Internal(format!(
                 "staging object for version {} is missing",
-                job.version
+                job.staging_version()
             ))
         })?;
     decode_staging(&raw)
@@ -115,11 +115,12 @@ pub(crate) async fn record_chunk(
         let _ = objects.delete(&staging_key(&job.id, next.version)).await;
     }
     if job.chunks > 0 {
-        if let Err(e) = objects.delete(&staging_key(&job.id, job.version)).await {
+        let staged = job.staging_version();
+        if let Err(e) = objects.delete(&staging_key(&job.id, staged)).await {
             tracing::warn!(dump_id = %job.id, error = %e, "could not delete old staging object");
         }
         // A run killed between its commit and this delete left the version before.
-        let _ = objects.delete(&staging_key(&job.id, job.version - 1)).await;
+        let _ = objects.delete(&staging_key(&job.id, staged - 1)).await;
     }
     Ok(next)
 }
@@ -136,6 +137,11 @@ pub(crate) fn after_chunk(
 ) -> JobRecord {
     let mut next = job.clone();
     next.version += 1;
+    // This chunk stages for the new version; a resumed dump's pause is over.
+    next.staged_version = None;
+    if job.status == JobStatus::Interrupted {
+        next.error = None;
+    }
     next.cursor = outcome.cursor.clone();
     next.processed_rows += outcome.rows;
     next.chunks += 1;

@@ -31,6 +31,18 @@ fn db(e: rusqlite::Error) -> StoreError {
         {
             StoreError::AlreadyExists(e.to_string())
         }
+        // No space, a read-only or failing disk: the store is unavailable, the dump pauses.
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::CannotOpen
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
         _ => StoreError::Permanent(e.to_string()),
     }
 }

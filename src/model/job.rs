@@ -171,6 +171,11 @@ pub struct Cursor {
 pub enum JobStatus {
     Pending,
     Processing,
+    /// Paused by a fault outside the data (the store unreachable or full, the database
+    /// locked past the retries) or by its runner's end (a killed process, a stopped
+    /// execution): everything committed is kept, and a resume continues from the last
+    /// committed chunk. Not terminal.
+    Interrupted,
     Completed,
     Failed,
     Cancelled,
@@ -188,6 +193,7 @@ impl JobStatus {
         match self {
             JobStatus::Pending => "pending",
             JobStatus::Processing => "processing",
+            JobStatus::Interrupted => "interrupted",
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
             JobStatus::Cancelled => "cancelled",
@@ -281,6 +287,11 @@ pub struct JobRecord {
     /// the dumps it started, never to others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// The version whose staging object the next chunk reads, when it is not `version`:
+    /// pausing and resuming change the record (one version up each) but not what the
+    /// last committed chunk staged. `None`: staged at `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_version: Option<u64>,
 }
 
 impl JobRecord {
@@ -315,7 +326,14 @@ impl JobRecord {
             },
             snapshot_path: None,
             schedule: None,
+            staged_version: None,
         }
+    }
+
+    /// The version whose staging object holds what the last committed chunk left for
+    /// the next one.
+    pub fn staging_version(&self) -> u64 {
+        self.staged_version.unwrap_or(self.version)
     }
 
     /// Base name of the dump's output: its one file, or its directory for CSV
@@ -367,7 +385,10 @@ impl JobRecord {
         }
         let started = self.started_at?;
         let total = self.total_rows?;
-        if self.processed_rows == 0 || self.status.is_terminal() {
+        if self.processed_rows == 0
+            || self.status.is_terminal()
+            || self.status == JobStatus::Interrupted
+        {
             return None;
         }
         let elapsed_ms = (now - started).num_milliseconds().max(1) as f64;
