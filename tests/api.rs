@@ -530,7 +530,7 @@ async fn openapi_document_describes_every_route_truthfully() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_unfinished_dump_whose_run_is_gone_is_failed_and_frees_the_database() {
+async fn an_unfinished_dump_whose_run_is_gone_is_interrupted_until_resumed() {
     use chunkdump::ports::ProgressStore;
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
@@ -547,6 +547,7 @@ async fn an_unfinished_dump_whose_run_is_gone_is_failed_and_frees_the_database()
     let mut job = progress.get(&id).await.unwrap().unwrap();
     let version = job.version;
     job.version += 1;
+    job.staged_version = Some(version); // a record-only change keeps the chunk's staging
     job.updated_at -= chrono::Duration::minutes(10);
     progress.commit(&job, version).await.unwrap();
     // Its run is alive in this server: the database stays taken.
@@ -586,7 +587,8 @@ async fn an_unfinished_dump_whose_run_is_gone_is_failed_and_frees_the_database()
         "processing"
     );
     // The first server goes away (its run with it): a restarted server on the same
-    // stores finds no run, so the dump is failed cleanly and the new one starts.
+    // stores finds no run, so the dump is interrupted. It keeps the database (nothing it
+    // wrote is lost) until it is resumed; the resumed dump completes.
     first.state.orchestrator.stop(&id).await.unwrap();
     let restarted = common::api_server::start_server_at(
         &src,
@@ -598,23 +600,45 @@ async fn an_unfinished_dump_whose_run_is_gone_is_failed_and_frees_the_database()
         tempfile::tempdir().unwrap(),
     )
     .await;
-    let second = restarted.start(json!({"format": "sql"})).await;
+    let status_path = format!("/export/dump/status/{id}");
     let (_, old) = restarted
+        .json(reqwest::Method::GET, &status_path, Some(READER), None)
+        .await;
+    let resume = format!("/export/dump/{id}/resume");
+    assert_eq!(old["status"], "interrupted", "{old}");
+    assert_eq!(old["resumeWith"], format!("POST {resume}"), "{old}");
+    assert!(old["progress"]["estimatedCompletion"].is_null(), "{old}");
+    let (_, listed) = restarted
+        .json(reqwest::Method::GET, "/export/dump", Some(READER), None)
+        .await;
+    assert_eq!(listed["dumps"][0]["dumpId"], id.as_str(), "{listed}");
+    assert_eq!(listed["dumps"][0]["status"], "interrupted", "{listed}");
+    let (status, refused) = restarted
         .json(
-            reqwest::Method::GET,
-            &format!("/export/dump/status/{id}"),
+            reqwest::Method::POST,
+            "/export/dump",
             Some(ADMIN),
-            None,
+            Some(json!({"format": "sql"})),
         )
         .await;
-    assert_eq!(old["status"], "failed", "{old}");
-    assert!(
-        old["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("run ended without finishing"),
-        "{old}"
-    );
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&id) && message.contains("interrupted") && message.contains(&resume), "{message}");
+    // Resuming takes the admin token.
+    let (status, _) = restarted.json(reqwest::Method::POST, &resume, Some(READER), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, resumed) = restarted.json(reqwest::Method::POST, &resume, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{resumed}");
+    let done = restarted.wait_for(&id, "completed").await;
+    assert_eq!(done["progress"]["processedRows"], done["progress"]["totalRows"], "{done}");
+    let (status, again) = restarted.json(reqwest::Method::POST, &resume, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a completed dump does not resume: {again}");
+    // The resumed dump is the database, and the database is free again.
+    let dumped = restarted.out.join(format!("{id}.sql"));
+    let restored = restarted.out.join("restored.db");
+    load_with_shell(&dumped, &restored);
+    assert_same_db(&src, &restored);
+    let second = restarted.start(json!({"format": "sql"})).await;
     restarted.wait_for(&second, "completed").await;
 }
 

@@ -39,8 +39,10 @@ const PART: u64 = 5 << 20;
 struct Emulator {
     tasks: Mutex<Tasks>,
     invocations: AtomicU32,
-    /// Invocation numbers (1-based) that fail with a `Retryable` error.
+    /// Invocation numbers (1-based) that fail with a `fault` error.
     fail_on: Mutex<Vec<u32>>,
+    /// The error type of the injected faults (`Retryable` unless a test says otherwise).
+    fault: Mutex<&'static str>,
     moto_sfn: String,
     http: reqwest::Client,
 }
@@ -51,8 +53,9 @@ async fn invoke(State(emu): State<Arc<Emulator>>, body: Bytes) -> Response {
         ([("X-Amz-Function-Error", "Unhandled")], axum::Json(doc)).into_response()
     };
     if emu.fail_on.lock().unwrap().contains(&n) {
+        let fault = *emu.fault.lock().unwrap();
         return function_error(
-            serde_json::json!({"errorType": "Retryable", "errorMessage": format!("injected fault on invocation {n}")}),
+            serde_json::json!({"errorType": fault, "errorMessage": format!("injected fault on invocation {n}")}),
         );
     }
     let input: TaskInput = match serde_json::from_slice(&body) {
@@ -156,6 +159,7 @@ async fn rig() -> Rig {
         tasks: Mutex::new(tasks),
         invocations: AtomicU32::new(0),
         fail_on: Mutex::new(Vec::new()),
+        fault: Mutex::new("Retryable"),
         moto_sfn: moto_sfn.clone(),
         http,
     });
@@ -412,6 +416,106 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
     }
     rig.orchestrator.stop(&job.id).await.unwrap();
     assert_eq!(settle(&rig, &job.id).await, "ABORTED");
+
+    // 3b. Through the API, the stopped execution's dump is interrupted, with the call
+    //     that resumes it; resuming starts the next execution of its chain (`ID.g1`),
+    //     which completes it byte-identical to an uninterrupted dump.
+    rig.emu.tasks.lock().unwrap().breathe = Duration::from_secs(1);
+    let api = Api::serve(&rig, &src).await;
+    let resumed = api.resume_interrupted(&job.id).await;
+    assert!(resumed["error"].is_null(), "{resumed}");
+    assert_eq!(settle(&rig, &job.id).await, "SUCCEEDED");
+    let done = rig.dynamo.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert_eq!(
+        rig.s3.get(&done.files[0].key).await.unwrap().unwrap(),
+        reference.files[0].1
+    );
+    let next = chunkdump::execution::execution_name(&job.id, 1);
+    let events = history(&rig, &chunkdump::execution::execution_arn(&rig.machine_arn, &next)).await;
+    assert!(events.iter().any(|(_, n)| n.as_deref() == Some("ExportChunk")), "{events:?}");
+
+    // 4. A storage fault (not retried) goes through Catch to MarkInterrupted: the dump
+    //    pauses with its error and everything it committed, the execution fails as
+    //    `DumpInterrupted`; resumed through the API, it completes byte-identical.
+    let job = create_dump(rig.dynamo.as_ref(), spec(&src), None)
+        .await
+        .unwrap();
+    let n = rig.emu.invocations.load(Ordering::SeqCst);
+    *rig.emu.fault.lock().unwrap() = "StorageFault";
+    // Invocation n+1 is the Snapshot task, n+2 the first chunk, n+3 the second.
+    *rig.emu.fail_on.lock().unwrap() = vec![n + 3];
+    rig.orchestrator.start(&job.id, job.version).await.unwrap();
+    assert_eq!(settle(&rig, &job.id).await, "FAILED");
+    let paused = rig.dynamo.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(paused.status, JobStatus::Interrupted, "{:?}", paused.error);
+    assert_eq!(paused.chunks, 1, "the first chunk's commit is kept");
+    let error = paused.error.clone().unwrap();
+    assert!(error.message.contains("injected fault"), "{error:?}");
+    let arn = chunkdump::execution::execution_arn(&rig.machine_arn, &job.id);
+    let events = history(&rig, &arn).await;
+    assert!(events.iter().any(|(_, n)| n.as_deref() == Some("MarkInterrupted")), "{events:?}");
+    assert!(!events.iter().any(|(_, n)| n.as_deref() == Some("MarkFailed")), "{events:?}");
+    api.resume_interrupted(&job.id).await;
+    assert_eq!(settle(&rig, &job.id).await, "SUCCEEDED");
+    let done = rig.dynamo.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert!(done.error.is_none());
+    assert_eq!(
+        rig.s3.get(&done.files[0].key).await.unwrap().unwrap(),
+        reference.files[0].1
+    );
+}
+
+/// The HTTP API over the rig's stores and Step Functions, on a real socket.
+struct Api {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    async fn serve(rig: &Rig, db: &std::path::Path) -> Api {
+        let state = chunkdump::api::AppState {
+            objects: Arc::new(rig.s3.clone()),
+            progress: rig.dynamo.clone(),
+            guard: rig.dynamo.clone(),
+            rates: rig.dynamo.clone(),
+            orchestrator: Arc::new(rig.orchestrator.clone()),
+            tokens: chunkdump::api::Tokens::new("admin-token", None).unwrap(),
+            settings: common::api_server::settings(db, PART),
+        };
+        Api {
+            base: common::api_server::serve(state).await,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Checks that dump `id` shows as interrupted with the call that resumes it, makes
+    /// that call (202) and returns its answer.
+    async fn resume_interrupted(&self, id: &str) -> serde_json::Value {
+        let status: serde_json::Value = self
+            .client
+            .get(format!("{}/export/dump/status/{id}", self.base))
+            .bearer_auth("admin-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let call = format!("POST /export/dump/{id}/resume");
+        assert_eq!(status["status"], "interrupted", "{status}");
+        assert_eq!(status["resumeWith"], call.as_str(), "{status}");
+        let res = self
+            .client
+            .post(format!("{}/export/dump/{id}/resume", self.base))
+            .bearer_auth("admin-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 202);
+        res.json().await.unwrap()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -37,11 +37,6 @@ impl SfnOrchestrator {
         })
     }
 
-    /// Whether execution `name` belongs to dump `id` (any generation).
-    fn belongs(id: &str, name: &str) -> bool {
-        generation_of(id, name).is_some()
-    }
-
     /// Starts execution `generation` of dump `id` at job version `version`; a name
     /// already taken means that run exists (a repeated request): not an error.
     async fn start_generation(
@@ -90,9 +85,11 @@ impl SfnOrchestrator {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| DumpError::Store(sdk_error("list executions", e)))?;
             for e in page.executions() {
-                if Self::belongs(id, e.name()) {
+                if let Some(generation) = generation_of(id, e.name()) {
+                    // Newest first: by start time, then generation (a resume can start
+                    // the next execution within the clock tick of the last one's end).
                     found.push((
-                        e.start_date().secs(),
+                        (e.start_date().as_nanos(), generation),
                         e.name().to_string(),
                         e.status().clone(),
                     ));

@@ -40,7 +40,8 @@ pub async fn interrupt_dump(
     };
     let paused = progress.update(id, &mut change).await?.map(|t| t.after);
     if paused.is_some() {
-        tracing::warn!(dump_id = %id, error = %error, "dump interrupted; it resumes from its last committed chunk");
+        // The failure target, like a failed dump: the CLI prints its own `error:` line.
+        tracing::warn!(target: "chunkdump::failure", dump_id = %id, error = %error, "dump interrupted; it resumes from its last committed chunk");
     }
     Ok(paused)
 }
