@@ -72,10 +72,19 @@ mod tests {
             execution_name(&format!("{long}z"), 0)
         );
         for generation in [0, 1, 12] {
-            assert_eq!(generation_of(&long, &execution_name(&long, generation)), Some(generation));
+            assert_eq!(
+                generation_of(&long, &execution_name(&long, generation)),
+                Some(generation)
+            );
             let id = "dump_20260101-000000";
-            assert_eq!(generation_of(id, &execution_name(id, generation)), Some(generation));
+            assert_eq!(
+                generation_of(id, &execution_name(id, generation)),
+                Some(generation)
+            );
         }
-        assert_eq!(generation_of("dump_20260101-000000", "dump_20260101-000000-2.g3"), None);
+        assert_eq!(
+            generation_of("dump_20260101-000000", "dump_20260101-000000-2.g3"),
+            None
+        );
     }
 }

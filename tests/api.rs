@@ -623,16 +623,32 @@ async fn an_unfinished_dump_whose_run_is_gone_is_interrupted_until_resumed() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     let message = refused["error"]["message"].as_str().unwrap();
-    assert!(message.contains(&id) && message.contains("interrupted") && message.contains(&resume), "{message}");
+    assert!(
+        message.contains(&id) && message.contains("interrupted") && message.contains(&resume),
+        "{message}"
+    );
     // Resuming takes the admin token.
-    let (status, _) = restarted.json(reqwest::Method::POST, &resume, Some(READER), None).await;
+    let (status, _) = restarted
+        .json(reqwest::Method::POST, &resume, Some(READER), None)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, resumed) = restarted.json(reqwest::Method::POST, &resume, Some(ADMIN), None).await;
+    let (status, resumed) = restarted
+        .json(reqwest::Method::POST, &resume, Some(ADMIN), None)
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{resumed}");
     let done = restarted.wait_for(&id, "completed").await;
-    assert_eq!(done["progress"]["processedRows"], done["progress"]["totalRows"], "{done}");
-    let (status, again) = restarted.json(reqwest::Method::POST, &resume, Some(ADMIN), None).await;
-    assert_eq!(status, StatusCode::CONFLICT, "a completed dump does not resume: {again}");
+    assert_eq!(
+        done["progress"]["processedRows"], done["progress"]["totalRows"],
+        "{done}"
+    );
+    let (status, again) = restarted
+        .json(reqwest::Method::POST, &resume, Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a completed dump does not resume: {again}"
+    );
     // The resumed dump is the database, and the database is free again.
     let dumped = restarted.out.join(format!("{id}.sql"));
     let restored = restarted.out.join("restored.db");

@@ -140,3 +140,147 @@ fn r2_credentials_and_a_local_progress_file_are_enough() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// An s3s-fs of this test's own, on `port`, serving `root` (its objects are files there,
+/// so they outlive the process).
+fn start_s3s(port: u16, root: &Path, key: &str, secret: &str) -> std::process::Child {
+    let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/tools/bin/s3s-fs");
+    let child = Command::new(bin)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", key, "--secret-key", secret])
+        .arg(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("s3s-fs is installed by scripts/test-servers install");
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "s3s-fs did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}
+
+/// A store that refuses every request for a while (its server stopped) past the
+/// retries pauses the dump: exit 75, `interrupted` with the resume command, everything
+/// committed kept. Once the server is back, `resume` completes the dump byte-identical
+/// to an uninterrupted one.
+#[test]
+fn a_store_down_past_its_retries_pauses_the_dump_until_resumed() {
+    if skip_without_servers() {
+        return;
+    }
+    let (key, secret) = ("AKIDDOWNTEST", "down-test-secret");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("bulk.db");
+    build_bulk_db(&src, 60_000);
+    let root = work.path().join("s3s-root");
+    std::fs::create_dir_all(root.join("down")).unwrap(); // the bucket
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = start_s3s(port, &root, key, secret);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let cli = bucket_cli(
+        &work.path().join("state"),
+        &[
+            ("R2_ENDPOINT", &endpoint),
+            ("R2_ACCESS_KEY_ID", key),
+            ("R2_SECRET_ACCESS_KEY", secret),
+        ],
+    );
+    let flags = [
+        "--format",
+        "sql",
+        "--id",
+        "d1",
+        "--chunk-size",
+        "500",
+        "--budget-ms",
+        "1",
+    ];
+    let reference_flags = [&flags[..], &["--breathe-ms", "0"]].concat();
+    let (_, reference) = dump_ok(&src, &work.path().join("ref"), &reference_flags);
+    let store = "s3://down/backups";
+    // Many small chunks a second apart: the dump is far from done when the store stops.
+    let dump = Command::new(env!("CARGO_BIN_EXE_chunkdump"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", work.path().join("state/home"))
+        .env("XDG_STATE_HOME", work.path().join("state"))
+        .env("R2_ENDPOINT", &endpoint)
+        .env("R2_ACCESS_KEY_ID", key)
+        .env("R2_SECRET_ACCESS_KEY", secret)
+        .args([
+            "dump",
+            src.to_str().unwrap(),
+            "--store",
+            store,
+            "--breathe-ms",
+            "1000",
+        ])
+        .args(flags)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let o = cli(&["status", "d1", "--store", store]);
+        let chunks = serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .ok()
+            .and_then(|v| v["chunks"].as_u64())
+            .unwrap_or(0);
+        if chunks > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no chunk committed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // The chunks after it fail on the store, are retried (the SDK's retries, then the
+    // state machine's, about two minutes in all) and then pause the dump.
+    let paused = dump.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&paused.stderr);
+    assert_eq!(paused.status.code(), Some(75), "{err}");
+    let resume = format!("chunkdump resume d1 --store {store}");
+    assert!(err.contains(&format!("resume it with: {resume}")), "{err}");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&cli(&["status", "d1", "--store", store]))).unwrap();
+    assert_eq!(status["status"], "interrupted", "{status}");
+    assert_eq!(status["resumeWith"], resume.as_str(), "{status}");
+    assert!(status["chunks"].as_u64().unwrap() > 0, "{status}");
+    let listed = ok(&cli(&["list", "--store", store, "--json"]));
+    assert!(listed.contains("\"interrupted\""), "{listed}");
+
+    let mut server = start_s3s(port, &root, key, secret);
+    let out = ok(&cli(&[
+        "resume",
+        "d1",
+        "--store",
+        store,
+        "--breathe-ms",
+        "0",
+    ]));
+    assert!(
+        out.trim_end().ends_with("s3://down/backups/d1.sql"),
+        "{out}"
+    );
+    ok(&cli(&["verify", "d1", "--store", store]));
+    let dumped = std::fs::read(root.join("down/backups/d1.sql")).unwrap();
+    server.kill().unwrap();
+    let _ = server.wait();
+    assert!(
+        dumped == std::fs::read(&reference).unwrap(),
+        "the resumed dump differs from the uninterrupted one"
+    );
+}

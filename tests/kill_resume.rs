@@ -411,7 +411,10 @@ fn a_dump_into_a_full_disk_pauses_and_resumes_identically() {
         "5242880",
     ];
     let (_, reference) = dump_ok(&src, &dir.path().join("ref"), &flags);
-    assert!(std::fs::metadata(&reference).unwrap().len() > 6 << 20, "the dump must outgrow the small file system");
+    assert!(
+        std::fs::metadata(&reference).unwrap().len() > 6 << 20,
+        "the dump must outgrow the small file system"
+    );
     let (out, logs) = (dir.path().join("small"), dir.path().join("logs"));
     std::fs::create_dir_all(&out).unwrap();
     std::fs::create_dir_all(&logs).unwrap();
@@ -448,7 +451,12 @@ cp "$OUT/d1.sql" "$LOGS/d1.sql"
         log("resume.out"),
         log("verify.out")
     );
-    assert_eq!(log("dump.rc").trim(), "75", "an interrupted dump exits 75: {}", log("dump.err"));
+    assert_eq!(
+        log("dump.rc").trim(),
+        "75",
+        "an interrupted dump exits 75: {}",
+        log("dump.err")
+    );
     let err = log("dump.err");
     assert!(err.contains("No space left on device"), "{err}");
     let resume = format!("chunkdump resume d1 --out {}", out.display());
@@ -457,9 +465,19 @@ cp "$OUT/d1.sql" "$LOGS/d1.sql"
     assert_eq!(status["status"], "interrupted", "{status}");
     assert_eq!(status["resumeWith"], resume.as_str(), "{status}");
     assert_eq!(status["error"]["code"], "interrupted", "{status}");
-    assert!(status["chunks"].as_u64().unwrap() > 0, "chunks committed before the disk filled up: {status}");
-    assert!(status["progress"]["estimatedCompletion"].is_null(), "{status}");
-    assert!(log("verify.out").starts_with("ok:"), "{}", log("verify.out"));
+    assert!(
+        status["chunks"].as_u64().unwrap() > 0,
+        "chunks committed before the disk filled up: {status}"
+    );
+    assert!(
+        status["progress"]["estimatedCompletion"].is_null(),
+        "{status}"
+    );
+    assert!(
+        log("verify.out").starts_with("ok:"),
+        "{}",
+        log("verify.out")
+    );
     assert!(
         std::fs::read(logs.join("d1.sql")).unwrap() == std::fs::read(&reference).unwrap(),
         "the resumed dump differs from the uninterrupted one"

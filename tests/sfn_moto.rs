@@ -432,8 +432,17 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
         reference.files[0].1
     );
     let next = chunkdump::execution::execution_name(&job.id, 1);
-    let events = history(&rig, &chunkdump::execution::execution_arn(&rig.machine_arn, &next)).await;
-    assert!(events.iter().any(|(_, n)| n.as_deref() == Some("ExportChunk")), "{events:?}");
+    let events = history(
+        &rig,
+        &chunkdump::execution::execution_arn(&rig.machine_arn, &next),
+    )
+    .await;
+    assert!(
+        events
+            .iter()
+            .any(|(_, n)| n.as_deref() == Some("ExportChunk")),
+        "{events:?}"
+    );
 
     // 4. A storage fault (not retried) goes through Catch to MarkInterrupted: the dump
     //    pauses with its error and everything it committed, the execution fails as
@@ -454,8 +463,18 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
     assert!(error.message.contains("injected fault"), "{error:?}");
     let arn = chunkdump::execution::execution_arn(&rig.machine_arn, &job.id);
     let events = history(&rig, &arn).await;
-    assert!(events.iter().any(|(_, n)| n.as_deref() == Some("MarkInterrupted")), "{events:?}");
-    assert!(!events.iter().any(|(_, n)| n.as_deref() == Some("MarkFailed")), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|(_, n)| n.as_deref() == Some("MarkInterrupted")),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|(_, n)| n.as_deref() == Some("MarkFailed")),
+        "{events:?}"
+    );
     api.resume_interrupted(&job.id).await;
     assert_eq!(settle(&rig, &job.id).await, "SUCCEEDED");
     let done = rig.dynamo.get(&job.id).await.unwrap().unwrap();

@@ -104,7 +104,9 @@ impl From<DumpError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, e.code(), message)
             }
             DumpError::UnknownDump(_) => ApiError::new(StatusCode::NOT_FOUND, e.code(), message),
-            DumpError::WrongState { .. } | DumpError::Conflict(_) | DumpError::Interrupted { .. } => {
+            DumpError::WrongState { .. }
+            | DumpError::Conflict(_)
+            | DumpError::Interrupted { .. } => {
                 ApiError::new(StatusCode::CONFLICT, e.code(), message)
             }
             _ if e.is_retryable() || e.pauses_dump() => {

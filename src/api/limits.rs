@@ -214,9 +214,11 @@ pub async fn claim_database(state: &AppState) -> Result<DatabaseClaim, ApiError>
                 continue;
             }
             // No dump exists yet to name: another request is creating it right now.
-            HolderState::Starting => "another request is starting a dump of this database right now; \
+            HolderState::Starting => {
+                "another request is starting a dump of this database right now; \
                  retry in a moment (GET /export/dump lists it once it has started)"
-                .to_string(),
+                    .to_string()
+            }
             HolderState::Running(id) => {
                 format!("dump {id} is already running on this database; wait for it or cancel it")
             }

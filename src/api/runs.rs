@@ -72,11 +72,13 @@ pub async fn resume(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "wrong_state",
-            format!("dump {id} is {} and its run is alive: nothing to resume", job.status),
+            format!(
+                "dump {id} is {} and its run is alive: nothing to resume",
+                job.status
+            ),
         ));
     }
-    let job =
-        crate::lifecycle::resume_dump(state.progress.as_ref(), &id).await?;
+    let job = crate::lifecycle::resume_dump(state.progress.as_ref(), &id).await?;
     state.orchestrator.resume(&id, job.version).await?;
     tracing::info!(dump_id = %id, version = job.version, "dump resumed");
     let view = StatusView::new(&job, chrono::Utc::now()).with_urls(&job);
