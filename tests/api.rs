@@ -494,6 +494,7 @@ async fn openapi_document_describes_every_route_truthfully() {
         ("GET", "/export/dump/status/{id}"),
         ("GET", "/openapi.json"),
         ("POST", "/export/dump"),
+        ("POST", "/export/dump/{id}/resume"),
     ];
     assert_eq!(
         operations,

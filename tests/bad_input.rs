@@ -394,8 +394,12 @@ fn a_database_locked_by_a_writer_pauses_the_dump_and_loses_nothing() {
     );
 }
 
+/// A write that fails as on a full disk (a file-size limit: EFBIG) pauses the dump
+/// instead of failing it: exit 75 with the error and the resume command, status
+/// `interrupted`, everything committed kept; without the limit, `resume` completes it
+/// and the dump loads into the database it came from.
 #[test]
-fn a_write_failure_like_a_full_disk_fails_cleanly() {
+fn a_write_failure_like_a_full_disk_pauses_the_dump() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 60_000);
@@ -421,27 +425,31 @@ fn a_write_failure_like_a_full_disk_fails_cleanly() {
         ])
         .output()
         .unwrap();
-    assert_eq!(result.status.code(), Some(1), "{}", stderr_of(&result));
+    let stderr = stderr_of(&result);
+    assert_eq!(result.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    let resume = format!("chunkdump resume full --out {}", out.display());
     assert!(
-        stderr_of(&result).contains("File too large"),
-        "{}",
-        stderr_of(&result)
-    );
-    assert!(
-        dump_files(&out).is_empty(),
-        "partial dump left: {:?}",
-        dump_files(&out)
-    );
-    assert_eq!(
-        std::fs::read_dir(out.join(".chunkdump/uploads"))
-            .unwrap()
-            .count(),
-        0,
-        "upload left behind"
+        stderr.contains(&format!("resume it with: {resume}")),
+        "{stderr}"
     );
     let s = run(&["status", "full", "--out", out.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
-    assert_eq!(v["status"], "failed");
+    assert_eq!(v["status"], "interrupted", "{v}");
+    assert_eq!(v["resumeWith"], resume.as_str(), "{v}");
+    let o = run(&[
+        "resume",
+        "full",
+        "--out",
+        out.to_str().unwrap(),
+        "--breathe-ms",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let dumped = out.join("full.sql");
+    let restored = dir.path().join("restored.db");
+    load_with_shell(&dumped, &restored);
+    assert_same_db(&src, &restored);
 }
 
 /// Read-only commands never create a store: a mistyped `--out` is an error naming it,

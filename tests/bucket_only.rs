@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::cloud::{sdk_config, servers, skip_without_servers, unique};
+use common::cloud::{servers, skip_without_servers, unique};
 use common::*;
 
 /// `chunkdump` with a clean environment: `R2_*`, a state directory and HOME only.
@@ -49,12 +49,6 @@ fn r2_credentials_and_a_local_progress_file_are_enough() {
     let src = work.path().join("edge.db");
     build_edge_db(&src);
     let bucket = unique("r2only");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let config = sdk_config(&sv.s3s, &sv.s3s_key, &sv.s3s_secret).await;
-        let s3 = chunkdump::cloud::S3Store::new(&config, &format!("s3://{bucket}")).unwrap();
-        s3.ensure_bucket().await.unwrap();
-    });
     let state = work.path().join("state");
     let cli = bucket_cli(
         &state,
@@ -64,6 +58,9 @@ fn r2_credentials_and_a_local_progress_file_are_enough() {
             ("R2_SECRET_ACCESS_KEY", &sv.s3s_secret),
         ],
     );
+    // `setup` with the bucket alone creates it; progress needs no setup.
+    let ready = ok(&cli(&["setup", "--store", &format!("s3://{bucket}")]));
+    assert!(ready.contains("local file"), "{ready}");
     let store = format!("s3://{bucket}/backups");
     // Nothing is known before the first dump, and asking creates nothing.
     let o = cli(&["list", "--store", &store]);

@@ -194,7 +194,9 @@ pub struct SetupArgs {
     /// The bucket dumps go to (checked for access; created on S3 if missing).
     #[arg(long, value_name = "s3://BUCKET")]
     pub store: String,
-    /// The DynamoDB table for progress (created with TTL if missing).
+    /// The DynamoDB table for progress shared between machines (created with TTL if
+    /// missing). Without it, progress stays in a local file, which needs no setup, and
+    /// `R2_*` alone configure the bucket (no AWS variable needed).
     #[arg(long, value_name = "dynamodb://TABLE")]
-    pub progress: String,
+    pub progress: Option<String>,
 }

@@ -222,14 +222,29 @@ pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(args) => restore::run(args).await,
         Command::List(args) => list::run(args).await,
         Command::Setup(args) => {
-            let config = crate::cloud::load_aws_config().await;
-            crate::cloud::S3Store::new(&config, &args.store)?
-                .ensure_bucket()
-                .await?;
-            crate::cloud::DynamoProgress::new(&config, &args.progress)?
-                .ensure_table()
-                .await?;
-            println!("ready: {} and {}", args.store, args.progress);
+            // Both URLs are checked before any AWS setup.
+            if let Some(progress) = &args.progress {
+                crate::cloud::DynamoProgress::check_url(progress)?;
+            }
+            let (store, aws) =
+                super::stores::object_store(&args.store, args.progress.is_some()).await?;
+            store.ensure_bucket().await?;
+            match &args.progress {
+                Some(progress) => {
+                    let config = match aws {
+                        Some(config) => config,
+                        None => crate::cloud::load_aws_config().await,
+                    };
+                    crate::cloud::DynamoProgress::new(&config, progress)?
+                        .ensure_table()
+                        .await?;
+                    println!("ready: {} and {progress}", args.store);
+                }
+                None => println!(
+                    "ready: {} (progress stays in a local file; nothing to set up for it)",
+                    args.store
+                ),
+            }
             Ok(())
         }
     }

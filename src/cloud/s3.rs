@@ -112,10 +112,22 @@ impl S3Store {
             Err(e) => {
                 let failure = sdk_failure(&format!("create bucket {}", self.bucket), e);
                 if failure.is("BucketAlreadyOwnedByYou") || failure.is("BucketAlreadyExists") {
-                    Ok(())
-                } else {
-                    Err(failure.error)
+                    return Ok(());
                 }
+                // A token that may use the bucket but not create buckets (R2's object
+                // read/write tokens): enough if the bucket is there and reachable.
+                if failure.is("AccessDenied")
+                    && self
+                        .client
+                        .head_bucket()
+                        .bucket(&self.bucket)
+                        .send()
+                        .await
+                        .is_ok()
+                {
+                    return Ok(());
+                }
+                Err(failure.error)
             }
         }
     }
