@@ -330,6 +330,26 @@ fn a_table_with_2000_columns_is_dumped() {
     check_everywhere(&src, work.path());
 }
 
+/// SQLite's maximum of columns with the rowid as an INTEGER PRIMARY KEY among them:
+/// the key is one of the 2000 columns, so the slice query must not select it twice.
+#[test]
+fn a_table_with_2000_columns_and_an_integer_primary_key_is_dumped() {
+    let work = tempfile::tempdir().unwrap();
+    let cols: Vec<String> = (1..2000).map(|i| format!("c{i}")).collect();
+    let values: Vec<String> = (1..2000).map(|i| format!("{i}.5")).collect();
+    let src = db(
+        work.path(),
+        "wide_ipk.db",
+        &format!(
+            "CREATE TABLE wide(id INTEGER PRIMARY KEY, {}); INSERT INTO wide VALUES (7, {});
+             INSERT INTO wide(c1, c1999) VALUES ('first', 'last');",
+            cols.join(", "),
+            values.join(", ")
+        ),
+    );
+    check_everywhere(&src, work.path());
+}
+
 #[test]
 fn empty_databases_give_dumps_that_exist() {
     let work = tempfile::tempdir().unwrap();
