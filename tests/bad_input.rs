@@ -572,3 +572,69 @@ fn a_database_locked_at_start_is_refused_truthfully() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// A store that cannot be reached gives one line naming the endpoint and the cause
+/// (connection refused, DNS lookup, TLS), with no debug dump of the SDK's error types.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_stores_are_named_in_one_line_with_their_cause() {
+    // A TLS server whose certificate nobody trusts.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+        cert.cert.pem().into_bytes(),
+        cert.key_pair.serialize_pem().into_bytes(),
+    )
+    .await
+    .unwrap();
+    let handle = axum_server::Handle::new();
+    let server =
+        axum_server::bind_rustls("127.0.0.1:0".parse().unwrap(), config).handle(handle.clone());
+    tokio::spawn(async move { server.serve(axum::Router::new().into_make_service()).await });
+    let tls = handle.listening().await.unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let into = dir.path().join("x.db");
+    for (endpoint, cause) in [
+        (
+            format!("http://127.0.0.1:{closed_port}"),
+            "connection refused",
+        ),
+        (
+            "https://chunkdump-test.invalid".to_string(),
+            "DNS lookup failed",
+        ),
+        (format!("https://localhost:{}", tls.port()), "TLS failed"),
+    ] {
+        let o = tokio::task::spawn_blocking({
+            let (endpoint, into) = (endpoint.clone(), into.clone());
+            move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_chunkdump"))
+                    .env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    .env("R2_ENDPOINT", &endpoint)
+                    .env("R2_ACCESS_KEY_ID", "key")
+                    .env("R2_SECRET_ACCESS_KEY", "secret")
+                    .args(["restore", "--latest", "--store", "s3://bucket/p", "--into"])
+                    .arg(&into)
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(lines[0].starts_with("error: "), "{stderr}");
+        assert!(
+            lines[0].contains(&format!("at {endpoint}: {cause} (")),
+            "{stderr}"
+        );
+        for debug in ["DispatchFailure(", "ConnectorError {", "source:"] {
+            assert!(!lines[0].contains(debug), "a debug dump: {stderr}");
+        }
+    }
+}

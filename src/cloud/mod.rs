@@ -200,14 +200,49 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             Failure::unanswered(StoreError::Transient(format!(
                 "{context}: {}",
-                aws_sdk_s3::error::DisplayErrorContext(&err)
+                unanswered_cause(&err)
             )))
         }
         _ => Failure::unanswered(StoreError::Permanent(format!(
             "{context}: {}",
-            aws_sdk_s3::error::DisplayErrorContext(&err)
+            cause_chain(&err)
         ))),
     }
+}
+
+/// Why a call got no answer, in one line: what failed first (DNS lookup, TLS, connection
+/// refused or reset, timed out), then the cause chain. (The SDK's own rendering ends in
+/// a debug dump of its error types.)
+fn unanswered_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let chain = cause_chain(err);
+    let io_kind = std::iter::successors(Some(err), |e| e.source())
+        .find_map(|e| e.downcast_ref::<std::io::Error>().map(std::io::Error::kind));
+    let lower = chain.to_ascii_lowercase();
+    let what = match io_kind {
+        _ if lower.contains("dns error") || lower.contains("lookup address") => "DNS lookup failed",
+        _ if lower.contains("certificate") || lower.contains("tls") => "TLS failed",
+        Some(std::io::ErrorKind::ConnectionRefused) => "connection refused",
+        Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted) => {
+            "connection reset"
+        }
+        Some(std::io::ErrorKind::TimedOut) => "timed out",
+        _ if lower.contains("timeout") || lower.contains("timed out") => "timed out",
+        _ => "no answer",
+    };
+    format!("{what} ({chain})")
+}
+
+/// An error and its sources, joined by `: `, each message once (a message that its
+/// source's repeats is left out).
+fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for e in std::iter::successors(Some(err), |e| e.source()) {
+        let message = e.to_string();
+        if !message.is_empty() && !parts.last().is_some_and(|p| p.contains(&message)) {
+            parts.push(message);
+        }
+    }
+    parts.join(": ")
 }
 
 impl Failure {

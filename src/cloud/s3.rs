@@ -13,7 +13,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
-use super::{parse_url, sdk_error, sdk_failure};
+use super::{parse_url, sdk_failure};
 use crate::error::StoreError;
 use crate::model::{PartReceipt, PendingUpload, UploadHandle};
 use crate::ports::{check_key, check_parts, Download, ObjectReader, ObjectStore};
@@ -24,6 +24,8 @@ pub struct S3Store {
     client: Client,
     bucket: String,
     prefix: String,
+    /// Where requests go, for error messages: the endpoint URL, or AWS S3's region.
+    endpoint: String,
 }
 
 impl S3Store {
@@ -60,7 +62,15 @@ impl S3Store {
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        let mut endpoint = match config.endpoint_url() {
+            Some(url) => url.to_string(),
+            None => format!(
+                "AWS S3 in {}",
+                config.region().map_or("no region", |r| r.as_ref())
+            ),
+        };
         if let Some(access) = access {
+            endpoint.clone_from(&access.endpoint);
             let credentials = aws_sdk_s3::config::Credentials::new(
                 &access.access_key_id,
                 &access.secret_access_key,
@@ -77,7 +87,32 @@ impl S3Store {
             client: Client::from_conf(conf.build()),
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
+            endpoint,
         })
+    }
+
+    /// `sdk_failure` with the endpoint named after `context`.
+    fn failure<E>(
+        &self,
+        context: &str,
+        err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> super::Failure
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        sdk_failure(&format!("{context} at {}", self.endpoint), err)
+    }
+
+    /// `sdk_error` with the endpoint named after `context`.
+    fn error<E>(
+        &self,
+        context: &str,
+        err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> StoreError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.failure(context, err).error
     }
 
     fn full_key(&self, key: &str) -> Result<String, StoreError> {
@@ -110,7 +145,7 @@ impl S3Store {
         match req.send().await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let failure = sdk_failure(&format!("create bucket {}", self.bucket), e);
+                let failure = self.failure(&format!("create bucket {}", self.bucket), e);
                 if failure.is("BucketAlreadyOwnedByYou") || failure.is("BucketAlreadyExists") {
                     return Ok(());
                 }
@@ -150,7 +185,7 @@ impl S3Store {
             .key(&full)
             .presigned(config)
             .await
-            .map_err(|e| sdk_error(&format!("presign {full}"), e))?;
+            .map_err(|e| self.error(&format!("presign {full}"), e))?;
         Ok(req.uri().to_string())
     }
 }
@@ -170,7 +205,7 @@ impl ObjectReader for S3Store {
                 .send()
                 .await
                 .map_err(|e| {
-                    sdk_error(
+                    self.error(
                         &format!("list objects under s3://{}/{full}", self.bucket),
                         e,
                     )
@@ -202,7 +237,7 @@ impl ObjectReader for S3Store {
         {
             Ok(out) => out,
             Err(e) => {
-                return match sdk_error(&format!("get s3://{}/{full}", self.bucket), e) {
+                return match self.error(&format!("get s3://{}/{full}", self.bucket), e) {
                     StoreError::NotFound(_) => Ok(None),
                     other => Err(other),
                 }
@@ -235,7 +270,7 @@ impl ObjectReader for S3Store {
         {
             Ok(out) => out,
             Err(e) => {
-                let failure = sdk_failure(&format!("get s3://{}/{full}", self.bucket), e);
+                let failure = self.failure(&format!("get s3://{}/{full}", self.bucket), e);
                 return match failure.error {
                     StoreError::NotFound(_) => Ok(None),
                     // A range past the end of the object (by the service's status and
@@ -274,7 +309,7 @@ impl ObjectStore for S3Store {
             .key(&full)
             .send()
             .await
-            .map_err(|e| sdk_error(&format!("create upload of s3://{}/{full}", self.bucket), e))?;
+            .map_err(|e| self.error(&format!("create upload of s3://{}/{full}", self.bucket), e))?;
         let upload_id = out
             .upload_id()
             .ok_or_else(|| StoreError::Permanent("store returned no upload id".into()))?;
@@ -315,7 +350,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| {
-                sdk_error(
+                self.error(
                     &format!("upload part {number} of s3://{}/{full}", self.bucket),
                     e,
                 )
@@ -360,7 +395,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| {
-                sdk_error(
+                self.error(
                     &format!("complete upload of s3://{}/{full}", self.bucket),
                     e,
                 )
@@ -378,7 +413,7 @@ impl ObjectStore for S3Store {
             .send()
             .await;
         match result
-            .map_err(|e| sdk_error(&format!("abort upload of s3://{}/{full}", self.bucket), e))
+            .map_err(|e| self.error(&format!("abort upload of s3://{}/{full}", self.bucket), e))
         {
             Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
@@ -399,7 +434,7 @@ impl ObjectStore for S3Store {
                 .send()
                 .await
                 .map_err(|e| {
-                    sdk_error(
+                    self.error(
                         &format!("list uploads under s3://{}/{full}", self.bucket),
                         e,
                     )
@@ -436,7 +471,7 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(bytes))
             .send()
             .await
-            .map_err(|e| sdk_error(&format!("put s3://{}/{full}", self.bucket), e))?;
+            .map_err(|e| self.error(&format!("put s3://{}/{full}", self.bucket), e))?;
         Ok(())
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -450,7 +485,7 @@ impl ObjectStore for S3Store {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) => match sdk_error(&format!("delete s3://{}/{full}", self.bucket), e) {
+            Err(e) => match self.error(&format!("delete s3://{}/{full}", self.bucket), e) {
                 StoreError::NotFound(_) => Ok(()),
                 other => Err(other),
             },
