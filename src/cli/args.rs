@@ -28,7 +28,7 @@ pub enum Command {
     Status(StatusArgs),
     /// Re-read a completed dump from its store and check it against its manifest.
     Verify(VerifyArgs),
-    /// Create the bucket and the progress table (with TTL) if missing.
+    /// Create the bucket (and the DynamoDB progress table, if given) if missing.
     Setup(SetupArgs),
     /// Serve the HTTP API (needs CHUNKDUMP_API_TOKEN), running dumps in-process.
     Serve(ServeArgs),
