@@ -2,7 +2,8 @@
 //!
 //! [`plan`] turns the schema into objects and steps, [`render`] encodes values,
 //! [`output`] cuts bytes into fixed-size parts, [`export`] runs one chunk, reading
-//! slices of rows (`slice`) on one thread and rendering them on another (`pipe`).
+//! slices of rows (`slice`) on one thread and rendering them on another (`pipe`, the
+//! reader's end; `worker`, the renderer).
 
 pub mod census;
 pub mod consistency;
@@ -21,6 +22,7 @@ mod slice;
 pub mod snapshot;
 mod source;
 pub mod table;
+mod worker;
 
 pub use export::{
     open_database, run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ExportOutcome,
