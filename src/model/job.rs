@@ -1,4 +1,5 @@
-//! The dump job record: what is dumped, how far it got, and what came out.
+//! The dump job record: how far a dump got, and what came out (what is dumped is its
+//! [`DumpSpec`]).
 //!
 //! A job record is the only state that survives between chunks. It stays small whatever
 //! the database size (a cursor, counters, the open upload handle and the list of finished
@@ -6,122 +7,11 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 use super::callback::CallbackState;
+use super::names::{output_name, path_segment, DownloadUrl};
+use super::spec::{Consistency, DumpSpec, Format};
 use super::upload::UploadHandle;
-
-/// A value from outside (a request, a flag, a file name) that the model does not accept:
-/// `field` names the request field it came from, the message the value and what was
-/// expected.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{message}")]
-pub struct InvalidValue {
-    pub field: &'static str,
-    pub message: String,
-}
-
-/// Output format of a dump.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// SQL statements that rebuild the database with the `sqlite3` shell.
-    Sql,
-    /// One RFC 4180 CSV file per table.
-    Csv,
-    /// One JSON document `{"tables":{name:[row objects]}}`.
-    Json,
-}
-
-impl Format {
-    /// File extension (without the dot).
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Sql => "sql",
-            Format::Csv => "csv",
-            Format::Json => "json",
-        }
-    }
-}
-
-impl std::str::FromStr for Format {
-    type Err = InvalidValue;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "sql" => Ok(Format::Sql),
-            "csv" => Ok(Format::Csv),
-            "json" => Ok(Format::Json),
-            other => Err(InvalidValue {
-                field: "format",
-                message: format!("unknown format {other:?}: expected sql, csv or json"),
-            }),
-        }
-    }
-}
-
-/// Compression applied to every output object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    None,
-    /// gzip; every chunk ends its own member, so the object is a multi-member gzip stream.
-    Gzip,
-    /// zstd; every chunk ends its own frame, so the object is a stream of concatenated
-    /// frames (which `zstd -d` reads as one).
-    Zstd,
-}
-
-impl std::str::FromStr for Compression {
-    type Err = InvalidValue;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(Compression::None),
-            "gzip" => Ok(Compression::Gzip),
-            "zstd" => Ok(Compression::Zstd),
-            other => Err(InvalidValue {
-                field: "compression",
-                message: format!("unknown compression {other:?}: expected none, gzip or zstd"),
-            }),
-        }
-    }
-}
-
-/// What to dump and how. Fixed when the job is created.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DumpSpec {
-    /// Path of the SQLite database file (absolute for local runs).
-    pub database: String,
-    pub format: Format,
-    #[serde(default)]
-    pub compression: Compression,
-    /// Tables to dump; `None` means every user table.
-    #[serde(default)]
-    pub tables: Option<Vec<String>>,
-    /// Include CREATE statements, indexes, triggers, views (SQL format only).
-    pub include_schema: bool,
-    /// Rows read per short read transaction (the original request's `chunkSize`).
-    pub chunk_size: u32,
-    /// Size of every multipart part but the last, in bytes.
-    pub part_size: u64,
-    /// Dump a point-in-time copy of the database (see `engine::snapshot`) instead of the
-    /// live file.
-    #[serde(default)]
-    pub snapshot: bool,
-    /// Longest a rollback-journal snapshot may hold writers off (ms; default 2000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot_max_block_ms: Option<u64>,
-}
-
-/// How consistent a dump is: a snapshot dump is a point-in-time copy; a live dump is one
-/// only if nothing changed the database while it ran.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Consistency {
-    pub snapshot: bool,
-    pub changed_during_dump: bool,
-}
 
 /// A key value saved in a cursor (one column of a primary key, or a rowid).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -398,105 +288,10 @@ impl JobRecord {
     }
 }
 
-/// Where a completed dump is downloaded: one URL, or one per table file (CSV).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum DownloadUrl {
-    One(String),
-    PerTable(Vec<String>),
-}
-
-/// `s` percent-encoded as a URL path segment: bytes outside the unreserved set
-/// (`A-Z a-z 0-9 - . _ ~`) become `%XX`.
-pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The one definition of a dump's object names (see also [`key_belongs_to`]): a SQL or
-/// JSON dump is the one file `<id>.<ext>[.gz|.zst]`; a CSV dump is the directory `<id>`.
-pub fn output_name(id: &str, format: Format, compression: Compression) -> String {
-    match format {
-        Format::Csv => id.to_string(),
-        f => format!("{id}.{}{}", f.extension(), compression_suffix(compression)),
-    }
-}
-
-/// The object name of one table's file in CSV dump `id`: `<id>/<stem>.csv[.gz|.zst]`
-/// (`stem` is the table's file-safe name).
-pub fn csv_table_key(id: &str, stem: &str, compression: Compression) -> String {
-    format!("{id}/{stem}.csv{}", compression_suffix(compression))
-}
-
-/// The object name of the schema file of CSV or JSON dump `id` (compressed like its
-/// data): `<id>/schema.sql[.gz|.zst]` inside a CSV dump's directory,
-/// `<id>.schema.sql[.gz|.zst]` beside a JSON file. A CSV table's file always ends in
-/// `.csv…`, so no table name can take this one.
-pub fn schema_key(id: &str, format: Format, compression: Compression) -> String {
-    let sep = if format == Format::Csv { '/' } else { '.' };
-    format!("{id}{sep}schema.sql{}", compression_suffix(compression))
-}
-
-/// The object name of dump `id`'s manifest: next to its file, or inside its CSV
-/// directory.
-pub fn manifest_key(id: &str, format: Format) -> String {
-    match format {
-        Format::Csv => format!("{id}/manifest.json"),
-        _ => format!("{id}.manifest.json"),
-    }
-}
-
-/// The file name suffix of a compression: `.gz`, `.zst`, or nothing.
-pub fn compression_suffix(c: Compression) -> &'static str {
-    match c {
-        Compression::None => "",
-        Compression::Gzip => ".gz",
-        Compression::Zstd => ".zst",
-    }
-}
-
-/// Checks a dump id: 1..=100 characters of `[A-Za-z0-9_-]`, so it is safe in object
-/// keys, file names and URLs (no traversal possible).
-pub fn validate_dump_id(id: &str) -> Result<(), InvalidValue> {
-    let ok = !id.is_empty()
-        && id.len() <= 100
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(InvalidValue {
-            field: "id",
-            message: format!(
-                "invalid dump id {id:?}: use 1 to 100 characters from A-Z a-z 0-9 _ -"
-            ),
-        })
-    }
-}
-
-/// The id of a dump (the original request's naming) started at `now`: `dump_YYYYMMDD-HHMMSS` (UTC).
-pub fn dump_id_for(now: DateTime<Utc>) -> String {
-    now.format("dump_%Y%m%d-%H%M%S").to_string()
-}
-
-/// Whether object `key` is one of dump `id`'s outputs: `<id>.<ext>…` or `<id>/…` (and
-/// not, say, an output of a dump named `<id>x`).
-pub fn key_belongs_to(key: &str, id: &str) -> bool {
-    key.strip_prefix(id)
-        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('/'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{key_belongs_to, Compression};
 
     #[test]
     fn download_urls_name_routable_files() {

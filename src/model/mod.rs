@@ -7,8 +7,12 @@
 
 mod callback;
 mod job;
+mod names;
+mod spec;
 mod upload;
 
 pub use callback::{CallbackState, CallbackStatus};
 pub use job::*;
+pub use names::*;
+pub use spec::*;
 pub use upload::{PartReceipt, PendingUpload, UploadHandle};

@@ -1,0 +1,117 @@
+//! What a dump is asked for: its format, compression and the rest of its spec (fixed
+//! when the job is created), and the error for a value from outside the model refuses.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A value from outside (a request, a flag, a file name) that the model does not accept:
+/// `field` names the request field it came from, the message the value and what was
+/// expected.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{message}")]
+pub struct InvalidValue {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Output format of a dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// SQL statements that rebuild the database with the `sqlite3` shell.
+    Sql,
+    /// One RFC 4180 CSV file per table.
+    Csv,
+    /// One JSON document `{"tables":{name:[row objects]}}`.
+    Json,
+}
+
+impl Format {
+    /// File extension (without the dot).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Sql => "sql",
+            Format::Csv => "csv",
+            Format::Json => "json",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sql" => Ok(Format::Sql),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            other => Err(InvalidValue {
+                field: "format",
+                message: format!("unknown format {other:?}: expected sql, csv or json"),
+            }),
+        }
+    }
+}
+
+/// Compression applied to every output object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    /// gzip; every chunk ends its own member, so the object is a multi-member gzip stream.
+    Gzip,
+    /// zstd; every chunk ends its own frame, so the object is a stream of concatenated
+    /// frames (which `zstd -d` reads as one).
+    Zstd,
+}
+
+impl std::str::FromStr for Compression {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            other => Err(InvalidValue {
+                field: "compression",
+                message: format!("unknown compression {other:?}: expected none, gzip or zstd"),
+            }),
+        }
+    }
+}
+
+/// What to dump and how. Fixed when the job is created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DumpSpec {
+    /// Path of the SQLite database file (absolute for local runs).
+    pub database: String,
+    pub format: Format,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Tables to dump; `None` means every user table.
+    #[serde(default)]
+    pub tables: Option<Vec<String>>,
+    /// Include CREATE statements, indexes, triggers, views (SQL format only).
+    pub include_schema: bool,
+    /// Rows read per short read transaction (the original request's `chunkSize`).
+    pub chunk_size: u32,
+    /// Size of every multipart part but the last, in bytes.
+    pub part_size: u64,
+    /// Dump a point-in-time copy of the database (see `engine::snapshot`) instead of the
+    /// live file.
+    #[serde(default)]
+    pub snapshot: bool,
+    /// Longest a rollback-journal snapshot may hold writers off (ms; default 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_max_block_ms: Option<u64>,
+}
+
+/// How consistent a dump is: a snapshot dump is a point-in-time copy; a live dump is one
+/// only if nothing changed the database while it ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Consistency {
+    pub snapshot: bool,
+    pub changed_during_dump: bool,
+}
