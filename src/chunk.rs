@@ -26,8 +26,6 @@ use crate::uploader::{OpenUpload, UploadSummary, Uploader};
 pub struct ChunkOptions {
     /// Time budget of the chunk (the original request's `MAX_EXECUTION_TIME`).
     pub budget: Duration,
-    /// A hard deadline from outside (e.g. the Lambda context), if earlier.
-    pub deadline: Option<Instant>,
     /// Overrides the job's rows-per-slice (does not change the output bytes).
     pub chunk_size: Option<u32>,
     /// Progress callback with totals for the whole dump, called from the export thread.
@@ -57,7 +55,6 @@ impl Default for ChunkOptions {
     fn default() -> Self {
         ChunkOptions {
             budget: Duration::ZERO,
-            deadline: None,
             chunk_size: None,
             progress: None,
             snapshot_dir: None,
@@ -91,13 +88,16 @@ impl ChunkReport {
 }
 
 /// Runs one chunk of dump `id`. With `expected_version`, a job already past that
-/// version is reported as it is (the chunk was done by an earlier attempt).
+/// version is reported as it is (the chunk was done by an earlier attempt). The export
+/// stops at the budget or at `deadline` (the Lambda context's, less a margin for the
+/// commit), whichever comes first: the one way a deadline reaches a chunk.
 pub async fn run_chunk(
     objects: &dyn ObjectStore,
     progress: &dyn ProgressStore,
     id: &str,
     expected_version: Option<u64>,
     opts: &ChunkOptions,
+    deadline: Option<Instant>,
 ) -> Result<ChunkReport, DumpError> {
     let job = progress.require(id).await?;
     if expected_version.is_some_and(|v| v != job.version)
@@ -127,9 +127,7 @@ pub async fn run_chunk(
         ),
     };
     let started = Instant::now();
-    let deadline = opts
-        .deadline
-        .map_or(started + opts.budget, |d| d.min(started + opts.budget));
+    let deadline = deadline.map_or(started + opts.budget, |d| d.min(started + opts.budget));
     let mut spec = job.spec.clone();
     if let Some(n) = opts.chunk_size {
         spec.chunk_size = n;

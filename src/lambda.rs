@@ -1,4 +1,4 @@
-//! Wiring of the two Lambda functions from their settings (see [`crate::config`] for
+//! Wiring of the Lambda functions (the chunk, snapshot, API and authorizer roles) from their settings (see [`crate::config`] for
 //! every variable), kept in the library so the binaries stay thin and the wiring is
 //! tested.
 
@@ -7,8 +7,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
+#[cfg(feature = "api")]
+use crate::api::Tokens;
 #[cfg(all(feature = "api", feature = "sfn"))]
-use crate::api::{ApiSettings, AppState, Tokens};
+use crate::api::{ApiSettings, AppState};
 use crate::callback::Notifier;
 #[cfg(all(feature = "api", feature = "sfn"))]
 use crate::cloud::SfnOrchestrator;
@@ -50,7 +52,7 @@ pub async fn common_from_env() -> Result<Common, StartupError> {
     let api = ApiConfig::read(&env)?;
     let callbacks = CallbackConfig::read(&env);
     let aws = load_aws_config().await;
-    let secrets = load_secrets(&aws, deployment.secret_arn.as_deref()).await?;
+    let secrets = load_secrets(&aws, &deployment.secret_arns).await?;
     let objects = S3Store::with_access(&aws, &deployment.store, secrets.r2()?.as_ref())?;
     let progress = DynamoProgress::new(&aws, &deployment.progress)?;
     let notifier = Notifier::from_config(secrets.callback_secret.as_deref(), &callbacks)?;
@@ -118,6 +120,33 @@ pub fn export_deadline(deadline_epoch_ms: u64) -> Option<Instant> {
     Some(Instant::now() + remaining.saturating_sub(COMMIT_MARGIN))
 }
 
+/// Whether this API binary runs as the API Gateway authorizer in front of the API
+/// (`CHUNKDUMP_ROLE=authorizer`; the template sets it) rather than as the API.
+pub fn runs_as_authorizer() -> bool {
+    Env::process().get("CHUNKDUMP_ROLE").as_deref() == Some("authorizer")
+}
+
+/// The authorizer's only state: the API tokens, from its own secret (the API secret; it
+/// reads no store key) or the environment.
+#[cfg(feature = "api")]
+pub async fn authorizer_tokens() -> Result<Tokens, StartupError> {
+    let ids = Deployment::secret_ids(&Env::process());
+    let secrets = load_secrets(&load_aws_config().await, &ids).await?;
+    Ok(Tokens::from_secrets(&secrets)?)
+}
+
+/// The answer of the HTTP API's Lambda authorizer (payload format 2.0, simple responses)
+/// to one request: `{"isAuthorized": true}` only with a valid bearer token. API Gateway
+/// refuses requests without an `Authorization` header before invoking anything, and
+/// caches each answer for the header's value.
+#[cfg(feature = "api")]
+pub fn authorize(tokens: &Tokens, event: &serde_json::Value) -> serde_json::Value {
+    let header = event["headers"]["authorization"]
+        .as_str()
+        .or_else(|| event["identitySource"][0].as_str());
+    serde_json::json!({ "isAuthorized": crate::api::admits(tokens, header) })
+}
+
 /// Logs for CloudWatch: no colours, level from `RUST_LOG` (default `info`).
 pub fn init_tracing() {
     tracing_subscriber::fmt()
@@ -127,4 +156,53 @@ pub fn init_tracing() {
         .with_ansi(false)
         .without_time() // CloudWatch stamps every line
         .init();
+}
+
+#[cfg(all(test, feature = "api"))]
+mod tests {
+    use super::*;
+
+    /// An HTTP API authorizer event (payload format 2.0), as API Gateway sends it.
+    fn event(authorization: Option<&str>) -> serde_json::Value {
+        let mut e = serde_json::json!({
+            "version": "2.0",
+            "type": "REQUEST",
+            "routeArn": "arn:aws:execute-api:us-east-1:123456789012:abcdef123/$default/POST/export/dump",
+            "routeKey": "ANY /{proxy+}",
+            "rawPath": "/export/dump",
+            "headers": {"content-type": "application/json"},
+            "requestContext": {"http": {"method": "POST", "path": "/export/dump"}}
+        });
+        if let Some(value) = authorization {
+            e["identitySource"] = serde_json::json!([value]);
+            e["headers"]["authorization"] = value.into();
+        }
+        e
+    }
+
+    #[test]
+    fn the_authorizer_admits_only_the_api_tokens() {
+        let tokens = Tokens::new("admin-0123456789abcdef", Some("read-0123456789abcdef")).unwrap();
+        let admitted =
+            |header: Option<&str>| authorize(&tokens, &event(header))["isAuthorized"] == true;
+        assert!(admitted(Some("Bearer admin-0123456789abcdef")));
+        assert!(
+            admitted(Some("bearer read-0123456789abcdef")),
+            "read tokens pass; the API tells them apart"
+        );
+        for refused in [
+            None,
+            Some(""),
+            Some("Bearer "),
+            Some("Bearer admin-0123456789abcdeX"),
+            Some("Basic YWRtaW46eA=="),
+            Some("admin-0123456789abcdef"),
+        ] {
+            assert!(!admitted(refused), "{refused:?} was admitted");
+        }
+        // Only the identity source, as API Gateway may send it without the headers.
+        let mut bare = event(Some("Bearer admin-0123456789abcdef"));
+        bare["headers"] = serde_json::json!({});
+        assert_eq!(authorize(&tokens, &bare)["isAuthorized"], true);
+    }
 }

@@ -155,6 +155,10 @@ impl Tasks {
                         .await;
                 }
                 let job = self.progress.require(&input.dump_id).await?;
+                // The last chunk could not remove the copy where it reads read-only.
+                if job.status.is_terminal() {
+                    crate::lifecycle::remove_snapshot(&job);
+                }
                 Ok(
                     serde_json::json!({"dumpId": job.id, "status": job.status, "callback": job.callback.map(|c| c.status)}),
                 )
@@ -168,17 +172,13 @@ impl Tasks {
         input: &TaskInput,
         deadline: Option<Instant>,
     ) -> Result<ChunkState, DumpError> {
-        let mut opts = self.chunk.clone();
-        opts.deadline = match (opts.deadline, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         let report = run_chunk(
             self.objects.as_ref(),
             self.progress.as_ref(),
             &input.dump_id,
             input.version,
-            &opts,
+            &self.chunk,
+            deadline,
         )
         .await?;
         let chunks = input.chunks_in_execution + 1;

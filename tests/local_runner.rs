@@ -336,3 +336,64 @@ async fn a_permanent_fault_among_parallel_parts_aborts_the_upload() {
         assert_failed_cleanly(r, &out, 5);
     }
 }
+
+/// Where the chunk function mounts the database read-only (the template), it cannot
+/// remove a snapshot dump's copy when the last chunk commits: the state machine's end
+/// step (`notify`, on the snapshot function) removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_notify_step_removes_a_snapshot_copy_the_last_chunk_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    common::build_bulk_db(&src, 2000);
+    let out = dir.path().join("out");
+    let copies = dir.path().join("snapshots");
+    let objects: Arc<dyn ObjectStore> = Arc::new(DirStore::open(&out).unwrap());
+    let progress: Arc<dyn ProgressStore> =
+        Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
+    let spec = DumpSpec {
+        database: src.display().to_string(),
+        format: Format::Sql,
+        compression: Compression::None,
+        tables: None,
+        include_schema: true,
+        chunk_size: 500,
+        part_size: 5 << 20,
+        snapshot: true,
+        snapshot_max_block_ms: None,
+    };
+    let job = create_dump(progress.as_ref(), spec, None).await.unwrap();
+    let tasks = Tasks {
+        objects,
+        progress: progress.clone(),
+        notifier: None,
+        chunk: ChunkOptions {
+            snapshot_dir: Some(copies.clone()),
+            ..Default::default()
+        },
+        breathe: Duration::ZERO,
+        whole_seconds: false,
+        chunks_per_execution: 1000,
+    };
+    let runner = LocalRunner::new(tasks.clone()).unwrap();
+    let outcome = runner.run(&job.id, job.version, &mut |_| {}).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let done = progress.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    let copy = done
+        .snapshot_path
+        .clone()
+        .expect("a snapshot dump records its copy");
+    assert!(
+        !Path::new(&copy).exists(),
+        "removed where the chunk may write"
+    );
+    // As a read-only chunk leaves it:
+    std::fs::copy(&src, &copy).unwrap();
+    let notify: chunkdump::tasks::TaskInput =
+        serde_json::from_value(serde_json::json!({"action": "notify", "dumpId": job.id})).unwrap();
+    tasks.handle(notify, None).await.unwrap();
+    assert!(
+        !Path::new(&copy).exists(),
+        "the notify step removes the copy"
+    );
+}

@@ -32,7 +32,7 @@ async fn the_deployment_secret_is_read_and_checked() {
         r#"{"r2Endpoint":"https://acc.r2.cloudflarestorage.com","r2AccessKeyId":"AKID","r2SecretAccessKey":"very-secret-value","apiToken":"admin-0123456789abcdef","callbackSecret":"cb-0123456789abcdef"}"#,
     )
     .await;
-    let secrets = load_secrets(&config, Some(&arn)).await.unwrap();
+    let secrets = load_secrets(&config, std::slice::from_ref(&arn)).await.unwrap();
     assert_eq!(secrets.api_token.as_deref(), Some("admin-0123456789abcdef"));
     assert_eq!(secrets.api_read_token, None);
     let r2 = secrets.r2().unwrap().expect("R2 access is complete");
@@ -49,7 +49,7 @@ async fn the_deployment_secret_is_read_and_checked() {
         r#"{"r2Endpoint":"https://acc.r2.cloudflarestorage.com","apiToken":"x"}"#,
     )
     .await;
-    let e = load_secrets(&config, Some(&partial))
+    let e = load_secrets(&config, std::slice::from_ref(&partial))
         .await
         .unwrap()
         .r2()
@@ -61,7 +61,7 @@ async fn the_deployment_secret_is_read_and_checked() {
         r#"{"r2Endpoint":"http://r2.example","r2AccessKeyId":"a","r2SecretAccessKey":"b"}"#,
     )
     .await;
-    let e = load_secrets(&config, Some(&plain_http))
+    let e = load_secrets(&config, std::slice::from_ref(&plain_http))
         .await
         .unwrap()
         .r2()
@@ -73,7 +73,7 @@ async fn the_deployment_secret_is_read_and_checked() {
         r#"{"apiToken":"hunter2-hunter2","r2SecretKey":"typo"}"#,
     )
     .await;
-    let e = load_secrets(&config, Some(&unknown))
+    let e = load_secrets(&config, std::slice::from_ref(&unknown))
         .await
         .unwrap_err()
         .to_string();
@@ -84,7 +84,7 @@ async fn the_deployment_secret_is_read_and_checked() {
         "{e}"
     );
     let wrong_type = put_secret(&config, r#"{"apiToken": ["hunter2-hunter2"]}"#).await;
-    let e = load_secrets(&config, Some(&wrong_type))
+    let e = load_secrets(&config, std::slice::from_ref(&wrong_type))
         .await
         .unwrap_err()
         .to_string();
@@ -92,9 +92,42 @@ async fn the_deployment_secret_is_read_and_checked() {
 
     let e = load_secrets(
         &config,
-        Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf"),
+        &["arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf".to_string()],
     )
     .await
     .unwrap_err();
     assert!(e.to_string().contains("read the deployment secret"), "{e}");
+
+    // A split secret (the template's store and API secrets): merged, each field once.
+    let store = put_secret(
+        &config,
+        r#"{"r2Endpoint":"https://acc.r2.cloudflarestorage.com","r2AccessKeyId":"AKID","r2SecretAccessKey":"k","callbackSecret":"cb-0123456789abcdef"}"#,
+    )
+    .await;
+    let api = put_secret(
+        &config,
+        r#"{"apiToken":"admin-0123456789abcdef","apiReadToken":"read-0123456789abcdef"}"#,
+    )
+    .await;
+    let both = load_secrets(&config, &[store.clone(), api.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        both.api_read_token.as_deref(),
+        Some("read-0123456789abcdef")
+    );
+    assert!(both.r2().unwrap().is_some() && both.callback_secret.is_some());
+    let only_store = load_secrets(&config, std::slice::from_ref(&store)).await.unwrap();
+    assert!(
+        only_store.api_token.is_none(),
+        "the chunk function's secret holds no API token"
+    );
+    let e = load_secrets(&config, &[store.clone(), arn.clone()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("r2Endpoint is set in secret") && !e.contains("AKID"),
+        "{e}"
+    );
 }

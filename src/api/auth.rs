@@ -57,6 +57,24 @@ impl Tokens {
     }
 }
 
+/// The token of an `Authorization: Bearer …` header value.
+fn bearer(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+/// Whether an `Authorization` header value carries an accepted token (admin or read-only),
+/// compared as the API compares it. The API Gateway authorizer answers with this, so a
+/// request without a valid token never reaches the API function; the API still checks
+/// every request itself (and tells read-only tokens from admin ones).
+pub fn admits(tokens: &Tokens, authorization: Option<&str>) -> bool {
+    authorization
+        .and_then(bearer)
+        .is_some_and(|given| check(tokens, given).is_some())
+}
+
 enum Access {
     Admin,
     ReadOnly,
@@ -86,11 +104,8 @@ pub async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| t.trim().to_string());
+        .and_then(bearer)
+        .map(str::to_string);
     let unauthorized = |message: &str| {
         let mut res =
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();

@@ -26,6 +26,6 @@ pub mod schedule;
 mod start;
 
 pub use app::{router, ApiSettings, AppState};
-pub use auth::Tokens;
+pub use auth::{admits, Tokens};
 pub use error::ApiError;
 pub use limits::RateLimit;

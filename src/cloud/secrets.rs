@@ -1,6 +1,7 @@
 //! The deployment's secrets: R2's endpoint and API token, the API bearer tokens and the
-//! callback signing secret. In AWS they live in one Secrets Manager secret (a JSON
-//! object) read once at cold start; locally the same names come from the environment.
+//! callback signing secret. In AWS they live in Secrets Manager (JSON objects, one per
+//! use so each function reads only what it needs) read once at cold start; locally the
+//! same names come from the environment.
 
 use super::{sdk_error, R2Access};
 pub use crate::config::Secrets;
@@ -36,19 +37,46 @@ impl Secrets {
     }
 }
 
-/// Reads the secret `secret_id` (an ARN or name) when given, else the environment.
+/// Reads the deployment's secrets: from each of `secret_ids` (ARNs or names; a
+/// deployment may split its secret so each function reads only what it uses), merged,
+/// or from the environment when there are none. A field set in two secrets is an error.
 pub async fn load_secrets(
     config: &aws_config::SdkConfig,
-    secret_id: Option<&str>,
+    secret_ids: &[String],
 ) -> Result<Secrets, ConfigError> {
-    let Some(id) = secret_id else {
+    if secret_ids.is_empty() {
         return Ok(Secrets::read(&Env::process()));
-    };
+    }
+    let client = aws_sdk_secretsmanager::Client::new(config);
+    let mut merged = Secrets::default();
+    let mut first_source: Vec<(&'static str, &str)> = Vec::new();
+    for id in secret_ids {
+        let part = read_one(&client, id).await?;
+        for field in merged.merge(part) {
+            if let Some((_, other)) = first_source.iter().find(|(f, _)| *f == field) {
+                return Err(ConfigError::Unusable {
+                    what: format!("secret {id}"),
+                    reason: format!(
+                        "{field} is set in secret {other} too; set each field in one secret"
+                    ),
+                });
+            }
+            first_source.push((field, id));
+        }
+    }
+    Ok(merged)
+}
+
+/// Reads and parses one secret.
+async fn read_one(
+    client: &aws_sdk_secretsmanager::Client,
+    id: &str,
+) -> Result<Secrets, ConfigError> {
     let unusable = |reason: String| ConfigError::Unusable {
         what: format!("secret {id}"),
         reason,
     };
-    let out = aws_sdk_secretsmanager::Client::new(config)
+    let out = client
         .get_secret_value()
         .secret_id(id)
         .send()

@@ -36,6 +36,41 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
+    /// Takes every field `other` sets; returns the wire names of those fields, so a
+    /// caller merging several secrets can refuse a field set twice.
+    pub fn merge(&mut self, other: Secrets) -> Vec<&'static str> {
+        let mut taken = Vec::new();
+        let mut take = |mine: &mut Option<String>, theirs: Option<String>, name: &'static str| {
+            if theirs.is_some() {
+                *mine = theirs;
+                taken.push(name);
+            }
+        };
+        take(&mut self.r2_endpoint, other.r2_endpoint, "r2Endpoint");
+        take(
+            &mut self.r2_access_key_id,
+            other.r2_access_key_id,
+            "r2AccessKeyId",
+        );
+        take(
+            &mut self.r2_secret_access_key,
+            other.r2_secret_access_key,
+            "r2SecretAccessKey",
+        );
+        take(&mut self.api_token, other.api_token, "apiToken");
+        take(
+            &mut self.api_read_token,
+            other.api_read_token,
+            "apiReadToken",
+        );
+        take(
+            &mut self.callback_secret,
+            other.callback_secret,
+            "callbackSecret",
+        );
+        taken
+    }
+
     /// From `R2_ENDPOINT`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY`,
     /// `CHUNKDUMP_API_TOKEN`, `CHUNKDUMP_API_READ_TOKEN` and `CHUNKDUMP_CALLBACK_SECRET`.
     pub fn read(env: &Env) -> Self {
@@ -172,9 +207,10 @@ pub struct Deployment {
     pub store: String,
     /// `CHUNKDUMP_PROGRESS`: `dynamodb://TABLE`.
     pub progress: String,
-    /// `CHUNKDUMP_SECRET_ARN`: the deployment secret; without it [`Secrets`] come from
+    /// `CHUNKDUMP_SECRET_ARN`: the deployment's secrets, comma-separated (the template
+    /// gives each function only the ones it uses); without any, [`Secrets`] come from
     /// the environment.
-    pub secret_arn: Option<String>,
+    pub secret_arns: Vec<String>,
     /// `CHUNKDUMP_DATABASE`: the SQLite file on the EFS mount (the API function).
     pub database: Option<String>,
     /// `CHUNKDUMP_STATE_MACHINE_ARN`: the dump state machine (the API function).
@@ -194,10 +230,23 @@ impl Deployment {
                 "CHUNKDUMP_PROGRESS",
                 "where job records go (dynamodb://TABLE)",
             )?,
-            secret_arn: env.get("CHUNKDUMP_SECRET_ARN"),
+            secret_arns: Self::secret_ids(env),
             database: env.get("CHUNKDUMP_DATABASE"),
             state_machine_arn: env.get("CHUNKDUMP_STATE_MACHINE_ARN"),
         })
+    }
+
+    /// `CHUNKDUMP_SECRET_ARN`'s secrets (comma-separated ARNs or names).
+    pub fn secret_ids(env: &Env) -> Vec<String> {
+        env.get("CHUNKDUMP_SECRET_ARN")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|id| !id.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The database the API function dumps (`CHUNKDUMP_DATABASE`, required there).
@@ -255,7 +304,14 @@ mod tests {
             ("CHUNKDUMP_SECRET_ARN", ""),
         ]))
         .unwrap();
-        assert_eq!(d.secret_arn, None, "empty counts as unset");
+        assert!(d.secret_arns.is_empty(), "empty counts as unset");
+        let d = Deployment::read(&env(&[
+            ("CHUNKDUMP_STORE", "s3://b"),
+            ("CHUNKDUMP_PROGRESS", "dynamodb://t"),
+            ("CHUNKDUMP_SECRET_ARN", "arn:a, arn:b,"),
+        ]))
+        .unwrap();
+        assert_eq!(d.secret_arns, ["arn:a", "arn:b"]);
         assert_eq!(d.database().unwrap_err().name(), "CHUNKDUMP_DATABASE");
     }
 

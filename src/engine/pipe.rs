@@ -15,7 +15,7 @@
 
 use std::io;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 
@@ -56,6 +56,10 @@ pub(super) struct Pipe<'scope, 'p> {
     batch: Batch<'p>,
     /// A batch rendered inline, for reuse.
     spare: Option<Batch<'p>>,
+    /// A batch the worker had no room for (or a big one, which waits until rendered): it
+    /// is sent by [`Pipe::send_held`] once the reader has closed its read transaction,
+    /// so waiting for the worker never holds writers off (rollback-journal mode).
+    held: Option<Batch<'p>>,
 }
 
 impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
@@ -97,6 +101,7 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
             route,
             batch: Batch::default(),
             spare: None,
+            held: None,
         })
     }
 
@@ -166,6 +171,35 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
         Ok(Some(end - before))
     }
 
+    /// Whether a batch waits for the worker: the reader should end its read transaction,
+    /// then call [`Pipe::send_held`].
+    pub fn backed_up(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Sends the held batch, if any, waiting for room (and, for a big batch, until it is
+    /// rendered). Call with no read transaction open.
+    pub fn send_held(&mut self) -> io::Result<()> {
+        let (Some(batch), Route::Threaded { commands, .. }) = (self.held.take(), &self.route)
+        else {
+            return Ok(());
+        };
+        let stopped = || io::Error::other("the render worker stopped");
+        let big = batch.bytes.len() > BIG_BATCH;
+        commands
+            .send(Command::Batch(batch))
+            .map_err(|_| stopped())?;
+        if big {
+            let (answer, done) = channel();
+            commands
+                .send(Command::Settle(answer))
+                .map_err(|_| stopped())?;
+            // No answer: the worker failed and is draining; `end` says why.
+            done.recv().ok();
+        }
+        Ok(())
+    }
+
     /// Output bytes produced so far in this chunk (behind by the batches in flight).
     pub fn produced(&self) -> u64 {
         match &self.route {
@@ -185,6 +219,7 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
     /// Renders what is left and hands back the sink and what the rows left behind.
     pub fn end(mut self) -> io::Result<Rendered<'p>> {
         self.flush()?;
+        self.send_held()?;
         match self.route {
             Route::Inline(r) => Ok(r.out),
             Route::Threaded {
@@ -210,6 +245,8 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
         if self.batch.segments.is_empty() {
             return Ok(());
         }
+        // Only a caller that did not stop for a held batch (a large row's pieces) waits here.
+        self.send_held()?;
         let reused = match &self.route {
             Route::Threaded { spare, .. } => spare.try_recv().ok(),
             Route::Inline(_) => self.spare.take(),
@@ -231,16 +268,14 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
                 }
             }
             Route::Threaded { commands, .. } => {
-                commands
-                    .send(Command::Batch(batch))
-                    .map_err(|_| stopped())?;
                 if big {
-                    let (answer, done) = channel();
-                    commands
-                        .send(Command::Settle(answer))
-                        .map_err(|_| stopped())?;
-                    // No answer: the worker failed and is draining; `end` says why.
-                    done.recv().ok();
+                    self.held = Some(batch);
+                } else {
+                    match commands.try_send(Command::Batch(batch)) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(Command::Batch(batch))) => self.held = Some(batch),
+                        Err(_) => return Err(stopped()),
+                    }
                 }
             }
         }

@@ -115,7 +115,8 @@ pub(super) struct Slice {
 }
 
 /// Reads up to `limit` rows after `after` in one short read transaction, ending early
-/// after [`SLICE_MAX_TIME`], and sends them down the pipe.
+/// after [`SLICE_MAX_TIME`] or when the render worker falls behind, and sends them down
+/// the pipe.
 pub(super) fn read_slice<'s, 'p: 's>(
     conn: &Connection,
     table: &'p TableSource,
@@ -128,6 +129,8 @@ pub(super) fn read_slice<'s, 'p: 's>(
     let started = Instant::now();
     let mut unchecked_bytes = 0usize;
     let mut cut_short = false;
+    // Wait for the render worker before the read transaction, never inside it.
+    pipe.send_held().map_err(SliceError::Io)?;
     let txn = conn.unchecked_transaction()?;
     if read_schema_version(&txn)? != schema_version {
         return Err(SliceError::SchemaMoved);
@@ -206,6 +209,11 @@ pub(super) fn read_slice<'s, 'p: 's>(
         };
         first_in_table = false;
         count += 1;
+        if pipe.backed_up() && count < u64::from(limit) {
+            // The worker is behind: end the transaction before waiting for it.
+            cut_short = true;
+            break;
+        }
         // Look at the clock every 32 rows or every MiB, not on every row.
         unchecked_bytes += written;
         if (count.is_multiple_of(32) || unchecked_bytes >= 1 << 20) && count < u64::from(limit) {

@@ -246,12 +246,24 @@ pub async fn tidy_completed(objects: &dyn ObjectStore, job: &JobRecord) {
     }
 }
 
-/// Deletes the dump's snapshot copy, if it has one (best effort).
-pub(crate) fn remove_snapshot(job: &JobRecord) {
+/// Deletes the dump's snapshot copy, if it has one (best effort). Where the database is
+/// mounted read-only (the template's chunk and API functions), the copy is left to the
+/// snapshot function: its end steps remove it, and its next snapshot sweeps any left.
+pub fn remove_snapshot(job: &JobRecord) {
     if let Some(path) = &job.snapshot_path {
-        if let Err(e) = std::fs::remove_file(path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dump_id = %job.id, error = %e, "could not delete the snapshot copy");
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                tracing::debug!(dump_id = %job.id, error = %e, "the snapshot copy is left for the snapshot function");
+            }
+            Err(e) => {
+                tracing::warn!(dump_id = %job.id, error = %e, "could not delete the snapshot copy")
             }
         }
     }

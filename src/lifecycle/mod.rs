@@ -28,7 +28,7 @@ mod staging;
 pub use create::{create_dump, create_dump_as, record_snapshot, NewDump};
 pub use ending::{
     abort_abandoned_uploads, cancel_dump, delete_completed, fail_dump, fail_job, refuse_failed,
-    remove_after_end, tidy_completed,
+    remove_after_end, remove_snapshot, tidy_completed,
 };
 pub use notify::deliver_callback;
 pub use pause::{interrupt_dump, resume_dump};
