@@ -39,7 +39,7 @@ fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<D
     let elapsed = start.elapsed();
     drain.join().unwrap();
     anyhow::ensure!(
-        outcome.rows == u64::from(spec.chunk_size),
+        outcome.rows == u64::from(spec.slice_rows),
         "slice read {} rows",
         outcome.rows
     );
@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
         compression: Compression::None,
         tables: Some(vec![args[2].clone()]),
         include_schema: true,
-        chunk_size: rows,
+        slice_rows: rows,
         part_size: 8 << 20,
         snapshot: false,
         snapshot_max_block_ms: None,

@@ -27,7 +27,7 @@ pub struct ChunkOptions {
     /// Time budget of the chunk (the original request's `MAX_EXECUTION_TIME`).
     pub budget: Duration,
     /// Overrides the job's rows-per-slice (does not change the output bytes).
-    pub chunk_size: Option<u32>,
+    pub slice_rows: Option<u32>,
     /// Progress callback with totals for the whole dump, called from the export thread.
     pub progress: Option<ProgressFn>,
     /// Where snapshot dumps put their point-in-time copy (`CHUNKDUMP_SNAPSHOT_DIR`).
@@ -43,7 +43,7 @@ impl ChunkOptions {
     /// Lambda functions, `serve` and the CLI get them from.
     pub fn from_config(config: &crate::config::Config) -> Self {
         ChunkOptions {
-            budget: config.max_execution,
+            budget: config.budget,
             snapshot_dir: config.snapshot_dir.clone(),
             upload_concurrency: config.upload_concurrency as usize,
             ..Default::default()
@@ -55,7 +55,7 @@ impl Default for ChunkOptions {
     fn default() -> Self {
         ChunkOptions {
             budget: Duration::ZERO,
-            chunk_size: None,
+            slice_rows: None,
             progress: None,
             snapshot_dir: None,
             upload_concurrency: crate::config::DEFAULT_UPLOAD_CONCURRENCY,
@@ -129,8 +129,8 @@ pub async fn run_chunk(
     let started = Instant::now();
     let deadline = deadline.map_or(started + opts.budget, |d| d.min(started + opts.budget));
     let mut spec = job.spec.clone();
-    if let Some(n) = opts.chunk_size {
-        spec.chunk_size = n;
+    if let Some(n) = opts.slice_rows {
+        spec.slice_rows = n;
     }
     if let Some(copy) = &job.snapshot_path {
         spec.database = copy.clone();

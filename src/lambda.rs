@@ -81,7 +81,10 @@ pub fn chunk_tasks(common: &Common) -> Tasks {
         ..Tasks::from_config(
             common.objects.clone(),
             common.progress.clone(),
-            common.notifier.clone(),
+            common
+                .notifier
+                .clone()
+                .map(|n| Arc::new(n) as Arc<dyn crate::ports::CallbackSender>),
             &common.config,
         )
     }

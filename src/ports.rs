@@ -1,5 +1,6 @@
 //! Ports: the small interfaces between the dump's logic and what it runs on, each for
-//! one use: reading objects ([`ObjectReader`]) and writing them ([`ObjectStore`]), job
+//! one use: reading objects ([`ObjectReader`]), links to them for HTTP clients
+//! ([`DownloadLinks`]) and writing them ([`ObjectStore`]), job
 //! records ([`ProgressStore`]), the API's one-dump-per-database slots ([`StartGuard`])
 //! and rate counters ([`RateCounter`]), completion callbacks ([`CallbackSender`]), and
 //! the orchestrator that runs chunks ([`Orchestrator`]).
@@ -33,6 +34,12 @@ pub trait ObjectReader: Send + Sync {
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// A human-readable location of `key` (a file path, an `s3://` URL).
     fn locate(&self, key: &str) -> String;
+}
+
+/// Links to finished objects for HTTP clients: what the API's download route serves.
+/// Only the API asks for it; readers (verify, restore) and retention do not.
+#[async_trait]
+pub trait DownloadLinks: Send + Sync {
     /// How an HTTP client gets the finished object `key`: a presigned URL valid for
     /// `expires_in` (Lambda cannot return large bodies), or a local file to stream.
     async fn download(
@@ -48,9 +55,10 @@ pub trait ObjectReader: Send + Sync {
 }
 
 /// Writing to where dump files (and the small staging objects between chunks) are
-/// stored: multipart uploads, small objects, deletes. Everything that writes also reads.
+/// stored: multipart uploads, small objects, deletes. Everything that writes also reads
+/// and can link to what it wrote.
 #[async_trait]
-pub trait ObjectStore: ObjectReader {
+pub trait ObjectStore: ObjectReader + DownloadLinks {
     /// Starts a multipart upload of `key` whose parts (but the last) are `part_size` bytes.
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError>;
     /// Uploads part `number` (1-based). Re-uploading a number replaces it. A part larger
@@ -259,8 +267,8 @@ pub fn check_parts(parts: &[PartReceipt], part_size: u64) -> Result<u64, StoreEr
 
 /// Key of the staging object that carries a dump's unfinished tail into the chunk that
 /// starts at `version`. Deterministic, so a retried chunk finds the tail it started from.
-pub fn staging_key(prefix_id: &str, version: u64) -> String {
-    format!(".chunkdump/staging/{prefix_id}/v{version:012}")
+pub fn staging_key(dump_id: &str, version: u64) -> String {
+    format!(".chunkdump/staging/{dump_id}/v{version:012}")
 }
 
 /// Starts, stops and describes dump runs.

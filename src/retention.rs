@@ -184,7 +184,7 @@ mod tests {
             compression: crate::model::Compression::None,
             tables: None,
             include_schema: true,
-            chunk_size: 1000,
+            slice_rows: 1000,
             part_size: 8 << 20,
             snapshot: false,
             snapshot_max_block_ms: None,

@@ -13,13 +13,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::callback::Notifier;
 use crate::chunk::{run_chunk, ChunkOptions};
 use crate::error::DumpError;
 use crate::execution::execution_name;
 use crate::lifecycle::{deliver_callback, fail_dump};
 use crate::model::{validate_dump_id, JobStatus};
-use crate::ports::{ObjectStore, ProgressStore};
+use crate::ports::{CallbackSender, ObjectStore, ProgressStore};
 
 /// What a task is asked to do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -83,7 +82,8 @@ pub struct ChunkState {
 pub struct Tasks {
     pub objects: Arc<dyn ObjectStore>,
     pub progress: Arc<dyn ProgressStore>,
-    pub notifier: Option<Notifier>,
+    /// Sends completion callbacks (the adapter: `crate::callback::Notifier`).
+    pub notifier: Option<Arc<dyn CallbackSender>>,
     /// Budget, slice size and progress hook of each chunk.
     pub chunk: ChunkOptions,
     /// The breathing pause (`DUMP_BREATHING_INTERVAL`).
@@ -101,7 +101,7 @@ impl Tasks {
     pub fn from_config(
         objects: Arc<dyn ObjectStore>,
         progress: Arc<dyn ProgressStore>,
-        notifier: Option<Notifier>,
+        notifier: Option<Arc<dyn CallbackSender>>,
         config: &crate::config::Config,
     ) -> Self {
         Tasks {
@@ -151,8 +151,13 @@ impl Tasks {
             }
             TaskAction::Notify => {
                 if let Some(notifier) = &self.notifier {
-                    deliver_callback(notifier, self.progress.as_ref(), &input.dump_id, deadline)
-                        .await;
+                    deliver_callback(
+                        notifier.as_ref(),
+                        self.progress.as_ref(),
+                        &input.dump_id,
+                        deadline,
+                    )
+                    .await;
                 }
                 let job = self.progress.require(&input.dump_id).await?;
                 // The last chunk could not remove the copy where it reads read-only.
@@ -224,7 +229,13 @@ impl Tasks {
         )
         .await?;
         if let Some(notifier) = &self.notifier {
-            deliver_callback(notifier, self.progress.as_ref(), &input.dump_id, deadline).await;
+            deliver_callback(
+                notifier.as_ref(),
+                self.progress.as_ref(),
+                &input.dump_id,
+                deadline,
+            )
+            .await;
         }
         let job = self.progress.require(&input.dump_id).await?;
         Ok(serde_json::json!({"dumpId": job.id, "status": job.status}))

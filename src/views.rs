@@ -223,7 +223,7 @@ mod tests {
             compression: Compression::Gzip,
             tables: None,
             include_schema: true,
-            chunk_size: 10,
+            slice_rows: 10,
             part_size: 8 << 20,
             snapshot: false,
             snapshot_max_block_ms: None,

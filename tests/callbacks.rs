@@ -301,7 +301,7 @@ async fn failed_job_with_callback(
         compression: Compression::None,
         tables: None,
         include_schema: true,
-        chunk_size: 1000,
+        slice_rows: 1000,
         part_size: 5 << 20,
         snapshot: false,
         snapshot_max_block_ms: None,

@@ -263,7 +263,7 @@ async fn faulty_dump(
         compression: Compression::Gzip,
         tables: None,
         include_schema: true,
-        chunk_size: 2000,
+        slice_rows: 2000,
         part_size: PART,
         snapshot: false,
         snapshot_max_block_ms: None,

@@ -178,7 +178,7 @@ proptest! {
     #[test]
     fn random_databases_round_trip_and_chunking_never_changes_bytes(
         tables in prop::collection::vec(table(), 1..4),
-        chunk_size in 1u32..8,
+        slice_rows in 1u32..8,
         part_size in 64u64..2048,
         format in prop::sample::select(vec![Format::Sql, Format::Json, Format::Csv]),
         encoding in prop::sample::select(vec!["UTF-8", "UTF-8", "UTF-16le", "UTF-16be"]),
@@ -187,10 +187,10 @@ proptest! {
         let src = dir.path().join("p.db");
         build(&src, encoding, &tables);
         let reference = lib_dump(&src, format, Compression::None, 100_000, Duration::from_secs(60), 8 << 20);
-        let chunked = lib_dump(&src, format, Compression::None, chunk_size, Duration::ZERO, part_size);
+        let chunked = lib_dump(&src, format, Compression::None, slice_rows, Duration::ZERO, part_size);
         prop_assert_eq!(&chunked.files, &reference.files);
         let total_rows: usize = tables.iter().map(|t| t.rows.len()).sum();
-        prop_assert!(chunked.chunks as usize >= total_rows / chunk_size as usize);
+        prop_assert!(chunked.chunks as usize >= total_rows / slice_rows as usize);
         // Every multipart upload had equal parts (checked by the spy) of this part size.
         for (key, sizes) in &chunked.uploads {
             prop_assert!(sizes[..sizes.len() - 1].iter().all(|&s| s == part_size), "{}: {:?}", key, sizes);
@@ -278,7 +278,7 @@ proptest! {
     #[test]
     fn random_databases_restore_from_every_format(
         tables in prop::collection::vec(table(), 1..4),
-        chunk_size in 1u32..8,
+        slice_rows in 1u32..8,
         format in prop::sample::select(vec!["sql", "json", "csv"]),
         compression in prop::sample::select(vec!["none", "gzip", "zstd"]),
         encoding in prop::sample::select(vec!["UTF-8", "UTF-8", "UTF-16le", "UTF-16be"]),
@@ -287,7 +287,7 @@ proptest! {
         let src = dir.path().join("p.db");
         build(&src, encoding, &tables);
         let out = dir.path().join("out");
-        let chunk = chunk_size.to_string();
+        let chunk = slice_rows.to_string();
         let (id, _) = dump_ok(&src, &out, &["--format", format, "--compression", compression, "--chunk-size", &chunk, "--budget-ms", "0", "--breathe-ms", "0"]);
         let into = dir.path().join("restored.db");
         let o = run(&["restore", &id, "--out", out.to_str().unwrap(), "--into", into.to_str().unwrap()]);

@@ -98,7 +98,7 @@ fn round_trip(
     work: &Path,
     format: &str,
     compression: &str,
-    chunk_size: &str,
+    slice_rows: &str,
 ) -> PathBuf {
     let out = work.join(format!("out-{format}-{compression}"));
     let (id, _) = dump_ok(
@@ -110,7 +110,7 @@ fn round_trip(
             "--compression",
             compression,
             "--chunk-size",
-            chunk_size,
+            slice_rows,
             "--budget-ms",
             "0",
             "--breathe-ms",

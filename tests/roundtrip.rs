@@ -205,7 +205,7 @@ fn real_sqlite_files_from_registry_packages_round_trip() {
     for (i, src) in files.iter().enumerate() {
         let out = work.path().join(format!("out{i}"));
         // Many chunks, but few enough that the large files stay quick.
-        let chunk_size = if std::fs::metadata(src).unwrap().len() > 2 << 20 {
+        let slice_rows = if std::fs::metadata(src).unwrap().len() > 2 << 20 {
             "2000"
         } else {
             "25"
@@ -217,7 +217,7 @@ fn real_sqlite_files_from_registry_packages_round_trip() {
                 "--format",
                 "sql",
                 "--chunk-size",
-                chunk_size,
+                slice_rows,
                 "--budget-ms",
                 "0",
                 "--breathe-ms",

@@ -32,7 +32,9 @@ async fn the_deployment_secret_is_read_and_checked() {
         r#"{"r2Endpoint":"https://acc.r2.cloudflarestorage.com","r2AccessKeyId":"AKID","r2SecretAccessKey":"very-secret-value","apiToken":"admin-0123456789abcdef","callbackSecret":"cb-0123456789abcdef"}"#,
     )
     .await;
-    let secrets = load_secrets(&config, std::slice::from_ref(&arn)).await.unwrap();
+    let secrets = load_secrets(&config, std::slice::from_ref(&arn))
+        .await
+        .unwrap();
     assert_eq!(secrets.api_token.as_deref(), Some("admin-0123456789abcdef"));
     assert_eq!(secrets.api_read_token, None);
     let r2 = secrets.r2().unwrap().expect("R2 access is complete");
@@ -117,7 +119,9 @@ async fn the_deployment_secret_is_read_and_checked() {
         Some("read-0123456789abcdef")
     );
     assert!(both.r2().unwrap().is_some() && both.callback_secret.is_some());
-    let only_store = load_secrets(&config, std::slice::from_ref(&store)).await.unwrap();
+    let only_store = load_secrets(&config, std::slice::from_ref(&store))
+        .await
+        .unwrap();
     assert!(
         only_store.api_token.is_none(),
         "the chunk function's secret holds no API token"

@@ -208,7 +208,7 @@ fn spec(db: &std::path::Path) -> DumpSpec {
         compression: Compression::None,
         tables: None,
         include_schema: true,
-        chunk_size: 1000,
+        slice_rows: 1000,
         part_size: PART,
         snapshot: false,
         snapshot_max_block_ms: None,

@@ -19,7 +19,7 @@ pub struct ApiSettings {
     /// The database this server dumps.
     pub database: String,
     /// Default rows per slice (`DUMP_CHUNK_SIZE`).
-    pub chunk_size: u32,
+    pub slice_rows: u32,
     /// Default of a request's `snapshot` (`DUMP_SNAPSHOT`).
     pub snapshot: bool,
     pub part_size: u64,
@@ -42,7 +42,7 @@ impl ApiSettings {
     ) -> Self {
         ApiSettings {
             database,
-            chunk_size: dump.chunk_size,
+            slice_rows: dump.slice_rows,
             snapshot: dump.snapshot,
             part_size: api.part_size,
             download_expiry: api.download_expiry,

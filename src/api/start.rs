@@ -15,7 +15,9 @@ use crate::model::{Compression, DumpSpec, Format, JobRecord};
 pub struct StartRequest {
     format: Format,
     pub(crate) callback_url: Option<String>,
-    chunk_size: Option<u32>,
+    /// Rows per slice.
+    #[serde(rename = "chunkSize")]
+    slice_rows: Option<u32>,
     include_schema: Option<bool>,
     tables: Option<Vec<String>>,
     compression: Option<Compression>,
@@ -31,8 +33,8 @@ pub(crate) async fn start_dump(
     req: StartRequest,
     schedule: Option<&str>,
 ) -> Result<JobRecord, ApiError> {
-    let chunk_size = req.chunk_size.unwrap_or(state.settings.chunk_size);
-    if !(1..=100_000).contains(&chunk_size) {
+    let slice_rows = req.slice_rows.unwrap_or(state.settings.slice_rows);
+    if !(1..=100_000).contains(&slice_rows) {
         return Err(ApiError::bad_field(
             "chunkSize",
             "chunkSize must be between 1 and 100000",
@@ -72,7 +74,7 @@ pub(crate) async fn start_dump(
         compression: req.compression.unwrap_or_default(),
         tables: req.tables,
         include_schema: req.include_schema.unwrap_or(true),
-        chunk_size,
+        slice_rows,
         part_size: state.settings.part_size,
         snapshot: req.snapshot.unwrap_or(state.settings.snapshot),
         snapshot_max_block_ms: req.snapshot_max_block_ms,

@@ -81,9 +81,9 @@ pub enum CompressionArg {
 /// Tuning that does not change the output bytes.
 #[derive(Debug, Args)]
 pub struct Tuning {
-    /// Rows per short read transaction [env: DUMP_CHUNK_SIZE, default 1000].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub chunk_size: Option<u32>,
+    /// Rows per slice, one short read transaction [env: DUMP_CHUNK_SIZE, default 1000].
+    #[arg(long = "chunk-size", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub slice_rows: Option<u32>,
     /// Time budget of one chunk in ms [env: MAX_EXECUTION_TIME, default 25000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=900_000))]
     pub budget_ms: Option<u64>,

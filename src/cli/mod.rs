@@ -11,7 +11,9 @@ mod progress_bar;
 mod prune;
 mod restore;
 mod run;
+mod setup;
 mod stores;
+mod verify;
 
 pub use args::*;
 

@@ -1,10 +1,8 @@
 //! Each command, run: dump, resume, status, verify, prune, setup, serve and schedule ticks.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::chunk::ChunkOptions;
 use crate::config::Config;
@@ -28,7 +26,7 @@ pub(super) fn chunk_options(
     if let Some(ms) = t.budget_ms {
         opts.budget = Duration::from_millis(ms);
     }
-    opts.chunk_size = t.chunk_size;
+    opts.slice_rows = t.slice_rows;
     opts.progress = Some(reporter.hook());
     opts.snapshot_dir = Some(
         cfg.snapshot_dir
@@ -55,199 +53,113 @@ pub(super) fn limit_new_files_to(database: &Path) -> Result<(), DumpError> {
 pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::from_env()?;
     match cli.command {
-        Command::Dump(args) => {
-            let database = std::fs::canonicalize(&args.db).map_err(|e| DumpError::Database {
-                path: args.db.display().to_string(),
-                message: format!("cannot open: {e}"),
-            })?;
-            limit_new_files_to(&database)?;
-            let stores = open_stores(&args.location, Access::ReadWrite).await?;
-            let spec = DumpSpec {
-                database: database.display().to_string(),
-                format: match args.format {
-                    FormatArg::Sql => Format::Sql,
-                    FormatArg::Csv => Format::Csv,
-                    FormatArg::Json => Format::Json,
-                },
-                compression: match args.compression {
-                    CompressionArg::None => Compression::None,
-                    CompressionArg::Gzip => Compression::Gzip,
-                    CompressionArg::Zstd => Compression::Zstd,
-                },
-                tables: args.tables.clone(),
-                include_schema: !args.no_schema,
-                chunk_size: args.tuning.chunk_size.unwrap_or(cfg.chunk_size),
-                part_size: args.part_size,
-                snapshot: args.snapshot || cfg.snapshot,
-                snapshot_max_block_ms: Some(args.snapshot_max_block_ms),
-            };
-            let job = create_dump(stores.progress.as_ref(), spec, args.id.clone()).await?;
-            finish(&stores, &args.location, &job, &args.tuning, &cfg).await
-        }
-        Command::Resume(args) => {
-            let stores = open_stores(&args.location, Access::ReadWrite).await?;
-            let job = stores.progress.require(&args.id).await?;
-            // Files made from here on are at most as readable as the database (if it is
-            // gone, the resumed chunk fails on it anyway).
-            let _ = limit_new_files_to(Path::new(&job.spec.database));
-            finish(&stores, &args.location, &job, &args.tuning, &cfg).await
-        }
-        Command::Status(args) => {
-            let stores = open_stores(&args.location, Access::ReadOnly).await?;
-            let job = stores.progress.require(&args.id).await?;
-            let mut view = crate::views::StatusView::new(&job, chrono::Utc::now());
-            if stores.is_interrupted(&job) {
-                // Paused, or its runner is gone: say so, and how to go on, instead of
-                // `processing` with an estimated completion that will not come.
-                view = view.interrupted(resume_command(&job.id, &args.location));
-            }
-            println!("{}", serde_json::to_string_pretty(&view)?);
-            Ok(())
-        }
-        Command::Serve(args) => {
-            let env = crate::config::Env::process();
-            let secrets = crate::config::Secrets::read(&env);
-            let tokens = crate::api::Tokens::from_secrets(&secrets)?;
-            let database = std::fs::canonicalize(&args.db).map_err(|e| DumpError::Database {
-                path: args.db.display().to_string(),
-                message: format!("cannot open: {e}"),
-            })?;
-            limit_new_files_to(&database)?;
-            let stores = open_stores(&args.location, Access::ReadWrite).await?;
-            let mut cfg = cfg;
-            cfg.snapshot_dir.get_or_insert(stores.snapshot_dir.clone());
-            let schedule = match &args.schedule {
-                Some(expr) => Some(schedule_of(expr, args.schedule_input.as_deref())?),
-                None => None,
-            };
-            let opts = crate::serve::ServeOptions {
-                database: database.display().to_string(),
-                listen: args.listen,
-                config: cfg,
-                api: crate::config::ApiConfig {
-                    part_size: args.part_size,
-                    ..crate::config::ApiConfig::read(&env)?
-                },
-                callbacks: crate::config::CallbackConfig::read(&env),
-                callback_secret: secrets.callback_secret.clone(),
-                listener: crate::config::ListenerConfig::read(&env)?,
-                lock_dir: Some(stores.lock_dir.clone()),
-                schedule,
-            };
-            crate::serve::serve(
-                stores.objects,
-                stores.progress,
-                stores.guard,
-                stores.rates,
-                tokens,
-                opts,
-            )
-            .await
-        }
-        Command::Verify(args) => {
-            let bar = std::io::stderr().is_terminal().then(|| {
-                let bar = ProgressBar::new(0);
-                bar.set_style(
-                    ProgressStyle::with_template("verify {bytes} {bytes_per_sec}")
-                        .expect("valid template"),
-                );
-                bar
-            });
-            let tick = |n: u64| {
-                if let Some(b) = &bar {
-                    b.set_position(n)
-                }
-            };
-            let (what, report) = match (&args.manifest, &args.id) {
-                (Some(path), _) => (
-                    path.display().to_string(),
-                    crate::verify::verify_manifest_file(path, args.against.as_deref(), &tick)
-                        .await?,
-                ),
-                (None, Some(id)) => {
-                    let location = Location {
-                        out: args.out.clone(),
-                        store: args.store.clone(),
-                        progress: args.progress.clone(),
-                    };
-                    let stores = open_stores(&location, Access::ReadOnly).await?;
-                    let job = stores.progress.require(id).await?;
-                    if job.status != JobStatus::Completed {
-                        let message = "only a completed dump can be verified".into();
-                        return Err(DumpError::WrongState {
-                            id: job.id.clone(),
-                            status: job.status,
-                            message,
-                        }
-                        .into());
-                    }
-                    (
-                        job.id.clone(),
-                        crate::verify::verify(
-                            stores.objects.as_ref(),
-                            &job,
-                            args.against.as_deref(),
-                            &tick,
-                        )
-                        .await?,
-                    )
-                }
-                (None, None) => {
-                    return Err(DumpError::InvalidRequest(
-                        "give a dump id, or --manifest PATH".into(),
-                    )
-                    .into())
-                }
-            };
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
-            if report.problems.is_empty() {
-                println!(
-                    "ok: {} files and {} tables match the manifest of {what}",
-                    report.files, report.tables
-                );
-                Ok(())
-            } else {
-                for p in &report.problems {
-                    println!("{p}");
-                }
-                Err(anyhow::anyhow!(
-                    "{what} does not match its manifest ({} problems)",
-                    report.problems.len()
-                ))
-            }
-        }
+        Command::Dump(args) => dump(args, &cfg).await,
+        Command::Resume(args) => resume(args, &cfg).await,
+        Command::Status(args) => status(args).await,
+        Command::Serve(args) => serve(args, cfg).await,
+        Command::Verify(args) => super::verify::run(args).await,
         Command::Prune(args) => prune::run(args).await,
         Command::Restore(args) => restore::run(args).await,
         Command::List(args) => list::run(args).await,
-        Command::Setup(args) => {
-            // Both URLs are checked before any AWS setup.
-            if let Some(progress) = &args.progress {
-                crate::cloud::DynamoProgress::check_url(progress)?;
-            }
-            let (store, aws) =
-                super::stores::object_store(&args.store, args.progress.is_some()).await?;
-            store.ensure_bucket().await?;
-            match &args.progress {
-                Some(progress) => {
-                    let config = match aws {
-                        Some(config) => config,
-                        None => crate::cloud::load_aws_config().await,
-                    };
-                    crate::cloud::DynamoProgress::new(&config, progress)?
-                        .ensure_table()
-                        .await?;
-                    println!("ready: {} and {progress}", args.store);
-                }
-                None => println!(
-                    "ready: {} (progress stays in a local file; nothing to set up for it)",
-                    args.store
-                ),
-            }
-            Ok(())
-        }
+        Command::Setup(args) => super::setup::run(args).await,
     }
+}
+
+/// `chunkdump dump`: a new dump of the database, run to its end.
+async fn dump(args: DumpArgs, cfg: &Config) -> anyhow::Result<()> {
+    let database = std::fs::canonicalize(&args.db).map_err(|e| DumpError::Database {
+        path: args.db.display().to_string(),
+        message: format!("cannot open: {e}"),
+    })?;
+    limit_new_files_to(&database)?;
+    let stores = open_stores(&args.location, Access::ReadWrite).await?;
+    let spec = DumpSpec {
+        database: database.display().to_string(),
+        format: match args.format {
+            FormatArg::Sql => Format::Sql,
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Json => Format::Json,
+        },
+        compression: match args.compression {
+            CompressionArg::None => Compression::None,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+        },
+        tables: args.tables.clone(),
+        include_schema: !args.no_schema,
+        slice_rows: args.tuning.slice_rows.unwrap_or(cfg.slice_rows),
+        part_size: args.part_size,
+        snapshot: args.snapshot || cfg.snapshot,
+        snapshot_max_block_ms: Some(args.snapshot_max_block_ms),
+    };
+    let job = create_dump(stores.progress.as_ref(), spec, args.id.clone()).await?;
+    finish(&stores, &args.location, &job, &args.tuning, cfg).await
+}
+
+/// `chunkdump resume`: an unfinished dump, run on from its last committed chunk.
+async fn resume(args: ResumeArgs, cfg: &Config) -> anyhow::Result<()> {
+    let stores = open_stores(&args.location, Access::ReadWrite).await?;
+    let job = stores.progress.require(&args.id).await?;
+    // Files made from here on are at most as readable as the database (if it is
+    // gone, the resumed chunk fails on it anyway).
+    let _ = limit_new_files_to(Path::new(&job.spec.database));
+    finish(&stores, &args.location, &job, &args.tuning, cfg).await
+}
+
+/// `chunkdump status`: a dump's status, as the API shows it.
+async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let stores = open_stores(&args.location, Access::ReadOnly).await?;
+    let job = stores.progress.require(&args.id).await?;
+    let mut view = crate::views::StatusView::new(&job, chrono::Utc::now());
+    if stores.is_interrupted(&job) {
+        // Paused, or its runner is gone: say so, and how to go on, instead of
+        // `processing` with an estimated completion that will not come.
+        view = view.interrupted(resume_command(&job.id, &args.location));
+    }
+    println!("{}", serde_json::to_string_pretty(&view)?);
+    Ok(())
+}
+
+/// `chunkdump serve`: the HTTP API on a local socket, with the local runner (and schedule).
+async fn serve(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
+    let env = crate::config::Env::process();
+    let secrets = crate::config::Secrets::read(&env);
+    let tokens = crate::api::Tokens::from_secrets(&secrets)?;
+    let database = std::fs::canonicalize(&args.db).map_err(|e| DumpError::Database {
+        path: args.db.display().to_string(),
+        message: format!("cannot open: {e}"),
+    })?;
+    limit_new_files_to(&database)?;
+    let stores = open_stores(&args.location, Access::ReadWrite).await?;
+    let mut cfg = cfg;
+    cfg.snapshot_dir.get_or_insert(stores.snapshot_dir.clone());
+    let schedule = match &args.schedule {
+        Some(expr) => Some(schedule_of(expr, args.schedule_input.as_deref())?),
+        None => None,
+    };
+    let opts = crate::serve::ServeOptions {
+        database: database.display().to_string(),
+        listen: args.listen,
+        config: cfg,
+        api: crate::config::ApiConfig {
+            part_size: args.part_size,
+            ..crate::config::ApiConfig::read(&env)?
+        },
+        callbacks: crate::config::CallbackConfig::read(&env),
+        callback_secret: secrets.callback_secret.clone(),
+        listener: crate::config::ListenerConfig::read(&env)?,
+        lock_dir: Some(stores.lock_dir.clone()),
+        schedule,
+    };
+    crate::serve::serve(
+        stores.objects,
+        stores.progress,
+        stores.guard,
+        stores.rates,
+        tokens,
+        opts,
+    )
+    .await
 }
 
 /// Parses `--schedule` and `--schedule-input` (errors name the flag).

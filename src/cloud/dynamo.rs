@@ -1,4 +1,5 @@
-//! `ProgressStore` on DynamoDB.
+//! `ProgressStore` on DynamoDB (the start guard's slots and the rate counters, in the
+//! same table, are `dynamo_slots`).
 //!
 //! One item per dump, keyed by `id`: the job record as JSON in `body` (kept small by
 //! design), `version` for conditional writes, `expires_at` (epoch seconds) as the TTL
@@ -18,7 +19,7 @@ use aws_sdk_dynamodb::Client;
 use super::{parse_url, sdk_error, sdk_failure};
 use crate::error::StoreError;
 use crate::model::JobRecord;
-use crate::ports::{ProgressStore, RateCounter, StartGuard};
+use crate::ports::ProgressStore;
 
 const INDEX: &str = "by_created";
 const KIND: &str = "dump";
@@ -26,20 +27,20 @@ const KIND: &str = "dump";
 /// Job records in a DynamoDB table.
 #[derive(Clone, Debug)]
 pub struct DynamoProgress {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
     ttl: Option<Duration>,
 }
 
-fn now_secs() -> i64 {
+pub(super) fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn n(v: i64) -> AttributeValue {
+pub(super) fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(super) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
@@ -205,7 +206,7 @@ impl DynamoProgress {
     }
 
     /// Maps a failed call on the table; a missing table says how to create it.
-    fn table_error<E>(
+    pub(super) fn table_error<E>(
         &self,
         context: &str,
         err: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
@@ -333,94 +334,5 @@ impl ProgressStore for DynamoProgress {
         }
         jobs.truncate(limit);
         Ok(jobs)
-    }
-}
-
-#[async_trait]
-impl StartGuard for DynamoProgress {
-    async fn claim(
-        &self,
-        slot: &str,
-        holder: &str,
-        replacing: Option<&str>,
-    ) -> Result<Option<String>, StoreError> {
-        // Slot items have no `kind`/`created_at`, so the by_created index never sees them.
-        let id = format!("slot#{slot}");
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("id", s(&id))
-            .item("holder", s(holder))
-            .condition_expression(
-                "attribute_not_exists(id) OR holder = :replacing OR holder = :holder",
-            )
-            .expression_attribute_values(":replacing", s(replacing.unwrap_or("")))
-            .expression_attribute_values(":holder", s(holder))
-            .send()
-            .await;
-        match result.map_err(|e| self.table_error(&id, e)) {
-            Ok(_) => Ok(None),
-            Err(StoreError::Conflict { .. }) => {
-                let out = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("id", s(&id))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(&id, e))?;
-                let current = out
-                    .item()
-                    .and_then(|i| i.get("holder"))
-                    .and_then(|v| v.as_s().ok())
-                    .cloned();
-                // Released between the two calls: report it as held by nobody we know.
-                Ok(Some(current.unwrap_or_default()))
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
-#[async_trait]
-impl RateCounter for DynamoProgress {
-    async fn count_in_window(
-        &self,
-        key: &str,
-        window: Duration,
-        delta: i64,
-    ) -> Result<(u64, u64), StoreError> {
-        let now = now_secs();
-        let (start, end) = crate::ports::window_bounds(now, window);
-        let id = format!("rate#{key}#{start}");
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", s(&id))
-            .update_expression("ADD hits :delta SET expires_at = :expires")
-            .expression_attribute_values(":delta", n(delta))
-            .expression_attribute_values(":expires", n(end + 60))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew);
-        if delta < 0 {
-            // Giving back never takes a counter below zero.
-            update = update
-                .condition_expression("hits >= :need")
-                .expression_attribute_values(":need", n(-delta));
-        }
-        let out = match update.send().await.map_err(|e| self.table_error(&id, e)) {
-            Ok(out) => out,
-            Err(StoreError::Conflict { .. }) => return Ok((0, (end - now) as u64)),
-            Err(e) => return Err(e),
-        };
-        let count: i64 = out
-            .attributes()
-            .and_then(|a| a.get("hits"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(delta);
-        Ok((count.max(0) as u64, (end - now) as u64))
     }
 }

@@ -4,7 +4,9 @@
 //! `AWS_REGION`, default `auto` as R2 wants), and Step Functions as the orchestrator.
 
 mod dynamo;
+mod dynamo_slots;
 mod s3;
+mod s3_write;
 #[cfg(feature = "sfn")]
 mod sfn;
 

@@ -1,4 +1,5 @@
-//! `ObjectStore` on S3-compatible storage (Cloudflare R2 through its S3 endpoint).
+//! `ObjectReader` on S3-compatible storage (Cloudflare R2 through its S3 endpoint): the
+//! store, its setup and reads; its writes (multipart uploads, puts, deletes) are `s3_write`.
 //!
 //! Path-style addressing, checksums only when an operation requires them (R2 rejected
 //! the SDK's default CRC headers), fixed-size parts checked before R2 would refuse them.
@@ -8,21 +9,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use bytes::Bytes;
 
 use super::{parse_url, sdk_failure};
 use crate::error::StoreError;
-use crate::model::{PartReceipt, PendingUpload, UploadHandle};
-use crate::ports::{check_key, check_parts, Download, ObjectReader, ObjectStore};
+use crate::ports::{check_key, Download, DownloadLinks, ObjectReader};
 
 /// A bucket (and key prefix) on an S3-compatible service.
 #[derive(Clone, Debug)]
 pub struct S3Store {
-    client: Client,
-    bucket: String,
+    pub(super) client: Client,
+    pub(super) bucket: String,
     prefix: String,
     /// Where requests go, for error messages: the endpoint URL, or AWS S3's region.
     endpoint: String,
@@ -31,7 +28,7 @@ pub struct S3Store {
 impl S3Store {
     /// `prefix` under the store's own prefix, and how many bytes of a listed key to strip
     /// to get back the store's key.
-    fn scoped(&self, prefix: &str) -> (String, usize) {
+    pub(super) fn scoped(&self, prefix: &str) -> (String, usize) {
         if self.prefix.is_empty() {
             (prefix.to_string(), 0)
         } else {
@@ -92,7 +89,7 @@ impl S3Store {
     }
 
     /// `sdk_failure` with the endpoint named after `context`.
-    fn failure<E>(
+    pub(super) fn failure<E>(
         &self,
         context: &str,
         err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
@@ -104,7 +101,7 @@ impl S3Store {
     }
 
     /// `sdk_error` with the endpoint named after `context`.
-    fn error<E>(
+    pub(super) fn error<E>(
         &self,
         context: &str,
         err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
@@ -115,7 +112,7 @@ impl S3Store {
         self.failure(context, err).error
     }
 
-    fn full_key(&self, key: &str) -> Result<String, StoreError> {
+    pub(super) fn full_key(&self, key: &str) -> Result<String, StoreError> {
         check_key(key)?;
         Ok(if self.prefix.is_empty() {
             key.to_string()
@@ -287,9 +284,6 @@ impl ObjectReader for S3Store {
         })?;
         Ok(Some(body.into_bytes().to_vec()))
     }
-    async fn download(&self, key: &str, expires_in: Duration) -> Result<Download, StoreError> {
-        Ok(Download::Redirect(self.presign_get(key, expires_in).await?))
-    }
     fn locate(&self, key: &str) -> String {
         match self.full_key(key) {
             Ok(full) => format!("s3://{}/{full}", self.bucket),
@@ -299,196 +293,8 @@ impl ObjectReader for S3Store {
 }
 
 #[async_trait]
-impl ObjectStore for S3Store {
-    async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
-        let full = self.full_key(key)?;
-        let out = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| self.error(&format!("create upload of s3://{}/{full}", self.bucket), e))?;
-        let upload_id = out
-            .upload_id()
-            .ok_or_else(|| StoreError::Permanent("store returned no upload id".into()))?;
-        Ok(UploadHandle {
-            upload_id: upload_id.to_string(),
-            part_size,
-        })
-    }
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload: &UploadHandle,
-        number: u32,
-        bytes: Bytes,
-    ) -> Result<PartReceipt, StoreError> {
-        let full = self.full_key(key)?;
-        if !(1..=10_000).contains(&number) {
-            return Err(StoreError::Invalid(format!(
-                "part number {number} outside 1..=10000"
-            )));
-        }
-        let size = bytes.len() as u64;
-        if size > upload.part_size {
-            return Err(StoreError::Invalid(format!(
-                "part {number} has {size} bytes, more than the part size {}",
-                upload.part_size
-            )));
-        }
-        let out = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&full)
-            .upload_id(&upload.upload_id)
-            .part_number(number as i32)
-            .content_length(size as i64)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(|e| {
-                self.error(
-                    &format!("upload part {number} of s3://{}/{full}", self.bucket),
-                    e,
-                )
-            })?;
-        let etag = out
-            .e_tag()
-            .ok_or_else(|| StoreError::Permanent(format!("no ETag for part {number}")))?;
-        Ok(PartReceipt {
-            number,
-            etag: etag.to_string(),
-            size,
-            sha256: String::new(),
-        })
-    }
-    async fn complete_upload(
-        &self,
-        key: &str,
-        upload: &UploadHandle,
-        parts: &[PartReceipt],
-    ) -> Result<u64, StoreError> {
-        let full = self.full_key(key)?;
-        let total = check_parts(parts, upload.part_size)?;
-        let completed: Vec<CompletedPart> = parts
-            .iter()
-            .map(|p| {
-                CompletedPart::builder()
-                    .part_number(p.number as i32)
-                    .e_tag(&p.etag)
-                    .build()
-            })
-            .collect();
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&full)
-            .upload_id(&upload.upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| {
-                self.error(
-                    &format!("complete upload of s3://{}/{full}", self.bucket),
-                    e,
-                )
-            })?;
-        Ok(total)
-    }
-    async fn abort_upload(&self, key: &str, upload: &UploadHandle) -> Result<(), StoreError> {
-        let full = self.full_key(key)?;
-        let result = self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&full)
-            .upload_id(&upload.upload_id)
-            .send()
-            .await;
-        match result
-            .map_err(|e| self.error(&format!("abort upload of s3://{}/{full}", self.bucket), e))
-        {
-            Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-    async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
-        let (full, strip) = self.scoped(prefix);
-        let (mut found, mut key_marker, mut id_marker) =
-            (Vec::new(), None::<String>, None::<String>);
-        loop {
-            let out = self
-                .client
-                .list_multipart_uploads()
-                .bucket(&self.bucket)
-                .prefix(&full)
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    self.error(
-                        &format!("list uploads under s3://{}/{full}", self.bucket),
-                        e,
-                    )
-                })?;
-            for u in out.uploads() {
-                if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
-                    if key.len() >= strip {
-                        found.push(PendingUpload {
-                            key: key[strip..].to_string(),
-                            handle: UploadHandle {
-                                upload_id: id.to_string(),
-                                part_size: 0,
-                            },
-                        });
-                    }
-                }
-            }
-            if out.is_truncated() != Some(true) {
-                return Ok(found);
-            }
-            key_marker = out.next_key_marker().map(str::to_string);
-            id_marker = out.next_upload_id_marker().map(str::to_string);
-            if key_marker.is_none() && id_marker.is_none() {
-                return Ok(found);
-            }
-        }
-    }
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        let full = self.full_key(key)?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(|e| self.error(&format!("put s3://{}/{full}", self.bucket), e))?;
-        Ok(())
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let full = self.full_key(key)?;
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match self.error(&format!("delete s3://{}/{full}", self.bucket), e) {
-                StoreError::NotFound(_) => Ok(()),
-                other => Err(other),
-            },
-        }
+impl DownloadLinks for S3Store {
+    async fn download(&self, key: &str, expires_in: Duration) -> Result<Download, StoreError> {
+        Ok(Download::Redirect(self.presign_get(key, expires_in).await?))
     }
 }

@@ -162,11 +162,11 @@ pub const MAX_PART_SIZE: u64 = 5 << 30;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `DUMP_CHUNK_SIZE`: rows per read slice (default 1000, 1..=100000).
-    pub chunk_size: u32,
+    pub slice_rows: u32,
     /// `DUMP_BREATHING_INTERVAL`: pause between chunks (ms, default 5000, at most 1 h).
     pub breathing: Duration,
     /// `MAX_EXECUTION_TIME`: time budget of a chunk (ms, default 25000, at most 15 min).
-    pub max_execution: Duration,
+    pub budget: Duration,
     /// `CHUNKDUMP_CHUNKS_PER_EXECUTION`: chunks before the state machine continues as a
     /// new execution (default 1000, 1..=2000; see [`DEFAULT_CHUNKS_PER_EXECUTION`]).
     pub chunks_per_execution: u32,
@@ -186,9 +186,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            chunk_size: 1000,
+            slice_rows: 1000,
             breathing: Duration::from_millis(5000),
-            max_execution: Duration::from_millis(25000),
+            budget: Duration::from_millis(25000),
             chunks_per_execution: DEFAULT_CHUNKS_PER_EXECUTION,
             snapshot: false,
             snapshot_dir: None,
@@ -212,17 +212,13 @@ impl Config {
     /// Reads the dump settings from `env`.
     pub fn read(env: &Env) -> Result<Self, ConfigError> {
         Ok(Config {
-            chunk_size: env.number("DUMP_CHUNK_SIZE", 1000, 1..=100_000)? as u32,
+            slice_rows: env.number("DUMP_CHUNK_SIZE", 1000, 1..=100_000)? as u32,
             breathing: Duration::from_millis(env.number(
                 "DUMP_BREATHING_INTERVAL",
                 5000,
                 0..=3_600_000,
             )?),
-            max_execution: Duration::from_millis(env.number(
-                "MAX_EXECUTION_TIME",
-                25000,
-                0..=900_000,
-            )?),
+            budget: Duration::from_millis(env.number("MAX_EXECUTION_TIME", 25000, 0..=900_000)?),
             chunks_per_execution: env.number(
                 "CHUNKDUMP_CHUNKS_PER_EXECUTION",
                 u64::from(DEFAULT_CHUNKS_PER_EXECUTION),
@@ -255,7 +251,7 @@ mod tests {
         assert_eq!(Config::from_lookup(&|_| None).unwrap(), Config::default());
         let c =
             Config::from_lookup(&|n| (n == "DUMP_CHUNK_SIZE").then(|| "50".to_string())).unwrap();
-        assert_eq!(c.chunk_size, 50);
+        assert_eq!(c.slice_rows, 50);
         let e = Config::from_lookup(&|n| (n == "MAX_EXECUTION_TIME").then(|| "soon".to_string()))
             .unwrap_err();
         assert_eq!(e.name(), "MAX_EXECUTION_TIME");

@@ -1,12 +1,14 @@
 //! The pure export engine: rusqlite and the output channel, no storage or cloud types.
 //!
 //! [`plan`] turns the schema into objects and steps, [`render`] encodes values,
-//! [`output`] cuts bytes into fixed-size parts, [`export`] runs one chunk, reading
-//! slices of rows (`slice`) on one thread and rendering them on another (`pipe`, the
-//! reader's end; `worker`, the renderer).
+//! [`output`] cuts bytes into fixed-size parts (in `buffers` a pool lends), [`export`]
+//! runs one chunk, reading slices of rows (`slice`) on one thread and rendering them on
+//! another (`pipe`, the reader's end; `worker`, the renderer); `count` totals the rows.
 
+mod buffers;
 pub mod census;
 pub mod consistency;
+mod count;
 pub mod digest;
 pub mod export;
 mod generated;

@@ -56,9 +56,9 @@ pub fn cached_plan(
     dump_id: &str,
     schema_version: i64,
 ) -> Result<Arc<Plan>, DumpError> {
-    // chunk_size does not shape the plan, and a chunk may override it.
+    // slice_rows does not shape the plan, and a chunk may override it.
     let shape = DumpSpec {
-        chunk_size: 0,
+        slice_rows: 0,
         ..spec.clone()
     };
     let key = PlanKey {

@@ -46,7 +46,7 @@ pub async fn create_dump_as(
     new: NewDump,
 ) -> Result<JobRecord, DumpError> {
     let id = new.id;
-    if spec.chunk_size == 0 || spec.part_size == 0 {
+    if spec.slice_rows == 0 || spec.part_size == 0 {
         return Err(DumpError::InvalidRequest(
             "chunk size and part size must be positive".into(),
         ));

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::blocking;
 use crate::error::StoreError;
 use crate::model::{PartReceipt, PendingUpload, UploadHandle};
-use crate::ports::{check_key, check_parts, Download, ObjectReader, ObjectStore};
+use crate::ports::{check_key, check_parts, Download, DownloadLinks, ObjectReader, ObjectStore};
 
 /// A directory used as an object store.
 #[derive(Debug, Clone)]
@@ -180,6 +180,10 @@ impl ObjectReader for DirStore {
     fn locate(&self, key: &str) -> String {
         self.root.join(key).display().to_string()
     }
+}
+
+#[async_trait]
+impl DownloadLinks for DirStore {
     async fn download(
         &self,
         key: &str,

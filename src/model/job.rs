@@ -301,7 +301,7 @@ mod tests {
             compression: Compression::Zstd,
             tables: None,
             include_schema: true,
-            chunk_size: 1000,
+            slice_rows: 1000,
             part_size: 8 << 20,
             snapshot: false,
             snapshot_max_block_ms: None,

@@ -94,8 +94,10 @@ pub struct DumpSpec {
     pub tables: Option<Vec<String>>,
     /// Include CREATE statements, indexes, triggers, views (SQL format only).
     pub include_schema: bool,
-    /// Rows read per short read transaction (the original request's `chunkSize`).
-    pub chunk_size: u32,
+    /// Rows read per slice, one short read transaction (on the wire the original
+    /// request's `chunkSize`).
+    #[serde(rename = "chunkSize")]
+    pub slice_rows: u32,
     /// Size of every multipart part but the last, in bytes.
     pub part_size: u64,
     /// Dump a point-in-time copy of the database (see `engine::snapshot`) instead of the

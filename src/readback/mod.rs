@@ -107,7 +107,7 @@ pub(crate) fn spec_of(manifest: &crate::manifest::Manifest) -> crate::model::Dum
         compression: manifest.compression,
         tables: None,
         include_schema: true,
-        chunk_size: 1000,
+        slice_rows: 1000,
         part_size: manifest.part_size,
         snapshot: manifest.consistency.snapshot,
         snapshot_max_block_ms: None,
@@ -120,7 +120,7 @@ pub(crate) fn digests_of(spec: &DumpSpec) -> Result<Vec<TableDigest>, DumpError>
     let drain = std::thread::spawn(move || while rx.blocking_recv().is_some() {});
     let input = ExportInput {
         spec: DumpSpec {
-            chunk_size: 10_000,
+            slice_rows: 10_000,
             part_size: 1 << 20,
             compression: Compression::None,
             ..spec.clone()

@@ -13,6 +13,7 @@
 //!    hash that differs is a warning naming the table, as CSV carries no storage
 //!    classes). Only then is it synced and renamed to `--into`.
 
+mod insert;
 mod load;
 mod target;
 
@@ -151,7 +152,7 @@ pub async fn restore(
     let mut warnings = Vec::new();
     if manifest.format == Format::Csv {
         let names: Vec<String> = wanted.iter().map(|t| t.table.clone()).collect();
-        warnings = load::csv_rowid_warnings(&conn, &names).map_err(DumpError::Internal)?;
+        warnings = insert::csv_rowid_warnings(&conn, &names).map_err(DumpError::Internal)?;
     }
     conn.close()
         .map_err(|(_, e)| DumpError::from_sqlite(&target.temp.display().to_string(), e))?;

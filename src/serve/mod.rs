@@ -52,7 +52,9 @@ pub async fn serve(
     let tasks = Tasks::from_config(
         objects.clone(),
         progress.clone(),
-        notifier.clone(),
+        notifier
+            .clone()
+            .map(|n| Arc::new(n) as Arc<dyn crate::ports::CallbackSender>),
         &opts.config,
     );
     let mut runner = LocalRunner::new(tasks)?;

@@ -64,7 +64,9 @@ pub async fn start_server_at(
     let tasks = chunkdump::tasks::Tasks {
         objects: objects.clone(),
         progress: progress.clone(),
-        notifier: notifier.clone(),
+        notifier: notifier
+            .clone()
+            .map(|n| Arc::new(n) as Arc<dyn chunkdump::ports::CallbackSender>),
         chunk: ChunkOptions {
             budget,
             snapshot_dir: Some(out.join(".chunkdump/snapshots")),
@@ -87,7 +89,7 @@ pub async fn start_server_at(
         tokens: Tokens::new(ADMIN, Some(READER)).unwrap(),
         settings: ApiSettings {
             database: db.display().to_string(),
-            chunk_size: 50,
+            slice_rows: 50,
             snapshot: false,
             part_size: 8 << 20,
             download_expiry: Duration::from_secs(60),
@@ -121,7 +123,7 @@ pub async fn serve(state: AppState) -> String {
 pub fn settings(db: &Path, part_size: u64) -> ApiSettings {
     ApiSettings {
         database: db.display().to_string(),
-        chunk_size: 1000,
+        slice_rows: 1000,
         snapshot: false,
         part_size,
         download_expiry: Duration::from_secs(300),

@@ -49,6 +49,9 @@ impl<S: ObjectStore> ObjectReader for SpyStore<S> {
 }
 
 #[async_trait]
+impl<S: ObjectStore> chunkdump::ports::DownloadLinks for SpyStore<S> {}
+
+#[async_trait]
 impl<S: ObjectStore> ObjectStore for SpyStore<S> {
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
         self.inner.create_upload(key, part_size).await
@@ -173,6 +176,9 @@ impl<S: ObjectStore> ObjectReader for FaultyStore<S> {
 }
 
 #[async_trait]
+impl<S: ObjectStore> chunkdump::ports::DownloadLinks for FaultyStore<S> {}
+
+#[async_trait]
 impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
         self.fault("create_upload")?;
@@ -255,7 +261,7 @@ pub fn lib_dump(
     db: &Path,
     format: Format,
     compression: Compression,
-    chunk_size: u32,
+    slice_rows: u32,
     budget: Duration,
     part_size: u64,
 ) -> LibDump {
@@ -275,7 +281,7 @@ pub fn lib_dump(
             db,
             format,
             compression,
-            chunk_size,
+            slice_rows,
             budget,
             part_size,
         )
@@ -291,7 +297,7 @@ pub async fn lib_dump_to<S: ObjectStore + 'static>(
     db: &Path,
     format: Format,
     compression: Compression,
-    chunk_size: u32,
+    slice_rows: u32,
     budget: Duration,
     part_size: u64,
 ) -> LibDump {
@@ -302,7 +308,7 @@ pub async fn lib_dump_to<S: ObjectStore + 'static>(
             compression,
             tables: None,
             include_schema: true,
-            chunk_size,
+            slice_rows,
             part_size,
             snapshot: false,
             snapshot_max_block_ms: None,

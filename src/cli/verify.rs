@@ -1,0 +1,84 @@
+//! `chunkdump verify`: a completed dump (or a manifest file) against its manifest, and
+//! optionally against the database it came from.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::stores::{open_stores, Access};
+use super::{Location, VerifyArgs};
+use crate::error::DumpError;
+use crate::model::JobStatus;
+
+/// Verifies, printing one line per problem; an error if there is any.
+pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("verify {bytes} {bytes_per_sec}").expect("valid template"),
+        );
+        bar
+    });
+    let tick = |n: u64| {
+        if let Some(b) = &bar {
+            b.set_position(n)
+        }
+    };
+    let (what, report) = match (&args.manifest, &args.id) {
+        (Some(path), _) => (
+            path.display().to_string(),
+            crate::verify::verify_manifest_file(path, args.against.as_deref(), &tick).await?,
+        ),
+        (None, Some(id)) => {
+            let location = Location {
+                out: args.out.clone(),
+                store: args.store.clone(),
+                progress: args.progress.clone(),
+            };
+            let stores = open_stores(&location, Access::ReadOnly).await?;
+            let job = stores.progress.require(id).await?;
+            if job.status != JobStatus::Completed {
+                let message = "only a completed dump can be verified".into();
+                return Err(DumpError::WrongState {
+                    id: job.id.clone(),
+                    status: job.status,
+                    message,
+                }
+                .into());
+            }
+            (
+                job.id.clone(),
+                crate::verify::verify(
+                    stores.objects.as_ref(),
+                    &job,
+                    args.against.as_deref(),
+                    &tick,
+                )
+                .await?,
+            )
+        }
+        (None, None) => {
+            return Err(
+                DumpError::InvalidRequest("give a dump id, or --manifest PATH".into()).into(),
+            )
+        }
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if report.problems.is_empty() {
+        println!(
+            "ok: {} files and {} tables match the manifest of {what}",
+            report.files, report.tables
+        );
+        Ok(())
+    } else {
+        for p in &report.problems {
+            println!("{p}");
+        }
+        Err(anyhow::anyhow!(
+            "{what} does not match its manifest ({} problems)",
+            report.problems.len()
+        ))
+    }
+}
