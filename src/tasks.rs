@@ -150,15 +150,7 @@ impl Tasks {
                 Ok(serde_json::json!({"dumpId": job.id, "status": job.status}))
             }
             TaskAction::Notify => {
-                if let Some(notifier) = &self.notifier {
-                    deliver_callback(
-                        notifier.as_ref(),
-                        self.progress.as_ref(),
-                        &input.dump_id,
-                        deadline,
-                    )
-                    .await;
-                }
+                self.callback(&input.dump_id, deadline).await;
                 let job = self.progress.require(&input.dump_id).await?;
                 // The last chunk could not remove the copy where it reads read-only.
                 if job.status.is_terminal() {
@@ -170,6 +162,13 @@ impl Tasks {
             }
         };
         answer.map_err(|e| DumpError::Internal(e.to_string()))
+    }
+
+    /// Sends the dump's callback, if callbacks are set up, recording each attempt.
+    async fn callback(&self, dump_id: &str, deadline: Option<Instant>) {
+        if let Some(notifier) = &self.notifier {
+            deliver_callback(notifier.as_ref(), self.progress.as_ref(), dump_id, deadline).await;
+        }
     }
 
     async fn chunk(
@@ -228,15 +227,7 @@ impl Tasks {
             &reason,
         )
         .await?;
-        if let Some(notifier) = &self.notifier {
-            deliver_callback(
-                notifier.as_ref(),
-                self.progress.as_ref(),
-                &input.dump_id,
-                deadline,
-            )
-            .await;
-        }
+        self.callback(&input.dump_id, deadline).await;
         let job = self.progress.require(&input.dump_id).await?;
         Ok(serde_json::json!({"dumpId": job.id, "status": job.status}))
     }

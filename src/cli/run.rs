@@ -42,6 +42,17 @@ pub(super) fn chunk_options(
     )
 }
 
+/// The database a command dumps, as an absolute path; files made from here on are at most
+/// as readable as it is.
+fn source_database(path: &Path) -> Result<std::path::PathBuf, DumpError> {
+    let database = std::fs::canonicalize(path).map_err(|e| DumpError::Database {
+        path: path.display().to_string(),
+        message: format!("cannot open: {e}"),
+    })?;
+    limit_new_files_to(&database)?;
+    Ok(database)
+}
+
 /// Narrows the umask to `database`'s permission bits (see [`crate::local::permissions`]).
 pub(super) fn limit_new_files_to(database: &Path) -> Result<(), DumpError> {
     crate::local::permissions::limit_new_files_to(database).map_err(|e| DumpError::Database {
@@ -67,11 +78,7 @@ pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `chunkdump dump`: a new dump of the database, run to its end.
 async fn dump(args: DumpArgs, cfg: &Config) -> anyhow::Result<()> {
-    let database = std::fs::canonicalize(&args.db).map_err(|e| DumpError::Database {
-        path: args.db.display().to_string(),
-        message: format!("cannot open: {e}"),
-    })?;
-    limit_new_files_to(&database)?;
+    let database = source_database(&args.db)?;
     let stores = open_stores(&args.location, Access::ReadWrite).await?;
     let spec = DumpSpec {
         database: database.display().to_string(),
@@ -125,11 +132,7 @@ async fn serve(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
     let env = crate::config::Env::process();
     let secrets = crate::config::Secrets::read(&env);
     let tokens = crate::api::Tokens::from_secrets(&secrets)?;
-    let database = std::fs::canonicalize(&args.db).map_err(|e| DumpError::Database {
-        path: args.db.display().to_string(),
-        message: format!("cannot open: {e}"),
-    })?;
-    limit_new_files_to(&database)?;
+    let database = source_database(&args.db)?;
     let stores = open_stores(&args.location, Access::ReadWrite).await?;
     let mut cfg = cfg;
     cfg.snapshot_dir.get_or_insert(stores.snapshot_dir.clone());
