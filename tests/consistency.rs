@@ -261,3 +261,100 @@ fn a_rollback_snapshot_that_would_block_writers_too_long_fails_cleanly() {
     assert_eq!(left, 0, "nothing left behind");
     assert!(!out.join(format!("{id}.sql")).exists());
 }
+
+/// Tries to commit one write at once (no busy wait); a refused commit is rolled back.
+fn commits_at_once(c: &Connection) -> bool {
+    let ok = c
+        .execute_batch("BEGIN IMMEDIATE; UPDATE big SET v = v WHERE id = 1; COMMIT")
+        .is_ok();
+    if !ok {
+        let _ = c.execute_batch("ROLLBACK");
+    }
+    ok
+}
+
+/// A dump whose output has stalled (nothing takes its parts) waits for it holding no
+/// read lock: in rollback-journal mode, where a reader's lock holds every writer's
+/// commit, writers commit at once, again and again. The reader waits for the render
+/// worker between slices, never inside one.
+#[test]
+fn a_stalled_dump_holds_no_read_lock_in_rollback_mode() {
+    use chunkdump::engine::digest::DigestState;
+    use chunkdump::engine::{run_export, BufferPool, ExportInput};
+    use chunkdump::model::{Compression, Cursor, DumpSpec, Format};
+
+    if !std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+        // With one core the renderer runs inline, inside the slice; nothing to test.
+        eprintln!("skipped: one core");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA journal_mode=DELETE;
+             CREATE TABLE big(id INTEGER PRIMARY KEY, v TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
+             INSERT INTO big SELECT i, printf('%060d', i) FROM n;",
+        )
+        .unwrap();
+    // One part in the channel, two lent: the output stalls after a few 64 KiB parts.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let input = ExportInput {
+        spec: DumpSpec {
+            database: db.display().to_string(),
+            format: Format::Sql,
+            compression: Compression::None,
+            tables: None,
+            include_schema: true,
+            slice_rows: 1000,
+            part_size: 64 << 10,
+            snapshot: false,
+            snapshot_max_block_ms: None,
+        },
+        dump_id: "stall".into(),
+        cursor: Cursor::default(),
+        tail: None,
+        fingerprint: None,
+        first_change_token: None,
+        count_rows: false,
+        deadline: std::time::Instant::now() + Duration::from_secs(3600),
+        progress: None,
+        pool: BufferPool::new(2, 1),
+        digests: DigestState::default(),
+        digest_only: false,
+    };
+    let export = std::thread::spawn(move || run_export(input, tx));
+    let writer = Connection::open(&db).unwrap();
+    writer.busy_timeout(Duration::ZERO).unwrap();
+    // Before the stall the reader is mostly inside a slice; once stalled, it must hold
+    // nothing, so 20 commits in a row succeed. (Waiting inside a slice, it would refuse
+    // every one of them for good.)
+    let mut in_a_row = 0;
+    for _ in 0..6000 {
+        if commits_at_once(&writer) {
+            in_a_row += 1;
+            if in_a_row == 20 {
+                break;
+            }
+        } else {
+            in_a_row = 0;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !export.is_finished(),
+        "the dump should be stalled, not done"
+    );
+    drop(rx); // unstalls it: the export ends with an error
+    let outcome = export.join().unwrap();
+    assert_eq!(
+        in_a_row, 20,
+        "a writer could not commit while the stalled dump waited"
+    );
+    assert!(
+        outcome.is_err(),
+        "the export cannot finish without its uploader"
+    );
+}
