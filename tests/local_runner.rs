@@ -25,6 +25,29 @@ struct Run {
     file: Option<Vec<u8>>,
 }
 
+/// A SQL dump of `db` in 500-row slices and 5 MiB parts.
+fn sql_spec(db: &Path, snapshot: bool) -> DumpSpec {
+    DumpSpec {
+        database: db.display().to_string(),
+        format: Format::Sql,
+        compression: Compression::None,
+        tables: None,
+        include_schema: true,
+        slice_rows: 500,
+        part_size: 5 << 20,
+        snapshot,
+        snapshot_max_block_ms: None,
+    }
+}
+
+/// The embedded stores under `out`: a directory and its progress file.
+fn local_stores(out: &Path) -> (Arc<dyn ObjectStore>, Arc<dyn ProgressStore>) {
+    (
+        Arc::new(DirStore::open(out).unwrap()),
+        Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap()),
+    )
+}
+
 /// Dumps `db` into `dir` through the shipped state machine, with every `every`-th store
 /// call failing (transiently or permanently), in one-slice chunks.
 async fn run(db: &Path, dir: &Path, every: u32, permanent: bool) -> Run {
@@ -46,17 +69,7 @@ async fn run_with(
 ) -> Run {
     let progress: Arc<dyn ProgressStore> =
         Arc::new(SqliteProgress::open(&dir.join(".chunkdump/progress.sqlite3")).unwrap());
-    let spec = DumpSpec {
-        database: db.display().to_string(),
-        format: Format::Sql,
-        compression: Compression::None,
-        tables: None,
-        include_schema: true,
-        slice_rows: 500,
-        part_size: 5 << 20,
-        snapshot: false,
-        snapshot_max_block_ms: None,
-    };
+    let spec = sql_spec(db, false);
     let job = create_dump(progress.as_ref(), spec, None).await.unwrap();
     let tasks = Tasks {
         objects: objects.clone(),
@@ -194,20 +207,8 @@ async fn a_retried_chunk_task_finds_its_work_done() {
     let src = dir.path().join("bulk.db");
     common::build_bulk_db(&src, 3000);
     let out = dir.path().join("out");
-    let objects: Arc<dyn ObjectStore> = Arc::new(DirStore::open(&out).unwrap());
-    let progress: Arc<dyn ProgressStore> =
-        Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
-    let spec = DumpSpec {
-        database: src.display().to_string(),
-        format: Format::Sql,
-        compression: Compression::None,
-        tables: None,
-        include_schema: true,
-        slice_rows: 500,
-        part_size: 5 << 20,
-        snapshot: false,
-        snapshot_max_block_ms: None,
-    };
+    let (objects, progress) = local_stores(&out);
+    let spec = sql_spec(&src, false);
     let job = create_dump(progress.as_ref(), spec, None).await.unwrap();
     let tasks = Tasks {
         objects,
@@ -347,20 +348,8 @@ async fn the_notify_step_removes_a_snapshot_copy_the_last_chunk_left() {
     common::build_bulk_db(&src, 2000);
     let out = dir.path().join("out");
     let copies = dir.path().join("snapshots");
-    let objects: Arc<dyn ObjectStore> = Arc::new(DirStore::open(&out).unwrap());
-    let progress: Arc<dyn ProgressStore> =
-        Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
-    let spec = DumpSpec {
-        database: src.display().to_string(),
-        format: Format::Sql,
-        compression: Compression::None,
-        tables: None,
-        include_schema: true,
-        slice_rows: 500,
-        part_size: 5 << 20,
-        snapshot: true,
-        snapshot_max_block_ms: None,
-    };
+    let (objects, progress) = local_stores(&out);
+    let spec = sql_spec(&src, true);
     let job = create_dump(progress.as_ref(), spec, None).await.unwrap();
     let tasks = Tasks {
         objects,
