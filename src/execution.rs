@@ -1,9 +1,35 @@
 //! How the state machine's executions are named and started: shared by Step Functions
 //! (`cloud::SfnOrchestrator`), the local runner and the chunk task (which names
-//! the execution a dump continues in).
+//! the execution a dump continues in), and the flat form of a dump id for names that take
+//! no `/` (execution names, run lock files).
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+
+/// Dump `id` in one flat piece of `[A-Za-z0-9_-]`, for lock files and Step Functions
+/// execution names, which take no `/`: an id of a single database is itself; another
+/// has its other bytes replaced by `_` and 16 hex digits of its SHA-256 added, so two
+/// ids never share a flat name.
+pub fn flat_id(id: &str) -> String {
+    if id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return id.to_string();
+    }
+    let digest = hex::encode(&Sha256::digest(id.as_bytes())[..8]);
+    let flat: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{flat}-{digest}")
+}
 
 /// The execution name of generation `generation` of dump `id`: the id itself first,
 /// then `ID.gN`; shortened with a hash to Step Functions' 80-character limit.
@@ -13,6 +39,7 @@ pub fn execution_name(id: &str, generation: u32) -> String {
     } else {
         format!(".g{generation}")
     };
+    let id = &flat_id(id);
     if id.len() + suffix.len() <= 80 {
         return format!("{id}{suffix}");
     }
@@ -86,5 +113,19 @@ mod tests {
             generation_of("dump_20260101-000000", "dump_20260101-000000-2.g3"),
             None
         );
+    }
+
+    #[test]
+    fn flat_ids_are_safe_and_apart() {
+        assert_eq!(flat_id("dump_20260101-000000"), "dump_20260101-000000");
+        let (a, b) = (flat_id("a/b/dump_1"), flat_id("a_b/dump_1"));
+        assert_ne!(a, b);
+        for flat in [a, b, flat_id("x%20y/dump_1")] {
+            assert!(
+                flat.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "{flat}"
+            );
+        }
     }
 }

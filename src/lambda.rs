@@ -96,8 +96,22 @@ pub fn chunk_tasks(common: &Common) -> Tasks {
 pub fn api_state(common: &Common) -> Result<AppState, StartupError> {
     let orchestrator = SfnOrchestrator::new(&common.aws, common.deployment.state_machine_arn()?)?;
     let tokens = Tokens::from_secrets(&common.secrets)?;
+    let (database, root) = common.deployment.databases()?;
+    let database_root = match root {
+        Some(dir) => Some(
+            crate::local::DatabaseRoot::open(std::path::Path::new(dir)).map_err(|e| {
+                ConfigError::Invalid {
+                    name: "CHUNKDUMP_DATABASE_ROOT",
+                    value: dir.to_string(),
+                    reason: e.message,
+                }
+            })?,
+        ),
+        None => None,
+    };
     let settings = ApiSettings::new(
-        common.deployment.database()?.to_string(),
+        database.map(str::to_string),
+        database_root,
         &common.config,
         &common.api,
         common.notifier.clone(),

@@ -65,6 +65,24 @@ impl Manifest {
             })
             .map(|t| t.table.clone())
     }
+
+    /// The store directory of a dump whose manifest file is at `path`: the directory its
+    /// keys start from, found by walking up one level per component of the manifest's
+    /// own key (`<id>.manifest.json`, `<id>/manifest.json`, and the database's name
+    /// before either in a store of several databases).
+    pub fn store_root_of(&self, path: &std::path::Path) -> std::path::PathBuf {
+        let levels = crate::model::manifest_key(&self.dump_id, self.format)
+            .split('/')
+            .count();
+        let mut root = path.to_path_buf();
+        for _ in 0..levels {
+            root = match root.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+        }
+        root
+    }
 }
 
 /// Facts about the database that was dumped.

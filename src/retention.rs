@@ -4,8 +4,9 @@
 //! Rules, in order of precedence:
 //! - only completed dumps are ever deleted: a pending or running dump is never touched,
 //!   and failed or cancelled ones hold no files (their records stay, for the history);
-//! - the newest completed dump is always kept, whatever the policy says;
-//! - a completed dump is kept if it is among the newest `keep_last`, or younger than
+//! - the policy applies to each database on its own (a store may hold several): the
+//!   newest completed dump of each is always kept, whatever the policy says;
+//! - a completed dump is kept if it is among its database's newest `keep_last`, or younger than
 //!   `keep_for`; it is deleted only when no rule given keeps it;
 //! - a prune considers only the dumps in its scope: one database, one schedule's dumps
 //!   (a schedule's policy never deletes a dump started by hand).
@@ -120,12 +121,27 @@ pub fn select_for_deletion<'a>(
         .iter()
         .filter(|j| j.status == JobStatus::Completed && scope.includes(j))
         .collect();
-    // Newest first, by completion time (then creation, then id, for a stable order).
+    // Per database, newest first, by completion time (then creation, then id, for a
+    // stable order): each database keeps its own newest dumps, however many others the
+    // store holds.
     completed.sort_by(|a, b| {
-        (b.completed_at, b.created_at, &b.id).cmp(&(a.completed_at, a.created_at, &a.id))
+        (&a.spec.database, b.completed_at, b.created_at, &b.id).cmp(&(
+            &b.spec.database,
+            a.completed_at,
+            a.created_at,
+            &a.id,
+        ))
     });
     let mut delete = Vec::new();
-    for (rank, job) in completed.iter().enumerate() {
+    let mut rank = 0;
+    for (at, job) in completed.iter().enumerate() {
+        rank = match at
+            .checked_sub(1)
+            .map(|before| &completed[before].spec.database)
+        {
+            Some(database) if *database == job.spec.database => rank + 1,
+            _ => 0,
+        };
         let by_count = policy.keep_last.is_some_and(|n| rank < n as usize);
         let age = now
             .signed_duration_since(job.completed_at.unwrap_or(job.created_at))
@@ -229,10 +245,17 @@ mod tests {
             ids(&select_for_deletion(&jobs, &both, &a, now).0),
             ["d4", "d5"]
         );
-        // Without a database filter, every database's dumps count together.
+        // Without a database filter, each database keeps its own newest dumps: /b.db's
+        // one old dump stays however many newer ones /a.db has.
         assert_eq!(
             ids(&select_for_deletion(&jobs, &keep2, &PruneScope::default(), now).0),
-            ["d2", "d3", "d4", "d5", "other"]
+            ["d2", "d3", "d4", "d5"]
+        );
+        let mut fleet = jobs.clone();
+        fleet.extend((0..3).map(|i| done(&format!("b{i}"), "/b.db", 50 + i, now)));
+        assert_eq!(
+            ids(&select_for_deletion(&fleet, &keep2, &PruneScope::default(), now).0),
+            ["d2", "d3", "d4", "d5", "b1", "b2"]
         );
         // A schedule's policy sees only the dumps it started.
         for j in jobs

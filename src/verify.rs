@@ -82,25 +82,12 @@ pub async fn verify_manifest_file(
     let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| {
         DumpError::InvalidRequest(format!("{} is not a valid manifest: {e}", path.display()))
     })?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // A CSV dump's manifest sits inside its directory, whose name starts the keys.
-    let root = if manifest.format == Format::Csv {
-        dir.parent().unwrap_or(Path::new("."))
-    } else {
-        dir
-    };
+    let root = manifest.store_root_of(path);
     let spec = manifest
         .spec
         .clone()
         .unwrap_or_else(|| crate::readback::spec_of(&manifest));
-    check(
-        &DirSource(root.to_path_buf()),
-        &manifest,
-        &spec,
-        against,
-        progress,
-    )
-    .await
+    check(&DirSource(root), &manifest, &spec, against, progress).await
 }
 
 async fn check(

@@ -167,7 +167,7 @@ impl<'a> StartAccepted<'a> {
             status: "accepted",
             progress_key: id,
             message: "Dump process started",
-            status_url: format!("/export/dump/status/{id}"),
+            status_url: format!("/export/dump/status/{}", crate::model::path_segment(id)),
         }
     }
 }

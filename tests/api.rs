@@ -487,6 +487,7 @@ async fn openapi_document_describes_every_route_truthfully() {
     operations.sort();
     let expected = [
         ("DELETE", "/export/dump/{id}"),
+        ("GET", "/export/databases"),
         ("GET", "/export/dump"),
         ("GET", "/export/dump/download/{file}"),
         ("GET", "/export/dump/download/{id}/{file}"),

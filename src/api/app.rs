@@ -16,8 +16,11 @@ use crate::ports::{ObjectStore, ProgressStore, RateCounter, StartGuard};
 /// Server-side settings of the API.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
-    /// The database this server dumps.
-    pub database: String,
+    /// The database a start dumps when it names none (`CHUNKDUMP_DATABASE`, `--db`).
+    pub database: Option<String>,
+    /// The directory of databases a start may name (`CHUNKDUMP_DATABASE_ROOT`,
+    /// `--database-root`); dumps of them are named `<database>/dump_…`.
+    pub database_root: Option<crate::local::DatabaseRoot>,
     /// Default rows per slice (`DUMP_CHUNK_SIZE`).
     pub slice_rows: u32,
     /// Default of a request's `snapshot` (`DUMP_SNAPSHOT`).
@@ -32,16 +35,18 @@ pub struct ApiSettings {
 }
 
 impl ApiSettings {
-    /// The settings of an API that dumps `database`: request defaults from the dump
-    /// settings, limits and part size from the API's own.
+    /// The settings of an API that dumps `database` (and those under `database_root`):
+    /// request defaults from the dump settings, limits and part size from the API's own.
     pub fn new(
-        database: String,
+        database: Option<String>,
+        database_root: Option<crate::local::DatabaseRoot>,
         dump: &crate::config::Config,
         api: &crate::config::ApiConfig,
         notifier: Option<callback::Notifier>,
     ) -> Self {
         ApiSettings {
             database,
+            database_root,
             slice_rows: dump.slice_rows,
             snapshot: dump.snapshot,
             part_size: api.part_size,
@@ -83,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/export/dump/manifest/{id}", get(handlers::manifest))
         .route("/export/dump/{id}", delete(handlers::cancel))
         .route("/export/dump/{id}/resume", post(super::runs::resume))
+        .route("/export/databases", get(super::databases::list))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),

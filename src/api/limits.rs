@@ -189,9 +189,9 @@ impl Drop for DatabaseClaim {
     }
 }
 
-/// Claims the database for a new dump: 409 if another dump of it is pending or running.
-pub async fn claim_database(state: &AppState) -> Result<DatabaseClaim, ApiError> {
-    let slot = slot_of(&state.settings.database);
+/// Claims `database` (its path) for a new dump: 409 if another dump of it is pending or running.
+pub async fn claim_database(state: &AppState, database: &str) -> Result<DatabaseClaim, ApiError> {
+    let slot = slot_of(database);
     let me = Holder::Starting {
         since: chrono::Utc::now().timestamp(),
         nonce: fastrand::u64(..),

@@ -9,6 +9,7 @@
 //! | `DELETE /export/dump/{id}` | admin |
 //! | `POST /export/dump/{id}/resume` (an interrupted dump) | admin |
 //! | `GET /export/dump` (with the recent scheduled runs) | admin or read-only |
+//! | `GET /export/databases` (with a database root) | admin or read-only |
 //! | `GET /openapi.json` | admin or read-only |
 
 //! The whole module needs the `api` feature; what the chunk function shares with it
@@ -17,6 +18,7 @@
 
 mod app;
 mod auth;
+mod databases;
 pub mod error;
 mod handlers;
 mod limits;

@@ -23,8 +23,12 @@ fn path_param(name: &str, pattern: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "pattern": pattern}})
 }
 
+/// A dump id: `dump_…`, or in a store of several databases `<database>/dump_…` (sent
+/// with its `/` as `%2F`: the id is one path segment).
+const ID_PATTERN: &str = "([A-Za-z0-9_%~-]{1,200}/){0,16}[A-Za-z0-9_-]{1,100}";
+
 fn id_param(name: &str) -> Value {
-    path_param(name, "^[A-Za-z0-9_-]{1,100}$")
+    path_param(name, &format!("^{ID_PATTERN}$"))
 }
 
 /// The OpenAPI document.
@@ -59,7 +63,7 @@ pub fn document() -> Value {
             "/export/dump/download/{file}": {
                 "get": {
                     "summary": "Download a SQL or JSON dump (`<id>.<ext>[.gz]`)",
-                    "parameters": [path_param("file", "^[A-Za-z0-9_-]{1,100}\\.(sql|json)(\\.gz)?$")],
+                    "parameters": [path_param("file", &format!("^{ID_PATTERN}\\.(sql|json)(\\.gz|\\.zst)?$"))],
                     "responses": with(error_responses(&["400", "401", "404", "409", "416", "503"]),
                         json!({"200": file, "206": file, "307": {"description": "redirect to a presigned URL"}})),
                 },
@@ -94,6 +98,16 @@ pub fn document() -> Value {
                     "responses": with(error_responses(&["400", "401", "403", "404", "409", "503"]), json!({"202": {"description": "resumed", "content": json_body("Status")}})),
                 },
             },
+            "/export/databases": {
+                "get": {
+                    "summary": "The SQLite databases under the server's database root, by path (a server of one database has none: 404)",
+                    "parameters": [
+                        {"name": "cursor", "in": "query", "required": false, "schema": {"type": "string"}, "description": "the previous page's nextCursor"},
+                        {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    ],
+                    "responses": with(error_responses(&["400", "401", "404", "503"]), json!({"200": {"description": "a page of databases", "content": json_body("Databases")}})),
+                },
+            },
             "/openapi.json": {
                 "get": {"summary": "This document", "responses": with(error_responses(&["401"]), json!({"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}}))},
             },
@@ -105,6 +119,7 @@ pub fn document() -> Value {
                     "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
                 "StartRequest": {"type": "object", "additionalProperties": false, "required": ["format"], "properties": {
                     "format": {"type": "string", "enum": ["sql", "csv", "json"]},
+                    "database": {"type": "string", "description": "with a database root: the database to dump, its path under the root (its dumps are named <database>/dump_…)"},
                     "callbackUrl": {"type": "string", "format": "uri", "pattern": "^https://", "description": "https URL of a public host"},
                     "chunkSize": {"type": "integer", "minimum": 1, "maximum": 100000},
                     "includeSchema": {"type": "boolean"},
@@ -129,6 +144,12 @@ pub fn document() -> Value {
                     "consistency": {"type": "object", "properties": {"snapshot": {"type": "boolean"}, "changedDuringDump": {"type": "boolean"}}},
                     "manifest": {"type": "string"}, "manifestUrl": {"type": "string"},
                     "resumeWith": {"type": "string", "description": "for an interrupted dump: the call that resumes it"}}},
+                "Databases": {"type": "object", "required": ["databases"], "properties": {
+                    "databases": {"type": "array", "items": {"type": "object", "required": ["database", "name", "size"], "properties": {
+                        "database": {"type": "string", "description": "its path under the root, as a start names it"},
+                        "name": {"type": "string", "description": "its name in the store: its dumps are <name>/dump_…"},
+                        "size": {"type": "integer"}}}},
+                    "nextCursor": {"type": "string"}}},
                 "List": {"type": "object", "required": ["dumps"], "properties": {"dumps": {"type": "array", "items": {"type": "object"}}}},
             },
         },

@@ -140,11 +140,13 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
     } else {
         // The policy applies to this schedule's dumps of this database, not to dumps
         // started by hand or by another schedule.
+        // (A database the request cannot name is not pruned; the start below says why.)
+        let database = super::databases::target(state, tick.request.database.as_deref());
         let scope = PruneScope {
-            database: Some(state.settings.database.clone()),
+            database: database.as_ref().ok().map(|t| t.path.clone()),
             schedule: Some(tick.name.clone()),
         };
-        if let Some(retention) = tick.retention {
+        if let (Some(retention), Ok(_)) = (tick.retention, &database) {
             match retention.policy() {
                 Ok(None) => {}
                 Ok(Some(policy)) => match prune(

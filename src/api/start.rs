@@ -1,4 +1,4 @@
-//! The API's start path: validates a start request, claims the database, creates the
+//! The API's start path: validates a start request, finds and claims the database, creates the
 //! job and starts its run. Used by `POST /export/dump` and by scheduled starts.
 
 use serde::Deserialize;
@@ -14,6 +14,8 @@ use crate::model::{Compression, DumpSpec, Format, JobRecord};
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StartRequest {
     format: Format,
+    /// With a database root: the database to dump, a path relative to the root.
+    pub(crate) database: Option<String>,
     pub(crate) callback_url: Option<String>,
     /// Rows per slice.
     #[serde(rename = "chunkSize")]
@@ -68,8 +70,9 @@ pub(crate) async fn start_dump(
             "tables must be a non-empty list of table names",
         ));
     }
+    let target = super::databases::target(state, req.database.as_deref())?;
     let spec = DumpSpec {
-        database: state.settings.database.clone(),
+        database: target.path.clone(),
         format: req.format,
         compression: req.compression.unwrap_or_default(),
         tables: req.tables,
@@ -79,11 +82,12 @@ pub(crate) async fn start_dump(
         snapshot: req.snapshot.unwrap_or(state.settings.snapshot),
         snapshot_max_block_ms: req.snapshot_max_block_ms,
     };
-    let claim = super::limits::claim_database(state).await?;
+    let claim = super::limits::claim_database(state, &target.path).await?;
     let new = NewDump {
         id: None,
         callback_url: req.callback_url,
         schedule: schedule.map(str::to_string),
+        database: target.name,
     };
     let job = match create_dump_as(state.progress.as_ref(), spec, new).await {
         Ok(job) => job,

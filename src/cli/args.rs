@@ -43,9 +43,13 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The SQLite database the API dumps.
-    #[arg(long)]
-    pub db: PathBuf,
+    /// The SQLite database the API dumps (when a request names none).
+    #[arg(long, required_unless_present = "database_root")]
+    pub db: Option<PathBuf>,
+    /// A directory of databases: a request names one by its path under DIR
+    /// (`"database": "tenants/acme.db"`), and its dumps are `tenants/acme/dump_…`.
+    #[arg(long, value_name = "DIR")]
+    pub database_root: Option<PathBuf>,
     #[command(flatten)]
     pub location: Location,
     /// Address to listen on (port 0 picks a free port).
@@ -120,8 +124,20 @@ pub struct Location {
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
-    /// The SQLite database to dump (opened read-only).
-    pub db: PathBuf,
+    /// The SQLite databases to dump (opened read-only); a quoted pattern (`'tenants/*.db'`)
+    /// is expanded. With several, each dump is named `<database>/dump_…` and one line per
+    /// finished database is printed: `<id>\t<database>\t<path>`.
+    #[arg(value_name = "DB", required = true, num_args = 1..)]
+    pub databases: Vec<PathBuf>,
+    /// Dumps run at once when several databases are given (memory grows with this, not
+    /// with the number of databases).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
+    /// Name each dump after its database's path relative to DIR (`tenants/acme.db` gives
+    /// `tenants/acme/dump_…`) [default with several databases: the file name without its
+    /// extension].
+    #[arg(long, value_name = "DIR")]
+    pub database_root: Option<PathBuf>,
     #[arg(long, value_enum)]
     pub format: FormatArg,
     #[command(flatten)]
@@ -145,7 +161,7 @@ pub struct DumpArgs {
     /// Longest a snapshot may hold writers off in rollback-journal mode.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     pub snapshot_max_block_ms: u64,
-    /// Dump id (default dump_YYYYMMDD-HHMMSS).
+    /// Dump id (default dump_YYYYMMDD-HHMMSS; only with one database).
     #[arg(long)]
     pub id: Option<String>,
 }

@@ -7,6 +7,7 @@
 
 mod args;
 mod list;
+mod many;
 mod progress_bar;
 mod prune;
 mod restore;

@@ -13,6 +13,8 @@ pub(super) struct Reporter {
     pub(super) bar: Option<ProgressBar>,
     pub(super) id: String,
     pub(super) last_line: Arc<Mutex<Instant>>,
+    /// No bar and no lines: one dump of many, whose end alone is reported.
+    pub(super) quiet: bool,
 }
 
 impl Reporter {
@@ -33,13 +35,26 @@ impl Reporter {
             bar,
             id: id.to_string(),
             last_line: Arc::new(Mutex::new(Instant::now())),
+            quiet: false,
+        }
+    }
+
+    /// A reporter that shows nothing (one of several dumps run at once).
+    pub(super) fn quiet(id: &str) -> Self {
+        Reporter {
+            bar: None,
+            id: id.to_string(),
+            last_line: Arc::new(Mutex::new(Instant::now())),
+            quiet: true,
         }
     }
 
     pub(super) fn hook(&self) -> ProgressFn {
         let (bar, id, last_line) = (self.bar.clone(), self.id.clone(), self.last_line.clone());
+        let quiet = self.quiet;
         Arc::new(move |p: ChunkProgress| {
-            if let Some(bar) = &bar {
+            if quiet {
+            } else if let Some(bar) = &bar {
                 bar.set_length(p.total_rows.unwrap_or(0).max(p.rows));
                 bar.set_position(p.rows);
                 bar.set_message(format!("{id} {:.1} MB", p.bytes as f64 / 1e6));

@@ -97,19 +97,36 @@ impl Place {
         }
     }
 
-    /// Keys of every manifest in the store (SQL/JSON beside their file, CSV inside).
+    /// Keys that may be manifests (SQL/JSON beside their file, CSV inside its directory),
+    /// at any depth: a store of several databases keeps each one's dumps under its name.
+    /// A caller checks each against the dump it describes ([`is_manifest_of_its_dump`]).
     async fn manifest_keys(&self) -> Result<Vec<String>, DumpError> {
         let keys: Vec<String> = match self {
             Place::Dir(dir) => {
+                if !dir.is_dir() {
+                    return Err(DumpError::InvalidRequest(format!(
+                        "{}: not a directory",
+                        dir.display()
+                    )));
+                }
                 let mut keys = Vec::new();
-                let entries = std::fs::read_dir(dir)
-                    .map_err(|e| DumpError::InvalidRequest(format!("{}: {e}", dir.display())))?;
-                for entry in entries.flatten() {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    if entry.path().join("manifest.json").is_file() {
-                        keys.push(format!("{name}/manifest.json"));
-                    } else {
-                        keys.push(name);
+                let mut pending = vec![(String::new(), dir.clone())];
+                while let Some((prefix, path)) = pending.pop() {
+                    let entries = std::fs::read_dir(&path).map_err(|e| {
+                        DumpError::InvalidRequest(format!("{}: {e}", path.display()))
+                    })?;
+                    for entry in entries.flatten() {
+                        let name = entry.file_name().to_string_lossy().into_owned();
+                        // The store's own files (progress, staging) hold no dumps.
+                        if prefix.is_empty() && name == ".chunkdump" {
+                            continue;
+                        }
+                        let key = format!("{prefix}{name}");
+                        match entry.file_type() {
+                            Ok(t) if t.is_dir() => pending.push((format!("{key}/"), entry.path())),
+                            Ok(t) if t.is_file() => keys.push(key),
+                            _ => {}
+                        }
                     }
                 }
                 keys
@@ -120,9 +137,9 @@ impl Place {
         Ok(keys
             .into_iter()
             .filter(|k| {
-                let depth = k.matches('/').count();
-                (depth == 0 && k.ends_with(".manifest.json"))
-                    || (depth == 1 && k.ends_with("/manifest.json"))
+                k.ends_with("/manifest.json")
+                    || k.ends_with(".manifest.json")
+                    || k == "manifest.json"
             })
             .collect())
     }
@@ -183,30 +200,30 @@ async fn find(args: &RestoreArgs) -> Result<(Place, Manifest), DumpError> {
     if let Some(path) = &args.manifest {
         let (place, key) = if path.starts_with("s3://") {
             let (root, key) = split_manifest_url(path)?;
-            (Place::open_store(&root).await?, key)
+            let place = Place::open_store(&root).await?;
+            let manifest = place
+                .manifest(&key)
+                .await?
+                .ok_or_else(|| DumpError::InvalidRequest(format!("{path}: no such manifest")))?;
+            // In a store of several databases the keys start above the database's name.
+            let own = manifest_key(&manifest.dump_id, manifest.format);
+            match path.strip_suffix(&own).and_then(|r| r.strip_suffix('/')) {
+                Some(store) if store != root => (Place::open_store(store).await?, own),
+                _ => (place, key),
+            }
         } else {
             let path = PathBuf::from(path);
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            // A CSV dump's manifest sits inside its directory, whose name starts the keys.
-            match (name.as_str(), dir.file_name()) {
-                ("manifest.json", Some(id)) => (
-                    Place::Dir(
-                        dir.parent()
-                            .unwrap_or(std::path::Path::new("."))
-                            .to_path_buf(),
-                    ),
-                    format!("{}/manifest.json", id.to_string_lossy()),
-                ),
-                _ => (Place::Dir(dir.to_path_buf()), name),
-            }
+            let raw = std::fs::read(&path)
+                .map_err(|e| DumpError::InvalidRequest(format!("{}: {e}", path.display())))?;
+            let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| {
+                DumpError::InvalidRequest(format!(
+                    "{} is not a valid manifest: {e}",
+                    path.display()
+                ))
+            })?;
+            // The keys start where the manifest's own key does.
+            let key = manifest_key(&manifest.dump_id, manifest.format);
+            (Place::Dir(manifest.store_root_of(&path)), key)
         };
         let manifest = place
             .manifest(&key)
@@ -266,7 +283,11 @@ async fn newest(place: &Place, database: Option<&std::path::Path>) -> Result<Man
         database.map(|db| std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf()));
     let mut best: Option<Manifest> = None;
     for key in place.manifest_keys().await? {
-        if let Some(m) = place.manifest(&key).await? {
+        // A key that only looks like a manifest (a file inside a dump, a copy) is skipped.
+        let Ok(Some(m)) = place.manifest(&key).await else {
+            continue;
+        };
+        if is_manifest_of_its_dump(&key, &m) {
             if database
                 .as_ref()
                 .is_some_and(|db| std::path::Path::new(&m.source.path) != db.as_path())
@@ -289,6 +310,11 @@ async fn newest(place: &Place, database: Option<&std::path::Path>) -> Result<Man
         }
         None => DumpError::InvalidRequest("no completed dump there".into()),
     })
+}
+
+/// Whether `key` is where dump `m.dump_id`'s manifest belongs.
+fn is_manifest_of_its_dump(key: &str, m: &Manifest) -> bool {
+    validate_dump_id(&m.dump_id).is_ok() && manifest_key(&m.dump_id, m.format) == key
 }
 
 /// `s3://bucket/prefix/ID.manifest.json` (or `…/ID/manifest.json`): the store's URL and

@@ -44,7 +44,7 @@ pub(super) fn chunk_options(
 
 /// The database a command dumps, as an absolute path; files made from here on are at most
 /// as readable as it is.
-fn source_database(path: &Path) -> Result<std::path::PathBuf, DumpError> {
+pub(super) fn source_database(path: &Path) -> Result<std::path::PathBuf, DumpError> {
     let database = std::fs::canonicalize(path).map_err(|e| DumpError::Database {
         path: path.display().to_string(),
         message: format!("cannot open: {e}"),
@@ -76,11 +76,25 @@ pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `chunkdump dump`: a new dump of the database, run to its end.
+/// `chunkdump dump`: a new dump of the database, run to its end (or of several, see
+/// [`super::many`]).
 async fn dump(args: DumpArgs, cfg: &Config) -> anyhow::Result<()> {
-    let database = source_database(&args.db)?;
+    if args.databases.len() > 1
+        || args.database_root.is_some()
+        || args.databases.iter().any(|p| super::many::is_pattern(p))
+    {
+        return super::many::dump_many(args, cfg).await;
+    }
+    let database = source_database(&args.databases[0])?;
     let stores = open_stores(&args.location, Access::ReadWrite).await?;
-    let spec = DumpSpec {
+    let spec = dump_spec(&args, &database, cfg);
+    let job = create_dump(stores.progress.as_ref(), spec, args.id.clone()).await?;
+    finish(&stores, &args.location, &job, &args.tuning, cfg).await
+}
+
+/// What `dump`'s options ask of a dump of `database`.
+pub(super) fn dump_spec(args: &DumpArgs, database: &Path, cfg: &Config) -> DumpSpec {
+    DumpSpec {
         database: database.display().to_string(),
         format: match args.format {
             FormatArg::Sql => Format::Sql,
@@ -98,9 +112,7 @@ async fn dump(args: DumpArgs, cfg: &Config) -> anyhow::Result<()> {
         part_size: args.part_size,
         snapshot: args.snapshot || cfg.snapshot,
         snapshot_max_block_ms: Some(args.snapshot_max_block_ms),
-    };
-    let job = create_dump(stores.progress.as_ref(), spec, args.id.clone()).await?;
-    finish(&stores, &args.location, &job, &args.tuning, cfg).await
+    }
 }
 
 /// `chunkdump resume`: an unfinished dump, run on from its last committed chunk.
@@ -132,7 +144,17 @@ async fn serve(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
     let env = crate::config::Env::process();
     let secrets = crate::config::Secrets::read(&env);
     let tokens = crate::api::Tokens::from_secrets(&secrets)?;
-    let database = source_database(&args.db)?;
+    let database = match &args.db {
+        Some(db) => Some(source_database(db)?.display().to_string()),
+        None => None,
+    };
+    let database_root = match &args.database_root {
+        Some(dir) => Some(
+            crate::local::DatabaseRoot::open(dir)
+                .map_err(|e| DumpError::InvalidRequest(format!("--database-root: {e}")))?,
+        ),
+        None => None,
+    };
     let stores = open_stores(&args.location, Access::ReadWrite).await?;
     let mut cfg = cfg;
     cfg.snapshot_dir.get_or_insert(stores.snapshot_dir.clone());
@@ -141,7 +163,8 @@ async fn serve(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
         None => None,
     };
     let opts = crate::serve::ServeOptions {
-        database: database.display().to_string(),
+        database,
+        database_root,
         listen: args.listen,
         config: cfg,
         api: crate::config::ApiConfig {
@@ -222,11 +245,27 @@ pub(super) async fn finish(
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", job.id)?;
     stdout.flush()?;
+    let (job, path) =
+        run_to_end(stores, location, job, tuning, cfg, Reporter::new(&job.id)).await?;
+    print_warnings(&job, "");
+    writeln!(stdout, "{path}")?;
+    Ok(())
+}
+
+/// Runs dump `job` (its run lock already taken) to its end; returns its last record and
+/// where its output is.
+pub(super) async fn run_to_end(
+    stores: &Stores,
+    location: &Location,
+    job: &JobRecord,
+    tuning: &Tuning,
+    cfg: &Config,
+    reporter: Reporter,
+) -> anyhow::Result<(JobRecord, String)> {
     let job = if job.status == JobStatus::Completed {
         crate::lifecycle::tidy_completed(stores.objects.as_ref(), job).await;
         job.clone()
     } else {
-        let reporter = Reporter::new(&job.id);
         let (opts, breathe) = chunk_options(tuning, cfg, &reporter, stores);
         let tasks = Tasks {
             chunk: opts,
@@ -252,20 +291,22 @@ pub(super) async fn finish(
             other => other?,
         }
     };
-    for w in &job.warnings {
-        eprintln!("warning: {w}");
-    }
-    if job.consistency.changed_during_dump {
-        eprintln!("warning: the database changed while this live dump ran, so it is not a point-in-time copy; use --snapshot for one");
-    }
-    let location = stores.objects.locate(&job.output_name());
-    if job.spec.format == crate::model::Format::Csv
-        && job.files.is_empty()
-        && !location.contains("://")
+    let path = stores.objects.locate(&job.output_name());
+    if job.spec.format == crate::model::Format::Csv && job.files.is_empty() && !path.contains("://")
     {
         // A database without tables gives an empty CSV directory; the printed path exists.
-        std::fs::create_dir_all(&location)?;
+        std::fs::create_dir_all(&path)?;
     }
-    writeln!(stdout, "{location}")?;
-    Ok(())
+    Ok((job, path))
+}
+
+/// Prints a finished dump's warnings on stderr, each after `label` (a database's name
+/// and `: ` when several are dumped).
+pub(super) fn print_warnings(job: &JobRecord, label: &str) {
+    for w in &job.warnings {
+        eprintln!("warning: {label}{w}");
+    }
+    if job.consistency.changed_during_dump {
+        eprintln!("warning: {label}the database changed while this live dump ran, so it is not a point-in-time copy; use --snapshot for one");
+    }
 }

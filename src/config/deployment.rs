@@ -213,6 +213,9 @@ pub struct Deployment {
     pub secret_arns: Vec<String>,
     /// `CHUNKDUMP_DATABASE`: the SQLite file on the EFS mount (the API function).
     pub database: Option<String>,
+    /// `CHUNKDUMP_DATABASE_ROOT`: a directory of databases on the EFS mount, which a
+    /// start may name (the API function).
+    pub database_root: Option<String>,
     /// `CHUNKDUMP_STATE_MACHINE_ARN`: the dump state machine (the API function).
     pub state_machine_arn: Option<String>,
 }
@@ -232,6 +235,7 @@ impl Deployment {
             )?,
             secret_arns: Self::secret_ids(env),
             database: env.get("CHUNKDUMP_DATABASE"),
+            database_root: env.get("CHUNKDUMP_DATABASE_ROOT"),
             state_machine_arn: env.get("CHUNKDUMP_STATE_MACHINE_ARN"),
         })
     }
@@ -249,12 +253,25 @@ impl Deployment {
             .unwrap_or_default()
     }
 
-    /// The database the API function dumps (`CHUNKDUMP_DATABASE`, required there).
+    /// The database the API function dumps (`CHUNKDUMP_DATABASE`, required there unless
+    /// `CHUNKDUMP_DATABASE_ROOT` is set).
     pub fn database(&self) -> Result<&str, ConfigError> {
         self.database.as_deref().ok_or(ConfigError::Missing {
             name: "CHUNKDUMP_DATABASE",
             needed_for: "the API function dumps this SQLite file",
         })
+    }
+
+    /// What the API function dumps: the one database, the root of several, or both; one
+    /// of them is required.
+    pub fn databases(&self) -> Result<(Option<&str>, Option<&str>), ConfigError> {
+        match (self.database.as_deref(), self.database_root.as_deref()) {
+            (None, None) => Err(ConfigError::Missing {
+                name: "CHUNKDUMP_DATABASE",
+                needed_for: "the API function dumps this SQLite file (or set CHUNKDUMP_DATABASE_ROOT, a directory of databases)",
+            }),
+            found => Ok(found),
+        }
     }
 
     /// The state machine the API function starts (`CHUNKDUMP_STATE_MACHINE_ARN`).

@@ -5,7 +5,7 @@ use chrono::Utc;
 use super::commit_next;
 use crate::engine::validate;
 use crate::error::{DumpError, StoreError};
-use crate::model::{dump_id_for, validate_dump_id, CallbackState, DumpSpec, JobRecord};
+use crate::model::{dump_id_of, validate_dump_id, CallbackState, DumpSpec, JobRecord};
 use crate::ports::ProgressStore;
 
 /// What a new dump records beside its spec: an id chosen by the caller, the callback to
@@ -13,12 +13,16 @@ use crate::ports::ProgressStore;
 /// write, so nothing else writes the job before its run starts.
 #[derive(Debug, Clone, Default)]
 pub struct NewDump {
-    /// The dump id; without one it is `dump_YYYYMMDD-HHMMSS`, suffixed `-2`, `-3`, … if taken.
+    /// The dump id; without one it is `[<database>/]dump_YYYYMMDD-HHMMSS`, suffixed `-2`,
+    /// `-3`, … if taken.
     pub id: Option<String>,
     /// The HTTPS URL told of the dump's end (already checked by the caller).
     pub callback_url: Option<String>,
     /// The name of the schedule starting it.
     pub schedule: Option<String>,
+    /// In a store of several databases, the database's name ([`crate::model::database_name`]):
+    /// a generated id is then `<database>/dump_YYYYMMDD-HHMMSS`.
+    pub database: Option<String>,
 }
 
 /// Validates the request and creates a pending job. Without an explicit id the id is
@@ -52,7 +56,9 @@ pub async fn create_dump_as(
         ));
     }
     let now = Utc::now();
-    let base = id.clone().unwrap_or_else(|| dump_id_for(now));
+    let base = id
+        .clone()
+        .unwrap_or_else(|| dump_id_of(new.database.as_deref(), now));
     validate_dump_id(&base)?;
     let (check, check_id) = (spec.clone(), base.clone());
     tokio::task::spawn_blocking(move || validate(&check, &check_id))

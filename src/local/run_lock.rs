@@ -1,5 +1,5 @@
 //! Run locks: the liveness of a local run comes from the runner itself. The process
-//! running a dump holds an exclusive lock on `<dir>/<id>.lock` for as long as it runs;
+//! running a dump holds an exclusive lock on `<dir>/<flat id>.lock` for as long as it runs;
 //! the kernel releases it when the process ends, however it ends. Another process (a
 //! second `serve` or `resume` on the same store) asks the lock, never the age of the
 //! job's record, whether the dump is still being run.
@@ -16,6 +16,11 @@ pub enum RunLock {
     Held,
 }
 
+/// The lock file of dump `id`: one flat file name per id, whatever database it is of.
+fn lock_path(dir: &Path, id: &str) -> std::path::PathBuf {
+    dir.join(format!("{}.lock", crate::execution::flat_id(id)))
+}
+
 /// Tries to take the run lock of dump `id` in `dir` (created if missing).
 pub fn try_lock_run(dir: &Path, id: &str) -> std::io::Result<RunLock> {
     std::fs::create_dir_all(dir)?;
@@ -24,7 +29,7 @@ pub fn try_lock_run(dir: &Path, id: &str) -> std::io::Result<RunLock> {
         .truncate(false)
         .read(true)
         .write(true)
-        .open(dir.join(format!("{id}.lock")))?;
+        .open(lock_path(dir, id))?;
     match file.try_lock() {
         Ok(()) => Ok(RunLock::Taken(file)),
         Err(TryLockError::WouldBlock) => Ok(RunLock::Held),
@@ -35,7 +40,7 @@ pub fn try_lock_run(dir: &Path, id: &str) -> std::io::Result<RunLock> {
 /// Whether another process holds the run lock of dump `id` in `dir` (looked at without
 /// creating anything: no lock file, no run).
 pub fn held_elsewhere(dir: &Path, id: &str) -> bool {
-    let Ok(file) = File::open(dir.join(format!("{id}.lock"))) else {
+    let Ok(file) = File::open(lock_path(dir, id)) else {
         return false;
     };
     // A shared lock fails only while someone holds the exclusive one.

@@ -236,12 +236,20 @@ impl JobRecord {
     /// path): one URL for SQL and JSON, one per table file for CSV. The one definition
     /// for the status view and the callback.
     pub fn download_url(&self, base: &str) -> DownloadUrl {
-        // An object name is one path segment per `/`, each percent-encoded once: a
-        // table file `a%20b.csv` (table `a b`) is served at `…/a%2520b.csv`, which every
-        // server (axum, API Gateway) decodes back to the object's name.
+        // The dump id is one path segment (in a store of several databases it holds
+        // `/`, sent as `%2F`), and so is a CSV table's file name after it; each is
+        // percent-encoded once: a table file `a%20b.csv` (table `a b`) is served at
+        // `…/a%2520b.csv`, which every server (axum, API Gateway) decodes back to the
+        // object's name.
         let url = |name: &str| {
-            let path: Vec<String> = name.split('/').map(path_segment).collect();
-            format!("{base}/export/dump/download/{}", path.join("/"))
+            let path = match name
+                .strip_prefix(self.id.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                Some(file) => format!("{}/{}", path_segment(&self.id), path_segment(file)),
+                None => path_segment(name),
+            };
+            format!("{base}/export/dump/download/{path}")
         };
         match self.spec.format {
             Format::Csv => DownloadUrl::PerTable(self.files.iter().map(|f| url(&f.key)).collect()),
@@ -251,7 +259,7 @@ impl JobRecord {
 
     /// Where the API serves the completed dump's manifest, under `base`.
     pub fn manifest_url(&self, base: &str) -> String {
-        format!("{base}/export/dump/manifest/{}", self.id)
+        format!("{base}/export/dump/manifest/{}", path_segment(&self.id))
     }
 
     /// Percent complete (0..=100); never 100 before the dump is completed.
@@ -336,6 +344,23 @@ mod tests {
             serde_json::json!("/export/dump/download/d1.sql.zst")
         );
         assert_eq!(job.manifest_url(""), "/export/dump/manifest/d1");
+        // A dump of one of several databases: its id is one segment, `/` sent as `%2F`.
+        let mut tenant = job.clone();
+        tenant.id = "t/acme%20co/d1".into();
+        assert_eq!(
+            serde_json::to_value(tenant.download_url("")).unwrap(),
+            serde_json::json!("/export/dump/download/t%2Facme%2520co%2Fd1.sql.zst")
+        );
+        tenant.spec.format = Format::Csv;
+        tenant.files[0].key = "t/acme%20co/d1/a.csv.zst".into();
+        assert_eq!(
+            serde_json::to_value(tenant.download_url("")).unwrap()[0],
+            "/export/dump/download/t%2Facme%2520co%2Fd1/a.csv.zst"
+        );
+        assert_eq!(
+            tenant.manifest_url(""),
+            "/export/dump/manifest/t%2Facme%2520co%2Fd1"
+        );
         assert!(
             key_belongs_to("d1.sql", "d1")
                 && key_belongs_to("d1/t.csv", "d1")

@@ -6,12 +6,14 @@
 //! the Lambda functions can all share it without cycles.
 
 mod callback;
+mod file_names;
 mod job;
 mod names;
 mod spec;
 mod upload;
 
 pub use callback::{CallbackState, CallbackStatus};
+pub use file_names::*;
 pub use job::*;
 pub use names::*;
 pub use spec::*;

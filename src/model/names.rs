@@ -71,24 +71,47 @@ pub fn compression_suffix(c: Compression) -> &'static str {
     }
 }
 
-/// Checks a dump id: 1..=100 characters of `[A-Za-z0-9_-]`, so it is safe in object
-/// keys, file names and URLs (no traversal possible).
+/// The longest dump id: with a CSV table's file name inside, its keys stay within the
+/// 1,024 bytes S3 and R2 allow.
+pub const MAX_DUMP_ID: usize = 600;
+
+/// Checks a dump id: `dump_…` (1..=100 characters of `[A-Za-z0-9_-]`), or in a store of
+/// several databases `<database>/dump_…`, the database a [`database_name`]
+/// (components of `[A-Za-z0-9_%~-]`). So it is safe in object keys, file names and URLs
+/// (no component is `.` or `..`: no traversal possible).
+///
+/// [`database_name`]: super::database_name
 pub fn validate_dump_id(id: &str) -> Result<(), InvalidValue> {
-    let ok = !id.is_empty()
-        && id.len() <= 100
-        && id
+    let (database, own) = match id.rsplit_once('/') {
+        Some((database, own)) => (Some(database), own),
+        None => (None, id),
+    };
+    let own_ok = !own.is_empty()
+        && own.len() <= 100
+        && own
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    let database_ok = database.is_none_or(|d| {
+        d.split('/').count() <= super::MAX_DATABASE_DEPTH
+            && d.split('/').all(super::file_names::is_database_segment)
+    });
+    if own_ok && database_ok && id.len() <= MAX_DUMP_ID {
         Ok(())
     } else {
         Err(InvalidValue {
             field: "id",
             message: format!(
-                "invalid dump id {id:?}: use 1 to 100 characters from A-Z a-z 0-9 _ -"
+                "invalid dump id {id:?}: use 1 to 100 characters from A-Z a-z 0-9 _ -, \
+                 after the database's name and a / in a store of several databases"
             ),
         })
     }
+}
+
+/// The database part of dump `id` (`tenants/acme` of `tenants/acme/dump_…`), if the
+/// store holds several databases.
+pub fn database_of(id: &str) -> Option<&str> {
+    id.rsplit_once('/').map(|(database, _)| database)
 }
 
 /// The id of a dump (the original request's naming) started at `now`: `dump_YYYYMMDD-HHMMSS` (UTC).
@@ -96,9 +119,57 @@ pub fn dump_id_for(now: DateTime<Utc>) -> String {
     now.format("dump_%Y%m%d-%H%M%S").to_string()
 }
 
+/// The id of a dump of `database` (a [`database_name`], in a store of several databases)
+/// started at `now`: `<database>/dump_YYYYMMDD-HHMMSS`; without one, [`dump_id_for`].
+///
+/// [`database_name`]: super::database_name
+pub fn dump_id_of(database: Option<&str>, now: DateTime<Utc>) -> String {
+    match database {
+        Some(database) => format!("{database}/{}", dump_id_for(now)),
+        None => dump_id_for(now),
+    }
+}
+
 /// Whether object `key` is one of dump `id`'s outputs: `<id>.<ext>…` or `<id>/…` (and
 /// not, say, an output of a dump named `<id>x`).
 pub fn key_belongs_to(key: &str, id: &str) -> bool {
     key.strip_prefix(id)
         .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_ids_of_one_or_several_databases() {
+        for ok in [
+            "dump_1",
+            "dump_20260101-000000-2",
+            "acme/dump_1",
+            "t/acme%20co/dump_1",
+        ] {
+            assert!(validate_dump_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "../dump_1",
+            "a/../dump_1",
+            "/dump_1",
+            "a//dump_1",
+            "a/",
+            "a.b/dump_1",
+            "a/dump.1",
+            ".chunkdump/dump_1",
+            "a b/dump_1",
+        ] {
+            assert!(validate_dump_id(bad).is_err(), "{bad}");
+        }
+        assert!(validate_dump_id(&format!("{}/dump_1", "d".repeat(MAX_DUMP_ID))).is_err());
+        assert_eq!(database_of("t/acme/dump_1"), Some("t/acme"));
+        assert_eq!(database_of("dump_1"), None);
+        let now = chrono::DateTime::from_timestamp(0, 0).unwrap();
+        assert_eq!(dump_id_of(Some("acme"), now), "acme/dump_19700101-000000");
+        assert!(validate_dump_id(&dump_id_of(Some("t/acme%20co"), now)).is_ok());
+    }
 }

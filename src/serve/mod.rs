@@ -16,7 +16,10 @@ use crate::tasks::Tasks;
 
 /// Everything `serve` needs besides the stores.
 pub struct ServeOptions {
-    pub database: String,
+    /// The database a start dumps when it names none.
+    pub database: Option<String>,
+    /// The directory of databases a start may name.
+    pub database_root: Option<crate::local::DatabaseRoot>,
     pub listen: String,
     pub config: Config,
     /// Rate limits and part size (the CLI's `--part-size` sets the part size).
@@ -46,8 +49,10 @@ pub async fn serve(
     opts: ServeOptions,
 ) -> anyhow::Result<()> {
     // Fail at start-up, not at the first request, if the database is unusable.
-    let check = opts.database.clone();
-    tokio::task::spawn_blocking(move || crate::engine::open_database(&check).map(drop)).await??;
+    if let Some(check) = opts.database.clone() {
+        tokio::task::spawn_blocking(move || crate::engine::open_database(&check).map(drop))
+            .await??;
+    }
     let notifier = Notifier::from_config(opts.callback_secret.as_deref(), &opts.callbacks)?;
     let tasks = Tasks::from_config(
         objects.clone(),
@@ -61,7 +66,13 @@ pub async fn serve(
     if let Some(dir) = opts.lock_dir {
         runner = runner.with_run_locks(dir);
     }
-    let settings = ApiSettings::new(opts.database, &opts.config, &opts.api, notifier);
+    let settings = ApiSettings::new(
+        opts.database,
+        opts.database_root,
+        &opts.config,
+        &opts.api,
+        notifier,
+    );
     let state = AppState {
         objects,
         progress,

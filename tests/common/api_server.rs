@@ -88,7 +88,8 @@ pub async fn start_server_at(
         orchestrator: Arc::new(runner),
         tokens: Tokens::new(ADMIN, Some(READER)).unwrap(),
         settings: ApiSettings {
-            database: db.display().to_string(),
+            database: Some(db.display().to_string()),
+            database_root: None,
             slice_rows: 50,
             snapshot: false,
             part_size: 8 << 20,
@@ -122,7 +123,8 @@ pub async fn serve(state: AppState) -> String {
 /// counting starts never sees its window end halfway.
 pub fn settings(db: &Path, part_size: u64) -> ApiSettings {
     ApiSettings {
-        database: db.display().to_string(),
+        database: Some(db.display().to_string()),
+        database_root: None,
         slice_rows: 1000,
         snapshot: false,
         part_size,
@@ -136,6 +138,18 @@ pub fn settings(db: &Path, part_size: u64) -> ApiSettings {
 }
 
 impl Server {
+    /// The same stores and runner served again, on a new port, with changed settings
+    /// (a server with a database root, say).
+    pub async fn with_settings(self, change: impl FnOnce(&mut ApiSettings)) -> Server {
+        let mut state = self.state.clone();
+        change(&mut state.settings);
+        Server {
+            base: serve(state.clone()).await,
+            state,
+            ..self
+        }
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -189,7 +203,7 @@ impl Server {
             let (status, v) = self
                 .json(
                     reqwest::Method::GET,
-                    &format!("/export/dump/status/{id}"),
+                    &format!("/export/dump/status/{}", chunkdump::model::path_segment(id)),
                     Some(READER),
                     None,
                 )
