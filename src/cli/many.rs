@@ -17,8 +17,8 @@ use crate::error::DumpError;
 use crate::lifecycle::{create_dump_as, NewDump};
 use crate::model::database_name;
 
+use super::one_dump::{dump_spec, lock_run, print_warnings, run_to_end, source_database};
 use super::progress_bar::Reporter;
-use super::run::{dump_spec, lock_run, print_warnings, run_to_end, source_database};
 use super::stores::{open_stores, Access, Stores};
 use super::DumpArgs;
 

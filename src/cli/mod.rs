@@ -8,6 +8,7 @@
 mod args;
 mod list;
 mod many;
+mod one_dump;
 mod progress_bar;
 mod prune;
 mod restore;
