@@ -414,13 +414,75 @@ def before_after(rows):
     shutil.rmtree(out, ignore_errors=True)
 
 
+def build_tenants(dir, count):
+    """`count` small tenant databases (a file each, 100 to 2,000 customers with money and
+    coordinates, and their orders), made once with the sqlite3 shell."""
+    done = os.path.join(dir, ".done")
+    if os.path.exists(done):
+        return
+    shutil.rmtree(dir, ignore_errors=True)
+    os.makedirs(dir)
+    for n in range(count):
+        rows = 100 + (n * 7919) % 1900
+        sql = f"""
+        PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
+        CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT NOT NULL, balance NUMERIC, lat REAL, lon REAL);
+        CREATE TABLE orders(id INTEGER PRIMARY KEY, customer INTEGER REFERENCES customers, total NUMERIC, placed TEXT);
+        CREATE INDEX orders_customer ON orders(customer);
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+        INSERT INTO customers SELECT i, 'customer ' || i, round(i * 13.37 % 10000, 2),
+            round(-90 + (i * 0.618034 % 180), 6), round(-180 + (i * 1.414214 % 360), 6) FROM n;
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows * 3})
+        INSERT INTO orders SELECT i, 1 + i % {rows}, round(i * 2.71 % 500, 2), date('2026-01-01', '+' || (i % 300) || ' days') FROM n;
+        """
+        subprocess.run(["sqlite3", os.path.join(dir, f"tenant-{n:04}.db")], input=sql.encode(), check=True,
+                       stdout=subprocess.DEVNULL)
+    open(done, "w").close()
+
+
+def many_databases(count=300):
+    """Many small databases: `dump DB… --parallel N` against a shell loop of
+    `sqlite3 DB .dump > FILE` over the same files (synced, as chunkdump syncs its files),
+    alternated, the best of three each; peak RSS by --parallel."""
+    dir = os.path.join(CACHE, f"tenants-{count}")
+    build_tenants(dir, count)
+    dbs = sorted(os.path.join(dir, f) for f in os.listdir(dir) if f.endswith(".db"))
+    size = sum(os.path.getsize(d) for d in dbs)
+    out = os.path.join(CACHE, "out-many")
+    loop = ["sh", "-c", 'mkdir -p "$0" && for f in "$@"; do sqlite3 "$f" .dump > "$0/$(basename "$f").sql"; done && sync "$0"/*',
+            out] + dbs
+    print(f"\n== {count} databases ({size / 1e6:.0f} MB): dump DB… --parallel N vs a shell loop of sqlite3 .dump ==")
+    times = {}
+    for _ in range(3):
+        for label, cmd in [("shell loop", loop)] + [
+                (f"--parallel {p}", [BIN, "dump", "--format", "sql", "--out", out, "--parallel", str(p),
+                                      "--budget-ms", "25000", "--breathe-ms", "0", *dbs]) for p in (1, 4)]:
+            shutil.rmtree(out, ignore_errors=True)
+            times.setdefault(label, []).append(measure(cmd))
+    shell = min(t for t, _ in times["shell loop"])
+    for label, runs in times.items():
+        t, rss = min(r[0] for r in runs), max(r[1] for r in runs)
+        print(f"{label:12} {t:6.2f} s  peak {rss:6.1f} MiB  ({t / shell:4.2f}x the shell loop)")
+    # Memory grows with --parallel, not with the number of databases.
+    for p in (1, 4, 16):
+        shutil.rmtree(out, ignore_errors=True)
+        t, rss = measure([BIN, "dump", "--format", "sql", "--out", out, "--parallel", str(p),
+                          "--budget-ms", "25000", "--breathe-ms", "0", *dbs[: count // 3]])
+        shutil.rmtree(out, ignore_errors=True)
+        t2, rss2 = measure([BIN, "dump", "--format", "sql", "--out", out, "--parallel", str(p),
+                            "--budget-ms", "25000", "--breathe-ms", "0", *dbs])
+        print(f"peak RSS --parallel {p:2}: {count // 3} databases {rss:6.1f} MiB, {count} databases {rss2:6.1f} MiB")
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def main():
     rows = int(sys.argv[1])
     if os.environ.get("BENCH_ONLY"):
         for part in os.environ["BENCH_ONLY"].split(","):
             {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values,
              "uploads": lambda: uploads(rows), "compression": lambda: compression(rows), "startup": startup,
-             "verify": lambda: verify(rows), "restore": lambda: restore(rows), "before-after": lambda: before_after(rows)}[part]()
+             "verify": lambda: verify(rows), "restore": lambda: restore(rows), "before-after": lambda: before_after(rows),
+             "many": many_databases}[part]()
         return
     small = bench(rows // 10)
     large = bench(rows)
@@ -439,6 +501,7 @@ def main():
     reals(rows // 4)
     many_tables(3000)
     large_values()
+    many_databases()
 
 
 if __name__ == "__main__":
