@@ -66,7 +66,7 @@ struct Move {
     pause: f64,
 }
 
-fn runtime(e: PathError) -> Outcome {
+pub(super) fn runtime(e: PathError) -> Outcome {
     Outcome::Failed {
         error: "States.Runtime".into(),
         cause: e.0,
@@ -91,8 +91,20 @@ pub async fn execute(
                        "Name": execution.name, "Input": execution.input },
         "StateMachine": { "Id": execution.state_machine_id },
     });
+    run_states(machine, handler, execution.input.clone(), context, on_step).await
+}
+
+/// Runs `machine`'s states from `StartAt` on `input`, with `context` as `$$` (an
+/// execution's, or a Map item's).
+pub(super) async fn run_states(
+    machine: &StateMachine,
+    handler: &dyn TaskHandler,
+    input: Value,
+    context: Value,
+    on_step: &mut (dyn FnMut(Step) + Send),
+) -> Outcome {
     let mut current = machine.start_at.clone();
-    let mut input = execution.input.clone();
+    let mut input = input;
     loop {
         on_step(Step::Entered(current.clone()));
         let scope = Scope {
@@ -106,6 +118,13 @@ pub async fn execute(
             State::Wait(w) => run_wait(w, &scope).map_err(runtime),
             State::Choice(c) => run_choice(c, &current, &scope),
             State::Task(t) => run_task(t, &current, handler, &input, &context, on_step).await,
+            State::Map(m) => super::map::run_map(m, &current, handler, &input, &context)
+                .await
+                .map(|(next, output)| Move {
+                    next,
+                    output,
+                    pause: 0.0,
+                }),
         };
         let Move {
             next,

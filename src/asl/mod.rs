@@ -1,9 +1,10 @@
 //! A small interpreter of Amazon States Language, so that local runs execute the very
 //! `statemachine.json` that Step Functions runs in AWS.
 //!
-//! It supports what chunkdump's definition uses, and refuses anything else at load time
+//! It supports what chunkdump's definitions use, and refuses anything else at load time
 //! (unknown fields are errors, not silently ignored): the `Task`, `Choice`, `Wait`,
-//! `Pass`, `Succeed` and `Fail` states; `InputPath`, `Parameters`, `ResultSelector`,
+//! `Pass`, `Succeed` and `Fail` states, and `Map` (inline or distributed: each item's
+//! processor runs in-process, `MaxConcurrency` at a time, see [`map`]); `InputPath`, `Parameters`, `ResultSelector`,
 //! `ResultPath`, `OutputPath`; `Retry` (with `BackoffRate`, `MaxDelaySeconds`) and
 //! `Catch`; `$.a.b` and `$$.Context` paths. Tasks are dispatched to a [`TaskHandler`]
 //! by their `Resource` string after `DefinitionSubstitutions`.
@@ -12,6 +13,7 @@
 //! (AWS needs whole seconds), so local runs can breathe for milliseconds.
 
 mod exec;
+pub mod map;
 pub mod path;
 
 use std::collections::BTreeMap;
@@ -49,6 +51,7 @@ pub enum State {
     Pass(PassState),
     Succeed(EndState),
     Fail(FailState),
+    Map(Box<map::MapState>),
 }
 
 /// Fields shared by the states that move on: where to go and how input becomes output.
@@ -70,7 +73,7 @@ macro_rules! flow_of {
         }
     )*};
 }
-flow_of!(TaskState, WaitState, PassState);
+flow_of!(TaskState, WaitState, PassState, map::MapState);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
@@ -193,7 +196,9 @@ pub struct FailState {
     pub cause: Option<String>,
 }
 
-fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+pub(crate) fn nullable<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Ok(Some(Option::<String>::deserialize(d)?))
 }
 fn one() -> f64 {
@@ -226,7 +231,7 @@ impl StateMachine {
         Ok(machine)
     }
 
-    fn check(&self) -> Result<(), DefinitionError> {
+    pub(crate) fn check(&self) -> Result<(), DefinitionError> {
         let known = |target: &str, from: &str| {
             if self.states.contains_key(target) {
                 Ok(())
@@ -293,6 +298,10 @@ impl StateMachine {
                     paths(&[w.seconds_path.as_deref()], name)?;
                 }
                 State::Pass(p) => flow(p.flow())?,
+                State::Map(m) => {
+                    flow(m.flow())?;
+                    m.check(name)?;
+                }
                 State::Succeed(_) | State::Fail(_) => {}
             }
         }
