@@ -94,7 +94,11 @@ pub fn chunk_tasks(common: &Common) -> Tasks {
 /// as the orchestrator.
 #[cfg(all(feature = "api", feature = "sfn"))]
 pub fn api_state(common: &Common) -> Result<AppState, StartupError> {
-    let orchestrator = SfnOrchestrator::new(&common.aws, common.deployment.state_machine_arn()?)?;
+    let mut orchestrator =
+        SfnOrchestrator::new(&common.aws, common.deployment.state_machine_arn()?)?;
+    if let Some(fleets) = &common.deployment.fleet_state_machine_arn {
+        orchestrator = orchestrator.with_fleets(fleets)?;
+    }
     let tokens = Tokens::from_secrets(&common.secrets)?;
     let (database, root) = common.deployment.databases()?;
     let database_root = match root {

@@ -285,6 +285,15 @@ pub trait Orchestrator: Send + Sync {
     async fn stop(&self, id: &str) -> Result<(), DumpError>;
     /// The state of the dump's latest run; [`RunState::None`] if it never had one.
     async fn describe(&self, id: &str) -> Result<RunState, DumpError>;
+    /// Starts fleet `fleet_id`'s run (the fleet state machine) with `input`; a repeated
+    /// start of a running fleet does nothing. An orchestrator without a fleet state
+    /// machine refuses.
+    async fn start_fleet(&self, fleet_id: &str, input: serde_json::Value) -> Result<(), DumpError> {
+        let _ = input;
+        Err(DumpError::InvalidRequest(format!(
+            "fleet {fleet_id}: this deployment has no fleet state machine"
+        )))
+    }
 }
 
 /// What an orchestrator knows of a dump's run.

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::asl::{
     execute, Execution, Outcome, StateMachine, Step, TaskError, TaskHandler, DEFINITION,
+    FLEET_DEFINITION,
 };
 use crate::error::DumpError;
 use crate::execution::{execution_arn, execution_name, first_input};
@@ -22,6 +23,11 @@ use crate::tasks::{error_document, TaskInput, Tasks};
 pub const LOCAL_CHUNK_FUNCTION: &str = "arn:aws:lambda:local:000000000000:function:chunkdump-chunk";
 /// The state machine's ARN in local runs.
 pub const LOCAL_STATE_MACHINE: &str = "arn:aws:states:local:000000000000:stateMachine:chunkdump";
+/// The fleet tasks' function in local runs (`FleetFunctionArn`).
+pub const LOCAL_FLEET_FUNCTION: &str = "arn:aws:lambda:local:000000000000:function:chunkdump-api";
+/// The fleet state machine's ARN in local runs.
+pub const LOCAL_FLEET_STATE_MACHINE: &str =
+    "arn:aws:states:local:000000000000:stateMachine:chunkdump-fleet";
 /// The optimized integration the definition uses to continue as a new execution.
 pub const START_EXECUTION: &str = "arn:aws:states:::states:startExecution";
 
@@ -33,6 +39,10 @@ pub struct LocalRunner {
     /// Where runs hold their run locks (see [`crate::local::run_lock`]), so other
     /// processes on the same store see them; `None` for a store of this process alone.
     lock_dir: Option<std::path::PathBuf>,
+    /// The fleet state machine, and what runs its tasks once a server gives it
+    /// ([`LocalRunner::run_fleets_with`]); without one, fleets are refused.
+    fleet_machine: Arc<StateMachine>,
+    fleet_tasks: Mutex<Option<Arc<dyn TaskHandler>>>,
 }
 
 impl LocalRunner {
@@ -51,12 +61,25 @@ impl LocalRunner {
             ],
         )
         .map_err(|e| DumpError::Internal(e.to_string()))?;
+        let fleet_machine = StateMachine::parse(
+            FLEET_DEFINITION,
+            &[("FleetFunctionArn", LOCAL_FLEET_FUNCTION)],
+        )
+        .map_err(|e| DumpError::Internal(e.to_string()))?;
         Ok(LocalRunner {
             tasks: Arc::new(tasks),
             machine: Arc::new(machine),
             running: Mutex::new(HashMap::new()),
             lock_dir: None,
+            fleet_machine: Arc::new(fleet_machine),
+            fleet_tasks: Mutex::new(None),
         })
+    }
+
+    /// Runs fleets (`fleet-statemachine.json`) with `handler` for their tasks (the API's
+    /// fleet tasks, which start dumps through this runner); replaces an earlier one.
+    pub fn run_fleets_with(&self, handler: Arc<dyn TaskHandler>) {
+        *self.fleet_tasks.lock().expect("not poisoned") = Some(handler);
     }
 
     /// Runs hold run locks in `dir` (the store's), which `describe` asks for runs of
@@ -187,6 +210,41 @@ impl TaskHandler for LocalTasks<'_> {
 
 #[async_trait]
 impl Orchestrator for LocalRunner {
+    async fn start_fleet(&self, fleet_id: &str, input: Value) -> Result<(), DumpError> {
+        let handler = self.fleet_tasks.lock().expect("not poisoned").clone();
+        let Some(handler) = handler else {
+            return Err(DumpError::InvalidRequest(
+                "this server runs no fleets (it has no database root)".into(),
+            ));
+        };
+        let key = format!("fleet:{fleet_id}");
+        let mut running = self
+            .running
+            .lock()
+            .map_err(|_| DumpError::Internal("runner lock poisoned".into()))?;
+        if running.get(&key).is_some_and(|h| !h.is_finished()) {
+            return Ok(());
+        }
+        let execution = Execution {
+            name: execution_name(fleet_id, 0),
+            state_machine_id: LOCAL_FLEET_STATE_MACHINE.into(),
+            input,
+        };
+        let (machine, fleet_id) = (self.fleet_machine.clone(), fleet_id.to_string());
+        let handle = tokio::spawn(async move {
+            match execute(&machine, handler.as_ref(), &execution, &mut |_| {}).await {
+                Outcome::Succeeded(_) => {
+                    tracing::info!(fleet_id = %fleet_id, "fleet run succeeded")
+                }
+                Outcome::Failed { error, cause } => {
+                    tracing::warn!(fleet_id = %fleet_id, %error, %cause, "fleet run failed")
+                }
+            }
+        });
+        running.insert(key, handle);
+        Ok(())
+    }
+
     async fn start(&self, id: &str, version: u64) -> Result<(), DumpError> {
         let mut running = self
             .running

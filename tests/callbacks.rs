@@ -410,3 +410,167 @@ async fn retries_fit_inside_the_function_that_runs_them() {
     assert!(state.last_error.unwrap().contains("no time left"));
     assert_eq!(rx.got.lock().unwrap().len(), 1);
 }
+
+/// A fleet (many databases under a root, issue 22) runs to its end through the local
+/// interpreter of `fleet-statemachine.json`: every matching database is dumped, a broken
+/// one is counted and named without stopping the others, and one signed callback
+/// carries the summary.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_dumps_every_matching_database_and_sends_one_signed_callback() {
+    let (got, addr, ca) = receiver(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("tenants")).unwrap();
+    std::fs::create_dir_all(root.join("other")).unwrap();
+    build_bulk_db(&root.join("tenants/a.db"), 700);
+    build_edge_db(&root.join("tenants/b.db"));
+    build_bulk_db(&root.join("tenants/c.db"), 40);
+    build_bulk_db(&root.join("other/x.db"), 10);
+    // A SQLite header over garbage: listed as a database, refused when its dump starts.
+    let mut corrupt = b"SQLite format 3\0".to_vec();
+    corrupt.extend(std::iter::repeat_n(0xA5u8, 8192));
+    std::fs::write(root.join("tenants/corrupt.db"), corrupt).unwrap();
+    let server = start_server(
+        &root.join("tenants/a.db"),
+        Duration::from_secs(25),
+        Duration::ZERO,
+        Some(notifier(&ca)),
+    )
+    .await
+    .with_settings(|s| {
+        s.database = None;
+        s.database_root = Some(chunkdump::local::DatabaseRoot::open(&root).unwrap());
+    })
+    .await;
+    let hook = format!("https://localhost:{}/hook", addr.port());
+    // A list naming a database that is not there is refused whole, naming it.
+    let (status, v) = server
+        .json(
+            reqwest::Method::POST,
+            "/export/fleet",
+            Some(ADMIN),
+            Some(json!({"databases": ["tenants/a.db", "tenants/nobody.db"], "format": "sql"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tenants/nobody.db"),
+        "{v}"
+    );
+    let (status, v) = server
+        .json(
+            reqwest::Method::POST,
+            "/export/fleet",
+            Some(ADMIN),
+            Some(json!({"databases": "tenants/*.db", "format": "sql", "callbackUrl": hook})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["databases"], 4);
+    let fleet = v["fleetId"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    let done = loop {
+        let (status, v) = server
+            .json(
+                reqwest::Method::GET,
+                &format!("/export/fleet/{fleet}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        if v["status"] == "completed" {
+            break v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "fleet never ended: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        done["counts"],
+        json!({"completed": 3, "notStarted": 1}),
+        "{done}"
+    );
+    let items = done["items"].as_array().unwrap();
+    let names: Vec<&str> = items
+        .iter()
+        .map(|i| i["database"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "tenants/a.db",
+            "tenants/b.db",
+            "tenants/c.db",
+            "tenants/corrupt.db"
+        ]
+    );
+    for item in items {
+        let database = item["database"].as_str().unwrap();
+        if database == "tenants/corrupt.db" {
+            assert_eq!(item["status"], "notStarted");
+            assert!(
+                item["dumpId"].is_null() && item["error"]["message"].is_string(),
+                "{item}"
+            );
+            continue;
+        }
+        assert_eq!(item["status"], "completed", "{item}");
+        let id = item["dumpId"].as_str().unwrap();
+        let stem = database.trim_end_matches(".db");
+        assert!(id.starts_with(&format!("{stem}/dump_")), "{id}");
+        // Each dump holds its own database, as the real sqlite3 shell loads it.
+        let back = dir.path().join(format!("{}.db", stem.replace('/', "-")));
+        load_with_shell(&server.out.join(format!("{id}.sql")), &back);
+        assert_same_db(&root.join(database), &back);
+    }
+    // Paged: two at a time.
+    let (_, page) = server
+        .json(
+            reqwest::Method::GET,
+            &format!("/export/fleet/{fleet}?limit=2"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (page["items"].as_array().unwrap().len(), &page["nextCursor"]),
+        (2, &json!(2))
+    );
+    // One callback for the fleet (its first attempt failed and was retried), signed.
+    let started = Instant::now();
+    while got.got.lock().unwrap().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no fleet callback"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let calls = got.got.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "one failed attempt, then the delivery");
+    let (headers, body) = &calls[1];
+    verify(headers, body);
+    let summary: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(
+        (summary["fleetId"].as_str(), &summary["counts"]),
+        (
+            Some(fleet.as_str()),
+            &json!({"completed": 3, "notStarted": 1})
+        )
+    );
+    assert_eq!(summary["notCompleted"][0]["database"], "tenants/corrupt.db");
+    let (status, _) = server
+        .json(
+            reqwest::Method::GET,
+            "/export/fleet/fleet_nope",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

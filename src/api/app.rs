@@ -32,6 +32,10 @@ pub struct ApiSettings {
     pub notifier: Option<callback::Notifier>,
     /// Starts allowed per token per window.
     pub rate_limit: RateLimit,
+    /// A fleet's dumps running at once (`CHUNKDUMP_FLEET_CONCURRENCY`).
+    pub fleet_concurrency: u32,
+    /// How often a fleet looks at a running dump (`CHUNKDUMP_FLEET_POLL_MS`).
+    pub fleet_poll: Duration,
 }
 
 impl ApiSettings {
@@ -56,6 +60,8 @@ impl ApiSettings {
                 starts: api.rate_limit_starts,
                 window: api.rate_limit_window,
             },
+            fleet_concurrency: api.fleet_concurrency,
+            fleet_poll: api.fleet_poll,
         }
     }
 }
@@ -89,6 +95,8 @@ pub fn router(state: AppState) -> Router {
         .route("/export/dump/{id}", delete(handlers::cancel))
         .route("/export/dump/{id}/resume", post(super::runs::resume))
         .route("/export/databases", get(super::databases::list))
+        .route("/export/fleet", post(super::fleet::start))
+        .route("/export/fleet/{id}", get(super::fleet::status))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),

@@ -10,6 +10,8 @@
 //! | `POST /export/dump/{id}/resume` (an interrupted dump) | admin |
 //! | `GET /export/dump` (with the recent scheduled runs) | admin or read-only |
 //! | `GET /export/databases` (with a database root) | admin or read-only |
+//! | `POST /export/fleet` (with a database root) | admin |
+//! | `GET /export/fleet/{id}` | admin or read-only |
 //! | `GET /openapi.json` | admin or read-only |
 
 //! The whole module needs the `api` feature; what the chunk function shares with it
@@ -20,6 +22,8 @@ mod app;
 mod auth;
 mod databases;
 pub mod error;
+pub mod fleet;
+pub mod fleet_tasks;
 mod handlers;
 mod limits;
 pub mod openapi;

@@ -26,6 +26,9 @@ pub use exec::{execute, Execution, Outcome, Step, TaskError, TaskHandler};
 /// The state machine definition chunkdump deploys, embedded so local runs use it.
 pub const DEFINITION: &str = include_str!("../../statemachine.json");
 
+/// The fleet state machine's definition (many databases, one map item each).
+pub const FLEET_DEFINITION: &str = include_str!("../../fleet-statemachine.json");
+
 /// A definition that cannot be interpreted.
 #[derive(Debug, thiserror::Error)]
 #[error("state machine definition: {0}")]

@@ -15,6 +15,8 @@ use crate::ports::{Orchestrator, RunState};
 pub struct SfnOrchestrator {
     client: aws_sdk_sfn::Client,
     state_machine_arn: String,
+    /// The fleet state machine (`CHUNKDUMP_FLEET_STATE_MACHINE_ARN`), if deployed.
+    fleet_state_machine_arn: Option<String>,
 }
 
 impl SfnOrchestrator {
@@ -34,7 +36,26 @@ impl SfnOrchestrator {
         Ok(SfnOrchestrator {
             client: aws_sdk_sfn::Client::new(config),
             state_machine_arn: state_machine_arn.to_string(),
+            fleet_state_machine_arn: None,
         })
+    }
+
+    /// Also starts fleets, as executions of `fleet_state_machine_arn`.
+    pub fn with_fleets(
+        mut self,
+        fleet_state_machine_arn: &str,
+    ) -> Result<Self, crate::config::ConfigError> {
+        if !fleet_state_machine_arn.starts_with("arn:")
+            || !fleet_state_machine_arn.contains(":stateMachine:")
+        {
+            return Err(crate::config::ConfigError::Invalid {
+                name: "CHUNKDUMP_FLEET_STATE_MACHINE_ARN",
+                value: fleet_state_machine_arn.to_string(),
+                reason: "not a state machine ARN".into(),
+            });
+        }
+        self.fleet_state_machine_arn = Some(fleet_state_machine_arn.to_string());
+        Ok(self)
     }
 
     /// Starts execution `generation` of dump `id` at job version `version`; a name
@@ -106,6 +127,36 @@ impl SfnOrchestrator {
 
 #[async_trait]
 impl Orchestrator for SfnOrchestrator {
+    async fn start_fleet(&self, fleet_id: &str, input: serde_json::Value) -> Result<(), DumpError> {
+        let Some(arn) = &self.fleet_state_machine_arn else {
+            return Err(DumpError::InvalidRequest(
+                "this deployment has no fleet state machine (CHUNKDUMP_FLEET_STATE_MACHINE_ARN)"
+                    .into(),
+            ));
+        };
+        let result = self
+            .client
+            .start_execution()
+            .state_machine_arn(arn)
+            .name(execution_name(fleet_id, 0))
+            .input(input.to_string())
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                tracing::info!(fleet_id = %fleet_id, execution = %out.execution_arn(), "fleet execution started");
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_already_exists()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(DumpError::Store(sdk_error("start fleet execution", e))),
+        }
+    }
+
     async fn start(&self, id: &str, version: u64) -> Result<(), DumpError> {
         self.start_generation(id, version, 0).await
     }

@@ -97,6 +97,11 @@ pub struct ApiConfig {
     pub rate_limit_window: Duration,
     /// Lifetime of presigned download URLs (15 minutes).
     pub download_expiry: Duration,
+    /// `CHUNKDUMP_FLEET_CONCURRENCY`: a fleet's dumps running at once (default 10).
+    pub fleet_concurrency: u32,
+    /// `CHUNKDUMP_FLEET_POLL_MS`: how often a fleet looks at a running dump (default
+    /// 10,000 ms; each look is three state transitions in AWS).
+    pub fleet_poll: Duration,
 }
 
 impl ApiConfig {
@@ -119,6 +124,12 @@ impl ApiConfig {
                 1..=31 * 24 * 3600,
             )?),
             download_expiry: Duration::from_secs(15 * 60),
+            fleet_concurrency: env.number("CHUNKDUMP_FLEET_CONCURRENCY", 10, 1..=10_000)? as u32,
+            fleet_poll: Duration::from_millis(env.number(
+                "CHUNKDUMP_FLEET_POLL_MS",
+                10_000,
+                1..=3_600_000,
+            )?),
         })
     }
 }
@@ -218,6 +229,9 @@ pub struct Deployment {
     pub database_root: Option<String>,
     /// `CHUNKDUMP_STATE_MACHINE_ARN`: the dump state machine (the API function).
     pub state_machine_arn: Option<String>,
+    /// `CHUNKDUMP_FLEET_STATE_MACHINE_ARN`: the fleet state machine (the API function,
+    /// with a database root).
+    pub fleet_state_machine_arn: Option<String>,
 }
 
 impl Deployment {
@@ -237,6 +251,7 @@ impl Deployment {
             database: env.get("CHUNKDUMP_DATABASE"),
             database_root: env.get("CHUNKDUMP_DATABASE_ROOT"),
             state_machine_arn: env.get("CHUNKDUMP_STATE_MACHINE_ARN"),
+            fleet_state_machine_arn: env.get("CHUNKDUMP_FLEET_STATE_MACHINE_ARN"),
         })
     }
 

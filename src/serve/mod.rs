@@ -73,15 +73,20 @@ pub async fn serve(
         &opts.api,
         notifier,
     );
+    let runner = Arc::new(runner);
     let state = AppState {
         objects,
         progress,
         guard,
         rates,
-        orchestrator: Arc::new(runner),
+        orchestrator: runner.clone(),
         tokens,
         settings,
     };
+    // Fleets run in-process too: their tasks start dumps through this same state.
+    runner.run_fleets_with(Arc::new(crate::api::fleet_tasks::FleetTasks {
+        state: state.clone(),
+    }));
     if let Some((expr, tick)) = opts.schedule {
         tokio::spawn(crate::serve::scheduler::run_schedule(
             state.clone(),

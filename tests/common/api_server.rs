@@ -18,6 +18,8 @@ pub const READER: &str = "read-only-token-for-tests";
 
 pub struct Server {
     pub base: String,
+    /// The runner behind the served state (fleets run through it).
+    pub runner: Arc<LocalRunner>,
     /// The served state (for what runs beside HTTP, such as scheduled ticks).
     pub state: AppState,
     pub out: PathBuf,
@@ -77,15 +79,17 @@ pub async fn start_server_at(
         chunks_per_execution: 1000,
     };
     // Run locks in the store, as `chunkdump serve` holds them.
-    let runner = LocalRunner::new(tasks)
-        .unwrap()
-        .with_run_locks(out.join(".chunkdump/locks"));
+    let runner = Arc::new(
+        LocalRunner::new(tasks)
+            .unwrap()
+            .with_run_locks(out.join(".chunkdump/locks")),
+    );
     let state = AppState {
         objects,
         progress: progress.clone(),
         guard: progress.clone(),
         rates: progress,
-        orchestrator: Arc::new(runner),
+        orchestrator: runner.clone(),
         tokens: Tokens::new(ADMIN, Some(READER)).unwrap(),
         settings: ApiSettings {
             database: Some(db.display().to_string()),
@@ -99,10 +103,16 @@ pub async fn start_server_at(
                 starts,
                 window: Duration::from_secs(100 * 365 * 24 * 3600),
             },
+            fleet_concurrency: 3,
+            fleet_poll: Duration::from_millis(20),
         },
     };
+    runner.run_fleets_with(Arc::new(chunkdump::api::fleet_tasks::FleetTasks {
+        state: state.clone(),
+    }));
     Server {
         base: serve(state.clone()).await,
+        runner,
         state,
         out,
         client: reqwest::Client::new(),
@@ -134,6 +144,8 @@ pub fn settings(db: &Path, part_size: u64) -> ApiSettings {
             starts: 100,
             window: Duration::from_secs(100 * 365 * 24 * 3600),
         },
+        fleet_concurrency: 3,
+        fleet_poll: Duration::from_millis(20),
     }
 }
 
@@ -143,6 +155,10 @@ impl Server {
     pub async fn with_settings(self, change: impl FnOnce(&mut ApiSettings)) -> Server {
         let mut state = self.state.clone();
         change(&mut state.settings);
+        self.runner
+            .run_fleets_with(Arc::new(chunkdump::api::fleet_tasks::FleetTasks {
+                state: state.clone(),
+            }));
         Server {
             base: serve(state.clone()).await,
             state,

@@ -1,6 +1,7 @@
-//! One function, two kinds of event: HTTP requests (function URL or API Gateway), served
-//! by the axum Router exactly as `lambda_http::run` would, and scheduled starts from
-//! EventBridge Scheduler (`{"chunkdumpSchedule": …}`), run through the same start path.
+//! One function, three kinds of event: HTTP requests (function URL or API Gateway), served
+//! by the axum Router exactly as `lambda_http::run` would; scheduled starts from
+//! EventBridge Scheduler (`{"chunkdumpSchedule": …}`), run through the same start path;
+//! and the fleet state machine's tasks (`{"chunkdumpFleet": …}`).
 //!
 //! A scheduled start that is refused or fails returns an error, so the invocation counts
 //! in the function's `Errors` metric (and its alarm) as well as being recorded.
@@ -24,6 +25,13 @@ pub async fn handle(state: AppState, event: LambdaEvent<Value>) -> Result<Value,
             )
             .into()),
         };
+    }
+    // A task of the fleet state machine (`{"chunkdumpFleet": …}`).
+    if let Some(task) = chunkdump::api::fleet_tasks::task_from_payload(&payload) {
+        let out = chunkdump::api::fleet_tasks::run_task(&state, task.map_err(Error::from)?)
+            .await
+            .map_err(|e| Error::from(format!("{}: {}", e.code, e.message)))?;
+        return Ok(out);
     }
     let request: LambdaRequest = serde_json::from_value(payload)?;
     let mut http = Adapter::from(router(state));

@@ -1,0 +1,352 @@
+//! Fleets: one request dumps many databases under the root (`POST /export/fleet`), run
+//! by the fleet state machine (`fleet-statemachine.json`: a map item per database, see
+//! [`super::fleet_tasks`]), watched with `GET /export/fleet/{id}`, and told of its end by
+//! one signed callback.
+//!
+//! A fleet's state lives in the store beside the dumps, under `.chunkdump/fleets/<id>/`:
+//! `fleet.json` (the request, counts when it ends), `databases.json` (the databases it
+//! names, fixed when it starts) and `started/<index>.json` (what became of each
+//! database's start, and its dump's end). Each database's dump is an ordinary dump
+//! (`<database>/dump_…`), with its own job record.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::error::StoreError;
+
+/// The most databases one fleet may name.
+pub const MAX_FLEET: usize = 100_000;
+
+/// A fleet, as `fleet.json` records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetRecord {
+    pub fleet_id: String,
+    pub created_at: DateTime<Utc>,
+    /// `running`, then `completed` when every database's dump has ended.
+    pub status: String,
+    /// The start request each database's dump is started with (without `database`).
+    pub request: serde_json::Map<String, Value>,
+    pub callback_url: Option<String>,
+    /// How many databases it names.
+    pub databases: usize,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Databases by how their dumps ended (when the fleet has ended).
+    #[serde(default)]
+    pub counts: std::collections::BTreeMap<String, usize>,
+}
+
+/// What became of one database of a fleet (`started/<index>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartedEntry {
+    pub database: String,
+    pub dump_id: Option<String>,
+    /// `running`; or how its dump ended (`completed`, `failed`, `cancelled`,
+    /// `interrupted`); or `notStarted` (see `error`).
+    pub status: String,
+    pub error: Option<Value>,
+}
+
+pub(crate) fn fleet_key(id: &str) -> String {
+    format!(".chunkdump/fleets/{id}/fleet.json")
+}
+pub(crate) fn databases_key(id: &str) -> String {
+    format!(".chunkdump/fleets/{id}/databases.json")
+}
+pub(crate) fn started_prefix(id: &str) -> String {
+    format!(".chunkdump/fleets/{id}/started/")
+}
+pub(crate) fn started_key(id: &str, index: usize) -> String {
+    format!("{}{index:06}.json", started_prefix(id))
+}
+
+/// Reads JSON object `key`; `None` if it does not exist.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    key: &str,
+) -> Result<Option<T>, ApiError> {
+    match state.objects.get(key).await? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            ApiError::from(StoreError::Invalid(format!(
+                "{key} is not what chunkdump wrote: {e}"
+            )))
+        }),
+    }
+}
+
+pub(crate) async fn write_json<T: Serialize>(
+    state: &AppState,
+    key: &str,
+    value: &T,
+) -> Result<(), ApiError> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| ApiError::from(StoreError::Invalid(e.to_string())))?;
+    Ok(state.objects.put(key, bytes).await?)
+}
+
+fn check_fleet_id(id: &str) -> Result<(), ApiError> {
+    let ok = id.starts_with("fleet_")
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_field(
+            "id",
+            format!("invalid fleet id {id:?}"),
+        ))
+    }
+}
+
+/// `POST /export/fleet`: resolves the databases, records the fleet, starts its run; 202.
+pub async fn start(
+    State(state): State<AppState>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) =
+        body.map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
+    let Value::Object(mut request) = body else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be a JSON object",
+        ));
+    };
+    let Some(root) = state.settings.database_root.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this server dumps one database; fleets need a database root (CHUNKDUMP_DATABASE_ROOT)",
+        ));
+    };
+    let selection = request.remove("databases").ok_or_else(|| {
+        ApiError::bad_field(
+            "databases",
+            "name the databases: a pattern (\"tenants/*.db\") or a list of paths under the root",
+        )
+    })?;
+    if request.contains_key("database") {
+        return Err(ApiError::bad_field(
+            "database",
+            "a fleet names its databases in `databases`",
+        ));
+    }
+    let callback_url = match request.remove("callbackUrl") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(url)) => Some(url),
+        Some(_) => {
+            return Err(ApiError::bad_field(
+                "callbackUrl",
+                "callbackUrl must be a string",
+            ))
+        }
+    };
+    if let Some(url) = &callback_url {
+        let Some(notifier) = &state.settings.notifier else {
+            return Err(ApiError::bad_field("callbackUrl", "this server has no callback signing secret (CHUNKDUMP_CALLBACK_SECRET), so it sends no callbacks"));
+        };
+        notifier
+            .check_url(url)
+            .await
+            .map_err(|e| ApiError::bad_field("callbackUrl", e.to_string()))?;
+    }
+    // Every database's dump is started with this request: check it now, once.
+    let mut probe = request.clone();
+    probe.insert("database".into(), Value::String("probe".into()));
+    serde_json::from_value::<super::start::StartRequest>(Value::Object(probe)).map_err(|e| {
+        let text = e.to_string();
+        let field = text.split('`').nth(1).unwrap_or("format").to_string();
+        ApiError::bad_field(&field, text)
+    })?;
+    let databases = tokio::task::spawn_blocking(move || select(&root, &selection))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                e.to_string(),
+            )
+        })??;
+    let fleet_id = format!(
+        "fleet_{}-{:04x}",
+        Utc::now().format("%Y%m%d-%H%M%S"),
+        fastrand::u16(..)
+    );
+    let record = FleetRecord {
+        fleet_id: fleet_id.clone(),
+        created_at: Utc::now(),
+        status: "running".into(),
+        request,
+        callback_url,
+        databases: databases.len(),
+        ended_at: None,
+        counts: Default::default(),
+    };
+    write_json(&state, &databases_key(&fleet_id), &databases).await?;
+    write_json(&state, &fleet_key(&fleet_id), &record).await?;
+    let input =
+        json!({"fleetId": fleet_id, "page": 0, "concurrency": state.settings.fleet_concurrency});
+    state.orchestrator.start_fleet(&fleet_id, input).await?;
+    tracing::info!(fleet_id = %fleet_id, databases = databases.len(), "fleet accepted");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"fleetId": fleet_id, "databases": databases.len(),
+                    "statusUrl": format!("/export/fleet/{fleet_id}")})),
+    ))
+}
+
+/// The databases a fleet's `databases` names: a pattern matched against every database
+/// under the root (`*` stays within a directory, `**` crosses them), or a list of paths,
+/// each checked as a start would check it. Sorted, each once.
+fn select(root: &crate::local::DatabaseRoot, selection: &Value) -> Result<Vec<String>, ApiError> {
+    let mut found: Vec<String> = match selection {
+        Value::String(pattern) => {
+            let matcher = glob::Pattern::new(pattern).map_err(|e| {
+                ApiError::bad_field("databases", format!("pattern {pattern:?}: {e}"))
+            })?;
+            let options = glob::MatchOptions {
+                require_literal_separator: true,
+                ..Default::default()
+            };
+            let mut matched = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let (page, more) = root.list(after.as_deref(), 1000).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal_error",
+                        e.message,
+                    )
+                })?;
+                after = page.last().map(|d| d.database.clone());
+                matched.extend(
+                    page.into_iter()
+                        .map(|d| d.database)
+                        .filter(|d| matcher.matches_with(d, options)),
+                );
+                if !more {
+                    break;
+                }
+            }
+            matched
+        }
+        Value::Array(names) => {
+            let mut resolved = Vec::new();
+            for name in names {
+                let name = name
+                    .as_str()
+                    .ok_or_else(|| ApiError::bad_field("databases", "databases must be strings"))?;
+                let database = root
+                    .resolve(name)
+                    .map_err(|e| ApiError::bad_field("databases", e.message))?;
+                resolved.push(database.database);
+            }
+            resolved
+        }
+        _ => {
+            return Err(ApiError::bad_field(
+                "databases",
+                "databases must be a pattern or a list of paths under the root",
+            ))
+        }
+    };
+    found.sort();
+    found.dedup();
+    if found.is_empty() {
+        return Err(ApiError::bad_field(
+            "databases",
+            "no database under the root matches",
+        ));
+    }
+    if found.len() > MAX_FLEET {
+        return Err(ApiError::bad_field(
+            "databases",
+            format!(
+                "{} databases: a fleet names at most {MAX_FLEET}",
+                found.len()
+            ),
+        ));
+    }
+    Ok(found)
+}
+
+/// Query of `GET /export/fleet/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetQuery {
+    /// The first database index of the page (the previous page's `nextCursor`).
+    cursor: Option<usize>,
+    /// Databases per page, 1 to 1000 (default 100).
+    limit: Option<usize>,
+}
+
+/// `GET /export/fleet/{id}`: the fleet's status, its databases counted by status, and a
+/// page of its databases with their dump ids and statuses.
+pub async fn status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<FleetQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    check_fleet_id(&id)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_field(
+            "limit",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let Some(record) = read_json::<FleetRecord>(&state, &fleet_key(&id)).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no fleet {id}"),
+        ));
+    };
+    let databases: Vec<String> = read_json(&state, &databases_key(&id))
+        .await?
+        .unwrap_or_default();
+    let started = super::fleet_tasks::started_entries(&state, &id).await?;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for index in 0..databases.len() {
+        let status = started.get(&index).map_or("waiting", |e| e.status.as_str());
+        *counts.entry(status.to_string()).or_default() += 1;
+    }
+    let from = query.cursor.unwrap_or(0).min(databases.len());
+    let to = (from + limit).min(databases.len());
+    let mut items = Vec::new();
+    for (index, database) in databases.iter().enumerate().take(to).skip(from) {
+        let entry = started.get(&index);
+        let dump_id = entry.and_then(|e| e.dump_id.clone());
+        // A running dump's status is its job record's, as it is now.
+        let mut status = entry.map_or("waiting".to_string(), |e| e.status.clone());
+        if let (Some(dump), "running") = (&dump_id, status.as_str()) {
+            if let Some(job) = state.progress.get(dump).await? {
+                status = job.status.as_str().to_string();
+            }
+        }
+        items.push(
+            json!({"database": database, "dumpId": dump_id, "status": status,
+                          "error": entry.and_then(|e| e.error.clone())}),
+        );
+    }
+    let mut body = json!({
+        "fleetId": record.fleet_id, "status": record.status, "createdAt": record.created_at,
+        "endedAt": record.ended_at, "databases": databases.len(), "counts": counts, "items": items,
+    });
+    if to < databases.len() {
+        body["nextCursor"] = json!(to);
+    }
+    Ok(Json(body))
+}

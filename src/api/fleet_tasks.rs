@@ -1,0 +1,291 @@
+//! The fleet state machine's tasks (`{"chunkdumpFleet": {"action": …}}`), run by the API
+//! function in AWS and in-process by `serve`: the next page of databases, one
+//! database's start, a look at its dump, and the fleet's end (counts and callback).
+//!
+//! Each task is safe to repeat (Step Functions retries them): a start that finds its
+//! database already started returns that dump, and the end recounts from the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::fleet::{
+    databases_key, fleet_key, read_json, started_key, started_prefix, write_json, FleetRecord,
+    StartedEntry,
+};
+use super::AppState;
+use crate::asl::{TaskError, TaskHandler};
+use crate::model::JobStatus;
+use crate::ports::CallbackSender;
+
+/// The key of a fleet task's payload.
+pub const PAYLOAD_KEY: &str = "chunkdumpFleet";
+
+/// Databases per page of the fleet's map (each page's list stays far below Step
+/// Functions' 256 KB state limit).
+pub const PAGE: usize = 1000;
+
+/// The failed databases a fleet's callback names (the rest are counted).
+const CALLBACK_FAILURES: usize = 100;
+
+/// One fleet task.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "action", rename_all = "camelCase", deny_unknown_fields)]
+pub enum FleetTask {
+    /// The databases of page `page`, and the next page's number if there is one.
+    #[serde(rename_all = "camelCase")]
+    Page { fleet_id: String, page: usize },
+    /// Starts the dump of database `index`.
+    #[serde(rename_all = "camelCase")]
+    Start {
+        fleet_id: String,
+        index: usize,
+        database: String,
+    },
+    /// Looks at the dump of database `index`.
+    #[serde(rename_all = "camelCase")]
+    Check {
+        fleet_id: String,
+        index: usize,
+        database: String,
+        dump_id: String,
+    },
+    /// Counts, marks the fleet completed and sends its callback.
+    #[serde(rename_all = "camelCase")]
+    Finish { fleet_id: String },
+}
+
+/// The fleet task in a Lambda payload, if it is one.
+pub fn task_from_payload(payload: &Value) -> Option<Result<FleetTask, String>> {
+    payload
+        .get(PAYLOAD_KEY)
+        .map(|task| serde_json::from_value(task.clone()).map_err(|e| format!("fleet task: {e}")))
+}
+
+/// Runs fleet tasks against the API's state.
+#[derive(Clone)]
+pub struct FleetTasks {
+    pub state: AppState,
+}
+
+#[async_trait]
+impl TaskHandler for FleetTasks {
+    async fn invoke(&self, _resource: &str, input: Value) -> Result<Value, TaskError> {
+        let task = task_from_payload(&input)
+            .unwrap_or_else(|| Err(format!("a fleet task needs {PAYLOAD_KEY}")))
+            .map_err(|cause| TaskError {
+                error: "Fatal".into(),
+                cause,
+            })?;
+        run_task(&self.state, task).await.map_err(|e| TaskError {
+            error: if e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+                "Retryable"
+            } else {
+                "Fatal"
+            }
+            .into(),
+            cause: e.message,
+        })
+    }
+}
+
+/// Runs one fleet task.
+pub async fn run_task(state: &AppState, task: FleetTask) -> Result<Value, ApiError> {
+    let poll = state.settings.fleet_poll.as_secs_f64();
+    match task {
+        FleetTask::Page { fleet_id, page } => {
+            let databases: Vec<String> = read_json(state, &databases_key(&fleet_id))
+                .await?
+                .unwrap_or_default();
+            let from = (page * PAGE).min(databases.len());
+            let to = (from + PAGE).min(databases.len());
+            let items: Vec<Value> = (from..to)
+                .map(|index| json!({"index": index, "database": databases[index]}))
+                .collect();
+            let mut out = json!({"databases": items});
+            if to < databases.len() {
+                out["nextPage"] = json!(page + 1);
+            }
+            Ok(out)
+        }
+        FleetTask::Start {
+            fleet_id,
+            index,
+            database,
+        } => {
+            let key = started_key(&fleet_id, index);
+            if let Some(entry) = read_json::<StartedEntry>(state, &key).await? {
+                return Ok(
+                    json!({"status": entry.status, "dumpId": entry.dump_id, "pollSeconds": poll}),
+                );
+            }
+            let Some(fleet) = read_json::<FleetRecord>(state, &fleet_key(&fleet_id)).await? else {
+                return Err(ApiError::bad_field(
+                    "fleetId",
+                    format!("no fleet {fleet_id}"),
+                ));
+            };
+            let mut request = fleet.request.clone();
+            request.insert("database".into(), Value::String(database.clone()));
+            let started = match serde_json::from_value(Value::Object(request)) {
+                Ok(request) => super::start::start_dump(state, request, None).await,
+                Err(e) => Err(ApiError::bad_field("request", e.to_string())),
+            };
+            let entry = match started {
+                Ok(job) => StartedEntry {
+                    database,
+                    dump_id: Some(job.id),
+                    status: "running".into(),
+                    error: None,
+                },
+                // A passing fault (the store, the orchestrator) is retried by the state
+                // machine; anything else is this database's own problem.
+                Err(e) if e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => return Err(e),
+                Err(e) => {
+                    tracing::warn!(fleet_id = %fleet_id, database = %database, error = %e.message, "fleet database not started");
+                    StartedEntry {
+                        database,
+                        dump_id: None,
+                        status: "notStarted".into(),
+                        error: Some(json!({"code": e.code, "message": e.message})),
+                    }
+                }
+            };
+            write_json(state, &key, &entry).await?;
+            Ok(json!({"status": entry.status, "dumpId": entry.dump_id, "pollSeconds": poll}))
+        }
+        FleetTask::Check {
+            fleet_id,
+            index,
+            database,
+            dump_id,
+        } => {
+            let job = state.progress.get(&dump_id).await?;
+            let status = match &job {
+                None => "cancelled",
+                Some(job) if matches!(job.status, JobStatus::Pending | JobStatus::Processing) => {
+                    return Ok(
+                        json!({"status": "running", "dumpId": dump_id, "pollSeconds": poll}),
+                    );
+                }
+                Some(job) => job.status.as_str(),
+            };
+            let error = job
+                .as_ref()
+                .and_then(|j| j.error.as_ref())
+                .map(|e| json!({"code": e.code, "message": e.message}));
+            let entry = StartedEntry {
+                database,
+                dump_id: Some(dump_id.clone()),
+                status: status.to_string(),
+                error,
+            };
+            write_json(state, &started_key(&fleet_id, index), &entry).await?;
+            Ok(json!({"status": status, "dumpId": dump_id}))
+        }
+        FleetTask::Finish { fleet_id } => finish(state, &fleet_id).await,
+    }
+}
+
+/// What became of each database of fleet `id` that has been started, by index.
+pub(crate) async fn started_entries(
+    state: &AppState,
+    id: &str,
+) -> Result<BTreeMap<usize, StartedEntry>, ApiError> {
+    let prefix = started_prefix(id);
+    let keys = state.objects.list_keys(&prefix).await?;
+    let read: Vec<Result<Option<(usize, StartedEntry)>, ApiError>> =
+        futures_util::stream::iter(keys.into_iter().map(|key| {
+            let prefix = &prefix;
+            async move {
+                let Some(index) = key
+                    .strip_prefix(prefix.as_str())
+                    .and_then(|k| k.strip_suffix(".json"))
+                    .and_then(|k| k.parse::<usize>().ok())
+                else {
+                    return Ok(None);
+                };
+                Ok(read_json::<StartedEntry>(state, &key)
+                    .await?
+                    .map(|e| (index, e)))
+            }
+        }))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut entries = BTreeMap::new();
+    for r in read {
+        if let Some((index, entry)) = r? {
+            entries.insert(index, entry);
+        }
+    }
+    Ok(entries)
+}
+
+/// The fleet's end: counts by status, `completed`, and its one signed callback.
+async fn finish(state: &AppState, fleet_id: &str) -> Result<Value, ApiError> {
+    let Some(mut fleet) = read_json::<FleetRecord>(state, &fleet_key(fleet_id)).await? else {
+        return Err(ApiError::bad_field(
+            "fleetId",
+            format!("no fleet {fleet_id}"),
+        ));
+    };
+    let started = started_entries(state, fleet_id).await?;
+    let mut counts = BTreeMap::<String, usize>::new();
+    for index in 0..fleet.databases {
+        let status = started
+            .get(&index)
+            .map_or("notStarted", |e| e.status.as_str());
+        *counts.entry(status.to_string()).or_default() += 1;
+    }
+    let failed: Vec<Value> = started
+        .values()
+        .filter(|e| e.status != "completed")
+        .take(CALLBACK_FAILURES)
+        .map(|e| json!({"database": e.database, "dumpId": e.dump_id, "status": e.status, "error": e.error}))
+        .collect();
+    let first_end = fleet.status != "completed";
+    fleet.status = "completed".into();
+    fleet.ended_at.get_or_insert_with(Utc::now);
+    fleet.counts = counts.clone();
+    write_json(state, &fleet_key(fleet_id), &fleet).await?;
+    let summary = json!({
+        "fleetId": fleet_id, "status": "completed", "databases": fleet.databases, "counts": counts,
+        "notCompleted": failed, "endedAt": fleet.ended_at, "statusUrl": format!("/export/fleet/{fleet_id}"),
+    });
+    tracing::info!(fleet_id = %fleet_id, counts = ?counts, "fleet ended");
+    if let (Some(url), Some(notifier), true) =
+        (&fleet.callback_url, &state.settings.notifier, first_end)
+    {
+        send_callback(Arc::new(notifier.clone()), url, &summary).await;
+    }
+    Ok(summary)
+}
+
+/// Sends the fleet's callback, with the notifier's retries; a callback that cannot be
+/// delivered is logged, and does not fail the fleet.
+async fn send_callback(sender: Arc<dyn CallbackSender>, url: &str, summary: &Value) {
+    let body = summary.to_string().into_bytes();
+    let mut delays = sender.retry_delays().iter();
+    loop {
+        match sender.send(url, &body).await {
+            Ok(()) => return,
+            Err(e) => match delays.next() {
+                Some(delay) => {
+                    tracing::warn!(error = %e, "fleet callback failed; retrying");
+                    tokio::time::sleep(*delay).await;
+                }
+                None => {
+                    tracing::error!(error = %e, "fleet callback not delivered");
+                    return;
+                }
+            },
+        }
+    }
+}
