@@ -106,6 +106,9 @@ async fn every_route_requires_a_token_and_read_only_tokens_only_read() {
             format!("/export/dump/download/{id}.sql"),
         ),
         (reqwest::Method::DELETE, format!("/export/dump/{id}")),
+        (reqwest::Method::GET, "/export/databases".to_string()),
+        (reqwest::Method::POST, "/export/fleet".to_string()),
+        (reqwest::Method::GET, "/export/fleet/fleet_x".to_string()),
         (reqwest::Method::GET, "/no/such/route".to_string()),
     ];
     for (method, path) in &routes {
@@ -149,6 +152,15 @@ async fn every_route_requires_a_token_and_read_only_tokens_only_read() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server
+        .json(
+            reqwest::Method::POST,
+            "/export/fleet",
+            Some(READER),
+            Some(json!({"databases": "*.db", "format": "sql"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a fleet starts dumps: admin only");
     let (status, _, _) = server
         .call(
             reqwest::Method::GET,
@@ -493,9 +505,11 @@ async fn openapi_document_describes_every_route_truthfully() {
         ("GET", "/export/dump/download/{id}/{file}"),
         ("GET", "/export/dump/manifest/{id}"),
         ("GET", "/export/dump/status/{id}"),
+        ("GET", "/export/fleet/{id}"),
         ("GET", "/openapi.json"),
         ("POST", "/export/dump"),
         ("POST", "/export/dump/{id}/resume"),
+        ("POST", "/export/fleet"),
     ];
     assert_eq!(
         operations,

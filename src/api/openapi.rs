@@ -108,6 +108,23 @@ pub fn document() -> Value {
                     "responses": with(error_responses(&["400", "401", "404", "503"]), json!({"200": {"description": "a page of databases", "content": json_body("Databases")}})),
                 },
             },
+            "/export/fleet": {
+                "post": {
+                    "summary": "Dump many databases under the database root: a fleet (a server of one database has none: 404)",
+                    "requestBody": {"required": true, "content": json_body("FleetRequest")},
+                    "responses": with(error_responses(&["400", "401", "403", "404", "413", "415", "503"]),
+                        json!({"202": {"description": "accepted", "content": json_body("FleetAccepted")}})),
+                },
+            },
+            "/export/fleet/{id}": {
+                "get": {
+                    "summary": "A fleet's status: its databases counted by status, and a page of them with their dumps",
+                    "parameters": [path_param("id", "^fleet_[A-Za-z0-9_-]{1,58}$"),
+                        {"name": "cursor", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}},
+                        {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+                    "responses": with(error_responses(&["400", "401", "404", "503"]), json!({"200": {"description": "the fleet", "content": json_body("Fleet")}})),
+                },
+            },
             "/openapi.json": {
                 "get": {"summary": "This document", "responses": with(error_responses(&["401"]), json!({"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}}))},
             },
@@ -144,6 +161,24 @@ pub fn document() -> Value {
                     "consistency": {"type": "object", "properties": {"snapshot": {"type": "boolean"}, "changedDuringDump": {"type": "boolean"}}},
                     "manifest": {"type": "string"}, "manifestUrl": {"type": "string"},
                     "resumeWith": {"type": "string", "description": "for an interrupted dump: the call that resumes it"}}},
+                "FleetRequest": {"type": "object", "required": ["databases", "format"], "properties": {
+                    "databases": {"oneOf": [{"type": "string", "description": "a pattern of paths under the root: * within a directory, ** across"},
+                                            {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
+                    "format": {"type": "string", "enum": ["sql", "csv", "json"]},
+                    "callbackUrl": {"type": "string", "format": "uri", "pattern": "^https://", "description": "told once, when every database's dump has ended"},
+                    "chunkSize": {"type": "integer", "minimum": 1, "maximum": 100000},
+                    "includeSchema": {"type": "boolean"},
+                    "tables": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                    "compression": {"type": "string", "enum": ["none", "gzip", "zstd"]},
+                    "snapshot": {"type": "boolean"},
+                    "snapshotMaxBlockMs": {"type": "integer", "minimum": 1, "maximum": 600000}}},
+                "FleetAccepted": {"type": "object", "required": ["fleetId", "databases", "statusUrl"], "properties": {
+                    "fleetId": {"type": "string"}, "databases": {"type": "integer"}, "statusUrl": {"type": "string"}}},
+                "Fleet": {"type": "object", "required": ["fleetId", "status", "databases", "counts", "items"], "properties": {
+                    "fleetId": {"type": "string"}, "status": {"type": "string", "enum": ["running", "completed"]},
+                    "createdAt": {"type": "string"}, "endedAt": {"type": "string", "nullable": true},
+                    "databases": {"type": "integer"}, "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "items": {"type": "array", "items": {"type": "object"}}, "nextCursor": {"type": "integer"}}},
                 "Databases": {"type": "object", "required": ["databases"], "properties": {
                     "databases": {"type": "array", "items": {"type": "object", "required": ["database", "name", "size"], "properties": {
                         "database": {"type": "string", "description": "its path under the root, as a start names it"},
