@@ -160,7 +160,11 @@ async fn every_route_requires_a_token_and_read_only_tokens_only_read() {
             Some(json!({"databases": "*.db", "format": "sql"})),
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "a fleet starts dumps: admin only");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a fleet starts dumps: admin only"
+    );
     let (status, _, _) = server
         .call(
             reqwest::Method::GET,

@@ -155,3 +155,104 @@ fn the_templates_schedule_input_is_a_valid_tick() {
         );
     }
 }
+
+/// Waits for fleet `id` to end; returns its dump ids, by database.
+async fn fleet_dumps(server: &common::api_server::Server, id: &str) -> Vec<String> {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, v) = server
+            .json(
+                reqwest::Method::GET,
+                &format!("/export/fleet/{id}"),
+                Some(READER),
+                None,
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{v}");
+        if v["status"] == "completed" {
+            assert_eq!(v["counts"]["completed"], v["databases"], "{v}");
+            return v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["dumpId"].as_str().unwrap().to_string())
+                .collect();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "fleet never ended: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tick_over_several_databases_starts_a_fleet_and_keeps_each_databases_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    common::build_bulk_db(&root.join("acme.db"), 300);
+    common::build_edge_db(&root.join("beta.db"));
+    let server = start_server(
+        &root.join("acme.db"),
+        Duration::from_secs(25),
+        Duration::ZERO,
+        None,
+    )
+    .await
+    .with_settings(|s| {
+        s.database = None;
+        s.database_root = Some(chunkdump::local::DatabaseRoot::open(&root).unwrap());
+    })
+    .await;
+    let tenants = tick(serde_json::json!({"name": "tenants", "databases": "*.db",
+        "request": {"format": "sql", "callbackUrl": ""}, "retention": {"keepLast": 1}}));
+    let mut fleets = Vec::new();
+    for n in 0..3 {
+        if n > 0 {
+            // Dump ids name the second a dump starts in.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        let run = run_tick(&server.state, tenants.clone()).await;
+        assert_eq!(run.outcome, TickOutcome::Started, "{run:?}");
+        assert!(run.dump_id.is_none());
+        if n < 2 {
+            assert!(
+                run.pruned.is_empty(),
+                "each database keeps its newest: {run:?}"
+            );
+        } else {
+            // keepLast 1, per database: the first fleet's two dumps go, one of each.
+            let mut pruned = run.pruned.clone();
+            pruned.sort();
+            assert_eq!(pruned, fleets[0], "{run:?}");
+        }
+        let dumps = fleet_dumps(&server, run.fleet_id.as_ref().unwrap()).await;
+        assert!(
+            dumps[0].starts_with("acme/dump_") && dumps[1].starts_with("beta/dump_"),
+            "{dumps:?}"
+        );
+        fleets.push(dumps);
+        if n == 0 {
+            // A dump started by hand is not the schedule's to prune.
+            let by_hand = server
+                .start(serde_json::json!({"format": "json", "database": "acme.db"}))
+                .await;
+            server.wait_for(&by_hand, "completed").await;
+            fleets.push(vec![by_hand]);
+        }
+    }
+    let (status, _) = server
+        .json(
+            reqwest::Method::GET,
+            &format!("/export/dump/status/{}", fleets[1][0].replace('/', "%2F")),
+            Some(READER),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::OK,
+        "the hand-started dump stays"
+    );
+}

@@ -34,6 +34,9 @@ pub struct FleetRecord {
     /// The start request each database's dump is started with (without `database`).
     pub request: serde_json::Map<String, Value>,
     pub callback_url: Option<String>,
+    /// The schedule that started it (its dumps carry the name, for its retention).
+    #[serde(default)]
+    pub schedule: Option<String>,
     /// How many databases it names.
     pub databases: usize,
     pub ended_at: Option<DateTime<Utc>>,
@@ -115,13 +118,30 @@ pub async fn start(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) =
         body.map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
-    let Value::Object(mut request) = body else {
+    let Value::Object(request) = body else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the body must be a JSON object",
         ));
     };
+    let (fleet_id, databases) = start_fleet(&state, request, None).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"fleetId": fleet_id, "databases": databases,
+                    "statusUrl": format!("/export/fleet/{fleet_id}")})),
+    ))
+}
+
+/// Starts a fleet from `request` (a fleet request's body; `schedule`: the schedule
+/// starting it, recorded in each of its dumps): its id and how many databases it names.
+pub(crate) async fn start_fleet(
+    state: &AppState,
+    mut request: serde_json::Map<String, Value>,
+    schedule: Option<&str>,
+) -> Result<(String, usize), ApiError> {
+    // An absent field and a null one are the same request.
+    request.retain(|_, v| !v.is_null());
     let Some(root) = state.settings.database_root.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -142,7 +162,8 @@ pub async fn start(
         ));
     }
     let callback_url = match request.remove("callbackUrl") {
-        None | Some(Value::Null) => None,
+        None => None,
+        Some(Value::String(url)) if url.is_empty() => None,
         Some(Value::String(url)) => Some(url),
         Some(_) => {
             return Err(ApiError::bad_field(
@@ -188,21 +209,18 @@ pub async fn start(
         status: "running".into(),
         request,
         callback_url,
+        schedule: schedule.map(str::to_string),
         databases: databases.len(),
         ended_at: None,
         counts: Default::default(),
     };
-    write_json(&state, &databases_key(&fleet_id), &databases).await?;
-    write_json(&state, &fleet_key(&fleet_id), &record).await?;
+    write_json(state, &databases_key(&fleet_id), &databases).await?;
+    write_json(state, &fleet_key(&fleet_id), &record).await?;
     let input =
         json!({"fleetId": fleet_id, "page": 0, "concurrency": state.settings.fleet_concurrency});
     state.orchestrator.start_fleet(&fleet_id, input).await?;
     tracing::info!(fleet_id = %fleet_id, databases = databases.len(), "fleet accepted");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"fleetId": fleet_id, "databases": databases.len(),
-                    "statusUrl": format!("/export/fleet/{fleet_id}")})),
-    ))
+    Ok((fleet_id, databases.len()))
 }
 
 /// The databases a fleet's `databases` names: a pattern matched against every database

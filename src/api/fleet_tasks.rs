@@ -134,7 +134,9 @@ pub async fn run_task(state: &AppState, task: FleetTask) -> Result<Value, ApiErr
             let mut request = fleet.request.clone();
             request.insert("database".into(), Value::String(database.clone()));
             let started = match serde_json::from_value(Value::Object(request)) {
-                Ok(request) => super::start::start_dump(state, request, None).await,
+                Ok(request) => {
+                    super::start::start_dump(state, request, fleet.schedule.as_deref()).await
+                }
                 Err(e) => Err(ApiError::bad_field("request", e.to_string())),
             };
             let entry = match started {

@@ -32,8 +32,12 @@ const RUNS_KEPT: usize = 20;
 pub struct ScheduledStart {
     /// The schedule's name, shown with its runs (`[A-Za-z0-9_-]`, at most 64).
     pub name: String,
-    /// What to dump: the body of `POST /export/dump`.
+    /// What to dump: the body of `POST /export/dump` (without `database` for a fleet).
     pub request: StartRequest,
+    /// With a database root: the databases each tick dumps as one fleet (a pattern such
+    /// as `"tenants/*.db"`, or a list of paths), each kept by the retention on its own.
+    #[serde(default)]
+    pub databases: Option<serde_json::Value>,
     /// Completed dumps of this database to keep; none: keep all.
     #[serde(default)]
     pub retention: Option<Retention>,
@@ -80,6 +84,9 @@ pub struct ScheduledRun {
     pub outcome: TickOutcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dump_id: Option<String>,
+    /// The fleet started (a schedule of several databases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_id: Option<String>,
     /// The error of a refused or failed start: `code` and `message`, as the API gives them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<serde_json::Value>,
@@ -109,6 +116,24 @@ pub enum Gone {
     Deleted,
 }
 
+/// A fleet tick: the schedule's request over its `databases`.
+async fn start_fleet_tick(
+    state: &AppState,
+    request: &StartRequest,
+    databases: serde_json::Value,
+    schedule: &str,
+) -> Result<String, ApiError> {
+    let serde_json::Value::Object(mut body) =
+        serde_json::to_value(request).map_err(|e| ApiError::bad_field("request", e.to_string()))?
+    else {
+        return Err(ApiError::bad_field("request", "not an object"));
+    };
+    body.insert("databases".into(), databases);
+    super::fleet::start_fleet(state, body, Some(schedule))
+        .await
+        .map(|(fleet_id, _)| fleet_id)
+}
+
 fn error_body(e: &ApiError) -> serde_json::Value {
     serde_json::json!({"status": e.status.as_u16(), "code": e.code, "message": e.message})
 }
@@ -122,6 +147,7 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
         at: Utc::now(),
         outcome: TickOutcome::Failed,
         dump_id: None,
+        fleet_id: None,
         error: None,
         pruned: Vec::new(),
         prune_error: None,
@@ -141,9 +167,14 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
         // The policy applies to this schedule's dumps of this database, not to dumps
         // started by hand or by another schedule.
         // (A database the request cannot name is not pruned; the start below says why.)
-        let database = super::databases::target(state, tick.request.database.as_deref());
+        // A fleet's schedule keeps each of its databases' dumps by the policy on its own.
+        let database = match &tick.databases {
+            Some(_) => Ok(None),
+            None => super::databases::target(state, tick.request.database.as_deref())
+                .map(|t| Some(t.path)),
+        };
         let scope = PruneScope {
-            database: database.as_ref().ok().map(|t| t.path.clone()),
+            database: database.as_ref().ok().cloned().flatten(),
             schedule: Some(tick.name.clone()),
         };
         if let (Some(retention), Ok(_)) = (tick.retention, &database) {
@@ -171,11 +202,16 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
         if request.callback_url.as_deref().is_some_and(str::is_empty) {
             request.callback_url = None;
         }
-        match start_dump(state, request, Some(&tick.name)).await {
-            Ok(job) => {
-                run.outcome = TickOutcome::Started;
-                run.dump_id = Some(job.id);
-            }
+        let started = match tick.databases {
+            Some(databases) => start_fleet_tick(state, &request, databases, &tick.name)
+                .await
+                .map(|fleet_id| run.fleet_id = Some(fleet_id)),
+            None => start_dump(state, request, Some(&tick.name))
+                .await
+                .map(|job| run.dump_id = Some(job.id)),
+        };
+        match started {
+            Ok(()) => run.outcome = TickOutcome::Started,
             Err(e) => {
                 run.outcome = if e.status.as_u16() == 409 {
                     TickOutcome::Refused
