@@ -117,42 +117,52 @@ async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
 #[test]
 fn the_templates_schedule_input_is_a_valid_tick() {
     let template = std::fs::read_to_string("infra/template.yaml").unwrap();
-    let start = template
-        .find("Input: !Sub |")
-        .expect("the schedule's Input")
-        + "Input: !Sub |".len();
-    let body: String = template[start..]
-        .lines()
+    let input = template.find("Input: !If").expect("the schedule's Input");
+    // Two bodies: a fleet over BackupDatabases, and one database.
+    let bodies: Vec<String> = template[input..]
+        .split("- !Sub |")
         .skip(1)
-        .take_while(|l| l.starts_with("          "))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let render = |tables: &str, callback: &str, keep_days: &str| {
-        body.replace("${AWS::StackName}", "chunkdump")
-            .replace("${BackupFormat}", "sql")
-            .replace("${BackupCompression}", "zstd")
-            .replace("${BackupTables}", tables)
-            .replace("${BackupSnapshot}", "true")
-            .replace("${BackupCallbackUrl}", callback)
-            .replace("${BackupKeepLast}", "7")
-            .replace("${BackupKeepDays}", keep_days)
-    };
-    for (tables, callback, days) in [
-        ("null", "", "0"),
-        (r#"["orders","users"]"#, "https://example.com/hook", "14"),
-    ] {
-        let text = render(tables, callback, days);
-        assert!(!text.contains("${"), "unrendered parameter: {text}");
-        let payload: serde_json::Value =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-        let tick = tick_from_payload(&payload)
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{e}: {text}"));
-        assert_eq!(tick.name, "chunkdump");
-        assert_eq!(
-            serde_json::to_value(&tick.request).unwrap()["compression"],
-            "zstd"
-        );
+        .take(2)
+        .map(|part| {
+            part.lines()
+                .skip(1)
+                .take_while(|l| l.starts_with("            "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    assert_eq!(bodies.len(), 2, "two schedule bodies");
+    for (n, body) in bodies.iter().enumerate() {
+        let render = |tables: &str, callback: &str, keep_days: &str| {
+            body.replace("${AWS::StackName}", "chunkdump")
+                .replace("${BackupFormat}", "sql")
+                .replace("${BackupCompression}", "zstd")
+                .replace("${BackupTables}", tables)
+                .replace("${BackupSnapshot}", "true")
+                .replace("${BackupCallbackUrl}", callback)
+                .replace("${BackupKeepLast}", "7")
+                .replace("${BackupKeepDays}", keep_days)
+                .replace("${BackupDatabases}", "tenants/*.db")
+        };
+        for (tables, callback, days) in [
+            ("null", "", "0"),
+            (r#"["orders","users"]"#, "https://example.com/hook", "14"),
+        ] {
+            let text = render(tables, callback, days);
+            assert!(!text.contains("${"), "unrendered parameter: {text}");
+            let payload: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            let tick = tick_from_payload(&payload)
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{e}: {text}"));
+            assert_eq!(tick.name, "chunkdump");
+            assert_eq!(
+                serde_json::to_value(&tick.request).unwrap()["compression"],
+                "zstd"
+            );
+            let fleet = tick.databases.as_ref().and_then(|d| d.as_str());
+            assert_eq!(fleet, (n == 0).then_some("tenants/*.db"), "{text}");
+        }
     }
 }
 
