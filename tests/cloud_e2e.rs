@@ -472,3 +472,120 @@ async fn api_on_s3_redirects_downloads_to_working_presigned_urls() {
     .unwrap();
     assert_eq!(body.bytes().await.unwrap().to_vec(), local.files[0].1);
 }
+
+/// A fleet through the local interpreter of `fleet-statemachine.json`, its dumps in S3
+/// and their records in DynamoDB (both on moto): every database matching the pattern is
+/// dumped under its own name, and each restores exactly from the bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_on_s3_and_dynamodb_dumps_each_database_under_its_name() {
+    if common::cloud::skip_without_servers() {
+        return;
+    }
+    use chunkdump::api::{AppState, Tokens};
+    use std::sync::Arc;
+    let sv = servers();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("archive")).unwrap();
+    build_edge_db(&root.join("edge.db"));
+    build_bulk_db(&root.join("bulk.db"), 1200);
+    build_bulk_db(&root.join("archive/old.db"), 10); // not matched: `*` stays in its directory
+    let url = format!("s3://{}/dumps", unique("fleet"));
+    let s3 = S3Store::new(&sdk_config(&sv.moto, "moto", "moto").await, &url).unwrap();
+    s3.ensure_bucket().await.unwrap();
+    let table = unique("jobs");
+    let dynamo = DynamoProgress::new(
+        &sdk_config(&sv.moto, "moto", "moto").await,
+        &format!("dynamodb://{table}"),
+    )
+    .unwrap();
+    dynamo.ensure_table().await.unwrap();
+    let (objects, progress) = (Arc::new(s3), Arc::new(dynamo));
+    let tasks = chunkdump::tasks::Tasks {
+        objects: objects.clone(),
+        progress: progress.clone(),
+        notifier: None,
+        chunk: ChunkOptions {
+            budget: Duration::from_secs(25),
+            ..Default::default()
+        },
+        breathe: Duration::ZERO,
+        whole_seconds: false,
+        chunks_per_execution: 1000,
+    };
+    let runner = Arc::new(chunkdump::runner::LocalRunner::new(tasks).unwrap());
+    let mut settings = common::api_server::settings(&root.join("edge.db"), PART);
+    settings.database = None;
+    settings.database_root = Some(chunkdump::local::DatabaseRoot::open(&root).unwrap());
+    let state = AppState {
+        objects: objects.clone(),
+        progress: progress.clone(),
+        guard: progress.clone(),
+        rates: progress,
+        orchestrator: runner.clone(),
+        tokens: Tokens::new("admin-token", None).unwrap(),
+        settings,
+    };
+    runner.run_fleets_with(Arc::new(chunkdump::api::fleet_tasks::FleetTasks {
+        state: state.clone(),
+    }));
+    let base = common::api_server::serve(state).await;
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, body: Option<serde_json::Value>| {
+        let mut req = client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth("admin-token");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let started = call(
+        reqwest::Method::POST,
+        "/export/fleet".into(),
+        Some(serde_json::json!({"databases": "*.db", "format": "sql", "compression": "zstd"})),
+    )
+    .await;
+    assert_eq!(started["databases"], 2, "{started}");
+    let fleet = started["fleetId"].as_str().unwrap();
+    let begun = Instant::now();
+    let done = loop {
+        let v = call(reqwest::Method::GET, format!("/export/fleet/{fleet}"), None).await;
+        if v["status"] == "completed" {
+            break v;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(90), "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        done["counts"],
+        serde_json::json!({"completed": 2}),
+        "{done}"
+    );
+    for item in done["items"].as_array().unwrap() {
+        let (database, id) = (
+            item["database"].as_str().unwrap(),
+            item["dumpId"].as_str().unwrap(),
+        );
+        assert!(
+            id.starts_with(&format!("{}/dump_", database.trim_end_matches(".db"))),
+            "{id}"
+        );
+        let into = dir.path().join(format!("restored-{database}"));
+        let o = chunkdump()
+            .envs(cli_env(&sv.moto, &sv.moto, "moto", "moto"))
+            .args(["restore", id, "--store", &url, "--into"])
+            .arg(&into)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_same_db(&root.join(database), &into);
+    }
+}
