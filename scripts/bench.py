@@ -475,6 +475,55 @@ def many_databases(count=300):
     shutil.rmtree(out, ignore_errors=True)
 
 
+def fleet(count=1000):
+    """One local fleet run of `count` databases through `chunkdump serve --database-root`
+    (the fleet state machine, interpreted in-process), every dump verified afterwards;
+    the server's peak RSS (VmHWM) at two concurrencies: it follows the concurrency, not
+    the number of databases."""
+    import urllib.request
+    dir = os.path.join(CACHE, f"tenants-{count}")
+    build_tenants(dir, count)
+    print(f"\n== a fleet of {count} databases through chunkdump serve ==")
+    for concurrency in (4, 16):
+        out = os.path.join(CACHE, "out-fleet")
+        shutil.rmtree(out, ignore_errors=True)
+        env = dict(os.environ, CHUNKDUMP_API_TOKEN="bench-token-0123456789", CHUNKDUMP_FLEET_CONCURRENCY=str(concurrency),
+                   CHUNKDUMP_FLEET_POLL_MS="50", DUMP_BREATHING_INTERVAL="0", RUST_LOG="warn")
+        server = subprocess.Popen([BIN, "serve", "--database-root", dir, "--out", out, "--listen", "127.0.0.1:0"],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        base = server.stdout.readline().decode().split()[-1]
+
+        def call(method, path, body=None):
+            req = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None,
+                                         headers={"Authorization": "Bearer bench-token-0123456789",
+                                                  "Content-Type": "application/json"})
+            with urllib.request.urlopen(req) as r:
+                return json.load(r)
+        start = time.perf_counter()
+        fleet_id = call("POST", "/export/fleet", {"databases": "*.db", "format": "sql", "compression": "zstd"})["fleetId"]
+        while True:
+            status = call("GET", f"/export/fleet/{fleet_id}?limit=1000")
+            if status["status"] == "completed":
+                break
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - start
+        with open(f"/proc/{server.pid}/status") as f:
+            hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+        server.terminate()
+        server.wait()
+        ids = [i["dumpId"] for i in status["items"] if i["dumpId"]]
+        verify_start = time.perf_counter()
+        bad = 0
+        for id in ids:
+            if subprocess.run([BIN, "verify", id, "--out", out], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode != 0:
+                bad += 1
+        verified = time.perf_counter() - verify_start
+        print(f"concurrency {concurrency:2}: {elapsed:6.1f} s for {count} dumps ({status['counts']}), "
+              f"server peak {hwm:6.1f} MiB; verify: {len(ids) - bad} of {len(ids)} ok in {verified:5.1f} s")
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def main():
     rows = int(sys.argv[1])
     if os.environ.get("BENCH_ONLY"):
@@ -482,7 +531,7 @@ def main():
             {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values,
              "uploads": lambda: uploads(rows), "compression": lambda: compression(rows), "startup": startup,
              "verify": lambda: verify(rows), "restore": lambda: restore(rows), "before-after": lambda: before_after(rows),
-             "many": many_databases}[part]()
+             "many": many_databases, "fleet": fleet}[part]()
         return
     small = bench(rows // 10)
     large = bench(rows)
@@ -502,6 +551,7 @@ def main():
     many_tables(3000)
     large_values()
     many_databases()
+    fleet()
 
 
 if __name__ == "__main__":
