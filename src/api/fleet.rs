@@ -13,8 +13,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+use std::collections::BTreeMap;
 
 use super::error::ApiError;
 use super::AppState;
@@ -335,7 +338,7 @@ pub async fn status(
     let databases: Vec<String> = read_json(&state, &databases_key(&id))
         .await?
         .unwrap_or_default();
-    let started = super::fleet_tasks::started_entries(&state, &id).await?;
+    let started = started_entries(&state, &id).await?;
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for index in 0..databases.len() {
         let status = started.get(&index).map_or("waiting", |e| e.status.as_str());
@@ -367,4 +370,40 @@ pub async fn status(
         body["nextCursor"] = json!(to);
     }
     Ok(Json(body))
+}
+
+/// What became of each database of fleet `id` that has been started, by index.
+pub(crate) async fn started_entries(
+    state: &AppState,
+    id: &str,
+) -> Result<BTreeMap<usize, StartedEntry>, ApiError> {
+    let prefix = started_prefix(id);
+    let keys = state.objects.list_keys(&prefix).await?;
+    let read: Vec<Result<Option<(usize, StartedEntry)>, ApiError>> =
+        futures_util::stream::iter(keys.into_iter().map(|key| {
+            let prefix = &prefix;
+            async move {
+                let Some(index) = key
+                    .strip_prefix(prefix.as_str())
+                    .and_then(|k| k.strip_suffix(".json"))
+                    .and_then(|k| k.parse::<usize>().ok())
+                else {
+                    return Ok(None);
+                };
+                Ok(read_json::<StartedEntry>(state, &key)
+                    .await?
+                    .map(|e| (index, e)))
+            }
+        }))
+        // One small object per database: many at once, so 10,000 take seconds, not minutes.
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let mut entries = BTreeMap::new();
+    for r in read {
+        if let Some((index, entry)) = r? {
+            entries.insert(index, entry);
+        }
+    }
+    Ok(entries)
 }

@@ -10,13 +10,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::fleet::{
-    databases_key, fleet_key, read_json, started_key, started_prefix, write_json, FleetRecord,
+    databases_key, fleet_key, read_json, started_entries, started_key, write_json, FleetRecord,
     StartedEntry,
 };
 use super::AppState;
@@ -193,42 +192,6 @@ pub async fn run_task(state: &AppState, task: FleetTask) -> Result<Value, ApiErr
         }
         FleetTask::Finish { fleet_id } => finish(state, &fleet_id).await,
     }
-}
-
-/// What became of each database of fleet `id` that has been started, by index.
-pub(crate) async fn started_entries(
-    state: &AppState,
-    id: &str,
-) -> Result<BTreeMap<usize, StartedEntry>, ApiError> {
-    let prefix = started_prefix(id);
-    let keys = state.objects.list_keys(&prefix).await?;
-    let read: Vec<Result<Option<(usize, StartedEntry)>, ApiError>> =
-        futures_util::stream::iter(keys.into_iter().map(|key| {
-            let prefix = &prefix;
-            async move {
-                let Some(index) = key
-                    .strip_prefix(prefix.as_str())
-                    .and_then(|k| k.strip_suffix(".json"))
-                    .and_then(|k| k.parse::<usize>().ok())
-                else {
-                    return Ok(None);
-                };
-                Ok(read_json::<StartedEntry>(state, &key)
-                    .await?
-                    .map(|e| (index, e)))
-            }
-        }))
-        // One small object per database: many at once, so 10,000 take seconds, not minutes.
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    let mut entries = BTreeMap::new();
-    for r in read {
-        if let Some((index, entry)) = r? {
-            entries.insert(index, entry);
-        }
-    }
-    Ok(entries)
 }
 
 /// The fleet's end: counts by status, `completed`, and its one signed callback.

@@ -66,7 +66,7 @@ struct Move {
     pause: f64,
 }
 
-pub(super) fn runtime(e: PathError) -> Outcome {
+fn runtime(e: PathError) -> Outcome {
     Outcome::Failed {
         error: "States.Runtime".into(),
         cause: e.0,
@@ -96,7 +96,7 @@ pub async fn execute(
 
 /// Runs `machine`'s states from `StartAt` on `input`, with `context` as `$$` (an
 /// execution's, or a Map item's).
-pub(super) async fn run_states(
+async fn run_states(
     machine: &StateMachine,
     handler: &dyn TaskHandler,
     input: Value,
@@ -118,7 +118,7 @@ pub(super) async fn run_states(
             State::Wait(w) => run_wait(w, &scope).map_err(runtime),
             State::Choice(c) => run_choice(c, &current, &scope),
             State::Task(t) => run_task(t, &current, handler, &input, &context, on_step).await,
-            State::Map(m) => super::map::run_map(m, &current, handler, &input, &context)
+            State::Map(m) => super::map::run_map(m, &current, handler, &input, &context, run_item)
                 .await
                 .map(|(next, output)| Move {
                     next,
@@ -145,6 +145,19 @@ pub(super) async fn run_states(
             None => return Outcome::Succeeded(output),
         }
     }
+}
+
+/// One Map item's states, run to their end (boxed: an item may hold a map itself).
+fn run_item<'a>(
+    machine: &'a StateMachine,
+    handler: &'a dyn TaskHandler,
+    input: Value,
+    context: Value,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>> {
+    Box::pin(async move {
+        let mut quiet = |_: Step| {};
+        run_states(machine, handler, input, context, &mut quiet).await
+    })
 }
 
 /// A state's raw input and the execution's context object (`$$`).

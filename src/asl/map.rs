@@ -13,9 +13,25 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::exec::{run_states, runtime, Outcome, TaskHandler};
-use super::path;
-use super::{DefinitionError, State, StateMachine};
+use super::path::{self, PathError};
+use super::{DefinitionError, Outcome, State, StateMachine, TaskHandler};
+
+/// Runs one item's states to their end (the interpreter's own loop, given by it: the
+/// map's items run the same states any execution runs).
+pub(super) type RunItem =
+    for<'a> fn(
+        &'a StateMachine,
+        &'a dyn TaskHandler,
+        Value,
+        Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>>;
+
+fn runtime(e: PathError) -> Outcome {
+    Outcome::Failed {
+        error: "States.Runtime".into(),
+        cause: e.0,
+    }
+}
 
 /// A `Map` state (the fields chunkdump's fleet definition uses).
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +111,7 @@ pub(super) async fn run_map(
     handler: &dyn TaskHandler,
     input: &Value,
     context: &Value,
+    run_item: RunItem,
 ) -> Result<(Option<String>, Value), Outcome> {
     let flow = m.flow();
     let effective = flow
@@ -143,18 +160,8 @@ pub(super) async fn run_map(
     let total = inputs.len();
     let outcomes: Vec<Outcome> =
         futures_util::stream::iter(inputs.into_iter().map(|(item_input, item_context)| {
-            let processor = &processor;
-            async move {
-                // Boxed: a map's items run states that may hold maps themselves.
-                Box::pin(run_states(
-                    processor,
-                    handler,
-                    item_input,
-                    item_context,
-                    &mut |_| {},
-                ))
-                .await
-            }
+            // Boxed by `run_item`: a map's items run states that may hold maps themselves.
+            run_item(&processor, handler, item_input, item_context)
         }))
         .buffered(concurrency)
         .collect()
