@@ -112,7 +112,7 @@ pub fn document() -> Value {
                 "post": {
                     "summary": "Dump many databases under the database root: a fleet (a server of one database has none: 404)",
                     "requestBody": {"required": true, "content": json_body("FleetRequest")},
-                    "responses": with(error_responses(&["400", "401", "403", "404", "413", "415", "503"]),
+                    "responses": with(error_responses(&["400", "401", "403", "404", "413", "415", "429", "503"]),
                         json!({"202": {"description": "accepted", "content": json_body("FleetAccepted")}})),
                 },
             },
