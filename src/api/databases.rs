@@ -50,6 +50,19 @@ pub(crate) fn target(state: &AppState, requested: Option<&str>) -> Result<Target
     }
 }
 
+/// A listing's page size: 100 unless asked, at most 1000.
+pub(crate) fn page_limit(asked: Option<usize>) -> Result<usize, ApiError> {
+    let limit = asked.unwrap_or(100);
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_field(
+            "limit",
+            "limit must be between 1 and 1000",
+        ))
+    }
+}
+
 /// Query of `GET /export/databases`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,13 +97,7 @@ pub async fn list(
             "this server dumps one database; it has no database root to list",
         ));
     };
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_field(
-            "limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let limit = page_limit(query.limit)?;
     let (databases, more) =
         tokio::task::spawn_blocking(move || root.list(query.cursor.as_deref(), limit))
             .await

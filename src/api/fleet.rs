@@ -176,13 +176,7 @@ pub(crate) async fn start_fleet(
         }
     };
     if let Some(url) = &callback_url {
-        let Some(notifier) = &state.settings.notifier else {
-            return Err(ApiError::bad_field("callbackUrl", "this server has no callback signing secret (CHUNKDUMP_CALLBACK_SECRET), so it sends no callbacks"));
-        };
-        notifier
-            .check_url(url)
-            .await
-            .map_err(|e| ApiError::bad_field("callbackUrl", e.to_string()))?;
+        super::start::check_callback_url(state, url).await?;
     }
     // Every database's dump is started with this request: check it now, once.
     let mut probe = request.clone();
@@ -321,13 +315,7 @@ pub async fn status(
     let Query(query) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     check_fleet_id(&id)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_field(
-            "limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let limit = super::databases::page_limit(query.limit)?;
     let Some(record) = read_json::<FleetRecord>(&state, &fleet_key(&id)).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

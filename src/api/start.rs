@@ -27,6 +27,19 @@ pub struct StartRequest {
     snapshot_max_block_ms: Option<u64>,
 }
 
+/// Checks a callback URL as every start does: this server must sign callbacks, and the
+/// URL must be HTTPS to a public host (the SSRF guard).
+pub(crate) async fn check_callback_url(state: &AppState, url: &str) -> Result<(), ApiError> {
+    let Some(notifier) = &state.settings.notifier else {
+        return Err(ApiError::bad_field("callbackUrl", "this server has no callback signing secret (CHUNKDUMP_CALLBACK_SECRET), so it sends no callbacks"));
+    };
+    notifier
+        .check_url(url)
+        .await
+        .map(drop)
+        .map_err(|e| ApiError::bad_field("callbackUrl", e.to_string()))
+}
+
 /// Validates a start, creates the job (one active dump per database) and starts its
 /// run: the one path by which API requests and schedules start dumps (`schedule`: the
 /// name of the schedule starting it).
@@ -43,13 +56,7 @@ pub(crate) async fn start_dump(
         ));
     }
     if let Some(url) = &req.callback_url {
-        let Some(notifier) = &state.settings.notifier else {
-            return Err(ApiError::bad_field("callbackUrl", "this server has no callback signing secret (CHUNKDUMP_CALLBACK_SECRET), so it sends no callbacks"));
-        };
-        notifier
-            .check_url(url)
-            .await
-            .map_err(|e| ApiError::bad_field("callbackUrl", e.to_string()))?;
+        check_callback_url(state, url).await?;
     }
     if req
         .snapshot_max_block_ms
