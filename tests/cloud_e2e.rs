@@ -41,6 +41,43 @@ async fn cloud_stores(
     (s3, dynamo)
 }
 
+/// The API's state on S3 and DynamoDB (token `admin-token`), dumps and fleets run by the
+/// local interpreter.
+fn api_on(
+    s3: S3Store,
+    dynamo: DynamoProgress,
+    settings: chunkdump::api::ApiSettings,
+) -> chunkdump::api::AppState {
+    use std::sync::Arc;
+    let (objects, progress) = (Arc::new(s3), Arc::new(dynamo));
+    let tasks = chunkdump::tasks::Tasks {
+        objects: objects.clone(),
+        progress: progress.clone(),
+        notifier: None,
+        chunk: ChunkOptions {
+            budget: Duration::from_secs(25),
+            ..Default::default()
+        },
+        breathe: Duration::ZERO,
+        whole_seconds: false,
+        chunks_per_execution: 1000,
+    };
+    let runner = Arc::new(chunkdump::runner::LocalRunner::new(tasks).unwrap());
+    let state = chunkdump::api::AppState {
+        objects,
+        progress: progress.clone(),
+        guard: progress.clone(),
+        rates: progress,
+        orchestrator: runner.clone(),
+        tokens: chunkdump::api::Tokens::new("admin-token", None).unwrap(),
+        settings,
+    };
+    runner.run_fleets_with(Arc::new(chunkdump::api::fleet_tasks::FleetTasks {
+        state: state.clone(),
+    }));
+    state
+}
+
 fn many_chunk_dump_matches_local(endpoint: &str, key: &str, secret: &str) {
     let sv = servers();
     let dir = tempfile::tempdir().unwrap();
@@ -380,37 +417,14 @@ async fn api_on_s3_redirects_downloads_to_working_presigned_urls() {
     if common::cloud::skip_without_servers() {
         return;
     }
-    use chunkdump::api::{AppState, Tokens};
     let sv = servers();
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("edge.db");
     build_edge_db(&src);
     let (s3, dynamo) = cloud_stores(&sv.moto, "moto", "moto", &sv.moto).await;
-    let (objects, progress): (std::sync::Arc<S3Store>, std::sync::Arc<DynamoProgress>) =
-        (std::sync::Arc::new(s3), std::sync::Arc::new(dynamo));
-    let tasks = chunkdump::tasks::Tasks {
-        objects: objects.clone(),
-        progress: progress.clone(),
-        notifier: None,
-        chunk: ChunkOptions {
-            budget: Duration::from_secs(25),
-            ..Default::default()
-        },
-        breathe: Duration::ZERO,
-        whole_seconds: false,
-        chunks_per_execution: 1000,
-    };
-    let runner = chunkdump::runner::LocalRunner::new(tasks).unwrap();
-    let state = AppState {
-        objects,
-        progress: progress.clone(),
-        guard: progress.clone(),
-        rates: progress,
-        orchestrator: std::sync::Arc::new(runner),
-        tokens: Tokens::new("admin-token", None).unwrap(),
-        settings: common::api_server::settings(&src, PART),
-    };
-    let base = common::api_server::serve(state).await;
+    let base =
+        common::api_server::serve(api_on(s3, dynamo, common::api_server::settings(&src, PART)))
+            .await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -481,8 +495,6 @@ async fn a_fleet_on_s3_and_dynamodb_dumps_each_database_under_its_name() {
     if common::cloud::skip_without_servers() {
         return;
     }
-    use chunkdump::api::{AppState, Tokens};
-    use std::sync::Arc;
     let sv = servers();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
@@ -500,35 +512,10 @@ async fn a_fleet_on_s3_and_dynamodb_dumps_each_database_under_its_name() {
     )
     .unwrap();
     dynamo.ensure_table().await.unwrap();
-    let (objects, progress) = (Arc::new(s3), Arc::new(dynamo));
-    let tasks = chunkdump::tasks::Tasks {
-        objects: objects.clone(),
-        progress: progress.clone(),
-        notifier: None,
-        chunk: ChunkOptions {
-            budget: Duration::from_secs(25),
-            ..Default::default()
-        },
-        breathe: Duration::ZERO,
-        whole_seconds: false,
-        chunks_per_execution: 1000,
-    };
-    let runner = Arc::new(chunkdump::runner::LocalRunner::new(tasks).unwrap());
     let mut settings = common::api_server::settings(&root.join("edge.db"), PART);
     settings.database = None;
     settings.database_root = Some(chunkdump::local::DatabaseRoot::open(&root).unwrap());
-    let state = AppState {
-        objects: objects.clone(),
-        progress: progress.clone(),
-        guard: progress.clone(),
-        rates: progress,
-        orchestrator: runner.clone(),
-        tokens: Tokens::new("admin-token", None).unwrap(),
-        settings,
-    };
-    runner.run_fleets_with(Arc::new(chunkdump::api::fleet_tasks::FleetTasks {
-        state: state.clone(),
-    }));
+    let state = api_on(s3, dynamo, settings);
     let base = common::api_server::serve(state).await;
     let client = reqwest::Client::new();
     let call = |method: reqwest::Method, path: String, body: Option<serde_json::Value>| {

@@ -100,14 +100,7 @@ pub async fn list(
     let limit = page_limit(query.limit)?;
     let (databases, more) =
         tokio::task::spawn_blocking(move || root.list(query.cursor.as_deref(), limit))
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    e.to_string(),
-                )
-            })?
+            .await?
             .map_err(|e| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -120,6 +120,18 @@ impl From<DumpError> for ApiError {
     }
 }
 
+/// Blocking work (file system walks) that panicked or was cancelled: a server error.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        tracing::error!(error = %e, "blocking work of a request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )
+    }
+}
+
 impl From<crate::error::StoreError> for ApiError {
     fn from(e: crate::error::StoreError) -> Self {
         DumpError::from(e).into()

@@ -186,15 +186,7 @@ pub(crate) async fn start_fleet(
         let field = text.split('`').nth(1).unwrap_or("format").to_string();
         ApiError::bad_field(&field, text)
     })?;
-    let databases = tokio::task::spawn_blocking(move || select(&root, &selection))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                e.to_string(),
-            )
-        })??;
+    let databases = tokio::task::spawn_blocking(move || select(&root, &selection)).await??;
     let fleet_id = format!(
         "fleet_{}-{:04x}",
         Utc::now().format("%Y%m%d-%H%M%S"),

@@ -6,7 +6,6 @@
 //! database already started returns that dump, and the end recounts from the store.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -229,14 +228,14 @@ async fn finish(state: &AppState, fleet_id: &str) -> Result<Value, ApiError> {
     if let (Some(url), Some(notifier), true) =
         (&fleet.callback_url, &state.settings.notifier, first_end)
     {
-        send_callback(Arc::new(notifier.clone()), url, &summary).await;
+        send_callback(notifier, url, &summary).await;
     }
     Ok(summary)
 }
 
 /// Sends the fleet's callback, with the notifier's retries; a callback that cannot be
 /// delivered is logged, and does not fail the fleet.
-async fn send_callback(sender: Arc<dyn CallbackSender>, url: &str, summary: &Value) {
+async fn send_callback(sender: &dyn CallbackSender, url: &str, summary: &Value) {
     let body = summary.to_string().into_bytes();
     let mut delays = sender.retry_delays().iter();
     loop {

@@ -51,10 +51,11 @@ impl Reporter {
 
     pub(super) fn hook(&self) -> ProgressFn {
         let (bar, id, last_line) = (self.bar.clone(), self.id.clone(), self.last_line.clone());
-        let quiet = self.quiet;
+        if self.quiet {
+            return Arc::new(|_: ChunkProgress| {});
+        }
         Arc::new(move |p: ChunkProgress| {
-            if quiet {
-            } else if let Some(bar) = &bar {
+            if let Some(bar) = &bar {
                 bar.set_length(p.total_rows.unwrap_or(0).max(p.rows));
                 bar.set_position(p.rows);
                 bar.set_message(format!("{id} {:.1} MB", p.bytes as f64 / 1e6));

@@ -268,15 +268,6 @@ impl Deployment {
             .unwrap_or_default()
     }
 
-    /// The database the API function dumps (`CHUNKDUMP_DATABASE`, required there unless
-    /// `CHUNKDUMP_DATABASE_ROOT` is set).
-    pub fn database(&self) -> Result<&str, ConfigError> {
-        self.database.as_deref().ok_or(ConfigError::Missing {
-            name: "CHUNKDUMP_DATABASE",
-            needed_for: "the API function dumps this SQLite file",
-        })
-    }
-
     /// What the API function dumps: the one database, the root of several, or both; one
     /// of them is required.
     pub fn databases(&self) -> Result<(Option<&str>, Option<&str>), ConfigError> {
@@ -344,7 +335,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(d.secret_arns, ["arn:a", "arn:b"]);
-        assert_eq!(d.database().unwrap_err().name(), "CHUNKDUMP_DATABASE");
+        assert_eq!(d.databases().unwrap_err().name(), "CHUNKDUMP_DATABASE");
     }
 
     #[test]
