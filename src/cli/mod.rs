@@ -37,7 +37,10 @@ pub fn main() -> std::process::ExitCode {
     } else {
         "warn,chunkdump::failure=off"
     };
-    let filter = match log_filter(std::env::var("RUST_LOG").ok(), default_filter) {
+    let filter = match log_filter(
+        crate::config::log_filter(&crate::config::Env::process()),
+        default_filter,
+    ) {
         Ok(filter) => filter,
         Err(message) => {
             eprintln!("error: {message}");

@@ -153,21 +153,10 @@ impl ProgressPlace {
     }
 }
 
-/// The user's state directory for chunkdump: `$XDG_STATE_HOME/chunkdump`, else
-/// `~/.local/state/chunkdump`.
+/// The user's state directory for chunkdump (see [`crate::config::state_dir`]).
 pub(super) fn state_dir() -> Result<PathBuf, DumpError> {
-    let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::var_os("HOME")
-            .filter(|v| !v.is_empty())
-            .map(|home| PathBuf::from(home).join(".local/state"))
-            .ok_or_else(|| {
-                DumpError::InvalidRequest(
-                    "neither XDG_STATE_HOME nor HOME is set: give --progress PATH for the progress file".into(),
-                )
-            })?,
-    };
-    Ok(base.join("chunkdump"))
+    crate::config::state_dir(&crate::config::Env::process())
+        .map_err(|e| DumpError::InvalidRequest(e.to_string()))
 }
 
 /// The local progress file at `path` (created for writing commands; a read-only command
@@ -191,41 +180,15 @@ fn open_local_progress(
     Ok(Arc::new(SqliteProgress::open(path)?))
 }
 
-/// R2's endpoint and API token from `R2_ENDPOINT`, `R2_ACCESS_KEY_ID` and
-/// `R2_SECRET_ACCESS_KEY` (all three, or none): the object store's own credentials,
-/// apart from the AWS ones DynamoDB uses.
+/// R2's endpoint and API token from the `R2_*` variables (all three, or none; see
+/// [`crate::config::r2_keys`]).
 pub(super) fn r2_access_from_env() -> Result<Option<crate::cloud::R2Access>, DumpError> {
-    let names = ["R2_ENDPOINT", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY"];
-    let values: Vec<Option<String>> = names
-        .iter()
-        .map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
-        .collect();
-    if values.iter().all(Option::is_none) {
-        return Ok(None);
-    }
-    let missing: Vec<&str> = names
-        .iter()
-        .zip(&values)
-        .filter(|(_, v)| v.is_none())
-        .map(|(n, _)| *n)
-        .collect();
-    if !missing.is_empty() {
-        return Err(DumpError::InvalidRequest(format!(
-            "R2 needs R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY together; missing: {}",
-            missing.join(", ")
-        )));
-    }
-    let mut values = values.into_iter().flatten();
-    let endpoint = values.next().unwrap_or_default();
-    if !endpoint.starts_with("https://") && !endpoint.starts_with("http://") {
-        return Err(DumpError::InvalidRequest(format!(
-            "R2_ENDPOINT={endpoint:?} is not an http(s) URL"
-        )));
-    }
-    Ok(Some(crate::cloud::R2Access {
-        endpoint,
-        access_key_id: values.next().unwrap_or_default(),
-        secret_access_key: values.next().unwrap_or_default(),
+    let keys = crate::config::r2_keys(&crate::config::Env::process())
+        .map_err(|e| DumpError::InvalidRequest(e.to_string()))?;
+    Ok(keys.map(|k| crate::cloud::R2Access {
+        endpoint: k.endpoint,
+        access_key_id: k.access_key_id,
+        secret_access_key: k.secret_access_key,
     }))
 }
 

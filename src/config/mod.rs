@@ -11,19 +11,23 @@
 //! | `CHUNKDUMP_CALLBACK_SECRET` | API, chunk | callback signing secret ([`Secrets`]) |
 //! | `CHUNKDUMP_CALLBACK_ALLOW_HOSTS`, `CHUNKDUMP_PUBLIC_URL`, `CHUNKDUMP_CALLBACK_CA_FILE` | API, chunk | [`CallbackConfig`] |
 //! | `CHUNKDUMP_STORE`, `CHUNKDUMP_PROGRESS`, `CHUNKDUMP_SECRET_ARN`, `CHUNKDUMP_DATABASE`, `CHUNKDUMP_STATE_MACHINE_ARN` | Lambda | [`Deployment`] |
-//! | `R2_ENDPOINT`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY` | Lambda, CLI | R2 access without a deployment secret ([`Secrets`]) |
+//! | `R2_ENDPOINT`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY` | Lambda, CLI | R2 access without a deployment secret ([`Secrets`], [`r2_keys`]) |
+//! | `XDG_STATE_HOME`, `HOME` | CLI | where the CLI keeps progress files ([`state_dir`]) |
+//! | `RUST_LOG` | CLI | the log filter ([`log_filter`]) |
 //!
 //! Naming: the original request's names (`DUMP_*`, `MAX_EXECUTION_TIME`) stay as they
 //! are; chunkdump's own settings are `CHUNKDUMP_*`; R2's credentials are `R2_*`, as in
 //! Cloudflare's documentation.
 
 mod deployment;
+mod local;
 
 use std::time::Duration;
 
 use thiserror::Error;
 
 pub use deployment::{ApiConfig, CallbackConfig, Deployment, ListenerConfig, Secrets};
+pub use local::{log_filter, r2_keys, state_dir, R2Keys};
 
 /// A setting that is missing or has a bad value.
 #[derive(Debug, Error)]

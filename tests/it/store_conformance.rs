@@ -3,7 +3,7 @@
 //! (which checks signatures) for `ObjectStore`; the local SQLite file and DynamoDB on
 //! moto for `ProgressStore`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The deployment secret, read from a real Secrets Manager API (moto): its fields, R2
 //! access built from it, and clear errors that never echo the secret's content.
 
-mod common;
+use crate::common;
 
 use chunkdump::cloud::load_secrets;
 use common::cloud::{sdk_config, servers, unique};

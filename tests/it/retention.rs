@@ -2,7 +2,7 @@
 //! moto: after N+3 completed dumps, exactly the newest N remain (files, manifests and
 //! job records), the others are gone whole, and a running dump survives.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

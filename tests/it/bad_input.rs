@@ -1,7 +1,7 @@
 //! Bad input gets a clear error and a non-zero exit, and never leaves a partial file
 //! that looks like a dump.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! CSV and JSON output, parsed strictly and checked value by value against the database.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::*;

@@ -3,7 +3,7 @@
 //! A per-table corner case never refuses the whole database: it is dumped as far as
 //! it can be and reported as a warning that names the table.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

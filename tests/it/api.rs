@@ -1,7 +1,7 @@
 //! The HTTP API over a real socket (127.0.0.1:0): every format end to end, auth on every
 //! route, bad input, cancel.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! the original request's test plan (`npm run test:dump small | breathing`), as suites:
 //! `scripts/test-dump small` and `scripts/test-dump breathing` run these.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! changes) and upserts sessions with `INSERT OR REPLACE` (rows move to new rowids) while a
 //! many-chunk dump runs, in both journal modes.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -2,7 +2,7 @@
 //! with only `R2_*` set — no AWS variable at all — and progress in a local SQLite file
 //! in the state directory: dump, status, list, verify, resume, restore.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

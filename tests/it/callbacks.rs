@@ -2,7 +2,7 @@
 //! host): the original request's body, a valid HMAC signature, retries, the outcome in the status;
 //! internal and non-HTTPS targets refused.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! The manifest and `chunkdump verify`: digests that match the bytes read back, whatever
 //! the chunking, and a verify that passes on good dumps and names every kind of damage.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

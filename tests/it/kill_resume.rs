@@ -1,7 +1,7 @@
 //! A dump killed with SIGKILL mid-run and then resumed gives the same bytes as an
 //! uninterrupted dump.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! dump of the database runs (409), applies its retention policy, and every tick is
 //! recorded where `GET /export/dump` shows it with the dump's current status.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

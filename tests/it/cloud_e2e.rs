@@ -2,7 +2,7 @@
 //! (moto) are byte-identical to local dumps, in equal parts, survive SIGKILL, and meet
 //! store faults with an identical dump or a clean failure.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

@@ -1,7 +1,7 @@
 //! Property tests: random tables and values survive dump -> load exactly, and random
 //! chunk budgets and part sizes never change the bytes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //! 'StateMachineArn'` inside moto, for the optimized and the `aws-sdk:sfn` integration
 //! alike), so that step is tested with the local interpreter (`tests/local_runner.rs`).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

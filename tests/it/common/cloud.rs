@@ -15,14 +15,11 @@ pub struct Servers {
 /// Whether a test that needs the servers should skip: outside CI, `cargo test` without
 /// `scripts/test` (which starts them) skips those tests, saying so; in CI they must run.
 pub fn skip_without_servers() -> bool {
-    if std::env::var("CHUNKDUMP_TEST_MOTO").is_ok() {
-        return false;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CHUNKDUMP_TEST_MOTO is not set in CI: run the tests with scripts/test, which starts moto and s3s-fs");
-    }
-    eprintln!("skipped: this test needs the S3/DynamoDB/Step Functions servers; run scripts/test, which starts them");
-    true
+    super::skip_without(
+        "the S3/DynamoDB/Step Functions servers (CHUNKDUMP_TEST_MOTO)",
+        std::env::var("CHUNKDUMP_TEST_MOTO").is_ok(),
+        "run scripts/test, which starts moto and s3s-fs",
+    )
 }
 
 /// The servers from the environment; these tests need them (`scripts/test` starts them).

@@ -2,7 +2,7 @@
 //! handlers: a many-chunk dump goes through the breathing Wait, continue-as-new, a
 //! Retry, and the Catch path, and the output is the same as a one-chunk dump.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,27 @@
+//! The integration tests, as one test binary with a module per topic: one build of
+//! the shared helpers and one link of the library (the AWS SDK, axum, SQLite) instead
+//! of one per topic. `cargo test --test it MODULE::` runs one topic.
+
+mod common;
+
+mod api;
+mod bad_input;
+mod bucket_only;
+mod callbacks;
+mod cloud_e2e;
+mod consistency;
+mod fidelity;
+mod formats;
+mod kill_resume;
+mod local_runner;
+mod many_databases;
+mod props;
+mod restore;
+mod retention;
+mod roundtrip;
+mod schedule;
+mod secrets;
+mod sfn_moto;
+mod store_conformance;
+mod test_plan;
+mod verify;
