@@ -12,6 +12,8 @@ use super::*;
 
 pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::from_env()?;
+    // The longest statement a restore or verify of this process holds.
+    crate::readback::set_max_statement(cfg.max_statement_bytes);
     match cli.command {
         Command::Dump(args) => dump(args, &cfg).await,
         Command::Resume(args) => resume(args, &cfg).await,

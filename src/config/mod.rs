@@ -5,7 +5,7 @@
 //! | variable | used by | meaning |
 //! | --- | --- | --- |
 //! | `DUMP_CHUNK_SIZE`, `DUMP_BREATHING_INTERVAL`, `MAX_EXECUTION_TIME`, `DUMP_SNAPSHOT` | all | the original request's dump settings ([`Config`]) |
-//! | `CHUNKDUMP_CHUNKS_PER_EXECUTION`, `CHUNKDUMP_SNAPSHOT_DIR`, `CHUNKDUMP_UPLOAD_CONCURRENCY`, `CHUNKDUMP_DOWNLOAD_CONCURRENCY` | all | more dump tuning ([`Config`]) |
+//! | `CHUNKDUMP_CHUNKS_PER_EXECUTION`, `CHUNKDUMP_SNAPSHOT_DIR`, `CHUNKDUMP_UPLOAD_CONCURRENCY`, `CHUNKDUMP_DOWNLOAD_CONCURRENCY`, `CHUNKDUMP_MAX_STATEMENT_BYTES` | all | more dump tuning ([`Config`]) |
 //! | `CHUNKDUMP_API_TOKEN`, `CHUNKDUMP_API_READ_TOKEN` | API | bearer tokens ([`Secrets`]; in AWS from the deployment secret) |
 //! | `CHUNKDUMP_RATE_LIMIT_STARTS`, `CHUNKDUMP_RATE_LIMIT_WINDOW_SECONDS`, `CHUNKDUMP_PART_SIZE` | API | [`ApiConfig`] |
 //! | `CHUNKDUMP_CALLBACK_SECRET` | API, chunk | callback signing secret ([`Secrets`]) |
@@ -162,6 +162,9 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// R2/S3 maximum part size: 5 GiB.
 pub const MAX_PART_SIZE: u64 = 5 << 30;
 
+/// The default of [`Config::max_statement_bytes`].
+pub const DEFAULT_MAX_STATEMENT_BYTES: u64 = 256 << 20;
+
 /// Dump tuning from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -185,6 +188,10 @@ pub struct Config {
     /// `CHUNKDUMP_DOWNLOAD_CONCURRENCY`: 1 MiB ranges `restore` fetches at once from
     /// S3/R2 (default 4, 1..=32). Memory grows by 1 MiB per extra range.
     pub download_concurrency: u32,
+    /// `CHUNKDUMP_MAX_STATEMENT_BYTES`: the longest statement (one row of an SQL dump) a
+    /// restore or verify holds in memory (default 256 MiB, 1 MiB..=4 GiB); a longer one
+    /// is refused, so a tampered or decompression-bomb dump cannot exhaust memory.
+    pub max_statement_bytes: u64,
 }
 
 impl Default for Config {
@@ -198,6 +205,7 @@ impl Default for Config {
             snapshot_dir: None,
             upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY as u32,
             download_concurrency: DEFAULT_DOWNLOAD_CONCURRENCY as u32,
+            max_statement_bytes: DEFAULT_MAX_STATEMENT_BYTES,
         }
     }
 }
@@ -237,6 +245,11 @@ impl Config {
                 DEFAULT_UPLOAD_CONCURRENCY as u64,
                 1..=32,
             )? as u32,
+            max_statement_bytes: env.number(
+                "CHUNKDUMP_MAX_STATEMENT_BYTES",
+                DEFAULT_MAX_STATEMENT_BYTES,
+                1 << 20..=4 << 30,
+            )?,
             download_concurrency: env.number(
                 "CHUNKDUMP_DOWNLOAD_CONCURRENCY",
                 DEFAULT_DOWNLOAD_CONCURRENCY as u64,

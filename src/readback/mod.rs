@@ -9,12 +9,16 @@
 //! parsed straight from the text into the digest's canonical encoding, on a thread of
 //! their own while the next part is fetched and hashed.
 
+pub mod allowed;
 pub mod csv;
+pub mod guard;
 pub mod json;
 mod literal;
 pub mod sql;
 mod statements;
 pub mod stream;
+
+pub use statements::{max_statement, set_max_statement, Statements};
 
 use std::collections::HashMap;
 use std::io::BufRead;

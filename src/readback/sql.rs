@@ -24,14 +24,21 @@ pub fn sql_digests(
     with_schema: bool,
 ) -> Result<Vec<TableDigest>, String> {
     let scratch = rusqlite::Connection::open_in_memory().map_err(|e| e.to_string())?;
+    // The dump's statements run here: under SQLite's guards, and only those chunkdump
+    // writes (a row whose values only SQLite evaluates is checked like any statement).
+    let deadline = super::guard::guard(&scratch).map_err(|e| e.to_string())?;
     let mut statements = Statements::new(reader);
     let mut tables = TableSums::default();
     let mut rows = RowParser::default();
-    while let Some(statement) = statements.next_statement().map_err(|e| e.to_string())? {
+    while let Some((n, statement)) = statements.next_numbered().map_err(|e| e.to_string())? {
+        deadline.arm(super::guard::statement_bound(0));
         let is_row = is_row_statement(statement)
-            && rows.row(statement, row_tables, &scratch, &mut tables)?;
+            && rows
+                .row(statement, n, row_tables, &scratch, &mut tables)
+                .map_err(|e| deadline.explain(e))?;
         if !is_row {
-            run(&scratch, statement)?;
+            checked(statement, n)?;
+            run(&scratch, statement).map_err(|e| deadline.explain(e))?;
             rows.note_statement(statement);
         }
     }
@@ -95,6 +102,7 @@ impl RowParser {
     fn row(
         &mut self,
         statement: &[u8],
+        n: u64,
         row_tables: &HashSet<String>,
         scratch: &rusqlite::Connection,
         tables: &mut TableSums,
@@ -105,6 +113,7 @@ impl RowParser {
             Some(parsed) => parsed,
         };
         if let Parsed::LeftToSqlite(inner) = parsed {
+            checked(statement, n)?;
             self.encoded.clear();
             evaluate(scratch, &s[inner], &mut self.encoded).map_err(|e| cut(s, &e))?;
         }
@@ -196,10 +205,7 @@ impl<R: Read> SqlItems<R> {
 
     /// The next item; `None` at the end.
     pub(crate) fn next_item(&mut self) -> Result<Option<SqlItem<'_>>, String> {
-        let Some(statement) = self
-            .statements
-            .next_statement()
-            .map_err(|e| e.to_string())?
+        let Some((n, statement)) = self.statements.next_numbered().map_err(|e| e.to_string())?
         else {
             return Ok(None);
         };
@@ -217,6 +223,8 @@ impl<R: Read> SqlItems<R> {
         } else {
             self.rows.note_statement(statement);
         }
+        // Only now can it reach SQLite: it must be a form chunkdump writes.
+        checked(statement, n)?;
         let sql = std::str::from_utf8(statement).map_err(|_| cut(statement, "not UTF-8"))?;
         Ok(Some(SqlItem::Statement(sql)))
     }
@@ -231,6 +239,13 @@ fn decodable(encoded: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// `statement` (number `n` of its file) if it is a form chunkdump writes
+/// ([`super::allowed`]); else the refusal, naming its place and kind.
+pub(crate) fn checked(statement: &[u8], n: u64) -> Result<(), String> {
+    super::allowed::check_statement(statement)
+        .map_err(|refused| format!("statement {n}: {refused}"))
 }
 
 fn cut(statement: &[u8], why: &str) -> String {

@@ -7,9 +7,30 @@
 //! `memchr`, so long text and hex cost a vectorised scan, not a branch per byte.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Bytes read from the source at a time.
 const READ_SIZE: usize = 256 * 1024;
+
+/// The longest statement [`Statements::new`] reads: a dump's statements are one row
+/// each, so this bounds the largest value a restore takes (by default a BLOB of 128 MiB,
+/// written as hex). The process's setting (`CHUNKDUMP_MAX_STATEMENT_BYTES`, set once by
+/// the command line with [`set_max_statement`]), like SQLite's own limits.
+static MAX_STATEMENT: AtomicUsize =
+    AtomicUsize::new(crate::config::DEFAULT_MAX_STATEMENT_BYTES as usize);
+
+/// The longest statement a restore or verify holds (see [`MAX_STATEMENT`]).
+pub fn max_statement() -> usize {
+    MAX_STATEMENT.load(Ordering::Relaxed)
+}
+
+/// Sets the longest statement a restore or verify holds (see [`MAX_STATEMENT`]).
+pub fn set_max_statement(bytes: u64) {
+    MAX_STATEMENT.store(
+        usize::try_from(bytes).unwrap_or(usize::MAX),
+        Ordering::Relaxed,
+    );
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -38,10 +59,20 @@ pub struct Statements<R> {
     eof: bool,
     /// A NUL-terminated copy for `sqlite3_complete`.
     scratch: Vec<u8>,
+    /// Statements returned so far (the 1-based number of the last one).
+    count: u64,
+    /// The longest statement accepted, in bytes: a longer one is an error before more of
+    /// it is held in memory (a decompression bomb is one endless line).
+    limit: usize,
 }
 
 impl<R: Read> Statements<R> {
     pub fn new(reader: R) -> Self {
+        Self::with_limit(reader, max_statement())
+    }
+
+    /// Statements of at most `limit` bytes each.
+    pub fn with_limit(reader: R, limit: usize) -> Self {
         Statements {
             reader,
             buf: Vec::with_capacity(READ_SIZE * 2),
@@ -50,7 +81,15 @@ impl<R: Read> Statements<R> {
             state: State::Normal,
             eof: false,
             scratch: Vec::new(),
+            count: 0,
+            limit,
         }
+    }
+
+    /// [`Self::next_statement`] with its 1-based number in the text.
+    pub fn next_numbered(&mut self) -> io::Result<Option<(u64, &[u8])>> {
+        let n = self.count + 1;
+        Ok(self.next_statement()?.map(|s| (n, s)))
     }
 
     /// The next statement, from its first byte (leading white space included) through its
@@ -60,7 +99,19 @@ impl<R: Read> Statements<R> {
         loop {
             if let Some(end) = self.find_end() {
                 let start = std::mem::replace(&mut self.start, end);
+                self.count += 1;
                 return Ok(Some(&self.buf[start..end]));
+            }
+            if self.buf.len() - self.start > self.limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "statement {} is longer than {} bytes, the most a restore holds (set CHUNKDUMP_MAX_STATEMENT_BYTES to allow more): {}",
+                        self.count + 1,
+                        self.limit,
+                        String::from_utf8_lossy(&self.buf[self.start..][..60.min(self.buf.len() - self.start)])
+                    ),
+                ));
             }
             if !self.fill()? {
                 let rest = &self.buf[self.start..];
@@ -295,6 +346,29 @@ mod tests {
                 "reads of {read_size}"
             );
         }
+    }
+
+    #[test]
+    fn a_statement_longer_than_the_limit_is_refused_before_it_is_held() {
+        // An endless statement: the reader would never end.
+        struct Endless;
+        impl Read for Endless {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                out.fill(b'a');
+                Ok(out.len())
+            }
+        }
+        let mut s = Statements::with_limit(
+            io::Read::chain(&b"SELECT 1;\nINSERT INTO t VALUES('"[..], Endless),
+            1 << 20,
+        );
+        assert_eq!(s.next_numbered().unwrap().unwrap().0, 1);
+        let e = s.next_statement().unwrap_err().to_string();
+        assert!(
+            e.contains("statement 2 is longer than 1048576 bytes"),
+            "{e}"
+        );
+        assert!(s.buf.capacity() < 4 << 20);
     }
 
     #[test]

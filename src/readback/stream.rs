@@ -110,6 +110,9 @@ const AHEAD: usize = crate::config::DEFAULT_DOWNLOAD_CONCURRENCY;
 /// `part_size` (the uploader's digest). Returns the file's size and digest with what
 /// `consume` returned, or `None` if the file does not exist. The whole file is fetched
 /// and hashed even if `consume` stops reading early. Memory: about `AHEAD + 2` ranges.
+/// The smallest part size a manifest may give (see [`stream_file`]).
+const MIN_READ_PART: u64 = 64 << 10;
+
 pub async fn stream_file<T: Send + 'static>(
     source: &dyn RangeSource,
     key: &str,
@@ -118,7 +121,13 @@ pub async fn stream_file<T: Send + 'static>(
     consume: impl FnOnce(PieceReader) -> T + Send + 'static,
 ) -> Result<Option<(Fetched, T)>, DumpError> {
     use futures_util::stream::{self, StreamExt};
-    let part_size = part_size.max(1);
+    // The manifest's part size sets the reads: one of a byte would make a restore take
+    // hours per GB. chunkdump's parts are 5 MiB or more (tests write 64 KiB).
+    if !(MIN_READ_PART..=crate::config::MAX_PART_SIZE).contains(&part_size) {
+        return Err(DumpError::InvalidRequest(format!(
+            "{key}: the manifest's part size {part_size} is outside 64 KiB..5 GiB; not a manifest chunkdump writes"
+        )));
+    }
     let (tx, rx) = mpsc::channel::<Vec<u8>>(1);
     let mut tx = Some(tx);
     let consumer = tokio::task::spawn_blocking(move || {

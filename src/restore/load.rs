@@ -22,12 +22,16 @@ use super::insert::{build_insert, count_values, csv_value, Affinity, Insert};
 use crate::engine::census::{self, Field};
 use crate::engine::digest::{decode_value, decode_value_whole};
 use crate::readback::csv::CsvRecords;
+use crate::readback::guard::{guard, statement_bound, Deadline};
 use crate::readback::json::{read_json, JsonRows, Values};
-use crate::readback::sql::{SqlItem, SqlItems};
+use crate::readback::sql::{checked, SqlItem, SqlItems};
+use crate::readback::Statements;
 
 /// The restored database while rows go in.
 pub(super) struct Loader {
     pub(super) conn: Connection,
+    /// The time bound of the statement running on `conn` (see [`guard`]).
+    deadline: Deadline,
     /// `--tables`: the only tables whose rows are loaded.
     pub(super) selected: Option<HashSet<String>>,
     pub(super) rows: u64,
@@ -38,28 +42,46 @@ pub(super) struct Loader {
 }
 
 impl Loader {
-    pub(super) fn new(conn: Connection, selected: Option<HashSet<String>>) -> Self {
-        Loader {
+    /// A loader of `conn`, which gets SQLite's guards on a dump read back.
+    pub(super) fn new(conn: Connection, selected: Option<HashSet<String>>) -> Result<Self, String> {
+        let deadline = guard(&conn).map_err(|e| e.to_string())?;
+        Ok(Loader {
             conn,
+            deadline,
             selected,
             rows: 0,
             inserts: HashMap::new(),
             sql_prefix: (Vec::new(), 0, String::new()),
-        }
+        })
+    }
+
+    /// Bounds the next statement's time (it grows with the rows loaded: index builds).
+    fn arm(&self) {
+        self.deadline.arm(statement_bound(self.rows));
     }
 
     fn wanted(&self, table: &str) -> bool {
         self.selected.as_ref().is_none_or(|s| s.contains(table))
     }
 
-    /// Runs SQL text (a schema file's part, or a statement of an SQL dump).
+    /// Runs SQL text (a schema file's part, or a statement of an SQL dump) statement by
+    /// statement, each checked to be a form chunkdump writes before it reaches SQLite.
     pub(super) fn run(&self, sql: &str) -> Result<(), String> {
-        self.conn.execute_batch(sql).map_err(|e| {
-            format!(
-                "{e} in: {}",
-                sql.trim().chars().take(200).collect::<String>()
-            )
-        })
+        let mut statements = Statements::new(sql.as_bytes());
+        while let Some((n, statement)) = statements.next_numbered().map_err(|e| e.to_string())? {
+            checked(statement, n)?;
+            let text =
+                std::str::from_utf8(statement).map_err(|_| "a statement that is not UTF-8")?;
+            self.arm();
+            self.conn.execute_batch(text).map_err(|e| {
+                format!(
+                    "{} in: {}",
+                    self.deadline.explain(e.to_string()),
+                    text.trim().chars().take(200).collect::<String>()
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Loads an SQL dump; `row_tables` are the manifest's tables.
@@ -85,6 +107,7 @@ impl Loader {
                         sql.push_str(&vec!["?"; *n].join(","));
                         sql.push(')');
                     }
+                    self.deadline.arm(statement_bound(self.rows));
                     let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
                     let (mut pos, mut bound) = (0, 0);
                     while pos < values.len() {
@@ -224,6 +247,7 @@ impl Loader {
         values: impl FnOnce(&mut dyn FnMut(ValueRef<'_>) -> Result<(), String>) -> Result<(), String>,
     ) -> Result<(), String> {
         self.insert_for(table, keys, rowid_key)?;
+        self.deadline.arm(statement_bound(self.rows));
         let Insert { sql, targets } = &self.inserts[table];
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
         let (mut at, mut param) = (0, 0);

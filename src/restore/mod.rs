@@ -68,7 +68,7 @@ pub async fn restore(
     let selected = selected_tables(manifest, options)?;
     let target = Target::prepare(&options.into, options.force)?;
     let conn = target.open(manifest.source.page_size, manifest.source.auto_vacuum)?;
-    let mut loader = Loader::new(conn, selected.clone());
+    let mut loader = Loader::new(conn, selected.clone()).map_err(DumpError::Internal)?;
     let mut bytes = 0u64;
     let mut tick = |n: u64| {
         bytes += n;
@@ -82,9 +82,19 @@ pub async fn restore(
     if let Some(key) = &schema {
         let compression = manifest.compression;
         let (text, back) = fetch(source, manifest, key, &mut tick, loader, move |bytes, l| {
+            // Held whole, so bounded like a statement (a decompression bomb stops here).
+            let limit = crate::readback::max_statement() as u64;
             let mut text = String::new();
-            std::io::Read::read_to_string(&mut decompress(bytes, compression)?, &mut text)
-                .map_err(|e| e.to_string())?;
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(decompress(bytes, compression)?, limit + 1),
+                &mut text,
+            )
+            .map_err(|e| e.to_string())?;
+            if text.len() as u64 > limit {
+                return Err(format!(
+                    "the schema file is longer than {limit} bytes, the most a restore holds (CHUNKDUMP_MAX_STATEMENT_BYTES)"
+                ));
+            }
             Ok((text, l))
         })
         .await?;

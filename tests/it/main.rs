@@ -12,6 +12,7 @@ mod cloud_e2e;
 mod consistency;
 mod fidelity;
 mod formats;
+mod hostile;
 mod kill_resume;
 mod local_runner;
 mod many_databases;

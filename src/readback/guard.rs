@@ -1,0 +1,231 @@
+//! The second of two guards on a dump read back (the first is [`super::allowed`]):
+//! SQLite's own limits on every connection that runs a dump's statements (the database
+//! a restore writes, and the in-memory scratch databases of `verify`), so that whatever
+//! gets past the first guard can act on that database only, and not for long.
+//!
+//! * An authorizer that denies `ATTACH`/`DETACH`, any database but `main`, recursive
+//!   queries, the functions that touch files or load code, and pragmas that set anything
+//!   but what a dump or the restore itself sets.
+//! * `SQLITE_DBCONFIG_DEFENSIVE` (no writable schema, no shadow-table writes outside
+//!   their module), `trusted_schema=OFF` (no side-effecting functions in triggers and
+//!   views), `SQLITE_LIMIT_ATTACHED` 0 (`VACUUM INTO` needs an attached database).
+//! * A progress handler that stops a statement once it has run past its time bound
+//!   ([`Deadline`]): a dump's statements are all cheap, except the index builds after
+//!   the rows, whose bound grows with the rows loaded.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::limits::Limit;
+use rusqlite::Connection;
+
+/// Functions no statement of a dump calls: they read or write files, load code, or
+/// reach past SQL (most are not even compiled into the bundled SQLite; denied by name in
+/// case a build has them).
+const DENIED_FUNCTIONS: [&str; 9] = [
+    "load_extension",
+    "readfile",
+    "writefile",
+    "edit",
+    "fts3_tokenizer",
+    "fsdir",
+    "lsdir",
+    "zipfile",
+    "sqlite_dbpage",
+];
+
+/// Pragmas that may be given an argument: a dump's own settings, the restore's
+/// bulk-load settings, and the schema reads that take a table or index name.
+const SETTABLE_PRAGMAS: [&str; 20] = [
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+    "encoding",
+    "foreign_keys",
+    "user_version",
+    "application_id",
+    "page_size",
+    "auto_vacuum",
+    "journal_mode",
+    "synchronous",
+    "locking_mode",
+    "cache_size",
+    "query_only",
+];
+
+/// Whether the authorizer lets `ctx` through.
+fn authorize(ctx: &AuthContext<'_>) -> Authorization {
+    let other_database = ctx.database_name.is_some_and(|d| d != "main");
+    let allowed = match ctx.action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } | AuthAction::Recursive => false,
+        AuthAction::Function { function_name } => !DENIED_FUNCTIONS
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(function_name)),
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value: Some(_),
+        } => SETTABLE_PRAGMAS
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(pragma_name)),
+        AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. } => false,
+        _ => true,
+    };
+    if allowed && !other_database {
+        Authorization::Allow
+    } else {
+        Authorization::Deny
+    }
+}
+
+/// The time bound of the statement running on a guarded connection, shared with its
+/// progress handler. A statement that runs past it is interrupted ("interrupted" is the
+/// error SQLite returns; [`Deadline::explain`] says why).
+#[derive(Clone)]
+pub struct Deadline {
+    /// Milliseconds after `base` at which the running statement is stopped.
+    at_ms: Arc<AtomicU64>,
+    base: Instant,
+}
+
+impl Deadline {
+    /// Bounds the statements that start from now to `limit` each.
+    pub fn arm(&self, limit: Duration) {
+        let at = self.base.elapsed() + limit;
+        self.at_ms.store(
+            u64::try_from(at.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn passed(&self) -> bool {
+        let now = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        now > self.at_ms.load(Ordering::Relaxed)
+    }
+
+    /// Turns SQLite's "interrupted" into the reason, if the deadline stopped it.
+    pub fn explain(&self, error: String) -> String {
+        if self.passed() && error.contains("interrupt") {
+            format!("{error}: the statement ran past its time bound (a dump's statements are cheap; this one is not one chunkdump writes)")
+        } else {
+            error
+        }
+    }
+}
+
+/// The bound of a statement other than a row: a dump's schema statements are cheap, and
+/// the index builds after the rows grow with them (a generous 1 s per 10,000 rows).
+pub fn statement_bound(rows_loaded: u64) -> Duration {
+    Duration::from_secs(60) + Duration::from_millis(rows_loaded / 10)
+}
+
+/// Puts the guards on `conn`, which is about to run a dump's statements; returns the
+/// deadline its statements run under (armed for [`statement_bound`] of no rows).
+pub fn guard(conn: &Connection) -> rusqlite::Result<Deadline> {
+    use rusqlite::config::DbConfig;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+    conn.authorizer(Some(|ctx: AuthContext<'_>| authorize(&ctx)));
+    let deadline = Deadline {
+        at_ms: Arc::new(AtomicU64::new(0)),
+        base: Instant::now(),
+    };
+    deadline.arm(statement_bound(0));
+    let watch = deadline.clone();
+    // About every 100,000 VM steps: well under a millisecond apart.
+    conn.progress_handler(100_000, Some(move || watch.passed()));
+    Ok(deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guarded() -> (Connection, Deadline, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("restored.db")).unwrap();
+        let deadline = guard(&conn).unwrap();
+        (conn, deadline, dir)
+    }
+
+    /// The second guard alone (the first never sees these): each is refused by SQLite,
+    /// and no file appears where the statement pointed.
+    #[test]
+    fn sqlite_refuses_what_acts_outside_the_database() {
+        let (conn, _, dir) = guarded();
+        let victim = dir.path().join("victim.db");
+        Connection::open(&victim)
+            .unwrap()
+            .execute_batch("CREATE TABLE precious(a); INSERT INTO precious VALUES(1);")
+            .unwrap();
+        let outside = dir.path().join("outside.db");
+        let o = outside.display();
+        let v = victim.display();
+        for sql in [
+            format!("ATTACH DATABASE '{o}' AS x; CREATE TABLE x.t(a);"),
+            format!("ATTACH '{v}' AS v; DELETE FROM v.precious;"),
+            format!("VACUUM INTO '{o}';"),
+            "SELECT load_extension('/nonexistent/evil.so');".into(),
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c;"
+                .into(),
+            "CREATE TEMP TABLE t(a);".into(),
+            "PRAGMA trusted_schema=ON;".into(),
+            "PRAGMA writable_schema=ON;".into(),
+            format!("PRAGMA temp_store_directory='{}';", dir.path().display()),
+        ] {
+            let e = conn.execute_batch(&sql).expect_err(&sql).to_string();
+            assert!(
+                e.contains("not authorized")
+                    || e.contains("authorization denied")
+                    || e.contains("too many attached"),
+                "{sql}: {e}"
+            );
+        }
+        assert!(!outside.exists(), "a file was written outside the database");
+        let left: i64 = Connection::open(&victim)
+            .unwrap()
+            .query_row("SELECT count(*) FROM precious", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1);
+        // What a dump does still works.
+        conn.execute_batch(
+            "PRAGMA foreign_keys=OFF; BEGIN TRANSACTION; CREATE TABLE t(a INTEGER PRIMARY KEY, b);
+             INSERT INTO t VALUES(1, CAST(X'6100' AS TEXT)); CREATE INDEX i ON t(b);
+             CREATE VIRTUAL TABLE f USING fts5(body); INSERT INTO f VALUES('x');
+             ANALYZE sqlite_schema; PRAGMA user_version=3; COMMIT;",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_statement_past_its_bound_is_interrupted_and_says_why() {
+        let (conn, deadline, _dir) = guarded();
+        conn.execute_batch(
+            "CREATE TABLE t(a); INSERT INTO t SELECT value FROM generate_series(1, 3000);",
+        )
+        .or_else(|_| {
+            // No generate_series in this build: the rows one by one.
+            (1..=3000).try_for_each(|i| conn.execute("INSERT INTO t VALUES(?1)", [i]).map(|_| ()))
+        })
+        .unwrap();
+        deadline.arm(Duration::from_millis(50));
+        let e = conn
+            .query_row("SELECT count(*) FROM t a, t b, t c", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(deadline.explain(e.clone()).contains("time bound"), "{e}");
+    }
+}

@@ -1,0 +1,284 @@
+//! Dumps as an attacker who can write to the bucket would leave them: a real dump with
+//! one file rewritten and the manifest's size and SHA-256 fixed to match, so that only
+//! the guards on reading a dump back stand in the way. Whatever such a dump says,
+//! `restore` and `verify` must fail with one clear error, having touched nothing outside
+//! the restore's own temporary file (which is gone), within bounded memory.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::common;
+use common::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// A completed dump of a small database in `dir/out`: its id and its manifest's path.
+fn dump(dir: &Path, compression: &str) -> (String, PathBuf) {
+    let src = dir.join("app.db");
+    build_bulk_db(&src, 50);
+    let out = dir.join("out");
+    let (id, _) = dump_ok(
+        &src,
+        &out,
+        &["--format", "sql", "--compression", compression],
+    );
+    let manifest = out.join(format!("{id}.manifest.json"));
+    assert!(manifest.is_file(), "no manifest at {}", manifest.display());
+    (id, manifest)
+}
+
+/// Replaces the dump's one data file with `bytes` and fixes the manifest to match.
+fn tamper(manifest_path: &Path, bytes: &[u8]) {
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
+    let part = manifest["partSize"].as_u64().unwrap() as usize;
+    let root = manifest_path.parent().unwrap();
+    let file = &mut manifest["files"][0];
+    std::fs::write(root.join(file["key"].as_str().unwrap()), bytes).unwrap();
+    // SHA-256 over the SHA-256 of each part, as the manifest defines it.
+    let mut outer = Sha256::new();
+    if bytes.is_empty() {
+        outer.update(Sha256::digest(b""));
+    }
+    for piece in bytes.chunks(part) {
+        outer.update(Sha256::digest(piece));
+    }
+    file["size"] = bytes.len().into();
+    file["sha256"] = hex::encode(outer.finalize()).into();
+    std::fs::write(manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+}
+
+/// The uncompressed SQL of the dump's data file.
+fn sql_of(manifest_path: &Path) -> String {
+    let manifest: Value = serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
+    let key = manifest["files"][0]["key"].as_str().unwrap();
+    std::fs::read_to_string(manifest_path.parent().unwrap().join(key)).unwrap()
+}
+
+/// Runs chunkdump with `args` (and `env`): its exit code, stdout and stderr (verify
+/// names problems on stdout, the error on stderr), and peak RSS in KiB (of that process
+/// alone, from `wait4`).
+// The child is reaped by `wait4` (for its own peak RSS), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
+fn run_measured(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, i64) {
+    let mut child = chunkdump()
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let (mut out, mut err) = (String::new(), String::new());
+        let other = std::thread::spawn(move || {
+            stdout.read_to_string(&mut out).unwrap();
+            out
+        });
+        stderr.read_to_string(&mut err).unwrap();
+        format!("{}{err}", other.join().unwrap())
+    });
+    let mut status = 0;
+    // SAFETY: plain libc calls on zeroed out-parameters; the pid is our own child's.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, reader.join().unwrap(), usage.ru_maxrss)
+}
+
+/// Restore and verify of the dump both fail, naming `expect`; nothing of the restore is
+/// left and none of `untouched` exists.
+fn both_refuse(dir: &Path, id: &str, expect: &str, untouched: &[&Path]) {
+    let out = dir.join("out");
+    let into = dir.join("restored.db");
+    let (o, i) = (out.to_str().unwrap(), into.to_str().unwrap());
+    for args in [
+        vec!["restore", id, "--out", o, "--into", i],
+        vec!["verify", id, "--out", o],
+    ] {
+        let (code, err, _) = run_measured(&args, &[]);
+        assert_ne!(code, Some(0), "{args:?} succeeded: {err}");
+        assert!(
+            err.contains(expect),
+            "{args:?}: expected {expect:?} in: {err}"
+        );
+        let error_lines = err.lines().filter(|l| l.starts_with("error")).count();
+        assert_eq!(error_lines, 1, "{args:?}: one error line expected: {err}");
+        for path in untouched {
+            assert!(!path.exists(), "{args:?} created {}", path.display());
+        }
+        assert!(!into.exists(), "{args:?} left {}", into.display());
+        let leftovers: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .contains("chunkdump-restore")
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "{args:?} left {leftovers:?}");
+    }
+}
+
+#[test]
+fn statements_a_dump_never_holds_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, manifest) = dump(dir.path(), "none");
+    let original = sql_of(&manifest);
+    let outside = dir.path().join("outside.db");
+    let victim = dir.path().join("victim.db");
+    let o = outside.display().to_string();
+    let v = victim.display().to_string();
+    let cases = [
+        (format!("ATTACH DATABASE '{o}' AS x;\nCREATE TABLE x.t(a);\n"), "ATTACH DATABASE"),
+        (format!("ATTACH '{v}' AS v;\nDELETE FROM v.precious;\n"), "ATTACH"),
+        (format!("VACUUM INTO '{o}';\n"), "VACUUM INTO"),
+        ("SELECT load_extension('/nonexistent/evil.so');\n".into(), "SELECT"),
+        ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c;\n".into(), "WITH RECURSIVE"),
+        ("PRAGMA writable_schema=ON;\n".into(), "PRAGMA writable_schema"),
+        ("CREATE TEMP TABLE t(a);\n".into(), "CREATE TEMP"),
+    ];
+    for (hostile, kind) in cases {
+        // The victim: a database the statements name, which must stay as it is.
+        let _ = std::fs::remove_file(&victim);
+        rusqlite::Connection::open(&victim)
+            .unwrap()
+            .execute_batch("CREATE TABLE precious(a); INSERT INTO precious VALUES(1);")
+            .unwrap();
+        tamper(&manifest, format!("{hostile}{original}").as_bytes());
+        both_refuse(dir.path(), &id, kind, &[&outside]);
+        let left: i64 = rusqlite::Connection::open(&victim)
+            .unwrap()
+            .query_row("SELECT count(*) FROM precious", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1, "{kind}: the victim database changed");
+    }
+    // A statement of another kind between the rows is refused at its place.
+    let at = original.find("INSERT INTO").unwrap();
+    let between = format!(
+        "{}UPDATE items SET price = 0;\n{}",
+        &original[..at],
+        &original[at..]
+    );
+    tamper(&manifest, between.as_bytes());
+    both_refuse(dir.path(), &id, "UPDATE", &[]);
+    // The untouched dump still restores.
+    tamper(&manifest, original.as_bytes());
+    let into = dir.path().join("restored.db");
+    let (code, err, _) = run_measured(
+        &[
+            "restore",
+            &id,
+            "--out",
+            dir.path().join("out").to_str().unwrap(),
+            "--into",
+            into.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn a_trigger_planted_before_the_rows_fails_the_restore_and_touches_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, manifest) = dump(dir.path(), "none");
+    let original = sql_of(&manifest);
+    // A trigger that fires on every row the restore loads (a form dumps do contain).
+    let at = original.find("INSERT INTO").unwrap();
+    let planted = format!(
+        "{}CREATE TRIGGER planted AFTER INSERT ON items BEGIN DELETE FROM items; END;\n{}",
+        &original[..at],
+        &original[at..]
+    );
+    tamper(&manifest, planted.as_bytes());
+    let out = dir.path().join("out");
+    let into = dir.path().join("restored.db");
+    let (code, err, _) = run_measured(
+        &[
+            "restore",
+            &id,
+            "--out",
+            out.to_str().unwrap(),
+            "--into",
+            into.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("does not match the manifest"), "{err}");
+    assert!(!into.exists());
+}
+
+/// `n` bytes of `a` inside one never-ending statement, compressed by `compress`.
+fn bomb(n: usize, compress: impl FnOnce(&mut dyn Read) -> Vec<u8>) -> Vec<u8> {
+    let head = &b"INSERT INTO items VALUES(1,'"[..];
+    let mut body = head.chain(std::io::repeat(b'a').take(n as u64));
+    compress(&mut body)
+}
+
+#[test]
+fn decompression_bombs_are_refused_in_bounded_memory() {
+    for compression in ["zstd", "gzip"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, manifest) = dump(dir.path(), compression);
+        // 1 GiB of one line, a few hundred KB stored.
+        let packed = bomb(1 << 30, |r| match compression {
+            "zstd" => zstd::stream::encode_all(r, 3).unwrap(),
+            _ => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                std::io::copy(r, &mut gz).unwrap();
+                gz.finish().unwrap()
+            }
+        });
+        assert!(
+            packed.len() < 8 << 20,
+            "{compression}: {} bytes",
+            packed.len()
+        );
+        tamper(&manifest, &packed);
+        let out = dir.path().join("out");
+        let into = dir.path().join("restored.db");
+        let limit = [("CHUNKDUMP_MAX_STATEMENT_BYTES", "16777216")];
+        for args in [
+            vec![
+                "restore",
+                &id,
+                "--out",
+                out.to_str().unwrap(),
+                "--into",
+                into.to_str().unwrap(),
+            ],
+            vec!["verify", &id, "--out", out.to_str().unwrap()],
+        ] {
+            let (code, err, peak_kib) = run_measured(&args, &limit);
+            assert_ne!(code, Some(0), "{compression} {args:?}: {err}");
+            assert!(
+                err.contains("longer than 16777216 bytes"),
+                "{compression} {args:?}: {err}"
+            );
+            assert!(
+                peak_kib < 256 * 1024,
+                "{compression} {args:?}: peak RSS {peak_kib} KiB"
+            );
+            assert!(!into.exists());
+        }
+    }
+}
+
+#[test]
+fn a_manifest_with_tiny_parts_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, manifest_path) = dump(dir.path(), "none");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["partSize"] = 1.into();
+    let mut f = std::fs::File::create(&manifest_path).unwrap();
+    f.write_all(&serde_json::to_vec(&manifest).unwrap())
+        .unwrap();
+    drop(f);
+    both_refuse(dir.path(), &id, "part size 1 is outside 64 KiB..5 GiB", &[]);
+}
