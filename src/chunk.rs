@@ -35,6 +35,9 @@ pub struct ChunkOptions {
     /// Part uploads in flight at once (`CHUNKDUMP_UPLOAD_CONCURRENCY`; does not change
     /// the output bytes).
     pub upload_concurrency: usize,
+    /// The key the manifest is signed with when the dump completes
+    /// (`CHUNKDUMP_SIGNING_KEY`).
+    pub signing_key: Option<crate::config::SigningKey>,
 }
 
 impl ChunkOptions {
@@ -46,6 +49,7 @@ impl ChunkOptions {
             budget: config.budget,
             snapshot_dir: config.snapshot_dir.clone(),
             upload_concurrency: config.upload_concurrency as usize,
+            signing_key: config.signing_key.clone(),
             ..Default::default()
         }
     }
@@ -59,6 +63,7 @@ impl Default for ChunkOptions {
             progress: None,
             snapshot_dir: None,
             upload_concurrency: crate::config::DEFAULT_UPLOAD_CONCURRENCY,
+            signing_key: None,
         }
     }
 }
@@ -184,6 +189,7 @@ pub async fn run_chunk(
                 outcome,
                 &uploader.summary(),
                 started,
+                opts.signing_key.as_ref(),
             )
             .await
         }
@@ -233,9 +239,10 @@ async fn commit_chunk(
     outcome: crate::engine::ExportOutcome,
     uploaded: &UploadSummary,
     started: Instant,
+    signing: Option<&crate::config::SigningKey>,
 ) -> Result<(ChunkReport, ChunkEnd), DumpError> {
     let busy_ms = started.elapsed().as_millis() as u64;
-    let next = record_chunk(objects, progress, job, &outcome, uploaded, busy_ms).await?;
+    let next = record_chunk(objects, progress, job, &outcome, uploaded, busy_ms, signing).await?;
     tracing::info!(dump_id = %job.id, version = next.version, rows = outcome.rows, total = next.processed_rows,
         bytes = next.bytes_written, ms = started.elapsed().as_millis() as u64, end = ?outcome.end, "chunk committed");
     Ok((ChunkReport::of(&next, outcome.rows), outcome.end))

@@ -11,8 +11,11 @@
 //! * `schemaFingerprint`, `source` (path, bytes, page size, text encoding, journal mode,
 //!   the SQLite version that read it), `consistency`, `warnings`, times, chunks.
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
+use crate::config::SigningKey;
 use crate::engine::digest::{DigestState, TableDigest};
 use crate::error::DumpError;
 use crate::model::{Compression, Consistency, FileEntry, Format, JobRecord};
@@ -145,11 +148,60 @@ pub fn build(job: &JobRecord, digests: &DigestState, source: SourceFacts) -> Man
     }
 }
 
-/// Writes the manifest of `job` (just completed) to the store.
+/// The key of the signature beside the manifest at `manifest_key`.
+pub fn signature_key(manifest_key: &str) -> String {
+    format!("{manifest_key}.sig")
+}
+
+/// The HMAC-SHA256 of manifest bytes under `key`.
+fn mac(key: &SigningKey, manifest: &[u8]) -> Hmac<Sha256> {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
+    mac.update(manifest);
+    mac
+}
+
+/// The signature object for `manifest` (its exact bytes): `hmac-sha256:<hex>`.
+pub fn sign(key: &SigningKey, manifest: &[u8]) -> Vec<u8> {
+    format!(
+        "hmac-sha256:{}\n",
+        hex::encode(mac(key, manifest).finalize().into_bytes())
+    )
+    .into_bytes()
+}
+
+/// Checks `signature` (the object beside the manifest; `None` if there is none) against
+/// the manifest's exact bytes, in constant time; the error says which check failed.
+pub fn check_signature(
+    key: &SigningKey,
+    manifest: &[u8],
+    signature: Option<&[u8]>,
+) -> Result<(), String> {
+    let Some(signature) = signature else {
+        return Err("has no signature (no .sig beside it): it was not written by a chunkdump holding the signing key".into());
+    };
+    let wrong = || {
+        "its signature does not match: the manifest was changed, or signed with another key"
+            .to_string()
+    };
+    let text = std::str::from_utf8(signature).map_err(|_| wrong())?;
+    let digest = text
+        .trim()
+        .strip_prefix("hmac-sha256:")
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or_else(wrong)?;
+    mac(key, manifest)
+        .verify_slice(&digest)
+        .map_err(|_| wrong())
+}
+
+/// Writes the manifest of `job` (just completed) to the store, signed with `signing`
+/// when there is a key (the signature first, so a manifest that exists is complete).
 pub async fn write_manifest(
     objects: &dyn ObjectStore,
     job: &JobRecord,
     digests: &DigestState,
+    signing: Option<&SigningKey>,
 ) -> Result<(), DumpError> {
     let path = job.spec.database.clone();
     let source = tokio::task::spawn_blocking(move || source_facts(&path))
@@ -158,8 +210,38 @@ pub async fn write_manifest(
     let manifest = build(job, digests, source);
     let body =
         serde_json::to_vec_pretty(&manifest).map_err(|e| DumpError::Internal(e.to_string()))?;
-    objects
-        .put(&manifest_key(&job.id, job.spec.format), body)
-        .await?;
+    let key = manifest_key(&job.id, job.spec.format);
+    if let Some(signing) = signing {
+        objects
+            .put(&signature_key(&key), sign(signing, &body))
+            .await?;
+    }
+    objects.put(&key, body).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_holds_for_the_exact_bytes_and_key_only() {
+        let key = SigningKey::new(vec![7; 32]).unwrap();
+        let other = SigningKey::new(vec![8; 32]).unwrap();
+        let manifest = br#"{"dumpId":"dump_1"}"#;
+        let sig = sign(&key, manifest);
+        assert!(check_signature(&key, manifest, Some(&sig)).is_ok());
+        let changed = br#"{"dumpId":"dump_2"}"#;
+        for (k, m, s) in [
+            (&key, &changed[..], Some(&sig[..])),
+            (&other, &manifest[..], Some(&sig[..])),
+            (&key, &manifest[..], Some(&b"hmac-sha256:00"[..])),
+            (&key, &manifest[..], Some(&b"garbage"[..])),
+        ] {
+            let e = check_signature(k, m, s).unwrap_err();
+            assert!(e.contains("does not match"), "{e}");
+        }
+        let e = check_signature(&key, manifest, None).unwrap_err();
+        assert!(e.contains("has no signature"), "{e}");
+    }
 }

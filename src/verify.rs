@@ -30,6 +30,38 @@ pub struct Report {
     pub problems: Vec<String>,
     pub files: usize,
     pub tables: usize,
+    /// What is known of the manifest's signature.
+    pub signature: Signature,
+}
+
+/// A manifest's signature, as a read found it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// Checked with the signing key, and right.
+    Checked,
+    /// There is one, but no key to check it with.
+    NotChecked,
+    /// There is none (and no key asks for one).
+    #[default]
+    Unsigned,
+}
+
+/// Checks manifest bytes `raw` (at `what`) against its signature object `signature`:
+/// with a key, a missing or wrong signature is an error naming which; without one, the
+/// answer says whether there is a signature at all.
+pub fn check_manifest_signature(
+    what: &str,
+    raw: &[u8],
+    signature: Option<&[u8]>,
+    key: Option<&crate::config::SigningKey>,
+) -> Result<Signature, DumpError> {
+    match key {
+        Some(key) => crate::manifest::check_signature(key, raw, signature)
+            .map(|()| Signature::Checked)
+            .map_err(|e| DumpError::InvalidRequest(format!("manifest {what} {e}; refused"))),
+        None if signature.is_some() => Ok(Signature::NotChecked),
+        None => Ok(Signature::Unsigned),
+    }
 }
 
 /// Verifies the completed dump `job` in its store.
@@ -37,6 +69,7 @@ pub async fn verify(
     objects: &dyn ObjectReader,
     job: &JobRecord,
     against: Option<&Path>,
+    signing: Option<&crate::config::SigningKey>,
     progress: &dyn Fn(u64),
 ) -> Result<Report, DumpError> {
     let key = manifest_key(&job.id, job.spec.format);
@@ -46,6 +79,8 @@ pub async fn verify(
             job.id
         ))
     })?;
+    let sig = objects.get(&crate::manifest::signature_key(&key)).await?;
+    let signature = check_manifest_signature(&key, &raw, sig.as_deref(), signing)?;
     let manifest: Manifest = serde_json::from_slice(&raw)
         .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))?;
     let mut report = check(
@@ -56,6 +91,7 @@ pub async fn verify(
         progress,
     )
     .await?;
+    report.signature = signature;
     if manifest.dump_id != job.id || manifest.files.len() != job.files.len() {
         report.problems.insert(
             0,
@@ -75,10 +111,16 @@ pub async fn verify(
 pub async fn verify_manifest_file(
     path: &Path,
     against: Option<&Path>,
+    signing: Option<&crate::config::SigningKey>,
     progress: &dyn Fn(u64),
 ) -> Result<Report, DumpError> {
     let raw = std::fs::read(path)
         .map_err(|e| DumpError::InvalidRequest(format!("{}: {e}", path.display())))?;
+    let mut sig_path = path.as_os_str().to_owned();
+    sig_path.push(".sig");
+    let sig = std::fs::read(sig_path).ok();
+    let signature =
+        check_manifest_signature(&path.display().to_string(), &raw, sig.as_deref(), signing)?;
     let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| {
         DumpError::InvalidRequest(format!("{} is not a valid manifest: {e}", path.display()))
     })?;
@@ -87,7 +129,9 @@ pub async fn verify_manifest_file(
         .spec
         .clone()
         .unwrap_or_else(|| crate::readback::spec_of(&manifest));
-    check(&DirSource(root), &manifest, &spec, against, progress).await
+    let mut report = check(&DirSource(root), &manifest, &spec, against, progress).await?;
+    report.signature = signature;
+    Ok(report)
 }
 
 async fn check(

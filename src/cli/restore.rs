@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use crate::config::SigningKey;
 use crate::error::DumpError;
-use crate::manifest::Manifest;
+use crate::manifest::{signature_key, Manifest};
 use crate::model::{manifest_key, validate_dump_id, Format};
 use crate::ports::ObjectReader;
 use crate::readback::stream::{DirSource, RangeSource, StoreSource};
 use crate::restore::{restore, RestoreOptions};
+use crate::verify::{check_manifest_signature, Signature};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -144,12 +146,20 @@ impl Place {
             .collect())
     }
 
-    async fn manifest(&self, key: &str) -> Result<Option<Manifest>, DumpError> {
+    /// The manifest at `key`, its signature checked with `signing` (an error if missing or
+    /// wrong) before anything of it is used.
+    async fn manifest(
+        &self,
+        key: &str,
+        signing: Option<&SigningKey>,
+    ) -> Result<Option<(Manifest, Signature)>, DumpError> {
         let Some(raw) = self.get(key).await? else {
             return Ok(None);
         };
+        let sig = self.get(&signature_key(key)).await?;
+        let signature = check_manifest_signature(key, &raw, sig.as_deref(), signing)?;
         serde_json::from_slice(&raw)
-            .map(Some)
+            .map(|m| Some((m, signature)))
             .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))
     }
 }
@@ -157,7 +167,8 @@ impl Place {
 /// Runs the restore and prints its closing line (or the JSON report).
 pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     let config = crate::config::Config::from_env()?;
-    let (place, manifest) = find(&args).await?;
+    let signing = config.signing_key.as_ref();
+    let (place, (manifest, signature)) = find(&args, signing).await?;
     let total: u64 = manifest.files.iter().map(|f| f.size).sum();
     let progress = Progress::new(&manifest.dump_id, total);
     let options = RestoreOptions {
@@ -183,26 +194,30 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     } else {
         writeln!(
             stdout,
-            "restored {} into {}: {} tables, {} rows, {:.1} MB read in {:.1} s, verified against the manifest",
+            "restored {} into {}: {} tables, {} rows, {:.1} MB read in {:.1} s, verified against the manifest{}",
             report.dump_id,
             report.into,
             report.tables,
             report.rows,
             report.bytes as f64 / 1e6,
-            report.seconds
+            report.seconds,
+            super::verify::signature_note(signature)
         )?;
     }
     Ok(())
 }
 
 /// The manifest the arguments name, and where its files are.
-async fn find(args: &RestoreArgs) -> Result<(Place, Manifest), DumpError> {
+async fn find(
+    args: &RestoreArgs,
+    signing: Option<&SigningKey>,
+) -> Result<(Place, (Manifest, Signature)), DumpError> {
     if let Some(path) = &args.manifest {
         let (place, key) = if path.starts_with("s3://") {
             let (root, key) = split_manifest_url(path)?;
             let place = Place::open_store(&root).await?;
-            let manifest = place
-                .manifest(&key)
+            let (manifest, _) = place
+                .manifest(&key, signing)
                 .await?
                 .ok_or_else(|| DumpError::InvalidRequest(format!("{path}: no such manifest")))?;
             // In a store of several databases the keys start above the database's name.
@@ -226,7 +241,7 @@ async fn find(args: &RestoreArgs) -> Result<(Place, Manifest), DumpError> {
             (Place::Dir(manifest.store_root_of(&path)), key)
         };
         let manifest = place
-            .manifest(&key)
+            .manifest(&key, signing)
             .await?
             .ok_or_else(|| DumpError::InvalidRequest(format!("{path}: no such manifest")))?;
         return Ok((place, manifest));
@@ -253,7 +268,7 @@ async fn find(args: &RestoreArgs) -> Result<(Place, Manifest), DumpError> {
             validate_dump_id(id).map_err(|e| DumpError::InvalidRequest(e.message))?;
             let mut found = None;
             for format in [Format::Sql, Format::Csv] {
-                if let Some(m) = place.manifest(&manifest_key(id, format)).await? {
+                if let Some(m) = place.manifest(&manifest_key(id, format), signing).await? {
                     found = Some(m);
                     break;
                 }
@@ -263,29 +278,40 @@ async fn find(args: &RestoreArgs) -> Result<(Place, Manifest), DumpError> {
                     "no completed dump {id} there (it has no manifest)"
                 ))
             })?;
-            if manifest.dump_id != *id {
+            if manifest.0.dump_id != *id {
                 return Err(DumpError::InvalidRequest(format!(
                     "the manifest of {id} describes dump {}; it was copied or edited",
-                    manifest.dump_id
+                    manifest.0.dump_id
                 )));
             }
             manifest
         }
-        None => newest(&place, args.database.as_deref()).await?,
+        None => newest(&place, args.database.as_deref(), signing).await?,
     };
     Ok((place, manifest))
 }
 
 /// The newest completed dump in the store (of `database`, if given), by completion time.
-async fn newest(place: &Place, database: Option<&std::path::Path>) -> Result<Manifest, DumpError> {
+/// With a signing key, only correctly signed manifests count: a planted manifest (say one
+/// claiming a later completion) is passed over, with a warning naming it.
+async fn newest(
+    place: &Place,
+    database: Option<&std::path::Path>,
+    signing: Option<&SigningKey>,
+) -> Result<(Manifest, Signature), DumpError> {
     // Dumps record the canonical path of their database.
     let database =
         database.map(|db| std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf()));
-    let mut best: Option<Manifest> = None;
+    let mut best: Option<(Manifest, Signature)> = None;
     for key in place.manifest_keys().await? {
         // A key that only looks like a manifest (a file inside a dump, a copy) is skipped.
-        let Ok(Some(m)) = place.manifest(&key).await else {
-            continue;
+        let (m, signature) = match place.manifest(&key, signing).await {
+            Ok(Some(found)) => found,
+            Err(e) if signing.is_some() && e.to_string().contains("signature") => {
+                eprintln!("warning: {e}");
+                continue;
+            }
+            _ => continue,
         };
         if is_manifest_of_its_dump(&key, &m) {
             if database
@@ -298,9 +324,9 @@ async fn newest(place: &Place, database: Option<&std::path::Path>) -> Result<Man
             // depends on listing order.
             if best
                 .as_ref()
-                .is_none_or(|b| (&m.completed_at, &m.dump_id) > (&b.completed_at, &b.dump_id))
+                .is_none_or(|(b, _)| (&m.completed_at, &m.dump_id) > (&b.completed_at, &b.dump_id))
             {
-                best = Some(m);
+                best = Some((m, signature));
             }
         }
     }

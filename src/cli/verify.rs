@@ -24,10 +24,17 @@ pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
             b.set_position(n)
         }
     };
+    let signing = crate::config::Config::from_env()?.signing_key;
     let (what, report) = match (&args.manifest, &args.id) {
         (Some(path), _) => (
             path.display().to_string(),
-            crate::verify::verify_manifest_file(path, args.against.as_deref(), &tick).await?,
+            crate::verify::verify_manifest_file(
+                path,
+                args.against.as_deref(),
+                signing.as_ref(),
+                &tick,
+            )
+            .await?,
         ),
         (None, Some(id)) => {
             let location = Location {
@@ -52,6 +59,7 @@ pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
                     stores.objects.as_ref(),
                     &job,
                     args.against.as_deref(),
+                    signing.as_ref(),
                     &tick,
                 )
                 .await?,
@@ -68,8 +76,10 @@ pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     }
     if report.problems.is_empty() {
         println!(
-            "ok: {} files and {} tables match the manifest of {what}",
-            report.files, report.tables
+            "ok: {} files and {} tables match the manifest of {what}{}",
+            report.files,
+            report.tables,
+            signature_note(report.signature)
         );
         Ok(())
     } else {
@@ -80,5 +90,18 @@ pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
             "{what} does not match its manifest ({} problems)",
             report.problems.len()
         ))
+    }
+}
+
+/// How the closing line of `verify` and `restore` describes the manifest's signature.
+pub(super) fn signature_note(signature: crate::verify::Signature) -> &'static str {
+    match signature {
+        crate::verify::Signature::Checked => ", signed with the signing key",
+        crate::verify::Signature::NotChecked => {
+            " (signed; not checked: no CHUNKDUMP_SIGNING_KEY here)"
+        }
+        crate::verify::Signature::Unsigned => {
+            " (unsigned: set CHUNKDUMP_SIGNING_KEY to sign dumps and check them)"
+        }
     }
 }

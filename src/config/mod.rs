@@ -12,6 +12,7 @@
 //! | `CHUNKDUMP_CALLBACK_ALLOW_HOSTS`, `CHUNKDUMP_PUBLIC_URL`, `CHUNKDUMP_CALLBACK_CA_FILE` | API, chunk | [`CallbackConfig`] |
 //! | `CHUNKDUMP_STORE`, `CHUNKDUMP_PROGRESS`, `CHUNKDUMP_SECRET_ARN`, `CHUNKDUMP_DATABASE`, `CHUNKDUMP_STATE_MACHINE_ARN` | Lambda | [`Deployment`] |
 //! | `R2_ENDPOINT`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY` | Lambda, CLI | R2 access without a deployment secret ([`Secrets`], [`r2_keys`]) |
+//! | `CHUNKDUMP_SIGNING_KEY`, `CHUNKDUMP_SIGNING_KEY_FILE` | all | the manifests' signing key ([`SigningKey`]) |
 //! | `XDG_STATE_HOME`, `HOME` | CLI | where the CLI keeps progress files ([`state_dir`]) |
 //! | `RUST_LOG` | CLI | the log filter ([`log_filter`]) |
 //!
@@ -21,6 +22,7 @@
 
 mod deployment;
 mod local;
+mod signing;
 
 use std::time::Duration;
 
@@ -28,6 +30,7 @@ use thiserror::Error;
 
 pub use deployment::{ApiConfig, CallbackConfig, Deployment, ListenerConfig, Secrets};
 pub use local::{log_filter, r2_keys, state_dir, R2Keys};
+pub use signing::SigningKey;
 
 /// A setting that is missing or has a bad value.
 #[derive(Debug, Error)]
@@ -192,6 +195,9 @@ pub struct Config {
     /// restore or verify holds in memory (default 256 MiB, 1 MiB..=4 GiB); a longer one
     /// is refused, so a tampered or decompression-bomb dump cannot exhaust memory.
     pub max_statement_bytes: u64,
+    /// `CHUNKDUMP_SIGNING_KEY` (or the file `CHUNKDUMP_SIGNING_KEY_FILE` names): the key
+    /// every manifest is signed with when written, and checked with when read.
+    pub signing_key: Option<SigningKey>,
 }
 
 impl Default for Config {
@@ -206,6 +212,7 @@ impl Default for Config {
             upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY as u32,
             download_concurrency: DEFAULT_DOWNLOAD_CONCURRENCY as u32,
             max_statement_bytes: DEFAULT_MAX_STATEMENT_BYTES,
+            signing_key: None,
         }
     }
 }
@@ -250,6 +257,7 @@ impl Config {
                 DEFAULT_MAX_STATEMENT_BYTES,
                 1 << 20..=4 << 30,
             )?,
+            signing_key: SigningKey::read(env)?,
             download_concurrency: env.number(
                 "CHUNKDUMP_DOWNLOAD_CONCURRENCY",
                 DEFAULT_DOWNLOAD_CONCURRENCY as u64,

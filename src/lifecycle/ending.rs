@@ -279,9 +279,11 @@ pub async fn delete_completed(
     for f in &job.files {
         objects.delete(&f.key).await?;
     }
+    let manifest = manifest_key(&job.id, job.spec.format);
     objects
-        .delete(&manifest_key(&job.id, job.spec.format))
+        .delete(&crate::manifest::signature_key(&manifest))
         .await?;
+    objects.delete(&manifest).await?;
     for version in job.version.saturating_sub(1)..=job.version {
         objects.delete(&staging_key(&job.id, version)).await?;
     }

@@ -74,7 +74,8 @@ pub(crate) async fn read_staged(
 }
 
 /// Commits a chunk that exported `outcome` and uploaded `uploaded` in `busy_ms`: the
-/// staging object for the next chunk (or, when the export is done, the manifest, so its
+/// staging object for the next chunk (or, when the export is done, the manifest, signed
+/// with `signing` if there is a key, so its
 /// URL works as soon as the job says completed), then the job one version up, then the
 /// staging objects no longer needed. A lost race is [`DumpError::Conflict`].
 pub(crate) async fn record_chunk(
@@ -84,10 +85,11 @@ pub(crate) async fn record_chunk(
     outcome: &ExportOutcome,
     uploaded: &UploadSummary,
     busy_ms: u64,
+    signing: Option<&crate::config::SigningKey>,
 ) -> Result<JobRecord, DumpError> {
     let next = after_chunk(job, outcome, uploaded, busy_ms, Utc::now());
     if next.status == JobStatus::Completed {
-        crate::manifest::write_manifest(objects, &next, &outcome.digests).await?;
+        crate::manifest::write_manifest(objects, &next, &outcome.digests, signing).await?;
     } else {
         let (receipts, tail): (&[PartReceipt], &[u8]) = match &outcome.tail {
             Some(tail) => (

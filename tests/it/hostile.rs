@@ -282,3 +282,96 @@ fn a_manifest_with_tiny_parts_is_refused() {
     drop(f);
     both_refuse(dir.path(), &id, "part size 1 is outside 64 KiB..5 GiB", &[]);
 }
+
+#[test]
+fn signed_manifests_are_checked_and_a_planted_one_is_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = [(
+        "CHUNKDUMP_SIGNING_KEY",
+        "0123456789abcdef0123456789abcdef-test-key",
+    )];
+    let src = dir.path().join("app.db");
+    build_bulk_db(&src, 50);
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap().to_string();
+    let (code, printed, _) = run_measured(
+        &[
+            "dump",
+            src.to_str().unwrap(),
+            "--out",
+            &o,
+            "--format",
+            "sql",
+        ],
+        &key,
+    );
+    assert_eq!(code, Some(0), "{printed}");
+    let id = printed.lines().next().unwrap().to_string();
+    let manifest = out.join(format!("{id}.manifest.json"));
+    let sig = out.join(format!("{id}.manifest.json.sig"));
+    assert!(sig.is_file(), "no signature beside the manifest");
+    let into = dir.path().join("restored.db");
+    let i = into.to_str().unwrap().to_string();
+    let restore = ["restore", id.as_str(), "--out", &o, "--into", &i, "--force"];
+    let verify = ["verify", id.as_str(), "--out", &o];
+    for (args, with_key, says) in [
+        (&restore[..], true, "signed with the signing key"),
+        (&verify[..], true, "signed with the signing key"),
+        (&restore[..], false, "signed; not checked"),
+    ] {
+        let env: &[(&str, &str)] = if with_key { &key } else { &[] };
+        let (code, printed, _) = run_measured(args, env);
+        assert_eq!(code, Some(0), "{args:?}: {printed}");
+        assert!(printed.contains(says), "{args:?}: {printed}");
+    }
+    // A planted dump: a copy with a later id and completion, unsigned. With the key,
+    // --latest passes it over (naming it) and restores the signed one.
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let planted_id = "dump_29991231-000000";
+    let file_key = format!("{id}.sql");
+    std::fs::copy(out.join(&file_key), out.join(format!("{planted_id}.sql"))).unwrap();
+    let mut planted: Value = serde_json::from_str(&original).unwrap();
+    planted["dumpId"] = planted_id.into();
+    planted["completedAt"] = "2999-12-31T00:00:00Z".into();
+    planted["files"][0]["key"] = format!("{planted_id}.sql").into();
+    std::fs::write(
+        out.join(format!("{planted_id}.manifest.json")),
+        serde_json::to_vec(&planted).unwrap(),
+    )
+    .unwrap();
+    let latest = ["restore", "--latest", "--out", &o, "--into", &i, "--force"];
+    let (code, printed, _) = run_measured(&latest, &key);
+    assert_eq!(code, Some(0), "{printed}");
+    assert!(
+        printed.contains(&format!("restored {id} into")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "warning: manifest {planted_id}.manifest.json has no signature"
+        )),
+        "{printed}"
+    );
+    std::fs::remove_file(out.join(format!("{planted_id}.manifest.json"))).unwrap();
+    // The manifest changed (a row count), or its signature gone: refused, saying which.
+    let changed = original.replacen("\"rows\": 50", "\"rows\": 49", 1);
+    assert_ne!(changed, original);
+    std::fs::write(&manifest, &changed).unwrap();
+    for args in [&restore[..], &verify[..]] {
+        let (code, printed, _) = run_measured(args, &key);
+        assert_ne!(code, Some(0), "{args:?}: {printed}");
+        assert!(
+            printed.contains("signature does not match"),
+            "{args:?}: {printed}"
+        );
+    }
+    std::fs::write(&manifest, &original).unwrap();
+    std::fs::remove_file(&sig).unwrap();
+    let (code, printed, _) = run_measured(&restore, &key);
+    assert_ne!(code, Some(0), "{printed}");
+    assert!(printed.contains("has no signature"), "{printed}");
+    // Without a key, an unsigned dump restores and says so.
+    let (code, printed, _) = run_measured(&restore, &[]);
+    assert_eq!(code, Some(0), "{printed}");
+    assert!(printed.contains("unsigned"), "{printed}");
+}
