@@ -157,29 +157,37 @@ fn statements_a_dump_never_holds_are_refused_before_anything_runs() {
         assert_eq!(left, 1, "{kind}: the victim database changed");
     }
     // A statement of another kind between the rows is refused at its place.
-    let at = original.find("INSERT INTO").unwrap();
-    let between = format!(
-        "{}UPDATE items SET price = 0;\n{}",
-        &original[..at],
-        &original[at..]
+    tamper(
+        &manifest,
+        before_rows(&original, "UPDATE items SET price = 0;").as_bytes(),
     );
-    tamper(&manifest, between.as_bytes());
     both_refuse(dir.path(), &id, "UPDATE", &[]);
     // The untouched dump still restores.
     tamper(&manifest, original.as_bytes());
-    let into = dir.path().join("restored.db");
-    let (code, err, _) = run_measured(
+    let (code, err, _) = restore(dir.path(), &id);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// The dump's SQL with `statement` put before its first row.
+fn before_rows(sql: &str, statement: &str) -> String {
+    let at = sql.find("INSERT INTO").unwrap();
+    format!("{}{statement}\n{}", &sql[..at], &sql[at..])
+}
+
+/// `chunkdump restore ID --out dir/out --into dir/restored.db`, measured.
+fn restore(dir: &Path, id: &str) -> (Option<i32>, String, i64) {
+    let (out, into) = (dir.join("out"), dir.join("restored.db"));
+    run_measured(
         &[
             "restore",
-            &id,
+            id,
             "--out",
-            dir.path().join("out").to_str().unwrap(),
+            out.to_str().unwrap(),
             "--into",
             into.to_str().unwrap(),
         ],
         &[],
-    );
-    assert_eq!(code, Some(0), "{err}");
+    )
 }
 
 #[test]
@@ -188,26 +196,13 @@ fn a_trigger_planted_before_the_rows_fails_the_restore_and_touches_nothing_else(
     let (id, manifest) = dump(dir.path(), "none");
     let original = sql_of(&manifest);
     // A trigger that fires on every row the restore loads (a form dumps do contain).
-    let at = original.find("INSERT INTO").unwrap();
-    let planted = format!(
-        "{}CREATE TRIGGER planted AFTER INSERT ON items BEGIN DELETE FROM items; END;\n{}",
-        &original[..at],
-        &original[at..]
+    let planted = before_rows(
+        &original,
+        "CREATE TRIGGER planted AFTER INSERT ON items BEGIN DELETE FROM items; END;",
     );
     tamper(&manifest, planted.as_bytes());
-    let out = dir.path().join("out");
     let into = dir.path().join("restored.db");
-    let (code, err, _) = run_measured(
-        &[
-            "restore",
-            &id,
-            "--out",
-            out.to_str().unwrap(),
-            "--into",
-            into.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (code, err, _) = restore(dir.path(), &id);
     assert_ne!(code, Some(0), "{err}");
     assert!(err.contains("does not match the manifest"), "{err}");
     assert!(!into.exists());
