@@ -77,6 +77,12 @@ pub(crate) async fn start_dump(
             "tables must be a non-empty list of table names",
         ));
     }
+    if req.include_schema == Some(false) && req.format != Format::Sql {
+        return Err(ApiError::bad_field(
+            "includeSchema",
+            "includeSchema false is for SQL dumps: a CSV or JSON dump's schema file is what creates its tables on restore",
+        ));
+    }
     let target = super::databases::target(state, req.database.as_deref())?;
     let spec = DumpSpec {
         database: target.path.clone(),

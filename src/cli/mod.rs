@@ -25,6 +25,12 @@ use clap::Parser;
 
 use run::run;
 
+/// A command line that asks for something no run can give (options that do not go
+/// together, a missing rule): exit 2, as clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(pub String);
+
 /// Parses arguments, runs the command, maps errors to exit codes.
 pub fn main() -> std::process::ExitCode {
     crate::alloc::keep_large_buffers_off_the_heap();
@@ -75,6 +81,9 @@ pub fn main() -> std::process::ExitCode {
             eprintln!("error: {e}");
             // 75 (EX_TEMPFAIL): the dump paused after a fault outside its data; a later
             // `resume` continues it. Scripts can tell that from a failure.
+            if e.downcast_ref::<UsageError>().is_some() {
+                return std::process::ExitCode::from(2);
+            }
             match e.downcast_ref::<crate::error::DumpError>() {
                 Some(crate::error::DumpError::Interrupted { .. }) => {
                     std::process::ExitCode::from(75)

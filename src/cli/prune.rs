@@ -7,7 +7,6 @@ use clap::Args;
 
 use super::stores::{open_stores, Access};
 use super::Location;
-use crate::error::DumpError;
 use crate::retention::{prune, PruneScope, RetentionPolicy};
 
 #[derive(Debug, Args)]
@@ -34,7 +33,7 @@ pub struct PruneArgs {
 /// Runs the prune and prints one line per deleted dump, then a summary.
 pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
     let policy = RetentionPolicy::from_rules(args.keep_last, args.keep_days, "--keep-days")
-        .map_err(DumpError::InvalidRequest)?;
+        .map_err(super::UsageError)?;
     // Dumps record the canonical path of their database.
     let database = args.database.as_ref().map(|db| {
         std::fs::canonicalize(db)

@@ -30,6 +30,12 @@ pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
 /// `chunkdump dump`: a new dump of the database, run to its end (or of several, see
 /// [`super::many`]).
 async fn dump(args: DumpArgs, cfg: &Config) -> anyhow::Result<()> {
+    if args.no_schema && !matches!(args.format, FormatArg::Sql) {
+        return Err(super::UsageError(
+            "--no-schema is for SQL dumps: a CSV or JSON dump's schema file is what creates its tables on restore".into(),
+        )
+        .into());
+    }
     if args.databases.len() > 1
         || args.database_root.is_some()
         || args.databases.iter().any(|p| super::many::is_pattern(p))

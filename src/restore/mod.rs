@@ -65,6 +65,12 @@ pub async fn restore(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<RestoreReport, DumpError> {
     let started = Instant::now();
+    if manifest.spec.as_ref().is_some_and(|s| !s.include_schema) {
+        return Err(DumpError::InvalidRequest(format!(
+            "dump {} was made with --no-schema: it holds rows only, and a restore creates the tables from the dump; load it into a database that has them (sqlite3 DB < FILE), or dump again with the schema",
+            manifest.dump_id
+        )));
+    }
     let selected = selected_tables(manifest, options)?;
     let target = Target::prepare(&options.into, options.force)?;
     let conn = target.open(manifest.source.page_size, manifest.source.auto_vacuum)?;

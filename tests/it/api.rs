@@ -238,6 +238,11 @@ async fn bad_requests_get_clear_json_errors() {
             Some("callbackUrl"),
         ),
         (json!(["format", "sql"]), StatusCode::BAD_REQUEST, None),
+        (
+            json!({"format": "csv", "includeSchema": false}),
+            StatusCode::BAD_REQUEST,
+            Some("includeSchema"),
+        ),
     ];
     for (body, want, field) in cases {
         let (status, v) = post(body.clone()).await;

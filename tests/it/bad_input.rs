@@ -143,6 +143,18 @@ fn bad_flags_and_settings_are_usage_errors() {
     let (s, o) = (src.to_str().unwrap(), dir.path().join("out"));
     let o = o.to_str().unwrap();
     fails_with(&["dump", s, "--format", "xml", "--out", o], 2, "xml");
+    // A CSV or JSON dump without its schema file could never be restored.
+    for format in ["csv", "json"] {
+        fails_with(
+            &["dump", s, "--format", format, "--no-schema", "--out", o],
+            2,
+            "--no-schema is for SQL dumps",
+        );
+    }
+    assert!(
+        !dir.path().join("out").exists(),
+        "a refused dump created its --out"
+    );
     fails_with(
         &[
             "dump",

@@ -138,7 +138,8 @@ fn prune_keeps_the_newest(env: &[(&'static str, String)], loc: &[String], format
         &["prune", "--keep-days", "-1"],
     ] {
         let o = cmd(env).args(bad).args(loc).output().unwrap();
-        assert!(!o.status.success(), "{bad:?} was accepted");
+        // Usage errors, as cli.md says: exit 2.
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {o:?}");
     }
     assert!(status(env, loc, &ids[3]).is_some());
 }

@@ -236,7 +236,7 @@ fn no_schema_writes_data_only() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 500);
-    let (_, sql) = dump_ok(
+    let (id, sql) = dump_ok(
         &src,
         &dir.path().join("out"),
         &[
@@ -273,6 +273,23 @@ fn no_schema_writes_data_only() {
     drop(c);
     load_with_shell(&sql, &back);
     assert_same_db(&src, &back);
+    // `restore` makes the tables from the dump, so it says why it cannot.
+    let into = dir.path().join("restored.db");
+    let out = dir.path().join("out");
+    let o = run(&[
+        "restore",
+        &id,
+        "--out",
+        out.to_str().unwrap(),
+        "--into",
+        into.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("was made with --no-schema"),
+        "{err}"
+    );
+    assert!(!into.exists());
 }
 
 #[test]
