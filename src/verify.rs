@@ -32,6 +32,9 @@ pub struct Report {
     pub tables: usize,
     /// What is known of the manifest's signature.
     pub signature: Signature,
+    /// How many of `problems` (the last ones) are the `--against` database's: it differs
+    /// from the manifest, whatever the dump does.
+    pub against_problems: usize,
 }
 
 /// A manifest's signature, as a read found it.
@@ -237,6 +240,7 @@ async fn check(
         let tables = digests
             .await
             .map_err(|e| DumpError::Internal(e.to_string()))??;
+        let before = report.problems.len();
         compare(
             &mut report.problems,
             &format!("database {}", db.display()),
@@ -244,6 +248,7 @@ async fn check(
             &tables,
             false,
         );
+        report.against_problems = report.problems.len() - before;
     }
     Ok(report)
 }

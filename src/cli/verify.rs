@@ -86,10 +86,25 @@ pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         for p in &report.problems {
             println!("{p}");
         }
-        Err(anyhow::anyhow!(
-            "{what} does not match its manifest ({} problems)",
-            report.problems.len()
-        ))
+        // Say which side differs: the dump, the database it is checked against, or both.
+        let of_dump = report.problems.len() - report.against_problems;
+        let against = args
+            .against
+            .as_ref()
+            .map(|db| format!("database {}", db.display()))
+            .unwrap_or_default();
+        Err(anyhow::anyhow!(match (of_dump, report.against_problems) {
+            (n, 0) => format!("{what} does not match its manifest ({})", problems(n)),
+            (0, m) => format!(
+                "{what} matches its manifest; {against} differs from it ({})",
+                problems(m)
+            ),
+            (n, m) => format!(
+                "{what} does not match its manifest ({}), and {against} differs from it ({})",
+                problems(n),
+                problems(m)
+            ),
+        }))
     }
 }
 
@@ -104,4 +119,9 @@ pub(super) fn signature_note(signature: crate::verify::Signature) -> &'static st
             " (unsigned: set CHUNKDUMP_SIGNING_KEY to sign dumps and check them)"
         }
     }
+}
+
+/// `1 problem`, `3 problems`.
+fn problems(n: usize) -> String {
+    format!("{n} problem{}", if n == 1 { "" } else { "s" })
 }
