@@ -44,7 +44,7 @@ pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
     let access = if args.dry_run {
         Access::ReadOnly
     } else {
-        Access::ReadWrite
+        Access::Existing
     };
     let stores = open_stores(&args.location, access).await?;
     let scope = PruneScope {

@@ -29,7 +29,12 @@ pub(super) struct Stores {
 /// mistyped `--out` is an error, not a new empty store).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
+    /// Reads only: the store must exist.
     ReadOnly,
+    /// Changes only what is there (`prune`): the store must exist, as for reading, so a
+    /// mistyped `--out` is an error instead of a new, empty store.
+    Existing,
+    /// Makes dumps: the store is created if need be.
     ReadWrite,
 }
 
@@ -159,14 +164,14 @@ pub(super) fn state_dir() -> Result<PathBuf, DumpError> {
         .map_err(|e| DumpError::InvalidRequest(e.to_string()))
 }
 
-/// The local progress file at `path` (created for writing commands; a read-only command
-/// on a file that does not exist is an error naming `what`).
+/// The local progress file at `path` (created for commands that make dumps; for any
+/// other command a file that does not exist is an error naming `what`).
 fn open_local_progress(
     path: &std::path::Path,
     access: Access,
     what: &str,
 ) -> Result<Arc<SqliteProgress>, DumpError> {
-    if access == Access::ReadOnly && !path.is_file() {
+    if access != Access::ReadWrite && !path.is_file() {
         return Err(DumpError::InvalidRequest(format!(
             "{what} holds no chunkdump dumps known here (no {})",
             path.display()

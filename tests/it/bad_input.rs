@@ -464,8 +464,9 @@ fn a_write_failure_like_a_full_disk_pauses_the_dump() {
     assert_same_db(&src, &restored);
 }
 
-/// Read-only commands never create a store: a mistyped `--out` is an error naming it,
-/// and the directory still does not exist afterwards.
+/// Commands that make no dumps never create a store: a mistyped `--out` is an error
+/// naming it, and the directory still does not exist afterwards (a cron `prune` with a
+/// typo fails instead of "succeeding" forever).
 #[test]
 fn read_only_commands_do_not_create_a_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -475,6 +476,7 @@ fn read_only_commands_do_not_create_a_store() {
         vec!["status", "dump_x", "--out", t],
         vec!["verify", "dump_x", "--out", t],
         vec!["prune", "--keep-last", "1", "--dry-run", "--out", t],
+        vec!["prune", "--keep-last", "1", "--out", t],
     ] {
         fails_with(&args, 1, "holds no chunkdump dumps");
         assert!(!typo.exists(), "{args:?} created {}", typo.display());
