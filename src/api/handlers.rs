@@ -199,7 +199,10 @@ pub async fn download(
             format!("CSV dumps are one file per table: /export/dump/download/{id}/<table>.csv"),
         ));
     }
-    if file != job.output_name() {
+    // A JSON dump's schema file (beside it) is part of it: a restore needs it.
+    let schema = (job.spec.format == Format::Json)
+        .then(|| crate::model::schema_key(&job.id, job.spec.format, job.spec.compression));
+    if file != job.output_name() && Some(&file) != schema.as_ref() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

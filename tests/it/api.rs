@@ -714,6 +714,38 @@ async fn every_csv_download_url_works_as_given() {
     }
 }
 
+/// Every file a JSON dump's status lists downloads (its schema file too, which a
+/// restore needs), byte for byte as stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_file_of_a_json_dump_downloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let server = start_server(&src, Duration::ZERO, Duration::ZERO, None).await;
+    let id = server.start(json!({"format": "json"})).await;
+    let done = server.wait_for(&id, "completed").await;
+    let keys: Vec<String> = done["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap().to_string())
+        .collect();
+    assert!(keys.iter().any(|k| k.contains("schema.sql")), "{keys:?}");
+    for key in &keys {
+        let url = format!("/export/dump/download/{key}");
+        let (status, _, body) = server
+            .call(reqwest::Method::GET, &url, Some(READER), None)
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{url}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(body, std::fs::read(server.out.join(key)).unwrap(), "{url}");
+    }
+}
+
 /// Serves `state` with `limits` on a free port; returns its address.
 async fn serve_limited(
     state: chunkdump::api::AppState,
