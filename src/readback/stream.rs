@@ -24,6 +24,55 @@ pub trait RangeSource: Send + Sync {
     fn ahead(&self) -> usize {
         AHEAD
     }
+
+    /// Whether the bytes are on this machine's disk already (reading them twice costs a
+    /// local read, not a second download).
+    fn is_local(&self) -> bool {
+        false
+    }
+}
+
+/// One local file, whatever key is asked for: a remote file copied here to be checked
+/// before use (see `crate::restore`).
+pub struct FileSource(pub std::path::PathBuf);
+
+#[async_trait::async_trait]
+impl RangeSource for FileSource {
+    async fn range(&self, _key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, DumpError> {
+        read_range(self.0.clone(), offset, len).await
+    }
+
+    fn is_local(&self) -> bool {
+        true
+    }
+}
+
+/// Up to `len` bytes of the file at `path` from `offset`; `None` if it does not exist.
+async fn read_range(
+    path: std::path::PathBuf,
+    offset: u64,
+    len: u64,
+) -> Result<Option<Vec<u8>>, DumpError> {
+    use std::io::Seek;
+    tokio::task::spawn_blocking(move || {
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(DumpError::InvalidRequest(format!(
+                    "{}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        f.seek(io::SeekFrom::Start(offset))
+            .and_then(|_| f.take(len).read_to_end(&mut buf))
+            .map_err(|e| DumpError::InvalidRequest(format!("{}: {e}", path.display())))?;
+        Ok(Some(buf))
+    })
+    .await
+    .map_err(|e| DumpError::Internal(e.to_string()))?
 }
 
 /// A dump in an object store, read `ahead` ranges at a time.
@@ -59,7 +108,6 @@ pub struct DirSource(pub std::path::PathBuf);
 #[async_trait::async_trait]
 impl RangeSource for DirSource {
     async fn range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, DumpError> {
-        use std::io::Seek;
         if key
             .split('/')
             .any(|part| part.is_empty() || part == "." || part == "..")
@@ -68,26 +116,11 @@ impl RangeSource for DirSource {
                 "manifest lists an unsafe file name {key:?}"
             )));
         }
-        let path = self.0.join(key);
-        tokio::task::spawn_blocking(move || {
-            let mut f = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => {
-                    return Err(DumpError::InvalidRequest(format!(
-                        "{}: {e}",
-                        path.display()
-                    )))
-                }
-            };
-            let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-            f.seek(io::SeekFrom::Start(offset))
-                .and_then(|_| f.take(len).read_to_end(&mut buf))
-                .map_err(|e| DumpError::InvalidRequest(format!("{}: {e}", path.display())))?;
-            Ok(Some(buf))
-        })
-        .await
-        .map_err(|e| DumpError::Internal(e.to_string()))?
+        read_range(self.0.join(key), offset, len).await
+    }
+
+    fn is_local(&self) -> bool {
+        true
     }
 }
 

@@ -26,7 +26,7 @@ use crate::engine::plan::ROWS_MARKER;
 use crate::error::DumpError;
 use crate::manifest::Manifest;
 use crate::model::{schema_key, Compression, DumpSpec, Format};
-use crate::readback::stream::{stream_file, PieceReader, RangeSource};
+use crate::readback::stream::{stream_file, Fetched, FileSource, PieceReader, RangeSource};
 use load::Loader;
 use target::Target;
 
@@ -73,6 +73,7 @@ pub async fn restore(
     }
     let selected = selected_tables(manifest, options)?;
     let target = Target::prepare(&options.into, options.force)?;
+    let spool = target.spool.clone();
     let conn = target.open(manifest.source.page_size, manifest.source.auto_vacuum)?;
     let mut loader = Loader::new(conn, selected.clone()).map_err(DumpError::Internal)?;
     let mut bytes = 0u64;
@@ -87,7 +88,7 @@ pub async fn restore(
     let mut after_rows = String::new();
     if let Some(key) = &schema {
         let compression = manifest.compression;
-        let (text, back) = fetch(source, manifest, key, &mut tick, loader, move |bytes, l| {
+        let (text, back) = fetch(source, manifest, key, &spool, &mut tick, loader, move |bytes, l| {
             // Held whole, so bounded like a statement (a decompression bomb stops here).
             let limit = crate::readback::max_statement() as u64;
             let mut text = String::new();
@@ -135,6 +136,7 @@ pub async fn restore(
             source,
             manifest,
             &file.key,
+            &spool,
             &mut tick,
             loader,
             move |bytes, mut l| {
@@ -210,11 +212,15 @@ fn selected_tables(
 }
 
 /// Streams file `key` of the dump to `load` (on a blocking thread, with the loader),
-/// and checks its size and SHA-256 against the manifest.
+/// once its size and SHA-256 are known to match the manifest: no byte of a file reaches
+/// SQLite before that. A local file is hashed where it is first (one more read at disk
+/// speed); a remote one is copied into the private `spool` file while it is hashed, and
+/// loaded from there (no second download; disk for one file at a time).
 async fn fetch<T: Send + 'static>(
     source: &dyn RangeSource,
     manifest: &Manifest,
     key: &str,
+    spool: &Path,
     tick: &mut dyn FnMut(u64),
     loader: Loader,
     load: impl FnOnce(PieceReader, Loader) -> Result<(T, Loader), String> + Send + 'static,
@@ -225,28 +231,72 @@ async fn fetch<T: Send + 'static>(
         .iter()
         .find(|f| f.key == key)
         .ok_or_else(|| failed("not listed in the manifest; the dump has no schema file (dumped before format 2, or with --no-schema)".into()))?;
-    let streamed = stream_file(source, key, manifest.part_size, tick, move |bytes| {
-        load(bytes, loader)
-    })
-    .await?;
+    let spooled = FileSource(spool.to_path_buf());
+    let (checked, mut load_tick): (&dyn RangeSource, Box<dyn FnMut(u64) + '_>) =
+        if source.is_local() {
+            let copied = stream_file(source, key, manifest.part_size, &mut |_| {}, |mut bytes| {
+                std::io::copy(&mut bytes, &mut std::io::sink()).map_err(|e| e.to_string())
+            })
+            .await?;
+            matches_entry(copied, entry).map_err(failed)?;
+            (source, Box::new(&mut *tick))
+        } else {
+            let target = spool.to_path_buf();
+            let copied = stream_file(source, key, manifest.part_size, tick, move |mut bytes| {
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&target).map_err(|e| e.to_string())?;
+                std::io::copy(&mut bytes, &mut file).map_err(|e| e.to_string())
+            })
+            .await?;
+            matches_entry(copied, entry).map_err(failed)?;
+            (&spooled, Box::new(|_| {}))
+        };
+    let streamed = stream_file(
+        checked,
+        key,
+        manifest.part_size,
+        &mut *load_tick,
+        move |bytes| load(bytes, loader),
+    )
+    .await;
+    let _ = std::fs::remove_file(spool);
+    let streamed = streamed?;
     let Some((fetched, loaded)) = streamed else {
         return Err(failed("missing from the store".into()));
     };
     let loaded = loaded.map_err(|e| failed(format!("does not load: {e}")))?;
+    // The bytes loaded are the bytes checked (a local file could change in between).
+    matches_entry(Some((fetched, Ok(0))), entry).map_err(failed)?;
+    Ok(loaded)
+}
+
+/// Whether a file streamed whole (`None`: it does not exist) has the manifest's size
+/// and SHA-256; else what differs.
+fn matches_entry(
+    streamed: Option<(Fetched, Result<u64, String>)>,
+    entry: &crate::model::FileEntry,
+) -> Result<(), String> {
+    let Some((fetched, read)) = streamed else {
+        return Err("missing from the store".into());
+    };
+    read.map_err(|e| format!("cannot be read: {e}"))?;
     if fetched.size != entry.size {
-        return Err(failed(format!(
+        return Err(format!(
             "{} bytes stored, the manifest says {}",
             fetched.size, entry.size
-        )));
+        ));
     }
     if Some(&fetched.sha256) != entry.sha256.as_ref() {
-        return Err(failed(format!(
+        return Err(format!(
             "SHA-256 {} differs from the manifest's {}",
             fetched.sha256,
             entry.sha256.as_deref().unwrap_or("(none)")
-        )));
+        ));
     }
-    Ok(loaded)
+    Ok(())
 }
 
 fn decompress(

@@ -3,7 +3,8 @@
 //! database or untouched.
 //!
 //! The temporary file's name is fixed (`.<name>.chunkdump-restore`), so a restore that
-//! was killed leaves one file that the next restore into the same place removes first.
+//! was killed leaves one file that the next restore into the same place removes first;
+//! so is the spool a remote file is checked in (`.<name>.chunkdump-spool`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,9 @@ use crate::error::DumpError;
 pub(super) struct Target {
     pub(super) into: PathBuf,
     pub(super) temp: PathBuf,
+    /// Where a remote file is copied to be checked before use (one at a time; private,
+    /// removed after each file and whenever the restore ends).
+    pub(super) spool: PathBuf,
     done: bool,
 }
 
@@ -54,10 +58,13 @@ impl Target {
             )));
         }
         let temp = dir.join(format!(".{}.chunkdump-restore", name.to_string_lossy()));
+        let spool = dir.join(format!(".{}.chunkdump-spool", name.to_string_lossy()));
         remove_temp(&temp);
+        let _ = std::fs::remove_file(&spool);
         Ok(Target {
             into: into.to_path_buf(),
             temp,
+            spool,
             done: false,
         })
     }
@@ -121,6 +128,7 @@ impl Drop for Target {
         if !self.done {
             remove_temp(&self.temp);
         }
+        let _ = std::fs::remove_file(&self.spool);
     }
 }
 

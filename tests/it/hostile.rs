@@ -370,3 +370,30 @@ fn signed_manifests_are_checked_and_a_planted_one_is_passed_over() {
     assert_eq!(code, Some(0), "{printed}");
     assert!(printed.contains("unsigned"), "{printed}");
 }
+
+#[test]
+fn a_changed_file_is_refused_before_any_of_its_statements_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, manifest) = dump(dir.path(), "none");
+    let original = sql_of(&manifest);
+    let m: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let file = dir
+        .path()
+        .join("out")
+        .join(m["files"][0]["key"].as_str().unwrap());
+    // The manifest left alone: only the file's SHA-256 stands in the way, and it must
+    // be checked first (the statement's own refusal would come first otherwise).
+    // The same size (so the SHA-256 is what differs): the first pragma becomes an ATTACH.
+    let pragma = "PRAGMA foreign_keys=OFF;";
+    let attach = format!("{:<w$};", "ATTACH 'x.db' AS x", w = pragma.len() - 1);
+    assert!(original.contains(pragma) && attach.len() == pragma.len());
+    std::fs::write(&file, original.replacen(pragma, &attach, 1)).unwrap();
+    let (code, err, _) = restore(dir.path(), &id);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("differs from the manifest's"), "{err}");
+    assert!(
+        !err.contains("ATTACH"),
+        "a statement ran before the check: {err}"
+    );
+    assert!(!dir.path().join("restored.db").exists());
+}
