@@ -89,18 +89,51 @@ pub(crate) fn decompress(
     compression: Compression,
 ) -> std::io::Result<Box<dyn BufRead>> {
     const BUFFER: usize = 256 * 1024;
-    Ok(match compression {
+    let decoded: Box<dyn std::io::Read> = match compression {
         Compression::None => Box::new(bytes),
-        Compression::Gzip => Box::new(std::io::BufReader::with_capacity(
-            BUFFER,
-            flate2::bufread::MultiGzDecoder::new(bytes),
-        )),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(bytes)),
         // The decoder reads concatenated frames (one per chunk) as one stream.
-        Compression::Zstd => Box::new(std::io::BufReader::with_capacity(
-            BUFFER,
-            zstd::stream::read::Decoder::with_buffer(bytes)?,
-        )),
-    })
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(bytes)?),
+    };
+    // Every format is line by line (a row or statement per line, or a few), so a line
+    // longer than the longest statement is refused before a parser holds it: a CSV or
+    // JSON reader, like the SQL one, stays bounded whatever a tampered file decodes to.
+    Ok(Box::new(std::io::BufReader::with_capacity(
+        BUFFER,
+        LineBound {
+            inner: decoded,
+            run: 0,
+            limit: max_statement() as u64,
+        },
+    )))
+}
+
+/// A reader that fails once a line (bytes without `\n`) grows past `limit`.
+struct LineBound<R> {
+    inner: R,
+    /// Bytes since the last newline.
+    run: u64,
+    limit: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for LineBound<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.run = match memchr::memrchr(b'\n', &buf[..n]) {
+            Some(at) => (n - at - 1) as u64,
+            None => self.run + n as u64,
+        };
+        if self.run > self.limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "a line longer than {} bytes, the most a restore holds (set CHUNKDUMP_MAX_STATEMENT_BYTES to allow more)",
+                    self.limit
+                ),
+            ));
+        }
+        Ok(n)
+    }
 }
 
 /// The request of a dump whose manifest predates `spec`.

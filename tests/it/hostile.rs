@@ -14,26 +14,57 @@ use sha2::{Digest, Sha256};
 
 /// A completed dump of a small database in `dir/out`: its id and its manifest's path.
 fn dump(dir: &Path, compression: &str) -> (String, PathBuf) {
+    dump_as(dir, "sql", compression)
+}
+
+/// [`dump`] in `format`.
+fn dump_as(dir: &Path, format: &str, compression: &str) -> (String, PathBuf) {
     let src = dir.join("app.db");
     build_bulk_db(&src, 50);
     let out = dir.join("out");
     let (id, _) = dump_ok(
         &src,
         &out,
-        &["--format", "sql", "--compression", compression],
+        &["--format", format, "--compression", compression],
     );
-    let manifest = out.join(format!("{id}.manifest.json"));
+    let manifest = match format {
+        "csv" => out.join(&id).join("manifest.json"),
+        _ => out.join(format!("{id}.manifest.json")),
+    };
     assert!(manifest.is_file(), "no manifest at {}", manifest.display());
     (id, manifest)
 }
 
-/// Replaces the dump's one data file with `bytes` and fixes the manifest to match.
+/// The index in the manifest's `files` of the dump's first data file (not its schema).
+fn data_file(manifest: &Value) -> usize {
+    manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|f| !f["key"].as_str().unwrap().contains("schema.sql"))
+        .unwrap()
+}
+
+/// The store directory of the dump whose manifest is at `manifest_path`.
+fn store_root(manifest_path: &Path) -> PathBuf {
+    let dir = manifest_path.parent().unwrap();
+    if manifest_path.ends_with("manifest.json")
+        && !manifest_path.to_string_lossy().ends_with(".manifest.json")
+    {
+        dir.parent().unwrap().to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// Replaces the dump's (first) data file with `bytes` and fixes the manifest to match.
 fn tamper(manifest_path: &Path, bytes: &[u8]) {
     let mut manifest: Value =
         serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
     let part = manifest["partSize"].as_u64().unwrap() as usize;
-    let root = manifest_path.parent().unwrap();
-    let file = &mut manifest["files"][0];
+    let root = store_root(manifest_path);
+    let at = data_file(&manifest);
+    let file = &mut manifest["files"][at];
     std::fs::write(root.join(file["key"].as_str().unwrap()), bytes).unwrap();
     // SHA-256 over the SHA-256 of each part, as the manifest defines it.
     let mut outer = Sha256::new();
@@ -208,20 +239,31 @@ fn a_trigger_planted_before_the_rows_fails_the_restore_and_touches_nothing_else(
     assert!(!into.exists());
 }
 
-/// `n` bytes of `a` inside one never-ending statement, compressed by `compress`.
-fn bomb(n: usize, compress: impl FnOnce(&mut dyn Read) -> Vec<u8>) -> Vec<u8> {
-    let head = &b"INSERT INTO items VALUES(1,'"[..];
+/// `n` bytes of `a` inside one never-ending value of a `format` file, compressed by
+/// `compress`.
+fn bomb(format: &str, n: usize, compress: impl FnOnce(&mut dyn Read) -> Vec<u8>) -> Vec<u8> {
+    // Each opens a value the way a real file of its format would, then never ends it.
+    let head: &[u8] = match format {
+        "json" => b"{\"tables\":{\n\"items\":[\n{\"id\":1,\"name\":\"",
+        "csv" => b"id,name\r\n1,\"",
+        _ => b"INSERT INTO items VALUES(1,'",
+    };
     let mut body = head.chain(std::io::repeat(b'a').take(n as u64));
     compress(&mut body)
 }
 
 #[test]
 fn decompression_bombs_are_refused_in_bounded_memory() {
-    for compression in ["zstd", "gzip"] {
+    for (format, compression) in [
+        ("sql", "zstd"),
+        ("sql", "gzip"),
+        ("json", "zstd"),
+        ("csv", "gzip"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let (id, manifest) = dump(dir.path(), compression);
+        let (id, manifest) = dump_as(dir.path(), format, compression);
         // 1 GiB of one line, a few hundred KB stored.
-        let packed = bomb(1 << 30, |r| match compression {
+        let packed = bomb(format, 1 << 30, |r| match compression {
             "zstd" => zstd::stream::encode_all(r, 3).unwrap(),
             _ => {
                 let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -250,14 +292,14 @@ fn decompression_bombs_are_refused_in_bounded_memory() {
             vec!["verify", &id, "--out", out.to_str().unwrap()],
         ] {
             let (code, err, peak_kib) = run_measured(&args, &limit);
-            assert_ne!(code, Some(0), "{compression} {args:?}: {err}");
+            assert_ne!(code, Some(0), "{format} {compression} {args:?}: {err}");
             assert!(
                 err.contains("longer than 16777216 bytes"),
-                "{compression} {args:?}: {err}"
+                "{format} {compression} {args:?}: {err}"
             );
             assert!(
                 peak_kib < 256 * 1024,
-                "{compression} {args:?}: peak RSS {peak_kib} KiB"
+                "{format} {compression} {args:?}: peak RSS {peak_kib} KiB"
             );
             assert!(!into.exists());
         }

@@ -155,11 +155,12 @@ fn build(path: &std::path::Path, encoding: &str, tables: &[Table]) {
         for (rowid, values) in &table.rows {
             // TEXT with a NUL in a numeric-affinity column is converted by SQLite 3.54 on
             // restore, whatever the dump writes (a warned limit, tested in fidelity.rs).
+            // `ANY` outside a STRICT table is numeric affinity too.
             let values: Vec<Value> = values
                 .iter()
                 .zip(&table.types)
                 .map(|(v, ty)| match v {
-                    Value::Text(t) if ["INTEGER", "REAL", "NUMERIC"].contains(ty) => {
+                    Value::Text(t) if ["INTEGER", "REAL", "NUMERIC", "ANY"].contains(ty) => {
                         Value::Text(t.replace('\0', "\u{1}"))
                     }
                     v => v.clone(),
