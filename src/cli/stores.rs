@@ -188,13 +188,8 @@ fn open_local_progress(
 /// R2's endpoint and API token from the `R2_*` variables (all three, or none; see
 /// [`crate::config::r2_keys`]).
 pub(super) fn r2_access_from_env() -> Result<Option<crate::cloud::R2Access>, DumpError> {
-    let keys = crate::config::r2_keys(&crate::config::Env::process())
-        .map_err(|e| DumpError::InvalidRequest(e.to_string()))?;
-    Ok(keys.map(|k| crate::cloud::R2Access {
-        endpoint: k.endpoint,
-        access_key_id: k.access_key_id,
-        secret_access_key: k.secret_access_key,
-    }))
+    crate::config::r2_keys(&crate::config::Env::process())
+        .map_err(|e| DumpError::InvalidRequest(e.to_string()))
 }
 
 impl Stores {

@@ -26,24 +26,9 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::error::StoreError;
 
-/// R2's S3 endpoint and API token (from the deployment's secret).
-#[derive(Clone)]
-pub struct R2Access {
-    /// `https://<account id>.r2.cloudflarestorage.com`
-    pub endpoint: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-}
-
-impl std::fmt::Debug for R2Access {
-    // Never print the secret.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("R2Access")
-            .field("endpoint", &self.endpoint)
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
-    }
-}
+/// R2's S3 endpoint and API token (from the deployment's secret, or the `R2_*`
+/// variables): one type with the settings' own, whose `Debug` never prints the secret.
+pub use crate::config::R2Keys as R2Access;
 
 /// The HTTPS client every AWS SDK client here uses: hyper with rustls on ring.
 pub fn https_client() -> aws_sdk_s3::config::SharedHttpClient {

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use super::{ConfigError, Env};
 
-/// R2's endpoint and API token from `R2_ENDPOINT`, `R2_ACCESS_KEY_ID` and
-/// `R2_SECRET_ACCESS_KEY`: the object store's own credentials, apart from the AWS ones
-/// DynamoDB uses. The secret never appears in `Debug`.
+/// R2's endpoint and API token (`R2_ENDPOINT`, `R2_ACCESS_KEY_ID` and
+/// `R2_SECRET_ACCESS_KEY`, or the deployment's secret): the object store's own
+/// credentials, apart from the AWS ones DynamoDB uses. The secret never appears in
+/// `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct R2Keys {
     pub endpoint: String,
