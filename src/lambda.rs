@@ -47,12 +47,25 @@ pub struct Common {
 /// Loads settings, secrets and clients (once, in `main`).
 pub async fn common_from_env() -> Result<Common, StartupError> {
     let env = Env::process();
-    let config = Config::read(&env)?;
+    let mut config = Config::read(&env)?;
     let deployment = Deployment::read(&env)?;
     let api = ApiConfig::read(&env)?;
     let callbacks = CallbackConfig::read(&env);
     let aws = load_aws_config().await;
     let secrets = load_secrets(&aws, &deployment.secret_arns).await?;
+    // The manifests' signing key: the variable, else the deployment's secret.
+    if config.signing_key.is_none() {
+        if let Some(key) = &secrets.signing_key {
+            config.signing_key = Some(
+                crate::config::SigningKey::new(key.as_bytes().to_vec()).map_err(|reason| {
+                    ConfigError::Unusable {
+                        what: "signingKey".into(),
+                        reason,
+                    }
+                })?,
+            );
+        }
+    }
     let objects = S3Store::with_access(&aws, &deployment.store, secrets.r2()?.as_ref())?;
     let progress = DynamoProgress::new(&aws, &deployment.progress)?;
     let notifier = Notifier::from_config(secrets.callback_secret.as_deref(), &callbacks)?;

@@ -90,7 +90,7 @@ async fn read_one(
         let detail = e.to_string();
         let detail = if detail.starts_with("unknown field") { detail } else { format!("line {}, column {}", e.line(), e.column()) };
         unusable(format!(
-            "must be a JSON object of r2Endpoint, r2AccessKeyId, r2SecretAccessKey, apiToken, apiReadToken, callbackSecret ({detail})"
+            "must be a JSON object of r2Endpoint, r2AccessKeyId, r2SecretAccessKey, apiToken, apiReadToken, callbackSecret, signingKey ({detail})"
         ))
     })
 }

@@ -21,6 +21,9 @@ pub struct Secrets {
     pub api_token: Option<String>,
     pub api_read_token: Option<String>,
     pub callback_secret: Option<String>,
+    /// The key manifests are signed with (`signingKey`), for a deployment that keeps it
+    /// in its secret rather than in `CHUNKDUMP_SIGNING_KEY` (see [`super::SigningKey`]).
+    pub signing_key: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -31,6 +34,7 @@ impl std::fmt::Debug for Secrets {
             .field("r2_access_key_id", &self.r2_access_key_id.is_some())
             .field("api_token", &self.api_token.is_some())
             .field("callback_secret", &self.callback_secret.is_some())
+            .field("signing_key", &self.signing_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +72,7 @@ impl Secrets {
             other.callback_secret,
             "callbackSecret",
         );
+        take(&mut self.signing_key, other.signing_key, "signingKey");
         taken
     }
 
@@ -81,6 +86,8 @@ impl Secrets {
             api_token: env.get("CHUNKDUMP_API_TOKEN"),
             api_read_token: env.get("CHUNKDUMP_API_READ_TOKEN"),
             callback_secret: env.get("CHUNKDUMP_CALLBACK_SECRET"),
+            // `CHUNKDUMP_SIGNING_KEY` is read with the dump settings (`Config`).
+            signing_key: None,
         }
     }
 }

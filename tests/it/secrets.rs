@@ -29,7 +29,7 @@ async fn the_deployment_secret_is_read_and_checked() {
     let config = sdk_config(&sv.moto, "moto", "moto").await;
     let arn = put_secret(
         &config,
-        r#"{"r2Endpoint":"https://acc.r2.cloudflarestorage.com","r2AccessKeyId":"AKID","r2SecretAccessKey":"very-secret-value","apiToken":"admin-0123456789abcdef","callbackSecret":"cb-0123456789abcdef"}"#,
+        r#"{"r2Endpoint":"https://acc.r2.cloudflarestorage.com","r2AccessKeyId":"AKID","r2SecretAccessKey":"very-secret-value","apiToken":"admin-0123456789abcdef","callbackSecret":"cb-0123456789abcdef","signingKey":"sign-0123456789abcdef0123456789abcdef"}"#,
     )
     .await;
     let secrets = load_secrets(&config, std::slice::from_ref(&arn))
@@ -39,9 +39,15 @@ async fn the_deployment_secret_is_read_and_checked() {
     assert_eq!(secrets.api_read_token, None);
     let r2 = secrets.r2().unwrap().expect("R2 access is complete");
     assert_eq!(r2.endpoint, "https://acc.r2.cloudflarestorage.com");
+    assert_eq!(
+        secrets.signing_key.as_deref(),
+        Some("sign-0123456789abcdef0123456789abcdef")
+    );
     for shown in [format!("{secrets:?}"), format!("{r2:?}")] {
         assert!(
-            !shown.contains("very-secret-value") && !shown.contains("admin-0123"),
+            !shown.contains("very-secret-value")
+                && !shown.contains("admin-0123")
+                && !shown.contains("sign-0123"),
             "a secret was printed: {shown}"
         );
     }
