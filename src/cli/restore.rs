@@ -153,15 +153,28 @@ impl Place {
         key: &str,
         signing: Option<&SigningKey>,
     ) -> Result<Option<(Manifest, Signature)>, DumpError> {
+        let Some((raw, sig)) = self.signed_bytes(key).await? else {
+            return Ok(None);
+        };
+        let signature = check_manifest_signature(key, &raw, sig.as_deref(), signing)?;
+        Ok(Some((parse_manifest(key, &raw)?, signature)))
+    }
+
+    /// The bytes of the manifest at `key`, with the signature object beside it if any.
+    async fn signed_bytes(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, DumpError> {
         let Some(raw) = self.get(key).await? else {
             return Ok(None);
         };
-        let sig = self.get(&signature_key(key)).await?;
-        let signature = check_manifest_signature(key, &raw, sig.as_deref(), signing)?;
-        serde_json::from_slice(&raw)
-            .map(|m| Some((m, signature)))
-            .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))
+        Ok(Some((raw, self.get(&signature_key(key)).await?)))
     }
+}
+
+fn parse_manifest(key: &str, raw: &[u8]) -> Result<Manifest, DumpError> {
+    serde_json::from_slice(raw)
+        .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))
 }
 
 /// Runs the restore and prints its closing line (or the JSON report).
@@ -216,8 +229,9 @@ async fn find(
         let (place, key) = if path.starts_with("s3://") {
             let (root, key) = split_manifest_url(path)?;
             let place = Place::open_store(&root).await?;
+            // Read only to find where the store starts; the read below checks it.
             let (manifest, _) = place
-                .manifest(&key, signing)
+                .manifest(&key, None)
                 .await?
                 .ok_or_else(|| DumpError::InvalidRequest(format!("{path}: no such manifest")))?;
             // In a store of several databases the keys start above the database's name.
@@ -305,13 +319,18 @@ async fn newest(
     let mut best: Option<(Manifest, Signature)> = None;
     for key in place.manifest_keys().await? {
         // A key that only looks like a manifest (a file inside a dump, a copy) is skipped.
-        let (m, signature) = match place.manifest(&key, signing).await {
-            Ok(Some(found)) => found,
-            Err(e) if signing.is_some() && e.to_string().contains("signature") => {
+        let Ok(Some((raw, sig))) = place.signed_bytes(&key).await else {
+            continue;
+        };
+        let signature = match check_manifest_signature(&key, &raw, sig.as_deref(), signing) {
+            Ok(signature) => signature,
+            Err(e) => {
                 eprintln!("warning: {e}");
                 continue;
             }
-            _ => continue,
+        };
+        let Ok(m) = parse_manifest(&key, &raw) else {
+            continue;
         };
         if is_manifest_of_its_dump(&key, &m) {
             if database

@@ -31,13 +31,13 @@ pub fn sql_digests(
     let mut tables = TableSums::default();
     let mut rows = RowParser::default();
     while let Some((n, statement)) = statements.next_numbered().map_err(|e| e.to_string())? {
-        deadline.arm(super::guard::statement_bound(0));
         let is_row = is_row_statement(statement)
             && rows
-                .row(statement, n, row_tables, &scratch, &mut tables)
+                .row(statement, n, row_tables, (&scratch, &deadline), &mut tables)
                 .map_err(|e| deadline.explain(e))?;
         if !is_row {
             checked(statement, n)?;
+            deadline.arm(super::guard::statement_bound(0));
             run(&scratch, statement).map_err(|e| deadline.explain(e))?;
             rows.note_statement(statement);
         }
@@ -104,7 +104,7 @@ impl RowParser {
         statement: &[u8],
         n: u64,
         row_tables: &HashSet<String>,
-        scratch: &rusqlite::Connection,
+        (scratch, deadline): (&rusqlite::Connection, &super::guard::Deadline),
         tables: &mut TableSums,
     ) -> Result<bool, String> {
         let s = statement.trim_ascii();
@@ -115,6 +115,8 @@ impl RowParser {
         if let Parsed::LeftToSqlite(inner) = parsed {
             checked(statement, n)?;
             self.encoded.clear();
+            // Only these rows reach SQLite (the rest are parsed here): bound them.
+            deadline.arm(super::guard::statement_bound(0));
             evaluate(scratch, &s[inner], &mut self.encoded).map_err(|e| cut(s, &e))?;
         }
         if !tables.is_current(&self.table) {

@@ -138,14 +138,14 @@ const RANGE: u64 = 1 << 20;
 /// Ranges fetched ahead of the reader unless a source says otherwise.
 const AHEAD: usize = crate::config::DEFAULT_DOWNLOAD_CONCURRENCY;
 
+/// The smallest part size a manifest may give (see [`stream_file`]).
+const MIN_READ_PART: u64 = 64 << 10;
+
 /// Streams `key` from `source` to `consume`, which runs on a blocking thread reading the
 /// bytes through a [`PieceReader`]. The bytes are hashed as they pass, part by part of
 /// `part_size` (the uploader's digest). Returns the file's size and digest with what
 /// `consume` returned, or `None` if the file does not exist. The whole file is fetched
 /// and hashed even if `consume` stops reading early. Memory: about `AHEAD + 2` ranges.
-/// The smallest part size a manifest may give (see [`stream_file`]).
-const MIN_READ_PART: u64 = 64 << 10;
-
 pub async fn stream_file<T: Send + 'static>(
     source: &dyn RangeSource,
     key: &str,

@@ -96,6 +96,7 @@ impl Loader {
                 SqlItem::Statement(sql) => self.run(sql)?,
                 SqlItem::Row { table, .. } if !self.wanted(table) => {}
                 SqlItem::Row { prefix, values, .. } => {
+                    self.arm();
                     // A prefix names the same columns every time: the statement and its
                     // number of values are made once per prefix, not per row.
                     let (last, n, sql) = &mut self.sql_prefix;
@@ -107,7 +108,6 @@ impl Loader {
                         sql.push_str(&vec!["?"; *n].join(","));
                         sql.push(')');
                     }
-                    self.deadline.arm(statement_bound(self.rows));
                     let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
                     let (mut pos, mut bound) = (0, 0);
                     while pos < values.len() {
@@ -247,7 +247,7 @@ impl Loader {
         values: impl FnOnce(&mut dyn FnMut(ValueRef<'_>) -> Result<(), String>) -> Result<(), String>,
     ) -> Result<(), String> {
         self.insert_for(table, keys, rowid_key)?;
-        self.deadline.arm(statement_bound(self.rows));
+        self.arm();
         let Insert { sql, targets } = &self.inserts[table];
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
         let (mut at, mut param) = (0, 0);
