@@ -45,6 +45,10 @@ pub struct Manifest {
     pub completed_at: Option<String>,
     pub chunks: u64,
     pub rows: u64,
+    /// The longest line of any file's plain bytes, without its newline: a reader refuses
+    /// a longer line before holding it (absent in manifests of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_line: Option<u64>,
     /// What was asked for (tables, schema, format …), so a copy of the dump can be
     /// verified from its manifest alone.
     #[serde(default)]
@@ -144,6 +148,7 @@ pub fn build(job: &JobRecord, digests: &DigestState, source: SourceFacts) -> Man
         completed_at: ts(job.completed_at),
         chunks: job.chunks,
         rows: job.processed_rows,
+        longest_line: digests.lines.map(|l| l.longest),
         spec: Some(job.spec.clone()),
     }
 }

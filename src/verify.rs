@@ -170,6 +170,7 @@ async fn check(
                 manifest.format
             },
             compression: manifest.compression,
+            longest_line: manifest.longest_line,
             tables: tables.clone(),
             with_schema: spec.include_schema,
             csv_table: manifest.csv_table_of(&file.key),
@@ -257,6 +258,8 @@ async fn check(
 struct FileReader {
     format: Format,
     compression: Compression,
+    /// The longest line the manifest declares.
+    longest_line: Option<u64>,
     /// The manifest's tables (the SQL statements that are their rows).
     tables: HashSet<String>,
     with_schema: bool,
@@ -266,8 +269,8 @@ struct FileReader {
 
 impl FileReader {
     fn digests(self, bytes: PieceReader) -> Result<Vec<TableDigest>, String> {
-        let reader =
-            crate::readback::decompress(bytes, self.compression).map_err(|e| e.to_string())?;
+        let reader = crate::readback::decompress(bytes, self.compression, self.longest_line)
+            .map_err(|e| e.to_string())?;
         match self.format {
             Format::Sql => {
                 crate::readback::sql::sql_digests(reader, &self.tables, self.with_schema)

@@ -50,11 +50,55 @@ impl TableDigest {
     }
 }
 
-/// Digests so far: finished tables, and the table being read.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Digests so far: finished tables, and the table being read; and the lengths of the
+/// lines written, so the manifest can declare the longest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DigestState {
     pub done: Vec<TableDigest>,
     pub current: Option<TableDigest>,
+    /// `None` for a dump begun by a version that did not count lines: its earlier chunks'
+    /// lines are unknown, so its manifest declares no longest line.
+    #[serde(default)]
+    pub lines: Option<LineLengths>,
+}
+
+impl Default for DigestState {
+    fn default() -> Self {
+        DigestState {
+            done: Vec::new(),
+            current: None,
+            lines: Some(LineLengths::default()),
+        }
+    }
+}
+
+/// Line lengths of a dump's plain (uncompressed) bytes, counted across chunks: a reader
+/// refuses a line longer than the longest the writer wrote, before holding it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineLengths {
+    /// The longest line ended so far, in bytes, without its `\n`.
+    pub longest: u64,
+    /// Bytes of the line not yet ended (carried into the next chunk).
+    pub open: u64,
+}
+
+impl LineLengths {
+    /// Counts `bytes` written after the ones counted so far.
+    pub fn note(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while let Some(at) = memchr::memchr(b'\n', rest) {
+            self.longest = self.longest.max(self.open + at as u64);
+            self.open = 0;
+            rest = &rest[at + 1..];
+        }
+        self.open += rest.len() as u64;
+    }
+
+    /// Ends an object: its unended last line counts as a line.
+    pub fn end_object(&mut self) {
+        self.longest = self.longest.max(self.open);
+        self.open = 0;
+    }
 }
 
 /// Hashes one row given its values in order.
@@ -166,6 +210,19 @@ fn decode<'a>(bytes: &'a [u8], pos: &mut usize, limit: usize) -> Option<ValueRef
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_lengths_count_lines_cut_anywhere() {
+        let text = b"ab\nabcdef\n\nabc\nabcdefgh";
+        for cut in 0..text.len() {
+            let mut lines = LineLengths::default();
+            lines.note(&text[..cut]);
+            lines.note(&text[cut..]);
+            assert_eq!(lines.longest, 6, "cut at {cut}");
+            lines.end_object();
+            assert_eq!((lines.longest, lines.open), (8, 0), "cut at {cut}");
+        }
+    }
 
     #[test]
     fn the_sum_ignores_order_and_sees_every_value() {

@@ -151,6 +151,7 @@ pub fn run_export(
     let part_size = usize::try_from(spec.part_size)
         .map_err(|_| DumpError::InvalidRequest("part size too large".into()))?;
     let mut sink = OutputSink::new(tx, input.pool.clone(), part_size, spec.compression);
+    sink.lines = input.digests.lines.unwrap_or_default();
     let io = |e: std::io::Error| DumpError::Internal(format!("writing output: {e}"));
     let mut cursor = input.cursor;
     if let Some(tail) = input.tail {
@@ -293,6 +294,9 @@ pub fn run_export(
     }
     for (table, columns) in &rendered.nul_text_columns {
         note_nul_text_warnings(&mut warnings, table, columns);
+    }
+    if digests.lines.is_some() {
+        digests.lines = Some(rendered.sink.lines);
     }
     let (tail, produced) = rendered.sink.suspend().map_err(io)?;
     let first_token = input

@@ -10,6 +10,7 @@ use flate2::write::GzEncoder;
 use tokio::sync::mpsc;
 
 pub use super::buffers::{BufferPool, PartBuf};
+use super::digest::LineLengths;
 use crate::model::Compression;
 
 /// What the engine asks the uploader to do, in order.
@@ -167,6 +168,8 @@ pub struct OutputSink {
     current: Option<Encoder>,
     /// Output bytes produced in this chunk (after compression).
     pub produced: u64,
+    /// Line lengths of the plain bytes, counted on from earlier chunks.
+    pub lines: LineLengths,
 }
 
 impl OutputSink {
@@ -183,6 +186,7 @@ impl OutputSink {
             compression,
             current: None,
             produced: 0,
+            lines: LineLengths::default(),
         }
     }
 
@@ -234,6 +238,7 @@ impl OutputSink {
             };
             self.current = Some(Encoder::compressed(p, self.compression)?);
         }
+        self.lines.note(data);
         let before = self.size_now();
         self.current
             .as_mut()
@@ -252,6 +257,7 @@ impl OutputSink {
         let Some(enc) = self.current.take() else {
             return Ok(());
         };
+        self.lines.end_object();
         let before = enc.parts().size;
         let p = enc.into_parts()?;
         self.produced += p.size - before;

@@ -83,10 +83,13 @@ impl TableSums {
     }
 }
 
-/// The plain bytes of a streamed file.
+/// The plain bytes of a streamed file. `longest_line` is what the dump's manifest
+/// declares (older manifests declare nothing): no line may be longer, nor longer than the
+/// configured cap ([`max_statement`]).
 pub(crate) fn decompress(
     bytes: stream::PieceReader,
     compression: Compression,
+    longest_line: Option<u64>,
 ) -> std::io::Result<Box<dyn BufRead>> {
     const BUFFER: usize = 256 * 1024;
     let decoded: Box<dyn std::io::Read> = match compression {
@@ -100,11 +103,7 @@ pub(crate) fn decompress(
     // JSON reader, like the SQL one, stays bounded whatever a tampered file decodes to.
     Ok(Box::new(std::io::BufReader::with_capacity(
         BUFFER,
-        LineBound {
-            inner: decoded,
-            run: 0,
-            limit: max_statement() as u64,
-        },
+        LineBound::new(decoded, longest_line),
     )))
 }
 
@@ -114,23 +113,52 @@ struct LineBound<R> {
     /// Bytes since the last newline.
     run: u64,
     limit: u64,
+    /// Whether `limit` is the manifest's declared longest line (not the configured cap).
+    declared: bool,
+}
+
+impl<R> LineBound<R> {
+    fn new(inner: R, longest_line: Option<u64>) -> Self {
+        let cap = max_statement() as u64;
+        let (limit, declared) = match longest_line {
+            Some(longest) if longest < cap => (longest, true),
+            _ => (cap, false),
+        };
+        LineBound {
+            inner,
+            run: 0,
+            limit,
+            declared,
+        }
+    }
 }
 
 impl<R: std::io::Read> std::io::Read for LineBound<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.run = match memchr::memrchr(b'\n', &buf[..n]) {
-            Some(at) => (n - at - 1) as u64,
-            None => self.run + n as u64,
-        };
-        if self.run > self.limit {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
+        // Every line ended in this read counts, not only the one left open: a declared
+        // limit can be shorter than a read.
+        let mut longest = 0;
+        let mut start = 0;
+        for at in memchr::memchr_iter(b'\n', &buf[..n]) {
+            longest = longest.max(self.run + (at - start) as u64);
+            self.run = 0;
+            start = at + 1;
+        }
+        self.run += (n - start) as u64;
+        if self.run.max(longest) > self.limit {
+            let why = if self.declared {
+                format!(
+                    "a line longer than {} bytes, the longest the dump's manifest declares",
+                    self.limit
+                )
+            } else {
                 format!(
                     "a line longer than {} bytes, the most a restore holds (set CHUNKDUMP_MAX_STATEMENT_BYTES to allow more)",
                     self.limit
-                ),
-            ));
+                )
+            };
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
         }
         Ok(n)
     }

@@ -87,13 +87,13 @@ pub async fn restore(
     // The schema file first (tables before rows), whatever its place in the manifest.
     let mut after_rows = String::new();
     if let Some(key) = &schema {
-        let compression = manifest.compression;
+        let (compression, longest) = (manifest.compression, manifest.longest_line);
         let (text, back) = fetch(source, manifest, key, &spool, &mut tick, loader, move |bytes, l| {
             // Held whole, so bounded like a statement (a decompression bomb stops here).
             let limit = crate::readback::max_statement() as u64;
             let mut text = String::new();
             std::io::Read::read_to_string(
-                &mut std::io::Read::take(decompress(bytes, compression)?, limit + 1),
+                &mut std::io::Read::take(decompress(bytes, compression, longest)?, limit + 1),
                 &mut text,
             )
             .map_err(|e| e.to_string())?;
@@ -119,6 +119,7 @@ pub async fn restore(
         .filter(|f| Some(&f.key) != schema.as_ref())
     {
         let (format, compression) = (manifest.format, manifest.compression);
+        let longest = manifest.longest_line;
         let csv_table = manifest.csv_table_of(&file.key);
         let census = csv_table
             .as_ref()
@@ -140,7 +141,7 @@ pub async fn restore(
             &mut tick,
             loader,
             move |bytes, mut l| {
-                let reader = decompress(bytes, compression)?;
+                let reader = decompress(bytes, compression, longest)?;
                 match format {
                     Format::Sql => l.load_sql(reader, tables)?,
                     Format::Json => l.load_json(reader)?,
@@ -302,8 +303,9 @@ fn matches_entry(
 fn decompress(
     bytes: PieceReader,
     compression: Compression,
+    longest_line: Option<u64>,
 ) -> Result<Box<dyn std::io::BufRead>, String> {
-    crate::readback::decompress(bytes, compression).map_err(|e| e.to_string())
+    crate::readback::decompress(bytes, compression, longest_line).map_err(|e| e.to_string())
 }
 
 /// Drops the tables `--tables` left out (their indexes and triggers go with them; so do

@@ -27,12 +27,17 @@ fn dump_as(dir: &Path, format: &str, compression: &str) -> (String, PathBuf) {
         &out,
         &["--format", format, "--compression", compression],
     );
-    let manifest = match format {
-        "csv" => out.join(&id).join("manifest.json"),
-        _ => out.join(format!("{id}.manifest.json")),
-    };
+    let manifest = manifest_in(&out, &id, format);
     assert!(manifest.is_file(), "no manifest at {}", manifest.display());
     (id, manifest)
+}
+
+/// Where dump `id` in `format` keeps its manifest in the store directory `out`.
+fn manifest_in(out: &Path, id: &str, format: &str) -> PathBuf {
+    match format {
+        "csv" => out.join(id).join("manifest.json"),
+        _ => out.join(format!("{id}.manifest.json")),
+    }
 }
 
 /// The index in the manifest's `files` of the dump's first data file (not its schema).
@@ -280,30 +285,156 @@ fn decompression_bombs_are_refused_in_bounded_memory() {
         let out = dir.path().join("out");
         let into = dir.path().join("restored.db");
         let limit = [("CHUNKDUMP_MAX_STATEMENT_BYTES", "16777216")];
-        for args in [
-            vec![
-                "restore",
-                &id,
-                "--out",
-                out.to_str().unwrap(),
-                "--into",
-                into.to_str().unwrap(),
-            ],
-            vec!["verify", &id, "--out", out.to_str().unwrap()],
+        // The manifest's own declared longest line stops the bomb first; without one (a
+        // manifest of an older version) the configured cap does.
+        let declared = longest_line_declared(&manifest);
+        for (expect, strip) in [
+            (
+                format!("longer than {declared} bytes, the longest the dump's manifest declares"),
+                false,
+            ),
+            (
+                "longer than 16777216 bytes, the most a restore holds".to_string(),
+                true,
+            ),
         ] {
-            let (code, err, peak_kib) = run_measured(&args, &limit);
-            assert_ne!(code, Some(0), "{format} {compression} {args:?}: {err}");
-            assert!(
-                err.contains("longer than 16777216 bytes"),
-                "{format} {compression} {args:?}: {err}"
-            );
-            assert!(
-                peak_kib < 256 * 1024,
-                "{format} {compression} {args:?}: peak RSS {peak_kib} KiB"
-            );
-            assert!(!into.exists());
+            if strip {
+                let mut m: Value =
+                    serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+                m.as_object_mut().unwrap().remove("longestLine");
+                std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+            }
+            for args in [
+                vec![
+                    "restore",
+                    &id,
+                    "--out",
+                    out.to_str().unwrap(),
+                    "--into",
+                    into.to_str().unwrap(),
+                ],
+                vec!["verify", &id, "--out", out.to_str().unwrap()],
+            ] {
+                let (code, err, peak_kib) = run_measured(&args, &limit);
+                assert_ne!(code, Some(0), "{format} {compression} {args:?}: {err}");
+                assert!(
+                    err.contains(&expect),
+                    "{format} {compression} {args:?}: {err}"
+                );
+                assert!(
+                    peak_kib < 256 * 1024,
+                    "{format} {compression} {args:?}: peak RSS {peak_kib} KiB"
+                );
+                assert!(!into.exists());
+            }
         }
     }
+}
+
+/// The `longestLine` the manifest at `path` declares.
+fn longest_line_declared(path: &Path) -> u64 {
+    let manifest: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    manifest["longestLine"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no longestLine in {manifest}"))
+}
+
+/// The plain bytes of a dump file stored with `compression`.
+fn plain(stored: &[u8], compression: &str) -> Vec<u8> {
+    match compression {
+        "zstd" => zstd::stream::decode_all(stored).unwrap(),
+        "gzip" => {
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(stored)
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        }
+        _ => stored.to_vec(),
+    }
+}
+
+#[test]
+fn the_manifest_declares_the_longest_line_of_its_files_across_chunks() {
+    for format in ["sql", "json", "csv"] {
+        for compression in ["none", "gzip", "zstd"] {
+            let dir = tempfile::tempdir().unwrap();
+            let src = dir.path().join("app.db");
+            build_bulk_db(&src, 3000);
+            // One long value (with newlines, which CSV keeps raw) in the middle of the
+            // rows, so the longest line is cut by no chunk boundary of its own making.
+            let c = rusqlite::Connection::open(&src).unwrap();
+            c.execute(
+                "UPDATE items SET note = printf('%.*c', 70000, 'y') || char(10) || 'z' WHERE id = 1500",
+                [],
+            )
+            .unwrap();
+            drop(c);
+            let out = dir.path().join("out");
+            let (id, _) = dump_ok(
+                &src,
+                &out,
+                &[
+                    "--format",
+                    format,
+                    "--compression",
+                    compression,
+                    "--chunk-size",
+                    "200",
+                    "--budget-ms",
+                    "0",
+                    "--breathe-ms",
+                    "0",
+                ],
+            );
+            let manifest_path = manifest_in(&out, &id, format);
+            let manifest: Value =
+                serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+            assert!(manifest["chunks"].as_u64().unwrap() > 5, "{manifest}");
+            let root = store_root(&manifest_path);
+            let longest = manifest["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    let stored = std::fs::read(root.join(f["key"].as_str().unwrap())).unwrap();
+                    plain(&stored, compression)
+                        .split(|&b| b == b'\n')
+                        .map(|line| line.len() as u64)
+                        .max()
+                        .unwrap()
+                })
+                .max()
+                .unwrap();
+            assert!(longest > 70_000, "{format} {compression}: {longest}");
+            assert_eq!(
+                longest_line_declared(&manifest_path),
+                longest,
+                "{format} {compression}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_line_longer_than_the_manifest_declares_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, manifest) = dump(dir.path(), "none");
+    let declared = longest_line_declared(&manifest);
+    let mut sql = sql_of(&manifest);
+    let at = sql.find("INSERT INTO").unwrap();
+    let long = format!(
+        "INSERT INTO items VALUES(9999,'{}',1.0,NULL,NULL);\n",
+        "a".repeat(declared as usize)
+    );
+    sql.insert_str(at, &long);
+    tamper(&manifest, sql.as_bytes());
+    both_refuse(
+        dir.path(),
+        &id,
+        &format!("longer than {declared} bytes, the longest the dump's manifest declares"),
+        &[],
+    );
 }
 
 #[test]
