@@ -32,6 +32,13 @@ pub trait ObjectReader: Send + Sync {
     /// Keys of the stored objects beginning with `prefix`, sorted: how everything a dump
     /// wrote is found, recorded in its job or not (a chunk still running when it ended).
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// [`Self::list_keys`] with when the store last wrote each object, by the store's own
+    /// clock (ms since the epoch; `None` where the store does not say): what a reader can
+    /// order dumps by without trusting what their manifests claim.
+    async fn list_modified(&self, prefix: &str) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        let keys = self.list_keys(prefix).await?;
+        Ok(keys.into_iter().map(|k| (k, None)).collect())
+    }
     /// A human-readable location of `key` (a file path, an `s3://` URL).
     fn locate(&self, key: &str) -> String;
 }

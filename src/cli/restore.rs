@@ -102,8 +102,9 @@ impl Place {
     /// Keys that may be manifests (SQL/JSON beside their file, CSV inside its directory),
     /// at any depth: a store of several databases keeps each one's dumps under its name.
     /// A caller checks each against the dump it describes ([`is_manifest_of_its_dump`]).
-    async fn manifest_keys(&self) -> Result<Vec<String>, DumpError> {
-        let keys: Vec<String> = match self {
+    /// With each, when the store last wrote it (ms since the epoch), if it says.
+    async fn manifest_keys(&self) -> Result<Vec<(String, Option<i64>)>, DumpError> {
+        let keys: Vec<(String, Option<i64>)> = match self {
             Place::Dir(dir) => {
                 if !dir.is_dir() {
                     return Err(DumpError::InvalidRequest(format!(
@@ -126,7 +127,7 @@ impl Place {
                         let key = format!("{prefix}{name}");
                         match entry.file_type() {
                             Ok(t) if t.is_dir() => pending.push((format!("{key}/"), entry.path())),
-                            Ok(t) if t.is_file() => keys.push(key),
+                            Ok(t) if t.is_file() => keys.push((key, modified_ms(&entry))),
                             _ => {}
                         }
                     }
@@ -134,11 +135,11 @@ impl Place {
                 keys
             }
             #[cfg(feature = "aws")]
-            Place::Store(s3) => s3.list_keys("").await?,
+            Place::Store(s3) => s3.list_modified("").await?,
         };
         Ok(keys
             .into_iter()
-            .filter(|k| {
+            .filter(|(k, _)| {
                 k.ends_with("/manifest.json")
                     || k.ends_with(".manifest.json")
                     || k == "manifest.json"
@@ -170,6 +171,13 @@ impl Place {
         };
         Ok(Some((raw, self.get(&signature_key(key)).await?)))
     }
+}
+
+/// When the file of `entry` was last written, in ms since the epoch.
+fn modified_ms(entry: &std::fs::DirEntry) -> Option<i64> {
+    let modified = entry.metadata().ok()?.modified().ok()?;
+    let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_millis()).ok()
 }
 
 fn parse_manifest(key: &str, raw: &[u8]) -> Result<Manifest, DumpError> {
@@ -305,9 +313,12 @@ async fn find(
     Ok((place, manifest))
 }
 
-/// The newest completed dump in the store (of `database`, if given), by completion time.
-/// With a signing key, only correctly signed manifests count: a planted manifest (say one
-/// claiming a later completion) is passed over, with a warning naming it.
+/// The newest completed dump in the store (of `database`, if given). With a signing key,
+/// only correctly signed manifests count (a planted one is passed over, with a warning
+/// naming it), and their signed completion times order them. Without one, what a
+/// manifest claims is not trusted to order it: the store's own last-modified time does
+/// (so a manifest claiming a completion in the future does not win over every dump made
+/// after it), then the completion time where the store does not say.
 async fn newest(
     place: &Place,
     database: Option<&std::path::Path>,
@@ -316,8 +327,9 @@ async fn newest(
     // Dumps record the canonical path of their database.
     let database =
         database.map(|db| std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf()));
-    let mut best: Option<(Manifest, Signature)> = None;
-    for key in place.manifest_keys().await? {
+    type Rank = (Option<i64>, Option<String>, String);
+    let mut best: Option<(Rank, Manifest, Signature)> = None;
+    for (key, modified) in place.manifest_keys().await? {
         // A key that only looks like a manifest (a file inside a dump, a copy) is skipped.
         let Ok(Some((raw, sig))) = place.signed_bytes(&key).await else {
             continue;
@@ -332,29 +344,27 @@ async fn newest(
         let Ok(m) = parse_manifest(&key, &raw) else {
             continue;
         };
-        if is_manifest_of_its_dump(&key, &m) {
-            if database
+        if !is_manifest_of_its_dump(&key, &m)
+            || database
                 .as_ref()
                 .is_some_and(|db| std::path::Path::new(&m.source.path) != db.as_path())
-            {
-                continue;
-            }
-            // Ties (the same millisecond) go to the later id, so the choice never
-            // depends on listing order.
-            if best
-                .as_ref()
-                .is_none_or(|(b, _)| (&m.completed_at, &m.dump_id) > (&b.completed_at, &b.dump_id))
-            {
-                best = Some((m, signature));
-            }
+        {
+            continue;
+        }
+        let stored = if signing.is_some() { None } else { modified };
+        // Ties go to the later id, so the choice never depends on listing order.
+        let rank = (stored, m.completed_at.clone(), m.dump_id.clone());
+        if best.as_ref().is_none_or(|(b, _, _)| &rank > b) {
+            best = Some((rank, m, signature));
         }
     }
-    best.ok_or_else(|| match &database {
-        Some(db) => {
-            DumpError::InvalidRequest(format!("no completed dump of {} there", db.display()))
-        }
-        None => DumpError::InvalidRequest("no completed dump there".into()),
-    })
+    best.map(|(_, m, signature)| (m, signature))
+        .ok_or_else(|| match &database {
+            Some(db) => {
+                DumpError::InvalidRequest(format!("no completed dump of {} there", db.display()))
+            }
+            None => DumpError::InvalidRequest("no completed dump there".into()),
+        })
 }
 
 /// Whether `key` is where dump `m.dump_id`'s manifest belongs.

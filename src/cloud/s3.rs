@@ -190,6 +190,10 @@ impl S3Store {
 #[async_trait]
 impl ObjectReader for S3Store {
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let listed = self.list_modified(prefix).await?;
+        Ok(listed.into_iter().map(|(key, _)| key).collect())
+    }
+    async fn list_modified(&self, prefix: &str) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         let (full, strip) = self.scoped(prefix);
         let (mut keys, mut token) = (Vec::new(), None::<String>);
         loop {
@@ -207,13 +211,11 @@ impl ObjectReader for S3Store {
                         e,
                     )
                 })?;
-            keys.extend(
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key())
-                    .filter(|k| k.len() >= strip)
-                    .map(|k| k[strip..].to_string()),
-            );
+            keys.extend(out.contents().iter().filter_map(|o| {
+                let key = o.key().filter(|k| k.len() >= strip)?;
+                let modified = o.last_modified().and_then(|t| t.to_millis().ok());
+                Some((key[strip..].to_string(), modified))
+            }));
             match out.next_continuation_token() {
                 Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_string()),
                 _ => break,

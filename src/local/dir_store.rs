@@ -135,6 +135,10 @@ impl ObjectReader for DirStore {
         .await
     }
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let listed = self.list_modified(prefix).await?;
+        Ok(listed.into_iter().map(|(key, _)| key).collect())
+    }
+    async fn list_modified(&self, prefix: &str) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         let root = self.root.clone();
         let prefix = prefix.to_string();
         self.blocking(move || {
@@ -169,7 +173,11 @@ impl ObjectReader for DirStore {
                         pending.push((format!("{key}/{name}"), entry.path()));
                     }
                 } else if meta.is_file() {
-                    keys.push(key);
+                    let modified = meta.modified().ok().and_then(|t| {
+                        let since = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+                        i64::try_from(since.as_millis()).ok()
+                    });
+                    keys.push((key, modified));
                 }
             }
             keys.sort();

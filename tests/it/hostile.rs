@@ -451,6 +451,56 @@ fn a_manifest_with_tiny_parts_is_refused() {
     both_refuse(dir.path(), &id, "part size 1 is outside 64 KiB..5 GiB", &[]);
 }
 
+/// Plants, in the store directory `out`, a copy of SQL dump `id` under a later id whose
+/// unsigned manifest claims a completion in 2999; returns the planted id.
+fn plant(out: &Path, id: &str) -> &'static str {
+    let planted_id = "dump_29991231-000000";
+    std::fs::copy(
+        out.join(format!("{id}.sql")),
+        out.join(format!("{planted_id}.sql")),
+    )
+    .unwrap();
+    let original = std::fs::read(out.join(format!("{id}.manifest.json"))).unwrap();
+    let mut planted: Value = serde_json::from_slice(&original).unwrap();
+    planted["dumpId"] = planted_id.into();
+    planted["completedAt"] = "2999-12-31T00:00:00Z".into();
+    planted["files"][0]["key"] = format!("{planted_id}.sql").into();
+    std::fs::write(
+        out.join(format!("{planted_id}.manifest.json")),
+        serde_json::to_vec(&planted).unwrap(),
+    )
+    .unwrap();
+    planted_id
+}
+
+#[test]
+fn without_a_key_latest_goes_by_when_the_store_wrote_a_manifest_not_by_its_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = dump(dir.path(), "none");
+    let out = dir.path().join("out");
+    let planted = plant(&out, &first);
+    // A dump made after the plant is the latest, whatever the planted manifest claims.
+    let (newer, _) = dump_ok(&dir.path().join("app.db"), &out, &["--format", "sql"]);
+    assert!(newer.as_str() < planted, "{newer} sorts after {planted}");
+    let (o, i) = (out.to_str().unwrap(), dir.path().join("restored.db"));
+    let (code, printed, _) = run_measured(
+        &[
+            "restore",
+            "--latest",
+            "--out",
+            o,
+            "--into",
+            i.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{printed}");
+    assert!(
+        printed.contains(&format!("restored {newer} into")),
+        "{printed}"
+    );
+}
+
 #[test]
 fn signed_manifests_are_checked_and_a_planted_one_is_passed_over() {
     let dir = tempfile::tempdir().unwrap();
@@ -495,18 +545,7 @@ fn signed_manifests_are_checked_and_a_planted_one_is_passed_over() {
     // A planted dump: a copy with a later id and completion, unsigned. With the key,
     // --latest passes it over (naming it) and restores the signed one.
     let original = std::fs::read_to_string(&manifest).unwrap();
-    let planted_id = "dump_29991231-000000";
-    let file_key = format!("{id}.sql");
-    std::fs::copy(out.join(&file_key), out.join(format!("{planted_id}.sql"))).unwrap();
-    let mut planted: Value = serde_json::from_str(&original).unwrap();
-    planted["dumpId"] = planted_id.into();
-    planted["completedAt"] = "2999-12-31T00:00:00Z".into();
-    planted["files"][0]["key"] = format!("{planted_id}.sql").into();
-    std::fs::write(
-        out.join(format!("{planted_id}.manifest.json")),
-        serde_json::to_vec(&planted).unwrap(),
-    )
-    .unwrap();
+    let planted_id = plant(&out, &id);
     let latest = ["restore", "--latest", "--out", &o, "--into", &i, "--force"];
     let (code, printed, _) = run_measured(&latest, &key);
     assert_eq!(code, Some(0), "{printed}");

@@ -64,6 +64,22 @@ async fn object_store_suite(store: &dyn ObjectStore, quirks: Quirks) {
         data
     );
     assert_eq!(store.get_range("a/missing.bin", 0, 10).await.unwrap(), None);
+    // When each object was written, by the store's clock (what --latest orders by when
+    // manifests are unsigned): the same keys as the plain listing, each dated about now.
+    let listed = store.list_modified("a/").await.unwrap();
+    let keys: Vec<String> = listed.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(keys, store.list_keys("a/").await.unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (key, modified) in &listed {
+        let modified = modified.unwrap_or_else(|| panic!("{key}: no time"));
+        assert!(
+            (now - modified).abs() < 10 * 60_000,
+            "{key}: {modified} vs {now}"
+        );
+    }
     assert_eq!(
         store.get("a/b/small.txt").await.unwrap().as_deref(),
         Some(&b"two"[..])
