@@ -70,6 +70,14 @@ impl TableSums {
         Ok(())
     }
 
+    /// Adds `hash` to the sum of `name`'s rows (a row counted before its hash was known).
+    pub fn add_hash(&mut self, name: &str, hash: u128) -> Result<(), String> {
+        let at = *self.index.get(name).ok_or("a row of a table never begun")?;
+        let table = &mut self.tables[at];
+        table.2 = table.2.wrapping_add(hash);
+        Ok(())
+    }
+
     /// The digests, in order of appearance.
     pub fn finish(self) -> Vec<TableDigest> {
         self.tables

@@ -18,36 +18,99 @@ use crate::engine::digest::TableDigest;
 
 /// Reads a whole SQL dump and digests the rows of `row_tables` (the manifest's tables).
 /// `with_schema`: the dump creates its tables, so an empty table must be created too.
+///
+/// Nothing reaches SQLite here: the statements it must run (schema, pragmas) and the rows
+/// whose values only it evaluates are checked against the statements chunkdump writes
+/// and held, for [`PendingSql::finish`] once the caller has checked the file's bytes
+/// against the manifest.
 pub fn sql_digests(
     reader: impl Read,
     row_tables: &HashSet<String>,
     with_schema: bool,
-) -> Result<Vec<TableDigest>, String> {
-    let scratch = rusqlite::Connection::open_in_memory().map_err(|e| e.to_string())?;
-    // The dump's statements run here: under SQLite's guards, and only those chunkdump
-    // writes (a row whose values only SQLite evaluates is checked like any statement).
-    let deadline = super::guard::guard(&scratch).map_err(|e| e.to_string())?;
+) -> Result<PendingSql, String> {
     let mut statements = Statements::new(reader);
-    let mut tables = TableSums::default();
+    let mut pending = PendingSql {
+        tables: TableSums::default(),
+        deferred: Vec::new(),
+        held: 0,
+        row_tables: row_tables.clone(),
+        with_schema,
+    };
     let mut rows = RowParser::default();
     while let Some((n, statement)) = statements.next_numbered().map_err(|e| e.to_string())? {
-        let is_row = is_row_statement(statement)
-            && rows
-                .row(statement, n, row_tables, (&scratch, &deadline), &mut tables)
-                .map_err(|e| deadline.explain(e))?;
+        let is_row =
+            is_row_statement(statement) && rows.row(statement, n, row_tables, &mut pending)?;
         if !is_row {
             checked(statement, n)?;
-            deadline.arm(super::guard::statement_bound(0));
-            run(&scratch, statement).map_err(|e| deadline.explain(e))?;
+            pending.hold(Deferred::Statement(statement.to_vec()))?;
             rows.note_statement(statement);
         }
     }
-    for table in row_tables {
-        if !tables.has(table) && (!with_schema || exists(&scratch, table)?) {
-            tables.begin(table);
+    Ok(pending)
+}
+
+/// What of an SQL dump only SQLite can check, held in order until the file's bytes are
+/// known to be the manifest's (see [`sql_digests`]), with the rows digested so far.
+pub struct PendingSql {
+    tables: TableSums,
+    deferred: Vec<Deferred>,
+    /// Bytes of `deferred`: at most [`super::max_statement`], like one statement.
+    held: usize,
+    row_tables: HashSet<String>,
+    with_schema: bool,
+}
+
+/// One thing left to SQLite.
+enum Deferred {
+    /// A statement to run in the scratch database.
+    Statement(Vec<u8>),
+    /// The values of a row of `table` (counted already) to evaluate and hash.
+    Row { table: String, values: Vec<u8> },
+}
+
+impl PendingSql {
+    fn hold(&mut self, item: Deferred) -> Result<(), String> {
+        self.held += match &item {
+            Deferred::Statement(s) => s.len(),
+            Deferred::Row { table, values } => table.len() + values.len(),
+        };
+        if self.held > super::max_statement() {
+            return Err(format!(
+                "more than {} bytes of statements and rows only SQLite can check, the most a verify holds (CHUNKDUMP_MAX_STATEMENT_BYTES)",
+                super::max_statement()
+            ));
         }
+        self.deferred.push(item);
+        Ok(())
     }
-    Ok(tables.finish())
+
+    /// Runs what was held, in order, in a scratch in-memory database under SQLite's
+    /// guards, and returns the tables' digests.
+    pub fn finish(mut self) -> Result<Vec<TableDigest>, String> {
+        let scratch = rusqlite::Connection::open_in_memory().map_err(|e| e.to_string())?;
+        let deadline = super::guard::guard(&scratch).map_err(|e| e.to_string())?;
+        let mut encoded = Vec::new();
+        for item in std::mem::take(&mut self.deferred) {
+            deadline.arm(super::guard::statement_bound(0));
+            match item {
+                Deferred::Statement(statement) => {
+                    run(&scratch, &statement).map_err(|e| deadline.explain(e))?
+                }
+                Deferred::Row { table, values } => {
+                    encoded.clear();
+                    evaluate(&scratch, &values, &mut encoded)
+                        .map_err(|e| deadline.explain(cut(&values, &e)))?;
+                    self.tables.add_hash(&table, xxh3_128(&encoded))?;
+                }
+            }
+        }
+        for table in &self.row_tables {
+            if !self.tables.has(table) && (!self.with_schema || exists(&scratch, table)?) {
+                self.tables.begin(table);
+            }
+        }
+        Ok(self.tables.finish())
+    }
 }
 
 fn run(scratch: &rusqlite::Connection, statement: &[u8]) -> Result<(), String> {
@@ -97,32 +160,37 @@ impl RowParser {
         }
     }
 
-    /// Digests `statement` if it is a row of one of `row_tables`; `false` if it is another
-    /// kind of `INSERT` (to run as a statement).
+    /// Digests `statement` if it is a row of one of `row_tables` (holding its values in
+    /// `pending` when only SQLite can evaluate them); `false` if it is another kind of
+    /// `INSERT` (to run as a statement).
     fn row(
         &mut self,
         statement: &[u8],
         n: u64,
         row_tables: &HashSet<String>,
-        (scratch, deadline): (&rusqlite::Connection, &super::guard::Deadline),
-        tables: &mut TableSums,
+        pending: &mut PendingSql,
     ) -> Result<bool, String> {
         let s = statement.trim_ascii();
         let parsed = match self.parse(statement, row_tables)? {
             None => return Ok(false),
             Some(parsed) => parsed,
         };
-        if let Parsed::LeftToSqlite(inner) = parsed {
-            checked(statement, n)?;
-            self.encoded.clear();
-            // Only these rows reach SQLite (the rest are parsed here): bound them.
-            deadline.arm(super::guard::statement_bound(0));
-            evaluate(scratch, &s[inner], &mut self.encoded).map_err(|e| cut(s, &e))?;
-        }
+        let tables = &mut pending.tables;
         if !tables.is_current(&self.table) {
             tables.begin(&self.table);
         }
-        tables.add_row(xxh3_128(&self.encoded))?;
+        match parsed {
+            Parsed::Values => tables.add_row(xxh3_128(&self.encoded))?,
+            Parsed::LeftToSqlite(inner) => {
+                checked(statement, n)?;
+                // Counted now, hashed once SQLite has evaluated the values.
+                tables.add_row(0)?;
+                pending.hold(Deferred::Row {
+                    table: self.table.clone(),
+                    values: s[inner].to_vec(),
+                })?;
+            }
+        }
         Ok(true)
     }
 
@@ -296,7 +364,9 @@ mod tests {
             DELETE FROM sqlite_sequence;\n\
             INSERT INTO sqlite_sequence(name,seq) VALUES('a \"b',3);\nCOMMIT;\n";
         let tables: HashSet<String> = ["a \"b", "empty"].map(String::from).into();
-        let got = sql_digests(&dump[..], &tables, true).unwrap();
+        let got = sql_digests(&dump[..], &tables, true)
+            .and_then(PendingSql::finish)
+            .unwrap();
         let find = |name: &str| got.iter().find(|t| t.table == name).cloned();
         assert_eq!(find("a \"b").unwrap().rows, 3);
         assert_eq!(find("empty").unwrap().rows, 0);
@@ -319,10 +389,12 @@ mod tests {
         let bad = b"CREATE TABLE t(a);\nINSERT INTO nowhere VALUES(1);\n";
         let tables: HashSet<String> = ["t".to_string()].into();
         assert!(sql_digests(&bad[..], &tables, true)
+            .and_then(PendingSql::finish)
             .unwrap_err()
             .contains("nowhere"));
         let cut = b"CREATE TABLE t(a);\nINSERT INTO t VALUES('x";
         assert!(sql_digests(&cut[..], &tables, true)
+            .and_then(PendingSql::finish)
             .unwrap_err()
             .contains("ends inside a statement"));
     }

@@ -608,4 +608,16 @@ fn a_changed_file_is_refused_before_any_of_its_statements_runs() {
         "a statement ran before the check: {err}"
     );
     assert!(!dir.path().join("restored.db").exists());
+    // verify too: a statement of the kind chunkdump writes, which SQLite alone refuses
+    // (the table exists), must not reach SQLite in a file whose SHA-256 is wrong.
+    let twice = before_rows(&original, "CREATE TABLE items(x);");
+    std::fs::write(&file, twice).unwrap();
+    let out = dir.path().join("out");
+    let (code, printed, _) = run_measured(&["verify", &id, "--out", out.to_str().unwrap()], &[]);
+    assert_ne!(code, Some(0), "{printed}");
+    assert!(printed.contains("differs from the manifest's"), "{printed}");
+    assert!(
+        !printed.contains("already exists"),
+        "a statement reached SQLite before the check: {printed}"
+    );
 }
