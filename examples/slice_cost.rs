@@ -33,6 +33,7 @@ fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<D
         pool: Default::default(),
         digests: Default::default(),
         digest_only: false,
+        database_inode: None,
     };
     let start = Instant::now();
     let outcome = run_export(input, tx)?;

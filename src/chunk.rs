@@ -137,9 +137,14 @@ pub async fn run_chunk(
     if let Some(n) = opts.slice_rows {
         spec.slice_rows = n;
     }
-    if let Some(copy) = &job.snapshot_path {
-        spec.database = copy.clone();
-    }
+    // A snapshot dump reads its copy; the copy was checked against the pinned file.
+    let database_inode = match &job.snapshot_path {
+        Some(copy) => {
+            spec.database = copy.clone();
+            None
+        }
+        None => job.database_inode,
+    };
     let mut input = ExportInput {
         spec,
         dump_id: job.id.clone(),
@@ -163,6 +168,7 @@ pub async fn run_chunk(
         pool: Default::default(),
         digests: staged.digests,
         digest_only: false,
+        database_inode,
     };
     let open = job.open_object.as_ref().map(|o| OpenUpload {
         object: o.object,
@@ -273,8 +279,8 @@ pub async fn ensure_snapshot(
         sweep_snapshots(progress, &dir, &job.id).await;
         let (source, dest) = (job.spec.database.clone(), snapshot_file(&dir, &job.id));
         let max_block = job.spec.snapshot_max_block_ms.map_or(crate::engine::snapshot::DEFAULT_MAX_BLOCK, Duration::from_millis);
-        let copy = dest.clone();
-        let report = tokio::task::spawn_blocking(move || crate::engine::snapshot::take_snapshot(&source, &copy, max_block))
+        let (copy, pinned) = (dest.clone(), job.database_inode);
+        let report = tokio::task::spawn_blocking(move || crate::engine::snapshot::take_snapshot(&source, &copy, max_block, pinned))
             .await
             .map_err(|e| DumpError::Internal(format!("snapshot thread: {e}")))??;
         tracing::info!(dump_id = %job.id, bytes = report.bytes, ms = report.millis, journal_mode = %report.journal_mode, "snapshot taken");

@@ -60,6 +60,8 @@ pub struct ExportInput {
     /// Compute the digests without rendering rows (verify's `--against`): the output
     /// then holds only the schema.
     pub digest_only: bool,
+    /// The inode of the file the dump began with: a chunk refuses any other file.
+    pub database_inode: Option<u64>,
 }
 
 /// Why a chunk stopped.
@@ -118,10 +120,28 @@ pub fn open_database(path: &str) -> Result<Connection, DumpError> {
     Ok(conn)
 }
 
+/// [`open_database`], and the inode of the file SQLite opened, which must be `pinned`
+/// when given (the file a dump began with; see [`super::pinned`]).
+pub fn open_pinned(path: &str, pinned: Option<u64>) -> Result<(Connection, u64), DumpError> {
+    let conn = open_database(path)?;
+    let bad = |message: String| DumpError::Database {
+        path: path.to_string(),
+        message,
+    };
+    let inode = super::pinned::opened_inode(&conn).map_err(bad)?;
+    match pinned {
+        Some(pinned) if pinned != inode => Err(bad(format!(
+            "not the file this dump began with (inode {pinned}, now {inode}): it was replaced, or a symlink swapped in, during the dump; start a new dump"
+        ))),
+        _ => Ok((conn, inode)),
+    }
+}
+
 /// Opens the database and builds the plan: validates a new dump (tables, modules).
-pub fn validate(spec: &DumpSpec, dump_id: &str) -> Result<Plan, DumpError> {
-    let conn = open_database(&spec.database)?;
-    build_plan(&conn, spec, dump_id)
+/// Returns the inode of the file it opened, which every chunk of the dump must read.
+pub fn validate(spec: &DumpSpec, dump_id: &str) -> Result<(Plan, u64), DumpError> {
+    let (conn, inode) = open_pinned(&spec.database, None)?;
+    Ok((build_plan(&conn, spec, dump_id)?, inode))
 }
 
 /// Runs one chunk of export. Blocking: call it from a blocking thread.
@@ -132,7 +152,7 @@ pub fn run_export(
     let spec = &input.spec;
     let db = |e| DumpError::from_sqlite(&spec.database, e);
     let start_token = change_token(&spec.database);
-    let conn = open_database(&spec.database)?;
+    let (conn, _) = open_pinned(&spec.database, input.database_inode)?;
     let schema_version = read_schema_version(&conn).map_err(db)?;
     let plan = cached_plan(&conn, spec, &input.dump_id, schema_version)?;
     if let Some(fp) = &input.fingerprint {

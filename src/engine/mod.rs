@@ -14,6 +14,7 @@ pub mod export;
 mod generated;
 pub mod large;
 pub mod output;
+pub mod pinned;
 mod pipe;
 pub mod plan;
 pub mod plan_cache;
@@ -27,8 +28,8 @@ pub mod table;
 mod worker;
 
 pub use export::{
-    open_database, run_export, validate, ChunkEnd, ChunkProgress, ExportInput, ExportOutcome,
-    ProgressFn,
+    open_database, open_pinned, run_export, validate, ChunkEnd, ChunkProgress, ExportInput,
+    ExportOutcome, ProgressFn,
 };
 pub use output::{BufferPool, PartBuf, Tail, UploadEvent};
 pub use render::quote_ident;

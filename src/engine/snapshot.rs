@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::Connection;
 
-use super::export::open_database;
+use super::export::open_pinned;
 use crate::error::DumpError;
 
 /// Default bound on how long a rollback-mode snapshot may hold writers off.
@@ -43,14 +43,16 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     (rc == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
-/// Copies `source` to `dest` (replaced if present) as of one moment.
+/// Copies `source` to `dest` (replaced if present) as of one moment; the file opened
+/// must be inode `pinned`, when given (the one the dump was created on).
 pub fn take_snapshot(
     source: &str,
     dest: &Path,
     max_block: Duration,
+    pinned: Option<u64>,
 ) -> Result<SnapshotReport, DumpError> {
     let started = Instant::now();
-    let src = open_database(source)?;
+    let (src, _) = open_pinned(source, pinned)?;
     let db = |e| DumpError::from_sqlite(source, e);
     let journal_mode: String = src
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -166,7 +168,7 @@ mod tests {
         )
         .unwrap();
         let dest = dir.path().join("snaps/copy.db");
-        let r = take_snapshot(src.to_str().unwrap(), &dest, Duration::from_secs(60)).unwrap();
+        let r = take_snapshot(src.to_str().unwrap(), &dest, Duration::from_secs(60), None).unwrap();
         assert_eq!(r.journal_mode, "delete");
         let n: i64 = Connection::open(&dest)
             .unwrap()
@@ -174,7 +176,7 @@ mod tests {
             .unwrap();
         assert_eq!(n, 5000);
         // A rollback-mode copy that would hold writers off too long is refused, and leaves nothing.
-        let e = take_snapshot(src.to_str().unwrap(), &dest, Duration::ZERO).unwrap_err();
+        let e = take_snapshot(src.to_str().unwrap(), &dest, Duration::ZERO, None).unwrap_err();
         assert!(e.to_string().contains("snapshotMaxBlockMs"), "{e}");
         assert!(!dest.exists());
     }

@@ -61,7 +61,7 @@ pub async fn create_dump_as(
         .unwrap_or_else(|| dump_id_of(new.database.as_deref(), now));
     validate_dump_id(&base)?;
     let (check, check_id) = (spec.clone(), base.clone());
-    tokio::task::spawn_blocking(move || validate(&check, &check_id))
+    let (_, inode) = tokio::task::spawn_blocking(move || validate(&check, &check_id))
         .await
         .map_err(|e| DumpError::Internal(e.to_string()))??;
     for attempt in 1..=100 {
@@ -73,6 +73,7 @@ pub async fn create_dump_as(
         let mut job = JobRecord::new(candidate.clone(), spec.clone(), now);
         job.callback = new.callback_url.clone().map(CallbackState::pending);
         job.schedule = new.schedule.clone();
+        job.database_inode = Some(inode);
         match progress.create(&job).await {
             Ok(()) => {
                 return progress

@@ -182,6 +182,10 @@ pub struct JobRecord {
     /// last committed chunk staged. `None`: staged at `version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staged_version: Option<u64>,
+    /// The inode of the database file the dump was created on (read from the descriptor
+    /// SQLite opened): every chunk refuses another file at the same path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_inode: Option<u64>,
 }
 
 impl JobRecord {
@@ -217,6 +221,7 @@ impl JobRecord {
             snapshot_path: None,
             schedule: None,
             staged_version: None,
+            database_inode: None,
         }
     }
 

@@ -209,6 +209,7 @@ pub(crate) fn digests_of(spec: &DumpSpec) -> Result<Vec<TableDigest>, DumpError>
         pool: Default::default(),
         digests: DigestState::default(),
         digest_only: true,
+        database_inode: None,
     };
     let outcome = run_export(input, tx);
     let _ = drain.join();

@@ -324,6 +324,7 @@ fn a_stalled_dump_holds_no_read_lock_in_rollback_mode() {
         pool: BufferPool::new(2, 1),
         digests: DigestState::default(),
         digest_only: false,
+        database_inode: None,
     };
     let export = std::thread::spawn(move || run_export(input, tx));
     let writer = Connection::open(&db).unwrap();

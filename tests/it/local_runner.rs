@@ -386,3 +386,72 @@ async fn the_notify_step_removes_a_snapshot_copy_the_last_chunk_left() {
         "the notify step removes the copy"
     );
 }
+
+/// A database root's file swapped for a symlink to another tenant's database between
+/// two chunks (and, for a snapshot dump, before its copy): the dump fails naming the
+/// swap, never reads the other file under this dump's name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_swapped_during_a_dump_fails_it_instead_of_dumping_another_database() {
+    for snapshot in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("tenants")).unwrap();
+        let (a, b) = (root.join("tenants/a.db"), root.join("tenants/b.db"));
+        common::build_bulk_db(&a, 3000);
+        common::build_bulk_db(&b, 5000);
+        let resolved = chunkdump::local::DatabaseRoot::open(&root)
+            .unwrap()
+            .resolve("tenants/a.db")
+            .unwrap();
+        let (objects, progress) = local_stores(&dir.path().join("out"));
+        let mut spec = sql_spec(&resolved.path, snapshot);
+        spec.slice_rows = 100;
+        let job = create_dump(progress.as_ref(), spec, None).await.unwrap();
+        let opts = ChunkOptions {
+            budget: Duration::ZERO,
+            snapshot_dir: Some(dir.path().join("snapshots")),
+            ..Default::default()
+        };
+        let run = |version| {
+            let (objects, progress, opts, id) = (
+                objects.clone(),
+                progress.clone(),
+                opts.clone(),
+                job.id.clone(),
+            );
+            async move {
+                chunkdump::chunk::run_chunk(
+                    objects.as_ref(),
+                    progress.as_ref(),
+                    &id,
+                    Some(version),
+                    &opts,
+                    None,
+                )
+                .await
+            }
+        };
+        if !snapshot {
+            let first = run(job.version).await.unwrap();
+            assert!(!first.done, "one slice per chunk: not done yet");
+        }
+        // a.db becomes a symlink to b.db (atomically, as an attacker would swap it).
+        let link = root.join("tenants/.a.db.link");
+        std::os::unix::fs::symlink("b.db", &link).unwrap();
+        std::fs::rename(&link, &a).unwrap();
+        let version = progress.get(&job.id).await.unwrap().unwrap().version;
+        let err = run(version).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not the file this dump began with"),
+            "snapshot {snapshot}: {err}"
+        );
+        let failed = progress.get(&job.id).await.unwrap().unwrap();
+        assert_eq!(failed.status, JobStatus::Failed, "snapshot {snapshot}");
+        assert!(
+            failed.files.is_empty(),
+            "snapshot {snapshot}: {:?}",
+            failed.files
+        );
+    }
+}
