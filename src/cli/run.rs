@@ -83,10 +83,14 @@ async fn serve(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
         None => None,
     };
     let database_root = match &args.database_root {
-        Some(dir) => Some(
-            crate::local::DatabaseRoot::open(dir)
-                .map_err(|e| DumpError::InvalidRequest(format!("--database-root: {e}")))?,
-        ),
+        Some(dir) => {
+            // Its databases' permissions differ, and are not known yet: owner only.
+            crate::local::permissions::limit_new_files_to_owner();
+            Some(
+                crate::local::DatabaseRoot::open(dir)
+                    .map_err(|e| DumpError::InvalidRequest(format!("--database-root: {e}")))?,
+            )
+        }
         None => None,
     };
     let stores = open_stores(&args.location, Access::ReadWrite).await?;

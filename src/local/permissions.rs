@@ -30,6 +30,17 @@ pub fn limit_new_files_to(database: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Narrows the process umask to its owner alone: for a server that dumps databases of
+/// any permissions (a database root), whose dumps must each be no more readable than
+/// its own database, and one process has one umask.
+pub fn limit_new_files_to_owner() {
+    // SAFETY: as in `limit_new_files_to`.
+    unsafe {
+        let old = libc::umask(0o077);
+        libc::umask(old | 0o077);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

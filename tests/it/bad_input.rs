@@ -557,6 +557,89 @@ fn dump_files_are_no_more_readable_than_the_database() {
     );
 }
 
+/// The same through `chunkdump serve --database-root`, which dumps many databases of any
+/// permissions: a 0600 database's dump is its owner's alone too.
+#[tokio::test(flavor = "multi_thread")]
+async fn dumps_served_from_a_database_root_are_no_more_readable_than_the_database() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let src = root.join("private.db");
+    build_edge_db(&src);
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = dir.path().join("out");
+    let token = "serve-root-permissions-token";
+    let mut child = chunkdump()
+        .env("CHUNKDUMP_API_TOKEN", token)
+        .args([
+            "serve",
+            "--database-root",
+            root.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_string();
+    let client = reqwest::Client::new();
+    let started: serde_json::Value = client
+        .post(format!("{base}/export/dump"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"database": "private.db", "format": "sql"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status_url = started["statusUrl"].as_str();
+    let path = format!("{base}{}", status_url.unwrap_or_else(|| panic!("{started}")));
+    let mut status = serde_json::Value::Null;
+    for _ in 0..600 {
+        status = client
+            .get(&path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status["status"], "completed", "{status}");
+    let mut seen = 0;
+    let mut pending = vec![out.clone()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+        seen += 1;
+    }
+    assert!(seen > 4, "only {seen} entries checked");
+}
+
 /// A database a writer holds locked when a dump starts: the error says what is true
 /// (nothing was created, nothing saved), and no dump id is printed.
 #[test]
