@@ -11,6 +11,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -115,25 +116,36 @@ fn check_fleet_id(id: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /export/fleet`: resolves the databases, records the fleet, starts its run; 202.
+/// A fleet counts as one start against the caller's rate limit (its dumps are started by
+/// the fleet's run, not by callers): a refused fleet gives its count back.
 pub async fn start(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<super::limits::Caller>,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) =
-        body.map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
+) -> Result<Response, Response> {
+    let Json(body) = body
+        .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()).into_response())?;
     let Value::Object(request) = body else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the body must be a JSON object",
-        ));
+        )
+        .into_response());
     };
-    let (fleet_id, databases) = start_fleet(&state, request, None).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"fleetId": fleet_id, "databases": databases,
-                    "statusUrl": format!("/export/fleet/{fleet_id}")})),
-    ))
+    let counted = super::limits::count_start(&state, &caller).await?;
+    match start_fleet(&state, request, None).await {
+        Ok((fleet_id, databases)) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"fleetId": fleet_id, "databases": databases,
+                        "statusUrl": format!("/export/fleet/{fleet_id}")})),
+        )
+            .into_response()),
+        Err(e) => {
+            counted.give_back(&state).await;
+            Err(e.into_response())
+        }
+    }
 }
 
 /// Starts a fleet from `request` (a fleet request's body; `schedule`: the schedule

@@ -486,6 +486,69 @@ async fn starts_per_token_are_rate_limited() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// A fleet is one start against its caller's limit (it starts many dumps, so an
+/// unlimited fleet route would make the limit meaningless); a refused one gives it back.
+#[tokio::test(flavor = "multi_thread")]
+async fn fleets_count_against_the_start_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    build_edge_db(&root.join("a.db"));
+    build_edge_db(&root.join("b.db"));
+    let server = start_server_limited(
+        &root.join("a.db"),
+        Duration::from_secs(25),
+        Duration::ZERO,
+        None,
+        2,
+    )
+    .await
+    .with_settings(|s| {
+        s.database = None;
+        s.database_root = Some(chunkdump::local::DatabaseRoot::open(&root).unwrap());
+    })
+    .await;
+    let fleet = |body: Value| {
+        server.call(
+            reqwest::Method::POST,
+            "/export/fleet",
+            Some(ADMIN),
+            Some(body),
+        )
+    };
+    let (status, _, body) = fleet(json!({"databases": "nothing/*.db", "format": "sql"})).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    for _ in 0..2 {
+        let (status, _, body) = fleet(json!({"databases": "*.db", "format": "sql"})).await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let (status, headers, body) = fleet(json!({"databases": "*.db", "format": "sql"})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key("retry-after"));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "rate_limited");
+    // The same window as single dumps.
+    let (status, _, _) = server
+        .call(
+            reqwest::Method::POST,
+            "/export/dump",
+            Some(ADMIN),
+            Some(json!({"database": "a.db", "format": "sql"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn openapi_document_describes_every_route_truthfully() {
     let dir = tempfile::tempdir().unwrap();

@@ -606,7 +606,10 @@ async fn dumps_served_from_a_database_root_are_no_more_readable_than_the_databas
         .await
         .unwrap();
     let status_url = started["statusUrl"].as_str();
-    let path = format!("{base}{}", status_url.unwrap_or_else(|| panic!("{started}")));
+    let path = format!(
+        "{base}{}",
+        status_url.unwrap_or_else(|| panic!("{started}"))
+    );
     let mut status = serde_json::Value::Null;
     for _ in 0..600 {
         status = client
