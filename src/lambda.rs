@@ -189,6 +189,7 @@ pub fn init_tracing() {
         )
         .with_ansi(false)
         .without_time() // CloudWatch stamps every line
+        .with_writer(crate::logging::OneLine(std::io::stdout))
         .init();
 }
 

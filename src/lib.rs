@@ -47,6 +47,7 @@ pub mod execution;
 pub mod lambda;
 pub mod lifecycle;
 pub mod local;
+pub mod logging;
 mod manifest;
 pub mod model;
 pub mod ports;

@@ -256,7 +256,7 @@ impl Orchestrator for LocalRunner {
         }
         let lock = match &self.lock_dir {
             Some(dir) => match crate::local::run_lock::try_lock_run(dir, id) {
-                Ok(crate::local::run_lock::RunLock::Taken(file)) => Some(file),
+                Ok(crate::local::run_lock::RunLock::Taken(held)) => Some(held),
                 // Another process runs it already: one run per dump.
                 Ok(crate::local::run_lock::RunLock::Held) => return Ok(()),
                 Err(e) => {

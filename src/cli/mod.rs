@@ -56,7 +56,7 @@ pub fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(crate::logging::OneLine(std::io::stderr))
         .init();
     if !matches!(cli.command, Command::Serve(_)) {
         // A one-shot command piped into `head` ends quietly when the reader goes away,

@@ -89,9 +89,9 @@ pub(super) fn dump_spec(args: &DumpArgs, database: &Path, cfg: &Config) -> DumpS
 /// gzip dump could otherwise overwrite each other's committed parts with differently cut
 /// gzip members.) The OS releases the lock when the process dies, even by SIGKILL, so a
 /// killed dump can be resumed at once.
-pub(super) fn lock_run(dir: &Path, id: &str) -> anyhow::Result<std::fs::File> {
+pub(super) fn lock_run(dir: &Path, id: &str) -> anyhow::Result<crate::local::run_lock::HeldLock> {
     match crate::local::run_lock::try_lock_run(dir, id)? {
-        crate::local::run_lock::RunLock::Taken(file) => Ok(file),
+        crate::local::run_lock::RunLock::Taken(held) => Ok(held),
         crate::local::run_lock::RunLock::Held => Err(DumpError::WrongState {
             id: id.into(),
             status: JobStatus::Processing,

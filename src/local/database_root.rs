@@ -89,6 +89,11 @@ impl DatabaseRoot {
             return Err(refuse(format!("{relative}: not a SQLite database")));
         }
         let name = database_name(inside).map_err(|e| refuse(e.message))?;
+        if let Some(other) = namesake(&path, inside, &name) {
+            return Err(refuse(format!(
+                "{relative}: {other} is a database named {name} too (a dump's name drops the extension); rename one of them"
+            )));
+        }
         Ok(RootDatabase {
             database: inside.display().to_string(),
             name,
@@ -159,6 +164,29 @@ impl DatabaseRoot {
     }
 }
 
+/// Another SQLite file beside `path` (inside the root at `inside`) whose dumps would be
+/// named `name` too (`acme.db` and `acme.sqlite`): its path relative to the root. Two
+/// databases must never share a name, or their dumps, `--latest` and retention mix.
+fn namesake(path: &Path, inside: &Path, name: &str) -> Option<String> {
+    let dir = path.parent()?;
+    let stem = path.file_stem()?;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let other = entry.path();
+        if other == path
+            || other.file_stem() != Some(stem)
+            || !entry.file_type().is_ok_and(|t| t.is_file())
+            || !has_sqlite_header(&other)
+        {
+            continue;
+        }
+        let relative = inside.with_file_name(entry.file_name());
+        if database_name(&relative).is_ok_and(|n| n == name) {
+            return Some(relative.display().to_string());
+        }
+    }
+    None
+}
+
 /// Whether the file at `path` begins as a SQLite database does.
 fn has_sqlite_header(path: &Path) -> bool {
     use std::io::Read;
@@ -212,6 +240,12 @@ mod tests {
         assert!(refused("tenants").contains("directory"));
         assert!(refused("notes.txt").contains("not a SQLite database"));
         assert!(refused("missing.db").contains("no such database"));
+        // Two databases whose dumps would share a name: neither is dumped.
+        database(&root_dir.join("tenants/twin.db"));
+        database(&root_dir.join("tenants/twin.sqlite"));
+        assert!(refused("tenants/twin.db")
+            .contains("tenants/twin.sqlite is a database named tenants/twin too"));
+        assert!(refused("tenants/twin.sqlite").contains("tenants/twin.db"));
         // No message names the machine's paths.
         for rel in ["escape.db", "tenants", "missing.db"] {
             assert!(
