@@ -114,6 +114,9 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
                 || a.to_ipv4_mapped().is_some_and(internal_v4)
                 || (s[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible
+                // IPv4-translated (SIIT, ::ffff:0:a.b.c.d): translators reach the IPv4
+                // address; never a public destination of its own.
+                || (s[..6] == [0, 0, 0, 0, 0xffff, 0])
                 // NAT64 (well-known prefix) reaches the IPv4 address in its last 32 bits;
                 // the local-use prefix 64:ff9b:1::/48 is internal by definition.
                 || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && internal_v4(v4(s[6], s[7])))
@@ -314,6 +317,9 @@ mod tests {
             "2002:a9fe:a9fe::",          // 6to4 of 169.254.169.254
             "2001:0:a00:1::",            // Teredo, server 10.0.0.1
             "2001:0:808:808::80ff:fffe", // Teredo, client 127.0.0.1
+            "::ffff:0:127.0.0.1",        // IPv4-translated
+            "::ffff:0:169.254.169.254",
+            "::ffff:0:8.8.8.8",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }

@@ -112,7 +112,11 @@ pub fn api_state(common: &Common) -> Result<AppState, StartupError> {
     if let Some(fleets) = &common.deployment.fleet_state_machine_arn {
         orchestrator = orchestrator.with_fleets(fleets)?;
     }
-    let tokens = Tokens::from_secrets(&common.secrets)?;
+    let tokens = refreshing_tokens(
+        Tokens::from_secrets(&common.secrets)?,
+        &common.aws,
+        common.deployment.secret_arns.clone(),
+    );
     let (database, root) = common.deployment.databases()?;
     let database_root = match root {
         Some(dir) => Some(
@@ -161,12 +165,34 @@ pub fn runs_as_authorizer() -> bool {
 }
 
 /// The authorizer's only state: the API tokens, from its own secret (the API secret; it
-/// reads no store key) or the environment.
+/// reads no store key) or the environment; read again from the secret every
+/// [`crate::api::TOKEN_TTL`] (the caller calls [`Tokens::refresh_if_due`] per request).
 #[cfg(feature = "api")]
 pub async fn authorizer_tokens() -> Result<Tokens, StartupError> {
     let ids = Deployment::secret_ids(&Env::process());
-    let secrets = load_secrets(&load_aws_config().await, &ids).await?;
-    Ok(Tokens::from_secrets(&secrets)?)
+    let aws = load_aws_config().await;
+    let secrets = load_secrets(&aws, &ids).await?;
+    Ok(refreshing_tokens(
+        Tokens::from_secrets(&secrets)?,
+        &aws,
+        ids,
+    ))
+}
+
+/// `tokens`, read again from the secrets `ids` once [`crate::api::TOKEN_TTL`] has passed,
+/// so a rotated-out token stops working on warm instances too (tokens from the
+/// environment change only with a new deployment, which starts new instances).
+#[cfg(feature = "api")]
+fn refreshing_tokens(tokens: Tokens, aws: &aws_config::SdkConfig, ids: Vec<String>) -> Tokens {
+    if ids.is_empty() {
+        return tokens;
+    }
+    let aws = aws.clone();
+    let loader: crate::api::TokenLoader = Arc::new(move || {
+        let (aws, ids) = (aws.clone(), ids.clone());
+        Box::pin(async move { Tokens::from_secrets(&load_secrets(&aws, &ids).await?) })
+    });
+    tokens.refreshing(crate::api::TOKEN_TTL, loader)
 }
 
 /// The answer of the HTTP API's Lambda authorizer (payload format 2.0, simple responses)

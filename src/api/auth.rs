@@ -8,16 +8,44 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+
 use super::error::ApiError;
 use super::AppState;
 use crate::config::{ConfigError, Secrets};
 
-/// The accepted tokens: an admin token (everything) and an optional read-only token
-/// (status, list, download).
-#[derive(Clone)]
-pub struct Tokens {
+/// The digests of the accepted tokens.
+#[derive(Clone, Copy)]
+struct Digests {
     admin: [u8; 32],
     read_only: Option<[u8; 32]>,
+}
+
+/// Fresh tokens on demand (the deployment secret, read again).
+pub type TokenLoader =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<Tokens, ConfigError>> + Send + Sync>;
+
+/// How often, at most, a refreshing [`Tokens`] reads its source again.
+pub const TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// The accepted tokens: an admin token (everything) and an optional read-only token
+/// (status, list, download). Where they come from a secret that can be rotated, they are
+/// read again once [`TOKEN_TTL`] has passed ([`Tokens::refreshing`]), so a rotated-out
+/// token stops working within a minute on a warm Lambda instance too.
+#[derive(Clone)]
+pub struct Tokens {
+    current: Arc<RwLock<Digests>>,
+    refresh: Option<Arc<Refresh>>,
+}
+
+struct Refresh {
+    loader: TokenLoader,
+    ttl: Duration,
+    /// When to read the source again (one reader at a time).
+    due: tokio::sync::Mutex<Instant>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -51,9 +79,50 @@ impl Tokens {
             });
         }
         Ok(Tokens {
-            admin: digest(admin),
-            read_only: read_only.map(digest),
+            current: Arc::new(RwLock::new(Digests {
+                admin: digest(admin),
+                read_only: read_only.map(digest),
+            })),
+            refresh: None,
         })
+    }
+
+    /// These tokens, read again from `loader` once `ttl` has passed since the last read
+    /// (see [`Tokens::refresh_if_due`]).
+    pub fn refreshing(mut self, ttl: Duration, loader: TokenLoader) -> Self {
+        self.refresh = Some(Arc::new(Refresh {
+            loader,
+            ttl,
+            due: tokio::sync::Mutex::new(Instant::now() + ttl),
+        }));
+        self
+    }
+
+    /// Reads the tokens again if their time is up. A failed read keeps the current tokens
+    /// (a Secrets Manager hiccup must not lock every caller out) and is logged, without
+    /// any token, to be tried again after the next `ttl`.
+    pub async fn refresh_if_due(&self) {
+        let Some(refresh) = &self.refresh else {
+            return;
+        };
+        let mut due = refresh.due.lock().await;
+        if Instant::now() < *due {
+            return;
+        }
+        match (refresh.loader)().await {
+            Ok(fresh) => {
+                let digests = fresh.digests();
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = digests;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the API tokens again; keeping the current ones")
+            }
+        }
+        *due = Instant::now() + refresh.ttl;
+    }
+
+    fn digests(&self) -> Digests {
+        *self.current.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -81,6 +150,7 @@ enum Access {
 }
 
 fn check(tokens: &Tokens, given: &str) -> Option<Access> {
+    let tokens = tokens.digests();
     let d = digest(given);
     let admin = bool::from(d.ct_eq(&tokens.admin));
     let read = tokens.read_only.is_some_and(|r| bool::from(d.ct_eq(&r)));
@@ -118,6 +188,7 @@ pub async fn require_token(
     let Some(given) = given else {
         return unauthorized("missing Authorization: Bearer token");
     };
+    state.tokens.refresh_if_due().await;
     match check(&state.tokens, &given) {
         None => unauthorized("invalid token"),
         Some(Access::ReadOnly) if !matches!(*req.method(), Method::GET | Method::HEAD) => {

@@ -32,6 +32,6 @@ pub mod schedule;
 mod start;
 
 pub use app::{router, ApiSettings, AppState};
-pub use auth::{admits, Tokens};
+pub use auth::{admits, TokenLoader, Tokens, TOKEN_TTL};
 pub use error::ApiError;
 pub use limits::RateLimit;

@@ -1020,3 +1020,62 @@ async fn a_cancel_during_a_chunk_leaves_no_file_of_the_dump() {
         .count();
     assert_eq!(uploads, 0, "an upload was left open");
 }
+
+/// Tokens from a rotatable secret are read again once their time is up: a rotated-out
+/// token stops working without a restart, the new one works, and a failed read keeps
+/// the tokens that were good (nobody is locked out by a Secrets Manager hiccup).
+#[tokio::test(flavor = "multi_thread")]
+async fn rotated_tokens_take_effect_without_a_restart() {
+    use chunkdump::api::{TokenLoader, Tokens};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, None).await;
+    let (old, new) = ("admin-token-before-rotation", "admin-token-after-rotation");
+    // What the secret holds now; None: the secret cannot be read.
+    let secret = Arc::new(Mutex::new(Some(old.to_string())));
+    let source = secret.clone();
+    let loader: TokenLoader = Arc::new(move || {
+        let held = source.lock().unwrap().clone();
+        Box::pin(async move {
+            match held {
+                Some(token) => Tokens::new(&token, None),
+                None => Err(chunkdump::config::ConfigError::Unusable {
+                    what: "secret".into(),
+                    reason: "unreachable".into(),
+                }),
+            }
+        })
+    });
+    let mut state = server.state.clone();
+    state.tokens = Tokens::new(old, None)
+        .unwrap()
+        .refreshing(Duration::ZERO, loader);
+    let base = common::api_server::serve(state).await;
+    let client = reqwest::Client::new();
+    let list = |token: &'static str| {
+        let (client, url) = (client.clone(), format!("{base}/export/dump"));
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(list(old).await, StatusCode::OK);
+    assert_eq!(list(new).await, StatusCode::UNAUTHORIZED);
+    *secret.lock().unwrap() = Some(new.to_string());
+    assert_eq!(list(old).await, StatusCode::UNAUTHORIZED, "rotated out");
+    assert_eq!(list(new).await, StatusCode::OK);
+    *secret.lock().unwrap() = None;
+    assert_eq!(
+        list(new).await,
+        StatusCode::OK,
+        "a failed read keeps the tokens"
+    );
+    assert_eq!(list(old).await, StatusCode::UNAUTHORIZED);
+}

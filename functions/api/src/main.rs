@@ -18,8 +18,11 @@ async fn main() -> Result<(), Error> {
     if runs_as_authorizer() {
         let tokens = authorizer_tokens().await?;
         return lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-            let answer = authorize(&tokens, &event.payload);
-            async move { Ok::<_, Error>(answer) }
+            let tokens = tokens.clone();
+            async move {
+                tokens.refresh_if_due().await;
+                Ok::<_, Error>(authorize(&tokens, &event.payload))
+            }
         }))
         .await;
     }
