@@ -131,6 +131,12 @@ pub fn is_internal(ip: IpAddr) -> bool {
 }
 
 impl Notifier {
+    /// The public base URL the server's routes are under (no trailing `/`), if set:
+    /// what makes the URLs a callback carries absolute.
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url.as_deref()
+    }
+
     /// `secret` signs every callback; `allow_hosts` may be internal (development);
     /// `public_url` makes `downloadUrl` absolute; `extra_root_pem` trusts a private CA.
     pub fn new(

@@ -167,6 +167,22 @@ impl DumpError {
         }
     }
 
+    /// The message as callers of the API and readers of a job record see it: a database
+    /// is named by its file name, never by its path on the server (which is the server's
+    /// business). The command line prints [`std::fmt::Display`]'s full path itself.
+    pub fn public_message(&self) -> String {
+        match self {
+            DumpError::Database { path, message } => {
+                let name = std::path::Path::new(path)
+                    .file_name()
+                    .map_or_else(|| "(unnamed)".into(), |n| n.to_string_lossy().into_owned());
+                format!("database {name}: {}", message.replace(path.as_str(), &name))
+            }
+            DumpError::Interrupted { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// Short machine-readable code, used in job records and HTTP error bodies.
     pub fn code(&self) -> &'static str {
         match self {

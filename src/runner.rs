@@ -124,6 +124,15 @@ impl LocalRunner {
                     .as_ref()
                     .map_or(String::new(), |e| e.message.clone()),
             }),
+            // The run ended in the Interrupted state, but marking the job failed (the
+            // fault may be the progress store itself: a full disk holds it too). It is
+            // paused all the same: its record still says where to resume from.
+            (_, Outcome::Failed { error, cause }) if error == INTERRUPTED_ERROR => {
+                Err(DumpError::Interrupted {
+                    id: id.into(),
+                    message: cause,
+                })
+            }
             (status, Outcome::Failed { error, cause }) => Err(DumpError::RunFailed {
                 error,
                 message: format!("{cause} (the dump is {})", status.as_str()),
@@ -136,6 +145,9 @@ impl LocalRunner {
         }
     }
 }
+
+/// The error of `statemachine.json`'s `Interrupted` Fail state: the run paused the dump.
+const INTERRUPTED_ERROR: &str = "DumpInterrupted";
 
 async fn run_chain(
     machine: &StateMachine,
@@ -321,5 +333,17 @@ impl Orchestrator for LocalRunner {
             Some(_) => RunState::Ended("ENDED".into()),
             None => RunState::None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_interrupted_error_is_the_state_machines() {
+        let machine: serde_json::Value = serde_json::from_str(crate::asl::DEFINITION).unwrap();
+        assert_eq!(
+            machine["States"]["Interrupted"]["Error"],
+            super::INTERRUPTED_ERROR
+        );
     }
 }

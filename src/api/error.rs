@@ -88,15 +88,8 @@ pub async fn json_error_bodies(res: Response) -> Response {
 impl From<DumpError> for ApiError {
     fn from(e: DumpError) -> Self {
         let message = match &e {
-            // The database is named by its file name: its path on the server is the
-            // server's business.
-            DumpError::Database { path, message } => {
-                let name = std::path::Path::new(path)
-                    .file_name()
-                    .map_or_else(|| "(unnamed)".into(), |n| n.to_string_lossy().into_owned());
-                format!("database {name}: {}", message.replace(path.as_str(), &name))
-            }
-            _ => e.to_string(),
+            DumpError::Interrupted { .. } => e.to_string(),
+            _ => e.public_message(),
         };
         match &e {
             DumpError::InvalidField { field, .. } => ApiError::bad_field(field, message),

@@ -220,9 +220,16 @@ async fn finish(state: &AppState, fleet_id: &str) -> Result<Value, ApiError> {
     fleet.ended_at.get_or_insert_with(Utc::now);
     fleet.counts = counts.clone();
     write_json(state, &fleet_key(fleet_id), &fleet).await?;
+    // Absolute under the public URL when one is set, as a dump's callback URLs are.
+    let base = state
+        .settings
+        .notifier
+        .as_ref()
+        .and_then(|n| n.public_url())
+        .unwrap_or("");
     let summary = json!({
         "fleetId": fleet_id, "status": "completed", "databases": fleet.databases, "counts": counts,
-        "notCompleted": failed, "endedAt": fleet.ended_at, "statusUrl": format!("/export/fleet/{fleet_id}"),
+        "notCompleted": failed, "endedAt": fleet.ended_at, "statusUrl": format!("{base}/export/fleet/{fleet_id}"),
     });
     tracing::info!(fleet_id = %fleet_id, counts = ?counts, "fleet ended");
     if let (Some(url), Some(notifier), true) =

@@ -145,11 +145,18 @@ async fn serve(
     req: Request,
 ) -> Result<Response, ApiError> {
     if job.status != JobStatus::Completed {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_ready",
-            format!("dump {} is {}", job.id, job.status.as_str()),
-        ));
+        // Say what the status route says: a dump whose run is gone is interrupted,
+        // whatever its record last said.
+        let message = if super::runs::is_interrupted(state, job).await? {
+            format!(
+                "dump {} is interrupted: resume it ({}) or cancel it",
+                job.id,
+                super::runs::resume_call(&job.id)
+            )
+        } else {
+            format!("dump {} is {}", job.id, job.status.as_str())
+        };
+        return Err(ApiError::new(StatusCode::CONFLICT, "not_ready", message));
     }
     if !job.files.iter().any(|f| f.key == key)
         && key != crate::manifest::manifest_key(&job.id, job.spec.format)

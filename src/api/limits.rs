@@ -224,8 +224,9 @@ pub async fn claim_database(state: &AppState, database: &str) -> Result<Database
             }
             HolderState::Interrupted(id) => format!(
                 "dump {id} of this database is interrupted; resume it ({}) or cancel it \
-                 (DELETE /export/dump/{id}) before starting another",
-                super::runs::resume_call(&id)
+                 (DELETE /export/dump/{}) before starting another",
+                super::runs::resume_call(&id),
+                crate::model::path_segment(&id)
             ),
         };
         return Err(ApiError::new(StatusCode::CONFLICT, "dump_running", message));

@@ -20,7 +20,12 @@ use crate::views::StatusView;
 
 /// The API call that resumes dump `id`.
 pub fn resume_call(id: &str) -> String {
-    format!("POST /export/dump/{id}/resume")
+    // The id as one path segment (`tenants%2Facme%2Fdump_…`), so the call can be made
+    // as written.
+    format!(
+        "POST /export/dump/{}/resume",
+        crate::model::path_segment(id)
+    )
 }
 
 /// Whether `job` is interrupted (see the module doc). Asks the orchestrator only for
@@ -83,4 +88,15 @@ pub async fn resume(
     tracing::info!(dump_id = %id, version = job.version, "dump resumed");
     let view = StatusView::new(&job, chrono::Utc::now()).with_urls(&job);
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_resume_call_names_the_id_as_one_path_segment() {
+        assert_eq!(
+            super::resume_call("tenants/acme/dump_20261207-010101"),
+            "POST /export/dump/tenants%2Facme%2Fdump_20261207-010101/resume"
+        );
+    }
 }

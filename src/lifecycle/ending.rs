@@ -46,7 +46,7 @@ pub async fn fail_dump(
 fn failure(error: &DumpError) -> (JobStatus, Option<JobError>) {
     let error = JobError {
         code: error.code().to_string(),
-        message: error.to_string(),
+        message: error.public_message(),
     };
     (JobStatus::Failed, Some(error))
 }

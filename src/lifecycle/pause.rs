@@ -22,10 +22,7 @@ pub async fn interrupt_dump(
 ) -> Result<Option<JobRecord>, DumpError> {
     let cause = JobError {
         code: error.code().to_string(),
-        message: match error {
-            DumpError::Interrupted { message, .. } => message.clone(),
-            other => other.to_string(),
-        },
+        message: error.public_message(),
     };
     let mut change = |job: &JobRecord| -> Result<Option<JobRecord>, DumpError> {
         if job.status.is_terminal() || job.status == JobStatus::Interrupted {

@@ -701,6 +701,21 @@ async fn an_unfinished_dump_whose_run_is_gone_is_interrupted_until_resumed() {
         .await;
     assert_eq!(listed["dumps"][0]["dumpId"], id.as_str(), "{listed}");
     assert_eq!(listed["dumps"][0]["status"], "interrupted", "{listed}");
+    // A download says what the status says (not the record's last "processing").
+    let (status, early) = restarted
+        .json(
+            reqwest::Method::GET,
+            &format!("/export/dump/download/{id}.sql"),
+            Some(READER),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{early}");
+    let message = early["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("interrupted") && message.contains(&resume),
+        "{message}"
+    );
     let (status, refused) = restarted
         .json(
             reqwest::Method::POST,

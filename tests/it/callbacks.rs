@@ -564,6 +564,11 @@ async fn a_fleet_dumps_every_matching_database_and_sends_one_signed_callback() {
         )
     );
     assert_eq!(summary["notCompleted"][0]["database"], "tenants/corrupt.db");
+    // Absolute under the public URL, as a dump's callback URLs are.
+    assert_eq!(
+        summary["statusUrl"],
+        format!("https://dumps.example.com/export/fleet/{fleet}")
+    );
     let (status, _) = server
         .json(
             reqwest::Method::GET,
