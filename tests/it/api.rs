@@ -1094,3 +1094,64 @@ async fn rotated_tokens_take_effect_without_a_restart() {
     );
     assert_eq!(list(old).await, StatusCode::UNAUTHORIZED);
 }
+
+/// A tenant's file swapped for a symlink to another tenant's database while its dump
+/// breathes: the dump fails (it never dumps the other file under this name), and its
+/// status names the database by its file name, never by the server's path.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_swapped_mid_dump_fails_it_and_the_error_names_no_server_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("tenants")).unwrap();
+    build_bulk_db(&root.join("tenants/a.db"), 20_000);
+    build_bulk_db(&root.join("tenants/b.db"), 30_000);
+    let server = start_server(
+        &root.join("tenants/a.db"),
+        Duration::ZERO,
+        Duration::from_millis(200),
+        None,
+    )
+    .await
+    .with_settings(|s| {
+        s.database = None;
+        s.database_root = Some(chunkdump::local::DatabaseRoot::open(&root).unwrap());
+    })
+    .await;
+    let id = server
+        .start(json!({"database": "tenants/a.db", "format": "sql", "chunkSize": 100}))
+        .await;
+    let started = Instant::now();
+    loop {
+        let (_, v) = server
+            .json(
+                reqwest::Method::GET,
+                &format!(
+                    "/export/dump/status/{}",
+                    chunkdump::model::path_segment(&id)
+                ),
+                Some(READER),
+                None,
+            )
+            .await;
+        if v["chunks"].as_u64().unwrap_or(0) >= 1 {
+            assert_eq!(v["status"], "processing", "{v}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{v}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let link = root.join("tenants/.swap");
+    std::os::unix::fs::symlink("b.db", &link).unwrap();
+    std::fs::rename(&link, root.join("tenants/a.db")).unwrap();
+    let failed = server.wait_for(&id, "failed").await;
+    let message = failed["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("a.db") && message.contains("not the file this dump began with"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(&*dir.path().to_string_lossy()),
+        "a server path in {message}"
+    );
+    assert!(failed["files"].as_array().unwrap().is_empty(), "{failed}");
+}
