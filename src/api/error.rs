@@ -93,6 +93,9 @@ impl From<DumpError> for ApiError {
         };
         match &e {
             DumpError::InvalidField { field, .. } => ApiError::bad_field(field, message),
+            // The database the request names cannot be dumped (not SQLite, corrupt,
+            // unreadable): the caller's to fix, naming the field.
+            DumpError::Database { .. } => ApiError::bad_field("database", message),
             DumpError::InvalidRequest(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, e.code(), message)
             }
