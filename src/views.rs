@@ -88,7 +88,12 @@ impl<'a> StatusView<'a> {
             bytes_written: job.bytes_written,
             chunks: job.chunks,
             created_at: timestamp(job.created_at),
-            completed_at: job.completed_at.map(timestamp),
+            // An ended dump (failed, cancelled) ended when its record last changed: the
+            // same time its callback gives.
+            completed_at: job
+                .completed_at
+                .or_else(|| job.status.is_terminal().then_some(job.updated_at))
+                .map(timestamp),
             files: &job.files,
             warnings: &job.warnings,
             consistency: job.consistency,

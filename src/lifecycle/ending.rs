@@ -5,7 +5,7 @@ use chrono::Utc;
 
 use crate::error::{DumpError, StoreError};
 
-use crate::model::{manifest_key, JobError, JobRecord, JobStatus};
+use crate::model::{manifest_key, CallbackStatus, JobError, JobRecord, JobStatus};
 use crate::ports::{staging_key, ObjectStore, ProgressStore};
 
 /// Marks `job` failed, if it is still at `job.version` (a run that moved it on decides
@@ -132,6 +132,17 @@ async fn end_early(
         ended.open_object = None;
         ended.files.clear();
         ended.bytes_written = 0;
+        // A cancelled dump's callback is never sent: say so, instead of `pending` forever.
+        if status == JobStatus::Cancelled {
+            if let Some(callback) = ended
+                .callback
+                .as_mut()
+                .filter(|c| c.status == CallbackStatus::Pending)
+            {
+                callback.status = CallbackStatus::Skipped;
+                callback.last_error = Some("not sent: the dump was cancelled".into());
+            }
+        }
         Ok(Some(ended))
     };
     let Some(transition) = progress.update(id, &mut change).await? else {

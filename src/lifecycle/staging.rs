@@ -149,7 +149,9 @@ pub(crate) fn after_chunk(
     next.chunks += 1;
     next.busy_ms += busy_ms;
     next.updated_at = now;
-    next.started_at.get_or_insert(now);
+    // The dump started when its first chunk did, not when that chunk committed.
+    next.started_at
+        .get_or_insert_with(|| now - chrono::Duration::milliseconds(busy_ms as i64));
     next.schema_fingerprint
         .get_or_insert_with(|| outcome.fingerprint.clone());
     next.change_token

@@ -12,6 +12,8 @@ pub enum CallbackStatus {
     Delivered,
     /// Every attempt failed; `last_error` says why.
     Failed,
+    /// Not sent, and never will be: the dump was cancelled (by a caller, who knows).
+    Skipped,
 }
 
 /// Delivery state of a dump's callback, shown in its status.

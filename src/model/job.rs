@@ -280,8 +280,10 @@ impl JobRecord {
         }
     }
 
-    /// Estimated completion time from the measured rate (breathing pauses included,
-    /// since it extrapolates wall-clock time since the start).
+    /// Estimated completion time from the rate measured up to the last committed chunk
+    /// (wall-clock time from the first chunk's start to that commit, so the breathing
+    /// pauses between chunks count): it moves only when a chunk commits, instead of
+    /// slipping a second per second while the next chunk runs. Never before `now`.
     pub fn estimated_completion(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if self.status == JobStatus::Completed {
             return self.completed_at;
@@ -294,16 +296,46 @@ impl JobRecord {
         {
             return None;
         }
-        let elapsed_ms = (now - started).num_milliseconds().max(1) as f64;
+        let measured = self.updated_at.max(started);
+        let elapsed_ms = (measured - started).num_milliseconds().max(1) as f64;
         let remaining = total.saturating_sub(self.processed_rows) as f64;
         let ms_left = elapsed_ms * remaining / self.processed_rows as f64;
-        Some(now + chrono::Duration::milliseconds(ms_left as i64))
+        Some((measured + chrono::Duration::milliseconds(ms_left as i64)).max(now))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_estimate_moves_only_when_a_chunk_commits() {
+        let spec = DumpSpec {
+            database: "/a.db".into(),
+            format: Format::Sql,
+            compression: crate::model::Compression::None,
+            tables: None,
+            include_schema: true,
+            slice_rows: 100,
+            part_size: 5 << 20,
+            snapshot: false,
+            snapshot_max_block_ms: None,
+        };
+        let start = Utc::now() - chrono::Duration::seconds(60);
+        let mut job = JobRecord::new("d1".into(), spec, start);
+        job.status = JobStatus::Processing;
+        job.started_at = Some(start);
+        job.updated_at = start + chrono::Duration::seconds(30);
+        (job.processed_rows, job.total_rows) = (300, Some(1000));
+        // 300 rows took 30 s up to the last commit: 70 s more from that commit.
+        let want = job.updated_at + chrono::Duration::seconds(70);
+        let at = |s| job.estimated_completion(start + chrono::Duration::seconds(s));
+        assert_eq!(at(31), Some(want));
+        assert_eq!(at(50), Some(want), "no slipping while the next chunk runs");
+        // Past it (a stalled dump): never in the past.
+        let late = start + chrono::Duration::seconds(200);
+        assert_eq!(job.estimated_completion(late), Some(late));
+    }
     use crate::model::{key_belongs_to, Compression};
 
     #[test]

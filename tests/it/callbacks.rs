@@ -183,6 +183,9 @@ async fn failure_callback_carries_the_error() {
     verify(headers, body);
     let v: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(v["status"], "failed");
+    // The status and the callback agree on when the dump ended.
+    assert!(v["completedAt"].is_string(), "{v}");
+    assert_eq!(done["completedAt"], v["completedAt"], "{done}");
     assert!(v["downloadUrl"].is_null());
     assert!(
         v["error"]["message"]
@@ -191,6 +194,41 @@ async fn failure_callback_carries_the_error() {
             .contains("cannot open"),
         "{v}"
     );
+}
+
+/// A cancelled dump's callback is never sent, and its status says so (`skipped`), with
+/// when the dump ended, instead of `pending` forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_dumps_callback_is_skipped_not_pending_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 50_000);
+    let (rx, addr, ca) = receiver(0).await;
+    let server = start_server(
+        &src,
+        Duration::ZERO,
+        Duration::from_millis(200),
+        Some(notifier(&ca)),
+    )
+    .await;
+    let hook = format!("https://localhost:{}/hook", addr.port());
+    let id = server
+        .start(json!({"format": "sql", "chunkSize": 100, "callbackUrl": hook}))
+        .await;
+    let (status, cancelled) = server
+        .json(
+            reqwest::Method::DELETE,
+            &format!("/export/dump/{id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    let done = server.wait_for(&id, "cancelled").await;
+    assert_eq!(done["callback"]["status"], "skipped", "{done}");
+    assert!(done["completedAt"].is_string(), "{done}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.got.lock().unwrap().is_empty(), "a callback was sent");
 }
 
 #[tokio::test(flavor = "multi_thread")]
