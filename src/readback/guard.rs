@@ -88,6 +88,46 @@ fn authorize(ctx: &AuthContext<'_>) -> Authorization {
     }
 }
 
+/// Whether `table` is a shadow table of `conn`'s main database (`PRAGMA table_list` says
+/// so: the tables FTS3/4/5 keep their index in, made by the module with its table).
+pub(crate) fn is_shadow(conn: &Connection, table: &str) -> bool {
+    conn.query_row(
+        "SELECT type = 'shadow' FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
+        [table],
+        |r| r.get::<_, bool>(0),
+    )
+    .unwrap_or(false)
+}
+
+/// Shadow-table writes allowed on a guarded connection while this lives.
+///
+/// `SQLITE_DBCONFIG_DEFENSIVE` makes shadow tables read-only to SQL, but a contentless
+/// FTS table (FTS4 or FTS5 with `content=''`) has no content to rebuild its index from:
+/// its dump is its shadow tables' rows, written back as they were, as SQLite's own shell
+/// writes them. The guard is lowered for exactly those statements (already checked to be
+/// `DELETE FROM` or a row `INSERT` into that one shadow table) and raised again when this
+/// is dropped, on every path; no FTS code reads the index while a dump is read back (a
+/// restore checks those rows as plain rows; verify hashes them).
+pub(crate) struct ShadowWrites<'c>(&'c Connection);
+
+impl<'c> ShadowWrites<'c> {
+    pub(crate) fn allow(conn: &'c Connection) -> Result<Self, String> {
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, false)
+            .map_err(|e| e.to_string())?;
+        Ok(ShadowWrites(conn))
+    }
+}
+
+impl Drop for ShadowWrites<'_> {
+    fn drop(&mut self) {
+        // Raising a guard cannot fail for a valid option; if it did, the next statement
+        // would still have the authorizer and the first guard.
+        let _ = self
+            .0
+            .set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true);
+    }
+}
+
 /// The time bound of the statement running on a guarded connection, shared with its
 /// progress handler. A statement that runs past it is interrupted ("interrupted" is the
 /// error SQLite returns; [`Deadline::explain`] says why).

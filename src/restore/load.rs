@@ -22,9 +22,9 @@ use super::insert::{build_insert, count_values, csv_value, Affinity, Insert};
 use crate::engine::census::{self, Field};
 use crate::engine::digest::{decode_value, decode_value_whole};
 use crate::readback::csv::CsvRecords;
-use crate::readback::guard::{guard, statement_bound, Deadline};
+use crate::readback::guard::{guard, is_shadow, statement_bound, Deadline, ShadowWrites};
 use crate::readback::json::{read_json, JsonRows, Values};
-use crate::readback::sql::{checked, SqlItem, SqlItems};
+use crate::readback::sql::{checked, written_table, SqlItem, SqlItems};
 use crate::readback::Statements;
 
 /// The restored database while rows go in.
@@ -39,6 +39,9 @@ pub(super) struct Loader {
     inserts: HashMap<String, Insert>,
     /// The last SQL row prefix and the `INSERT` made from it.
     sql_prefix: (Vec<u8>, usize, String),
+    /// Per table written, whether it is the shadow table of a virtual table the dump
+    /// created (see [`Loader::shadow_writes`]).
+    shadows: HashMap<String, bool>,
 }
 
 impl Loader {
@@ -52,6 +55,7 @@ impl Loader {
             rows: 0,
             inserts: HashMap::new(),
             sql_prefix: (Vec::new(), 0, String::new()),
+            shadows: HashMap::new(),
         })
     }
 
@@ -60,25 +64,54 @@ impl Loader {
         self.deadline.arm(statement_bound(self.rows));
     }
 
+    /// Whether `table` is a shadow table (`PRAGMA table_list` says so: the tables FTS3/4/5
+    /// keep their index in, made by the module with its virtual table).
+    fn is_shadow(&mut self, table: &str) -> bool {
+        if let Some(&known) = self.shadows.get(table) {
+            return known;
+        }
+        let shadow = is_shadow(&self.conn, table);
+        self.shadows.insert(table.to_string(), shadow);
+        shadow
+    }
+
+    /// Runs `write` with shadow-table writes allowed if `table` is a shadow table (see
+    /// [`ShadowWrites`]).
+    fn shadow_writes<T>(
+        &mut self,
+        table: Option<&str>,
+        write: impl FnOnce(&Connection) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let _lowered = match table {
+            Some(t) if self.is_shadow(t) => Some(ShadowWrites::allow(&self.conn)?),
+            _ => None,
+        };
+        write(&self.conn)
+    }
+
     fn wanted(&self, table: &str) -> bool {
         self.selected.as_ref().is_none_or(|s| s.contains(table))
     }
 
     /// Runs SQL text (a schema file's part, or a statement of an SQL dump) statement by
     /// statement, each checked to be a form chunkdump writes before it reaches SQLite.
-    pub(super) fn run(&self, sql: &str) -> Result<(), String> {
+    pub(super) fn run(&mut self, sql: &str) -> Result<(), String> {
         let mut statements = Statements::new(sql.as_bytes());
         while let Some((n, statement)) = statements.next_numbered().map_err(|e| e.to_string())? {
             checked(statement, n)?;
             let text =
                 std::str::from_utf8(statement).map_err(|_| "a statement that is not UTF-8")?;
             self.arm();
-            self.conn.execute_batch(text).map_err(|e| {
-                format!(
-                    "{} in: {}",
-                    self.deadline.explain(e.to_string()),
-                    text.trim().chars().take(200).collect::<String>()
-                )
+            let deadline = self.deadline.clone();
+            let table = written_table(statement);
+            self.shadow_writes(table.as_deref(), |conn| {
+                conn.execute_batch(text).map_err(|e| {
+                    format!(
+                        "{} in: {}",
+                        deadline.explain(e.to_string()),
+                        text.trim().chars().take(200).collect::<String>()
+                    )
+                })
             })?;
         }
         Ok(())
@@ -95,8 +128,18 @@ impl Loader {
             match item {
                 SqlItem::Statement(sql) => self.run(sql)?,
                 SqlItem::Row { table, .. } if !self.wanted(table) => {}
-                SqlItem::Row { prefix, values, .. } => {
+                SqlItem::Row {
+                    table,
+                    prefix,
+                    values,
+                } => {
                     self.arm();
+                    // Statements that write shadow tables are refused when prepared, so
+                    // the guard is lowered before.
+                    let _lowered = match self.is_shadow(table) {
+                        true => Some(ShadowWrites::allow(&self.conn)?),
+                        false => None,
+                    };
                     // A prefix names the same columns every time: the statement and its
                     // number of values are made once per prefix, not per row.
                     let (last, n, sql) = &mut self.sql_prefix;
