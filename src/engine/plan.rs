@@ -93,7 +93,11 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
         text: TextEncoding::from_pragma(&schema.encoding),
         warnings: Vec::new(),
     };
-    if spec.format != Format::Sql {
+    // CSV has no place for a contentless FTS table's index (JSON and SQL carry its
+    // shadow tables' rows): its rows are left out, with a warning, and its schema file
+    // still creates it, empty.
+    let schema_tables = tables.clone();
+    if spec.format == Format::Csv {
         drop_valueless(&mut tables, spec, &mut ctx.warnings);
     }
     let mut hasher = Sha256::new();
@@ -113,7 +117,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
             // JSON rows carry `$rowid` since format 2: a dump begun without it must not
             // be resumed with it.
             hasher.update(b"json rows with $rowid");
-            vec![json_object(&mut ctx, &tables)?]
+            vec![json_object(&mut ctx, &schema, &tables)?]
         }
         Format::Csv => csv_objects(&mut ctx, &tables)?,
     };
@@ -123,7 +127,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
         objects.push(sql_object(
             &mut ctx,
             &schema,
-            &tables,
+            &schema_tables,
             &selected,
             &mut Sha256::new(),
             SqlContent::SchemaOnly,
@@ -187,23 +191,26 @@ fn sql_object(
                 let q = quote_ident(&row.name);
                 rebuilds.push(format!("INSERT INTO {q}({q}) VALUES('rebuild');\n"));
             }
-            _ if !with_rows => {}
             TableKind::Virtual {
                 rows: VtabRows::Contentless { shadows },
                 ..
             } => {
                 // Only the index exists: replace the fresh shadow tables' rows with the
-                // source's (rowids and the terms MATCH uses).
-                for shadow in shadows {
-                    steps.push(Step::Literal(
-                        format!("DELETE FROM {};\n", quote_ident(shadow)).into_bytes(),
-                    ));
-                    let kind = TableKind::Ordinary {
-                        without_rowid: schema.kinds.get(shadow).is_some_and(|k| k.1),
-                    };
-                    steps.push(Step::Rows(ctx.rows(shadow, &kind)?));
+                // source's (rowids and the terms MATCH uses). A JSON dump's rows come
+                // after its schema file's part before the rows marker; a CSV dump has
+                // none, and keeps the fresh (empty, valid) index.
+                if with_rows || spec.format == Format::Json {
+                    for shadow in shadows {
+                        steps.push(Step::Literal(
+                            format!("DELETE FROM {};\n", quote_ident(shadow)).into_bytes(),
+                        ));
+                        if with_rows {
+                            steps.push(Step::Rows(ctx.rows(shadow, &shadow_kind(schema, shadow))?));
+                        }
+                    }
                 }
             }
+            _ if !with_rows => {}
             _ => steps.push(Step::Rows(ctx.rows(&row.name, kind)?)),
         }
     }
@@ -240,23 +247,51 @@ fn sql_object(
     Ok(ObjectPlan { key, steps })
 }
 
-/// The JSON dump, one object: `{"tables":{"name":[rows…],…}}`.
+/// How a shadow table's rows are read (an ordinary table, with or without rowid).
+fn shadow_kind(schema: &Schema, shadow: &str) -> TableKind {
+    TableKind::Ordinary {
+        without_rowid: schema.kinds.get(shadow).is_some_and(|k| k.1),
+    }
+}
+
+/// The JSON dump, one object: `{"tables":{"name":[rows…],…}}`. A contentless FTS table
+/// is its shadow tables, each under its own name, as the SQL dump carries it.
 fn json_object(
     ctx: &mut PlanContext<'_>,
+    schema: &Schema,
     tables: &[PlannedTable<'_>],
 ) -> Result<ObjectPlan, DumpError> {
     let mut steps = vec![Step::Literal(b"{\"tables\":{".to_vec())];
-    for (i, (row, kind)) in tables.iter().enumerate() {
-        let mut open = if i == 0 {
-            b"\n".to_vec()
-        } else {
-            b",\n".to_vec()
+    let mut written = 0;
+    for (row, kind) in tables {
+        let sources = match kind {
+            TableKind::Virtual {
+                rows: VtabRows::Contentless { shadows },
+                ..
+            } => shadows
+                .iter()
+                .map(|shadow| {
+                    Ok((
+                        shadow.as_str(),
+                        ctx.rows(shadow, &shadow_kind(schema, shadow))?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, DumpError>>()?,
+            _ => vec![(row.name.as_str(), ctx.rows(&row.name, kind)?)],
         };
-        super::render::push_json_string(&mut open, row.name.as_bytes());
-        open.extend_from_slice(b":[");
-        steps.push(Step::Literal(open));
-        steps.push(Step::Rows(ctx.rows(&row.name, kind)?));
-        steps.push(Step::Literal(b"\n]".to_vec()));
+        for (name, source) in sources {
+            let mut open = if written == 0 {
+                b"\n".to_vec()
+            } else {
+                b",\n".to_vec()
+            };
+            written += 1;
+            super::render::push_json_string(&mut open, name.as_bytes());
+            open.extend_from_slice(b":[");
+            steps.push(Step::Literal(open));
+            steps.push(Step::Rows(source));
+            steps.push(Step::Literal(b"\n]".to_vec()));
+        }
     }
     steps.push(Step::Literal(b"\n}}\n".to_vec()));
     Ok(ObjectPlan {

@@ -142,9 +142,9 @@ pub(super) fn is_selected(selected: &Option<HashSet<String>>, name: &str) -> boo
         .is_none_or(|s| s.contains(&name.to_ascii_lowercase()))
 }
 
-/// Leaves out of CSV and JSON dumps the tables with no column values to write: a
-/// contentless FTS table stores only its index (which SQL dumps copy). Each is named in
-/// a warning.
+/// Leaves out of CSV dumps the rows of tables with no column values to write: a
+/// contentless FTS table stores only its index (which SQL and JSON dumps copy as its
+/// shadow tables' rows). Each is named in a warning; the schema file still creates it.
 pub(super) fn drop_valueless(
     tables: &mut Vec<PlannedTable<'_>>,
     spec: &DumpSpec,
@@ -160,7 +160,7 @@ pub(super) fn drop_valueless(
         );
         if contentless {
             warnings.push(format!(
-                "table {:?}: a contentless FTS index stores no column values, so it is left out of {} dumps",
+                "table {:?}: a contentless FTS index stores no column values, so its index is left out of {} dumps and a restore creates it empty; dump it as SQL or JSON to keep it",
                 r.name,
                 spec.format.extension()
             ));

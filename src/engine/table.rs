@@ -18,6 +18,7 @@ pub(super) struct Column {
 }
 
 /// What kind of table a schema row is.
+#[derive(Clone)]
 pub(super) enum TableKind {
     Ordinary { without_rowid: bool },
     Virtual { module: String, rows: VtabRows },

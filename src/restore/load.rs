@@ -291,6 +291,11 @@ impl Loader {
     ) -> Result<(), String> {
         self.insert_for(table, keys, rowid_key)?;
         self.arm();
+        // A contentless FTS table's index rows (JSON carries them as SQL does).
+        let _lowered = match self.is_shadow(table) {
+            true => Some(ShadowWrites::allow(&self.conn)?),
+            false => None,
+        };
         let Insert { sql, targets } = &self.inserts[table];
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
         let (mut at, mut param) = (0, 0);

@@ -168,10 +168,12 @@ pub async fn restore(
         .iter()
         .filter(|t| selected.as_ref().is_none_or(|s| s.contains(&t.table)))
         .collect();
-    let mut warnings = Vec::new();
+    // What the dump could not keep exactly (each names its table) is what the restored
+    // database lacks too: said again, not left in the manifest.
+    let mut warnings = manifest.warnings.clone();
     if manifest.format == Format::Csv {
         let names: Vec<String> = wanted.iter().map(|t| t.table.clone()).collect();
-        warnings = insert::csv_rowid_warnings(&conn, &names).map_err(DumpError::Internal)?;
+        warnings.extend(insert::csv_rowid_warnings(&conn, &names).map_err(DumpError::Internal)?);
     }
     conn.close()
         .map_err(|(_, e)| DumpError::from_sqlite(&target.temp.display().to_string(), e))?;
@@ -188,6 +190,8 @@ pub async fn restore(
     };
     report.tables = wanted.len();
     compare_restored(manifest, &target.temp, &wanted, &mut report.warnings).await?;
+    let mut seen = HashSet::new();
+    report.warnings.retain(|w| seen.insert(w.clone()));
     target.commit()?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

@@ -573,7 +573,7 @@ fn page_size_and_auto_vacuum_come_back() {
 /// defensive guard lowered for exactly those rows; what comes back answers the same
 /// queries and passes FTS's own integrity checks where the module has one.
 #[test]
-fn fts_tables_in_every_content_mode_restore_from_sql() {
+fn fts_tables_in_every_content_mode_restore_from_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("fts.db");
     let c = Connection::open(&src).unwrap();
@@ -672,5 +672,35 @@ fn fts_tables_in_every_content_mode_restore_from_sql() {
             integrity(&Connection::open(&src).unwrap()),
             "{compression}"
         );
+    }
+    // JSON keeps what SQL keeps: the contentless tables' index as their shadow tables.
+    let out = dir.path().join("out-json");
+    let (id, _) = dump_ok(&src, &out, &["--format", "json", "--compression", "zstd"]);
+    let into = dir.path().join("back-json.db");
+    ok(&restore(&id, &out, &into, &[]));
+    assert_same_db(&src, &into);
+    assert_eq!(answers(&into), want, "json");
+    ok(&run(&["verify", &id, "--out", out.to_str().unwrap()]));
+    // CSV has no place for an index: the contentless tables come back empty, and the
+    // restore says so, naming each; the rest answers as the source does.
+    let out = dir.path().join("out-csv");
+    let (id, _) = dump_ok(&src, &out, &["--format", "csv"]);
+    let into = dir.path().join("back-csv.db");
+    let said = ok(&restore(&id, &out, &into, &["--json"]));
+    let report: serde_json::Value = serde_json::from_str(&said).unwrap();
+    let warnings = report["warnings"].to_string();
+    for table in ["bare5", "bare4"] {
+        assert!(
+            warnings.contains(&format!("table \\\"{table}\\\": a contentless FTS index")),
+            "{warnings}"
+        );
+    }
+    let got = answers(&into);
+    for (i, q) in queries.iter().enumerate() {
+        if q.contains("bare") {
+            assert!(got[i].is_empty(), "{q}: {:?}", got[i]);
+        } else {
+            assert_eq!(got[i], want[i], "{q}");
+        }
     }
 }
