@@ -96,24 +96,42 @@ pub async fn run(args: ListArgs) -> anyhow::Result<()> {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&listed)?)?;
         return Ok(());
     }
-    writeln!(
-        stdout,
-        "{:<26} {:<10} {:<5} {:<5} {:>12}  {:<20}  {:<20}  DATABASE",
-        "ID", "STATUS", "FMT", "COMP", "BYTES", "STARTED", "FINISHED"
-    )?;
-    for l in &listed {
-        writeln!(
-            stdout,
-            "{:<26} {:<10} {:<5} {:<5} {:>12}  {:<20}  {:<20}  {}",
-            l.id,
-            l.status,
-            l.format,
-            l.compression,
-            l.bytes,
-            l.started_at.as_deref().unwrap_or("-"),
-            l.completed_at.as_deref().unwrap_or("-"),
-            l.database
-        )?;
+    // Columns as wide as their widest cell (long ids, `interrupted`), so they line up.
+    let rows: Vec<[String; 8]> = listed
+        .iter()
+        .map(|l| {
+            [
+                l.id.clone(),
+                l.status.to_string(),
+                l.format.to_string(),
+                l.compression.to_string(),
+                l.bytes.to_string(),
+                l.started_at.clone().unwrap_or_else(|| "-".into()),
+                l.completed_at.clone().unwrap_or_else(|| "-".into()),
+                l.database.to_string(),
+            ]
+        })
+        .collect();
+    let header = ["ID", "STATUS", "FMT", "COMP", "BYTES", "STARTED", "FINISHED", "DATABASE"]
+        .map(String::from);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            let pad = w.saturating_sub(cell.chars().count());
+            match i {
+                7 => line.push_str(cell),
+                // Bytes right-aligned.
+                4 => line.push_str(&format!("{}{cell}  ", " ".repeat(pad))),
+                _ => line.push_str(&format!("{cell}{}  ", " ".repeat(pad))),
+            }
+        }
+        writeln!(stdout, "{}", line.trim_end())?;
     }
     Ok(())
 }

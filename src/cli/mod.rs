@@ -107,3 +107,8 @@ fn log_filter(
         None => Ok(tracing_subscriber::EnvFilter::new(default)),
     }
 }
+
+/// `n` and `noun`, plural unless `n` is 1 ("1 file", "3 files").
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}

@@ -20,12 +20,21 @@ pub(super) struct Reporter {
 impl Reporter {
     pub(super) fn new(id: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(0);
+            // No length until the first chunk has counted the rows: a spinner, not a
+            // bar drawn full at 0/0.
+            let bar = ProgressBar::no_length();
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} {msg} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}",
+                    "{spinner} {msg} [{bar:30}] {pos}/{len} rows {rate} ETA {eta}",
                 )
                 .expect("valid template")
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        // Whole rows per second: "6,179 rows/s", not "6,178.7706/s".
+                        let _ = write!(w, "{} rows/s", thousands(state.per_sec() as u64));
+                    },
+                )
                 .progress_chars("=> "),
             );
             bar.set_message(id.to_string());
@@ -56,7 +65,9 @@ impl Reporter {
         }
         Arc::new(move |p: ChunkProgress| {
             if let Some(bar) = &bar {
-                bar.set_length(p.total_rows.unwrap_or(0).max(p.rows));
+                if let Some(total) = p.total_rows {
+                    bar.set_length(total.max(p.rows));
+                }
                 bar.set_position(p.rows);
                 bar.set_message(format!("{id} {:.1} MB", p.bytes as f64 / 1e6));
             } else if let Ok(mut last) = last_line.lock() {
@@ -77,5 +88,29 @@ impl Reporter {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// `n` with a comma every three digits.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(6178), "6,178");
+        assert_eq!(super::thousands(1_234_567), "1,234,567");
     }
 }

@@ -70,13 +70,16 @@ pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
             |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         );
         println!(
-            "{verb} {} ({} files, {} bytes, completed {when}, {})",
-            d.dump_id, d.files, d.bytes, d.database
+            "{verb} {} ({}, {} bytes, completed {when}, {})",
+            d.dump_id,
+            super::count(d.files, "file"),
+            d.bytes,
+            d.database
         );
     }
     println!(
-        "{verb} {} completed dumps, kept {}",
-        report.deleted.len(),
+        "{verb} {}, kept {}",
+        super::count(report.deleted.len(), "completed dump"),
         report.kept
     );
     Ok(())

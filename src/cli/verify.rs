@@ -15,7 +15,8 @@ pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("verify {bytes} {bytes_per_sec}").expect("valid template"),
+            ProgressStyle::with_template("verify {decimal_bytes} {decimal_bytes_per_sec}")
+                .expect("valid template"),
         );
         bar
     });
@@ -76,9 +77,9 @@ pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     }
     if report.problems.is_empty() {
         println!(
-            "ok: {} files and {} tables match the manifest of {what}{}",
-            report.files,
-            report.tables,
+            "ok: {} and {} match the manifest of {what}{}",
+            super::count(report.files, "file"),
+            super::count(report.tables, "table"),
             signature_note(report.signature)
         );
         Ok(())
@@ -123,5 +124,5 @@ pub(super) fn signature_note(signature: crate::verify::Signature) -> &'static st
 
 /// `1 problem`, `3 problems`.
 fn problems(n: usize) -> String {
-    format!("{n} problem{}", if n == 1 { "" } else { "s" })
+    super::count(n, "problem")
 }
