@@ -85,9 +85,13 @@ pub fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(2);
             }
             match e.downcast_ref::<crate::error::DumpError>() {
-                Some(crate::error::DumpError::Interrupted { .. }) => {
-                    std::process::ExitCode::from(75)
-                }
+                // A database a writer held locked past the retries when the dump was to
+                // start: nothing was created, and a later run may well succeed, which is
+                // what 75 tells a cron job or a script.
+                Some(
+                    crate::error::DumpError::Interrupted { .. }
+                    | crate::error::DumpError::DatabaseBusy,
+                ) => std::process::ExitCode::from(75),
                 _ => std::process::ExitCode::FAILURE,
             }
         }

@@ -43,6 +43,12 @@ async fn dump(args: DumpArgs, cfg: &Config) -> anyhow::Result<()> {
         return super::many::dump_many(args, cfg).await;
     }
     let database = source_database(&args.databases[0])?;
+    // A file that is no database is refused before the store is touched: a failed
+    // command leaves no `--out/.chunkdump` behind.
+    let path = database.display().to_string();
+    tokio::task::spawn_blocking(move || crate::engine::open_database(&path).map(drop))
+        .await
+        .map_err(|e| DumpError::Internal(e.to_string()))??;
     let stores = open_stores(&args.location, Access::ReadWrite).await?;
     let spec = dump_spec(&args, &database, cfg);
     let job = create_dump(stores.progress.as_ref(), spec, args.id.clone()).await?;
