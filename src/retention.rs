@@ -71,8 +71,8 @@ impl RetentionPolicy {
 /// Which dumps a prune considers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneScope {
-    /// Only dumps of this database (its path as the dumps record it).
-    pub database: Option<String>,
+    /// Only dumps of this database.
+    pub database: Option<crate::model::DatabaseFilter>,
     /// Only dumps started by this schedule.
     pub schedule: Option<String>,
 }
@@ -81,7 +81,7 @@ impl PruneScope {
     fn includes(&self, job: &JobRecord) -> bool {
         self.database
             .as_ref()
-            .is_none_or(|db| &job.spec.database == db)
+            .is_none_or(|db| db.matches(&job.spec.database, &job.id))
             && self
                 .schedule
                 .as_ref()
@@ -230,7 +230,7 @@ mod tests {
             keep_for: None,
         };
         let a = PruneScope {
-            database: Some("/a.db".into()),
+            database: Some(crate::model::DatabaseFilter::path("/a.db")),
             schedule: None,
         };
         let (del, kept) = select_for_deletion(&jobs, &keep2, &a, now);

@@ -174,7 +174,12 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
                 .map(|t| Some(t.path)),
         };
         let scope = PruneScope {
-            database: database.as_ref().ok().cloned().flatten(),
+            database: database
+                .as_ref()
+                .ok()
+                .cloned()
+                .flatten()
+                .map(crate::model::DatabaseFilter::path),
             schedule: Some(tick.name.clone()),
         };
         if let (Some(retention), Ok(_)) = (tick.retention, &database) {

@@ -73,16 +73,15 @@ fn wire_name<T: serde::Serialize>(v: &T) -> String {
 /// Prints the dumps.
 pub async fn run(args: ListArgs) -> anyhow::Result<()> {
     let stores = open_stores(&args.location, Access::ReadOnly).await?;
-    let database = args.database.as_ref().map(|db| {
-        std::fs::canonicalize(db)
-            .unwrap_or_else(|_| db.clone())
-            .display()
-            .to_string()
-    });
+    let database = args.database.as_deref().map(super::database_filter);
     let jobs = stores.progress.list_recent(args.limit).await?;
     let listed: Vec<Listed> = jobs
         .iter()
-        .filter(|j| database.as_ref().is_none_or(|d| &j.spec.database == d))
+        .filter(|j| {
+            database
+                .as_ref()
+                .is_none_or(|d| d.matches(&j.spec.database, &j.id))
+        })
         .map(|job| {
             let mut listed = Listed::of(job);
             if stores.is_interrupted(job) {
@@ -91,6 +90,15 @@ pub async fn run(args: ListArgs) -> anyhow::Result<()> {
             listed
         })
         .collect();
+    if let (Some(db), true) = (&database, listed.is_empty()) {
+        // A typo must not look like a database without dumps.
+        return Err(crate::error::DumpError::InvalidRequest(format!(
+            "no dump of database {} among the newest {} here (give its file, or its name as dump printed it)",
+            db.describe(),
+            args.limit
+        ))
+        .into());
+    }
     let mut stdout = std::io::stdout().lock();
     if args.json {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&listed)?)?;
@@ -112,8 +120,10 @@ pub async fn run(args: ListArgs) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let header = ["ID", "STATUS", "FMT", "COMP", "BYTES", "STARTED", "FINISHED", "DATABASE"]
-        .map(String::from);
+    let header = [
+        "ID", "STATUS", "FMT", "COMP", "BYTES", "STARTED", "FINISHED", "DATABASE",
+    ]
+    .map(String::from);
     let mut widths = header.clone().map(|h| h.chars().count());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -116,3 +116,10 @@ fn log_filter(
 pub(crate) fn count(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
+
+/// What `--database X` means: the file `X` (dumps record its canonical path) or the
+/// database named `X` in the store (see [`crate::model::DatabaseFilter`]).
+pub(crate) fn database_filter(given: &std::path::Path) -> crate::model::DatabaseFilter {
+    let path = std::fs::canonicalize(given).unwrap_or_else(|_| given.to_path_buf());
+    crate::model::DatabaseFilter::given(&given.to_string_lossy(), path.display().to_string())
+}

@@ -34,13 +34,7 @@ pub struct PruneArgs {
 pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
     let policy = RetentionPolicy::from_rules(args.keep_last, args.keep_days, "--keep-days")
         .map_err(super::UsageError)?;
-    // Dumps record the canonical path of their database.
-    let database = args.database.as_ref().map(|db| {
-        std::fs::canonicalize(db)
-            .unwrap_or_else(|_| db.clone())
-            .display()
-            .to_string()
-    });
+    let database = args.database.as_deref().map(super::database_filter);
     let access = if args.dry_run {
         Access::ReadOnly
     } else {
@@ -64,6 +58,16 @@ pub async fn run(args: PruneArgs) -> anyhow::Result<()> {
     } else {
         "deleted"
     };
+    if let Some(db) = &args.database {
+        if report.deleted.is_empty() && report.kept == 0 {
+            // A typo in a cron job must fail, not "succeed" forever with nothing to do.
+            return Err(crate::error::DumpError::InvalidRequest(format!(
+                "no completed dump of database {} here (give its file, or its name as dump printed it)",
+                db.display()
+            ))
+            .into());
+        }
+    }
     for d in &report.deleted {
         let when = d.completed_at.map_or_else(
             || "-".to_string(),

@@ -324,9 +324,7 @@ async fn newest(
     database: Option<&std::path::Path>,
     signing: Option<&SigningKey>,
 ) -> Result<(Manifest, Signature), DumpError> {
-    // Dumps record the canonical path of their database.
-    let database =
-        database.map(|db| std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf()));
+    let database = database.map(super::database_filter);
     type Rank = (Option<i64>, Option<String>, String);
     let mut best: Option<(Rank, Manifest, Signature)> = None;
     for (key, modified) in place.manifest_keys().await? {
@@ -347,7 +345,7 @@ async fn newest(
         if !is_manifest_of_its_dump(&key, &m)
             || database
                 .as_ref()
-                .is_some_and(|db| std::path::Path::new(&m.source.path) != db.as_path())
+                .is_some_and(|db| !db.matches(&m.source.path, &m.dump_id))
         {
             continue;
         }
@@ -361,7 +359,7 @@ async fn newest(
     best.map(|(_, m, signature)| (m, signature))
         .ok_or_else(|| match &database {
             Some(db) => {
-                DumpError::InvalidRequest(format!("no completed dump of {} there", db.display()))
+                DumpError::InvalidRequest(format!("no completed dump of {} there", db.describe()))
             }
             None => DumpError::InvalidRequest("no completed dump there".into()),
         })

@@ -114,6 +114,52 @@ pub fn database_of(id: &str) -> Option<&str> {
     id.rsplit_once('/').map(|(database, _)| database)
 }
 
+/// Which database's dumps a command's `--database` means: the database's file (its
+/// canonical path, as dumps record it) or its name in the store (what `dump` prints
+/// before `/dump_…`, such as `acme%20corp` or `tenants/acme`), given as that name or as
+/// the path under the root it comes from (`tenants/acme.db`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseFilter {
+    path: String,
+    names: Vec<String>,
+}
+
+impl DatabaseFilter {
+    /// The dumps of the database at canonical `path` only (how the API names one).
+    pub fn path(path: impl Into<String>) -> Self {
+        DatabaseFilter {
+            path: path.into(),
+            names: Vec::new(),
+        }
+    }
+
+    /// What a user gave (`given`), which is the file at canonical `path` if it is one.
+    pub fn given(given: &str, path: impl Into<String>) -> Self {
+        let mut names = vec![given.to_string()];
+        if let Ok(name) = super::database_name(std::path::Path::new(given)) {
+            names.push(name);
+        }
+        DatabaseFilter {
+            path: path.into(),
+            names,
+        }
+    }
+
+    /// Whether dump `id` of the database at `database` (its recorded path) is meant.
+    pub fn matches(&self, database: &str, id: &str) -> bool {
+        database == self.path
+            || database_of(id).is_some_and(|name| self.names.iter().any(|n| n == name))
+    }
+
+    /// How to name it in a message.
+    pub fn describe(&self) -> String {
+        match self.names.first() {
+            Some(given) => given.clone(),
+            None => self.path.clone(),
+        }
+    }
+}
+
 /// The id of a dump (the original request's naming) started at `now`: `dump_YYYYMMDD-HHMMSS` (UTC).
 pub fn dump_id_for(now: DateTime<Utc>) -> String {
     now.format("dump_%Y%m%d-%H%M%S").to_string()

@@ -201,6 +201,120 @@ fn databases_are_named_by_their_path_under_the_root_and_kept_per_database() {
     assert_same_db(&x, &into);
 }
 
+/// `--database` in `list`, `prune` and `restore --latest` takes a database's name as
+/// `dump` printed it (`acme%20corp`) or its path under the root, as well as its file; a
+/// name that matches nothing is an error, never an empty success.
+#[test]
+fn database_options_take_the_names_dump_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("tenants")).unwrap();
+    let acme = root.join("tenants/acme corp.db");
+    build_bulk_db(&acme, 300);
+    build_edge_db(&root.join("tenants/beta.db"));
+    let out = dir.path().join("out");
+    let dump_all = || {
+        let o = chunkdump()
+            .args(["dump", "--format", "sql", "--database-root"])
+            .arg(&root)
+            .arg("--out")
+            .arg(&out)
+            .arg(root.join("tenants/*.db"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    dump_all();
+    std::thread::sleep(Duration::from_millis(1100));
+    dump_all();
+    let o = out.to_str().unwrap();
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["list", "--out", o, "--json"];
+        all.extend_from_slice(args);
+        let listed = run(&all);
+        assert!(
+            listed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
+        let v: Value = serde_json::from_slice(&listed.stdout).unwrap();
+        let rows = v["dumps"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| v.as_array().unwrap().clone());
+        rows.iter()
+            .map(|d| {
+                d["id"]
+                    .as_str()
+                    .or(d["dumpId"].as_str())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let by_file = ids(&["--database", acme.to_str().unwrap()]);
+    assert_eq!(by_file.len(), 2, "{by_file:?}");
+    assert!(
+        by_file
+            .iter()
+            .all(|id| id.starts_with("tenants/acme%20corp/")),
+        "{by_file:?}"
+    );
+    for name in ["tenants/acme%20corp", "tenants/acme corp.db"] {
+        assert_eq!(ids(&["--database", name]), by_file, "{name}");
+    }
+    // Unknown: an error naming it, from list and prune alike.
+    for args in [
+        vec!["list", "--out", o, "--database", "tenants/acme"],
+        vec![
+            "prune",
+            "--out",
+            o,
+            "--database",
+            "tenants/acme",
+            "--keep-last",
+            "1",
+        ],
+    ] {
+        let r = run(&args);
+        assert_eq!(r.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&r.stderr).contains("tenants/acme"),
+            "{args:?}"
+        );
+    }
+    // Prune by name keeps that database's newest; restore --latest by name finds it.
+    let r = run(&[
+        "prune",
+        "--out",
+        o,
+        "--database",
+        "tenants/acme%20corp",
+        "--keep-last",
+        "1",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(ids(&["--database", "tenants/acme%20corp"]).len(), 1);
+    assert_eq!(
+        ids(&["--database", "tenants/beta"]).len(),
+        2,
+        "beta untouched"
+    );
+    let into = dir.path().join("acme-back.db");
+    let r = run(&[
+        "restore",
+        "--latest",
+        "--database",
+        "tenants/acme%20corp",
+        "--out",
+        o,
+        "--into",
+        into.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_same_db(&acme, &into);
+}
+
 /// A root of tenant databases, with the things a caller must not reach.
 fn tenant_root(dir: &Path) -> std::path::PathBuf {
     let root = dir.join("root");
