@@ -103,7 +103,22 @@ impl LocalRunner {
     pub async fn run_to_end(&self, id: &str) -> Result<JobRecord, DumpError> {
         let job = self.tasks.progress.require(id).await?;
         crate::lifecycle::refuse_failed(&job)?;
-        let outcome = self.run(id, job.version, &mut |_| {}).await;
+        // The first failure the run caught: what to say if it ends paused without having
+        // recorded why (the progress store on the full disk that paused it).
+        let mut first_caught: Option<String> = None;
+        let outcome = self
+            .run(id, job.version, &mut |step| {
+                if let Step::Caught { cause, .. } = step {
+                    // A task's cause is its error payload (`{"errorMessage": …}`), as
+                    // Lambda's; the message is what a person reads.
+                    let message = serde_json::from_str::<serde_json::Value>(&cause)
+                        .ok()
+                        .and_then(|v| v["errorMessage"].as_str().map(str::to_string))
+                        .unwrap_or(cause);
+                    first_caught.get_or_insert(message);
+                }
+            })
+            .await;
         let job = self.tasks.progress.require(id).await?;
         match (job.status, outcome) {
             (JobStatus::Completed, _) => Ok(job),
@@ -130,7 +145,7 @@ impl LocalRunner {
             (_, Outcome::Failed { error, cause }) if error == INTERRUPTED_ERROR => {
                 Err(DumpError::Interrupted {
                     id: id.into(),
-                    message: cause,
+                    message: first_caught.unwrap_or(cause),
                 })
             }
             (status, Outcome::Failed { error, cause }) => Err(DumpError::RunFailed {

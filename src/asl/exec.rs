@@ -54,6 +54,8 @@ pub enum Step {
     Caught {
         state: String,
         error: String,
+        /// The failure's cause (the task's error message).
+        cause: String,
         next: String,
     },
 }
@@ -369,6 +371,7 @@ async fn run_task(
     on_step(Step::Caught {
         state: name.to_string(),
         error: failure.error.clone(),
+        cause: failure.cause.clone(),
         next: catcher.next.clone(),
     });
     let error_output = json!({"Error": failure.error, "Cause": failure.cause});
@@ -547,11 +550,8 @@ mod tests {
                 cause: "see $.failure".into()
             }
         );
-        assert!(steps.contains(&Step::Caught {
-            state: "Double".into(),
-            error: "Retryable".into(),
-            next: "Failed".into()
-        }));
+        assert!(steps.iter().any(|s| matches!(s, Step::Caught { state, error, next, .. }
+            if state == "Double" && error == "Retryable" && next == "Failed")));
         assert_eq!(
             exhausted.calls.load(Ordering::SeqCst),
             3,

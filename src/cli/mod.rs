@@ -38,10 +38,12 @@ pub fn main() -> std::process::ExitCode {
     // The one-shot commands print the dump's warnings and one `error:` line themselves
     // (the runner logs those at info, for servers and Lambda); warnings about the run
     // itself (a busy database) are logged. Plain text unless stderr is a terminal.
+    // The AWS SDK's own warnings (a credential provider that found nothing, with a
+    // debug dump of its errors) are left out: the one `error:` line says what failed.
     let default_filter = if matches!(cli.command, Command::Serve(_)) {
-        "info"
+        "info,aws_config=error"
     } else {
-        "warn,chunkdump::failure=off"
+        "warn,chunkdump::failure=off,aws_config=error"
     };
     let filter = match log_filter(
         crate::config::log_filter(&crate::config::Env::process()),
@@ -67,6 +69,14 @@ pub fn main() -> std::process::ExitCode {
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
+    }
+    // No instance-metadata lookups (169.254.169.254) unless asked for: on a laptop or a
+    // server outside EC2 they only delay and muddle a missing-credentials error. On EC2
+    // with an instance role, set AWS_EC2_METADATA_DISABLED=false.
+    if std::env::var_os("AWS_EC2_METADATA_DISABLED").is_none() {
+        // Before any thread starts (the runtime below): nothing reads the environment
+        // concurrently.
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

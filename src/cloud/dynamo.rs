@@ -30,6 +30,8 @@ pub struct DynamoProgress {
     pub(super) client: Client,
     pub(super) table: String,
     ttl: Option<Duration>,
+    /// Where requests go, for error messages: the endpoint URL, or AWS's region.
+    endpoint: String,
 }
 
 pub(super) fn now_secs() -> i64 {
@@ -77,10 +79,24 @@ impl DynamoProgress {
 
     pub fn new(config: &aws_config::SdkConfig, url: &str) -> Result<Self, StoreError> {
         let table = Self::check_url(url)?;
+        let client = Client::new(config);
+        // The SDK resolves AWS_ENDPOINT_URL_DYNAMODB itself and does not say where to.
+        let named = crate::config::Env::process()
+            .get("AWS_ENDPOINT_URL_DYNAMODB")
+            .or_else(|| config.endpoint_url().map(str::to_string));
+        let endpoint = match named {
+            Some(url) => url,
+            // "auto" is R2's region, the fallback when none is set: not one of AWS's.
+            None => match config.region().map(|r| r.as_ref()) {
+                Some(region) if region != "auto" => format!("AWS DynamoDB in {region}"),
+                _ => "AWS DynamoDB (no AWS_REGION set)".to_string(),
+            },
+        };
         Ok(DynamoProgress {
-            client: Client::new(config),
+            client,
             table: table.to_string(),
             ttl: Some(Duration::from_secs(30 * 24 * 3600)),
+            endpoint,
         })
     }
 
@@ -218,7 +234,12 @@ impl DynamoProgress {
             + Sync
             + 'static,
     {
-        let failure = sdk_failure(context, err);
+        // The table and the endpoint named in every message (several stores may be in use).
+        let context = format!(
+            "DynamoDB table {} at {}: {context}",
+            self.table, self.endpoint
+        );
+        let failure = sdk_failure(&context, err);
         if failure.is("ResourceNotFoundException") {
             return StoreError::Permanent(format!(
                 "DynamoDB table {:?} does not exist (create it with `chunkdump setup`): {}",

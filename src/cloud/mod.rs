@@ -184,6 +184,16 @@ where
                 status: Some(status),
             }
         }
+        // No credentials anywhere: a configuration to fix, not a fault to wait out.
+        SdkError::DispatchFailure(_)
+            if ["loading credentials", "no credentials found"]
+                .iter()
+                .any(|m| cause_chain(&err).contains(m)) =>
+        {
+            Failure::unanswered(StoreError::Permanent(format!(
+                "{context}: no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+            )))
+        }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             Failure::unanswered(StoreError::Transient(format!(
                 "{context}: {}",

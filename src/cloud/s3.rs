@@ -124,6 +124,19 @@ impl S3Store {
     /// Creates the bucket unless it exists (local development and tests; in AWS the
     /// SAM template or the R2 dashboard creates it).
     pub async fn ensure_bucket(&self) -> Result<(), StoreError> {
+        // Look first, create only what is missing: a CreateBucket on a bucket that exists
+        // fails on R2 (IllegalLocationConstraintException with a region set) rather than
+        // answering "already yours", and a token may use a bucket it cannot create.
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
         let region = self
             .client
             .config()

@@ -739,3 +739,39 @@ async fn unreachable_stores_are_named_in_one_line_with_their_cause() {
         }
     }
 }
+
+/// No AWS credentials anywhere: one `error:` line naming the service, the table, where
+/// it is and what is missing; no SDK warnings, no instance-metadata lookups.
+#[test]
+fn missing_credentials_are_one_line_naming_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = chunkdump();
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AWS_") || name.starts_with("R2_") {
+            cmd.env_remove(name);
+        }
+    }
+    let o = cmd
+        .env("HOME", dir.path())
+        .args([
+            "list",
+            "--store",
+            "s3://bucket/p",
+            "--progress",
+            "dynamodb://jobs",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    for part in [
+        "DynamoDB table jobs",
+        "no AWS credentials",
+        "no AWS_REGION set",
+    ] {
+        assert!(err.contains(part), "{part:?} in {err}");
+    }
+    assert!(!err.contains("IMDS") && !err.contains("WARN"), "{err}");
+}

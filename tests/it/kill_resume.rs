@@ -458,13 +458,23 @@ cp "$OUT/d1.sql" "$LOGS/d1.sql"
         log("dump.err")
     );
     let err = log("dump.err");
-    assert!(err.contains("No space left on device"), "{err}");
+    // The file system's own words, or SQLite's for the progress file on the same disk.
+    assert!(
+        err.contains("No space left on device") || err.contains("database or disk is full"),
+        "{err}"
+    );
     let resume = format!("chunkdump resume d1 --out {}", out.display());
     assert!(err.contains(&format!("resume it with: {resume}")), "{err}");
     let status: serde_json::Value = serde_json::from_str(&log("status.json")).unwrap();
     assert_eq!(status["status"], "interrupted", "{status}");
     assert_eq!(status["resumeWith"], resume.as_str(), "{status}");
-    assert_eq!(status["error"]["code"], "interrupted", "{status}");
+    // The pause is recorded in the progress file, which lives on the full disk too:
+    // where the disk filled up decides whether that write found room. Either way the
+    // dump is interrupted (its run is gone) and says how to resume; a recorded pause
+    // also says why.
+    if !status["error"].is_null() {
+        assert_eq!(status["error"]["code"], "interrupted", "{status}");
+    }
     assert!(
         status["chunks"].as_u64().unwrap() > 0,
         "chunks committed before the disk filled up: {status}"

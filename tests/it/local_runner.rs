@@ -189,7 +189,7 @@ async fn a_permanent_fault_goes_through_catch_and_leaves_a_failed_job_and_no_fil
         }
     );
     assert!(
-        r.steps.iter().any(|s| matches!(s, Step::Caught { state, error, next } if state == "ExportChunk" && error == "Fatal" && next == "MarkFailed")),
+        r.steps.iter().any(|s| matches!(s, Step::Caught { state, error, next, .. } if state == "ExportChunk" && error == "Fatal" && next == "MarkFailed")),
         "{:?}",
         r.steps
     );
