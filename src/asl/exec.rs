@@ -550,7 +550,9 @@ mod tests {
                 cause: "see $.failure".into()
             }
         );
-        assert!(steps.iter().any(|s| matches!(s, Step::Caught { state, error, next, .. }
+        assert!(steps
+            .iter()
+            .any(|s| matches!(s, Step::Caught { state, error, next, .. }
             if state == "Double" && error == "Retryable" && next == "Failed")));
         assert_eq!(
             exhausted.calls.load(Ordering::SeqCst),

@@ -154,6 +154,10 @@ pub struct ListenerConfig {
     /// `CHUNKDUMP_HTTP_MAX_CONNECTIONS`: connections open at once (default 256); more are
     /// closed as they arrive.
     pub max_connections: usize,
+    /// `CHUNKDUMP_HTTP_MAX_CONNECTIONS_PER_CLIENT`: connections open at once from one
+    /// client address (an IPv6 /64 counts as one; default 16), so one client's idle
+    /// sockets cannot fill the total and keep the others out.
+    pub max_connections_per_client: usize,
 }
 
 impl ListenerConfig {
@@ -172,6 +176,11 @@ impl ListenerConfig {
             )?),
             max_connections: env.number("CHUNKDUMP_HTTP_MAX_CONNECTIONS", 256, 1..=100_000)?
                 as usize,
+            max_connections_per_client: env.number(
+                "CHUNKDUMP_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+                16,
+                1..=100_000,
+            )? as usize,
         })
     }
 }

@@ -877,6 +877,7 @@ async fn slow_and_idle_clients_cannot_starve_the_server() {
             header_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
             max_connections: 64,
+            max_connections_per_client: 64,
         },
     )
     .await;
@@ -896,6 +897,7 @@ async fn slow_and_idle_clients_cannot_starve_the_server() {
             header_timeout: Duration::from_secs(3600),
             request_timeout: Duration::from_secs(30),
             max_connections: 8,
+            max_connections_per_client: 8,
         },
     )
     .await;
@@ -927,6 +929,63 @@ async fn slow_and_idle_clients_cannot_starve_the_server() {
         assert!(started.elapsed() < Duration::from_secs(30), "never served");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// One client's idle sockets cannot keep the others out: past its own cap its new
+/// connections are closed at once, while another client address is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_client_cannot_take_every_connection() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, None).await;
+    let addr = serve_limited(
+        server.state.clone(),
+        chunkdump::config::ListenerConfig {
+            header_timeout: Duration::from_secs(3600),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 64,
+            max_connections_per_client: 4,
+        },
+    )
+    .await;
+    let half_sent = b"GET /export/dump HTTP/1.1\r\nHost: x\r\n";
+    let from = |ip: &str| {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((ip, 0).into()).unwrap();
+            socket.connect(addr).await.unwrap()
+        }
+    };
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = from("127.0.0.1").await;
+        c.write_all(half_sent).await.unwrap();
+        held.push(c);
+    }
+    let mut fifth = from("127.0.0.1").await;
+    let _ = fifth.write_all(half_sent).await;
+    assert!(closed_by_server(&mut fifth, Duration::from_secs(20))
+        .await
+        .is_empty());
+    // Another client (loopback is a /8) is served while the first holds its four.
+    let mut other = from("127.0.0.2").await;
+    other
+        .write_all(
+            format!("GET /export/dump HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {READER}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answer = closed_by_server(&mut other, Duration::from_secs(20)).await;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(held);
 }
 
 /// Every error is the JSON error body, also the ones the router makes itself, and a
