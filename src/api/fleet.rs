@@ -190,6 +190,11 @@ pub(crate) async fn start_fleet(
     if let Some(url) = &callback_url {
         super::start::check_callback_url(state, url).await?;
     }
+    // Kept sealed in the fleet's record (in the bucket): a URL's query often holds a token.
+    let callback_url = callback_url
+        .as_deref()
+        .zip(state.settings.notifier.as_ref())
+        .map(|(url, notifier)| notifier.seal(url));
     // Every database's dump is started with this request: check it now, once.
     let mut probe = request.clone();
     probe.insert("database".into(), Value::String("probe".into()));

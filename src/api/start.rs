@@ -98,7 +98,12 @@ pub(crate) async fn start_dump(
     let claim = super::limits::claim_database(state, &target.path).await?;
     let new = NewDump {
         id: None,
-        callback_url: req.callback_url,
+        // Kept sealed in the job record: a URL's query often holds a token.
+        callback_url: req
+            .callback_url
+            .as_deref()
+            .zip(state.settings.notifier.as_ref())
+            .map(|(url, notifier)| notifier.seal(url)),
         schedule: schedule.map(str::to_string),
         database: target.name,
     };

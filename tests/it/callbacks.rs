@@ -132,13 +132,28 @@ async fn completion_callback_is_signed_retried_and_recorded() {
         Some(notifier(&ca)),
     )
     .await;
-    let url = format!("https://localhost:{}/hook", addr.port());
+    let url = format!(
+        "https://localhost:{}/hook?token=callback-query-secret",
+        addr.port()
+    );
     let id = server
         .start(json!({"format": "sql", "callbackUrl": url}))
         .await;
     let done = wait_callback(&server, &id).await;
     assert_eq!(done["status"], "completed");
     assert_eq!(done["callback"]["status"], "delivered", "{done}");
+    // The job record keeps the URL sealed: its query token is in no stored byte.
+    for entry in std::fs::read_dir(server.out.join(".chunkdump")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(21).any(|w| w == b"callback-query-secret"),
+                "{} holds the callback URL's token",
+                path.display()
+            );
+        }
+    }
     assert_eq!(
         done["callback"]["attempts"], 2,
         "the first attempt got a 500 and was retried"

@@ -14,6 +14,8 @@
 //! Signature: `X-Chunkdump-Timestamp: <unix seconds>` and
 //! `X-Chunkdump-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 
+pub mod sealed;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -223,6 +225,12 @@ impl Notifier {
         Ok((host, addrs))
     }
 
+    /// `url` sealed for keeping in a record (see [`sealed`]); [`CallbackSender::send`]
+    /// opens it.
+    pub fn seal(&self, url: &str) -> String {
+        sealed::seal(&self.secret, url)
+    }
+
     /// The callback body for a finished job (URLs under the public URL, if set).
     pub fn payload<'a>(&self, job: &'a JobRecord) -> CallbackBody<'a> {
         CallbackBody::new(job, self.public_url.as_deref().unwrap_or(""))
@@ -283,7 +291,8 @@ impl CallbackSender for Notifier {
     }
 
     async fn send(&self, url: &str, body: &[u8]) -> Result<(), String> {
-        self.attempt(url, body).await.map_err(|e| e.to_string())
+        let url = sealed::open(&self.secret, url)?;
+        self.attempt(&url, body).await.map_err(|e| e.to_string())
     }
 
     fn retry_delays(&self) -> &[Duration] {
