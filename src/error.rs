@@ -48,9 +48,10 @@ impl StoreError {
         matches!(self, StoreError::Transient(_) | StoreError::Unavailable(_))
     }
 
-    /// Classifies a local I/O error: interrupted/timed-out I/O is transient, a full,
-    /// over-quota or read-only file system makes the store unavailable, the rest
-    /// (permissions, ...) is permanent.
+    /// Classifies a local I/O error: interrupted/timed-out I/O is transient; any other
+    /// failure of the store's directory (full, over quota, read-only, permissions, a
+    /// directory replaced by a file) makes the store unavailable: it says nothing about
+    /// the dump's data, so the dump pauses and resumes once the directory is fixed.
     pub fn from_io(context: &str, err: std::io::Error) -> Self {
         use std::io::ErrorKind::*;
         match err.kind() {
@@ -58,10 +59,7 @@ impl StoreError {
             Interrupted | TimedOut | WouldBlock => {
                 StoreError::Transient(format!("{context}: {err}"))
             }
-            StorageFull | QuotaExceeded | FileTooLarge | ReadOnlyFilesystem => {
-                StoreError::Unavailable(format!("{context}: {err}"))
-            }
-            _ => StoreError::Permanent(format!("{context}: {err}")),
+            _ => StoreError::Unavailable(format!("{context}: {err}")),
         }
     }
 }

@@ -83,13 +83,21 @@ mod tests {
         assert!(sealed.starts_with(PREFIX));
         assert!(!sealed.contains("s3cr3t") && !sealed.contains("example"));
         assert_eq!(open(b"callback-secret-0123456789", &sealed).unwrap(), url);
-        assert_ne!(sealed, seal(b"callback-secret-0123456789", url), "a fresh nonce");
+        assert_ne!(
+            sealed,
+            seal(b"callback-secret-0123456789", url),
+            "a fresh nonce"
+        );
         let rotated = open(b"another-secret-0123456789", &sealed).unwrap_err();
         assert!(rotated.contains("another callback secret"), "{rotated}");
         let mut altered = sealed.clone().into_bytes();
         let last = altered.len() - 3;
         altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
-        assert!(open(b"callback-secret-0123456789", std::str::from_utf8(&altered).unwrap()).is_err());
+        assert!(open(
+            b"callback-secret-0123456789",
+            std::str::from_utf8(&altered).unwrap()
+        )
+        .is_err());
         // Records from before sealing keep working.
         assert_eq!(open(b"x", url).unwrap(), url);
     }

@@ -465,6 +465,64 @@ fn a_write_failure_like_a_full_disk_pauses_the_dump() {
     assert_same_db(&src, &restored);
 }
 
+/// A fault in the store that is not the dump's data (its staging directory replaced by
+/// a file, as a cleanup script gone wrong might leave it) pauses the dump instead of
+/// failing it: exit 75 naming the path, everything committed kept, and once the
+/// directory is back, `resume` completes the dump exactly.
+#[test]
+fn a_broken_store_directory_pauses_the_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 20_000);
+    let out = dir.path().join("out");
+    let mut child = chunkdump()
+        .args([
+            "dump",
+            src.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--format", "sql", "--id", "broken", "--chunk-size", "500"])
+        .args([
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "300",
+            "--part-size",
+            "5242880",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_chunks(&mut child, "broken", &out, 1);
+    let uploads = out.join(".chunkdump/staging");
+    std::fs::rename(&uploads, dir.path().join("staging-aside")).unwrap();
+    std::fs::write(&uploads, "not a directory").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let stderr = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains(".chunkdump/staging"), "{stderr}");
+    let s = run(&["status", "broken", "--out", out.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(v["status"], "interrupted", "{v}");
+    assert!(v["chunks"].as_u64().unwrap() >= 1, "{v}");
+    std::fs::remove_file(&uploads).unwrap();
+    std::fs::rename(dir.path().join("staging-aside"), &uploads).unwrap();
+    let r = run(&[
+        "resume",
+        "broken",
+        "--out",
+        out.to_str().unwrap(),
+        "--breathe-ms",
+        "0",
+    ]);
+    assert!(r.status.success(), "{}", stderr_of(&r));
+    let restored = dir.path().join("restored.db");
+    load_with_shell(&out.join("broken.sql"), &restored);
+    assert_same_db(&src, &restored);
+}
+
 /// Commands that make no dumps never create a store: a mistyped `--out` is an error
 /// naming it, and the directory still does not exist afterwards (a cron `prune` with a
 /// typo fails instead of "succeeding" forever).
