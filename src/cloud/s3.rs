@@ -126,7 +126,8 @@ impl S3Store {
     pub async fn ensure_bucket(&self) -> Result<(), StoreError> {
         // Look first, create only what is missing: a CreateBucket on a bucket that exists
         // fails on R2 (IllegalLocationConstraintException with a region set) rather than
-        // answering "already yours", and a token may use a bucket it cannot create.
+        // answering "already yours", and a token may use a bucket it cannot create (R2's
+        // object read/write tokens): a bucket that answers is enough.
         if self
             .client
             .head_bucket()
@@ -156,20 +157,8 @@ impl S3Store {
             Ok(_) => Ok(()),
             Err(e) => {
                 let failure = self.failure(&format!("create bucket {}", self.bucket), e);
+                // Created meanwhile by someone else: there now, which is what was asked.
                 if failure.is("BucketAlreadyOwnedByYou") || failure.is("BucketAlreadyExists") {
-                    return Ok(());
-                }
-                // A token that may use the bucket but not create buckets (R2's object
-                // read/write tokens): enough if the bucket is there and reachable.
-                if failure.is("AccessDenied")
-                    && self
-                        .client
-                        .head_bucket()
-                        .bucket(&self.bucket)
-                        .send()
-                        .await
-                        .is_ok()
-                {
                     return Ok(());
                 }
                 Err(failure.error)

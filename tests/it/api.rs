@@ -503,10 +503,7 @@ async fn fleets_count_against_the_start_limit() {
         2,
     )
     .await
-    .with_settings(|s| {
-        s.database = None;
-        s.database_root = Some(chunkdump::local::DatabaseRoot::open(&root).unwrap());
-    })
+    .over_root(&root)
     .await;
     let fleet = |body: Value| {
         server.call(
@@ -1171,10 +1168,7 @@ async fn a_database_swapped_mid_dump_fails_it_and_the_error_names_no_server_path
         None,
     )
     .await
-    .with_settings(|s| {
-        s.database = None;
-        s.database_root = Some(chunkdump::local::DatabaseRoot::open(&root).unwrap());
-    })
+    .over_root(&root)
     .await;
     let id = server
         .start(json!({"database": "tenants/a.db", "format": "sql", "chunkSize": 100}))
@@ -1233,10 +1227,7 @@ async fn a_corrupt_database_is_refused_with_400_naming_the_field() {
         None,
     )
     .await
-    .with_settings(|s| {
-        s.database = None;
-        s.database_root = Some(chunkdump::local::DatabaseRoot::open(&root).unwrap());
-    })
+    .over_root(&root)
     .await;
     let (status, v) = server
         .json(

@@ -490,10 +490,7 @@ async fn a_fleet_dumps_every_matching_database_and_sends_one_signed_callback() {
         Some(notifier(&ca)),
     )
     .await
-    .with_settings(|s| {
-        s.database = None;
-        s.database_root = Some(chunkdump::local::DatabaseRoot::open(&root).unwrap());
-    })
+    .over_root(&root)
     .await;
     let hook = format!("https://localhost:{}/hook", addr.port());
     // A list naming a database that is not there is refused whole, naming it.

@@ -356,12 +356,7 @@ async fn the_api_dumps_a_database_named_under_its_root_and_refuses_the_rest() {
         .json(Method::GET, "/export/databases", Some(READER), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let server = single
-        .with_settings(|s| {
-            s.database = None;
-            s.database_root = Some(chunkdump::local::DatabaseRoot::open(&root).unwrap());
-        })
-        .await;
+    let server = single.over_root(&root).await;
     // Listed by path, paged, without the symlink, the text file or the directory.
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;

@@ -210,10 +210,7 @@ async fn a_tick_over_several_databases_starts_a_fleet_and_keeps_each_databases_n
         None,
     )
     .await
-    .with_settings(|s| {
-        s.database = None;
-        s.database_root = Some(chunkdump::local::DatabaseRoot::open(&root).unwrap());
-    })
+    .over_root(&root)
     .await;
     let tenants = tick(serde_json::json!({"name": "tenants", "databases": "*.db",
         "request": {"format": "sql", "callbackUrl": ""}, "retention": {"keepLast": 1}}));

@@ -166,6 +166,16 @@ impl Server {
         }
     }
 
+    /// This server's state serving the databases under `root` (and no single database).
+    pub async fn over_root(self, root: &Path) -> Server {
+        let root = chunkdump::local::DatabaseRoot::open(root).unwrap();
+        self.with_settings(|s| {
+            s.database = None;
+            s.database_root = Some(root);
+        })
+        .await
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,
