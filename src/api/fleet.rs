@@ -242,26 +242,20 @@ fn select(root: &crate::local::DatabaseRoot, selection: &Value) -> Result<Vec<St
                 require_literal_separator: true,
                 ..Default::default()
             };
-            let mut matched = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let (page, more) = root.list(after.as_deref(), 1000).map_err(|e| {
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal_error",
-                        e.message,
-                    )
-                })?;
-                after = page.last().map(|d| d.database.clone());
-                matched.extend(
-                    page.into_iter()
-                        .map(|d| d.database)
-                        .filter(|d| matcher.matches_with(d, options)),
-                );
-                if !more {
-                    break;
-                }
-            }
+            // One walk of the root, not one per page: a listing walks the whole tree
+            // whatever page it returns.
+            let (all, _) = root.list(None, usize::MAX).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    e.message,
+                )
+            })?;
+            let matched: Vec<String> = all
+                .into_iter()
+                .map(|d| d.database)
+                .filter(|d| matcher.matches_with(d, options))
+                .collect();
             matched
         }
         Value::Array(names) => {
