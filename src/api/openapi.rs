@@ -3,6 +3,25 @@
 
 use serde_json::{json, Value};
 
+/// The answer of `GET /export/dump` (its own function: one `json!` this deep exceeds
+/// the macro's recursion limit).
+fn list_schema() -> Value {
+    json!({"type": "object", "required": ["dumps", "scheduledRuns"], "properties": {
+                    "dumps": {"type": "array", "description": "the 50 newest dumps", "items": {"type": "object", "required": ["dumpId", "status", "format", "createdAt", "bytesWritten"], "properties": {
+                        "dumpId": {"type": "string"},
+                        "status": {"type": "string", "enum": ["pending", "processing", "interrupted", "completed", "failed", "cancelled"]},
+                        "format": {"type": "string", "enum": ["sql", "csv", "json"]},
+                        "createdAt": {"type": "string"}, "bytesWritten": {"type": "integer"}}}},
+                    "scheduledRuns": {"type": "array", "description": "recent ticks of the schedules", "items": {"type": "object", "required": ["schedule", "at", "outcome", "pruned"], "properties": {
+                        "schedule": {"type": "string"}, "at": {"type": "string"},
+                        "outcome": {"type": "string", "enum": ["started", "refused", "failed"]},
+                        "dumpId": {"type": "string"}, "fleetId": {"type": "string"},
+                        "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}},
+                        "pruned": {"type": "array", "items": {"type": "string"}},
+                        "pruneError": {"type": "string"},
+                        "dumpStatus": {"type": "string", "description": "the started dump's status now, or deleted"}}}}}})
+}
+
 fn error_responses(codes: &[&str]) -> serde_json::Map<String, Value> {
     codes
         .iter()
@@ -147,16 +166,26 @@ pub fn document() -> Value {
                 "Accepted": {"type": "object", "required": ["status", "progressKey", "message", "statusUrl"], "properties": {
                     "status": {"type": "string", "enum": ["accepted"]}, "progressKey": {"type": "string"},
                     "message": {"type": "string"}, "statusUrl": {"type": "string"}}},
-                "Status": {"type": "object", "required": ["dumpId", "status", "progress", "bytesWritten", "chunks"], "properties": {
+                "Status": {"type": "object", "required": ["dumpId", "status", "format", "compression", "progress", "bytesWritten", "chunks", "createdAt", "files", "warnings", "consistency"], "properties": {
                     "dumpId": {"type": "string"},
                     "status": {"type": "string", "enum": ["pending", "processing", "interrupted", "completed", "failed", "cancelled"]},
+                    "format": {"type": "string", "enum": ["sql", "csv", "json"]},
+                    "compression": {"type": "string", "enum": ["none", "gzip", "zstd"]},
+                    "createdAt": {"type": "string"},
+                    "completedAt": {"type": "string", "nullable": true, "description": "when the dump ended (completed, failed or cancelled)"},
+                    "files": {"type": "array", "items": {"type": "object", "required": ["key", "size"], "properties": {
+                        "key": {"type": "string"}, "size": {"type": "integer"},
+                        "sha256": {"type": "string", "description": "SHA-256 over the SHA-256 digests of the file's part-size pieces"}}}},
                     "progress": {"type": "object", "properties": {
                         "totalRows": {"type": "integer", "nullable": true}, "processedRows": {"type": "integer"},
                         "percentComplete": {"type": "integer"}, "startedAt": {"type": "string", "nullable": true},
                         "estimatedCompletion": {"type": "string", "nullable": true}}},
                     "bytesWritten": {"type": "integer"}, "chunks": {"type": "integer"},
                     "downloadUrl": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-                    "error": {"type": "object"}, "callback": {"type": "object"},
+                    "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+                    "callback": {"type": "object", "properties": {
+                        "status": {"type": "string", "enum": ["pending", "delivered", "failed", "skipped"]},
+                        "attempts": {"type": "integer"}, "lastError": {"type": "string", "nullable": true}}},
                     "warnings": {"type": "array", "items": {"type": "string"}, "description": "per-table corner cases, each naming its table"},
                     "consistency": {"type": "object", "properties": {"snapshot": {"type": "boolean"}, "changedDuringDump": {"type": "boolean"}}},
                     "manifest": {"type": "string"}, "manifestUrl": {"type": "string"},
@@ -185,7 +214,7 @@ pub fn document() -> Value {
                         "name": {"type": "string", "description": "its name in the store: its dumps are <name>/dump_…"},
                         "size": {"type": "integer"}}}},
                     "nextCursor": {"type": "string"}}},
-                "List": {"type": "object", "required": ["dumps"], "properties": {"dumps": {"type": "array", "items": {"type": "object"}}}},
+                "List": list_schema(),
             },
         },
     })

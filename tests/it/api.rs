@@ -612,6 +612,44 @@ async fn openapi_document_describes_every_route_truthfully() {
             );
         }
     }
+    // Every field the API sends is in the document, at every depth where the document
+    // describes an object's properties (a completed dump's status, the list).
+    let schemas = &doc["components"]["schemas"];
+    for (path, schema) in [
+        (format!("/export/dump/status/{csv}"), "Status"),
+        ("/export/dump".to_string(), "List"),
+    ] {
+        let (_, answer) = server
+            .json(reqwest::Method::GET, &path, Some(READER), None)
+            .await;
+        assert_described(&schemas[schema], &answer, schema);
+    }
+}
+
+/// Every member of `value` is a property `schema` describes, recursively where it
+/// describes the member's properties (or an array's items'), naming the path.
+fn assert_described(schema: &Value, value: &Value, at: &str) {
+    match value {
+        Value::Object(members) => {
+            let Some(properties) = schema["properties"].as_object() else {
+                return;
+            };
+            for (key, member) in members {
+                let described = properties.get(key);
+                assert!(
+                    described.is_some(),
+                    "{at}.{key} is sent but not in the OpenAPI document: {value}"
+                );
+                assert_described(described.unwrap(), member, &format!("{at}.{key}"));
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                assert_described(&schema["items"], item, &format!("{at}[]"));
+            }
+        }
+        _ => {}
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
