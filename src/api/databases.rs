@@ -89,7 +89,7 @@ pub async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DatabasePage>, ApiError> {
     let Query(query) = query
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+        .map_err(ApiError::bad_query)?;
     let Some(root) = state.settings.database_root.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -33,6 +33,36 @@ impl ApiError {
             ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
         }
     }
+
+    /// A query string that does not parse (`?limit=abc`): 400 naming the parameter.
+    pub fn bad_query(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        let text = rejection.body_text();
+        ApiError {
+            field: field_named_in(&text),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", text)
+        }
+    }
+}
+
+/// The field serde's message about a request names, if any: `unknown field `x``,
+/// `missing field `x``, or the path before the error (`limit: invalid digit …`).
+pub(crate) fn field_named_in(text: &str) -> Option<String> {
+    for marker in ["unknown field `", "missing field `"] {
+        if let Some(rest) = text.split(marker).nth(1) {
+            return rest.split('`').next().map(str::to_string);
+        }
+    }
+    let detail = text
+        .rsplit("target type: ")
+        .next()
+        .unwrap_or("")
+        .rsplit("query string: ")
+        .next()
+        .unwrap_or("");
+    detail
+        .split_once(": ")
+        .map(|(path, _)| path.to_string())
+        .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '.'))
 }
 
 impl IntoResponse for ApiError {

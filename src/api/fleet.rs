@@ -211,7 +211,8 @@ pub(crate) async fn start_fleet(
     );
     let record = FleetRecord {
         fleet_id: fleet_id.clone(),
-        created_at: Utc::now(),
+        // Whole seconds, as every other time the API gives.
+        created_at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 0),
         status: "running".into(),
         request,
         callback_url,
@@ -316,7 +317,7 @@ pub async fn status(
     query: Result<Query<FleetQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+        .map_err(ApiError::bad_query)?;
     check_fleet_id(&id)?;
     let limit = super::databases::page_limit(query.limit)?;
     let Some(record) = read_json::<FleetRecord>(&state, &fleet_key(&id)).await? else {

@@ -217,7 +217,9 @@ async fn finish(state: &AppState, fleet_id: &str) -> Result<Value, ApiError> {
         .collect();
     let first_end = fleet.status != "completed";
     fleet.status = "completed".into();
-    fleet.ended_at.get_or_insert_with(Utc::now);
+    fleet
+        .ended_at
+        .get_or_insert_with(|| chrono::SubsecRound::trunc_subsecs(Utc::now(), 0));
     fleet.counts = counts.clone();
     write_json(state, &fleet_key(fleet_id), &fleet).await?;
     // Absolute under the public URL when one is set, as a dump's callback URLs are.

@@ -19,18 +19,7 @@ use crate::views::{DumpSummary, StartAccepted, StatusView};
 /// Turns axum's JSON rejections into our errors, naming the offending field.
 fn json_error(rejection: JsonRejection) -> ApiError {
     let text = rejection.body_text();
-    let field = text
-        .split("unknown field `")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .map(str::to_string)
-        .or_else(|| {
-            let detail = text.rsplit("target type: ").next().unwrap_or("");
-            detail
-                .split_once(": ")
-                .map(|(path, _)| path.to_string())
-                .filter(|p| p.chars().all(|c| c.is_alphanumeric() || c == '.'))
-        });
+    let field = super::error::field_named_in(&text);
     let status = match rejection {
         JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,

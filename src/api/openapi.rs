@@ -53,7 +53,13 @@ fn id_param(name: &str) -> Value {
 /// The OpenAPI document.
 pub fn document() -> Value {
     let json_body = |schema: &str| json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
-    let file = json!({"description": "the file (or a part of it for a Range request)", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}});
+    // The content types the download routes send, by the file's extension.
+    let binary = json!({"schema": {"type": "string", "format": "binary"}});
+    let file = json!({"description": "the file (or a part of it for a Range request)", "content": {
+        "application/sql": binary, "application/json": binary, "text/csv; charset=utf-8": binary,
+        "application/gzip": binary, "application/zstd": binary}});
+    let manifest = json!({"description": "the manifest (or a part of it for a Range request)", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["dumpId", "format", "files", "tables"]}}}});
     json!({
         "openapi": "3.0.3",
         "info": {"title": "chunkdump", "version": env!("CARGO_PKG_VERSION"),
@@ -81,16 +87,16 @@ pub fn document() -> Value {
             },
             "/export/dump/download/{file}": {
                 "get": {
-                    "summary": "Download a SQL or JSON dump (`<id>.<ext>[.gz]`)",
-                    "parameters": [path_param("file", &format!("^{ID_PATTERN}\\.(sql|json)(\\.gz|\\.zst)?$"))],
+                    "summary": "Download a SQL or JSON dump (`<id>.<ext>[.gz|.zst]`), or a JSON dump's schema file (`<id>.schema.sql[.gz|.zst]`)",
+                    "parameters": [path_param("file", &format!("^{ID_PATTERN}(\\.schema)?\\.(sql|json)(\\.gz|\\.zst)?$"))],
                     "responses": with(error_responses(&["400", "401", "404", "409", "416", "503"]),
                         json!({"200": file, "206": file, "307": {"description": "redirect to a presigned URL"}})),
                 },
             },
             "/export/dump/download/{id}/{file}": {
                 "get": {
-                    "summary": "Download one table of a CSV dump (`<table>.csv[.gz]`)",
-                    "parameters": [id_param("id"), path_param("file", "^([A-Za-z0-9_-]|%[0-9A-F]{2})+\\.csv(\\.gz)?$")],
+                    "summary": "Download one table of a CSV dump (`<table>.csv[.gz|.zst]`) or its schema file (`schema.sql[.gz|.zst]`)",
+                    "parameters": [id_param("id"), path_param("file", "^(([A-Za-z0-9_-]|%[0-9A-F]{2})+\\.csv|schema\\.sql)(\\.gz|\\.zst)?$")],
                     "responses": with(error_responses(&["400", "401", "404", "409", "416", "503"]),
                         json!({"200": file, "206": file, "307": {"description": "redirect to a presigned URL"}})),
                 },
@@ -100,7 +106,7 @@ pub fn document() -> Value {
                     "summary": "The completed dump's manifest (files with SHA-256, tables with row counts and content hashes, source, consistency)",
                     "parameters": [id_param("id")],
                     "responses": with(error_responses(&["400", "401", "404", "409", "416", "503"]),
-                        json!({"200": file, "206": file, "307": {"description": "redirect to a presigned URL"}})),
+                        json!({"200": manifest, "206": manifest, "307": {"description": "redirect to a presigned URL"}})),
                 },
             },
             "/export/dump/{id}": {

@@ -201,7 +201,7 @@ async fn bad_requests_get_clear_json_errors() {
             StatusCode::BAD_REQUEST,
             Some("format"),
         ),
-        (json!({}), StatusCode::BAD_REQUEST, None),
+        (json!({}), StatusCode::BAD_REQUEST, Some("format")),
         (
             json!({"format": "sql", "chunkSize": 0}),
             StatusCode::BAD_REQUEST,
@@ -244,6 +244,14 @@ async fn bad_requests_get_clear_json_errors() {
             Some("includeSchema"),
         ),
     ];
+    // A query string that does not parse names its parameter too.
+    for path in ["/export/databases?limit=abc", "/export/fleet/fleet_x?limit=abc"] {
+        let (status, v) = server
+            .json(reqwest::Method::GET, path, Some(READER), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} -> {v}");
+        assert_eq!(v["error"]["field"], "limit", "{path} -> {v}");
+    }
     for (body, want, field) in cases {
         let (status, v) = post(body.clone()).await;
         assert_eq!(status, want, "{body} -> {v}");
