@@ -77,6 +77,7 @@ impl Manifest {
     /// keys start from, found by walking up one level per component of the manifest's
     /// own key (`<id>.manifest.json`, `<id>/manifest.json`, and the database's name
     /// before either in a store of several databases).
+    #[cfg(feature = "cli")]
     pub fn store_root_of(&self, path: &std::path::Path) -> std::path::PathBuf {
         let levels = crate::model::manifest_key(&self.dump_id, self.format)
             .split('/')
@@ -177,6 +178,7 @@ pub fn sign(key: &SigningKey, manifest: &[u8]) -> Vec<u8> {
 
 /// Checks `signature` (the object beside the manifest; `None` if there is none) against
 /// the manifest's exact bytes, in constant time; the error says which check failed.
+#[cfg(feature = "cli")]
 pub fn check_signature(
     key: &SigningKey,
     manifest: &[u8],
@@ -225,7 +227,7 @@ pub async fn write_manifest(
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod signature_tests {
     use super::*;
 

@@ -88,8 +88,7 @@ pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DatabasePage>, ApiError> {
-    let Query(query) = query
-        .map_err(ApiError::bad_query)?;
+    let Query(query) = query.map_err(ApiError::bad_query)?;
     let Some(root) = state.settings.database_root.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -316,8 +316,7 @@ pub async fn status(
     Path(id): Path<String>,
     query: Result<Query<FleetQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query
-        .map_err(ApiError::bad_query)?;
+    let Query(query) = query.map_err(ApiError::bad_query)?;
     check_fleet_id(&id)?;
     let limit = super::databases::page_limit(query.limit)?;
     let Some(record) = read_json::<FleetRecord>(&state, &fleet_key(&id)).await? else {

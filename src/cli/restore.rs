@@ -127,7 +127,10 @@ impl Place {
                         let key = format!("{prefix}{name}");
                         match entry.file_type() {
                             Ok(t) if t.is_dir() => pending.push((format!("{key}/"), entry.path())),
-                            Ok(t) if t.is_file() => keys.push((key, modified_ms(&entry))),
+                            // Only a manifest's time is wanted (one stat each).
+                            Ok(t) if t.is_file() && key.ends_with("manifest.json") => {
+                                keys.push((key, modified_ms(&entry)))
+                            }
                             _ => {}
                         }
                     }

@@ -15,6 +15,9 @@ use crate::engine::quote_ident;
 pub(super) struct Insert {
     pub(super) sql: String,
     pub(super) targets: Vec<Option<Affinity>>,
+    /// It writes a shadow table (a contentless FTS table's index; see
+    /// `readback::guard::ShadowWrites`).
+    pub(super) shadow: bool,
 }
 
 /// The affinity SQLite gives a column of a declared type (its rules, in their order).
@@ -104,7 +107,11 @@ pub(super) fn build_insert(
         names.join(","),
         vec!["?"; names.len()].join(",")
     );
-    Ok(Insert { sql, targets })
+    Ok(Insert {
+        sql,
+        targets,
+        shadow: crate::readback::guard::is_shadow(conn, table),
+    })
 }
 
 /// A CSV field as the value it most likely was, given its column's affinity.

@@ -38,10 +38,19 @@ pub(super) struct Loader {
     /// How each table's rows are inserted (JSON and CSV).
     inserts: HashMap<String, Insert>,
     /// The last SQL row prefix and the `INSERT` made from it.
-    sql_prefix: (Vec<u8>, usize, String),
-    /// Per table written, whether it is the shadow table of a virtual table the dump
-    /// created (see [`Loader::shadow_writes`]).
-    shadows: HashMap<String, bool>,
+    sql_prefix: SqlPrefix,
+}
+
+/// An SQL row prefix (`INSERT INTO "t"(…) VALUES(`) and what is made of it once.
+#[derive(Default)]
+struct SqlPrefix {
+    prefix: Vec<u8>,
+    /// Values per row.
+    n: usize,
+    /// The prepared statement's text.
+    sql: String,
+    /// Whether it writes a shadow table (see [`ShadowWrites`]).
+    shadow: bool,
 }
 
 impl Loader {
@@ -54,8 +63,7 @@ impl Loader {
             selected,
             rows: 0,
             inserts: HashMap::new(),
-            sql_prefix: (Vec::new(), 0, String::new()),
-            shadows: HashMap::new(),
+            sql_prefix: SqlPrefix::default(),
         })
     }
 
@@ -64,26 +72,15 @@ impl Loader {
         self.deadline.arm(statement_bound(self.rows));
     }
 
-    /// Whether `table` is a shadow table (`PRAGMA table_list` says so: the tables FTS3/4/5
-    /// keep their index in, made by the module with its virtual table).
-    fn is_shadow(&mut self, table: &str) -> bool {
-        if let Some(&known) = self.shadows.get(table) {
-            return known;
-        }
-        let shadow = is_shadow(&self.conn, table);
-        self.shadows.insert(table.to_string(), shadow);
-        shadow
-    }
-
     /// Runs `write` with shadow-table writes allowed if `table` is a shadow table (see
     /// [`ShadowWrites`]).
     fn shadow_writes<T>(
-        &mut self,
+        &self,
         table: Option<&str>,
         write: impl FnOnce(&Connection) -> Result<T, String>,
     ) -> Result<T, String> {
         let _lowered = match table {
-            Some(t) if self.is_shadow(t) => Some(ShadowWrites::allow(&self.conn)?),
+            Some(t) if is_shadow(&self.conn, t) => Some(ShadowWrites::allow(&self.conn)?),
             _ => None,
         };
         write(&self.conn)
@@ -134,23 +131,28 @@ impl Loader {
                     values,
                 } => {
                     self.arm();
+                    // A prefix names the same table and columns every time: the statement,
+                    // its number of values and whether it writes a shadow table are made
+                    // out once per prefix, not per row.
+                    if self.sql_prefix.prefix.as_slice() != prefix {
+                        let n = count_values(values);
+                        let mut sql = String::from_utf8_lossy(prefix).into_owned();
+                        sql.push_str(&vec!["?"; n].join(","));
+                        sql.push(')');
+                        self.sql_prefix = SqlPrefix {
+                            prefix: prefix.to_vec(),
+                            n,
+                            sql,
+                            shadow: is_shadow(&self.conn, table),
+                        };
+                    }
+                    let SqlPrefix { n, sql, shadow, .. } = &self.sql_prefix;
                     // Statements that write shadow tables are refused when prepared, so
                     // the guard is lowered before.
-                    let _lowered = match self.is_shadow(table) {
+                    let _lowered = match shadow {
                         true => Some(ShadowWrites::allow(&self.conn)?),
                         false => None,
                     };
-                    // A prefix names the same columns every time: the statement and its
-                    // number of values are made once per prefix, not per row.
-                    let (last, n, sql) = &mut self.sql_prefix;
-                    if last.as_slice() != prefix {
-                        last.clear();
-                        last.extend_from_slice(prefix);
-                        *n = count_values(values);
-                        *sql = String::from_utf8_lossy(prefix).into_owned();
-                        sql.push_str(&vec!["?"; *n].join(","));
-                        sql.push(')');
-                    }
                     let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
                     let (mut pos, mut bound) = (0, 0);
                     while pos < values.len() {
@@ -291,12 +293,16 @@ impl Loader {
     ) -> Result<(), String> {
         self.insert_for(table, keys, rowid_key)?;
         self.arm();
+        let Insert {
+            sql,
+            targets,
+            shadow,
+        } = &self.inserts[table];
         // A contentless FTS table's index rows (JSON carries them as SQL does).
-        let _lowered = match self.is_shadow(table) {
+        let _lowered = match shadow {
             true => Some(ShadowWrites::allow(&self.conn)?),
             false => None,
         };
-        let Insert { sql, targets } = &self.inserts[table];
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
         let (mut at, mut param) = (0, 0);
         values(&mut |v| {

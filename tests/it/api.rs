@@ -245,7 +245,10 @@ async fn bad_requests_get_clear_json_errors() {
         ),
     ];
     // A query string that does not parse names its parameter too.
-    for path in ["/export/databases?limit=abc", "/export/fleet/fleet_x?limit=abc"] {
+    for path in [
+        "/export/databases?limit=abc",
+        "/export/fleet/fleet_x?limit=abc",
+    ] {
         let (status, v) = server
             .json(reqwest::Method::GET, path, Some(READER), None)
             .await;
