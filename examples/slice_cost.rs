@@ -69,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         part_size: 8 << 20,
         snapshot: false,
         snapshot_max_block_ms: None,
+        frame_size: None,
     };
     let conn = rusqlite::Connection::open(&args[1])?;
     let max: i64 = conn.query_row(

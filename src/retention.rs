@@ -204,6 +204,7 @@ mod tests {
             part_size: 8 << 20,
             snapshot: false,
             snapshot_max_block_ms: None,
+            frame_size: None,
         };
         let mut j = JobRecord::new(id.into(), spec, now - chrono::Duration::days(days_ago));
         j.status = JobStatus::Completed;

@@ -232,6 +232,7 @@ mod tests {
             part_size: 8 << 20,
             snapshot: false,
             snapshot_max_block_ms: None,
+            frame_size: None,
         };
         JobRecord::new("d1".into(), spec, Utc::now())
     }

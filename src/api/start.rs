@@ -94,6 +94,7 @@ pub(crate) async fn start_dump(
         part_size: state.settings.part_size,
         snapshot: req.snapshot.unwrap_or(state.settings.snapshot),
         snapshot_max_block_ms: req.snapshot_max_block_ms,
+        frame_size: None,
     };
     let claim = super::limits::claim_database(state, &target.path).await?;
     let new = NewDump {

@@ -191,8 +191,15 @@ pub fn run_export(
     let mut warnings = plan.warnings.clone();
     let plan: &Plan = &plan;
     let (end, rendered) = std::thread::scope(|scope| -> Result<_, DumpError> {
-        let mut pipe =
-            Pipe::new(scope, sink, Pipe::worth_a_thread(), !input.digest_only).map_err(io)?;
+        let frame_size = spec.frame_size.unwrap_or(super::output::FRAME_BYTES);
+        let mut pipe = Pipe::new(
+            scope,
+            sink,
+            Pipe::worth_a_thread(),
+            !input.digest_only,
+            frame_size,
+        )
+        .map_err(io)?;
         let mut sliced = false;
         let mut line = Vec::with_capacity(4096);
         // A failed write is reported with the renderer's own error, when it has one.
@@ -211,7 +218,10 @@ pub fn run_export(
                 };
                 continue;
             };
-            if sliced && Instant::now() >= input.deadline {
+            // Past the budget the chunk stops where a compressed frame ends (see
+            // `FRAME_BYTES`): at most a few MiB more, at a place the rows fix.
+            let closing = sliced && Instant::now() >= input.deadline;
+            if closing && pipe.may_stop() {
                 break ChunkEnd::Budget;
             }
             if current_object != Some(cursor.object) {
@@ -248,6 +258,7 @@ pub fn run_export(
                 table,
                 &mut cursor.after,
                 spec.slice_rows,
+                closing,
                 schema_version,
                 &mut pipe,
                 &mut line,

@@ -31,6 +31,6 @@ pub use export::{
     open_database, open_pinned, run_export, validate, ChunkEnd, ChunkProgress, ExportInput,
     ExportOutcome, ProgressFn,
 };
-pub use output::{BufferPool, PartBuf, Tail, UploadEvent};
+pub use output::{BufferPool, PartBuf, Tail, UploadEvent, FRAME_BYTES};
 pub use render::quote_ident;
 pub use source::JSON_ROWID;

@@ -60,6 +60,10 @@ pub(super) struct Pipe<'scope, 'p> {
     /// is sent by [`Pipe::send_held`] once the reader has closed its read transaction,
     /// so waiting for the worker never holds writers off (rollback-journal mode).
     held: Option<Batch<'p>>,
+    /// Bytes sent into the current compressed frame so far, and the count at which it
+    /// ends at the next row end (`u64::MAX` when nothing is compressed).
+    frame_bytes: u64,
+    frame_limit: u64,
 }
 
 impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
@@ -69,7 +73,13 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
         sink: OutputSink,
         threaded: bool,
         render: bool,
+        frame_size: u64,
     ) -> io::Result<Self> {
+        let frame_limit = if render && sink.compressed() {
+            frame_size
+        } else {
+            u64::MAX
+        };
         let renderer = Renderer {
             render,
             out: Rendered {
@@ -102,6 +112,8 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
             batch: Batch::default(),
             spare: None,
             held: None,
+            frame_bytes: 0,
+            frame_limit,
         })
     }
 
@@ -113,10 +125,12 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
     /// Starts output object `object`, stored under `key`.
     pub fn begin(&mut self, object: u32, key: &'p str) {
         self.batch.segments.push(Segment::Begin { object, key });
+        self.frame_bytes = 0;
     }
 
     /// Appends `bytes` to the current object.
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.frame_bytes += bytes.len() as u64;
         self.batch.bytes.extend_from_slice(bytes);
         let end = self.batch.bytes.len();
         match self.batch.segments.last_mut() {
@@ -129,6 +143,23 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
     /// Finishes the current object.
     pub fn finish_object(&mut self) {
         self.batch.segments.push(Segment::FinishObject);
+        self.frame_bytes = 0;
+    }
+
+    /// Marks the end of a row: ends the compressed frame there if it has reached
+    /// the frame size (see `FRAME_BYTES`). Returns whether the chunk may now stop (see [`Pipe::may_stop`]).
+    pub fn end_row(&mut self) -> bool {
+        if self.frame_limit != u64::MAX && self.frame_bytes >= self.frame_limit {
+            self.batch.segments.push(Segment::EndFrame);
+            self.frame_bytes = 0;
+        }
+        self.may_stop()
+    }
+
+    /// Whether the chunk may stop here without moving a frame boundary: nothing is
+    /// compressed, or no frame is open (one just ended, or the object did).
+    pub fn may_stop(&self) -> bool {
+        self.frame_limit == u64::MAX || self.frame_bytes == 0
     }
 
     /// Appends a row of `table` to be rendered, its `width` values fetched by `value`;
@@ -155,6 +186,7 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
             encode_row(std::iter::once(v), &mut self.batch.bytes);
         }
         let end = self.batch.bytes.len();
+        self.frame_bytes += (end - before) as u64;
         match self.batch.segments.last_mut() {
             Some(Segment::Rows {
                 table: t,
@@ -287,7 +319,7 @@ impl<'scope, 'p: 'scope> Pipe<'scope, 'p> {
 mod tests {
     use super::*;
     use crate::engine::digest::row_hash;
-    use crate::engine::output::{BufferPool, UploadEvent};
+    use crate::engine::output::{BufferPool, UploadEvent, FRAME_BYTES};
     use crate::engine::render::{render_row, RowEncoding, TextEncoding};
     use crate::engine::table::Paging;
     use crate::model::Compression;
@@ -321,7 +353,7 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
         let sink = OutputSink::new(tx, BufferPool::default(), 4096, Compression::None);
         let rendered = std::thread::scope(|scope| {
-            let mut pipe = Pipe::new(scope, sink, threaded, true).unwrap();
+            let mut pipe = Pipe::new(scope, sink, threaded, true, FRAME_BYTES).unwrap();
             pipe.begin(0, "out");
             pipe.write(b"head\n").unwrap();
             let mut seen = vec![false; tables.len()];

@@ -115,13 +115,16 @@ pub(super) struct Slice {
 }
 
 /// Reads up to `limit` rows after `after` in one short read transaction, ending early
-/// after [`SLICE_MAX_TIME`] or when the render worker falls behind, and sends them down
-/// the pipe.
+/// after [`SLICE_MAX_TIME`], when the render worker falls behind or, when `closing` (the
+/// chunk's budget is spent), where the pipe may stop (a compressed frame ended), and
+/// sends them down the pipe.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn read_slice<'s, 'p: 's>(
     conn: &Connection,
     table: &'p TableSource,
     after: &mut Option<Vec<KeyValue>>,
     limit: u32,
+    closing: bool,
     schema_version: i64,
     pipe: &mut Pipe<'s, 'p>,
     line: &mut Vec<u8>,
@@ -209,6 +212,10 @@ pub(super) fn read_slice<'s, 'p: 's>(
         };
         first_in_table = false;
         count += 1;
+        if pipe.end_row() && closing && count < u64::from(limit) {
+            cut_short = true;
+            break;
+        }
         if pipe.backed_up() && count < u64::from(limit) {
             // The worker is behind: end the transaction before waiting for it.
             cut_short = true;

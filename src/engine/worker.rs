@@ -41,6 +41,8 @@ pub(super) enum Segment<'p> {
         end: usize,
     },
     FinishObject,
+    /// Ends the gzip member or zstd frame (see [`super::output::FRAME_BYTES`]).
+    EndFrame,
 }
 
 /// A stretch of the output stream: `bytes` holds the segments' bytes, back to back.
@@ -89,6 +91,10 @@ impl<'p> Renderer<'p> {
                 Segment::FinishObject => {
                     self.write_line()?;
                     self.out.sink.finish_object()?;
+                }
+                Segment::EndFrame => {
+                    self.write_line()?;
+                    self.out.sink.end_frame()?;
                 }
                 Segment::Bytes { end } => {
                     self.line.extend_from_slice(&batch.bytes[start..end]);

@@ -320,6 +320,7 @@ mod tests {
             part_size: 5 << 20,
             snapshot: false,
             snapshot_max_block_ms: None,
+            frame_size: None,
         };
         let start = Utc::now() - chrono::Duration::seconds(60);
         let mut job = JobRecord::new("d1".into(), spec, start);
@@ -350,6 +351,7 @@ mod tests {
             part_size: 8 << 20,
             snapshot: false,
             snapshot_max_block_ms: None,
+            frame_size: None,
         };
         let mut job = JobRecord::new("d1".into(), spec, chrono::Utc::now());
         job.files = ["d1/a.csv.zst", "d1/b.csv.zst"]

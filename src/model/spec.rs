@@ -58,10 +58,11 @@ impl std::str::FromStr for Format {
 pub enum Compression {
     #[default]
     None,
-    /// gzip; every chunk ends its own member, so the object is a multi-member gzip stream.
+    /// gzip; a member ends every few MiB, at a row end the content fixes, so the object
+    /// is a multi-member gzip stream.
     Gzip,
-    /// zstd; every chunk ends its own frame, so the object is a stream of concatenated
-    /// frames (which `zstd -d` reads as one).
+    /// zstd; a frame ends every few MiB, at a row end the content fixes, so the object is
+    /// a stream of concatenated frames (which `zstd -d` reads as one).
     Zstd,
 }
 
@@ -107,6 +108,11 @@ pub struct DumpSpec {
     /// Longest a rollback-journal snapshot may hold writers off (ms; default 2000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_max_block_ms: Option<u64>,
+    /// Bytes of output after which a gzip member or zstd frame ends at the next row end
+    /// (default `engine::FRAME_BYTES`). Fixed for the whole dump, so every chunk cuts
+    /// frames at the same places and the compressed bytes do not depend on the chunking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_size: Option<u64>,
 }
 
 /// How consistent a dump is: a snapshot dump is a point-in-time copy; a live dump is one

@@ -184,6 +184,7 @@ pub(crate) fn spec_of(manifest: &crate::manifest::Manifest) -> crate::model::Dum
         part_size: manifest.part_size,
         snapshot: manifest.consistency.snapshot,
         snapshot_max_block_ms: None,
+        frame_size: None,
     }
 }
 

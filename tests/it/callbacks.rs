@@ -358,6 +358,7 @@ async fn failed_job_with_callback(
         part_size: 5 << 20,
         snapshot: false,
         snapshot_max_block_ms: None,
+        frame_size: None,
     };
     // A record alone: the callback needs no database.
     progress

@@ -304,6 +304,8 @@ async fn faulty_dump(
         part_size: PART,
         snapshot: false,
         snapshot_max_block_ms: None,
+        // Small frames, so zero-budget chunks stay many (a chunk ends where one does).
+        frame_size: Some(256 << 10),
     };
     let job = create_dump(&dynamo, spec, None).await.unwrap();
     let opts = ChunkOptions {

@@ -312,6 +312,7 @@ fn a_stalled_dump_holds_no_read_lock_in_rollback_mode() {
             part_size: 64 << 10,
             snapshot: false,
             snapshot_max_block_ms: None,
+            frame_size: None,
         },
         dump_id: "stall".into(),
         cursor: Cursor::default(),

@@ -360,7 +360,7 @@ fn the_manifest_declares_the_longest_line_of_its_files_across_chunks() {
         for compression in ["none", "gzip", "zstd"] {
             let dir = tempfile::tempdir().unwrap();
             let src = dir.path().join("app.db");
-            build_bulk_db(&src, 3000);
+            build_bulk_db(&src, 6000);
             // One long value (with newlines, which CSV keeps raw) in the middle of the
             // rows, so the longest line is cut by no chunk boundary of its own making.
             let c = rusqlite::Connection::open(&src).unwrap();
@@ -385,6 +385,9 @@ fn the_manifest_declares_the_longest_line_of_its_files_across_chunks() {
                     "0",
                     "--breathe-ms",
                     "0",
+                    // Small frames: a compressed chunk stops only where one ends.
+                    "--frame-size",
+                    "65536",
                 ],
             );
             let manifest_path = manifest_in(&out, &id, format);

@@ -37,6 +37,7 @@ fn sql_spec(db: &Path, snapshot: bool) -> DumpSpec {
         part_size: 5 << 20,
         snapshot,
         snapshot_max_block_ms: None,
+        frame_size: None,
     }
 }
 

@@ -8,8 +8,19 @@ use std::path::Path;
 
 use common::*;
 
+/// Chunks of one 3-row slice each (small frames, since a compressed chunk runs on to
+/// the end of its frame).
 fn tiny_chunks() -> Vec<&'static str> {
-    vec!["--chunk-size", "3", "--budget-ms", "0", "--breathe-ms", "0"]
+    vec![
+        "--chunk-size",
+        "3",
+        "--budget-ms",
+        "0",
+        "--breathe-ms",
+        "0",
+        "--frame-size",
+        "4096",
+    ]
 }
 
 #[test]
@@ -102,6 +113,70 @@ fn output_is_identical_however_chunks_are_cut() {
     }
 }
 
+/// Compressed dumps are a pure function of the rows too: gzip members and zstd frames end
+/// at row ends the content fixes, not where a chunk's budget ran out, so one chunk and
+/// dozens of zero-budget chunks give the same compressed bytes.
+#[test]
+fn compressed_output_is_identical_however_chunks_are_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 40_000);
+    for (format, compression) in [
+        ("sql", "zstd"),
+        ("sql", "gzip"),
+        ("csv", "gzip"),
+        ("csv", "zstd"),
+        ("json", "zstd"),
+    ] {
+        let dump = |name: &str, chunking: &[&str]| {
+            let mut args = vec![
+                "--format",
+                format,
+                "--compression",
+                compression,
+                "--id",
+                "same",
+                "--frame-size",
+                "262144",
+            ];
+            args.extend_from_slice(chunking);
+            let out = dir.path().join(format!("{name}-{format}-{compression}"));
+            let (_, path) = dump_ok(&src, &out, &args);
+            (out, tree_bytes(&path))
+        };
+        let (_, one) = dump("one", &["--budget-ms", "60000", "--chunk-size", "100000"]);
+        let (out, many) = dump(
+            "many",
+            &[
+                "--chunk-size",
+                "300",
+                "--budget-ms",
+                "0",
+                "--breathe-ms",
+                "0",
+            ],
+        );
+        let status = run(&["status", "same", "--out", out.to_str().unwrap()]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert!(
+            status["chunks"].as_u64().unwrap() >= 10,
+            "{format}: the dump must be cut into many chunks: {status}"
+        );
+        for ((name, a), (_, b)) in one.iter().zip(&many) {
+            let same = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+            eprintln!(
+                "{format} {compression} {name}: {} vs {} bytes, same for {same}",
+                a.len(),
+                b.len()
+            );
+        }
+        assert!(
+            one == many,
+            "{format} {compression}: compressed bytes changed with chunking"
+        );
+    }
+}
+
 /// All files under a dump path (a file, or a CSV directory), by relative name.
 fn tree_bytes(path: &Path) -> Vec<(String, Vec<u8>)> {
     if path.is_file() {
@@ -127,7 +202,8 @@ fn tree_bytes(path: &Path) -> Vec<(String, Vec<u8>)> {
 fn gzip_output_is_one_valid_stream_of_the_plain_dump() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("edge.db");
-    build_edge_db(&src);
+    // Enough rows for many 4 KiB frames.
+    build_bulk_db(&src, 2000);
     let (_, plain) = dump_ok(
         &src,
         &dir.path().join("plain"),
@@ -162,7 +238,8 @@ fn gzip_output_is_one_valid_stream_of_the_plain_dump() {
 fn zstd_output_is_one_valid_stream_of_the_plain_dump() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("edge.db");
-    build_edge_db(&src);
+    // Enough rows for many 4 KiB frames.
+    build_bulk_db(&src, 2000);
     let (_, plain) = dump_ok(
         &src,
         &dir.path().join("plain"),

@@ -212,6 +212,7 @@ fn spec(db: &std::path::Path) -> DumpSpec {
         part_size: PART,
         snapshot: false,
         snapshot_max_block_ms: None,
+        frame_size: None,
     }
 }
 

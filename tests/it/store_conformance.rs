@@ -246,6 +246,7 @@ fn job(id: &str) -> JobRecord {
         part_size: 8 << 20,
         snapshot: false,
         snapshot_max_block_ms: None,
+        frame_size: None,
     };
     JobRecord::new(id.into(), spec, chrono::Utc::now())
 }

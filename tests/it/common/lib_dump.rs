@@ -312,6 +312,7 @@ pub async fn lib_dump_to<S: ObjectStore + 'static>(
             part_size,
             snapshot: false,
             snapshot_max_block_ms: None,
+            frame_size: None,
         };
         let job = create_dump(progress.as_ref(), spec, Some("d".into()))
             .await
