@@ -10,6 +10,7 @@ pub mod census;
 pub mod consistency;
 mod count;
 pub mod digest;
+mod encoder;
 pub mod export;
 mod generated;
 pub mod large;

@@ -8,11 +8,12 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use flate2::write::GzEncoder;
 use tokio::sync::mpsc;
 
 pub use super::buffers::{BufferPool, PartBuf};
 use super::digest::LineLengths;
+use super::encoder::Encoder;
+pub use super::encoder::{FRAME_BYTES, ZSTD_LEVEL};
 use crate::model::Compression;
 
 /// What the engine asks the uploader to do, in order.
@@ -87,137 +88,13 @@ impl Write for PartBuffer {
     }
 }
 
-/// gzip level: the common default, a balance of speed and ratio.
-const GZIP_LEVEL: u32 = 6;
-/// zstd level: at 3 zstd beats gzip -6's ratio on dumps at several times its speed.
-pub const ZSTD_LEVEL: i32 = 3;
-const ZSTD_JOB_SIZE: u32 = 2 << 20;
-
-/// A gzip member or zstd frame ends at the first row end after this many bytes of the
-/// output stream (counted in the reader's encoding, see `Pipe`), and a chunk stops only
-/// where one ended. So frames sit at positions the rows fix, and a rerun, a resume or a
-/// retry gives the same compressed bytes as one uninterrupted run. 8 MiB: four zstd jobs
-/// (one per worker) per frame, and each frame restarting zstd's 2 MiB window costs well
-/// under 1% of ratio; finishing a frame after the budget is spent takes tens of ms.
-pub const FRAME_BYTES: u64 = 8 << 20;
-
-/// Input handed to the gzip encoder per call. The deflate encoder's output depends on how
-/// its input is split into calls (tested below), so it is always fed whole blocks of this
-/// size, whatever sizes the renderer writes, and the member's bytes depend on its content
-/// alone.
-const GZIP_BLOCK: usize = 64 * 1024;
-
-/// A gzip member fed in [`GZIP_BLOCK`]s.
-struct GzipMember {
-    encoder: GzEncoder<PartBuffer>,
-    pending: Vec<u8>,
-}
-
-impl GzipMember {
-    fn new(p: PartBuffer) -> Self {
-        GzipMember {
-            encoder: GzEncoder::new(p, flate2::Compression::new(GZIP_LEVEL)),
-            pending: Vec::with_capacity(GZIP_BLOCK),
-        }
-    }
-
-    fn write_all(&mut self, mut data: &[u8]) -> std::io::Result<()> {
-        while !data.is_empty() {
-            let take = (GZIP_BLOCK - self.pending.len()).min(data.len());
-            if take == GZIP_BLOCK {
-                // A whole block straight from the caller's bytes: no copy.
-                self.encoder.write_all(&data[..take])?;
-            } else {
-                self.pending.extend_from_slice(&data[..take]);
-                if self.pending.len() == GZIP_BLOCK {
-                    self.encoder.write_all(&self.pending)?;
-                    self.pending.clear();
-                }
-            }
-            data = &data[take..];
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> std::io::Result<PartBuffer> {
-        self.encoder.write_all(&self.pending)?;
-        self.encoder.finish()
-    }
-}
-
-enum Encoder {
-    Plain(PartBuffer),
-    /// A gzip member.
-    Gzip(GzipMember),
-    /// A zstd frame.
-    Zstd(zstd::stream::write::Encoder<'static, PartBuffer>),
-}
-
-impl Encoder {
-    /// Starts a gzip member or zstd frame in front of `p`.
-    fn compressed(p: PartBuffer, compression: Compression) -> std::io::Result<Encoder> {
-        Ok(match compression {
-            Compression::None => Encoder::Plain(p),
-            Compression::Gzip => Encoder::Gzip(GzipMember::new(p)),
-            Compression::Zstd => Encoder::Zstd(zstd_encoder(p, zstd_workers())?),
-        })
-    }
-
-    fn parts(&self) -> &PartBuffer {
-        match self {
-            Encoder::Plain(p) => p,
-            Encoder::Gzip(g) => g.encoder.get_ref(),
-            Encoder::Zstd(z) => z.get_ref(),
-        }
-    }
-
-    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Encoder::Plain(p) => p.write_all(data),
-            Encoder::Gzip(g) => g.write_all(data),
-            Encoder::Zstd(z) => z.write_all(data),
-        }
-    }
-
-    /// Ends the gzip member or zstd frame (if any) and returns the part buffer.
-    fn into_parts(self) -> std::io::Result<PartBuffer> {
-        match self {
-            Encoder::Plain(p) => Ok(p),
-            Encoder::Gzip(g) => g.finish(),
-            Encoder::Zstd(z) => z.finish(),
-        }
-    }
-}
-
-/// A zstd frame writer at [`ZSTD_LEVEL`] with `workers` threads.
-fn zstd_encoder<W: Write>(
-    w: W,
-    workers: u32,
-) -> std::io::Result<zstd::stream::write::Encoder<'static, W>> {
-    let mut z = zstd::stream::write::Encoder::new(w, ZSTD_LEVEL)?;
-    // Always at least one worker: zstd's output is then the same whatever the number of
-    // workers, so a chunk retried on another machine gives the same bytes; more workers
-    // use the function's other cores.
-    z.multithread(workers.max(1))?;
-    // Jobs of 2 MiB (the default at this level is 8 MiB) keep the workers' buffers within
-    // the chunk's memory bound, for well under 1% of ratio.
-    z.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
-    z.include_checksum(true)?;
-    Ok(z)
-}
-
-/// zstd worker threads: the cores this process may use, at most 4.
-fn zstd_workers() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
-}
-
 /// Writes the objects of one chunk.
 pub struct OutputSink {
     tx: mpsc::Sender<UploadEvent>,
     pool: BufferPool,
     part_size: usize,
     compression: Compression,
-    current: Option<Encoder>,
+    current: Option<Encoder<PartBuffer>>,
     /// Output bytes produced in this chunk (after compression).
     pub produced: u64,
     /// Line lengths of the plain bytes, counted on from earlier chunks.
@@ -379,35 +256,8 @@ impl OutputSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The bytes of a zstd frame must not depend on the cores of the machine that
-    /// wrote it: a chunk retried elsewhere overwrites parts with the same bytes.
-    #[test]
-    fn zstd_frames_are_the_same_whatever_the_number_of_workers() {
-        let text: Vec<u8> = (0..400_000u32)
-            .flat_map(|i| {
-                format!(
-                    "INSERT INTO t VALUES({i},'row {}',{}.25);\n",
-                    i % 977,
-                    i * 3
-                )
-                .into_bytes()
-            })
-            .collect();
-        assert!(
-            text.len() > 3 * ZSTD_JOB_SIZE as usize,
-            "spans several jobs"
-        );
-        let frame = |workers| {
-            let mut z = zstd_encoder(Vec::new(), workers).unwrap();
-            z.write_all(&text).unwrap();
-            z.finish().unwrap()
-        };
-        let one = frame(1);
-        assert_eq!(frame(2), one);
-        assert_eq!(frame(4), one);
-        assert_eq!(zstd::decode_all(&one[..]).unwrap(), text);
-    }
+    use crate::engine::encoder::GZIP_LEVEL;
+    use flate2::write::GzEncoder;
 
     /// Data written in pieces of `sizes` (cycled) through a fresh sink; its bytes.
     fn through_sink(text: &[u8], compression: Compression, sizes: &[usize]) -> Vec<u8> {
