@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         snapshot: false,
         snapshot_max_block_ms: None,
         frame_size: None,
+        shown_as: None,
     };
     let conn = rusqlite::Connection::open(&args[1])?;
     let max: i64 = conn.query_row(

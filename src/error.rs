@@ -37,6 +37,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same error with its message passed through `f`.
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            StoreError::NotFound(m) => StoreError::NotFound(f(m)),
+            StoreError::AlreadyExists(m) => StoreError::AlreadyExists(f(m)),
+            StoreError::Invalid(m) => StoreError::Invalid(f(m)),
+            StoreError::Transient(m) => StoreError::Transient(f(m)),
+            StoreError::Unavailable(m) => StoreError::Unavailable(f(m)),
+            StoreError::Permanent(m) => StoreError::Permanent(f(m)),
+            conflict @ StoreError::Conflict { .. } => conflict,
+        }
+    }
+
     /// Whether a later retry of the same operation can succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Transient(_))

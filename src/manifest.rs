@@ -214,7 +214,15 @@ pub async fn write_manifest(
     let source = tokio::task::spawn_blocking(move || source_facts(&path))
         .await
         .map_err(|e| DumpError::Internal(e.to_string()))?;
-    let manifest = build(job, digests, source);
+    let mut manifest = build(job, digests, source);
+    // A server's own paths are not its callers' business (a read-only token reads this).
+    if let Some(shown) = &job.spec.shown_as {
+        manifest.source.path.clone_from(shown);
+        if let Some(spec) = &mut manifest.spec {
+            spec.database.clone_from(shown);
+            spec.shown_as = None;
+        }
+    }
     let body =
         serde_json::to_vec_pretty(&manifest).map_err(|e| DumpError::Internal(e.to_string()))?;
     let key = manifest_key(&job.id, job.spec.format);

@@ -205,6 +205,7 @@ mod tests {
             snapshot: false,
             snapshot_max_block_ms: None,
             frame_size: None,
+            shown_as: None,
         };
         let mut j = JobRecord::new(id.into(), spec, now - chrono::Duration::days(days_ago));
         j.status = JobStatus::Completed;

@@ -233,6 +233,7 @@ mod tests {
             snapshot: false,
             snapshot_max_block_ms: None,
             frame_size: None,
+            shown_as: None,
         };
         JobRecord::new("d1".into(), spec, Utc::now())
     }

@@ -17,6 +17,9 @@ use crate::local::RootDatabase;
 pub(crate) struct Target {
     pub(crate) path: String,
     pub(crate) name: Option<String>,
+    /// The database as callers see it (never the server's path): the path under the root
+    /// they named, or the file name of the server's one database.
+    pub(crate) shown_as: String,
 }
 
 /// Resolves a start's `database` (a path relative to the root): 400 naming the problem
@@ -31,6 +34,7 @@ pub(crate) fn target(state: &AppState, requested: Option<&str>) -> Result<Target
             Ok(Target {
                 path: found.path.display().to_string(),
                 name: Some(found.name),
+                shown_as: found.database,
             })
         }
         (Some(_), None, _) => Err(ApiError::bad_field(
@@ -41,6 +45,9 @@ pub(crate) fn target(state: &AppState, requested: Option<&str>) -> Result<Target
         (None, _, Some(database)) => Ok(Target {
             path: database.clone(),
             name: None,
+            shown_as: std::path::Path::new(database)
+                .file_name()
+                .map_or_else(|| "database".into(), |n| n.to_string_lossy().into_owned()),
         }),
         (None, _, None) => Err(ApiError::bad_field(
             "database",

@@ -95,6 +95,7 @@ pub(crate) async fn start_dump(
         snapshot: req.snapshot.unwrap_or(state.settings.snapshot),
         snapshot_max_block_ms: req.snapshot_max_block_ms,
         frame_size: None,
+        shown_as: Some(target.shown_as.clone()),
     };
     let claim = super::limits::claim_database(state, &target.path).await?;
     let new = NewDump {

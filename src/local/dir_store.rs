@@ -47,11 +47,15 @@ impl DirStore {
         f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let running = self.in_flight.clone().read_owned().await;
+        // Errors name files by their place in the store, not by this machine's path to
+        // it: a job's error is read by API callers, who have no business knowing it.
+        let root = format!("{}/", self.root.display());
         blocking(move || {
             let _running = running;
             f()
         })
         .await
+        .map_err(|e| e.map_message(|m| m.replace(&root, "")))
     }
 
     /// The directory.

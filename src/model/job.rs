@@ -321,6 +321,7 @@ mod tests {
             snapshot: false,
             snapshot_max_block_ms: None,
             frame_size: None,
+            shown_as: None,
         };
         let start = Utc::now() - chrono::Duration::seconds(60);
         let mut job = JobRecord::new("d1".into(), spec, start);
@@ -352,6 +353,7 @@ mod tests {
             snapshot: false,
             snapshot_max_block_ms: None,
             frame_size: None,
+            shown_as: None,
         };
         let mut job = JobRecord::new("d1".into(), spec, chrono::Utc::now());
         job.files = ["d1/a.csv.zst", "d1/b.csv.zst"]

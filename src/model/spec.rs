@@ -113,6 +113,18 @@ pub struct DumpSpec {
     /// frames at the same places and the compressed bytes do not depend on the chunking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frame_size: Option<u64>,
+    /// How readers of the dump see its database, where `database` is a server's own path
+    /// (a dump started through the API): the name the caller used (`tenants/acme.db`), or
+    /// the file name. The manifest then shows this, never the server's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown_as: Option<String>,
+}
+
+impl DumpSpec {
+    /// The database as a dump's readers see it: [`DumpSpec::shown_as`], or the path.
+    pub fn shown_database(&self) -> &str {
+        self.shown_as.as_deref().unwrap_or(&self.database)
+    }
 }
 
 /// How consistent a dump is: a snapshot dump is a point-in-time copy; a live dump is one

@@ -185,6 +185,7 @@ pub(crate) fn spec_of(manifest: &crate::manifest::Manifest) -> crate::model::Dum
         snapshot: manifest.consistency.snapshot,
         snapshot_max_block_ms: None,
         frame_size: None,
+        shown_as: None,
     }
 }
 

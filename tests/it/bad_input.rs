@@ -507,6 +507,14 @@ fn a_broken_store_directory_pauses_the_dump() {
     let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
     assert_eq!(v["status"], "interrupted", "{v}");
     assert!(v["chunks"].as_u64().unwrap() >= 1, "{v}");
+    // The job's error (an API caller would read it) names the file by its place in the
+    // store, not by this machine's path.
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(".chunkdump/staging"), "{message}");
+    assert!(
+        !message.contains(&*dir.path().to_string_lossy()),
+        "{message}"
+    );
     std::fs::remove_file(&uploads).unwrap();
     std::fs::rename(dir.path().join("staging-aside"), &uploads).unwrap();
     let r = run(&[

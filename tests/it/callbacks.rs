@@ -359,6 +359,7 @@ async fn failed_job_with_callback(
         snapshot: false,
         snapshot_max_block_ms: None,
         frame_size: None,
+        shown_as: None,
     };
     // A record alone: the callback needs no database.
     progress

@@ -306,6 +306,7 @@ async fn faulty_dump(
         snapshot_max_block_ms: None,
         // Small frames, so zero-budget chunks stay many (a chunk ends where one does).
         frame_size: Some(256 << 10),
+        shown_as: None,
     };
     let job = create_dump(&dynamo, spec, None).await.unwrap();
     let opts = ChunkOptions {

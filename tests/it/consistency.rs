@@ -313,6 +313,7 @@ fn a_stalled_dump_holds_no_read_lock_in_rollback_mode() {
             snapshot: false,
             snapshot_max_block_ms: None,
             frame_size: None,
+            shown_as: None,
         },
         dump_id: "stall".into(),
         cursor: Cursor::default(),

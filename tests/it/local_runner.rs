@@ -38,6 +38,7 @@ fn sql_spec(db: &Path, snapshot: bool) -> DumpSpec {
         snapshot,
         snapshot_max_block_ms: None,
         frame_size: None,
+        shown_as: None,
     }
 }
 

@@ -467,6 +467,16 @@ async fn the_api_dumps_a_database_named_under_its_root_and_refuses_the_rest() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(manifest["dumpId"], beta);
     assert!(server.out.join(format!("{beta}/manifest.json")).is_file());
+    // The manifest (a read-only token reads it) names the database as the caller did,
+    // never by the server's path; so do status and list.
+    assert_eq!(manifest["source"]["path"], "tenants/beta.db", "{manifest}");
+    assert_eq!(
+        manifest["spec"]["database"], "tenants/beta.db",
+        "{manifest}"
+    );
+    let server_path = root.display().to_string();
+    assert!(!manifest.to_string().contains(&server_path), "{manifest}");
+    assert!(!done.to_string().contains(&server_path), "{done}");
 }
 
 fn urlencode(s: &str) -> String {

@@ -213,6 +213,7 @@ fn spec(db: &std::path::Path) -> DumpSpec {
         snapshot: false,
         snapshot_max_block_ms: None,
         frame_size: None,
+        shown_as: None,
     }
 }
 

@@ -247,6 +247,7 @@ fn job(id: &str) -> JobRecord {
         snapshot: false,
         snapshot_max_block_ms: None,
         frame_size: None,
+        shown_as: None,
     };
     JobRecord::new(id.into(), spec, chrono::Utc::now())
 }

@@ -313,6 +313,7 @@ pub async fn lib_dump_to<S: ObjectStore + 'static>(
             snapshot: false,
             snapshot_max_block_ms: None,
             frame_size: None,
+            shown_as: None,
         };
         let job = create_dump(progress.as_ref(), spec, Some("d".into()))
             .await
