@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use crate::engine::{run_export, ChunkEnd, ChunkProgress, ExportInput, ProgressFn, Tail};
 use crate::error::DumpError;
 use crate::lifecycle::{
-    fail_job, read_staged, record_chunk, record_snapshot, refuse_failed, tidy_completed,
+    fail_job, read_staged, record_chunk, record_snapshot, record_started, refuse_failed,
+    tidy_completed,
 };
 use crate::model::{JobRecord, JobStatus};
 use crate::ports::{ObjectStore, ProgressStore};
@@ -112,6 +113,11 @@ pub async fn run_chunk(
         return Ok(ChunkReport::of(&job, 0));
     }
     refuse_failed(&job)?;
+    let job = if job.status == JobStatus::Pending {
+        record_started(progress, &job).await?
+    } else {
+        job
+    };
     let job = if job.spec.snapshot && job.snapshot_path.is_none() {
         ensure_snapshot(objects, progress, job, opts).await?
     } else {

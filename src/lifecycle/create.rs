@@ -5,7 +5,7 @@ use chrono::Utc;
 use super::commit_next;
 use crate::engine::validate;
 use crate::error::{DumpError, StoreError};
-use crate::model::{dump_id_of, validate_dump_id, CallbackState, DumpSpec, JobRecord};
+use crate::model::{dump_id_of, validate_dump_id, CallbackState, DumpSpec, JobRecord, JobStatus};
 use crate::ports::ProgressStore;
 
 /// What a new dump records beside its spec: an id chosen by the caller, the callback to
@@ -93,6 +93,23 @@ pub async fn create_dump_as(
     Err(DumpError::InvalidRequest(format!(
         "too many dumps started as {base}"
     )))
+}
+
+/// Marks `job` (still `pending`) as started: `processing` from its first chunk's start,
+/// with that start's time, so status tells the truth while the first chunk runs (up to
+/// the whole budget) rather than after it commits.
+pub async fn record_started(
+    progress: &dyn ProgressStore,
+    job: &JobRecord,
+) -> Result<JobRecord, DumpError> {
+    let mut next = job.clone();
+    next.version += 1;
+    let now = Utc::now();
+    next.updated_at = now;
+    next.started_at.get_or_insert(now);
+    next.status = JobStatus::Processing;
+    commit_next(progress, job, &next).await?;
+    Ok(next)
 }
 
 /// Records the point-in-time copy a snapshot dump reads (`path`): one version up.

@@ -230,7 +230,9 @@ async fn a_retried_chunk_task_finds_its_work_done() {
     };
     let first: ChunkState =
         serde_json::from_value(tasks.handle(input(), None).await.unwrap()).unwrap();
-    assert!(first.rows > 0 && first.version == job.version + 1 && !first.done);
+    // One version for the start (`processing` from the first chunk's start), one for
+    // the chunk's commit.
+    assert!(first.rows > 0 && first.version == job.version + 2 && !first.done);
     assert_eq!(
         first.breath_seconds,
         serde_json::Number::from(2),
@@ -456,4 +458,73 @@ async fn a_file_swapped_during_a_dump_fails_it_instead_of_dumping_another_databa
             failed.files
         );
     }
+}
+
+/// While its first chunk runs, a dump is `processing` with a `startedAt` no later than
+/// that chunk's start, not `pending` with none until the chunk commits (up to the whole
+/// budget later). The chunk's progress hook holds the export while the test reads the
+/// record, so nothing depends on timing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dump_is_processing_from_its_first_chunks_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    common::build_bulk_db(&src, 3000);
+    let out = dir.path().join("out");
+    let (objects, progress) = local_stores(&out);
+    let job = create_dump(progress.as_ref(), sql_spec(&src, false), None)
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Pending);
+    let (reached, wait_reached) = std::sync::mpsc::channel::<()>();
+    let (go_on, wait_go_on) = std::sync::mpsc::channel::<()>();
+    let wait_go_on = std::sync::Mutex::new(Some(wait_go_on));
+    let opts = ChunkOptions {
+        budget: Duration::from_secs(60),
+        progress: Some(Arc::new(move |_| {
+            // Only the first call waits: the test looks at the record meanwhile.
+            if let Some(wait) = wait_go_on.lock().unwrap().take() {
+                reached.send(()).unwrap();
+                wait.recv().unwrap();
+            }
+        })),
+        ..Default::default()
+    };
+    let before = chrono::Utc::now();
+    let chunk = {
+        let (objects, progress, id) = (objects.clone(), progress.clone(), job.id.clone());
+        tokio::spawn(async move {
+            chunkdump::chunk::run_chunk(
+                objects.as_ref(),
+                progress.as_ref(),
+                &id,
+                Some(job.version),
+                &opts,
+                None,
+            )
+            .await
+        })
+    };
+    tokio::task::spawn_blocking(move || wait_reached.recv().unwrap())
+        .await
+        .unwrap();
+    let during = progress.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(during.status, JobStatus::Processing);
+    let started = during
+        .started_at
+        .expect("startedAt while the first chunk runs");
+    assert!(
+        started >= before - chrono::Duration::seconds(1),
+        "{started}"
+    );
+    assert_eq!(during.chunks, 0, "the chunk has not committed yet");
+    go_on.send(()).unwrap();
+    let report = chunk.await.unwrap().unwrap();
+    assert!(report.done, "one chunk does it all");
+    let done = progress.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(
+        done.started_at,
+        Some(started),
+        "kept from the first chunk's start"
+    );
+    assert!(done.completed_at.unwrap() >= started);
 }
