@@ -338,21 +338,41 @@ fn drop_unselected(
     Ok(())
 }
 
-/// Where a CSV table's census says CSV could not keep its values (one line per column).
-fn csv_lossy(table: &TableDigest) -> Vec<String> {
+/// Where a CSV table's census says CSV could not keep its values (one line per column,
+/// named by `names`, the table's dumped columns in census order, as the dump named it).
+fn csv_lossy(table: &TableDigest, names: &[String]) -> Vec<String> {
     table
         .census
         .iter()
         .enumerate()
         .filter_map(|(i, &c)| crate::engine::census::lossy(c).map(|why| (i, why)))
         .map(|(i, why)| {
+            let name = names
+                .get(i)
+                .map_or_else(|| format!("#{}", i + 1), |n| format!("{n:?}"));
             format!(
-                "table {:?}, column {}: restored as CSV carries it, not exactly ({why}); dump it as SQL or JSON for an exact copy",
+                "table {:?}, column {name}: restored as CSV carries it, not exactly ({why}); dump it as SQL or JSON for an exact copy",
                 table.table,
-                i + 1
             )
         })
         .collect()
+}
+
+/// The columns a dump of `spec` reads from `table`, in order (its CSV header's).
+fn dumped_columns(spec: &DumpSpec, table: &str) -> Vec<String> {
+    let plan = crate::engine::open_database(&spec.database)
+        .and_then(|conn| crate::engine::plan::build_plan(&conn, spec, "restore"));
+    let Ok(plan) = plan else {
+        return Vec::new();
+    };
+    plan.objects
+        .iter()
+        .flat_map(|o| &o.steps)
+        .find_map(|s| match s {
+            crate::engine::plan::Step::Rows(t) if t.name == table => Some(t.column_names.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// The shadow tables of the database at `path` (`PRAGMA table_list` says which), each
@@ -403,6 +423,7 @@ async fn compare_restored(
             .clone()
             .unwrap_or_else(|| crate::readback::spec_of(manifest))
     };
+    let read_spec = spec.clone();
     let found = tokio::task::spawn_blocking(move || {
         let mut spec = spec;
         // A virtual table's shadow tables (a contentless FTS table's index) are dumped
@@ -432,8 +453,15 @@ async fn compare_restored(
                 want.table, got.rows, want.rows
             )),
             // The dump warned about these columns; the restore says it again.
-            Some(got) if got.content_hash != want.content_hash && !csv_lossy(want).is_empty() => {
-                warnings.extend(csv_lossy(want));
+            Some(got)
+                if got.content_hash != want.content_hash && !csv_lossy(want, &[]).is_empty() =>
+            {
+                let spec = read_spec.clone();
+                let table = want.table.clone();
+                let names = tokio::task::spawn_blocking(move || dumped_columns(&spec, &table))
+                    .await
+                    .unwrap_or_default();
+                warnings.extend(csv_lossy(want, &names));
                 None
             }
             Some(got) if got.content_hash != want.content_hash => Some(format!(

@@ -704,3 +704,40 @@ fn fts_tables_in_every_content_mode_restore_from_every_format() {
         }
     }
 }
+
+/// Where CSV cannot keep a column exactly, the restore warns naming the column as the
+/// dump did (`column "b"`), not by its position.
+#[test]
+fn a_lossy_csv_column_is_named_alike_by_dump_and_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("mixed.db");
+    let c = Connection::open(&src).unwrap();
+    c.execute_batch(
+        "CREATE TABLE t(a INTEGER PRIMARY KEY, b);
+         INSERT INTO t(b) VALUES (5), ('5'), ('x');",
+    )
+    .unwrap();
+    drop(c);
+    let out = dir.path().join("out");
+    let o = run(&[
+        "dump",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--id",
+        "mixed",
+    ]);
+    let dumped = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{dumped}");
+    assert!(dumped.contains("table \"t\", column \"b\""), "{dumped}");
+    let into = dir.path().join("back.db");
+    let restored = restore("mixed", &out, &into, &[]);
+    ok(&restored);
+    let said = String::from_utf8_lossy(&restored.stderr);
+    assert!(
+        said.contains("table \"t\", column \"b\": restored as CSV carries it"),
+        "{said}"
+    );
+}
