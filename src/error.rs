@@ -123,11 +123,14 @@ pub enum DumpError {
     /// An object or progress store failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
-    /// A rollback-journal snapshot would hold writers off longer than allowed.
+    /// A rollback-journal database kept changing while it was copied in steps, and a copy
+    /// in one read transaction would hold writers off longer than allowed.
     #[error(
-        "a snapshot of this {size_mb} MB database in rollback-journal mode would hold writers off for about {projected_ms} ms, \
-         more than snapshotMaxBlockMs={max_block_ms}; raise snapshotMaxBlockMs (--snapshot-max-block-ms), dump live without a snapshot, \
-         or switch the database to WAL mode, where a snapshot never blocks writers"
+        "this {size_mb} MB rollback-journal database kept changing while it was copied in steps, \
+         and a snapshot in one read transaction would hold writers off for about {projected_ms} ms, \
+         more than snapshotMaxBlockMs={max_block_ms}; take the snapshot when writes pause, raise snapshotMaxBlockMs \
+         (--snapshot-max-block-ms), dump live without a snapshot, or switch the database to WAL mode, \
+         where a snapshot never blocks writers"
     )]
     SnapshotTooSlow {
         size_mb: u64,

@@ -224,8 +224,14 @@ fn a_snapshot_dump_is_a_point_in_time_copy_while_writers_keep_writing() {
     }
 }
 
+/// The documented cron backup (`--snapshot`) of a rollback-journal database nobody is
+/// writing works whatever its size: the copy is made in steps that each hold the read
+/// lock for about a millisecond, so even a 1 ms bound is met. (Before, a copy in one read
+/// transaction failed `snapshot_too_slow` past the bound.) A database that keeps changing
+/// is copied in one transaction within the bound, or refused: see the unit tests of
+/// `engine::snapshot`.
 #[test]
-fn a_rollback_snapshot_that_would_block_writers_too_long_fails_cleanly() {
+fn a_rollback_snapshot_of_a_quiet_database_meets_any_bound() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("big.db");
     build(&src, "delete");
@@ -242,24 +248,19 @@ fn a_rollback_snapshot_that_would_block_writers_too_long_fails_cleanly() {
         "sql",
     ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("snapshotMaxBlockMs=1") && stderr.contains("WAL"),
-        "the error says why and what to do: {stderr}"
-    );
-    let id = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
+    assert!(o.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    let id = stdout.lines().next().unwrap().to_string();
     let s = status(&out, &id);
-    assert_eq!(s["status"], "failed");
-    assert_eq!(s["error"]["code"], "snapshot_too_slow");
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["consistency"]["snapshot"], true, "{s}");
+    let back = dir.path().join("back.db");
+    load_with_shell(Path::new(stdout.lines().last().unwrap()), &back);
+    assert_same_db(&src, &back);
     let left = std::fs::read_dir(out.join(".chunkdump/snapshots"))
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(left, 0, "nothing left behind");
-    assert!(!out.join(format!("{id}.sql")).exists());
 }
 
 /// Tries to commit one write at once (no busy wait); a refused commit is rolled back.
