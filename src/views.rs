@@ -18,6 +18,7 @@ fn timestamp(t: DateTime<Utc>) -> String {
 }
 
 /// A dump's status (`GET /export/dump/status/{id}`, `DELETE …`, `chunkdump status`).
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusView<'a> {
@@ -50,6 +51,7 @@ pub struct StatusView<'a> {
 }
 
 /// Rows done and expected, and when the dump should end at the measured rate.
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProgressView {
@@ -61,6 +63,7 @@ pub struct ProgressView {
 }
 
 /// How the completion callback's delivery went.
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallbackView<'a> {
@@ -131,6 +134,7 @@ impl<'a> StatusView<'a> {
 }
 
 /// One line of `GET /export/dump`.
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DumpSummary<'a> {
@@ -154,6 +158,7 @@ impl<'a> From<&'a JobRecord> for DumpSummary<'a> {
 }
 
 /// The answer to an accepted `POST /export/dump` (202).
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StartAccepted<'a> {

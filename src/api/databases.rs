@@ -81,7 +81,7 @@ pub struct ListQuery {
 }
 
 /// A page of `GET /export/databases`.
-#[derive(Debug, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabasePage {
     databases: Vec<RootDatabase>,

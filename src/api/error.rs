@@ -65,13 +65,33 @@ pub(crate) fn field_named_in(text: &str) -> Option<String> {
         .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '.'))
 }
 
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (`invalid_request`, `not_found`, `conflict`, …).
+    pub code: String,
+    pub message: String,
+    /// The request field at fault, where one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = serde_json::json!({"code": self.code, "message": self.message});
-        if let Some(field) = self.field {
-            error["field"] = field.into();
-        }
-        (self.status, Json(serde_json::json!({ "error": error }))).into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field.map(|f| f.to_string()),
+            },
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 

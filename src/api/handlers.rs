@@ -70,8 +70,18 @@ pub async fn status(
     super::runs::status_view(&state, &load(&state, &id).await?).await
 }
 
+/// The answer of `GET /export/dump`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DumpList<'a> {
+    /// The 50 newest dumps.
+    pub dumps: Vec<DumpSummary<'a>>,
+    /// Recent ticks of the schedules.
+    pub scheduled_runs: Vec<super::schedule::ScheduledRun>,
+}
+
 /// `GET /export/dump`: the 50 most recent dumps.
-pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     let jobs = state.progress.list_recent(50).await?;
     let mut dumps: Vec<DumpSummary> = jobs.iter().map(DumpSummary::from).collect();
     for (dump, job) in dumps.iter_mut().zip(&jobs) {
@@ -79,10 +89,12 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Valu
             dump.status = JobStatus::Interrupted;
         }
     }
-    let scheduled = super::schedule::recent_runs(&state).await?;
-    Ok(Json(
-        serde_json::json!({ "dumps": dumps, "scheduledRuns": scheduled }),
-    ))
+    let scheduled_runs = super::schedule::recent_runs(&state).await?;
+    Ok(Json(DumpList {
+        dumps,
+        scheduled_runs,
+    })
+    .into_response())
 }
 
 /// `DELETE /export/dump/{id}`: stop the run, abort the upload, status `cancelled`.

@@ -1,31 +1,55 @@
-//! `GET /openapi.json`: the API described as OpenAPI 3.0 (kept true by tests that
-//! compare it with the router and with real answers, and by schemathesis).
+//! `GET /openapi.json`: the API described as OpenAPI 3.0. The schemas of requests and
+//! answers are generated from the Rust types the handlers take and send (schemars), so
+//! they cannot drift from the code; the routes are kept true by a test that compares
+//! them with the router, and schemathesis checks real answers against the whole
+//! document. (The fleet answers are still written here by hand, until fleet records
+//! are typed.)
 
+use schemars::gen::{SchemaGenerator, SchemaSettings};
 use serde_json::{json, Value};
 
-/// The answer of `GET /export/dump` (its own function: one `json!` this deep exceeds
-/// the macro's recursion limit).
-fn list_schema() -> Value {
-    json!({"type": "object", "required": ["dumps", "scheduledRuns"], "properties": {
-                    "dumps": {"type": "array", "description": "the 50 newest dumps", "items": {"type": "object", "required": ["dumpId", "status", "format", "createdAt", "bytesWritten"], "properties": {
-                        "dumpId": {"type": "string"},
-                        "status": {"type": "string", "enum": ["pending", "processing", "interrupted", "completed", "failed", "cancelled"]},
-                        "format": {"type": "string", "enum": ["sql", "csv", "json"]},
-                        "createdAt": {"type": "string"}, "bytesWritten": {"type": "integer"}}}},
-                    "scheduledRuns": {"type": "array", "description": "recent ticks of the schedules", "items": {"type": "object", "required": ["schedule", "at", "outcome", "pruned"], "properties": {
-                        "schedule": {"type": "string"}, "at": {"type": "string"},
-                        "outcome": {"type": "string", "enum": ["started", "refused", "failed"]},
-                        "dumpId": {"type": "string"}, "fleetId": {"type": "string"},
-                        "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}},
-                        "pruned": {"type": "array", "items": {"type": "string"}},
-                        "pruneError": {"type": "string"},
-                        "dumpStatus": {"type": "string", "description": "the started dump's status now, or deleted"}}}}}})
+use super::databases::DatabasePage;
+use super::error::ErrorBody;
+use super::handlers::DumpList;
+use super::start::StartRequest;
+use crate::views::{StartAccepted, StatusView};
+
+/// The generated schemas: a reference to each type's, and every schema they use.
+struct Schemas {
+    generator: SchemaGenerator,
+}
+
+impl Schemas {
+    fn new() -> Self {
+        Schemas {
+            generator: SchemaSettings::openapi3().into_generator(),
+        }
+    }
+
+    /// A JSON body of type `T` (its schema in the components).
+    fn body<T: schemars::JsonSchema>(&mut self) -> Value {
+        let schema = self.generator.subschema_for::<T>();
+        json!({"application/json": {"schema": schema}})
+    }
+
+    fn into_components(self) -> serde_json::Map<String, Value> {
+        self.generator
+            .definitions()
+            .iter()
+            .map(|(name, schema)| {
+                (
+                    name.clone(),
+                    serde_json::to_value(schema).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
 }
 
 fn error_responses(codes: &[&str]) -> serde_json::Map<String, Value> {
     codes
         .iter()
-        .map(|c| (c.to_string(), json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})))
+        .map(|c| (c.to_string(), json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})))
         .collect()
 }
 
@@ -52,7 +76,39 @@ fn id_param(name: &str) -> Value {
 
 /// The OpenAPI document.
 pub fn document() -> Value {
+    let mut schemas = Schemas::new();
+    schemas.body::<ErrorBody>();
+    let (start, accepted) = (
+        schemas.body::<StartRequest>(),
+        schemas.body::<StartAccepted>(),
+    );
+    let (status, list) = (schemas.body::<StatusView>(), schemas.body::<DumpList>());
+    let databases = schemas.body::<DatabasePage>();
     let json_body = |schema: &str| json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
+    let mut document = hand_written(json_body, start, accepted, status, list, databases);
+    if let Some(Value::Object(components)) = document.pointer_mut("/components/schemas") {
+        components.extend(schemas.into_components());
+    }
+    document
+}
+
+/// What a started dump's id (`progressKey`) leads to: its status, manifest, cancel and
+/// resume (so clients and schemathesis follow real ids, not guesses).
+fn dump_links() -> Value {
+    let by_id = |operation: &str| json!({"operationId": operation, "parameters": {"id": "$response.body#/progressKey"}});
+    json!({"status": by_id("dumpStatus"), "manifest": by_id("dumpManifest"),
+           "cancel": by_id("cancelDump"), "resume": by_id("resumeDump")})
+}
+
+/// The document but for the generated schemas.
+fn hand_written(
+    json_body: impl Fn(&str) -> Value,
+    start: Value,
+    accepted: Value,
+    status: Value,
+    list: Value,
+    databases: Value,
+) -> Value {
     // The content types the download routes send, by the file's extension.
     let binary = json!({"schema": {"type": "string", "format": "binary"}});
     let file = json!({"description": "the file (or a part of it for a Range request)", "content": {
@@ -69,20 +125,21 @@ pub fn document() -> Value {
             "/export/dump": {
                 "post": {
                     "summary": "Start a dump",
-                    "requestBody": {"required": true, "content": json_body("StartRequest")},
+                    "requestBody": {"required": true, "content": start},
                     "responses": with(error_responses(&["400", "401", "403", "409", "413", "415", "429", "503"]),
-                        json!({"202": {"description": "accepted", "content": json_body("Accepted")}})),
+                        json!({"202": {"description": "accepted", "content": accepted, "links": dump_links()}})),
                 },
                 "get": {
                     "summary": "Recent dumps",
-                    "responses": with(error_responses(&["401", "503"]), json!({"200": {"description": "recent dumps", "content": json_body("List")}})),
+                    "responses": with(error_responses(&["401", "503"]), json!({"200": {"description": "recent dumps", "content": list}})),
                 },
             },
             "/export/dump/status/{id}": {
                 "get": {
                     "summary": "Status of a dump",
+                    "operationId": "dumpStatus",
                     "parameters": [id_param("id")],
-                    "responses": with(error_responses(&["400", "401", "404", "503"]), json!({"200": {"description": "status", "content": json_body("Status")}})),
+                    "responses": with(error_responses(&["400", "401", "404", "503"]), json!({"200": {"description": "status", "content": status}})),
                 },
             },
             "/export/dump/download/{file}": {
@@ -103,6 +160,7 @@ pub fn document() -> Value {
             },
             "/export/dump/manifest/{id}": {
                 "get": {
+                    "operationId": "dumpManifest",
                     "summary": "The completed dump's manifest (files with SHA-256, tables with row counts and content hashes, source, consistency)",
                     "parameters": [id_param("id")],
                     "responses": with(error_responses(&["400", "401", "404", "409", "416", "503"]),
@@ -112,15 +170,17 @@ pub fn document() -> Value {
             "/export/dump/{id}": {
                 "delete": {
                     "summary": "Cancel a dump",
+                    "operationId": "cancelDump",
                     "parameters": [id_param("id")],
-                    "responses": with(error_responses(&["400", "401", "403", "404", "409", "503"]), json!({"200": {"description": "cancelled", "content": json_body("Status")}})),
+                    "responses": with(error_responses(&["400", "401", "403", "404", "409", "503"]), json!({"200": {"description": "cancelled", "content": status}})),
                 },
             },
             "/export/dump/{id}/resume": {
                 "post": {
                     "summary": "Resume an interrupted dump from its last committed chunk (a new run)",
+                    "operationId": "resumeDump",
                     "parameters": [id_param("id")],
-                    "responses": with(error_responses(&["400", "401", "403", "404", "409", "503"]), json!({"202": {"description": "resumed", "content": json_body("Status")}})),
+                    "responses": with(error_responses(&["400", "401", "403", "404", "409", "503"]), json!({"202": {"description": "resumed", "content": status}})),
                 },
             },
             "/export/databases": {
@@ -130,7 +190,7 @@ pub fn document() -> Value {
                         {"name": "cursor", "in": "query", "required": false, "schema": {"type": "string"}, "description": "the previous page's nextCursor"},
                         {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                     ],
-                    "responses": with(error_responses(&["400", "401", "404", "503"]), json!({"200": {"description": "a page of databases", "content": json_body("Databases")}})),
+                    "responses": with(error_responses(&["400", "401", "404", "503"]), json!({"200": {"description": "a page of databases", "content": databases}})),
                 },
             },
             "/export/fleet": {
@@ -157,45 +217,6 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
-                "StartRequest": {"type": "object", "additionalProperties": false, "required": ["format"], "properties": {
-                    "format": {"type": "string", "enum": ["sql", "csv", "json"]},
-                    "database": {"type": "string", "description": "with a database root: the database to dump, its path under the root (its dumps are named <database>/dump_…)"},
-                    "callbackUrl": {"type": "string", "format": "uri", "pattern": "^https://", "description": "https URL of a public host"},
-                    "chunkSize": {"type": "integer", "minimum": 1, "maximum": 100000},
-                    "includeSchema": {"type": "boolean", "description": "false: rows only, for SQL dumps (400 with field includeSchema for csv and json, whose schema file is what restores their tables)"},
-                    "tables": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
-                    "compression": {"type": "string", "enum": ["none", "gzip", "zstd"]},
-                    "snapshot": {"type": "boolean", "description": "dump a point-in-time copy (default DUMP_SNAPSHOT)"},
-                    "snapshotMaxBlockMs": {"type": "integer", "minimum": 1, "maximum": 600000, "description": "longest a rollback-journal snapshot may hold writers off"}}},
-                "Accepted": {"type": "object", "required": ["status", "progressKey", "message", "statusUrl"], "properties": {
-                    "status": {"type": "string", "enum": ["accepted"]}, "progressKey": {"type": "string"},
-                    "message": {"type": "string"}, "statusUrl": {"type": "string"}}},
-                "Status": {"type": "object", "required": ["dumpId", "status", "format", "compression", "progress", "bytesWritten", "chunks", "createdAt", "files", "warnings", "consistency"], "properties": {
-                    "dumpId": {"type": "string"},
-                    "status": {"type": "string", "enum": ["pending", "processing", "interrupted", "completed", "failed", "cancelled"]},
-                    "format": {"type": "string", "enum": ["sql", "csv", "json"]},
-                    "compression": {"type": "string", "enum": ["none", "gzip", "zstd"]},
-                    "createdAt": {"type": "string"},
-                    "completedAt": {"type": "string", "nullable": true, "description": "when the dump ended (completed, failed or cancelled)"},
-                    "files": {"type": "array", "items": {"type": "object", "required": ["key", "size"], "properties": {
-                        "key": {"type": "string"}, "size": {"type": "integer"},
-                        "sha256": {"type": "string", "description": "SHA-256 over the SHA-256 digests of the file's part-size pieces"}}}},
-                    "progress": {"type": "object", "properties": {
-                        "totalRows": {"type": "integer", "nullable": true}, "processedRows": {"type": "integer"},
-                        "percentComplete": {"type": "integer"}, "startedAt": {"type": "string", "nullable": true},
-                        "estimatedCompletion": {"type": "string", "nullable": true}}},
-                    "bytesWritten": {"type": "integer"}, "chunks": {"type": "integer"},
-                    "downloadUrl": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-                    "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
-                    "callback": {"type": "object", "properties": {
-                        "status": {"type": "string", "enum": ["pending", "delivered", "failed", "skipped"]},
-                        "attempts": {"type": "integer"}, "lastError": {"type": "string", "nullable": true}}},
-                    "warnings": {"type": "array", "items": {"type": "string"}, "description": "per-table corner cases, each naming its table"},
-                    "consistency": {"type": "object", "properties": {"snapshot": {"type": "boolean"}, "changedDuringDump": {"type": "boolean"}}},
-                    "manifest": {"type": "string"}, "manifestUrl": {"type": "string"},
-                    "resumeWith": {"type": "string", "description": "for an interrupted dump: the call that resumes it"}}},
                 "FleetRequest": {"type": "object", "required": ["databases", "format"], "properties": {
                     "databases": {"oneOf": [{"type": "string", "description": "a pattern of paths under the root: * within a directory, ** across"},
                                             {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
@@ -214,13 +235,6 @@ pub fn document() -> Value {
                     "createdAt": {"type": "string"}, "endedAt": {"type": "string", "nullable": true},
                     "databases": {"type": "integer"}, "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
                     "items": {"type": "array", "items": {"type": "object"}}, "nextCursor": {"type": "integer"}}},
-                "Databases": {"type": "object", "required": ["databases"], "properties": {
-                    "databases": {"type": "array", "items": {"type": "object", "required": ["database", "name", "size"], "properties": {
-                        "database": {"type": "string", "description": "its path under the root, as a start names it"},
-                        "name": {"type": "string", "description": "its name in the store: its dumps are <name>/dump_…"},
-                        "size": {"type": "integer"}}}},
-                    "nextCursor": {"type": "string"}}},
-                "List": list_schema(),
             },
         },
     })

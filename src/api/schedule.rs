@@ -64,7 +64,7 @@ impl Retention {
 }
 
 /// How a tick ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TickOutcome {
     /// A dump was started (its own status tells how it ended).
@@ -76,7 +76,7 @@ pub enum TickOutcome {
 }
 
 /// A recorded tick.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduledRun {
     pub schedule: String,
@@ -102,7 +102,7 @@ pub struct ScheduledRun {
 
 /// What became of a scheduled run's dump: its status, or `"deleted"` once it is gone
 /// (pruned, or deleted by hand).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum DumpNow {
     Exists(JobStatus),
@@ -110,7 +110,7 @@ pub enum DumpNow {
 }
 
 /// The one state of a dump that no longer exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Gone {
     #[serde(rename = "deleted")]
     Deleted,

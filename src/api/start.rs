@@ -10,20 +10,32 @@ use crate::model::{Compression, DumpSpec, Format, JobRecord};
 
 /// Body of `POST /export/dump` (and the `request` of a scheduled start). Unknown fields
 /// are refused, naming the field.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StartRequest {
     format: Format,
-    /// With a database root: the database to dump, a path relative to the root.
+    /// With a database root: the database to dump, its path under the root (its dumps
+    /// are named `<database>/dump_…`).
     pub(crate) database: Option<String>,
+    /// Told once, when the dump has ended: an https URL of a public host.
+    #[schemars(url, regex(pattern = "^https://"))]
     pub(crate) callback_url: Option<String>,
-    /// Rows per slice.
+    /// Rows per slice (one short read transaction).
     #[serde(rename = "chunkSize")]
+    #[schemars(range(min = 1, max = 100_000))]
     slice_rows: Option<u32>,
+    /// false: rows only, for SQL dumps (400 with field includeSchema for csv and json,
+    /// whose schema file is what restores their tables).
     include_schema: Option<bool>,
+    /// Tables to dump (default: all).
+    #[schemars(length(min = 1))]
     tables: Option<Vec<String>>,
     compression: Option<Compression>,
+    /// Dump a point-in-time copy (default `DUMP_SNAPSHOT`).
     snapshot: Option<bool>,
+    /// Longest a rollback-journal snapshot copied in one read transaction may hold
+    /// writers off.
+    #[schemars(range(min = 1, max = 600_000))]
     snapshot_max_block_ms: Option<u64>,
 }
 

@@ -25,6 +25,7 @@ fn refuse(message: String) -> RootError {
 }
 
 /// A database found under the root.
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RootDatabase {
     /// Its path relative to the root, as callers name it (`tenants/acme.db`).

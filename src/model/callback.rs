@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where a callback's delivery stands.
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CallbackStatus {

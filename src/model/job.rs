@@ -56,6 +56,7 @@ pub struct Cursor {
 }
 
 /// Lifecycle of a dump.
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
@@ -113,6 +114,7 @@ pub struct OpenObject {
 }
 
 /// A finished output object.
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub key: String,
@@ -124,6 +126,7 @@ pub struct FileEntry {
 }
 
 /// Why a dump failed.
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobError {
     pub code: String,

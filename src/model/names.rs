@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::spec::{Compression, Format, InvalidValue};
 
 /// Where a completed dump is downloaded: one URL, or one per table file (CSV).
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum DownloadUrl {

@@ -15,6 +15,7 @@ pub struct InvalidValue {
 }
 
 /// Output format of a dump.
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
@@ -53,6 +54,7 @@ impl std::str::FromStr for Format {
 }
 
 /// Compression applied to every output object.
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
@@ -129,6 +131,7 @@ impl DumpSpec {
 
 /// How consistent a dump is: a snapshot dump is a point-in-time copy; a live dump is one
 /// only if nothing changed the database while it ran.
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Consistency {
