@@ -18,7 +18,8 @@
 //!    [`cloud`] (S3/R2, DynamoDB, Step Functions, the secret), `uploader`,
 //!    `manifest`, [`callback`] (signed HTTPS callbacks).
 //! 4. to 6. The application: [`lifecycle`] (every write to a job record),
-//!    `readback`; [`chunk`] (one time-boxed chunk), `verify`, `retention`;
+//!    `readback`; [`chunk`] (one time-boxed chunk), `verify`, `retention`, [`drill`]
+//!    (restore drills);
 //!    [`tasks`] (the state machine's tasks).
 //! 7. to 9. Drivers: [`runner`] (the in-process runner of `statemachine.json`), [`api`]
 //!    (the HTTP API); [`serve`], [`lambda`]; [`cli`].
@@ -40,6 +41,8 @@ pub mod cli;
 #[cfg(feature = "aws")]
 pub mod cloud;
 pub mod config;
+#[cfg(feature = "cli")]
+pub mod drill;
 pub mod engine;
 pub mod error;
 pub mod execution;

@@ -8,8 +8,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::model::{
-    CallbackStatus, Compression, Consistency, DownloadUrl, FileEntry, Format, JobError, JobRecord,
-    JobStatus,
+    CallbackStatus, Compression, Consistency, DownloadUrl, DrillSummary, FileEntry, Format,
+    JobError, JobRecord, JobStatus,
 };
 
 /// Timestamps in answers: RFC 3339, whole seconds, `Z`.
@@ -48,6 +48,9 @@ pub struct StatusView<'a> {
     /// How to resume an interrupted dump (a command, or the API call).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resume_with: Option<String>,
+    /// The last restore drill of a completed dump (`chunkdump drill`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<&'a DrillSummary>,
 }
 
 /// Rows done and expected, and when the dump should end at the measured rate.
@@ -110,6 +113,7 @@ impl<'a> StatusView<'a> {
                 last_error: cb.last_error.as_deref(),
             }),
             resume_with: None,
+            last_drill: job.last_drill.as_ref(),
         }
     }
 

@@ -39,6 +39,10 @@ pub enum Command {
     /// Restore a completed dump (any format) into a new SQLite database, verified
     /// against its manifest before it is put in place.
     Restore(super::restore::RestoreArgs),
+    /// Prove a completed dump restores: restore it into a scratch database, check it
+    /// (integrity, foreign keys, views, FTS and R*Tree, schema) and keep the report
+    /// beside the dump.
+    Drill(super::drill::DrillArgs),
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,9 @@ struct Listed {
     bytes: u64,
     started_at: Option<String>,
     completed_at: Option<String>,
+    /// The last restore drill (`chunkdump drill`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_drill: Option<crate::model::DrillSummary>,
 }
 
 impl Listed {
@@ -58,6 +61,7 @@ impl Listed {
                 .max(job.bytes_written),
             started_at: ts(job.started_at.or(Some(job.created_at))),
             completed_at: ts(job.completed_at),
+            last_drill: job.last_drill.clone(),
         }
     }
 }
@@ -105,7 +109,7 @@ pub async fn run(args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     // Columns as wide as their widest cell (long ids, `interrupted`), so they line up.
-    let rows: Vec<[String; 8]> = listed
+    let rows: Vec<[String; 9]> = listed
         .iter()
         .map(|l| {
             [
@@ -116,12 +120,18 @@ pub async fn run(args: ListArgs) -> anyhow::Result<()> {
                 l.bytes.to_string(),
                 l.started_at.clone().unwrap_or_else(|| "-".into()),
                 l.completed_at.clone().unwrap_or_else(|| "-".into()),
+                match &l.last_drill {
+                    Some(d) if d.passed => "passed".into(),
+                    Some(_) => "failed".into(),
+                    None if l.status == "completed" => "never".into(),
+                    None => "-".into(),
+                },
                 l.database.to_string(),
             ]
         })
         .collect();
     let header = [
-        "ID", "STATUS", "FMT", "COMP", "BYTES", "STARTED", "FINISHED", "DATABASE",
+        "ID", "STATUS", "FMT", "COMP", "BYTES", "STARTED", "FINISHED", "DRILL", "DATABASE",
     ]
     .map(String::from);
     let mut widths = header.clone().map(|h| h.chars().count());
@@ -135,7 +145,7 @@ pub async fn run(args: ListArgs) -> anyhow::Result<()> {
         for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
             let pad = w.saturating_sub(cell.chars().count());
             match i {
-                7 => line.push_str(cell),
+                8 => line.push_str(cell),
                 // Bytes right-aligned.
                 4 => line.push_str(&format!("{}{cell}  ", " ".repeat(pad))),
                 _ => line.push_str(&format!("{cell}{}  ", " ".repeat(pad))),

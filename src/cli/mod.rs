@@ -6,6 +6,7 @@
 //! 1 on failure with a one-line `error:` message, 2 on a usage error.
 
 mod args;
+mod drill;
 mod list;
 mod many;
 mod one_dump;

@@ -22,6 +22,7 @@ pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => super::verify::run(args).await,
         Command::Prune(args) => prune::run(args).await,
         Command::Restore(args) => restore::run(args).await,
+        Command::Drill(args) => super::drill::run(args).await,
         Command::List(args) => list::run(args).await,
         Command::Setup(args) => super::setup::run(args).await,
     }

@@ -112,6 +112,23 @@ pub async fn record_started(
     Ok(next)
 }
 
+/// Records the outcome of a restore drill of completed `job`: one version up. A dump
+/// deleted or changed meanwhile gets a conflict (the report object stays the evidence).
+pub async fn record_drill(
+    progress: &dyn ProgressStore,
+    job: &JobRecord,
+    drill: crate::model::DrillSummary,
+) -> Result<JobRecord, DumpError> {
+    let mut next = job.clone();
+    next.version += 1;
+    // The chunk that completed the dump staged nothing at the new version.
+    next.staged_version = Some(job.staging_version());
+    next.updated_at = Utc::now();
+    next.last_drill = Some(drill);
+    commit_next(progress, job, &next).await?;
+    Ok(next)
+}
+
 /// Records the point-in-time copy a snapshot dump reads (`path`): one version up.
 pub async fn record_snapshot(
     progress: &dyn ProgressStore,

@@ -10,7 +10,8 @@
 //!
 //! [`create`](create_dump) writes the first record (with its callback and schedule);
 //! [`record_started`] the first chunk's start (`processing`, `startedAt`), before any
-//! work; [`record_snapshot`] the snapshot copy's path; a chunk commits through
+//! work; [`record_snapshot`] the snapshot copy's path; [`record_drill`] a completed
+//! dump's last restore drill; a chunk commits through
 //! `record_chunk` (its staging object, the record one version up, then the old staging
 //! objects); [`deliver_callback`] the callback's state after each attempt; a dump that
 //! ends early (failed or cancelled) ends through one function,
@@ -26,7 +27,9 @@ mod notify;
 mod pause;
 mod staging;
 
-pub use create::{create_dump, create_dump_as, record_snapshot, record_started, NewDump};
+pub use create::{
+    create_dump, create_dump_as, record_drill, record_snapshot, record_started, NewDump,
+};
 pub use ending::{
     abort_abandoned_uploads, cancel_dump, delete_completed, fail_dump, fail_job, refuse_failed,
     remove_after_end, remove_snapshot, tidy_completed,

@@ -189,6 +189,9 @@ pub struct JobRecord {
     /// SQLite opened): every chunk refuses another file at the same path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_inode: Option<u64>,
+    /// The outcome of the last restore drill of this (completed) dump.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<super::DrillSummary>,
 }
 
 impl JobRecord {
@@ -225,6 +228,7 @@ impl JobRecord {
             schedule: None,
             staged_version: None,
             database_inode: None,
+            last_drill: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! the Lambda functions can all share it without cycles.
 
 mod callback;
+mod drill;
 mod file_names;
 mod job;
 mod names;
@@ -13,6 +14,7 @@ mod spec;
 mod upload;
 
 pub use callback::{CallbackState, CallbackStatus};
+pub use drill::DrillSummary;
 pub use file_names::*;
 pub use job::*;
 pub use names::*;

@@ -33,7 +33,7 @@ fn dump_as(dir: &Path, format: &str, compression: &str) -> (String, PathBuf) {
 }
 
 /// Where dump `id` in `format` keeps its manifest in the store directory `out`.
-fn manifest_in(out: &Path, id: &str, format: &str) -> PathBuf {
+pub(crate) fn manifest_in(out: &Path, id: &str, format: &str) -> PathBuf {
     match format {
         "csv" => out.join(id).join("manifest.json"),
         _ => out.join(format!("{id}.manifest.json")),
@@ -63,7 +63,7 @@ fn store_root(manifest_path: &Path) -> PathBuf {
 }
 
 /// Replaces the dump's (first) data file with `bytes` and fixes the manifest to match.
-fn tamper(manifest_path: &Path, bytes: &[u8]) {
+pub(crate) fn tamper(manifest_path: &Path, bytes: &[u8]) {
     let mut manifest: Value =
         serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
     let part = manifest["partSize"].as_u64().unwrap() as usize;

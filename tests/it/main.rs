@@ -10,6 +10,7 @@ mod bucket_only;
 mod callbacks;
 mod cloud_e2e;
 mod consistency;
+mod drill;
 mod fidelity;
 mod formats;
 mod hostile;

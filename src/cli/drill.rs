@@ -1,0 +1,206 @@
+//! `chunkdump drill`: restores a completed dump into a scratch database and checks it
+//! (see [`crate::drill`]), keeps the report beside the dump (`<id>.drill.json`) and the
+//! outcome in its job record, and prints a one-screen summary; `--history` lists the
+//! last drill of each dump.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::stores::{open_stores, Access, Stores};
+use super::{Location, UsageError};
+use crate::drill::{drill, report_key, DrillReport};
+use crate::error::DumpError;
+use crate::manifest::{signature_key, Manifest};
+use crate::model::{manifest_key, JobRecord, JobStatus};
+use crate::readback::stream::StoreSource;
+use crate::verify::check_manifest_signature;
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The completed dump to drill.
+    #[arg(required_unless_present_any = ["latest", "history"], conflicts_with_all = ["latest", "history"])]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub location: Location,
+    /// Drill the newest completed dump (of --database, if given).
+    #[arg(long, conflicts_with = "history")]
+    pub latest: bool,
+    /// List the last drill of each completed dump (of --database, if given), newest first.
+    #[arg(long)]
+    pub history: bool,
+    /// With --latest or --history: only dumps of this database (its file, or its name as
+    /// `dump` printed it).
+    #[arg(long, value_name = "DB")]
+    pub database: Option<PathBuf>,
+    /// Where the scratch database is made (a private directory inside, removed after)
+    /// [default: the system's temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub scratch_dir: Option<PathBuf>,
+    /// Print the report (or the history) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Drills a dump, or prints the history; an error (exit 1) if the drill failed.
+pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
+    if args.database.is_some() && args.id.is_some() {
+        return Err(
+            UsageError("--database goes with --latest or --history, not an id".into()).into(),
+        );
+    }
+    let stores = open_stores(&args.location, Access::Existing).await?;
+    let completed = completed_dumps(&stores, &args).await?;
+    if args.history {
+        return history(&completed, args.json);
+    }
+    let job = match &args.id {
+        Some(id) => stores.progress.require(id).await?,
+        None => completed
+            .into_iter()
+            .next()
+            .ok_or_else(|| DumpError::InvalidRequest("no completed dump to drill here".into()))?,
+    };
+    if job.status != JobStatus::Completed {
+        return Err(DumpError::WrongState {
+            id: job.id.clone(),
+            status: job.status,
+            message: "only a completed dump can be drilled".into(),
+        }
+        .into());
+    }
+    let config = crate::config::Config::from_env()?;
+    let manifest = signed_manifest(&stores, &job, config.signing_key.as_ref()).await?;
+    let source = StoreSource {
+        objects: stores.objects.as_ref(),
+        ahead: config.download_concurrency as usize,
+    };
+    let at = chrono::Utc::now();
+    let scratch = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let report = drill(&source, &manifest, &scratch).await?;
+    let key = report_key(&job.id);
+    stores
+        .objects
+        .put(&key, serde_json::to_vec_pretty(&report)?)
+        .await?;
+    crate::lifecycle::record_drill(stores.progress.as_ref(), &job, report.summary(at)).await?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        print_summary(&mut stdout, &report, &key)?;
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if report.passed {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "the drill of {} failed ({}); the report is {key}",
+            job.id,
+            super::count(report.problems.len(), "problem")
+        ))
+    }
+}
+
+/// The completed dumps (of `--database`, if given), newest first.
+async fn completed_dumps(stores: &Stores, args: &DrillArgs) -> Result<Vec<JobRecord>, DumpError> {
+    let database = args.database.as_deref().map(super::database_filter);
+    let jobs = stores.progress.list_recent(10_000).await?;
+    let completed: Vec<JobRecord> = jobs
+        .into_iter()
+        .filter(|j| j.status == JobStatus::Completed)
+        .filter(|j| {
+            database
+                .as_ref()
+                .is_none_or(|d| d.matches(&j.spec.database, &j.id))
+        })
+        .collect();
+    if let (Some(db), true) = (&database, completed.is_empty()) {
+        return Err(DumpError::InvalidRequest(format!(
+            "no completed dump of database {} here",
+            db.describe()
+        )));
+    }
+    Ok(completed)
+}
+
+/// The manifest of completed `job`, its signature checked first.
+async fn signed_manifest(
+    stores: &Stores,
+    job: &JobRecord,
+    signing: Option<&crate::config::SigningKey>,
+) -> Result<Manifest, DumpError> {
+    let key = manifest_key(&job.id, job.spec.format);
+    let raw = stores.objects.get(&key).await?.ok_or_else(|| {
+        DumpError::InvalidRequest(format!("dump {} has no manifest ({key})", job.id))
+    })?;
+    let sig = stores.objects.get(&signature_key(&key)).await?;
+    check_manifest_signature(&key, &raw, sig.as_deref(), signing)?;
+    serde_json::from_slice(&raw)
+        .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))
+}
+
+fn print_summary(out: &mut impl Write, r: &DrillReport, key: &str) -> std::io::Result<()> {
+    let verdict = if r.passed { "passed" } else { "FAILED" };
+    writeln!(out, "drill of {}: {verdict}", r.dump_id)?;
+    let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
+    writeln!(
+        out,
+        "  restored {} and {} rows ({:.1} MB read) in {:.1} s, checked in {:.1} s",
+        super::count(r.tables.len(), "table"),
+        rows,
+        r.bytes_read as f64 / 1e6,
+        r.restore_seconds,
+        r.check_seconds
+    )?;
+    if let Some(integrity) = &r.integrity_check {
+        let schema = match r.schema_matches {
+            Some(true) => "; schema as dumped",
+            Some(false) => "; schema differs",
+            None => "",
+        };
+        writeln!(
+            out,
+            "  integrity_check {integrity}; {}; {} and {} checked{schema}",
+            super::count(
+                r.foreign_key_violations.unwrap_or(0) as usize,
+                "foreign key violation"
+            ),
+            super::count(r.views_checked, "view"),
+            super::count(r.virtual_tables_checked, "virtual table"),
+        )?;
+    }
+    for p in &r.problems {
+        writeln!(out, "  problem: {p}")?;
+    }
+    writeln!(out, "  report: {key}")
+}
+
+/// One line per completed dump: its last drill (or `never`).
+fn history(completed: &[JobRecord], json: bool) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        let rows: Vec<serde_json::Value> = completed
+            .iter()
+            .map(|j| serde_json::json!({"id": j.id, "lastDrill": j.last_drill}))
+            .collect();
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    let width = completed.iter().map(|j| j.id.len()).max().unwrap_or(2);
+    for j in completed {
+        let (outcome, at, problem) = match &j.last_drill {
+            None => ("never", String::from("-"), String::new()),
+            Some(d) => (
+                if d.passed { "passed" } else { "failed" },
+                d.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                d.problem.clone().unwrap_or_default(),
+            ),
+        };
+        writeln!(stdout, "{:width$}  {outcome:6}  {at:20}  {problem}", j.id)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,328 @@
+//! Restore drills: the proof that a dump restores. A drill restores a completed dump into
+//! a scratch database in a private temporary directory (which checks every file's
+//! SHA-256 and every table's row count and content digest against the manifest), then
+//! checks the database as SQLite sees it: `PRAGMA integrity_check` (every table and
+//! index), `PRAGMA foreign_key_check`, a query through every view, the module's own
+//! check of every FTS and R*Tree table, and the schema's fingerprint against the
+//! manifest's (so an index, view or trigger left out of the dump is caught). It deletes
+//! the scratch database and returns a [`DrillReport`]: the evidence, kept beside the
+//! dump as `<id>.drill.json` ([`report_key`]).
+
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::quote_ident;
+use crate::error::DumpError;
+use crate::manifest::Manifest;
+use crate::model::{Compression, DrillSummary, DumpSpec, Format};
+use crate::readback::stream::RangeSource;
+use crate::restore::{restore, RestoreOptions};
+
+/// The version of [`DrillReport`]'s shape (docs/formats.md describes it).
+pub const REPORT_VERSION: u32 = 1;
+
+/// The object a drill of dump `id` writes its report to, beside the dump's files.
+pub fn report_key(id: &str) -> String {
+    format!("{id}.drill.json")
+}
+
+/// What a drill found: the evidence that a dump restores (or why it does not).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillReport {
+    pub report_version: u32,
+    pub dump_id: String,
+    /// When the drill ran (its start).
+    pub drilled_at: String,
+    pub passed: bool,
+    /// Why it failed, each naming the table, file or object; empty when it passed.
+    pub problems: Vec<String>,
+    /// What the dump could not keep exactly, as it warned (CSV), each naming its table
+    /// and column: known limits of the format, not failures.
+    pub warnings: Vec<String>,
+    /// The chunkdump and SQLite that ran the drill.
+    pub chunkdump_version: String,
+    pub sqlite_version: String,
+    pub format: Format,
+    pub compression: Compression,
+    /// The tables restored and checked against the manifest (all of them, if the
+    /// restore went through).
+    pub tables: Vec<TableChecked>,
+    /// `ok`, or the problems `PRAGMA integrity_check` reported.
+    pub integrity_check: Option<String>,
+    /// Rows `PRAGMA foreign_key_check` reported.
+    pub foreign_key_violations: Option<u64>,
+    /// Views queried, and FTS or R*Tree tables checked by their module.
+    pub views_checked: usize,
+    pub virtual_tables_checked: usize,
+    /// Whether the restored schema is the one dumped (the manifest's fingerprint).
+    pub schema_matches: Option<bool>,
+    /// Bytes read from the store, and how long the restore and the checks took.
+    pub bytes_read: u64,
+    pub restore_seconds: f64,
+    pub check_seconds: f64,
+    /// The drilling process's peak resident memory, in bytes (Linux).
+    pub peak_memory_bytes: Option<u64>,
+}
+
+/// A table whose row count and content digest the restore checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableChecked {
+    pub table: String,
+    pub rows: u64,
+    pub content_hash: String,
+}
+
+/// Drills the dump `manifest` describes, reading its files from `source`, in a scratch
+/// database under `scratch_dir` (created private; removed, whatever happens).
+pub async fn drill(
+    source: &dyn RangeSource,
+    manifest: &Manifest,
+    scratch_dir: &Path,
+) -> Result<DrillReport, DumpError> {
+    let started = Utc::now();
+    let scratch = tempfile::Builder::new()
+        .prefix("chunkdump-drill-")
+        .tempdir_in(scratch_dir)
+        .map_err(|e| {
+            DumpError::InvalidRequest(format!(
+                "cannot make a scratch directory in {}: {e}",
+                scratch_dir.display()
+            ))
+        })?;
+    let db = scratch.path().join("drill.db");
+    let mut report = DrillReport {
+        report_version: REPORT_VERSION,
+        dump_id: manifest.dump_id.clone(),
+        drilled_at: started.to_rfc3339_opts(SecondsFormat::Secs, true),
+        passed: false,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        chunkdump_version: env!("CARGO_PKG_VERSION").to_string(),
+        sqlite_version: rusqlite::version().to_string(),
+        format: manifest.format,
+        compression: manifest.compression,
+        tables: Vec::new(),
+        integrity_check: None,
+        foreign_key_violations: None,
+        views_checked: 0,
+        virtual_tables_checked: 0,
+        schema_matches: None,
+        bytes_read: 0,
+        restore_seconds: 0.0,
+        check_seconds: 0.0,
+        peak_memory_bytes: None,
+    };
+    let options = RestoreOptions {
+        into: db.clone(),
+        force: false,
+        tables: None,
+    };
+    let clock = Instant::now();
+    match restore(source, manifest, &options, &|_| {}).await {
+        Ok(restored) => {
+            report.bytes_read = restored.bytes;
+            report.warnings = restored.warnings;
+            report.tables = manifest
+                .tables
+                .iter()
+                .map(|t| TableChecked {
+                    table: t.table.clone(),
+                    rows: t.rows,
+                    content_hash: t.content_hash.clone(),
+                })
+                .collect();
+            report.restore_seconds = clock.elapsed().as_secs_f64();
+            let clock = Instant::now();
+            let spec = manifest
+                .spec
+                .clone()
+                .unwrap_or_else(|| crate::readback::spec_of(manifest));
+            let fingerprint = manifest.schema_fingerprint.clone();
+            let db = db.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                let mut r = Checks::default();
+                check(&db, spec, fingerprint.as_deref(), &mut r).map(|()| r)
+            })
+            .await
+            .map_err(|e| DumpError::Internal(e.to_string()))??;
+            found.into_report(&mut report);
+            report.check_seconds = clock.elapsed().as_secs_f64();
+        }
+        Err(e) => {
+            report.restore_seconds = clock.elapsed().as_secs_f64();
+            report
+                .problems
+                .push(format!("the restore failed: {}", e.public_message()));
+        }
+    }
+    report.passed = report.problems.is_empty() && report.integrity_check.as_deref() == Some("ok");
+    report.peak_memory_bytes = peak_memory_bytes();
+    drop(scratch);
+    Ok(report)
+}
+
+/// What the checks of a restored database found.
+#[derive(Default)]
+struct Checks {
+    problems: Vec<String>,
+    integrity: String,
+    foreign_keys: u64,
+    views: usize,
+    virtual_tables: usize,
+    /// `None` for a manifest without a schema fingerprint.
+    schema_matches: Option<bool>,
+}
+
+impl Checks {
+    fn into_report(self, report: &mut DrillReport) {
+        report.problems.extend(self.problems);
+        report.integrity_check = Some(self.integrity);
+        report.foreign_key_violations = Some(self.foreign_keys);
+        report.views_checked = self.views;
+        report.virtual_tables_checked = self.virtual_tables;
+        report.schema_matches = self.schema_matches;
+    }
+}
+
+/// Checks the restored database at `path` as SQLite sees it.
+fn check(
+    path: &Path,
+    mut spec: DumpSpec,
+    fingerprint: Option<&str>,
+    found: &mut Checks,
+) -> Result<(), DumpError> {
+    let name = path.display().to_string();
+    let db = |e| DumpError::from_sqlite(&name, e);
+    let conn = Connection::open(path).map_err(db)?;
+    let problems: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(db)?;
+    found.integrity = problems.join("; ");
+    if found.integrity != "ok" {
+        found
+            .problems
+            .push(format!("PRAGMA integrity_check: {}", found.integrity));
+    }
+    let violations: Vec<(String, String)> = conn
+        .prepare("SELECT \"table\", parent FROM pragma_foreign_key_check")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(db)?;
+    found.foreign_keys = violations.len() as u64;
+    if let Some((table, parent)) = violations.first() {
+        found.problems.push(format!(
+            "table {table:?}: {} foreign key violation(s), the first against {parent:?}",
+            violations.len()
+        ));
+    }
+    let objects: Vec<(String, String, String)> = conn
+        .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_schema WHERE type IN ('view', 'table') ORDER BY name")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+        .map_err(db)?;
+    for (kind, name, sql) in &objects {
+        let quoted = quote_ident(name);
+        let result = match (kind.as_str(), virtual_module(sql).as_deref()) {
+            ("view", _) => conn
+                .query_row(
+                    &format!("SELECT count(*) FROM (SELECT * FROM {quoted} LIMIT 1)"),
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            ("table", Some("fts3" | "fts4" | "fts5")) => conn
+                .execute(
+                    &format!("INSERT INTO {quoted}({quoted}) VALUES('integrity-check')"),
+                    [],
+                )
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            ("table", Some("rtree" | "rtree_i32")) => conn
+                .query_row("SELECT rtreecheck(?1)", [name], |r| r.get::<_, String>(0))
+                .map_err(|e| e.to_string())
+                .and_then(|s| if s == "ok" { Ok(()) } else { Err(s) }),
+            _ => continue,
+        };
+        if kind == "view" {
+            found.views += 1;
+        } else {
+            found.virtual_tables += 1;
+        }
+        if let Err(e) = result {
+            found.problems.push(format!("{kind} {name:?}: {e}"));
+        }
+    }
+    // The schema as the dump would read it now, against the one it read.
+    spec.database = name.clone();
+    let Some(fingerprint) = fingerprint else {
+        return Ok(());
+    };
+    let plan = crate::engine::plan::build_plan(&conn, &spec, "drill")?;
+    found.schema_matches = Some(plan.fingerprint == fingerprint);
+    if found.schema_matches == Some(false) {
+        found.problems.push(
+            "the restored schema (tables, indexes, views, triggers) is not the one dumped: its fingerprint differs from the manifest's".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The module of a `CREATE VIRTUAL TABLE … USING module(…)` statement, lowercased.
+fn virtual_module(sql: &str) -> Option<String> {
+    let lower = sql.to_ascii_lowercase();
+    if !lower.trim_start().starts_with("create virtual table") {
+        return None;
+    }
+    let after = &lower[lower.find(" using ")? + 7..];
+    let module: String = after
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    Some(module)
+}
+
+/// The peak resident memory of this process (Linux: `VmHWM` of /proc/self/status).
+fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+impl DrillReport {
+    /// What the dump's job record keeps of this drill, which ran at `at`.
+    pub fn summary(&self, at: DateTime<Utc>) -> DrillSummary {
+        DrillSummary {
+            at,
+            passed: self.passed,
+            problem: (!self.passed)
+                .then(|| self.problems.first().cloned())
+                .flatten(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_module_of_a_virtual_table_is_read_from_its_sql() {
+        assert_eq!(
+            virtual_module("CREATE VIRTUAL TABLE \"d\" USING fts5(a, content='')").as_deref(),
+            Some("fts5")
+        );
+        assert_eq!(
+            virtual_module("create virtual table r using  rtree(id, x0, x1)").as_deref(),
+            Some("rtree")
+        );
+        assert_eq!(virtual_module("CREATE TABLE t(using_x)"), None);
+    }
+}

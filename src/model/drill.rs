@@ -1,0 +1,18 @@
+//! What a job record keeps of its dump's last restore drill (see `drill`): enough for
+//! `list` and status to show it; the whole report is an object beside the dump.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The outcome of a dump's last drill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DrillSummary {
+    /// When the drill ran.
+    pub at: DateTime<Utc>,
+    pub passed: bool,
+    /// The first problem of a failed drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}

@@ -1,0 +1,215 @@
+//! `chunkdump drill`: a good dump of every format passes and keeps its report beside the
+//! dump; a flipped byte, a cut or missing file, rows swapped behind a fixed-up manifest
+//! and an index taken out of the dump each fail it, naming what is wrong; `list` and
+//! status show the outcome.
+
+use crate::common;
+use crate::hostile::{manifest_in, tamper};
+
+use std::path::Path;
+
+use common::*;
+use rusqlite::Connection;
+use serde_json::Value;
+
+/// The edge-case database with a view, a foreign key, an FTS5 and an R*Tree table.
+fn rich_db(path: &Path) {
+    build_edge_db(path);
+    Connection::open(path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE parent(id INTEGER PRIMARY KEY);
+             CREATE TABLE child(id INTEGER PRIMARY KEY, p INTEGER REFERENCES parent(id));
+             INSERT INTO parent VALUES (1), (2); INSERT INTO child VALUES (10, 1), (11, 2);
+             CREATE VIEW children AS SELECT child.id, parent.id AS parent FROM child JOIN parent ON p = parent.id;
+             CREATE VIRTUAL TABLE notes USING fts5(body);
+             INSERT INTO notes VALUES ('alpha beta'), ('gamma delta');
+             CREATE VIRTUAL TABLE boxes USING rtree(id, x0, x1);
+             INSERT INTO boxes VALUES (1, 0.5, 2.5);",
+        )
+        .unwrap();
+}
+
+fn drill(out: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["drill", "--out", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+fn report_of(out: &Path, id: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join(format!("{id}.drill.json"))).unwrap()).unwrap()
+}
+
+fn listed(out: &Path) -> Value {
+    let o = run(&["list", "--out", out.to_str().unwrap(), "--json"]);
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn a_drill_of_a_good_dump_passes_in_every_format_and_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("rich.db");
+    rich_db(&src);
+    for (format, compression) in [("sql", "none"), ("csv", "gzip"), ("json", "zstd")] {
+        let out = dir.path().join(format!("out-{format}"));
+        let (id, _) = dump_ok(
+            &src,
+            &out,
+            &["--format", format, "--compression", compression],
+        );
+        let o = drill(&out, &[&id]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{format}: {stdout}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("drill of {id}: passed")),
+            "{stdout}"
+        );
+        let report = report_of(&out, &id);
+        assert_eq!(report["reportVersion"], 1);
+        assert_eq!(report["passed"], true, "{report}");
+        assert_eq!(report["integrityCheck"], "ok");
+        assert_eq!(report["foreignKeyViolations"], 0);
+        assert_eq!(report["schemaMatches"], true, "{format}: {report}");
+        assert!(report["viewsChecked"].as_u64().unwrap() >= 1, "{report}");
+        // The edge database's FTS tables and ours, and the R*Tree.
+        assert!(
+            report["virtualTablesChecked"].as_u64().unwrap() >= 3,
+            "{report}"
+        );
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(manifest_in(&out, &id, format)).unwrap())
+                .unwrap();
+        // Every table of the manifest, with its row count and digest (CSV's census aside).
+        let of = |tables: &Value| -> Vec<(Value, Value, Value)> {
+            tables
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["table"].clone(),
+                        t["rows"].clone(),
+                        t["contentHash"].clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(of(&report["tables"]), of(&manifest["tables"]));
+        let list = listed(&out);
+        assert_eq!(list[0]["lastDrill"]["passed"], true, "{list}");
+        let status = run(&["status", &id, "--out", out.to_str().unwrap()]);
+        let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(status["lastDrill"]["passed"], true, "{status}");
+    }
+    // Real SQLite files nobody here wrote.
+    if skip_without_fixtures() {
+        return;
+    }
+    for file in fixture_files() {
+        let out = dir.path().join("fixtures");
+        let (id, _) = dump_ok(&file, &out, &["--format", "sql"]);
+        let o = drill(&out, &[&id]);
+        assert!(
+            o.status.success(),
+            "{}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let history = drill(&dir.path().join("fixtures"), &["--history"]);
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert_eq!(history.lines().count(), fixture_files().len(), "{history}");
+    assert!(history.lines().all(|l| l.contains("passed")), "{history}");
+}
+
+#[test]
+fn a_drill_fails_naming_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 2000);
+    type Damage = fn(&Path, &Path);
+    let cases: [(&str, Damage, &str); 5] = [
+        (
+            "flipped",
+            |file, _| {
+                let mut b = std::fs::read(file).unwrap();
+                let at = b.len() / 2;
+                b[at] ^= 1;
+                std::fs::write(file, b).unwrap();
+            },
+            ".sql",
+        ),
+        (
+            "truncated",
+            |file, _| {
+                let b = std::fs::read(file).unwrap();
+                std::fs::write(file, &b[..b.len() / 2]).unwrap();
+            },
+            ".sql",
+        ),
+        (
+            "missing",
+            |file, _| std::fs::remove_file(file).unwrap(),
+            ".sql",
+        ),
+        // Other valid rows, with the file's size and SHA-256 fixed up in the manifest:
+        // only the table's content digest can tell.
+        (
+            "swapped",
+            |file, manifest| {
+                let sql = std::fs::read_to_string(file).unwrap();
+                assert!(sql.contains("'item 17'"));
+                tamper(manifest, sql.replace("'item 17'", "'item 71'").as_bytes());
+            },
+            "\"items\"",
+        ),
+        // An index taken out of the dump (manifest fixed up): the rows are all there,
+        // the schema is not the one dumped.
+        (
+            "no index",
+            |file, manifest| {
+                let sql = std::fs::read_to_string(file).unwrap();
+                let line = sql
+                    .lines()
+                    .find(|l| l.starts_with("CREATE INDEX"))
+                    .unwrap()
+                    .to_string();
+                tamper(manifest, sql.replace(&format!("{line}\n"), "").as_bytes());
+            },
+            "schema",
+        ),
+    ];
+    for (name, damage, named) in cases {
+        let out = dir.path().join(name.replace(' ', "-"));
+        let (id, file) = dump_ok(&src, &out, &["--format", "sql"]);
+        damage(&file, &manifest_in(&out, &id, "sql"));
+        let o = drill(&out, &[&id]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert_eq!(o.status.code(), Some(1), "{name}: {stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!("drill of {id}: FAILED")),
+            "{name}: {stdout}"
+        );
+        let problem = stdout
+            .lines()
+            .find(|l| l.contains("problem:"))
+            .unwrap_or_default();
+        assert!(
+            problem.contains(named),
+            "{name}: the problem names {named}: {stdout}"
+        );
+        assert!(stderr.contains("failed"), "{name}: {stderr}");
+        let report = report_of(&out, &id);
+        assert_eq!(report["passed"], false, "{name}");
+        assert!(!report["problems"].as_array().unwrap().is_empty());
+        assert_eq!(listed(&out)[0]["lastDrill"]["passed"], false, "{name}");
+    }
+}
