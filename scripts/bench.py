@@ -392,6 +392,34 @@ def restore(rows):
     shutil.rmtree(out, ignore_errors=True)
 
 
+def drill(rows):
+    """A restore drill against its parts, in one run: the drill's whole time (restore into
+    a scratch database, then integrity, foreign key, view, FTS and schema checks) beside a
+    plain restore and the sqlite3 shell's PRAGMA integrity_check of the restored file."""
+    os.makedirs(CACHE, exist_ok=True)
+    db = os.path.join(CACHE, f"bench-{rows}.db")
+    build_db(db, rows)
+    into = os.path.join(CACHE, "restored.db")
+    out = os.path.join(CACHE, "out-drill")
+    print(f"\n== drill, {rows:,} rows, database {os.path.getsize(db) / 1e6:.0f} MB ==")
+    shutil.rmtree(out, ignore_errors=True)
+    subprocess.run(dump(db, out, "--format", "sql", "--compression", "zstd"), check=True, stdout=subprocess.DEVNULL)
+    restore_t, _ = measure([BIN, "restore", "bench", "--out", out, "--into", into, "--force"])
+    check_t, _ = measure(["sqlite3", into, "PRAGMA integrity_check"])
+    start = time.perf_counter()
+    p = subprocess.run([BIN, "drill", "bench", "--out", out, "--json", "--scratch-dir", CACHE],
+                       check=True, capture_output=True)
+    drill_t = time.perf_counter() - start
+    report = json.loads(p.stdout)
+    print(f"{'restore sql zstd':22} {restore_t:7.2f} s")
+    print(f"{'sqlite3 integrity_check':22} {check_t:7.2f} s")
+    print(f"{'drill':22} {drill_t:7.2f} s   restore {report['restoreSeconds']:.2f} s + checks {report['checkSeconds']:.2f} s, "
+          f"{drill_t / (restore_t + check_t):4.2f}x restore + integrity_check, peak {report['peakMemoryBytes'] / 2**20:.0f} MiB, "
+          f"{'passed' if report['passed'] else 'FAILED'}")
+    os.remove(into)
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def before_after(rows):
     """Dump times of this build against DUMP_BEFORE=/path/to/an/older/chunkdump on the same
     database, alternated (before, after, before, after, …) so both see the same machine
@@ -530,7 +558,7 @@ def main():
         for part in os.environ["BENCH_ONLY"].split(","):
             {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values,
              "uploads": lambda: uploads(rows), "compression": lambda: compression(rows), "startup": startup,
-             "verify": lambda: verify(rows), "restore": lambda: restore(rows), "before-after": lambda: before_after(rows),
+             "verify": lambda: verify(rows), "restore": lambda: restore(rows), "drill": lambda: drill(rows), "before-after": lambda: before_after(rows),
              "many": many_databases, "fleet": fleet}[part]()
         return
     small = bench(rows // 10)
@@ -547,6 +575,7 @@ def main():
     compression(rows)
     verify(rows)
     restore(rows)
+    drill(rows)
     reals(rows // 4)
     many_tables(3000)
     large_values()

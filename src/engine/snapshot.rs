@@ -100,7 +100,15 @@ pub fn take_snapshot(
         }
     }
     let _ = std::fs::remove_file(dest);
-    let result = copy(&src, source, dest, &journal_mode, max_block, size);
+    let result = copy_with(
+        &src,
+        source,
+        dest,
+        &journal_mode,
+        max_block,
+        size,
+        &mut || {},
+    );
     if result.is_err() {
         let _ = std::fs::remove_file(dest);
     }
@@ -113,19 +121,8 @@ pub fn take_snapshot(
     })
 }
 
-fn copy(
-    src: &Connection,
-    source: &str,
-    dest: &Path,
-    journal_mode: &str,
-    max_block: Duration,
-    size: u64,
-) -> Result<(), DumpError> {
-    copy_with(src, source, dest, journal_mode, max_block, size, &mut || {})
-}
-
-/// [`copy`], calling `between_steps` between the steps of a stepped copy (tests change
-/// the database there, as a writer would).
+/// Copies `src` to `dest` (see the module doc), calling `between_steps` between the
+/// steps of a stepped copy (tests change the database there, as a writer would).
 fn copy_with(
     src: &Connection,
     source: &str,
