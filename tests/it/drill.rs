@@ -213,3 +213,34 @@ fn a_drill_fails_naming_what_is_wrong() {
         assert_eq!(listed(&out)[0]["lastDrill"]["passed"], false, "{name}");
     }
 }
+
+/// The API's dump status shows a dump's last drill, as `list` does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_status_shows_the_last_drill() {
+    use common::api_server::{start_server, READER};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 500);
+    let server = start_server(
+        &src,
+        std::time::Duration::from_secs(25),
+        std::time::Duration::ZERO,
+        None,
+    )
+    .await;
+    let id = server.start(serde_json::json!({"format": "sql"})).await;
+    let done = server.wait_for(&id, "completed").await;
+    assert!(done.get("lastDrill").is_none(), "never drilled: {done}");
+    let out = server.out.clone();
+    let o = tokio::task::spawn_blocking(move || drill(&out, &[&id.clone()]))
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = done["dumpId"].as_str().unwrap();
+    let path = format!("/export/dump/status/{}", id);
+    let (_, status) = server
+        .json(reqwest::Method::GET, &path, Some(READER), None)
+        .await;
+    assert_eq!(status["lastDrill"]["passed"], true, "{status}");
+    assert!(status["lastDrill"]["at"].is_string(), "{status}");
+}
