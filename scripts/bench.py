@@ -431,7 +431,8 @@ def before_after(rows):
     out = os.path.join(CACHE, "out-before-after")
     print(f"\n== dump, this build vs {before}, {rows:,} rows, database {os.path.getsize(db) / 1e6:.0f} MB ==")
     for name, args in [("sql", ["--format", "sql"]), ("csv", ["--format", "csv"]),
-                       ("json", ["--format", "json"]), ("sql zstd", ["--format", "sql", "--compression", "zstd"])]:
+                       ("json", ["--format", "json"]), ("sql zstd", ["--format", "sql", "--compression", "zstd"]),
+                       ("csv gzip", ["--format", "csv", "--compression", "gzip"])]:
         runs = {"before": [], "after": []}
         for _ in range(3):
             for label, binary in [("before", before), ("after", BIN)]:
