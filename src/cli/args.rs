@@ -165,7 +165,7 @@ pub struct DumpArgs {
     /// Longest a snapshot may hold writers off in rollback-journal mode.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     pub snapshot_max_block_ms: u64,
-    /// Output bytes per gzip member or zstd frame (4 KiB to 1 GiB) [default: 8 MiB].
+    /// Output bytes per gzip member or zstd frame (4 KiB to 1 GiB) [default: 32 MiB].
     /// Frames end at row ends the content fixes, so reruns and resumes give the same
     /// bytes; a chunk past its budget runs on to the end of its frame.
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(4096..=1 << 30))]

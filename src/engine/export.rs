@@ -219,7 +219,7 @@ pub fn run_export(
                 continue;
             };
             // Past the budget the chunk stops where a compressed frame ends (see
-            // `FRAME_BYTES`): at most a few MiB more, at a place the rows fix.
+            // `FRAME_BYTES`): at most a frame more, at a place the rows fix.
             let closing = sliced && Instant::now() >= input.deadline;
             if closing && pipe.may_stop() {
                 break ChunkEnd::Budget;
