@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 use super::error::ApiError;
+use super::fleet_views::{FleetAccepted, FleetItem, FleetStatus};
 use super::AppState;
 use crate::error::StoreError;
 
@@ -137,8 +138,11 @@ pub async fn start(
     match start_fleet(&state, request, None).await {
         Ok((fleet_id, databases)) => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"fleetId": fleet_id, "databases": databases,
-                        "statusUrl": format!("/export/fleet/{fleet_id}")})),
+            Json(FleetAccepted {
+                status_url: format!("/export/fleet/{fleet_id}"),
+                fleet_id,
+                databases,
+            }),
         )
             .into_response()),
         Err(e) => {
@@ -315,7 +319,7 @@ pub async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: Result<Query<FleetQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FleetStatus>, ApiError> {
     let Query(query) = query.map_err(ApiError::bad_query)?;
     check_fleet_id(&id)?;
     let limit = super::databases::page_limit(query.limit)?;
@@ -348,19 +352,23 @@ pub async fn status(
                 status = job.status.as_str().to_string();
             }
         }
-        items.push(
-            json!({"database": database, "dumpId": dump_id, "status": status,
-                          "error": entry.and_then(|e| e.error.clone())}),
-        );
+        items.push(FleetItem {
+            database: database.clone(),
+            dump_id,
+            status,
+            error: entry.and_then(|e| e.error.clone()),
+        });
     }
-    let mut body = json!({
-        "fleetId": record.fleet_id, "status": record.status, "createdAt": record.created_at,
-        "endedAt": record.ended_at, "databases": databases.len(), "counts": counts, "items": items,
-    });
-    if to < databases.len() {
-        body["nextCursor"] = json!(to);
-    }
-    Ok(Json(body))
+    Ok(Json(FleetStatus {
+        fleet_id: record.fleet_id,
+        status: record.status,
+        created_at: record.created_at,
+        ended_at: record.ended_at,
+        databases: databases.len(),
+        counts,
+        items,
+        next_cursor: (to < databases.len()).then_some(to),
+    }))
 }
 
 /// What became of each database of fleet `id` that has been started, by index.

@@ -24,6 +24,7 @@ mod databases;
 pub mod error;
 pub mod fleet;
 pub mod fleet_tasks;
+mod fleet_views;
 mod handlers;
 mod limits;
 pub mod openapi;
