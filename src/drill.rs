@@ -3,8 +3,9 @@
 //! SHA-256 and every table's row count and content digest against the manifest), then
 //! checks the database as SQLite sees it: `PRAGMA integrity_check` (every table and
 //! index), `PRAGMA foreign_key_check`, a query through every view, the module's own
-//! check of every FTS and R*Tree table, and the schema's fingerprint against the
-//! manifest's (so an index, view or trigger left out of the dump is caught). It deletes
+//! check of every FTS and R*Tree table, every index, view and trigger the manifest lists
+//! (so one left out of the dump is caught, by name), and the schema's fingerprint
+//! against the manifest's. It deletes
 //! the scratch database and returns a [`DrillReport`]: the evidence, kept beside the
 //! dump as `<id>.drill.json` ([`report_key`]).
 
@@ -15,6 +16,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::digest::SchemaObject;
 use crate::engine::quote_ident;
 use crate::error::DumpError;
 use crate::manifest::Manifest;
@@ -144,9 +146,11 @@ pub async fn drill(
                 .clone()
                 .unwrap_or_else(|| crate::readback::spec_of(manifest));
             let fingerprint = manifest.schema_fingerprint.clone();
+            let objects = manifest.schema_objects.clone();
             let db = db.clone();
             let found = tokio::task::spawn_blocking(move || {
                 let mut r = Checks::default();
+                check_objects(&db, objects.as_deref(), &mut r)?;
                 check(&db, spec, fingerprint.as_deref(), &mut r).map(|()| r)
             })
             .await
@@ -269,6 +273,50 @@ fn check(
         found.problems.push(
             "the restored schema (tables, indexes, views, triggers) is not the one dumped: its fingerprint differs from the manifest's".into(),
         );
+    }
+    Ok(())
+}
+
+/// Names each index, view and trigger the manifest lists that the restored database at
+/// `path` lacks, and each it has that the manifest does not list (nothing for a
+/// manifest of a version that lists none).
+fn check_objects(
+    path: &Path,
+    expected: Option<&[SchemaObject]>,
+    found: &mut Checks,
+) -> Result<(), DumpError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let name = path.display().to_string();
+    let db = |e| DumpError::from_sqlite(&name, e);
+    let conn = Connection::open(path).map_err(db)?;
+    let restored: Vec<SchemaObject> = conn
+        .prepare(
+            "SELECT type, name FROM sqlite_schema WHERE type IN ('index', 'view', 'trigger') \
+             AND sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok(SchemaObject {
+                    kind: r.get(0)?,
+                    name: r.get(1)?,
+                })
+            })?
+            .collect()
+        })
+        .map_err(db)?;
+    for o in expected.iter().filter(|o| !restored.contains(o)) {
+        found.problems.push(format!(
+            "{} {:?}: in the manifest, not in the restored database",
+            o.kind, o.name
+        ));
+    }
+    for o in restored.iter().filter(|o| !expected.contains(o)) {
+        found.problems.push(format!(
+            "{} {:?}: in the restored database, not in the manifest",
+            o.kind, o.name
+        ));
     }
     Ok(())
 }

@@ -49,6 +49,10 @@ pub struct Manifest {
     /// a longer line before holding it (absent in manifests of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub longest_line: Option<u64>,
+    /// The indexes, views and triggers the dump writes (absent in manifests of older
+    /// versions): a restore drill names any that did not come back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_objects: Option<Vec<crate::engine::digest::SchemaObject>>,
     /// What was asked for (tables, schema, format …), so a copy of the dump can be
     /// verified from its manifest alone.
     #[serde(default)]
@@ -150,6 +154,7 @@ pub fn build(job: &JobRecord, digests: &DigestState, source: SourceFacts) -> Man
         chunks: job.chunks,
         rows: job.processed_rows,
         longest_line: digests.lines.map(|l| l.longest),
+        schema_objects: digests.schema_objects.clone(),
         spec: Some(job.spec.clone()),
     }
 }

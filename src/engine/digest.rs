@@ -60,6 +60,18 @@ pub struct DigestState {
     /// lines are unknown, so its manifest declares no longest line.
     #[serde(default)]
     pub lines: Option<LineLengths>,
+    /// The indexes, views and triggers the dump writes, set by the chunk that ends it
+    /// (the manifest lists them, so a restore drill can name one that did not come back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_objects: Option<Vec<SchemaObject>>,
+}
+
+/// An index, view or trigger a dump writes (`type` as `sqlite_schema` has it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaObject {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
 }
 
 impl Default for DigestState {
@@ -68,6 +80,7 @@ impl Default for DigestState {
             done: Vec::new(),
             current: None,
             lines: Some(LineLengths::default()),
+            schema_objects: None,
         }
     }
 }

@@ -329,6 +329,9 @@ pub fn run_export(
     if digests.lines.is_some() {
         digests.lines = Some(rendered.sink.lines);
     }
+    if end == ChunkEnd::Done {
+        digests.schema_objects = Some(plan.schema_objects.clone());
+    }
     let (tail, produced) = rendered.sink.suspend().map_err(io)?;
     let first_token = input
         .first_change_token

@@ -51,6 +51,8 @@ pub struct Plan {
     pub fingerprint: String,
     /// Per-table corner cases that are dumped as far as they can be, each naming its table.
     pub warnings: Vec<String>,
+    /// The indexes, views and triggers the dump writes.
+    pub schema_objects: Vec<super::digest::SchemaObject>,
 }
 
 /// What the object builders share: the connection, the request, the text encoding and
@@ -61,6 +63,8 @@ struct PlanContext<'a> {
     dump_id: &'a str,
     text: TextEncoding,
     warnings: Vec<String>,
+    /// The indexes, views and triggers written so far.
+    schema_objects: Vec<super::digest::SchemaObject>,
 }
 
 impl PlanContext<'_> {
@@ -92,6 +96,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
         dump_id,
         text: TextEncoding::from_pragma(&schema.encoding),
         warnings: Vec::new(),
+        schema_objects: Vec::new(),
     };
     // CSV has no place for a contentless FTS table's index (JSON and SQL carry its
     // shadow tables' rows): its rows are left out, with a warning, and its schema file
@@ -137,6 +142,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
         objects,
         fingerprint: hex_digest(hasher.finalize().as_slice()),
         warnings: ctx.warnings,
+        schema_objects: ctx.schema_objects,
     })
 }
 
@@ -230,11 +236,18 @@ fn sql_object(
             has_stat1: has("sqlite_stat1") && spec.tables.is_none(),
             has_stat4: has("sqlite_stat4"),
         }));
+        let written = &mut ctx.schema_objects;
         steps.push(Step::Literal(schema_trailer(
             &schema.rows,
             spec,
             &|name| is_selected(selected, name),
-            &mut |r| fingerprint_row(hasher, r),
+            &mut |r| {
+                fingerprint_row(hasher, r);
+                written.push(super::digest::SchemaObject {
+                    kind: r.kind.clone(),
+                    name: r.name.clone(),
+                });
+            },
             &rebuilds,
         )));
         steps.push(Step::Generated(Generated::HeaderPragmas));

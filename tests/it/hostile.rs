@@ -40,16 +40,6 @@ pub(crate) fn manifest_in(out: &Path, id: &str, format: &str) -> PathBuf {
     }
 }
 
-/// The index in the manifest's `files` of the dump's first data file (not its schema).
-fn data_file(manifest: &Value) -> usize {
-    manifest["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .position(|f| !f["key"].as_str().unwrap().contains("schema.sql"))
-        .unwrap()
-}
-
 /// The store directory of the dump whose manifest is at `manifest_path`.
 fn store_root(manifest_path: &Path) -> PathBuf {
     let dir = manifest_path.parent().unwrap();
@@ -64,11 +54,22 @@ fn store_root(manifest_path: &Path) -> PathBuf {
 
 /// Replaces the dump's (first) data file with `bytes` and fixes the manifest to match.
 pub(crate) fn tamper(manifest_path: &Path, bytes: &[u8]) {
+    tamper_file(manifest_path, &|key| !key.contains("schema.sql"), bytes)
+}
+
+/// Replaces the dump's first file whose key `pick` chooses with `bytes` and fixes the
+/// manifest to match.
+pub(crate) fn tamper_file(manifest_path: &Path, pick: &dyn Fn(&str) -> bool, bytes: &[u8]) {
     let mut manifest: Value =
         serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
     let part = manifest["partSize"].as_u64().unwrap() as usize;
     let root = store_root(manifest_path);
-    let at = data_file(&manifest);
+    let at = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|f| pick(f["key"].as_str().unwrap()))
+        .unwrap();
     let file = &mut manifest["files"][at];
     std::fs::write(root.join(file["key"].as_str().unwrap()), bytes).unwrap();
     // SHA-256 over the SHA-256 of each part, as the manifest defines it.
