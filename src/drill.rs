@@ -88,6 +88,19 @@ pub async fn drill(
     scratch_dir: &Path,
 ) -> Result<DrillReport, DumpError> {
     let started = Utc::now();
+    // A scratch directory too small is this machine's problem, not the dump's: refused
+    // before anything is read, and no report says the dump failed.
+    let need = manifest.source.bytes.unwrap_or(0);
+    if let Some(free) = crate::engine::snapshot::free_bytes(scratch_dir) {
+        if free < need {
+            return Err(DumpError::InvalidRequest(format!(
+                "the scratch directory {} has {} MB free, less than the database's {} MB; give --scratch-dir elsewhere",
+                scratch_dir.display(),
+                free / 1_000_000,
+                need.div_ceil(1_000_000)
+            )));
+        }
+    }
     let scratch = tempfile::Builder::new()
         .prefix("chunkdump-drill-")
         .tempdir_in(scratch_dir)

@@ -277,3 +277,35 @@ fn an_index_cut_from_a_csv_dumps_schema_file_fails_the_drill() {
         "{stdout}"
     );
 }
+
+/// A scratch directory too small for the database is refused before anything is read
+/// (a tmpfs of 1 MiB in a private mount namespace): an error naming it, not a failed
+/// drill, and no report.
+#[test]
+fn a_scratch_directory_too_small_is_refused_without_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 20_000);
+    let out = dir.path().join("out");
+    let (id, _) = dump_ok(&src, &out, &["--format", "sql"]);
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let script = r#"mount -t tmpfs -o size=1m chunkdump-test "$SCRATCH" || exit 90
+"$BIN" drill "$ID" --out "$OUT" --scratch-dir "$SCRATCH""#;
+    let o = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", script])
+        .env("BIN", env!("CARGO_BIN_EXE_chunkdump"))
+        .env("ID", &id)
+        .env("OUT", &out)
+        .env("SCRATCH", &scratch)
+        .output()
+        .expect("unshare (util-linux) runs");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("scratch directory") && stderr.contains("MB free"),
+        "{stderr}"
+    );
+    assert!(!out.join(format!("{id}.drill.json")).exists());
+    assert!(listed(&out)[0].get("lastDrill").is_none());
+}
