@@ -16,12 +16,17 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
+use crate::config::SigningKey;
 use crate::engine::digest::SchemaObject;
 use crate::engine::quote_ident;
 use crate::error::DumpError;
-use crate::manifest::Manifest;
-use crate::model::{Compression, DrillSummary, DumpSpec, Format};
-use crate::readback::stream::RangeSource;
+use crate::manifest::{signature_key, Manifest};
+use crate::model::{
+    manifest_key, Compression, DrillSummary, DumpSpec, Format, JobRecord, JobStatus,
+};
+use crate::ports::{ObjectStore, ProgressStore};
+use crate::readback::stream::{RangeSource, StoreSource};
+use crate::verify::check_manifest_signature;
 use crate::restore::{restore, RestoreOptions};
 
 /// The version of [`DrillReport`]'s shape (docs/formats.md describes it).
@@ -78,6 +83,42 @@ pub struct TableChecked {
     pub table: String,
     pub rows: u64,
     pub content_hash: String,
+}
+
+/// Drills completed `job`: reads its manifest from `objects` (the signature checked
+/// with `signing` first), drills it in a scratch database under `scratch_dir`, writes
+/// the report beside the dump ([`report_key`]) and records the outcome in the job
+/// record. `ahead`: ranges read at once from a remote store.
+pub async fn drill_job(
+    objects: &dyn ObjectStore,
+    progress: &dyn ProgressStore,
+    job: &JobRecord,
+    signing: Option<&SigningKey>,
+    scratch_dir: &Path,
+    ahead: usize,
+) -> Result<DrillReport, DumpError> {
+    if job.status != JobStatus::Completed {
+        return Err(DumpError::WrongState {
+            id: job.id.clone(),
+            status: job.status,
+            message: "only a completed dump can be drilled".into(),
+        });
+    }
+    let key = manifest_key(&job.id, job.spec.format);
+    let raw = objects.get(&key).await?.ok_or_else(|| {
+        DumpError::InvalidRequest(format!("dump {} has no manifest ({key})", job.id))
+    })?;
+    let signature = objects.get(&signature_key(&key)).await?;
+    check_manifest_signature(&key, &raw, signature.as_deref(), signing)?;
+    let manifest: Manifest = serde_json::from_slice(&raw)
+        .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))?;
+    let at = Utc::now();
+    let source = StoreSource { objects, ahead };
+    let report = drill(&source, &manifest, scratch_dir).await?;
+    let body = serde_json::to_vec_pretty(&report).map_err(|e| DumpError::Internal(e.to_string()))?;
+    objects.put(&report_key(&job.id), body).await?;
+    crate::lifecycle::record_drill(progress, job, report.summary(at)).await?;
+    Ok(report)
 }
 
 /// Drills the dump `manifest` describes, reading its files from `source`, in a scratch

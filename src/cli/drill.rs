@@ -10,12 +10,9 @@ use clap::Args;
 
 use super::stores::{open_stores, Access, Stores};
 use super::{Location, UsageError};
-use crate::drill::{drill, report_key, DrillReport};
+use crate::drill::{drill_job, report_key, DrillReport};
 use crate::error::DumpError;
-use crate::manifest::{signature_key, Manifest};
-use crate::model::{manifest_key, JobRecord, JobStatus};
-use crate::readback::stream::StoreSource;
-use crate::verify::check_manifest_signature;
+use crate::model::{JobRecord, JobStatus};
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {
@@ -62,29 +59,18 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
             .next()
             .ok_or_else(|| DumpError::InvalidRequest("no completed dump to drill here".into()))?,
     };
-    if job.status != JobStatus::Completed {
-        return Err(DumpError::WrongState {
-            id: job.id.clone(),
-            status: job.status,
-            message: "only a completed dump can be drilled".into(),
-        }
-        .into());
-    }
     let config = crate::config::Config::from_env()?;
-    let manifest = signed_manifest(&stores, &job, config.signing_key.as_ref()).await?;
-    let source = StoreSource {
-        objects: stores.objects.as_ref(),
-        ahead: config.download_concurrency as usize,
-    };
-    let at = chrono::Utc::now();
     let scratch = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let report = drill(&source, &manifest, &scratch).await?;
+    let report = drill_job(
+        stores.objects.as_ref(),
+        stores.progress.as_ref(),
+        &job,
+        config.signing_key.as_ref(),
+        &scratch,
+        config.download_concurrency as usize,
+    )
+    .await?;
     let key = report_key(&job.id);
-    stores
-        .objects
-        .put(&key, serde_json::to_vec_pretty(&report)?)
-        .await?;
-    crate::lifecycle::record_drill(stores.progress.as_ref(), &job, report.summary(at)).await?;
     let mut stdout = std::io::stdout().lock();
     if args.json {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
@@ -125,22 +111,6 @@ async fn completed_dumps(stores: &Stores, args: &DrillArgs) -> Result<Vec<JobRec
         )));
     }
     Ok(completed)
-}
-
-/// The manifest of completed `job`, its signature checked first.
-async fn signed_manifest(
-    stores: &Stores,
-    job: &JobRecord,
-    signing: Option<&crate::config::SigningKey>,
-) -> Result<Manifest, DumpError> {
-    let key = manifest_key(&job.id, job.spec.format);
-    let raw = stores.objects.get(&key).await?.ok_or_else(|| {
-        DumpError::InvalidRequest(format!("dump {} has no manifest ({key})", job.id))
-    })?;
-    let sig = stores.objects.get(&signature_key(&key)).await?;
-    check_manifest_signature(&key, &raw, sig.as_deref(), signing)?;
-    serde_json::from_slice(&raw)
-        .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))
 }
 
 fn print_summary(out: &mut impl Write, r: &DrillReport, key: &str) -> std::io::Result<()> {
