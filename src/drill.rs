@@ -26,8 +26,8 @@ use crate::model::{
 };
 use crate::ports::{ObjectStore, ProgressStore};
 use crate::readback::stream::{RangeSource, StoreSource};
-use crate::verify::check_manifest_signature;
 use crate::restore::{restore, RestoreOptions};
+use crate::verify::check_manifest_signature;
 
 /// The version of [`DrillReport`]'s shape (docs/formats.md describes it).
 pub const REPORT_VERSION: u32 = 1;
@@ -115,7 +115,8 @@ pub async fn drill_job(
     let at = Utc::now();
     let source = StoreSource { objects, ahead };
     let report = drill(&source, &manifest, scratch_dir).await?;
-    let body = serde_json::to_vec_pretty(&report).map_err(|e| DumpError::Internal(e.to_string()))?;
+    let body =
+        serde_json::to_vec_pretty(&report).map_err(|e| DumpError::Internal(e.to_string()))?;
     objects.put(&report_key(&job.id), body).await?;
     crate::lifecycle::record_drill(progress, job, report.summary(at)).await?;
     Ok(report)

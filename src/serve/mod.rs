@@ -2,6 +2,7 @@
 //! local runner, configured by the same environment as the Lambda functions, and the
 //! clock that runs a schedule in-process ([`scheduler`]).
 
+pub mod drills;
 pub mod listener;
 pub mod scheduler;
 
@@ -88,10 +89,16 @@ pub async fn serve(
         state: state.clone(),
     }));
     if let Some((expr, tick)) = opts.schedule {
+        let drills = drills::DrillSettings {
+            signing: opts.config.signing_key.clone(),
+            scratch_dir: std::env::temp_dir(),
+            ahead: opts.config.download_concurrency as usize,
+        };
         tokio::spawn(crate::serve::scheduler::run_schedule(
             state.clone(),
             expr,
             tick,
+            drills,
         ));
     }
     let listener = tokio::net::TcpListener::bind(&opts.listen).await?;

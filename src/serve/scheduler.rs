@@ -94,8 +94,14 @@ impl ScheduleExpr {
     }
 }
 
-/// Runs `tick` on `expr` until the process ends.
-pub async fn run_schedule(state: AppState, expr: ScheduleExpr, tick: ScheduledStart) {
+/// Runs `tick` on `expr` until the process ends; with `"drill": true`, each tick first
+/// drills the schedule's completed dumps not yet drilled (see [`super::drills`]).
+pub async fn run_schedule(
+    state: AppState,
+    expr: ScheduleExpr,
+    tick: ScheduledStart,
+    drills: super::drills::DrillSettings,
+) {
     let started = Utc::now();
     let mut last = started;
     while let Some(next) = expr.next_after(last, started) {
@@ -105,6 +111,18 @@ pub async fn run_schedule(state: AppState, expr: ScheduleExpr, tick: ScheduledSt
             .to_std()
             .unwrap_or_default();
         tokio::time::sleep(wait).await;
+        if tick.drill {
+            // On a blocking thread of its own: a drill is mostly SQLite work, and the
+            // restore's future holds a progress closure that is not `Send`.
+            let (state, name, drills) = (state.clone(), tick.name.clone(), drills.clone());
+            let runtime = tokio::runtime::Handle::current();
+            let drilled = tokio::task::spawn_blocking(move || {
+                runtime.block_on(super::drills::drill_scheduled(&state, &name, &drills))
+            });
+            if let Err(e) = drilled.await {
+                tracing::warn!(schedule = %tick.name, error = %e, "scheduled drills stopped");
+            }
+        }
         run_tick(&state, tick.clone()).await;
         last = next;
     }

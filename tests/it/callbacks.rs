@@ -631,3 +631,82 @@ async fn a_fleet_dumps_every_matching_database_and_sends_one_signed_callback() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// `serve --schedule` with `"drill": true`: each completed dump of the schedule is drilled
+/// once; a failed drill calls the dump's callback URL back, signed, with `"event":
+/// "drill.failed"` naming the problem; a passed one calls nobody.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_drill_that_fails_calls_back_signed() {
+    use chunkdump::api::schedule::{run_tick, tick_from_payload};
+    use chunkdump::serve::drills::{drill_scheduled, DrillSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 500);
+    let (rx, addr, ca) = receiver(0).await;
+    let server = start_server(
+        &src,
+        Duration::from_secs(25),
+        Duration::ZERO,
+        Some(notifier(&ca)),
+    )
+    .await;
+    let url = format!("https://localhost:{}/hook", addr.port());
+    let tick = tick_from_payload(&json!({"chunkdumpSchedule": {
+        "name": "nightly", "request": {"format": "sql", "callbackUrl": url}, "drill": true}}))
+    .unwrap()
+    .unwrap();
+    let settings = DrillSettings {
+        signing: None,
+        scratch_dir: dir.path().to_path_buf(),
+        ahead: 4,
+    };
+    // A good dump: drilled, passed, nobody called besides its completion callback.
+    let first = run_tick(&server.state, tick.clone()).await;
+    let good = first.dump_id.unwrap();
+    wait_callback(&server, &good).await;
+    let reports = drill_scheduled(&server.state, "nightly", &settings).await;
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].passed, "{:?}", reports[0]);
+    assert_eq!(
+        rx.got.lock().unwrap().len(),
+        1,
+        "only the completion callback"
+    );
+    // A damaged dump: the drill fails and calls back.
+    let second = run_tick(&server.state, tick.clone()).await;
+    let bad = second.dump_id.unwrap();
+    wait_callback(&server, &bad).await;
+    let file = server.out.join(format!("{bad}.sql"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let reports = drill_scheduled(&server.state, "nightly", &settings).await;
+    assert_eq!(reports.len(), 1, "the good dump is not drilled again");
+    assert_eq!(reports[0].dump_id, bad);
+    assert!(!reports[0].passed);
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 3, "two completions and one failed drill");
+    let (headers, body) = &got[2];
+    verify(headers, body);
+    let v: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["event"], "drill.failed", "{v}");
+    assert_eq!(v["dumpId"], bad.as_str());
+    assert_eq!(v["report"], format!("{bad}.drill.json"));
+    assert!(
+        v["problems"][0].as_str().unwrap().contains(".sql"),
+        "names the file: {v}"
+    );
+    let (_, status) = server
+        .json(
+            reqwest::Method::GET,
+            &format!("/export/dump/status/{bad}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status["lastDrill"]["passed"], false, "{status}");
+    assert!(drill_scheduled(&server.state, "nightly", &settings)
+        .await
+        .is_empty());
+}
