@@ -104,22 +104,60 @@ pub async fn drill_job(
             message: "only a completed dump can be drilled".into(),
         });
     }
-    let key = manifest_key(&job.id, job.spec.format);
-    let raw = objects.get(&key).await?.ok_or_else(|| {
-        DumpError::InvalidRequest(format!("dump {} has no manifest ({key})", job.id))
-    })?;
+    let at = Utc::now();
+    let report = drill_stored(
+        objects,
+        &job.id,
+        &[job.spec.format],
+        signing,
+        scratch_dir,
+        ahead,
+    )
+    .await?
+    .ok_or_else(|| DumpError::InvalidRequest(format!("dump {} has no manifest", job.id)))?;
+    crate::lifecycle::record_drill(progress, job, report.summary(at)).await?;
+    Ok(report)
+}
+
+/// Drills dump `id` from its files alone (no job record: a bucket without its progress
+/// store), as [`drill_job`] does but recording nothing besides the report beside the
+/// dump. Its manifest is looked for as each of `formats` would name it; `None` if there
+/// is none.
+pub async fn drill_stored(
+    objects: &dyn ObjectStore,
+    id: &str,
+    formats: &[Format],
+    signing: Option<&SigningKey>,
+    scratch_dir: &Path,
+    ahead: usize,
+) -> Result<Option<DrillReport>, DumpError> {
+    let mut found = None;
+    for format in formats {
+        let key = manifest_key(id, *format);
+        if let Some(raw) = objects.get(&key).await? {
+            found = Some((key, raw));
+            break;
+        }
+    }
+    let Some((key, raw)) = found else {
+        return Ok(None);
+    };
     let signature = objects.get(&signature_key(&key)).await?;
     check_manifest_signature(&key, &raw, signature.as_deref(), signing)?;
     let manifest: Manifest = serde_json::from_slice(&raw)
         .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))?;
-    let at = Utc::now();
+    if manifest.dump_id != id {
+        return Err(DumpError::InvalidRequest(format!(
+            "the manifest of {id} describes dump {}; it was copied or edited",
+            manifest.dump_id
+        )));
+    }
     let source = StoreSource { objects, ahead };
     let report = drill(&source, &manifest, scratch_dir).await?;
     let body =
         serde_json::to_vec_pretty(&report).map_err(|e| DumpError::Internal(e.to_string()))?;
-    objects.put(&report_key(&job.id), body).await?;
-    crate::lifecycle::record_drill(progress, job, report.summary(at)).await?;
-    Ok(report)
+    objects.put(&report_key(id), body).await?;
+    Ok(Some(report))
 }
 
 /// Drills the dump `manifest` describes, reading its files from `source`, in a scratch

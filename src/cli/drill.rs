@@ -10,9 +10,9 @@ use clap::Args;
 
 use super::stores::{open_stores, Access, Stores};
 use super::{Location, UsageError};
-use crate::drill::{drill_job, report_key, DrillReport};
+use crate::drill::{drill_job, drill_stored, report_key, DrillReport};
 use crate::error::DumpError;
-use crate::model::{JobRecord, JobStatus};
+use crate::model::{Format, JobRecord, JobStatus};
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {
@@ -47,17 +47,34 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
             UsageError("--database goes with --latest or --history, not an id".into()).into(),
         );
     }
-    let stores = open_stores(&args.location, Access::Existing).await?;
+    let bucket_only = args.id.is_some() && args.location.store.is_some();
+    let stores = match open_stores(&args.location, Access::Existing).await {
+        Ok(stores) => stores,
+        // A bucket this machine keeps no progress of: the dump's files are enough, as
+        // for `restore`.
+        Err(DumpError::InvalidRequest(_)) if bucket_only && args.location.progress.is_none() => {
+            let url = args.location.store.as_deref().unwrap_or_default();
+            let (objects, _) = super::stores::object_store(url, false).await?;
+            let id = args.id.as_deref().unwrap_or_default();
+            return drill_files_only(&objects, id, &args).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     let completed = completed_dumps(&stores, &args).await?;
     if args.history {
         return history(&completed, args.json);
     }
-    let job = match &args.id {
-        Some(id) => stores.progress.require(id).await?,
-        None => completed
-            .into_iter()
-            .next()
-            .ok_or_else(|| DumpError::InvalidRequest("no completed dump to drill here".into()))?,
+    let job =
+        match &args.id {
+            Some(id) => stores.progress.get(id).await?,
+            None => Some(completed.into_iter().next().ok_or_else(|| {
+                DumpError::InvalidRequest("no completed dump to drill here".into())
+            })?),
+        };
+    let Some(job) = job else {
+        // No record of it here: the dump's files alone, as `restore` reads them.
+        let id = args.id.as_deref().unwrap_or_default();
+        return drill_files_only(stores.objects.as_ref(), id, &args).await;
     };
     let config = crate::config::Config::from_env()?;
     let scratch = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -70,12 +87,38 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
         config.download_concurrency as usize,
     )
     .await?;
-    let key = report_key(&job.id);
+    finish(&job.id, &report, &args)
+}
+
+/// Drills dump `id` from its files alone (no job record of it here); the report beside
+/// the dump is the only record.
+async fn drill_files_only(
+    objects: &dyn crate::ports::ObjectStore,
+    id: &str,
+    args: &DrillArgs,
+) -> anyhow::Result<()> {
+    crate::model::validate_dump_id(id).map_err(|e| DumpError::InvalidRequest(e.message))?;
+    let config = crate::config::Config::from_env()?;
+    let scratch = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let formats = [Format::Sql, Format::Csv];
+    let signing = config.signing_key.as_ref();
+    let ahead = config.download_concurrency as usize;
+    let report = drill_stored(objects, id, &formats, signing, &scratch, ahead)
+        .await?
+        .ok_or_else(|| {
+            DumpError::InvalidRequest(format!("no completed dump {id} there (it has no manifest)"))
+        })?;
+    finish(id, &report, args)
+}
+
+/// Prints the report (summary or JSON) and the warnings; an error if the drill failed.
+fn finish(id: &str, report: &DrillReport, args: &DrillArgs) -> anyhow::Result<()> {
+    let key = report_key(id);
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+        writeln!(stdout, "{}", serde_json::to_string_pretty(report)?)?;
     } else {
-        print_summary(&mut stdout, &report, &key)?;
+        print_summary(&mut stdout, report, &key)?;
     }
     for w in &report.warnings {
         eprintln!("warning: {w}");
@@ -84,8 +127,7 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
         Ok(())
     } else {
         Err(anyhow::anyhow!(
-            "the drill of {} failed ({}); the report is {key}",
-            job.id,
+            "the drill of {id} failed ({}); the report is {key}",
             super::count(report.problems.len(), "problem")
         ))
     }

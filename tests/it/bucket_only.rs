@@ -120,6 +120,30 @@ fn r2_credentials_and_a_local_progress_file_are_enough() {
         into.to_str().unwrap(),
     ]));
     assert_same_db(&src, &into);
+    // A drill, with the progress file (recorded for `list`) and, like `restore`, from
+    // the bucket alone on a machine that keeps no progress of it.
+    let drilled = ok(&cli(&["drill", &id, "--store", &store]));
+    assert!(drilled.contains("passed"), "{drilled}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&cli(&["list", "--store", &store, "--json"]))).unwrap();
+    assert_eq!(listed[0]["lastDrill"]["passed"], true, "{listed}");
+    let elsewhere = bucket_cli(
+        &work.path().join("elsewhere"),
+        &[
+            ("R2_ENDPOINT", &sv.s3s),
+            ("R2_ACCESS_KEY_ID", &sv.s3s_key),
+            ("R2_SECRET_ACCESS_KEY", &sv.s3s_secret),
+        ],
+    );
+    let drilled = ok(&elsewhere(&["drill", &id, "--store", &store]));
+    assert!(drilled.contains("passed"), "{drilled}");
+    let o = elsewhere(&["drill", "dump_19990101-000000", "--store", &store]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no completed dump dump_19990101-000000"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // Half the R2 variables is an error naming the missing ones, before any request.
     let half = bucket_cli(&state, &[("R2_ENDPOINT", &sv.s3s)]);
