@@ -22,7 +22,7 @@ pub struct StartRequest {
     pub(crate) callback_url: Option<String>,
     /// Rows per slice (one short read transaction).
     #[serde(rename = "chunkSize")]
-    #[schemars(range(min = 1, max = 100_000))]
+    #[schemars(range(min = 1, max = "crate::config::MAX_SLICE_ROWS"))]
     slice_rows: Option<u32>,
     /// false: rows only, for SQL dumps (400 with field includeSchema for csv and json,
     /// whose schema file is what restores their tables).
@@ -61,10 +61,13 @@ pub(crate) async fn start_dump(
     schedule: Option<&str>,
 ) -> Result<JobRecord, ApiError> {
     let slice_rows = req.slice_rows.unwrap_or(state.settings.slice_rows);
-    if !(1..=100_000).contains(&slice_rows) {
+    if !(1..=crate::config::MAX_SLICE_ROWS).contains(&slice_rows) {
         return Err(ApiError::bad_field(
             "chunkSize",
-            "chunkSize must be between 1 and 100000",
+            format!(
+                "chunkSize must be between 1 and {}",
+                crate::config::MAX_SLICE_ROWS
+            ),
         ));
     }
     if let Some(url) = &req.callback_url {

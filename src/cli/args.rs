@@ -90,7 +90,7 @@ pub enum CompressionArg {
 #[derive(Debug, Args)]
 pub struct Tuning {
     /// Rows per slice, one short read transaction [env: DUMP_CHUNK_SIZE, default 1000].
-    #[arg(long = "chunk-size", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long = "chunk-size", value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::config::MAX_SLICE_ROWS)))]
     pub slice_rows: Option<u32>,
     /// Time budget of one chunk in ms [env: MAX_EXECUTION_TIME, default 25000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=900_000))]

@@ -168,6 +168,10 @@ pub const MAX_PART_SIZE: u64 = 5 << 30;
 /// The default of [`Config::max_statement_bytes`].
 pub const DEFAULT_MAX_STATEMENT_BYTES: u64 = 256 << 20;
 
+/// The most rows one slice may read (`chunkSize`, `--chunk-size`, `DUMP_CHUNK_SIZE`):
+/// the one definition the API, the CLI and the configuration check against.
+pub const MAX_SLICE_ROWS: u32 = 100_000;
+
 /// Dump tuning from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -231,7 +235,7 @@ impl Config {
     /// Reads the dump settings from `env`.
     pub fn read(env: &Env) -> Result<Self, ConfigError> {
         Ok(Config {
-            slice_rows: env.number("DUMP_CHUNK_SIZE", 1000, 1..=100_000)? as u32,
+            slice_rows: env.number("DUMP_CHUNK_SIZE", 1000, 1..=u64::from(MAX_SLICE_ROWS))? as u32,
             breathing: Duration::from_millis(env.number(
                 "DUMP_BREATHING_INTERVAL",
                 5000,
