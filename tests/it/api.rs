@@ -689,7 +689,15 @@ async fn an_unfinished_dump_whose_run_is_gone_is_interrupted_until_resumed() {
     let first =
         start_server_limited(&src, Duration::ZERO, Duration::from_secs(3600), None, 100).await;
     let id = first.start(json!({"format": "sql"})).await;
-    first.wait_for(&id, "processing").await;
+    // `processing` from the first chunk's start; its commit is what this test changes.
+    let started = Instant::now();
+    while first.wait_for(&id, "processing").await["chunks"] == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no chunk committed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // As if the last commit were ten minutes ago.
     let progress =
         chunkdump::local::SqliteProgress::open(&first.out.join(".chunkdump/progress.sqlite3"))
