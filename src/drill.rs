@@ -325,14 +325,7 @@ fn check(
     for (kind, name, sql) in &objects {
         let quoted = quote_ident(name);
         let result = match (kind.as_str(), virtual_module(sql).as_deref()) {
-            ("view", _) => conn
-                .query_row(
-                    &format!("SELECT count(*) FROM (SELECT * FROM {quoted} LIMIT 1)"),
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            ("view", _) => first_row_within(&conn, &quoted, VIEW_BUDGET),
             ("table", Some("fts3" | "fts4" | "fts5")) => conn
                 .execute(
                     &format!("INSERT INTO {quoted}({quoted}) VALUES('integrity-check')"),
@@ -412,6 +405,34 @@ fn check_objects(
         ));
     }
     Ok(())
+}
+
+/// Longest a view's first row may take: a dump read back is untrusted, and a view over
+/// an endless recursive query must fail the drill, not hold it forever.
+const VIEW_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads the first row of view `quoted`, stopped (an error) after `budget`.
+fn first_row_within(
+    conn: &Connection,
+    quoted: &str,
+    budget: std::time::Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + budget;
+    conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
+    let result = conn.query_row(
+        &format!("SELECT count(*) FROM (SELECT * FROM {quoted} LIMIT 1)"),
+        [],
+        |r| r.get::<_, i64>(0),
+    );
+    conn.progress_handler(0, None::<fn() -> bool>);
+    match result {
+        Ok(_) => Ok(()),
+        Err(_) if Instant::now() > deadline => Err(format!(
+            "no first row within {} s; the drill stopped it",
+            budget.as_secs()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The module of a `CREATE VIRTUAL TABLE … USING module(…)` statement, lowercased.

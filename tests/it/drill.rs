@@ -309,3 +309,30 @@ fn a_scratch_directory_too_small_is_refused_without_a_report() {
     assert!(!out.join(format!("{id}.drill.json")).exists());
     assert!(listed(&out)[0].get("lastDrill").is_none());
 }
+
+/// A dump read back is untrusted: a view whose first row never comes (an endless
+/// recursive query, sorted) fails the drill naming the view, in bounded time.
+#[test]
+fn a_view_that_never_answers_fails_the_drill_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("v.db");
+    Connection::open(&src)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE t(a); INSERT INTO t VALUES (1);
+             CREATE VIEW endless AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)
+               SELECT x FROM c ORDER BY x DESC;",
+        )
+        .unwrap();
+    let out = dir.path().join("out");
+    let (id, _) = dump_ok(&src, &out, &["--format", "sql"]);
+    let started = std::time::Instant::now();
+    let o = drill(&out, &[&id]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("problem: view \"endless\": no first row within 5 s"),
+        "{stdout}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
