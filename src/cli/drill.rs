@@ -60,7 +60,11 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    let completed = completed_dumps(&stores, &args).await?;
+    // A drill by id needs no listing of every dump.
+    let completed = match args.id {
+        Some(_) => Vec::new(),
+        None => completed_dumps(&stores, &args).await?,
+    };
     if args.history {
         return history(&completed, args.json);
     }
