@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         snapshot_max_block_ms: None,
         frame_size: None,
         shown_as: None,
+        drill: false,
     };
     let conn = rusqlite::Connection::open(&args[1])?;
     let max: i64 = conn.query_row(

@@ -18,7 +18,6 @@ pub fn keep_large_buffers_off_the_heap() {
 /// Returns memory freed to the heap arenas to the OS (glibc keeps it otherwise): a
 /// restore frees SQLite's bulk-load page cache on one thread before the verification
 /// reads on another, and peak RSS should not be the sum of both. No-op on other libcs.
-#[cfg(feature = "cli")]
 pub fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; it is thread-safe.

@@ -79,6 +79,8 @@ pub struct ChunkReport {
     pub status: JobStatus,
     /// Rows written by this chunk.
     pub rows: u64,
+    /// The dump completed and was started with `"drill": true`: the next step drills it.
+    pub drill: bool,
 }
 
 impl ChunkReport {
@@ -89,6 +91,7 @@ impl ChunkReport {
             done: job.status.is_terminal(),
             status: job.status,
             rows,
+            drill: job.status == JobStatus::Completed && job.spec.drill,
         }
     }
 }

@@ -87,19 +87,31 @@ pub fn tune_allocator() {
     crate::alloc::keep_large_buffers_off_the_heap();
 }
 
-/// The chunk function's task handlers: whole-second breaths for the `Wait` state.
+/// The chunk function's task handlers (the chunk, snapshot and drill functions run the
+/// same binary): whole-second breaths for the `Wait` state; drills in `/tmp` (the
+/// function's ephemeral storage, or `CHUNKDUMP_DRILL_DIR`), a database too large for it
+/// reported as skipped, and each outcome printed as a CloudWatch metric.
 pub fn chunk_tasks(common: &Common) -> Tasks {
+    let tasks = Tasks::from_config(
+        common.objects.clone(),
+        common.progress.clone(),
+        common
+            .notifier
+            .clone()
+            .map(|n| Arc::new(n) as Arc<dyn crate::ports::CallbackSender>),
+        &common.config,
+    );
+    let function = Env::process()
+        .get("AWS_LAMBDA_FUNCTION_NAME")
+        .unwrap_or_else(|| "chunkdump".into());
     Tasks {
         whole_seconds: true,
-        ..Tasks::from_config(
-            common.objects.clone(),
-            common.progress.clone(),
-            common
-                .notifier
-                .clone()
-                .map(|n| Arc::new(n) as Arc<dyn crate::ports::CallbackSender>),
-            &common.config,
-        )
+        drills: tasks.drills.clone().map(|d| crate::drill::DrillSettings {
+            skip_too_large_for: Some("a Lambda drill".into()),
+            ..d
+        }),
+        drill_metrics: Some(function),
+        ..tasks
     }
 }
 

@@ -41,7 +41,6 @@ pub mod cli;
 #[cfg(feature = "aws")]
 pub mod cloud;
 pub mod config;
-#[cfg(feature = "cli")]
 pub mod drill;
 pub mod engine;
 pub mod error;
@@ -54,9 +53,7 @@ pub mod logging;
 mod manifest;
 pub mod model;
 pub mod ports;
-#[cfg(feature = "cli")]
 mod readback;
-#[cfg(feature = "cli")]
 mod restore;
 mod retention;
 pub mod runner;
@@ -64,7 +61,6 @@ pub mod runner;
 pub mod serve;
 pub mod tasks;
 mod uploader;
-#[cfg(feature = "cli")]
 mod verify;
 mod views;
 

@@ -62,7 +62,6 @@ pub struct Manifest {
 impl Manifest {
     /// The table a CSV dump's file holds: the table whose file name (made by the one
     /// function that names them) is `key`. `None` for any other key.
-    #[cfg(feature = "cli")]
     pub fn csv_table_of(&self, key: &str) -> Option<String> {
         (self.format == Format::Csv).then_some(())?;
         self.tables
@@ -81,7 +80,6 @@ impl Manifest {
     /// keys start from, found by walking up one level per component of the manifest's
     /// own key (`<id>.manifest.json`, `<id>/manifest.json`, and the database's name
     /// before either in a store of several databases).
-    #[cfg(feature = "cli")]
     pub fn store_root_of(&self, path: &std::path::Path) -> std::path::PathBuf {
         let levels = crate::model::manifest_key(&self.dump_id, self.format)
             .split('/')
@@ -183,7 +181,6 @@ pub fn sign(key: &SigningKey, manifest: &[u8]) -> Vec<u8> {
 
 /// Checks `signature` (the object beside the manifest; `None` if there is none) against
 /// the manifest's exact bytes, in constant time; the error says which check failed.
-#[cfg(feature = "cli")]
 pub fn check_signature(
     key: &SigningKey,
     manifest: &[u8],

@@ -206,6 +206,7 @@ mod tests {
             snapshot_max_block_ms: None,
             frame_size: None,
             shown_as: None,
+            drill: false,
         };
         let mut j = JobRecord::new(id.into(), spec, now - chrono::Duration::days(days_ago));
         j.status = JobStatus::Completed;

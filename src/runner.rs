@@ -58,6 +58,7 @@ impl LocalRunner {
             &[
                 ("ChunkFunctionArn", LOCAL_CHUNK_FUNCTION),
                 ("SnapshotFunctionArn", LOCAL_CHUNK_FUNCTION),
+                ("DrillFunctionArn", LOCAL_CHUNK_FUNCTION),
             ],
         )
         .map_err(|e| DumpError::Internal(e.to_string()))?;

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::chunk::{run_chunk, ChunkOptions};
+use crate::drill::auto::{drill_completed, drill_latest, metric_line, DrillPorts, LatestScope};
+use crate::drill::DrillSettings;
 use crate::error::DumpError;
 use crate::execution::execution_name;
 use crate::lifecycle::{deliver_callback, fail_dump};
@@ -33,6 +35,9 @@ pub enum TaskAction {
     /// `interrupted`, everything committed kept for a resume.
     Interrupt,
     Notify,
+    /// Drill the completed dump (`"drill": true` at its start): restore it into a
+    /// scratch database and check it (see [`crate::drill`]).
+    Drill,
 }
 
 /// A task's input, as the state machine's `Parameters` build it.
@@ -58,6 +63,22 @@ pub struct TaskInput {
     pub cause: Option<String>,
 }
 
+/// The key of the drill schedule's payload (the template's `DrillLatestSchedule`):
+/// `{"chunkdumpDrillLatest": {"everyHours": 24}}` drills the latest completed dump of
+/// each database whose last drill is that old or more.
+pub const DRILL_LATEST_KEY: &str = "chunkdumpDrillLatest";
+
+/// The drill schedule's payload.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DrillLatest {
+    /// Drill a database's latest dump when its last drill is this many hours old.
+    pub every_hours: f64,
+    /// Only dumps this schedule started (default: every dump).
+    #[serde(default)]
+    pub schedule: Option<String>,
+}
+
 /// The chunk task's answer: the state the loop carries to the next chunk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -75,6 +96,8 @@ pub struct ChunkState {
     /// Start a new execution (named `next_execution_name`) instead of breathing here.
     pub continue_as_new: bool,
     pub next_execution_name: Option<String>,
+    /// The dump completed and asked to be drilled: the state machine's `Drill?` choice.
+    pub drill: bool,
 }
 
 /// Everything the tasks need, built once per process.
@@ -91,6 +114,11 @@ pub struct Tasks {
     /// Round the pause up to whole seconds (Step Functions' `Wait` needs them).
     pub whole_seconds: bool,
     pub chunks_per_execution: u32,
+    /// Where and how the `drill` task drills (none: this runner cannot, and says so).
+    pub drills: Option<DrillSettings>,
+    /// Print each drill's outcome as a CloudWatch embedded-metric line with this
+    /// function name as its dimension (in Lambda).
+    pub drill_metrics: Option<String>,
 }
 
 impl Tasks {
@@ -112,7 +140,31 @@ impl Tasks {
             breathe: config.breathing,
             whole_seconds: false,
             chunks_per_execution: config.chunks_per_execution,
+            drills: Some(DrillSettings {
+                signing: config.signing_key.clone(),
+                scratch_dir: config.drill_dir.clone(),
+                ahead: config.download_concurrency as usize,
+                skip_too_large_for: Some("a drill here".into()),
+            }),
+            drill_metrics: None,
         }
+    }
+
+    /// Runs one invocation of the function: the drill schedule's payload
+    /// ([`DRILL_LATEST_KEY`]) or a state machine task ([`TaskInput`]).
+    pub async fn handle_event(
+        &self,
+        event: Value,
+        deadline: Option<Instant>,
+    ) -> Result<Value, DumpError> {
+        if let Some(inner) = event.get(DRILL_LATEST_KEY) {
+            let latest: DrillLatest = serde_json::from_value(inner.clone())
+                .map_err(|e| DumpError::InvalidRequest(format!("{DRILL_LATEST_KEY}: {e}")))?;
+            return self.drill_latest(&latest).await;
+        }
+        let input: TaskInput = serde_json::from_value(event)
+            .map_err(|e| DumpError::InvalidRequest(format!("task input: {e}")))?;
+        self.handle(input, deadline).await
     }
 
     /// Runs one task. `deadline` is when the caller must have answered (the Lambda
@@ -149,6 +201,7 @@ impl Tasks {
                 let job = self.progress.require(&input.dump_id).await?;
                 Ok(serde_json::json!({"dumpId": job.id, "status": job.status}))
             }
+            TaskAction::Drill => return self.drill(&input.dump_id).await,
             TaskAction::Notify => {
                 self.callback(&input.dump_id, deadline).await;
                 let job = self.progress.require(&input.dump_id).await?;
@@ -162,6 +215,72 @@ impl Tasks {
             }
         };
         answer.map_err(|e| DumpError::Internal(e.to_string()))
+    }
+
+    /// Drills the latest dump of each database if its drill is due (the drill
+    /// schedule); answers with how many passed, failed and were skipped.
+    async fn drill_latest(&self, latest: &DrillLatest) -> Result<Value, DumpError> {
+        let every = Some(latest.every_hours)
+            .filter(|h| h.is_finite() && *h > 0.0)
+            .and_then(|h| Duration::try_from_secs_f64(h * 3600.0).ok())
+            .ok_or_else(|| {
+                DumpError::InvalidRequest(format!(
+                    "{DRILL_LATEST_KEY}.everyHours must be a positive number of hours, not {}",
+                    latest.every_hours
+                ))
+            })?;
+        let settings = self.drill_settings()?;
+        let scope = LatestScope {
+            schedule: latest.schedule.clone(),
+        };
+        let reports = drill_latest(self.drill_ports(), &scope, every, settings).await?;
+        let at = chrono::Utc::now();
+        let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+        for report in &reports {
+            *counts.entry(report.summary(at).outcome()).or_default() += 1;
+            self.emit_metric(report, at);
+        }
+        Ok(serde_json::json!({"drilled": reports.len(), "outcomes": counts}))
+    }
+
+    fn drill_settings(&self) -> Result<&DrillSettings, DumpError> {
+        self.drills.as_ref().ok_or_else(|| {
+            DumpError::InvalidRequest("this runner has no scratch directory for drills".into())
+        })
+    }
+
+    fn drill_ports(&self) -> DrillPorts<'_> {
+        DrillPorts {
+            objects: self.objects.as_ref(),
+            progress: self.progress.as_ref(),
+            callbacks: self.notifier.as_deref(),
+        }
+    }
+
+    /// Prints a drill's outcome as a CloudWatch metric, where that is asked for.
+    fn emit_metric(&self, report: &crate::drill::DrillReport, at: chrono::DateTime<chrono::Utc>) {
+        if let Some(function) = &self.drill_metrics {
+            // Stdout, not the log: CloudWatch reads a metric from a line that is exactly
+            // this JSON document.
+            println!("{}", metric_line(report, function, at));
+        }
+    }
+
+    /// Drills completed dump `id` once (a retried step does not drill it again). A
+    /// drill that ran answers with its outcome whether it passed or not: the dump itself
+    /// is complete, and its record and report say how the drill went.
+    async fn drill(&self, id: &str) -> Result<Value, DumpError> {
+        let settings = self.drill_settings()?;
+        let Some(report) = drill_completed(self.drill_ports(), id, settings).await? else {
+            return Ok(serde_json::json!({"dumpId": id, "outcome": "drilled already"}));
+        };
+        let at = chrono::Utc::now();
+        self.emit_metric(&report, at);
+        Ok(serde_json::json!({
+            "dumpId": id,
+            "outcome": report.summary(at).outcome(),
+            "problems": report.problems,
+        }))
     }
 
     /// Sends the dump's callback, if callbacks are set up, recording each attempt.
@@ -210,6 +329,7 @@ impl Tasks {
             continue_as_new,
             next_execution_name: continue_as_new
                 .then(|| execution_name(&input.dump_id, generation)),
+            drill: report.drill,
         })
     }
 

@@ -14,6 +14,9 @@
 //! 3. With `against`, the same table digests are computed from a database (a snapshot
 //!    copy, or a source nobody wrote since) and compared too.
 
+// The Lambda functions use only the manifest signature check of this module.
+#![cfg_attr(not(feature = "cli"), allow(dead_code, unused_imports))]
+
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -73,7 +76,7 @@ pub async fn verify(
     job: &JobRecord,
     against: Option<&Path>,
     signing: Option<&crate::config::SigningKey>,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report, DumpError> {
     let key = manifest_key(&job.id, job.spec.format);
     let raw = objects.get(&key).await?.ok_or_else(|| {
@@ -115,7 +118,7 @@ pub async fn verify_manifest_file(
     path: &Path,
     against: Option<&Path>,
     signing: Option<&crate::config::SigningKey>,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report, DumpError> {
     let raw = std::fs::read(path)
         .map_err(|e| DumpError::InvalidRequest(format!("{}: {e}", path.display())))?;
@@ -142,7 +145,7 @@ async fn check(
     manifest: &Manifest,
     spec: &DumpSpec,
     against: Option<&Path>,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report, DumpError> {
     // The database's digests are read beside the files (another core), not after them.
     let against_digests = against.map(|db| {

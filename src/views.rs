@@ -243,6 +243,7 @@ mod tests {
             snapshot_max_block_ms: None,
             frame_size: None,
             shown_as: None,
+            drill: false,
         };
         JobRecord::new("d1".into(), spec, Utc::now())
     }

@@ -41,12 +41,27 @@ pub struct ScheduledStart {
     /// Completed dumps of this database to keep; none: keep all.
     #[serde(default)]
     pub retention: Option<Retention>,
-    /// Drill each completed dump this schedule started, once, at the next tick (a
-    /// restore drill, see `chunkdump drill`; a failed one calls the dump's callback URL
-    /// back with `"event": "drill.failed"`). Only `chunkdump serve --schedule` drills for
-    /// now; the Lambda scheduler target logs that it does not.
+    /// Drill each dump this schedule starts once it completes (the request's `drill`,
+    /// see `chunkdump drill`; a failed drill calls the dump's callback URL back with
+    /// `"event": "drill.failed"`).
     #[serde(default)]
     pub drill: bool,
+    /// At each tick, first drill the latest completed dump of each database this
+    /// schedule dumps whose last drill is this many hours old or more (or that was never
+    /// drilled). `chunkdump serve --schedule` does it in the tick; in AWS the template's
+    /// drill schedule (`DrillLatestEveryHours`) does it on the drill function, whose
+    /// storage is sized for it, so the API function's tick does not.
+    #[serde(default)]
+    pub drill_latest_every_hours: Option<f64>,
+}
+
+impl ScheduledStart {
+    /// How often the latest dumps are drilled (`drillLatestEveryHours`; 0 or none: never).
+    pub fn drill_latest_every(&self) -> Option<std::time::Duration> {
+        self.drill_latest_every_hours
+            .filter(|h| h.is_finite() && *h > 0.0)
+            .and_then(|h| std::time::Duration::try_from_secs_f64(h * 3600.0).ok())
+    }
 }
 
 /// A schedule's retention policy.
@@ -209,6 +224,9 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
             }
         }
         let mut request = tick.request;
+        if tick.drill {
+            request.drill = Some(true);
+        }
         // The template passes "" when the schedule has no callback.
         if request.callback_url.as_deref().is_some_and(str::is_empty) {
             request.callback_url = None;
@@ -287,9 +305,8 @@ pub fn tick_from_payload(payload: &serde_json::Value) -> Option<Result<Scheduled
     let tick: Result<ScheduledStart, String> =
         serde_json::from_value(inner.clone()).map_err(|e| format!("{PAYLOAD_KEY}: {e}"));
     if let Ok(t) = &tick {
-        if t.drill {
-            // Drills need the restore, which the Lambda functions do not build (yet).
-            tracing::warn!(schedule = %t.name, "\"drill\": true is honoured by chunkdump serve --schedule only; this tick drills nothing");
+        if t.drill_latest_every().is_some() {
+            tracing::warn!(schedule = %t.name, "\"drillLatestEveryHours\" is done by the template's drill schedule (DrillLatestEveryHours) on the drill function; this tick drills nothing");
         }
     }
     Some(tick)

@@ -37,6 +37,10 @@ pub struct StartRequest {
     /// writers off.
     #[schemars(range(min = 1, max = 600_000))]
     snapshot_max_block_ms: Option<u64>,
+    /// Drill the dump once it completes (`chunkdump drill`: restore it into a scratch
+    /// database and check it); the outcome shows as `lastDrill`, and a failed drill
+    /// calls `callbackUrl` back with `"event": "drill.failed"`.
+    pub(crate) drill: Option<bool>,
 }
 
 /// Checks a callback URL as every start does: this server must sign callbacks, and the
@@ -111,6 +115,7 @@ pub(crate) async fn start_dump(
         snapshot_max_block_ms: req.snapshot_max_block_ms,
         frame_size: None,
         shown_as: Some(target.shown_as.clone()),
+        drill: req.drill.unwrap_or(false),
     };
     let claim = super::limits::claim_database(state, &target.path).await?;
     let new = NewDump {

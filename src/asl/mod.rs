@@ -323,6 +323,7 @@ mod tests {
             &[
                 ("ChunkFunctionArn", "local:chunk"),
                 ("SnapshotFunctionArn", "local:chunk"),
+                ("DrillFunctionArn", "local:chunk"),
             ],
         )
         .unwrap();

@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::stores::{open_stores, Access, Stores};
 use super::{Location, UsageError};
-use crate::drill::{drill_job, drill_stored, report_key, DrillReport};
+use crate::drill::{drill_job, drill_stored, report_key, DrillReport, DrillSettings};
 use crate::error::DumpError;
 use crate::model::{Format, JobRecord, JobStatus};
 
@@ -32,7 +32,7 @@ pub struct DrillArgs {
     #[arg(long, value_name = "DB")]
     pub database: Option<PathBuf>,
     /// Where the scratch database is made (a private directory inside, removed after)
-    /// [default: the system's temporary directory].
+    /// [default: CHUNKDUMP_DRILL_DIR, else the system's temporary directory].
     #[arg(long, value_name = "DIR")]
     pub scratch_dir: Option<PathBuf>,
     /// Print the report (or the history) as JSON on stdout.
@@ -80,15 +80,12 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
         let id = args.id.as_deref().unwrap_or_default();
         return drill_files_only(stores.objects.as_ref(), id, &args).await;
     };
-    let config = crate::config::Config::from_env()?;
-    let scratch = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let settings = settings(&args)?;
     let report = drill_job(
         stores.objects.as_ref(),
         stores.progress.as_ref(),
         &job,
-        config.signing_key.as_ref(),
-        &scratch,
-        config.download_concurrency as usize,
+        &settings,
     )
     .await?;
     finish(&job.id, &report, &args)
@@ -102,17 +99,24 @@ async fn drill_files_only(
     args: &DrillArgs,
 ) -> anyhow::Result<()> {
     crate::model::validate_dump_id(id).map_err(|e| DumpError::InvalidRequest(e.message))?;
-    let config = crate::config::Config::from_env()?;
-    let scratch = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
     let formats = [Format::Sql, Format::Csv];
-    let signing = config.signing_key.as_ref();
-    let ahead = config.download_concurrency as usize;
-    let report = drill_stored(objects, id, &formats, signing, &scratch, ahead)
+    let report = drill_stored(objects, id, &formats, &settings(args)?)
         .await?
         .ok_or_else(|| {
             DumpError::InvalidRequest(format!("no completed dump {id} there (it has no manifest)"))
         })?;
     finish(id, &report, args)
+}
+
+/// A drill a person asked for: a scratch directory too small is an error, not a skip.
+fn settings(args: &DrillArgs) -> anyhow::Result<DrillSettings> {
+    let config = crate::config::Config::from_env()?;
+    Ok(DrillSettings {
+        signing: config.signing_key,
+        scratch_dir: args.scratch_dir.clone().unwrap_or(config.drill_dir),
+        ahead: config.download_concurrency as usize,
+        skip_too_large_for: None,
+    })
 }
 
 /// Prints the report (summary or JSON) and the warnings; an error if the drill failed.

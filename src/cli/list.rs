@@ -121,8 +121,7 @@ pub async fn run(args: ListArgs) -> anyhow::Result<()> {
                 l.started_at.clone().unwrap_or_else(|| "-".into()),
                 l.completed_at.clone().unwrap_or_else(|| "-".into()),
                 match &l.last_drill {
-                    Some(d) if d.passed => "passed".into(),
-                    Some(_) => "failed".into(),
+                    Some(d) => d.outcome().into(),
                     None if l.status == "completed" => "never".into(),
                     None => "-".into(),
                 },

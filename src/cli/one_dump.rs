@@ -84,6 +84,7 @@ pub(super) fn dump_spec(args: &DumpArgs, database: &Path, cfg: &Config) -> DumpS
         snapshot_max_block_ms: Some(args.snapshot_max_block_ms),
         frame_size: args.frame_size,
         shown_as: None,
+        drill: false,
     }
 }
 

@@ -202,6 +202,10 @@ pub struct Config {
     /// `CHUNKDUMP_SIGNING_KEY` (or the file `CHUNKDUMP_SIGNING_KEY_FILE` names): the key
     /// every manifest is signed with when written, and checked with when read.
     pub signing_key: Option<SigningKey>,
+    /// `CHUNKDUMP_DRILL_DIR`: where restore drills make their scratch databases (default:
+    /// the system's temporary directory, `/tmp` in Lambda, whose ephemeral storage the
+    /// template sizes for drills).
+    pub drill_dir: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -217,6 +221,7 @@ impl Default for Config {
             download_concurrency: DEFAULT_DOWNLOAD_CONCURRENCY as u32,
             max_statement_bytes: DEFAULT_MAX_STATEMENT_BYTES,
             signing_key: None,
+            drill_dir: std::env::temp_dir(),
         }
     }
 }
@@ -267,6 +272,9 @@ impl Config {
                 DEFAULT_DOWNLOAD_CONCURRENCY as u64,
                 1..=32,
             )? as u32,
+            drill_dir: env
+                .get("CHUNKDUMP_DRILL_DIR")
+                .map_or_else(std::env::temp_dir, std::path::PathBuf::from),
         })
     }
 }

@@ -12,7 +12,22 @@ pub struct DrillSummary {
     /// When the drill ran.
     pub at: DateTime<Utc>,
     pub passed: bool,
-    /// The first problem of a failed drill.
+    /// The drill did not run (the dump is too large for the machine that was to drill
+    /// it); `problem` says why. Never counted as passed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+    /// The first problem of a failed drill, or why it was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+}
+
+impl DrillSummary {
+    /// `passed`, `failed` or `skipped`: how `list` and the fleet counts name it.
+    pub fn outcome(&self) -> &'static str {
+        match (self.passed, self.skipped) {
+            (true, _) => "passed",
+            (false, true) => "skipped",
+            (false, false) => "failed",
+        }
+    }
 }

@@ -329,6 +329,7 @@ mod tests {
             snapshot_max_block_ms: None,
             frame_size: None,
             shown_as: None,
+            drill: false,
         };
         let start = Utc::now() - chrono::Duration::seconds(60);
         let mut job = JobRecord::new("d1".into(), spec, start);
@@ -361,6 +362,7 @@ mod tests {
             snapshot_max_block_ms: None,
             frame_size: None,
             shown_as: None,
+            drill: false,
         };
         let mut job = JobRecord::new("d1".into(), spec, chrono::Utc::now());
         job.files = ["d1/a.csv.zst", "d1/b.csv.zst"]

@@ -120,6 +120,10 @@ pub struct DumpSpec {
     /// the file name. The manifest then shows this, never the server's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shown_as: Option<String>,
+    /// Drill the dump once it completes: the state machine's `Drill` step restores it
+    /// into a scratch database and checks it (see `drill`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drill: bool,
 }
 
 impl DumpSpec {

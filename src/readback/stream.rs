@@ -150,7 +150,7 @@ pub async fn stream_file<T: Send + 'static>(
     source: &dyn RangeSource,
     key: &str,
     part_size: u64,
-    on_read: &mut dyn FnMut(u64),
+    on_read: &mut (dyn FnMut(u64) + Send),
     consume: impl FnOnce(PieceReader) -> T + Send + 'static,
 ) -> Result<Option<(Fetched, T)>, DumpError> {
     use futures_util::stream::{self, StreamExt};

@@ -226,7 +226,7 @@ async fn fetch<T: Send + 'static>(
     manifest: &Manifest,
     key: &str,
     spool: &Path,
-    tick: &mut dyn FnMut(u64),
+    tick: &mut (dyn FnMut(u64) + Send),
     loader: Loader,
     load: impl FnOnce(PieceReader, Loader) -> Result<(T, Loader), String> + Send + 'static,
 ) -> Result<(T, Loader), DumpError> {
@@ -237,7 +237,7 @@ async fn fetch<T: Send + 'static>(
         .find(|f| f.key == key)
         .ok_or_else(|| failed("not listed in the manifest; the dump has no schema file (dumped before format 2, or with --no-schema)".into()))?;
     let spooled = FileSource(spool.to_path_buf());
-    let (checked, mut load_tick): (&dyn RangeSource, Box<dyn FnMut(u64) + '_>) =
+    let (checked, mut load_tick): (&dyn RangeSource, Box<dyn FnMut(u64) + Send + '_>) =
         if source.is_local() {
             let copied = stream_file(source, key, manifest.part_size, &mut |_| {}, |mut bytes| {
                 std::io::copy(&mut bytes, &mut std::io::sink()).map_err(|e| e.to_string())

@@ -2,7 +2,6 @@
 //! local runner, configured by the same environment as the Lambda functions, and the
 //! clock that runs a schedule in-process ([`scheduler`]).
 
-pub mod drills;
 pub mod listener;
 pub mod scheduler;
 
@@ -89,10 +88,11 @@ pub async fn serve(
         state: state.clone(),
     }));
     if let Some((expr, tick)) = opts.schedule {
-        let drills = drills::DrillSettings {
+        let drills = crate::drill::DrillSettings {
             signing: opts.config.signing_key.clone(),
-            scratch_dir: std::env::temp_dir(),
+            scratch_dir: opts.config.drill_dir.clone(),
             ahead: opts.config.download_concurrency as usize,
+            skip_too_large_for: Some("a drill here".into()),
         };
         tokio::spawn(crate::serve::scheduler::run_schedule(
             state.clone(),

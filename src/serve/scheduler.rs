@@ -16,6 +16,8 @@ use chrono::{DateTime, Utc};
 
 use crate::api::schedule::{run_tick, ScheduledStart};
 use crate::api::AppState;
+use crate::drill::auto::{drill_latest, DrillPorts, LatestScope};
+use crate::drill::DrillSettings;
 
 /// A parsed schedule expression.
 #[derive(Debug, Clone)]
@@ -94,13 +96,14 @@ impl ScheduleExpr {
     }
 }
 
-/// Runs `tick` on `expr` until the process ends; with `"drill": true`, each tick first
-/// drills the schedule's completed dumps not yet drilled (see [`super::drills`]).
+/// Runs `tick` on `expr` until the process ends. With `"drillLatestEveryHours": N`,
+/// each tick first drills the latest completed dump of each of the schedule's databases
+/// whose last drill is N hours old or more (see [`crate::drill::auto::drill_latest`]).
 pub async fn run_schedule(
     state: AppState,
     expr: ScheduleExpr,
     tick: ScheduledStart,
-    drills: super::drills::DrillSettings,
+    drills: DrillSettings,
 ) {
     let started = Utc::now();
     let mut last = started;
@@ -111,22 +114,41 @@ pub async fn run_schedule(
             .to_std()
             .unwrap_or_default();
         tokio::time::sleep(wait).await;
-        if tick.drill {
-            // On a blocking thread of its own: a drill is mostly SQLite work, and the
-            // restore's future holds a progress closure that is not `Send`.
-            let (state, name, drills) = (state.clone(), tick.name.clone(), drills.clone());
-            let runtime = tokio::runtime::Handle::current();
-            let drilled = tokio::task::spawn_blocking(move || {
-                runtime.block_on(super::drills::drill_scheduled(&state, &name, &drills))
-            });
-            if let Err(e) = drilled.await {
-                tracing::warn!(schedule = %tick.name, error = %e, "scheduled drills stopped");
-            }
+        if let Some(every) = tick.drill_latest_every() {
+            drill_latest_of(&state, &tick.name, every, &drills).await;
         }
         run_tick(&state, tick.clone()).await;
         last = next;
     }
     tracing::warn!(schedule = %tick.name, "the schedule never fires again");
+}
+
+/// Drills the latest dump of each database schedule `name` dumps, if due `every`.
+pub async fn drill_latest_of(
+    state: &AppState,
+    name: &str,
+    every: std::time::Duration,
+    drills: &DrillSettings,
+) -> Vec<crate::drill::DrillReport> {
+    let ports = DrillPorts {
+        objects: state.objects.as_ref(),
+        progress: state.progress.as_ref(),
+        callbacks: state
+            .settings
+            .notifier
+            .as_ref()
+            .map(|n| n as &dyn crate::ports::CallbackSender),
+    };
+    let scope = LatestScope {
+        schedule: Some(name.to_string()),
+    };
+    match drill_latest(ports, &scope, every, drills).await {
+        Ok(reports) => reports,
+        Err(e) => {
+            tracing::warn!(schedule = %name, error = %e, "scheduled drills could not run");
+            Vec::new()
+        }
+    }
 }
 
 #[cfg(test)]

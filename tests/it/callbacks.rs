@@ -360,6 +360,7 @@ async fn failed_job_with_callback(
         snapshot_max_block_ms: None,
         frame_size: None,
         shown_as: None,
+        drill: false,
     };
     // A record alone: the callback needs no database.
     progress
@@ -632,13 +633,36 @@ async fn a_fleet_dumps_every_matching_database_and_sends_one_signed_callback() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-/// `serve --schedule` with `"drill": true`: each completed dump of the schedule is drilled
-/// once; a failed drill calls the dump's callback URL back, signed, with `"event":
-/// "drill.failed"` naming the problem; a passed one calls nobody.
+/// Polls dump `id`'s status until it shows a drill.
+async fn wait_drill(server: &Server, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (_, v) = server
+            .json(
+                reqwest::Method::GET,
+                &format!("/export/dump/status/{id}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        if !v["lastDrill"].is_null() {
+            return v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never drilled: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A schedule with `"drill": true`: each dump it starts is drilled by the state
+/// machine's `Drill` step once it completes. A passed drill calls nobody; a failed one
+/// (here a foreign key the source breaks, which the restored copy breaks too) calls the
+/// dump's callback URL back, signed, with `"event": "drill.failed"` naming the table.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_scheduled_drill_that_fails_calls_back_signed() {
+async fn a_dump_drilled_on_completion_calls_back_when_its_drill_fails() {
     use chunkdump::api::schedule::{run_tick, tick_from_payload};
-    use chunkdump::serve::drills::{drill_scheduled, DrillSettings};
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 500);
@@ -655,36 +679,31 @@ async fn a_scheduled_drill_that_fails_calls_back_signed() {
         "name": "nightly", "request": {"format": "sql", "callbackUrl": url}, "drill": true}}))
     .unwrap()
     .unwrap();
-    let settings = DrillSettings {
-        signing: None,
-        scratch_dir: dir.path().to_path_buf(),
-        ahead: 4,
-    };
-    // A good dump: drilled, passed, nobody called besides its completion callback.
-    let first = run_tick(&server.state, tick.clone()).await;
-    let good = first.dump_id.unwrap();
-    wait_callback(&server, &good).await;
-    let reports = drill_scheduled(&server.state, "nightly", &settings).await;
-    assert_eq!(reports.len(), 1);
-    assert!(reports[0].passed, "{:?}", reports[0]);
+    let good = run_tick(&server.state, tick.clone()).await.dump_id.unwrap();
+    let status = wait_drill(&server, &good).await;
+    assert_eq!(status["lastDrill"]["passed"], true, "{status}");
+    assert!(server.out.join(format!("{good}.drill.json")).exists());
     assert_eq!(
         rx.got.lock().unwrap().len(),
         1,
         "only the completion callback"
     );
-    // A damaged dump: the drill fails and calls back.
-    let second = run_tick(&server.state, tick.clone()).await;
-    let bad = second.dump_id.unwrap();
-    wait_callback(&server, &bad).await;
-    let file = server.out.join(format!("{bad}.sql"));
-    let mut bytes = std::fs::read(&file).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 1;
-    std::fs::write(&file, bytes).unwrap();
-    let reports = drill_scheduled(&server.state, "nightly", &settings).await;
-    assert_eq!(reports.len(), 1, "the good dump is not drilled again");
-    assert_eq!(reports[0].dump_id, bad);
-    assert!(!reports[0].passed);
+    // The source now breaks a foreign key (written with enforcement off, as the sqlite3
+    // shell has it by default).
+    rusqlite::Connection::open(&src)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA foreign_keys = OFF; CREATE TABLE orders(item INTEGER REFERENCES items(id)); INSERT INTO orders VALUES (999999);",
+        )
+        .unwrap();
+    let bad = run_tick(&server.state, tick).await.dump_id.unwrap();
+    let status = wait_drill(&server, &bad).await;
+    assert_eq!(status["lastDrill"]["passed"], false, "{status}");
+    let started = Instant::now();
+    while rx.got.lock().unwrap().len() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no drill.failed callback");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let got = rx.got.lock().unwrap().clone();
     assert_eq!(got.len(), 3, "two completions and one failed drill");
     let (headers, body) = &got[2];
@@ -693,20 +712,73 @@ async fn a_scheduled_drill_that_fails_calls_back_signed() {
     assert_eq!(v["event"], "drill.failed", "{v}");
     assert_eq!(v["dumpId"], bad.as_str());
     assert_eq!(v["report"], format!("{bad}.drill.json"));
+    let problem = v["problems"][0].as_str().unwrap();
+    assert!(problem.contains("\"orders\"") && problem.contains("foreign key"), "{v}");
+}
+
+/// `"drillLatestEveryHours"`: a tick drills the latest completed dump of the schedule's
+/// database when its last drill is that old (or it has none), and no other; a failed
+/// one calls back.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_latest_dump_is_drilled_when_due_and_a_failure_calls_back() {
+    use chunkdump::api::schedule::{run_tick, tick_from_payload};
+    use chunkdump::serve::scheduler::drill_latest_of;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 500);
+    let (rx, addr, ca) = receiver(0).await;
+    let server = start_server(
+        &src,
+        Duration::from_secs(25),
+        Duration::ZERO,
+        Some(notifier(&ca)),
+    )
+    .await;
+    let url = format!("https://localhost:{}/hook", addr.port());
+    let tick = tick_from_payload(&json!({"chunkdumpSchedule": {
+        "name": "nightly", "request": {"format": "sql", "callbackUrl": url},
+        "drillLatestEveryHours": 24}}))
+    .unwrap()
+    .unwrap();
+    let every = tick.drill_latest_every().unwrap();
+    assert_eq!(every, Duration::from_secs(24 * 3600));
+    let settings = chunkdump::drill::DrillSettings {
+        signing: None,
+        scratch_dir: dir.path().to_path_buf(),
+        ahead: 4,
+        skip_too_large_for: Some("a test drill".into()),
+    };
+    let older = run_tick(&server.state, tick.clone()).await.dump_id.unwrap();
+    wait_callback(&server, &older).await;
+    let latest = run_tick(&server.state, tick.clone()).await.dump_id.unwrap();
+    wait_callback(&server, &latest).await;
+    let file = server.out.join(format!("{latest}.sql"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let reports = drill_latest_of(&server.state, "nightly", every, &settings).await;
+    assert_eq!(reports.len(), 1, "only the latest dump");
+    assert_eq!(reports[0].dump_id, latest);
+    assert!(!reports[0].passed);
     assert!(
-        v["problems"][0].as_str().unwrap().contains(".sql"),
-        "names the file: {v}"
+        !server.out.join(format!("{older}.drill.json")).exists(),
+        "the older dump is not drilled"
     );
-    let (_, status) = server
-        .json(
-            reqwest::Method::GET,
-            &format!("/export/dump/status/{bad}"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
-    assert_eq!(status["lastDrill"]["passed"], false, "{status}");
-    assert!(drill_scheduled(&server.state, "nightly", &settings)
+    let started = Instant::now();
+    while rx.got.lock().unwrap().len() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no drill.failed callback");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (headers, body) = &rx.got.lock().unwrap()[2].clone();
+    verify(headers, body);
+    let v: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!((v["event"].as_str(), v["dumpId"].as_str()), (Some("drill.failed"), Some(latest.as_str())));
+    assert!(v["problems"][0].as_str().unwrap().contains(".sql"), "names the file: {v}");
+    // Drilled just now: not due again within the day, due at once with no interval.
+    assert!(drill_latest_of(&server.state, "nightly", every, &settings)
         .await
         .is_empty());
+    let again = drill_latest_of(&server.state, "nightly", Duration::ZERO, &settings).await;
+    assert_eq!(again.len(), 1);
 }

@@ -61,6 +61,8 @@ fn api_on(
         breathe: Duration::ZERO,
         whole_seconds: false,
         chunks_per_execution: 1000,
+        drills: None,
+        drill_metrics: None,
     };
     let runner = Arc::new(chunkdump::runner::LocalRunner::new(tasks).unwrap());
     let state = chunkdump::api::AppState {
@@ -307,6 +309,7 @@ async fn faulty_dump(
         // Small frames, so zero-budget chunks stay many (a chunk ends where one does).
         frame_size: Some(256 << 10),
         shown_as: None,
+        drill: false,
     };
     let job = create_dump(&dynamo, spec, None).await.unwrap();
     let opts = ChunkOptions {

@@ -315,6 +315,7 @@ fn a_stalled_dump_holds_no_read_lock_in_rollback_mode() {
             snapshot_max_block_ms: None,
             frame_size: None,
             shown_as: None,
+            drill: false,
         },
         dump_id: "stall".into(),
         cursor: Cursor::default(),

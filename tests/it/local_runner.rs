@@ -39,6 +39,7 @@ fn sql_spec(db: &Path, snapshot: bool) -> DumpSpec {
         snapshot_max_block_ms: None,
         frame_size: None,
         shown_as: None,
+        drill: false,
     }
 }
 
@@ -85,6 +86,8 @@ async fn run_with(
         breathe: Duration::from_millis(5),
         whole_seconds: false,
         chunks_per_execution: 4,
+        drills: None,
+        drill_metrics: None,
     };
     let runner = LocalRunner::new(tasks).unwrap();
     let mut steps = Vec::new();
@@ -223,6 +226,8 @@ async fn a_retried_chunk_task_finds_its_work_done() {
         breathe: Duration::from_millis(1500),
         whole_seconds: true,
         chunks_per_execution: 1000,
+        drills: None,
+        drill_metrics: None,
     };
     let input = || -> TaskInput {
         serde_json::from_value(serde_json::json!({"dumpId": job.id, "version": job.version}))
@@ -366,6 +371,8 @@ async fn the_notify_step_removes_a_snapshot_copy_the_last_chunk_left() {
         breathe: Duration::ZERO,
         whole_seconds: false,
         chunks_per_execution: 1000,
+        drills: None,
+        drill_metrics: None,
     };
     let runner = LocalRunner::new(tasks.clone()).unwrap();
     let outcome = runner.run(&job.id, job.version, &mut |_| {}).await;

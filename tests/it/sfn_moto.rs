@@ -27,7 +27,7 @@ use chunkdump::model::{Compression, DumpSpec, Format, JobStatus};
 use chunkdump::ports::Orchestrator;
 use chunkdump::ports::RunState;
 use chunkdump::ports::{ObjectReader, ObjectStore, ProgressStore};
-use chunkdump::tasks::{error_document, TaskInput, Tasks};
+use chunkdump::tasks::{error_document, Tasks};
 use common::cloud::{sdk_config, servers, unique};
 use common::lib_dump::lib_dump;
 
@@ -58,7 +58,8 @@ async fn invoke(State(emu): State<Arc<Emulator>>, body: Bytes) -> Response {
             serde_json::json!({"errorType": fault, "errorMessage": format!("injected fault on invocation {n}")}),
         );
     }
-    let input: TaskInput = match serde_json::from_slice(&body) {
+    // As the Lambda binary reads it: a task, or the drill schedule's payload.
+    let input: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(input) => input,
         Err(e) => {
             return function_error(
@@ -67,7 +68,7 @@ async fn invoke(State(emu): State<Arc<Emulator>>, body: Bytes) -> Response {
         }
     };
     let tasks = emu.tasks.lock().unwrap().clone();
-    match tasks.handle(input, None).await {
+    match tasks.handle_event(input, None).await {
         Ok(answer) => axum::Json(answer).into_response(),
         Err(e) => function_error(error_document(&e)),
     }
@@ -154,6 +155,13 @@ async fn rig() -> Rig {
         breathe: Duration::from_secs(1),
         whole_seconds: true,
         chunks_per_execution: 1000,
+        drills: Some(chunkdump::drill::DrillSettings {
+            signing: None,
+            scratch_dir: std::env::temp_dir(),
+            ahead: 4,
+            skip_too_large_for: Some("a test drill".into()),
+        }),
+        drill_metrics: None,
     };
     let emu = Arc::new(Emulator {
         tasks: Mutex::new(tasks),
@@ -181,7 +189,8 @@ async fn rig() -> Rig {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/statemachine.json"))
             .unwrap()
             .replace("${ChunkFunctionArn}", CHUNK_ARN)
-            .replace("${SnapshotFunctionArn}", SNAPSHOT_ARN);
+            .replace("${SnapshotFunctionArn}", SNAPSHOT_ARN)
+            .replace("${DrillFunctionArn}", CHUNK_ARN);
     let created = sfn
         .create_state_machine()
         .name(unique("chunkdump"))
@@ -214,6 +223,7 @@ fn spec(db: &std::path::Path) -> DumpSpec {
         snapshot_max_block_ms: None,
         frame_size: None,
         shown_as: None,
+        drill: false,
     }
 }
 
@@ -328,6 +338,7 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
         "a breathing Wait between chunks: {events:?}"
     );
     assert_eq!(entered("Notify"), 1);
+    assert_eq!(entered("Drill"), 0, "a dump not asked to be drilled is not");
     let failed = events
         .iter()
         .filter(|(t, _)| {
@@ -341,11 +352,13 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
     assert_eq!(entered("MarkFailed"), 0);
 
     // 1b. A snapshot dump: the Snapshot state copies the database before the loop, the
-    //     chunks read the copy, and the copy is deleted at the end.
+    //     chunks read the copy, and the copy is deleted at the end. Started with
+    //     `drill`, it is drilled by the Drill state once it completes.
     let job = create_dump(
         rig.dynamo.as_ref(),
         DumpSpec {
             snapshot: true,
+            drill: true,
             ..spec(&src)
         },
         None,
@@ -378,6 +391,15 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
         &chunkdump::execution::execution_arn(&rig.machine_arn, &job.id),
     )
     .await;
+    assert!(
+        events.iter().any(|(_, n)| n.as_deref() == Some("Drill")),
+        "{events:?}"
+    );
+    let drill = done.last_drill.as_ref().expect("the Drill state recorded its outcome");
+    assert!(drill.passed && !drill.skipped, "{drill:?}");
+    let report = rig.s3.get(&format!("{}.drill.json", job.id)).await.unwrap().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
+    assert_eq!((report["passed"].as_bool(), report["dumpId"].as_str()), (Some(true), Some(job.id.as_str())));
     assert!(
         events.iter().any(|(_, n)| n.as_deref() == Some("Snapshot")),
         "{events:?}"

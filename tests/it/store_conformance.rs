@@ -248,6 +248,7 @@ fn job(id: &str) -> JobRecord {
         snapshot_max_block_ms: None,
         frame_size: None,
         shown_as: None,
+        drill: false,
     };
     JobRecord::new(id.into(), spec, chrono::Utc::now())
 }

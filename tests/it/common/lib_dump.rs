@@ -314,6 +314,7 @@ pub async fn lib_dump_to<S: ObjectStore + 'static>(
             snapshot_max_block_ms: None,
             frame_size: None,
             shown_as: None,
+            drill: false,
         };
         let job = create_dump(progress.as_ref(), spec, Some("d".into()))
             .await
@@ -368,6 +369,13 @@ pub async fn run_local(
         breathe,
         whole_seconds: false,
         chunks_per_execution,
+        drills: Some(chunkdump::drill::DrillSettings {
+            signing: None,
+            scratch_dir: std::env::temp_dir(),
+            ahead: 4,
+            skip_too_large_for: Some("a test drill".into()),
+        }),
+        drill_metrics: None,
     };
     LocalRunner::new(tasks).unwrap().run_to_end(id).await
 }

@@ -9,25 +9,25 @@
 //! the scratch database and returns a [`DrillReport`]: the evidence, kept beside the
 //! dump as `<id>.drill.json` ([`report_key`]).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::config::SigningKey;
-use crate::engine::digest::SchemaObject;
-use crate::engine::quote_ident;
 use crate::error::DumpError;
 use crate::manifest::{signature_key, Manifest};
 use crate::model::{
-    manifest_key, Compression, DrillSummary, DumpSpec, Format, JobRecord, JobStatus,
+    manifest_key, Compression, DrillSummary, Format, JobRecord, JobStatus,
 };
 use crate::ports::{ObjectStore, ProgressStore};
 use crate::readback::stream::{RangeSource, StoreSource};
 use crate::restore::{restore, RestoreOptions};
 use crate::verify::check_manifest_signature;
+
+pub mod auto;
+mod checks;
 
 /// The version of [`DrillReport`]'s shape (docs/formats.md describes it).
 pub const REPORT_VERSION: u32 = 1;
@@ -35,6 +35,23 @@ pub const REPORT_VERSION: u32 = 1;
 /// The object a drill of dump `id` writes its report to, beside the dump's files.
 pub fn report_key(id: &str) -> String {
     format!("{id}.drill.json")
+}
+
+/// Where and how drills run.
+#[derive(Clone)]
+pub struct DrillSettings {
+    /// The key manifests are signed with (`CHUNKDUMP_SIGNING_KEY`), if any: a drill
+    /// checks the manifest's signature before it reads anything else.
+    pub signing: Option<SigningKey>,
+    /// Where scratch databases are made.
+    pub scratch_dir: PathBuf,
+    /// Ranges read at once from a remote store.
+    pub ahead: usize,
+    /// A database larger than the scratch directory's free space: `None` refuses the
+    /// drill with an error (a drill a person asked for); `Some(place)` reports it as
+    /// skipped, "too large for {place}" with both sizes (automatic drills), never as
+    /// passed.
+    pub skip_too_large_for: Option<String>,
 }
 
 /// What a drill found: the evidence that a dump restores (or why it does not).
@@ -46,6 +63,9 @@ pub struct DrillReport {
     /// When the drill ran (its start).
     pub drilled_at: String,
     pub passed: bool,
+    /// Why the drill did not run (the database is too large for its scratch space).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     /// Why it failed, each naming the table, file or object; empty when it passed.
     pub problems: Vec<String>,
     /// What the dump could not keep exactly, as it warned (CSV), each naming its table
@@ -93,9 +113,7 @@ pub async fn drill_job(
     objects: &dyn ObjectStore,
     progress: &dyn ProgressStore,
     job: &JobRecord,
-    signing: Option<&SigningKey>,
-    scratch_dir: &Path,
-    ahead: usize,
+    settings: &DrillSettings,
 ) -> Result<DrillReport, DumpError> {
     if job.status != JobStatus::Completed {
         return Err(DumpError::WrongState {
@@ -105,15 +123,8 @@ pub async fn drill_job(
         });
     }
     let at = Utc::now();
-    let report = drill_stored(
-        objects,
-        &job.id,
-        &[job.spec.format],
-        signing,
-        scratch_dir,
-        ahead,
-    )
-    .await?
+    let report = drill_stored(objects, &job.id, &[job.spec.format], settings)
+        .await?
     .ok_or_else(|| DumpError::InvalidRequest(format!("dump {} has no manifest", job.id)))?;
     crate::lifecycle::record_drill(progress, job, report.summary(at)).await?;
     Ok(report)
@@ -127,9 +138,7 @@ pub async fn drill_stored(
     objects: &dyn ObjectStore,
     id: &str,
     formats: &[Format],
-    signing: Option<&SigningKey>,
-    scratch_dir: &Path,
-    ahead: usize,
+    settings: &DrillSettings,
 ) -> Result<Option<DrillReport>, DumpError> {
     let mut found = None;
     for format in formats {
@@ -143,7 +152,7 @@ pub async fn drill_stored(
         return Ok(None);
     };
     let signature = objects.get(&signature_key(&key)).await?;
-    check_manifest_signature(&key, &raw, signature.as_deref(), signing)?;
+    check_manifest_signature(&key, &raw, signature.as_deref(), settings.signing.as_ref())?;
     let manifest: Manifest = serde_json::from_slice(&raw)
         .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))?;
     if manifest.dump_id != id {
@@ -152,8 +161,11 @@ pub async fn drill_stored(
             manifest.dump_id
         )));
     }
-    let source = StoreSource { objects, ahead };
-    let report = drill(&source, &manifest, scratch_dir).await?;
+    let source = StoreSource {
+        objects,
+        ahead: settings.ahead,
+    };
+    let report = drill(&source, &manifest, settings).await?;
     let body =
         serde_json::to_vec_pretty(&report).map_err(|e| DumpError::Internal(e.to_string()))?;
     objects.put(&report_key(id), body).await?;
@@ -161,41 +173,21 @@ pub async fn drill_stored(
 }
 
 /// Drills the dump `manifest` describes, reading its files from `source`, in a scratch
-/// database under `scratch_dir` (created private; removed, whatever happens).
+/// database under the settings' scratch directory (created private; removed, whatever
+/// happens).
 pub async fn drill(
     source: &dyn RangeSource,
     manifest: &Manifest,
-    scratch_dir: &Path,
+    settings: &DrillSettings,
 ) -> Result<DrillReport, DumpError> {
     let started = Utc::now();
-    // A scratch directory too small is this machine's problem, not the dump's: refused
-    // before anything is read, and no report says the dump failed.
-    let need = manifest.source.bytes.unwrap_or(0);
-    if let Some(free) = crate::engine::snapshot::free_bytes(scratch_dir) {
-        if free < need {
-            return Err(DumpError::InvalidRequest(format!(
-                "the scratch directory {} has {} MB free, less than the database's {} MB; give --scratch-dir elsewhere",
-                scratch_dir.display(),
-                free / 1_000_000,
-                need.div_ceil(1_000_000)
-            )));
-        }
-    }
-    let scratch = tempfile::Builder::new()
-        .prefix("chunkdump-drill-")
-        .tempdir_in(scratch_dir)
-        .map_err(|e| {
-            DumpError::InvalidRequest(format!(
-                "cannot make a scratch directory in {}: {e}",
-                scratch_dir.display()
-            ))
-        })?;
-    let db = scratch.path().join("drill.db");
+    let scratch_dir = settings.scratch_dir.as_path();
     let mut report = DrillReport {
         report_version: REPORT_VERSION,
         dump_id: manifest.dump_id.clone(),
         drilled_at: started.to_rfc3339_opts(SecondsFormat::Secs, true),
         passed: false,
+        skipped: None,
         problems: Vec::new(),
         warnings: Vec::new(),
         chunkdump_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -213,6 +205,35 @@ pub async fn drill(
         check_seconds: 0.0,
         peak_memory_bytes: None,
     };
+    // A scratch directory too small is the drilling machine's problem, not the dump's:
+    // found before anything is read, and no report says the dump failed.
+    let need = manifest.source.bytes.unwrap_or(0);
+    if let Some(free) = crate::engine::snapshot::free_bytes(scratch_dir) {
+        if free < need {
+            let (free_mb, need_mb) = (free / 1_000_000, need.div_ceil(1_000_000));
+            let Some(place) = &settings.skip_too_large_for else {
+                return Err(DumpError::InvalidRequest(format!(
+                    "the scratch directory {} has {free_mb} MB free, less than the database's {need_mb} MB; give --scratch-dir elsewhere",
+                    scratch_dir.display(),
+                )));
+            };
+            report.skipped = Some(format!(
+                "too large for {place}: the database is {need_mb} MB, the scratch directory {} has {free_mb} MB free",
+                scratch_dir.display()
+            ));
+            return Ok(report);
+        }
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("chunkdump-drill-")
+        .tempdir_in(scratch_dir)
+        .map_err(|e| {
+            DumpError::InvalidRequest(format!(
+                "cannot make a scratch directory in {}: {e}",
+                scratch_dir.display()
+            ))
+        })?;
+    let db = scratch.path().join("drill.db");
     let options = RestoreOptions {
         into: db.clone(),
         force: false,
@@ -243,8 +264,8 @@ pub async fn drill(
             let db = db.clone();
             let found = tokio::task::spawn_blocking(move || {
                 let mut r = Checks::default();
-                check_objects(&db, objects.as_deref(), &mut r)?;
-                check(&db, spec, fingerprint.as_deref(), &mut r).map(|()| r)
+                checks::check_objects(&db, objects.as_deref(), &mut r)?;
+                checks::check(&db, spec, fingerprint.as_deref(), &mut r).map(|()| r)
             })
             .await
             .map_err(|e| DumpError::Internal(e.to_string()))??;
@@ -287,169 +308,6 @@ impl Checks {
     }
 }
 
-/// Checks the restored database at `path` as SQLite sees it.
-fn check(
-    path: &Path,
-    mut spec: DumpSpec,
-    fingerprint: Option<&str>,
-    found: &mut Checks,
-) -> Result<(), DumpError> {
-    let name = path.display().to_string();
-    let db = |e| DumpError::from_sqlite(&name, e);
-    let conn = Connection::open(path).map_err(db)?;
-    let problems: Vec<String> = conn
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(db)?;
-    found.integrity = problems.join("; ");
-    if found.integrity != "ok" {
-        found
-            .problems
-            .push(format!("PRAGMA integrity_check: {}", found.integrity));
-    }
-    let violations: Vec<(String, String)> = conn
-        .prepare("SELECT \"table\", parent FROM pragma_foreign_key_check")
-        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-        .map_err(db)?;
-    found.foreign_keys = violations.len() as u64;
-    if let Some((table, parent)) = violations.first() {
-        found.problems.push(format!(
-            "table {table:?}: {} foreign key violation(s), the first against {parent:?}",
-            violations.len()
-        ));
-    }
-    let objects: Vec<(String, String, String)> = conn
-        .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_schema WHERE type IN ('view', 'table') ORDER BY name")
-        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
-        .map_err(db)?;
-    for (kind, name, sql) in &objects {
-        let quoted = quote_ident(name);
-        let result = match (kind.as_str(), virtual_module(sql).as_deref()) {
-            ("view", _) => first_row_within(&conn, &quoted, VIEW_BUDGET),
-            ("table", Some("fts3" | "fts4" | "fts5")) => conn
-                .execute(
-                    &format!("INSERT INTO {quoted}({quoted}) VALUES('integrity-check')"),
-                    [],
-                )
-                .map(drop)
-                .map_err(|e| e.to_string()),
-            ("table", Some("rtree" | "rtree_i32")) => conn
-                .query_row("SELECT rtreecheck(?1)", [name], |r| r.get::<_, String>(0))
-                .map_err(|e| e.to_string())
-                .and_then(|s| if s == "ok" { Ok(()) } else { Err(s) }),
-            _ => continue,
-        };
-        if kind == "view" {
-            found.views += 1;
-        } else {
-            found.virtual_tables += 1;
-        }
-        if let Err(e) = result {
-            found.problems.push(format!("{kind} {name:?}: {e}"));
-        }
-    }
-    // The schema as the dump would read it now, against the one it read.
-    spec.database = name.clone();
-    let Some(fingerprint) = fingerprint else {
-        return Ok(());
-    };
-    let plan = crate::engine::plan::build_plan(&conn, &spec, "drill")?;
-    found.schema_matches = Some(plan.fingerprint == fingerprint);
-    if found.schema_matches == Some(false) {
-        found.problems.push(
-            "the restored schema (tables, indexes, views, triggers) is not the one dumped: its fingerprint differs from the manifest's".into(),
-        );
-    }
-    Ok(())
-}
-
-/// Names each index, view and trigger the manifest lists that the restored database at
-/// `path` lacks, and each it has that the manifest does not list (nothing for a
-/// manifest of a version that lists none).
-fn check_objects(
-    path: &Path,
-    expected: Option<&[SchemaObject]>,
-    found: &mut Checks,
-) -> Result<(), DumpError> {
-    let Some(expected) = expected else {
-        return Ok(());
-    };
-    let name = path.display().to_string();
-    let db = |e| DumpError::from_sqlite(&name, e);
-    let conn = Connection::open(path).map_err(db)?;
-    let restored: Vec<SchemaObject> = conn
-        .prepare(
-            "SELECT type, name FROM sqlite_schema WHERE type IN ('index', 'view', 'trigger') \
-             AND sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name",
-        )
-        .and_then(|mut s| {
-            s.query_map([], |r| {
-                Ok(SchemaObject {
-                    kind: r.get(0)?,
-                    name: r.get(1)?,
-                })
-            })?
-            .collect()
-        })
-        .map_err(db)?;
-    for o in expected.iter().filter(|o| !restored.contains(o)) {
-        found.problems.push(format!(
-            "{} {:?}: in the manifest, not in the restored database",
-            o.kind, o.name
-        ));
-    }
-    for o in restored.iter().filter(|o| !expected.contains(o)) {
-        found.problems.push(format!(
-            "{} {:?}: in the restored database, not in the manifest",
-            o.kind, o.name
-        ));
-    }
-    Ok(())
-}
-
-/// Longest a view's first row may take: a dump read back is untrusted, and a view over
-/// an endless recursive query must fail the drill, not hold it forever.
-const VIEW_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Reads the first row of view `quoted`, stopped (an error) after `budget`.
-fn first_row_within(
-    conn: &Connection,
-    quoted: &str,
-    budget: std::time::Duration,
-) -> Result<(), String> {
-    let deadline = Instant::now() + budget;
-    conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
-    let result = conn.query_row(
-        &format!("SELECT count(*) FROM (SELECT * FROM {quoted} LIMIT 1)"),
-        [],
-        |r| r.get::<_, i64>(0),
-    );
-    conn.progress_handler(0, None::<fn() -> bool>);
-    match result {
-        Ok(_) => Ok(()),
-        Err(_) if Instant::now() > deadline => Err(format!(
-            "no first row within {} s; the drill stopped it",
-            budget.as_secs()
-        )),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// The module of a `CREATE VIRTUAL TABLE … USING module(…)` statement, lowercased.
-fn virtual_module(sql: &str) -> Option<String> {
-    let lower = sql.to_ascii_lowercase();
-    if !lower.trim_start().starts_with("create virtual table") {
-        return None;
-    }
-    let after = &lower[lower.find(" using ")? + 7..];
-    let module: String = after
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    Some(module)
-}
-
 /// The peak resident memory of this process (Linux: `VmHWM` of /proc/self/status).
 fn peak_memory_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -464,27 +322,13 @@ impl DrillReport {
         DrillSummary {
             at,
             passed: self.passed,
-            problem: (!self.passed)
-                .then(|| self.problems.first().cloned())
-                .flatten(),
+            skipped: self.skipped.is_some(),
+            problem: match &self.skipped {
+                Some(reason) => Some(reason.clone()),
+                None => (!self.passed)
+                    .then(|| self.problems.first().cloned())
+                    .flatten(),
+            },
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_module_of_a_virtual_table_is_read_from_its_sql() {
-        assert_eq!(
-            virtual_module("CREATE VIRTUAL TABLE \"d\" USING fts5(a, content='')").as_deref(),
-            Some("fts5")
-        );
-        assert_eq!(
-            virtual_module("create virtual table r using  rtree(id, x0, x1)").as_deref(),
-            Some("rtree")
-        );
-        assert_eq!(virtual_module("CREATE TABLE t(using_x)"), None);
     }
 }
