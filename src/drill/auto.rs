@@ -183,3 +183,110 @@ pub fn metric_line(report: &DrillReport, function: &str, at: chrono::DateTime<Ut
     })
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DrillSummary, JobRecord};
+
+    fn job(
+        id: &str,
+        database: &str,
+        completed_hours_ago: i64,
+        drilled_hours_ago: Option<i64>,
+    ) -> JobRecord {
+        let now = Utc::now();
+        let spec: crate::model::DumpSpec = serde_json::from_value(serde_json::json!({
+            "database": database, "format": "sql", "includeSchema": true,
+            "chunkSize": 1000, "partSize": 8 << 20
+        }))
+        .unwrap();
+        let mut job = JobRecord::new(id.into(), spec, now);
+        job.status = JobStatus::Completed;
+        job.completed_at = Some(now - chrono::Duration::hours(completed_hours_ago));
+        job.last_drill = drilled_hours_ago.map(|h| DrillSummary {
+            at: now - chrono::Duration::hours(h),
+            passed: true,
+            skipped: false,
+            problem: None,
+        });
+        job
+    }
+
+    #[test]
+    fn only_each_databases_latest_dump_is_due_and_only_once_its_drill_is_old() {
+        let day = Duration::from_secs(24 * 3600);
+        let jobs = vec![
+            job("a-old", "a.db", 30, None),
+            job("a-new", "a.db", 2, None),
+            job("b-new", "b.db", 1, Some(1)),
+            job("b-old", "b.db", 50, None),
+            job("c-new", "c.db", 40, Some(25)),
+        ];
+        let due: Vec<String> = latest_due(jobs.clone(), &LatestScope::default(), day, Utc::now())
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(
+            due,
+            ["a-new", "c-new"],
+            "b's latest was drilled an hour ago"
+        );
+        let mut running = job("a-newest", "a.db", 0, None);
+        running.status = JobStatus::Processing;
+        let mut scheduled = jobs;
+        scheduled.push(running);
+        for j in scheduled.iter_mut().filter(|j| j.id.starts_with("a-")) {
+            j.schedule = Some("nightly".into());
+        }
+        let scope = LatestScope {
+            schedule: Some("nightly".into()),
+        };
+        let due: Vec<String> = latest_due(scheduled, &scope, day, Utc::now())
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(
+            due,
+            ["a-new"],
+            "the schedule's databases; a running dump is not drilled"
+        );
+    }
+
+    #[test]
+    fn the_metric_line_is_an_embedded_metric_document_with_one_outcome_counted() {
+        let report: DrillReport = serde_json::from_value(serde_json::json!({
+            "reportVersion": 1, "dumpId": "dump_x", "drilledAt": "2026-12-07T00:00:00Z",
+            "passed": false, "problems": ["table \"t\": 1 foreign key violation(s)"],
+            "warnings": [], "chunkdumpVersion": "0", "sqliteVersion": "3", "format": "sql",
+            "compression": "none", "tables": [], "integrityCheck": "ok",
+            "foreignKeyViolations": 1, "viewsChecked": 0, "virtualTablesChecked": 0,
+            "schemaMatches": null, "bytesRead": 0, "restoreSeconds": 0.0, "checkSeconds": 0.0,
+            "peakMemoryBytes": null
+        }))
+        .unwrap();
+        let at = Utc::now();
+        let line: serde_json::Value =
+            serde_json::from_str(&metric_line(&report, "stack-drill", at)).unwrap();
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], METRIC_NAMESPACE);
+        assert_eq!(
+            directive["Dimensions"],
+            serde_json::json!([["FunctionName"]])
+        );
+        assert_eq!(line["_aws"]["Timestamp"], at.timestamp_millis());
+        // Every metric the directive names is a number at the top level.
+        for metric in directive["Metrics"].as_array().unwrap() {
+            assert!(line[metric["Name"].as_str().unwrap()].is_number(), "{line}");
+        }
+        assert_eq!(
+            (
+                &line["DrillsFailed"],
+                &line["DrillsPassed"],
+                &line["DrillsSkipped"]
+            ),
+            (&1.into(), &0.into(), &0.into())
+        );
+        assert_eq!(line["FunctionName"], "stack-drill");
+    }
+}

@@ -18,9 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::SigningKey;
 use crate::error::DumpError;
 use crate::manifest::{signature_key, Manifest};
-use crate::model::{
-    manifest_key, Compression, DrillSummary, Format, JobRecord, JobStatus,
-};
+use crate::model::{manifest_key, Compression, DrillSummary, Format, JobRecord, JobStatus};
 use crate::ports::{ObjectStore, ProgressStore};
 use crate::readback::stream::{RangeSource, StoreSource};
 use crate::restore::{restore, RestoreOptions};
@@ -125,7 +123,7 @@ pub async fn drill_job(
     let at = Utc::now();
     let report = drill_stored(objects, &job.id, &[job.spec.format], settings)
         .await?
-    .ok_or_else(|| DumpError::InvalidRequest(format!("dump {} has no manifest", job.id)))?;
+        .ok_or_else(|| DumpError::InvalidRequest(format!("dump {} has no manifest", job.id)))?;
     crate::lifecycle::record_drill(progress, job, report.summary(at)).await?;
     Ok(report)
 }

@@ -701,7 +701,10 @@ async fn a_dump_drilled_on_completion_calls_back_when_its_drill_fails() {
     assert_eq!(status["lastDrill"]["passed"], false, "{status}");
     let started = Instant::now();
     while rx.got.lock().unwrap().len() < 3 {
-        assert!(started.elapsed() < Duration::from_secs(30), "no drill.failed callback");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no drill.failed callback"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let got = rx.got.lock().unwrap().clone();
@@ -713,7 +716,10 @@ async fn a_dump_drilled_on_completion_calls_back_when_its_drill_fails() {
     assert_eq!(v["dumpId"], bad.as_str());
     assert_eq!(v["report"], format!("{bad}.drill.json"));
     let problem = v["problems"][0].as_str().unwrap();
-    assert!(problem.contains("\"orders\"") && problem.contains("foreign key"), "{v}");
+    assert!(
+        problem.contains("\"orders\"") && problem.contains("foreign key"),
+        "{v}"
+    );
 }
 
 /// `"drillLatestEveryHours"`: a tick drills the latest completed dump of the schedule's
@@ -767,14 +773,23 @@ async fn the_latest_dump_is_drilled_when_due_and_a_failure_calls_back() {
     );
     let started = Instant::now();
     while rx.got.lock().unwrap().len() < 3 {
-        assert!(started.elapsed() < Duration::from_secs(30), "no drill.failed callback");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no drill.failed callback"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (headers, body) = &rx.got.lock().unwrap()[2].clone();
     verify(headers, body);
     let v: Value = serde_json::from_slice(body).unwrap();
-    assert_eq!((v["event"].as_str(), v["dumpId"].as_str()), (Some("drill.failed"), Some(latest.as_str())));
-    assert!(v["problems"][0].as_str().unwrap().contains(".sql"), "names the file: {v}");
+    assert_eq!(
+        (v["event"].as_str(), v["dumpId"].as_str()),
+        (Some("drill.failed"), Some(latest.as_str()))
+    );
+    assert!(
+        v["problems"][0].as_str().unwrap().contains(".sql"),
+        "names the file: {v}"
+    );
     // Drilled just now: not due again within the day, due at once with no interval.
     assert!(drill_latest_of(&server.state, "nightly", every, &settings)
         .await

@@ -336,3 +336,74 @@ fn a_view_that_never_answers_fails_the_drill_in_bounded_time() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
+
+/// An automatic drill (the state machine's `Drill` step, the drill schedule) of a dump
+/// whose database is larger than the scratch space is reported as skipped with both
+/// sizes, never as passed: in the answer, the report, the job record and `list`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_automatic_drill_too_large_for_its_scratch_space_is_skipped_not_passed() {
+    use chunkdump::local::{DirStore, SqliteProgress};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("rich.db");
+    rich_db(&src);
+    let out = dir.path().join("out");
+    let (id, _) = {
+        let (src, out) = (src.clone(), out.clone());
+        tokio::task::spawn_blocking(move || dump_ok(&src, &out, &["--format", "sql"]))
+            .await
+            .unwrap()
+    };
+    // The manifest now claims a database of 10^18 bytes (no scratch space has that).
+    let manifest = crate::hostile::manifest_in(&out, &id, "sql");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    m["source"]["bytes"] = 1_000_000_000_000_000_000u64.into();
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    let progress =
+        Arc::new(SqliteProgress::open(&out.join(".chunkdump/progress.sqlite3")).unwrap());
+    let tasks = chunkdump::tasks::Tasks {
+        drills: Some(chunkdump::drill::DrillSettings {
+            signing: None,
+            scratch_dir: dir.path().to_path_buf(),
+            ahead: 4,
+            skip_too_large_for: Some("a Lambda drill".into()),
+        }),
+        ..chunkdump::tasks::Tasks::from_config(
+            Arc::new(DirStore::open(&out).unwrap()),
+            progress.clone(),
+            None,
+            &chunkdump::config::Config::default(),
+        )
+    };
+    let answer = tasks
+        .handle_event(serde_json::json!({"action": "drill", "dumpId": id}), None)
+        .await
+        .unwrap();
+    assert_eq!(answer["outcome"], "skipped", "{answer}");
+    let report = report_of(&out, &id);
+    assert_eq!(report["passed"], false);
+    let reason = report["skipped"].as_str().unwrap();
+    assert!(
+        reason.starts_with("too large for a Lambda drill: the database is 1000000000000 MB"),
+        "{reason}"
+    );
+    let job = chunkdump::ports::ProgressStore::require(progress.as_ref(), &id)
+        .await
+        .unwrap();
+    let last = job.last_drill.unwrap();
+    assert!(!last.passed && last.skipped && last.problem.as_deref() == Some(reason));
+    let table = run(&["list", "--out", out.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&id) && l.contains(" skipped ")),
+        "{table}"
+    );
+    // Drilled (skipped) once: a retried step does not drill again.
+    let again = tasks
+        .handle_event(serde_json::json!({"action": "drill", "dumpId": id}), None)
+        .await
+        .unwrap();
+    assert_eq!(again["outcome"], "drilled already");
+}

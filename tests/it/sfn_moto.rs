@@ -395,11 +395,22 @@ async fn moto_runs_the_definition_through_loop_breath_retry_catch_and_stop() {
         events.iter().any(|(_, n)| n.as_deref() == Some("Drill")),
         "{events:?}"
     );
-    let drill = done.last_drill.as_ref().expect("the Drill state recorded its outcome");
+    let drill = done
+        .last_drill
+        .as_ref()
+        .expect("the Drill state recorded its outcome");
     assert!(drill.passed && !drill.skipped, "{drill:?}");
-    let report = rig.s3.get(&format!("{}.drill.json", job.id)).await.unwrap().unwrap();
+    let report = rig
+        .s3
+        .get(&format!("{}.drill.json", job.id))
+        .await
+        .unwrap()
+        .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
-    assert_eq!((report["passed"].as_bool(), report["dumpId"].as_str()), (Some(true), Some(job.id.as_str())));
+    assert_eq!(
+        (report["passed"].as_bool(), report["dumpId"].as_str()),
+        (Some(true), Some(job.id.as_str()))
+    );
     assert!(
         events.iter().any(|(_, n)| n.as_deref() == Some("Snapshot")),
         "{events:?}"
