@@ -339,6 +339,16 @@ pub async fn status(
         let status = started.get(&index).map_or("waiting", |e| e.status.as_str());
         *counts.entry(status.to_string()).or_default() += 1;
     }
+    let drills = if record.request.get("drill") == Some(&Value::Bool(true)) {
+        let completed: Vec<String> = started
+            .values()
+            .filter(|e| e.status == "completed")
+            .filter_map(|e| e.dump_id.clone())
+            .collect();
+        Some(super::fleet_views::drill_counts(state.progress.as_ref(), completed).await?)
+    } else {
+        None
+    };
     let from = query.cursor.unwrap_or(0).min(databases.len());
     let to = (from + limit).min(databases.len());
     let mut items = Vec::new();
@@ -366,6 +376,7 @@ pub async fn status(
         ended_at: record.ended_at,
         databases: databases.len(),
         counts,
+        drills,
         items,
         next_cursor: (to < databases.len()).then_some(to),
     }))

@@ -28,6 +28,10 @@ pub struct FleetStatus {
     pub databases: usize,
     /// Databases by status (`waiting`, `running`, `completed`, `failed`, …).
     pub counts: std::collections::BTreeMap<String, usize>,
+    /// For a fleet started with `"drill": true`: its completed dumps by their drill's
+    /// outcome (`passed`, `failed`, `skipped`, or `pending` until drilled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drills: Option<std::collections::BTreeMap<String, usize>>,
     /// This page's databases, in the fleet's order.
     pub items: Vec<FleetItem>,
     /// Where the next page starts (a database index); absent on the last page.
@@ -46,4 +50,31 @@ pub struct FleetItem {
     pub status: String,
     /// Why its dump was not started, or failed to start: `code` and `message`.
     pub error: Option<serde_json::Value>,
+}
+
+/// The completed dumps among `dump_ids` by their drill's outcome, or `pending` (each job
+/// record read, many at once).
+pub(crate) async fn drill_counts(
+    progress: &dyn crate::ports::ProgressStore,
+    dump_ids: Vec<String>,
+) -> Result<std::collections::BTreeMap<String, usize>, crate::error::StoreError> {
+    use futures_util::StreamExt;
+    let outcomes: Vec<Result<Option<&'static str>, crate::error::StoreError>> =
+        futures_util::stream::iter(dump_ids.into_iter().map(|id| async move {
+            Ok(progress.get(&id).await?.map(|job| {
+                job.last_drill
+                    .as_ref()
+                    .map_or("pending", crate::model::DrillSummary::outcome)
+            }))
+        }))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let mut counts = std::collections::BTreeMap::new();
+    for outcome in outcomes {
+        if let Some(outcome) = outcome? {
+            *counts.entry(outcome.to_string()).or_default() += 1;
+        }
+    }
+    Ok(counts)
 }

@@ -254,7 +254,8 @@ fn hand_written(json_body: impl Fn(&str) -> Value, bodies: Bodies) -> Value {
                     "tables": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
                     "compression": {"type": "string", "enum": ["none", "gzip", "zstd"]},
                     "snapshot": {"type": "boolean"},
-                    "snapshotMaxBlockMs": {"type": "integer", "minimum": 1, "maximum": 600000}}},
+                    "snapshotMaxBlockMs": {"type": "integer", "minimum": 1, "maximum": 600000},
+                    "drill": {"type": "boolean", "description": "drill each database's dump once it completes; the fleet's status counts the drills"}}},
             },
         },
     })

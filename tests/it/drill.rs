@@ -407,3 +407,64 @@ async fn an_automatic_drill_too_large_for_its_scratch_space_is_skipped_not_passe
         .unwrap();
     assert_eq!(again["outcome"], "drilled already");
 }
+
+/// A fleet started with `"drill": true` drills each database's dump once it completes,
+/// and its status counts the drills by outcome.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_with_drill_counts_its_drills_by_outcome() {
+    use common::api_server::{start_server, ADMIN};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    build_edge_db(&root.join("a.db"));
+    rich_db(&root.join("b.db"));
+    // c.db breaks a foreign key (written with enforcement off): its drill fails.
+    build_edge_db(&root.join("c.db"));
+    Connection::open(root.join("c.db"))
+        .unwrap()
+        .execute_batch(
+            "PRAGMA foreign_keys = OFF; CREATE TABLE o(x INTEGER REFERENCES items(id)); INSERT INTO o VALUES (-1);",
+        )
+        .unwrap();
+    let server = start_server(
+        &root.join("a.db"),
+        Duration::from_secs(25),
+        Duration::ZERO,
+        None,
+    )
+    .await
+    .over_root(&root)
+    .await;
+    let (status, accepted) = server
+        .json(
+            reqwest::Method::POST,
+            "/export/fleet",
+            Some(ADMIN),
+            Some(serde_json::json!({"databases": "*.db", "format": "sql", "drill": true})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{accepted}");
+    let path = format!("/export/fleet/{}", accepted["fleetId"].as_str().unwrap());
+    let started = Instant::now();
+    let fleet = loop {
+        let (_, fleet) = server
+            .json(reqwest::Method::GET, &path, Some(ADMIN), None)
+            .await;
+        if fleet["status"] == "completed" && fleet["drills"]["pending"].is_null() {
+            break fleet;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{fleet}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        fleet["counts"],
+        serde_json::json!({"completed": 3}),
+        "{fleet}"
+    );
+    assert_eq!(
+        fleet["drills"],
+        serde_json::json!({"passed": 2, "failed": 1}),
+        "{fleet}"
+    );
+}
