@@ -17,12 +17,11 @@
 //! 3. Adapters and building blocks: [`local`] (directory, SQLite file, run locks),
 //!    [`cloud`] (S3/R2, DynamoDB, Step Functions, the secret), `uploader`,
 //!    `manifest`, [`callback`] (signed HTTPS callbacks).
-//! 4. to 6. The application: [`lifecycle`] (every write to a job record),
-//!    `readback`; [`chunk`] (one time-boxed chunk), `verify`, `retention`, [`drill`]
-//!    (restore drills);
-//!    [`tasks`] (the state machine's tasks).
-//! 7. to 9. Drivers: [`runner`] (the in-process runner of `statemachine.json`), [`api`]
-//!    (the HTTP API); [`serve`], [`lambda`]; [`cli`].
+//! 4. to 7. The application: [`lifecycle`] (every write to a job record),
+//!    `readback`; [`chunk`] (one time-boxed chunk), `verify`, `retention`; [`drill`]
+//!    (restore drills); [`tasks`] (the state machine's tasks).
+//! 7. to 10. Drivers: [`api`] (the HTTP API); [`runner`] (the in-process runner of
+//!    `statemachine.json`), [`lambda`]; [`serve`]; [`cli`].
 //!
 //! Cargo features choose the surfaces: `aws` (S3/R2, DynamoDB, Secrets Manager: `cloud`,
 //! `lambda`), `sfn` (the Step Functions orchestrator), `api` (the axum router, all of

@@ -204,19 +204,21 @@ pub async fn drill(
         peak_memory_bytes: None,
     };
     // A scratch directory too small is the drilling machine's problem, not the dump's:
-    // found before anything is read, and no report says the dump failed.
-    let need = manifest.source.bytes.unwrap_or(0);
+    // found before anything is read, and no report says the dump failed. It holds the
+    // restored database and, from a remote store, one dump file at a time (spooled).
+    let spooled = manifest.files.iter().map(|f| f.size).max().unwrap_or(0);
+    let need = manifest.source.bytes.unwrap_or(0) + spooled;
     if let Some(free) = crate::engine::snapshot::free_bytes(scratch_dir) {
         if free < need {
             let (free_mb, need_mb) = (free / 1_000_000, need.div_ceil(1_000_000));
             let Some(place) = &settings.skip_too_large_for else {
                 return Err(DumpError::InvalidRequest(format!(
-                    "the scratch directory {} has {free_mb} MB free, less than the database's {need_mb} MB; give --scratch-dir elsewhere",
+                    "the scratch directory {} has {free_mb} MB free, less than the {need_mb} MB the database and its largest dump file take; give --scratch-dir elsewhere",
                     scratch_dir.display(),
                 )));
             };
             report.skipped = Some(format!(
-                "too large for {place}: the database is {need_mb} MB, the scratch directory {} has {free_mb} MB free",
+                "too large for {place}: the database and its largest dump file take {need_mb} MB, the scratch directory {} has {free_mb} MB free",
                 scratch_dir.display()
             ));
             return Ok(report);

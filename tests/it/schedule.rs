@@ -133,8 +133,9 @@ fn the_templates_schedule_input_is_a_valid_tick() {
         .collect();
     assert_eq!(bodies.len(), 2, "two schedule bodies");
     for (n, body) in bodies.iter().enumerate() {
-        let render = |tables: &str, callback: &str, keep_days: &str| {
+        let render = |tables: &str, callback: &str, keep_days: &str, drill: &str| {
             body.replace("${AWS::StackName}", "chunkdump")
+                .replace("${BackupDrill}", drill)
                 .replace("${BackupFormat}", "sql")
                 .replace("${BackupCompression}", "zstd")
                 .replace("${BackupTables}", tables)
@@ -144,11 +145,11 @@ fn the_templates_schedule_input_is_a_valid_tick() {
                 .replace("${BackupKeepDays}", keep_days)
                 .replace("${BackupDatabases}", "tenants/*.db")
         };
-        for (tables, callback, days) in [
-            ("null", "", "0"),
-            (r#"["orders","users"]"#, "https://example.com/hook", "14"),
+        for (tables, callback, days, drill) in [
+            ("null", "", "0", "false"),
+            (r#"["orders","users"]"#, "https://example.com/hook", "14", "true"),
         ] {
-            let text = render(tables, callback, days);
+            let text = render(tables, callback, days, drill);
             assert!(!text.contains("${"), "unrendered parameter: {text}");
             let payload: serde_json::Value =
                 serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
@@ -162,7 +163,30 @@ fn the_templates_schedule_input_is_a_valid_tick() {
             );
             let fleet = tick.databases.as_ref().and_then(|d| d.as_str());
             assert_eq!(fleet, (n == 0).then_some("tenants/*.db"), "{text}");
+            assert_eq!(tick.drill, drill == "true", "{text}");
         }
+    }
+}
+
+/// The drill schedule's input (and its sample event) is the drill function's payload.
+#[test]
+fn the_templates_drill_schedule_input_is_the_drill_functions_payload() {
+    use chunkdump::tasks::{DrillLatest, DRILL_LATEST_KEY};
+    let template = std::fs::read_to_string("infra/template.yaml").unwrap();
+    let entry = template.find("DrillScheduleEntry:").expect("the drill schedule");
+    let line = template[entry..]
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Input: !Sub '"))
+        .expect("its Input");
+    let text = line
+        .trim_end_matches('\'')
+        .replace("${DrillLatestEveryHours}", "24");
+    let sample = std::fs::read_to_string("events/drill-latest.json").unwrap();
+    for text in [text, sample] {
+        let payload: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let latest: DrillLatest =
+            serde_json::from_value(payload[DRILL_LATEST_KEY].clone()).unwrap();
+        assert_eq!(latest.every_hours, 24.0, "{text}");
     }
 }
 
