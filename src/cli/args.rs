@@ -170,6 +170,10 @@ pub struct DumpArgs {
     /// bytes; a chunk past its budget runs on to the end of its frame.
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(4096..=1 << 30))]
     pub frame_size: Option<u64>,
+    /// Drill the dump once it completes (`chunkdump drill`: restore it into a scratch
+    /// database in CHUNKDUMP_DRILL_DIR and check it); a failed drill exits 1.
+    #[arg(long)]
+    pub drill: bool,
     /// Dump id (default dump_YYYYMMDD-HHMMSS; only with one database).
     #[arg(long)]
     pub id: Option<String>,

@@ -111,7 +111,7 @@ async fn dump_one(
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}\t{name}\t{path}", job.id)?;
     stdout.flush()?;
-    Ok(())
+    super::one_dump::drill_outcome(&job, &format!("{name}: "))
 }
 
 /// The paths given, patterns expanded (sorted), each path once.

@@ -84,7 +84,7 @@ pub(super) fn dump_spec(args: &DumpArgs, database: &Path, cfg: &Config) -> DumpS
         snapshot_max_block_ms: Some(args.snapshot_max_block_ms),
         frame_size: args.frame_size,
         shown_as: None,
-        drill: false,
+        drill: args.drill,
     }
 }
 
@@ -120,6 +120,27 @@ pub(super) async fn finish(
         run_to_end(stores, location, job, tuning, cfg, Reporter::new(&job.id)).await?;
     print_warnings(&job, "");
     writeln!(stdout, "{path}")?;
+    drill_outcome(&job, "")
+}
+
+/// With `--drill`: says how the dump's drill went (on stderr, after `label`); an error
+/// if it failed, naming its first problem and the report.
+pub(super) fn drill_outcome(job: &JobRecord, label: &str) -> anyhow::Result<()> {
+    let Some(drill) = job.last_drill.as_ref().filter(|_| job.spec.drill) else {
+        return Ok(());
+    };
+    let report = crate::drill::report_key(&job.id);
+    match drill.outcome() {
+        "passed" => eprintln!("{label}drill passed (report: {report})"),
+        "skipped" => eprintln!(
+            "warning: {label}drill skipped: {}",
+            drill.problem.as_deref().unwrap_or_default()
+        ),
+        _ => anyhow::bail!(
+            "{label}the dump completed, but its drill failed: {} (report: {report})",
+            drill.problem.as_deref().unwrap_or_default()
+        ),
+    }
     Ok(())
 }
 

@@ -469,3 +469,65 @@ async fn a_fleet_with_drill_counts_its_drills_by_outcome() {
         "{fleet}"
     );
 }
+
+/// `dump --drill`: the dump is drilled once it completes (the state machine's `Drill`
+/// step, in-process); a passed drill is said on stderr, a failed one exits 1 naming the
+/// problem, after the dump's id and path (the dump itself is complete).
+#[test]
+fn dump_with_drill_drills_and_a_failure_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("rich.db");
+    rich_db(&src);
+    let out = dir.path().join("out");
+    let o = run(&[
+        "dump",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "sql",
+        "--drill",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("drill passed (report: "), "{stderr}");
+    let id = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(report_of(&out, &id)["passed"], true);
+    Connection::open(&src)
+        .unwrap()
+        .execute_batch("PRAGMA foreign_keys = OFF; INSERT INTO child VALUES (12, 99);")
+        .unwrap();
+    let o = run(&[
+        "dump",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "sql",
+        "--drill",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the dump completed, but its drill failed: table \"child\": 1 foreign key violation"
+        ),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let id = stdout.lines().next().unwrap();
+    assert_eq!(
+        listed(&out)
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap()["status"],
+        "completed",
+        "{stdout}"
+    );
+}

@@ -147,7 +147,12 @@ fn the_templates_schedule_input_is_a_valid_tick() {
         };
         for (tables, callback, days, drill) in [
             ("null", "", "0", "false"),
-            (r#"["orders","users"]"#, "https://example.com/hook", "14", "true"),
+            (
+                r#"["orders","users"]"#,
+                "https://example.com/hook",
+                "14",
+                "true",
+            ),
         ] {
             let text = render(tables, callback, days, drill);
             assert!(!text.contains("${"), "unrendered parameter: {text}");
@@ -173,7 +178,9 @@ fn the_templates_schedule_input_is_a_valid_tick() {
 fn the_templates_drill_schedule_input_is_the_drill_functions_payload() {
     use chunkdump::tasks::{DrillLatest, DRILL_LATEST_KEY};
     let template = std::fs::read_to_string("infra/template.yaml").unwrap();
-    let entry = template.find("DrillScheduleEntry:").expect("the drill schedule");
+    let entry = template
+        .find("DrillScheduleEntry:")
+        .expect("the drill schedule");
     let line = template[entry..]
         .lines()
         .find_map(|l| l.trim().strip_prefix("Input: !Sub '"))
