@@ -15,6 +15,11 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// How a state machine should treat it when a task (a fleet task, a scheduled
+    /// start) fails with it: the `error_type` of the [`DumpError`] it came from
+    /// (`Retryable`, `StorageFault`, `Fatal`), else `Fatal`: a request's own fault is not
+    /// retried.
+    pub error_type: &'static str,
 }
 
 impl ApiError {
@@ -24,7 +29,13 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            error_type: "Fatal",
         }
+    }
+
+    /// Whether a task failing with it should be tried again (a passing fault).
+    pub fn is_retryable(&self) -> bool {
+        self.error_type == "Retryable"
     }
 
     pub fn bad_field(field: &str, message: impl Into<String>) -> Self {
@@ -141,7 +152,8 @@ impl From<DumpError> for ApiError {
             DumpError::Interrupted { .. } => e.to_string(),
             _ => e.public_message(),
         };
-        match &e {
+        let error_type = e.error_type();
+        let answer = match &e {
             DumpError::InvalidField { field, .. } => ApiError::bad_field(field, message),
             // The database the request names cannot be dumped (not SQLite, corrupt,
             // unreadable): the caller's to fix, naming the field.
@@ -162,6 +174,10 @@ impl From<DumpError> for ApiError {
                 tracing::error!(error = %e, "request failed");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), message)
             }
+        };
+        ApiError {
+            error_type,
+            ..answer
         }
     }
 }

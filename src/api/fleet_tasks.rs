@@ -81,13 +81,10 @@ impl TaskHandler for FleetTasks {
                 error: "Fatal".into(),
                 cause,
             })?;
+        // The error's own kind, as the Lambda function reports it: the fleet state
+        // machine retries `Retryable` only.
         run_task(&self.state, task).await.map_err(|e| TaskError {
-            error: if e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
-                "Retryable"
-            } else {
-                "Fatal"
-            }
-            .into(),
+            error: e.error_type.into(),
             cause: e.message,
         })
     }
@@ -144,9 +141,10 @@ pub async fn run_task(state: &AppState, task: FleetTask) -> Result<Value, ApiErr
                     status: "running".into(),
                     error: None,
                 },
-                // A passing fault (the store, the orchestrator) is retried by the state
-                // machine; anything else is this database's own problem.
-                Err(e) if e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => return Err(e),
+                // A fault of the store or the orchestrator is the fleet's (retried by the
+                // state machine when it passes); anything else is this database's own
+                // problem, recorded.
+                Err(e) if e.error_type != "Fatal" => return Err(e),
                 Err(e) => {
                     tracing::warn!(fleet_id = %fleet_id, database = %database, error = %e.message, "fleet database not started");
                     StartedEntry {

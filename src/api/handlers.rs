@@ -26,10 +26,8 @@ fn json_error(rejection: JsonRejection) -> ApiError {
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError {
-        status,
-        code: "invalid_request",
-        message: text,
         field,
+        ..ApiError::new(status, "invalid_request", text)
     }
 }
 

@@ -343,4 +343,59 @@ mod tests {
             r#"{"StartAt":"A","States":{"A":{"Type":"Wait","SecondsPath":"$.a[0]","End":true}}}"#;
         assert!(StateMachine::parse(bad_path, &[]).is_err());
     }
+
+    /// Fails its first fleet task with `error`, then answers every task: an empty page,
+    /// an ended fleet.
+    struct FailsFirst {
+        error: &'static str,
+        calls: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl TaskHandler for FailsFirst {
+        async fn invoke(&self, _resource: &str, input: Value) -> Result<Value, TaskError> {
+            if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                return Err(TaskError {
+                    error: self.error.into(),
+                    cause: "injected".into(),
+                });
+            }
+            Ok(match input["chunkdumpFleet"]["action"].as_str() {
+                Some("page") => serde_json::json!({"databases": []}),
+                _ => serde_json::json!({"status": "completed"}),
+            })
+        }
+    }
+
+    /// The fleet machine retries a task only on a passing fault (`Retryable`): a
+    /// `StorageFault` or `Fatal` error ends it at once instead of six retries.
+    #[tokio::test]
+    async fn the_fleet_machine_retries_only_retryable_errors() {
+        let machine =
+            StateMachine::parse(FLEET_DEFINITION, &[("FleetFunctionArn", "local:fleet")]).unwrap();
+        for (error, calls, succeeded) in [
+            ("Retryable", 3, true),
+            ("StorageFault", 1, false),
+            ("Fatal", 1, false),
+        ] {
+            let handler = FailsFirst {
+                error,
+                calls: std::sync::atomic::AtomicU32::new(0),
+            };
+            let execution = Execution {
+                name: "f".into(),
+                state_machine_id: "arn:aws:states:local:0:stateMachine:f".into(),
+                input: serde_json::json!({"fleetId": "fleet_x", "page": 0, "concurrency": 1}),
+            };
+            let outcome = execute(&machine, &handler, &execution, &mut |_| {}).await;
+            assert_eq!(
+                matches!(outcome, Outcome::Succeeded(_)),
+                succeeded,
+                "{error}: {outcome:?}"
+            );
+            // NextPage (retried or not), then FinishFleet when it goes on.
+            let made = handler.calls.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(made, calls, "{error}");
+        }
+    }
 }
