@@ -62,8 +62,11 @@ pub struct StartedEntry {
     pub error: Option<Value>,
 }
 
+/// Where fleets keep their records.
+const FLEETS_PREFIX: &str = ".chunkdump/fleets/";
+
 pub(crate) fn fleet_key(id: &str) -> String {
-    format!(".chunkdump/fleets/{id}/fleet.json")
+    format!("{FLEETS_PREFIX}{id}/fleet.json")
 }
 pub(crate) fn databases_key(id: &str) -> String {
     format!(".chunkdump/fleets/{id}/databases.json")
@@ -232,6 +235,32 @@ pub(crate) async fn start_fleet(
     state.orchestrator.start_fleet(&fleet_id, input).await?;
     tracing::info!(fleet_id = %fleet_id, databases = databases.len(), "fleet accepted");
     Ok((fleet_id, databases.len()))
+}
+
+/// Starts again the run of every fleet whose record says `running` (`serve` at start:
+/// its in-process runs died with the process that ran them). Its tasks are idempotent:
+/// a database already started is not started again, a dump whose run is gone counts as
+/// interrupted, and the fleet ends with its counts recomputed from its dumps and its
+/// callback sent once. Returns the fleets resumed.
+pub async fn resume_running_fleets(state: &AppState) -> Result<Vec<String>, ApiError> {
+    let keys = state.objects.list_keys(FLEETS_PREFIX).await?;
+    let mut resumed = Vec::new();
+    for key in keys.iter().filter(|k| k.ends_with("/fleet.json")) {
+        let Some(record) = read_json::<FleetRecord>(state, key).await? else {
+            continue;
+        };
+        if record.status != "running" {
+            continue;
+        }
+        let input = json!({"fleetId": record.fleet_id, "page": 0, "concurrency": state.settings.fleet_concurrency});
+        state
+            .orchestrator
+            .start_fleet(&record.fleet_id, input)
+            .await?;
+        tracing::info!(fleet_id = %record.fleet_id, "fleet resumed");
+        resumed.push(record.fleet_id);
+    }
+    Ok(resumed)
 }
 
 /// The databases a fleet's `databases` names: a pattern matched against every database

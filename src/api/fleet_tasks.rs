@@ -167,6 +167,9 @@ pub async fn run_task(state: &AppState, task: FleetTask) -> Result<Value, ApiErr
             let job = state.progress.get(&dump_id).await?;
             let status = match &job {
                 None => "cancelled",
+                // A dump whose run is gone (the server that ran it was killed) will not
+                // end by itself: it is interrupted (resumable), and this item ends.
+                Some(job) if super::runs::is_interrupted(state, job).await? => "interrupted",
                 Some(job) if matches!(job.status, JobStatus::Pending | JobStatus::Processing) => {
                     return Ok(
                         json!({"status": "running", "dumpId": dump_id, "pollSeconds": poll}),

@@ -87,6 +87,16 @@ pub async fn serve(
     runner.run_fleets_with(Arc::new(crate::api::fleet_tasks::FleetTasks {
         state: state.clone(),
     }));
+    // A fleet that was running when an earlier server stopped goes on (and ends).
+    if state.settings.database_root.is_some() {
+        match crate::api::fleet::resume_running_fleets(&state).await {
+            Ok(resumed) if !resumed.is_empty() => {
+                tracing::info!(fleets = ?resumed, "fleets resumed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e.message, "cannot resume running fleets"),
+        }
+    }
     if let Some((expr, tick)) = opts.schedule {
         let drills = crate::drill::DrillSettings {
             signing: opts.config.signing_key.clone(),

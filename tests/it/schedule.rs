@@ -294,3 +294,106 @@ async fn a_tick_over_several_databases_starts_a_fleet_and_keeps_each_databases_n
         "the hand-started dump stays"
     );
 }
+
+/// `serve` killed (SIGKILL) in the middle of a fleet, then started again on the same
+/// directory: the fleet goes on where it was and ends. The dump the killed server was
+/// running counts as interrupted (resumable), the databases not yet started are dumped,
+/// and the status says `completed` with counts from the dumps, not `running` forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_survives_its_server_being_killed_and_ends() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    for name in ["a.db", "b.db", "c.db"] {
+        common::build_bulk_db(&root.join(name), 3000);
+    }
+    let out = dir.path().join("out");
+    let token = "fleet-restart-token-0123456789";
+    // One dump at a time, each many short chunks with pauses: the kill finds one running.
+    let serve = || {
+        let mut child = common::chunkdump()
+            .args(["serve", "--database-root", root.to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .env("CHUNKDUMP_API_TOKEN", token)
+            .env("DUMP_CHUNK_SIZE", "100")
+            .env("MAX_EXECUTION_TIME", "0")
+            .env("DUMP_BREATHING_INTERVAL", "100")
+            .env("CHUNKDUMP_FLEET_CONCURRENCY", "1")
+            .env("CHUNKDUMP_FLEET_POLL_MS", "50")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        (child, base)
+    };
+    let client = reqwest::Client::new();
+    let get = |url: String| {
+        let request = client.get(url).bearer_auth(token);
+        async move {
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let (mut first, base) = serve();
+    let accepted: serde_json::Value = client
+        .post(format!("{base}/export/fleet"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"databases": "*.db", "format": "sql"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/export/fleet/{}", accepted["fleetId"].as_str().unwrap());
+    let started = std::time::Instant::now();
+    loop {
+        let fleet = get(format!("{base}{path}")).await;
+        if fleet["items"][0]["status"] == "processing" {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{fleet}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (mut second, base) = serve();
+    let started = std::time::Instant::now();
+    let fleet = loop {
+        let fleet = get(format!("{base}{path}")).await;
+        if fleet["status"] == "completed" {
+            break fleet;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{fleet}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(
+        fleet["counts"],
+        serde_json::json!({"completed": 2, "interrupted": 1}),
+        "{fleet}"
+    );
+    assert_eq!(fleet["items"][0]["status"], "interrupted", "{fleet}");
+}

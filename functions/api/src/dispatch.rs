@@ -10,8 +10,8 @@
 
 use chunkdump::api::schedule::{run_tick, tick_from_payload, TickOutcome};
 use chunkdump::api::{router, AppState};
-use lambda_http::request::LambdaRequest;
 use lambda_http::lambda_runtime::Diagnostic;
+use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, LambdaEvent, Service};
 use serde_json::Value;
 
