@@ -76,6 +76,10 @@ pub struct DumpList<'a> {
     pub dumps: Vec<DumpSummary<'a>>,
     /// Recent ticks of the schedules.
     pub scheduled_runs: Vec<super::schedule::ScheduledRun>,
+    /// Records of scheduled runs that could not be read (corrupt or not chunkdump's),
+    /// each named; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_scheduled_runs: Vec<String>,
 }
 
 /// `GET /export/dump`: the 50 most recent dumps.
@@ -87,10 +91,11 @@ pub async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
             dump.status = JobStatus::Interrupted;
         }
     }
-    let scheduled_runs = super::schedule::recent_runs(&state).await?;
+    let (scheduled_runs, unreadable_scheduled_runs) = super::schedule::recent_runs(&state).await?;
     Ok(Json(DumpList {
         dumps,
         scheduled_runs,
+        unreadable_scheduled_runs,
     })
     .into_response())
 }

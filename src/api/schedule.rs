@@ -21,9 +21,11 @@ use crate::retention::{prune, PruneScope, RetentionPolicy};
 /// The key of the payload that marks a scheduled start (as opposed to an HTTP event).
 pub const PAYLOAD_KEY: &str = "chunkdumpSchedule";
 
-/// Where the recent scheduled runs are recorded, newest first.
-const RUNS_KEY: &str = ".chunkdump/schedule-runs.json";
-/// How many runs are kept in that record.
+/// Where the recent scheduled runs are recorded, one object each.
+const RUNS_PREFIX: &str = ".chunkdump/schedule-runs/";
+/// Where earlier versions recorded all runs in one file; still read.
+const LEGACY_RUNS_KEY: &str = ".chunkdump/schedule-runs.json";
+/// How many runs are kept.
 const RUNS_KEPT: usize = 20;
 
 /// One tick of a schedule.
@@ -268,25 +270,66 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
     run
 }
 
-async fn load_runs(state: &AppState) -> Result<Vec<ScheduledRun>, StoreError> {
-    Ok(match state.objects.get(RUNS_KEY).await? {
-        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        None => Vec::new(),
-    })
-}
-
-async fn record(state: &AppState, run: &ScheduledRun) -> Result<(), StoreError> {
-    let mut runs = load_runs(state).await?;
-    runs.insert(0, run.clone());
+/// The runs recorded, newest first (at most [`RUNS_KEPT`]), and the records that could
+/// not be read, each named (a corrupt record is reported, never silently dropped or
+/// overwritten). Each run is an object of its own, so two ticks at once cannot lose
+/// each other's run; the single file of earlier versions is still read.
+async fn load_runs(state: &AppState) -> Result<(Vec<ScheduledRun>, Vec<String>), StoreError> {
+    let mut keys = state.objects.list_keys(RUNS_PREFIX).await?;
+    keys.sort_unstable_by(|a, b| b.cmp(a));
+    keys.truncate(RUNS_KEPT);
+    let mut runs = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut read = |key: &str, bytes: Vec<u8>, one: bool| {
+        let parsed = if one {
+            serde_json::from_slice::<ScheduledRun>(&bytes).map(|r| vec![r])
+        } else {
+            serde_json::from_slice::<Vec<ScheduledRun>>(&bytes)
+        };
+        match parsed {
+            Ok(more) => runs.extend(more),
+            Err(e) => {
+                tracing::error!(key, error = %e, "a scheduled run's record is not what chunkdump wrote");
+                unreadable.push(format!("{key} is not a scheduled run chunkdump wrote: {e}"));
+            }
+        }
+    };
+    for key in &keys {
+        if let Some(bytes) = state.objects.get(key).await? {
+            read(key, bytes, true);
+        }
+    }
+    if let Some(bytes) = state.objects.get(LEGACY_RUNS_KEY).await? {
+        read(LEGACY_RUNS_KEY, bytes, false);
+    }
+    runs.sort_by(|a, b| b.at.cmp(&a.at));
     runs.truncate(RUNS_KEPT);
-    let body =
-        serde_json::to_vec_pretty(&runs).map_err(|e| StoreError::Permanent(e.to_string()))?;
-    state.objects.put(RUNS_KEY, body).await
+    Ok((runs, unreadable))
 }
 
-/// The recorded runs, newest first, the latest five with their dump's current status.
-pub async fn recent_runs(state: &AppState) -> Result<Vec<ScheduledRun>, StoreError> {
-    let mut runs = load_runs(state).await?;
+/// Records `run` as an object of its own (named by its time, so keys sort by age), then
+/// deletes the records beyond the newest [`RUNS_KEPT`].
+async fn record(state: &AppState, run: &ScheduledRun) -> Result<(), StoreError> {
+    let key = format!(
+        "{RUNS_PREFIX}{}-{}-{:04x}.json",
+        run.at.format("%Y%m%dT%H%M%S%.6fZ"),
+        run.schedule,
+        fastrand::u16(..)
+    );
+    let body = serde_json::to_vec_pretty(run).map_err(|e| StoreError::Permanent(e.to_string()))?;
+    state.objects.put(&key, body).await?;
+    let mut keys = state.objects.list_keys(RUNS_PREFIX).await?;
+    keys.sort_unstable_by(|a, b| b.cmp(a));
+    for old in keys.iter().skip(RUNS_KEPT) {
+        state.objects.delete(old).await?;
+    }
+    Ok(())
+}
+
+/// The recorded runs, newest first, the latest five with their dump's current status;
+/// and the records that could not be read, each named.
+pub async fn recent_runs(state: &AppState) -> Result<(Vec<ScheduledRun>, Vec<String>), StoreError> {
+    let (mut runs, unreadable) = load_runs(state).await?;
     for run in runs.iter_mut().take(5) {
         if let Some(id) = &run.dump_id {
             run.dump_status = Some(match state.progress.get(id).await? {
@@ -295,7 +338,7 @@ pub async fn recent_runs(state: &AppState) -> Result<Vec<ScheduledRun>, StoreErr
             });
         }
     }
-    Ok(runs)
+    Ok((runs, unreadable))
 }
 
 /// Reads a tick from a Lambda payload: `Some` if it is one (`{"chunkdumpSchedule": …}`),

@@ -397,3 +397,63 @@ async fn a_fleet_survives_its_server_being_killed_and_ends() {
     );
     assert_eq!(fleet["items"][0]["status"], "interrupted", "{fleet}");
 }
+
+/// Each scheduled run is a record of its own: two ticks at once both show (one started,
+/// one refused), a corrupt record is named in `unreadableScheduledRuns` rather than
+/// emptying the history, the one-file history of earlier versions is still listed, and
+/// only the newest 20 are kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_runs_are_never_lost_and_a_corrupt_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    common::build_edge_db(&src);
+    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, None).await;
+    let tick = |name: &str| {
+        tick_from_payload(&serde_json::json!({"chunkdumpSchedule": {
+            "name": name, "request": {"format": "sql"}}}))
+        .unwrap()
+        .unwrap()
+    };
+    // The one-file history of an earlier version.
+    let legacy = serde_json::json!([{"schedule": "old", "at": "2026-01-01T00:00:00Z", "outcome": "started", "dumpId": "dump_20260101-000000", "pruned": []}]);
+    let runs_dir = server.out.join(".chunkdump");
+    std::fs::create_dir_all(&runs_dir).unwrap();
+    std::fs::write(runs_dir.join("schedule-runs.json"), legacy.to_string()).unwrap();
+    let (a, b) = tokio::join!(
+        run_tick(&server.state, tick("first")),
+        run_tick(&server.state, tick("second"))
+    );
+    let mut outcomes = [a.outcome, b.outcome];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [TickOutcome::Refused, TickOutcome::Started]);
+    let corrupt = ".chunkdump/schedule-runs/20991231T000000.000000Z-x-0000.json";
+    std::fs::write(server.out.join(corrupt), b"{\"schedule\": ").unwrap();
+    let (status, list) = server
+        .json(reqwest::Method::GET, "/export/dump", Some(READER), None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let mut names: Vec<&str> = list["scheduledRuns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["schedule"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.pop(), Some("old"), "the legacy run, oldest: {list}");
+    names.sort();
+    assert_eq!(names, ["first", "second"], "{list}");
+    let unreadable = list["unreadableScheduledRuns"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 1, "{list}");
+    assert!(
+        unreadable[0].as_str().unwrap().starts_with(corrupt),
+        "{list}"
+    );
+    // Past 20 runs, the oldest records go.
+    std::fs::remove_file(server.out.join(corrupt)).unwrap();
+    for _ in 0..20 {
+        run_tick(&server.state, tick("many")).await;
+    }
+    let kept = std::fs::read_dir(server.out.join(".chunkdump/schedule-runs"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, 20);
+}
