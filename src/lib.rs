@@ -19,7 +19,8 @@
 //!    `manifest`, [`callback`] (signed HTTPS callbacks).
 //! 4. to 7. The application: [`lifecycle`] (every write to a job record),
 //!    `readback`; [`chunk`] (one time-boxed chunk), `verify`, `retention`; [`drill`]
-//!    (restore drills); [`tasks`] (the state machine's tasks).
+//!    (restore drills), [`service`] (the application service: every use case the
+//!    drivers run); [`tasks`] (the state machine's tasks).
 //! 7. to 10. Drivers: [`api`] (the HTTP API); [`runner`] (the in-process runner of
 //!    `statemachine.json`), [`lambda`]; [`serve`]; [`cli`].
 //!
@@ -58,6 +59,8 @@ mod retention;
 pub mod runner;
 #[cfg(feature = "cli")]
 pub mod serve;
+#[cfg(feature = "api")]
+pub mod service;
 pub mod tasks;
 mod uploader;
 mod verify;

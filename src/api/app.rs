@@ -12,6 +12,7 @@ use crate::callback;
 
 use crate::ports::Orchestrator;
 use crate::ports::{ObjectStore, ProgressStore, RateCounter, StartGuard};
+use crate::service::{Service, ServiceSettings};
 
 /// Server-side settings of the API.
 #[derive(Debug, Clone)]
@@ -76,6 +77,30 @@ pub struct AppState {
     pub orchestrator: Arc<dyn Orchestrator>,
     pub tokens: Tokens,
     pub settings: ApiSettings,
+}
+
+impl AppState {
+    /// The application service over this state's ports and settings (cheap: shared
+    /// handles), which every route's use case runs on.
+    pub fn service(&self) -> Service {
+        let s = &self.settings;
+        Service {
+            objects: self.objects.clone(),
+            progress: self.progress.clone(),
+            guard: self.guard.clone(),
+            orchestrator: self.orchestrator.clone(),
+            settings: ServiceSettings {
+                database: s.database.clone(),
+                database_root: s.database_root.clone(),
+                slice_rows: s.slice_rows,
+                snapshot: s.snapshot,
+                part_size: s.part_size,
+                notifier: s.notifier.clone(),
+                fleet_concurrency: s.fleet_concurrency,
+                fleet_poll: s.fleet_poll,
+            },
+        }
+    }
 }
 
 /// Request bodies are small JSON documents.

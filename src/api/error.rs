@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::error::DumpError;
+use crate::service::error::ServiceError;
 
 /// An error answered to an HTTP client.
 #[derive(Debug)]
@@ -146,39 +147,22 @@ pub async fn json_error_bodies(res: Response) -> Response {
     rewritten
 }
 
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError {
+            status: StatusCode::from_u16(e.kind.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: e.code,
+            message: e.message,
+            field: e.field,
+            error_type: e.error_type,
+        }
+    }
+}
+
 impl From<DumpError> for ApiError {
     fn from(e: DumpError) -> Self {
-        let message = match &e {
-            DumpError::Interrupted { .. } => e.to_string(),
-            _ => e.public_message(),
-        };
-        let error_type = e.error_type();
-        let answer = match &e {
-            DumpError::InvalidField { field, .. } => ApiError::bad_field(field, message),
-            // The database the request names cannot be dumped (not SQLite, corrupt,
-            // unreadable): the caller's to fix, naming the field.
-            DumpError::Database { .. } => ApiError::bad_field("database", message),
-            DumpError::InvalidRequest(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, e.code(), message)
-            }
-            DumpError::UnknownDump(_) => ApiError::new(StatusCode::NOT_FOUND, e.code(), message),
-            DumpError::WrongState { .. }
-            | DumpError::Conflict(_)
-            | DumpError::Interrupted { .. } => {
-                ApiError::new(StatusCode::CONFLICT, e.code(), message)
-            }
-            _ if e.is_retryable() || e.pauses_dump() => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), message)
-            }
-            _ => {
-                tracing::error!(error = %e, "request failed");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), message)
-            }
-        };
-        ApiError {
-            error_type,
-            ..answer
-        }
+        ServiceError::from(e).into()
     }
 }
 

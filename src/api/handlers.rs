@@ -9,11 +9,12 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::error::ApiError;
-use super::start::{start_dump, StartRequest};
 use super::AppState;
 use crate::lifecycle::cancel_dump;
 use crate::model::{validate_dump_id, Format, JobRecord, JobStatus};
 use crate::ports::Download;
+use crate::service::runs::{is_interrupted, resume_call};
+use crate::service::start::{start_dump, StartRequest};
 use crate::views::{DumpSummary, StartAccepted, StatusView};
 
 /// Turns axum's JSON rejections into our errors, naming the offending field.
@@ -39,12 +40,12 @@ pub async fn start(
 ) -> Result<Response, Response> {
     let Json(req) = body.map_err(|e| json_error(e).into_response())?;
     let counted = super::limits::count_start(&state, &caller).await?;
-    match start_dump(&state, req, None).await {
+    match start_dump(&state.service(), req, None).await {
         Ok(job) => Ok((StatusCode::ACCEPTED, Json(StartAccepted::new(&job.id))).into_response()),
         Err(e) => {
             // Only accepted starts count against the limit.
             counted.give_back(&state).await;
-            Err(e.into_response())
+            Err(ApiError::from(e).into_response())
         }
     }
 }
@@ -75,7 +76,7 @@ pub struct DumpList<'a> {
     /// The 50 newest dumps.
     pub dumps: Vec<DumpSummary<'a>>,
     /// Recent ticks of the schedules.
-    pub scheduled_runs: Vec<super::schedule::ScheduledRun>,
+    pub scheduled_runs: Vec<crate::service::schedule::ScheduledRun>,
     /// Records of scheduled runs that could not be read (corrupt or not chunkdump's),
     /// each named; absent when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -87,11 +88,12 @@ pub async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     let jobs = state.progress.list_recent(50).await?;
     let mut dumps: Vec<DumpSummary> = jobs.iter().map(DumpSummary::from).collect();
     for (dump, job) in dumps.iter_mut().zip(&jobs) {
-        if super::runs::is_interrupted(&state, job).await? {
+        if is_interrupted(&state.service(), job).await? {
             dump.status = JobStatus::Interrupted;
         }
     }
-    let (scheduled_runs, unreadable_scheduled_runs) = super::schedule::recent_runs(&state).await?;
+    let (scheduled_runs, unreadable_scheduled_runs) =
+        crate::service::schedule::recent_runs(&state.service()).await?;
     Ok(Json(DumpList {
         dumps,
         scheduled_runs,
@@ -151,11 +153,11 @@ async fn serve(
     if job.status != JobStatus::Completed {
         // Say what the status route says: a dump whose run is gone is interrupted,
         // whatever its record last said.
-        let message = if super::runs::is_interrupted(state, job).await? {
+        let message = if is_interrupted(&state.service(), job).await? {
             format!(
                 "dump {} is interrupted: resume it ({}) or cancel it",
                 job.id,
-                super::runs::resume_call(&job.id)
+                resume_call(&job.id)
             )
         } else {
             format!("dump {} is {}", job.id, job.status.as_str())

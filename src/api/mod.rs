@@ -14,23 +14,20 @@
 //! | `GET /export/fleet/{id}` | admin or read-only |
 //! | `GET /openapi.json` | admin or read-only |
 
-//! The whole module needs the `api` feature; what the chunk function shares with it
-//! lives outside: callbacks in [`crate::callback`], the answers' shapes in
-//! `crate::views`.
+//! HTTP only: routing, auth, limits, request and answer shapes, errors to statuses. The
+//! use cases behind the routes are the service's ([`crate::service`]). The whole module
+//! needs the `api` feature; what the chunk function shares with it lives outside:
+//! callbacks in [`crate::callback`], the answers' shapes in `crate::views`.
 
 mod app;
 mod auth;
 mod databases;
 pub mod error;
-pub mod fleet;
-pub mod fleet_tasks;
-mod fleet_views;
+mod fleet;
 mod handlers;
 mod limits;
 pub mod openapi;
 mod runs;
-pub mod schedule;
-mod start;
 
 pub use app::{router, ApiSettings, AppState};
 pub use auth::{admits, TokenLoader, Tokens, TOKEN_TTL};

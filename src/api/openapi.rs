@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 
 use super::databases::DatabasePage;
 use super::error::ErrorBody;
-use super::fleet_views::{FleetAccepted, FleetStatus};
 use super::handlers::DumpList;
-use super::start::StartRequest;
+use crate::service::fleet_views::{FleetAccepted, FleetStatus};
+use crate::service::start::StartRequest;
 use crate::views::{StartAccepted, StatusView};
 
 /// The generated schemas: a reference to each type's, and every schema they use.

@@ -1,11 +1,6 @@
-//! Whether a dump's run is alive, as the orchestrator tells it, and the resume route.
-//!
-//! A dump is **interrupted** when it paused after a fault outside its data (its record
-//! says `interrupted`), or when it is unfinished and its run is gone: in AWS its
-//! execution ended without finishing it (stopped, timed out, failed outside the catch
-//! path); locally, no process holds its run lock (the server that ran it stopped). The
-//! status views say so, with the call that resumes it; an interrupted dump keeps its
-//! database's slot until it is resumed or cancelled, so nothing it wrote is lost.
+//! A dump's status as the API answers it (an interrupted dump says so, with the call
+//! that resumes it), and `POST /export/dump/{id}/resume`. Whether a run is alive, and
+//! resuming, are the service's (`crate::service::runs`).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,41 +9,14 @@ use axum::Json;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::model::{validate_dump_id, JobRecord, JobStatus};
-use crate::ports::RunState;
+use crate::model::JobRecord;
+use crate::service::runs::{is_interrupted, resume_call};
 use crate::views::StatusView;
-
-/// The API call that resumes dump `id`.
-pub fn resume_call(id: &str) -> String {
-    // The id as one path segment (`tenants%2Facme%2Fdump_…`), so the call can be made
-    // as written.
-    format!(
-        "POST /export/dump/{}/resume",
-        crate::model::path_segment(id)
-    )
-}
-
-/// Whether `job` is interrupted (see the module doc). Asks the orchestrator only for
-/// unfinished dumps.
-pub async fn is_interrupted(state: &AppState, job: &JobRecord) -> Result<bool, ApiError> {
-    if job.status.is_terminal() {
-        return Ok(false);
-    }
-    let run = state.orchestrator.describe(&job.id).await?;
-    Ok(match run {
-        RunState::Running => false,
-        _ if job.status == JobStatus::Interrupted => true,
-        RunState::Ended(_) => true,
-        // No run was ever seen: a pending dump may be starting right now; a processing
-        // one had a run, now gone.
-        RunState::None => job.status == JobStatus::Processing,
-    })
-}
 
 /// A dump's status as the API answers it: interrupted dumps say so and how to resume.
 pub async fn status_view(state: &AppState, job: &JobRecord) -> Result<Response, ApiError> {
     let mut view = StatusView::new(job, chrono::Utc::now()).with_urls(job);
-    if is_interrupted(state, job).await? {
+    if is_interrupted(&state.service(), job).await? {
         view = view.interrupted(resume_call(&job.id));
     }
     Ok(Json(view).into_response())
@@ -61,42 +29,7 @@ pub async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    validate_dump_id(&id)?;
-    let job = state.progress.require(&id).await?;
-    if job.status.is_terminal() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "wrong_state",
-            format!(
-                "dump {id} is {}: only an interrupted dump can be resumed",
-                job.status
-            ),
-        ));
-    }
-    if !is_interrupted(&state, &job).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "wrong_state",
-            format!(
-                "dump {id} is {} and its run is alive: nothing to resume",
-                job.status
-            ),
-        ));
-    }
-    let job = crate::lifecycle::resume_dump(state.progress.as_ref(), &id).await?;
-    state.orchestrator.resume(&id, job.version).await?;
-    tracing::info!(dump_id = %id, version = job.version, "dump resumed");
+    let job = crate::service::runs::resume(&state.service(), &id).await?;
     let view = StatusView::new(&job, chrono::Utc::now()).with_urls(&job);
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_resume_call_names_the_id_as_one_path_segment() {
-        assert_eq!(
-            super::resume_call("tenants/acme/dump_20261207-010101"),
-            "POST /export/dump/tenants%2Facme%2Fdump_20261207-010101/resume"
-        );
-    }
 }

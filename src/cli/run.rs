@@ -140,7 +140,7 @@ pub(super) fn schedule_of(
 ) -> Result<
     (
         crate::serve::scheduler::ScheduleExpr,
-        crate::api::schedule::ScheduledStart,
+        crate::service::schedule::ScheduledStart,
     ),
     DumpError,
 > {
@@ -156,7 +156,7 @@ pub(super) fn schedule_of(
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| DumpError::InvalidRequest(format!("--schedule-input: {e}")))?;
     // Accept the whole Lambda payload ({"chunkdumpSchedule": …}) or just its inside.
-    let tick = crate::api::schedule::tick_from_payload(&value)
+    let tick = crate::service::schedule::tick_from_payload(&value)
         .unwrap_or_else(|| serde_json::from_value(value).map_err(|e| e.to_string()))
         .map_err(|e| DumpError::InvalidRequest(format!("--schedule-input: {e}")))?;
     Ok((expr, tick))

@@ -35,7 +35,7 @@ pub struct ServeOptions {
     /// A schedule to run in-process (`--schedule`), with the tick it runs.
     pub schedule: Option<(
         crate::serve::scheduler::ScheduleExpr,
-        crate::api::schedule::ScheduledStart,
+        crate::service::schedule::ScheduledStart,
     )>,
 }
 
@@ -84,17 +84,18 @@ pub async fn serve(
         settings,
     };
     // Fleets run in-process too: their tasks start dumps through this same state.
-    runner.run_fleets_with(Arc::new(crate::api::fleet_tasks::FleetTasks {
-        state: state.clone(),
+    let service = state.service();
+    runner.run_fleets_with(Arc::new(crate::service::fleet_tasks::FleetTasks {
+        service: service.clone(),
     }));
     // A fleet that was running when an earlier server stopped goes on (and ends).
-    if state.settings.database_root.is_some() {
-        match crate::api::fleet::resume_running_fleets(&state).await {
+    if service.settings.database_root.is_some() {
+        match crate::service::fleet::resume_running_fleets(&service).await {
             Ok(resumed) if !resumed.is_empty() => {
                 tracing::info!(fleets = ?resumed, "fleets resumed")
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e.message, "cannot resume running fleets"),
+            Err(e) => tracing::warn!(error = %e, "cannot resume running fleets"),
         }
     }
     if let Some((expr, tick)) = opts.schedule {
@@ -105,7 +106,7 @@ pub async fn serve(
             skip_too_large_for: Some("a drill here".into()),
         };
         tokio::spawn(crate::serve::scheduler::run_schedule(
-            state.clone(),
+            service.clone(),
             expr,
             tick,
             drills,

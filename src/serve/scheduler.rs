@@ -1,5 +1,5 @@
 //! `chunkdump serve --schedule EXPR`: EventBridge Scheduler's expressions, run in the
-//! server process. Each tick goes through [`crate::api::schedule::run_tick`], exactly
+//! server process. Each tick goes through [`crate::service::schedule::run_tick`], exactly
 //! what the scheduler's target runs in AWS.
 //!
 //! Expressions (UTC, as EventBridge Scheduler reads them):
@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::api::schedule::{run_tick, ScheduledStart};
-use crate::api::AppState;
 use crate::drill::auto::{drill_latest, DrillPorts, LatestScope};
 use crate::drill::DrillSettings;
+use crate::service::schedule::{run_tick, ScheduledStart};
+use crate::service::Service;
 
 /// A parsed schedule expression.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ impl ScheduleExpr {
 /// each tick first drills the latest completed dump of each of the schedule's databases
 /// whose last drill is N hours old or more (see [`crate::drill::auto::drill_latest`]).
 pub async fn run_schedule(
-    state: AppState,
+    state: Service,
     expr: ScheduleExpr,
     tick: ScheduledStart,
     drills: DrillSettings,
@@ -125,7 +125,7 @@ pub async fn run_schedule(
 
 /// Drills the latest dump of each database schedule `name` dumps, if due `every`.
 pub async fn drill_latest_of(
-    state: &AppState,
+    state: &Service,
     name: &str,
     every: std::time::Duration,
     drills: &DrillSettings,

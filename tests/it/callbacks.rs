@@ -662,7 +662,7 @@ async fn wait_drill(server: &Server, id: &str) -> Value {
 /// dump's callback URL back, signed, with `"event": "drill.failed"` naming the table.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dump_drilled_on_completion_calls_back_when_its_drill_fails() {
-    use chunkdump::api::schedule::{run_tick, tick_from_payload};
+    use chunkdump::service::schedule::{run_tick, tick_from_payload};
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 500);
@@ -679,7 +679,10 @@ async fn a_dump_drilled_on_completion_calls_back_when_its_drill_fails() {
         "name": "nightly", "request": {"format": "sql", "callbackUrl": url}, "drill": true}}))
     .unwrap()
     .unwrap();
-    let good = run_tick(&server.state, tick.clone()).await.dump_id.unwrap();
+    let good = run_tick(&server.state.service(), tick.clone())
+        .await
+        .dump_id
+        .unwrap();
     let status = wait_drill(&server, &good).await;
     assert_eq!(status["lastDrill"]["passed"], true, "{status}");
     assert!(server.out.join(format!("{good}.drill.json")).exists());
@@ -696,7 +699,10 @@ async fn a_dump_drilled_on_completion_calls_back_when_its_drill_fails() {
             "PRAGMA foreign_keys = OFF; CREATE TABLE orders(item INTEGER REFERENCES items(id)); INSERT INTO orders VALUES (999999);",
         )
         .unwrap();
-    let bad = run_tick(&server.state, tick).await.dump_id.unwrap();
+    let bad = run_tick(&server.state.service(), tick)
+        .await
+        .dump_id
+        .unwrap();
     let status = wait_drill(&server, &bad).await;
     assert_eq!(status["lastDrill"]["passed"], false, "{status}");
     let started = Instant::now();
@@ -727,8 +733,8 @@ async fn a_dump_drilled_on_completion_calls_back_when_its_drill_fails() {
 /// one calls back.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_latest_dump_is_drilled_when_due_and_a_failure_calls_back() {
-    use chunkdump::api::schedule::{run_tick, tick_from_payload};
     use chunkdump::serve::scheduler::drill_latest_of;
+    use chunkdump::service::schedule::{run_tick, tick_from_payload};
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bulk.db");
     build_bulk_db(&src, 500);
@@ -754,16 +760,22 @@ async fn the_latest_dump_is_drilled_when_due_and_a_failure_calls_back() {
         ahead: 4,
         skip_too_large_for: Some("a test drill".into()),
     };
-    let older = run_tick(&server.state, tick.clone()).await.dump_id.unwrap();
+    let older = run_tick(&server.state.service(), tick.clone())
+        .await
+        .dump_id
+        .unwrap();
     wait_callback(&server, &older).await;
-    let latest = run_tick(&server.state, tick.clone()).await.dump_id.unwrap();
+    let latest = run_tick(&server.state.service(), tick.clone())
+        .await
+        .dump_id
+        .unwrap();
     wait_callback(&server, &latest).await;
     let file = server.out.join(format!("{latest}.sql"));
     let mut bytes = std::fs::read(&file).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 1;
     std::fs::write(&file, bytes).unwrap();
-    let reports = drill_latest_of(&server.state, "nightly", every, &settings).await;
+    let reports = drill_latest_of(&server.state.service(), "nightly", every, &settings).await;
     assert_eq!(reports.len(), 1, "only the latest dump");
     assert_eq!(reports[0].dump_id, latest);
     assert!(!reports[0].passed);
@@ -791,9 +803,17 @@ async fn the_latest_dump_is_drilled_when_due_and_a_failure_calls_back() {
         "names the file: {v}"
     );
     // Drilled just now: not due again within the day, due at once with no interval.
-    assert!(drill_latest_of(&server.state, "nightly", every, &settings)
-        .await
-        .is_empty());
-    let again = drill_latest_of(&server.state, "nightly", Duration::ZERO, &settings).await;
+    assert!(
+        drill_latest_of(&server.state.service(), "nightly", every, &settings)
+            .await
+            .is_empty()
+    );
+    let again = drill_latest_of(
+        &server.state.service(),
+        "nightly",
+        Duration::ZERO,
+        &settings,
+    )
+    .await;
     assert_eq!(again.len(), 1);
 }

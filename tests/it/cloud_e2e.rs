@@ -74,8 +74,8 @@ fn api_on(
         tokens: chunkdump::api::Tokens::new("admin-token", None).unwrap(),
         settings,
     };
-    runner.run_fleets_with(Arc::new(chunkdump::api::fleet_tasks::FleetTasks {
-        state: state.clone(),
+    runner.run_fleets_with(Arc::new(chunkdump::service::fleet_tasks::FleetTasks {
+        service: state.service(),
     }));
     state
 }

@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use chunkdump::api::schedule::{run_tick, tick_from_payload, ScheduledStart, TickOutcome};
+use chunkdump::service::schedule::{run_tick, tick_from_payload, ScheduledStart, TickOutcome};
 use common::api_server::{start_server, READER};
 
 fn tick(json: serde_json::Value) -> ScheduledStart {
@@ -31,10 +31,10 @@ async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
         serde_json::json!({"name": "nightly", "request": {"format": "sql", "compression": "zstd"}, "retention": {"keepLast": 1}}),
     );
 
-    let first = run_tick(&server.state, nightly.clone()).await;
+    let first = run_tick(&server.state.service(), nightly.clone()).await;
     assert_eq!(first.outcome, TickOutcome::Started, "{first:?}");
     let d1 = first.dump_id.clone().unwrap();
-    let busy = run_tick(&server.state, nightly.clone()).await;
+    let busy = run_tick(&server.state.service(), nightly.clone()).await;
     assert_eq!(busy.outcome, TickOutcome::Refused, "{busy:?}");
     assert_eq!(busy.error.as_ref().unwrap()["status"], 409);
     assert!(
@@ -50,7 +50,7 @@ async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
         "{done}"
     );
 
-    let second = run_tick(&server.state, nightly.clone()).await;
+    let second = run_tick(&server.state.service(), nightly.clone()).await;
     let d2 = second.dump_id.clone().unwrap();
     assert!(
         second.pruned.is_empty(),
@@ -64,7 +64,7 @@ async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
     // start the third dump in a later second than the first, so its id is new.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // keepLast 1: the third tick deletes the first dump whole, keeps the second.
-    let third = run_tick(&server.state, nightly.clone()).await;
+    let third = run_tick(&server.state.service(), nightly.clone()).await;
     assert_eq!(third.pruned, vec![d1.clone()], "{third:?}");
     let d3 = third.dump_id.clone().unwrap();
     let (status, body) = server
@@ -81,7 +81,7 @@ async fn ticks_start_dumps_like_the_api_are_refused_while_one_runs_and_prune() {
 
     // A malformed tick fails loudly and is recorded too.
     let bad = run_tick(
-        &server.state,
+        &server.state.service(),
         tick(serde_json::json!({"name": "no spaces allowed", "request": {"format": "csv"}})),
     )
     .await;
@@ -251,7 +251,7 @@ async fn a_tick_over_several_databases_starts_a_fleet_and_keeps_each_databases_n
             // Dump ids name the second a dump starts in.
             tokio::time::sleep(Duration::from_millis(1100)).await;
         }
-        let run = run_tick(&server.state, tenants.clone()).await;
+        let run = run_tick(&server.state.service(), tenants.clone()).await;
         assert_eq!(run.outcome, TickOutcome::Started, "{run:?}");
         assert!(run.dump_id.is_none());
         if n < 2 {
@@ -419,9 +419,10 @@ async fn scheduled_runs_are_never_lost_and_a_corrupt_one_is_named() {
     let runs_dir = server.out.join(".chunkdump");
     std::fs::create_dir_all(&runs_dir).unwrap();
     std::fs::write(runs_dir.join("schedule-runs.json"), legacy.to_string()).unwrap();
+    let service = server.state.service();
     let (a, b) = tokio::join!(
-        run_tick(&server.state, tick("first")),
-        run_tick(&server.state, tick("second"))
+        run_tick(&service, tick("first")),
+        run_tick(&service, tick("second"))
     );
     let mut outcomes = [a.outcome, b.outcome];
     outcomes.sort_by_key(|o| format!("{o:?}"));
@@ -450,7 +451,7 @@ async fn scheduled_runs_are_never_lost_and_a_corrupt_one_is_named() {
     // Past 20 runs, the oldest records go.
     std::fs::remove_file(server.out.join(corrupt)).unwrap();
     for _ in 0..20 {
-        run_tick(&server.state, tick("many")).await;
+        run_tick(&server.state.service(), tick("many")).await;
     }
     let kept = std::fs::read_dir(server.out.join(".chunkdump/schedule-runs"))
         .unwrap()

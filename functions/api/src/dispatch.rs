@@ -8,8 +8,9 @@
 //! task's error keeps its kind as the error type (`Retryable`, `StorageFault`, `Fatal`),
 //! which `fleet-statemachine.json` retries or not.
 
-use chunkdump::api::schedule::{run_tick, tick_from_payload, TickOutcome};
 use chunkdump::api::{router, AppState};
+use chunkdump::service::fleet_tasks::{run_task, task_from_payload};
+use chunkdump::service::schedule::{run_tick, tick_from_payload, TickOutcome};
 use lambda_http::lambda_runtime::Diagnostic;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, LambdaEvent, Service};
@@ -19,7 +20,7 @@ use serde_json::Value;
 pub async fn handle(state: AppState, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let LambdaEvent { payload, context } = event;
     if let Some(tick) = tick_from_payload(&payload) {
-        let run = run_tick(&state, tick.map_err(|e| failed("Fatal", e))?).await;
+        let run = run_tick(&state.service(), tick.map_err(|e| failed("Fatal", e))?).await;
         let body = serde_json::to_value(&run).map_err(|e| failed("Fatal", e))?;
         return match run.outcome {
             TickOutcome::Started => Ok(body),
@@ -30,9 +31,9 @@ pub async fn handle(state: AppState, event: LambdaEvent<Value>) -> Result<Value,
         };
     }
     // A task of the fleet state machine (`{"chunkdumpFleet": …}`).
-    if let Some(task) = chunkdump::api::fleet_tasks::task_from_payload(&payload) {
+    if let Some(task) = task_from_payload(&payload) {
         let task = task.map_err(|e| failed("Fatal", e))?;
-        return chunkdump::api::fleet_tasks::run_task(&state, task)
+        return run_task(&state.service(), task)
             .await
             .map_err(|e| failed(e.error_type, format!("{}: {}", e.code, e.message)));
     }

@@ -114,8 +114,8 @@ pub async fn start_server_at(
             fleet_poll: Duration::from_millis(20),
         },
     };
-    runner.run_fleets_with(Arc::new(chunkdump::api::fleet_tasks::FleetTasks {
-        state: state.clone(),
+    runner.run_fleets_with(Arc::new(chunkdump::service::fleet_tasks::FleetTasks {
+        service: state.service(),
     }));
     Server {
         base: serve(state.clone()).await,
@@ -163,8 +163,8 @@ impl Server {
         let mut state = self.state.clone();
         change(&mut state.settings);
         self.runner
-            .run_fleets_with(Arc::new(chunkdump::api::fleet_tasks::FleetTasks {
-                state: state.clone(),
+            .run_fleets_with(Arc::new(chunkdump::service::fleet_tasks::FleetTasks {
+                service: state.service(),
             }));
         Server {
             base: serve(state.clone()).await,

@@ -11,9 +11,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ErrorKind, ServiceError};
 use super::start::{start_dump, StartRequest};
-use super::AppState;
+use super::Service;
 use crate::error::StoreError;
 use crate::model::JobStatus;
 use crate::retention::{prune, PruneScope, RetentionPolicy};
@@ -141,15 +141,15 @@ pub enum Gone {
 
 /// A fleet tick: the schedule's request over its `databases`.
 async fn start_fleet_tick(
-    state: &AppState,
+    state: &Service,
     request: &StartRequest,
     databases: serde_json::Value,
     schedule: &str,
-) -> Result<String, ApiError> {
-    let serde_json::Value::Object(mut body) =
-        serde_json::to_value(request).map_err(|e| ApiError::bad_field("request", e.to_string()))?
+) -> Result<String, ServiceError> {
+    let serde_json::Value::Object(mut body) = serde_json::to_value(request)
+        .map_err(|e| ServiceError::bad_field("request", e.to_string()))?
     else {
-        return Err(ApiError::bad_field("request", "not an object"));
+        return Err(ServiceError::bad_field("request", "not an object"));
     };
     body.insert("databases".into(), databases);
     super::fleet::start_fleet(state, body, Some(schedule))
@@ -157,14 +157,14 @@ async fn start_fleet_tick(
         .map(|(fleet_id, _)| fleet_id)
 }
 
-fn error_body(e: &ApiError) -> serde_json::Value {
-    serde_json::json!({"status": e.status.as_u16(), "code": e.code, "message": e.message})
+fn error_body(e: &ServiceError) -> serde_json::Value {
+    serde_json::json!({"status": e.kind.http_status(), "code": e.code, "message": e.message})
 }
 
 /// Runs one tick and records it. Its retention policy prunes only the completed dumps
 /// this schedule started, of this database. Never panics on bad input: a bad schedule is a failed
 /// tick, recorded and logged at error level so alarms see it.
-pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
+pub async fn run_tick(state: &Service, tick: ScheduledStart) -> ScheduledRun {
     let mut run = ScheduledRun {
         schedule: tick.name.clone(),
         at: Utc::now(),
@@ -193,8 +193,9 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
         // A fleet's schedule keeps each of its databases' dumps by the policy on its own.
         let database = match &tick.databases {
             Some(_) => Ok(None),
-            None => super::databases::target(state, tick.request.database.as_deref())
-                .map(|t| Some(t.path)),
+            None => {
+                super::start::target(state, tick.request.database.as_deref()).map(|t| Some(t.path))
+            }
         };
         let scope = PruneScope {
             database: database
@@ -244,7 +245,7 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
         match started {
             Ok(()) => run.outcome = TickOutcome::Started,
             Err(e) => {
-                run.outcome = if e.status.as_u16() == 409 {
+                run.outcome = if e.kind == ErrorKind::Conflict {
                     TickOutcome::Refused
                 } else {
                     TickOutcome::Failed
@@ -274,7 +275,7 @@ pub async fn run_tick(state: &AppState, tick: ScheduledStart) -> ScheduledRun {
 /// not be read, each named (a corrupt record is reported, never silently dropped or
 /// overwritten). Each run is an object of its own, so two ticks at once cannot lose
 /// each other's run; the single file of earlier versions is still read.
-async fn load_runs(state: &AppState) -> Result<(Vec<ScheduledRun>, Vec<String>), StoreError> {
+async fn load_runs(state: &Service) -> Result<(Vec<ScheduledRun>, Vec<String>), StoreError> {
     let mut keys = state.objects.list_keys(RUNS_PREFIX).await?;
     keys.sort_unstable_by(|a, b| b.cmp(a));
     keys.truncate(RUNS_KEPT);
@@ -302,14 +303,14 @@ async fn load_runs(state: &AppState) -> Result<(Vec<ScheduledRun>, Vec<String>),
     if let Some(bytes) = state.objects.get(LEGACY_RUNS_KEY).await? {
         read(LEGACY_RUNS_KEY, bytes, false);
     }
-    runs.sort_by(|a, b| b.at.cmp(&a.at));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.at));
     runs.truncate(RUNS_KEPT);
     Ok((runs, unreadable))
 }
 
 /// Records `run` as an object of its own (named by its time, so keys sort by age), then
 /// deletes the records beyond the newest [`RUNS_KEPT`].
-async fn record(state: &AppState, run: &ScheduledRun) -> Result<(), StoreError> {
+async fn record(state: &Service, run: &ScheduledRun) -> Result<(), StoreError> {
     let key = format!(
         "{RUNS_PREFIX}{}-{}-{:04x}.json",
         run.at.format("%Y%m%dT%H%M%S%.6fZ"),
@@ -328,7 +329,7 @@ async fn record(state: &AppState, run: &ScheduledRun) -> Result<(), StoreError> 
 
 /// The recorded runs, newest first, the latest five with their dump's current status;
 /// and the records that could not be read, each named.
-pub async fn recent_runs(state: &AppState) -> Result<(Vec<ScheduledRun>, Vec<String>), StoreError> {
+pub async fn recent_runs(state: &Service) -> Result<(Vec<ScheduledRun>, Vec<String>), StoreError> {
     let (mut runs, unreadable) = load_runs(state).await?;
     for run in runs.iter_mut().take(5) {
         if let Some(id) = &run.dump_id {

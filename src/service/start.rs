@@ -3,8 +3,8 @@
 
 use serde::Deserialize;
 
-use super::error::ApiError;
-use super::AppState;
+use super::error::ServiceError;
+use super::Service;
 use crate::lifecycle::{create_dump_as, NewDump};
 use crate::model::{Compression, DumpSpec, Format, JobRecord};
 
@@ -45,28 +45,28 @@ pub struct StartRequest {
 
 /// Checks a callback URL as every start does: this server must sign callbacks, and the
 /// URL must be HTTPS to a public host (the SSRF guard).
-pub(crate) async fn check_callback_url(state: &AppState, url: &str) -> Result<(), ApiError> {
+pub async fn check_callback_url(state: &Service, url: &str) -> Result<(), ServiceError> {
     let Some(notifier) = &state.settings.notifier else {
-        return Err(ApiError::bad_field("callbackUrl", "this server has no callback signing secret (CHUNKDUMP_CALLBACK_SECRET), so it sends no callbacks"));
+        return Err(ServiceError::bad_field("callbackUrl", "this server has no callback signing secret (CHUNKDUMP_CALLBACK_SECRET), so it sends no callbacks"));
     };
     notifier
         .check_url(url)
         .await
         .map(drop)
-        .map_err(|e| ApiError::bad_field("callbackUrl", e.to_string()))
+        .map_err(|e| ServiceError::bad_field("callbackUrl", e.to_string()))
 }
 
 /// Validates a start, creates the job (one active dump per database) and starts its
 /// run: the one path by which API requests and schedules start dumps (`schedule`: the
 /// name of the schedule starting it).
-pub(crate) async fn start_dump(
-    state: &AppState,
+pub async fn start_dump(
+    state: &Service,
     req: StartRequest,
     schedule: Option<&str>,
-) -> Result<JobRecord, ApiError> {
+) -> Result<JobRecord, ServiceError> {
     let slice_rows = req.slice_rows.unwrap_or(state.settings.slice_rows);
     if !(1..=crate::config::MAX_SLICE_ROWS).contains(&slice_rows) {
-        return Err(ApiError::bad_field(
+        return Err(ServiceError::bad_field(
             "chunkSize",
             format!(
                 "chunkSize must be between 1 and {}",
@@ -81,7 +81,7 @@ pub(crate) async fn start_dump(
         .snapshot_max_block_ms
         .is_some_and(|ms| !(1..=600_000).contains(&ms))
     {
-        return Err(ApiError::bad_field(
+        return Err(ServiceError::bad_field(
             "snapshotMaxBlockMs",
             "snapshotMaxBlockMs must be between 1 and 600000",
         ));
@@ -91,18 +91,18 @@ pub(crate) async fn start_dump(
         .as_ref()
         .is_some_and(|t| t.is_empty() || t.iter().any(|name| name.is_empty()))
     {
-        return Err(ApiError::bad_field(
+        return Err(ServiceError::bad_field(
             "tables",
             "tables must be a non-empty list of table names",
         ));
     }
     if req.include_schema == Some(false) && req.format != Format::Sql {
-        return Err(ApiError::bad_field(
+        return Err(ServiceError::bad_field(
             "includeSchema",
             "includeSchema false is for SQL dumps: a CSV or JSON dump's schema file is what creates its tables on restore",
         ));
     }
-    let target = super::databases::target(state, req.database.as_deref())?;
+    let target = target(state, req.database.as_deref())?;
     let spec = DumpSpec {
         database: target.path.clone(),
         format: req.format,
@@ -117,7 +117,7 @@ pub(crate) async fn start_dump(
         shown_as: Some(target.shown_as.clone()),
         drill: req.drill.unwrap_or(false),
     };
-    let claim = super::limits::claim_database(state, &target.path).await?;
+    let claim = super::claims::claim_database(state, &target.path).await?;
     let new = NewDump {
         id: None,
         // Kept sealed in the job record: a URL's query often holds a token.
@@ -154,4 +154,50 @@ pub(crate) async fn start_dump(
     claim.hand_over(&job.id).await?;
     tracing::info!(dump_id = %job.id, format = ?job.spec.format, "dump accepted");
     Ok(job)
+}
+
+/// The database a start dumps: its path on this machine, and its name in the store when
+/// the server has a root (dumps of it are `<name>/dump_…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub path: String,
+    pub name: Option<String>,
+    /// The database as callers see it (never the server's path): the path under the root
+    /// they named, or the file name of the server's one database.
+    pub shown_as: String,
+}
+
+/// Resolves a start's `database` (a path relative to the root): 400 naming the problem
+/// when it is not a SQLite file inside the root, or when the server has no root.
+pub fn target(state: &Service, requested: Option<&str>) -> Result<Target, ServiceError> {
+    let settings = &state.settings;
+    match (requested, &settings.database_root, &settings.database) {
+        (Some(relative), Some(root), _) => {
+            let found = root
+                .resolve(relative)
+                .map_err(|e| ServiceError::bad_field("database", e.message))?;
+            Ok(Target {
+                path: found.path.display().to_string(),
+                name: Some(found.name),
+                shown_as: found.database,
+            })
+        }
+        (Some(_), None, _) => Err(ServiceError::bad_field(
+            "database",
+            "this server dumps one database and takes no `database`; \
+             a server with a database root (CHUNKDUMP_DATABASE_ROOT) does",
+        )),
+        (None, _, Some(database)) => Ok(Target {
+            path: database.clone(),
+            name: None,
+            shown_as: std::path::Path::new(database)
+                .file_name()
+                .map_or_else(|| "database".into(), |n| n.to_string_lossy().into_owned()),
+        }),
+        (None, _, None) => Err(ServiceError::bad_field(
+            "database",
+            "name the database to dump: a path under the database root \
+             (GET /export/databases lists them)",
+        )),
+    }
 }

@@ -12,12 +12,12 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::ServiceError;
 use super::fleet::{
     databases_key, fleet_key, read_json, started_entries, started_key, write_json, FleetRecord,
     StartedEntry,
 };
-use super::AppState;
+use super::Service;
 use crate::asl::{TaskError, TaskHandler};
 use crate::model::JobStatus;
 use crate::ports::CallbackSender;
@@ -69,7 +69,7 @@ pub fn task_from_payload(payload: &Value) -> Option<Result<FleetTask, String>> {
 /// Runs fleet tasks against the API's state.
 #[derive(Clone)]
 pub struct FleetTasks {
-    pub state: AppState,
+    pub service: Service,
 }
 
 #[async_trait]
@@ -83,7 +83,7 @@ impl TaskHandler for FleetTasks {
             })?;
         // The error's own kind, as the Lambda function reports it: the fleet state
         // machine retries `Retryable` only.
-        run_task(&self.state, task).await.map_err(|e| TaskError {
+        run_task(&self.service, task).await.map_err(|e| TaskError {
             error: e.error_type.into(),
             cause: e.message,
         })
@@ -91,7 +91,7 @@ impl TaskHandler for FleetTasks {
 }
 
 /// Runs one fleet task.
-pub async fn run_task(state: &AppState, task: FleetTask) -> Result<Value, ApiError> {
+pub async fn run_task(state: &Service, task: FleetTask) -> Result<Value, ServiceError> {
     let poll = state.settings.fleet_poll.as_secs_f64();
     match task {
         FleetTask::Page { fleet_id, page } => {
@@ -121,7 +121,7 @@ pub async fn run_task(state: &AppState, task: FleetTask) -> Result<Value, ApiErr
                 );
             }
             let Some(fleet) = read_json::<FleetRecord>(state, &fleet_key(&fleet_id)).await? else {
-                return Err(ApiError::bad_field(
+                return Err(ServiceError::bad_field(
                     "fleetId",
                     format!("no fleet {fleet_id}"),
                 ));
@@ -132,7 +132,7 @@ pub async fn run_task(state: &AppState, task: FleetTask) -> Result<Value, ApiErr
                 Ok(request) => {
                     super::start::start_dump(state, request, fleet.schedule.as_deref()).await
                 }
-                Err(e) => Err(ApiError::bad_field("request", e.to_string())),
+                Err(e) => Err(ServiceError::bad_field("request", e.to_string())),
             };
             let entry = match started {
                 Ok(job) => StartedEntry {
@@ -195,9 +195,9 @@ pub async fn run_task(state: &AppState, task: FleetTask) -> Result<Value, ApiErr
 }
 
 /// The fleet's end: counts by status, `completed`, and its one signed callback.
-async fn finish(state: &AppState, fleet_id: &str) -> Result<Value, ApiError> {
+async fn finish(state: &Service, fleet_id: &str) -> Result<Value, ServiceError> {
     let Some(mut fleet) = read_json::<FleetRecord>(state, &fleet_key(fleet_id)).await? else {
-        return Err(ApiError::bad_field(
+        return Err(ServiceError::bad_field(
             "fleetId",
             format!("no fleet {fleet_id}"),
         ));
