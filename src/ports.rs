@@ -313,6 +313,9 @@ pub enum RunState {
     Ended(String),
     /// No run is known.
     None,
+    /// Nobody here can tell: the command line looking at a store shared with other
+    /// machines, where a run elsewhere holds no lock it could see.
+    Unknown,
 }
 
 impl std::fmt::Display for RunState {
@@ -321,6 +324,7 @@ impl std::fmt::Display for RunState {
             RunState::Running => f.write_str("running"),
             RunState::Ended(how) => write!(f, "ended: {how}"),
             RunState::None => f.write_str("no run"),
+            RunState::Unknown => f.write_str("unknown"),
         }
     }
 }

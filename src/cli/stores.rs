@@ -197,9 +197,16 @@ impl Stores {
     /// ended and its runner gone (no process on this machine holds its run lock; only
     /// known with local progress).
     pub(super) fn is_interrupted(&self, job: &crate::model::JobRecord) -> bool {
-        let unheld = || !crate::local::run_lock::held_elsewhere(&self.lock_dir, &job.id);
-        (job.status == crate::model::JobStatus::Interrupted && unheld())
-            || (self.runs_here && !job.status.is_terminal() && unheld())
+        use crate::ports::RunState;
+        let run = if crate::local::run_lock::held_elsewhere(&self.lock_dir, &job.id) {
+            RunState::Running
+        } else if self.runs_here {
+            // Runs of this progress hold their locks here: none held, none alive.
+            RunState::Ended("no run lock held".into())
+        } else {
+            RunState::Unknown
+        };
+        crate::lifecycle::is_interrupted(job, &run)
     }
 }
 

@@ -35,7 +35,7 @@ pub use ending::{
     remove_after_end, remove_snapshot, tidy_completed,
 };
 pub use notify::deliver_callback;
-pub use pause::{interrupt_dump, resume_dump};
+pub use pause::{interrupt_dump, is_interrupted, resume_dump};
 pub(crate) use staging::{read_staged, record_chunk};
 
 /// Commits `next`, one version up from `job`: a lost race (someone committed first) is

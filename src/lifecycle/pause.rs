@@ -11,7 +11,26 @@ use chrono::Utc;
 
 use crate::error::DumpError;
 use crate::model::{JobError, JobRecord, JobStatus};
-use crate::ports::ProgressStore;
+use crate::ports::{ProgressStore, RunState};
+
+/// Whether dump `job` is interrupted, given what is known of its run: paused by a fault
+/// (its record says `interrupted`), or unfinished with its run gone (in AWS its
+/// execution ended without finishing it; locally no process holds its run lock). The
+/// one rule the API, `serve`, fleets and the command line apply.
+pub fn is_interrupted(job: &JobRecord, run: &RunState) -> bool {
+    if job.status.is_terminal() {
+        return false;
+    }
+    match run {
+        RunState::Running => false,
+        _ if job.status == JobStatus::Interrupted => true,
+        RunState::Ended(_) => true,
+        // No run was ever seen: a pending dump may be starting right now; a processing
+        // one had a run, now gone.
+        RunState::None => job.status == JobStatus::Processing,
+        RunState::Unknown => false,
+    }
+}
 
 /// Marks dump `id` interrupted by `error` (unless it already ended or is interrupted):
 /// nothing it wrote is removed. `None` when there was nothing to change.
@@ -73,5 +92,40 @@ pub async fn resume_dump(progress: &dyn ProgressStore, id: &str) -> Result<JobRe
     match progress.update(id, &mut change).await? {
         Some(t) => Ok(t.after),
         None => progress.require(id).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_says_when_a_dump_is_interrupted() {
+        let spec: crate::model::DumpSpec = serde_json::from_value(serde_json::json!({
+            "database": "/a.db", "format": "sql", "includeSchema": true,
+            "chunkSize": 1000, "partSize": 8 << 20
+        }))
+        .unwrap();
+        let job = |status| {
+            let mut j = JobRecord::new("d".into(), spec.clone(), Utc::now());
+            j.status = status;
+            j
+        };
+        let ended = RunState::Ended("ENDED".into());
+        use JobStatus::*;
+        for (status, run, want) in [
+            (Processing, RunState::Running, false),
+            (Processing, ended.clone(), true),
+            (Processing, RunState::None, true),
+            (Pending, RunState::None, false), // a start may be under way
+            (Interrupted, RunState::None, true),
+            (Interrupted, RunState::Unknown, true),
+            (Interrupted, RunState::Running, false), // resumed elsewhere
+            (Processing, RunState::Unknown, false), // nobody here can tell
+            (Completed, ended.clone(), false),
+            (Failed, RunState::None, false),
+        ] {
+            assert_eq!(is_interrupted(&job(status), &run), want, "{status:?} {run}");
+        }
     }
 }

@@ -9,8 +9,7 @@
 
 use super::error::{ErrorKind, ServiceError};
 use super::Service;
-use crate::model::{validate_dump_id, JobRecord, JobStatus};
-use crate::ports::RunState;
+use crate::model::{validate_dump_id, JobRecord};
 
 /// The API call that resumes dump `id`.
 pub fn resume_call(id: &str) -> String {
@@ -22,21 +21,15 @@ pub fn resume_call(id: &str) -> String {
     )
 }
 
-/// Whether `job` is interrupted (see the module doc). Asks the orchestrator only for
-/// unfinished dumps.
+/// Whether `job` is interrupted (see the module doc and
+/// [`crate::lifecycle::is_interrupted`]). Asks the orchestrator only for unfinished
+/// dumps.
 pub async fn is_interrupted(state: &Service, job: &JobRecord) -> Result<bool, ServiceError> {
     if job.status.is_terminal() {
         return Ok(false);
     }
     let run = state.orchestrator.describe(&job.id).await?;
-    Ok(match run {
-        RunState::Running => false,
-        _ if job.status == JobStatus::Interrupted => true,
-        RunState::Ended(_) => true,
-        // No run was ever seen: a pending dump may be starting right now; a processing
-        // one had a run, now gone.
-        RunState::None => job.status == JobStatus::Processing,
-    })
+    Ok(crate::lifecycle::is_interrupted(job, &run))
 }
 
 /// Starts a new run of interrupted dump `id` from its last committed chunk; the job as
