@@ -10,7 +10,6 @@ use tower_http::services::ServeFile;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::lifecycle::cancel_dump;
 use crate::model::{validate_dump_id, Format, JobRecord, JobStatus};
 use crate::ports::Download;
 use crate::service::runs::{is_interrupted, resume_call};
@@ -107,10 +106,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    validate_dump_id(&id)?;
-    state.orchestrator.stop(&id).await?;
-    let job = cancel_dump(state.objects.as_ref(), state.progress.as_ref(), &id).await?;
-    tracing::info!(dump_id = %id, "dump cancelled");
+    let job = crate::service::runs::cancel(&state.service(), &id).await?;
     Ok(view(&job))
 }
 

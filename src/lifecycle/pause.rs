@@ -121,7 +121,7 @@ mod tests {
             (Interrupted, RunState::None, true),
             (Interrupted, RunState::Unknown, true),
             (Interrupted, RunState::Running, false), // resumed elsewhere
-            (Processing, RunState::Unknown, false), // nobody here can tell
+            (Processing, RunState::Unknown, false),  // nobody here can tell
             (Completed, ended.clone(), false),
             (Failed, RunState::None, false),
         ] {

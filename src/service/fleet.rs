@@ -21,6 +21,56 @@ use super::fleet_views::{FleetItem, FleetStatus};
 use super::Service;
 use crate::error::StoreError;
 
+/// Where a fleet is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FleetState {
+    Running,
+    /// Every database's dump has ended (or was never started); counted, called back.
+    Completed,
+}
+
+/// What became of one database of a fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ItemState {
+    /// Its dump was started and has not ended.
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    /// Its dump paused, or lost its run (resumable; the fleet does not wait for it).
+    Interrupted,
+    /// Its dump could not be started (see the entry's `error`).
+    NotStarted,
+}
+
+impl ItemState {
+    /// As the record and the status name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::Running => "running",
+            ItemState::Completed => "completed",
+            ItemState::Failed => "failed",
+            ItemState::Cancelled => "cancelled",
+            ItemState::Interrupted => "interrupted",
+            ItemState::NotStarted => "notStarted",
+        }
+    }
+
+    /// A dump's status as a fleet item's state.
+    pub fn of(status: crate::model::JobStatus) -> Self {
+        use crate::model::JobStatus;
+        match status {
+            JobStatus::Pending | JobStatus::Processing => ItemState::Running,
+            JobStatus::Interrupted => ItemState::Interrupted,
+            JobStatus::Completed => ItemState::Completed,
+            JobStatus::Failed => ItemState::Failed,
+            JobStatus::Cancelled => ItemState::Cancelled,
+        }
+    }
+}
+
 /// The most databases one fleet may name.
 pub const MAX_FLEET: usize = 100_000;
 
@@ -31,7 +81,7 @@ pub struct FleetRecord {
     pub fleet_id: String,
     pub created_at: DateTime<Utc>,
     /// `running`, then `completed` when every database's dump has ended.
-    pub status: String,
+    pub status: FleetState,
     /// The start request each database's dump is started with (without `database`).
     pub request: serde_json::Map<String, Value>,
     pub callback_url: Option<String>,
@@ -54,7 +104,7 @@ pub struct StartedEntry {
     pub dump_id: Option<String>,
     /// `running`; or how its dump ended (`completed`, `failed`, `cancelled`,
     /// `interrupted`); or `notStarted` (see `error`).
-    pub status: String,
+    pub status: ItemState,
     pub error: Option<Value>,
 }
 
@@ -180,7 +230,7 @@ pub(crate) async fn start_fleet(
         fleet_id: fleet_id.clone(),
         // Whole seconds, as every other time the API gives.
         created_at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 0),
-        status: "running".into(),
+        status: FleetState::Running,
         request,
         callback_url,
         schedule: schedule.map(str::to_string),
@@ -209,7 +259,7 @@ pub async fn resume_running_fleets(state: &Service) -> Result<Vec<String>, Servi
         let Some(record) = read_json::<FleetRecord>(state, key).await? else {
             continue;
         };
-        if record.status != "running" {
+        if record.status != FleetState::Running {
             continue;
         }
         let input = json!({"fleetId": record.fleet_id, "page": 0, "concurrency": state.settings.fleet_concurrency});
@@ -320,7 +370,7 @@ pub async fn fleet_status(
     let drills = if record.request.get("drill") == Some(&Value::Bool(true)) {
         let completed: Vec<String> = started
             .values()
-            .filter(|e| e.status == "completed")
+            .filter(|e| e.status == ItemState::Completed)
             .filter_map(|e| e.dump_id.clone())
             .collect();
         Some(super::fleet_views::drill_counts(state.progress.as_ref(), completed).await?)
@@ -334,7 +384,7 @@ pub async fn fleet_status(
         let entry = started.get(&index);
         let dump_id = entry.and_then(|e| e.dump_id.clone());
         // A running dump's status is its job record's, as it is now.
-        let mut status = entry.map_or("waiting".to_string(), |e| e.status.clone());
+        let mut status = entry.map_or("waiting", |e| e.status.as_str()).to_string();
         if let (Some(dump), "running") = (&dump_id, status.as_str()) {
             if let Some(job) = state.progress.get(dump).await? {
                 status = job.status.as_str().to_string();

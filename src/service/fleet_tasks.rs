@@ -15,11 +15,10 @@ use serde_json::{json, Value};
 use super::error::ServiceError;
 use super::fleet::{
     databases_key, fleet_key, read_json, started_entries, started_key, write_json, FleetRecord,
-    StartedEntry,
+    FleetState, ItemState, StartedEntry,
 };
 use super::Service;
 use crate::asl::{TaskError, TaskHandler};
-use crate::model::JobStatus;
 use crate::ports::CallbackSender;
 
 /// The key of a fleet task's payload.
@@ -117,7 +116,7 @@ pub async fn run_task(state: &Service, task: FleetTask) -> Result<Value, Service
             let key = started_key(&fleet_id, index);
             if let Some(entry) = read_json::<StartedEntry>(state, &key).await? {
                 return Ok(
-                    json!({"status": entry.status, "dumpId": entry.dump_id, "pollSeconds": poll}),
+                    json!({"status": entry.status.as_str(), "dumpId": entry.dump_id, "pollSeconds": poll}),
                 );
             }
             let Some(fleet) = read_json::<FleetRecord>(state, &fleet_key(&fleet_id)).await? else {
@@ -138,7 +137,7 @@ pub async fn run_task(state: &Service, task: FleetTask) -> Result<Value, Service
                 Ok(job) => StartedEntry {
                     database,
                     dump_id: Some(job.id),
-                    status: "running".into(),
+                    status: ItemState::Running,
                     error: None,
                 },
                 // A fault of the store or the orchestrator is the fleet's (retried by the
@@ -150,13 +149,15 @@ pub async fn run_task(state: &Service, task: FleetTask) -> Result<Value, Service
                     StartedEntry {
                         database,
                         dump_id: None,
-                        status: "notStarted".into(),
+                        status: ItemState::NotStarted,
                         error: Some(json!({"code": e.code, "message": e.message})),
                     }
                 }
             };
             write_json(state, &key, &entry).await?;
-            Ok(json!({"status": entry.status, "dumpId": entry.dump_id, "pollSeconds": poll}))
+            Ok(
+                json!({"status": entry.status.as_str(), "dumpId": entry.dump_id, "pollSeconds": poll}),
+            )
         }
         FleetTask::Check {
             fleet_id,
@@ -166,17 +167,17 @@ pub async fn run_task(state: &Service, task: FleetTask) -> Result<Value, Service
         } => {
             let job = state.progress.get(&dump_id).await?;
             let status = match &job {
-                None => "cancelled",
+                None => ItemState::Cancelled,
                 // A dump whose run is gone (the server that ran it was killed) will not
                 // end by itself: it is interrupted (resumable), and this item ends.
-                Some(job) if super::runs::is_interrupted(state, job).await? => "interrupted",
-                Some(job) if matches!(job.status, JobStatus::Pending | JobStatus::Processing) => {
-                    return Ok(
-                        json!({"status": "running", "dumpId": dump_id, "pollSeconds": poll}),
-                    );
+                Some(job) if super::runs::is_interrupted(state, job).await? => {
+                    ItemState::Interrupted
                 }
-                Some(job) => job.status.as_str(),
+                Some(job) => ItemState::of(job.status),
             };
+            if status == ItemState::Running {
+                return Ok(json!({"status": "running", "dumpId": dump_id, "pollSeconds": poll}));
+            }
             let error = job
                 .as_ref()
                 .and_then(|j| j.error.as_ref())
@@ -184,11 +185,11 @@ pub async fn run_task(state: &Service, task: FleetTask) -> Result<Value, Service
             let entry = StartedEntry {
                 database,
                 dump_id: Some(dump_id.clone()),
-                status: status.to_string(),
+                status,
                 error,
             };
             write_json(state, &started_key(&fleet_id, index), &entry).await?;
-            Ok(json!({"status": status, "dumpId": dump_id}))
+            Ok(json!({"status": status.as_str(), "dumpId": dump_id}))
         }
         FleetTask::Finish { fleet_id } => finish(state, &fleet_id).await,
     }
@@ -207,17 +208,18 @@ async fn finish(state: &Service, fleet_id: &str) -> Result<Value, ServiceError> 
     for index in 0..fleet.databases {
         let status = started
             .get(&index)
-            .map_or("notStarted", |e| e.status.as_str());
+            .map_or(ItemState::NotStarted, |e| e.status)
+            .as_str();
         *counts.entry(status.to_string()).or_default() += 1;
     }
     let failed: Vec<Value> = started
         .values()
-        .filter(|e| e.status != "completed")
+        .filter(|e| e.status != ItemState::Completed)
         .take(CALLBACK_FAILURES)
-        .map(|e| json!({"database": e.database, "dumpId": e.dump_id, "status": e.status, "error": e.error}))
+        .map(|e| json!({"database": e.database, "dumpId": e.dump_id, "status": e.status.as_str(), "error": e.error}))
         .collect();
-    let first_end = fleet.status != "completed";
-    fleet.status = "completed".into();
+    let first_end = fleet.status != FleetState::Completed;
+    fleet.status = FleetState::Completed;
     fleet
         .ended_at
         .get_or_insert_with(|| chrono::SubsecRound::trunc_subsecs(Utc::now(), 0));

@@ -21,7 +21,7 @@ pub struct FleetAccepted {
 pub struct FleetStatus {
     pub fleet_id: String,
     /// `running`, then `completed` when every database's dump has ended.
-    pub status: String,
+    pub status: super::fleet::FleetState,
     pub created_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     /// How many databases it names.

@@ -32,6 +32,17 @@ pub async fn is_interrupted(state: &Service, job: &JobRecord) -> Result<bool, Se
     Ok(crate::lifecycle::is_interrupted(job, &run))
 }
 
+/// Cancels dump `id`: stops its run, aborts its upload, removes its partial files;
+/// status `cancelled`. The job as cancelled.
+pub async fn cancel(state: &Service, id: &str) -> Result<JobRecord, ServiceError> {
+    validate_dump_id(id)?;
+    state.orchestrator.stop(id).await?;
+    let job =
+        crate::lifecycle::cancel_dump(state.objects.as_ref(), state.progress.as_ref(), id).await?;
+    tracing::info!(dump_id = %id, "dump cancelled");
+    Ok(job)
+}
+
 /// Starts a new run of interrupted dump `id` from its last committed chunk; the job as
 /// resumed. A conflict for a dump that is running or has ended.
 pub async fn resume(state: &Service, id: &str) -> Result<JobRecord, ServiceError> {
