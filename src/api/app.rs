@@ -1,107 +1,19 @@
-//! The API's state and router: what every handler shares, and the routes.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! The API's router: the routes, the token check in front of them, the body limit and
+//! the JSON error bodies.
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 
-use super::{auth, handlers, openapi, RateLimit, Tokens};
-use crate::callback;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
-use crate::ports::Orchestrator;
-use crate::ports::{ObjectStore, ProgressStore, RateCounter, StartGuard};
-use crate::service::{Service, ServiceSettings};
-
-/// Server-side settings of the API.
-#[derive(Debug, Clone)]
-pub struct ApiSettings {
-    /// The database a start dumps when it names none (`CHUNKDUMP_DATABASE`, `--db`).
-    pub database: Option<String>,
-    /// The directory of databases a start may name (`CHUNKDUMP_DATABASE_ROOT`,
-    /// `--database-root`); dumps of them are named `<database>/dump_…`.
-    pub database_root: Option<crate::local::DatabaseRoot>,
-    /// Default rows per slice (`DUMP_CHUNK_SIZE`).
-    pub slice_rows: u32,
-    /// Default of a request's `snapshot` (`DUMP_SNAPSHOT`).
-    pub snapshot: bool,
-    pub part_size: u64,
-    /// Lifetime of presigned download URLs.
-    pub download_expiry: Duration,
-    /// Checks and signs completion callbacks; `None` refuses `callbackUrl`.
-    pub notifier: Option<callback::Notifier>,
-    /// Starts allowed per token per window.
-    pub rate_limit: RateLimit,
-    /// A fleet's dumps running at once (`CHUNKDUMP_FLEET_CONCURRENCY`).
-    pub fleet_concurrency: u32,
-    /// How often a fleet looks at a running dump (`CHUNKDUMP_FLEET_POLL_MS`).
-    pub fleet_poll: Duration,
-}
-
-impl ApiSettings {
-    /// The settings of an API that dumps `database` (and those under `database_root`):
-    /// request defaults from the dump settings, limits and part size from the API's own.
-    pub fn new(
-        database: Option<String>,
-        database_root: Option<crate::local::DatabaseRoot>,
-        dump: &crate::config::Config,
-        api: &crate::config::ApiConfig,
-        notifier: Option<callback::Notifier>,
-    ) -> Self {
-        ApiSettings {
-            database,
-            database_root,
-            slice_rows: dump.slice_rows,
-            snapshot: dump.snapshot,
-            part_size: api.part_size,
-            download_expiry: api.download_expiry,
-            notifier,
-            rate_limit: RateLimit {
-                starts: api.rate_limit_starts,
-                window: api.rate_limit_window,
-            },
-            fleet_concurrency: api.fleet_concurrency,
-            fleet_poll: api.fleet_poll,
-        }
-    }
-}
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub objects: Arc<dyn ObjectStore>,
-    pub progress: Arc<dyn ProgressStore>,
-    pub guard: Arc<dyn StartGuard>,
-    pub rates: Arc<dyn RateCounter>,
-    pub orchestrator: Arc<dyn Orchestrator>,
-    pub tokens: Tokens,
-    pub settings: ApiSettings,
-}
-
-impl AppState {
-    /// The application service over this state's ports and settings (cheap: shared
-    /// handles), which every route's use case runs on.
-    pub fn service(&self) -> Service {
-        let s = &self.settings;
-        Service {
-            objects: self.objects.clone(),
-            progress: self.progress.clone(),
-            guard: self.guard.clone(),
-            orchestrator: self.orchestrator.clone(),
-            settings: ServiceSettings {
-                database: s.database.clone(),
-                database_root: s.database_root.clone(),
-                slice_rows: s.slice_rows,
-                snapshot: s.snapshot,
-                part_size: s.part_size,
-                notifier: s.notifier.clone(),
-                fleet_concurrency: s.fleet_concurrency,
-                fleet_poll: s.fleet_poll,
-            },
-        }
-    }
-}
+use super::auth::{bearer, check, digest, Access};
+use super::error::ApiError;
+use super::state::AppState;
+use super::{handlers, openapi};
 
 /// Request bodies are small JSON documents.
 const MAX_BODY: usize = 16 * 1024;
@@ -129,11 +41,55 @@ pub fn router(state: AppState) -> Router {
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
+            require_token,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(
             super::error::json_error_bodies,
         ))
         .with_state(state)
+}
+
+/// Middleware: 401 (with `WWW-Authenticate`) without a valid token, 403 when a
+/// read-only token asks for a write.
+pub async fn require_token(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .map(str::to_string);
+    let unauthorized = |message: &str| {
+        let mut res =
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"chunkdump\""),
+        );
+        res
+    };
+    let Some(given) = given else {
+        return unauthorized("missing Authorization: Bearer token");
+    };
+    state.tokens.refresh_if_due().await;
+    match check(&state.tokens, &given) {
+        None => unauthorized("invalid token"),
+        Some(Access::ReadOnly) if !matches!(*req.method(), Method::GET | Method::HEAD) => {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token may only read (status, list, download)",
+            )
+            .into_response()
+        }
+        Some(_) => {
+            req.extensions_mut()
+                .insert(super::limits::Caller(hex::encode(&digest(&given)[..12])));
+            next.run(req).await
+        }
+    }
 }

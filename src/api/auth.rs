@@ -1,10 +1,8 @@
-//! Bearer-token authentication for every route. Tokens are compared in constant time
-//! (over SHA-256 digests, so lengths leak nothing either) and never logged.
+//! Bearer tokens: the accepted ones (refreshed from the deployment's secret), and how a
+//! given token is checked. Tokens are compared in constant time (over SHA-256 digests,
+//! so lengths leak nothing either) and never logged. The router's middleware
+//! (`app::require_token`) checks every request with them.
 
-use axum::extract::{Request, State};
-use axum::http::{header, Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -13,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
-use super::error::ApiError;
-use super::AppState;
 use crate::config::{ConfigError, Secrets};
 
 /// The digests of the accepted tokens.
@@ -54,7 +50,7 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-fn digest(token: &str) -> [u8; 32] {
+pub(super) fn digest(token: &str) -> [u8; 32] {
     // (also names the caller for rate limits, so the token itself is never stored)
     Sha256::digest(token.as_bytes()).into()
 }
@@ -127,7 +123,7 @@ impl Tokens {
 }
 
 /// The token of an `Authorization: Bearer …` header value.
-fn bearer(value: &str) -> Option<&str> {
+pub(super) fn bearer(value: &str) -> Option<&str> {
     value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
@@ -144,12 +140,12 @@ pub fn admits(tokens: &Tokens, authorization: Option<&str>) -> bool {
         .is_some_and(|given| check(tokens, given).is_some())
 }
 
-enum Access {
+pub(super) enum Access {
     Admin,
     ReadOnly,
 }
 
-fn check(tokens: &Tokens, given: &str) -> Option<Access> {
+pub(super) fn check(tokens: &Tokens, given: &str) -> Option<Access> {
     let tokens = tokens.digests();
     let d = digest(given);
     let admin = bool::from(d.ct_eq(&tokens.admin));
@@ -160,49 +156,5 @@ fn check(tokens: &Tokens, given: &str) -> Option<Access> {
         Some(Access::ReadOnly)
     } else {
         None
-    }
-}
-
-/// Middleware: 401 (with `WWW-Authenticate`) without a valid token, 403 when a
-/// read-only token asks for a write.
-pub async fn require_token(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer)
-        .map(str::to_string);
-    let unauthorized = |message: &str| {
-        let mut res =
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
-        res.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer realm=\"chunkdump\""),
-        );
-        res
-    };
-    let Some(given) = given else {
-        return unauthorized("missing Authorization: Bearer token");
-    };
-    state.tokens.refresh_if_due().await;
-    match check(&state.tokens, &given) {
-        None => unauthorized("invalid token"),
-        Some(Access::ReadOnly) if !matches!(*req.method(), Method::GET | Method::HEAD) => {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this token may only read (status, list, download)",
-            )
-            .into_response()
-        }
-        Some(_) => {
-            req.extensions_mut()
-                .insert(super::limits::Caller(hex::encode(&digest(&given)[..12])));
-            next.run(req).await
-        }
     }
 }

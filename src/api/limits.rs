@@ -4,20 +4,11 @@
 //! (409 naming the running or interrupted dump; a start that fails releases the database
 //! at once).
 
-use std::time::Duration;
-
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::AppState;
-
-/// Starts allowed per token per window.
-#[derive(Debug, Clone, Copy)]
-pub struct RateLimit {
-    pub starts: u64,
-    pub window: Duration,
-}
 
 /// Who is calling: a digest of the token (the token itself is never stored).
 #[derive(Debug, Clone)]

@@ -28,8 +28,10 @@ mod handlers;
 mod limits;
 pub mod openapi;
 mod runs;
+mod state;
 
-pub use app::{router, ApiSettings, AppState};
+pub use app::router;
 pub use auth::{admits, TokenLoader, Tokens, TOKEN_TTL};
 pub use error::ApiError;
-pub use limits::RateLimit;
+pub use state::RateLimit;
+pub use state::{ApiSettings, AppState};

@@ -3,62 +3,14 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::path::{self, PathError};
+use super::task::{Execution, Outcome, Step, TaskError, TaskHandler};
 use super::{
     ChoiceRule, ChoiceState, EndState, FailState, PassState, State, StateMachine, TaskState,
     WaitState,
 };
-
-/// A task failure as Step Functions sees it: an error name (a Lambda `errorType`, or a
-/// `States.*` name) and a cause.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskError {
-    pub error: String,
-    pub cause: String,
-}
-
-/// Runs the work behind a `Task` state's `Resource`.
-#[async_trait]
-pub trait TaskHandler: Send + Sync {
-    /// Runs `resource` with `input` (the evaluated `Parameters`).
-    async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskError>;
-}
-
-/// One execution: its name (unique per state machine) and input.
-#[derive(Debug, Clone)]
-pub struct Execution {
-    pub name: String,
-    pub state_machine_id: String,
-    pub input: Value,
-}
-
-/// How an execution ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Succeeded(Value),
-    Failed { error: String, cause: String },
-}
-
-/// What happened, in order, for tests and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    Entered(String),
-    Retried {
-        state: String,
-        error: String,
-        attempt: u32,
-    },
-    Caught {
-        state: String,
-        error: String,
-        /// The failure's cause (the task's error message).
-        cause: String,
-        next: String,
-    },
-}
 
 /// Where a state leads: the next state (none: the execution ends), its output, and a
 /// pause before moving on (Wait states).
@@ -451,7 +403,7 @@ mod tests {
         calls: AtomicU32,
     }
 
-    #[async_trait]
+    #[async_trait::async_trait]
     impl TaskHandler for Flaky {
         async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskError> {
             assert_eq!(resource, "test:double");

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::path::{self, PathError};
-use super::{DefinitionError, Outcome, State, StateMachine, TaskHandler};
+use super::task::{Outcome, TaskHandler};
+use super::{DefinitionError, State, StateMachine};
 
 /// Runs one item's states to their end (the interpreter's own loop, given by it: the
 /// map's items run the same states any execution runs).
@@ -199,7 +200,8 @@ pub(super) async fn run_map(
 
 #[cfg(test)]
 mod tests {
-    use super::super::exec::{execute, Execution, TaskError};
+    use super::super::exec::execute;
+    use super::super::task::{Execution, TaskError};
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;

@@ -15,13 +15,15 @@
 mod exec;
 pub mod map;
 pub mod path;
+mod task;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use exec::{execute, Execution, Outcome, Step, TaskError, TaskHandler};
+pub use exec::execute;
+pub use task::{Execution, Outcome, Step, TaskError, TaskHandler};
 
 /// The state machine definition chunkdump deploys, embedded so local runs use it.
 pub const DEFINITION: &str = include_str!("../../statemachine.json");

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use super::location::Location;
 use crate::config::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
 
 /// `chunkdump`: its subcommand.
@@ -27,7 +28,7 @@ pub enum Command {
     /// Print a dump's status as JSON.
     Status(StatusArgs),
     /// Re-read a completed dump from its store and check it against its manifest.
-    Verify(VerifyArgs),
+    Verify(super::verify::VerifyArgs),
     /// Create the bucket (and the DynamoDB progress table, if given) if missing.
     Setup(SetupArgs),
     /// Serve the HTTP API (needs CHUNKDUMP_API_TOKEN), running dumps in-process.
@@ -103,29 +104,6 @@ pub struct Tuning {
     pub upload_concurrency: Option<u32>,
 }
 
-/// Where dump files and progress live: a local directory (the embedded default), or an
-/// S3-compatible bucket plus a DynamoDB table.
-#[derive(Debug, Args)]
-pub struct Location {
-    /// Directory for dump files (progress is kept in DIR/.chunkdump/).
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "store",
-        conflicts_with = "store"
-    )]
-    pub out: Option<PathBuf>,
-    /// S3-compatible store for dump files, e.g. s3://bucket/prefix (R2: set R2_ENDPOINT,
-    /// R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY).
-    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
-    pub store: Option<String>,
-    /// Where --store's progress is kept: dynamodb://TABLE (shared between machines), or a
-    /// local file PATH or sqlite:PATH [default: a file per store in
-    /// $XDG_STATE_HOME/chunkdump or ~/.local/state/chunkdump].
-    #[arg(long, value_name = "dynamodb://TABLE|PATH", requires = "store")]
-    pub progress: Option<String>,
-}
-
 #[derive(Debug, Args)]
 pub struct DumpArgs {
     /// The SQLite databases to dump (opened read-only); a quoted pattern (`'tenants/*.db'`)
@@ -193,29 +171,6 @@ pub struct StatusArgs {
     pub id: String,
     #[command(flatten)]
     pub location: Location,
-}
-
-#[derive(Debug, Args)]
-pub struct VerifyArgs {
-    /// The dump's id (with --out DIR, or --store and --progress).
-    #[arg(required_unless_present = "manifest")]
-    pub id: Option<String>,
-    /// The local directory the dump was written to.
-    #[arg(long, value_name = "DIR", conflicts_with = "store")]
-    pub out: Option<PathBuf>,
-    /// The S3/R2 bucket and prefix the dump was written to.
-    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
-    pub store: Option<String>,
-    /// Where --store's progress is kept (see `dump --help`).
-    #[arg(long, value_name = "dynamodb://TABLE|PATH", requires = "store")]
-    pub progress: Option<String>,
-    /// Verify a dump copied elsewhere from its manifest file alone (its files beside it).
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["id", "out", "store", "progress"])]
-    pub manifest: Option<PathBuf>,
-    /// Also compare the tables with this database (a snapshot copy, or a source nobody
-    /// wrote since the dump).
-    #[arg(long, value_name = "DB")]
-    pub against: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

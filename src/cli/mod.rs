@@ -8,6 +8,7 @@
 mod args;
 mod drill;
 mod list;
+mod location;
 mod many;
 mod one_dump;
 mod progress_bar;
@@ -19,6 +20,7 @@ mod stores;
 mod verify;
 
 pub use args::*;
+pub use location::Location;
 
 use std::io::IsTerminal;
 

@@ -6,9 +6,34 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::stores::{open_stores, Access};
-use super::{Location, VerifyArgs};
+use super::Location;
 use crate::error::DumpError;
 use crate::model::JobStatus;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The dump's id (with --out DIR, or --store and --progress).
+    #[arg(required_unless_present = "manifest")]
+    pub id: Option<String>,
+    /// The local directory the dump was written to.
+    #[arg(long, value_name = "DIR", conflicts_with = "store")]
+    pub out: Option<PathBuf>,
+    /// The S3/R2 bucket and prefix the dump was written to.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    pub store: Option<String>,
+    /// Where --store's progress is kept (see `dump --help`).
+    #[arg(long, value_name = "dynamodb://TABLE|PATH", requires = "store")]
+    pub progress: Option<String>,
+    /// Verify a dump copied elsewhere from its manifest file alone (its files beside it).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["id", "out", "store", "progress"])]
+    pub manifest: Option<PathBuf>,
+    /// Also compare the tables with this database (a snapshot copy, or a source nobody
+    /// wrote since the dump).
+    #[arg(long, value_name = "DB")]
+    pub against: Option<PathBuf>,
+}
 
 /// Verifies, printing one line per problem; an error if there is any.
 pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {

@@ -17,18 +17,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 use super::error::{ErrorKind, ServiceError};
-use super::fleet_views::{FleetItem, FleetStatus};
+use super::fleet_views::{FleetItem, FleetState, FleetStatus};
 use super::Service;
 use crate::error::StoreError;
-
-/// Where a fleet is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum FleetState {
-    Running,
-    /// Every database's dump has ended (or was never started); counted, called back.
-    Completed,
-}
 
 /// What became of one database of a fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,7 +364,7 @@ pub async fn fleet_status(
             .filter(|e| e.status == ItemState::Completed)
             .filter_map(|e| e.dump_id.clone())
             .collect();
-        Some(super::fleet_views::drill_counts(state.progress.as_ref(), completed).await?)
+        Some(drill_counts(state.progress.as_ref(), completed).await?)
     } else {
         None
     };
@@ -444,4 +435,31 @@ pub(crate) async fn started_entries(
         }
     }
     Ok(entries)
+}
+
+/// The completed dumps among `dump_ids` by their drill's outcome, or `pending` (each job
+/// record read, many at once).
+pub(crate) async fn drill_counts(
+    progress: &dyn crate::ports::ProgressStore,
+    dump_ids: Vec<String>,
+) -> Result<std::collections::BTreeMap<String, usize>, crate::error::StoreError> {
+    use futures_util::StreamExt;
+    let outcomes: Vec<Result<Option<&'static str>, crate::error::StoreError>> =
+        futures_util::stream::iter(dump_ids.into_iter().map(|id| async move {
+            Ok(progress.get(&id).await?.map(|job| {
+                job.last_drill
+                    .as_ref()
+                    .map_or("pending", crate::model::DrillSummary::outcome)
+            }))
+        }))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let mut counts = std::collections::BTreeMap::new();
+    for outcome in outcomes {
+        if let Some(outcome) = outcome? {
+            *counts.entry(outcome.to_string()).or_default() += 1;
+        }
+    }
+    Ok(counts)
 }

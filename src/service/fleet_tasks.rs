@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 use super::error::ServiceError;
 use super::fleet::{
     databases_key, fleet_key, read_json, started_entries, started_key, write_json, FleetRecord,
-    FleetState, ItemState, StartedEntry,
+    ItemState, StartedEntry,
 };
+use super::fleet_views::FleetState;
 use super::Service;
 use crate::asl::{TaskError, TaskHandler};
 use crate::ports::CallbackSender;

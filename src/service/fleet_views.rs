@@ -2,7 +2,7 @@
 //! these, as the dump routes' are).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The answer to an accepted `POST /export/fleet` (202).
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -21,7 +21,7 @@ pub struct FleetAccepted {
 pub struct FleetStatus {
     pub fleet_id: String,
     /// `running`, then `completed` when every database's dump has ended.
-    pub status: super::fleet::FleetState,
+    pub status: FleetState,
     pub created_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     /// How many databases it names.
@@ -52,29 +52,11 @@ pub struct FleetItem {
     pub error: Option<serde_json::Value>,
 }
 
-/// The completed dumps among `dump_ids` by their drill's outcome, or `pending` (each job
-/// record read, many at once).
-pub(crate) async fn drill_counts(
-    progress: &dyn crate::ports::ProgressStore,
-    dump_ids: Vec<String>,
-) -> Result<std::collections::BTreeMap<String, usize>, crate::error::StoreError> {
-    use futures_util::StreamExt;
-    let outcomes: Vec<Result<Option<&'static str>, crate::error::StoreError>> =
-        futures_util::stream::iter(dump_ids.into_iter().map(|id| async move {
-            Ok(progress.get(&id).await?.map(|job| {
-                job.last_drill
-                    .as_ref()
-                    .map_or("pending", crate::model::DrillSummary::outcome)
-            }))
-        }))
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    let mut counts = std::collections::BTreeMap::new();
-    for outcome in outcomes {
-        if let Some(outcome) = outcome? {
-            *counts.entry(outcome.to_string()).or_default() += 1;
-        }
-    }
-    Ok(counts)
+/// Where a fleet is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FleetState {
+    Running,
+    /// Every database's dump has ended (or was never started); counted, called back.
+    Completed,
 }

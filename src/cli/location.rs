@@ -1,0 +1,30 @@
+//! Where a command finds dumps: the `--out`, `--store` and `--progress` flags every
+//! command that reads or writes dumps shares (their own module, so each command's
+//! arguments can use them without importing the command list).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Where dump files and progress live: a local directory (the embedded default), or an
+/// S3-compatible bucket plus a DynamoDB table.
+#[derive(Debug, Args)]
+pub struct Location {
+    /// Directory for dump files (progress is kept in DIR/.chunkdump/).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "store",
+        conflicts_with = "store"
+    )]
+    pub out: Option<PathBuf>,
+    /// S3-compatible store for dump files, e.g. s3://bucket/prefix (R2: set R2_ENDPOINT,
+    /// R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    pub store: Option<String>,
+    /// Where --store's progress is kept: dynamodb://TABLE (shared between machines), or a
+    /// local file PATH or sqlite:PATH [default: a file per store in
+    /// $XDG_STATE_HOME/chunkdump or ~/.local/state/chunkdump].
+    #[arg(long, value_name = "dynamodb://TABLE|PATH", requires = "store")]
+    pub progress: Option<String>,
+}
