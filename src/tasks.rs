@@ -19,7 +19,7 @@ use crate::drill::DrillSettings;
 use crate::error::DumpError;
 use crate::execution::execution_name;
 use crate::lifecycle::{deliver_callback, fail_dump};
-use crate::model::{validate_dump_id, JobStatus};
+use crate::model::{DumpId, JobStatus};
 use crate::ports::{CallbackSender, ObjectStore, ProgressStore};
 
 /// What a task is asked to do.
@@ -46,7 +46,8 @@ pub enum TaskAction {
 pub struct TaskInput {
     #[serde(default)]
     pub action: TaskAction,
-    pub dump_id: String,
+    /// Checked as the input is read: a malformed id never reaches a store.
+    pub dump_id: DumpId,
     /// The job version the previous chunk committed (absent or null: the current one).
     #[serde(default)]
     pub version: Option<u64>,
@@ -174,7 +175,6 @@ impl Tasks {
         input: TaskInput,
         deadline: Option<Instant>,
     ) -> Result<Value, DumpError> {
-        validate_dump_id(&input.dump_id)?;
         let answer = match input.action {
             TaskAction::Chunk => serde_json::to_value(self.chunk(&input, deadline).await?),
             TaskAction::Snapshot => {
@@ -193,7 +193,7 @@ impl Tasks {
             TaskAction::Fail => serde_json::to_value(self.fail(&input, deadline).await?),
             TaskAction::Interrupt => {
                 let reason = DumpError::Interrupted {
-                    id: input.dump_id.clone(),
+                    id: input.dump_id.to_string(),
                     message: caught_message(input.cause.as_deref()),
                 };
                 crate::lifecycle::interrupt_dump(self.progress.as_ref(), &input.dump_id, &reason)

@@ -10,7 +10,7 @@ use tower_http::services::ServeFile;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::model::{validate_dump_id, Format, JobRecord, JobStatus};
+use crate::model::{DumpId, Format, JobRecord, JobStatus};
 use crate::ports::Download;
 use crate::service::runs::{is_interrupted, resume_call};
 use crate::service::start::{start_dump, StartRequest};
@@ -50,8 +50,8 @@ pub async fn start(
 }
 
 async fn load(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
-    validate_dump_id(id)?;
-    Ok(state.progress.require(id).await?)
+    let id = DumpId::parse(id)?;
+    Ok(state.progress.require(&id).await?)
 }
 
 /// A dump's status as the API answers it.
@@ -106,7 +106,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = crate::service::runs::cancel(&state.service(), &id).await?;
+    let job = crate::service::runs::cancel(&state.service(), &DumpId::parse(id)?).await?;
     Ok(view(&job))
 }
 

@@ -29,6 +29,7 @@ pub async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let id = crate::model::DumpId::parse(id)?;
     let job = crate::service::runs::resume(&state.service(), &id).await?;
     let view = StatusView::new(&job, chrono::Utc::now()).with_urls(&job);
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())

@@ -98,7 +98,7 @@ async fn drill_files_only(
     id: &str,
     args: &DrillArgs,
 ) -> anyhow::Result<()> {
-    crate::model::validate_dump_id(id).map_err(|e| DumpError::InvalidRequest(e.message))?;
+    let id = &*crate::model::DumpId::parse(id).map_err(|e| DumpError::InvalidRequest(e.message))?;
     let formats = [Format::Sql, Format::Csv];
     let report = drill_stored(objects, id, &formats, &settings(args)?)
         .await?

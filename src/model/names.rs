@@ -109,6 +109,54 @@ pub fn validate_dump_id(id: &str) -> Result<(), InvalidValue> {
     }
 }
 
+/// A dump's id, checked once where it comes in (an API path, a state machine task's
+/// input, a command line argument; see [`validate_dump_id`]): from then on it is safe
+/// in object keys, file names and URLs, and nothing checks it again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct DumpId(String);
+
+impl DumpId {
+    /// `id` if it is a valid dump id; an error naming the field `id` otherwise.
+    pub fn parse(id: impl Into<String>) -> Result<Self, InvalidValue> {
+        let id = id.into();
+        validate_dump_id(&id)?;
+        Ok(DumpId(id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for DumpId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DumpId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for DumpId {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        DumpId::parse(s)
+    }
+}
+
+/// A dump id in a document is checked as it is read.
+impl<'de> serde::Deserialize<'de> for DumpId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = String::deserialize(d)?;
+        DumpId::parse(id).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The database part of dump `id` (`tenants/acme` of `tenants/acme/dump_…`), if the
 /// store holds several databases.
 pub fn database_of(id: &str) -> Option<&str> {
@@ -218,5 +266,19 @@ mod tests {
         let now = chrono::DateTime::from_timestamp(0, 0).unwrap();
         assert_eq!(dump_id_of(Some("acme"), now), "acme/dump_19700101-000000");
         assert!(validate_dump_id(&dump_id_of(Some("t/acme%20co"), now)).is_ok());
+    }
+
+    #[test]
+    fn a_dump_id_is_checked_once_as_it_comes_in() {
+        let id: DumpId = "tenants/acme/dump_20261207-010101".parse().unwrap();
+        assert_eq!(&*id, "tenants/acme/dump_20261207-010101");
+        let read: DumpId = serde_json::from_str("\"dump_1\"").unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), "\"dump_1\"");
+        for bad in ["../etc/passwd", "dump 1", "", "a//dump_1"] {
+            assert!(DumpId::parse(bad).is_err(), "{bad}");
+            let text = serde_json::to_string(bad).unwrap();
+            let err = serde_json::from_str::<DumpId>(&text).unwrap_err().to_string();
+            assert!(err.contains("invalid dump id"), "{err}");
+        }
     }
 }

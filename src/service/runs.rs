@@ -9,7 +9,7 @@
 
 use super::error::{ErrorKind, ServiceError};
 use super::Service;
-use crate::model::{validate_dump_id, JobRecord};
+use crate::model::{DumpId, JobRecord};
 
 /// The API call that resumes dump `id`.
 pub fn resume_call(id: &str) -> String {
@@ -34,8 +34,7 @@ pub async fn is_interrupted(state: &Service, job: &JobRecord) -> Result<bool, Se
 
 /// Cancels dump `id`: stops its run, aborts its upload, removes its partial files;
 /// status `cancelled`. The job as cancelled.
-pub async fn cancel(state: &Service, id: &str) -> Result<JobRecord, ServiceError> {
-    validate_dump_id(id)?;
+pub async fn cancel(state: &Service, id: &DumpId) -> Result<JobRecord, ServiceError> {
     state.orchestrator.stop(id).await?;
     let job =
         crate::lifecycle::cancel_dump(state.objects.as_ref(), state.progress.as_ref(), id).await?;
@@ -45,8 +44,7 @@ pub async fn cancel(state: &Service, id: &str) -> Result<JobRecord, ServiceError
 
 /// Starts a new run of interrupted dump `id` from its last committed chunk; the job as
 /// resumed. A conflict for a dump that is running or has ended.
-pub async fn resume(state: &Service, id: &str) -> Result<JobRecord, ServiceError> {
-    validate_dump_id(id)?;
+pub async fn resume(state: &Service, id: &DumpId) -> Result<JobRecord, ServiceError> {
     let job = state.progress.require(id).await?;
     if job.status.is_terminal() {
         return Err(ServiceError::new(
