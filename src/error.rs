@@ -1,12 +1,35 @@
 //! Error types, one per boundary.
 //!
 //! * [`StoreError`]: what an `ObjectStore` or `ProgressStore` adapter reports.
+//! * [`CallbackError`]: why one delivery of a callback failed (a `CallbackSender`).
 //! * [`DumpError`]: what the engine and the chunk runner report to their callers (CLI,
 //!   HTTP API, Lambda). Every variant knows whether a retry can help
 //!   ([`DumpError::is_retryable`]) and has a stable [`DumpError::error_type`] that the
 //!   state machine's `Retry`/`Catch` clauses match on.
 
 use thiserror::Error;
+
+/// Why one delivery attempt of a callback failed. Its text is what a job's
+/// `callback.lastError` shows: the receiver's origin at most, never the URL's path or
+/// query (which often hold a token).
+#[derive(Debug, Error)]
+pub enum CallbackError {
+    /// The stored URL cannot be opened (sealed under another secret, or altered).
+    #[error("{0}")]
+    Sealed(String),
+    /// The URL is not one callbacks may go to (not HTTPS, an internal address, …).
+    #[error("{0}")]
+    Refused(String),
+    /// No HTTP client could be built (the extra CA, the TLS setup).
+    #[error("HTTP client: {0}")]
+    Client(String),
+    /// The request did not get an answer (DNS, connection, TLS, timeout).
+    #[error("request to {origin} failed: {cause}")]
+    Unreachable { origin: String, cause: String },
+    /// The receiver answered, but not with a 2xx.
+    #[error("{origin} answered {status}")]
+    Answered { origin: String, status: u16 },
+}
 
 /// A failure reported by a storage adapter (object store or progress store).
 #[derive(Debug, Error)]

@@ -111,7 +111,7 @@ pub trait CallbackSender: Send + Sync {
     fn body(&self, job: &JobRecord) -> Vec<u8>;
     /// One delivery attempt of `body` to `url`; the error is what the job's
     /// `callback.lastError` shows (never the URL's path or query).
-    async fn send(&self, url: &str, body: &[u8]) -> Result<(), String>;
+    async fn send(&self, url: &str, body: &[u8]) -> Result<(), crate::error::CallbackError>;
     /// The pauses before the 2nd, 3rd, … attempt.
     fn retry_delays(&self) -> &[std::time::Duration];
     /// How long one attempt may take.

@@ -23,6 +23,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::{CallbackConfig, ConfigError};
+use crate::error::CallbackError;
 use crate::model::JobRecord;
 use crate::ports::CallbackSender;
 use crate::views::CallbackBody;
@@ -290,9 +291,17 @@ impl CallbackSender for Notifier {
         serde_json::to_vec(&self.payload(job)).expect("serializable")
     }
 
-    async fn send(&self, url: &str, body: &[u8]) -> Result<(), String> {
-        let url = sealed::open(&self.secret, url)?;
-        self.attempt(&url, body).await.map_err(|e| e.to_string())
+    async fn send(&self, url: &str, body: &[u8]) -> Result<(), CallbackError> {
+        let url = sealed::open(&self.secret, url).map_err(CallbackError::Sealed)?;
+        self.attempt(&url, body).await.map_err(|e| match e {
+            DeliveryError::Refused(refused) => CallbackError::Refused(refused.to_string()),
+            DeliveryError::Client(cause) => CallbackError::Client(cause),
+            DeliveryError::Request { origin, cause } => CallbackError::Unreachable { origin, cause },
+            DeliveryError::Answered { origin, status } => CallbackError::Answered {
+                origin,
+                status: status.as_u16(),
+            },
+        })
     }
 
     fn retry_delays(&self) -> &[Duration] {

@@ -43,7 +43,7 @@ pub async fn deliver_callback(
             }
             Err(e) => {
                 tracing::warn!(dump_id = %id, attempt = state.attempts, error = %e, "callback failed");
-                state.last_error = Some(e.clone());
+                state.last_error = Some(e.to_string());
                 let fits = |d: Duration| {
                     deadline.is_none_or(|end| {
                         Instant::now() + d + sender.attempt_timeout() + RECORD_MARGIN <= end
