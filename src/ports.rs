@@ -53,19 +53,21 @@ pub trait DownloadLinks: Send + Sync {
         &self,
         key: &str,
         expires_in: std::time::Duration,
-    ) -> Result<Download, StoreError> {
-        let _ = expires_in;
-        Err(StoreError::Invalid(format!(
-            "this store cannot serve downloads of {key}"
-        )))
-    }
+    ) -> Result<Download, StoreError>;
 }
 
 /// Writing to where dump files (and the small staging objects between chunks) are
-/// stored: multipart uploads, small objects, deletes. Everything that writes also reads
-/// and can link to what it wrote.
+/// stored: multipart uploads, small objects, deletes. Everything that writes also reads;
+/// linking to what it wrote is a capability of its own ([`ObjectStore::links`]), which a
+/// store may not have.
 #[async_trait]
-pub trait ObjectStore: ObjectReader + DownloadLinks {
+pub trait ObjectStore: ObjectReader {
+    /// How HTTP clients download from this store, if it can serve them (a bucket's
+    /// presigned URLs, a directory's files); `None` for one that cannot (a test's
+    /// wrapper, a store seen only through a driver that serves nothing).
+    fn links(&self) -> Option<&dyn DownloadLinks> {
+        None
+    }
     /// Starts a multipart upload of `key` whose parts (but the last) are `part_size` bytes.
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError>;
     /// Uploads part `number` (1-based). Re-uploading a number replaces it. A part larger

@@ -169,11 +169,14 @@ async fn serve(
             format!("dump {} has no file {key}", job.id),
         ));
     }
-    match state
-        .objects
-        .download(key, state.settings.download_expiry)
-        .await?
-    {
+    let Some(links) = state.objects.links() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "this server's store cannot serve downloads",
+        ));
+    };
+    match links.download(key, state.settings.download_expiry).await? {
         Download::Redirect(url) => Ok(Redirect::temporary(&url).into_response()),
         Download::LocalFile(path) => {
             let res = ServeFile::new(path).oneshot(req).await.map_err(|e| {

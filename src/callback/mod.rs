@@ -296,7 +296,9 @@ impl CallbackSender for Notifier {
         self.attempt(&url, body).await.map_err(|e| match e {
             DeliveryError::Refused(refused) => CallbackError::Refused(refused.to_string()),
             DeliveryError::Client(cause) => CallbackError::Client(cause),
-            DeliveryError::Request { origin, cause } => CallbackError::Unreachable { origin, cause },
+            DeliveryError::Request { origin, cause } => {
+                CallbackError::Unreachable { origin, cause }
+            }
             DeliveryError::Answered { origin, status } => CallbackError::Answered {
                 origin,
                 status: status.as_u16(),

@@ -13,6 +13,10 @@ use crate::ports::{check_parts, ObjectStore};
 
 #[async_trait]
 impl ObjectStore for S3Store {
+    fn links(&self) -> Option<&dyn crate::ports::DownloadLinks> {
+        Some(self)
+    }
+
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
         let full = self.full_key(key)?;
         let out = self

@@ -207,6 +207,10 @@ impl DownloadLinks for DirStore {
 
 #[async_trait]
 impl ObjectStore for DirStore {
+    fn links(&self) -> Option<&dyn DownloadLinks> {
+        Some(self)
+    }
+
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
         self.path(key)?;
         if part_size == 0 {

@@ -277,7 +277,9 @@ mod tests {
         for bad in ["../etc/passwd", "dump 1", "", "a//dump_1"] {
             assert!(DumpId::parse(bad).is_err(), "{bad}");
             let text = serde_json::to_string(bad).unwrap();
-            let err = serde_json::from_str::<DumpId>(&text).unwrap_err().to_string();
+            let err = serde_json::from_str::<DumpId>(&text)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("invalid dump id"), "{err}");
         }
     }

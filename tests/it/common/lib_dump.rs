@@ -49,10 +49,12 @@ impl<S: ObjectStore> ObjectReader for SpyStore<S> {
 }
 
 #[async_trait]
-impl<S: ObjectStore> chunkdump::ports::DownloadLinks for SpyStore<S> {}
-
 #[async_trait]
 impl<S: ObjectStore> ObjectStore for SpyStore<S> {
+    fn links(&self) -> Option<&dyn chunkdump::ports::DownloadLinks> {
+        self.inner.links()
+    }
+
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
         self.inner.create_upload(key, part_size).await
     }
@@ -176,10 +178,12 @@ impl<S: ObjectStore> ObjectReader for FaultyStore<S> {
 }
 
 #[async_trait]
-impl<S: ObjectStore> chunkdump::ports::DownloadLinks for FaultyStore<S> {}
-
 #[async_trait]
 impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
+    fn links(&self) -> Option<&dyn chunkdump::ports::DownloadLinks> {
+        self.inner.links()
+    }
+
     async fn create_upload(&self, key: &str, part_size: u64) -> Result<UploadHandle, StoreError> {
         self.fault("create_upload")?;
         self.inner.create_upload(key, part_size).await
