@@ -10,7 +10,7 @@
 //! 0. [`model`] (the job record and what it holds), [`config`], `alloc`,
 //!    [`execution`] (execution names).
 //! 1. [`error`] (the error type of each boundary), `views` (status and callback bodies).
-//! 2. [`ports`] (`ObjectReader`, `DownloadLinks`, `ObjectStore`, `ProgressStore`, `StartGuard`,
+//! 2. [`ports`] (`ObjectReader`, `DownloadLinks`, `ObjectStore`, `ProgressReader`, `ProgressStore`, `StartGuard`,
 //!    `RateCounter`, `CallbackSender`, `Orchestrator`),
 //!    [`engine`] (the pure export engine: rusqlite, no storage types), [`asl`] (the
 //!    state machine interpreter).

@@ -129,11 +129,9 @@ pub enum Download {
     LocalFile(std::path::PathBuf),
 }
 
-/// Where job records live, with optimistic concurrency.
+/// Reading job records: all that a driver showing dumps needs (the list, a status).
 #[async_trait]
-pub trait ProgressStore: Send + Sync {
-    /// Stores a new job; [`StoreError::AlreadyExists`] if the id is taken.
-    async fn create(&self, job: &JobRecord) -> Result<(), StoreError>;
+pub trait ProgressReader: Send + Sync {
     /// Reads a job; `None` if missing or expired.
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
     /// Reads a job that must exist: [`DumpError::UnknownDump`] if it does not.
@@ -142,11 +140,19 @@ pub trait ProgressStore: Send + Sync {
             .await?
             .ok_or_else(|| DumpError::UnknownDump(id.to_string()))
     }
+    /// The most recently created jobs, newest first.
+    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError>;
+}
+
+/// Where job records live, with optimistic concurrency: the reader, and the writes,
+/// which are the application's (`lifecycle`, the chunk, the tasks, the service).
+#[async_trait]
+pub trait ProgressStore: ProgressReader {
+    /// Stores a new job; [`StoreError::AlreadyExists`] if the id is taken.
+    async fn create(&self, job: &JobRecord) -> Result<(), StoreError>;
     /// Replaces the job if its stored version is still `expected_version`
     /// (`job.version` is the new version); [`StoreError::Conflict`] otherwise.
     async fn commit(&self, job: &JobRecord, expected_version: u64) -> Result<(), StoreError>;
-    /// The most recently created jobs, newest first.
-    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError>;
     /// Deletes a job record if its stored version is still `expected_version`
     /// ([`StoreError::Conflict`] otherwise); deleting a missing record is not an error.
     async fn delete(&self, id: &str, expected_version: u64) -> Result<(), StoreError>;

@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::Client;
 use super::{parse_url, sdk_error, sdk_failure};
 use crate::error::StoreError;
 use crate::model::JobRecord;
-use crate::ports::ProgressStore;
+use crate::ports::{ProgressReader, ProgressStore};
 
 const INDEX: &str = "by_created";
 const KIND: &str = "dump";
@@ -251,6 +251,52 @@ impl DynamoProgress {
 }
 
 #[async_trait]
+impl ProgressReader for DynamoProgress {
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.table_error(&format!("get {id}"), e))?;
+        out.item().map(decode).transpose().map(Option::flatten)
+    }
+    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        let mut jobs = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(INDEX)
+                .key_condition_expression("kind = :kind")
+                .expression_attribute_values(":kind", s(KIND))
+                .scan_index_forward(false)
+                .limit(limit.clamp(1, 100) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| self.table_error("list recent dumps", e))?;
+            for item in out.items() {
+                if let Some(job) = decode(item)? {
+                    jobs.push(job);
+                }
+            }
+            start = out.last_evaluated_key().cloned();
+            if jobs.len() >= limit || start.is_none() {
+                break;
+            }
+        }
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+}
+
+#[async_trait]
 impl ProgressStore for DynamoProgress {
     async fn create(&self, job: &JobRecord) -> Result<(), StoreError> {
         let result = self
@@ -268,19 +314,6 @@ impl ProgressStore for DynamoProgress {
             Err(StoreError::Conflict { .. }) => Err(StoreError::AlreadyExists(job.id.clone())),
             Err(e) => Err(e),
         }
-    }
-
-    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.table_error(&format!("get {id}"), e))?;
-        out.item().map(decode).transpose().map(Option::flatten)
     }
 
     async fn commit(&self, job: &JobRecord, expected_version: u64) -> Result<(), StoreError> {
@@ -324,36 +357,5 @@ impl ProgressStore for DynamoProgress {
             }),
             Err(e) => Err(e),
         }
-    }
-
-    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
-        let mut jobs = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(INDEX)
-                .key_condition_expression("kind = :kind")
-                .expression_attribute_values(":kind", s(KIND))
-                .scan_index_forward(false)
-                .limit(limit.clamp(1, 100) as i32)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| self.table_error("list recent dumps", e))?;
-            for item in out.items() {
-                if let Some(job) = decode(item)? {
-                    jobs.push(job);
-                }
-            }
-            start = out.last_evaluated_key().cloned();
-            if jobs.len() >= limit || start.is_none() {
-                break;
-            }
-        }
-        jobs.truncate(limit);
-        Ok(jobs)
     }
 }

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::blocking;
 use crate::error::StoreError;
 use crate::model::JobRecord;
-use crate::ports::{ProgressStore, RateCounter, StartGuard};
+use crate::ports::{ProgressReader, ProgressStore, RateCounter, StartGuard};
 
 /// Job records in a SQLite file.
 #[derive(Clone)]
@@ -143,6 +143,30 @@ fn decode(body: &str) -> Result<JobRecord, StoreError> {
 }
 
 #[async_trait]
+impl ProgressReader for SqliteProgress {
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM jobs WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)", params![id, now_secs()], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            body.map(|b| decode(&b)).transpose()
+        })
+        .await
+    }
+    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        self.with_conn(move |c| {
+            let mut stmt =
+                c.prepare("SELECT body FROM jobs WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY created_at DESC, id DESC LIMIT ?2").map_err(db)?;
+            let bodies: Vec<String> = stmt.query_map(params![now_secs(), limit as i64], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
+            bodies.iter().map(|b| decode(b)).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
 impl ProgressStore for SqliteProgress {
     async fn create(&self, job: &JobRecord) -> Result<(), StoreError> {
         let (id, version, created, body, expires) = (
@@ -165,18 +189,6 @@ impl ProgressStore for SqliteProgress {
                 }),
                 Ok(_) => Ok(()),
             }
-        })
-        .await
-    }
-
-    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let id = id.to_string();
-        self.with_conn(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM jobs WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)", params![id, now_secs()], |r| r.get(0))
-                .optional()
-                .map_err(db)?;
-            body.map(|b| decode(&b)).transpose()
         })
         .await
     }
@@ -226,16 +238,6 @@ impl ProgressStore for SqliteProgress {
                 }),
                 _ => Ok(()),
             }
-        })
-        .await
-    }
-
-    async fn list_recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
-        self.with_conn(move |c| {
-            let mut stmt =
-                c.prepare("SELECT body FROM jobs WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY created_at DESC, id DESC LIMIT ?2").map_err(db)?;
-            let bodies: Vec<String> = stmt.query_map(params![now_secs(), limit as i64], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
-            bodies.iter().map(|b| decode(b)).collect()
         })
         .await
     }

@@ -440,7 +440,7 @@ pub(crate) async fn started_entries(
 /// The completed dumps among `dump_ids` by their drill's outcome, or `pending` (each job
 /// record read, many at once).
 pub(crate) async fn drill_counts(
-    progress: &dyn crate::ports::ProgressStore,
+    progress: &dyn crate::ports::ProgressReader,
     dump_ids: Vec<String>,
 ) -> Result<std::collections::BTreeMap<String, usize>, crate::error::StoreError> {
     use futures_util::StreamExt;

@@ -2,6 +2,7 @@
 //! route, bad input, cancel.
 
 use crate::common;
+use chunkdump::ports::ProgressReader as _;
 
 use std::time::{Duration, Instant};
 

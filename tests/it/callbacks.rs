@@ -3,6 +3,7 @@
 //! internal and non-HTTPS targets refused.
 
 use crate::common;
+use chunkdump::ports::ProgressReader as _;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -388,7 +389,6 @@ async fn failed_job_with_callback(
 #[tokio::test(flavor = "multi_thread")]
 async fn each_attempt_is_recorded_and_errors_show_only_the_origin() {
     use chunkdump::model::CallbackStatus;
-    use chunkdump::ports::ProgressStore;
     let dir = tempfile::tempdir().unwrap();
     let (_rx, addr, ca) = receiver(usize::MAX).await;
     let url = format!("https://localhost:{}/hook?token=s3cret-token", addr.port());
@@ -450,7 +450,6 @@ async fn each_attempt_is_recorded_and_errors_show_only_the_origin() {
 #[tokio::test(flavor = "multi_thread")]
 async fn retries_fit_inside_the_function_that_runs_them() {
     use chunkdump::model::CallbackStatus;
-    use chunkdump::ports::ProgressStore;
     let dir = tempfile::tempdir().unwrap();
     let (rx, addr, ca) = receiver(usize::MAX).await;
     let url = format!("https://localhost:{}/hook", addr.port());

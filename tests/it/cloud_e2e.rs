@@ -3,6 +3,7 @@
 //! store faults with an identical dump or a clean failure.
 
 use crate::common;
+use chunkdump::ports::ProgressReader as _;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -13,7 +14,7 @@ use chunkdump::chunk::ChunkOptions;
 use chunkdump::cloud::{DynamoProgress, S3Store};
 use chunkdump::lifecycle::create_dump;
 use chunkdump::model::{Compression, DumpSpec, Format, JobStatus};
-use chunkdump::ports::{ObjectReader, ProgressStore};
+use chunkdump::ports::ObjectReader;
 use common::cloud::{cli_env, sdk_config, servers, unique};
 use common::lib_dump::{lib_dump, lib_dump_to, run_local, FaultyStore, SpyStore};
 use common::*;

@@ -388,7 +388,7 @@ async fn an_automatic_drill_too_large_for_its_scratch_space_is_skipped_not_passe
             && reason.ends_with("MB free"),
         "{reason}"
     );
-    let job = chunkdump::ports::ProgressStore::require(progress.as_ref(), &id)
+    let job = chunkdump::ports::ProgressReader::require(progress.as_ref(), &id)
         .await
         .unwrap();
     let last = job.last_drill.unwrap();

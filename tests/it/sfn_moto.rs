@@ -10,6 +10,7 @@
 //! alike), so that step is tested with the local interpreter (`tests/local_runner.rs`).
 
 use crate::common;
+use chunkdump::ports::ProgressReader as _;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ use chunkdump::lifecycle::create_dump;
 use chunkdump::model::{Compression, DumpSpec, Format, JobStatus};
 use chunkdump::ports::Orchestrator;
 use chunkdump::ports::RunState;
-use chunkdump::ports::{ObjectReader, ObjectStore, ProgressStore};
+use chunkdump::ports::{ObjectReader, ObjectStore};
 use chunkdump::tasks::{error_document, Tasks};
 use common::cloud::{sdk_config, servers, unique};
 use common::lib_dump::lib_dump;

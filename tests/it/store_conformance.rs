@@ -4,6 +4,7 @@
 //! moto for `ProgressStore`.
 
 use crate::common;
+use chunkdump::ports::ProgressReader as _;
 
 use std::time::Duration;
 
