@@ -632,6 +632,15 @@ async fn a_fleet_dumps_every_matching_database_and_sends_one_signed_callback() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// Waits until the receiver has had `n` calls (`what`: the failure's message).
+async fn wait_calls(rx: &Receiver, n: usize, what: &str) {
+    let started = Instant::now();
+    while rx.got.lock().unwrap().len() < n {
+        assert!(started.elapsed() < Duration::from_secs(30), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls dump `id`'s status until it shows a drill.
 async fn wait_drill(server: &Server, id: &str) -> Value {
     let started = Instant::now();
@@ -704,14 +713,7 @@ async fn a_dump_drilled_on_completion_calls_back_when_its_drill_fails() {
         .unwrap();
     let status = wait_drill(&server, &bad).await;
     assert_eq!(status["lastDrill"]["passed"], false, "{status}");
-    let started = Instant::now();
-    while rx.got.lock().unwrap().len() < 3 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no drill.failed callback"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_calls(&rx, 3, "no drill.failed callback").await;
     let got = rx.got.lock().unwrap().clone();
     assert_eq!(got.len(), 3, "two completions and one failed drill");
     let (headers, body) = &got[2];
@@ -782,14 +784,7 @@ async fn the_latest_dump_is_drilled_when_due_and_a_failure_calls_back() {
         !server.out.join(format!("{older}.drill.json")).exists(),
         "the older dump is not drilled"
     );
-    let started = Instant::now();
-    while rx.got.lock().unwrap().len() < 3 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no drill.failed callback"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_calls(&rx, 3, "no drill.failed callback").await;
     let (headers, body) = &rx.got.lock().unwrap()[2].clone();
     verify(headers, body);
     let v: Value = serde_json::from_slice(body).unwrap();

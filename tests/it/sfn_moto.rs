@@ -156,12 +156,7 @@ async fn rig() -> Rig {
         breathe: Duration::from_secs(1),
         whole_seconds: true,
         chunks_per_execution: 1000,
-        drills: Some(chunkdump::drill::DrillSettings {
-            signing: None,
-            scratch_dir: std::env::temp_dir(),
-            ahead: 4,
-            skip_too_large_for: Some("a test drill".into()),
-        }),
+        drills: crate::common::test_drills(),
         drill_metrics: None,
     };
     let emu = Arc::new(Emulator {

@@ -77,12 +77,7 @@ pub async fn start_server_at(
         breathe,
         whole_seconds: false,
         chunks_per_execution: 1000,
-        drills: Some(chunkdump::drill::DrillSettings {
-            signing: None,
-            scratch_dir: std::env::temp_dir(),
-            ahead: 4,
-            skip_too_large_for: Some("a test drill".into()),
-        }),
+        drills: crate::common::test_drills(),
         drill_metrics: None,
     };
     // Run locks in the store, as `chunkdump serve` holds them.

@@ -373,12 +373,7 @@ pub async fn run_local(
         breathe,
         whole_seconds: false,
         chunks_per_execution,
-        drills: Some(chunkdump::drill::DrillSettings {
-            signing: None,
-            scratch_dir: std::env::temp_dir(),
-            ahead: 4,
-            skip_too_large_for: Some("a test drill".into()),
-        }),
+        drills: crate::common::test_drills(),
         drill_metrics: None,
     };
     LocalRunner::new(tasks).unwrap().run_to_end(id).await

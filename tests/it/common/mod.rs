@@ -571,3 +571,14 @@ pub fn build_bulk_db(path: &Path, rows: u64) {
     )
     .unwrap();
 }
+
+/// Drill settings for tests: scratch databases in the system's temporary directory, no
+/// signing key; a database too large is reported skipped (as automatic drills do).
+pub fn test_drills() -> Option<chunkdump::drill::DrillSettings> {
+    Some(chunkdump::drill::DrillSettings {
+        signing: None,
+        scratch_dir: std::env::temp_dir(),
+        ahead: 4,
+        skip_too_large_for: Some("a test drill".into()),
+    })
+}
