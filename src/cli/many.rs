@@ -100,7 +100,7 @@ async fn dump_one(
 ) -> anyhow::Result<()> {
     let spec = dump_spec(args, database, cfg);
     let new = NewDump {
-        database: Some(name.to_string()),
+        database_name: Some(name.to_string()),
         ..NewDump::default()
     };
     let job = create_dump_as(stores.progress.as_ref(), spec, new).await?;

@@ -22,7 +22,7 @@ pub struct NewDump {
     pub schedule: Option<String>,
     /// In a store of several databases, the database's name ([`crate::model::database_name`]):
     /// a generated id is then `<database>/dump_YYYYMMDD-HHMMSS`.
-    pub database: Option<String>,
+    pub database_name: Option<String>,
 }
 
 /// Validates the request and creates a pending job. Without an explicit id the id is
@@ -58,7 +58,7 @@ pub async fn create_dump_as(
     let now = Utc::now();
     let base = id
         .clone()
-        .unwrap_or_else(|| dump_id_of(new.database.as_deref(), now));
+        .unwrap_or_else(|| dump_id_of(new.database_name.as_deref(), now));
     validate_dump_id(&base)?;
     let (check, check_id) = (spec.clone(), base.clone());
     let (_, inode) = tokio::task::spawn_blocking(move || validate(&check, &check_id))

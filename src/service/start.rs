@@ -127,7 +127,7 @@ pub async fn start_dump(
             .zip(state.settings.notifier.as_ref())
             .map(|(url, notifier)| notifier.seal(url)),
         schedule: schedule.map(str::to_string),
-        database: target.name,
+        database_name: target.name,
     };
     let job = match create_dump_as(state.progress.as_ref(), spec, new).await {
         Ok(job) => job,
