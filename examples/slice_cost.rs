@@ -40,7 +40,7 @@ fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<D
     let elapsed = start.elapsed();
     drain.join().unwrap();
     anyhow::ensure!(
-        outcome.rows == u64::from(spec.slice_rows),
+        outcome.rows == u64::from(spec.slice_rows.get()),
         "slice read {} rows",
         outcome.rows
     );
@@ -65,7 +65,7 @@ fn main() -> anyhow::Result<()> {
         compression: Compression::None,
         tables: Some(vec![args[2].clone()]),
         include_schema: true,
-        slice_rows: rows,
+        slice_rows: chunkdump::model::SliceRows::new(rows).unwrap(),
         part_size: 8 << 20,
         snapshot: false,
         snapshot_max_block_ms: None,

@@ -28,7 +28,7 @@ pub struct ChunkOptions {
     /// Time budget of the chunk (the original request's `MAX_EXECUTION_TIME`).
     pub budget: Duration,
     /// Overrides the job's rows-per-slice (does not change the output bytes).
-    pub slice_rows: Option<u32>,
+    pub slice_rows: Option<crate::model::SliceRows>,
     /// Progress callback with totals for the whole dump, called from the export thread.
     pub progress: Option<ProgressFn>,
     /// Where snapshot dumps put their point-in-time copy (`CHUNKDUMP_SNAPSHOT_DIR`).

@@ -7,9 +7,10 @@
 //! Layers: every module imports only modules of lower layers (the map in
 //! docs/architecture.md, kept true by `scripts/check-architecture`):
 //!
-//! 0. [`model`] (the job record and what it holds), [`config`], `alloc`,
-//!    [`execution`] (execution names).
-//! 1. [`error`] (the error type of each boundary), `views` (status and callback bodies).
+//! 0. [`model`] (the job record and what it holds), `alloc`, [`execution`] (execution
+//!    names).
+//! 1. [`config`] (every setting, in the model's types), [`error`] (the error type of
+//!    each boundary), `views` (status and callback bodies).
 //! 2. [`ports`] (`ObjectReader`, `DownloadLinks`, `ObjectStore`, `ProgressReader`, `ProgressStore`, `StartGuard`,
 //!    `RateCounter`, `CallbackSender`, `Orchestrator`),
 //!    [`engine`] (the pure export engine: rusqlite, no storage types), [`asl`] (the

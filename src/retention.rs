@@ -200,7 +200,7 @@ mod tests {
             compression: crate::model::Compression::None,
             tables: None,
             include_schema: true,
-            slice_rows: 1000,
+            slice_rows: crate::model::SliceRows::new(1000).unwrap(),
             part_size: 8 << 20,
             snapshot: false,
             snapshot_max_block_ms: None,

@@ -237,7 +237,7 @@ mod tests {
             compression: Compression::Gzip,
             tables: None,
             include_schema: true,
-            slice_rows: 10,
+            slice_rows: crate::model::SliceRows::new(10).unwrap(),
             part_size: 8 << 20,
             snapshot: false,
             snapshot_max_block_ms: None,

@@ -78,8 +78,8 @@ pub struct DumpList<'a> {
     pub scheduled_runs: Vec<crate::service::schedule::ScheduledRun>,
     /// Records of scheduled runs that could not be read (corrupt or not chunkdump's),
     /// each named; absent when there are none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub unreadable_scheduled_runs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable_scheduled_runs: Option<Vec<String>>,
 }
 
 /// `GET /export/dump`: the 50 most recent dumps.
@@ -96,7 +96,8 @@ pub async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(DumpList {
         dumps,
         scheduled_runs,
-        unreadable_scheduled_runs,
+        unreadable_scheduled_runs: (!unreadable_scheduled_runs.is_empty())
+            .then_some(unreadable_scheduled_runs),
     })
     .into_response())
 }

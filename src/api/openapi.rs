@@ -249,7 +249,7 @@ fn hand_written(json_body: impl Fn(&str) -> Value, bodies: Bodies) -> Value {
                                             {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
                     "format": {"type": "string", "enum": ["sql", "csv", "json"]},
                     "callbackUrl": {"type": "string", "format": "uri", "pattern": "^https://", "description": "told once, when every database's dump has ended"},
-                    "chunkSize": {"type": "integer", "minimum": 1, "maximum": crate::config::MAX_SLICE_ROWS},
+                    "chunkSize": {"type": "integer", "minimum": 1, "maximum": crate::model::SliceRows::MAX},
                     "includeSchema": {"type": "boolean", "description": "false: rows only, for SQL dumps (400 with field includeSchema for csv and json, whose schema file is what restores their tables)"},
                     "tables": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
                     "compression": {"type": "string", "enum": ["none", "gzip", "zstd"]},

@@ -18,7 +18,7 @@ pub struct ApiSettings {
     /// `--database-root`); dumps of them are named `<database>/dump_…`.
     pub database_root: Option<crate::local::DatabaseRoot>,
     /// Default rows per slice (`DUMP_CHUNK_SIZE`).
-    pub slice_rows: u32,
+    pub slice_rows: crate::model::SliceRows,
     /// Default of a request's `snapshot` (`DUMP_SNAPSHOT`).
     pub snapshot: bool,
     pub part_size: u64,

@@ -87,12 +87,20 @@ pub enum CompressionArg {
     Zstd,
 }
 
+/// `--chunk-size`: 1 to `SliceRows::MAX` rows.
+fn slice_rows(text: &str) -> Result<crate::model::SliceRows, String> {
+    let n: u32 = text
+        .parse()
+        .map_err(|e| format!("{e}: a whole number of rows"))?;
+    crate::model::SliceRows::new(n).map_err(|e| e.message.replace("chunkSize", "it"))
+}
+
 /// Tuning that does not change the output bytes.
 #[derive(Debug, Args)]
 pub struct Tuning {
     /// Rows per slice, one short read transaction [env: DUMP_CHUNK_SIZE, default 1000].
-    #[arg(long = "chunk-size", value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::config::MAX_SLICE_ROWS)))]
-    pub slice_rows: Option<u32>,
+    #[arg(long = "chunk-size", value_parser = slice_rows)]
+    pub slice_rows: Option<crate::model::SliceRows>,
     /// Time budget of one chunk in ms [env: MAX_EXECUTION_TIME, default 25000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=900_000))]
     pub budget_ms: Option<u64>,

@@ -28,6 +28,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::model::SliceRows;
+
 pub use deployment::{ApiConfig, CallbackConfig, Deployment, ListenerConfig, Secrets};
 pub use local::{log_filter, r2_keys, state_dir, R2Keys};
 pub use signing::SigningKey;
@@ -168,15 +170,11 @@ pub const MAX_PART_SIZE: u64 = 5 << 30;
 /// The default of [`Config::max_statement_bytes`].
 pub const DEFAULT_MAX_STATEMENT_BYTES: u64 = 256 << 20;
 
-/// The most rows one slice may read (`chunkSize`, `--chunk-size`, `DUMP_CHUNK_SIZE`):
-/// the one definition the API, the CLI and the configuration check against.
-pub const MAX_SLICE_ROWS: u32 = 100_000;
-
 /// Dump tuning from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `DUMP_CHUNK_SIZE`: rows per read slice (default 1000, 1..=100000).
-    pub slice_rows: u32,
+    pub slice_rows: SliceRows,
     /// `DUMP_BREATHING_INTERVAL`: pause between chunks (ms, default 5000, at most 1 h).
     pub breathing: Duration,
     /// `MAX_EXECUTION_TIME`: time budget of a chunk (ms, default 25000, at most 15 min).
@@ -211,7 +209,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            slice_rows: 1000,
+            slice_rows: SliceRows::DEFAULT,
             breathing: Duration::from_millis(5000),
             budget: Duration::from_millis(25000),
             chunks_per_execution: DEFAULT_CHUNKS_PER_EXECUTION,
@@ -240,7 +238,18 @@ impl Config {
     /// Reads the dump settings from `env`.
     pub fn read(env: &Env) -> Result<Self, ConfigError> {
         Ok(Config {
-            slice_rows: env.number("DUMP_CHUNK_SIZE", 1000, 1..=u64::from(MAX_SLICE_ROWS))? as u32,
+            slice_rows: {
+                let n = env.number(
+                    "DUMP_CHUNK_SIZE",
+                    u64::from(SliceRows::DEFAULT.get()),
+                    1..=u64::from(SliceRows::MAX),
+                )?;
+                SliceRows::new(n as u32).map_err(|e| ConfigError::Invalid {
+                    name: "DUMP_CHUNK_SIZE",
+                    value: n.to_string(),
+                    reason: e.message,
+                })?
+            },
             breathing: Duration::from_millis(env.number(
                 "DUMP_BREATHING_INTERVAL",
                 5000,
@@ -288,7 +297,7 @@ mod tests {
         assert_eq!(Config::from_lookup(&|_| None).unwrap(), Config::default());
         let c =
             Config::from_lookup(&|n| (n == "DUMP_CHUNK_SIZE").then(|| "50".to_string())).unwrap();
-        assert_eq!(c.slice_rows, 50);
+        assert_eq!(c.slice_rows.get(), 50);
         let e = Config::from_lookup(&|n| (n == "MAX_EXECUTION_TIME").then(|| "soon".to_string()))
             .unwrap_err();
         assert_eq!(e.name(), "MAX_EXECUTION_TIME");

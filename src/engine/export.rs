@@ -257,7 +257,7 @@ pub fn run_export(
                 &conn,
                 table,
                 &mut cursor.after,
-                spec.slice_rows,
+                spec.slice_rows.get(),
                 closing,
                 schema_version,
                 &mut pipe,

@@ -56,9 +56,9 @@ pub fn cached_plan(
     dump_id: &str,
     schema_version: i64,
 ) -> Result<Arc<Plan>, DumpError> {
-    // slice_rows does not shape the plan, and a chunk may override it.
+    // slice_rows does not shape the plan, and a chunk may override it: one value for all.
     let shape = DumpSpec {
-        slice_rows: 0,
+        slice_rows: crate::model::SliceRows::DEFAULT,
         ..spec.clone()
     };
     let key = PlanKey {

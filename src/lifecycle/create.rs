@@ -50,9 +50,9 @@ pub async fn create_dump_as(
     new: NewDump,
 ) -> Result<JobRecord, DumpError> {
     let id = new.id;
-    if spec.slice_rows == 0 || spec.part_size == 0 {
+    if spec.part_size == 0 {
         return Err(DumpError::InvalidRequest(
-            "chunk size and part size must be positive".into(),
+            "the part size must be positive".into(),
         ));
     }
     let now = Utc::now();

@@ -14,6 +14,68 @@ pub struct InvalidValue {
     pub message: String,
 }
 
+/// Rows read per slice (one short read transaction; on the wire a request's
+/// `chunkSize`): 1 to [`SliceRows::MAX`], checked where the number comes in (a request,
+/// a flag, a variable, a record read back), so nothing downstream checks it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct SliceRows(u32);
+
+impl SliceRows {
+    /// The most rows one slice may read: the one definition the API, the CLI and the
+    /// configuration check against.
+    pub const MAX: u32 = 100_000;
+    /// The default (`DUMP_CHUNK_SIZE`).
+    pub const DEFAULT: SliceRows = SliceRows(1000);
+
+    /// `n` rows per slice, or an error naming `chunkSize` and the range.
+    pub fn new(n: u32) -> Result<Self, InvalidValue> {
+        if (1..=Self::MAX).contains(&n) {
+            Ok(SliceRows(n))
+        } else {
+            Err(InvalidValue {
+                field: "chunkSize",
+                message: format!("chunkSize must be between 1 and {}", Self::MAX),
+            })
+        }
+    }
+
+    /// A constant number of rows, checked when the program is compiled (in a `const`).
+    pub const fn of(n: u32) -> Self {
+        assert!(n >= 1 && n <= Self::MAX, "rows per slice out of range");
+        SliceRows(n)
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for SliceRows {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SliceRows::new(u32::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(feature = "api")]
+impl schemars::JsonSchema for SliceRows {
+    fn schema_name() -> String {
+        "SliceRows".into()
+    }
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        schemars::schema::SchemaObject {
+            instance_type: Some(schemars::schema::InstanceType::Integer.into()),
+            number: Some(Box::new(schemars::schema::NumberValidation {
+                minimum: Some(1.0),
+                maximum: Some(f64::from(Self::MAX)),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+        .into()
+    }
+}
+
 /// Output format of a dump.
 #[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +162,7 @@ pub struct DumpSpec {
     /// Rows read per slice, one short read transaction (on the wire the original
     /// request's `chunkSize`).
     #[serde(rename = "chunkSize")]
-    pub slice_rows: u32,
+    pub slice_rows: SliceRows,
     /// Size of every multipart part but the last, in bytes.
     pub part_size: u64,
     /// Dump a point-in-time copy of the database (see `engine::snapshot`) instead of the

@@ -184,7 +184,7 @@ pub(crate) fn spec_of(manifest: &crate::manifest::Manifest) -> crate::model::Dum
         compression: manifest.compression,
         tables: None,
         include_schema: true,
-        slice_rows: 1000,
+        slice_rows: crate::model::SliceRows::DEFAULT,
         part_size: manifest.part_size,
         snapshot: manifest.consistency.snapshot,
         snapshot_max_block_ms: None,
@@ -194,13 +194,16 @@ pub(crate) fn spec_of(manifest: &crate::manifest::Manifest) -> crate::model::Dum
     }
 }
 
+/// Rows per slice when a database is read back for its digests (no writer waits on it).
+const READ_BACK_SLICE: crate::model::SliceRows = crate::model::SliceRows::of(10_000);
+
 /// Table digests of a database, read by the engine exactly as a dump of `spec` reads it.
 pub(crate) fn digests_of(spec: &DumpSpec) -> Result<Vec<TableDigest>, DumpError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let drain = std::thread::spawn(move || while rx.blocking_recv().is_some() {});
     let input = ExportInput {
         spec: DumpSpec {
-            slice_rows: 10_000,
+            slice_rows: READ_BACK_SLICE,
             part_size: 1 << 20,
             compression: Compression::None,
             ..spec.clone()

@@ -22,7 +22,7 @@ pub struct StartRequest {
     pub(crate) callback_url: Option<String>,
     /// Rows per slice (one short read transaction).
     #[serde(rename = "chunkSize")]
-    #[schemars(range(min = 1, max = "crate::config::MAX_SLICE_ROWS"))]
+    #[schemars(range(min = 1, max = "crate::model::SliceRows::MAX"))]
     slice_rows: Option<u32>,
     /// false: rows only, for SQL dumps (400 with field includeSchema for csv and json,
     /// whose schema file is what restores their tables).
@@ -64,16 +64,10 @@ pub async fn start_dump(
     req: StartRequest,
     schedule: Option<&str>,
 ) -> Result<JobRecord, ServiceError> {
-    let slice_rows = req.slice_rows.unwrap_or(state.settings.slice_rows);
-    if !(1..=crate::config::MAX_SLICE_ROWS).contains(&slice_rows) {
-        return Err(ServiceError::bad_field(
-            "chunkSize",
-            format!(
-                "chunkSize must be between 1 and {}",
-                crate::config::MAX_SLICE_ROWS
-            ),
-        ));
-    }
+    let slice_rows = match req.slice_rows {
+        Some(n) => crate::model::SliceRows::new(n)?,
+        None => state.settings.slice_rows,
+    };
     if let Some(url) = &req.callback_url {
         check_callback_url(state, url).await?;
     }

@@ -355,7 +355,7 @@ async fn failed_job_with_callback(
         compression: Compression::None,
         tables: None,
         include_schema: true,
-        slice_rows: 1000,
+        slice_rows: chunkdump::model::SliceRows::new(1000).unwrap(),
         part_size: 5 << 20,
         snapshot: false,
         snapshot_max_block_ms: None,

@@ -303,7 +303,7 @@ async fn faulty_dump(
         compression: Compression::Gzip,
         tables: None,
         include_schema: true,
-        slice_rows: 2000,
+        slice_rows: chunkdump::model::SliceRows::new(2000).unwrap(),
         part_size: PART,
         snapshot: false,
         snapshot_max_block_ms: None,

@@ -309,7 +309,7 @@ fn a_stalled_dump_holds_no_read_lock_in_rollback_mode() {
             compression: Compression::None,
             tables: None,
             include_schema: true,
-            slice_rows: 1000,
+            slice_rows: chunkdump::model::SliceRows::new(1000).unwrap(),
             part_size: 64 << 10,
             snapshot: false,
             snapshot_max_block_ms: None,

@@ -33,7 +33,7 @@ fn sql_spec(db: &Path, snapshot: bool) -> DumpSpec {
         compression: Compression::None,
         tables: None,
         include_schema: true,
-        slice_rows: 500,
+        slice_rows: chunkdump::model::SliceRows::new(500).unwrap(),
         part_size: 5 << 20,
         snapshot,
         snapshot_max_block_ms: None,
@@ -416,7 +416,7 @@ async fn a_file_swapped_during_a_dump_fails_it_instead_of_dumping_another_databa
             .unwrap();
         let (objects, progress) = local_stores(&dir.path().join("out"));
         let mut spec = sql_spec(&resolved.path, snapshot);
-        spec.slice_rows = 100;
+        spec.slice_rows = chunkdump::model::SliceRows::new(100).unwrap();
         let job = create_dump(progress.as_ref(), spec, None).await.unwrap();
         let opts = ChunkOptions {
             budget: Duration::ZERO,

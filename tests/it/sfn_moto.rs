@@ -213,7 +213,7 @@ fn spec(db: &std::path::Path) -> DumpSpec {
         compression: Compression::None,
         tables: None,
         include_schema: true,
-        slice_rows: 1000,
+        slice_rows: chunkdump::model::SliceRows::new(1000).unwrap(),
         part_size: PART,
         snapshot: false,
         snapshot_max_block_ms: None,

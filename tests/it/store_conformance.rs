@@ -243,7 +243,7 @@ fn job(id: &str) -> JobRecord {
         compression: Compression::None,
         tables: None,
         include_schema: true,
-        slice_rows: 1000,
+        slice_rows: chunkdump::model::SliceRows::new(1000).unwrap(),
         part_size: 8 << 20,
         snapshot: false,
         snapshot_max_block_ms: None,

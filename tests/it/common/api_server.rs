@@ -96,7 +96,7 @@ pub async fn start_server_at(
         settings: ApiSettings {
             database: Some(db.display().to_string()),
             database_root: None,
-            slice_rows: 50,
+            slice_rows: chunkdump::model::SliceRows::new(50).unwrap(),
             snapshot: false,
             part_size: 8 << 20,
             download_expiry: Duration::from_secs(60),
@@ -137,7 +137,7 @@ pub fn settings(db: &Path, part_size: u64) -> ApiSettings {
     ApiSettings {
         database: Some(db.display().to_string()),
         database_root: None,
-        slice_rows: 1000,
+        slice_rows: chunkdump::model::SliceRows::new(1000).unwrap(),
         snapshot: false,
         part_size,
         download_expiry: Duration::from_secs(300),

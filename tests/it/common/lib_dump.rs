@@ -312,7 +312,7 @@ pub async fn lib_dump_to<S: ObjectStore + 'static>(
             compression,
             tables: None,
             include_schema: true,
-            slice_rows,
+            slice_rows: chunkdump::model::SliceRows::new(slice_rows).unwrap(),
             part_size,
             snapshot: false,
             snapshot_max_block_ms: None,
