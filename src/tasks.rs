@@ -141,12 +141,7 @@ impl Tasks {
             breathe: config.breathing,
             whole_seconds: false,
             chunks_per_execution: config.chunks_per_execution,
-            drills: Some(DrillSettings {
-                signing: config.signing_key.clone(),
-                scratch_dir: config.drill_dir.clone(),
-                ahead: config.download_concurrency as usize,
-                skip_too_large_for: Some("a drill here".into()),
-            }),
+            drills: Some(DrillSettings::from_config(config, Some("a drill here"))),
             drill_metrics: None,
         }
     }
@@ -220,15 +215,12 @@ impl Tasks {
     /// Drills the latest dump of each database if its drill is due (the drill
     /// schedule); answers with how many passed, failed and were skipped.
     async fn drill_latest(&self, latest: &DrillLatest) -> Result<Value, DumpError> {
-        let every = Some(latest.every_hours)
-            .filter(|h| h.is_finite() && *h > 0.0)
-            .and_then(|h| Duration::try_from_secs_f64(h * 3600.0).ok())
-            .ok_or_else(|| {
-                DumpError::InvalidRequest(format!(
-                    "{DRILL_LATEST_KEY}.everyHours must be a positive number of hours, not {}",
-                    latest.every_hours
-                ))
-            })?;
+        let every = crate::model::drill_interval(latest.every_hours).ok_or_else(|| {
+            DumpError::InvalidRequest(format!(
+                "{DRILL_LATEST_KEY}.everyHours must be a positive number of hours, not {}",
+                latest.every_hours
+            ))
+        })?;
         let settings = self.drill_settings()?;
         let scope = LatestScope {
             schedule: latest.schedule.clone(),

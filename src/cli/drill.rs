@@ -110,12 +110,13 @@ async fn drill_files_only(
 
 /// A drill a person asked for: a scratch directory too small is an error, not a skip.
 fn settings(args: &DrillArgs) -> anyhow::Result<DrillSettings> {
-    let config = crate::config::Config::from_env()?;
+    let settings = DrillSettings::from_config(&crate::config::Config::from_env()?, None);
     Ok(DrillSettings {
-        signing: config.signing_key,
-        scratch_dir: args.scratch_dir.clone().unwrap_or(config.drill_dir),
-        ahead: config.download_concurrency as usize,
-        skip_too_large_for: None,
+        scratch_dir: args
+            .scratch_dir
+            .clone()
+            .unwrap_or(settings.scratch_dir.clone()),
+        ..settings
     })
 }
 

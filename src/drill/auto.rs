@@ -139,16 +139,7 @@ async fn call_back_failed(sender: &dyn CallbackSender, job: &JobRecord, report: 
         "drilledAt": report.drilled_at,
     });
     let body = serde_json::to_vec(&body).expect("a JSON value serializes");
-    let delays = std::iter::once(Duration::ZERO).chain(sender.retry_delays().iter().copied());
-    for delay in delays {
-        tokio::time::sleep(delay).await;
-        match sender.send(&callback.url, &body).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(dump_id = %job.id, error = %e, "drill.failed callback attempt failed")
-            }
-        }
-    }
+    let _ = crate::lifecycle::send_with_retries(sender, &callback.url, &body, "drill.failed").await;
 }
 
 /// The CloudWatch namespace of the drill metrics.

@@ -52,6 +52,20 @@ pub struct DrillSettings {
     pub skip_too_large_for: Option<String>,
 }
 
+impl DrillSettings {
+    /// The deployment's settings: its signing key, `CHUNKDUMP_DRILL_DIR`, and its
+    /// download concurrency as the ranges read ahead. `skip_too_large_for`: see the
+    /// field.
+    pub fn from_config(config: &crate::config::Config, skip_too_large_for: Option<&str>) -> Self {
+        DrillSettings {
+            signing: config.signing_key.clone(),
+            scratch_dir: config.drill_dir.clone(),
+            ahead: config.download_concurrency as usize,
+            skip_too_large_for: skip_too_large_for.map(str::to_string),
+        }
+    }
+}
+
 /// What a drill found: the evidence that a dump restores (or why it does not).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

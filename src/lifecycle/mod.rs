@@ -34,7 +34,7 @@ pub use ending::{
     abort_abandoned_uploads, cancel_dump, delete_completed, fail_dump, fail_job, refuse_failed,
     remove_after_end, remove_snapshot, tidy_completed,
 };
-pub use notify::deliver_callback;
+pub use notify::{deliver_callback, send_with_retries};
 pub use pause::{interrupt_dump, is_interrupted, resume_dump};
 pub(crate) use staging::{read_staged, record_chunk};
 

@@ -73,6 +73,33 @@ pub async fn deliver_callback(
     record(progress, id, &state).await;
 }
 
+/// Sends `body` to `url` with the sender's retries (the first attempt at once), for a
+/// callback no job record tracks (a fleet's end, a failed drill); `what` names it in
+/// the log. The last attempt's error if none got through.
+pub async fn send_with_retries(
+    sender: &dyn CallbackSender,
+    url: &str,
+    body: &[u8],
+    what: &str,
+) -> Result<(), crate::error::CallbackError> {
+    let mut delays = sender.retry_delays().iter();
+    loop {
+        match sender.send(url, body).await {
+            Ok(()) => return Ok(()),
+            Err(e) => match delays.next() {
+                Some(delay) => {
+                    tracing::warn!(callback = what, error = %e, "callback attempt failed; retrying");
+                    tokio::time::sleep(*delay).await;
+                }
+                None => {
+                    tracing::error!(callback = what, error = %e, "callback not delivered");
+                    return Err(e);
+                }
+            },
+        }
+    }
+}
+
 /// Records a callback's state in its job (a finished job changes no more, but the update
 /// retries on a conflict anyway).
 async fn record(progress: &dyn ProgressStore, id: &str, state: &CallbackState) {

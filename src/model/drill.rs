@@ -31,3 +31,12 @@ impl DrillSummary {
         }
     }
 }
+
+/// A drill interval given in hours (a schedule's `drillLatestEveryHours`, the drill
+/// schedule's `everyHours`): `None` for 0, a negative or a non-finite number of hours, or
+/// one too large to be a duration.
+pub fn drill_interval(hours: f64) -> Option<std::time::Duration> {
+    Some(hours)
+        .filter(|h| h.is_finite() && *h > 0.0)
+        .and_then(|h| std::time::Duration::try_from_secs_f64(h * 3600.0).ok())
+}

@@ -14,7 +14,7 @@ mod spec;
 mod upload;
 
 pub use callback::{CallbackState, CallbackStatus};
-pub use drill::DrillSummary;
+pub use drill::{drill_interval, DrillSummary};
 pub use file_names::*;
 pub use job::*;
 pub use names::*;

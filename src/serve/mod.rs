@@ -99,12 +99,7 @@ pub async fn serve(
         }
     }
     if let Some((expr, tick)) = opts.schedule {
-        let drills = crate::drill::DrillSettings {
-            signing: opts.config.signing_key.clone(),
-            scratch_dir: opts.config.drill_dir.clone(),
-            ahead: opts.config.download_concurrency as usize,
-            skip_too_large_for: Some("a drill here".into()),
-        };
+        let drills = crate::drill::DrillSettings::from_config(&opts.config, Some("a drill here"));
         tokio::spawn(crate::serve::scheduler::run_schedule(
             service.clone(),
             expr,

@@ -250,20 +250,5 @@ async fn finish(state: &Service, fleet_id: &str) -> Result<Value, ServiceError> 
 /// delivered is logged, and does not fail the fleet.
 async fn send_callback(sender: &dyn CallbackSender, url: &str, summary: &Value) {
     let body = summary.to_string().into_bytes();
-    let mut delays = sender.retry_delays().iter();
-    loop {
-        match sender.send(url, &body).await {
-            Ok(()) => return,
-            Err(e) => match delays.next() {
-                Some(delay) => {
-                    tracing::warn!(error = %e, "fleet callback failed; retrying");
-                    tokio::time::sleep(*delay).await;
-                }
-                None => {
-                    tracing::error!(error = %e, "fleet callback not delivered");
-                    return;
-                }
-            },
-        }
-    }
+    let _ = crate::lifecycle::send_with_retries(sender, url, &body, "fleet").await;
 }

@@ -61,8 +61,7 @@ impl ScheduledStart {
     /// How often the latest dumps are drilled (`drillLatestEveryHours`; 0 or none: never).
     pub fn drill_latest_every(&self) -> Option<std::time::Duration> {
         self.drill_latest_every_hours
-            .filter(|h| h.is_finite() && *h > 0.0)
-            .and_then(|h| std::time::Duration::try_from_secs_f64(h * 3600.0).ok())
+            .and_then(crate::model::drill_interval)
     }
 }
 
