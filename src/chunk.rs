@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::encryption::{Recipients, Sealing, StreamKey};
 use crate::engine::{run_export, ChunkEnd, ChunkProgress, ExportInput, ProgressFn, Tail};
 use crate::error::DumpError;
 use crate::lifecycle::{
-    fail_job, read_staged, record_chunk, record_snapshot, record_started, refuse_failed,
+    fail_job, read_staged, record_chunk, CommitKeys, record_snapshot, record_started, refuse_failed,
     tidy_completed,
 };
 use crate::model::{JobRecord, JobStatus};
@@ -126,7 +127,10 @@ pub async fn run_chunk(
     } else {
         job
     };
-    let (staged, bytes) = read_staged(objects, &job).await?;
+    let sealing = sealing_of(&job, opts)?;
+    let stream = sealing.as_ref().map(|s| s.key());
+    let (staged, bytes) = read_staged(objects, &job, stream).await?;
+    let age = staged.age_tail()?;
     let (receipts, tail) = match &job.open_object {
         None => (Vec::new(), None),
         Some(open) => (
@@ -137,6 +141,7 @@ pub async fn run_chunk(
                 bytes,
                 next_part: open.next_part,
                 size: open.bytes,
+                age,
             }),
         ),
     };
@@ -178,6 +183,7 @@ pub async fn run_chunk(
         digests: staged.digests,
         digest_only: false,
         database_inode,
+        sealing: sealing.clone(),
     };
     let open = job.open_object.as_ref().map(|o| OpenUpload {
         object: o.object,
@@ -204,7 +210,10 @@ pub async fn run_chunk(
                 outcome,
                 &uploader.summary(),
                 started,
-                opts.signing_key.as_ref(),
+                CommitKeys {
+                    signing: opts.signing_key.as_ref(),
+                    stream: sealing.as_ref().map(|s| s.key()),
+                },
             )
             .await
         }
@@ -254,13 +263,32 @@ async fn commit_chunk(
     outcome: crate::engine::ExportOutcome,
     uploaded: &UploadSummary,
     started: Instant,
-    signing: Option<&crate::config::SigningKey>,
+    keys: CommitKeys<'_>,
 ) -> Result<(ChunkReport, ChunkEnd), DumpError> {
     let busy_ms = started.elapsed().as_millis() as u64;
-    let next = record_chunk(objects, progress, job, &outcome, uploaded, busy_ms, signing).await?;
+    let next = record_chunk(objects, progress, job, &outcome, uploaded, busy_ms, keys).await?;
     tracing::info!(dump_id = %job.id, version = next.version, rows = outcome.rows, total = next.processed_rows,
         bytes = next.bytes_written, ms = started.elapsed().as_millis() as u64, end = ?outcome.end, "chunk committed");
     Ok((ChunkReport::of(&next, outcome.rows), outcome.end))
+}
+
+/// An encrypted dump's recipients and stream key (unwrapped with the signing key when
+/// the record holds it wrapped); `None` for a dump that is not encrypted.
+fn sealing_of(
+    job: &JobRecord,
+    opts: &ChunkOptions,
+) -> Result<Option<std::sync::Arc<Sealing>>, DumpError> {
+    let Some(stored) = &job.stream_key else {
+        if job.spec.encrypted() {
+            return Err(DumpError::Internal(
+                "an encrypted dump without its stream key (it ended, or its record was altered)".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let key = StreamKey::open(stored, opts.signing_key.as_ref().map(|k| k.bytes()))?;
+    let recipients = Recipients::parse(&job.spec.recipients)?;
+    Ok(Some(std::sync::Arc::new(Sealing::new(recipients, key))))
 }
 
 /// The snapshot copy of dump `id` in `dir`.

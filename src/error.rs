@@ -164,6 +164,10 @@ pub enum DumpError {
     /// `resume` continues it from its last committed chunk.
     #[error("dump {id} is interrupted: {message}")]
     Interrupted { id: String, message: String },
+    /// An age key or encrypted object that cannot be used: no identity given, the wrong
+    /// one, a key that does not parse, an altered file.
+    #[error("{0}")]
+    Encryption(#[from] crate::encryption::EncryptionError),
     /// A bug or an unexpected condition.
     #[error("internal error: {0}")]
     Internal(String),
@@ -234,6 +238,10 @@ impl DumpError {
             DumpError::Store(_) => "storage_error",
             DumpError::SnapshotTooSlow { .. } => "snapshot_too_slow",
             DumpError::Interrupted { .. } => "interrupted",
+            DumpError::Encryption(crate::encryption::EncryptionError::Unusable(_)) => {
+                "invalid_request"
+            }
+            DumpError::Encryption(_) => "encryption_error",
             DumpError::Internal(_) => "internal_error",
         }
     }

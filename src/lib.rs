@@ -43,6 +43,7 @@ pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod drill;
+pub mod encryption;
 pub mod engine;
 pub mod error;
 pub mod execution;

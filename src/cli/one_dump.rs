@@ -85,6 +85,7 @@ pub(super) fn dump_spec(args: &DumpArgs, database: &Path, cfg: &Config) -> DumpS
         frame_size: args.frame_size,
         shown_as: None,
         drill: args.drill,
+        recipients: Vec::new(),
     }
 }
 

@@ -62,6 +62,8 @@ pub struct ExportInput {
     pub digest_only: bool,
     /// The inode of the file the dump began with: a chunk refuses any other file.
     pub database_inode: Option<u64>,
+    /// An encrypted dump's recipients and stream key (see `crate::encryption`).
+    pub sealing: Option<Arc<crate::encryption::Sealing>>,
 }
 
 /// Why a chunk stopped.
@@ -170,7 +172,13 @@ pub fn run_export(
 
     let part_size = usize::try_from(spec.part_size)
         .map_err(|_| DumpError::InvalidRequest("part size too large".into()))?;
-    let mut sink = OutputSink::new(tx, input.pool.clone(), part_size, spec.compression);
+    let mut sink = OutputSink::new(
+        tx,
+        input.pool.clone(),
+        part_size,
+        spec.compression,
+        input.sealing.clone(),
+    );
     sink.lines = input.digests.lines.unwrap_or_default();
     let io = |e: std::io::Error| DumpError::Internal(format!("writing output: {e}"));
     let mut cursor = input.cursor;
@@ -181,7 +189,7 @@ pub fn run_export(
                 tail.object, cursor.object
             )));
         }
-        sink.resume(tail);
+        sink.resume(tail).map_err(io)?;
     }
     let mut current_object = sink.current_object();
     let mut rows = 0u64;

@@ -32,6 +32,6 @@ pub use export::{
     open_database, open_pinned, run_export, validate, ChunkEnd, ChunkProgress, ExportInput,
     ExportOutcome, ProgressFn,
 };
-pub use output::{BufferPool, PartBuf, Tail, UploadEvent, FRAME_BYTES};
+pub use output::{AgeTail, BufferPool, PartBuf, Tail, UploadEvent, FRAME_BYTES};
 pub use render::quote_ident;
 pub use source::JSON_ROWID;

@@ -14,6 +14,7 @@ pub use super::buffers::{BufferPool, PartBuf};
 use super::digest::LineLengths;
 use super::encoder::Encoder;
 pub use super::encoder::{FRAME_BYTES, ZSTD_LEVEL};
+use crate::encryption::{AgeStream, Sealing};
 use crate::model::Compression;
 
 /// What the engine asks the uploader to do, in order.
@@ -45,6 +46,16 @@ pub struct Tail {
     pub next_part: u32,
     /// Bytes of the object produced so far, tail included.
     pub size: u64,
+    /// An encrypted object's age stream: chunks written, and the plaintext of the
+    /// unfinished one (secret: staged only encrypted).
+    pub age: Option<AgeTail>,
+}
+
+/// Where an encrypted object's age stream stands between chunks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgeTail {
+    pub counter: u64,
+    pub pending: Vec<u8>,
 }
 
 /// Accumulates one object's bytes and ships every full part.
@@ -88,13 +99,44 @@ impl Write for PartBuffer {
     }
 }
 
+/// The part buffer behind an object's age stream, if the dump is encrypted: what the
+/// compressor writes into.
+struct SealedParts {
+    parts: PartBuffer,
+    age: Option<AgeStream>,
+}
+
+impl Write for SealedParts {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        match &mut self.age {
+            None => self.parts.write(data),
+            Some(age) => age.write(data, &mut self.parts).map(|()| data.len()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SealedParts {
+    /// Ends the age stream (its last chunk), if there is one.
+    fn finish(mut self) -> std::io::Result<PartBuffer> {
+        if let Some(age) = self.age.take() {
+            age.finish(&mut self.parts)?;
+        }
+        Ok(self.parts)
+    }
+}
+
 /// Writes the objects of one chunk.
 pub struct OutputSink {
     tx: mpsc::Sender<UploadEvent>,
     pool: BufferPool,
     part_size: usize,
     compression: Compression,
-    current: Option<Encoder<PartBuffer>>,
+    /// The recipients and key of an encrypted dump.
+    sealing: Option<Arc<Sealing>>,
+    current: Option<Encoder<SealedParts>>,
     /// Output bytes produced in this chunk (after compression).
     pub produced: u64,
     /// Line lengths of the plain bytes, counted on from earlier chunks.
@@ -107,12 +149,14 @@ impl OutputSink {
         pool: BufferPool,
         part_size: usize,
         compression: Compression,
+        sealing: Option<Arc<Sealing>>,
     ) -> Self {
         OutputSink {
             tx,
             pool,
             part_size,
             compression,
+            sealing,
             current: None,
             produced: 0,
             lines: LineLengths::default(),
@@ -125,30 +169,43 @@ impl OutputSink {
     }
 
     /// Continues an object from the tail a previous chunk left.
-    pub fn resume(&mut self, tail: Tail) {
+    pub fn resume(&mut self, tail: Tail) -> std::io::Result<()> {
         let mut buf = self.pool.take(self.part_size);
         buf.extend_from_slice(&tail.bytes);
-        self.current = Some(Encoder::Plain(PartBuffer {
-            object: tail.object,
-            key: tail.key.into(),
-            buf,
-            part_size: self.part_size,
-            next_part: tail.next_part,
-            size: tail.size,
-            tx: self.tx.clone(),
-            pool: self.pool.clone(),
+        let age = match (&self.sealing, tail.age) {
+            (None, None) => None,
+            (Some(sealing), Some(age)) => Some(sealing.stream(&tail.key, age.counter, age.pending)),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(std::io::Error::other(
+                    "the staged tail and the dump disagree on whether it is encrypted",
+                ))
+            }
+        };
+        self.current = Some(Encoder::Plain(SealedParts {
+            parts: PartBuffer {
+                object: tail.object,
+                key: tail.key.into(),
+                buf,
+                part_size: self.part_size,
+                next_part: tail.next_part,
+                size: tail.size,
+                tx: self.tx.clone(),
+                pool: self.pool.clone(),
+            },
+            age,
         }));
+        Ok(())
     }
 
     /// Index of the object being written, if any.
     pub fn current_object(&self) -> Option<u32> {
-        self.current.as_ref().map(|e| e.parts().object)
+        self.current.as_ref().map(|e| e.parts().parts.object)
     }
 
-    /// Starts a new object.
-    pub fn begin(&mut self, object: u32, key: &str) {
+    /// Starts a new object (with its age header, if the dump is encrypted).
+    pub fn begin(&mut self, object: u32, key: &str) -> std::io::Result<()> {
         debug_assert!(self.current.is_none());
-        self.current = Some(Encoder::Plain(PartBuffer {
+        let mut parts = PartBuffer {
             object,
             key: key.into(),
             buf: self.pool.take(self.part_size),
@@ -157,7 +214,18 @@ impl OutputSink {
             size: 0,
             tx: self.tx.clone(),
             pool: self.pool.clone(),
-        }));
+        };
+        let age = match &self.sealing {
+            None => None,
+            Some(sealing) => {
+                let start = sealing.start(key).map_err(std::io::Error::other)?;
+                parts.write_all(&start)?;
+                self.produced += start.len() as u64;
+                Some(sealing.stream(key, 0, Vec::new()))
+            }
+        };
+        self.current = Some(Encoder::Plain(SealedParts { parts, age }));
+        Ok(())
     }
 
     /// Appends bytes to the current object.
@@ -183,7 +251,7 @@ impl OutputSink {
     }
 
     fn size_now(&self) -> u64 {
-        self.current.as_ref().map_or(0, |e| e.parts().size)
+        self.current.as_ref().map_or(0, |e| e.parts().parts.size)
     }
 
     /// Finishes the current object: its last part goes to the uploader with `Finish`.
@@ -192,8 +260,8 @@ impl OutputSink {
             return Ok(());
         };
         self.lines.end_object();
-        let before = enc.parts().size;
-        let p = enc.into_parts()?;
+        let before = enc.parts().parts.size;
+        let p = enc.into_parts()?.finish()?;
         self.produced += p.size - before;
         let PartBuffer {
             object,
@@ -223,9 +291,9 @@ impl OutputSink {
     pub fn end_frame(&mut self) -> std::io::Result<()> {
         match self.current.take() {
             Some(enc @ (Encoder::Gzip(_) | Encoder::Zstd(_))) => {
-                let before = enc.parts().size;
+                let before = enc.parts().parts.size;
                 let p = enc.into_parts()?;
-                self.produced += p.size - before;
+                self.produced += p.parts.size - before;
                 self.current = Some(Encoder::Plain(p));
             }
             other => self.current = other,
@@ -239,8 +307,8 @@ impl OutputSink {
         let Some(enc) = self.current.take() else {
             return Ok((None, self.produced));
         };
-        let before = enc.parts().size;
-        let p = enc.into_parts()?;
+        let before = enc.parts().parts.size;
+        let SealedParts { parts: p, age } = enc.into_parts()?;
         self.produced += p.size - before;
         let tail = Tail {
             object: p.object,
@@ -248,6 +316,10 @@ impl OutputSink {
             bytes: p.buf.into_vec(),
             next_part: p.next_part,
             size: p.size,
+            age: age.map(|a| AgeTail {
+                counter: a.counter(),
+                pending: a.pending().to_vec(),
+            }),
         };
         Ok((Some(tail), self.produced))
     }
@@ -262,8 +334,8 @@ mod tests {
     /// Data written in pieces of `sizes` (cycled) through a fresh sink; its bytes.
     fn through_sink(text: &[u8], compression: Compression, sizes: &[usize]) -> Vec<u8> {
         let (tx, mut rx) = mpsc::channel(100_000);
-        let mut sink = OutputSink::new(tx, BufferPool::default(), 1 << 20, compression);
-        sink.begin(0, "k");
+        let mut sink = OutputSink::new(tx, BufferPool::default(), 1 << 20, compression, None);
+        sink.begin(0, "k").unwrap();
         let mut rest = text;
         for &n in sizes.iter().cycle() {
             if rest.is_empty() {

@@ -86,7 +86,7 @@ impl<'p> Renderer<'p> {
             match *segment {
                 Segment::Begin { object, key } => {
                     self.write_line()?;
-                    self.out.sink.begin(object, key);
+                    self.out.sink.begin(object, key)?;
                 }
                 Segment::FinishObject => {
                     self.write_line()?;

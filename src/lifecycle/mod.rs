@@ -36,7 +36,7 @@ pub use ending::{
 };
 pub use notify::{deliver_callback, send_with_retries};
 pub use pause::{interrupt_dump, is_interrupted, resume_dump};
-pub(crate) use staging::{read_staged, record_chunk};
+pub(crate) use staging::{read_staged, record_chunk, CommitKeys};
 
 /// Commits `next`, one version up from `job`: a lost race (someone committed first) is
 /// [`DumpError::Conflict`].

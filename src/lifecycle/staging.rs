@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::commit_next;
 use super::ending::{abort_abandoned_uploads, remove_snapshot};
+use crate::encryption::{open_bytes, seal_bytes, StreamKey};
 use crate::engine::digest::DigestState;
-use crate::engine::{ChunkEnd, ExportOutcome};
+use crate::engine::{AgeTail, ChunkEnd, ExportOutcome, Tail};
 use crate::error::DumpError;
 use crate::model::{JobRecord, JobStatus, OpenObject, PartReceipt};
 use crate::ports::{staging_key, ObjectStore, ProgressStore};
@@ -18,22 +19,59 @@ use crate::uploader::UploadSummary;
 /// The staging object every unfinished chunk commits with (keyed by the version it
 /// commits): receipts of the open object's uploaded parts and the table digests so far
 /// (as a JSON line), then the tail bytes. It keeps the job record small whatever the
-/// number of tables.
+/// number of tables. An encrypted dump's staging object is sealed as a whole under its
+/// stream key (it names tables, and holds the plaintext of the open object's unfinished
+/// age chunk).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct StagingHeader {
     pub(crate) receipts: Vec<PartReceipt>,
     #[serde(default)]
     pub(crate) digests: DigestState,
+    /// An encrypted open object's age stream: chunks written, and the unfinished
+    /// chunk's plaintext (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) age: Option<StagedAge>,
 }
 
-fn encode_staging(receipts: &[PartReceipt], digests: &DigestState, tail: &[u8]) -> Vec<u8> {
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StagedAge {
+    counter: u64,
+    pending: String,
+}
+
+impl StagingHeader {
+    /// The open object's age stream as the engine continues it.
+    pub(crate) fn age_tail(&self) -> Result<Option<AgeTail>, DumpError> {
+        use base64::Engine as _;
+        self.age
+            .as_ref()
+            .map(|a| {
+                let pending = base64::engine::general_purpose::STANDARD
+                    .decode(&a.pending)
+                    .map_err(|_| DumpError::Internal("corrupt staging object".into()))?;
+                Ok(AgeTail {
+                    counter: a.counter,
+                    pending,
+                })
+            })
+            .transpose()
+    }
+}
+
+fn encode_staging(receipts: &[PartReceipt], digests: &DigestState, tail: Option<&Tail>) -> Vec<u8> {
+    use base64::Engine as _;
+    let age = tail.and_then(|t| t.age.as_ref()).map(|a| StagedAge {
+        counter: a.counter,
+        pending: base64::engine::general_purpose::STANDARD.encode(&a.pending),
+    });
     let mut out = serde_json::to_vec(&StagingHeader {
         receipts: receipts.to_vec(),
         digests: digests.clone(),
+        age,
     })
     .expect("serializable");
     out.push(b'\n');
-    out.extend_from_slice(tail);
+    out.extend_from_slice(tail.map_or(&[][..], |t| &t.bytes));
     out
 }
 
@@ -48,29 +86,42 @@ fn decode_staging(raw: &[u8]) -> Result<(StagingHeader, Vec<u8>), DumpError> {
 }
 
 /// What the last committed chunk staged for the next one: nothing before the first.
+/// `stream` opens an encrypted dump's staging object.
 pub(crate) async fn read_staged(
     objects: &dyn ObjectStore,
     job: &JobRecord,
+    stream: Option<&StreamKey>,
 ) -> Result<(StagingHeader, Vec<u8>), DumpError> {
     if job.chunks == 0 {
         return Ok((
             StagingHeader {
                 receipts: Vec::new(),
                 digests: DigestState::default(),
+                age: None,
             },
             Vec::new(),
         ));
     }
-    let raw = objects
-        .get(&staging_key(&job.id, job.staging_version()))
-        .await?
-        .ok_or_else(|| {
-            DumpError::Internal(format!(
-                "staging object for version {} is missing",
-                job.staging_version()
-            ))
-        })?;
+    let key = staging_key(&job.id, job.staging_version());
+    let raw = objects.get(&key).await?.ok_or_else(|| {
+        DumpError::Internal(format!(
+            "staging object for version {} is missing",
+            job.staging_version()
+        ))
+    })?;
+    let raw = match stream {
+        Some(stream) => open_bytes(&stream.staging_key(), &key, raw)?,
+        None => raw,
+    };
     decode_staging(&raw)
+}
+
+/// The keys a chunk's commit uses: the manifest's signing key, and an encrypted dump's
+/// stream key (its staging objects are sealed under it).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CommitKeys<'a> {
+    pub(crate) signing: Option<&'a crate::config::SigningKey>,
+    pub(crate) stream: Option<&'a StreamKey>,
 }
 
 /// Commits a chunk that exported `outcome` and uploaded `uploaded` in `busy_ms`: the
@@ -85,29 +136,28 @@ pub(crate) async fn record_chunk(
     outcome: &ExportOutcome,
     uploaded: &UploadSummary,
     busy_ms: u64,
-    signing: Option<&crate::config::SigningKey>,
+    keys: CommitKeys<'_>,
 ) -> Result<JobRecord, DumpError> {
+    let CommitKeys { signing, stream } = keys;
     let next = after_chunk(job, outcome, uploaded, busy_ms, Utc::now());
     if next.status == JobStatus::Completed {
         crate::manifest::write_manifest(objects, &next, &outcome.digests, signing).await?;
     } else {
-        let (receipts, tail): (&[PartReceipt], &[u8]) = match &outcome.tail {
-            Some(tail) => (
-                uploaded
-                    .open
-                    .as_ref()
-                    .filter(|o| o.object == tail.object)
-                    .map_or(&[][..], |o| &o.receipts[..]),
-                &tail.bytes,
-            ),
-            None => (&[], &[]),
+        let receipts: &[PartReceipt] = match &outcome.tail {
+            Some(tail) => uploaded
+                .open
+                .as_ref()
+                .filter(|o| o.object == tail.object)
+                .map_or(&[][..], |o| &o.receipts[..]),
+            None => &[],
         };
-        objects
-            .put(
-                &staging_key(&job.id, next.version),
-                encode_staging(receipts, &outcome.digests, tail),
-            )
-            .await?;
+        let key = staging_key(&job.id, next.version);
+        let staged = encode_staging(receipts, &outcome.digests, outcome.tail.as_ref());
+        let staged = match stream {
+            Some(stream) => seal_bytes(&stream.staging_key(), &key, &staged),
+            None => staged,
+        };
+        objects.put(&key, staged).await?;
     }
     commit_next(progress, job, &next).await?;
     if next.status == JobStatus::Completed {
@@ -186,6 +236,8 @@ pub(crate) fn after_chunk(
     if outcome.end == ChunkEnd::Done {
         next.status = JobStatus::Completed;
         next.completed_at = Some(now);
+        // Nothing is left to encrypt: only the recipients' identities open the dump now.
+        next.stream_key = None;
     } else {
         next.status = JobStatus::Processing;
     }

@@ -192,6 +192,11 @@ pub struct JobRecord {
     /// The outcome of the last restore drill of this (completed) dump.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drill: Option<super::DrillSummary>,
+    /// An encrypted dump's stream key (`encryption::StreamKey::store`'s form: wrapped
+    /// with the deployment's signing key, or clear in a local progress store), which the
+    /// chunks derive each object's age file key from; erased when the dump ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_key: Option<String>,
 }
 
 impl JobRecord {
@@ -229,6 +234,7 @@ impl JobRecord {
             staged_version: None,
             database_inode: None,
             last_drill: None,
+            stream_key: None,
         }
     }
 

@@ -186,12 +186,21 @@ pub struct DumpSpec {
     /// into a scratch database and checks it (see `drill`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drill: bool,
+    /// age public keys (`age1…`) every object of the dump is encrypted to (see
+    /// `encryption`); empty: not encrypted. Public keys, not secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
 }
 
 impl DumpSpec {
     /// The database as a dump's readers see it: [`DumpSpec::shown_as`], or the path.
     pub fn shown_database(&self) -> &str {
         self.shown_as.as_deref().unwrap_or(&self.database)
+    }
+
+    /// Whether the dump's objects are encrypted (it has recipients).
+    pub fn encrypted(&self) -> bool {
+        !self.recipients.is_empty()
     }
 }
 

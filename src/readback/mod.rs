@@ -191,6 +191,7 @@ pub(crate) fn spec_of(manifest: &crate::manifest::Manifest) -> crate::model::Dum
         frame_size: None,
         shown_as: None,
         drill: false,
+        recipients: Vec::new(),
     }
 }
 
@@ -202,6 +203,7 @@ pub(crate) fn digests_of(spec: &DumpSpec) -> Result<Vec<TableDigest>, DumpError>
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let drain = std::thread::spawn(move || while rx.blocking_recv().is_some() {});
     let input = ExportInput {
+        sealing: None,
         spec: DumpSpec {
             slice_rows: READ_BACK_SLICE,
             part_size: 1 << 20,

@@ -110,6 +110,7 @@ pub async fn start_dump(
         frame_size: None,
         shown_as: Some(target.shown_as.clone()),
         drill: req.drill.unwrap_or(false),
+        recipients: Vec::new(),
     };
     let claim = super::claims::claim_database(state, &target.path).await?;
     let new = NewDump {

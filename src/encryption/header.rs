@@ -1,0 +1,155 @@
+//! age's header (<https://age-encryption.org/v1>): the version line, one stanza per
+//! recipient wrapping the file key (made by the age crate's recipients), and an
+//! HMAC-SHA256 of all that under a key derived from the file key. Written here because
+//! the age crate writes a header only together with a payload it starts itself; read
+//! here for `rekey`, which swaps a header for one wrapping the same file key to other
+//! recipients and leaves the payload as it is.
+
+use age::Recipient as _;
+use age_core::format::{FileKey, Stanza};
+use age_core::secrecy::ExposeSecret;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::{EncryptionError, Identities, Recipients};
+
+const VERSION_LINE: &[u8] = b"age-encryption.org/v1\n";
+/// The most bytes a header of this project's files may take before its MAC line (a
+/// stanza is about 100 bytes; 20 recipients fit many times over).
+const MAX_HEADER: usize = 64 * 1024;
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
+
+/// The header of a file with `file_key`, wrapped for each of `recipients`.
+pub fn header(file_key: &FileKey, recipients: &Recipients) -> Result<Vec<u8>, EncryptionError> {
+    let mut out = VERSION_LINE.to_vec();
+    for recipient in recipients.keys() {
+        let (stanzas, _labels) = recipient
+            .wrap_file_key(file_key)
+            .map_err(|e| EncryptionError::Unusable(format!("wrapping a file key: {e}")))?;
+        for stanza in &stanzas {
+            write_stanza(&mut out, stanza);
+        }
+    }
+    out.extend_from_slice(b"---");
+    let mac = header_mac(file_key, &out);
+    out.push(b' ');
+    out.extend_from_slice(B64.encode(mac).as_bytes());
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// `-> tag args…` then the body in base64 lines of 64 columns, the last one shorter
+/// (empty when the body fills its lines exactly).
+fn write_stanza(out: &mut Vec<u8>, stanza: &Stanza) {
+    out.extend_from_slice(b"-> ");
+    out.extend_from_slice(stanza.tag.as_bytes());
+    for arg in &stanza.args {
+        out.push(b' ');
+        out.extend_from_slice(arg.as_bytes());
+    }
+    out.push(b'\n');
+    let body = B64.encode(&stanza.body);
+    for line in body.as_bytes().chunks(64) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    if body.len() % 64 == 0 {
+        out.push(b'\n');
+    }
+}
+
+fn header_mac(file_key: &FileKey, up_to_dashes: &[u8]) -> [u8; 32] {
+    let key = age_core::primitives::hkdf(&[], b"header", file_key.expose_secret());
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("any key");
+    mac.update(up_to_dashes);
+    mac.finalize().into_bytes().into()
+}
+
+/// A parsed header: its stanzas and where the payload begins.
+pub struct FileHeader {
+    pub stanzas: Vec<Stanza>,
+    /// Bytes of the header, MAC line included (the payload's nonce follows).
+    pub len: usize,
+    mac: Vec<u8>,
+    /// Bytes up to and including `---`, which the MAC covers.
+    covered: Vec<u8>,
+}
+
+impl FileHeader {
+    /// Parses the header at the start of `bytes` (which must hold all of it).
+    pub fn parse(bytes: &[u8]) -> Result<Self, EncryptionError> {
+        let corrupt = |why: &str| EncryptionError::Corrupt(format!("not an age file: {why}"));
+        let mut rest = bytes
+            .strip_prefix(VERSION_LINE)
+            .ok_or_else(|| corrupt("no age-encryption.org/v1 line"))?;
+        let mut stanzas = Vec::new();
+        while rest.starts_with(b"-> ") {
+            let (after, stanza) = age_core::format::read::age_stanza(rest)
+                .map_err(|_| corrupt("a recipient stanza does not parse"))?;
+            stanzas.push(Stanza::from(stanza));
+            rest = after;
+        }
+        let covered_len = bytes.len() - rest.len() + 3;
+        if !rest.starts_with(b"--- ") || covered_len > MAX_HEADER {
+            return Err(corrupt("no MAC line"));
+        }
+        let line_end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| corrupt("the MAC line does not end"))?;
+        let mac = B64
+            .decode(&rest[4..line_end])
+            .map_err(|_| corrupt("the MAC is not base64"))?;
+        Ok(FileHeader {
+            stanzas,
+            len: bytes.len() - rest.len() + line_end + 1,
+            mac,
+            covered: bytes[..covered_len].to_vec(),
+        })
+    }
+
+    /// The file key, unwrapped with one of `identities` and checked against the MAC.
+    pub fn file_key(&self, identities: &Identities) -> Result<FileKey, EncryptionError> {
+        let file_key = identities.unwrap(&self.stanzas)?;
+        let mac = header_mac(&file_key, &self.covered);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&mac[..], &self.mac[..])) {
+            return Err(EncryptionError::Corrupt(
+                "the age header's MAC does not match: the header was altered".into(),
+            ));
+        }
+        Ok(file_key)
+    }
+}
+
+/// The header of the age file that begins with `prefix`, rewritten for `recipients`:
+/// the new header's bytes and the old header's length (what it replaces). The file key,
+/// and so the payload, stay as they are.
+pub fn rekey_header(
+    prefix: &[u8],
+    identities: &Identities,
+    recipients: &Recipients,
+) -> Result<(Vec<u8>, usize), EncryptionError> {
+    let old = FileHeader::parse(prefix)?;
+    let file_key = old.file_key(identities)?;
+    Ok((header(&file_key, recipients)?, old.len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_parses_back_and_unwraps_with_the_identity_only() {
+        let one = age::x25519::Identity::generate();
+        let two = age::x25519::Identity::generate();
+        let recipients = Recipients::parse(&[one.to_public().to_string()]).unwrap();
+        let file_key = FileKey::init_with_mut(|k| k.fill(5));
+        let bytes = header(&file_key, &recipients).unwrap();
+        let parsed = FileHeader::parse(&[&bytes[..], b"payload"].concat()).unwrap();
+        assert_eq!(parsed.len, bytes.len());
+        let got = parsed.file_key(&Identities::from_keys(vec![one])).unwrap();
+        assert_eq!(got.expose_secret(), file_key.expose_secret());
+        assert!(parsed.file_key(&Identities::from_keys(vec![two])).is_err());
+    }
+}
