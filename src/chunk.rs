@@ -16,8 +16,8 @@ use crate::encryption::{Recipients, Sealing, StreamKey};
 use crate::engine::{run_export, ChunkEnd, ChunkProgress, ExportInput, ProgressFn, Tail};
 use crate::error::DumpError;
 use crate::lifecycle::{
-    fail_job, read_staged, record_chunk, CommitKeys, record_snapshot, record_started, refuse_failed,
-    tidy_completed,
+    fail_job, read_staged, record_chunk, record_snapshot, record_started, refuse_failed,
+    tidy_completed, CommitKeys,
 };
 use crate::model::{JobRecord, JobStatus};
 use crate::ports::{ObjectStore, ProgressStore};
@@ -281,7 +281,8 @@ fn sealing_of(
     let Some(stored) = &job.stream_key else {
         if job.spec.encrypted() {
             return Err(DumpError::Internal(
-                "an encrypted dump without its stream key (it ended, or its record was altered)".into(),
+                "an encrypted dump without its stream key (it ended, or its record was altered)"
+                    .into(),
             ));
         }
         return Ok(None);

@@ -20,12 +20,14 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use crate::encryption::Identities;
 use crate::engine::digest::TableDigest;
 use crate::error::DumpError;
 use crate::manifest::{manifest_key, Manifest};
 use crate::model::{schema_key, Compression, DumpSpec, Format, JobRecord};
 use crate::ports::ObjectReader;
 use crate::readback::stream::{stream_file, DirSource, PieceReader, RangeSource, StoreSource};
+use std::sync::Arc;
 
 /// What verify found: empty when the dump matches its manifest.
 #[derive(Debug, Default)]
@@ -76,6 +78,7 @@ pub async fn verify(
     job: &JobRecord,
     against: Option<&Path>,
     signing: Option<&crate::config::SigningKey>,
+    keys: Option<&Arc<Identities>>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report, DumpError> {
     let key = manifest_key(&job.id, job.spec.format);
@@ -87,8 +90,7 @@ pub async fn verify(
     })?;
     let sig = objects.get(&crate::manifest::signature_key(&key)).await?;
     let signature = check_manifest_signature(&key, &raw, sig.as_deref(), signing)?;
-    let manifest: Manifest = serde_json::from_slice(&raw)
-        .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))?;
+    let manifest = crate::manifest::parse(&key, &raw, keys)?;
     let mut report = check(
         &StoreSource::new(objects),
         &manifest,
@@ -118,6 +120,7 @@ pub async fn verify_manifest_file(
     path: &Path,
     against: Option<&Path>,
     signing: Option<&crate::config::SigningKey>,
+    keys: Option<&Arc<Identities>>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report, DumpError> {
     let raw = std::fs::read(path)
@@ -127,9 +130,7 @@ pub async fn verify_manifest_file(
     let sig = std::fs::read(sig_path).ok();
     let signature =
         check_manifest_signature(&path.display().to_string(), &raw, sig.as_deref(), signing)?;
-    let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| {
-        DumpError::InvalidRequest(format!("{} is not a valid manifest: {e}", path.display()))
-    })?;
+    let manifest = crate::manifest::parse(&path.display().to_string(), &raw, keys)?;
     let root = manifest.store_root_of(path);
     let spec = manifest
         .spec
@@ -163,7 +164,7 @@ async fn check(
     for file in &manifest.files {
         report.files += 1;
         let is_schema = file.key
-            == schema_key(&manifest.dump_id, manifest.format, manifest.compression)
+            == schema_key(&manifest.dump_id, manifest.format, manifest.encoding())
             && manifest.format != Format::Sql;
         let reader = FileReader {
             // A CSV or JSON dump's schema file is SQL without rows.
@@ -173,6 +174,7 @@ async fn check(
                 manifest.format
             },
             compression: manifest.compression,
+            keys: manifest.keys.clone(),
             longest_line: manifest.longest_line,
             tables: tables.clone(),
             with_schema: spec.include_schema,
@@ -282,6 +284,8 @@ async fn check(
 struct FileReader {
     format: Format,
     compression: Compression,
+    /// The identities an encrypted dump's files are decrypted with.
+    keys: crate::manifest::OpenedWith,
     /// The longest line the manifest declares.
     longest_line: Option<u64>,
     /// The manifest's tables (the SQL statements that are their rows).
@@ -309,8 +313,9 @@ impl ParsedFile {
 
 impl FileReader {
     fn digests(self, bytes: PieceReader) -> Result<ParsedFile, String> {
-        let reader = crate::readback::decompress(bytes, self.compression, self.longest_line)
-            .map_err(|e| e.to_string())?;
+        let reader =
+            crate::readback::decompress(bytes, self.compression, self.longest_line, &self.keys)
+                .map_err(|e| e.to_string())?;
         match self.format {
             Format::Sql => {
                 crate::readback::sql::sql_digests(reader, &self.tables, self.with_schema)

@@ -213,8 +213,13 @@ pub async fn download(
         ));
     }
     // A JSON dump's schema file (beside it) is part of it: a restore needs it.
-    let schema = (job.spec.format == Format::Json)
-        .then(|| crate::model::schema_key(&job.id, job.spec.format, job.spec.compression));
+    let schema = (job.spec.format == Format::Json).then(|| {
+        crate::model::schema_key(
+            &job.id,
+            job.spec.format,
+            crate::model::Encoding::of(&job.spec),
+        )
+    });
     if file != job.output_name() && Some(&file) != schema.as_ref() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -160,6 +160,15 @@ pub struct DumpArgs {
     /// database in CHUNKDUMP_DRILL_DIR and check it); a failed drill exits 1.
     #[arg(long)]
     pub drill: bool,
+    /// Encrypt every file of the dump, before it leaves this machine, to this age public
+    /// key (`age1…`, from `age-keygen`; repeatable). Only a matching identity reads it
+    /// back: `age -d -i KEY`, or `chunkdump restore --identity KEY`.
+    #[arg(long, value_name = "AGE1…")]
+    pub recipient: Vec<String>,
+    /// A file of age public keys to encrypt to, one per line (`#` comments), as
+    /// `age -R` reads it.
+    #[arg(long, value_name = "FILE")]
+    pub recipients_file: Option<PathBuf>,
     /// Dump id (default dump_YYYYMMDD-HHMMSS; only with one database).
     #[arg(long)]
     pub id: Option<String>,
@@ -191,4 +200,31 @@ pub struct SetupArgs {
     /// `R2_*` alone configure the bucket (no AWS variable needed).
     #[arg(long, value_name = "dynamodb://TABLE")]
     pub progress: Option<String>,
+}
+
+/// `--identity FILE`: what opens an encrypted dump.
+#[derive(Debug, Clone, Default, Args)]
+pub struct IdentityArg {
+    /// The age identity file (`age-keygen`'s output: `AGE-SECRET-KEY-1…` lines) that
+    /// opens an encrypted dump. Needed for encrypted dumps only; never stored or sent.
+    #[arg(
+        long = "identity",
+        value_name = "FILE",
+        env = "CHUNKDUMP_IDENTITY_FILE"
+    )]
+    pub path: Option<PathBuf>,
+}
+
+impl IdentityArg {
+    /// The identities in the file, if one was given.
+    pub fn read(
+        &self,
+    ) -> Result<Option<std::sync::Arc<crate::encryption::Identities>>, crate::error::DumpError>
+    {
+        self.path
+            .as_deref()
+            .map(|p| crate::encryption::Identities::read(p).map(std::sync::Arc::new))
+            .transpose()
+            .map_err(Into::into)
+    }
 }

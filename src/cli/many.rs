@@ -98,9 +98,13 @@ async fn dump_one(
     database: &Path,
     name: &str,
 ) -> anyhow::Result<()> {
-    let spec = dump_spec(args, database, cfg);
+    let spec = dump_spec(args, database, cfg)?;
     let new = NewDump {
         database_name: Some(name.to_string()),
+        custody: crate::lifecycle::KeyCustody::for_runner(
+            cfg.signing_key.as_ref(),
+            stores.runs_here,
+        ),
         ..NewDump::default()
     };
     let job = create_dump_as(stores.progress.as_ref(), spec, new).await?;

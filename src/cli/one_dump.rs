@@ -63,8 +63,25 @@ pub(super) fn limit_new_files_to(database: &Path) -> Result<(), DumpError> {
 }
 
 /// What `dump`'s options ask of a dump of `database`.
-pub(super) fn dump_spec(args: &DumpArgs, database: &Path, cfg: &Config) -> DumpSpec {
-    DumpSpec {
+pub(super) fn dump_spec(
+    args: &DumpArgs,
+    database: &Path,
+    cfg: &Config,
+) -> Result<DumpSpec, super::UsageError> {
+    let mut recipients = args.recipient.clone();
+    if let Some(file) = &args.recipients_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| super::UsageError(format!("--recipients-file {}: {e}", file.display())))?;
+        let found = crate::encryption::Recipients::lines_of(&text);
+        if found.is_empty() {
+            return Err(super::UsageError(format!(
+                "--recipients-file {}: no age public key in it",
+                file.display()
+            )));
+        }
+        recipients.extend(found);
+    }
+    Ok(DumpSpec {
         database: database.display().to_string(),
         format: match args.format {
             FormatArg::Sql => Format::Sql,
@@ -85,8 +102,8 @@ pub(super) fn dump_spec(args: &DumpArgs, database: &Path, cfg: &Config) -> DumpS
         frame_size: args.frame_size,
         shown_as: None,
         drill: args.drill,
-        recipients: Vec::new(),
-    }
+        recipients,
+    })
 }
 
 /// Takes the dump's run lock: one process at a time may run a dump. (Two runners of one

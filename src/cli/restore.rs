@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::config::SigningKey;
+use crate::encryption::Identities;
 use crate::error::DumpError;
 use crate::manifest::{signature_key, Manifest};
 use crate::model::{manifest_key, validate_dump_id, Format};
@@ -17,6 +18,7 @@ use crate::ports::ObjectReader;
 use crate::readback::stream::{DirSource, RangeSource, StoreSource};
 use crate::restore::{restore, RestoreOptions};
 use crate::verify::{check_manifest_signature, Signature};
+use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -53,6 +55,8 @@ pub struct RestoreArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub identity: super::IdentityArg,
 }
 
 /// Where the dump's files are read from.
@@ -156,12 +160,13 @@ impl Place {
         &self,
         key: &str,
         signing: Option<&SigningKey>,
+        keys: Option<&Arc<Identities>>,
     ) -> Result<Option<(Manifest, Signature)>, DumpError> {
         let Some((raw, sig)) = self.signed_bytes(key).await? else {
             return Ok(None);
         };
         let signature = check_manifest_signature(key, &raw, sig.as_deref(), signing)?;
-        Ok(Some((parse_manifest(key, &raw)?, signature)))
+        Ok(Some((crate::manifest::parse(key, &raw, keys)?, signature)))
     }
 
     /// The bytes of the manifest at `key`, with the signature object beside it if any.
@@ -183,16 +188,12 @@ fn modified_ms(entry: &std::fs::DirEntry) -> Option<i64> {
     i64::try_from(since.as_millis()).ok()
 }
 
-fn parse_manifest(key: &str, raw: &[u8]) -> Result<Manifest, DumpError> {
-    serde_json::from_slice(raw)
-        .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))
-}
-
 /// Runs the restore and prints its closing line (or the JSON report).
 pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     let config = crate::config::Config::from_env()?;
     let signing = config.signing_key.as_ref();
-    let (place, (manifest, signature)) = find(&args, signing).await?;
+    let keys = args.identity.read()?;
+    let (place, (manifest, signature)) = find(&args, signing, keys.as_ref()).await?;
     let total: u64 = manifest.files.iter().map(|f| f.size).sum();
     let progress = Progress::new(&manifest.dump_id, total);
     let options = RestoreOptions {
@@ -235,6 +236,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
 async fn find(
     args: &RestoreArgs,
     signing: Option<&SigningKey>,
+    keys: Option<&Arc<Identities>>,
 ) -> Result<(Place, (Manifest, Signature)), DumpError> {
     if let Some(path) = &args.manifest {
         let (place, key) = if path.starts_with("s3://") {
@@ -242,7 +244,7 @@ async fn find(
             let place = Place::open_store(&root).await?;
             // Read only to find where the store starts; the read below checks it.
             let (manifest, _) = place
-                .manifest(&key, None)
+                .manifest(&key, None, keys)
                 .await?
                 .ok_or_else(|| DumpError::InvalidRequest(format!("{path}: no such manifest")))?;
             // In a store of several databases the keys start above the database's name.
@@ -255,18 +257,13 @@ async fn find(
             let path = PathBuf::from(path);
             let raw = std::fs::read(&path)
                 .map_err(|e| DumpError::InvalidRequest(format!("{}: {e}", path.display())))?;
-            let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| {
-                DumpError::InvalidRequest(format!(
-                    "{} is not a valid manifest: {e}",
-                    path.display()
-                ))
-            })?;
+            let manifest = crate::manifest::parse(&path.display().to_string(), &raw, keys)?;
             // The keys start where the manifest's own key does.
             let key = manifest_key(&manifest.dump_id, manifest.format);
             (Place::Dir(manifest.store_root_of(&path)), key)
         };
         let manifest = place
-            .manifest(&key, signing)
+            .manifest(&key, signing, keys)
             .await?
             .ok_or_else(|| DumpError::InvalidRequest(format!("{path}: no such manifest")))?;
         return Ok((place, manifest));
@@ -293,7 +290,10 @@ async fn find(
             validate_dump_id(id).map_err(|e| DumpError::InvalidRequest(e.message))?;
             let mut found = None;
             for format in [Format::Sql, Format::Csv] {
-                if let Some(m) = place.manifest(&manifest_key(id, format), signing).await? {
+                if let Some(m) = place
+                    .manifest(&manifest_key(id, format), signing, keys)
+                    .await?
+                {
                     found = Some(m);
                     break;
                 }
@@ -311,7 +311,7 @@ async fn find(
             }
             manifest
         }
-        None => newest(&place, args.database.as_deref(), signing).await?,
+        None => newest(&place, args.database.as_deref(), signing, keys).await?,
     };
     Ok((place, manifest))
 }
@@ -326,6 +326,7 @@ async fn newest(
     place: &Place,
     database: Option<&std::path::Path>,
     signing: Option<&SigningKey>,
+    keys: Option<&Arc<Identities>>,
 ) -> Result<(Manifest, Signature), DumpError> {
     let database = database.map(super::database_filter);
     type Rank = (Option<i64>, Option<String>, String);
@@ -342,7 +343,9 @@ async fn newest(
                 continue;
             }
         };
-        let Ok(m) = parse_manifest(&key, &raw) else {
+        // An encrypted dump without its identity cannot be ranked (its completion time
+        // is sealed): it is passed over, like a manifest that does not parse.
+        let Ok(m) = crate::manifest::parse(&key, &raw, keys) else {
             continue;
         };
         if !is_manifest_of_its_dump(&key, &m)

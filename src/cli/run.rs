@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::error::DumpError;
-use crate::lifecycle::create_dump;
+use crate::lifecycle::{create_dump_as, KeyCustody, NewDump};
 
 use super::one_dump::*;
 use super::stores::*;
@@ -51,8 +51,13 @@ async fn dump(args: DumpArgs, cfg: &Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| DumpError::Internal(e.to_string()))??;
     let stores = open_stores(&args.location, Access::ReadWrite).await?;
-    let spec = dump_spec(&args, &database, cfg);
-    let job = create_dump(stores.progress.as_ref(), spec, args.id.clone()).await?;
+    let spec = dump_spec(&args, &database, cfg)?;
+    let new = NewDump {
+        id: args.id.clone(),
+        custody: KeyCustody::for_runner(cfg.signing_key.as_ref(), stores.runs_here),
+        ..NewDump::default()
+    };
+    let job = create_dump_as(stores.progress.as_ref(), spec, new).await?;
     finish(&stores, &args.location, &job, &args.tuning, cfg).await
 }
 

@@ -33,6 +33,8 @@ pub struct VerifyArgs {
     /// wrote since the dump).
     #[arg(long, value_name = "DB")]
     pub against: Option<PathBuf>,
+    #[command(flatten)]
+    pub identity: super::IdentityArg,
 }
 
 /// Verifies, printing one line per problem; an error if there is any.
@@ -51,6 +53,7 @@ pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         }
     };
     let signing = crate::config::Config::from_env()?.signing_key;
+    let keys = args.identity.read()?;
     let (what, report) = match (&args.manifest, &args.id) {
         (Some(path), _) => (
             path.display().to_string(),
@@ -58,6 +61,7 @@ pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 path,
                 args.against.as_deref(),
                 signing.as_ref(),
+                keys.as_ref(),
                 &tick,
             )
             .await?,
@@ -86,6 +90,7 @@ pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
                     &job,
                     args.against.as_deref(),
                     signing.as_ref(),
+                    keys.as_ref(),
                     &tick,
                 )
                 .await?,

@@ -165,8 +165,12 @@ pub async fn drill_stored(
     };
     let signature = objects.get(&signature_key(&key)).await?;
     check_manifest_signature(&key, &raw, signature.as_deref(), settings.signing.as_ref())?;
-    let manifest: Manifest = serde_json::from_slice(&raw)
-        .map_err(|e| DumpError::InvalidRequest(format!("{key} is not a valid manifest: {e}")))?;
+    let manifest = crate::manifest::parse(&key, &raw, None).map_err(|e| match e {
+        DumpError::Encryption(_) => DumpError::InvalidRequest(format!(
+            "dump {id} is encrypted: a drill's report is kept in the bucket and names tables, so encrypted dumps are not drilled; check one with `chunkdump restore --identity FILE` (which verifies every table) and `chunkdump verify --identity FILE`"
+        )),
+        other => other,
+    })?;
     if manifest.dump_id != id {
         return Err(DumpError::InvalidRequest(format!(
             "the manifest of {id} describes dump {}; it was copied or edited",

@@ -95,7 +95,9 @@ impl Identities {
             keys.push(key);
         }
         if keys.is_empty() {
-            return Err(EncryptionError::Unusable(format!("{what} holds no identity")));
+            return Err(EncryptionError::Unusable(format!(
+                "{what} holds no identity"
+            )));
         }
         Ok(Identities { keys })
     }
@@ -122,7 +124,9 @@ impl Identities {
         for key in &self.keys {
             match age::Identity::unwrap_stanzas(key, stanzas) {
                 Some(Ok(file_key)) => return Ok(file_key),
-                Some(Err(e)) => return Err(EncryptionError::Corrupt(format!("the age header: {e}"))),
+                Some(Err(e)) => {
+                    return Err(EncryptionError::Corrupt(format!("the age header: {e}")))
+                }
                 None => {}
             }
         }

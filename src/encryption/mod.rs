@@ -192,7 +192,12 @@ impl Sealing {
 
     /// Object `key`'s payload stream, `counter` chunks in with `pending` bytes of the next.
     pub fn stream(&self, key: &str, counter: u64, pending: Vec<u8>) -> AgeStream {
-        AgeStream::new(&self.key.file_key(key), &self.key.payload_nonce(key), counter, pending)
+        AgeStream::new(
+            &self.key.file_key(key),
+            &self.key.payload_nonce(key),
+            counter,
+            pending,
+        )
     }
 }
 
@@ -200,8 +205,7 @@ impl Sealing {
 /// so the signing key itself signs and only a key derived from it wraps.
 fn wrapping_key(secret: &[u8]) -> ring::aead::LessSafeKey {
     use hmac::{Hmac, Mac};
-    let mut mac =
-        <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key");
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key");
     mac.update(b"chunkdump stream key wrapping key v1");
     let bytes = mac.finalize().into_bytes();
     ring::aead::LessSafeKey::new(
@@ -234,9 +238,15 @@ pub fn seal_bytes(key: &[u8; 32], context: &str, plain: &[u8]) -> Vec<u8> {
 }
 
 /// The plain bytes of [`seal_bytes`]'s output, or an error if they were altered or moved.
-pub fn open_bytes(key: &[u8; 32], context: &str, mut sealed: Vec<u8>) -> Result<Vec<u8>, EncryptionError> {
+pub fn open_bytes(
+    key: &[u8; 32],
+    context: &str,
+    mut sealed: Vec<u8>,
+) -> Result<Vec<u8>, EncryptionError> {
     if sealed.len() < 12 + 16 {
-        return Err(EncryptionError::Corrupt(format!("{context}: too short to be sealed")));
+        return Err(EncryptionError::Corrupt(format!(
+            "{context}: too short to be sealed"
+        )));
     }
     let nonce: [u8; 12] = sealed[..12].try_into().expect("12 bytes");
     let aead = ring::aead::LessSafeKey::new(
@@ -249,7 +259,9 @@ pub fn open_bytes(key: &[u8; 32], context: &str, mut sealed: Vec<u8>) -> Result<
             &mut sealed[12..],
         )
         .map_err(|_| {
-            EncryptionError::Corrupt(format!("{context}: does not open with this dump's key (altered, or from another dump)"))
+            EncryptionError::Corrupt(format!(
+                "{context}: does not open with this dump's key (altered, or from another dump)"
+            ))
         })?
         .len();
     sealed.drain(..12);
@@ -269,7 +281,10 @@ mod tests {
         assert_eq!(StreamKey::open(&clear, None).unwrap(), key);
         let sealed = key.store(Some(b"deployment secret one"));
         assert!(!sealed.contains(&clear[CLEAR_PREFIX.len()..]));
-        assert_eq!(StreamKey::open(&sealed, Some(b"deployment secret one")).unwrap(), key);
+        assert_eq!(
+            StreamKey::open(&sealed, Some(b"deployment secret one")).unwrap(),
+            key
+        );
         let e = StreamKey::open(&sealed, Some(b"another secret")).unwrap_err();
         assert!(e.to_string().contains("rotated"), "{e}");
         let e = StreamKey::open(&sealed, None).unwrap_err();
@@ -280,7 +295,10 @@ mod tests {
     fn sealed_bytes_are_bound_to_their_context() {
         let key = [9u8; 32];
         let sealed = seal_bytes(&key, "a", b"tail bytes");
-        assert_eq!(open_bytes(&key, "a", sealed.clone()).unwrap(), b"tail bytes");
+        assert_eq!(
+            open_bytes(&key, "a", sealed.clone()).unwrap(),
+            b"tail bytes"
+        );
         assert!(open_bytes(&key, "b", sealed.clone()).is_err());
         assert!(open_bytes(&[8u8; 32], "a", sealed).is_err());
     }

@@ -27,7 +27,12 @@ pub struct AgeStream {
 impl AgeStream {
     /// A stream under the payload key of `file_key` and `nonce`, `counter` chunks in,
     /// with `pending` bytes of the next chunk (both 0 and empty for a new object).
-    pub fn new(file_key: &age_core::format::FileKey, nonce: &[u8; 16], counter: u64, pending: Vec<u8>) -> Self {
+    pub fn new(
+        file_key: &age_core::format::FileKey,
+        nonce: &[u8; 16],
+        counter: u64,
+        pending: Vec<u8>,
+    ) -> Self {
         use age_core::secrecy::ExposeSecret;
         let key = age_core::primitives::hkdf(nonce, b"payload", file_key.expose_secret());
         let mut buffer = Vec::with_capacity(CHUNK_BYTES + TAG_BYTES);
@@ -73,7 +78,11 @@ impl AgeStream {
         nonce[11] = u8::from(last);
         let tag = self
             .key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut self.pending)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut self.pending,
+            )
             .map_err(|_| io::Error::other("encrypting a chunk"))?;
         out.write_all(&self.pending)?;
         out.write_all(tag.as_ref())?;
@@ -94,8 +103,17 @@ mod tests {
     fn a_stream_continued_from_its_state_writes_the_same_bytes() {
         let file_key = age_core::format::FileKey::init_with_mut(|k| k.fill(7));
         let nonce = [3u8; 16];
-        let data: Vec<u8> = (0..(3 * CHUNK_BYTES + 1000)).map(|i| (i * 31 % 251) as u8).collect();
-        for cut in [0, 1, CHUNK_BYTES, CHUNK_BYTES + 5, 3 * CHUNK_BYTES, data.len()] {
+        let data: Vec<u8> = (0..(3 * CHUNK_BYTES + 1000))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        for cut in [
+            0,
+            1,
+            CHUNK_BYTES,
+            CHUNK_BYTES + 5,
+            3 * CHUNK_BYTES,
+            data.len(),
+        ] {
             let mut whole = Vec::new();
             let mut s = AgeStream::new(&file_key, &nonce, 0, Vec::new());
             s.write(&data, &mut whole).unwrap();

@@ -4,6 +4,7 @@
 //! The plan is rebuilt by every chunk from the live schema (it is cheap and keeps the job
 //! record small); its fingerprint, fixed by the first chunk, detects schema changes.
 
+use crate::model::{encrypted_stem, Encoding};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -254,8 +255,8 @@ fn sql_object(
     }
     steps.push(Step::Literal(b"COMMIT;\n".to_vec()));
     let key = match content {
-        SqlContent::SchemaAndRows => output_name(ctx.dump_id, Format::Sql, spec.compression),
-        SqlContent::SchemaOnly => schema_key(ctx.dump_id, spec.format, spec.compression),
+        SqlContent::SchemaAndRows => output_name(ctx.dump_id, Format::Sql, Encoding::of(spec)),
+        SqlContent::SchemaOnly => schema_key(ctx.dump_id, spec.format, Encoding::of(spec)),
     };
     Ok(ObjectPlan { key, steps })
 }
@@ -308,7 +309,7 @@ fn json_object(
     }
     steps.push(Step::Literal(b"\n}}\n".to_vec()));
     Ok(ObjectPlan {
-        key: output_name(ctx.dump_id, Format::Json, ctx.spec.compression),
+        key: output_name(ctx.dump_id, Format::Json, Encoding::of(ctx.spec)),
         steps,
     })
 }
@@ -319,7 +320,7 @@ fn csv_objects(
     tables: &[PlannedTable<'_>],
 ) -> Result<Vec<ObjectPlan>, DumpError> {
     let mut objects = Vec::new();
-    for (row, kind) in tables {
+    for (n, (row, kind)) in tables.into_iter().enumerate() {
         let source = ctx.rows(&row.name, kind)?;
         let mut header = Vec::new();
         for (i, col) in source.column_names.iter().enumerate() {
@@ -332,11 +333,12 @@ fn csv_objects(
             );
         }
         header.extend_from_slice(b"\r\n");
-        let key = csv_table_key(
-            ctx.dump_id,
-            &safe_file_name(&row.name),
-            ctx.spec.compression,
-        );
+        let stem = if ctx.spec.encrypted() {
+            encrypted_stem(n)
+        } else {
+            safe_file_name(&row.name)
+        };
+        let key = csv_table_key(ctx.dump_id, &stem, Encoding::of(ctx.spec));
         objects.push(ObjectPlan {
             key,
             steps: vec![Step::Literal(header), Step::Rows(source)],

@@ -23,6 +23,72 @@ pub struct NewDump {
     /// In a store of several databases, the database's name ([`crate::model::database_name`]):
     /// a generated id is then `<database>/dump_YYYYMMDD-HHMMSS`.
     pub database_name: Option<String>,
+    /// Where an encrypted dump's stream key may be kept.
+    pub custody: KeyCustody,
+}
+
+/// Where an encrypted dump's stream key (what lets a later chunk continue its age
+/// streams) may be kept between chunks: never in the clear outside the trust domain of
+/// the database.
+#[derive(Clone, Default)]
+pub enum KeyCustody {
+    /// Nowhere: encrypted dumps are refused (a shared progress store, and no key to wrap
+    /// the stream key with).
+    #[default]
+    Refuse,
+    /// In the clear, in a progress store beside the database with its permissions.
+    Local,
+    /// Wrapped with this secret (the deployment's signing key), which every chunk holds.
+    Wrapped(crate::config::SigningKey),
+}
+
+impl std::fmt::Debug for KeyCustody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyCustody::Refuse => "Refuse",
+            KeyCustody::Local => "Local",
+            KeyCustody::Wrapped(_) => "Wrapped(…)",
+        })
+    }
+}
+
+impl KeyCustody {
+    /// The custody a runner with `signing` (its signing key) and a progress store that is
+    /// (`local`) or is not beside the database gives: wrapped whenever there is a key.
+    pub fn for_runner(signing: Option<&crate::config::SigningKey>, local: bool) -> Self {
+        match (signing, local) {
+            (Some(key), _) => KeyCustody::Wrapped(key.clone()),
+            (None, true) => KeyCustody::Local,
+            (None, false) => KeyCustody::Refuse,
+        }
+    }
+
+    /// A new stream key for an encrypted dump of `spec` (its recipients checked and put
+    /// in canonical form), in the form its record keeps; `None` for a dump not encrypted.
+    fn stream_key_for(&self, spec: &mut DumpSpec) -> Result<Option<String>, DumpError> {
+        if !spec.encrypted() {
+            return Ok(None);
+        }
+        let bad = |field: &'static str, message: String| DumpError::InvalidField { field, message };
+        let recipients = crate::encryption::Recipients::parse(&spec.recipients)
+            .map_err(|e| bad("recipients", e.to_string()))?;
+        spec.recipients = recipients.to_strings();
+        if spec.drill {
+            return Err(bad(
+                "drill",
+                "an encrypted dump is drilled with its identity, which a dump's runner never holds: run `chunkdump drill ID --identity FILE` where the identity is".into(),
+            ));
+        }
+        let key = crate::encryption::StreamKey::random();
+        match self {
+            KeyCustody::Refuse => Err(bad(
+                "recipients",
+                "an encrypted dump keeps its stream key between chunks wrapped with the deployment's signing key, and none is set: set CHUNKDUMP_SIGNING_KEY (or the secret's signingKey)".into(),
+            )),
+            KeyCustody::Local => Ok(Some(key.store(None))),
+            KeyCustody::Wrapped(secret) => Ok(Some(key.store(Some(secret.bytes())))),
+        }
+    }
 }
 
 /// Validates the request and creates a pending job. Without an explicit id the id is
@@ -50,6 +116,8 @@ pub async fn create_dump_as(
     new: NewDump,
 ) -> Result<JobRecord, DumpError> {
     let id = new.id;
+    let mut spec = spec;
+    let stream_key = new.custody.stream_key_for(&mut spec)?;
     if spec.part_size == 0 {
         return Err(DumpError::InvalidRequest(
             "the part size must be positive".into(),
@@ -74,6 +142,7 @@ pub async fn create_dump_as(
         job.callback = new.callback_url.clone().map(CallbackState::pending);
         job.schedule = new.schedule.clone();
         job.database_inode = Some(inode);
+        job.stream_key.clone_from(&stream_key);
         match progress.create(&job).await {
             Ok(()) => {
                 return progress

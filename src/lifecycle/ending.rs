@@ -132,6 +132,8 @@ async fn end_early(
         ended.open_object = None;
         ended.files.clear();
         ended.bytes_written = 0;
+        // What it wrote is removed: nothing is left to continue or decrypt.
+        ended.stream_key = None;
         // A cancelled dump's callback is never sent: say so, instead of `pending` forever.
         if status == JobStatus::Cancelled {
             if let Some(callback) = ended

@@ -28,7 +28,7 @@ mod pause;
 mod staging;
 
 pub use create::{
-    create_dump, create_dump_as, record_drill, record_snapshot, record_started, NewDump,
+    create_dump, create_dump_as, record_drill, record_snapshot, record_started, KeyCustody, NewDump,
 };
 pub use ending::{
     abort_abandoned_uploads, cancel_dump, delete_completed, fail_dump, fail_job, refuse_failed,

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::callback::CallbackState;
+use super::names::Encoding;
 use super::names::{output_name, path_segment, DownloadUrl};
 use super::spec::{Consistency, DumpSpec, Format};
 use super::upload::UploadHandle;
@@ -247,7 +248,7 @@ impl JobRecord {
     /// Base name of the dump's output: its one file, or its directory for CSV
     /// ([`output_name`]).
     pub fn output_name(&self) -> String {
-        output_name(&self.id, self.spec.format, self.spec.compression)
+        output_name(&self.id, self.spec.format, Encoding::of(&self.spec))
     }
 
     /// Where the API serves the completed dump, under `base` (empty for a relative

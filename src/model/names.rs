@@ -30,28 +30,69 @@ pub fn path_segment(s: &str) -> String {
     out
 }
 
-/// The one definition of a dump's object names (see also [`key_belongs_to`]): a SQL or
-/// JSON dump is the one file `<id>.<ext>[.gz|.zst]`; a CSV dump is the directory `<id>`.
-pub fn output_name(id: &str, format: Format, compression: Compression) -> String {
-    match format {
-        Format::Csv => id.to_string(),
-        f => format!("{id}.{}{}", f.extension(), compression_suffix(compression)),
+/// How a dump's files are encoded, which their names end with: the compression, then
+/// `.age` when they are encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    pub compression: Compression,
+    pub encrypted: bool,
+}
+
+impl Encoding {
+    /// The encoding of a dump of `spec`.
+    pub fn of(spec: &super::DumpSpec) -> Self {
+        Encoding {
+            compression: spec.compression,
+            encrypted: spec.encrypted(),
+        }
+    }
+
+    /// `.gz`, `.zst` or nothing, then `.age` if encrypted.
+    pub fn suffix(self) -> String {
+        let age = if self.encrypted { ".age" } else { "" };
+        format!("{}{age}", compression_suffix(self.compression))
     }
 }
 
-/// The object name of one table's file in CSV dump `id`: `<id>/<stem>.csv[.gz|.zst]`
-/// (`stem` is the table's file-safe name).
-pub fn csv_table_key(id: &str, stem: &str, compression: Compression) -> String {
-    format!("{id}/{stem}.csv{}", compression_suffix(compression))
+impl From<Compression> for Encoding {
+    /// Compressed, not encrypted.
+    fn from(compression: Compression) -> Self {
+        Encoding {
+            compression,
+            encrypted: false,
+        }
+    }
 }
 
-/// The object name of the schema file of CSV or JSON dump `id` (compressed like its
-/// data): `<id>/schema.sql[.gz|.zst]` inside a CSV dump's directory,
-/// `<id>.schema.sql[.gz|.zst]` beside a JSON file. A CSV table's file always ends in
-/// `.csv…`, so no table name can take this one.
-pub fn schema_key(id: &str, format: Format, compression: Compression) -> String {
+/// The one definition of a dump's object names (see also [`key_belongs_to`]): a SQL or
+/// JSON dump is the one file `<id>.<ext>[.gz|.zst][.age]`; a CSV dump is the directory
+/// `<id>`.
+pub fn output_name(id: &str, format: Format, encoding: impl Into<Encoding>) -> String {
+    match format {
+        Format::Csv => id.to_string(),
+        f => format!("{id}.{}{}", f.extension(), encoding.into().suffix()),
+    }
+}
+
+/// The object name of one table's file in CSV dump `id`: `<id>/<stem>.csv[.gz|.zst][.age]`
+/// (`stem` is the table's file-safe name, or in an encrypted dump [`encrypted_stem`]).
+pub fn csv_table_key(id: &str, stem: &str, encoding: impl Into<Encoding>) -> String {
+    format!("{id}/{stem}.csv{}", encoding.into().suffix())
+}
+
+/// The file stem of the `n`th table (from 0) of an encrypted CSV dump: its position,
+/// never its name, which the bucket must not learn.
+pub fn encrypted_stem(n: usize) -> String {
+    format!("table-{:05}", n + 1)
+}
+
+/// The object name of the schema file of CSV or JSON dump `id` (encoded like its data):
+/// `<id>/schema.sql[.gz|.zst][.age]` inside a CSV dump's directory,
+/// `<id>.schema.sql[.gz|.zst][.age]` beside a JSON file. A CSV table's file always ends
+/// in `.csv…`, so no table name can take this one.
+pub fn schema_key(id: &str, format: Format, encoding: impl Into<Encoding>) -> String {
     let sep = if format == Format::Csv { '/' } else { '.' };
-    format!("{id}{sep}schema.sql{}", compression_suffix(compression))
+    format!("{id}{sep}schema.sql{}", encoding.into().suffix())
 }
 
 /// The object name of dump `id`'s manifest: next to its file, or inside its CSV

@@ -102,13 +102,22 @@ pub(crate) fn decompress(
     bytes: stream::PieceReader,
     compression: Compression,
     longest_line: Option<u64>,
+    keys: &crate::manifest::OpenedWith,
 ) -> std::io::Result<Box<dyn BufRead>> {
     const BUFFER: usize = 256 * 1024;
+    // An encrypted file is decrypted first (it was compressed, then encrypted).
+    let plain: Box<dyn BufRead + Send> = match &keys.0 {
+        None => Box::new(bytes),
+        Some(identities) => Box::new(std::io::BufReader::with_capacity(
+            BUFFER,
+            crate::encryption::decrypt_reader(bytes, identities).map_err(std::io::Error::other)?,
+        )),
+    };
     let decoded: Box<dyn std::io::Read> = match compression {
-        Compression::None => Box::new(bytes),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(bytes)),
+        Compression::None => Box::new(plain),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(plain)),
         // The decoder reads concatenated frames (one per chunk) as one stream.
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(bytes)?),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(plain)?),
     };
     // Every format is line by line (a row or statement per line, or a few), so a line
     // longer than the longest statement is refused before a parser holds it: a CSV or

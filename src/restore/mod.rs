@@ -83,17 +83,18 @@ pub async fn restore(
     };
     let failed = |key: &str, e: String| DumpError::InvalidRequest(format!("{key}: {e}"));
     let schema = (manifest.format != Format::Sql)
-        .then(|| schema_key(&manifest.dump_id, manifest.format, manifest.compression));
+        .then(|| schema_key(&manifest.dump_id, manifest.format, manifest.encoding()));
     // The schema file first (tables before rows), whatever its place in the manifest.
     let mut after_rows = String::new();
     if let Some(key) = &schema {
         let (compression, longest) = (manifest.compression, manifest.longest_line);
+        let keys = manifest.keys.clone();
         let (text, back) = fetch(source, manifest, key, &spool, &mut tick, loader, move |bytes, l| {
             // Held whole, so bounded like a statement (a decompression bomb stops here).
             let limit = crate::readback::max_statement() as u64;
             let mut text = String::new();
             std::io::Read::read_to_string(
-                &mut std::io::Read::take(decompress(bytes, compression, longest)?, limit + 1),
+                &mut std::io::Read::take(decompress(bytes, compression, longest, &keys)?, limit + 1),
                 &mut text,
             )
             .map_err(|e| e.to_string())?;
@@ -120,6 +121,7 @@ pub async fn restore(
     {
         let (format, compression) = (manifest.format, manifest.compression);
         let longest = manifest.longest_line;
+        let keys = manifest.keys.clone();
         let csv_table = manifest.csv_table_of(&file.key);
         let census = csv_table
             .as_ref()
@@ -141,7 +143,7 @@ pub async fn restore(
             &mut tick,
             loader,
             move |bytes, mut l| {
-                let reader = decompress(bytes, compression, longest)?;
+                let reader = decompress(bytes, compression, longest, &keys)?;
                 match format {
                     Format::Sql => l.load_sql(reader, tables)?,
                     Format::Json => l.load_json(reader)?,
@@ -308,8 +310,9 @@ fn decompress(
     bytes: PieceReader,
     compression: Compression,
     longest_line: Option<u64>,
+    keys: &crate::manifest::OpenedWith,
 ) -> Result<Box<dyn std::io::BufRead>, String> {
-    crate::readback::decompress(bytes, compression, longest_line).map_err(|e| e.to_string())
+    crate::readback::decompress(bytes, compression, longest_line, keys).map_err(|e| e.to_string())
 }
 
 /// Drops the tables `--tables` left out (their indexes and triggers go with them; so do

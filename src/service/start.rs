@@ -123,6 +123,7 @@ pub async fn start_dump(
             .map(|(url, notifier)| notifier.seal(url)),
         schedule: schedule.map(str::to_string),
         database_name: target.name,
+        custody: crate::lifecycle::KeyCustody::Refuse,
     };
     let job = match create_dump_as(state.progress.as_ref(), spec, new).await {
         Ok(job) => job,
