@@ -24,6 +24,7 @@ fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<D
             bytes: Vec::new(),
             next_part: 1,
             size: 0,
+            age: None,
         }),
         fingerprint: None,
         first_change_token: None,
@@ -34,6 +35,7 @@ fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<D
         digests: Default::default(),
         digest_only: false,
         database_inode: None,
+        sealing: None,
     };
     let start = Instant::now();
     let outcome = run_export(input, tx)?;
@@ -72,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         frame_size: None,
         shown_as: None,
         drill: false,
+        recipients: Vec::new(),
     };
     let conn = rusqlite::Connection::open(&args[1])?;
     let max: i64 = conn.query_row(

@@ -207,6 +207,7 @@ mod tests {
             frame_size: None,
             shown_as: None,
             drill: false,
+            recipients: Vec::new(),
         };
         let mut j = JobRecord::new(id.into(), spec, now - chrono::Duration::days(days_ago));
         j.status = JobStatus::Completed;

@@ -244,6 +244,7 @@ mod tests {
             frame_size: None,
             shown_as: None,
             drill: false,
+            recipients: Vec::new(),
         };
         JobRecord::new("d1".into(), spec, Utc::now())
     }

@@ -351,7 +351,7 @@ mod tests {
         rows: &[(usize, Vec<ValueRef<'_>>)],
     ) -> Output {
         let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
-        let sink = OutputSink::new(tx, BufferPool::default(), 4096, Compression::None);
+        let sink = OutputSink::new(tx, BufferPool::default(), 4096, Compression::None, None);
         let rendered = std::thread::scope(|scope| {
             let mut pipe = Pipe::new(scope, sink, threaded, true, FRAME_BYTES).unwrap();
             pipe.begin(0, "out");

@@ -337,6 +337,7 @@ mod tests {
             frame_size: None,
             shown_as: None,
             drill: false,
+            recipients: Vec::new(),
         };
         let start = Utc::now() - chrono::Duration::seconds(60);
         let mut job = JobRecord::new("d1".into(), spec, start);
@@ -370,6 +371,7 @@ mod tests {
             frame_size: None,
             shown_as: None,
             drill: false,
+            recipients: Vec::new(),
         };
         let mut job = JobRecord::new("d1".into(), spec, chrono::Utc::now());
         job.files = ["d1/a.csv.zst", "d1/b.csv.zst"]

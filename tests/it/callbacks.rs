@@ -362,6 +362,7 @@ async fn failed_job_with_callback(
         frame_size: None,
         shown_as: None,
         drill: false,
+        recipients: Vec::new(),
     };
     // A record alone: the callback needs no database.
     progress

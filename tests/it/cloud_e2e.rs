@@ -311,6 +311,7 @@ async fn faulty_dump(
         frame_size: Some(256 << 10),
         shown_as: None,
         drill: false,
+        recipients: Vec::new(),
     };
     let job = create_dump(&dynamo, spec, None).await.unwrap();
     let opts = ChunkOptions {

@@ -316,6 +316,7 @@ fn a_stalled_dump_holds_no_read_lock_in_rollback_mode() {
             frame_size: None,
             shown_as: None,
             drill: false,
+            recipients: Vec::new(),
         },
         dump_id: "stall".into(),
         cursor: Cursor::default(),
@@ -329,6 +330,7 @@ fn a_stalled_dump_holds_no_read_lock_in_rollback_mode() {
         digests: DigestState::default(),
         digest_only: false,
         database_inode: None,
+        sealing: None,
     };
     let export = std::thread::spawn(move || run_export(input, tx));
     let writer = Connection::open(&db).unwrap();

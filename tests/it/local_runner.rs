@@ -40,6 +40,7 @@ fn sql_spec(db: &Path, snapshot: bool) -> DumpSpec {
         frame_size: None,
         shown_as: None,
         drill: false,
+        recipients: Vec::new(),
     }
 }
 

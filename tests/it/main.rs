@@ -11,6 +11,7 @@ mod callbacks;
 mod cloud_e2e;
 mod consistency;
 mod drill;
+mod encryption;
 mod fidelity;
 mod formats;
 mod hostile;

@@ -220,6 +220,7 @@ fn spec(db: &std::path::Path) -> DumpSpec {
         frame_size: None,
         shown_as: None,
         drill: false,
+        recipients: Vec::new(),
     }
 }
 

@@ -250,6 +250,7 @@ fn job(id: &str) -> JobRecord {
         frame_size: None,
         shown_as: None,
         drill: false,
+        recipients: Vec::new(),
     };
     JobRecord::new(id.into(), spec, chrono::Utc::now())
 }

@@ -319,6 +319,7 @@ pub async fn lib_dump_to<S: ObjectStore + 'static>(
             frame_size: None,
             shown_as: None,
             drill: false,
+            recipients: Vec::new(),
         };
         let job = create_dump(progress.as_ref(), spec, Some("d".into()))
             .await

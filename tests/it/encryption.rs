@@ -1,0 +1,360 @@
+//! Encrypted dumps (`--recipient`), checked with the real `age` tool: keys from
+//! `age-keygen`, every object decrypted by `age -d` to exactly the bytes of the same dump
+//! unencrypted, nothing of the database readable in any object, restores with
+//! `--identity` exact, and refused without the right identity.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// Names and a value a bucket must never show.
+const TABLE: &str = "patients_confidential";
+const COLUMN: &str = "diagnosis_code";
+const VALUE: &str = "XYZZY-PLUGH-9431";
+
+fn have_age() -> bool {
+    !skip_without(
+        "age",
+        Command::new("age").arg("--version").output().is_ok(),
+        "scripts/setup-test-deps installs Debian's age",
+    )
+}
+
+/// A key pair from `age-keygen`: (identity file, recipient).
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let o = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("age-keygen runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let recipient = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("age-keygen writes the public key")
+        .to_string();
+    (path, recipient)
+}
+
+/// A database with the bulk tables, and one whose names and a value the test looks for.
+fn source(dir: &Path) -> PathBuf {
+    let db = dir.join("src.db");
+    build_bulk_db(&db, 20_000);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(&format!(
+        "CREATE TABLE {TABLE}(id INTEGER PRIMARY KEY, {COLUMN} TEXT, amount REAL, scan BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+         INSERT INTO {TABLE} SELECT i, '{VALUE}-' || i, i * 0.01, randomblob(i % 50) FROM n;
+         INSERT INTO {TABLE} VALUES (0, NULL, -0.0, x'');"
+    ))
+    .unwrap();
+    db
+}
+
+/// `age -d -i identity file`: the plaintext.
+fn age_decrypt(identity: &Path, file: &Path) -> Vec<u8> {
+    let o = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(identity)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "age -d {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+/// Every file under `dir` that a bucket would hold: the dump's objects, staging objects
+/// and open uploads, not the progress store (which lives beside the database, in its
+/// trust domain) or the run locks.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("progress.sqlite3") || name == "locks" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// No object in `dir` holds the table's name, the column's, or the value.
+fn assert_nothing_readable(dir: &Path) {
+    let files = files_under(dir);
+    assert!(!files.is_empty());
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        for needle in [TABLE, COLUMN, VALUE, "items", "CREATE TABLE"] {
+            assert!(
+                memchr::memmem::find(&bytes, needle.as_bytes()).is_none(),
+                "{} shows {needle:?}",
+                file.display()
+            );
+        }
+        let name = file.to_string_lossy();
+        assert!(!name.contains(TABLE) && !name.contains("items"), "{name}");
+    }
+}
+
+/// The dump's data files (not the manifest), each decoded by `decode`, sorted.
+fn contents(dir: &Path, decode: impl Fn(&Path) -> Vec<u8>) -> Vec<Vec<u8>> {
+    let mut all: Vec<Vec<u8>> = files_under(dir)
+        .iter()
+        .filter(|p| !p.to_string_lossy().contains("manifest.json"))
+        .filter(|p| !p.to_string_lossy().contains("/.chunkdump/"))
+        .map(|p| decode(p))
+        .collect();
+    all.sort();
+    all
+}
+
+/// One-slice chunks with no budget: the dump spans many chunks (and, compressed, small
+/// frames so a chunk can end often).
+const MANY_CHUNKS: [&str; 8] = [
+    "--chunk-size",
+    "500",
+    "--budget-ms",
+    "0",
+    "--frame-size",
+    "65536",
+    "--part-size",
+    "5242880",
+];
+
+#[test]
+fn every_object_decrypts_with_age_to_the_unencrypted_dump_and_restores_exactly() {
+    if !have_age() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let (identity, recipient) = keygen(dir.path(), "key.txt");
+    for (format, compression) in [
+        ("sql", "none"),
+        ("sql", "zstd"),
+        ("csv", "none"),
+        ("csv", "gzip"),
+        ("json", "none"),
+        ("json", "zstd"),
+    ] {
+        let case = format!("{format}-{compression}");
+        let plain_out = dir.path().join(format!("plain-{case}"));
+        let sealed_out = dir.path().join(format!("sealed-{case}"));
+        let common = [
+            "--format",
+            format,
+            "--compression",
+            compression,
+            "--id",
+            "d",
+            "--breathe-ms",
+            "0",
+        ];
+        dump_ok(&src, &plain_out, &[&common[..], &MANY_CHUNKS[..]].concat());
+        let (_, path) = dump_ok(
+            &src,
+            &sealed_out,
+            &[&common[..], &MANY_CHUNKS[..], &["--recipient", &recipient]].concat(),
+        );
+        let status = try_status("d", &sealed_out).unwrap();
+        assert!(status["chunks"].as_u64().unwrap() > 3, "{case}: {status}");
+        assert!(
+            path.to_string_lossy().ends_with(".age") || format == "csv",
+            "{path:?}"
+        );
+
+        assert_nothing_readable(&sealed_out);
+        // age itself opens every object, to the very bytes of the unencrypted dump.
+        let decrypted = contents(&sealed_out, |p| age_decrypt(&identity, p));
+        let plain = contents(&plain_out, |p| std::fs::read(p).unwrap());
+        assert!(
+            decrypted == plain,
+            "{case}: decrypted objects differ from the plain dump"
+        );
+
+        // The real sqlite3 shell loads the decrypted SQL dump to the source's values.
+        if (format, compression) == ("sql", "none") {
+            let sql = dir.path().join("decrypted.sql");
+            std::fs::write(&sql, age_decrypt(&identity, &path)).unwrap();
+            let loaded = dir.path().join("loaded-by-shell.db");
+            load_with_shell(&sql, &loaded);
+            assert_same_db(&src, &loaded);
+        }
+        // chunkdump restores it exactly with the identity (and checks every table).
+        let restored = dir.path().join(format!("restored-{case}.db"));
+        let o = chunkdump()
+            .args(["restore", "d", "--out"])
+            .arg(&sealed_out)
+            .arg("--into")
+            .arg(&restored)
+            .arg("--identity")
+            .arg(&identity)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{case}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_same_db(&src, &restored);
+        let o = chunkdump()
+            .args(["verify", "d", "--out"])
+            .arg(&sealed_out)
+            .env("CHUNKDUMP_IDENTITY_FILE", &identity)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{case}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+#[test]
+fn without_the_right_identity_restore_and_verify_fail_in_one_line_and_leave_nothing() {
+    if !have_age() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let (_, recipient) = keygen(dir.path(), "key.txt");
+    let (other, _) = keygen(dir.path(), "other.txt");
+    let out = dir.path().join("out");
+    dump_ok(
+        &src,
+        &out,
+        &["--format", "json", "--id", "d", "--recipient", &recipient],
+    );
+    let into = dir.path().join("never.db");
+    for (identity, says) in [
+        (None, "dump d is encrypted: give its identity"),
+        (Some(&other), "none of the given identities can decrypt it"),
+    ] {
+        for command in ["restore", "verify"] {
+            let mut c = chunkdump();
+            c.args([command, "d", "--out"]).arg(&out);
+            if command == "restore" {
+                c.arg("--into").arg(&into);
+            }
+            if let Some(identity) = identity {
+                c.arg("--identity").arg(identity);
+            }
+            let o = c.output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success(), "{command}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{command}: {err}");
+            assert!(err.contains(says), "{command}: {err}");
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("never"))
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+    // A recipient that is no age key is refused before anything is written.
+    let bad = run(&[
+        "dump",
+        src.to_str().unwrap(),
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+        "--format",
+        "sql",
+        "--recipient",
+        "age1notakey",
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("age1notakey"),
+        "{err}"
+    );
+    assert!(!dir.path().join("bad").join("dump_").exists());
+}
+
+#[test]
+fn a_killed_encrypted_dump_resumes_to_an_exact_restore() {
+    if !have_age() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let (identity, recipient) = keygen(dir.path(), "key.txt");
+    for compression in ["none", "zstd"] {
+        let out = dir.path().join(format!("out-{compression}"));
+        let plain_out = dir.path().join(format!("plain-{compression}"));
+        let args = ["--format", "sql", "--compression", compression, "--id", "d"];
+        dump_ok(
+            &src,
+            &plain_out,
+            &[&args[..], &MANY_CHUNKS[..], &["--breathe-ms", "0"]].concat(),
+        );
+        let mut child = chunkdump()
+            .args([
+                "dump",
+                src.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .args(args)
+            .args(MANY_CHUNKS)
+            .args(["--recipient", &recipient, "--breathe-ms", "20"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_chunks(&mut child, "d", &out, 3);
+        child.kill().unwrap(); // SIGKILL, mid-object: its age stream is open
+        child.wait().unwrap();
+        // What is staged between chunks (tail bytes, the unfinished age chunk's
+        // plaintext, table digests) is sealed too.
+        assert_nothing_readable(&out);
+        let o = run(&[
+            "resume",
+            "d",
+            "--out",
+            out.to_str().unwrap(),
+            "--breathe-ms",
+            "0",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let decrypted = contents(&out, |p| age_decrypt(&identity, p));
+        let plain = contents(&plain_out, |p| std::fs::read(p).unwrap());
+        assert!(
+            decrypted == plain,
+            "{compression}: the resumed dump decrypts to other bytes"
+        );
+        let restored = dir.path().join(format!("restored-{compression}.db"));
+        let o = chunkdump()
+            .args(["restore", "d", "--out"])
+            .arg(&out)
+            .arg("--into")
+            .arg(&restored)
+            .arg("--identity")
+            .arg(&identity)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_same_db(&src, &restored);
+    }
+}
