@@ -194,6 +194,30 @@ def compression(rows):
         shutil.rmtree(os.path.join(base, f"chunkdump-bench-{c}"), ignore_errors=True)
 
 
+def encryption(rows):
+    """Dumps of the large database unencrypted and encrypted to one age recipient (the
+    same chunks, the same compression), alternated, on tmpfs when there is one: the cost
+    of encryption, and its memory."""
+    db = os.path.join(CACHE, f"bench-{rows}.db")
+    build_db(db, rows)
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else CACHE
+    key = os.path.join(CACHE, "bench-age-key.txt")
+    if not os.path.exists(key):
+        subprocess.run(["age-keygen", "-o", key], check=True, stderr=subprocess.DEVNULL)
+    recipient = next(l.split(": ")[1].strip() for l in open(key) if l.startswith("# public key:"))
+    print(f"\n== encryption (age, one recipient), {rows:,} rows ==")
+    for fmt, c in (("sql", "none"), ("sql", "zstd"), ("csv", "zstd")):
+        out = os.path.join(base, "chunkdump-bench-age")
+        plain, sealed = [], []
+        for _ in range(3):
+            plain.append(best(dump(db, out, "--format", fmt, "--compression", c), runs=1))
+            sealed.append(best(dump(db, out, "--format", fmt, "--compression", c, "--recipient", recipient), runs=1))
+        p, s = min(t for t, _ in plain), min(t for t, _ in sealed)
+        print(f"{fmt} {c:5}  plain {p:6.2f} s  encrypted {s:6.2f} s  = {s / p:4.2f}x"
+              f"  peak RSS {max(r for _, r in plain):6.1f} -> {max(r for _, r in sealed):6.1f} MiB")
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def startup():
     """Cold start of the API function's bootstrap: from exec to its answer to a first
     request (events/api-list.json, which reads DynamoDB and S3 on moto), through a
@@ -559,6 +583,7 @@ def main():
         for part in os.environ["BENCH_ONLY"].split(","):
             {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values,
              "uploads": lambda: uploads(rows), "compression": lambda: compression(rows), "startup": startup,
+             "encryption": lambda: encryption(rows),
              "verify": lambda: verify(rows), "restore": lambda: restore(rows), "drill": lambda: drill(rows), "before-after": lambda: before_after(rows),
              "many": many_databases, "fleet": fleet}[part]()
         return
@@ -574,6 +599,7 @@ def main():
     for name in large:
         print(f"  {name:30} {small[name]:6.1f} MiB -> {large[name]:6.1f} MiB")
     compression(rows)
+    encryption(rows)
     verify(rows)
     restore(rows)
     drill(rows)
