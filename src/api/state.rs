@@ -32,6 +32,10 @@ pub struct ApiSettings {
     pub fleet_concurrency: u32,
     /// How often a fleet looks at a running dump (`CHUNKDUMP_FLEET_POLL_MS`).
     pub fleet_poll: Duration,
+    /// The age public keys every dump is encrypted to (`CHUNKDUMP_RECIPIENTS`).
+    pub recipients: Vec<String>,
+    /// Where an encrypted dump's stream key may be kept.
+    pub custody: crate::lifecycle::KeyCustody,
 }
 
 impl ApiSettings {
@@ -58,6 +62,10 @@ impl ApiSettings {
             },
             fleet_concurrency: api.fleet_concurrency,
             fleet_poll: api.fleet_poll,
+            recipients: dump.recipients.clone(),
+            // Progress shared with other machines (DynamoDB) unless the host says its
+            // progress store is local: the stream key only ever wrapped.
+            custody: crate::lifecycle::KeyCustody::for_runner(dump.signing_key.as_ref(), false),
         }
     }
 }
@@ -93,6 +101,8 @@ impl AppState {
                 notifier: s.notifier.clone(),
                 fleet_concurrency: s.fleet_concurrency,
                 fleet_poll: s.fleet_poll,
+                recipients: s.recipients.clone(),
+                custody: s.custody.clone(),
             },
         }
     }

@@ -69,6 +69,10 @@ pub(super) fn dump_spec(
     cfg: &Config,
 ) -> Result<DumpSpec, super::UsageError> {
     let mut recipients = args.recipient.clone();
+    // A command's own recipients replace the configured ones (`CHUNKDUMP_RECIPIENTS`).
+    if recipients.is_empty() && args.recipients_file.is_none() {
+        recipients.clone_from(&cfg.recipients);
+    }
     if let Some(file) = &args.recipients_file {
         let text = std::fs::read_to_string(file)
             .map_err(|e| super::UsageError(format!("--recipients-file {}: {e}", file.display())))?;

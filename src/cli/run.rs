@@ -125,6 +125,7 @@ async fn serve(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
         callback_secret: secrets.callback_secret.clone(),
         listener: crate::config::ListenerConfig::read(&env)?,
         lock_dir: Some(stores.lock_dir.clone()),
+        local_progress: stores.runs_here,
         schedule,
     };
     crate::serve::serve(

@@ -204,6 +204,10 @@ pub struct Config {
     /// the system's temporary directory, `/tmp` in Lambda, whose ephemeral storage the
     /// template sizes for drills).
     pub drill_dir: std::path::PathBuf,
+    /// `CHUNKDUMP_RECIPIENTS`: age public keys (`age1…`, separated by commas or spaces)
+    /// every dump is encrypted to unless a command names its own (see
+    /// `crate::encryption`); empty: dumps are not encrypted. Public keys, not secrets.
+    pub recipients: Vec<String>,
 }
 
 impl Default for Config {
@@ -220,6 +224,7 @@ impl Default for Config {
             max_statement_bytes: DEFAULT_MAX_STATEMENT_BYTES,
             signing_key: None,
             drill_dir: std::env::temp_dir(),
+            recipients: Vec::new(),
         }
     }
 }
@@ -284,8 +289,31 @@ impl Config {
             drill_dir: env
                 .get("CHUNKDUMP_DRILL_DIR")
                 .map_or_else(std::env::temp_dir, std::path::PathBuf::from),
+            recipients: read_recipients(env)?,
         })
     }
+}
+
+/// `CHUNKDUMP_RECIPIENTS`, each key checked (in canonical form).
+fn read_recipients(env: &Env) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = env.get("CHUNKDUMP_RECIPIENTS") else {
+        return Ok(Vec::new());
+    };
+    let keys: Vec<String> = value
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect();
+    if keys.is_empty() {
+        return Ok(keys);
+    }
+    crate::encryption::Recipients::parse(&keys)
+        .map(|r| r.to_strings())
+        .map_err(|e| ConfigError::Invalid {
+            name: "CHUNKDUMP_RECIPIENTS",
+            value,
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(test)]

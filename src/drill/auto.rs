@@ -85,7 +85,9 @@ fn latest_due(
 ) -> Vec<JobRecord> {
     let mut latest = std::collections::BTreeMap::<String, JobRecord>::new();
     for job in jobs {
+        // An encrypted dump is never drilled (its report would name tables in the bucket).
         let in_scope = job.status == JobStatus::Completed
+            && !job.spec.encrypted()
             && scope
                 .schedule
                 .as_ref()

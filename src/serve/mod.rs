@@ -30,6 +30,9 @@ pub struct ServeOptions {
     /// Where runs hold their run locks (the store's), so a second server on the same
     /// store sees this one's runs alive however quiet they are.
     pub lock_dir: Option<std::path::PathBuf>,
+    /// Whether the progress store is a local file beside the dumps (an encrypted dump's
+    /// stream key may then be kept there unwrapped; see `crate::encryption`).
+    pub local_progress: bool,
     /// Header and request timeouts, and the connection cap, of the HTTP listener.
     pub listener: crate::config::ListenerConfig,
     /// A schedule to run in-process (`--schedule`), with the tick it runs.
@@ -66,12 +69,16 @@ pub async fn serve(
     if let Some(dir) = opts.lock_dir {
         runner = runner.with_run_locks(dir);
     }
-    let settings = ApiSettings::new(
+    let mut settings = ApiSettings::new(
         opts.database,
         opts.database_root,
         &opts.config,
         &opts.api,
         notifier,
+    );
+    settings.custody = crate::lifecycle::KeyCustody::for_runner(
+        opts.config.signing_key.as_ref(),
+        opts.local_progress,
     );
     let runner = Arc::new(runner);
     let state = AppState {

@@ -57,4 +57,8 @@ pub struct ServiceSettings {
     pub fleet_concurrency: u32,
     /// How often a fleet looks at a running dump (`CHUNKDUMP_FLEET_POLL_MS`).
     pub fleet_poll: Duration,
+    /// The age public keys every dump it starts is encrypted to (`CHUNKDUMP_RECIPIENTS`).
+    pub recipients: Vec<String>,
+    /// Where an encrypted dump's stream key may be kept.
+    pub custody: crate::lifecycle::KeyCustody,
 }

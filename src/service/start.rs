@@ -110,7 +110,7 @@ pub async fn start_dump(
         frame_size: None,
         shown_as: Some(target.shown_as.clone()),
         drill: req.drill.unwrap_or(false),
-        recipients: Vec::new(),
+        recipients: state.settings.recipients.clone(),
     };
     let claim = super::claims::claim_database(state, &target.path).await?;
     let new = NewDump {
@@ -123,7 +123,7 @@ pub async fn start_dump(
             .map(|(url, notifier)| notifier.seal(url)),
         schedule: schedule.map(str::to_string),
         database_name: target.name,
-        custody: crate::lifecycle::KeyCustody::Refuse,
+        custody: state.settings.custody.clone(),
     };
     let job = match create_dump_as(state.progress.as_ref(), spec, new).await {
         Ok(job) => job,

@@ -358,3 +358,63 @@ fn a_killed_encrypted_dump_resumes_to_an_exact_restore() {
         assert_same_db(&src, &restored);
     }
 }
+
+/// A deployment with recipients (`CHUNKDUMP_RECIPIENTS`): every dump the API starts is
+/// encrypted; the API serves the ciphertext (which `age -d` opens); a start asking for a
+/// drill is refused naming the field; without a place to keep the stream key (shared
+/// progress, no signing key) a start is refused naming the setting.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_encrypts_to_the_deployments_recipients_and_serves_ciphertext() {
+    use common::api_server::*;
+    if !have_age() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let (identity, recipient) = keygen(dir.path(), "key.txt");
+    let server = start_server(&src, std::time::Duration::from_millis(50), std::time::Duration::ZERO, None)
+        .await
+        .with_settings(|s| s.recipients = vec![recipient.clone()])
+        .await;
+    let id = server.start(serde_json::json!({"format": "sql", "compression": "zstd"})).await;
+    let status = server.wait_for(&id, "completed").await;
+    let file = status["files"][0]["key"].as_str().unwrap().to_string();
+    assert!(file.ends_with(".sql.zst.age"), "{status}");
+    let url = status["downloadUrl"].as_str().unwrap().to_string();
+    let (code, _, body) = server.call(reqwest::Method::GET, &url, Some(READER), None).await;
+    assert_eq!(code, reqwest::StatusCode::OK);
+    assert!(memchr::memmem::find(&body, TABLE.as_bytes()).is_none());
+    let downloaded = dir.path().join("downloaded.age");
+    std::fs::write(&downloaded, &body).unwrap();
+    let plain = zstd::decode_all(&age_decrypt(&identity, &downloaded)[..]).unwrap();
+    assert!(memchr::memmem::find(&plain, format!("CREATE TABLE {TABLE}").as_bytes()).is_some());
+    assert_nothing_readable(&server.out);
+    let restored = dir.path().join("restored.db");
+    let o = chunkdump()
+        .args(["restore", &id, "--out"])
+        .arg(&server.out)
+        .arg("--into")
+        .arg(&restored)
+        .arg("--identity")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_db(&src, &restored);
+
+    let (code, v) = server
+        .json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(serde_json::json!({"format": "sql", "drill": true})))
+        .await;
+    assert_eq!(code, reqwest::StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "drill", "{v}");
+    let server = server
+        .with_settings(|s| s.custody = chunkdump::lifecycle::KeyCustody::Refuse)
+        .await;
+    let (code, v) = server
+        .json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(serde_json::json!({"format": "sql"})))
+        .await;
+    assert_eq!(code, reqwest::StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "recipients", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("CHUNKDUMP_SIGNING_KEY"), "{v}");
+}

@@ -107,6 +107,9 @@ pub async fn start_server_at(
             },
             fleet_concurrency: 3,
             fleet_poll: Duration::from_millis(20),
+            recipients: Vec::new(),
+            // The progress store is a local file beside the dumps, as `serve --out` has it.
+            custody: chunkdump::lifecycle::KeyCustody::Local,
         },
     };
     runner.run_fleets_with(Arc::new(chunkdump::service::fleet_tasks::FleetTasks {
@@ -148,6 +151,8 @@ pub fn settings(db: &Path, part_size: u64) -> ApiSettings {
         },
         fleet_concurrency: 3,
         fleet_poll: Duration::from_millis(20),
+        recipients: Vec::new(),
+        custody: chunkdump::lifecycle::KeyCustody::Local,
     }
 }
 
