@@ -7,7 +7,8 @@
 //! Layers: every module imports only modules of lower layers (the map in
 //! docs/architecture.md, kept true by `scripts/check-architecture`):
 //!
-//! 0. [`model`] (the job record and what it holds), `alloc`, [`execution`] (execution
+//! 0. [`model`] (the job record and what it holds), [`encryption`] (age, client side),
+//!    `alloc`, [`execution`] (execution
 //!    names).
 //! 1. [`config`] (every setting, in the model's types), [`error`] (the error type of
 //!    each boundary), `views` (status and callback bodies).

@@ -28,3 +28,30 @@ pub struct Location {
     #[arg(long, value_name = "dynamodb://TABLE|PATH", requires = "store")]
     pub progress: Option<String>,
 }
+
+/// `--identity FILE`: what opens an encrypted dump.
+#[derive(Debug, Clone, Default, Args)]
+pub struct IdentityArg {
+    /// The age identity file (`age-keygen`'s output: `AGE-SECRET-KEY-1…` lines) that
+    /// opens an encrypted dump. Needed for encrypted dumps only; never stored or sent.
+    #[arg(
+        long = "identity",
+        value_name = "FILE",
+        env = "CHUNKDUMP_IDENTITY_FILE"
+    )]
+    pub path: Option<PathBuf>,
+}
+
+impl IdentityArg {
+    /// The identities in the file, if one was given.
+    pub fn read(
+        &self,
+    ) -> Result<Option<std::sync::Arc<crate::encryption::Identities>>, crate::error::DumpError>
+    {
+        self.path
+            .as_deref()
+            .map(|p| crate::encryption::Identities::read(p).map(std::sync::Arc::new))
+            .transpose()
+            .map_err(Into::into)
+    }
+}

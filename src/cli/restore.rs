@@ -56,7 +56,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub identity: super::IdentityArg,
+    pub identity: super::location::IdentityArg,
 }
 
 /// Where the dump's files are read from.

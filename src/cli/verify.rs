@@ -34,7 +34,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DB")]
     pub against: Option<PathBuf>,
     #[command(flatten)]
-    pub identity: super::IdentityArg,
+    pub identity: super::location::IdentityArg,
 }
 
 /// Verifies, printing one line per problem; an error if there is any.

@@ -54,7 +54,7 @@ fn write_stanza(out: &mut Vec<u8>, stanza: &Stanza) {
         out.extend_from_slice(line);
         out.push(b'\n');
     }
-    if body.len() % 64 == 0 {
+    if body.len().is_multiple_of(64) {
         out.push(b'\n');
     }
 }

@@ -320,7 +320,7 @@ fn csv_objects(
     tables: &[PlannedTable<'_>],
 ) -> Result<Vec<ObjectPlan>, DumpError> {
     let mut objects = Vec::new();
-    for (n, (row, kind)) in tables.into_iter().enumerate() {
+    for (n, (row, kind)) in tables.iter().enumerate() {
         let source = ctx.rows(&row.name, kind)?;
         let mut header = Vec::new();
         for (i, col) in source.column_names.iter().enumerate() {

@@ -372,16 +372,25 @@ async fn the_api_encrypts_to_the_deployments_recipients_and_serves_ciphertext() 
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path());
     let (identity, recipient) = keygen(dir.path(), "key.txt");
-    let server = start_server(&src, std::time::Duration::from_millis(50), std::time::Duration::ZERO, None)
-        .await
-        .with_settings(|s| s.recipients = vec![recipient.clone()])
+    let server = start_server(
+        &src,
+        std::time::Duration::from_millis(50),
+        std::time::Duration::ZERO,
+        None,
+    )
+    .await
+    .with_settings(|s| s.recipients = vec![recipient.clone()])
+    .await;
+    let id = server
+        .start(serde_json::json!({"format": "sql", "compression": "zstd"}))
         .await;
-    let id = server.start(serde_json::json!({"format": "sql", "compression": "zstd"})).await;
     let status = server.wait_for(&id, "completed").await;
     let file = status["files"][0]["key"].as_str().unwrap().to_string();
     assert!(file.ends_with(".sql.zst.age"), "{status}");
     let url = status["downloadUrl"].as_str().unwrap().to_string();
-    let (code, _, body) = server.call(reqwest::Method::GET, &url, Some(READER), None).await;
+    let (code, _, body) = server
+        .call(reqwest::Method::GET, &url, Some(READER), None)
+        .await;
     assert_eq!(code, reqwest::StatusCode::OK);
     assert!(memchr::memmem::find(&body, TABLE.as_bytes()).is_none());
     let downloaded = dir.path().join("downloaded.age");
@@ -403,7 +412,12 @@ async fn the_api_encrypts_to_the_deployments_recipients_and_serves_ciphertext() 
     assert_same_db(&src, &restored);
 
     let (code, v) = server
-        .json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(serde_json::json!({"format": "sql", "drill": true})))
+        .json(
+            reqwest::Method::POST,
+            "/export/dump",
+            Some(ADMIN),
+            Some(serde_json::json!({"format": "sql", "drill": true})),
+        )
         .await;
     assert_eq!(code, reqwest::StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["error"]["field"], "drill", "{v}");
@@ -411,7 +425,12 @@ async fn the_api_encrypts_to_the_deployments_recipients_and_serves_ciphertext() 
         .with_settings(|s| s.custody = chunkdump::lifecycle::KeyCustody::Refuse)
         .await;
     let (code, v) = server
-        .json(reqwest::Method::POST, "/export/dump", Some(ADMIN), Some(serde_json::json!({"format": "sql"})))
+        .json(
+            reqwest::Method::POST,
+            "/export/dump",
+            Some(ADMIN),
+            Some(serde_json::json!({"format": "sql"})),
+        )
         .await;
     assert_eq!(code, reqwest::StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["error"]["field"], "recipients", "{v}");
