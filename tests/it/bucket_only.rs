@@ -11,7 +11,7 @@ use common::cloud::{servers, skip_without_servers, unique};
 use common::*;
 
 /// `chunkdump` with a clean environment: `R2_*`, a state directory and HOME only.
-fn bucket_cli(state: &Path, r2: &[(&str, &str)]) -> impl Fn(&[&str]) -> Output {
+pub(crate) fn bucket_cli(state: &Path, r2: &[(&str, &str)]) -> impl Fn(&[&str]) -> Output {
     let r2: Vec<(String, String)> = r2
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -164,7 +164,7 @@ fn r2_credentials_and_a_local_progress_file_are_enough() {
 
 /// An s3s-fs of this test's own, on `port`, serving `root` (its objects are files there,
 /// so they outlive the process).
-fn start_s3s(port: u16, root: &Path, key: &str, secret: &str) -> std::process::Child {
+pub(crate) fn start_s3s(port: u16, root: &Path, key: &str, secret: &str) -> std::process::Child {
     let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/tools/bin/s3s-fs");
     let child = Command::new(bin)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
