@@ -57,6 +57,7 @@ mod manifest;
 pub mod model;
 pub mod ports;
 mod readback;
+pub mod rekey;
 mod restore;
 mod retention;
 pub mod runner;

@@ -3,7 +3,9 @@
 //! (`chunkdump verify`) recomputes from the stored bytes and the values.
 //!
 //! * `files`: each file's key, bytes and `sha256` — SHA-256 over the SHA-256 digests of
-//!   the file's consecutive `partSize`-byte pieces (an empty file is one empty piece).
+//!   the file's consecutive `partSize`-byte pieces (an empty file is one empty piece); an
+//!   encrypted file's first piece is digested from byte 4096 on, after its age header
+//!   and nonce, which have their own MAC and which `rekey` rewrites.
 //!   Parts are hashed as they are uploaded, so no chunk ever holds a whole file, and the
 //!   value depends only on the bytes and the part size.
 //! * `tables`: per table the row count and `contentHash` (see `engine::digest`): over the
@@ -102,6 +104,17 @@ impl Manifest {
                 crate::model::csv_table_key(&self.dump_id, &stem, encoding) == key
             })
             .map(|(_, t)| t.table.clone())
+    }
+
+    /// How the files' digests are taken: over `partSize` pieces, from the byte the
+    /// uploader started at (after an encrypted file's age header).
+    pub fn digesting(&self) -> (u64, u64) {
+        let skip = if self.encoding().encrypted {
+            crate::encryption::PREFIX_BYTES
+        } else {
+            0
+        };
+        (self.part_size, skip)
     }
 
     /// How the dump's files are encoded (compressed, encrypted).
@@ -366,14 +379,25 @@ pub async fn write_manifest(
             spec.shown_as = None;
         }
     }
+    store_manifest(objects, &manifest, signing).await
+}
+
+/// Writes `manifest` to its key: sealed for its recipients if the dump is encrypted,
+/// signed with `signing` when there is a key (the signature first, so a manifest that
+/// exists is complete).
+pub async fn store_manifest(
+    objects: &dyn ObjectStore,
+    manifest: &Manifest,
+    signing: Option<&SigningKey>,
+) -> Result<(), DumpError> {
     let body =
         serde_json::to_vec_pretty(&manifest).map_err(|e| DumpError::Internal(e.to_string()))?;
-    let body = if job.spec.encrypted() {
-        seal(&manifest, &body)?
+    let body = if manifest.encoding().encrypted {
+        seal(manifest, &body)?
     } else {
         body
     };
-    let key = manifest_key(&job.id, job.spec.format);
+    let key = manifest_key(&manifest.dump_id, manifest.format);
     if let Some(signing) = signing {
         objects
             .put(&signature_key(&key), sign(signing, &body))

@@ -98,6 +98,23 @@ pub trait ObjectStore: ObjectReader {
     /// [`ObjectReader::list_keys`] sees everything a stopped run wrote. Remote stores
     /// have nothing to wait for.
     async fn settle(&self) {}
+    /// Uploads part `number` of `upload` as the bytes `from.0..from.1` of the existing
+    /// object `key` (S3's UploadPartCopy: the store copies them, nothing passes through
+    /// this machine). This default reads the range and uploads it.
+    async fn copy_part(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        number: u32,
+        from: (u64, u64),
+    ) -> Result<PartReceipt, StoreError> {
+        let bytes = self
+            .get_range(key, from.0, from.1 - from.0)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(key.to_string()))?;
+        self.upload_part(key, upload, number, Bytes::from(bytes))
+            .await
+    }
     /// Writes a small object whole.
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
     /// Deletes an object; deleting a missing object is not an error.

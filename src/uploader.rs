@@ -67,6 +67,9 @@ pub struct Uploader<'a> {
     in_flight: FuturesUnordered<PartUpload<'a>>,
     /// Part buffers go back to the engine through this pool.
     pool: BufferPool,
+    /// Leading bytes of every object its digest leaves out: an encrypted object's age
+    /// header, which `rekey` may rewrite (see [`Uploader::digest_from`]).
+    digest_skip: usize,
 }
 
 impl<'a> Uploader<'a> {
@@ -87,7 +90,16 @@ impl<'a> Uploader<'a> {
             in_flight: FuturesUnordered::new(),
             // One buffer being filled, the rest in flight (or waiting for a slot).
             pool: BufferPool::new(concurrency.max(1) + 1, concurrency.clamp(1, 4)),
+            digest_skip: 0,
         }
+    }
+
+    /// Digests from byte `skip` of each object on: an encrypted dump's objects are hashed
+    /// after their age header and nonce (`encryption::PREFIX_BYTES`), which a new
+    /// recipient set rewrites; the header has its own MAC.
+    pub fn digest_from(mut self, skip: u64) -> Self {
+        self.digest_skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        self
     }
 
     /// The pool the engine takes part buffers from.
@@ -149,13 +161,16 @@ impl<'a> Uploader<'a> {
             }
         };
         let key = key.to_string();
+        let skip = if number == 1 { self.digest_skip } else { 0 };
         self.in_flight.push(Box::pin(async move {
             // The buffer returns to the pool when the store drops the last reference.
             let bytes = Bytes::from_owner(bytes);
             // Hashing 8 MiB takes tens of milliseconds: off the async thread, in parallel
             // with the upload itself.
             let to_hash = bytes.clone();
-            let digest = tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&to_hash)));
+            let digest = tokio::task::spawn_blocking(move || {
+                hex::encode(Sha256::digest(&to_hash[skip.min(to_hash.len())..]))
+            });
             let mut receipt = store.upload_part(&key, &handle, number, bytes).await?;
             receipt.sha256 = digest
                 .await
@@ -248,7 +263,8 @@ impl<'a> Uploader<'a> {
         // A one-part object needs no multipart upload at all.
         let single_part = match last {
             Some((1, bytes)) if single => {
-                let digest = hex::encode(Sha256::digest(&bytes[..]));
+                let digest =
+                    hex::encode(Sha256::digest(&bytes[self.digest_skip.min(bytes.len())..]));
                 self.store.put(key, bytes.into_vec()).await?;
                 Some(digest)
             }

@@ -192,7 +192,7 @@ async fn check(
         let streamed = stream_file(
             source,
             &file.key,
-            manifest.part_size,
+            manifest.digesting(),
             &mut |n| {
                 read += n;
                 progress(read)

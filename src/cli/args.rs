@@ -44,6 +44,9 @@ pub enum Command {
     /// (integrity, foreign keys, views, FTS and R*Tree, schema) and keep the report
     /// beside the dump.
     Drill(super::drill::DrillArgs),
+    /// Give an encrypted dump new recipients (age), rewriting only each file's header:
+    /// the store copies the rest, and the old identity no longer opens it.
+    Rekey(super::rekey::RekeyArgs),
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod many;
 mod one_dump;
 mod progress_bar;
 mod prune;
+mod rekey;
 mod restore;
 mod run;
 mod setup;

@@ -23,6 +23,7 @@ pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prune(args) => prune::run(args).await,
         Command::Restore(args) => restore::run(args).await,
         Command::Drill(args) => super::drill::run(args).await,
+        Command::Rekey(args) => super::rekey::run(args).await,
         Command::List(args) => list::run(args).await,
         Command::Setup(args) => super::setup::run(args).await,
     }

@@ -82,6 +82,50 @@ impl ObjectStore for S3Store {
             sha256: String::new(),
         })
     }
+    async fn copy_part(
+        &self,
+        key: &str,
+        upload: &UploadHandle,
+        number: u32,
+        (start, end): (u64, u64),
+    ) -> Result<PartReceipt, StoreError> {
+        let full = self.full_key(key)?;
+        if !(1..=10_000).contains(&number) || end <= start || end - start > upload.part_size {
+            return Err(StoreError::Invalid(format!(
+                "part {number} copies bytes {start}..{end}: not a part of size at most {}",
+                upload.part_size
+            )));
+        }
+        // The source is `bucket/key`, URL-encoded (a key's `/` kept).
+        let source: Vec<String> = full.split('/').map(crate::model::path_segment).collect();
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(&full)
+            .upload_id(&upload.upload_id)
+            .part_number(number as i32)
+            .copy_source(format!("{}/{}", self.bucket, source.join("/")))
+            .copy_source_range(format!("bytes={start}-{}", end - 1))
+            .send()
+            .await
+            .map_err(|e| {
+                self.error(
+                    &format!("copy part {number} of s3://{}/{full}", self.bucket),
+                    e,
+                )
+            })?;
+        let etag = out
+            .copy_part_result()
+            .and_then(|r| r.e_tag())
+            .ok_or_else(|| StoreError::Permanent(format!("no ETag for copied part {number}")))?;
+        Ok(PartReceipt {
+            number,
+            etag: etag.to_string(),
+            size: end - start,
+            sha256: String::new(),
+        })
+    }
     async fn complete_upload(
         &self,
         key: &str,

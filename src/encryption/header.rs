@@ -15,12 +15,21 @@ use sha2::Sha256;
 use super::{EncryptionError, Identities, Recipients};
 
 const VERSION_LINE: &[u8] = b"age-encryption.org/v1\n";
+/// Bytes every object's age header and payload nonce take together: the header is
+/// padded to `PREFIX_BYTES - 16` with a stanza no identity claims (age ignores stanzas it
+/// does not know), so a new recipient set never moves the payload. `rekey` then rewrites
+/// these bytes and copies the rest of the object as it is, and the manifest's digests,
+/// which leave them out, still hold. 20 recipients take about 2 KB.
+pub const PREFIX_BYTES: u64 = 4096;
+/// The padding stanza's tag.
+const PADDING_TAG: &str = "chunkdump-padding";
 /// The most bytes a header of this project's files may take before its MAC line (a
 /// stanza is about 100 bytes; 20 recipients fit many times over).
 const MAX_HEADER: usize = 64 * 1024;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
 
-/// The header of a file with `file_key`, wrapped for each of `recipients`.
+/// The header of a file with `file_key`, wrapped for each of `recipients`, padded to
+/// `PREFIX_BYTES - 16` bytes.
 pub fn header(file_key: &FileKey, recipients: &Recipients) -> Result<Vec<u8>, EncryptionError> {
     let mut out = VERSION_LINE.to_vec();
     for recipient in recipients.keys() {
@@ -31,6 +40,13 @@ pub fn header(file_key: &FileKey, recipients: &Recipients) -> Result<Vec<u8>, En
             write_stanza(&mut out, stanza);
         }
     }
+    // What is left after the MAC line ("--- " + 43 base64 characters + "\n").
+    let target = (PREFIX_BYTES - 16) as usize - 48;
+    let padding = padding_stanza(target.checked_sub(out.len()).ok_or_else(|| {
+        EncryptionError::Unusable("too many recipients for the header's fixed size".into())
+    })?)?;
+    write_stanza(&mut out, &padding);
+    debug_assert_eq!(out.len(), target);
     out.extend_from_slice(b"---");
     let mac = header_mac(file_key, &out);
     out.push(b' ');
@@ -57,6 +73,32 @@ fn write_stanza(out: &mut Vec<u8>, stanza: &Stanza) {
     if body.len().is_multiple_of(64) {
         out.push(b'\n');
     }
+}
+
+/// A stanza of exactly `bytes` bytes as [`write_stanza`] writes it: a zero body whose
+/// base64 lines fill most of it, and an argument of `a`s for the rest.
+fn padding_stanza(bytes: usize) -> Result<Stanza, EncryptionError> {
+    let written = |body: usize, arg: usize| {
+        let b64 = (body * 4).div_ceil(3);
+        "-> ".len() + PADDING_TAG.len() + 1 + arg + 1 + b64 + b64 / 64 + 1
+    };
+    for body in (0..bytes).rev() {
+        let base = written(body, 0);
+        if base < bytes {
+            let arg = bytes - base;
+            // An argument of 1 to 8 characters: the body's length settles the rest.
+            if (1..=8).contains(&arg) {
+                return Ok(Stanza {
+                    tag: PADDING_TAG.into(),
+                    args: vec!["a".repeat(arg)],
+                    body: vec![0; body],
+                });
+            }
+        }
+    }
+    Err(EncryptionError::Unusable(
+        "too many recipients for the header's fixed size".into(),
+    ))
 }
 
 fn header_mac(file_key: &FileKey, up_to_dashes: &[u8]) -> [u8; 32] {
@@ -146,10 +188,24 @@ mod tests {
         let recipients = Recipients::parse(&[one.to_public().to_string()]).unwrap();
         let file_key = FileKey::init_with_mut(|k| k.fill(5));
         let bytes = header(&file_key, &recipients).unwrap();
+        assert_eq!(bytes.len() as u64, PREFIX_BYTES - 16);
         let parsed = FileHeader::parse(&[&bytes[..], b"payload"].concat()).unwrap();
         assert_eq!(parsed.len, bytes.len());
         let got = parsed.file_key(&Identities::from_keys(vec![one])).unwrap();
         assert_eq!(got.expose_secret(), file_key.expose_secret());
         assert!(parsed.file_key(&Identities::from_keys(vec![two])).is_err());
+    }
+
+    #[test]
+    fn headers_take_the_same_bytes_for_one_to_twenty_recipients() {
+        let file_key = FileKey::init_with_mut(|k| k.fill(1));
+        for n in 1..=crate::encryption::MAX_RECIPIENTS {
+            let keys: Vec<String> = (0..n)
+                .map(|_| age::x25519::Identity::generate().to_public().to_string())
+                .collect();
+            let bytes = header(&file_key, &Recipients::parse(&keys).unwrap()).unwrap();
+            assert_eq!(bytes.len() as u64, PREFIX_BYTES - 16, "{n} recipients");
+            assert_eq!(FileHeader::parse(&bytes).unwrap().len, bytes.len());
+        }
     }
 }

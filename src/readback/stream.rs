@@ -143,13 +143,14 @@ const MIN_READ_PART: u64 = 64 << 10;
 
 /// Streams `key` from `source` to `consume`, which runs on a blocking thread reading the
 /// bytes through a [`PieceReader`]. The bytes are hashed as they pass, part by part of
-/// `part_size` (the uploader's digest). Returns the file's size and digest with what
+/// `part_size` (the uploader's digest), the first `skip` bytes left out (an encrypted
+/// file's age header). Returns the file's size and digest with what
 /// `consume` returned, or `None` if the file does not exist. The whole file is fetched
 /// and hashed even if `consume` stops reading early. Memory: about `AHEAD + 2` ranges.
 pub async fn stream_file<T: Send + 'static>(
     source: &dyn RangeSource,
     key: &str,
-    part_size: u64,
+    (part_size, skip): (u64, u64),
     on_read: &mut (dyn FnMut(u64) + Send),
     consume: impl FnOnce(PieceReader) -> T + Send + 'static,
 ) -> Result<Option<(Fetched, T)>, DumpError> {
@@ -190,8 +191,10 @@ pub async fn stream_file<T: Send + 'static>(
         };
         let len = piece.len() as u64;
         let mut h = hasher.take().expect("returned after every piece");
+        // The first `skip` bytes (an encrypted file's age header) are not digested.
+        let from = if size == 0 { skip.min(len) as usize } else { 0 };
         let (h, piece) = tokio::task::spawn_blocking(move || {
-            h.update(&piece);
+            h.update(&piece[from..]);
             (h, piece)
         })
         .await

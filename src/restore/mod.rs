@@ -239,32 +239,37 @@ async fn fetch<T: Send + 'static>(
         .find(|f| f.key == key)
         .ok_or_else(|| failed("not listed in the manifest; the dump has no schema file (dumped before format 2, or with --no-schema)".into()))?;
     let spooled = FileSource(spool.to_path_buf());
-    let (checked, mut load_tick): (&dyn RangeSource, Box<dyn FnMut(u64) + Send + '_>) =
-        if source.is_local() {
-            let copied = stream_file(source, key, manifest.part_size, &mut |_| {}, |mut bytes| {
-                std::io::copy(&mut bytes, &mut std::io::sink()).map_err(|e| e.to_string())
-            })
-            .await?;
-            matches_entry(copied, entry).map_err(failed)?;
-            (source, Box::new(&mut *tick))
-        } else {
-            let target = spool.to_path_buf();
-            let copied = stream_file(source, key, manifest.part_size, tick, move |mut bytes| {
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(&target).map_err(|e| e.to_string())?;
-                std::io::copy(&mut bytes, &mut file).map_err(|e| e.to_string())
-            })
-            .await?;
-            matches_entry(copied, entry).map_err(failed)?;
-            (&spooled, Box::new(|_| {}))
-        };
+    let (checked, mut load_tick): (&dyn RangeSource, Box<dyn FnMut(u64) + Send + '_>) = if source
+        .is_local()
+    {
+        let copied = stream_file(
+            source,
+            key,
+            manifest.digesting(),
+            &mut |_| {},
+            |mut bytes| std::io::copy(&mut bytes, &mut std::io::sink()).map_err(|e| e.to_string()),
+        )
+        .await?;
+        matches_entry(copied, entry).map_err(failed)?;
+        (source, Box::new(&mut *tick))
+    } else {
+        let target = spool.to_path_buf();
+        let copied = stream_file(source, key, manifest.digesting(), tick, move |mut bytes| {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&target).map_err(|e| e.to_string())?;
+            std::io::copy(&mut bytes, &mut file).map_err(|e| e.to_string())
+        })
+        .await?;
+        matches_entry(copied, entry).map_err(failed)?;
+        (&spooled, Box::new(|_| {}))
+    };
     let streamed = stream_file(
         checked,
         key,
-        manifest.part_size,
+        manifest.digesting(),
         &mut *load_tick,
         move |bytes| load(bytes, loader),
     )

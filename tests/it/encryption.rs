@@ -558,6 +558,246 @@ fn an_encrypted_dump_to_s3_in_parts_and_chunks_restores_from_the_bucket() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_same_db(&src, &into);
+
+    // `rekey` through a proxy that counts every byte to and from the server: the new
+    // recipient's identity opens the dump, the old one no longer does, and fewer bytes
+    // moved than the dump holds (the store copied the parts after the first).
+    let (new_identity, new_recipient) = keygen(work.path(), "new-key.txt");
+    let (proxy, moved) = counting_proxy(port);
+    let via_proxy = bucket_cli(
+        &state,
+        &[
+            ("R2_ENDPOINT", &proxy),
+            ("R2_ACCESS_KEY_ID", key),
+            ("R2_SECRET_ACCESS_KEY", secret),
+        ],
+    );
+    let o = via_proxy(&[
+        "rekey",
+        "d",
+        "--store",
+        store,
+        "--identity",
+        identity.to_str().unwrap(),
+        "--recipient",
+        &new_recipient,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let size = std::fs::metadata(&object).unwrap().len();
+    let at_server = moved.settled();
+    assert_eq!(report["rekeyed"], 1, "{report}");
+    // The first part read and written again (R2 wants every part but the last of one
+    // size), the manifest, and HTTP: whatever the dump's size.
+    assert!(
+        at_server < size && at_server < 2 * 5_242_880 + (256 << 10),
+        "{at_server} bytes moved to rekey a {size}-byte dump: {report}"
+    );
+    std::fs::write(&sql, age_decrypt(&new_identity, &object)).unwrap();
+    let loaded = work.path().join("loaded-after-rekey.db");
+    load_with_shell(&sql, &loaded);
+    assert_same_db(&src, &loaded);
+    let into = work.path().join("restored-after-rekey.db");
+    let restore = |identity: &Path| {
+        cli(&[
+            "restore",
+            "d",
+            "--store",
+            store,
+            "--into",
+            into.to_str().unwrap(),
+            "--force",
+            "--identity",
+            identity.to_str().unwrap(),
+        ])
+    };
+    let o = restore(&new_identity);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_db(&src, &into);
+    let o = restore(&identity);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("none of the given identities"),
+        "{err}"
+    );
+    let o = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&identity)
+        .arg(&object)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "the old identity still opens the object"
+    );
+    assert_nothing_readable(&root);
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+/// A TCP proxy on a free port of 127.0.0.1 to `port`: its URL, and a count of the bytes
+/// it passed either way that waits, when read, for every connection to have closed.
+fn counting_proxy(port: u16) -> (String, Counted) {
+    use std::sync::atomic::Ordering;
+    let moved = Counted::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let counter = moved.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let (mut inbound, _) = listener.accept().await.unwrap();
+                let counter = counter.clone();
+                counter.open.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .unwrap();
+                    if let Ok((up, down)) =
+                        tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await
+                    {
+                        counter.bytes.fetch_add(up + down, Ordering::SeqCst);
+                    }
+                    counter.open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+    });
+    (url, moved)
+}
+
+/// Bytes a [`counting_proxy`] passed, and its connections still open.
+#[derive(Clone, Default)]
+struct Counted {
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    open: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Counted {
+    /// The bytes passed, once every connection has closed (its client has exited).
+    fn settled(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        let started = std::time::Instant::now();
+        while self.open.load(Ordering::SeqCst) > 0 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "connections never closed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        self.bytes.load(Ordering::SeqCst)
+    }
+}
+
+/// `rekey` of a CSV dump (several objects) in a directory: two new recipients each open
+/// every object (with `age`), the old identity none; a rekey killed after its objects and
+/// before its manifest (the old manifest put back) is finished by running it again.
+#[test]
+fn rekey_gives_new_recipients_and_a_rerun_finishes_a_killed_one() {
+    if !have_age() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let (old, old_recipient) = keygen(dir.path(), "old.txt");
+    let (one, one_recipient) = keygen(dir.path(), "one.txt");
+    let (two, two_recipient) = keygen(dir.path(), "two.txt");
+    let out = dir.path().join("out");
+    dump_ok(
+        &src,
+        &out,
+        &[
+            "--format",
+            "csv",
+            "--compression",
+            "zstd",
+            "--id",
+            "d",
+            "--recipient",
+            &old_recipient,
+        ],
+    );
+    let plain = contents(&out, |p| age_decrypt(&old, p));
+    let manifest = out.join("d/manifest.json");
+    let before = std::fs::read(&manifest).unwrap();
+    let rekey = |identity: &Path| {
+        run(&[
+            "rekey",
+            "d",
+            "--out",
+            out.to_str().unwrap(),
+            "--identity",
+            identity.to_str().unwrap(),
+            "--recipient",
+            &one_recipient,
+            "--recipient",
+            &two_recipient,
+            "--json",
+        ])
+    };
+    let o = rekey(&old);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (report["rekeyed"].as_u64(), report["already"].as_u64()),
+        (Some(4), Some(0)),
+        "{report}"
+    );
+    for identity in [&one, &two] {
+        assert!(contents(&out, |p| age_decrypt(identity, p)) == plain);
+    }
+    for object in files_under(&out)
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".age"))
+    {
+        let o = Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(&old)
+            .arg(object)
+            .output()
+            .unwrap();
+        assert!(
+            !o.status.success(),
+            "{} still opens with the old identity",
+            object.display()
+        );
+    }
+    // Killed before the manifest: its objects rekeyed, the manifest still the old one.
+    std::fs::write(&manifest, &before).unwrap();
+    let o = rekey(&old);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (report["rekeyed"].as_u64(), report["already"].as_u64()),
+        (Some(0), Some(4)),
+        "{report}"
+    );
+    let restored = dir.path().join("restored.db");
+    let o = chunkdump()
+        .args(["restore", "d", "--out"])
+        .arg(&out)
+        .arg("--into")
+        .arg(&restored)
+        .arg("--identity")
+        .arg(&two)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_db(&src, &restored);
+    // Done: the old identity opens nothing, not even the manifest.
+    let o = rekey(&old);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("none of the given identities"),
+        "{err}"
+    );
 }
