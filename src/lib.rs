@@ -20,7 +20,7 @@
 //!    [`cloud`] (S3/R2, DynamoDB, Step Functions, the secret), `uploader`,
 //!    `manifest`, [`callback`] (signed HTTPS callbacks).
 //! 4. to 7. The application: [`lifecycle`] (every write to a job record),
-//!    `readback`; [`chunk`] (one time-boxed chunk), `verify`, `retention`; [`drill`]
+//!    `readback`, [`rekey`] (new recipients for an encrypted dump); [`chunk`] (one time-boxed chunk), `verify`, `retention`; [`drill`]
 //!    (restore drills), [`service`] (the application service: every use case the
 //!    drivers run); [`tasks`] (the state machine's tasks).
 //! 7. to 10. Drivers: [`api`] (the HTTP API); [`runner`] (the in-process runner of

@@ -331,6 +331,7 @@ async fn newest(
     let database = database.map(super::database_filter);
     type Rank = (Option<i64>, Option<String>, String);
     let mut best: Option<(Rank, Manifest, Signature)> = None;
+    let mut sealed = 0usize;
     for (key, modified) in place.manifest_keys().await? {
         // A key that only looks like a manifest (a file inside a dump, a copy) is skipped.
         let Ok(Some((raw, sig))) = place.signed_bytes(&key).await else {
@@ -344,9 +345,14 @@ async fn newest(
             }
         };
         // An encrypted dump without its identity cannot be ranked (its completion time
-        // is sealed): it is passed over, like a manifest that does not parse.
-        let Ok(m) = crate::manifest::parse(&key, &raw, keys) else {
-            continue;
+        // is sealed): it is passed over, like a manifest that does not parse, and counted.
+        let m = match crate::manifest::parse(&key, &raw, keys) {
+            Ok(m) => m,
+            Err(DumpError::Encryption(_)) => {
+                sealed += 1;
+                continue;
+            }
+            Err(_) => continue,
         };
         if !is_manifest_of_its_dump(&key, &m)
             || database
@@ -362,13 +368,23 @@ async fn newest(
             best = Some((rank, m, signature));
         }
     }
-    best.map(|(_, m, signature)| (m, signature))
-        .ok_or_else(|| match &database {
-            Some(db) => {
-                DumpError::InvalidRequest(format!("no completed dump of {} there", db.describe()))
-            }
-            None => DumpError::InvalidRequest("no completed dump there".into()),
-        })
+    best.map(|(_, m, signature)| (m, signature)).ok_or_else(|| {
+        let passed_over = match sealed {
+            0 => String::new(),
+            n => format!(
+                " ({n} encrypted {} passed over: give the identity that opens {}, --identity FILE)",
+                if n == 1 { "dump" } else { "dumps" },
+                if n == 1 { "it" } else { "them" }
+            ),
+        };
+        match &database {
+            Some(db) => DumpError::InvalidRequest(format!(
+                "no completed dump of {} there{passed_over}",
+                db.describe()
+            )),
+            None => DumpError::InvalidRequest(format!("no completed dump there{passed_over}")),
+        }
+    })
 }
 
 /// Whether `key` is where dump `m.dump_id`'s manifest belongs.

@@ -273,6 +273,20 @@ fn without_the_right_identity_restore_and_verify_fail_in_one_line_and_leave_noth
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
+    // `--latest` cannot rank a dump whose completion time is sealed: it says so.
+    let o = run(&[
+        "restore",
+        "--latest",
+        "--out",
+        out.to_str().unwrap(),
+        "--into",
+        into.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("1 encrypted dump passed over"),
+        "{err}"
+    );
     // A recipient that is no age key is refused before anything is written.
     let bad = run(&[
         "dump",
