@@ -190,6 +190,9 @@ impl DumpError {
     pub fn pauses_dump(&self) -> bool {
         match self {
             DumpError::DatabaseBusy => true,
+            // A chunk that cannot open its stream key (the signing key missing or
+            // rotated): the dump is whole; it goes on once the key is back.
+            DumpError::Encryption(crate::encryption::EncryptionError::Unusable(_)) => true,
             DumpError::Store(e) => e.pauses_dump(),
             _ => false,
         }

@@ -815,3 +815,146 @@ fn rekey_gives_new_recipients_and_a_rerun_finishes_a_killed_one() {
         "{err}"
     );
 }
+
+/// With progress in DynamoDB (moto) and files on S3 (s3s-fs), as in AWS: an encrypted
+/// dump needs the signing key (refused without, naming it), keeps its stream key
+/// wrapped in the job record, pauses when a chunk has another signing key (saying it was
+/// rotated), goes on with the right one, and forgets the stream key when it completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_shared_progress_the_stream_key_is_wrapped_with_the_signing_key() {
+    use chunkdump::ports::ProgressReader;
+    use common::cloud::{cli_env, sdk_config, servers, skip_without_servers, unique};
+    if !have_age() || skip_without_servers() {
+        return;
+    }
+    let sv = servers();
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let (identity, recipient) = keygen(dir.path(), "key.txt");
+    let env = cli_env(&sv.s3s, &sv.moto, &sv.s3s_key, &sv.s3s_secret);
+    let (store, progress) = (
+        format!("s3://{}/p", unique("age")),
+        format!("dynamodb://{}", unique("jobs")),
+    );
+    let loc = ["--store", store.as_str(), "--progress", progress.as_str()];
+    let cli = |signing: Option<&str>, args: &[&str]| {
+        let mut c = chunkdump();
+        c.envs(env.clone()).args(args).args(loc);
+        if let Some(key) = signing {
+            c.env("CHUNKDUMP_SIGNING_KEY", key);
+        }
+        c
+    };
+    let o = cli(None, &["setup"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dump = [
+        "dump",
+        src.to_str().unwrap(),
+        "--format",
+        "sql",
+        "--id",
+        "e",
+        "--recipient",
+        &recipient,
+    ];
+    let o = cli(None, &dump).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("CHUNKDUMP_SIGNING_KEY"),
+        "{err}"
+    );
+    assert!(
+        !cli(None, &["status", "e"])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "nothing is created"
+    );
+
+    let (key_a, key_b) = ("a".repeat(40), "b".repeat(40));
+    let mut child = cli(Some(&key_a), &dump)
+        .args([
+            "--chunk-size",
+            "500",
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "10",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "never reached 5 chunks"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the dump ended before it was killed"
+        );
+        let o = cli(None, &["status", "e"]).output().unwrap();
+        if o.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["chunks"].as_u64()
+                >= Some(5)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let dynamo = chunkdump::cloud::DynamoProgress::new(
+        &sdk_config(&sv.moto, "moto", "moto").await,
+        &progress,
+    )
+    .unwrap();
+    let job = dynamo.get("e").await.unwrap().unwrap();
+    let stored = job.stream_key.clone().unwrap();
+    assert!(
+        stored.starts_with("sealed:v1:"),
+        "the record holds the stream key unwrapped"
+    );
+
+    let o = cli(Some(&key_b), &["resume", "e", "--breathe-ms", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("rotated"), "{err}");
+    assert_ne!(
+        dynamo.get("e").await.unwrap().unwrap().status,
+        chunkdump::model::JobStatus::Failed
+    );
+    let o = cli(Some(&key_a), &["resume", "e", "--breathe-ms", "0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let job = dynamo.get("e").await.unwrap().unwrap();
+    assert_eq!(job.status, chunkdump::model::JobStatus::Completed);
+    assert!(
+        job.stream_key.is_none(),
+        "a completed dump keeps no stream key"
+    );
+
+    let into = dir.path().join("restored.db");
+    let o = chunkdump()
+        .envs(env.clone())
+        .env("CHUNKDUMP_SIGNING_KEY", &key_a)
+        .args([
+            "restore",
+            "e",
+            "--store",
+            &store,
+            "--into",
+            into.to_str().unwrap(),
+        ])
+        .arg("--identity")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_db(&src, &into);
+}
