@@ -163,15 +163,11 @@ pub struct DumpArgs {
     /// database in CHUNKDUMP_DRILL_DIR and check it); a failed drill exits 1.
     #[arg(long)]
     pub drill: bool,
-    /// Encrypt every file of the dump, before it leaves this machine, to this age public
-    /// key (`age1…`, from `age-keygen`; repeatable). Only a matching identity reads it
-    /// back: `age -d -i KEY`, or `chunkdump restore --identity KEY`.
-    #[arg(long, value_name = "AGE1…")]
-    pub recipient: Vec<String>,
-    /// A file of age public keys to encrypt to, one per line (`#` comments), as
-    /// `age -R` reads it.
-    #[arg(long, value_name = "FILE")]
-    pub recipients_file: Option<PathBuf>,
+    /// Encrypt every file of the dump before it leaves this machine (age): only a
+    /// matching identity reads it back (`age -d -i KEY`, `chunkdump restore --identity
+    /// KEY`). Replaces CHUNKDUMP_RECIPIENTS.
+    #[command(flatten)]
+    pub recipients: super::location::RecipientArgs,
     /// Dump id (default dump_YYYYMMDD-HHMMSS; only with one database).
     #[arg(long)]
     pub id: Option<String>,

@@ -55,3 +55,35 @@ impl IdentityArg {
             .map_err(Into::into)
     }
 }
+
+/// `--recipient age1…` (repeatable) and `--recipients-file FILE`: age public keys.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RecipientArgs {
+    /// An age public key (`age1…`, from `age-keygen`) to encrypt to; repeatable.
+    #[arg(long, value_name = "AGE1…")]
+    pub recipient: Vec<String>,
+    /// A file of age public keys, one per line (`#` comments), as `age -R` reads it.
+    #[arg(long, value_name = "FILE")]
+    pub recipients_file: Option<PathBuf>,
+}
+
+impl RecipientArgs {
+    /// The keys given (unchecked: the encryption module checks them), the file's too; an
+    /// error for a file that cannot be read or holds none.
+    pub(crate) fn keys(&self) -> Result<Vec<String>, super::UsageError> {
+        let mut keys = self.recipient.clone();
+        if let Some(file) = &self.recipients_file {
+            let what = format!("--recipients-file {}", file.display());
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| super::UsageError(format!("{what}: {e}")))?;
+            let found = crate::encryption::Recipients::lines_of(&text);
+            if found.is_empty() {
+                return Err(super::UsageError(format!(
+                    "{what}: no age public key in it"
+                )));
+            }
+            keys.extend(found);
+        }
+        Ok(keys)
+    }
+}

@@ -68,22 +68,10 @@ pub(super) fn dump_spec(
     database: &Path,
     cfg: &Config,
 ) -> Result<DumpSpec, super::UsageError> {
-    let mut recipients = args.recipient.clone();
     // A command's own recipients replace the configured ones (`CHUNKDUMP_RECIPIENTS`).
-    if recipients.is_empty() && args.recipients_file.is_none() {
+    let mut recipients = args.recipients.keys()?;
+    if recipients.is_empty() {
         recipients.clone_from(&cfg.recipients);
-    }
-    if let Some(file) = &args.recipients_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| super::UsageError(format!("--recipients-file {}: {e}", file.display())))?;
-        let found = crate::encryption::Recipients::lines_of(&text);
-        if found.is_empty() {
-            return Err(super::UsageError(format!(
-                "--recipients-file {}: no age public key in it",
-                file.display()
-            )));
-        }
-        recipients.extend(found);
     }
     Ok(DumpSpec {
         database: database.display().to_string(),

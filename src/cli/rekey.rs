@@ -26,12 +26,9 @@ pub struct RekeyArgs {
     /// The S3/R2 bucket and prefix the dump was written to.
     #[arg(long, value_name = "s3://BUCKET/PREFIX")]
     pub store: Option<String>,
-    /// The new recipients (`age1…`; repeatable): they alone open the dump afterwards.
-    #[arg(long, value_name = "AGE1…")]
-    pub recipient: Vec<String>,
-    /// A file of the new recipients, one per line (`#` comments).
-    #[arg(long, value_name = "FILE")]
-    pub recipients_file: Option<PathBuf>,
+    /// The new recipients: they alone open the dump afterwards.
+    #[command(flatten)]
+    pub recipients: super::location::RecipientArgs,
     /// An identity that opens the dump now (the old one).
     #[command(flatten)]
     pub identity: super::location::IdentityArg,
@@ -48,12 +45,7 @@ pub async fn run(args: RekeyArgs) -> anyhow::Result<()> {
             "rekey needs the identity that opens the dump now: --identity FILE".into(),
         )
     })?;
-    let mut keys = args.recipient.clone();
-    if let Some(file) = &args.recipients_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| super::UsageError(format!("--recipients-file {}: {e}", file.display())))?;
-        keys.extend(crate::encryption::Recipients::lines_of(&text));
-    }
+    let keys = args.recipients.keys()?;
     if keys.is_empty() {
         return Err(super::UsageError(
             "give the new recipients: --recipient age1… or --recipients-file FILE".into(),

@@ -116,6 +116,26 @@ fn assert_nothing_readable(dir: &Path) {
     }
 }
 
+/// `chunkdump restore ID --out OUT --into INTO --identity IDENTITY` succeeds, and gives
+/// the database `src`.
+fn restore_exactly(src: &Path, id: &str, out: &Path, into: &Path, identity: &Path) {
+    let o = chunkdump()
+        .args(["restore", id, "--out"])
+        .arg(out)
+        .arg("--into")
+        .arg(into)
+        .arg("--identity")
+        .arg(identity)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "restore {id}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_same_db(src, into);
+}
+
 /// The dump's data files (not the manifest), each decoded by `decode`, sorted.
 fn contents(dir: &Path, decode: impl Fn(&Path) -> Vec<u8>) -> Vec<Vec<u8>> {
     let mut all: Vec<Vec<u8>> = files_under(dir)
@@ -202,21 +222,7 @@ fn every_object_decrypts_with_age_to_the_unencrypted_dump_and_restores_exactly()
         }
         // chunkdump restores it exactly with the identity (and checks every table).
         let restored = dir.path().join(format!("restored-{case}.db"));
-        let o = chunkdump()
-            .args(["restore", "d", "--out"])
-            .arg(&sealed_out)
-            .arg("--into")
-            .arg(&restored)
-            .arg("--identity")
-            .arg(&identity)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{case}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert_same_db(&src, &restored);
+        restore_exactly(&src, "d", &sealed_out, &restored, &identity);
         let o = chunkdump()
             .args(["verify", "d", "--out"])
             .arg(&sealed_out)
@@ -359,17 +365,7 @@ fn a_killed_encrypted_dump_resumes_to_an_exact_restore() {
             "{compression}: the resumed dump decrypts to other bytes"
         );
         let restored = dir.path().join(format!("restored-{compression}.db"));
-        let o = chunkdump()
-            .args(["restore", "d", "--out"])
-            .arg(&out)
-            .arg("--into")
-            .arg(&restored)
-            .arg("--identity")
-            .arg(&identity)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert_same_db(&src, &restored);
+        restore_exactly(&src, "d", &out, &restored, &identity);
     }
 }
 
@@ -413,17 +409,7 @@ async fn the_api_encrypts_to_the_deployments_recipients_and_serves_ciphertext() 
     assert!(memchr::memmem::find(&plain, format!("CREATE TABLE {TABLE}").as_bytes()).is_some());
     assert_nothing_readable(&server.out);
     let restored = dir.path().join("restored.db");
-    let o = chunkdump()
-        .args(["restore", &id, "--out"])
-        .arg(&server.out)
-        .arg("--into")
-        .arg(&restored)
-        .arg("--identity")
-        .arg(&identity)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_same_db(&src, &restored);
+    restore_exactly(&src, &id, &server.out, &restored, &identity);
 
     let (code, v) = server
         .json(
@@ -524,25 +510,12 @@ fn an_encrypted_dump_to_s3_in_parts_and_chunks_restores_from_the_bucket() {
         .spawn()
         .unwrap();
     // Killed once a part is uploaded and the age stream runs on in the staging object.
-    let started = std::time::Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(120),
-            "never reached 12 chunks"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the dump ended before it was killed"
-        );
+    wait_for_chunks_by(&mut child, "d", 12, || {
         let o = cli(&["status", "d", "--store", store]);
-        if o.status.success() {
-            let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            if s["chunks"].as_u64().unwrap_or(0) >= 12 {
-                break;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+        o.status
+            .success()
+            .then(|| serde_json::from_slice(&o.stdout).unwrap())
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     assert_nothing_readable(&root);
@@ -796,17 +769,7 @@ fn rekey_gives_new_recipients_and_a_rerun_finishes_a_killed_one() {
         "{report}"
     );
     let restored = dir.path().join("restored.db");
-    let o = chunkdump()
-        .args(["restore", "d", "--out"])
-        .arg(&out)
-        .arg("--into")
-        .arg(&restored)
-        .arg("--identity")
-        .arg(&two)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_same_db(&src, &restored);
+    restore_exactly(&src, "d", &out, &restored, &two);
     // Done: the old identity opens nothing, not even the manifest.
     let o = rekey(&old);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -886,25 +849,12 @@ async fn with_shared_progress_the_stream_key_is_wrapped_with_the_signing_key() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(120),
-            "never reached 5 chunks"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the dump ended before it was killed"
-        );
+    wait_for_chunks_by(&mut child, "e", 5, || {
         let o = cli(None, &["status", "e"]).output().unwrap();
-        if o.status.success()
-            && serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["chunks"].as_u64()
-                >= Some(5)
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+        o.status
+            .success()
+            .then(|| serde_json::from_slice(&o.stdout).unwrap())
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     let dynamo = chunkdump::cloud::DynamoProgress::new(

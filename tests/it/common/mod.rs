@@ -113,6 +113,17 @@ pub fn try_status(id: &str, out: &Path) -> Option<serde_json::Value> {
 /// test acts on a dump known to be under way (not one that has not started yet). Panics
 /// if the child ends first, or after 120 s.
 pub fn wait_for_chunks(child: &mut std::process::Child, id: &str, out: &Path, chunks: u64) {
+    wait_for_chunks_by(child, id, chunks, || try_status(id, out));
+}
+
+/// [`wait_for_chunks`] with the dump's status read by `status` (`None` while it does not
+/// exist): a dump in a bucket, or with progress in DynamoDB.
+pub fn wait_for_chunks_by(
+    child: &mut std::process::Child,
+    id: &str,
+    chunks: u64,
+    status: impl Fn() -> Option<serde_json::Value>,
+) {
     let started = std::time::Instant::now();
     loop {
         assert!(
@@ -122,7 +133,7 @@ pub fn wait_for_chunks(child: &mut std::process::Child, id: &str, out: &Path, ch
         if let Some(status) = child.try_wait().unwrap() {
             panic!("dump {id} ended ({status}) before reaching {chunks} chunks");
         }
-        if try_status(id, out).is_some_and(|s| s["chunks"].as_u64().unwrap_or(0) >= chunks) {
+        if status().is_some_and(|s| s["chunks"].as_u64().unwrap_or(0) >= chunks) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
