@@ -132,18 +132,24 @@ impl Manifest {
     /// own key (`<id>.manifest.json`, `<id>/manifest.json`, and the database's name
     /// before either in a store of several databases).
     pub fn store_root_of(&self, path: &std::path::Path) -> std::path::PathBuf {
-        let levels = crate::model::manifest_key(&self.dump_id, self.format)
-            .split('/')
-            .count();
-        let mut root = path.to_path_buf();
-        for _ in 0..levels {
-            root = match root.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-                _ => std::path::PathBuf::from("."),
-            };
-        }
-        root
+        store_root(
+            &crate::model::manifest_key(&self.dump_id, self.format),
+            path,
+        )
     }
+}
+
+/// The store directory of the manifest file at `path` whose key in its store is `key`:
+/// one level up per component of the key.
+pub fn store_root(key: &str, path: &std::path::Path) -> std::path::PathBuf {
+    let mut root = path.to_path_buf();
+    for _ in 0..key.split('/').count() {
+        root = match root.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+    }
+    root
 }
 
 /// Facts about the database that was dumped.
@@ -163,8 +169,8 @@ pub struct SourceFacts {
 }
 
 pub use crate::model::manifest_key;
-pub use sealed::parse;
 use sealed::seal;
+pub use sealed::{clear_files, parse, ClearFiles};
 
 /// Reads the source facts (best effort: a database gone by now still gets its path).
 pub fn source_facts(path: &str) -> SourceFacts {

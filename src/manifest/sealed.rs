@@ -111,3 +111,38 @@ pub(super) fn seal(manifest: &Manifest, body: &[u8]) -> Result<Vec<u8>, DumpErro
     };
     serde_json::to_vec_pretty(&outer).map_err(|e| DumpError::Internal(e.to_string()))
 }
+
+/// What any manifest shows without an identity: each file's key, size and digest, and
+/// how the digests were taken (`part_size` pieces, the first `skip` bytes left out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClearFiles {
+    pub dump_id: String,
+    pub part_size: u64,
+    pub skip: u64,
+    pub files: Vec<FileEntry>,
+}
+
+/// The files a manifest's bytes list, sealed or not (no identity needed).
+pub fn clear_files(what: &str, raw: &[u8]) -> Result<ClearFiles, DumpError> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        DumpError::InvalidRequest(format!("{what} is not a valid manifest: {e}"))
+    };
+    let value: serde_json::Value = serde_json::from_slice(raw).map_err(|e| invalid(&e))?;
+    if value.get("sealed").is_some() {
+        let outer: SealedManifest = serde_json::from_value(value).map_err(|e| invalid(&e))?;
+        return Ok(ClearFiles {
+            dump_id: outer.dump_id,
+            part_size: outer.part_size,
+            skip: crate::encryption::PREFIX_BYTES,
+            files: outer.files,
+        });
+    }
+    let manifest: Manifest = serde_json::from_value(value).map_err(|e| invalid(&e))?;
+    let (part_size, skip) = manifest.digesting();
+    Ok(ClearFiles {
+        dump_id: manifest.dump_id,
+        part_size,
+        skip,
+        files: manifest.files,
+    })
+}

@@ -279,6 +279,46 @@ fn without_the_right_identity_restore_and_verify_fail_in_one_line_and_leave_noth
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
+    // Without an identity, what the clear manifest lists can still be checked: every
+    // file's size and digest, by id and from the manifest file alone.
+    let by_id = [
+        "verify",
+        "d",
+        "--out",
+        out.to_str().unwrap(),
+        "--files-only",
+    ];
+    let manifest = out.join("d.manifest.json");
+    let by_file = [
+        "verify",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--files-only",
+    ];
+    for args in [&by_id[..], &by_file[..]] {
+        let o = run(args);
+        let said = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && said.contains("2 files match the sizes"),
+            "{said}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let data = out.join("d.json.age");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 1;
+    std::fs::write(&data, &bytes).unwrap();
+    for args in [&by_id[..], &by_file[..]] {
+        let o = run(args);
+        let said = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            !o.status.success() && said.contains("d.json.age: SHA-256"),
+            "{said}"
+        );
+    }
+    bytes[at] ^= 1;
+    std::fs::write(&data, &bytes).unwrap();
     // `--latest` cannot rank a dump whose completion time is sealed: it says so.
     let o = run(&[
         "restore",
