@@ -26,6 +26,10 @@ pub struct StatusView<'a> {
     pub status: JobStatus,
     pub format: Format,
     pub compression: Compression,
+    /// The age public keys the dump's files are encrypted to (absent when they are not):
+    /// its files open with a matching identity only.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub recipients: &'a [String],
     pub progress: ProgressView,
     pub bytes_written: u64,
     pub chunks: u64,
@@ -93,6 +97,7 @@ impl<'a> StatusView<'a> {
             },
             bytes_written: job.bytes_written,
             chunks: job.chunks,
+            recipients: &job.spec.recipients,
             created_at: timestamp(job.created_at),
             // An ended dump (failed, cancelled) ended when its record last changed: the
             // same time its callback gives.

@@ -2,7 +2,6 @@
 //! (see `crate::rekey`).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
@@ -15,17 +14,8 @@ use crate::ports::ObjectStore;
 pub struct RekeyArgs {
     /// The encrypted dump.
     pub id: String,
-    /// The local directory the dump was written to.
-    #[arg(
-        long,
-        value_name = "DIR",
-        conflicts_with = "store",
-        required_unless_present = "store"
-    )]
-    pub out: Option<PathBuf>,
-    /// The S3/R2 bucket and prefix the dump was written to.
-    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
-    pub store: Option<String>,
+    #[command(flatten)]
+    pub location: super::location::Location,
     /// The new recipients: they alone open the dump afterwards.
     #[command(flatten)]
     pub recipients: super::location::RecipientArgs,
@@ -53,20 +43,22 @@ pub async fn run(args: RekeyArgs) -> anyhow::Result<()> {
         .into());
     }
     let recipients = crate::encryption::Recipients::parse(&keys)?;
-    let objects: Arc<dyn ObjectStore> = match (&args.out, &args.store) {
-        (Some(out), _) => {
-            if !out.is_dir() {
-                return Err(DumpError::InvalidRequest(format!(
-                    "{}: no such directory",
-                    out.display()
-                ))
-                .into());
+    // The dump's record, where this machine keeps one, learns its new recipients; a
+    // bucket alone is enough to rekey (as to restore).
+    let (objects, progress): (Arc<dyn ObjectStore>, _) =
+        match super::stores::open_stores(&args.location, super::stores::Access::Existing).await {
+            Ok(stores) => (stores.objects, Some(stores.progress)),
+            Err(DumpError::InvalidRequest(_))
+                if args.location.store.is_some() && args.location.progress.is_none() =>
+            {
+                let url = args.location.store.as_deref().unwrap_or_default();
+                (
+                    Arc::new(super::stores::object_store(url, false).await?.0),
+                    None,
+                )
             }
-            Arc::new(crate::local::DirStore::open(out)?)
-        }
-        (None, Some(url)) => Arc::new(super::stores::object_store(url, false).await?.0),
-        (None, None) => unreachable!("clap requires one"),
-    };
+            Err(e) => return Err(e.into()),
+        };
     let config = crate::config::Config::from_env()?;
     // A SQL or JSON dump's manifest is `<id>.manifest.json`, a CSV dump's `<id>/manifest.json`.
     let mut key = manifest_key(&args.id, Format::Sql);
@@ -81,6 +73,17 @@ pub async fn run(args: RekeyArgs) -> anyhow::Result<()> {
         config.signing_key.as_ref(),
     )
     .await?;
+    if let Some(progress) = progress {
+        let canonical = recipients.to_strings();
+        let mut change = |job: &crate::model::JobRecord| {
+            let mut next = job.clone();
+            next.spec.recipients.clone_from(&canonical);
+            Ok((next.spec != job.spec).then_some(next))
+        };
+        if let Err(e) = progress.update(&args.id, &mut change).await {
+            tracing::warn!(dump_id = %args.id, error = %e, "the dump's record keeps its old recipients");
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     if args.json {
         writeln!(stdout, "{}", serde_json::to_string(&report)?)?;

@@ -781,6 +781,13 @@ fn rekey_gives_new_recipients_and_a_rerun_finishes_a_killed_one() {
     for identity in [&one, &two] {
         assert!(contents(&out, |p| age_decrypt(identity, p)) == plain);
     }
+    // The dump's record says who can open it now.
+    let status = try_status("d", &out).unwrap();
+    assert_eq!(
+        status["recipients"],
+        serde_json::json!([one_recipient, two_recipient]),
+        "{status}"
+    );
     for object in files_under(&out)
         .iter()
         .filter(|p| p.to_string_lossy().ends_with(".age"))
