@@ -28,7 +28,7 @@ pub struct StatusView<'a> {
     pub compression: Compression,
     /// The age public keys the dump's files are encrypted to (absent when they are not):
     /// its files open with a matching identity only.
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    #[serde(default, skip_serializing_if = "<[String]>::is_empty")]
     pub recipients: &'a [String],
     pub progress: ProgressView,
     pub bytes_written: u64,
