@@ -112,7 +112,10 @@ pub async fn cancel(
 }
 
 fn content_type(name: &str) -> &'static str {
-    if name.ends_with(".gz") {
+    // An encrypted file is an age file, whatever it holds (age has no media type).
+    if name.ends_with(".age") {
+        "application/octet-stream"
+    } else if name.ends_with(".gz") {
         "application/gzip"
     } else if name.ends_with(".zst") {
         "application/zstd"

@@ -438,10 +438,11 @@ async fn the_api_encrypts_to_the_deployments_recipients_and_serves_ciphertext() 
     let file = status["files"][0]["key"].as_str().unwrap().to_string();
     assert!(file.ends_with(".sql.zst.age"), "{status}");
     let url = status["downloadUrl"].as_str().unwrap().to_string();
-    let (code, _, body) = server
+    let (code, headers, body) = server
         .call(reqwest::Method::GET, &url, Some(READER), None)
         .await;
     assert_eq!(code, reqwest::StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/octet-stream");
     assert!(memchr::memmem::find(&body, TABLE.as_bytes()).is_none());
     let downloaded = dir.path().join("downloaded.age");
     std::fs::write(&downloaded, &body).unwrap();
