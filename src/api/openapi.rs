@@ -255,7 +255,9 @@ fn hand_written(json_body: impl Fn(&str) -> Value, bodies: Bodies) -> Value {
                     "compression": {"type": "string", "enum": ["none", "gzip", "zstd"]},
                     "snapshot": {"type": "boolean"},
                     "snapshotMaxBlockMs": {"type": "integer", "minimum": 1, "maximum": 600000},
-                    "drill": {"type": "boolean", "description": "drill each database's dump once it completes; the fleet's status counts the drills"}}},
+                    "drill": {"type": "boolean", "description": "drill each database's dump once it completes; the fleet's status counts the drills"},
+                    "recipients": {"type": "array", "minItems": 1, "maxItems": 20, "items": {"type": "string"},
+                                   "description": "age public keys (age1...) every database's dump is encrypted to, instead of the deployment's CHUNKDUMP_RECIPIENTS"}}},
             },
         },
     })

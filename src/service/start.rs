@@ -41,6 +41,11 @@ pub struct StartRequest {
     /// database and check it); the outcome shows as `lastDrill`, and a failed drill
     /// calls `callbackUrl` back with `"event": "drill.failed"`.
     pub(crate) drill: Option<bool>,
+    /// age public keys (`age1…`) to encrypt this dump to, instead of the deployment's
+    /// `CHUNKDUMP_RECIPIENTS` (public keys, not secrets): its files then open only with
+    /// a matching identity, which this server never holds.
+    #[schemars(length(min = 1, max = 20))]
+    recipients: Option<Vec<String>>,
 }
 
 /// Checks a callback URL as every start does: this server must sign callbacks, and the
@@ -110,7 +115,9 @@ pub async fn start_dump(
         frame_size: None,
         shown_as: Some(target.shown_as.clone()),
         drill: req.drill.unwrap_or(false),
-        recipients: state.settings.recipients.clone(),
+        recipients: req
+            .recipients
+            .unwrap_or_else(|| state.settings.recipients.clone()),
     };
     let claim = super::claims::claim_database(state, &target.path).await?;
     let new = NewDump {

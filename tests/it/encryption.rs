@@ -452,6 +452,26 @@ async fn the_api_encrypts_to_the_deployments_recipients_and_serves_ciphertext() 
     let restored = dir.path().join("restored.db");
     restore_exactly(&src, &id, &server.out, &restored, &identity);
 
+    // A request's own recipients replace the deployment's; a key that is not one is a
+    // 400 naming the field.
+    let (other_identity, other) = keygen(dir.path(), "other.txt");
+    let id = server
+        .start(serde_json::json!({"format": "json", "recipients": [other]}))
+        .await;
+    let status = server.wait_for(&id, "completed").await;
+    assert_eq!(status["recipients"], serde_json::json!([other]), "{status}");
+    let restored_other = dir.path().join("restored-other.db");
+    restore_exactly(&src, &id, &server.out, &restored_other, &other_identity);
+    let (code, v) = server
+        .json(
+            reqwest::Method::POST,
+            "/export/dump",
+            Some(ADMIN),
+            Some(serde_json::json!({"format": "sql", "recipients": ["age1nope"]})),
+        )
+        .await;
+    assert_eq!(code, reqwest::StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "recipients", "{v}");
     let (code, v) = server
         .json(
             reqwest::Method::POST,
