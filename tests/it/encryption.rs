@@ -976,3 +976,70 @@ async fn with_shared_progress_the_stream_key_is_wrapped_with_the_signing_key() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_same_db(&src, &into);
 }
+
+/// A fleet's `recipients` encrypt every database's dump to them; each restores with the
+/// identity, and nothing of any database is readable in the store.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_with_recipients_encrypts_every_databases_dump() {
+    use common::api_server::*;
+    if !have_age() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    for name in ["a", "b"] {
+        let made = source(dir.path());
+        std::fs::rename(&made, root.join(format!("{name}.db"))).unwrap();
+    }
+    let (identity, recipient) = keygen(dir.path(), "key.txt");
+    let server = start_server(
+        &root.join("a.db"),
+        std::time::Duration::from_secs(25),
+        std::time::Duration::ZERO,
+        None,
+    )
+    .await
+    .over_root(&root)
+    .await;
+    let (code, accepted) = server
+        .json(
+            reqwest::Method::POST,
+            "/export/fleet",
+            Some(ADMIN),
+            Some(serde_json::json!({"databases": "*.db", "format": "csv", "compression": "zstd", "recipients": [recipient]})),
+        )
+        .await;
+    assert_eq!(code, reqwest::StatusCode::ACCEPTED, "{accepted}");
+    let path = format!("/export/fleet/{}", accepted["fleetId"].as_str().unwrap());
+    let started = std::time::Instant::now();
+    let fleet = loop {
+        let (_, fleet) = server
+            .json(reqwest::Method::GET, &path, Some(ADMIN), None)
+            .await;
+        if fleet["status"] == "completed" {
+            break fleet;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{fleet}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        fleet["counts"],
+        serde_json::json!({"completed": 2}),
+        "{fleet}"
+    );
+    for item in fleet["items"].as_array().unwrap() {
+        let id = item["dumpId"].as_str().unwrap();
+        let database = root.join(item["database"].as_str().unwrap());
+        let restored = dir
+            .path()
+            .join(format!("{}.restored.db", id.replace('/', "_")));
+        restore_exactly(&database, id, &server.out, &restored, &identity);
+    }
+    // The fleet's own record (its request) is in the store too: names of databases, no
+    // table, column or value.
+    assert_nothing_readable(&server.out);
+}
