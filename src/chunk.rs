@@ -192,7 +192,7 @@ pub async fn run_chunk(
         receipts,
     });
     let mut uploader = Uploader::new(objects, job.spec.part_size, opts.upload_concurrency, open)
-        .digest_from(digest_skip(&job.spec));
+        .digest_from(crate::encryption::digest_skip(job.spec.encrypted()));
     input.pool = uploader.pool();
     let (tx, rx) = mpsc::channel(1);
     let engine = tokio::task::spawn_blocking(move || run_export(input, tx));
@@ -271,15 +271,6 @@ async fn commit_chunk(
     tracing::info!(dump_id = %job.id, version = next.version, rows = outcome.rows, total = next.processed_rows,
         bytes = next.bytes_written, ms = started.elapsed().as_millis() as u64, end = ?outcome.end, "chunk committed");
     Ok((ChunkReport::of(&next, outcome.rows), outcome.end))
-}
-
-/// Where an object's digest starts: after an encrypted object's age header and nonce.
-pub fn digest_skip(spec: &crate::model::DumpSpec) -> u64 {
-    if spec.encrypted() {
-        crate::encryption::PREFIX_BYTES
-    } else {
-        0
-    }
 }
 
 /// An encrypted dump's recipients and stream key (unwrapped with the signing key when

@@ -21,6 +21,17 @@ const VERSION_LINE: &[u8] = b"age-encryption.org/v1\n";
 /// these bytes and copies the rest of the object as it is, and the manifest's digests,
 /// which leave them out, still hold. 20 recipients take about 2 KB.
 pub const PREFIX_BYTES: u64 = 4096;
+/// Where a file's digest starts: after an encrypted file's header and nonce (which a
+/// new recipient set rewrites; the header has its own MAC), at 0 otherwise. The one
+/// rule the uploader and every reader of a dump follow.
+pub fn digest_skip(encrypted: bool) -> u64 {
+    if encrypted {
+        PREFIX_BYTES
+    } else {
+        0
+    }
+}
+
 /// The padding stanza's tag.
 const PADDING_TAG: &str = "chunkdump-padding";
 /// The most bytes a header of this project's files may take before its MAC line (a

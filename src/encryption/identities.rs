@@ -62,6 +62,11 @@ impl Recipients {
     pub(super) fn keys(&self) -> &[age::x25519::Recipient] {
         &self.keys
     }
+
+    /// The keys as the age crate's encryptor takes them.
+    pub fn as_dyn(&self) -> impl Iterator<Item = &dyn age::Recipient> {
+        self.keys.iter().map(|k| k as &dyn age::Recipient)
+    }
 }
 
 /// Secret keys that open dumps: X25519 identities, as `age -i` takes them.

@@ -23,7 +23,7 @@ pub mod stream;
 use ring::rand::{SecureRandom, SystemRandom};
 use thiserror::Error;
 
-pub use header::{header, rekey_header, FileHeader, PREFIX_BYTES};
+pub use header::{digest_skip, header, rekey_header, FileHeader, PREFIX_BYTES};
 pub use identities::MAX_RECIPIENTS;
 pub use identities::{decrypt_reader, Identities, Recipients};
 pub use stream::{AgeStream, CHUNK_BYTES};

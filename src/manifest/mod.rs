@@ -111,11 +111,7 @@ impl Manifest {
     /// How the files' digests are taken: over `partSize` pieces, from the byte the
     /// uploader started at (after an encrypted file's age header).
     pub fn digesting(&self) -> (u64, u64) {
-        let skip = if self.encoding().encrypted {
-            crate::encryption::PREFIX_BYTES
-        } else {
-            0
-        };
+        let skip = crate::encryption::digest_skip(self.encoding().encrypted);
         (self.part_size, skip)
     }
 

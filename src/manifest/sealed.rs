@@ -75,19 +75,13 @@ pub fn parse(
 /// The manifest of an encrypted dump as stored: `manifest`'s JSON sealed for the dump's
 /// recipients, beside the files it lists in the clear.
 pub(super) fn seal(manifest: &Manifest, body: &[u8]) -> Result<Vec<u8>, DumpError> {
-    let recipients: Vec<Box<dyn age::Recipient + Send>> = manifest
+    let keys = manifest
         .spec
         .as_ref()
-        .map(|s| s.recipients.clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            r.parse::<age::x25519::Recipient>()
-                .map(|k| Box::new(k) as Box<dyn age::Recipient + Send>)
-                .map_err(|e| DumpError::Internal(format!("recipient {r}: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
-    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as _))
+        .map(|s| &s.recipients[..])
+        .unwrap_or_default();
+    let recipients = crate::encryption::Recipients::parse(keys)?;
+    let encryptor = age::Encryptor::with_recipients(recipients.as_dyn())
         .map_err(|e| DumpError::Internal(format!("sealing the manifest: {e}")))?;
     let mut sealed = Vec::new();
     let mut writer = encryptor
@@ -133,7 +127,7 @@ pub fn clear_files(what: &str, raw: &[u8]) -> Result<ClearFiles, DumpError> {
         return Ok(ClearFiles {
             dump_id: outer.dump_id,
             part_size: outer.part_size,
-            skip: crate::encryption::PREFIX_BYTES,
+            skip: crate::encryption::digest_skip(true),
             files: outer.files,
         });
     }

@@ -1043,3 +1043,45 @@ async fn a_fleet_with_recipients_encrypts_every_databases_dump() {
     // table, column or value.
     assert_nothing_readable(&server.out);
 }
+
+/// A manifest whose clear file list was rewritten (to match files someone replaced) no
+/// longer agrees with its sealed part: restore and verify refuse it and write nothing.
+#[test]
+fn a_clear_file_list_that_differs_from_the_sealed_one_is_refused() {
+    if !have_age() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let (identity, recipient) = keygen(dir.path(), "key.txt");
+    let out = dir.path().join("out");
+    dump_ok(
+        &src,
+        &out,
+        &["--format", "sql", "--id", "d", "--recipient", &recipient],
+    );
+    let manifest = out.join("d.manifest.json");
+    let mut clear: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    clear["files"][0]["sha256"] = serde_json::json!("00".repeat(32));
+    std::fs::write(&manifest, serde_json::to_vec(&clear).unwrap()).unwrap();
+    let into = dir.path().join("never.db");
+    for command in ["restore", "verify"] {
+        let mut c = chunkdump();
+        c.args([command, "d", "--out"])
+            .arg(&out)
+            .arg("--identity")
+            .arg(&identity);
+        if command == "restore" {
+            c.arg("--into").arg(&into);
+        }
+        let o = c.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{command}: {err}");
+        assert!(
+            err.contains("differ from those its sealed part lists"),
+            "{command}: {err}"
+        );
+    }
+    assert!(!into.exists());
+}
