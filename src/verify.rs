@@ -280,7 +280,7 @@ async fn check(
             longest_line: manifest.longest_line,
             tables: tables.clone(),
             with_schema: spec.include_schema,
-            csv_table: manifest.csv_table_of(&file.key),
+            table: manifest.table_of(&file.key),
         };
         let reader = if is_schema {
             FileReader {
@@ -338,6 +338,8 @@ async fn check(
         }
     }
     report.tables = manifest.tables.len();
+    // A Parquet table's rows are in several files.
+    let parsed = crate::engine::digest::merge_by_table(parsed);
     // A file that does not parse says what is wrong; its tables, unread, would only
     // repeat it once per table.
     if !unreadable {
@@ -377,8 +379,8 @@ struct FileReader {
     /// The manifest's tables (the SQL statements that are their rows).
     tables: HashSet<String>,
     with_schema: bool,
-    /// The table a CSV file holds.
-    csv_table: Option<String>,
+    /// The table a CSV or Parquet file holds.
+    table: Option<String>,
 }
 
 /// A file parsed: its digests, or an SQL file's with what only SQLite checks still held.
@@ -408,9 +410,23 @@ impl FileReader {
                     .map(ParsedFile::Sql)
             }
             Format::Json => crate::readback::json::json_digests(reader).map(ParsedFile::Digests),
+            Format::Parquet => {
+                let table = self
+                    .table
+                    .ok_or("a file no table of the manifest is named by")?;
+                let mut digest = TableDigest::new(&table);
+                let mut scratch = Vec::new();
+                crate::readback::parquet::read_file(reader, None, &table, |_, values| {
+                    let hash =
+                        crate::engine::digest::row_hash_with(values.iter().copied(), &mut scratch);
+                    digest.add(1, hash);
+                    Ok(())
+                })?;
+                Ok(ParsedFile::Digests(vec![digest]))
+            }
             Format::Csv => {
                 let table = self
-                    .csv_table
+                    .table
                     .ok_or("a file no table of the manifest is named by")?;
                 let rows = crate::readback::csv::csv_rows(reader)?;
                 let mut digest = TableDigest::new(&table);

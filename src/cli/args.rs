@@ -80,6 +80,8 @@ pub enum FormatArg {
     Sql,
     Csv,
     Json,
+    /// Per table, typed Parquet files (DuckDB, Polars, pyarrow read them as they are).
+    Parquet,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -140,8 +142,9 @@ pub struct DumpArgs {
     /// Size of every upload part but the last, in bytes (5 MiB to 5 GiB).
     #[arg(long, default_value_t = DEFAULT_PART_SIZE, value_parser = clap::value_parser!(u64).range(MIN_PART_SIZE..=MAX_PART_SIZE))]
     pub part_size: u64,
-    #[arg(long, value_enum, default_value = "none")]
-    pub compression: CompressionArg,
+    /// [default: none; zstd for Parquet, inside its files]
+    #[arg(long, value_enum)]
+    pub compression: Option<CompressionArg>,
     /// Comma-separated tables to dump (default: all).
     #[arg(long, value_delimiter = ',')]
     pub tables: Option<Vec<String>>,

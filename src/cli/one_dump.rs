@@ -73,17 +73,20 @@ pub(super) fn dump_spec(
     if recipients.is_empty() {
         recipients.clone_from(&cfg.recipients);
     }
+    let format = match args.format {
+        FormatArg::Sql => Format::Sql,
+        FormatArg::Csv => Format::Csv,
+        FormatArg::Json => Format::Json,
+        FormatArg::Parquet => Format::Parquet,
+    };
     Ok(DumpSpec {
         database: database.display().to_string(),
-        format: match args.format {
-            FormatArg::Sql => Format::Sql,
-            FormatArg::Csv => Format::Csv,
-            FormatArg::Json => Format::Json,
-        },
+        format,
         compression: match args.compression {
-            CompressionArg::None => Compression::None,
-            CompressionArg::Gzip => Compression::Gzip,
-            CompressionArg::Zstd => Compression::Zstd,
+            None => Compression::default_for(format),
+            Some(CompressionArg::None) => Compression::None,
+            Some(CompressionArg::Gzip) => Compression::Gzip,
+            Some(CompressionArg::Zstd) => Compression::Zstd,
         },
         tables: args.tables.clone(),
         include_schema: !args.no_schema,

@@ -39,7 +39,8 @@ impl TableDigest {
         }
     }
 
-    fn sum(&self) -> u128 {
+    /// The content hash as a number.
+    pub fn sum(&self) -> u128 {
         u128::from_str_radix(&self.content_hash, 16).unwrap_or(0)
     }
 
@@ -48,6 +49,19 @@ impl TableDigest {
         self.rows += rows;
         self.content_hash = format!("{:032x}", self.sum().wrapping_add(sum));
     }
+}
+
+/// Digests of parts of tables (a Parquet table's files) summed per table, in the order
+/// each table first appears.
+pub fn merge_by_table(parts: Vec<TableDigest>) -> Vec<TableDigest> {
+    let mut merged: Vec<TableDigest> = Vec::new();
+    for part in parts {
+        match merged.iter_mut().find(|d| d.table == part.table) {
+            Some(d) => d.add(part.rows, part.sum()),
+            None => merged.push(part),
+        }
+    }
+    merged
 }
 
 /// Digests so far: finished tables, and the table being read; and the lengths of the

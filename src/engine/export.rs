@@ -176,12 +176,55 @@ pub fn run_export(
         tx,
         input.pool.clone(),
         part_size,
-        spec.compression,
+        spec.file_compression(),
         input.sealing.clone(),
     );
     sink.lines = input.digests.lines.unwrap_or_default();
     let io = |e: std::io::Error| DumpError::Internal(format!("writing output: {e}"));
     let mut cursor = input.cursor;
+    if spec.format == crate::model::Format::Parquet {
+        if input.tail.is_some() {
+            return Err(DumpError::Internal(
+                "a Parquet dump never carries a tail between chunks".into(),
+            ));
+        }
+        let chunk = super::parquet::ParquetChunk {
+            conn: &conn,
+            plan: &plan,
+            spec,
+            schema_version,
+            deadline: input.deadline,
+            progress: input.progress.as_ref(),
+            total_rows,
+        };
+        let mut digests = input.digests;
+        let mut warnings = plan.warnings.clone();
+        let (end, rows) = chunk.run(&mut sink, &mut cursor, &mut digests, &mut warnings)?;
+        if end == ChunkEnd::Done {
+            digests.schema_objects = Some(plan.schema_objects.clone());
+        }
+        if digests.lines.is_some() {
+            digests.lines = Some(sink.lines);
+        }
+        let (tail, produced) = sink.suspend().map_err(io)?;
+        let first_token = input
+            .first_change_token
+            .unwrap_or_else(|| start_token.clone());
+        let changed = first_token != start_token || change_token(&spec.database) != start_token;
+        return Ok(ExportOutcome {
+            cursor,
+            rows,
+            end,
+            tail,
+            produced,
+            fingerprint: plan.fingerprint.clone(),
+            total_rows,
+            warnings,
+            change_token: first_token,
+            changed,
+            digests,
+        });
+    }
     if let Some(tail) = input.tail {
         if tail.object != cursor.object {
             return Err(DumpError::Internal(format!(
@@ -221,8 +264,7 @@ pub fn run_export(
                 current_object = None;
                 cursor = Cursor {
                     object: cursor.object + 1,
-                    step: 0,
-                    after: None,
+                    ..Cursor::default()
                 };
                 continue;
             };

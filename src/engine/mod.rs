@@ -15,6 +15,7 @@ pub mod export;
 mod generated;
 pub mod large;
 pub mod output;
+pub mod parquet;
 pub mod pinned;
 mod pipe;
 pub mod plan;

@@ -22,7 +22,7 @@ use super::source::table_source;
 pub use super::table::{Paging, TableSource};
 use super::table::{TableKind, VtabRows};
 use crate::error::DumpError;
-use crate::model::{csv_table_key, output_name, schema_key, DumpSpec, Format};
+use crate::model::{csv_table_key, output_name, parquet_table_dir, schema_key, DumpSpec, Format};
 
 /// One output object (the SQL or JSON file, or one CSV file) and what goes into it.
 #[derive(Debug)]
@@ -103,7 +103,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
     // shadow tables' rows): its rows are left out, with a warning, and its schema file
     // still creates it, empty.
     let schema_tables = tables.clone();
-    if spec.format == Format::Csv {
+    if spec.format.is_directory() {
         drop_valueless(&mut tables, spec, &mut ctx.warnings);
     }
     let mut hasher = Sha256::new();
@@ -126,6 +126,11 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
             vec![json_object(&mut ctx, &schema, &tables)?]
         }
         Format::Csv => csv_objects(&mut ctx, &tables)?,
+        Format::Parquet => {
+            // The census, the layout and the files' names of this version.
+            hasher.update(b"parquet layout 1");
+            parquet_objects(&mut ctx, &tables)?
+        }
     };
     if spec.format != Format::Sql && spec.include_schema {
         // What a restore needs besides the rows, last so the data objects keep their
@@ -333,11 +338,7 @@ fn csv_objects(
             );
         }
         header.extend_from_slice(b"\r\n");
-        let stem = if ctx.spec.encrypted() {
-            encrypted_stem(n)
-        } else {
-            safe_file_name(&row.name)
-        };
+        let stem = table_stem(ctx.spec, n, &row.name);
         let key = csv_table_key(ctx.dump_id, &stem, Encoding::of(ctx.spec));
         objects.push(ObjectPlan {
             key,
@@ -345,6 +346,33 @@ fn csv_objects(
         });
     }
     Ok(objects)
+}
+
+/// The Parquet dump, one object per table: its directory, its rows (the census, then
+/// the files; see `engine::parquet`).
+fn parquet_objects(
+    ctx: &mut PlanContext<'_>,
+    tables: &[PlannedTable<'_>],
+) -> Result<Vec<ObjectPlan>, DumpError> {
+    let mut objects = Vec::new();
+    for (n, (row, kind)) in tables.iter().enumerate() {
+        let source = ctx.rows(&row.name, kind)?;
+        objects.push(ObjectPlan {
+            key: parquet_table_dir(ctx.dump_id, &table_stem(ctx.spec, n, &row.name)),
+            steps: vec![Step::Rows(source)],
+        });
+    }
+    Ok(objects)
+}
+
+/// The file stem of the `n`th table, `name`, of a directory dump: its file-safe name, or
+/// in an encrypted dump its position.
+fn table_stem(spec: &DumpSpec, n: usize, name: &str) -> String {
+    if spec.encrypted() {
+        encrypted_stem(n)
+    } else {
+        safe_file_name(name)
+    }
 }
 
 fn hex_digest(bytes: &[u8]) -> String {

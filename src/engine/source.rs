@@ -41,18 +41,27 @@ pub(super) fn table_source(
     let rowid_name = match spec.format {
         _ if !key.sql_rowid => None,
         Format::Sql => Some("rowid"),
-        Format::Json if !cols.iter().any(|c| c.name == JSON_ROWID) => Some(JSON_ROWID),
-        Format::Json | Format::Csv => None,
+        Format::Json | Format::Parquet if !cols.iter().any(|c| c.name == JSON_ROWID) => {
+            Some(JSON_ROWID)
+        }
+        Format::Json | Format::Csv | Format::Parquet => None,
     };
-    if spec.format == Format::Json && key.sql_rowid && rowid_name.is_none() {
+    if matches!(spec.format, Format::Json | Format::Parquet)
+        && key.sql_rowid
+        && rowid_name.is_none()
+    {
         warnings.push(format!(
-            "table {table:?}: a column named {JSON_ROWID} takes the member that carries its rowid in JSON, so its rows are dumped without their rowids (they get new ones on restore); dump it as SQL to keep them"
+            "table {table:?}: a column named {JSON_ROWID} takes the place that carries its rowid in {}, so its rows are dumped without their rowids (they get new ones on restore); dump it as SQL to keep them",
+            spec.format.extension().to_uppercase()
         ));
     }
+    let mut declared_types = Vec::new();
     if let Some(name) = rowid_name {
         values.push(key.columns[0].clone());
         value_columns.push((name.into(), false));
+        declared_types.push("INTEGER".to_string());
     }
+    declared_types.extend(visible.iter().map(|c| c.decl_type.clone()));
     values.extend(visible.iter().map(|c| quote_ident(&c.name)));
     value_columns.extend(
         visible
@@ -81,6 +90,7 @@ pub(super) fn table_source(
         paging: key.paging,
         column_names: visible.iter().map(|c| c.name.clone()).collect(),
         value_columns,
+        declared_types,
         encoding,
     })
 }
@@ -170,7 +180,9 @@ fn row_encoding(
             }
         }
         Format::Csv => RowEncoding::Csv,
-        Format::Json => RowEncoding::Json {
+        // Parquet's rows are gathered as columns (`engine::parquet`), never rendered as
+        // text: JSON's encoding stands in wherever one is asked for.
+        Format::Json | Format::Parquet => RowEncoding::Json {
             keys: value_columns
                 .iter()
                 .map(|(name, _)| {

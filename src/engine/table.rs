@@ -112,6 +112,8 @@ pub struct TableSource {
     pub value_columns: Vec<(String, bool)>,
     /// Names of the visible columns (the CSV header); for SQL, without the rowid.
     pub column_names: Vec<String>,
+    /// Per value column, its declared type (`INTEGER` for a rowid carried as a column).
+    pub declared_types: Vec<String>,
     pub encoding: RowEncoding,
 }
 

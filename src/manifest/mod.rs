@@ -89,11 +89,27 @@ impl std::fmt::Debug for OpenedWith {
 }
 
 impl Manifest {
-    /// The table a CSV dump's file holds: the table whose file name (made by the one
-    /// function that names them) is `key`. `None` for any other key.
-    pub fn csv_table_of(&self, key: &str) -> Option<String> {
-        (self.format == Format::Csv).then_some(())?;
+    /// The table a CSV or Parquet dump's file holds: the table whose file name (made by
+    /// the one function that names them) is `key` (for Parquet, one of the names of its
+    /// files). `None` for any other key.
+    pub fn table_of(&self, key: &str) -> Option<String> {
         let encoding = self.encoding();
+        let is_file = |stem: &str| match self.format {
+            Format::Csv => crate::model::csv_table_key(&self.dump_id, stem, encoding) == key,
+            Format::Parquet => {
+                let dir = crate::model::parquet_table_dir(&self.dump_id, stem);
+                key.strip_prefix(&dir).is_some_and(|name| {
+                    let n = name
+                        .strip_prefix("part-")
+                        .and_then(|n| n.get(..5))
+                        .and_then(|n| n.parse::<u32>().ok());
+                    n.is_some_and(|n| {
+                        n > 0 && crate::model::parquet_file_key(&dir, n, encoding.encrypted) == key
+                    })
+                })
+            }
+            _ => false,
+        };
         self.tables
             .iter()
             .enumerate()
@@ -103,7 +119,7 @@ impl Manifest {
                 } else {
                     crate::engine::plan::safe_file_name(&t.table)
                 };
-                crate::model::csv_table_key(&self.dump_id, &stem, encoding) == key
+                is_file(&stem)
             })
             .map(|(_, t)| t.table.clone())
     }
@@ -194,7 +210,7 @@ pub fn build(job: &JobRecord, digests: &DigestState, source: SourceFacts) -> Man
         manifest_version: FORMAT_VERSION,
         dump_id: job.id.clone(),
         format: job.spec.format,
-        compression: job.spec.compression,
+        compression: job.spec.file_compression(),
         part_size: job.spec.part_size,
         files: job.files.clone(),
         tables: digests.done.clone(),

@@ -54,6 +54,14 @@ pub struct Cursor {
     pub step: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Vec<KeyValue>>,
+    /// Parquet: the files of the current table written so far (each chunk closes its
+    /// own); `step` is 0 while its census is taken, 1 while its rows are written.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub file: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Lifecycle of a dump.
@@ -271,7 +279,9 @@ impl JobRecord {
             format!("{base}/export/dump/download/{path}")
         };
         match self.spec.format {
-            Format::Csv => DownloadUrl::PerTable(self.files.iter().map(|f| url(&f.key)).collect()),
+            Format::Csv | Format::Parquet => {
+                DownloadUrl::PerTable(self.files.iter().map(|f| url(&f.key)).collect())
+            }
             _ => DownloadUrl::One(url(&self.output_name())),
         }
     }

@@ -42,7 +42,7 @@ impl Encoding {
     /// The encoding of a dump of `spec`.
     pub fn of(spec: &super::DumpSpec) -> Self {
         Encoding {
-            compression: spec.compression,
+            compression: spec.file_compression(),
             encrypted: spec.encrypted(),
         }
     }
@@ -69,7 +69,7 @@ impl From<Compression> for Encoding {
 /// `<id>`.
 pub fn output_name(id: &str, format: Format, encoding: impl Into<Encoding>) -> String {
     match format {
-        Format::Csv => id.to_string(),
+        Format::Csv | Format::Parquet => id.to_string(),
         f => format!("{id}.{}{}", f.extension(), encoding.into().suffix()),
     }
 }
@@ -78,6 +78,20 @@ pub fn output_name(id: &str, format: Format, encoding: impl Into<Encoding>) -> S
 /// (`stem` is the table's file-safe name, or in an encrypted dump [`encrypted_stem`]).
 pub fn csv_table_key(id: &str, stem: &str, encoding: impl Into<Encoding>) -> String {
     format!("{id}/{stem}.csv{}", encoding.into().suffix())
+}
+
+/// The object name of file `n` (from 1) of a table in a Parquet dump, under the table's
+/// directory `dir` (`<id>/<stem>/`, see [`parquet_table_dir`]):
+/// `<dir>part-00001.parquet[.age]`, so `read_parquet('<id>/<stem>/*.parquet')` reads it.
+pub fn parquet_file_key(dir: &str, n: u32, encrypted: bool) -> String {
+    let age = if encrypted { ".age" } else { "" };
+    format!("{dir}part-{n:05}.parquet{age}")
+}
+
+/// The directory of one table's files in Parquet dump `id`: `<id>/<stem>/` (`stem` as
+/// for CSV). No table's directory can hold the schema file or the manifest.
+pub fn parquet_table_dir(id: &str, stem: &str) -> String {
+    format!("{id}/{stem}/")
 }
 
 /// The file stem of the `n`th table (from 0) of an encrypted CSV dump: its position,
@@ -91,7 +105,7 @@ pub fn encrypted_stem(n: usize) -> String {
 /// `<id>.schema.sql[.gz|.zst][.age]` beside a JSON file. A CSV table's file always ends
 /// in `.csv…`, so no table name can take this one.
 pub fn schema_key(id: &str, format: Format, encoding: impl Into<Encoding>) -> String {
-    let sep = if format == Format::Csv { '/' } else { '.' };
+    let sep = if format.is_directory() { '/' } else { '.' };
     format!("{id}{sep}schema.sql{}", encoding.into().suffix())
 }
 
@@ -99,7 +113,7 @@ pub fn schema_key(id: &str, format: Format, encoding: impl Into<Encoding>) -> St
 /// directory.
 pub fn manifest_key(id: &str, format: Format) -> String {
     match format {
-        Format::Csv => format!("{id}/manifest.json"),
+        Format::Csv | Format::Parquet => format!("{id}/manifest.json"),
         _ => format!("{id}.manifest.json"),
     }
 }

@@ -87,6 +87,8 @@ pub enum Format {
     Csv,
     /// One JSON document `{"tables":{name:[row objects]}}`.
     Json,
+    /// Per table, Parquet files typed by the values' storage classes.
+    Parquet,
 }
 
 impl Format {
@@ -96,7 +98,13 @@ impl Format {
             Format::Sql => "sql",
             Format::Csv => "csv",
             Format::Json => "json",
+            Format::Parquet => "parquet",
         }
+    }
+
+    /// Whether a dump is a directory of files (CSV, Parquet) rather than one file.
+    pub fn is_directory(self) -> bool {
+        matches!(self, Format::Csv | Format::Parquet)
     }
 }
 
@@ -107,9 +115,10 @@ impl std::str::FromStr for Format {
             "sql" => Ok(Format::Sql),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
+            "parquet" => Ok(Format::Parquet),
             other => Err(InvalidValue {
                 field: "format",
-                message: format!("unknown format {other:?}: expected sql, csv or json"),
+                message: format!("unknown format {other:?}: expected sql, csv, json or parquet"),
             }),
         }
     }
@@ -128,6 +137,17 @@ pub enum Compression {
     /// zstd; a frame ends every few MiB, at a row end the content fixes, so the object is
     /// a stream of concatenated frames (which `zstd -d` reads as one).
     Zstd,
+}
+
+impl Compression {
+    /// The compression a dump of `format` gets when none is asked for: none, but zstd
+    /// for Parquet (its pages are compressed inside the file, which stays queryable).
+    pub fn default_for(format: Format) -> Self {
+        match format {
+            Format::Parquet => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
 }
 
 impl std::str::FromStr for Compression {
@@ -201,6 +221,15 @@ impl DumpSpec {
     /// Whether the dump's objects are encrypted (it has recipients).
     pub fn encrypted(&self) -> bool {
         !self.recipients.is_empty()
+    }
+
+    /// How the dump's files are compressed as whole files: as `compression` says, but
+    /// never for Parquet, whose pages are compressed with it inside the file.
+    pub fn file_compression(&self) -> Compression {
+        match self.format {
+            Format::Parquet => Compression::None,
+            _ => self.compression,
+        }
     }
 }
 

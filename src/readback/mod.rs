@@ -18,6 +18,7 @@ pub mod csv;
 pub mod guard;
 pub mod json;
 mod literal;
+pub mod parquet;
 pub mod sql;
 mod statements;
 pub mod stream;

@@ -268,6 +268,29 @@ impl Loader {
         Ok(())
     }
 
+    /// Loads the rows of one Parquet file of table `table` (its layout names the columns;
+    /// the file is copied to a private temporary file in `dir` to be read).
+    pub(super) fn load_parquet(
+        &mut self,
+        reader: impl std::io::Read,
+        table: &str,
+        dir: Option<&std::path::Path>,
+    ) -> Result<(), String> {
+        if !self.wanted(table) {
+            return Ok(());
+        }
+        let mut keys: Vec<String> = Vec::new();
+        crate::readback::parquet::read_file(reader, dir, table, |layout, values| {
+            if keys.is_empty() {
+                keys = layout.columns.iter().map(|c| c.name.clone()).collect();
+            }
+            self.insert(table, &keys, true, |sink| {
+                values.iter().try_for_each(|v| sink(*v))
+            })
+        })?;
+        Ok(())
+    }
+
     /// The `INSERT` for `table` with the dump's value names `keys` (made once).
     fn insert_for(
         &mut self,

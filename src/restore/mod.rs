@@ -122,19 +122,20 @@ pub async fn restore(
         let (format, compression) = (manifest.format, manifest.compression);
         let longest = manifest.longest_line;
         let keys = manifest.keys.clone();
-        let csv_table = manifest.csv_table_of(&file.key);
+        let csv_table = manifest.table_of(&file.key);
         let census = csv_table
             .as_ref()
             .and_then(|t| manifest.tables.iter().find(|d| &d.table == t))
             .map(|d| d.census.clone())
             .unwrap_or_default();
-        if format == Format::Csv && csv_table.is_none() {
+        if format.is_directory() && csv_table.is_none() {
             return Err(failed(
                 &file.key,
                 "no table of the manifest is stored under this name".into(),
             ));
         }
         let tables = row_tables.clone();
+        let spool_dir = spool.parent().map(Path::to_path_buf);
         let ((), back) = fetch(
             source,
             manifest,
@@ -143,6 +144,12 @@ pub async fn restore(
             &mut tick,
             loader,
             move |bytes, mut l| {
+                if format == Format::Parquet {
+                    let reader = decompress(bytes, compression, None, &keys)?;
+                    let table = csv_table.as_deref().unwrap_or_default();
+                    l.load_parquet(reader, table, spool_dir.as_deref())?;
+                    return Ok(((), l));
+                }
                 let reader = decompress(bytes, compression, longest, &keys)?;
                 match format {
                     Format::Sql => l.load_sql(reader, tables)?,
@@ -150,6 +157,7 @@ pub async fn restore(
                     Format::Csv => {
                         l.load_csv(reader, csv_table.as_deref().unwrap_or_default(), &census)?
                     }
+                    Format::Parquet => unreachable!("read above"),
                 }
                 Ok(((), l))
             },

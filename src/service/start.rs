@@ -105,7 +105,9 @@ pub async fn start_dump(
     let spec = DumpSpec {
         database: target.path.clone(),
         format: req.format,
-        compression: req.compression.unwrap_or_default(),
+        compression: req
+            .compression
+            .unwrap_or(crate::model::Compression::default_for(req.format)),
         tables: req.tables,
         include_schema: req.include_schema.unwrap_or(true),
         slice_rows,
