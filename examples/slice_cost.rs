@@ -17,6 +17,7 @@ fn one_slice(spec: &DumpSpec, step: u32, after: Option<i64>) -> anyhow::Result<D
             object: 0,
             step,
             after: after.map(|k| vec![KeyValue::Integer(k)]),
+            file: 0,
         },
         tail: Some(Tail {
             object: 0,

@@ -337,6 +337,7 @@ mod tests {
             paging: Paging::Keyset,
             value_columns: (0..width).map(|i| (format!("c{i}"), i == 1)).collect(),
             column_names: Vec::new(),
+            declared_types: vec![String::new(); width],
             encoding,
         }
     }

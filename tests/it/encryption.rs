@@ -15,7 +15,7 @@ const TABLE: &str = "patients_confidential";
 const COLUMN: &str = "diagnosis_code";
 const VALUE: &str = "XYZZY-PLUGH-9431";
 
-fn have_age() -> bool {
+pub(crate) fn have_age() -> bool {
     !skip_without(
         "age",
         Command::new("age").arg("--version").output().is_ok(),
@@ -24,7 +24,7 @@ fn have_age() -> bool {
 }
 
 /// A key pair from `age-keygen`: (identity file, recipient).
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+pub(crate) fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let path = dir.join(name);
     let o = Command::new("age-keygen")
         .arg("-o")

@@ -18,6 +18,7 @@ mod hostile;
 mod kill_resume;
 mod local_runner;
 mod many_databases;
+mod parquet;
 mod props;
 mod restore;
 mod retention;

@@ -91,8 +91,8 @@ fn no_files_at(into: &Path) {
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }
 
-/// Dumps `src` in `format`/`compression` in many chunks and restores it; SQL and JSON
-/// must give the source back exactly, CSV its schema and row counts.
+/// Dumps `src` in `format`/`compression` in many chunks and restores it; SQL, JSON and
+/// Parquet must give the source back exactly, CSV its schema and row counts.
 fn round_trip(
     src: &Path,
     work: &Path,
@@ -163,7 +163,7 @@ fn every_format_and_compression_restores_the_hard_cases() {
     let src = work.path().join("edge.db");
     build_edge_db(&src);
     let loaders = loaders();
-    for format in ["sql", "json", "csv"] {
+    for format in ["sql", "json", "csv", "parquet"] {
         for compression in ["none", "gzip", "zstd"] {
             let restored = round_trip(&src, work.path(), format, compression, "3");
             // Every SQLite of the matrix opens the restored file and finds it as sound
@@ -200,9 +200,9 @@ fn real_sqlite_files_restore_in_every_format() {
                     // ones restore here.
                     let large = std::fs::metadata(src).unwrap().len() > 2 << 20;
                     let formats: &[&str] = if large {
-                        &["json", "csv"]
+                        &["json", "csv", "parquet"]
                     } else {
-                        &["sql", "json", "csv"]
+                        &["sql", "json", "csv", "parquet"]
                     };
                     for format in formats {
                         round_trip(src, work.path(), format, "zstd", "2000");

@@ -174,6 +174,10 @@ pub fn loaders() -> Vec<Loader> {
             d.filter_map(|e| e.ok())
                 .map(|e| e.path())
                 .filter(|p| p.join("bin/python").exists())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("apsw-"))
+                })
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default()
