@@ -218,6 +218,36 @@ def encryption(rows):
         shutil.rmtree(out, ignore_errors=True)
 
 
+def dir_size(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs
+               if f != "manifest.json")
+
+
+def parquet(rows):
+    """Parquet dumps of the large database against CSV (zstd), alternated, on tmpfs when
+    there is one: time, peak RSS and total size of the files (manifest aside)."""
+    db = os.path.join(CACHE, f"bench-{rows}.db")
+    build_db(db, rows)
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else CACHE
+    print(f"\n== parquet, {rows:,} rows ({os.path.getsize(db) / 1e6:.0f} MB database) ==")
+    runs = {"csv zstd": ("--format", "csv", "--compression", "zstd"),
+            "parquet zstd": ("--format", "parquet"),
+            "parquet none": ("--format", "parquet", "--compression", "none")}
+    results = {name: [] for name in runs}
+    sizes = {}
+    for _ in range(3):
+        for name, args in runs.items():
+            out = os.path.join(base, "chunkdump-bench-parquet")
+            results[name].append(best(dump(db, out, *args), runs=1))
+            sizes[name] = dir_size(out)
+            shutil.rmtree(out, ignore_errors=True)
+    csv = min(t for t, _ in results["csv zstd"])
+    for name, r in results.items():
+        t = min(x for x, _ in r)
+        print(f"{name:13} {t:6.2f} s = {t / csv:4.2f}x CSV's time  {sizes[name] / 1e6:7.1f} MB"
+              f" = {sizes[name] / sizes['csv zstd']:4.2f}x CSV's size  peak RSS {max(m for _, m in r):6.1f} MiB")
+
+
 def startup():
     """Cold start of the API function's bootstrap: from exec to its answer to a first
     request (events/api-list.json, which reads DynamoDB and S3 on moto), through a
@@ -583,7 +613,7 @@ def main():
         for part in os.environ["BENCH_ONLY"].split(","):
             {"reals": lambda: reals(rows), "tables": lambda: many_tables(3000), "large": large_values,
              "uploads": lambda: uploads(rows), "compression": lambda: compression(rows), "startup": startup,
-             "encryption": lambda: encryption(rows),
+             "encryption": lambda: encryption(rows), "parquet": lambda: parquet(rows),
              "verify": lambda: verify(rows), "restore": lambda: restore(rows), "drill": lambda: drill(rows), "before-after": lambda: before_after(rows),
              "many": many_databases, "fleet": fleet}[part]()
         return
@@ -600,6 +630,7 @@ def main():
         print(f"  {name:30} {small[name]:6.1f} MiB -> {large[name]:6.1f} MiB")
     compression(rows)
     encryption(rows)
+    parquet(rows)
     verify(rows)
     restore(rows)
     drill(rows)

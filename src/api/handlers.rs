@@ -119,6 +119,8 @@ fn content_type(name: &str) -> &'static str {
         "application/gzip"
     } else if name.ends_with(".zst") {
         "application/zstd"
+    } else if name.ends_with(".parquet") {
+        "application/vnd.apache.parquet"
     } else if name.ends_with(".csv") {
         "text/csv; charset=utf-8"
     } else if name.ends_with(".json") {
@@ -209,11 +211,20 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let id = file.split('.').next().unwrap_or_default();
     let job = load(&state, id).await?;
-    if job.spec.format == Format::Csv {
-        return Err(ApiError::bad_field(
-            "file",
-            format!("CSV dumps are one file per table: /export/dump/download/{id}/<table>.csv"),
-        ));
+    match job.spec.format {
+        Format::Csv => {
+            return Err(ApiError::bad_field(
+                "file",
+                format!("CSV dumps are one file per table: /export/dump/download/{id}/<table>.csv"),
+            ))
+        }
+        Format::Parquet => {
+            return Err(ApiError::bad_field(
+                "file",
+                format!("Parquet dumps are files per table: their URLs are the status's downloadUrl (/export/dump/download/{id}/<table>%2Fpart-00001.parquet)"),
+            ))
+        }
+        Format::Sql | Format::Json => {}
     }
     // A JSON dump's schema file (beside it) is part of it: a restore needs it.
     let schema = (job.spec.format == Format::Json).then(|| {
@@ -233,17 +244,21 @@ pub async fn download(
     serve(&state, &job, &file, req).await
 }
 
-/// `GET /export/dump/download/{id}/{table}.csv`: one table of a CSV dump.
+/// `GET /export/dump/download/{id}/{table}.csv`: one table of a CSV dump; or
+/// `…/{id}/{table}%2Fpart-00001.parquet`, one file of a Parquet dump.
 pub async fn download_csv(
     State(state): State<AppState>,
     Path((id, file)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let job = load(&state, &id).await?;
-    if file.contains('/') || file.starts_with('.') {
+    let key = format!("{id}/{file}");
+    // A Parquet table's file is `<table>/part-….parquet`: one of the files the dump lists.
+    let listed = job.spec.format == Format::Parquet && job.files.iter().any(|f| f.key == key);
+    if !listed && (file.contains('/') || file.starts_with('.')) {
         return Err(ApiError::bad_field("file", "invalid file name"));
     }
-    serve(&state, &job, &format!("{id}/{file}"), req).await
+    serve(&state, &job, &key, req).await
 }
 
 /// Unknown routes: a JSON 404.

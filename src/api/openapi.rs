@@ -140,13 +140,14 @@ fn hand_written(json_body: impl Fn(&str) -> Value, bodies: Bodies) -> Value {
     let binary = json!({"schema": {"type": "string", "format": "binary"}});
     let file = json!({"description": "the file (or a part of it for a Range request)", "content": {
         "application/sql": binary, "application/json": binary, "text/csv; charset=utf-8": binary,
-        "application/gzip": binary, "application/zstd": binary}});
+        "application/gzip": binary, "application/zstd": binary,
+        "application/vnd.apache.parquet": binary, "application/octet-stream": binary}});
     let manifest = json!({"description": "the manifest (or a part of it for a Range request)", "content": {
         "application/json": {"schema": {"type": "object", "required": ["dumpId", "format", "files", "tables"]}}}});
     json!({
         "openapi": "3.0.3",
         "info": {"title": "chunkdump", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Dump a SQLite database to SQL, CSV or JSON in resumable chunks."},
+                 "description": "Dump a SQLite database to SQL, CSV, JSON or Parquet in resumable chunks."},
         "security": [{"bearer": []}],
         "paths": {
             "/export/dump": {
@@ -179,8 +180,8 @@ fn hand_written(json_body: impl Fn(&str) -> Value, bodies: Bodies) -> Value {
             },
             "/export/dump/download/{id}/{file}": {
                 "get": {
-                    "summary": "Download one table of a CSV dump (`<table>.csv[.gz|.zst]`) or its schema file (`schema.sql[.gz|.zst]`)",
-                    "parameters": [id_param("id"), path_param("file", "^(([A-Za-z0-9_-]|%[0-9A-F]{2})+\\.csv|schema\\.sql)(\\.gz|\\.zst)?$")],
+                    "summary": "Download one table of a CSV dump (`<table>.csv[.gz|.zst]`), one file of a Parquet dump's table (`<table>/part-00001.parquet`, sent as `<table>%2Fpart-00001.parquet`), or the schema file (`schema.sql[.gz|.zst]`)",
+                    "parameters": [id_param("id"), path_param("file", "^((([A-Za-z0-9_-]|%[0-9A-F]{2})+\\.csv|schema\\.sql)(\\.gz|\\.zst)?|([A-Za-z0-9_~-]|%[0-9A-F]{2})+/part-[0-9]{5}\\.parquet)(\\.age)?$")],
                     "responses": with(error_responses(&["400", "401", "404", "409", "416", "503"]),
                         json!({"200": file, "206": file, "307": {"description": "redirect to a presigned URL"}})),
                 },

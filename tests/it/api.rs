@@ -90,6 +90,55 @@ async fn every_format_end_to_end_matches_the_cli() {
     assert_eq!(list["dumps"].as_array().unwrap().len(), 3);
 }
 
+/// A Parquet dump over the API: zstd inside its files unless asked otherwise, a download
+/// URL per file (a table's files under its directory), each served as Parquet, and the
+/// one-file route refused with a 400 that names the right URLs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parquet_dump_over_the_api_serves_every_file_it_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let server = start_server(&src, Duration::ZERO, Duration::ZERO, None).await;
+    let id = server
+        .start(json!({"format": "parquet", "chunkSize": 3}))
+        .await;
+    let done = server.wait_for(&id, "completed").await;
+    assert_eq!(done["compression"], "zstd", "{done}");
+    let urls: Vec<String> = done["downloadUrl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_string())
+        .collect();
+    let files = done["files"].as_array().unwrap();
+    assert_eq!(urls.len(), files.len());
+    assert!(urls.iter().any(|u| u.ends_with("/texts%2Fpart-00001.parquet")), "{urls:?}");
+    for (url, file) in urls.iter().zip(files) {
+        let (status, headers, body) = server
+            .call(reqwest::Method::GET, url, Some(READER), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{url}");
+        let key = file["key"].as_str().unwrap();
+        assert_eq!(body, std::fs::read(server.out.join(key)).unwrap(), "{url}");
+        if key.ends_with(".parquet") {
+            assert_eq!(headers["content-type"], "application/vnd.apache.parquet");
+            assert_eq!(&body[..4], b"PAR1");
+        }
+    }
+    // Only the files it lists: no path into another directory.
+    for bad in ["..%2Fother%2Fpart-00001.parquet", "texts%2F..%2Fx.parquet"] {
+        let (status, _, _) = server
+            .call(reqwest::Method::GET, &format!("/export/dump/download/{id}/{bad}"), Some(READER), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let (status, body) = server
+        .json(reqwest::Method::GET, &format!("/export/dump/download/{id}.parquet"), Some(READER), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.to_string().contains("part-00001.parquet"), "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_requires_a_token_and_read_only_tokens_only_read() {
     let dir = tempfile::tempdir().unwrap();
