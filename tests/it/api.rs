@@ -112,7 +112,11 @@ async fn a_parquet_dump_over_the_api_serves_every_file_it_lists() {
         .collect();
     let files = done["files"].as_array().unwrap();
     assert_eq!(urls.len(), files.len());
-    assert!(urls.iter().any(|u| u.ends_with("/texts%2Fpart-00001.parquet")), "{urls:?}");
+    assert!(
+        urls.iter()
+            .any(|u| u.ends_with("/texts%2Fpart-00001.parquet")),
+        "{urls:?}"
+    );
     for (url, file) in urls.iter().zip(files) {
         let (status, headers, body) = server
             .call(reqwest::Method::GET, url, Some(READER), None)
@@ -128,12 +132,22 @@ async fn a_parquet_dump_over_the_api_serves_every_file_it_lists() {
     // Only the files it lists: no path into another directory.
     for bad in ["..%2Fother%2Fpart-00001.parquet", "texts%2F..%2Fx.parquet"] {
         let (status, _, _) = server
-            .call(reqwest::Method::GET, &format!("/export/dump/download/{id}/{bad}"), Some(READER), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/export/dump/download/{id}/{bad}"),
+                Some(READER),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
     let (status, body) = server
-        .json(reqwest::Method::GET, &format!("/export/dump/download/{id}.parquet"), Some(READER), None)
+        .json(
+            reqwest::Method::GET,
+            &format!("/export/dump/download/{id}.parquet"),
+            Some(READER),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.to_string().contains("part-00001.parquet"), "{body}");

@@ -8,12 +8,11 @@
 
 use std::time::Instant;
 
-use parquet::file::writer::SerializedFileWriter;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ToSql};
 
 use super::layout::TableLayout;
-use super::writer::{note_classes, properties, RowGroup, SinkWrite, ROW_GROUP_BYTES};
+use super::writer::{note_classes, properties, FileThread, RowGroup, ROW_GROUP_BYTES};
 use crate::engine::digest::{row_hash_with, DigestState, TableDigest};
 use crate::engine::export::{ChunkEnd, ChunkProgress, ProgressFn};
 use crate::engine::output::OutputSink;
@@ -176,62 +175,61 @@ impl ParquetChunk<'_> {
             }
         }
         let bad = |e: String| DumpError::Internal(format!("table {:?}: {e}", table.name));
-        let pq = |e: parquet::errors::ParquetError| bad(format!("writing Parquet: {e}"));
         let io = |e: std::io::Error| DumpError::Internal(format!("writing output: {e}"));
         let key = parquet_file_key(dir, cursor.file + 1, self.spec.encrypted());
         sink.begin(cursor.object, &key).map_err(io)?;
         let schema = layout.schema().map_err(bad)?;
         let props = properties(self.spec.compression, &layout);
-        let mut file = SerializedFileWriter::new(SinkWrite(sink), schema, props).map_err(pq)?;
         let mut group = RowGroup::new(&layout).map_err(bad)?;
         let mut scratch = Vec::new();
-        let end = loop {
-            let mut sum = 0u128;
-            let mut misfit = None;
-            let read = read_rows(self, table, &mut cursor.after, |values| {
-                if let Err(m) = group.push(values) {
-                    misfit = Some(m);
-                    return Err(RowStop::Misfit);
-                }
-                sum = sum.wrapping_add(row_hash_with(values.iter().copied(), &mut scratch));
-                Ok(group.bytes() < ROW_GROUP_BYTES)
-            });
-            if let Some(m) = misfit {
-                return Err(DumpError::SchemaChanged(format!(
+        let end = std::thread::scope(|scope| -> Result<_, DumpError> {
+            let mut file = FileThread::spawn(scope, sink, schema, props).map_err(io)?;
+            let end = loop {
+                let mut sum = 0u128;
+                let mut misfit = None;
+                let read = read_rows(self, table, &mut cursor.after, |values| {
+                    if let Err(m) = group.push(values) {
+                        misfit = Some(m);
+                        return Err(RowStop::Misfit);
+                    }
+                    sum = sum.wrapping_add(row_hash_with(values.iter().copied(), &mut scratch));
+                    Ok(group.bytes() < ROW_GROUP_BYTES)
+                });
+                if let Some(m) = misfit {
+                    return Err(DumpError::SchemaChanged(format!(
                     "table {:?}, column {:?}: a {} value was written after this dump fixed the column's Parquet type from its values (the table changed during the dump); start a new dump",
                     table.name, m.column, m.class
                 )));
-            }
-            let (n, exhausted) = match read {
-                Ok(read) => read,
-                Err(stop) => match stop.end(self)? {
-                    Some(end) => break Some(end),
-                    None => unreachable!("a stop always ends the chunk"),
-                },
+                }
+                let (n, exhausted) = match read {
+                    Ok(read) => read,
+                    Err(stop) => match stop.end(self)? {
+                        Some(end) => break Some(end),
+                        None => unreachable!("a stop always ends the chunk"),
+                    },
+                };
+                *rows += n;
+                current.add(n, sum);
+                if group.bytes() >= ROW_GROUP_BYTES {
+                    group = file.write(group).map_err(bad)?;
+                }
+                if let Some(p) = self.progress {
+                    p(ChunkProgress {
+                        rows: *rows,
+                        bytes: file.written.load(std::sync::atomic::Ordering::Relaxed),
+                        total_rows: self.total_rows,
+                    });
+                }
+                if exhausted {
+                    break None;
+                }
+                if self.past_deadline() {
+                    break Some(ChunkEnd::Budget);
+                }
             };
-            *rows += n;
-            current.add(n, sum);
-            if group.bytes() >= ROW_GROUP_BYTES {
-                group.write_to(&mut file).map_err(pq)?;
-            }
-            if let Some(p) = self.progress {
-                p(ChunkProgress {
-                    rows: *rows,
-                    bytes: file.bytes_written() as u64,
-                    total_rows: self.total_rows,
-                });
-            }
-            if exhausted {
-                break None;
-            }
-            if self.past_deadline() {
-                break Some(ChunkEnd::Budget);
-            }
-        };
-        if group.rows() > 0 {
-            group.write_to(&mut file).map_err(pq)?;
-        }
-        file.close().map_err(pq)?;
+            file.close(group).map_err(bad)?;
+            Ok(end)
+        })?;
         sink.finish_object().map_err(io)?;
         cursor.file += 1;
         if end.is_none() {

@@ -4,7 +4,10 @@
 //! output sink as one object.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
+use std::thread::{Scope, ScopedJoinHandle};
 
 use bytes::Bytes;
 use parquet::basic::{Compression as Codec, GzipLevel, ZstdLevel};
@@ -12,6 +15,7 @@ use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::TypePtr;
 use rusqlite::types::ValueRef;
 
 use super::layout::{class_of, Leaf, TableLayout, METADATA_KEY};
@@ -20,8 +24,9 @@ use crate::engine::output::OutputSink;
 use crate::model::Compression;
 
 /// Values gathered before a row group is written: what bounds a Parquet dump's memory
-/// (with the encoded column chunk and the output's parts), whatever the rows' sizes.
-pub const ROW_GROUP_BYTES: usize = 16 << 20;
+/// (two row groups, one filled while the other is written, with the encoded column
+/// chunk and the output's parts), whatever the rows' sizes.
+pub const ROW_GROUP_BYTES: usize = 8 << 20;
 
 /// The writer settings of a dump: Parquet's own compression (the dump's `compression`),
 /// a fixed `created_by` (a file's bytes depend only on its rows), the layout as metadata.
@@ -113,6 +118,32 @@ impl RowGroup {
             rows: 0,
             bytes: 0,
         })
+    }
+
+    /// An empty row group of the same layout.
+    pub fn empty_like(&self) -> Self {
+        RowGroup {
+            leaves: self
+                .leaves
+                .iter()
+                .map(|l| LeafBuffer {
+                    leaf: l.leaf,
+                    values: match l.values {
+                        Values::Integer(_) => Values::Integer(Vec::new()),
+                        Values::Real(_) => Values::Real(Vec::new()),
+                        Values::Bytes { .. } => Values::Bytes {
+                            data: Vec::new(),
+                            ends: Vec::new(),
+                        },
+                    },
+                    levels: Vec::new(),
+                })
+                .collect(),
+            columns: self.columns.clone(),
+            names: self.names.clone(),
+            rows: 0,
+            bytes: 0,
+        }
     }
 
     /// Bytes of values gathered.
@@ -235,6 +266,73 @@ impl RowGroup {
         self.rows = 0;
         self.bytes = 0;
         Ok(())
+    }
+}
+
+/// A file written on its own thread (encoding and compressing beside the reading):
+/// full row groups go in, emptied ones come back to be filled again.
+pub struct FileThread<'scope> {
+    groups: SyncSender<RowGroup>,
+    spare: Receiver<RowGroup>,
+    handle: ScopedJoinHandle<'scope, Result<(), String>>,
+    /// Bytes of the file written so far.
+    pub written: Arc<AtomicU64>,
+}
+
+impl<'scope> FileThread<'scope> {
+    /// Starts writing a file of `schema` into `sink` (its object already begun).
+    pub fn spawn<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        sink: &'scope mut OutputSink,
+        schema: TypePtr,
+        props: WriterPropertiesPtr,
+    ) -> std::io::Result<Self> {
+        // A rendezvous: the reader hands a group over only when the writer is free, so
+        // at most two exist (one filled, one written).
+        let (groups, incoming) = sync_channel::<RowGroup>(0);
+        let (give_back, spare) = channel();
+        let written = Arc::new(AtomicU64::new(0));
+        let counter = written.clone();
+        let handle = std::thread::Builder::new()
+            .name("chunkdump-parquet".into())
+            .spawn_scoped(scope, move || {
+                let pq = |e: parquet::errors::ParquetError| format!("writing Parquet: {e}");
+                let mut file =
+                    SerializedFileWriter::new(SinkWrite(sink), schema, props).map_err(pq)?;
+                for mut group in incoming {
+                    group.write_to(&mut file).map_err(pq)?;
+                    counter.store(file.bytes_written() as u64, Ordering::Relaxed);
+                    let _ = give_back.send(group);
+                }
+                file.close().map_err(pq)?;
+                Ok(())
+            })?;
+        Ok(FileThread {
+            groups,
+            spare,
+            handle,
+            written,
+        })
+    }
+
+    /// Hands `group` (full) to the writer; returns an empty group to fill.
+    pub fn write(&mut self, group: RowGroup) -> Result<RowGroup, String> {
+        let empty = group.empty_like();
+        if self.groups.send(group).is_err() {
+            return Err("the Parquet writer stopped".into());
+        }
+        Ok(self.spare.try_recv().unwrap_or(empty))
+    }
+
+    /// Writes `last` (if it has rows), the footer, and waits for the writer.
+    pub fn close(self, last: RowGroup) -> Result<(), String> {
+        if last.rows() > 0 {
+            let _ = self.groups.send(last);
+        }
+        drop(self.groups);
+        self.handle
+            .join()
+            .unwrap_or_else(|_| Err("the Parquet writer panicked".into()))
     }
 }
 
