@@ -34,7 +34,7 @@ pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn dump(args: DumpArgs, cfg: &Config) -> anyhow::Result<()> {
     if args.no_schema && !matches!(args.format, FormatArg::Sql) {
         return Err(super::UsageError(
-            "--no-schema is for SQL dumps: a CSV or JSON dump's schema file is what creates its tables on restore".into(),
+            "--no-schema is for SQL dumps: a CSV, JSON or Parquet dump's schema file is what creates its tables on restore".into(),
         )
         .into());
     }

@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use super::consistency::change_token;
 use super::count::count_rows;
 use super::digest::{DigestState, TableDigest};
+use super::outcome::Ran;
+pub use super::outcome::{ChunkEnd, ChunkProgress, ExportOutcome, ProgressFn};
 use super::output::{BufferPool, OutputSink, Tail, UploadEvent};
 use super::pipe::Pipe;
 use super::plan::{build_plan, generate, Plan, Step, TableSource};
@@ -21,20 +23,6 @@ use super::slice::{read_schema_version, read_slice, SliceError};
 use super::table::nul_text_warning;
 use crate::error::DumpError;
 use crate::model::{Cursor, DumpSpec};
-
-/// Progress of a chunk, reported after every slice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkProgress {
-    /// Rows written (by this chunk, or in total once the runner adds the job's count).
-    pub rows: u64,
-    /// Output bytes produced (after compression), same convention.
-    pub bytes: u64,
-    /// Rows to dump, when known.
-    pub total_rows: Option<u64>,
-}
-
-/// Progress callback, called from the export thread.
-pub type ProgressFn = Arc<dyn Fn(ChunkProgress) + Send + Sync>;
 
 /// How long a slice waits for a writer's lock before the chunk gives up (retryably).
 pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -64,39 +52,6 @@ pub struct ExportInput {
     pub database_inode: Option<u64>,
     /// An encrypted dump's recipients and stream key (see `crate::encryption`).
     pub sealing: Option<Arc<crate::encryption::Sealing>>,
-}
-
-/// Why a chunk stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChunkEnd {
-    /// Every object is finished.
-    Done,
-    /// The time budget is spent.
-    Budget,
-    /// A writer held the database locked past the busy timeout.
-    Busy,
-    /// The schema changed mid-chunk; the next chunk re-plans and checks the fingerprint.
-    SchemaMoved,
-}
-
-/// What a chunk of export achieved.
-#[derive(Debug)]
-pub struct ExportOutcome {
-    pub cursor: Cursor,
-    pub rows: u64,
-    pub end: ChunkEnd,
-    pub tail: Option<Tail>,
-    /// Output bytes produced in this chunk (after compression).
-    pub produced: u64,
-    pub fingerprint: String,
-    pub total_rows: Option<u64>,
-    /// Per-table corner cases of the plan (see [`Plan::warnings`]).
-    pub warnings: Vec<String>,
-    /// The change token this chunk started from (the dump's, for the first chunk).
-    pub change_token: String,
-    /// The database changed since the dump started (seen by this chunk).
-    pub changed: bool,
-    pub digests: DigestState,
 }
 
 /// Opens the database read-only (it is never written) and checks it is SQLite.
@@ -200,30 +155,21 @@ pub fn run_export(
         let mut digests = input.digests;
         let mut warnings = plan.warnings.clone();
         let (end, rows) = chunk.run(&mut sink, &mut cursor, &mut digests, &mut warnings)?;
-        if end == ChunkEnd::Done {
-            digests.schema_objects = Some(plan.schema_objects.clone());
-        }
-        if digests.lines.is_some() {
-            digests.lines = Some(sink.lines);
-        }
-        let (tail, produced) = sink.suspend().map_err(io)?;
-        let first_token = input
-            .first_change_token
-            .unwrap_or_else(|| start_token.clone());
-        let changed = first_token != start_token || change_token(&spec.database) != start_token;
-        return Ok(ExportOutcome {
+        let ran = Ran {
             cursor,
             rows,
             end,
-            tail,
-            produced,
-            fingerprint: plan.fingerprint.clone(),
-            total_rows,
+            sink,
             warnings,
-            change_token: first_token,
-            changed,
             digests,
-        });
+        };
+        return ran.outcome(
+            &plan,
+            spec,
+            input.first_change_token,
+            start_token,
+            total_rows,
+        );
     }
     if let Some(tail) = input.tail {
         if tail.object != cursor.object {
@@ -376,30 +322,21 @@ pub fn run_export(
     for (table, columns) in &rendered.nul_text_columns {
         note_nul_text_warnings(&mut warnings, table, columns);
     }
-    if digests.lines.is_some() {
-        digests.lines = Some(rendered.sink.lines);
-    }
-    if end == ChunkEnd::Done {
-        digests.schema_objects = Some(plan.schema_objects.clone());
-    }
-    let (tail, produced) = rendered.sink.suspend().map_err(io)?;
-    let first_token = input
-        .first_change_token
-        .unwrap_or_else(|| start_token.clone());
-    let changed = first_token != start_token || change_token(&spec.database) != start_token;
-    Ok(ExportOutcome {
+    let ran = Ran {
         cursor,
         rows,
         end,
-        tail,
-        produced,
-        fingerprint: plan.fingerprint.clone(),
-        total_rows,
+        sink: rendered.sink,
         warnings,
-        change_token: first_token,
-        changed,
         digests,
-    })
+    };
+    ran.outcome(
+        plan,
+        spec,
+        input.first_change_token,
+        start_token,
+        total_rows,
+    )
 }
 
 /// Adds the warning for each of `table`'s value `columns` found holding TEXT with a NUL

@@ -14,6 +14,7 @@ mod encoder;
 pub mod export;
 mod generated;
 pub mod large;
+pub mod outcome;
 pub mod output;
 pub mod parquet;
 pub mod pinned;

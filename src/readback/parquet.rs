@@ -25,6 +25,9 @@ fn column_bound() -> i64 {
     (2 * ROW_GROUP_BYTES as i64).saturating_add(statement)
 }
 
+/// What a reader does with each row: gets the file's layout and the row's values.
+pub type EachRow<'a> = dyn FnMut(&TableLayout, &[ValueRef<'_>]) -> Result<(), String> + 'a;
+
 /// One leaf's values for a row group.
 enum LeafValues {
     Integer(Vec<i64>),
@@ -54,11 +57,7 @@ pub fn read_file(
     read.unwrap_or_else(|_| Err("a malformed Parquet file (its reader failed)".into()))
 }
 
-fn read_rows(
-    file: File,
-    table: &str,
-    each: &mut dyn FnMut(&TableLayout, &[ValueRef<'_>]) -> Result<(), String>,
-) -> Result<u64, String> {
+fn read_rows(file: File, table: &str, each: &mut EachRow<'_>) -> Result<u64, String> {
     let pq = |e: parquet::errors::ParquetError| format!("not a readable Parquet file: {e}");
     let reader = SerializedFileReader::new(file).map_err(pq)?;
     let meta = reader.metadata();

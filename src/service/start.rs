@@ -98,7 +98,7 @@ pub async fn start_dump(
     if req.include_schema == Some(false) && req.format != Format::Sql {
         return Err(ServiceError::bad_field(
             "includeSchema",
-            "includeSchema false is for SQL dumps: a CSV or JSON dump's schema file is what creates its tables on restore",
+            "includeSchema false is for SQL dumps: a CSV, JSON or Parquet dump's schema file is what creates its tables on restore",
         ));
     }
     let target = target(state, req.database.as_deref())?;
