@@ -13,8 +13,8 @@ use rusqlite::{Connection, ToSql};
 
 use super::layout::TableLayout;
 use super::writer::{note_classes, properties, FileThread, RowGroup, ROW_GROUP_BYTES};
-use crate::engine::digest::{row_hash_with, DigestState, TableDigest};
-use crate::engine::export::{ChunkEnd, ChunkProgress, ProgressFn};
+use crate::engine::digest::{DigestState, TableDigest};
+use crate::engine::outcome::{ChunkEnd, ChunkProgress, ProgressFn};
 use crate::engine::output::OutputSink;
 use crate::engine::plan::{generate, Paging, Plan, Step, TableSource};
 use crate::engine::slice::{key_ref, key_value, read_schema_version, SliceError, SLICE_MAX_TIME};
@@ -181,18 +181,15 @@ impl ParquetChunk<'_> {
         let schema = layout.schema().map_err(bad)?;
         let props = properties(self.spec.compression, &layout);
         let mut group = RowGroup::new(&layout).map_err(bad)?;
-        let mut scratch = Vec::new();
         let end = std::thread::scope(|scope| -> Result<_, DumpError> {
             let mut file = FileThread::spawn(scope, sink, schema, props).map_err(io)?;
             let end = loop {
-                let mut sum = 0u128;
                 let mut misfit = None;
                 let read = read_rows(self, table, &mut cursor.after, |values| {
                     if let Err(m) = group.push(values) {
                         misfit = Some(m);
                         return Err(RowStop::Misfit);
                     }
-                    sum = sum.wrapping_add(row_hash_with(values.iter().copied(), &mut scratch));
                     Ok(group.bytes() < ROW_GROUP_BYTES)
                 });
                 if let Some(m) = misfit {
@@ -209,7 +206,7 @@ impl ParquetChunk<'_> {
                     },
                 };
                 *rows += n;
-                current.add(n, sum);
+                current.add(n, 0);
                 if group.bytes() >= ROW_GROUP_BYTES {
                     group = file.write(group).map_err(bad)?;
                 }
@@ -227,7 +224,8 @@ impl ParquetChunk<'_> {
                     break Some(ChunkEnd::Budget);
                 }
             };
-            file.close(group).map_err(bad)?;
+            let sum = file.close(group).map_err(bad)?;
+            current.add(0, sum);
             Ok(end)
         })?;
         sink.finish_object().map_err(io)?;
@@ -265,6 +263,9 @@ impl RowStop {
         }
     }
 }
+
+/// Rows at most this wide are gathered on the stack.
+const STACK_VALUES: usize = 64;
 
 /// Reads up to `slice_rows` rows of `table` after `after` in one short read transaction
 /// (ended after [`SLICE_MAX_TIME`] too), handing each row's values to `each`, which says
@@ -317,12 +318,24 @@ fn read_rows(
             }
             None => Vec::new(),
         };
-        let mut values = Vec::with_capacity(table.value_len + table.rest_len);
-        for i in 0..table.value_len {
-            values.push(row.get_ref(table.key_len + i)?);
+        // The row's values, on the stack for the common width (no allocation per row).
+        let n = table.value_len + table.rest_len;
+        let mut on_stack = [ValueRef::Null; STACK_VALUES];
+        let mut on_heap = Vec::new();
+        let values: &mut [ValueRef<'_>] = if n <= STACK_VALUES {
+            &mut on_stack[..n]
+        } else {
+            on_heap.resize(n, ValueRef::Null);
+            &mut on_heap
+        };
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = if i < table.value_len {
+                row.get_ref(table.key_len + i)?
+            } else {
+                key_ref(&rest_row[i - table.value_len])
+            };
         }
-        values.extend(rest_row.iter().map(key_ref));
-        let go_on = each(&values)?;
+        let go_on = each(values)?;
         count += 1;
         if count >= u64::from(limit) {
             break;

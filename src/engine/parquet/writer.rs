@@ -20,6 +20,7 @@ use rusqlite::types::ValueRef;
 
 use super::layout::{class_of, Leaf, TableLayout, METADATA_KEY};
 use crate::engine::census::{INTEGER, REAL, TEXT, TEXT_NOT_UTF8};
+use crate::engine::digest::row_hash_with;
 use crate::engine::output::OutputSink;
 use crate::model::Compression;
 
@@ -27,6 +28,9 @@ use crate::model::Compression;
 /// (two row groups, one filled while the other is written, with the encoded column
 /// chunk and the output's parts), whatever the rows' sizes.
 pub const ROW_GROUP_BYTES: usize = 8 << 20;
+
+/// The most a column chunk's dictionary holds before its values are written plain.
+const DICTIONARY_BYTES: usize = 256 << 10;
 
 /// The writer settings of a dump: Parquet's own compression (the dump's `compression`),
 /// a fixed `created_by` (a file's bytes depend only on its rows), the layout as metadata.
@@ -42,6 +46,9 @@ pub fn properties(compression: Compression, layout: &TableLayout) -> WriterPrope
         WriterProperties::builder()
             .set_compression(codec)
             .set_created_by("chunkdump".into())
+            // A dictionary pays where a column repeats itself; where it does not, a
+            // small limit gives up on it early (plain encoding, then zstd).
+            .set_dictionary_page_size_limit(DICTIONARY_BYTES)
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 METADATA_KEY.to_string(),
                 layout.to_metadata(),
@@ -161,35 +168,32 @@ impl RowGroup {
     pub fn push(&mut self, values: &[ValueRef<'_>]) -> Result<(), Misfit> {
         // Check the whole row first, so a misfit adds nothing.
         for (c, v) in values.iter().enumerate() {
-            let class = class_of(*v);
+            let class = storage_class(*v);
             if class == 0 {
                 continue;
             }
             let (leaves, utf8) = &self.columns[c];
-            let base = class & !TEXT_NOT_UTF8;
-            let fits = leaves.iter().any(|&l| self.leaves[l].leaf.class == base)
-                && (class & TEXT_NOT_UTF8 == 0 || !utf8);
-            if !fits {
-                return Err(Misfit {
-                    column: self.names[c].clone(),
-                    class: if class & TEXT_NOT_UTF8 != 0 {
-                        "TEXT that is not UTF-8"
-                    } else {
-                        match base {
-                            INTEGER => "INTEGER",
-                            REAL => "REAL",
-                            TEXT => "TEXT",
-                            _ => "BLOB",
-                        }
-                    },
-                });
+            let misfit = |class: &'static str| Misfit {
+                column: self.names[c].clone(),
+                class,
+            };
+            if !leaves.iter().any(|&l| self.leaves[l].leaf.class == class) {
+                return Err(misfit(match class {
+                    INTEGER => "INTEGER",
+                    REAL => "REAL",
+                    TEXT => "TEXT",
+                    _ => "BLOB",
+                }));
+            }
+            if class == TEXT && *utf8 && class_of(*v) & TEXT_NOT_UTF8 != 0 {
+                return Err(misfit("TEXT that is not UTF-8"));
             }
         }
         for (c, v) in values.iter().enumerate() {
+            let class = storage_class(*v);
             for &l in &self.columns[c].0 {
                 let buffer = &mut self.leaves[l];
                 let top = if buffer.leaf.nested { 2 } else { 1 };
-                let class = class_of(*v) & !TEXT_NOT_UTF8;
                 if class == 0 {
                     buffer.levels.push(0);
                     continue;
@@ -220,6 +224,46 @@ impl RowGroup {
         }
         self.rows += 1;
         Ok(())
+    }
+
+    /// The sum of the gathered rows' digest hashes (see `engine::digest`), each row's
+    /// values read back from the columns as they were pushed.
+    pub fn row_hash_sum(&self) -> u128 {
+        let mut next = vec![0usize; self.leaves.len()];
+        let mut level_at = 0usize;
+        let mut scratch = Vec::new();
+        let mut values = vec![ValueRef::Null; self.columns.len()];
+        let mut sum = 0u128;
+        for _ in 0..self.rows {
+            for (c, (leaves, _)) in self.columns.iter().enumerate() {
+                values[c] = ValueRef::Null;
+                for &l in leaves {
+                    let buffer = &self.leaves[l];
+                    let top = if buffer.leaf.nested { 2 } else { 1 };
+                    if buffer.levels[level_at] != top {
+                        continue;
+                    }
+                    let at = next[l];
+                    next[l] += 1;
+                    values[c] = match &buffer.values {
+                        Values::Integer(v) => ValueRef::Integer(v[at]),
+                        Values::Real(v) => ValueRef::Real(v[at]),
+                        Values::Bytes { data, ends } => {
+                            let start = if at == 0 { 0 } else { ends[at - 1] };
+                            let bytes = &data[start..ends[at]];
+                            if buffer.leaf.class == TEXT {
+                                ValueRef::Text(bytes)
+                            } else {
+                                ValueRef::Blob(bytes)
+                            }
+                        }
+                    };
+                }
+            }
+            level_at += 1;
+            sum = sum.wrapping_add(row_hash_with(values.iter().copied(), &mut scratch));
+        }
+        sum
     }
 
     /// Writes the gathered rows as one row group of `file`, and empties the buffer.
@@ -274,7 +318,7 @@ impl RowGroup {
 pub struct FileThread<'scope> {
     groups: SyncSender<RowGroup>,
     spare: Receiver<RowGroup>,
-    handle: ScopedJoinHandle<'scope, Result<(), String>>,
+    handle: ScopedJoinHandle<'scope, Result<u128, String>>,
     /// Bytes of the file written so far.
     pub written: Arc<AtomicU64>,
 }
@@ -299,13 +343,16 @@ impl<'scope> FileThread<'scope> {
                 let pq = |e: parquet::errors::ParquetError| format!("writing Parquet: {e}");
                 let mut file =
                     SerializedFileWriter::new(SinkWrite(sink), schema, props).map_err(pq)?;
+                // The rows' digest is taken here, beside the reading, not on its thread.
+                let mut sum = 0u128;
                 for mut group in incoming {
+                    sum = sum.wrapping_add(group.row_hash_sum());
                     group.write_to(&mut file).map_err(pq)?;
                     counter.store(file.bytes_written() as u64, Ordering::Relaxed);
                     let _ = give_back.send(group);
                 }
                 file.close().map_err(pq)?;
-                Ok(())
+                Ok(sum)
             })?;
         Ok(FileThread {
             groups,
@@ -324,8 +371,9 @@ impl<'scope> FileThread<'scope> {
         Ok(self.spare.try_recv().unwrap_or(empty))
     }
 
-    /// Writes `last` (if it has rows), the footer, and waits for the writer.
-    pub fn close(self, last: RowGroup) -> Result<(), String> {
+    /// Writes `last` (if it has rows), the footer, and waits for the writer; returns
+    /// the sum of the file's rows' digest hashes.
+    pub fn close(self, last: RowGroup) -> Result<u128, String> {
         if last.rows() > 0 {
             let _ = self.groups.send(last);
         }
@@ -333,6 +381,17 @@ impl<'scope> FileThread<'scope> {
         self.handle
             .join()
             .unwrap_or_else(|_| Err("the Parquet writer panicked".into()))
+    }
+}
+
+/// A value's storage class bit (0 for NULL), without looking at its bytes.
+fn storage_class(v: ValueRef<'_>) -> u8 {
+    match v {
+        ValueRef::Null => 0,
+        ValueRef::Integer(_) => INTEGER,
+        ValueRef::Real(_) => REAL,
+        ValueRef::Text(_) => TEXT,
+        ValueRef::Blob(_) => crate::engine::census::BLOB,
     }
 }
 
