@@ -50,6 +50,51 @@ pub(super) fn read_schema_version(conn: &Connection) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
+/// The statement of a slice of `table` after `after` (the first one when `None`), its
+/// parameters (the key, then `limit`), and the OFFSET the slice starts at (OFFSET paging).
+pub(super) fn slice_query<'a>(
+    table: &'a TableSource,
+    after: Option<&'a [KeyValue]>,
+    limit: &'a u32,
+) -> (&'a str, Vec<&'a dyn ToSql>, i64) {
+    let (sql, mut params): (&str, Vec<&dyn ToSql>) = match after {
+        None => (&table.select_first, Vec::new()),
+        Some(keys) => (
+            &table.select_after,
+            keys.iter().map(|k| k as &dyn ToSql).collect(),
+        ),
+    };
+    params.push(limit);
+    let offset_base = match (table.paging, after) {
+        (Paging::Offset, Some([KeyValue::Integer(n)])) => *n,
+        _ => 0,
+    };
+    (sql, params, offset_base)
+}
+
+/// The key of a slice's `row` (into `key`), and the values past a result set's limit
+/// (read by that key with `rest`, a table wider than a result set may be).
+pub(super) fn row_key_and_rest(
+    table: &TableSource,
+    row: &rusqlite::Row<'_>,
+    rest: Option<&mut rusqlite::CachedStatement<'_>>,
+    key: &mut Vec<KeyValue>,
+) -> rusqlite::Result<Vec<KeyValue>> {
+    key.clear();
+    for i in 0..table.key_len {
+        key.push(key_value(row.get_ref(i)?));
+    }
+    let Some(st) = rest else {
+        return Ok(Vec::new());
+    };
+    let keys: Vec<&dyn ToSql> = key.iter().map(|k| k as &dyn ToSql).collect();
+    let mut q = st.query(keys.as_slice())?;
+    let r = q.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    (0..table.rest_len)
+        .map(|i| r.get_ref(i).map(key_value))
+        .collect()
+}
+
 /// Renders and writes a row holding a large value on the reading thread: the row so far,
 /// then the value in pieces (see [`super::large`]), so no copy of it is made whole.
 fn write_large_row<'s, 'p: 's>(
@@ -138,18 +183,7 @@ pub(super) fn read_slice<'s, 'p: 's>(
     if read_schema_version(&txn)? != schema_version {
         return Err(SliceError::SchemaMoved);
     }
-    let (sql, mut params): (&str, Vec<&dyn ToSql>) = match after.as_ref() {
-        None => (&table.select_first, Vec::new()),
-        Some(keys) => (
-            &table.select_after,
-            keys.iter().map(|k| k as &dyn ToSql).collect(),
-        ),
-    };
-    params.push(&limit);
-    let offset_base = match (table.paging, after.as_deref()) {
-        (Paging::Offset, Some([KeyValue::Integer(n)])) => *n,
-        _ => 0,
-    };
+    let (sql, params, offset_base) = slice_query(table, after.as_deref(), &limit);
     let mut stmt = txn.prepare_cached(sql)?;
     let mut rest_stmt = match &table.select_rest {
         Some(rest) => Some(txn.prepare_cached(rest)?),
@@ -164,24 +198,8 @@ pub(super) fn read_slice<'s, 'p: 's>(
     let mut hash_scratch = Vec::new();
     let mut sum = 0u128;
     while let Some(row) = result.next()? {
-        last_key.clear();
-        for i in 0..table.key_len {
-            last_key.push(key_value(row.get_ref(i)?));
-        }
-        // The columns past a result set's limit, read by this row's key.
-        let rest_row = match rest_stmt.as_mut() {
-            Some(st) => {
-                let keys: Vec<&dyn ToSql> = last_key.iter().map(|k| k as &dyn ToSql).collect();
-                let mut q = st.query(keys.as_slice())?;
-                let r = q
-                    .next()?
-                    .ok_or_else(|| SliceError::Db(rusqlite::Error::QueryReturnedNoRows))?;
-                (0..table.rest_len)
-                    .map(|i| r.get_ref(i).map(key_value))
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-            None => Vec::new(),
-        };
+        // The key, and the columns past a result set's limit, read by this row's key.
+        let rest_row = row_key_and_rest(table, row, rest_stmt.as_mut(), &mut last_key)?;
         let n_values = table.value_len + table.rest_len;
         let value = |i: usize| -> rusqlite::Result<ValueRef<'_>> {
             if i < table.value_len {

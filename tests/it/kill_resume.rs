@@ -213,22 +213,6 @@ fn leftovers(out: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return vec![];
-    };
-    entries
-        .flat_map(|e| {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p)
-            } else {
-                vec![p]
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn sql_dump_killed_early_resumes_identically() {
     kill_and_resume("sql", "none", 2, 1);

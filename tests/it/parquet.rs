@@ -288,20 +288,6 @@ fn only_listed_files(dump: &Path) {
     assert_eq!(found, listed);
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flat_map(|e| {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p)
-            } else {
-                vec![p]
-            }
-        })
-        .collect()
-}
-
 /// Starts a Parquet dump of `src` in one-slice chunks with a long pause between them.
 fn spawn_slow_dump(src: &Path, out: &Path, extra: &[&str]) -> std::process::Child {
     chunkdump()

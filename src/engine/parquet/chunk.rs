@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ToSql};
+use rusqlite::Connection;
 
 use super::layout::TableLayout;
 use super::writer::{note_classes, properties, FileThread, RowGroup, ROW_GROUP_BYTES};
@@ -17,7 +17,9 @@ use crate::engine::digest::{DigestState, TableDigest};
 use crate::engine::outcome::{ChunkEnd, ChunkProgress, ProgressFn};
 use crate::engine::output::OutputSink;
 use crate::engine::plan::{generate, Paging, Plan, Step, TableSource};
-use crate::engine::slice::{key_ref, key_value, read_schema_version, SliceError, SLICE_MAX_TIME};
+use crate::engine::slice::{
+    key_ref, read_schema_version, row_key_and_rest, slice_query, SliceError, SLICE_MAX_TIME,
+};
 use crate::error::DumpError;
 use crate::model::{parquet_file_key, Cursor, DumpSpec, KeyValue};
 
@@ -282,18 +284,7 @@ fn read_rows(
     if read_schema_version(&txn)? != chunk.schema_version {
         return Err(RowStop::Slice(SliceError::SchemaMoved));
     }
-    let (sql, mut params): (&str, Vec<&dyn ToSql>) = match after.as_ref() {
-        None => (&table.select_first, Vec::new()),
-        Some(keys) => (
-            &table.select_after,
-            keys.iter().map(|k| k as &dyn ToSql).collect(),
-        ),
-    };
-    params.push(&limit);
-    let offset_base = match (table.paging, after.as_deref()) {
-        (Paging::Offset, Some([KeyValue::Integer(n)])) => *n,
-        _ => 0,
-    };
+    let (sql, params, offset_base) = slice_query(table, after.as_deref(), &limit);
     let mut stmt = txn.prepare_cached(sql)?;
     let mut rest_stmt = match &table.select_rest {
         Some(rest) => Some(txn.prepare_cached(rest)?),
@@ -303,21 +294,7 @@ fn read_rows(
     let (mut count, mut cut_short) = (0u64, false);
     let mut last_key: Vec<KeyValue> = Vec::with_capacity(table.key_len);
     while let Some(row) = result.next()? {
-        last_key.clear();
-        for i in 0..table.key_len {
-            last_key.push(key_value(row.get_ref(i)?));
-        }
-        let rest_row: Vec<KeyValue> = match rest_stmt.as_mut() {
-            Some(st) => {
-                let keys: Vec<&dyn ToSql> = last_key.iter().map(|k| k as &dyn ToSql).collect();
-                let mut q = st.query(keys.as_slice())?;
-                let r = q.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-                (0..table.rest_len)
-                    .map(|i| r.get_ref(i).map(key_value))
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-            None => Vec::new(),
-        };
+        let rest_row = row_key_and_rest(table, row, rest_stmt.as_mut(), &mut last_key)?;
         // The row's values, on the stack for the common width (no allocation per row).
         let n = table.value_len + table.rest_len;
         let mut on_stack = [ValueRef::Null; STACK_VALUES];

@@ -71,6 +71,23 @@ pub fn fixture_files() -> Vec<PathBuf> {
     files
 }
 
+/// Every file under `dir`, in subdirectories too (none if `dir` does not exist).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    entries
+        .flat_map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p)
+            } else {
+                vec![p]
+            }
+        })
+        .collect()
+}
+
 /// Path of the built `chunkdump` binary.
 pub fn chunkdump() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_chunkdump"));
