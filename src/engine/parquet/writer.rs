@@ -33,6 +33,9 @@ pub const ROW_GROUP_BYTES: usize = 8 << 20;
 /// run-length-encoded first (the files stay smaller than zstd CSV at level 3).
 const PARQUET_ZSTD_LEVEL: i32 = 1;
 
+/// The longest minimum or maximum a file's statistics keep.
+const STATISTICS_BYTES: usize = 64;
+
 /// The most a column chunk's dictionary holds before its values are written plain.
 const DICTIONARY_BYTES: usize = 256 << 10;
 
@@ -53,6 +56,9 @@ pub fn properties(compression: Compression, layout: &TableLayout) -> WriterPrope
             // A dictionary pays where a column repeats itself; where it does not, a
             // small limit gives up on it early (plain encoding, then zstd).
             .set_dictionary_page_size_limit(DICTIONARY_BYTES)
+            // Minimum and maximum of long values are kept truncated (as the column index
+            // keeps them), never copied whole.
+            .set_statistics_truncate_length(Some(STATISTICS_BYTES))
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 METADATA_KEY.to_string(),
                 layout.to_metadata(),
@@ -334,6 +340,8 @@ pub struct FileThread<'scope> {
     groups: SyncSender<RowGroup>,
     spare: Receiver<RowGroup>,
     handle: ScopedJoinHandle<'scope, Result<u128, String>>,
+    /// Groups sent and not yet given back.
+    outstanding: usize,
     /// Bytes of the file written so far.
     pub written: Arc<AtomicU64>,
 }
@@ -373,6 +381,7 @@ impl<'scope> FileThread<'scope> {
             groups,
             spare,
             handle,
+            outstanding: 0,
             written,
         })
     }
@@ -380,10 +389,28 @@ impl<'scope> FileThread<'scope> {
     /// Hands `group` (full) to the writer; returns an empty group to fill.
     pub fn write(&mut self, group: RowGroup) -> Result<RowGroup, String> {
         let empty = group.empty_like();
-        if self.groups.send(group).is_err() {
-            return Err("the Parquet writer stopped".into());
+        // A group swollen by a large value is written before the next is read, so no
+        // second large value is held beside it (memory: one large value, not two).
+        let large = group.bytes() >= 2 * ROW_GROUP_BYTES;
+        let stopped = || "the Parquet writer stopped".to_string();
+        self.groups.send(group).map_err(|_| stopped())?;
+        self.outstanding += 1;
+        if large {
+            // Every group sent comes back once written: wait for all of them.
+            let mut last = empty;
+            while self.outstanding > 0 {
+                last = self.spare.recv().map_err(|_| stopped())?;
+                self.outstanding -= 1;
+            }
+            return Ok(last);
         }
-        Ok(self.spare.try_recv().unwrap_or(empty))
+        match self.spare.try_recv() {
+            Ok(spare) => {
+                self.outstanding -= 1;
+                Ok(spare)
+            }
+            Err(_) => Ok(empty),
+        }
     }
 
     /// Writes `last` (if it has rows), the footer, and waits for the writer; returns
