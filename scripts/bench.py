@@ -231,6 +231,7 @@ def parquet(rows):
     base = "/dev/shm" if os.path.isdir("/dev/shm") else CACHE
     print(f"\n== parquet, {rows:,} rows ({os.path.getsize(db) / 1e6:.0f} MB database) ==")
     runs = {"csv zstd": ("--format", "csv", "--compression", "zstd"),
+            "csv none": ("--format", "csv"),
             "parquet zstd": ("--format", "parquet"),
             "parquet none": ("--format", "parquet", "--compression", "none")}
     results = {name: [] for name in runs}

@@ -434,3 +434,26 @@ fn an_encrypted_parquet_dump_decrypts_with_age_to_files_pyarrow_reads() {
     }
     restore_exact(&id, &out, &src, &["--identity", identity.to_str().unwrap()]);
 }
+
+/// Values larger than a row group (each its own, written before the next is read) come
+/// back whole: in pyarrow, and through restore.
+#[test]
+fn values_larger_than_a_row_group_come_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("large.db");
+    Connection::open(&src)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB, s TEXT);
+             INSERT INTO t VALUES (1, randomblob(20000000), 'small'), (2, x'00', printf('%.*c', 18000000, 'z')),
+                 (3, randomblob(17000000), NULL), (4, NULL, 'after');",
+        )
+        .unwrap();
+    let out = dir.path().join("out");
+    let (id, dump, _) = dump_parquet(&src, &out, &["--breathe-ms", "0"]);
+    if let Some(python) = readers() {
+        let report = read_back(&python, &src, &dump).unwrap();
+        assert_eq!(report["tables"]["t"], 4, "{report}");
+    }
+    restore_exact(&id, &out, &src, &[]);
+}
