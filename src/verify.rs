@@ -401,9 +401,12 @@ impl ParsedFile {
 
 impl FileReader {
     fn digests(self, bytes: PieceReader) -> Result<ParsedFile, String> {
-        let reader =
-            crate::readback::decompress(bytes, self.compression, self.longest_line, &self.keys)
-                .map_err(|e| e.to_string())?;
+        // Parquet is binary, read from a bounded copy: lines mean nothing in it.
+        let longest = (self.format != Format::Parquet)
+            .then_some(self.longest_line)
+            .flatten();
+        let reader = crate::readback::decompress(bytes, self.compression, longest, &self.keys)
+            .map_err(|e| e.to_string())?;
         match self.format {
             Format::Sql => {
                 crate::readback::sql::sql_digests(reader, &self.tables, self.with_schema)

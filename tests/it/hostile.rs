@@ -18,7 +18,7 @@ fn dump(dir: &Path, compression: &str) -> (String, PathBuf) {
 }
 
 /// [`dump`] in `format`.
-fn dump_as(dir: &Path, format: &str, compression: &str) -> (String, PathBuf) {
+pub(crate) fn dump_as(dir: &Path, format: &str, compression: &str) -> (String, PathBuf) {
     let src = dir.join("app.db");
     build_bulk_db(&src, 50);
     let out = dir.join("out");
@@ -35,7 +35,7 @@ fn dump_as(dir: &Path, format: &str, compression: &str) -> (String, PathBuf) {
 /// Where dump `id` in `format` keeps its manifest in the store directory `out`.
 pub(crate) fn manifest_in(out: &Path, id: &str, format: &str) -> PathBuf {
     match format {
-        "csv" => out.join(id).join("manifest.json"),
+        "csv" | "parquet" => out.join(id).join("manifest.json"),
         _ => out.join(format!("{id}.manifest.json")),
     }
 }
@@ -127,7 +127,7 @@ fn run_measured(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, i6
 
 /// Restore and verify of the dump both fail, naming `expect`; nothing of the restore is
 /// left and none of `untouched` exists.
-fn both_refuse(dir: &Path, id: &str, expect: &str, untouched: &[&Path]) {
+pub(crate) fn both_refuse(dir: &Path, id: &str, expect: &str, untouched: &[&Path]) {
     let out = dir.join("out");
     let into = dir.join("restored.db");
     let (o, i) = (out.to_str().unwrap(), into.to_str().unwrap());

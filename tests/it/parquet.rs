@@ -457,3 +457,78 @@ fn values_larger_than_a_row_group_come_back_whole() {
     }
     restore_exact(&id, &out, &src, &[]);
 }
+
+/// Parquet files as an attacker who can write to the bucket would leave them (the
+/// manifest's sizes and digests fixed to match): garbage, another table's file, a file
+/// without chunkdump's layout, one whose layout lies about its schema. `restore` and
+/// `verify` each fail with one clear error and leave nothing behind.
+#[test]
+fn hostile_parquet_files_fail_restore_and_verify_cleanly() {
+    use crate::hostile::{both_refuse, dump_as, tamper_file};
+    let is_items = |key: &str| key.contains("/items/part-");
+    // Each case: the error expected, and the planted file's bytes (from the store
+    // directory and the work directory; `None` without pyarrow).
+    type Plant = Box<dyn Fn(&Path, &Path) -> Option<Vec<u8>>>;
+    let cases: Vec<(&str, Plant)> = vec![
+        (
+            "not a readable Parquet file",
+            Box::new(|_, _| Some(b"PAR1 but not really".to_vec())),
+        ),
+        (
+            "the file holds table \"tags\"",
+            Box::new(|out, _| {
+                let tags = walk(out)
+                    .into_iter()
+                    .find(|p| p.to_string_lossy().contains("/tags/part-"))?;
+                Some(std::fs::read(tags).unwrap())
+            }),
+        ),
+        (
+            "no \"chunkdump\" metadata",
+            Box::new(|_, dir| pyarrow_file(dir, "import pyarrow as pa; t = pa.table({'id': [1]})")),
+        ),
+        (
+            "not the one its layout declares",
+            Box::new(|out, dir| {
+                let items = walk(out)
+                    .into_iter()
+                    .find(|p| is_items(&p.to_string_lossy()))?;
+                let script = format!(
+                    "import pyarrow as pa, pyarrow.parquet as pq; m = pq.read_schema({:?}).metadata; \
+                     t = pa.table({{'id': ['not an integer']}}).replace_schema_metadata(m)",
+                    items.to_str().unwrap()
+                );
+                pyarrow_file(dir, &script)
+            }),
+        ),
+    ];
+    let mut ran = 0;
+    for (expect, make) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, manifest) = dump_as(dir.path(), "parquet", "zstd");
+        let Some(bytes) = make(&dir.path().join("out"), dir.path()) else {
+            continue; // needs pyarrow, which is not installed here (CI has it)
+        };
+        tamper_file(&manifest, &|key| is_items(key), &bytes);
+        both_refuse(dir.path(), &id, expect, &[]);
+        ran += 1;
+    }
+    assert!(ran == 4 || !in_ci(), "{ran} of 4 cases ran");
+}
+
+/// The bytes of a Parquet file pyarrow writes from table `t` made by `script`, or
+/// `None` without pyarrow.
+fn pyarrow_file(dir: &Path, script: &str) -> Option<Vec<u8>> {
+    let python = readers()?;
+    let path = dir.join("planted.parquet");
+    let o = Command::new(python)
+        .arg("-c")
+        .arg(format!(
+            "{script}\nimport pyarrow.parquet as pq, sys; pq.write_table(t, sys.argv[1])"
+        ))
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Some(std::fs::read(path).unwrap())
+}
