@@ -465,11 +465,13 @@ fn values_larger_than_a_row_group_come_back_whole() {
 #[test]
 fn hostile_parquet_files_fail_restore_and_verify_cleanly() {
     use crate::hostile::{both_refuse, dump_as, tamper_file};
-    let is_items = |key: &str| key.contains("/items/part-");
+    fn is_items(key: &str) -> bool {
+        key.contains("/items/part-")
+    }
     // Each case: the error expected, and the planted file's bytes (from the store
     // directory and the work directory; `None` without pyarrow).
-    type Plant = Box<dyn Fn(&Path, &Path) -> Option<Vec<u8>>>;
-    let cases: Vec<(&str, Plant)> = vec![
+    type Plant<'a> = Box<dyn Fn(&Path, &Path) -> Option<Vec<u8>> + 'a>;
+    let cases: Vec<(&str, Plant<'_>)> = vec![
         (
             "not a readable Parquet file",
             Box::new(|_, _| Some(b"PAR1 but not really".to_vec())),
