@@ -122,13 +122,13 @@ pub async fn restore(
         let (format, compression) = (manifest.format, manifest.compression);
         let longest = manifest.longest_line;
         let keys = manifest.keys.clone();
-        let csv_table = manifest.table_of(&file.key);
-        let census = csv_table
+        let file_table = manifest.table_of(&file.key);
+        let census = file_table
             .as_ref()
             .and_then(|t| manifest.tables.iter().find(|d| &d.table == t))
             .map(|d| d.census.clone())
             .unwrap_or_default();
-        if format.is_directory() && csv_table.is_none() {
+        if format.is_directory() && file_table.is_none() {
             return Err(failed(
                 &file.key,
                 "no table of the manifest is stored under this name".into(),
@@ -146,7 +146,7 @@ pub async fn restore(
             move |bytes, mut l| {
                 if format == Format::Parquet {
                     let reader = decompress(bytes, compression, None, &keys)?;
-                    let table = csv_table.as_deref().unwrap_or_default();
+                    let table = file_table.as_deref().unwrap_or_default();
                     l.load_parquet(reader, table, spool_dir.as_deref())?;
                     return Ok(((), l));
                 }
@@ -155,7 +155,7 @@ pub async fn restore(
                     Format::Sql => l.load_sql(reader, tables)?,
                     Format::Json => l.load_json(reader)?,
                     Format::Csv => {
-                        l.load_csv(reader, csv_table.as_deref().unwrap_or_default(), &census)?
+                        l.load_csv(reader, file_table.as_deref().unwrap_or_default(), &census)?
                     }
                     Format::Parquet => unreachable!("read above"),
                 }

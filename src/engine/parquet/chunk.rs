@@ -11,8 +11,9 @@ use std::time::Instant;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
+use super::file_thread::FileThread;
 use super::layout::TableLayout;
-use super::writer::{note_classes, properties, FileThread, RowGroup, ROW_GROUP_BYTES};
+use super::writer::{note_classes, properties, Misfit, RowGroup, ROW_GROUP_BYTES};
 use crate::engine::digest::{DigestState, TableDigest};
 use crate::engine::outcome::{ChunkEnd, ChunkProgress, ProgressFn};
 use crate::engine::output::OutputSink;
@@ -157,7 +158,7 @@ impl ParquetChunk<'_> {
                     cursor.after = None;
                 }
                 Ok((_, false)) => {}
-                Err(stop) => return stop.end(self),
+                Err(stop) => return stop.end(self, table).map(Some),
             }
         }
         if sliced && self.past_deadline() {
@@ -186,26 +187,13 @@ impl ParquetChunk<'_> {
         let end = std::thread::scope(|scope| -> Result<_, DumpError> {
             let mut file = FileThread::spawn(scope, sink, schema, props).map_err(io)?;
             let end = loop {
-                let mut misfit = None;
                 let read = read_rows(self, table, &mut cursor.after, |values| {
-                    if let Err(m) = group.push(values) {
-                        misfit = Some(m);
-                        return Err(RowStop::Misfit);
-                    }
+                    group.push(values).map_err(RowStop::Misfit)?;
                     Ok(group.bytes() < ROW_GROUP_BYTES)
                 });
-                if let Some(m) = misfit {
-                    return Err(DumpError::SchemaChanged(format!(
-                    "table {:?}, column {:?}: a {} value was written after this dump fixed the column's Parquet type from its values (the table changed during the dump); start a new dump",
-                    table.name, m.column, m.class
-                )));
-                }
                 let (n, exhausted) = match read {
                     Ok(read) => read,
-                    Err(stop) => match stop.end(self)? {
-                        Some(end) => break Some(end),
-                        None => unreachable!("a stop always ends the chunk"),
-                    },
+                    Err(stop) => break Some(stop.end(self, table)?),
                 };
                 *rows += n;
                 current.add(n, 0);
@@ -241,7 +229,8 @@ impl ParquetChunk<'_> {
 
 /// Why a row callback or a slice stopped the table.
 enum RowStop {
-    Misfit,
+    /// A value of a class the census did not see.
+    Misfit(Misfit),
     Slice(SliceError),
 }
 
@@ -252,12 +241,15 @@ impl From<rusqlite::Error> for RowStop {
 }
 
 impl RowStop {
-    /// How the chunk ends for this stop.
-    fn end(self, chunk: &ParquetChunk<'_>) -> Result<Option<ChunkEnd>, DumpError> {
+    /// How the chunk reading `table` ends for this stop: a pause, or an error.
+    fn end(self, chunk: &ParquetChunk<'_>, table: &TableSource) -> Result<ChunkEnd, DumpError> {
         match self {
-            RowStop::Misfit => Err(DumpError::Internal("a row did not fit".into())),
-            RowStop::Slice(SliceError::Busy) => Ok(Some(ChunkEnd::Busy)),
-            RowStop::Slice(SliceError::SchemaMoved) => Ok(Some(ChunkEnd::SchemaMoved)),
+            RowStop::Misfit(m) => Err(DumpError::SchemaChanged(format!(
+                "table {:?}, column {:?}: a {} value was written after this dump fixed the column's Parquet type from its values (the table changed during the dump); start a new dump",
+                table.name, m.column, m.class
+            ))),
+            RowStop::Slice(SliceError::Busy) => Ok(ChunkEnd::Busy),
+            RowStop::Slice(SliceError::SchemaMoved) => Ok(ChunkEnd::SchemaMoved),
             RowStop::Slice(SliceError::Db(e)) => Err(chunk.db()(e)),
             RowStop::Slice(SliceError::Io(e)) => {
                 Err(DumpError::Internal(format!("writing output: {e}")))

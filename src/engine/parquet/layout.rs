@@ -255,18 +255,25 @@ impl TableLayout {
     }
 }
 
-/// The census bits of a value: its class, and [`TEXT_NOT_UTF8`] for such TEXT.
-pub fn class_of(v: rusqlite::types::ValueRef<'_>) -> u8 {
+/// A value's storage class bit (0 for NULL), without looking at its bytes.
+pub fn storage_class(v: rusqlite::types::ValueRef<'_>) -> u8 {
     use rusqlite::types::ValueRef;
     match v {
         ValueRef::Null => 0,
         ValueRef::Integer(_) => INTEGER,
         ValueRef::Real(_) => REAL,
+        ValueRef::Text(_) => TEXT,
         ValueRef::Blob(_) => BLOB,
-        ValueRef::Text(t) => match std::str::from_utf8(t) {
-            Ok(_) => TEXT,
-            Err(_) => TEXT | TEXT_NOT_UTF8,
-        },
+    }
+}
+
+/// The census bits of a value: its class, and [`TEXT_NOT_UTF8`] for such TEXT.
+pub fn class_of(v: rusqlite::types::ValueRef<'_>) -> u8 {
+    match v {
+        rusqlite::types::ValueRef::Text(t) if std::str::from_utf8(t).is_err() => {
+            TEXT | TEXT_NOT_UTF8
+        }
+        v => storage_class(v),
     }
 }
 

@@ -3,6 +3,7 @@
 //! classes it holds, [`writer`] gathers rows into row groups, [`chunk`] runs one chunk.
 
 pub mod chunk;
+pub mod file_thread;
 pub mod layout;
 pub mod writer;
 
