@@ -7,8 +7,10 @@ tmpfs section (/dev/shm) measures CPU alone, with no disk in the way."""
 import json, os, shutil, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/chunkdump")
-EX = os.path.join(ROOT, "target/release/examples")
+# cargo's target directory (CARGO_TARGET_DIR or a config may move it from target/).
+TARGET = subprocess.check_output([os.path.join(ROOT, "scripts/target-dir")], text=True).strip()
+BIN = os.path.join(TARGET, "release/chunkdump")
+EX = os.path.join(TARGET, "release/examples")
 CACHE = os.path.join(ROOT, ".cache/bench")
 
 
@@ -270,7 +272,7 @@ def startup():
                CHUNKDUMP_API_TOKEN="local-admin-token-0123456789", RUST_LOG="warn")
     event = json.load(open(os.path.join(ROOT, "events/api-list.json")))
     print("\n== API function cold start: exec to first answer (events/api-list.json, moto), median of 7 ==")
-    bootstraps = [("this build", os.environ.get("STARTUP_BOOTSTRAP", os.path.join(ROOT, "target/release/chunkdump-api")))]
+    bootstraps = [("this build", os.environ.get("STARTUP_BOOTSTRAP", os.path.join(TARGET, "release/chunkdump-api")))]
     if os.environ.get("STARTUP_COMPARE"):
         bootstraps.append(("STARTUP_COMPARE", os.environ["STARTUP_COMPARE"]))
     for name, path in bootstraps:

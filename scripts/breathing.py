@@ -12,7 +12,9 @@ with no breathing, each binary in turn (to this disk and to tmpfs), over three r
 import glob, json, os, shutil, sqlite3, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/chunkdump")
+# cargo's target directory (CARGO_TARGET_DIR or a config may move it from target/).
+TARGET = subprocess.check_output([os.path.join(ROOT, "scripts/target-dir")], text=True).strip()
+BIN = os.path.join(TARGET, "release/chunkdump")
 CACHE = os.path.join(ROOT, ".cache/bench")
 OUT = os.environ.get("BREATHING_OUT", CACHE)
 # Dumps written to memory, not to the database's disk: what is left of the writer's wait

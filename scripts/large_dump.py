@@ -6,7 +6,9 @@ and peak RSS; exits non-zero on any mismatch."""
 import json, os, runpy, shutil, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/chunkdump")
+# cargo's target directory (CARGO_TARGET_DIR or a config may move it from target/).
+TARGET = subprocess.check_output([os.path.join(ROOT, "scripts/target-dir")], text=True).strip()
+BIN = os.path.join(TARGET, "release/chunkdump")
 CACHE = os.path.join(ROOT, ".cache/large")
 
 

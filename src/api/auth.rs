@@ -122,12 +122,15 @@ impl Tokens {
     }
 }
 
-/// The token of an `Authorization: Bearer …` header value.
+/// The token of an `Authorization: Bearer …` header value. The scheme's name is
+/// case-insensitive (RFC 7235 §2.1: `BEARER`, `bearer` and `Bearer` are one scheme),
+/// followed by one or more spaces.
 pub(super) fn bearer(value: &str) -> Option<&str> {
-    value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Whether an `Authorization` header value carries an accepted token (admin or read-only),

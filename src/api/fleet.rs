@@ -32,6 +32,9 @@ pub async fn start(
         )
         .into_response());
     };
+    // A bad body is a 400 before it costs a start.
+    crate::service::fleet::check_dump_request(&request)
+        .map_err(|e| ApiError::from(e).into_response())?;
     let counted = super::limits::count_start(&state, &caller).await?;
     match start_fleet(&state.service(), request, None).await {
         Ok((fleet_id, databases)) => Ok((

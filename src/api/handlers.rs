@@ -38,6 +38,9 @@ pub async fn start(
     body: Result<Json<StartRequest>, JsonRejection>,
 ) -> Result<Response, Response> {
     let Json(req) = body.map_err(|e| json_error(e).into_response())?;
+    // A bad body is a 400 before it costs a start or meets a running dump.
+    req.validate()
+        .map_err(|e| ApiError::from(e).into_response())?;
     let counted = super::limits::count_start(&state, &caller).await?;
     match start_dump(&state.service(), req, None).await {
         Ok(job) => Ok((StatusCode::ACCEPTED, Json(StartAccepted::new(&job.id))).into_response()),

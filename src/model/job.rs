@@ -278,11 +278,13 @@ impl JobRecord {
             };
             format!("{base}/export/dump/download/{path}")
         };
+        // Every file a restore needs: a SQL dump is one file; the others are their rows'
+        // files and the `schema.sql` that creates their tables.
         match self.spec.format {
-            Format::Csv | Format::Parquet => {
+            Format::Sql => DownloadUrl::One(url(&self.output_name())),
+            Format::Json | Format::Csv | Format::Parquet => {
                 DownloadUrl::PerTable(self.files.iter().map(|f| url(&f.key)).collect())
             }
-            _ => DownloadUrl::One(url(&self.output_name())),
         }
     }
 

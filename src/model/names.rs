@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::spec::{Compression, Format, InvalidValue};
 
-/// Where a completed dump is downloaded: one URL, or one per table file (CSV).
+/// Where a completed dump is downloaded: one URL (SQL), or one per file (JSON, CSV and
+/// Parquet: their rows' files and their `schema.sql`).
 #[cfg_attr(feature = "api", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]

@@ -156,6 +156,22 @@ pub fn check_fleet_id(id: &str) -> Result<(), ServiceError> {
     }
 }
 
+/// Checks a fleet body's dump request (every field but `databases` and `callbackUrl`,
+/// which [`start_fleet`] resolves) as each of its dumps' starts will: a 400 naming the
+/// field, before the fleet costs a start (the API calls it first).
+pub fn check_dump_request(request: &serde_json::Map<String, Value>) -> Result<(), ServiceError> {
+    let mut probe = request.clone();
+    probe.retain(|k, v| !v.is_null() && k != "databases" && k != "callbackUrl");
+    probe.insert("database".into(), Value::String("probe".into()));
+    let parsed = serde_json::from_value::<super::start::StartRequest>(Value::Object(probe))
+        .map_err(|e| {
+            let text = e.to_string();
+            let field = text.split('`').nth(1).unwrap_or("format").to_string();
+            ServiceError::bad_field(&field, text)
+        })?;
+    parsed.validate()
+}
+
 /// Starts a fleet from `request` (a fleet request's body; `schedule`: the schedule
 /// starting it, recorded in each of its dumps): its id and how many databases it names.
 pub(crate) async fn start_fleet(
@@ -204,13 +220,7 @@ pub(crate) async fn start_fleet(
         .zip(state.settings.notifier.as_ref())
         .map(|(url, notifier)| notifier.seal(url));
     // Every database's dump is started with this request: check it now, once.
-    let mut probe = request.clone();
-    probe.insert("database".into(), Value::String("probe".into()));
-    serde_json::from_value::<super::start::StartRequest>(Value::Object(probe)).map_err(|e| {
-        let text = e.to_string();
-        let field = text.split('`').nth(1).unwrap_or("format").to_string();
-        ServiceError::bad_field(&field, text)
-    })?;
+    check_dump_request(&request)?;
     let databases = tokio::task::spawn_blocking(move || select(&root, &selection)).await??;
     let fleet_id = format!(
         "fleet_{}-{:04x}",

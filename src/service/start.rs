@@ -48,6 +48,53 @@ pub struct StartRequest {
     recipients: Option<Vec<String>>,
 }
 
+impl StartRequest {
+    /// The checks of the body alone (no store, no database, no callback host), which the
+    /// API runs before it counts the start against a rate limit or looks for a dump
+    /// already running: a 400 naming the field.
+    pub fn validate(&self) -> Result<(), ServiceError> {
+        if let Some(n) = self.slice_rows {
+            crate::model::SliceRows::new(n)?;
+        }
+        if self
+            .snapshot_max_block_ms
+            .is_some_and(|ms| !(1..=600_000).contains(&ms))
+        {
+            return Err(ServiceError::bad_field(
+                "snapshotMaxBlockMs",
+                "snapshotMaxBlockMs must be between 1 and 600000",
+            ));
+        }
+        if self
+            .tables
+            .as_ref()
+            .is_some_and(|t| t.is_empty() || t.iter().any(|name| name.is_empty()))
+        {
+            return Err(ServiceError::bad_field(
+                "tables",
+                "tables must be a non-empty list of table names",
+            ));
+        }
+        if self.include_schema == Some(false) && self.format != Format::Sql {
+            return Err(ServiceError::bad_field(
+                "includeSchema",
+                "includeSchema false is for SQL dumps: a CSV, JSON or Parquet dump's schema file is what creates its tables on restore",
+            ));
+        }
+        // A request's keys replace the deployment's, never remove encryption: an empty
+        // list would be a plaintext dump on a deployment that encrypts every dump.
+        if let Some(keys) = &self.recipients {
+            crate::encryption::Recipients::parse(keys).map_err(|e| {
+                ServiceError::bad_field(
+                    "recipients",
+                    format!("recipients must be 1 to 20 age public keys (age1…): {e}"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// Checks a callback URL as every start does: this server must sign callbacks, and the
 /// URL must be HTTPS to a public host (the SSRF guard).
 pub async fn check_callback_url(state: &Service, url: &str) -> Result<(), ServiceError> {
@@ -69,37 +116,13 @@ pub async fn start_dump(
     req: StartRequest,
     schedule: Option<&str>,
 ) -> Result<JobRecord, ServiceError> {
+    req.validate()?;
     let slice_rows = match req.slice_rows {
         Some(n) => crate::model::SliceRows::new(n)?,
         None => state.settings.slice_rows,
     };
     if let Some(url) = &req.callback_url {
         check_callback_url(state, url).await?;
-    }
-    if req
-        .snapshot_max_block_ms
-        .is_some_and(|ms| !(1..=600_000).contains(&ms))
-    {
-        return Err(ServiceError::bad_field(
-            "snapshotMaxBlockMs",
-            "snapshotMaxBlockMs must be between 1 and 600000",
-        ));
-    }
-    if req
-        .tables
-        .as_ref()
-        .is_some_and(|t| t.is_empty() || t.iter().any(|name| name.is_empty()))
-    {
-        return Err(ServiceError::bad_field(
-            "tables",
-            "tables must be a non-empty list of table names",
-        ));
-    }
-    if req.include_schema == Some(false) && req.format != Format::Sql {
-        return Err(ServiceError::bad_field(
-            "includeSchema",
-            "includeSchema false is for SQL dumps: a CSV, JSON or Parquet dump's schema file is what creates its tables on restore",
-        ));
     }
     let target = target(state, req.database.as_deref())?;
     let spec = DumpSpec {

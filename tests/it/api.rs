@@ -32,7 +32,17 @@ async fn every_format_end_to_end_matches_the_cli() {
             &dir.path().join(format!("cli-{format}")),
             &["--format", format],
         );
-        let (url, expected, kind) = if format == "csv" {
+        let (url, expected, kind) = if format == "json" {
+            let url = done["downloadUrl"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u.as_str().unwrap())
+                .find(|u| u.ends_with(".json"))
+                .unwrap()
+                .to_string();
+            (url, std::fs::read(&cli).unwrap(), "application/json")
+        } else if format == "csv" {
             let url = done["downloadUrl"]
                 .as_array()
                 .unwrap()
@@ -47,15 +57,10 @@ async fn every_format_end_to_end_matches_the_cli() {
                 "text/csv; charset=utf-8",
             )
         } else {
-            let kind = if format == "sql" {
-                "application/sql"
-            } else {
-                "application/json"
-            };
             (
                 done["downloadUrl"].as_str().unwrap().to_string(),
                 std::fs::read(&cli).unwrap(),
-                kind,
+                "application/sql",
             )
         };
         let (status, headers, body) = server
@@ -151,6 +156,33 @@ async fn a_parquet_dump_over_the_api_serves_every_file_it_lists() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.to_string().contains("part-00001.parquet"), "{body}");
+}
+
+/// The `Authorization` scheme is case-insensitive (RFC 7235): `BEARER`, `bearer` and
+/// `Bearer` carry the same token; another scheme, or the scheme alone, is a 401.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("edge.db");
+    build_edge_db(&src);
+    let server = start_server(&src, Duration::from_secs(25), Duration::ZERO, None).await;
+    for (header, want) in [
+        (format!("BEARER {READER}"), StatusCode::OK),
+        (format!("bearer {READER}"), StatusCode::OK),
+        (format!("BeArEr  {READER}"), StatusCode::OK),
+        (format!("Basic {READER}"), StatusCode::UNAUTHORIZED),
+        (format!("Bearer{READER}"), StatusCode::UNAUTHORIZED),
+        ("Bearer ".to_string(), StatusCode::UNAUTHORIZED),
+    ] {
+        let res = server
+            .client
+            .get(format!("{}/export/dump", server.base))
+            .header("authorization", &header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), want, "{header:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -897,6 +929,70 @@ async fn an_unfinished_dump_whose_run_is_gone_is_interrupted_until_resumed() {
 
 /// Every download URL the API gives for a CSV dump works as given, whatever the table's
 /// name (`weird "name" / with, chars` among them).
+/// `downloadUrl` names every file a restore needs, in every format: the files it lists
+/// (beside the manifest from `manifestUrl`), downloaded into a directory by their keys,
+/// restore as the source database.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_download_urls_are_every_file_a_restore_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rows every format carries exactly (the edge cases are the format tests').
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 300);
+    let server = start_server(&src, Duration::ZERO, Duration::ZERO, None).await;
+    for format in ["sql", "json", "csv", "parquet"] {
+        let id = server.start(json!({"format": format})).await;
+        let done = server.wait_for(&id, "completed").await;
+        let urls: Vec<String> = match &done["downloadUrl"] {
+            Value::String(url) => vec![url.clone()],
+            Value::Array(urls) => urls.iter().map(|u| u.as_str().unwrap().into()).collect(),
+            other => panic!("{format}: downloadUrl {other}"),
+        };
+        let keys: Vec<&str> = done["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(urls.len(), keys.len(), "{format}: {done}");
+        let downloaded = dir.path().join(format!("downloaded-{format}"));
+        for (url, key) in urls.iter().zip(&keys) {
+            let (status, _, body) = server
+                .call(reqwest::Method::GET, url, Some(READER), None)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{format}: {url}");
+            let path = downloaded.join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        let (status, _, manifest) = server
+            .call(
+                reqwest::Method::GET,
+                done["manifestUrl"].as_str().unwrap(),
+                Some(READER),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{format}");
+        let manifest_path = downloaded.join(done["manifest"].as_str().unwrap());
+        std::fs::create_dir_all(manifest_path.parent().unwrap()).unwrap();
+        std::fs::write(&manifest_path, manifest).unwrap();
+        let back = dir.path().join(format!("back-{format}.db"));
+        let o = run(&[
+            "restore",
+            "--manifest",
+            manifest_path.to_str().unwrap(),
+            "--into",
+            back.to_str().unwrap(),
+        ]);
+        assert!(
+            o.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_same_db(&src, &back);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_csv_download_url_works_as_given() {
     let dir = tempfile::tempdir().unwrap();

@@ -1085,3 +1085,95 @@ fn a_clear_file_list_that_differs_from_the_sealed_one_is_refused() {
     }
     assert!(!into.exists());
 }
+
+/// No request weakens a deployment's encryption: `recipients: []` (which would be a
+/// plaintext dump where `CHUNKDUMP_RECIPIENTS` encrypts every one) is a 400 naming the
+/// field for a start and for a fleet, and starts nothing. A bad body is a 400 before the
+/// rate limit and the one-dump-per-database check: with the caller's one start used and
+/// a dump of the database running, 21 recipients still answer 400 `recipients`.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_request_switches_a_deployments_encryption_off() {
+    use common::api_server::*;
+    if !have_age() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let made = source(dir.path());
+    std::fs::rename(&made, root.join("a.db")).unwrap();
+    let (_, recipient) = keygen(dir.path(), "key.txt");
+    // A slow dump (one slice a chunk, a long pause) that stays running.
+    let server = start_server(
+        &root.join("a.db"),
+        std::time::Duration::from_millis(1),
+        std::time::Duration::from_secs(30),
+        None,
+    )
+    .await
+    .over_root(&root)
+    .await
+    .with_settings(|s| {
+        s.recipients = vec![recipient.clone()];
+        s.rate_limit.starts = 1;
+        s.slice_rows = chunkdump::model::SliceRows::new(1).unwrap();
+    })
+    .await;
+    for (path, body) in [
+        (
+            "/export/dump",
+            serde_json::json!({"format": "sql", "database": "a.db", "recipients": []}),
+        ),
+        (
+            "/export/fleet",
+            serde_json::json!({"format": "sql", "databases": "*.db", "recipients": []}),
+        ),
+    ] {
+        let (code, v) = server
+            .json(reqwest::Method::POST, path, Some(ADMIN), Some(body))
+            .await;
+        assert_eq!(code, reqwest::StatusCode::BAD_REQUEST, "{path}: {v}");
+        assert_eq!(v["error"]["field"], "recipients", "{path}: {v}");
+    }
+    let (_, list) = server
+        .json(reqwest::Method::GET, "/export/dump", Some(ADMIN), None)
+        .await;
+    assert_eq!(list["dumps"], serde_json::json!([]), "{list}");
+    // The one start this caller has, running.
+    let id = server
+        .start(serde_json::json!({"format": "sql", "database": "a.db"}))
+        .await;
+    let status = server.wait_for(&id, "processing").await;
+    assert_eq!(
+        status["recipients"],
+        serde_json::json!([recipient]),
+        "{status}"
+    );
+    let many: Vec<String> = (0..21).map(|_| recipient.clone()).collect();
+    for (path, body) in [
+        (
+            "/export/dump",
+            serde_json::json!({"format": "sql", "database": "a.db", "recipients": many}),
+        ),
+        (
+            "/export/fleet",
+            serde_json::json!({"format": "sql", "databases": "*.db", "recipients": many}),
+        ),
+    ] {
+        let (code, v) = server
+            .json(reqwest::Method::POST, path, Some(ADMIN), Some(body))
+            .await;
+        assert_eq!(code, reqwest::StatusCode::BAD_REQUEST, "{path}: {v}");
+        assert_eq!(v["error"]["field"], "recipients", "{path}: {v}");
+    }
+    // And a good body meets the limit.
+    let (code, v) = server
+        .json(
+            reqwest::Method::POST,
+            "/export/dump",
+            Some(ADMIN),
+            Some(serde_json::json!({"format": "sql", "database": "a.db"})),
+        )
+        .await;
+    assert_eq!(code, reqwest::StatusCode::TOO_MANY_REQUESTS, "{v}");
+}

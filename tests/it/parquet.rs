@@ -228,44 +228,47 @@ fn realistic_data_reads_in_pyarrow_and_duckdb_exactly_as_the_source() {
     restore_exact(&id, &whole, &src, &[]);
 }
 
-#[test]
-fn fixture_and_real_databases_read_in_pyarrow_and_duckdb() {
+/// A Parquet dump of `src` reads in pyarrow and DuckDB with every table's row count.
+fn reads_in_pyarrow_and_duckdb(src: &Path) {
     let Some(python) = readers() else { return };
-    if skip_without_fixtures() {
-        return;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (_, dump, _) = dump_parquet(
+        src,
+        &out,
+        &[
+            "--chunk-size",
+            "2000",
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "0",
+        ],
+    );
+    let report =
+        read_back(&python, src, &dump).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dump.join("manifest.json")).unwrap()).unwrap();
+    for t in manifest["tables"].as_array().unwrap() {
+        assert_eq!(
+            report["tables"][t["table"].as_str().unwrap()],
+            t["rows"],
+            "{}: {report}",
+            src.display()
+        );
     }
+}
+
+#[test]
+fn the_fixture_database_reads_in_pyarrow_and_duckdb() {
     let dir = tempfile::tempdir().unwrap();
     let edge = dir.path().join("edge.db");
     build_edge_db(&edge);
-    let mut sources = vec![edge];
-    sources.extend(fixture_files());
-    for (n, src) in sources.iter().enumerate() {
-        let out = dir.path().join(format!("out-{n}"));
-        let (_, dump, _) = dump_parquet(
-            src,
-            &out,
-            &[
-                "--chunk-size",
-                "2000",
-                "--budget-ms",
-                "0",
-                "--breathe-ms",
-                "0",
-            ],
-        );
-        let report =
-            read_back(&python, src, &dump).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dump.join("manifest.json")).unwrap()).unwrap();
-        for t in manifest["tables"].as_array().unwrap() {
-            assert_eq!(
-                report["tables"][t["table"].as_str().unwrap()],
-                t["rows"],
-                "{}: {report}",
-                src.display()
-            );
-        }
-    }
+    reads_in_pyarrow_and_duckdb(&edge);
+}
+
+mod real_sqlite_files_read_in_pyarrow_and_duckdb {
+    crate::common::fixtures::each_real_sqlite_file!(super::reads_in_pyarrow_and_duckdb);
 }
 
 /// Every file in `dump` (but the manifest) is one the manifest lists.

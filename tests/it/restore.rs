@@ -182,35 +182,24 @@ fn every_format_and_compression_restores_the_hard_cases() {
     }
 }
 
-#[test]
-fn real_sqlite_files_restore_in_every_format() {
-    if skip_without_fixtures() {
-        return;
+/// Each real SQLite file restores from a dump in every format as the same database.
+fn restores_in_every_format(src: &Path) {
+    let work = tempfile::tempdir().unwrap();
+    // SQL restores of the large files add time, not cases: the loader matrix already
+    // loads their SQL dumps (roundtrip.rs), and the small ones restore here.
+    let large = std::fs::metadata(src).unwrap().len() > 2 << 20;
+    let formats: &[&str] = if large {
+        &["json", "csv", "parquet"]
+    } else {
+        &["sql", "json", "csv", "parquet"]
+    };
+    for format in formats {
+        round_trip(src, work.path(), format, "zstd", "2000");
     }
-    let files = fixture_files();
-    // Two at a time: each dump and restore is a process that mostly keeps one core busy.
-    let (odd, even): (Vec<_>, Vec<_>) = files.iter().enumerate().partition(|(i, _)| i % 2 == 1);
-    std::thread::scope(|scope| {
-        for half in [odd, even] {
-            scope.spawn(move || {
-                for (_, src) in half {
-                    let work = tempfile::tempdir().unwrap();
-                    // SQL restores of the large files add time, not cases: the loader
-                    // matrix already loads their SQL dumps (roundtrip.rs), and the small
-                    // ones restore here.
-                    let large = std::fs::metadata(src).unwrap().len() > 2 << 20;
-                    let formats: &[&str] = if large {
-                        &["json", "csv", "parquet"]
-                    } else {
-                        &["sql", "json", "csv", "parquet"]
-                    };
-                    for format in formats {
-                        round_trip(src, work.path(), format, "zstd", "2000");
-                    }
-                }
-            });
-        }
-    });
+}
+
+mod real_sqlite_files_restore_in_every_format {
+    crate::common::fixtures::each_real_sqlite_file!(super::restores_in_every_format);
 }
 
 #[test]

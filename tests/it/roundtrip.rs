@@ -275,37 +275,36 @@ fn zstd_output_is_one_valid_stream_of_the_plain_dump() {
     assert_eq!(out.stdout, std::fs::read(&plain).unwrap());
 }
 
-#[test]
-fn real_sqlite_files_from_registry_packages_round_trip() {
-    if skip_without_fixtures() {
-        return;
-    }
-    let files = fixture_files();
+/// Each real SQLite file from a registry package, dumped to SQL in many chunks, loads
+/// into every SQLite of the loader matrix as the same database.
+fn round_trips_through_every_loader(src: &Path) {
     let work = tempfile::tempdir().unwrap();
-    for (i, src) in files.iter().enumerate() {
-        let out = work.path().join(format!("out{i}"));
-        // Many chunks, but few enough that the large files stay quick.
-        let slice_rows = if std::fs::metadata(src).unwrap().len() > 2 << 20 {
-            "2000"
-        } else {
-            "25"
-        };
-        let (_, sql) = dump_ok(
-            src,
-            &out,
-            &[
-                "--format",
-                "sql",
-                "--chunk-size",
-                slice_rows,
-                "--budget-ms",
-                "0",
-                "--breathe-ms",
-                "0",
-            ],
-        );
-        assert_restores_everywhere(src, &sql, work.path());
-    }
+    let out = work.path().join("out");
+    // Many chunks, but few enough that the large files stay quick.
+    let slice_rows = if std::fs::metadata(src).unwrap().len() > 2 << 20 {
+        "2000"
+    } else {
+        "25"
+    };
+    let (_, sql) = dump_ok(
+        src,
+        &out,
+        &[
+            "--format",
+            "sql",
+            "--chunk-size",
+            slice_rows,
+            "--budget-ms",
+            "0",
+            "--breathe-ms",
+            "0",
+        ],
+    );
+    assert_restores_everywhere(src, &sql, work.path());
+}
+
+mod real_sqlite_files_from_registry_packages_round_trip {
+    crate::common::fixtures::each_real_sqlite_file!(super::round_trips_through_every_loader);
 }
 
 #[test]

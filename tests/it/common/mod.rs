@@ -4,7 +4,10 @@
 
 pub mod api_server;
 pub mod cloud;
+pub mod fixtures;
 pub mod lib_dump;
+
+pub use fixtures::{fixture_files, skip_without_fixtures};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -28,47 +31,6 @@ pub fn skip_without(what: &str, present: bool, how: &str) -> bool {
     assert!(!in_ci(), "{what} missing in CI: {how}");
     eprintln!("skipped: this test needs {what}; {how}");
     true
-}
-
-/// The directory of the real SQLite files from registry packages
-/// (`scripts/fetch-fixtures`, or `CHUNKDUMP_FIXTURES`).
-fn fixture_dir() -> String {
-    std::env::var("CHUNKDUMP_FIXTURES")
-        .unwrap_or_else(|_| format!("{}/.cache/fixtures", env!("CARGO_MANIFEST_DIR")))
-}
-
-/// The real SQLite files from registry packages (`scripts/fetch-fixtures`, or
-/// `CHUNKDUMP_FIXTURES`).
-fn find_fixture_files() -> Vec<PathBuf> {
-    std::fs::read_dir(fixture_dir())
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "sqlite3" || e == "db"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Whether a test of the real SQLite files should skip (see [`skip_without`]).
-pub fn skip_without_fixtures() -> bool {
-    skip_without(
-        &format!("the seven real SQLite files in {}", fixture_dir()),
-        find_fixture_files().len() >= 7,
-        "run scripts/fetch-fixtures (scripts/test does)",
-    )
-}
-
-/// The real SQLite files from registry packages; panics unless all seven are there (a
-/// test calls [`skip_without_fixtures`] first).
-pub fn fixture_files() -> Vec<PathBuf> {
-    let files = find_fixture_files();
-    assert!(
-        files.len() >= 7,
-        "expected the seven real SQLite files in {}; run scripts/fetch-fixtures",
-        fixture_dir()
-    );
-    files
 }
 
 /// Every file under `dir`, in subdirectories too (none if `dir` does not exist).
