@@ -281,6 +281,9 @@ async fn check(
             tables: tables.clone(),
             with_schema: spec.include_schema,
             table: manifest.table_of(&file.key),
+            declared: (is_schema || manifest.format == Format::Sql)
+                .then(|| crate::readback::declared::DeclaredSchema::of(manifest))
+                .flatten(),
         };
         let reader = if is_schema {
             FileReader {
@@ -381,6 +384,8 @@ struct FileReader {
     with_schema: bool,
     /// The table a CSV or Parquet file holds.
     table: Option<String>,
+    /// The schema the manifest lists, for the file of SQL statements.
+    declared: Option<crate::readback::declared::DeclaredSchema>,
 }
 
 /// A file parsed: its digests, or an SQL file's with what only SQLite checks still held.
@@ -408,10 +413,13 @@ impl FileReader {
         let reader = crate::readback::decompress(bytes, self.compression, longest, &self.keys)
             .map_err(|e| e.to_string())?;
         match self.format {
-            Format::Sql => {
-                crate::readback::sql::sql_digests(reader, &self.tables, self.with_schema)
-                    .map(ParsedFile::Sql)
-            }
+            Format::Sql => crate::readback::sql::sql_digests(
+                reader,
+                &self.tables,
+                self.with_schema,
+                self.declared,
+            )
+            .map(ParsedFile::Sql),
             Format::Json => crate::readback::json::json_digests(reader).map(ParsedFile::Digests),
             Format::Parquet => {
                 let table = self

@@ -23,6 +23,21 @@ pub struct ApiError {
     pub error_type: &'static str,
 }
 
+/// The error code of a status whose answer names no more particular one: the same
+/// code whichever layer (the router, a body extractor, a handler) answers it.
+pub(super) fn code_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::RANGE_NOT_SATISFIABLE => "range_not_satisfiable",
+        s if s.is_server_error() => "internal_error",
+        _ => "invalid_request",
+    }
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
@@ -119,15 +134,7 @@ pub async fn json_error_bodies(res: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return res;
     }
-    let code = match status {
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::REQUEST_TIMEOUT => "request_timeout",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::RANGE_NOT_SATISFIABLE => "range_not_satisfiable",
-        s if s.is_server_error() => "internal_error",
-        _ => "invalid_request",
-    };
+    let code = code_of(status);
     let (parts, body) = res.into_parts();
     let text = axum::body::to_bytes(body, 4096)
         .await

@@ -22,8 +22,10 @@ pub async fn start(
     axum::Extension(caller): axum::Extension<super::limits::Caller>,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, Response> {
-    let Json(body) = body
-        .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()).into_response())?;
+    let Json(body) = body.map_err(|e| {
+        let status = e.status();
+        ApiError::new(status, super::error::code_of(status), e.body_text()).into_response()
+    })?;
     let Value::Object(request) = body else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

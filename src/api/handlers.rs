@@ -27,7 +27,7 @@ fn json_error(rejection: JsonRejection) -> ApiError {
     };
     ApiError {
         field,
-        ..ApiError::new(status, "invalid_request", text)
+        ..ApiError::new(status, super::error::code_of(status), text)
     }
 }
 

@@ -143,7 +143,8 @@ fn hand_written(json_body: impl Fn(&str) -> Value, bodies: Bodies) -> Value {
         "application/gzip": binary, "application/zstd": binary,
         "application/vnd.apache.parquet": binary, "application/octet-stream": binary}});
     let manifest = json!({"description": "the manifest (or a part of it for a Range request)", "content": {
-        "application/json": {"schema": {"type": "object", "required": ["dumpId", "format", "files", "tables"]}}}});
+        // An encrypted dump's manifest is sealed: its tables are inside, not beside.
+        "application/json": {"schema": {"type": "object", "required": ["dumpId", "format", "files"]}}}});
     json!({
         "openapi": "3.0.3",
         "info": {"title": "chunkdump", "version": env!("CARGO_PKG_VERSION"),
@@ -248,7 +249,7 @@ fn hand_written(json_body: impl Fn(&str) -> Value, bodies: Bodies) -> Value {
                 "FleetRequest": {"type": "object", "required": ["databases", "format"], "properties": {
                     "databases": {"oneOf": [{"type": "string", "description": "a pattern of paths under the root: * within a directory, ** across"},
                                             {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
-                    "format": {"type": "string", "enum": ["sql", "csv", "json"]},
+                    "format": {"type": "string", "enum": ["sql", "csv", "json", "parquet"]},
                     "callbackUrl": {"type": "string", "format": "uri", "pattern": "^https://", "description": "told once, when every database's dump has ended"},
                     "chunkSize": {"type": "integer", "minimum": 1, "maximum": crate::model::SliceRows::MAX},
                     "includeSchema": {"type": "boolean", "description": "false: rows only, for SQL dumps (400 with field includeSchema for csv and json, whose schema file is what restores their tables)"},

@@ -181,7 +181,23 @@ pub(super) async fn run_to_end(
         if job.status == JobStatus::Interrupted {
             crate::lifecycle::resume_dump(stores.progress.as_ref(), &job.id).await?;
         }
-        let result = LocalRunner::new(tasks)?.run_to_end(&job.id).await;
+        let runner = LocalRunner::new(tasks)?;
+        let result = tokio::select! {
+            result = runner.run_to_end(&job.id) => result,
+            // Ctrl-C: what is committed stays (as after any kill); say so, and how to go
+            // on, instead of ending without a word.
+            _ = tokio::signal::ctrl_c() => {
+                reporter.done();
+                eprintln!(
+                    "interrupted: dump {} stopped by Ctrl-C; its committed chunks are kept\nresume it with: {}",
+                    job.id,
+                    resume_command(&job.id, location)
+                );
+                // At once, as SIGINT would (a chunk's export thread is not waited for):
+                // the run lock goes with the process.
+                std::process::exit(130);
+            }
+        };
         reporter.done();
         match result {
             // Paused by a fault outside the data: say how to go on.

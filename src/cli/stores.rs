@@ -58,6 +58,15 @@ pub(super) async fn open_stores(loc: &Location, access: Access) -> Result<Stores
             let progress_place = ProgressPlace::parse(progress.as_deref(), store)?;
             let uses_aws = matches!(progress_place, ProgressPlace::Dynamo(_));
             let (objects, config) = object_store(store, uses_aws).await?;
+            // A missing bucket is a mistake to fix before anything starts (a typo, or no
+            // `setup` yet), not a fault to pause a dump for: no job is made.
+            if objects.bucket_is_missing().await {
+                return Err(DumpError::InvalidRequest(format!(
+                    "bucket {:?} does not exist at this endpoint: create it with `chunkdump setup --store s3://{}` (or in the R2 dashboard), or check the name in {store}",
+                    objects.bucket(),
+                    objects.bucket()
+                )));
+            }
             let runs_here = matches!(progress_place, ProgressPlace::File(_));
             let (progress, guard, rates): (Arc<dyn ProgressStore>, Arc<dyn StartGuard>, Arc<dyn RateCounter>) =
                 match progress_place {

@@ -121,6 +121,24 @@ impl S3Store {
         })
     }
 
+    /// Whether the store says the bucket does not exist (HeadBucket: 404 or
+    /// `NoSuchBucket`). Any other answer is no proof either way (a token may use a bucket
+    /// it may not look at, a passing fault): `false`, and the commands go on to meet it.
+    pub async fn bucket_is_missing(&self) -> bool {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => false,
+            Err(e) => {
+                let failure = self.failure(&format!("look at bucket {}", self.bucket), e);
+                failure.is("NoSuchBucket") || failure.is("NotFound") || failure.status == Some(404)
+            }
+        }
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
     /// Creates the bucket unless it exists (local development and tests; in AWS the
     /// SAM template or the R2 dashboard creates it).
     pub async fn ensure_bucket(&self) -> Result<(), StoreError> {

@@ -78,6 +78,10 @@ pub struct DigestState {
     /// (the manifest lists them, so a restore drill can name one that did not come back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_objects: Option<Vec<SchemaObject>>,
+    /// Every schema object the dump creates, its SQL by digest, set with
+    /// `schema_objects` (the manifest declares them; a restore creates no other).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_statements: Option<Vec<SchemaStatement>>,
 }
 
 /// An index, view or trigger a dump writes (`type` as `sqlite_schema` has it).
@@ -88,6 +92,33 @@ pub struct SchemaObject {
     pub name: String,
 }
 
+/// A schema object a dump creates (a table, virtual table, index, view or trigger), as
+/// `sqlite_schema` holds it, its SQL by SHA-256: what a restore or verify of the dump may
+/// create and nothing else (see `readback::declared`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaStatement {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub tbl_name: String,
+    /// SHA-256 of its `sqlite_schema.sql`, in hex.
+    pub sha256: String,
+}
+
+impl SchemaStatement {
+    /// The entry of a `sqlite_schema` row (`sql` as SQLite keeps it).
+    pub fn of(kind: &str, name: &str, tbl_name: &str, sql: &str) -> Self {
+        use sha2::Digest;
+        SchemaStatement {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            tbl_name: tbl_name.to_string(),
+            sha256: hex::encode(sha2::Sha256::digest(sql.as_bytes())),
+        }
+    }
+}
+
 impl Default for DigestState {
     fn default() -> Self {
         DigestState {
@@ -95,6 +126,7 @@ impl Default for DigestState {
             current: None,
             lines: Some(LineLengths::default()),
             schema_objects: None,
+            schema_statements: None,
         }
     }
 }

@@ -93,6 +93,7 @@ impl Ran {
         }
         if end == ChunkEnd::Done {
             digests.schema_objects = Some(plan.schema_objects.clone());
+            digests.schema_statements = Some(plan.schema_statements.clone());
         }
         let (tail, produced) = sink
             .suspend()

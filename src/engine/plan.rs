@@ -54,6 +54,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// The indexes, views and triggers the dump writes.
     pub schema_objects: Vec<super::digest::SchemaObject>,
+    /// Every schema object written (tables too), its SQL by digest.
+    pub schema_statements: Vec<super::digest::SchemaStatement>,
 }
 
 /// What the object builders share: the connection, the request, the text encoding and
@@ -66,6 +68,8 @@ struct PlanContext<'a> {
     warnings: Vec<String>,
     /// The indexes, views and triggers written so far.
     schema_objects: Vec<super::digest::SchemaObject>,
+    /// Every schema statement written so far (tables, indexes, views, triggers).
+    schema_statements: Vec<super::digest::SchemaStatement>,
 }
 
 impl PlanContext<'_> {
@@ -98,6 +102,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
         text: TextEncoding::from_pragma(&schema.encoding),
         warnings: Vec::new(),
         schema_objects: Vec::new(),
+        schema_statements: Vec::new(),
     };
     // CSV has no place for a contentless FTS table's index (JSON and SQL carry its
     // shadow tables' rows): its rows are left out, with a warning, and its schema file
@@ -125,7 +130,10 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
             hasher.update(b"json rows with $rowid");
             vec![json_object(&mut ctx, &schema, &tables)?]
         }
-        Format::Csv => csv_objects(&mut ctx, &tables)?,
+        Format::Csv => {
+            super::schema::csv_rowid_warnings(conn, spec, &tables, &mut ctx.warnings)?;
+            csv_objects(&mut ctx, &tables)?
+        }
         Format::Parquet => {
             // The census, the layout and the files' names of this version.
             hasher.update(b"parquet layout 1");
@@ -149,6 +157,7 @@ pub fn build_plan(conn: &Connection, spec: &DumpSpec, dump_id: &str) -> Result<P
         fingerprint: hex_digest(hasher.finalize().as_slice()),
         warnings: ctx.warnings,
         schema_objects: ctx.schema_objects,
+        schema_statements: ctx.schema_statements,
     })
 }
 
@@ -192,6 +201,13 @@ fn sql_object(
         if spec.include_schema || !with_rows {
             let sql = row.sql.as_deref().unwrap_or_default();
             steps.push(Step::Literal(format!("{sql};\n").into_bytes()));
+            ctx.schema_statements
+                .push(super::digest::SchemaStatement::of(
+                    &row.kind,
+                    &row.name,
+                    &row.tbl_name,
+                    sql,
+                ));
         }
         match kind {
             TableKind::Virtual {
@@ -243,6 +259,7 @@ fn sql_object(
             has_stat4: has("sqlite_stat4"),
         }));
         let written = &mut ctx.schema_objects;
+        let statements = &mut ctx.schema_statements;
         steps.push(Step::Literal(schema_trailer(
             &schema.rows,
             spec,
@@ -253,6 +270,12 @@ fn sql_object(
                     kind: r.kind.clone(),
                     name: r.name.clone(),
                 });
+                statements.push(super::digest::SchemaStatement::of(
+                    &r.kind,
+                    &r.name,
+                    &r.tbl_name,
+                    r.sql.as_deref().unwrap_or_default(),
+                ));
             },
             &rebuilds,
         )));

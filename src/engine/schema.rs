@@ -169,6 +169,56 @@ pub(super) fn drop_valueless(
     });
 }
 
+/// Warns, when a CSV dump begins (while SQL or JSON can still be chosen), of each table
+/// whose rowids CSV has no place for: a rowid table with rows and no INTEGER PRIMARY KEY
+/// (its rowid is no column), and an FTS table. A restore gives their rows new rowids.
+pub(super) fn csv_rowid_warnings(
+    conn: &Connection,
+    spec: &DumpSpec,
+    tables: &[PlannedTable<'_>],
+    warnings: &mut Vec<String>,
+) -> Result<(), DumpError> {
+    let db = db_err(spec);
+    for (row, kind) in tables {
+        let loses_rowids = match kind {
+            TableKind::Ordinary { without_rowid } => {
+                !without_rowid && !has_integer_key(conn, &row.name).map_err(&db)?
+            }
+            TableKind::Virtual { module, .. } => module.starts_with("fts"),
+        };
+        if !loses_rowids {
+            continue;
+        }
+        let has_rows: bool = conn
+            .query_row(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM {})",
+                    super::quote_ident(&row.name)
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&db)?;
+        if has_rows {
+            warnings.push(format!(
+                "table {:?}: CSV carries no rowids, so a restore gives its rows new ones (1, 2, … in the dump's order); dump it as SQL or JSON to keep them",
+                row.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether rowid table `table` has an INTEGER PRIMARY KEY (its rowid as a column).
+fn has_integer_key(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) = 1 AND max(pk = 1 AND upper(type) = 'INTEGER') FROM pragma_table_info(?1) WHERE pk > 0",
+        [table],
+        |r| r.get::<_, Option<bool>>(0),
+    )
+    .map(|b| b.unwrap_or(false))
+}
+
 /// Adds a schema row to the plan's fingerprint.
 pub(super) fn fingerprint_row(hasher: &mut Sha256, r: &SchemaRow) {
     for part in [

@@ -57,6 +57,11 @@ pub struct Manifest {
     /// versions): a restore drill names any that did not come back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_objects: Option<Vec<crate::engine::digest::SchemaObject>>,
+    /// Every schema object the dump creates (tables, indexes, views, triggers) with the
+    /// SHA-256 of its SQL (absent in manifests of older versions): a restore or verify
+    /// refuses a dump that creates any other, or one whose SQL differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_statements: Option<Vec<crate::engine::digest::SchemaStatement>>,
     /// What was asked for (tables, schema, format …), so a copy of the dump can be
     /// verified from its manifest alone.
     #[serde(default)]
@@ -224,6 +229,7 @@ pub fn build(job: &JobRecord, digests: &DigestState, source: SourceFacts) -> Man
         rows: job.processed_rows,
         longest_line: digests.lines.map(|l| l.longest),
         schema_objects: digests.schema_objects.clone(),
+        schema_statements: digests.schema_statements.clone(),
         spec: Some(job.spec.clone()),
         keys: OpenedWith::default(),
     }

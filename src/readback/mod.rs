@@ -15,6 +15,7 @@
 
 pub mod allowed;
 pub mod csv;
+pub mod declared;
 pub mod guard;
 pub mod json;
 mod literal;

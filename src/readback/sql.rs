@@ -11,6 +11,7 @@ use std::io::Read;
 
 use xxhash_rust::xxh3::xxh3_128;
 
+use super::declared::DeclaredSchema;
 use super::literal::{evaluate, values, Bytes};
 use super::statements::{is_row_statement, Statements};
 use super::TableSums;
@@ -23,10 +24,12 @@ use crate::engine::digest::TableDigest;
 /// whose values only it evaluates are checked against the statements chunkdump writes
 /// and held, for [`PendingSql::finish`] once the caller has checked the file's bytes
 /// against the manifest.
+/// `declared`: the schema the manifest lists, the only one the statements may create.
 pub fn sql_digests(
     reader: impl Read,
     row_tables: &HashSet<String>,
     with_schema: bool,
+    declared: Option<DeclaredSchema>,
 ) -> Result<PendingSql, String> {
     let mut statements = Statements::new(reader);
     let mut pending = PendingSql {
@@ -35,6 +38,7 @@ pub fn sql_digests(
         held: 0,
         row_tables: row_tables.clone(),
         with_schema,
+        declared,
     };
     let mut rows = RowParser::default();
     while let Some((n, statement)) = statements.next_numbered().map_err(|e| e.to_string())? {
@@ -58,6 +62,8 @@ pub struct PendingSql {
     held: usize,
     row_tables: HashSet<String>,
     with_schema: bool,
+    /// The manifest's schema, held against what the statements create.
+    declared: Option<DeclaredSchema>,
 }
 
 /// One thing left to SQLite.
@@ -101,7 +107,10 @@ impl PendingSql {
                         }
                         _ => None,
                     };
-                    run(&scratch, &statement).map_err(|e| deadline.explain(e))?
+                    run(&scratch, &statement).map_err(|e| deadline.explain(e))?;
+                    if let Some(declared) = &mut self.declared {
+                        declared.check_new(&scratch)?;
+                    }
                 }
                 Deferred::Row { table, values } => {
                     encoded.clear();
@@ -110,6 +119,9 @@ impl PendingSql {
                     self.tables.add_hash(&table, xxh3_128(&encoded))?;
                 }
             }
+        }
+        if let Some(declared) = &self.declared {
+            declared.finish()?;
         }
         for table in &self.row_tables {
             if !self.tables.has(table) && (!self.with_schema || exists(&scratch, table)?) {
@@ -384,7 +396,7 @@ mod tests {
             DELETE FROM sqlite_sequence;\n\
             INSERT INTO sqlite_sequence(name,seq) VALUES('a \"b',3);\nCOMMIT;\n";
         let tables: HashSet<String> = ["a \"b", "empty"].map(String::from).into();
-        let got = sql_digests(&dump[..], &tables, true)
+        let got = sql_digests(&dump[..], &tables, true, None)
             .and_then(PendingSql::finish)
             .unwrap();
         let find = |name: &str| got.iter().find(|t| t.table == name).cloned();
@@ -408,12 +420,12 @@ mod tests {
         // A statement SQLite refuses, or a cut one, is an error naming it.
         let bad = b"CREATE TABLE t(a);\nINSERT INTO nowhere VALUES(1);\n";
         let tables: HashSet<String> = ["t".to_string()].into();
-        assert!(sql_digests(&bad[..], &tables, true)
+        assert!(sql_digests(&bad[..], &tables, true, None)
             .and_then(PendingSql::finish)
             .unwrap_err()
             .contains("nowhere"));
         let cut = b"CREATE TABLE t(a);\nINSERT INTO t VALUES('x";
-        assert!(sql_digests(&cut[..], &tables, true)
+        assert!(sql_digests(&cut[..], &tables, true, None)
             .and_then(PendingSql::finish)
             .unwrap_err()
             .contains("ends inside a statement"));

@@ -22,6 +22,7 @@ use super::insert::{build_insert, count_values, csv_value, Affinity, Insert};
 use crate::engine::census::{self, Field};
 use crate::engine::digest::{decode_value, decode_value_whole};
 use crate::readback::csv::CsvRecords;
+use crate::readback::declared::{is_create, DeclaredSchema, Rehearsal};
 use crate::readback::guard::{guard, is_shadow, statement_bound, Deadline, ShadowWrites};
 use crate::readback::json::{read_json, JsonRows, Values};
 use crate::readback::sql::{checked, written_table, SqlItem, SqlItems};
@@ -39,6 +40,9 @@ pub(super) struct Loader {
     inserts: HashMap<String, Insert>,
     /// The last SQL row prefix and the `INSERT` made from it.
     sql_prefix: SqlPrefix,
+    /// Where each `CREATE` runs first, held against the manifest's schema (`None` for a
+    /// manifest of a version that declares none).
+    rehearsal: Option<Rehearsal>,
 }
 
 /// An SQL row prefix (`INSERT INTO "t"(…) VALUES(`) and what is made of it once.
@@ -54,8 +58,13 @@ struct SqlPrefix {
 }
 
 impl Loader {
-    /// A loader of `conn`, which gets SQLite's guards on a dump read back.
-    pub(super) fn new(conn: Connection, selected: Option<HashSet<String>>) -> Result<Self, String> {
+    /// A loader of `conn`, which gets SQLite's guards on a dump read back, creating only
+    /// the schema `declared` (the manifest's) lists.
+    pub(super) fn new(
+        conn: Connection,
+        selected: Option<HashSet<String>>,
+        declared: Option<DeclaredSchema>,
+    ) -> Result<Self, String> {
         let deadline = guard(&conn).map_err(|e| e.to_string())?;
         Ok(Loader {
             conn,
@@ -64,7 +73,17 @@ impl Loader {
             rows: 0,
             inserts: HashMap::new(),
             sql_prefix: SqlPrefix::default(),
+            rehearsal: declared.map(Rehearsal::new).transpose()?,
         })
+    }
+
+    /// Checks the restored database's schema whole against the manifest's: every object
+    /// it lists, none it does not (whatever statement made it).
+    pub(super) fn check_schema(&self) -> Result<(), String> {
+        match &self.rehearsal {
+            Some(rehearsal) => rehearsal.check_restored(&self.conn),
+            None => Ok(()),
+        }
     }
 
     /// Bounds the next statement's time (it grows with the rows loaded: index builds).
@@ -98,6 +117,11 @@ impl Loader {
             checked(statement, n)?;
             let text =
                 std::str::from_utf8(statement).map_err(|_| "a statement that is not UTF-8")?;
+            // A schema object the manifest does not list is refused before the restored
+            // database runs its statement.
+            if let Some(rehearsal) = self.rehearsal.as_mut().filter(|_| is_create(statement)) {
+                rehearsal.create(text)?;
+            }
             self.arm();
             let deadline = self.deadline.clone();
             let table = written_table(statement);

@@ -75,7 +75,8 @@ pub async fn restore(
     let target = Target::prepare(&options.into, options.force)?;
     let spool = target.spool.clone();
     let conn = target.open(manifest.source.page_size, manifest.source.auto_vacuum)?;
-    let mut loader = Loader::new(conn, selected.clone()).map_err(DumpError::Internal)?;
+    let declared = crate::readback::declared::DeclaredSchema::of(manifest);
+    let mut loader = Loader::new(conn, selected.clone(), declared).map_err(DumpError::Internal)?;
     let mut bytes = 0u64;
     let mut tick = |n: u64| {
         bytes += n;
@@ -168,6 +169,9 @@ pub async fn restore(
     if let Some(key) = &schema {
         loader.run(&after_rows).map_err(|e| failed(key, e))?;
     }
+    loader
+        .check_schema()
+        .map_err(|e| DumpError::InvalidRequest(format!("dump {}: {e}", manifest.dump_id)))?;
     let rows = loader.rows;
     let conn = loader.finish();
     if let Some(keep) = &selected {

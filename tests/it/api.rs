@@ -374,9 +374,24 @@ async fn bad_requests_get_clear_json_errors() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "unsupported_media_type", "{v}");
+    // The code the router gives a 413 (docs/api.md), whichever layer refuses the body;
+    // a fleet's body the same.
     let huge = json!({"format": "sql", "tables": vec!["x".repeat(100); 500]});
-    let (status, _) = post(huge).await;
+    let (status, v) = post(huge.clone()).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
+    let (status, v) = server
+        .json(
+            reqwest::Method::POST,
+            "/export/fleet",
+            Some(ADMIN),
+            Some(huge),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
     // Ids are checked before any store is touched; unknown ids are 404.
     for path in [
         "/export/dump/status/..%2F..%2Fetc",

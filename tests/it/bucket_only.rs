@@ -305,3 +305,40 @@ fn a_store_down_past_its_retries_pauses_the_dump_until_resumed() {
         "the resumed dump differs from the uninterrupted one"
     );
 }
+
+/// A bucket that does not exist is a mistake to fix, not a pause: `dump` exits 1 naming
+/// the bucket and `chunkdump setup`, and leaves no job behind (after `setup`, the same
+/// command's `list` shows no dump of the failed attempt).
+#[test]
+fn a_missing_bucket_is_an_error_that_names_setup_and_leaves_no_job() {
+    if skip_without_servers() {
+        return;
+    }
+    let sv = servers();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("bulk.db");
+    build_bulk_db(&src, 20);
+    let bucket = unique("missing");
+    let state = work.path().join("state");
+    let cli = bucket_cli(
+        &state,
+        &[
+            ("R2_ENDPOINT", &sv.s3s),
+            ("R2_ACCESS_KEY_ID", &sv.s3s_key),
+            ("R2_SECRET_ACCESS_KEY", &sv.s3s_secret),
+        ],
+    );
+    let store = format!("s3://{bucket}/prod");
+    let o = cli(&["dump", src.to_str().unwrap(), "--store", &store]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("bucket \"{bucket}\" does not exist"))
+            && err.contains(&format!("chunkdump setup --store s3://{bucket}")),
+        "{err}"
+    );
+    ok(&cli(&["setup", "--store", &format!("s3://{bucket}")]));
+    let o = cli(&["list", "--store", &store, "--json"]);
+    let listed = String::from_utf8_lossy(&o.stdout);
+    assert!(!listed.contains("dump_"), "a job was left behind: {listed}");
+}

@@ -465,8 +465,16 @@ async fn api_on_s3_redirects_downloads_to_working_presigned_urls() {
         assert!(begun.elapsed() < Duration::from_secs(60), "{v}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // A JSON dump's files: its rows, and the schema.sql a restore needs.
+    let urls = status["downloadUrl"].as_array().unwrap();
+    assert_eq!(urls.len(), 2, "{status}");
+    let rows_url = urls
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .find(|u| u.ends_with(".json"))
+        .unwrap();
     let res = client
-        .get(format!("{base}{}", status["downloadUrl"].as_str().unwrap()))
+        .get(format!("{base}{rows_url}"))
         .bearer_auth("admin-token")
         .send()
         .await

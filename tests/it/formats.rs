@@ -282,3 +282,41 @@ fn json_is_one_strict_document_with_exact_values() {
             && !tables.contains_key("sqlite_sequence")
     );
 }
+
+/// A CSV dump says at dump time, naming each table, which tables' rowids it cannot carry
+/// (a rowid table with rows and no INTEGER PRIMARY KEY), while SQL or JSON can still be
+/// chosen; a table whose rowid is a column, a WITHOUT ROWID table and an empty table get
+/// no such warning, and a SQL dump none at all.
+#[test]
+fn a_csv_dump_warns_at_dump_time_of_rowids_it_cannot_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("rowids.db");
+    Connection::open(&src)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE loose(a TEXT); INSERT INTO loose(rowid, a) VALUES (10, 'x'), (20, 'y');
+             CREATE TABLE keyed(id INTEGER PRIMARY KEY, a TEXT); INSERT INTO keyed VALUES (7, 'x');
+             CREATE TABLE pairs(a, b, PRIMARY KEY(a, b)) WITHOUT ROWID; INSERT INTO pairs VALUES (1, 2);
+             CREATE TABLE empty(a TEXT);",
+        )
+        .unwrap();
+    let out = dir.path().join("out");
+    let (id, _) = dump_ok(&src, &out, &["--format", "csv"]);
+    let status = try_status(&id, &out).unwrap();
+    let warnings: Vec<&str> = status["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("table \"loose\": CSV carries no rowids"),
+        "{warnings:?}"
+    );
+    let (id, _) = dump_ok(&src, &out, &["--format", "sql"]);
+    assert_eq!(
+        try_status(&id, &out).unwrap()["warnings"],
+        serde_json::json!([])
+    );
+}

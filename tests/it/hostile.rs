@@ -241,7 +241,11 @@ fn a_trigger_planted_before_the_rows_fails_the_restore_and_touches_nothing_else(
     let into = dir.path().join("restored.db");
     let (code, err, _) = restore(dir.path(), &id);
     assert_ne!(code, Some(0), "{err}");
-    assert!(err.contains("does not match the manifest"), "{err}");
+    // Refused before it runs: the manifest lists no such trigger.
+    assert!(
+        err.contains("trigger \"planted\" is not in the dump's manifest"),
+        "{err}"
+    );
     assert!(!into.exists());
 }
 
@@ -624,4 +628,83 @@ fn a_changed_file_is_refused_before_any_of_its_statements_runs() {
         !printed.contains("already exists"),
         "a statement reached SQLite before the check: {printed}"
     );
+}
+
+/// Schema objects the manifest does not list, planted where a rows check cannot see
+/// them (after the rows: a trigger that empties a table at the application's first
+/// insert; a view that never ends), and an index whose SQL was rewritten, fail restore
+/// and verify in every format, naming the object; nothing is put in place. The SQL
+/// dump's own file carries the schema, the others' `schema.sql` does.
+#[test]
+fn planted_or_rewritten_schema_objects_fail_restore_and_verify() {
+    let planted = [
+        (
+            "CREATE TRIGGER t_wipe AFTER INSERT ON items BEGIN DELETE FROM items; END;",
+            "trigger \"t_wipe\" is not in the dump's manifest",
+        ),
+        (
+            "CREATE VIEW forever AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n;",
+            "view \"forever\" is not in the dump's manifest",
+        ),
+    ];
+    for format in ["sql", "csv", "json", "parquet"] {
+        let cases = planted
+            .iter()
+            .map(|(statement, named)| (Some(*statement), *named))
+            .chain([(None, "index \"items_name\": its SQL is not the one")]);
+        for (plant, named) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let (id, manifest) = dump_as(dir.path(), format, "none");
+            let is_sql_file = |key: &str| {
+                if format == "sql" {
+                    !key.contains("schema.sql")
+                } else {
+                    key.contains("schema.sql")
+                }
+            };
+            let m: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+            let key = m["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["key"].as_str().unwrap())
+                .find(|k| is_sql_file(k))
+                .unwrap()
+                .to_string();
+            let text = std::fs::read_to_string(store_root(&manifest).join(&key)).unwrap();
+            let changed = match plant {
+                Some(statement) => {
+                    let at = text.rfind("COMMIT;").unwrap();
+                    format!("{}{statement}\n{}", &text[..at], &text[at..])
+                }
+                None => {
+                    let index = "CREATE INDEX items_name ON items(name);";
+                    assert!(text.contains(index), "{text}");
+                    text.replacen(index, "CREATE INDEX items_name ON items(name, note);", 1)
+                }
+            };
+            tamper_file(&manifest, &is_sql_file, changed.as_bytes());
+            let out = dir.path().join("out");
+            let into = dir.path().join("restored.db");
+            for args in [
+                vec![
+                    "restore",
+                    &id,
+                    "--out",
+                    out.to_str().unwrap(),
+                    "--into",
+                    into.to_str().unwrap(),
+                ],
+                vec!["verify", &id, "--out", out.to_str().unwrap()],
+            ] {
+                let (code, printed, _) = run_measured(&args, &[]);
+                assert_ne!(code, Some(0), "{format} {args:?}: {printed}");
+                assert!(printed.contains(named), "{format} {args:?}: {printed}");
+                assert!(
+                    !into.exists(),
+                    "{format}: a refused restore was put in place"
+                );
+            }
+        }
+    }
 }

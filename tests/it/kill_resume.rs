@@ -492,3 +492,75 @@ cp "$OUT/d1.sql" "$LOGS/d1.sql"
         "the resumed dump differs from the uninterrupted one"
     );
 }
+
+/// Ctrl-C (SIGINT) during a dump says so in one line with the resume command, exits
+/// 130, and that command finishes the dump into the same bytes as an uninterrupted one.
+#[test]
+fn ctrl_c_says_how_to_resume_and_the_resumed_dump_is_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bulk.db");
+    build_bulk_db(&src, 2_000);
+    let args = |out: &Path| {
+        vec![
+            "dump".to_string(),
+            src.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--format".into(),
+            "sql".into(),
+            "--id".into(),
+            "d1".into(),
+            "--chunk-size".into(),
+            "50".into(),
+            "--budget-ms".into(),
+            "0".into(),
+        ]
+    };
+    let reference = dir.path().join("ref");
+    let o = chunkdump()
+        .args(args(&reference))
+        .args(["--breathe-ms", "0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = dir.path().join("out");
+    let mut child = chunkdump()
+        .args(args(&out))
+        .args(["--breathe-ms", "200"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_chunks(&mut child, "d1", &out, 2);
+    // SAFETY: a signal to our own child, which is still running (not yet reaped).
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted: dump d1 stopped by Ctrl-C"),
+        "{err}"
+    );
+    let resume = err
+        .lines()
+        .find_map(|l| l.strip_prefix("resume it with: chunkdump "))
+        .unwrap_or_else(|| panic!("no resume command: {err}"));
+    assert_eq!(resume, format!("resume d1 --out {}", out.display()));
+    let o = chunkdump()
+        .args([
+            "resume",
+            "d1",
+            "--out",
+            out.to_str().unwrap(),
+            "--breathe-ms",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        read_all(&out.join("d1.sql"), "none"),
+        read_all(&reference.join("d1.sql"), "none"),
+        "the resumed dump differs from an uninterrupted one"
+    );
+}
