@@ -28,8 +28,6 @@ pub struct DeclaredSchema {
     /// (type, name) → the declared entry.
     expected: HashMap<(String, String), SchemaStatement>,
     created: HashSet<(String, String)>,
-    /// The last `sqlite_schema` rowid looked at.
-    seen_up_to: i64,
 }
 
 impl DeclaredSchema {
@@ -47,7 +45,6 @@ impl DeclaredSchema {
                 .map(|s| ((s.kind.clone(), s.name.clone()), s.clone()))
                 .collect(),
             created: HashSet::new(),
-            seen_up_to: 0,
         }
     }
 
@@ -56,7 +53,6 @@ impl DeclaredSchema {
         DeclaredSchema {
             expected: self.expected.clone(),
             created: HashSet::new(),
-            seen_up_to: 0,
         }
     }
 
@@ -65,24 +61,24 @@ impl DeclaredSchema {
     /// SQLite's own objects (`sqlite_…`: autoindexes, `sqlite_sequence`, statistics)
     /// and a virtual table's shadow tables (created by its module) are not the dump's.
     pub fn check_new(&mut self, conn: &Connection) -> Result<(), String> {
-        let rows: Vec<(i64, String, String, String, Option<String>)> = conn
-            .prepare_cached(
-                "SELECT rowid, type, name, tbl_name, sql FROM sqlite_schema WHERE rowid > ?1 ORDER BY rowid",
-            )
+        // The whole schema each time (its rowids are not an order of creation to rely
+        // on); what was checked already is passed over.
+        let rows: Vec<(String, String, String, Option<String>)> = conn
+            .prepare_cached("SELECT type, name, tbl_name, sql FROM sqlite_schema")
             .and_then(|mut s| {
-                s.query_map([self.seen_up_to], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
-                .collect()
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect()
             })
             .map_err(|e| format!("reading the schema: {e}"))?;
         let virtual_tables: Vec<&str> = rows
             .iter()
-            .filter(|r| r.4.as_deref().is_some_and(is_virtual_table))
-            .map(|r| r.2.as_str())
+            .filter(|r| r.3.as_deref().is_some_and(is_virtual_table))
+            .map(|r| r.1.as_str())
             .collect();
-        for (rowid, kind, name, tbl_name, sql) in &rows {
-            self.seen_up_to = self.seen_up_to.max(*rowid);
+        for (kind, name, tbl_name, sql) in &rows {
+            if self.created.contains(&(kind.clone(), name.clone())) {
+                continue;
+            }
             let Some(sql) = sql else { continue };
             let shadow = kind == "table"
                 && !is_virtual_table(sql)

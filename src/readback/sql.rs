@@ -108,7 +108,11 @@ impl PendingSql {
                         _ => None,
                     };
                     run(&scratch, &statement).map_err(|e| deadline.explain(e))?;
-                    if let Some(declared) = &mut self.declared {
+                    if let Some(declared) = self
+                        .declared
+                        .as_mut()
+                        .filter(|_| super::declared::is_create(&statement))
+                    {
                         declared.check_new(&scratch)?;
                     }
                 }

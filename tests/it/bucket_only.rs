@@ -329,7 +329,14 @@ fn a_missing_bucket_is_an_error_that_names_setup_and_leaves_no_job() {
         ],
     );
     let store = format!("s3://{bucket}/prod");
-    let o = cli(&["dump", src.to_str().unwrap(), "--store", &store]);
+    let o = cli(&[
+        "dump",
+        src.to_str().unwrap(),
+        "--store",
+        &store,
+        "--format",
+        "sql",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(

@@ -181,7 +181,7 @@ fn a_drill_fails_naming_what_is_wrong() {
                     .to_string();
                 tamper(manifest, sql.replace(&format!("{line}\n"), "").as_bytes());
             },
-            "index \"items_name\": in the manifest, not in the restored database",
+            "index \"items_name\" is in the dump's manifest but the dump does not create it",
         ),
     ];
     for (name, damage, named) in cases {
@@ -272,7 +272,7 @@ fn an_index_cut_from_a_csv_dumps_schema_file_fails_the_drill() {
     assert_eq!(o.status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains(
-            "problem: index \"items_name\": in the manifest, not in the restored database"
+            "index \"items_name\" is in the dump's manifest but the dump does not create it"
         ),
         "{stdout}"
     );
