@@ -24,6 +24,7 @@ pub mod plan_cache;
 pub mod real;
 pub mod render;
 mod schema;
+pub(crate) use schema::has_integer_key;
 mod slice;
 pub mod snapshot;
 mod source;

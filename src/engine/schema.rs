@@ -210,7 +210,7 @@ pub(super) fn csv_rowid_warnings(
 }
 
 /// Whether rowid table `table` has an INTEGER PRIMARY KEY (its rowid as a column).
-fn has_integer_key(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
+pub(crate) fn has_integer_key(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT count(*) = 1 AND max(pk = 1 AND upper(type) = 'INTEGER') FROM pragma_table_info(?1) WHERE pk > 0",
         [table],

@@ -180,14 +180,8 @@ pub(super) fn csv_rowid_warnings(
                 |r| r.get(0),
             )
             .map_err(|e| format!("table {table:?}: {e}"))?;
-        let integer_key: bool = conn
-            .query_row(
-                "SELECT count(*) = 1 AND max(pk = 1 AND upper(type) = 'INTEGER') FROM pragma_table_info(?1) WHERE pk > 0",
-                [table],
-                |r| r.get::<_, Option<bool>>(0),
-            )
-            .map_err(|e| format!("table {table:?}: {e}"))?
-            .unwrap_or(false);
+        let integer_key = crate::engine::has_integer_key(conn, table)
+            .map_err(|e| format!("table {table:?}: {e}"))?;
         let loses_rowids = match kind.as_str() {
             "table" => !without_rowid && !integer_key,
             "virtual" => sql.to_ascii_lowercase().contains("using fts"),
