@@ -281,6 +281,7 @@ async fn check(
             tables: tables.clone(),
             with_schema: spec.include_schema,
             table: manifest.table_of(&file.key),
+            size: file.size,
             declared: (is_schema || manifest.format == Format::Sql)
                 .then(|| crate::readback::declared::DeclaredSchema::of(manifest))
                 .flatten(),
@@ -384,6 +385,8 @@ struct FileReader {
     with_schema: bool,
     /// The table a CSV or Parquet file holds.
     table: Option<String>,
+    /// The file's size in the manifest (a Parquet file is copied to read it: no more).
+    size: u64,
     /// The schema the manifest lists, for the file of SQL statements.
     declared: Option<crate::readback::declared::DeclaredSchema>,
 }
@@ -427,12 +430,20 @@ impl FileReader {
                     .ok_or("a file no table of the manifest is named by")?;
                 let mut digest = TableDigest::new(&table);
                 let mut scratch = Vec::new();
-                crate::readback::parquet::read_file(reader, None, &table, |_, values| {
-                    let hash =
-                        crate::engine::digest::row_hash_with(values.iter().copied(), &mut scratch);
-                    digest.add(1, hash);
-                    Ok(())
-                })?;
+                crate::readback::parquet::read_file(
+                    reader,
+                    None,
+                    self.size,
+                    &table,
+                    |_, values| {
+                        let hash = crate::engine::digest::row_hash_with(
+                            values.iter().copied(),
+                            &mut scratch,
+                        );
+                        digest.add(1, hash);
+                        Ok(())
+                    },
+                )?;
                 Ok(ParsedFile::Digests(vec![digest]))
             }
             Format::Csv => {

@@ -128,7 +128,8 @@ pub struct DumpArgs {
     /// with the number of databases).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: u32,
-    /// Name each dump after its database's path relative to DIR (`tenants/acme.db` gives
+    /// Name each dump after its database's path relative to DIR (with `--database-root
+    /// tenants`, `tenants/acme.db` gives `acme/dump_…`; with `--database-root .`,
     /// `tenants/acme/dump_…`) [default with several databases: the file name without its
     /// extension].
     #[arg(long, value_name = "DIR")]

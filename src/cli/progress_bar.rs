@@ -35,6 +35,15 @@ impl Reporter {
                         let _ = write!(w, "{} rows/s", thousands(state.per_sec() as u64));
                     },
                 )
+                .with_key(
+                    "eta",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let eta = state
+                            .len()
+                            .and_then(|len| eta(state.elapsed(), state.pos(), len));
+                        let _ = write!(w, "{}", eta.map_or("…".to_string(), short_duration));
+                    },
+                )
                 .progress_chars("=> "),
             );
             bar.set_message(id.to_string());
@@ -91,6 +100,30 @@ impl Reporter {
     }
 }
 
+/// The time left at the average rate so far, once there is a rate worth extrapolating:
+/// at least 2 s and 1% in. indicatif's own estimate follows the last few ticks, and a
+/// dump's first chunk (which counts the rows) is slower than the rest, so it showed
+/// "ETA 13m" for a 7 s dump in its first second.
+fn eta(elapsed: Duration, done: u64, total: u64) -> Option<Duration> {
+    if elapsed < Duration::from_secs(2) || done == 0 || done.saturating_mul(100) < total {
+        return None;
+    }
+    let left = total.saturating_sub(done) as f64;
+    Some(Duration::from_secs_f64(
+        elapsed.as_secs_f64() * left / done as f64,
+    ))
+}
+
+/// `7s`, `2m05s`, `1h03m`.
+fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 /// `n` with a comma every three digits.
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
@@ -106,6 +139,28 @@ fn thousands(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn no_eta_until_there_is_a_rate_then_the_average_one() {
+        let secs = Duration::from_secs;
+        // The first second, however little is done: no guess.
+        assert_eq!(super::eta(Duration::from_millis(900), 1, 1_000_000), None);
+        assert_eq!(
+            super::eta(Duration::from_millis(900), 500_000, 1_000_000),
+            None
+        );
+        // Under 1% done: no guess either.
+        assert_eq!(super::eta(secs(5), 9_999, 1_000_000), None);
+        assert_eq!(super::eta(secs(5), 0, 1_000_000), None);
+        // A quarter in after 2 s: 6 s to go.
+        assert_eq!(super::eta(secs(2), 250, 1_000), Some(secs(6)));
+        assert_eq!(super::eta(secs(9), 1_000, 1_000), Some(secs(0)));
+        assert_eq!(super::short_duration(secs(7)), "7s");
+        assert_eq!(super::short_duration(secs(125)), "2m05s");
+        assert_eq!(super::short_duration(secs(3_780)), "1h03m");
+    }
+
     #[test]
     fn thousands_are_grouped() {
         assert_eq!(super::thousands(0), "0");

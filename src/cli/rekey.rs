@@ -90,9 +90,9 @@ pub async fn run(args: RekeyArgs) -> anyhow::Result<()> {
     } else {
         writeln!(
             stdout,
-            "rekeyed {}: {} objects ({} already), {:.1} MB through this machine of {:.1} MB; only the new recipients open it now",
+            "rekeyed {}: {} ({} already), {:.1} MB through this machine of {:.1} MB; only the new recipients open it now",
             report.dump_id,
-            report.rekeyed + report.already,
+            super::count(report.rekeyed + report.already, "object"),
             report.already,
             report.bytes_moved as f64 / 1e6,
             report.dump_bytes as f64 / 1e6,

@@ -41,7 +41,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub latest: bool,
     /// With --latest: the newest dump of this database (its path when it was dumped).
-    #[arg(long, value_name = "DB", requires = "latest")]
+    /// Refused without --latest.
+    #[arg(long, value_name = "DB")]
     pub database: Option<PathBuf>,
     /// The database file to create (refused if it exists, unless --force).
     #[arg(long, value_name = "NEW.db")]
@@ -193,6 +194,16 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     let config = crate::config::Config::from_env()?;
     let signing = config.signing_key.as_ref();
     let keys = args.identity.read()?;
+    // clap's `requires = "latest"` is met by the flag's implicit `false`, so it is checked
+    // here: a dump id or a manifest names one dump, and --database would be ignored.
+    if let (Some(database), false) = (&args.database, args.latest) {
+        return Err(super::UsageError(format!(
+            "--database {} picks the newest dump of a database and needs --latest; a dump id \
+             or --manifest already names one dump (drop --database, or give --latest)",
+            database.display()
+        ))
+        .into());
+    }
     let (place, (manifest, signature)) = find(&args, signing, keys.as_ref()).await?;
     let total: u64 = manifest.files.iter().map(|f| f.size).sum();
     let progress = Progress::new(&manifest.dump_id, total);

@@ -14,6 +14,14 @@ pub(super) async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::from_env()?;
     // The longest statement a restore or verify of this process holds.
     crate::readback::set_max_statement(cfg.max_statement_bytes);
+    // A process that runs a dump's statements (the guards of `readback::guard` bound
+    // each value; this bounds what SQLite holds in all): see `bound_sqlite_heap`.
+    if matches!(
+        cli.command,
+        Command::Verify(_) | Command::Restore(_) | Command::Drill(_)
+    ) {
+        crate::readback::bound_sqlite_heap();
+    }
     match cli.command {
         Command::Dump(args) => dump(args, &cfg).await,
         Command::Resume(args) => resume(args, &cfg).await,

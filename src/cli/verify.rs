@@ -103,8 +103,9 @@ pub(super) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     }
     if report.problems.is_empty() && args.files_only {
         println!(
-            "ok: {} match the sizes and SHA-256 digests in the manifest of {what} (their contents not read){}",
+            "ok: {} {} the sizes and SHA-256 digests in the manifest of {what} (their contents not read){}",
             super::count(report.files, "file"),
+            if report.files == 1 { "matches" } else { "match" },
             signature_note(report.signature)
         );
         Ok(())

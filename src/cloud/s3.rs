@@ -179,6 +179,19 @@ impl S3Store {
                 if failure.is("BucketAlreadyOwnedByYou") || failure.is("BucketAlreadyExists") {
                     return Ok(());
                 }
+                // With no region configured the client uses R2's `auto`, which a store
+                // with real regions (AWS S3, MinIO, Ceph) cannot place a bucket in.
+                if failure.is("IllegalLocationConstraintException")
+                    && matches!(region.as_str(), "" | "auto")
+                {
+                    return Err(StoreError::Invalid(format!(
+                        "create bucket {} at {}: {} says the bucket needs a region, and none is \
+                         set (R2's \"auto\" is the default): set AWS_REGION to the store's region",
+                        self.bucket,
+                        self.endpoint,
+                        failure.code.as_deref().unwrap_or_default()
+                    )));
+                }
                 Err(failure.error)
             }
         }

@@ -167,8 +167,10 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// R2/S3 maximum part size: 5 GiB.
 pub const MAX_PART_SIZE: u64 = 5 << 30;
 
-/// The default of [`Config::max_statement_bytes`].
-pub const DEFAULT_MAX_STATEMENT_BYTES: u64 = 256 << 20;
+/// The default of [`Config::max_statement_bytes`]: 192 MiB, so that a restore or verify
+/// of a tampered dump, which may hold one statement this long before refusing it, stays
+/// under 256 MiB of memory with everything else it holds (256 MiB was itself 282 MB).
+pub const DEFAULT_MAX_STATEMENT_BYTES: u64 = 192 << 20;
 
 /// Dump tuning from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +196,7 @@ pub struct Config {
     /// S3/R2 (default 4, 1..=32). Memory grows by 1 MiB per extra range.
     pub download_concurrency: u32,
     /// `CHUNKDUMP_MAX_STATEMENT_BYTES`: the longest statement (one row of an SQL dump) a
-    /// restore or verify holds in memory (default 256 MiB, 1 MiB..=4 GiB); a longer one
+    /// restore or verify holds in memory (default 192 MiB, 1 MiB..=4 GiB); a longer one
     /// is refused, so a tampered or decompression-bomb dump cannot exhaust memory.
     pub max_statement_bytes: u64,
     /// `CHUNKDUMP_SIGNING_KEY` (or the file `CHUNKDUMP_SIGNING_KEY_FILE` names): the key

@@ -6,7 +6,8 @@
 //! check of every FTS and R*Tree table, every index, view and trigger the manifest lists
 //! (so one left out of the dump is caught, by name), and the schema's fingerprint
 //! against the manifest's. It deletes
-//! the scratch database and returns a [`DrillReport`]: the evidence, kept beside the
+//! the scratch database (and, before it starts, the scratch directories of drills that
+//! were killed: `scratch`) and returns a [`DrillReport`]: the evidence, kept beside the
 //! dump as `<id>.drill.json` ([`report_key`]).
 
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use crate::verify::check_manifest_signature;
 
 pub mod auto;
 mod checks;
+mod scratch;
 
 /// The version of [`DrillReport`]'s shape (docs/formats.md describes it).
 pub const REPORT_VERSION: u32 = 1;
@@ -242,15 +244,12 @@ pub async fn drill(
             return Ok(report);
         }
     }
-    let scratch = tempfile::Builder::new()
-        .prefix("chunkdump-drill-")
-        .tempdir_in(scratch_dir)
-        .map_err(|e| {
-            DumpError::InvalidRequest(format!(
-                "cannot make a scratch directory in {}: {e}",
-                scratch_dir.display()
-            ))
-        })?;
+    let scratch = scratch::Scratch::claim(scratch_dir).map_err(|e| {
+        DumpError::InvalidRequest(format!(
+            "cannot make a scratch directory in {}: {e}",
+            scratch_dir.display()
+        ))
+    })?;
     let db = scratch.path().join("drill.db");
     let options = RestoreOptions {
         into: db.clone(),

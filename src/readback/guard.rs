@@ -135,27 +135,49 @@ impl Drop for ShadowWrites<'_> {
 pub struct Deadline {
     /// Milliseconds after `base` at which the running statement is stopped.
     at_ms: Arc<AtomicU64>,
+    /// Milliseconds after `base` at which the whole run ends, whatever its statements
+    /// (see [`Deadline::bound_run`]); `u64::MAX` until bounded.
+    run_end_ms: Arc<AtomicU64>,
     base: Instant,
 }
 
 impl Deadline {
-    /// Bounds the statements that start from now to `limit` each.
+    /// Bounds the statements that start from now to `limit` each (and to the run's end).
     pub fn arm(&self, limit: Duration) {
-        let at = self.base.elapsed() + limit;
-        self.at_ms.store(
-            u64::try_from(at.as_millis()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        let at = millis(self.base.elapsed() + limit).min(self.run_end_ms.load(Ordering::Relaxed));
+        self.at_ms.store(at, Ordering::Relaxed);
+    }
+
+    /// Bounds the whole run, from now, to `total`: a bound per statement alone lets a
+    /// dump of many cheap-looking statements (each row firing a costly trigger, or
+    /// millions of empty statements) run for hours.
+    pub fn bound_run(&self, total: Duration) {
+        self.run_end_ms
+            .store(millis(self.base.elapsed() + total), Ordering::Relaxed);
+    }
+
+    /// An error once the run's bound has passed: checked between statements, where no
+    /// SQLite progress handler runs (an empty statement takes no VM step).
+    pub fn check_run(&self) -> Result<(), String> {
+        let end = self.run_end_ms.load(Ordering::Relaxed);
+        if millis(self.base.elapsed()) > end {
+            return Err(format!(
+                "the run passed its time bound ({} s, from the rows and bytes the manifest declares); not a dump chunkdump wrote",
+                end / 1000
+            ));
+        }
+        Ok(())
     }
 
     fn passed(&self) -> bool {
-        let now = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-        now > self.at_ms.load(Ordering::Relaxed)
+        millis(self.base.elapsed()) > self.at_ms.load(Ordering::Relaxed)
     }
 
     /// Turns SQLite's "interrupted" into the reason, if the deadline stopped it.
     pub fn explain(&self, error: String) -> String {
-        if self.passed() && error.contains("interrupt") {
+        if let (true, Err(why)) = (error.contains("interrupt"), self.check_run()) {
+            format!("{error}: {why}")
+        } else if self.passed() && error.contains("interrupt") {
             format!("{error}: the statement ran past its time bound (a dump's statements are cheap; this one is not one chunkdump writes)")
         } else {
             error
@@ -163,10 +185,44 @@ impl Deadline {
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The bound of a whole restore or verify of a dump that declares `rows` rows in
+/// `stored_bytes` of files: 2 minutes, 1 s per 5,000 rows and 1 s per MB stored. Real
+/// restores run at 100,000s of rows and tens of MB per second (docs/performance.md), so
+/// only a dump doing work its manifest does not account for comes near it.
+pub fn run_bound(rows: u64, stored_bytes: u64) -> Duration {
+    Duration::from_secs(120)
+        + Duration::from_millis(rows / 5)
+        + Duration::from_millis(stored_bytes / 1_000)
+}
+
 /// The bound of a statement other than a row: a dump's schema statements are cheap, and
 /// the index builds after the rows grow with them (a generous 1 s per 10,000 rows).
 pub fn statement_bound(rows_loaded: u64) -> Duration {
     Duration::from_secs(60) + Duration::from_millis(rows_loaded / 10)
+}
+
+/// The most SQLite may allocate in all, in a process that reads dumps back: room for the
+/// restore's page cache and two copies of the largest value a dump may hold (the bound
+/// one, and the record SQLite builds of it), and no more. Process-wide (SQLite's heap
+/// limit is), so only the one-shot commands set it (restore, verify, drill), never
+/// `serve`, whose other work it would starve.
+pub fn heap_limit() -> i64 {
+    let value = i64::try_from(super::max_statement()).unwrap_or(i64::MAX);
+    value.saturating_mul(2).saturating_add(128 << 20)
+}
+
+/// Sets [`heap_limit`] as SQLite's hard heap limit: an allocation past it fails with
+/// "out of memory" (the statement, and so the restore, fails) instead of growing.
+pub fn bound_sqlite_heap() {
+    // SAFETY: a plain call into SQLite's configuration, with no pointer arguments; safe
+    // at any time (SQLite takes its own mutex).
+    unsafe {
+        rusqlite::ffi::sqlite3_hard_heap_limit64(heap_limit());
+    }
 }
 
 /// Puts the guards on `conn`, which is about to run a dump's statements; returns the
@@ -176,9 +232,16 @@ pub fn guard(conn: &Connection) -> rusqlite::Result<Deadline> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+    // No value longer than the longest statement a restore holds: every value a dump
+    // writes is inside one statement or line (in Parquet, bounded alike). So an
+    // expression in a CREATE (`DEFAULT (randomblob(900000000))`, a CHECK with printf, a
+    // generated `zeroblob(…)`) fails at once with "string or blob too big".
+    let longest = i32::try_from(super::max_statement()).unwrap_or(i32::MAX);
+    conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, longest)?;
     conn.authorizer(Some(|ctx: AuthContext<'_>| authorize(&ctx)));
     let deadline = Deadline {
         at_ms: Arc::new(AtomicU64::new(0)),
+        run_end_ms: Arc::new(AtomicU64::new(u64::MAX)),
         base: Instant::now(),
     };
     deadline.arm(statement_bound(0));
@@ -197,6 +260,33 @@ mod tests {
         let conn = Connection::open(dir.path().join("restored.db")).unwrap();
         let deadline = guard(&conn).unwrap();
         (conn, deadline, dir)
+    }
+
+    #[test]
+    fn the_run_bound_stops_the_run_between_and_inside_statements() {
+        let (conn, deadline, _dir) = guarded();
+        conn.execute_batch("CREATE TABLE t(a);").unwrap();
+        let mut insert = conn.prepare("INSERT INTO t VALUES(?1)").unwrap();
+        for i in 0..2_000 {
+            insert.execute([i]).unwrap();
+        }
+        assert!(deadline.check_run().is_ok(), "unbounded until bounded");
+        deadline.bound_run(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+        let between = deadline.check_run().unwrap_err();
+        assert!(between.contains("time bound"), "{between}");
+        // A statement armed for its own 60 s still ends at the run's end.
+        deadline.arm(statement_bound(0));
+        let inside = conn
+            .query_row("SELECT count(*) FROM t a, t b, t c", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap_err();
+        let why = deadline.explain(inside.to_string());
+        assert!(
+            why.contains("the rows and bytes the manifest declares"),
+            "{why}"
+        );
     }
 
     /// The second guard alone (the first never sees these): each is refused by SQLite,

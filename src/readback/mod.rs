@@ -24,6 +24,7 @@ pub mod sql;
 mod statements;
 pub mod stream;
 
+pub use guard::bound_sqlite_heap;
 pub use statements::{max_statement, set_max_statement, Statements};
 
 use std::collections::HashMap;

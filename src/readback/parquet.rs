@@ -37,10 +37,13 @@ enum LeafValues {
 
 /// Copies `reader` (a file of the dump, decrypted) into a private temporary file in
 /// `dir` (Parquet is read from its end), then reads it: `each` gets the layout once and
-/// every row's values. Returns the rows read.
+/// every row's values. Returns the rows read. At most `declared_size` bytes (the
+/// manifest's size of the stored file, which decryption only shrinks) are copied: a file
+/// longer than its manifest says is refused before it fills the disk.
 pub fn read_file(
     reader: impl Read,
     dir: Option<&Path>,
+    declared_size: u64,
     table: &str,
     mut each: impl FnMut(&TableLayout, &[ValueRef<'_>]) -> Result<(), String>,
 ) -> Result<u64, String> {
@@ -49,8 +52,13 @@ pub fn read_file(
         None => tempfile::tempfile(),
     }
     .map_err(|e| format!("a temporary file for the Parquet file: {e}"))?;
-    let mut reader = reader;
-    std::io::copy(&mut reader, &mut file).map_err(|e| e.to_string())?;
+    let copied =
+        std::io::copy(&mut reader.take(declared_size + 1), &mut file).map_err(|e| e.to_string())?;
+    if copied > declared_size {
+        return Err(format!(
+            "longer than the {declared_size} bytes its manifest gives; not the file the dump wrote"
+        ));
+    }
     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         read_rows(file, table, &mut each)
     }));

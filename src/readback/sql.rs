@@ -46,6 +46,9 @@ pub fn sql_digests(
             is_row_statement(statement) && rows.row(statement, n, row_tables, &mut pending)?;
         if !is_row {
             checked(statement, n)?;
+            if is_empty_statement(statement) {
+                continue;
+            }
             pending.hold(Deferred::Statement(statement.to_vec()))?;
             rows.note_statement(statement);
         }
@@ -53,12 +56,21 @@ pub fn sql_digests(
     Ok(pending)
 }
 
+/// Whether `statement` is a lone `;` (white space around it): it does nothing, so it is
+/// neither run nor held (a file of 20,000,000 of them took minutes to run one by one).
+pub fn is_empty_statement(statement: &[u8]) -> bool {
+    statement
+        .iter()
+        .all(|b| b.is_ascii_whitespace() || *b == b';')
+}
+
 /// What of an SQL dump only SQLite can check, held in order until the file's bytes are
 /// known to be the manifest's (see [`sql_digests`]), with the rows digested so far.
 pub struct PendingSql {
     tables: TableSums,
     deferred: Vec<Deferred>,
-    /// Bytes of `deferred`: at most [`super::max_statement`], like one statement.
+    /// Memory `deferred` takes (its items and their buffers): at most
+    /// [`super::max_statement`], like one statement.
     held: usize,
     row_tables: HashSet<String>,
     with_schema: bool,
@@ -76,10 +88,13 @@ enum Deferred {
 
 impl PendingSql {
     fn hold(&mut self, item: Deferred) -> Result<(), String> {
-        self.held += match &item {
-            Deferred::Statement(s) => s.len(),
-            Deferred::Row { table, values } => table.len() + values.len(),
-        };
+        // What the item costs in memory, not only its text: a file of 20,000,000 lone
+        // `;` is 20 MB of text but 1.6 GB of held items.
+        self.held += std::mem::size_of::<Deferred>()
+            + match &item {
+                Deferred::Statement(s) => s.capacity(),
+                Deferred::Row { table, values } => table.capacity() + values.capacity(),
+            };
         if self.held > super::max_statement() {
             return Err(format!(
                 "more than {} bytes of statements and rows only SQLite can check, the most a verify holds (CHUNKDUMP_MAX_STATEMENT_BYTES)",

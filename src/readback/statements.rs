@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const READ_SIZE: usize = 256 * 1024;
 
 /// The longest statement [`Statements::new`] reads: a dump's statements are one row
-/// each, so this bounds the largest value a restore takes (by default a BLOB of 128 MiB,
+/// each, so this bounds the largest value a restore takes (by default a BLOB of 96 MiB,
 /// written as hex). The process's setting (`CHUNKDUMP_MAX_STATEMENT_BYTES`, set once by
 /// the command line with [`set_max_statement`]), like SQLite's own limits.
 static MAX_STATEMENT: AtomicUsize =

@@ -23,9 +23,11 @@ use crate::engine::census::{self, Field};
 use crate::engine::digest::{decode_value, decode_value_whole};
 use crate::readback::csv::CsvRecords;
 use crate::readback::declared::{is_create, DeclaredSchema, Rehearsal};
-use crate::readback::guard::{guard, is_shadow, statement_bound, Deadline, ShadowWrites};
+use crate::readback::guard::{
+    guard, is_shadow, run_bound, statement_bound, Deadline, ShadowWrites,
+};
 use crate::readback::json::{read_json, JsonRows, Values};
-use crate::readback::sql::{checked, written_table, SqlItem, SqlItems};
+use crate::readback::sql::{checked, is_empty_statement, written_table, SqlItem, SqlItems};
 use crate::readback::Statements;
 
 /// The restored database while rows go in.
@@ -43,6 +45,9 @@ pub(super) struct Loader {
     /// Where each `CREATE` runs first, held against the manifest's schema (`None` for a
     /// manifest of a version that declares none).
     rehearsal: Option<Rehearsal>,
+    /// Each table's rows: loaded so far, and the most the manifest declares (a table
+    /// that yields more stops at once, not after the 67,000,000th row).
+    table_rows: HashMap<String, (u64, u64)>,
 }
 
 /// An SQL row prefix (`INSERT INTO "t"(…) VALUES(`) and what is made of it once.
@@ -74,7 +79,33 @@ impl Loader {
             inserts: HashMap::new(),
             sql_prefix: SqlPrefix::default(),
             rehearsal: declared.map(Rehearsal::new).transpose()?,
+            table_rows: HashMap::new(),
         })
+    }
+
+    /// Bounds the whole load by what the manifest declares: its time (see
+    /// [`run_bound`]), and each table's rows.
+    pub(super) fn bound_by(&mut self, manifest: &crate::manifest::Manifest) {
+        let rows = manifest.tables.iter().map(|t| t.rows).sum::<u64>();
+        let bytes = manifest.files.iter().map(|f| f.size).sum::<u64>();
+        self.deadline.bound_run(run_bound(rows, bytes));
+        self.table_rows = (manifest.tables.iter())
+            .map(|t| (t.table.clone(), (0, t.rows)))
+            .collect();
+    }
+
+    /// Counts a row of `table`: an error past the rows the manifest declares for it.
+    fn count_row(&mut self, table: &str) -> Result<(), String> {
+        self.rows += 1;
+        if let Some((loaded, declared)) = self.table_rows.get_mut(table) {
+            *loaded += 1;
+            if *loaded > *declared {
+                return Err(format!(
+                    "table {table:?} has more rows than the {declared} its manifest declares"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the restored database's schema whole against the manifest's: every object
@@ -86,9 +117,12 @@ impl Loader {
         }
     }
 
-    /// Bounds the next statement's time (it grows with the rows loaded: index builds).
-    fn arm(&self) {
+    /// Bounds the next statement's time (it grows with the rows loaded: index builds);
+    /// an error once the whole run is past its bound.
+    fn arm(&self) -> Result<(), String> {
+        self.deadline.check_run()?;
         self.deadline.arm(statement_bound(self.rows));
+        Ok(())
     }
 
     /// Runs `write` with shadow-table writes allowed if `table` is a shadow table (see
@@ -115,6 +149,9 @@ impl Loader {
         let mut statements = Statements::new(sql.as_bytes());
         while let Some((n, statement)) = statements.next_numbered().map_err(|e| e.to_string())? {
             checked(statement, n)?;
+            if is_empty_statement(statement) {
+                continue;
+            }
             let text =
                 std::str::from_utf8(statement).map_err(|_| "a statement that is not UTF-8")?;
             // A schema object the manifest does not list is refused before the restored
@@ -122,7 +159,7 @@ impl Loader {
             if let Some(rehearsal) = self.rehearsal.as_mut().filter(|_| is_create(statement)) {
                 rehearsal.create(text)?;
             }
-            self.arm();
+            self.arm()?;
             let deadline = self.deadline.clone();
             let table = written_table(statement);
             self.shadow_writes(table.as_deref(), |conn| {
@@ -154,7 +191,7 @@ impl Loader {
                     prefix,
                     values,
                 } => {
-                    self.arm();
+                    self.arm()?;
                     // A prefix names the same table and columns every time: the statement,
                     // its number of values and whether it writes a shadow table are made
                     // out once per prefix, not per row.
@@ -194,8 +231,11 @@ impl Loader {
                             "a row of {bound} values where its statement has {n}"
                         ));
                     }
-                    stmt.raw_execute().map_err(|e| e.to_string())?;
-                    self.rows += 1;
+                    stmt.raw_execute()
+                        .map_err(|e| self.deadline.explain(e.to_string()))?;
+                    drop(stmt);
+                    drop(_lowered);
+                    self.count_row(table)?;
                 }
             }
         }
@@ -298,20 +338,27 @@ impl Loader {
         &mut self,
         reader: impl std::io::Read,
         table: &str,
+        declared_size: u64,
         dir: Option<&std::path::Path>,
     ) -> Result<(), String> {
         if !self.wanted(table) {
             return Ok(());
         }
         let mut keys: Vec<String> = Vec::new();
-        crate::readback::parquet::read_file(reader, dir, table, |layout, values| {
-            if keys.is_empty() {
-                keys = layout.columns.iter().map(|c| c.name.clone()).collect();
-            }
-            self.insert(table, &keys, true, |sink| {
-                values.iter().try_for_each(|v| sink(*v))
-            })
-        })?;
+        crate::readback::parquet::read_file(
+            reader,
+            dir,
+            declared_size,
+            table,
+            |layout, values| {
+                if keys.is_empty() {
+                    keys = layout.columns.iter().map(|c| c.name.clone()).collect();
+                }
+                self.insert(table, &keys, true, |sink| {
+                    values.iter().try_for_each(|v| sink(*v))
+                })
+            },
+        )?;
         Ok(())
     }
 
@@ -339,7 +386,7 @@ impl Loader {
         values: impl FnOnce(&mut dyn FnMut(ValueRef<'_>) -> Result<(), String>) -> Result<(), String>,
     ) -> Result<(), String> {
         self.insert_for(table, keys, rowid_key)?;
-        self.arm();
+        self.arm()?;
         let Insert {
             sql,
             targets,
@@ -363,9 +410,10 @@ impl Loader {
             Ok(())
         })?;
         stmt.raw_execute()
-            .map_err(|e| format!("table {table:?}: {e}"))?;
-        self.rows += 1;
-        Ok(())
+            .map_err(|e| format!("table {table:?}: {}", self.deadline.explain(e.to_string())))?;
+        drop(stmt);
+        drop(_lowered);
+        self.count_row(table)
     }
 
     pub(super) fn finish(self) -> Connection {

@@ -77,6 +77,7 @@ pub async fn restore(
     let conn = target.open(manifest.source.page_size, manifest.source.auto_vacuum)?;
     let declared = crate::readback::declared::DeclaredSchema::of(manifest);
     let mut loader = Loader::new(conn, selected.clone(), declared).map_err(DumpError::Internal)?;
+    loader.bound_by(manifest);
     let mut bytes = 0u64;
     let mut tick = |n: u64| {
         bytes += n;
@@ -137,6 +138,7 @@ pub async fn restore(
         }
         let tables = row_tables.clone();
         let spool_dir = spool.parent().map(Path::to_path_buf);
+        let declared_size = file.size;
         let ((), back) = fetch(
             source,
             manifest,
@@ -148,7 +150,7 @@ pub async fn restore(
                 if format == Format::Parquet {
                     let reader = decompress(bytes, compression, None, &keys)?;
                     let table = file_table.as_deref().unwrap_or_default();
-                    l.load_parquet(reader, table, spool_dir.as_deref())?;
+                    l.load_parquet(reader, table, declared_size, spool_dir.as_deref())?;
                     return Ok(((), l));
                 }
                 let reader = decompress(bytes, compression, longest, &keys)?;
@@ -267,8 +269,15 @@ async fn fetch<T: Send + 'static>(
     } else {
         let target = spool.to_path_buf();
         let copied = stream_file(source, key, manifest.digesting(), tick, move |mut bytes| {
+            // A new file, never one already there: a symlink planted at the spool's name
+            // (in a directory others may write) would otherwise have the remote bytes
+            // written through it. A spool a killed restore left is ours to replace.
+            match std::fs::remove_file(&target) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+                _ => {}
+            }
             let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
+            options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             let mut file = options.open(&target).map_err(|e| e.to_string())?;

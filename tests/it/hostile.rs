@@ -336,6 +336,47 @@ fn decompression_bombs_are_refused_in_bounded_memory() {
     }
 }
 
+#[test]
+fn a_line_bomb_stays_under_256_mib_with_the_default_cap() {
+    // The attacker also fixes `longestLine` to the bomb's 1 GiB, so the only bound left
+    // is the configured cap at its default; the process must stay under 256 MiB, the
+    // cap's own buffer included.
+    for (format, compression) in [("sql", "zstd"), ("json", "zstd")] {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, manifest) = dump_as(dir.path(), format, compression);
+        let packed = bomb(format, 1 << 30, |r| zstd::stream::encode_all(r, 3).unwrap());
+        tamper(&manifest, &packed);
+        let mut m: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        m["longestLine"] = (1u64 << 30).into();
+        std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+        let out = dir.path().join("out");
+        let into = dir.path().join("restored.db");
+        for args in [
+            vec![
+                "restore",
+                &id,
+                "--out",
+                out.to_str().unwrap(),
+                "--into",
+                into.to_str().unwrap(),
+            ],
+            vec!["verify", &id, "--out", out.to_str().unwrap()],
+        ] {
+            let (code, err, peak_kib) = run_measured(&args, &[]);
+            assert_ne!(code, Some(0), "{format} {args:?}: {err}");
+            assert!(
+                err.contains("the most a restore holds"),
+                "{format} {args:?}: {err}"
+            );
+            assert!(
+                peak_kib < 256 * 1024,
+                "{format} {args:?}: peak RSS {peak_kib} KiB with the default cap"
+            );
+            assert!(!into.exists());
+        }
+    }
+}
+
 /// The `longestLine` the manifest at `path` declares.
 fn longest_line_declared(path: &Path) -> u64 {
     let manifest: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -707,4 +748,147 @@ fn planted_or_rewritten_schema_objects_fail_restore_and_verify() {
             }
         }
     }
+}
+
+#[test]
+fn a_table_with_more_rows_than_its_manifest_declares_stops_the_restore() {
+    // The attacker swaps in the `items` file of a dump of 20,000 rows under a manifest
+    // that declares 50 (its size and SHA-256 fixed to match). The restore stops at the
+    // 51st row, naming the table, instead of loading all of them first.
+    for format in ["sql", "csv", "json", "parquet"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, manifest) = dump_as(dir.path(), format, "none");
+        let big_dir = dir.path().join("big");
+        std::fs::create_dir(&big_dir).unwrap();
+        let big_db = big_dir.join("app.db");
+        build_bulk_db(&big_db, 20_000);
+        let (big_id, _) = dump_ok(&big_db, &big_dir.join("out"), &["--format", format]);
+        let big_manifest = manifest_in(&big_dir.join("out"), &big_id, format);
+        let is_items = |key: &str| match format {
+            "sql" | "json" => !key.contains("schema.sql"),
+            _ => key.contains("items"),
+        };
+        let m: Value = serde_json::from_slice(&std::fs::read(&big_manifest).unwrap()).unwrap();
+        let big_key = m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["key"].as_str().unwrap())
+            .find(|k| is_items(k))
+            .unwrap()
+            .to_string();
+        let mut bytes = std::fs::read(store_root(&big_manifest).join(&big_key)).unwrap();
+        if format == "sql" || format == "json" {
+            // One file holds the whole dump: its id is the small dump's in what it says.
+            bytes = String::from_utf8(bytes)
+                .unwrap()
+                .replace(&big_id, &id)
+                .into_bytes();
+        }
+        tamper_file(&manifest, &is_items, &bytes);
+        // The attacker fixes the declared longest line too.
+        let mut m: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        m["longestLine"] = (1u64 << 20).into();
+        std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+        let into = dir.path().join("restored.db");
+        let out = dir.path().join("out");
+        let args = [
+            "restore",
+            &id,
+            "--out",
+            out.to_str().unwrap(),
+            "--into",
+            into.to_str().unwrap(),
+        ];
+        let (code, printed, _) = run_measured(&args, &[]);
+        assert_ne!(code, Some(0), "{format}: {printed}");
+        assert!(
+            printed.contains("table \"items\" has more rows than the 50 its manifest declares"),
+            "{format}: {printed}"
+        );
+        assert!(
+            !into.exists(),
+            "{format}: a refused restore was put in place"
+        );
+    }
+}
+
+#[test]
+fn expressions_in_a_declared_schema_cannot_take_the_memory() {
+    // The attacker rewrites an unsigned manifest as well, so the planted objects are
+    // "declared": only SQLite's own bounds on values stand in the way now.
+    let planted = [
+        (
+            "trigger",
+            "t_big",
+            "CREATE TRIGGER t_big AFTER INSERT ON items BEGIN SELECT randomblob(900000000); END",
+        ),
+        (
+            "trigger",
+            "t_printf",
+            "CREATE TRIGGER t_printf AFTER INSERT ON items BEGIN SELECT length(printf('%.*c', 900000000, 'x')); END",
+        ),
+        (
+            "view",
+            "v_zero",
+            "CREATE VIEW v_zero AS SELECT zeroblob(900000000) AS z",
+        ),
+    ];
+    for (kind, name, statement) in planted {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, manifest) = dump(dir.path(), "none");
+        let mut changed = before_rows(&sql_of(&manifest), &format!("{statement};"));
+        if kind == "view" {
+            // Something must evaluate the view: a trigger of the dump's own kind would be
+            // declared too; a row statement that reads it is refused by the allow-list,
+            // so the view is read by the trigger below.
+            let reader =
+                "CREATE TRIGGER t_read AFTER INSERT ON items BEGIN SELECT z FROM v_zero; END";
+            changed = before_rows(&changed, &format!("{reader};"));
+            declare(&manifest, "trigger", "t_read", reader);
+        }
+        tamper(&manifest, changed.as_bytes());
+        declare(&manifest, kind, name, statement);
+        let into = dir.path().join("restored.db");
+        let (code, err, peak_kib) = restore(dir.path(), &id);
+        assert!(peak_kib < 256 * 1024, "{name}: peak RSS {peak_kib} KiB");
+        if name == "t_printf" {
+            // SQLite's printf stops at the length limit and yields no value: bounded,
+            // and the SELECT changes nothing, so the restore may complete.
+            continue;
+        }
+        assert_ne!(code, Some(0), "{name}: {err}");
+        assert!(err.contains("too big"), "{name}: {err}");
+        assert!(!into.exists(), "{name}");
+    }
+}
+
+/// Adds `statement` (an object of `kind` named `name`, on table `items`) to the
+/// manifest's schema statements, as a rewritten manifest would list it.
+fn declare(manifest: &Path, kind: &str, name: &str, statement: &str) {
+    // Its sqlite_schema.sql as SQLite stores it, from a database that has the table.
+    let c = rusqlite::Connection::open_in_memory().unwrap();
+    c.execute_batch("CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, price REAL, data BLOB, note TEXT); CREATE VIEW v_zero AS SELECT zeroblob(900000000) AS z;")
+        .unwrap();
+    if name != "v_zero" {
+        c.execute_batch(statement).unwrap();
+    }
+    let sql: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut m: Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    m["schemaStatements"]
+        .as_array_mut()
+        .expect("the manifest lists its schema statements")
+        .push(serde_json::json!({
+            "type": kind,
+            "name": name,
+            "tblName": if kind == "view" { name } else { "items" },
+            "sha256": hex::encode(Sha256::digest(sql.as_bytes())),
+        }));
+    std::fs::write(manifest, serde_json::to_vec(&m).unwrap()).unwrap();
 }

@@ -274,6 +274,31 @@ fn a_restore_from_a_manifest_and_the_latest_and_of_some_tables() {
         work.path().join("l4.db").to_str().unwrap(),
     ]));
     assert!(e.contains("/nowhere.db"), "{e}");
+    // --database with a dump id (or a manifest) would be ignored: refused, nothing written.
+    let ignored = work.path().join("l5.db");
+    let usage_error = |o: Output| {
+        assert_eq!(o.status.code(), Some(2), "a usage error");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let e = usage_error(restore(
+        &of_other,
+        &out,
+        &ignored,
+        &["--database", src.to_str().unwrap()],
+    ));
+    assert!(e.contains("--database") && e.contains("--latest"), "{e}");
+    assert!(!ignored.exists());
+    let e = usage_error(run(&[
+        "restore",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--database",
+        src.to_str().unwrap(),
+        "--into",
+        ignored.to_str().unwrap(),
+    ]));
+    assert!(e.contains("--latest"), "{e}");
+    assert!(!ignored.exists());
     // --tables: those tables only, with their rows.
     let some = work.path().join("some.db");
     ok(&restore(&old, &out, &some, &["--tables", "nums"]));
