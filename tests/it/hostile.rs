@@ -791,16 +791,7 @@ fn a_table_with_more_rows_than_its_manifest_declares_stops_the_restore() {
         m["longestLine"] = (1u64 << 20).into();
         std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
         let into = dir.path().join("restored.db");
-        let out = dir.path().join("out");
-        let args = [
-            "restore",
-            &id,
-            "--out",
-            out.to_str().unwrap(),
-            "--into",
-            into.to_str().unwrap(),
-        ];
-        let (code, printed, _) = run_measured(&args, &[]);
+        let (code, printed, _) = restore(dir.path(), &id);
         assert_ne!(code, Some(0), "{format}: {printed}");
         assert!(
             printed.contains("table \"items\" has more rows than the 50 its manifest declares"),
